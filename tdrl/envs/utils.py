@@ -1,0 +1,207 @@
+"""Env utilities: moving to the next step, checking specs, and the exploration mode.
+
+``ExplorationType`` and ``set_exploration_type`` are tensordict's interaction type under
+the names RL code uses: probabilistic modules from ``tensordict.nn`` and ``tdrl.modules``
+read the same global, so one ``with set_exploration_type(...)`` block drives all of them.
+
+Examples:
+    >>> from tdrl.testing import CountingEnv
+    >>> env = CountingEnv(max_steps=5)
+    >>> td = env.rand_step(env.reset())
+    >>> step_mdp(td)["observation"]
+    tensor([1.])
+    >>> with set_exploration_type(ExplorationType.MEAN):
+    ...     exploration_type()
+    <InteractionType.MEAN: 'mean'>
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from tensordict import TensorDictBase
+from tensordict.nn import InteractionType, set_interaction_type
+from tensordict.nn.probabilistic import interaction_type as _interaction_type
+
+from tdrl.specs import Composite, NestedKey
+
+if TYPE_CHECKING:
+    from tdrl.envs.common import EnvBase
+
+__all__ = [
+    "ExplorationType",
+    "set_exploration_type",
+    "exploration_type",
+    "step_mdp",
+    "check_env_specs",
+    "DONE_KEYS",
+]
+
+ExplorationType = InteractionType
+"""The exploration mode: ``RANDOM`` samples, ``MEAN``/``MODE``/``DETERMINISTIC`` do not."""
+
+set_exploration_type = set_interaction_type
+"""Context manager and decorator: ``with set_exploration_type(ExplorationType.MEAN): ...``."""
+
+DONE_KEYS = ("done", "terminated", "truncated")
+
+
+def exploration_type() -> ExplorationType | None:
+    """The exploration mode in force (``None`` outside any ``set_exploration_type`` block)."""
+    return _interaction_type()
+
+
+def _as_keys(keys: NestedKey | Sequence[NestedKey] | None) -> list:
+    if keys is None:
+        return []
+    if isinstance(keys, (str, tuple)):
+        return [keys]
+    return list(keys)
+
+
+def step_mdp(
+    tensordict: TensorDictBase,
+    next_tensordict: TensorDictBase | None = None,
+    keep_other: bool = True,
+    exclude_reward: bool = True,
+    exclude_done: bool = False,
+    exclude_action: bool = True,
+    reward_keys: NestedKey | Sequence[NestedKey] = "reward",
+    done_keys: NestedKey | Sequence[NestedKey] = DONE_KEYS,
+    action_keys: NestedKey | Sequence[NestedKey] = "action",
+) -> TensorDictBase:
+    """The TensorDict of the following step: ``"next"`` moved to the root.
+
+    Args:
+        tensordict: a TensorDict written by ``env.step`` (it has a ``"next"`` entry).
+        next_tensordict: if given, the result is written into it (in place).
+        keep_other: keep root entries that ``"next"`` does not hold (e.g. a policy's
+            recurrent state), except the action.
+        exclude_reward: drop the reward from the result.
+        exclude_done: drop the done flags from the result.
+        exclude_action: drop the action from the result.
+        reward_keys: the reward entries.
+        done_keys: the done entries.
+        action_keys: the action entries.
+
+    Returns:
+        A new TensorDict sharing its tensors with ``tensordict["next"]`` (no copy).
+
+    Raises:
+        KeyError: when ``tensordict`` has no ``"next"`` entry.
+    """
+    nxt = tensordict.get("next", None)
+    if nxt is None:
+        raise KeyError(
+            f"step_mdp needs a 'next' entry (written by env.step); the tensordict has keys "
+            f"{sorted(map(str, tensordict.keys()))}. Call env.step(td) first."
+        )
+    out = nxt.copy()
+    drop = []
+    if exclude_reward:
+        drop += _as_keys(reward_keys)
+    if exclude_done:
+        drop += _as_keys(done_keys)
+    if drop:
+        out = out.exclude(*drop)
+    if keep_other:
+        skip = set(_as_keys(action_keys)) if exclude_action else set()
+        skip.add("next")
+        for key in tensordict.keys():
+            if key not in skip and key not in out.keys():
+                out.set(key, tensordict.get(key))
+    if next_tensordict is not None:
+        return next_tensordict.update(out)
+    return out
+
+
+def _check_entries(spec: Composite, data: TensorDictBase, where: str, strict: bool) -> None:
+    spec_keys = set(spec.keys(True, True))
+    for key in spec_keys:
+        leaf = spec[key]
+        shown = (where, *key) if isinstance(key, tuple) else (where, key) if where else key
+        if key not in data.keys(True, True):
+            raise ValueError(
+                f"check_env_specs: the spec declares {shown!r} but the env did not write it "
+                f"(it wrote {sorted(map(str, data.keys(True, True)))}). Write the entry in "
+                f"_step/_reset, or remove it from the spec."
+            )
+        value = data.get(key)
+        expected_shape = (*data.batch_size, *leaf.shape[len(spec.shape) :])
+        if tuple(value.shape) != expected_shape:
+            raise ValueError(
+                f"check_env_specs: {shown!r} has shape {tuple(value.shape)} but its spec says "
+                f"{expected_shape} (spec {leaf}). Fix the spec or the data the env writes."
+            )
+        if value.dtype != leaf.dtype:
+            raise ValueError(
+                f"check_env_specs: {shown!r} has dtype {value.dtype} but its spec says {leaf.dtype}. "
+                f"Cast the data or change the spec's dtype."
+            )
+        why = leaf.mismatch(value)
+        if why is not None:
+            raise ValueError(f"check_env_specs: {shown!r} is outside its spec: {why}. Spec: {leaf}")
+    if strict:
+        extra = [k for k in data.keys(True, True) if k not in spec_keys]
+        if extra:
+            raise ValueError(
+                f"check_env_specs: the env wrote {extra} under {where or 'the root'!r} but no spec "
+                f"declares them. A transform that adds or renames an entry must update the spec "
+                f"(transform_observation_spec & co)."
+            )
+
+
+def check_env_specs(
+    env: EnvBase,
+    return_contiguous: bool = True,
+    check_dtype: bool = True,
+    seed: int | None = None,
+    num_steps: int = 3,
+) -> None:
+    """Run a short rollout and check every entry against the env's specs.
+
+    Each entry the env writes must be declared by a spec with the same shape (batch dims
+    included), dtype and domain; each declared entry must be written. The first mismatch
+    raises a ``ValueError`` naming the key, the expected and the found value.
+
+    Args:
+        env: the env to check.
+        return_contiguous: kept for TorchRL compatibility (rollouts are always contiguous).
+        check_dtype: kept for TorchRL compatibility (dtypes are always checked).
+        seed: if given, seed the env first.
+        num_steps: how many steps to run.
+
+    Raises:
+        ValueError: the first entry whose data does not match its spec.
+
+    Examples:
+        >>> from tdrl.testing import CountingEnv
+        >>> check_env_specs(CountingEnv())
+    """
+    if seed is not None:
+        env.set_seed(seed)
+    rollout = env.rollout(num_steps, break_when_any_done=False, auto_reset=True)
+    root_spec = Composite(shape=env.batch_size)
+    root_spec.update(env.full_observation_spec.clone())
+    root_spec.update(env.full_done_spec.clone())
+    root_spec.update(env.full_state_spec.clone())
+    root_spec.update(env.full_action_spec.clone())
+    next_spec = Composite(shape=env.batch_size)
+    next_spec.update(env.full_observation_spec.clone())
+    next_spec.update(env.full_done_spec.clone())
+    next_spec.update(env.full_reward_spec.clone())
+    next_spec.update(env.full_state_spec.clone())
+    root_spec = root_spec.expand(*rollout.batch_size)
+    next_spec = next_spec.expand(*rollout.batch_size)
+    root = rollout.exclude("next")
+    _check_entries(next_spec, rollout.get("next").exclude(*env.full_state_spec.keys()), "next", strict=True)
+    extra_root = [
+        k for k in root.keys(True, True)
+        if k not in root_spec.keys(True, True) and k not in next_spec.keys(True, True)
+    ]
+    if extra_root:
+        raise ValueError(
+            f"check_env_specs: the env wrote {extra_root} at the root but no spec declares them. "
+            f"Declare them in observation_spec (or state_spec for inputs)."
+        )
+    _check_entries(root_spec.exclude(*env.full_state_spec.keys()), root, "", strict=False)
