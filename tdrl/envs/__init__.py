@@ -1,3 +1,20 @@
-"""(being built)"""
+"""Environments: the EnvBase API, utilities, transforms, batched envs and backends."""
 
-__all__: list[str] = []
+from tdrl.envs.common import EnvBase, make_composite_from_td
+from tdrl.envs.utils import (
+    ExplorationType,
+    check_env_specs,
+    exploration_type,
+    set_exploration_type,
+    step_mdp,
+)
+
+__all__ = [
+    "EnvBase",
+    "make_composite_from_td",
+    "ExplorationType",
+    "check_env_specs",
+    "exploration_type",
+    "set_exploration_type",
+    "step_mdp",
+]

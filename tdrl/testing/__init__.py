@@ -1,3 +1,6 @@
-"""(being built)"""
+"""Mock envs and contract-test mixins shipped with tdrl (used by its tests, usable by yours)."""
 
-__all__: list[str] = []
+from tdrl.testing.contract import EnvContractTests
+from tdrl.testing.mocks import ContinuousActionMock, CountingEnv, FailingEnv, IdentityEnv, NestedKeyMock
+
+__all__ = ["EnvContractTests", "CountingEnv", "ContinuousActionMock", "IdentityEnv", "NestedKeyMock", "FailingEnv"]

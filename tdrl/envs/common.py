@@ -1,0 +1,506 @@
+"""EnvBase: the environment API every tdrl env implements.
+
+An env reads the root of a TensorDict (the action) and writes what follows under
+``"next"``: the observation, ``"reward"`` and the done flags ``"done"``,
+``"terminated"`` and ``"truncated"``. Its specs say, for every entry it reads or
+writes, the shape (batch dims first), dtype and domain.
+
+A subclass declares its specs in ``__init__`` and implements three methods:
+
+- ``_reset(tensordict) -> TensorDict``: the first observation (and done flags, which
+  default to False). For a batched env, ``tensordict["_reset"]`` (shape ``[*B, 1]``)
+  flags the sub-envs to reset; entries of the others are kept by ``reset``.
+- ``_step(tensordict) -> TensorDict``: reads the action, returns the next observation,
+  reward and done flags.
+- ``_set_seed(seed)``: seeds the simulator.
+
+Examples:
+    >>> from tdrl.testing import CountingEnv
+    >>> env = CountingEnv(max_steps=4)
+    >>> ro = env.rollout(10)
+    >>> ro.batch_size  # stops at the first done
+    torch.Size([4])
+    >>> ro["next", "observation"].squeeze(-1)
+    tensor([1., 2., 3., 4.])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import nn
+
+from tdrl.envs.utils import DONE_KEYS, step_mdp
+from tdrl.specs import Categorical, Composite, NestedKey, TensorSpec, Unbounded
+
+__all__ = ["EnvBase", "make_composite_from_td"]
+
+_NO_ACTION = (
+    "{env}.step: the tensordict has no action entry {key!r} (it has keys {keys}). "
+    "Set it first (td[{key!r}] = ...), use env.rand_step(td), or pass a policy that writes it."
+)
+_BAD_ACTION_SHAPE = (
+    "{env}.step: action {key!r} has shape {actual}, expected {expected} "
+    "(env batch_size {batch} + action spec {spec}). Reshape the action or fix the policy's output."
+)
+_BAD_ACTION_DTYPE = (
+    "{env}.step: action {key!r} has dtype {actual}, expected {expected} (from the action spec). "
+    "Cast it with .to({expected}) or build the policy for this spec."
+)
+_NOT_RESET = "{env}.step was called before env.reset(): call td = env.reset() first."
+
+
+def _new_td(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
+    """A TensorDict from already-valid tensors, skipping the constructor's checks."""
+    return TensorDict._new_unsafe(source, batch_size=batch_size, device=device)
+
+
+def make_composite_from_td(td: TensorDictBase) -> Composite:
+    """A Composite of Unbounded specs describing ``td``'s structure (shapes, dtypes)."""
+    spec = Composite(shape=td.batch_size)
+    for key, value in td.items():
+        if isinstance(value, TensorDictBase):
+            spec[key] = make_composite_from_td(value)
+        else:
+            spec[key] = Unbounded(shape=value.shape, dtype=value.dtype, device=value.device)
+    return spec
+
+
+def _done_spec(batch_size: torch.Size, device: torch.device) -> Composite:
+    leaf = Categorical(2, shape=(*batch_size, 1), dtype=torch.bool, device=device)
+    return Composite({k: leaf.clone() for k in DONE_KEYS}, shape=batch_size)
+
+
+class EnvBase(nn.Module):
+    """Base class of tdrl environments.
+
+    Args:
+        device: where the env's tensors live (default CPU).
+        batch_size: the env's batch shape: ``[]`` for one env, ``[N]`` for N envs
+            stepped together.
+
+    Attributes:
+        output_spec: Composite holding ``full_observation_spec``, ``full_reward_spec`` and
+            ``full_done_spec``.
+        input_spec: Composite holding ``full_action_spec`` and ``full_state_spec``.
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str | None = None,
+        batch_size: torch.Size | tuple | list | None = None,
+    ) -> None:
+        super().__init__()
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.batch_size = torch.Size(batch_size or ())
+        self.output_spec = Composite(
+            full_observation_spec=Composite(shape=self.batch_size),
+            full_reward_spec=Composite(
+                reward=Unbounded(shape=(*self.batch_size, 1), device=self.device), shape=self.batch_size
+            ),
+            full_done_spec=_done_spec(self.batch_size, self.device),
+            shape=self.batch_size,
+        )
+        self.input_spec = Composite(
+            full_action_spec=Composite(shape=self.batch_size),
+            full_state_spec=Composite(shape=self.batch_size),
+            shape=self.batch_size,
+        )
+        self._is_reset = False
+        self._action_checks: list | None = None
+
+    # --- specs ---------------------------------------------------------------------------
+    def _set_spec(self, holder: Composite, slot: str, default_key: str, spec: Any, what: str) -> None:
+        if isinstance(spec, TensorSpec):
+            spec = Composite({default_key: spec}, shape=self.batch_size)
+        if not isinstance(spec, Composite):
+            raise TypeError(f"{type(self).__name__}.{what} must be a spec, got {type(spec).__name__}")
+        if spec.shape != self.batch_size:
+            spec = self._rebatch(spec, what)
+        for key in spec.keys(True, True):
+            leaf = spec[key]
+            if leaf.shape[: len(self.batch_size)] != self.batch_size:
+                raise ValueError(
+                    f"{type(self).__name__}.{what}[{key!r}] has shape {tuple(leaf.shape)}, which does not "
+                    f"start with the env's batch_size {tuple(self.batch_size)}. Give it shape "
+                    f"{tuple(self.batch_size) + tuple(leaf.shape)} (or spec.expand(*batch_size, *shape))."
+                )
+        holder[slot] = spec
+        self._action_checks = None
+
+    def _rebatch(self, spec: Composite, what: str) -> Composite:
+        if spec.shape == self.batch_size[: len(spec.shape)]:
+            out = Composite(shape=self.batch_size)
+            for key in spec.keys():
+                out[key] = spec[key] if isinstance(spec[key], TensorSpec) else self._rebatch(spec[key], what)
+            return out
+        raise ValueError(
+            f"{type(self).__name__}.{what} has batch shape {tuple(spec.shape)}, but the env's batch_size "
+            f"is {tuple(self.batch_size)}. Build the Composite with shape={tuple(self.batch_size)}."
+        )
+
+    @property
+    def full_observation_spec(self) -> Composite:
+        return self.output_spec["full_observation_spec"]
+
+    @full_observation_spec.setter
+    def full_observation_spec(self, spec: Composite) -> None:
+        self._set_spec(self.output_spec, "full_observation_spec", "observation", spec, "observation_spec")
+
+    observation_spec = full_observation_spec
+
+    @property
+    def full_reward_spec(self) -> Composite:
+        return self.output_spec["full_reward_spec"]
+
+    @full_reward_spec.setter
+    def full_reward_spec(self, spec: TensorSpec | Composite) -> None:
+        self._set_spec(self.output_spec, "full_reward_spec", "reward", spec, "reward_spec")
+
+    @property
+    def reward_spec(self) -> TensorSpec | Composite:
+        """The reward's spec (the Composite when there are several rewards)."""
+        full = self.full_reward_spec
+        keys = full.keys(True, True)
+        return full[keys[0]] if len(keys) == 1 else full
+
+    @reward_spec.setter
+    def reward_spec(self, spec: TensorSpec | Composite) -> None:
+        self.full_reward_spec = spec
+
+    @property
+    def full_done_spec(self) -> Composite:
+        return self.output_spec["full_done_spec"]
+
+    @full_done_spec.setter
+    def full_done_spec(self, spec: TensorSpec | Composite) -> None:
+        if isinstance(spec, TensorSpec):
+            spec = Composite({k: spec.clone() for k in DONE_KEYS}, shape=self.batch_size)
+        self._set_spec(self.output_spec, "full_done_spec", "done", spec, "done_spec")
+
+    done_spec = full_done_spec
+
+    @property
+    def full_action_spec(self) -> Composite:
+        return self.input_spec["full_action_spec"]
+
+    @full_action_spec.setter
+    def full_action_spec(self, spec: TensorSpec | Composite) -> None:
+        self._set_spec(self.input_spec, "full_action_spec", "action", spec, "action_spec")
+
+    @property
+    def action_spec(self) -> TensorSpec | Composite:
+        """The action's spec (the Composite when there are several action entries)."""
+        full = self.full_action_spec
+        keys = full.keys(True, True)
+        return full[keys[0]] if len(keys) == 1 else full
+
+    @action_spec.setter
+    def action_spec(self, spec: TensorSpec | Composite) -> None:
+        self.full_action_spec = spec
+
+    @property
+    def full_state_spec(self) -> Composite:
+        return self.input_spec["full_state_spec"]
+
+    @full_state_spec.setter
+    def full_state_spec(self, spec: Composite) -> None:
+        self._set_spec(self.input_spec, "full_state_spec", "state", spec, "state_spec")
+
+    state_spec = full_state_spec
+
+    @property
+    def action_keys(self) -> list:
+        return self.full_action_spec.keys(True, True)
+
+    @property
+    def action_key(self) -> NestedKey:
+        return self.action_keys[0]
+
+    @property
+    def reward_keys(self) -> list:
+        return self.full_reward_spec.keys(True, True)
+
+    @property
+    def reward_key(self) -> NestedKey:
+        return self.reward_keys[0]
+
+    @property
+    def done_keys(self) -> list:
+        return self.full_done_spec.keys(True, True)
+
+    @property
+    def observation_keys(self) -> list:
+        return self.full_observation_spec.keys(True, True)
+
+    @property
+    def batch_dims(self) -> int:
+        return len(self.batch_size)
+
+    # --- the API ---------------------------------------------------------------------------
+    def reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        """Reset the env and return the first step's TensorDict.
+
+        Args:
+            tensordict: optional input. For a batched env, its ``"_reset"`` entry (bool,
+                shape ``[*B, 1]``) selects the sub-envs to reset; the others keep the
+                values ``tensordict`` holds. Other root entries (e.g. a policy's recurrent
+                state) are carried over.
+            **kwargs: passed to ``_reset``.
+
+        Returns:
+            A TensorDict of batch size ``env.batch_size`` with the observation and done flags.
+        """
+        mask = None
+        if tensordict is not None:
+            mask = tensordict.get("_reset", None)
+        out = self._reset(tensordict, **kwargs)
+        for key in self.done_keys:
+            if key not in out.keys(True, True):
+                out.set(key, torch.zeros((*self.batch_size, 1), dtype=torch.bool, device=self.device))
+        if tensordict is not None:
+            if mask is not None and self.batch_size and not bool(mask.all()):
+                out = self._keep_unreset(out, tensordict, mask)
+            for key in tensordict.keys():
+                if key not in ("next", "_reset") and key not in out.keys() and key not in self.action_keys:
+                    out.set(key, tensordict.get(key))
+        self._is_reset = True
+        return out
+
+    def _keep_unreset(self, out: TensorDictBase, old: TensorDictBase, mask: torch.Tensor) -> TensorDictBase:
+        for key in out.keys(True, True):
+            if key in old.keys(True, True):
+                new_v, old_v = out.get(key), old.get(key)
+                m = mask.reshape(*mask.shape[: self.batch_dims], *([1] * (new_v.ndim - self.batch_dims)))
+                out.set(key, torch.where(m, new_v, old_v))
+        return out
+
+    def _prepare_action_checks(self) -> list:
+        checks = []
+        for key in self.action_keys:
+            spec = self.full_action_spec[key]
+            checks.append((key, spec.shape, spec.dtype))
+        self._action_checks = checks
+        return checks
+
+    def step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Apply ``tensordict``'s action and write the result under ``"next"``.
+
+        Args:
+            tensordict: the current step, holding the action (see ``action_spec``).
+
+        Returns:
+            ``tensordict``, with ``"next"`` set to the next observation, reward and done flags.
+
+        Raises:
+            RuntimeError: when the env was never reset.
+            KeyError: when the action entry is missing.
+            ValueError: when the action has the wrong shape or dtype.
+        """
+        if not self._is_reset:
+            raise RuntimeError(_NOT_RESET.format(env=type(self).__name__))
+        checks = self._action_checks or self._prepare_action_checks()
+        for key, shape, dtype in checks:
+            action = tensordict.get(key, None)
+            if action is None:
+                raise KeyError(
+                    _NO_ACTION.format(env=type(self).__name__, key=key, keys=sorted(map(str, tensordict.keys())))
+                )
+            if action.shape != shape:
+                raise ValueError(
+                    _BAD_ACTION_SHAPE.format(
+                        env=type(self).__name__, key=key, actual=tuple(action.shape), expected=tuple(shape),
+                        batch=tuple(self.batch_size), spec=tuple(shape[self.batch_dims :]),
+                    )
+                )
+            if action.dtype != dtype:
+                if action.dtype.is_floating_point and dtype.is_floating_point:
+                    tensordict.set(key, action.to(dtype))
+                else:
+                    raise ValueError(
+                        _BAD_ACTION_DTYPE.format(env=type(self).__name__, key=key, actual=action.dtype, expected=dtype)
+                    )
+        next_td = self._step(tensordict)
+        tensordict.set("next", next_td)
+        return tensordict
+
+    def step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        """Step, then build the root of the following step, resetting the sub-envs that are done.
+
+        Returns:
+            ``(tensordict, next_root)``: the stepped input (with ``"next"``) and the
+            TensorDict to feed the policy at the following step.
+        """
+        tensordict = self.step(tensordict)
+        return tensordict, self._next_root(tensordict)
+
+    def _next_root(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """The root of the step after ``tensordict`` (already stepped), done sub-envs reset."""
+        root = step_mdp(tensordict)
+        done = root.get("done")
+        if done.any():
+            if self.batch_size:
+                root.set("_reset", done.clone())
+            root = self.reset(root)
+        return root
+
+    def rand_action(self, tensordict: TensorDictBase | None = None) -> TensorDictBase:
+        """Write a random action drawn from the action spec into ``tensordict``."""
+        if tensordict is None:
+            tensordict = TensorDict({}, batch_size=self.batch_size, device=self.device)
+        for key in self.action_keys:
+            tensordict.set(key, self.full_action_spec[key].rand())
+        return tensordict
+
+    def rand_step(self, tensordict: TensorDictBase | None = None) -> TensorDictBase:
+        """Step with a random action (resetting first when ``tensordict`` is None)."""
+        if tensordict is None:
+            tensordict = self.reset()
+        return self.step(self.rand_action(tensordict))
+
+    def set_seed(self, seed: int | None = None, static_seed: bool = False) -> int | None:
+        """Seed the env; returns the next seed to use for another env (``seed + 1``)."""
+        self._set_seed(seed)
+        if seed is None:
+            return None
+        return int(seed) + 1
+
+    def fake_tensordict(self) -> TensorDictBase:
+        """A zero-filled TensorDict with every entry the env reads and writes, ``"next"`` included."""
+        root = self.full_observation_spec.zero()
+        root.update(self.full_done_spec.zero())
+        root.update(self.full_state_spec.zero())
+        root.update(self.full_action_spec.zero())
+        nxt = self.full_observation_spec.zero()
+        nxt.update(self.full_done_spec.zero())
+        nxt.update(self.full_reward_spec.zero())
+        root.set("next", nxt)
+        return root
+
+    def close(self) -> None:
+        """Release the simulator's resources. Safe to call twice."""
+        self._is_reset = False
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
+            pass
+
+    # --- rollouts --------------------------------------------------------------------------
+    def rollout(
+        self,
+        max_steps: int,
+        policy: Callable[[TensorDictBase], TensorDictBase] | None = None,
+        callback: Callable[[EnvBase, TensorDictBase], Any] | None = None,
+        auto_reset: bool = True,
+        break_when_any_done: bool = True,
+        tensordict: TensorDictBase | None = None,
+        return_contiguous: bool = True,
+        break_when_all_done: bool = False,
+        set_truncated: bool = False,
+    ) -> TensorDictBase:
+        """Run up to ``max_steps`` steps and stack them along a new last batch dim.
+
+        Args:
+            max_steps: the number of steps.
+            policy: reads the root and writes the action; ``None`` draws random actions
+                from the action spec.
+            callback: called as ``callback(env, td)`` after each step.
+            auto_reset: reset before the first step (else ``tensordict`` is the start).
+            break_when_any_done: stop after the first step where any sub-env is done; when
+                False, done sub-envs are reset and the rollout goes on.
+            tensordict: the starting TensorDict (with ``auto_reset=False``), or the input
+                of the first reset.
+            return_contiguous: kept for TorchRL compatibility; the result is always one
+                tensor per key.
+            break_when_all_done: stop when every sub-env is done.
+            set_truncated: mark the last step as truncated (and done) if it is not done.
+
+        Returns:
+            A TensorDict of batch size ``[*env.batch_size, steps]`` with a ``"next"`` entry.
+
+        Raises:
+            ValueError: ``max_steps`` < 1, or ``auto_reset=False`` without a tensordict.
+        """
+        if max_steps < 1:
+            raise ValueError(f"rollout: max_steps must be >= 1, got {max_steps}.")
+        if auto_reset:
+            td = self.reset(tensordict)
+        elif tensordict is None:
+            raise ValueError("rollout(auto_reset=False) needs tensordict= the step to start from (e.g. env.reset()).")
+        else:
+            td = tensordict
+        fast = None
+        if policy is None and callback is None and not set_truncated:
+            fast = self._rollout_fast(td, max_steps, break_when_any_done)
+        if fast is not None:
+            return fast
+        return self._rollout_loop(td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated)
+
+    def _rollout_fast(self, td: TensorDictBase, max_steps: int, break_when_any_done: bool) -> TensorDictBase | None:
+        """Backends may run a policy-free rollout without per-step TensorDicts; None = not supported."""
+        return None
+
+    def _rollout_loop(self, td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated):
+        out = None
+        writers: list = []
+        time_dim = self.batch_dims
+        steps = max_steps
+        for t in range(max_steps):
+            td = policy(td) if policy is not None else self.rand_action(td)
+            td = self.step(td)
+            if callback is not None:
+                callback(self, td)
+            if out is None:
+                out = td.unsqueeze(time_dim).expand(*self.batch_size, max_steps).clone()
+                writers = [(key, out.get(key)) for key in td.keys(True, True)]
+            if not self._write_step(writers, td, t, time_dim):
+                out[(slice(None),) * time_dim + (t,)] = td
+            done = td.get(("next", "done"))
+            if (break_when_any_done and done.any()) or (break_when_all_done and done.all()):
+                steps = t + 1
+                break
+            if t < max_steps - 1:
+                if break_when_any_done:
+                    td = step_mdp(td)
+                else:
+                    td = self._next_root(td)
+        if steps < max_steps:
+            out = out[(slice(None),) * time_dim + (slice(0, steps),)].clone()
+        if set_truncated:
+            last = (slice(None),) * time_dim + (-1,)
+            for key in ("truncated", "done"):
+                if ("next", key) in out.keys(True, True):
+                    out.get(("next", key))[last] = True
+        return out
+
+    @staticmethod
+    def _write_step(writers: list, td: TensorDictBase, t: int, time_dim: int) -> bool:
+        if len(writers) != len(td.keys(True, True)):
+            return False
+        for key, dst in writers:
+            src = td.get(key, None)
+            if src is None or src.shape != dst.shape[:time_dim] + dst.shape[time_dim + 1 :]:
+                return False
+            dst.select(time_dim, t).copy_(src)
+        return True
+
+    # --- to implement --------------------------------------------------------------------
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
+        raise NotImplementedError(f"{type(self).__name__} must implement _reset(tensordict) -> TensorDict")
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        raise NotImplementedError(f"{type(self).__name__} must implement _step(tensordict) -> TensorDict")
+
+    def _set_seed(self, seed: int | None) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _set_seed(seed)")
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(batch_size={tuple(self.batch_size)}, device={self.device},\n"
+            f"  observation_spec={self.full_observation_spec},\n  action_spec={self.action_spec},\n"
+            f"  reward_spec={self.reward_spec})"
+        )

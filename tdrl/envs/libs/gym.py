@@ -1,0 +1,458 @@
+"""Gymnasium backend: ``GymEnv(name)`` and ``GymWrapper(gym_env)``.
+
+Spaces become specs (Box -> Bounded/Unbounded, Discrete -> OneHot or Categorical,
+MultiDiscrete -> MultiOneHot or MultiCategorical, MultiBinary -> Binary, Dict and Tuple
+-> Composite); observations keep their dtype (float64 for MuJoCo); gymnasium's
+``terminated``/``truncated`` become the done keys. ``GymEnv(name, num_envs=N)`` wraps a
+gymnasium vector env with batch size ``[N]``; its autoreset is disabled and tdrl resets
+the finished sub-envs itself, so no frame of a finished episode leaks into the next.
+
+Examples:
+    >>> env = GymEnv("Pendulum-v1")
+    >>> env.action_spec
+    Bounded(shape=(1,), dtype=torch.float32, device=cpu, low=-2.0, high=2.0)
+    >>> env.set_seed(0)
+    1
+    >>> env.rollout(3)["next", "observation"].shape
+    torch.Size([3, 3])
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from tdrl.envs.common import EnvBase, _new_td
+from tdrl.specs import (
+    Binary,
+    Bounded,
+    Categorical,
+    Composite,
+    MultiCategorical,
+    MultiOneHot,
+    OneHot,
+    TensorSpec,
+    Unbounded,
+)
+
+__all__ = ["GymEnv", "GymWrapper", "space_to_spec"]
+
+_TORCH_DTYPES = {
+    np.dtype("float64"): torch.float64,
+    np.dtype("float32"): torch.float32,
+    np.dtype("float16"): torch.float16,
+    np.dtype("int64"): torch.int64,
+    np.dtype("int32"): torch.int32,
+    np.dtype("int16"): torch.int16,
+    np.dtype("int8"): torch.int8,
+    np.dtype("uint8"): torch.uint8,
+    np.dtype("bool"): torch.bool,
+}
+
+
+def _gym():
+    try:
+        import gymnasium
+    except ImportError as err:  # pragma: no cover - gymnasium is a core dependency
+        raise ImportError("tdrl's gym backend needs gymnasium: pip install gymnasium") from err
+    return gymnasium
+
+
+def _torch_dtype(dtype: Any) -> torch.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in _TORCH_DTYPES:
+        raise TypeError(f"no torch dtype for numpy dtype {dtype}")
+    return _TORCH_DTYPES[dtype]
+
+
+def space_to_spec(
+    space: Any, batch_size: Sequence[int] = (), categorical_action_encoding: bool = False, device: Any = None
+) -> TensorSpec | Composite:
+    """Translate a gymnasium space into a tdrl spec with leading dims ``batch_size``.
+
+    Args:
+        space: a gymnasium space (Box, Discrete, MultiDiscrete, MultiBinary, Dict, Tuple).
+        batch_size: leading dims (e.g. ``[N]`` for a vector env's single space).
+        categorical_action_encoding: Discrete -> ``Categorical`` (an index) instead of
+            ``OneHot``; MultiDiscrete -> ``MultiCategorical`` instead of ``MultiOneHot``.
+        device: where the spec's tensors live.
+
+    Raises:
+        TypeError: for a space type tdrl does not know.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> space_to_spec(gym.spaces.Discrete(3), categorical_action_encoding=True)
+        Categorical(shape=(), dtype=torch.int64, device=cpu, n=3)
+    """
+    spaces = _gym().spaces
+    b = tuple(batch_size)
+    if isinstance(space, spaces.Box):
+        dtype = _torch_dtype(space.dtype)
+        low = torch.as_tensor(space.low)
+        high = torch.as_tensor(space.high)
+        shape = (*b, *space.shape)
+        if torch.isfinite(low).all() and torch.isfinite(high).all():
+            return Bounded(low.expand(shape), high.expand(shape), shape=shape, dtype=dtype, device=device)
+        return Unbounded(shape=shape, dtype=dtype, device=device)
+    if isinstance(space, spaces.Discrete):
+        if categorical_action_encoding:
+            return Categorical(int(space.n), shape=b, device=device)
+        return OneHot(int(space.n), shape=(*b, int(space.n)), device=device, dtype=torch.int64)
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = torch.as_tensor(space.nvec)
+        if categorical_action_encoding or nvec.ndim > 1:
+            return MultiCategorical(nvec.expand(*b, *nvec.shape), shape=(*b, *nvec.shape), device=device)
+        return MultiOneHot(nvec.tolist(), shape=(*b, int(nvec.sum())), device=device, dtype=torch.int64)
+    if isinstance(space, spaces.MultiBinary):
+        shape = (*b, *np.atleast_1d(space.n))
+        return Binary(shape=shape, device=device, dtype=torch.int8)
+    if isinstance(space, spaces.Dict):
+        return Composite(
+            {k: space_to_spec(s, b, categorical_action_encoding, device) for k, s in space.spaces.items()}, shape=b
+        )
+    if isinstance(space, spaces.Tuple):
+        return Composite(
+            {str(i): space_to_spec(s, b, categorical_action_encoding, device) for i, s in enumerate(space.spaces)},
+            shape=b,
+        )
+    raise TypeError(
+        f"space_to_spec: gymnasium space {type(space).__name__} is not supported "
+        f"(supported: Box, Discrete, MultiDiscrete, MultiBinary, Dict, Tuple)."
+    )
+
+
+class GymWrapper(EnvBase):
+    """Wrap an existing gymnasium env (or vector env) as a tdrl env.
+
+    Args:
+        env: a ``gymnasium.Env`` or ``gymnasium.vector.VectorEnv``. A vector env must have
+            its autoreset disabled (``GymEnv(name, num_envs=N)`` does this for you).
+        categorical_action_encoding: discrete actions as indices (``Categorical``) instead
+            of one-hot vectors (``OneHot``, TorchRL's default).
+        device: where the output tensors live (gymnasium itself always runs on CPU).
+        frame_skip: repeat each action this many times, summing rewards.
+        from_pixels: add a ``"pixels"`` entry (uint8 ``[H, W, 3]``) rendered each step;
+            the env must have been made with ``render_mode="rgb_array"``.
+        pixels_only: with ``from_pixels``, drop the state observation.
+        info_keys: entries of gymnasium's ``info`` dict to copy into the output (e.g.
+            ``["x_position"]``); their specs are read off a probe step at construction.
+
+    Examples:
+        >>> import gymnasium as gym
+        >>> env = GymWrapper(gym.make("CartPole-v1"), categorical_action_encoding=True)
+        >>> env.action_spec
+        Categorical(shape=(), dtype=torch.int64, device=cpu, n=2)
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        categorical_action_encoding: bool = False,
+        device: Any = None,
+        frame_skip: int = 1,
+        from_pixels: bool = False,
+        pixels_only: bool = False,
+        info_keys: Sequence[str] | None = None,
+    ) -> None:
+        gym = _gym()
+        self._env = env
+        self.is_vector = isinstance(env, gym.vector.VectorEnv)
+        batch_size = (env.num_envs,) if self.is_vector else ()
+        super().__init__(device=device, batch_size=batch_size)
+        if frame_skip < 1:
+            raise ValueError(f"GymWrapper: frame_skip must be >= 1, got {frame_skip}.")
+        if pixels_only and not from_pixels:
+            raise ValueError("GymWrapper: pixels_only=True needs from_pixels=True.")
+        if from_pixels and getattr(env, "render_mode", None) != "rgb_array":
+            raise ValueError(
+                f"GymWrapper(from_pixels=True) needs an env made with render_mode='rgb_array', got "
+                f"{getattr(env, 'render_mode', None)!r}. Use GymEnv(name, from_pixels=True) or "
+                f"gym.make(name, render_mode='rgb_array')."
+            )
+        if self.is_vector:
+            mode = env.metadata.get("autoreset_mode", None)
+            if mode is not None and getattr(mode, "name", str(mode)) != "DISABLED":
+                raise ValueError(
+                    f"GymWrapper: the vector env's autoreset_mode is {mode}; tdrl resets finished sub-envs "
+                    f"itself and needs it DISABLED. Build it with GymEnv(name, num_envs=N) or "
+                    f"gym.make_vec(..., vector_kwargs={{'autoreset_mode': gym.vector.AutoresetMode.DISABLED}})."
+                )
+        self.frame_skip = frame_skip
+        self.from_pixels = from_pixels
+        self.pixels_only = pixels_only
+        self.categorical_action_encoding = categorical_action_encoding
+        self.info_keys = list(info_keys or [])
+        self._seed: int | None = None
+        self._build_specs()
+
+    # --- construction ---------------------------------------------------------------------
+    @property
+    def env(self) -> Any:
+        """The wrapped gymnasium env."""
+        return self._env
+
+    def _build_specs(self) -> None:
+        env, b = self._env, self.batch_size
+        obs_space = env.single_observation_space if self.is_vector else env.observation_space
+        act_space = env.single_action_space if self.is_vector else env.action_space
+        obs = space_to_spec(obs_space, b, categorical_action_encoding=True, device=self.device)
+        obs_spec = obs if isinstance(obs, Composite) else Composite(observation=obs, shape=b)
+        self._obs_is_dict = isinstance(obs, Composite)
+        if self.pixels_only:
+            obs_spec = Composite(shape=b)
+        self.observation_spec = obs_spec
+        if self.from_pixels:
+            frame = self._render()
+            self.observation_spec["pixels"] = Bounded(0, 255, shape=frame.shape, dtype=torch.uint8, device=self.device)
+        self.action_spec = space_to_spec(act_space, b, self.categorical_action_encoding, device=self.device)
+        self.reward_spec = Unbounded(shape=(*b, 1), device=self.device)
+        self._action_leaf = self.action_spec if isinstance(self.action_spec, TensorSpec) else None
+        if self.info_keys:
+            self._probe_info()
+
+    def _probe_info(self) -> None:
+        env = self._env
+        env.reset()
+        _, _, _, _, info = env.step(env.action_space.sample())
+        missing = [k for k in self.info_keys if k not in info]
+        if missing:
+            raise KeyError(
+                f"GymWrapper: info_keys {missing} are not in the env's info dict, which has keys {sorted(info)}."
+            )
+        for key in self.info_keys:
+            value = torch.as_tensor(np.asarray(info[key]))
+            shape = value.shape if self.is_vector else value.shape
+            if not self.is_vector and value.ndim == 0:
+                shape = (1,)
+            self.observation_spec[key] = Unbounded(shape=shape, dtype=value.dtype, device=self.device)
+        self._is_reset = False
+
+    # --- conversions ----------------------------------------------------------------------
+    def _render(self) -> torch.Tensor:
+        frame = self._env.render()
+        if self.is_vector:
+            frame = np.stack(frame) if isinstance(frame, (list, tuple)) else frame
+        return torch.from_numpy(np.ascontiguousarray(frame))
+
+    def _obs_dict(self, obs: Any, info: dict | None) -> dict:
+        out: dict = {}
+        if not self.pixels_only:
+            if self._obs_is_dict:
+                out.update(self._flatten(obs))
+            else:
+                out["observation"] = torch.from_numpy(np.array(obs))
+        if self.from_pixels:
+            out["pixels"] = self._render()
+        if self.info_keys and info is not None:
+            for key in self.info_keys:
+                value = torch.as_tensor(np.asarray(info[key]))
+                out[key] = value.reshape(1) if (not self.is_vector and value.ndim == 0) else value
+        return out
+
+    def _flatten(self, obs: Any, prefix: tuple = ()) -> dict:
+        out: dict = {}
+        items = obs.items() if isinstance(obs, dict) else ((str(i), o) for i, o in enumerate(obs))
+        for key, value in items:
+            if isinstance(value, (dict, tuple)):
+                out.update(self._flatten(value, (*prefix, key)))
+            else:
+                out[(*prefix, key) if prefix else key] = torch.from_numpy(np.array(value))
+        return out
+
+    def _to_td(self, source: dict) -> TensorDict:
+        td = TensorDict(source, batch_size=self.batch_size) if any(isinstance(k, tuple) for k in source) else _new_td(
+            source, self.batch_size
+        )
+        return td if self.device.type == "cpu" else td.to(self.device)
+
+    def _action_to_numpy(self, action: torch.Tensor) -> np.ndarray:
+        spec = self._action_leaf
+        if isinstance(spec, OneHot):
+            action = action.argmax(-1)
+        elif isinstance(spec, MultiOneHot):
+            action = torch.stack([p.argmax(-1) for p in action.split(spec.nvec, -1)], -1)
+        return action.detach().cpu().numpy()
+
+    # --- EnvBase --------------------------------------------------------------------------
+    def _set_seed(self, seed: int | None) -> None:
+        self._seed = seed
+        if seed is not None:
+            self._env.action_space.seed(seed)
+            self._env.observation_space.seed(seed)
+
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
+        seed, self._seed = self._seed, None
+        if self.is_vector and tensordict is not None and "_reset" in tensordict.keys():
+            mask = tensordict.get("_reset").reshape(self.batch_size).cpu().numpy()
+            if not mask.all():
+                kwargs.setdefault("options", {})["reset_mask"] = mask
+        obs, info = self._env.reset(seed=seed, **kwargs)
+        source = self._obs_dict(obs, info if self.info_keys and self._info_ready(info) else None)
+        if self.info_keys and not self._info_ready(info):
+            for key in self.info_keys:
+                source[key] = self.observation_spec[key].zero()
+        return self._to_td(source)
+
+    def _info_ready(self, info: dict) -> bool:
+        return all(k in info for k in self.info_keys)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = self._action_to_numpy(tensordict.get("action"))
+        env = self._env
+        reward = 0.0
+        for _ in range(self.frame_skip):
+            obs, r, terminated, truncated, info = env.step(action)
+            reward = reward + r
+            if np.any(terminated) or np.any(truncated):
+                break
+        b = self.batch_size
+        source = self._obs_dict(obs, info)
+        source["reward"] = torch.from_numpy(np.asarray(reward, dtype=np.float32).reshape(*b, 1))
+        term = torch.from_numpy(np.asarray(terminated, dtype=bool).reshape(*b, 1))
+        trunc = torch.from_numpy(np.asarray(truncated, dtype=bool).reshape(*b, 1))
+        source["terminated"] = term
+        source["truncated"] = trunc
+        source["done"] = term | trunc
+        return self._to_td(source)
+
+    def _rollout_fast(self, td: TensorDictBase, max_steps: int, break_when_any_done: bool) -> TensorDictBase | None:
+        """A policy-free rollout writing gymnasium's numpy results straight into preallocated tensors.
+
+        Handles the common case (one env, a single array observation, on CPU); returns None
+        otherwise so that the generic loop runs.
+        """
+        if self.is_vector or self.from_pixels or self.info_keys or self._obs_is_dict or self.frame_skip != 1:
+            return None
+        if self.device.type != "cpu" or set(td.keys()) != {"observation", *self.done_keys}:
+            return None
+        actions = self.full_action_spec["action"].rand((max_steps,))
+        act_np = self._action_to_numpy(actions)
+        obs0 = td.get("observation")
+        observation = torch.empty((max_steps, *obs0.shape), dtype=obs0.dtype)
+        next_obs = torch.empty_like(observation)
+        reward = torch.empty((max_steps, 1), dtype=torch.float32)
+        term = torch.zeros((max_steps, 1), dtype=torch.bool)
+        trunc = torch.zeros((max_steps, 1), dtype=torch.bool)
+        root_np, obs_np = observation.numpy(), next_obs.numpy()
+        rew_np, term_np, trunc_np = reward.numpy(), term.numpy(), trunc.numpy()
+        step, reset = self._env.step, self._env.reset
+        current = obs0.numpy()
+        n = max_steps
+        for t in range(max_steps):
+            root_np[t] = current
+            current, r, te, tr, _ = step(act_np[t])
+            obs_np[t] = current
+            rew_np[t] = r
+            if te or tr:
+                term_np[t] = te
+                trunc_np[t] = tr
+                if break_when_any_done:
+                    n = t + 1
+                    break
+                current, _ = reset()
+        if n < max_steps:
+            observation, actions, next_obs, reward, term, trunc = (
+                x[:n].clone() for x in (observation, actions, next_obs, reward, term, trunc)
+            )
+        batch = torch.Size([n])
+        root_done = torch.zeros((n, 1), dtype=torch.bool)
+        nxt = _new_td(
+            {"observation": next_obs, "reward": reward, "done": term | trunc, "terminated": term, "truncated": trunc},
+            batch,
+        )
+        return _new_td(
+            {
+                "observation": observation, "action": actions, "done": root_done,
+                "terminated": root_done.clone(), "truncated": root_done.clone(), "next": nxt,
+            },
+            batch,
+        )
+
+    def close(self) -> None:
+        super().close()
+        env = getattr(self, "_env", None)
+        if env is not None:
+            env.close()
+
+
+def _suggest(name: str) -> str:
+    ids = list(_gym().envs.registry.keys())
+    close = difflib.get_close_matches(name, ids, n=3, cutoff=0.6)
+    return f" Did you mean {close}?" if close else " See gymnasium.envs.registry.keys() for the registered ids."
+
+
+class GymEnv(GymWrapper):
+    """Make a gymnasium env by id and wrap it.
+
+    Args:
+        env_name: a registered gymnasium id (``"InvertedDoublePendulum-v4"``, ``"CartPole-v1"``, ...).
+        num_envs: if given, a gymnasium vector env of that many copies (batch size ``[num_envs]``).
+        vectorization_mode: ``"sync"`` (one process) or ``"async"`` (one process per copy).
+        categorical_action_encoding: discrete actions as indices instead of one-hot.
+        device: where output tensors live.
+        frame_skip: repeat each action this many times.
+        from_pixels: add rendered ``"pixels"`` (the env is made with ``render_mode="rgb_array"``).
+        pixels_only: keep only the pixels.
+        info_keys: ``info`` entries to copy into the output.
+        **kwargs: passed to ``gymnasium.make``.
+
+    Raises:
+        ValueError: for an unknown id (with the closest registered ids).
+
+    Examples:
+        >>> env = GymEnv("CartPole-v1", num_envs=2, categorical_action_encoding=True)
+        >>> env.batch_size
+        torch.Size([2])
+        >>> env.close()
+    """
+
+    def __init__(
+        self,
+        env_name: str,
+        num_envs: int | None = None,
+        vectorization_mode: str = "sync",
+        categorical_action_encoding: bool = False,
+        device: Any = None,
+        frame_skip: int = 1,
+        from_pixels: bool = False,
+        pixels_only: bool = False,
+        info_keys: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        gym = _gym()
+        if env_name not in gym.envs.registry:
+            raise ValueError(f"GymEnv: unknown gymnasium id {env_name!r}.{_suggest(env_name)}")
+        if from_pixels:
+            kwargs.setdefault("render_mode", "rgb_array")
+        if num_envs is not None:
+            if num_envs < 1:
+                raise ValueError(f"GymEnv: num_envs must be >= 1, got {num_envs}.")
+            if vectorization_mode not in ("sync", "async"):
+                raise ValueError(f"GymEnv: vectorization_mode must be 'sync' or 'async', got {vectorization_mode!r}.")
+            env = gym.make_vec(
+                env_name,
+                num_envs=num_envs,
+                vectorization_mode=vectorization_mode,
+                vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
+                **kwargs,
+            )
+        else:
+            env = gym.make(env_name, **kwargs)
+        self.env_name = env_name
+        super().__init__(
+            env,
+            categorical_action_encoding=categorical_action_encoding,
+            device=device,
+            frame_skip=frame_skip,
+            from_pixels=from_pixels,
+            pixels_only=pixels_only,
+            info_keys=info_keys,
+        )
+
+    def __repr__(self) -> str:
+        return f"GymEnv(env={self.env_name!r}, batch_size={tuple(self.batch_size)}, device={self.device})"
