@@ -114,21 +114,24 @@ class EnvBase(nn.Module):
     # --- specs ---------------------------------------------------------------------------
     def _set_spec(self, holder: Composite, slot: str, default_key: str, spec: Any, what: str) -> None:
         if isinstance(spec, TensorSpec):
+            self._check_leaf_batch(default_key, spec, what)
             spec = Composite({default_key: spec}, shape=self.batch_size)
         if not isinstance(spec, Composite):
             raise TypeError(f"{type(self).__name__}.{what} must be a spec, got {type(spec).__name__}")
         if spec.shape != self.batch_size:
             spec = self._rebatch(spec, what)
         for key in spec.keys(True, True):
-            leaf = spec[key]
-            if leaf.shape[: len(self.batch_size)] != self.batch_size:
-                raise ValueError(
-                    f"{type(self).__name__}.{what}[{key!r}] has shape {tuple(leaf.shape)}, which does not "
-                    f"start with the env's batch_size {tuple(self.batch_size)}. Give it shape "
-                    f"{tuple(self.batch_size) + tuple(leaf.shape)} (or spec.expand(*batch_size, *shape))."
-                )
+            self._check_leaf_batch(key, spec[key], what)
         holder[slot] = spec
         self._action_checks = None
+
+    def _check_leaf_batch(self, key: NestedKey, leaf: TensorSpec, what: str) -> None:
+        if leaf.shape[: len(self.batch_size)] != self.batch_size:
+            raise ValueError(
+                f"{type(self).__name__}.{what}[{key!r}] has shape {tuple(leaf.shape)}, which does not "
+                f"start with the env's batch_size {tuple(self.batch_size)}. Give it shape "
+                f"{tuple(self.batch_size) + tuple(leaf.shape)} (or spec.expand(*batch_size, *shape))."
+            )
 
     def _rebatch(self, spec: Composite, what: str) -> Composite:
         if spec.shape == self.batch_size[: len(spec.shape)]:

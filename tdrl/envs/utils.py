@@ -52,6 +52,7 @@ def exploration_type() -> ExplorationType | None:
 
 
 def _as_keys(keys: NestedKey | Sequence[NestedKey] | None) -> list:
+    """A key or a list of keys as a list (a tuple of strings is one nested key)."""
     if keys is None:
         return []
     if isinstance(keys, (str, tuple)):
@@ -67,7 +68,7 @@ def step_mdp(
     exclude_done: bool = False,
     exclude_action: bool = True,
     reward_keys: NestedKey | Sequence[NestedKey] = "reward",
-    done_keys: NestedKey | Sequence[NestedKey] = DONE_KEYS,
+    done_keys: NestedKey | Sequence[NestedKey] | None = None,
     action_keys: NestedKey | Sequence[NestedKey] = "action",
 ) -> TensorDictBase:
     """The TensorDict of the following step: ``"next"`` moved to the root.
@@ -81,7 +82,7 @@ def step_mdp(
         exclude_done: drop the done flags from the result.
         exclude_action: drop the action from the result.
         reward_keys: the reward entries.
-        done_keys: the done entries.
+        done_keys: the done entries (default ``["done", "terminated", "truncated"]``).
         action_keys: the action entries.
 
     Returns:
@@ -101,7 +102,7 @@ def step_mdp(
     if exclude_reward:
         drop += _as_keys(reward_keys)
     if exclude_done:
-        drop += _as_keys(done_keys)
+        drop += list(DONE_KEYS) if done_keys is None else _as_keys(done_keys)
     if drop:
         out = out.exclude(*drop)
     if keep_other:
@@ -180,28 +181,24 @@ def check_env_specs(
     """
     if seed is not None:
         env.set_seed(seed)
-    rollout = env.rollout(num_steps, break_when_any_done=False, auto_reset=True)
     root_spec = Composite(shape=env.batch_size)
-    root_spec.update(env.full_observation_spec.clone())
-    root_spec.update(env.full_done_spec.clone())
-    root_spec.update(env.full_state_spec.clone())
-    root_spec.update(env.full_action_spec.clone())
+    for part in (env.full_observation_spec, env.full_done_spec, env.full_action_spec):
+        root_spec.update(part.clone())
     next_spec = Composite(shape=env.batch_size)
-    next_spec.update(env.full_observation_spec.clone())
-    next_spec.update(env.full_done_spec.clone())
-    next_spec.update(env.full_reward_spec.clone())
-    next_spec.update(env.full_state_spec.clone())
-    root_spec = root_spec.expand(*rollout.batch_size)
-    next_spec = next_spec.expand(*rollout.batch_size)
-    root = rollout.exclude("next")
-    _check_entries(next_spec, rollout.get("next").exclude(*env.full_state_spec.keys()), "next", strict=True)
-    extra_root = [
-        k for k in root.keys(True, True)
-        if k not in root_spec.keys(True, True) and k not in next_spec.keys(True, True)
-    ]
-    if extra_root:
-        raise ValueError(
-            f"check_env_specs: the env wrote {extra_root} at the root but no spec declares them. "
-            f"Declare them in observation_spec (or state_spec for inputs)."
-        )
-    _check_entries(root_spec.exclude(*env.full_state_spec.keys()), root, "", strict=False)
+    for part in (env.full_observation_spec, env.full_done_spec, env.full_reward_spec):
+        next_spec.update(part.clone())
+    known = set(root_spec.keys(True, True)) | set(next_spec.keys(True, True))
+    known |= set(env.full_state_spec.keys(True, True))
+    td = env.reset()
+    for _ in range(num_steps):
+        td = env.step(env.rand_action(td))
+        _check_entries(next_spec, td.get("next").exclude(*env.full_state_spec.keys()), "next", strict=True)
+        root = td.exclude("next")
+        extra_root = [k for k in root.keys(True, True) if k not in known]
+        if extra_root:
+            raise ValueError(
+                f"check_env_specs: the env wrote {extra_root} at the root but no spec declares them. "
+                f"Declare them in observation_spec (or state_spec for inputs)."
+            )
+        _check_entries(root_spec, root, "", strict=False)
+        td = env._next_root(td)

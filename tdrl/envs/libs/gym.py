@@ -207,6 +207,7 @@ class GymWrapper(EnvBase):
             obs_spec = Composite(shape=b)
         self.observation_spec = obs_spec
         if self.from_pixels:
+            self._env.reset()  # gymnasium renders only after a reset
             frame = self._render()
             self.observation_spec["pixels"] = Bounded(0, 255, shape=frame.shape, dtype=torch.uint8, device=self.device)
         self.action_spec = space_to_spec(act_space, b, self.categorical_action_encoding, device=self.device)

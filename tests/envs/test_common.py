@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from tdrl.envs import EnvBase
+from tdrl.specs import Bounded, Composite, Unbounded
+from tdrl.testing import CountingEnv, NestedKeyMock
+
+
+def test_specs_are_composites_under_input_and_output():
+    env = CountingEnv(batch_size=[2])
+    assert set(env.output_spec.keys()) == {"full_observation_spec", "full_reward_spec", "full_done_spec"}
+    assert set(env.input_spec.keys()) == {"full_action_spec", "full_state_spec"}
+    assert env.reward_spec.shape == (2, 1)
+    assert set(env.done_spec.keys()) == {"done", "terminated", "truncated"}
+    assert env.action_key == "action"
+    assert env.done_keys == ["done", "terminated", "truncated"]
+
+
+def test_spec_setter_checks_batch_size():
+    env = CountingEnv(batch_size=[4])
+    with pytest.raises(ValueError, match=r"batch_size \(4,\)"):
+        env.action_spec = Bounded(-1.0, 1.0, shape=(2,))
+    with pytest.raises(ValueError, match="batch shape"):
+        env.observation_spec = Composite(observation=Unbounded(shape=(3, 1)), shape=(3,))
+
+
+def test_step_before_reset_message():
+    env = CountingEnv()
+    with pytest.raises(RuntimeError, match=r"call td = env.reset\(\) first"):
+        env.step(TensorDict({"action": torch.zeros(1, dtype=torch.long)}, []))
+
+
+def test_missing_action_lists_keys():
+    env = CountingEnv()
+    td = env.reset()
+    with pytest.raises(KeyError, match=r"no action entry 'action' \(it has keys \['done', 'observation'"):
+        env.step(td)
+
+
+def test_wrong_action_shape_and_dtype():
+    env = CountingEnv()
+    td = env.reset()
+    td["action"] = torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"shape \(2,\), expected \(1,\)"):
+        env.step(td)
+    td["action"] = torch.zeros(1, dtype=torch.float32)
+    with pytest.raises(ValueError, match="dtype torch.float32, expected torch.int64"):
+        env.step(td)
+
+
+def test_float_action_of_other_precision_is_cast():
+    env = NestedKeyMock()
+    td = env.reset()
+    td["agent", "action"] = torch.ones(2, dtype=torch.float64)
+    assert env.step(td)["next", "data", "states"].dtype == torch.float32
+
+
+def test_rollout_stops_at_done_and_links_steps():
+    env = CountingEnv(max_steps=3)
+    ro = env.rollout(10)
+    assert ro.batch_size == (3,)
+    assert torch.equal(ro["observation"][1:], ro["next", "observation"][:-1])
+    assert ro["next", "done"][-1].item()
+
+
+def test_rollout_without_break_resets_done_subenvs():
+    env = CountingEnv(max_steps=3, batch_size=[2])
+    ro = env.rollout(7, break_when_any_done=False)
+    assert ro.batch_size == (2, 7)
+    assert ro["observation"][0].squeeze(-1).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert ro["next", "done"].sum().item() == 4
+
+
+def test_rollout_with_policy_and_callback():
+    env = CountingEnv(max_steps=4)
+    seen = []
+
+    def policy(td):
+        return td.set("action", torch.ones(1, dtype=torch.long)).set("extra", torch.zeros(2))
+
+    ro = env.rollout(10, policy=policy, callback=lambda e, td: seen.append(td["next", "observation"].item()))
+    assert ro["extra"].shape == (4, 2)
+    assert seen == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_rollout_from_given_tensordict_and_set_truncated():
+    env = CountingEnv(max_steps=50)
+    td = env.reset()
+    ro = env.rollout(3, auto_reset=False, tensordict=td, set_truncated=True)
+    assert ro["next", "truncated"].squeeze(-1).tolist() == [False, False, True]
+    with pytest.raises(ValueError, match="auto_reset=False"):
+        env.rollout(3, auto_reset=False)
+    with pytest.raises(ValueError, match="max_steps"):
+        env.rollout(0)
+
+
+def test_reset_carries_extra_root_entries():
+    env = CountingEnv()
+    td = env.reset()
+    td["hidden"] = torch.ones(3)
+    assert "hidden" in env.reset(td).keys()
+
+
+def test_step_and_maybe_reset():
+    env = CountingEnv(max_steps=2, batch_size=[2])
+    td = env.reset()
+    td, root = env.step_and_maybe_reset(env.rand_action(td))
+    td, root = env.step_and_maybe_reset(env.rand_action(root))
+    assert td["next", "done"].all()
+    assert (root["observation"] == 0).all() and not root["done"].any()
+
+
+def test_fake_tensordict_structure():
+    env = NestedKeyMock(batch_size=[3])
+    fake = env.fake_tensordict()
+    assert fake.batch_size == (3,)
+    assert ("next", "data", "states") in fake.keys(True, True)
+    assert ("agent", "action") in fake.keys(True, True)
+
+
+def test_set_seed_returns_next_seed():
+    assert CountingEnv().set_seed(5) == 6
+
+
+def test_unimplemented_subclass_says_what_to_write():
+    class Empty(EnvBase):
+        pass
+
+    with pytest.raises(NotImplementedError, match="must implement _reset"):
+        Empty().reset()

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tdrl.specs import (
+    Binary,
+    Bounded,
+    BoundedTensorSpec,
+    Categorical,
+    Composite,
+    CompositeSpec,
+    MultiCategorical,
+    MultiOneHot,
+    OneHot,
+    Unbounded,
+)
+
+LEAVES = [
+    Unbounded(shape=(3,)),
+    Unbounded(shape=(2,), dtype=torch.int64),
+    Bounded(low=-2.0, high=3.0, shape=(4,)),
+    Bounded(low=torch.tensor([0.0, -1.0]), high=torch.tensor([1.0, 5.0])),
+    Bounded(low=0, high=255, shape=(2, 2), dtype=torch.uint8),
+    Categorical(5, shape=(1,)),
+    OneHot(4),
+    MultiCategorical([2, 3, 4]),
+    MultiOneHot([2, 3]),
+    Binary(3),
+]
+
+
+@pytest.mark.parametrize("spec", LEAVES, ids=lambda s: type(s).__name__)
+class TestLeafContract:
+    def test_rand_is_in(self, spec):
+        for _ in range(20):
+            assert spec.is_in(spec.rand())
+        batch = spec.rand((5, 2))
+        assert batch.shape == (5, 2, *spec.shape)
+        assert spec.is_in(batch)
+
+    def test_zero_and_one_in_domain(self, spec):
+        assert spec.is_in(spec.zero())
+        assert spec.zero((3,)).shape == (3, *spec.shape)
+        assert spec.is_in(spec.one())
+
+    def test_project_lands_in_domain(self, spec):
+        wild = (torch.randn(spec.shape) * 100).to(torch.float32)
+        assert spec.is_in(spec.project(wild))
+
+    def test_expand_and_clone_equal(self, spec):
+        big = spec.expand(3, *spec.shape)
+        assert big.shape == (3, *spec.shape)
+        assert big.is_in(big.rand())
+        assert spec.clone() == spec
+        assert spec.to("cpu") == spec
+
+    def test_dtype_mismatch_reported(self, spec):
+        other = torch.float64 if spec.dtype != torch.float64 else torch.float32
+        why = spec.mismatch(spec.zero().to(other))
+        assert why is not None and "dtype" in why
+
+    def test_repr_names_class(self, spec):
+        assert type(spec).__name__ in repr(spec)
+
+
+def test_bounded_space_and_project():
+    spec = Bounded(low=-1.0, high=1.0, shape=(2,))
+    assert torch.equal(spec.space.low, torch.tensor([-1.0, -1.0]))
+    assert torch.equal(spec.high, torch.tensor([1.0, 1.0]))
+    assert torch.equal(spec.project(torch.tensor([2.0, -3.0])), torch.tensor([1.0, -1.0]))
+    why = spec.mismatch(torch.tensor([0.5, 1.5]))
+    assert "outside" in why and "1.5" in why
+
+
+def test_bounded_old_names_and_numpy_bounds():
+    spec = BoundedTensorSpec(minimum=np.zeros(3), maximum=np.ones(3), dtype=torch.float64)
+    assert spec.shape == (3,) and spec.dtype == torch.float64
+    assert spec.minimum.sum() == 0
+
+
+def test_bounded_rejects_low_above_high():
+    with pytest.raises(ValueError, match="low must be <= high"):
+        Bounded(low=1.0, high=0.0, shape=(1,))
+
+
+def test_bounded_rejects_unbroadcastable_bounds():
+    with pytest.raises(ValueError, match="cannot be broadcast"):
+        Bounded(low=torch.zeros(3), high=torch.ones(3), shape=(4,))
+
+
+def test_bounded_infinite_bounds_rand_finite():
+    spec = Bounded(low=torch.tensor([-float("inf"), 0.0]), high=torch.tensor([float("inf"), 1.0]))
+    assert torch.isfinite(spec.rand((100,))).all()
+
+
+def test_categorical_and_onehot():
+    cat = Categorical(3)
+    assert not cat.is_in(torch.tensor(3))
+    assert cat.project(torch.tensor(7)).item() == 2
+    oh = OneHot(3)
+    assert oh.to_categorical(oh.encode(1)).item() == 1
+    assert not oh.is_in(torch.tensor([True, True, False]))
+
+
+def test_categorical_mask_restricts_rand():
+    cat = Categorical(4)
+    cat.update_mask(torch.tensor([False, True, False, True]))
+    draws = cat.rand((200,))
+    assert set(draws.tolist()) <= {1, 3}
+
+
+def test_onehot_shape_must_end_with_n():
+    with pytest.raises(ValueError, match="must be n=3"):
+        OneHot(3, shape=(4,))
+
+
+def test_expand_rejects_incompatible_shape():
+    with pytest.raises(ValueError, match="must end with the old one"):
+        Unbounded(shape=(3,)).expand(4, 2)
+
+
+def test_composite_nested_access_and_values():
+    spec = Composite(
+        observation=Unbounded(shape=(4, 3)),
+        next=Composite(reward=Unbounded(shape=(4, 1)), shape=(4,)),
+        shape=(4,),
+    )
+    assert spec["next", "reward"].shape == (4, 1)
+    assert ("next", "reward") in spec
+    assert spec.keys(True, True) == ["observation", ("next", "reward")]
+    td = spec.rand()
+    assert td.batch_size == (4,) and td["next", "reward"].shape == (4, 1)
+    assert spec.is_in(td)
+    spec["extra", "deep"] = Bounded(0.0, 1.0, shape=(4, 2))
+    assert spec["extra"].shape == (4,)
+    del spec["extra", "deep"]
+    assert ("extra", "deep") not in spec
+
+
+def test_composite_rejects_wrong_batch_shape():
+    spec = Composite(shape=(4,))
+    with pytest.raises(ValueError, match=r"does not start with the composite's batch shape \(4,\)"):
+        spec["obs"] = Unbounded(shape=(3, 2))
+
+
+def test_composite_missing_key_lists_keys():
+    spec = Composite(observation=Unbounded(shape=(2,)))
+    with pytest.raises(KeyError, match="observation"):
+        spec["obs"]
+
+
+def test_composite_expand_eq_and_alias():
+    spec = CompositeSpec(observation=Unbounded(shape=(2,)))
+    big = spec.expand(3)
+    assert big.shape == (3,) and big["observation"].shape == (3, 2)
+    assert spec == spec.clone()
+    assert spec != big
+    assert "observation" in repr(spec)
+
+
+def test_composite_mismatch_names_key():
+    spec = Composite(action=Bounded(-1.0, 1.0, shape=(2,)))
+    td = spec.zero()
+    td["action"] = torch.tensor([0.0, 2.0])
+    assert "'action'" in spec.mismatch(td)
+    assert "missing key" in spec.mismatch(td.exclude("action"))
+
+
+def test_unsqueeze_squeeze_roundtrip():
+    spec = Bounded(low=torch.zeros(3), high=torch.ones(3))
+    un = spec.unsqueeze(0)
+    assert un.shape == (1, 3) and un.low.shape == (1, 3)
+    assert un.squeeze(0) == spec
