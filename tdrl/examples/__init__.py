@@ -1,3 +1,3 @@
-"""(being built)"""
+"""Runnable examples: ``python -m tdrl.examples.ppo`` trains PPO end to end."""
 
 __all__: list[str] = []
