@@ -1,3 +1,58 @@
-"""(being built)"""
+"""Policies, value functions, distributions and exploration: the pieces an agent is built from.
 
-__all__: list[str] = []
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> from tensordict import TensorDict
+    >>> from tensordict.nn import TensorDictModule
+    >>> from tdrl.modules import NormalParamExtractor, ProbabilisticActor, TanhNormal, ValueOperator
+    >>> net = nn.Sequential(nn.LazyLinear(2), NormalParamExtractor())
+    >>> actor = ProbabilisticActor(TensorDictModule(net, ["observation"], ["loc", "scale"]),
+    ...                            in_keys=["loc", "scale"], distribution_class=TanhNormal)
+    >>> actor(TensorDict(observation=torch.zeros(3)))["action"].shape
+    torch.Size([1])
+"""
+
+from __future__ import annotations
+
+from tdrl.modules.actors import (
+    LOG_PROB_ALIAS,
+    LOG_PROB_KEY,
+    Actor,
+    ProbabilisticActor,
+    ValueOperator,
+    get_log_prob,
+)
+from tdrl.modules.distributions import (
+    Categorical,
+    Delta,
+    IndependentNormal,
+    MaskedCategorical,
+    MaskedOneHotCategorical,
+    NormalParamExtractor,
+    OneHotCategorical,
+    ReparamGradientStrategy,
+    TanhNormal,
+    TruncatedNormal,
+)
+
+__all__ = [
+    # actors and values
+    "ProbabilisticActor",
+    "Actor",
+    "ValueOperator",
+    "get_log_prob",
+    "LOG_PROB_KEY",
+    "LOG_PROB_ALIAS",
+    # distributions
+    "TanhNormal",
+    "IndependentNormal",
+    "TruncatedNormal",
+    "Delta",
+    "Categorical",
+    "OneHotCategorical",
+    "MaskedCategorical",
+    "MaskedOneHotCategorical",
+    "ReparamGradientStrategy",
+    "NormalParamExtractor",
+]

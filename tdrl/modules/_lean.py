@@ -1,0 +1,150 @@
+"""The per-step fast path shared by tdrl's TensorDict modules.
+
+``tensordict.nn.TensorDictModule.forward`` costs about as much as a 3x256 MLP on one
+observation on a small CPU (its dispatch layers, and ``TensorDict.from_any`` on every
+output, which probes the import system for pandas each time). A policy is called once
+per env step, so tdrl's modules run a lean equivalent when it is provably the same
+computation: read the in_keys, call the wrapped ``nn.Module``, write the out_keys.
+
+:func:`lean_steps` decides, once at construction, whether a (possibly nested)
+TensorDictModule can take that path; anything it does not recognise (``method=``,
+``inplace=False``, ``get_kwargs``, hooks, custom subclasses, ``skip_existing``) keeps
+tensordict's own ``forward``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict.nn.utils import skip_existing
+
+__all__ = ["LeanStep", "lean_steps", "run_steps", "missing_key_error", "hooks_free", "skip_existing"]
+
+
+def _keys_repr(tensordict: TensorDictBase) -> list[str]:
+    return sorted(str(k) for k in tensordict.keys(True, True))
+
+
+def missing_key_error(owner: str, key: Any, tensordict: TensorDictBase, what: str = "in_key") -> KeyError:
+    """The KeyError for an input entry that the TensorDict does not hold."""
+    return KeyError(
+        f"{owner} reads the {what} {key!r}, which is not in the TensorDict; its keys are "
+        f"{_keys_repr(tensordict)}. Pass in_keys that the env writes (see env.observation_spec) "
+        f"or rename the entry."
+    )
+
+
+def hooks_free(module: torch.nn.Module) -> bool:
+    """No forward (pre-)hook is registered on ``module``."""
+    return not (module._forward_hooks or module._forward_pre_hooks)
+
+
+class LeanStep:
+    """One TensorDictModule reduced to ``out_keys <- net(*in_keys)``."""
+
+    __slots__ = ("owner", "net", "in_keys", "kwarg_names", "out_keys", "name")
+
+    def __init__(
+        self,
+        owner: TensorDictModule,
+        net: Callable,
+        in_keys: Sequence,
+        kwarg_names: Sequence[str] | None,
+        out_keys: Sequence,
+    ) -> None:
+        self.owner = owner
+        self.net = net
+        self.in_keys = tuple(in_keys)
+        self.kwarg_names = tuple(kwarg_names) if kwarg_names is not None else None
+        self.out_keys = tuple(out_keys)
+        self.name = type(owner).__name__
+
+    def __call__(self, tensordict: TensorDictBase) -> None:
+        get = tensordict.get
+        args = [get(key, None) for key in self.in_keys]
+        try:
+            if self.kwarg_names is None:
+                out = self.net(*args)
+            else:
+                out = self.net(**dict(zip(self.kwarg_names, args)))
+        except Exception:
+            for key, arg in zip(self.in_keys, args):
+                if arg is None:
+                    raise missing_key_error(self.name, key, tensordict) from None
+            raise
+        out_keys = self.out_keys
+        if isinstance(out, torch.Tensor):
+            if len(out_keys) != 1:
+                raise RuntimeError(
+                    f"{self.name} returned 1 tensor but has {len(out_keys)} out_keys {list(out_keys)}."
+                )
+            if out_keys[0] != "_":
+                tensordict.set(out_keys[0], out)
+            return
+        if isinstance(out, (dict, TensorDictBase)):
+            out = tuple(out[key] for key in out_keys)
+        elif not isinstance(out, (tuple, list)):
+            out = (out,)
+        if len(out) != len(out_keys):
+            raise RuntimeError(
+                f"{self.name} returned {len(out)} values but has {len(out_keys)} out_keys {list(out_keys)}."
+            )
+        for key, value in zip(out_keys, out):
+            if key != "_":
+                tensordict.set(key, value)
+
+
+def _plain_module(module: TensorDictModule) -> bool:
+    from tdrl.modules.actors import Actor, ValueOperator
+
+    if type(module) not in (TensorDictModule, Actor, ValueOperator):
+        return False
+    if module.method is not None or module.method_kwargs or getattr(module, "_get_kwargs", None):
+        return False
+    if module.inplace is not True:
+        return False
+    if list(getattr(module, "out_keys_source", module.out_keys)) != list(module.out_keys):
+        return False
+    if getattr(module, "safe", False):
+        return False
+    return callable(module.module)
+
+
+def lean_steps(module: Any, owners: list | None = None) -> list[LeanStep] | None:
+    """The lean steps equivalent to ``module``'s forward, or ``None`` if there are none.
+
+    ``owners``, if given, receives every module whose hooks must stay empty for the
+    steps to be equivalent (checked on each call by :func:`run_steps`).
+    """
+    if isinstance(module, TensorDictModule) and _plain_module(module):
+        if owners is not None:
+            owners.append(module)
+        return [LeanStep(module, module.module, module.in_keys, module._kwargs, module.out_keys)]
+    if type(module) is TensorDictSequential:
+        if module.partial_tolerant or getattr(module, "_select_before_return", False):
+            return None
+        if getattr(module, "inplace", None) not in (None, True):
+            return None
+        if owners is not None:
+            owners.append(module)
+        steps: list[LeanStep] = []
+        for sub in module._module_iter():
+            sub_steps = lean_steps(sub, owners)
+            if sub_steps is None:
+                return None
+            steps.extend(sub_steps)
+        return steps
+    return None
+
+
+def run_steps(steps: Sequence[LeanStep], owners: Sequence[torch.nn.Module], tensordict: TensorDictBase) -> bool:
+    """Run the lean steps in place; ``False`` (nothing run) if a hook asks for the full path."""
+    for owner in owners:
+        if owner._forward_hooks or owner._forward_pre_hooks:
+            return False
+    for step in steps:
+        step(tensordict)
+    return True
