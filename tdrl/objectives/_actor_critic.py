@@ -1,0 +1,372 @@
+"""Pieces shared by the policy-gradient losses (PPO, A2C, REINFORCE).
+
+Not public API: the functions here compute one term each (log-probabilities reduced to
+the batch shape, entropy with a Monte-Carlo fallback, the critic regression) so that
+``ppo.py``, ``a2c.py`` and ``reinforce.py`` read top to bottom.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from tdrl.objectives.common import LossModule
+from tdrl.objectives.utils import LOSS_CRITIC_TYPES, ValueEstimators, distance_loss
+
+__all__ = ["ActorCriticLoss"]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+ADVANTAGE_HINT = (
+    "A value estimator writes it: run GAE(gamma=..., lmbda=..., value_network=critic)(data) "
+    "before the loss, or give the loss a critic_network so it computes the advantage itself."
+)
+LOG_PROB_HINT = (
+    "The actor writes it while collecting when built with return_log_prob=True "
+    "(ProbabilisticActor(..., return_log_prob=True)); rename with .set_keys(sample_log_prob=...)."
+)
+ACTION_HINT = "The actor writes it while collecting; rename with .set_keys(action=...)."
+VALUE_TARGET_HINT = (
+    "The value estimator (GAE, TD0Estimator, TDLambdaEstimator) writes it next to the advantage."
+)
+
+_ANALYTIC_ENTROPY: dict[type, bool] = {}
+_LOG_PROB_SYNONYMS = {"sample_log_prob": "action_log_prob", "action_log_prob": "sample_log_prob"}
+
+
+def check_actor(owner: str, actor: nn.Module) -> None:
+    """Raises TypeError unless ``actor`` can build its action distribution."""
+    if not hasattr(actor, "get_dist"):
+        raise TypeError(
+            f"{owner}: actor_network must build its action distribution with get_dist(td) "
+            f"(a tensordict.nn.ProbabilisticTensorDictSequential such as tdrl.modules."
+            f"ProbabilisticActor); got {type(actor).__name__}."
+        )
+
+
+def check_critic_type(owner: str, loss_critic_type: str) -> None:
+    if loss_critic_type not in LOSS_CRITIC_TYPES:
+        raise ValueError(
+            f"{owner}: loss_critic_type={loss_critic_type!r} is unknown; use one of {LOSS_CRITIC_TYPES}."
+        )
+
+
+def resolve_coeff(owner: str, new: float | None, old: float | None, new_name: str, default: float | None) -> float | None:
+    """Merges TorchRL's current name (``entropy_coeff``) with the seed's (``entropy_coef``)."""
+    if new is not None and old is not None and float(new) != float(old):
+        raise ValueError(
+            f"{owner}: {new_name}={new} and {new_name[:-1]}={old} disagree; pass only one of them."
+        )
+    value = new if new is not None else old
+    return default if value is None else value
+
+
+def standardize(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """Zero mean, unit std over the whole tensor (a no-op on a single element)."""
+    if x.numel() <= 1:
+        return x
+    return (x - x.mean()) / x.std().clamp_min(eps)
+
+
+def to_batch_shape(x: Tensor, batch_ndim: int) -> Tensor:
+    """Sums trailing event dims so ``x`` has ``batch_ndim`` dims (a factorized action)."""
+    extra = x.ndim - batch_ndim
+    if extra > 0:
+        return x.sum(dim=tuple(range(batch_ndim, x.ndim)))
+    return x
+
+
+def entropy(dist: Distribution, samples: int, batch_ndim: int) -> Tensor:
+    """Per-sample entropy, closed form when the distribution has one, else Monte-Carlo.
+
+    The Monte-Carlo estimate ``-mean(log p(x))`` uses ``samples`` reparameterized draws
+    when the distribution supports ``rsample`` (e.g. TanhNormal), so it stays
+    differentiable.
+    """
+    cls = type(dist)
+    analytic = _ANALYTIC_ENTROPY.get(cls)
+    if analytic is not False:
+        try:
+            value = dist.entropy()
+            _ANALYTIC_ENTROPY[cls] = True
+            return to_batch_shape(value, batch_ndim)
+        except NotImplementedError:
+            _ANALYTIC_ENTROPY[cls] = False
+    x = dist.rsample((samples,)) if dist.has_rsample else dist.sample((samples,))
+    return -to_batch_shape(dist.log_prob(x), batch_ndim + 1).mean(0)
+
+
+@contextmanager
+def fast_distributions() -> Iterator[None]:
+    """Skips ``torch.distributions`` argument validation inside the block.
+
+    The loss checks its result for NaN/inf once per call instead; a distribution built
+    with an explicit ``validate_args=True`` still validates.
+    """
+    previous = Distribution._validate_args
+    Distribution._validate_args = False
+    try:
+        yield
+    finally:
+        Distribution._validate_args = previous
+
+
+def shared_parameter_names(actor: nn.Module, critic: nn.Module) -> list[str]:
+    """Names (in ``critic``) of the parameters the critic shares with the actor."""
+    actor_ids = {id(p) for p in actor.parameters()}
+    return [name for name, p in critic.named_parameters() if id(p) in actor_ids]
+
+
+def critic_values(
+    owner: str,
+    critic: nn.Module,
+    data: TensorDictBase,
+    value_key: NestedKey,
+    target_shape: torch.Size,
+    detached_names: list[str],
+) -> Tensor:
+    """Runs the critic and returns its value, checking the shape against the target.
+
+    ``detached_names`` lists parameters to run detached (``separate_losses``): they then
+    receive no gradient from the critic loss.
+    """
+    if detached_names:
+        params = dict(critic.named_parameters())
+        overrides = {name: params[name].detach() for name in detached_names}
+        out = torch.func.functional_call(critic, overrides, (data,))
+    else:
+        out = critic(data)
+    value = out.get(value_key, None)
+    if value is None:
+        raise KeyError(
+            f"{owner}: the critic did not write {value_key!r} (it wrote {list(out.keys(True, True))}); "
+            "rename with .set_keys(value=...)."
+        )
+    if value.shape != target_shape:
+        raise ValueError(
+            f"{owner}: the critic wrote {value_key!r} with shape {tuple(value.shape)}; expected "
+            f"{tuple(target_shape)} (the value target's shape). End the critic with a 1-unit layer."
+        )
+    return value
+
+
+def critic_loss(
+    value: Tensor,
+    target: Tensor,
+    loss_critic_type: str,
+    clip_value: float | None,
+    old_value: Tensor | None,
+) -> tuple[Tensor, Tensor | None]:
+    """Elementwise critic loss, pessimistically clipped around ``old_value`` if asked.
+
+    Returns:
+        ``(loss, clip_fraction)``; ``clip_fraction`` is ``None`` without clipping.
+    """
+    loss = distance_loss(target, value, loss_critic_type)
+    if clip_value is None or old_value is None:
+        return loss, None
+    delta = value - old_value
+    clipped = delta.clamp(-clip_value, clip_value)
+    loss_clipped = distance_loss(target, old_value + clipped, loss_critic_type)
+    with torch.no_grad():
+        clip_fraction = (delta != clipped).float().mean()
+    return torch.maximum(loss, loss_clipped), clip_fraction
+
+
+def explained_variance(target: Tensor, value: Tensor) -> Tensor:
+    """``1 - Var(target - value) / Var(target)``: 1 is a perfect critic (detached)."""
+    with torch.no_grad():
+        eps = torch.finfo(target.dtype).eps
+        return 1.0 - torch.var(target - value, correction=0) / (torch.var(target, correction=0) + eps)
+
+
+class ActorCriticLoss(LossModule):
+    """Shared base of PPO, A2C and REINFORCE: an actor, an optional critic, their terms.
+
+    It validates the constructor arguments once, and provides the per-minibatch steps
+    every policy-gradient loss takes: fetch the advantage (or compute it with the value
+    estimator), run the critic once, weight the entropy, and finish with one finiteness
+    check. Subclasses write ``forward`` with these.
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Keys read by the policy-gradient losses; rename with ``set_keys``."""
+
+        advantage: NestedKey = "advantage"
+        value_target: NestedKey = "value_target"
+        value: NestedKey = "state_value"
+        sample_log_prob: NestedKey = "sample_log_prob"
+        action: NestedKey = "action"
+        reward: NestedKey = "reward"
+        done: NestedKey = "done"
+        terminated: NestedKey = "terminated"
+
+    default_keys = _AcceptedKeys
+    default_value_estimator = ValueEstimators.GAE
+
+    def _setup(
+        self,
+        actor_network: nn.Module | None,
+        critic_network: nn.Module | None,
+        *,
+        entropy_bonus: bool,
+        samples_mc_entropy: int,
+        entropy_coeff: float | None,
+        critic_coeff: float | None,
+        loss_critic_type: str,
+        separate_losses: bool,
+        reduction: str | None,
+        clip_value: float | None,
+        check_finite: bool,
+        gamma: float | None,
+        device: torch.device | str | None,
+        keys: dict[str, NestedKey | None],
+    ) -> None:
+        name = type(self).__name__
+        if actor_network is None:
+            raise TypeError(f"{name}: actor_network is required.")
+        check_actor(name, actor_network)
+        if critic_coeff == 0:
+            critic_coeff = None
+        if critic_coeff is not None and critic_network is None:
+            raise TypeError(
+                f"{name}: critic_coeff={critic_coeff} needs a critic_network; pass one, or "
+                "critic_coeff=None to train the actor only (the data must then hold the advantage)."
+            )
+        check_critic_type(name, loss_critic_type)
+        reduction = reduction or "mean"
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{name}: reduction={reduction!r} is unknown; use one of {REDUCTIONS}.")
+        if samples_mc_entropy < 1:
+            raise ValueError(f"{name}: samples_mc_entropy must be >= 1, got {samples_mc_entropy}.")
+        self.actor_network = actor_network
+        self.critic_network = critic_network
+        self.entropy_bonus = entropy_bonus
+        self.samples_mc_entropy = int(samples_mc_entropy)
+        self.loss_critic_type = loss_critic_type
+        self.separate_losses = separate_losses
+        self.reduction = reduction
+        self.check_finite = check_finite
+        self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff or 0.0), device=device))
+        self.register_buffer(
+            "critic_coeff", None if critic_coeff is None else torch.tensor(float(critic_coeff), device=device)
+        )
+        self.clip_value = None if clip_value is None else float(clip_value)
+        if gamma is not None:
+            self._value_hyperparams["gamma"] = gamma
+        self._shared_names = (
+            shared_parameter_names(actor_network, critic_network)
+            if separate_losses and critic_network is not None
+            else []
+        )
+        self.set_keys(**keys)
+        if keys.get("sample_log_prob") is None:
+            # The actor says where it writes its log-prob ("sample_log_prob" or, with
+            # tensordict's defaults, "<action>_log_prob").
+            try:
+                lp_keys = list(getattr(actor_network, "log_prob_keys", []))
+            except (AttributeError, RuntimeError):
+                lp_keys = []
+            if len(lp_keys) == 1:
+                self.tensor_keys.sample_log_prob = lp_keys[0]
+
+    # ------------------------------------------------------------------ keys
+    def _on_keys_changed(self) -> None:
+        keys: list[NestedKey] = []
+        for net in (self.actor_network, self.critic_network):
+            for k in getattr(net, "in_keys", []) if net is not None else []:
+                if k not in keys:
+                    keys.append(k)
+        self._net_in_keys = keys
+
+    # ------------------------------------------------------------- terms
+    def _get(self, data: TensorDictBase, key: NestedKey, hint: str) -> Tensor:
+        value = data.get(key, None)
+        if value is None:
+            raise self._missing_key_error(data, key, hint)
+        return value
+
+    def _behaviour_log_prob(self, data: TensorDictBase) -> Tensor:
+        """The collected log-prob; ``sample_log_prob`` and ``action_log_prob`` are synonyms."""
+        key = self.tensor_keys.sample_log_prob
+        value = data.get(key, None)
+        if value is None and key in _LOG_PROB_SYNONYMS:
+            value = data.get(_LOG_PROB_SYNONYMS[key], None)
+        if value is None:
+            raise self._missing_key_error(data, key, LOG_PROB_HINT)
+        return value
+
+    def _advantage(self, tensordict: TensorDictBase, normalize: bool) -> tuple[TensorDictBase, Tensor]:
+        """The ``[*B, 1]`` advantage; computed on a shallow copy when missing."""
+        advantage = tensordict.get(self.tensor_keys.advantage, None)
+        if advantage is None:
+            if self.critic_network is None and self._value_estimator is None:
+                raise self._missing_key_error(tensordict, self.tensor_keys.advantage, ADVANTAGE_HINT)
+            tensordict = tensordict.copy()
+            self.value_estimator(tensordict)
+            advantage = tensordict.get(self.tensor_keys.advantage)
+        batch_ndim = tensordict.batch_dims
+        if advantage.ndim == batch_ndim:
+            advantage = advantage.unsqueeze(-1)
+        if advantage.shape[:batch_ndim] != tensordict.batch_size or advantage.ndim != batch_ndim + 1:
+            raise ValueError(
+                f"{type(self).__name__}: {self.tensor_keys.advantage!r} has shape "
+                f"{tuple(advantage.shape)}; expected {(*tensordict.batch_size, 1)} (batch shape + 1)."
+            )
+        if normalize:
+            advantage = standardize(advantage)
+        return tensordict, advantage
+
+    def _critic_term(
+        self, data: TensorDictBase, inputs: TensorDictBase, log_explained_variance: bool
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``critic_coeff * reduce(critic loss)`` and its diagnostics."""
+        keys = self.tensor_keys
+        target = self._get(data, keys.value_target, VALUE_TARGET_HINT)
+        old_value = None
+        if self.clip_value is not None:
+            old_value = data.get(keys.value, None)
+            if old_value is None:
+                raise self._missing_key_error(
+                    data,
+                    keys.value,
+                    f"clip_value={self.clip_value} clips around the critic's value at collection "
+                    "time, which the value estimator (GAE) writes; run it before the loss.",
+                )
+        value = critic_values(
+            type(self).__name__, self.critic_network, inputs, keys.value, target.shape, self._shared_names
+        )
+        loss, clip_fraction = critic_loss(value, target, self.loss_critic_type, self.clip_value, old_value)
+        diag: dict[str, Tensor] = {}
+        if log_explained_variance:
+            diag["explained_variance"] = explained_variance(target, value)
+        if clip_fraction is not None:
+            diag["value_clip_fraction"] = clip_fraction
+        return self._reduce(self.critic_coeff * loss.squeeze(-1), self.reduction), diag
+
+    def _entropy_term(self, dist: Distribution, batch_ndim: int) -> tuple[Tensor, Tensor]:
+        """``reduce(-entropy_coeff * entropy)`` and the detached mean entropy."""
+        ent = entropy(dist, self.samples_mc_entropy, batch_ndim)
+        return self._reduce(-self.entropy_coeff * ent, self.reduction), ent.detach().mean()
+
+    def _finish(self, losses: dict[str, Tensor], diagnostics: dict[str, Tensor], data: TensorDictBase) -> TensorDict:
+        """Checks the summed loss once for NaN/inf, then packs losses and diagnostics."""
+        if self.check_finite:
+            total = sum(losses.values())
+            if not bool(torch.isfinite(total).all()):
+                self._raise_non_finite(data, self.in_keys)
+        losses.update(diagnostics)
+        return TensorDict(losses, batch_size=[])
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        k = self.tensor_keys
+        return [*self._net_in_keys, k.action, k.sample_log_prob, k.advantage, k.value_target]

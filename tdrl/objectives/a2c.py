@@ -1,0 +1,155 @@
+"""A2C: advantage actor-critic (Mnih et al., 2016), the on-policy loss without ratios.
+
+``loss_objective = -mean(log pi(a|s) * A)``, ``loss_critic = critic_coeff * d(V(s), target)``,
+``loss_entropy = -entropy_coeff * entropy``. Unlike PPO it does not read
+``sample_log_prob``: each batch is used for one gradient step.
+
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> from tensordict import TensorDict
+    >>> from tensordict.nn import ProbabilisticTensorDictModule, ProbabilisticTensorDictSequential, TensorDictModule
+    >>> actor = ProbabilisticTensorDictSequential(
+    ...     TensorDictModule(nn.Linear(2, 3), in_keys=["observation"], out_keys=["logits"]),
+    ...     ProbabilisticTensorDictModule(in_keys=["logits"], out_keys=["action"],
+    ...         distribution_class=torch.distributions.Categorical))
+    >>> critic = TensorDictModule(nn.Linear(2, 1), in_keys=["observation"], out_keys=["state_value"])
+    >>> loss = A2CLoss(actor, critic, entropy_coef=0.01)
+    >>> data = actor(TensorDict({"observation": torch.randn(5, 2)}, [5]))
+    >>> data.update({"advantage": torch.randn(5, 1), "value_target": torch.randn(5, 1)})
+    TensorDict(...)
+    >>> sorted(loss(data).keys())
+    ['entropy', 'loss_critic', 'loss_entropy', 'loss_objective']
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
+from torch import Tensor, nn
+
+from tdrl.objectives import _actor_critic as ac
+from tdrl.objectives._actor_critic import ActorCriticLoss
+
+__all__ = ["A2CLoss"]
+
+
+class A2CLoss(ActorCriticLoss):
+    """Advantage actor-critic loss.
+
+    Args:
+        actor_network: a probabilistic actor with ``get_dist(td)``.
+        critic_network: a TensorDict module writing ``"state_value"`` ``[*B, 1]``.
+
+    Keyword Args:
+        entropy_bonus: add the entropy term.
+        samples_mc_entropy: Monte-Carlo draws for distributions without closed-form entropy.
+        entropy_coeff: entropy weight (default ``0.01``; ``entropy_coef`` accepted).
+        critic_coeff: critic weight (default ``1.0``; ``critic_coef`` accepted; ``None``
+            drops the critic loss).
+        loss_critic_type: ``"l1"``, ``"l2"`` or ``"smooth_l1"``.
+        normalize_advantage: standardize the advantage over the batch.
+        separate_losses: shared parameters get no gradient from the critic loss.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        clip_value: clip the critic around the stored ``"state_value"``.
+        check_finite: raise on a NaN/inf loss, naming the input (one check per call).
+        gamma: default ``gamma`` of the value estimator used when the advantage is missing.
+        functional: accepted for TorchRL compatibility (no effect).
+        device: device of the coefficient buffers.
+        actor, critic: aliases.
+        advantage_key, value_target_key, value_key: key renames.
+    """
+
+    def __init__(
+        self,
+        actor_network: nn.Module | None = None,
+        critic_network: nn.Module | None = None,
+        *,
+        entropy_bonus: bool = True,
+        samples_mc_entropy: int = 1,
+        entropy_coeff: float | None = None,
+        entropy_coef: float | None = None,
+        critic_coeff: float | None = None,
+        critic_coef: float | None = None,
+        loss_critic_type: str = "smooth_l1",
+        normalize_advantage: bool = False,
+        separate_losses: bool = False,
+        reduction: str | None = None,
+        clip_value: float | None = None,
+        check_finite: bool = True,
+        gamma: float | None = None,
+        functional: bool = True,
+        device: torch.device | str | None = None,
+        actor: nn.Module | None = None,
+        critic: nn.Module | None = None,
+        advantage_key: NestedKey | None = None,
+        value_target_key: NestedKey | None = None,
+        value_key: NestedKey | None = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        critic_network = critic_network if critic_network is not None else critic
+        self._setup(
+            actor_network if actor_network is not None else actor,
+            critic_network,
+            entropy_bonus=entropy_bonus,
+            samples_mc_entropy=samples_mc_entropy,
+            entropy_coeff=ac.resolve_coeff(name, entropy_coeff, entropy_coef, "entropy_coeff", 0.01),
+            critic_coeff=ac.resolve_coeff(
+                name, critic_coeff, critic_coef, "critic_coeff", 1.0 if critic_network is not None else None
+            ),
+            loss_critic_type=loss_critic_type,
+            separate_losses=separate_losses,
+            reduction=reduction,
+            clip_value=clip_value,
+            check_finite=check_finite,
+            gamma=gamma,
+            device=device,
+            keys={"advantage": advantage_key, "value_target": value_target_key, "value": value_key},
+        )
+        self.normalize_advantage = normalize_advantage
+        self.functional = functional
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        k = self.tensor_keys
+        return [*self._net_in_keys, k.action, k.advantage, k.value_target]
+
+    @property
+    def out_keys(self) -> list[str]:
+        keys = ["loss_objective"]
+        if self.critic_coeff is not None:
+            keys.append("loss_critic")
+        if self.entropy_bonus:
+            keys += ["loss_entropy", "entropy"]
+        return keys
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Computes the A2C losses of a batch.
+
+        Args:
+            tensordict: ``[*B]`` data with the actor's inputs, ``action``, ``advantage``
+                and (with a critic) ``value_target``; the advantage is computed with the
+                value estimator when missing.
+
+        Returns:
+            A TensorDict with scalar ``loss_objective``, ``loss_critic``, ``loss_entropy``
+            and the detached ``entropy``.
+        """
+        data, advantage = self._advantage(tensordict, self.normalize_advantage)
+        batch_ndim = data.batch_dims
+        action = self._get(data, self.tensor_keys.action, ac.ACTION_HINT)
+        inputs = data.select(*self._net_in_keys)
+        losses: dict[str, Tensor] = {}
+        diagnostics: dict[str, Tensor] = {}
+        with ac.fast_distributions():
+            dist = self.actor_network.get_dist(inputs)
+            log_prob = ac.to_batch_shape(dist.log_prob(action), batch_ndim).unsqueeze(-1)
+            losses["loss_objective"] = self._reduce(-(log_prob * advantage).squeeze(-1), self.reduction)
+            if self.critic_coeff is not None:
+                losses["loss_critic"], critic_diag = self._critic_term(data, inputs, False)
+                diagnostics.update(critic_diag)
+            if self.entropy_bonus:
+                losses["loss_entropy"], diagnostics["entropy"] = self._entropy_term(dist, batch_ndim)
+        return self._finish(losses, diagnostics, data)

@@ -1,0 +1,221 @@
+"""``LossModule``: the base of every tdrl loss.
+
+A loss is an ``nn.Module`` that reads a TensorDict and returns a TensorDict of scalar
+``loss_*`` entries (sum them and call ``backward``) plus detached diagnostics. It owns
+
+- its input keys, renamable with :meth:`LossModule.set_keys`;
+- its value estimator (:attr:`LossModule.value_estimator`), built on first use or with
+  :meth:`LossModule.make_value_estimator`;
+- optional target copies of its networks' parameters (``target_<name>_params``), kept
+  in sync by :class:`~tdrl.objectives.SoftUpdate` / :class:`~tdrl.objectives.HardUpdate`.
+
+Examples:
+    >>> import torch
+    >>> from tensordict.nn import TensorDictModule
+    >>> class Toy(LossModule):
+    ...     def __init__(self, net):
+    ...         super().__init__()
+    ...         self._register_network(net, "value_network", create_target_params=True)
+    >>> loss = Toy(TensorDictModule(torch.nn.Linear(2, 1), ["x"], ["state_value"]))
+    >>> sorted(loss.target_value_network_params.keys(True, True))
+    [('module', 'bias'), ('module', 'weight')]
+    >>> type(loss.make_value_estimator("td0").value_estimator).__name__
+    'TD0Estimator'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase, TensorDictParams
+from tensordict.utils import NestedKey
+from torch import Tensor, nn
+
+from tdrl.objectives.utils import ValueEstimators, default_value_kwargs
+from tdrl.objectives.value import GAE, TD0Estimator, TD1Estimator, TDLambdaEstimator, ValueEstimatorBase
+
+__all__ = ["LossModule"]
+
+_ESTIMATOR_CLASSES: dict[ValueEstimators, type[ValueEstimatorBase]] = {
+    ValueEstimators.GAE: GAE,
+    ValueEstimators.TD0: TD0Estimator,
+    ValueEstimators.TD1: TD1Estimator,
+    ValueEstimators.TDLambda: TDLambdaEstimator,
+}
+_NO_LAMBDA = (ValueEstimators.TD0, ValueEstimators.TD1)
+
+
+class LossModule(nn.Module):
+    """Base class of the loss modules.
+
+    Subclasses declare their keys in a nested ``_AcceptedKeys`` dataclass (set as
+    ``default_keys``), their default estimator in ``default_value_estimator``, register
+    their networks with :meth:`_register_network`, and implement ``forward``.
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """No keys: subclasses define theirs."""
+
+    default_keys: type = _AcceptedKeys
+    default_value_estimator: ValueEstimators | None = None
+    SUPPORTED_VALUE_ESTIMATORS: tuple[ValueEstimators, ...] = tuple(ValueEstimators)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tensor_keys = self.default_keys()
+        self._value_estimator: ValueEstimatorBase | None = None
+        self._value_hyperparams: dict[str, Any] = {}
+        self._target_names: list[str] = []
+
+    # ----------------------------------------------------------------- keys
+    def set_keys(self, **kwargs: NestedKey) -> LossModule:
+        """Renames the keys the loss reads, e.g. ``set_keys(advantage="adv")``.
+
+        ``advantage_key=...`` spellings are accepted too. The value estimator (if any)
+        follows the renaming. Returns ``self``.
+
+        Raises:
+            ValueError: for a name the loss does not read.
+        """
+        fields = {f.name for f in dataclasses.fields(self.tensor_keys)}
+        for name, key in kwargs.items():
+            field = name[: -len("_key")] if name.endswith("_key") and name not in fields else name
+            if field not in fields:
+                raise ValueError(
+                    f"{type(self).__name__}.set_keys: unknown key name {name!r}; "
+                    f"accepted names: {sorted(fields)}."
+                )
+            if key is not None:
+                setattr(self.tensor_keys, field, key)
+        self._forward_value_estimator_keys()
+        self._on_keys_changed()
+        return self
+
+    def _on_keys_changed(self) -> None:
+        """Hook for subclasses caching key-dependent state."""
+
+    def _forward_value_estimator_keys(self) -> None:
+        est = self._value_estimator
+        if est is None:
+            return
+        est_fields = {f.name for f in dataclasses.fields(est.tensor_keys)}
+        for f in dataclasses.fields(self.tensor_keys):
+            if f.name in est_fields:
+                setattr(est.tensor_keys, f.name, getattr(self.tensor_keys, f.name))
+
+    # -------------------------------------------------------- value estimator
+    @property
+    def value_estimator(self) -> ValueEstimatorBase:
+        """The estimator used when the input has no advantage; built on first access."""
+        if self._value_estimator is None:
+            self.make_value_estimator()
+        return self._value_estimator
+
+    @value_estimator.setter
+    def value_estimator(self, estimator: ValueEstimatorBase) -> None:
+        self._value_estimator = estimator
+        self._forward_value_estimator_keys()
+
+    def _value_network_for_estimator(self) -> nn.Module | None:
+        for name in ("critic_network", "value_network"):
+            net = getattr(self, name, None)
+            if net is not None:
+                return net
+        return None
+
+    def make_value_estimator(
+        self, value_type: ValueEstimators | str | None = None, **hyperparams: Any
+    ) -> LossModule:
+        """Builds the estimator that fills ``advantage``/``value_target`` when missing.
+
+        Args:
+            value_type: ``ValueEstimators.GAE | TD0 | TD1 | TDLambda`` or its string
+                (``"gae"``, ``"td0"``, ``"td1"``, ``"td_lambda"``). Default: the loss's
+                ``default_value_estimator``.
+            **hyperparams: estimator arguments (``gamma``, ``lmbda``, ``average_gae``,
+                ``value_network`` ...); defaults: ``gamma=0.99``, ``lmbda=0.95``.
+
+        Returns:
+            ``self`` (so ``loss.make_value_estimator(...)`` chains).
+
+        Raises:
+            ValueError: for an estimator this loss does not support.
+        """
+        if value_type is None:
+            value_type = self.default_value_estimator
+        if value_type is None:
+            raise ValueError(f"{type(self).__name__} has no default value estimator; pass value_type.")
+        try:
+            value_type = ValueEstimators(value_type)
+        except ValueError:
+            raise ValueError(
+                f"{type(self).__name__}.make_value_estimator: unknown estimator {value_type!r}; "
+                f"use one of {[v.value for v in ValueEstimators]}."
+            ) from None
+        if value_type not in self.SUPPORTED_VALUE_ESTIMATORS:
+            raise ValueError(
+                f"{type(self).__name__} does not support the {value_type.name} estimator; "
+                f"supported: {[v.name for v in self.SUPPORTED_VALUE_ESTIMATORS]}."
+            )
+        hp = default_value_kwargs(value_type)
+        hp.update(self._value_hyperparams)
+        hp.update(hyperparams)
+        if value_type in _NO_LAMBDA:
+            hp.pop("lmbda", None)
+        hp.setdefault("value_network", self._value_network_for_estimator())
+        self._value_estimator = _ESTIMATOR_CLASSES[value_type](**hp)
+        self._forward_value_estimator_keys()
+        return self
+
+    # ------------------------------------------------------------- networks
+    def _register_network(self, module: nn.Module, name: str, create_target_params: bool = False) -> None:
+        """Stores ``module`` as ``self.<name>`` and exposes its parameters.
+
+        ``self.<name>_params`` is a TensorDict view of the live parameters. With
+        ``create_target_params``, ``self.target_<name>_params`` holds a detached copy
+        (buffers: not returned by ``parameters()``, saved in ``state_dict``), to be
+        used with ``target_params.to_module(self.<name>)`` and kept up to date by
+        ``SoftUpdate``/``HardUpdate``.
+        """
+        setattr(self, name, module)
+        params = TensorDict.from_module(module)
+        self.__dict__[f"{name}_params"] = params
+        if create_target_params:
+            target = TensorDictParams(params.data.clone(), no_convert=True)
+            setattr(self, f"target_{name}_params", target)
+            if name not in self._target_names:
+                self._target_names.append(name)
+
+    # --------------------------------------------------------------- checks
+    def _missing_key_error(self, data: TensorDictBase, key: NestedKey, hint: str) -> KeyError:
+        keys = sorted(str(k) for k in data.keys(True, True))
+        return KeyError(f"{type(self).__name__}: key {key!r} not found in the input (keys: {keys}). {hint}")
+
+    def _raise_non_finite(self, data: TensorDictBase, keys: list[NestedKey]) -> None:
+        """Names the first input key holding NaN/inf; else blames the networks."""
+        for key in keys:
+            value = data.get(key, None)
+            if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                bad = int((~torch.isfinite(value)).sum())
+                raise ValueError(
+                    f"{type(self).__name__}: input {key!r} holds {bad} non-finite value(s) (NaN/inf) "
+                    f"out of {value.numel()}; the loss would be NaN. Check the data (rewards, "
+                    "observations) and the estimator that wrote it."
+                )
+        raise ValueError(
+            f"{type(self).__name__}: the loss is non-finite although every input ({keys}) is "
+            "finite: the networks' outputs diverged. Lower the learning rate, clip gradients, "
+            "or check the distribution parameters (e.g. a scale that reached 0)."
+        )
+
+    @staticmethod
+    def _reduce(value: Tensor, reduction: str) -> Tensor:
+        if reduction == "mean":
+            return value.mean()
+        if reduction == "sum":
+            return value.sum()
+        return value

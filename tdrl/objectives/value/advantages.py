@@ -1,0 +1,566 @@
+"""Value estimators: modules that read a rollout and write ``advantage`` and ``value_target``.
+
+An estimator reads ``[*B, T]`` data (time on the last batch dim unless told otherwise),
+runs its value network once over the root and ``"next"`` observations together, and
+solves its return recursion with the kernels of :mod:`tdrl.objectives.value.functional`.
+
+Examples:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> from tensordict.nn import TensorDictModule
+    >>> value_net = TensorDictModule(torch.nn.Linear(3, 1), in_keys=["observation"], out_keys=["state_value"])
+    >>> gae = GAE(gamma=0.99, lmbda=0.95, value_network=value_net)
+    >>> data = TensorDict({
+    ...     "observation": torch.randn(2, 10, 3),
+    ...     "next": {"observation": torch.randn(2, 10, 3), "reward": torch.randn(2, 10, 1),
+    ...              "done": torch.zeros(2, 10, 1, dtype=torch.bool),
+    ...              "terminated": torch.zeros(2, 10, 1, dtype=torch.bool)},
+    ... }, batch_size=[2, 10])
+    >>> data = gae(data)
+    >>> data["advantage"].shape, data["value_target"].shape
+    (torch.Size([2, 10, 1]), torch.Size([2, 10, 1]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
+from torch import Tensor, nn
+
+from tdrl.objectives.value.functional import (
+    generalized_advantage_estimate,
+    td0_return_estimate,
+    td_lambda_return_estimate,
+)
+
+__all__ = [
+    "ValueEstimatorBase",
+    "GAE",
+    "TD0Estimator",
+    "TD1Estimator",
+    "TDLambdaEstimator",
+]
+
+_MISSING_SIGNAL = (
+    "{cls}: key {key!r} not found in the input's 'next' TensorDict (keys: {keys}). "
+    "Value estimators read the env's step outputs under 'next' (('next', 'reward'), "
+    "('next', 'done'), ('next', 'terminated')); rename them with .set_keys({field}=...)."
+)
+_MISSING_VALUE = (
+    "{cls}: key {key!r} not found in the input (keys: {keys}) and no value_network was "
+    "given. Pass value_network=... or write {key!r} and ('next', {key!r}) first."
+)
+_BAD_VALUE_SHAPE = (
+    "{cls}: the value network wrote {key!r} with shape {shape}; expected {expected} "
+    "(the shape of ('next', {reward!r})). End the value network with a 1-unit layer "
+    "(e.g. ValueOperator(MLP(out_features=1), in_keys=[...])) so it writes [*B, T, 1]."
+)
+
+
+def _standardize(x: Tensor) -> Tensor:
+    if x.numel() <= 1:
+        return x
+    return (x - x.mean()) / x.std().clamp_min(1e-4)
+
+
+def _as_buffer(x: float | Tensor, device: torch.device | None) -> Tensor:
+    if isinstance(x, Tensor):
+        return x.detach().clone().to(device=device, dtype=torch.get_default_dtype())
+    return torch.tensor(float(x), device=device)
+
+
+class ValueEstimatorBase(nn.Module):
+    """Shared machinery of the estimators: keys, value-network calls, checks.
+
+    Subclasses implement :meth:`_estimate`, which maps the value, next value and the
+    step signals to ``(advantage, value_target)``.
+
+    Args:
+        value_network: a TensorDict module writing ``"state_value"`` (or the renamed
+            value key) of shape ``[*B, T, 1]``. ``None``: the values must already be in
+            the data, at the root and under ``"next"``.
+        differentiable: let gradients flow through the value network into the
+            advantage and target (default: computed under ``torch.no_grad()``).
+        skip_existing: reuse ``"state_value"`` / ``("next", "state_value")`` already in
+            the data instead of calling the network. Default ``None`` (= ``False``):
+            recompute, which is what an epoch loop over a refreshed critic needs.
+        time_dim: the time dimension of the input TensorDict. Default: the dim named
+            ``"time"`` if any, else the last batch dim.
+        device: device of the ``gamma``/``lmbda`` buffers.
+        advantage_key, value_target_key, value_key: key renames (same as ``set_keys``).
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Input and output keys, renamable with :meth:`set_keys`."""
+
+        advantage: NestedKey = "advantage"
+        value_target: NestedKey = "value_target"
+        value: NestedKey = "state_value"
+        reward: NestedKey = "reward"
+        done: NestedKey = "done"
+        terminated: NestedKey = "terminated"
+        steps_to_next_obs: NestedKey = "steps_to_next_obs"
+        sample_log_prob: NestedKey = "sample_log_prob"
+
+    default_keys = _AcceptedKeys
+
+    def __init__(
+        self,
+        *,
+        value_network: nn.Module | None,
+        differentiable: bool = False,
+        skip_existing: bool | None = None,
+        time_dim: int | None = None,
+        device: torch.device | str | None = None,
+        advantage_key: NestedKey | None = None,
+        value_target_key: NestedKey | None = None,
+        value_key: NestedKey | None = None,
+    ) -> None:
+        super().__init__()
+        # Not registered as a submodule: the loss (or the user) owns the network's
+        # parameters; the estimator only calls it.
+        self.__dict__["value_network"] = value_network
+        self.differentiable = differentiable
+        self.skip_existing = bool(skip_existing)
+        self.time_dim = time_dim
+        self._device = torch.device(device) if device is not None else None
+        self.tensor_keys = self.default_keys()
+        renames = {
+            "advantage": advantage_key,
+            "value_target": value_target_key,
+            "value": value_key,
+        }
+        self.set_keys(**{k: v for k, v in renames.items() if v is not None})
+
+    # ------------------------------------------------------------------ keys
+    def set_keys(self, **kwargs: NestedKey) -> ValueEstimatorBase:
+        """Renames input/output keys, e.g. ``set_keys(advantage="adv", value="v")``.
+
+        ``advantage_key=...`` spellings are accepted too. Returns ``self``.
+        """
+        fields = {f.name for f in dataclasses.fields(self.tensor_keys)}
+        for name, key in kwargs.items():
+            field = name[: -len("_key")] if name.endswith("_key") and name not in fields else name
+            if field not in fields:
+                raise ValueError(
+                    f"{type(self).__name__}.set_keys: unknown key name {name!r}; "
+                    f"accepted names: {sorted(fields)}."
+                )
+            if key is None:
+                continue
+            setattr(self.tensor_keys, field, key)
+        return self
+
+    @property
+    def advantage_key(self) -> NestedKey:
+        return self.tensor_keys.advantage
+
+    @property
+    def value_target_key(self) -> NestedKey:
+        return self.tensor_keys.value_target
+
+    @property
+    def value_key(self) -> NestedKey:
+        return self.tensor_keys.value
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        keys = self.tensor_keys
+        out = [("next", keys.reward), ("next", keys.done), ("next", keys.terminated)]
+        net_keys = list(getattr(self.value_network, "in_keys", [keys.value]))
+        return out + net_keys + [("next", k) if isinstance(k, str) else ("next", *k) for k in net_keys]
+
+    @property
+    def out_keys(self) -> list[NestedKey]:
+        return [self.tensor_keys.advantage, self.tensor_keys.value_target]
+
+    # ------------------------------------------------------------- helpers
+    def _get_time_dim(self, time_dim: int | None, data: TensorDictBase) -> int:
+        if time_dim is None:
+            time_dim = self.time_dim
+        if time_dim is None:
+            try:
+                names = list(data.names)
+            except (RuntimeError, AttributeError):  # some TensorDict types carry no names
+                names = []
+            time_dim = names.index("time") if "time" in names else data.batch_dims - 1
+        if not -data.batch_dims <= time_dim < data.batch_dims:
+            raise ValueError(
+                f"{type(self).__name__}: time_dim={time_dim} is out of range for a TensorDict "
+                f"with batch_size {tuple(data.batch_size)}."
+            )
+        return time_dim % data.batch_dims
+
+    def _signal(self, data: TensorDictBase, field: str, default: Tensor | None = None) -> Tensor:
+        key = getattr(self.tensor_keys, field)
+        nxt = data.get("next", None)
+        if nxt is None:
+            raise KeyError(
+                f"{type(self).__name__}: the input has no 'next' entry (keys: {list(data.keys())}); "
+                "pass a rollout written by env.step / env.rollout / a collector."
+            )
+        value = nxt.get(key, default)
+        if value is None:
+            raise KeyError(
+                _MISSING_SIGNAL.format(
+                    cls=type(self).__name__, key=key, keys=list(nxt.keys(True, True)), field=field
+                )
+            )
+        return value
+
+    def _call_value_network(self, data: TensorDictBase, reward_shape: torch.Size) -> tuple[Tensor, Tensor]:
+        """Returns ``(value, next_value)`` and writes both into ``data``."""
+        key = self.tensor_keys.value
+        net = self.value_network
+        nxt = data.get("next")
+        if net is None or self.skip_existing:
+            value, next_value = data.get(key, None), nxt.get(key, None)
+            if net is None and (value is None or next_value is None):
+                missing = key if value is None else ("next", key)
+                raise KeyError(
+                    _MISSING_VALUE.format(cls=type(self).__name__, key=missing, keys=list(data.keys(True, True)))
+                )
+            if value is not None and next_value is not None:
+                self._check_value_shape(value, reward_shape)
+                return value, next_value
+        in_keys = list(getattr(net, "in_keys", []))
+        for k in in_keys:
+            if k not in nxt.keys(include_nested=True):
+                raise KeyError(
+                    f"{type(self).__name__}: the value network reads {k!r}, which is missing "
+                    f"under 'next' (keys: {list(nxt.keys(True, True))}); the estimator needs "
+                    "the next observation to bootstrap."
+                )
+        n = data.shape[0]
+        # One network call over root and next states, concatenated on the first dim.
+        both = torch.cat([data.select(*in_keys), nxt.select(*in_keys)], 0)
+        out = net(both)
+        values = out.get(key, None)
+        if values is None:
+            raise KeyError(
+                f"{type(self).__name__}: the value network did not write {key!r} (it wrote "
+                f"{list(out.keys(True, True))}); rename with .set_keys(value=...)."
+            )
+        value, next_value = values[:n], values[n:]
+        self._check_value_shape(value, reward_shape)
+        data.set(key, value)
+        nxt.set(key, next_value)
+        return value, next_value
+
+    def _check_value_shape(self, value: Tensor, reward_shape: torch.Size) -> None:
+        if value.shape != reward_shape:
+            raise ValueError(
+                _BAD_VALUE_SHAPE.format(
+                    cls=type(self).__name__,
+                    key=self.tensor_keys.value,
+                    shape=tuple(value.shape),
+                    expected=tuple(reward_shape),
+                    reward=self.tensor_keys.reward,
+                )
+            )
+
+    def _gamma(self, data: TensorDictBase, reward: Tensor) -> Tensor:
+        gamma = self.gamma
+        if gamma.device != reward.device:
+            gamma = gamma.to(reward.device)
+        steps = data.get(self.tensor_keys.steps_to_next_obs, None)
+        if steps is not None:
+            gamma = gamma ** steps.view_as(reward)
+        return gamma
+
+    # ------------------------------------------------------------ forward
+    def _estimate(
+        self,
+        value: Tensor,
+        next_value: Tensor,
+        reward: Tensor,
+        done: Tensor,
+        terminated: Tensor,
+        gamma: Tensor,
+        time_dim: int,
+    ) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        tensordict: TensorDictBase,
+        *,
+        params: TensorDictBase | None = None,
+        target_params: TensorDictBase | None = None,
+        time_dim: int | None = None,
+    ) -> TensorDictBase:
+        """Writes ``advantage`` and ``value_target`` into ``tensordict`` (and the values).
+
+        Args:
+            tensordict: ``[*B, T]`` rollout with ``("next", "reward"/"done"/"terminated")``
+                and the value network's inputs at the root and under ``"next"``.
+            params: parameters to run the value network with (``to_module`` style).
+            target_params: parameters for the next-state values (default: ``params``).
+            time_dim: override of the time dimension.
+
+        Returns:
+            ``tensordict``, updated in place.
+        """
+        if tensordict.batch_dims < 1:
+            raise ValueError(
+                f"{type(self).__name__}: expected a TensorDict with at least one batch dim "
+                f"(time), got batch_size {tuple(tensordict.batch_size)}."
+            )
+        time_dim = self._get_time_dim(time_dim, tensordict)
+        reward = self._signal(tensordict, "reward")
+        done = self._signal(tensordict, "done")
+        terminated = self._signal(tensordict, "terminated", default=done)
+        with torch.set_grad_enabled(self.differentiable):
+            if params is not None or target_params is not None:
+                value, next_value = self._values_with_params(tensordict, reward.shape, params, target_params)
+            else:
+                value, next_value = self._call_value_network(tensordict, reward.shape)
+            gamma = self._gamma(tensordict, reward)
+            advantage, value_target = self._estimate(
+                value, next_value, reward, done, terminated, gamma, time_dim
+            )
+            if getattr(self, "average_gae", False):
+                advantage = _standardize(advantage)
+        tensordict.set(self.tensor_keys.advantage, advantage)
+        tensordict.set(self.tensor_keys.value_target, value_target)
+        return tensordict
+
+    def _values_with_params(
+        self,
+        data: TensorDictBase,
+        reward_shape: torch.Size,
+        params: TensorDictBase | None,
+        target_params: TensorDictBase | None,
+    ) -> tuple[Tensor, Tensor]:
+        net = self.value_network
+        if net is None:
+            raise ValueError(f"{type(self).__name__}: params were given but there is no value_network.")
+        params = params if params is not None else target_params
+        target_params = target_params if target_params is not None else params
+        key = self.tensor_keys.value
+        with params.to_module(net):
+            value = net(data.select(*net.in_keys)).get(key)
+        with target_params.to_module(net):
+            next_value = net(data.get("next").select(*net.in_keys)).get(key)
+        self._check_value_shape(value, reward_shape)
+        data.set(key, value)
+        data.set(("next", key), next_value)
+        return value, next_value
+
+    def value_estimate(
+        self,
+        tensordict: TensorDictBase,
+        *,
+        next_value: Tensor | None = None,
+        time_dim: int | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Returns the value target only (does not write into ``tensordict``).
+
+        Args:
+            tensordict: as in :meth:`forward`.
+            next_value: precomputed ``V(s')`` (e.g. from a target network); default:
+                computed with the value network.
+            time_dim: override of the time dimension.
+            **kwargs: accepted for compatibility (``target_params``) and ignored unless
+                ``target_params`` is a TensorDict of parameters.
+        """
+        time_dim = self._get_time_dim(time_dim, tensordict)
+        reward = self._signal(tensordict, "reward")
+        done = self._signal(tensordict, "done")
+        terminated = self._signal(tensordict, "terminated", default=done)
+        with torch.set_grad_enabled(self.differentiable):
+            key = self.tensor_keys.value
+            if next_value is None:
+                target_params = kwargs.get("target_params")
+                nxt = tensordict.get("next")
+                if self.value_network is None:
+                    next_value = nxt.get(key)
+                elif target_params is not None:
+                    with target_params.to_module(self.value_network):
+                        next_value = self.value_network(nxt.select(*self.value_network.in_keys)).get(key)
+                else:
+                    next_value = self.value_network(nxt.select(*self.value_network.in_keys)).get(key)
+            self._check_value_shape(next_value, reward.shape)
+            value = tensordict.get(key, None)
+            if value is None:
+                value = torch.zeros_like(next_value)
+            _, target = self._estimate(
+                value, next_value, reward, done, terminated, self._gamma(tensordict, reward), time_dim
+            )
+        return target
+
+    def extra_repr(self) -> str:
+        lmbda = f", lmbda={self.lmbda.item():.4g}" if hasattr(self, "lmbda") else ""
+        return f"gamma={self.gamma.item():.4g}{lmbda}, differentiable={self.differentiable}"
+
+
+class GAE(ValueEstimatorBase):
+    """Generalized advantage estimation (Schulman et al., 2016).
+
+    Args:
+        gamma: discount factor.
+        lmbda: GAE lambda (bias/variance trade-off; ``1`` = Monte-Carlo advantage).
+        value_network: TensorDict module writing ``"state_value"`` (see
+            :class:`ValueEstimatorBase` for this and the other shared arguments).
+        average_gae: standardize the advantage (zero mean, unit std) after computing it.
+            ``value_target`` is not affected.
+        vectorized: accepted for TorchRL compatibility; tdrl's kernel is always the
+            vectorized log-depth scan.
+        **kwargs: ``differentiable``, ``skip_existing``, ``time_dim``, ``device`` and the
+            key renames, as in :class:`ValueEstimatorBase`.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from tensordict.nn import TensorDictModule
+        >>> value_net = TensorDictModule(torch.nn.Linear(3, 1), in_keys=["obs"], out_keys=["state_value"])
+        >>> gae = GAE(gamma=0.98, lmbda=0.94, value_network=value_net, average_gae=True)
+        >>> data = TensorDict({"obs": torch.randn(1, 5, 3),
+        ...     "next": {"obs": torch.randn(1, 5, 3), "reward": torch.randn(1, 5, 1),
+        ...              "done": torch.zeros(1, 5, 1, dtype=torch.bool)}}, [1, 5])
+        >>> abs(gae(data)["advantage"].mean().item()) < 1e-6
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | Tensor,
+        lmbda: float | Tensor,
+        value_network: nn.Module | None,
+        average_gae: bool = False,
+        vectorized: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(value_network=value_network, **kwargs)
+        self.register_buffer("gamma", _as_buffer(gamma, self._device))
+        self.register_buffer("lmbda", _as_buffer(lmbda, self._device))
+        self.average_gae = average_gae
+
+    def _estimate(self, value, next_value, reward, done, terminated, gamma, time_dim):
+        lmbda = self.lmbda if self.lmbda.device == reward.device else self.lmbda.to(reward.device)
+        return generalized_advantage_estimate(
+            gamma, lmbda, value, next_value, reward, done, terminated, time_dim=time_dim
+        )
+
+
+class TD0Estimator(ValueEstimatorBase):
+    """One-step TD target ``r + gamma * V(s')`` (no bootstrap after termination).
+
+    Args:
+        gamma: discount factor.
+        value_network: TensorDict module writing ``"state_value"``.
+        average_rewards: standardize the rewards before computing the target.
+        **kwargs: as in :class:`ValueEstimatorBase`.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> data = TensorDict({"state_value": torch.zeros(3, 1),
+        ...     "next": {"state_value": torch.ones(3, 1), "reward": torch.ones(3, 1),
+        ...              "done": torch.tensor([[False], [False], [True]])}}, [3])
+        >>> TD0Estimator(gamma=0.5, value_network=None)(data)["value_target"].flatten()
+        tensor([1.5000, 1.5000, 1.0000])
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | Tensor,
+        value_network: nn.Module | None,
+        average_rewards: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(value_network=value_network, **kwargs)
+        self.register_buffer("gamma", _as_buffer(gamma, self._device))
+        self.average_rewards = average_rewards
+
+    def _estimate(self, value, next_value, reward, done, terminated, gamma, time_dim):
+        if self.average_rewards:
+            reward = _standardize(reward)
+        target = td0_return_estimate(gamma, next_value, reward, terminated)
+        return target - value, target
+
+
+class TDLambdaEstimator(ValueEstimatorBase):
+    """TD(lambda) target, bootstrapped at truncations and at the end of the batch.
+
+    Args:
+        gamma: discount factor.
+        lmbda: lambda.
+        value_network: TensorDict module writing ``"state_value"``.
+        average_rewards: standardize the rewards before computing the target.
+        vectorized: accepted for TorchRL compatibility (always vectorized).
+        **kwargs: as in :class:`ValueEstimatorBase`.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> data = TensorDict({"state_value": torch.zeros(1, 3, 1),
+        ...     "next": {"state_value": torch.zeros(1, 3, 1), "reward": torch.ones(1, 3, 1),
+        ...              "done": torch.zeros(1, 3, 1, dtype=torch.bool)}}, [1, 3])
+        >>> TDLambdaEstimator(gamma=1.0, lmbda=0.5, value_network=None)(data)["value_target"].flatten()
+        tensor([1.7500, 1.5000, 1.0000])
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | Tensor,
+        lmbda: float | Tensor,
+        value_network: nn.Module | None,
+        average_rewards: bool = False,
+        vectorized: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(value_network=value_network, **kwargs)
+        self.register_buffer("gamma", _as_buffer(gamma, self._device))
+        self.register_buffer("lmbda", _as_buffer(lmbda, self._device))
+        self.average_rewards = average_rewards
+
+    def _estimate(self, value, next_value, reward, done, terminated, gamma, time_dim):
+        if self.average_rewards:
+            reward = _standardize(reward)
+        lmbda = self.lmbda if self.lmbda.device == reward.device else self.lmbda.to(reward.device)
+        target = td_lambda_return_estimate(
+            gamma, lmbda, next_value, reward, done, terminated, time_dim=time_dim
+        )
+        return target - value, target
+
+
+class TD1Estimator(TDLambdaEstimator):
+    """Monte-Carlo return bootstrapped at truncations: :class:`TDLambdaEstimator` with ``lmbda=1``.
+
+    This is the "reward-to-go minus a baseline" of REINFORCE with a value baseline.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> data = TensorDict({"state_value": torch.zeros(1, 3, 1),
+        ...     "next": {"state_value": torch.zeros(1, 3, 1), "reward": torch.ones(1, 3, 1),
+        ...              "done": torch.zeros(1, 3, 1, dtype=torch.bool)}}, [1, 3])
+        >>> TD1Estimator(gamma=1.0, value_network=None)(data)["value_target"].flatten()
+        tensor([3., 2., 1.])
+    """
+
+    def __init__(
+        self,
+        *,
+        gamma: float | Tensor,
+        value_network: nn.Module | None,
+        average_rewards: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            gamma=gamma, lmbda=1.0, value_network=value_network, average_rewards=average_rewards, **kwargs
+        )
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma.item():.4g}, differentiable={self.differentiable}"
