@@ -1,3 +1,5 @@
-"""(being built)"""
+"""Native torch environments: batched, device-resident, stepping every sub-env in one call."""
 
-__all__: list[str] = []
+from tdrl.envs.custom.pendulum import PendulumEnv, angle_normalize
+
+__all__ = ["PendulumEnv", "angle_normalize"]
