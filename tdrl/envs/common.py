@@ -33,7 +33,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
 from tdrl.envs.utils import DONE_KEYS, step_mdp
-from tdrl.specs import Categorical, Composite, NestedKey, TensorSpec, Unbounded
+from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec, Unbounded
 
 __all__ = ["EnvBase", "make_composite_from_td"]
 
@@ -281,10 +281,18 @@ class EnvBase(nn.Module):
         return out
 
     def _prepare_action_checks(self) -> list:
+        """(key, shape, dtype, castable) per action entry, computed once per spec change.
+
+        ``castable`` says whether an action of another dtype is converted rather than
+        rejected: any float for a float spec, and any dtype for 0/1 specs (one-hot and
+        binary), whose samples are floats in torch.distributions. A float index for a
+        ``Categorical`` spec is rejected: truncating it would silently change the action.
+        """
         checks = []
         for key in self.action_keys:
             spec = self.full_action_spec[key]
-            checks.append((key, spec.shape, spec.dtype))
+            zero_one = isinstance(spec, (OneHot, MultiOneHot, Binary))
+            checks.append((key, spec.shape, spec.dtype, zero_one or spec.dtype.is_floating_point))
         self._action_checks = checks
         return checks
 
@@ -305,7 +313,7 @@ class EnvBase(nn.Module):
         if not self._is_reset:
             raise RuntimeError(_NOT_RESET.format(env=type(self).__name__))
         checks = self._action_checks or self._prepare_action_checks()
-        for key, shape, dtype in checks:
+        for key, shape, dtype, castable in checks:
             action = tensordict.get(key, None)
             if action is None:
                 raise KeyError(
@@ -319,7 +327,7 @@ class EnvBase(nn.Module):
                     )
                 )
             if action.dtype != dtype:
-                if action.dtype.is_floating_point and dtype.is_floating_point:
+                if castable and (action.dtype.is_floating_point or not dtype.is_floating_point):
                     tensordict.set(key, action.to(dtype))
                 else:
                     raise ValueError(

@@ -184,3 +184,15 @@ def test_from_pixels_mujoco():
     assert td["next", "pixels"].shape == (32, 32, 3) and td["next", "pixels"].dtype == torch.uint8
     assert "observation" in td.keys()
     env.close()
+
+
+def test_float_one_hot_action_is_accepted_but_float_index_is_not():
+    env = GymEnv("CartPole-v1")
+    td = env.reset()
+    td["action"] = torch.tensor([0.0, 1.0])  # torch.distributions.OneHotCategorical samples floats
+    assert env.step(td)["next", "observation"].shape == (4,)
+    env = GymEnv("CartPole-v1", categorical_action_encoding=True)
+    td = env.reset()
+    td["action"] = torch.tensor(0.7)
+    with pytest.raises(ValueError, match="dtype torch.float32, expected torch.int64"):
+        env.step(td)
