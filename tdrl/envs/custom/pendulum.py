@@ -137,16 +137,24 @@ class PendulumEnv(EnvBase):
             >>> env.dynamics(zero, zero, zero)  # upright and still: stays there, no cost
             (tensor([0.], dtype=torch.float64), tensor([0.], dtype=torch.float64), tensor([-0.], dtype=torch.float64))
         """
-        # as in gymnasium, the torque terms are computed in the action's precision (float32)
-        # and then added to the state's: matching this keeps rollouts within 1e-5 of gymnasium's
+        u_cost, u_accel = self._torque_terms(u, th.dtype)
+        new_th, new_thdot = self._advance(th, thdot, u_accel)
+        return new_th, new_thdot, self._reward(th, thdot, u_cost)
+
+    def _torque_terms(self, u: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The torque's cost and acceleration. As in gymnasium, both are computed in the action's
+        precision (float32) and then added to the state's: this keeps rollouts within 1e-5 of gymnasium's."""
         u = u.clamp(-self.max_torque, self.max_torque)
-        u_cost = (0.001 * u.square()).to(th.dtype)
-        u_accel = ((3.0 / (self.m * self.l**2)) * u).to(th.dtype)
-        costs = angle_normalize(th).square() + 0.1 * thdot.square() + u_cost
+        return (0.001 * u.square()).to(dtype), ((3.0 / (self.m * self.l**2)) * u).to(dtype)
+
+    def _advance(self, th: torch.Tensor, thdot: torch.Tensor, u_accel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         accel = (3.0 * self.g / (2.0 * self.l)) * torch.sin(th) + u_accel
         new_thdot = (thdot + accel * self.dt).clamp(-self.max_speed, self.max_speed)
-        new_th = th + new_thdot * self.dt
-        return new_th, new_thdot, -costs
+        return th + new_thdot * self.dt, new_thdot
+
+    @staticmethod
+    def _reward(th: torch.Tensor, thdot: torch.Tensor, u_cost: torch.Tensor) -> torch.Tensor:
+        return -(angle_normalize(th).square() + 0.1 * thdot.square() + u_cost)
 
     @staticmethod
     def observe(th: torch.Tensor, thdot: torch.Tensor) -> torch.Tensor:
@@ -205,47 +213,47 @@ class PendulumEnv(EnvBase):
         )
 
     def _rollout_fast(self, td: TensorDictBase, max_steps: int, break_when_any_done: bool) -> TensorDictBase | None:
-        """A policy-free rollout on plain tensors, stacked once at the end (no per-step TensorDict).
+        """A policy-free rollout on plain tensors (no per-step TensorDict).
 
         Runs when ``td`` holds only what ``reset`` writes; returns None otherwise so that the
-        generic loop runs. Random actions are drawn from the action spec, all steps at once.
+        generic loop runs. Random actions are drawn from the action spec, all steps at once;
+        the loop only advances the state, and the observations, rewards and torque terms are
+        computed once for the whole rollout, on the stacked states.
         """
         if set(td.keys()) != {"observation", *_STATE_KEYS, *self.done_keys}:
             return None
-        nb = self.batch_dims
-        actions = self.full_action_spec["action"].rand((max_steps,))
+        nb, limit = self.batch_dims, self.max_episode_steps
+        actions = self.full_action_spec["action"].rand((max_steps,)).movedim(0, nb)  # [*B, T, 1]
+        u_cost, u_accel = self._torque_terms(actions, self.dtype)
         state = {key: td.get(key) for key in _STATE_KEYS}
-        obs = td.get("observation")
-        limit = self.max_episode_steps
-        root: dict[str, list] = {"observation": [], **{k: [] for k in _STATE_KEYS}}
-        nxt: dict[str, list] = {"observation": [], "reward": [], "truncated": [], **{k: [] for k in _STATE_KEYS}}
+        root: dict[str, list] = {key: [] for key in _STATE_KEYS}
+        nxt: dict[str, list] = {key: [] for key in (*_STATE_KEYS, "truncated")}
         for t in range(max_steps):
-            root["observation"].append(obs)
             for key in _STATE_KEYS:
                 root[key].append(state[key])
-            th, thdot, reward = self.dynamics(state["th"], state["thdot"], actions[t])
+            th, thdot = self._advance(state["th"], state["thdot"], u_accel.select(nb, t))
             new = {"th": th, "thdot": thdot, "steps": state["steps"] + 1}
-            obs = self.observe(th, thdot)
             truncated = self._false if limit is None else new["steps"] >= limit
             for key in _STATE_KEYS:
                 nxt[key].append(new[key])
-            nxt["observation"].append(obs)
-            nxt["reward"].append(reward.to(torch.float32))
             nxt["truncated"].append(truncated)
-            state = new
-            self._state = new
+            state = self._state = new
             if limit is not None and bool(truncated.any()):
                 if break_when_any_done:
                     break
                 state = self._fresh_state(truncated, new)
-                obs = self.observe(state["th"], state["thdot"])
-        n = len(root["observation"])
+        n = len(root["th"])
         batch = torch.Size((*self.batch_size, n))
-        trunc = torch.stack(nxt.pop("truncated"), nb)
+        root_t = {key: torch.stack(value, nb) for key, value in root.items()}
+        next_t = {key: torch.stack(value, nb) for key, value in nxt.items()}
+        trunc = next_t.pop("truncated")
         false = torch.zeros_like(trunc)
+        time = (slice(None),) * nb + (slice(0, n),)
         next_td = _new_td(
             {
-                **{key: torch.stack(value, nb) for key, value in nxt.items()},
+                **next_t,
+                "observation": self.observe(next_t["th"], next_t["thdot"]),
+                "reward": self._reward(root_t["th"], root_t["thdot"], u_cost[time]).to(torch.float32),
                 "done": trunc, "terminated": false, "truncated": trunc.clone(),
             },
             batch,
@@ -253,8 +261,9 @@ class PendulumEnv(EnvBase):
         )
         return _new_td(
             {
-                **{key: torch.stack(value, nb) for key, value in root.items()},
-                "action": actions[:n].movedim(0, nb).contiguous(),
+                **root_t,
+                "observation": self.observe(root_t["th"], root_t["thdot"]),
+                "action": actions[time].contiguous(),
                 "done": false.clone(), "terminated": false.clone(), "truncated": false.clone(),
                 "next": next_td,
             },
