@@ -35,6 +35,9 @@ from tdrl.modules.distributions import (
     TanhNormal,
     TruncatedNormal,
 )
+from tdrl.modules.exploration import AdditiveGaussianModule, EGreedyModule, OrnsteinUhlenbeckProcessModule
+from tdrl.modules.models import MLP
+from tdrl.modules.qvalue import QValueActor, QValueModule
 
 __all__ = [
     # actors and values
@@ -44,6 +47,13 @@ __all__ = [
     "get_log_prob",
     "LOG_PROB_KEY",
     "LOG_PROB_ALIAS",
+    "QValueActor",
+    "QValueModule",
+    "MLP",
+    # exploration
+    "EGreedyModule",
+    "AdditiveGaussianModule",
+    "OrnsteinUhlenbeckProcessModule",
     # distributions
     "TanhNormal",
     "IndependentNormal",

@@ -198,6 +198,7 @@ class _DistModule(ProbabilisticTensorDictModule):
                 "pass spec=env.action_spec."
             )
         self.log_prob_alias = log_prob_alias
+        self._lp_key = self.log_prob_keys[0]
         self._spec_checked = self._action_spec is None
         self._fast = (
             len(self._out_keys) == 1
@@ -269,14 +270,10 @@ class _DistModule(ProbabilisticTensorDictModule):
         tensordict.set(self._out_keys[0], action)
         if self.return_log_prob:
             log_prob = dist.log_prob(action)
-            tensordict.set(self._log_prob_key_fast, log_prob)
+            tensordict.set(self._lp_key, log_prob)
             if self.log_prob_alias is not None:
                 tensordict.set(self.log_prob_alias, log_prob)
         return tensordict
-
-    @property
-    def _log_prob_key_fast(self) -> NestedKey:
-        return self.log_prob_keys[0]
 
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:
         if (

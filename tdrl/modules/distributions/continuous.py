@@ -75,7 +75,7 @@ class _Box:
     skips the affine map altogether.
     """
 
-    __slots__ = ("low", "high", "center", "half", "log_half", "trivial", "needs_clamp", "lim")
+    __slots__ = ("low", "high", "center", "half", "log_half", "const", "trivial", "needs_clamp", "lim")
 
     def __init__(self, low: TensorLike, high: TensorLike, dtype: torch.dtype, device: torch.device) -> None:
         low_t = torch.as_tensor(low, dtype=dtype, device=device)
@@ -103,6 +103,9 @@ class _Box:
         self.center = (high_t + low_t) / 2
         self.half = (high_t - low_t) / 2
         self.log_half = self.half.log()
+        # the constant part of the elementwise log-density: -log(sqrt(2 pi)) - 2 log 2 - log(half)
+        const = -_HALF_LOG_2PI - 2 * _LOG2
+        self.const = torch.tensor(const, dtype=dtype, device=device) if self.trivial else const - self.log_half
         top = self.center + self.half * self.lim
         bottom = self.center - self.half * self.lim
         self.needs_clamp = bool((top > high_t).any() or (bottom < low_t).any())
@@ -302,13 +305,17 @@ class TanhNormal(D.Distribution):
         return x.sum(tuple(range(-n, 0)))
 
     def _log_prob_pre(self, u: torch.Tensor) -> torch.Tensor:
-        """Elementwise log-density of the action ``squash(u)``, before the event sum."""
+        """Elementwise log-density of the action ``squash(u)``, before the event sum.
+
+        ``log N(u; loc, scale) - log(1 - tanh(u)^2) - log(half-width)`` with
+        ``log(1 - tanh(u)^2) = 2 log 2 - 2 (u - 2 sp)`` and ``sp = softplus(u, beta=-2)
+        = -softplus(-2u) / 2``: finite for any ``u``, in 8 tensor ops (the constants are
+        folded into one tensor of the box).
+        """
         z = (u - self.loc) / self.scale
-        lp = (-0.5) * z * z - self.scale.log() - _HALF_LOG_2PI
-        lp = lp - 2.0 * (_LOG2 - u - F.softplus(-2.0 * u))
-        if not self._box.trivial:
-            lp = lp - self._box.log_half
-        return lp
+        w = torch.add(u, F.softplus(u, beta=-2.0), alpha=-2.0)
+        lp = torch.add(self._box.const - self.scale.log(), w, alpha=2.0)
+        return torch.addcmul(lp, z, z, value=-0.5)
 
     def _unsquash(self, value: torch.Tensor) -> torch.Tensor:
         box = self._box

@@ -1,0 +1,372 @@
+"""Exploration for deterministic and greedy policies: epsilon-greedy, Gaussian and OU noise.
+
+Each module is appended after a policy (``TensorDictSequential(actor, noise)``) and changes
+the action it wrote. Noise is applied under ``ExplorationType.RANDOM`` (and when no
+exploration type is set, as in TorchRL); under ``MEAN``/``MODE``/``DETERMINISTIC`` the
+modules pass the action through untouched. ``step(frames)`` anneals the noise level; a
+collector or the training loop calls it with the number of frames collected.
+
+Examples:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> from tdrl.envs.utils import ExplorationType, set_exploration_type
+    >>> from tdrl.specs import Bounded
+    >>> noise = AdditiveGaussianModule(Bounded(-1.0, 1.0, shape=(2,)), sigma_init=0.5, sigma_end=0.5)
+    >>> td = TensorDict(action=torch.zeros(2))
+    >>> with set_exploration_type(ExplorationType.MEAN):
+    ...     noise(td)["action"]
+    tensor([0., 0.])
+"""
+
+from __future__ import annotations
+
+import math
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDictBase
+from tensordict.nn import InteractionType, TensorDictModuleBase
+from tensordict.nn.probabilistic import interaction_type
+
+from tdrl.modules._lean import missing_key_error
+from tdrl.specs import Categorical, Composite, NestedKey, OneHot, TensorSpec
+
+__all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule"]
+
+
+def _exploring() -> bool:
+    mode = interaction_type()
+    return mode is None or mode is InteractionType.RANDOM
+
+
+def _leaf_spec(spec: TensorSpec | Composite | None, key: NestedKey, owner: str) -> TensorSpec | None:
+    if spec is None:
+        return None
+    if isinstance(spec, Composite):
+        if key not in spec:
+            raise KeyError(f"{owner}: the Composite spec has no {key!r} entry; keys are {spec.keys(True, True)}.")
+        return spec[key]
+    if not isinstance(spec, TensorSpec):
+        raise TypeError(f"{owner}: spec must be a tdrl TensorSpec or Composite, got {type(spec).__name__}.")
+    return spec
+
+
+def _lead_dims(action: torch.Tensor, spec: TensorSpec, owner: str) -> torch.Size:
+    """The dims of ``action`` in front of ``spec.shape`` (the spec may itself carry batch dims)."""
+    n = spec.ndim
+    if action.ndim < n or tuple(action.shape[action.ndim - n :]) != tuple(spec.shape):
+        raise ValueError(
+            f"{owner}: the action has shape {tuple(action.shape)}, which does not end with the spec's "
+            f"shape {tuple(spec.shape)}. Pass the env's action_spec (env.action_spec)."
+        )
+    return action.shape[: action.ndim - n]
+
+
+def _check_annealing(init: float, end: float, steps: int, owner: str, name: str) -> None:
+    if end > init:
+        raise ValueError(f"{owner}: {name}_end={end} must not exceed {name}_init={init} (the noise anneals down).")
+    if steps <= 0:
+        raise ValueError(f"{owner}: annealing_num_steps must be > 0, got {steps}.")
+
+
+class EGreedyModule(TensorDictModuleBase):
+    """Epsilon-greedy: replace the action by a uniform random one with probability ``eps``.
+
+    ``eps`` goes linearly from ``eps_init`` to ``eps_end`` over ``annealing_num_steps``
+    frames of :meth:`step`. One coin is drawn per batch element of the TensorDict.
+
+    Args:
+        spec: the action spec (random actions are drawn from it).
+        eps_init: the initial epsilon.
+        eps_end: the final epsilon.
+        annealing_num_steps: frames over which epsilon anneals.
+
+    Keyword Args:
+        action_key: the action entry (default ``"action"``).
+        action_mask_key: a bool entry ``[..., n]``; random actions respect it.
+        device: where the epsilon buffers live.
+
+    Raises:
+        ValueError: ``eps_end > eps_init``, a non-positive annealing length, or (on a call)
+            an action whose shape does not end with the spec's.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tdrl.specs import Categorical
+        >>> explore = EGreedyModule(Categorical(4), eps_init=1.0, eps_end=0.0, annealing_num_steps=10)
+        >>> explore.step(5)
+        >>> round(explore.eps.item(), 3)
+        0.5
+    """
+
+    def __init__(
+        self,
+        spec: TensorSpec | Composite,
+        eps_init: float = 1.0,
+        eps_end: float = 0.1,
+        annealing_num_steps: int = 1000,
+        *,
+        action_key: NestedKey = "action",
+        action_mask_key: NestedKey | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        _check_annealing(eps_init, eps_end, annealing_num_steps, "EGreedyModule", "eps")
+        if spec is None:
+            raise ValueError("EGreedyModule needs the action spec to draw random actions: pass env.action_spec.")
+        self.action_key = action_key
+        self.action_mask_key = action_mask_key
+        self.in_keys = [action_key] + ([action_mask_key] if action_mask_key is not None else [])
+        self.out_keys = [action_key]
+        self._action_spec = _leaf_spec(spec, action_key, "EGreedyModule")
+        self._spec = spec if isinstance(spec, Composite) else Composite({action_key: spec})
+        self.register_buffer("eps_init", torch.tensor(float(eps_init), device=device))
+        self.register_buffer("eps_end", torch.tensor(float(eps_end), device=device))
+        self.register_buffer("eps", torch.tensor(float(eps_init), device=device))
+        self.annealing_num_steps = int(annealing_num_steps)
+
+    @property
+    def spec(self) -> Composite:
+        return self._spec
+
+    def step(self, frames: int = 1) -> None:
+        """Anneal epsilon by ``frames`` frames (it stops at ``eps_end``)."""
+        delta = (self.eps_init - self.eps_end) * (frames / self.annealing_num_steps)
+        self.eps.copy_(torch.maximum(self.eps_end, self.eps - delta))
+
+    def _random_action(self, tensordict: TensorDictBase, lead: torch.Size, like: torch.Tensor) -> torch.Tensor:
+        spec = self._action_spec
+        if self.action_mask_key is None:
+            return spec.rand(lead).to(like.device)
+        mask = tensordict.get(self.action_mask_key, None)
+        if mask is None:
+            raise missing_key_error("EGreedyModule", self.action_mask_key, tensordict, "action mask")
+        if not isinstance(spec, (Categorical, OneHot)):
+            raise ValueError(
+                f"EGreedyModule: an action mask needs a Categorical or OneHot spec, got {type(spec).__name__}."
+            )
+        n = mask.shape[-1]
+        idx = torch.multinomial(mask.float().reshape(-1, n), 1).reshape(mask.shape[:-1])
+        if isinstance(spec, OneHot):
+            return F.one_hot(idx, n).to(like.dtype).expand_as(like)
+        return idx.to(like.dtype).reshape(like.shape)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if not _exploring():
+            return tensordict
+        action = tensordict.get(self.action_key, None)
+        if action is None:
+            raise missing_key_error("EGreedyModule", self.action_key, tensordict)
+        lead = _lead_dims(action, self._action_spec, "EGreedyModule")
+        coin_shape = tensordict.batch_size if len(tensordict.batch_size) <= action.ndim else lead
+        cond = torch.rand(coin_shape, device=action.device) < self.eps.to(action.device)
+        cond = cond.reshape(*cond.shape, *([1] * (action.ndim - cond.ndim))).expand_as(action)
+        random = self._random_action(tensordict, lead, action)
+        tensordict.set(self.action_key, torch.where(cond, random, action))
+        return tensordict
+
+
+class AdditiveGaussianModule(TensorDictModuleBase):
+    """Add ``sigma * N(mean, std)`` to a continuous action, then project it onto the spec.
+
+    ``sigma`` anneals linearly from ``sigma_init`` to ``sigma_end`` over
+    ``annealing_num_steps`` frames of :meth:`step`.
+
+    Args:
+        spec: the action spec (``Bounded`` keeps noisy actions in bounds).
+        sigma_init: the initial noise scale.
+        sigma_end: the final noise scale.
+        annealing_num_steps: frames over which sigma anneals.
+        mean: mean of the unit noise.
+        std: standard deviation of the unit noise.
+
+    Keyword Args:
+        action_key: the action entry.
+        safe: kept for TorchRL compatibility (the action is always projected when a spec is given).
+        device: where the buffers live.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tdrl.specs import Bounded
+        >>> noise = AdditiveGaussianModule(Bounded(-1.0, 1.0, shape=(3,)), sigma_init=10.0, sigma_end=10.0)
+        >>> bool(noise(TensorDict(action=torch.zeros(3)))["action"].abs().max() <= 1)
+        True
+    """
+
+    def __init__(
+        self,
+        spec: TensorSpec | Composite | None = None,
+        sigma_init: float = 1.0,
+        sigma_end: float = 0.1,
+        annealing_num_steps: int = 1000,
+        mean: float = 0.0,
+        std: float = 1.0,
+        *,
+        action_key: NestedKey = "action",
+        safe: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        _check_annealing(sigma_init, sigma_end, annealing_num_steps, "AdditiveGaussianModule", "sigma")
+        self.action_key = action_key
+        self.in_keys = [action_key]
+        self.out_keys = [action_key]
+        self._action_spec = _leaf_spec(spec, action_key, "AdditiveGaussianModule")
+        self._spec = None if spec is None else spec if isinstance(spec, Composite) else Composite({action_key: spec})
+        self.safe = safe
+        self.register_buffer("sigma_init", torch.tensor(float(sigma_init), device=device))
+        self.register_buffer("sigma_end", torch.tensor(float(sigma_end), device=device))
+        self.register_buffer("sigma", torch.tensor(float(sigma_init), device=device))
+        self.register_buffer("mean", torch.tensor(float(mean), device=device))
+        self.register_buffer("std", torch.tensor(float(std), device=device))
+        self.annealing_num_steps = int(annealing_num_steps)
+
+    @property
+    def spec(self) -> Composite | None:
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: TensorSpec | Composite) -> None:
+        self._action_spec = _leaf_spec(value, self.action_key, "AdditiveGaussianModule")
+        self._spec = value if isinstance(value, Composite) else Composite({self.action_key: value})
+
+    def step(self, frames: int = 1) -> None:
+        """Anneal sigma by ``frames`` frames (it stops at ``sigma_end``)."""
+        delta = (self.sigma_init - self.sigma_end) * (frames / self.annealing_num_steps)
+        self.sigma.copy_(torch.maximum(self.sigma_end, self.sigma - delta))
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if not _exploring():
+            return tensordict
+        action = tensordict.get(self.action_key, None)
+        if action is None:
+            raise missing_key_error("AdditiveGaussianModule", self.action_key, tensordict)
+        noise = torch.randn_like(action) * self.std + self.mean
+        action = action + self.sigma * noise
+        if self._action_spec is not None:
+            action = self._action_spec.project(action)
+        tensordict.set(self.action_key, action)
+        return tensordict
+
+
+class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
+    """Temporally correlated (Ornstein-Uhlenbeck) noise for a continuous action (DDPG).
+
+    Each step, ``noise <- noise + theta (mu - noise) dt + sigma_t sqrt(dt) N(0, 1)`` and the
+    action becomes ``action + eps * noise``. The noise and a step counter live in the
+    TensorDict (``"_ou_prev_noise"``, ``"_ou_steps"``), so they follow each env through a
+    rollout; where ``is_init_key`` (written by an ``InitTracker`` transform) is True they are
+    reset. ``sigma_t`` goes linearly from ``sigma`` to ``sigma_min`` over
+    ``n_steps_annealing`` steps of a trajectory; ``eps`` anneals over frames of :meth:`step`.
+
+    Args:
+        spec: the action spec (the noisy action is projected onto it when ``safe``).
+        eps_init: the initial noise multiplier.
+        eps_end: the final noise multiplier.
+        annealing_num_steps: frames over which eps anneals.
+        theta: mean-reversion rate.
+        mu: long-run mean of the noise.
+        sigma: noise scale at the start of a trajectory.
+        dt: time step.
+        x0: offset of the noise's starting point.
+        sigma_min: noise scale after ``n_steps_annealing`` steps (default: ``sigma``).
+        n_steps_annealing: steps over which sigma anneals within a trajectory.
+
+    Keyword Args:
+        action_key: the action entry.
+        is_init_key: the entry marking a trajectory's first step.
+        safe: project the noisy action onto the spec.
+        device: where the buffers live.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tdrl.specs import Bounded
+        >>> ou = OrnsteinUhlenbeckProcessModule(Bounded(-1.0, 1.0, shape=(2,)))
+        >>> td = ou(TensorDict(action=torch.zeros(2)))
+        >>> td["_ou_steps"]
+        tensor(1)
+    """
+
+    noise_key = "_ou_prev_noise"
+    steps_key = "_ou_steps"
+
+    def __init__(
+        self,
+        spec: TensorSpec | Composite,
+        eps_init: float = 1.0,
+        eps_end: float = 0.1,
+        annealing_num_steps: int = 1000,
+        theta: float = 0.15,
+        mu: float = 0.0,
+        sigma: float = 0.2,
+        dt: float = 1e-2,
+        x0: torch.Tensor | float | None = None,
+        sigma_min: float | None = None,
+        n_steps_annealing: int = 1000,
+        *,
+        action_key: NestedKey = "action",
+        is_init_key: NestedKey = "is_init",
+        safe: bool = True,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        _check_annealing(eps_init, eps_end, annealing_num_steps, "OrnsteinUhlenbeckProcessModule", "eps")
+        if spec is None:
+            raise ValueError("OrnsteinUhlenbeckProcessModule needs the action spec: pass env.action_spec.")
+        self.action_key = action_key
+        self.is_init_key = is_init_key
+        self.in_keys = [action_key, is_init_key]
+        self.out_keys = [action_key, self.noise_key, self.steps_key]
+        self._action_spec = _leaf_spec(spec, action_key, "OrnsteinUhlenbeckProcessModule")
+        self._spec = spec if isinstance(spec, Composite) else Composite({action_key: spec})
+        self.safe = safe
+        self.theta, self.mu, self.sigma, self.dt = float(theta), float(mu), float(sigma), float(dt)
+        self.sigma_min = float(sigma if sigma_min is None else sigma_min)
+        self._sigma_slope = -(self.sigma - self.sigma_min) / float(n_steps_annealing)
+        self.register_buffer("x0", torch.as_tensor(0.0 if x0 is None else x0, dtype=torch.float32, device=device))
+        self.register_buffer("eps_init", torch.tensor(float(eps_init), device=device))
+        self.register_buffer("eps_end", torch.tensor(float(eps_end), device=device))
+        self.register_buffer("eps", torch.tensor(float(eps_init), device=device))
+        self.annealing_num_steps = int(annealing_num_steps)
+
+    @property
+    def spec(self) -> Composite:
+        return self._spec
+
+    def step(self, frames: int = 1) -> None:
+        """Anneal eps by ``frames`` frames (it stops at ``eps_end``)."""
+        delta = (self.eps_init - self.eps_end) * (frames / self.annealing_num_steps)
+        self.eps.copy_(torch.maximum(self.eps_end, self.eps - delta))
+
+    def current_sigma(self, n_steps: torch.Tensor) -> torch.Tensor:
+        """The noise scale after ``n_steps`` steps of a trajectory."""
+        return (self._sigma_slope * n_steps + self.sigma).clamp_min(self.sigma_min)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if not _exploring():
+            return tensordict
+        action = tensordict.get(self.action_key, None)
+        if action is None:
+            raise missing_key_error("OrnsteinUhlenbeckProcessModule", self.action_key, tensordict)
+        lead = _lead_dims(action, self._action_spec, "OrnsteinUhlenbeckProcessModule")
+        prev = tensordict.get(self.noise_key, None)
+        steps = tensordict.get(self.steps_key, None)
+        if prev is None or steps is None:
+            prev = torch.zeros_like(action)
+            steps = torch.zeros(lead, dtype=torch.long, device=action.device)
+        is_init = tensordict.get(self.is_init_key, None)
+        if is_init is not None:
+            # is_init has the done shape ([*B, 1]); bring it to the action's leading dims
+            init = is_init.reshape(lead) if is_init.numel() == lead.numel() else is_init.reshape(*lead, -1).any(-1)
+            steps = steps.masked_fill(init, 0)
+            init_a = init.reshape(*init.shape, *([1] * (action.ndim - init.ndim)))
+            prev = prev.masked_fill(init_a, 0.0)
+        x = prev + self.x0
+        sigma_t = self.current_sigma(steps.to(action.dtype)).reshape(*steps.shape, *([1] * (action.ndim - steps.ndim)))
+        noise = x + self.theta * (self.mu - x) * self.dt + sigma_t * math.sqrt(self.dt) * torch.randn_like(x)
+        action = action + self.eps * noise
+        if self.safe:
+            action = self._action_spec.project(action)
+        tensordict.set(self.action_key, action)
+        tensordict.set(self.noise_key, noise - self.x0)
+        tensordict.set(self.steps_key, steps + 1)
+        return tensordict

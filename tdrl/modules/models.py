@@ -1,0 +1,132 @@
+"""Plain networks: the multi-layer perceptron that policies and value functions are built from.
+
+Examples:
+    >>> import torch
+    >>> net = MLP(out_features=2, num_cells=[64, 64])
+    >>> net(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["MLP"]
+
+
+class MLP(nn.Sequential):
+    """A multi-layer perceptron: ``depth`` hidden layers of ``num_cells`` units each.
+
+    With several inputs, they are concatenated along the last dim first (so a Q-function
+    can be called as ``mlp(observation, action)``). A missing ``in_features`` gives a lazy
+    first layer (``nn.LazyLinear``) whose size is set by the first call.
+
+    Args:
+        in_features: input size; ``None`` for a lazy first layer.
+        out_features: output size (an int, or a shape the output is reshaped to).
+        depth: the number of hidden layers (``len(num_cells)`` when ``num_cells`` is a list).
+        num_cells: hidden sizes: an int (with ``depth``) or a list (one per hidden layer).
+            With neither ``depth`` nor ``num_cells`` the MLP is a single linear layer.
+        activation_class: the activation after each hidden layer (default ``nn.Tanh``).
+        activation_kwargs: its keyword arguments.
+        norm_class: an optional normalisation layer after each hidden linear layer.
+        norm_kwargs: its keyword arguments.
+        dropout: an optional dropout probability after each hidden layer.
+        bias_last_layer: whether the output layer has a bias.
+        layer_class: the linear layer class (``nn.Linear``; lazy only for ``nn.Linear``).
+        layer_kwargs: keyword arguments of every linear layer.
+        activate_last_layer: also apply the activation after the output layer.
+        device: where the parameters live.
+
+    Raises:
+        ValueError: when ``out_features`` is missing, ``num_cells`` is an int without
+            ``depth``, or ``depth`` and ``len(num_cells)`` disagree.
+
+    Examples:
+        >>> mlp = MLP(in_features=4, out_features=1, depth=2, num_cells=32, activation_class=nn.ReLU)
+        >>> [type(m).__name__ for m in mlp]
+        ['Linear', 'ReLU', 'Linear', 'ReLU', 'Linear']
+        >>> mlp(torch.zeros(4), ).shape
+        torch.Size([1])
+        >>> MLP(out_features=(2, 3), num_cells=[8])(torch.zeros(7, 5)).shape
+        torch.Size([7, 2, 3])
+    """
+
+    def __init__(
+        self,
+        in_features: int | None = None,
+        out_features: int | Sequence[int] | torch.Size | None = None,
+        depth: int | None = None,
+        num_cells: int | Sequence[int] | None = None,
+        activation_class: type[nn.Module] | Callable[..., nn.Module] = nn.Tanh,
+        activation_kwargs: dict | None = None,
+        norm_class: type[nn.Module] | Callable[..., nn.Module] | None = None,
+        norm_kwargs: dict | None = None,
+        dropout: float | None = None,
+        bias_last_layer: bool = True,
+        layer_class: type[nn.Module] = nn.Linear,
+        layer_kwargs: dict | None = None,
+        activate_last_layer: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if out_features is None:
+            raise ValueError("MLP needs out_features (e.g. MLP(out_features=2, num_cells=[256, 256])).")
+        if num_cells is None:
+            cells = [32] * depth if depth is not None else []
+        elif isinstance(num_cells, int):
+            if depth is None:
+                raise ValueError(
+                    f"MLP got num_cells={num_cells} (an int) without depth: pass depth=... or a list "
+                    f"num_cells=[{num_cells}, {num_cells}, ...]."
+                )
+            cells = [num_cells] * depth
+        else:
+            cells = [int(c) for c in num_cells]
+            if depth is not None and depth != len(cells):
+                raise ValueError(f"MLP: depth={depth} but num_cells has {len(cells)} entries {cells}; make them agree.")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.num_cells = cells
+        self.depth = len(cells)
+        self.activation_class = activation_class
+        self._out_shape = None if isinstance(out_features, int) else torch.Size(out_features)
+        n_out = out_features if isinstance(out_features, int) else prod(out_features)
+        layer_kwargs = dict(layer_kwargs or {})
+        act_kwargs = dict(activation_kwargs or {})
+
+        layers: list[nn.Module] = []
+        sizes_in = [in_features, *cells]
+        sizes_out = [*cells, n_out]
+        for i, (n_in, n_o) in enumerate(zip(sizes_in, sizes_out)):
+            last = i == len(cells)
+            kwargs = {"bias": bias_last_layer if last else True, "device": device, **layer_kwargs}
+            if n_in is None:
+                if layer_class is not nn.Linear:
+                    raise ValueError(
+                        f"MLP: a lazy first layer needs layer_class=nn.Linear; give in_features for {layer_class.__name__}."
+                    )
+                layers.append(nn.LazyLinear(n_o, **kwargs))
+            else:
+                layers.append(layer_class(n_in, n_o, **kwargs))
+            if not last or activate_last_layer:
+                if dropout is not None:
+                    layers.append(nn.Dropout(dropout))
+                if norm_class is not None:
+                    layers.append(norm_class(**(norm_kwargs or {})))
+                layers.append(activation_class(**act_kwargs))
+        super().__init__(*layers)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
+        for layer in self:
+            x = layer(x)
+        if self._out_shape is not None:
+            x = x.reshape(*x.shape[:-1], *self._out_shape)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, num_cells={self.num_cells}"

@@ -1,0 +1,266 @@
+"""Greedy policies over action values: QValueModule and QValueActor (DQN and friends).
+
+A Q-network writes ``"action_value"`` (one value per discrete action, last dim);
+:class:`QValueModule` turns it into the greedy ``"action"`` (an index or a one-hot vector,
+as the action spec says) and its ``"chosen_action_value"``. :class:`QValueActor` chains
+the network and the module.
+
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> from tensordict import TensorDict
+    >>> from tdrl.specs import OneHot
+    >>> actor = QValueActor(nn.Linear(3, 4), in_keys=["observation"], spec=OneHot(4))
+    >>> td = actor(TensorDict(observation=torch.randn(2, 3), batch_size=[2]))
+    >>> td["action"].shape, td["chosen_action_value"].shape
+    (torch.Size([2, 4]), torch.Size([2, 1]))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
+from torch import nn
+
+from tdrl.modules._lean import lean_steps, missing_key_error, run_steps, skip_existing
+from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec
+
+__all__ = ["QValueModule", "QValueActor"]
+
+_SPACES = {
+    "one_hot": "one_hot",
+    "one-hot": "one_hot",
+    "onehot": "one_hot",
+    "categorical": "categorical",
+    "mult_one_hot": "mult_one_hot",
+    "mult-one-hot": "mult_one_hot",
+    "multi_one_hot": "mult_one_hot",
+}
+
+
+def _action_space(action_space: str | None, spec: TensorSpec | None) -> str:
+    """The action space name, from the string or inferred from the spec's type."""
+    from_spec = None
+    if isinstance(spec, OneHot):
+        from_spec = "one_hot"
+    elif isinstance(spec, Categorical):
+        from_spec = "categorical"
+    elif isinstance(spec, MultiOneHot):
+        from_spec = "mult_one_hot"
+    elif isinstance(spec, Binary):
+        raise ValueError("QValueModule does not support a Binary action spec; use a OneHot or Categorical action.")
+    elif spec is not None:
+        raise ValueError(
+            f"QValueModule needs a discrete action spec (OneHot, Categorical or MultiOneHot), got "
+            f"{type(spec).__name__}."
+        )
+    if action_space is None:
+        if from_spec is None:
+            raise ValueError(
+                "QValueModule needs an action space: pass spec=env.action_spec, or "
+                "action_space='one_hot' | 'categorical' | 'mult_one_hot'."
+            )
+        return from_spec
+    if not isinstance(action_space, str) or action_space.lower() not in _SPACES:
+        raise ValueError(f"action_space must be one of {sorted(set(_SPACES))}, got {action_space!r}.")
+    space = _SPACES[action_space.lower()]
+    if from_spec is not None and from_spec != space:
+        raise ValueError(f"action_space={action_space!r} does not match the spec {type(spec).__name__}.")
+    return space
+
+
+def _leaf(spec: TensorSpec | Composite | None, key: NestedKey) -> TensorSpec | None:
+    if isinstance(spec, Composite):
+        return spec[key] if key in spec else None
+    return spec
+
+
+class QValueModule(TensorDictModuleBase):
+    """Reads action values and writes the greedy action and its value.
+
+    Args:
+        action_space: ``"one_hot"``, ``"categorical"`` or ``"mult_one_hot"``; inferred from
+            ``spec`` when omitted.
+        action_value_key: where the action values are (default ``"action_value"``).
+        action_mask_key: a bool entry ``[..., n]``; masked-out actions are never chosen.
+        out_keys: ``[action, action_value, chosen_action_value]`` keys.
+        var_nums: the size of each one-hot group for ``"mult_one_hot"``.
+        spec: the action spec (leaf or ``Composite``): sets the dtype and shape of the action.
+        safe: project the action onto ``spec``.
+
+    Raises:
+        ValueError: on an unknown action space or one the spec contradicts.
+        KeyError: on a call, when the action values (or the mask) are missing.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> module = QValueModule(action_space="categorical")
+        >>> td = module(TensorDict(action_value=torch.tensor([[1.0, 3.0, 2.0]]), batch_size=[1]))
+        >>> td["action"], td["chosen_action_value"]
+        (tensor([1]), tensor([[3.]]))
+    """
+
+    def __init__(
+        self,
+        action_space: str | None = None,
+        action_value_key: NestedKey | None = None,
+        action_mask_key: NestedKey | None = None,
+        out_keys: Sequence[NestedKey] | None = None,
+        var_nums: int | Sequence[int] | None = None,
+        spec: TensorSpec | Composite | None = None,
+        safe: bool = False,
+    ) -> None:
+        super().__init__()
+        action_value_key = "action_value" if action_value_key is None else action_value_key
+        out_keys = ["action", action_value_key, "chosen_action_value"] if out_keys is None else list(out_keys)
+        if len(out_keys) != 3 or out_keys[1] != action_value_key:
+            raise ValueError(
+                f"out_keys must be [action_key, {action_value_key!r}, chosen_action_value_key], got {out_keys}."
+            )
+        leaf = _leaf(spec, out_keys[0])
+        self.action_space = _action_space(action_space, leaf)
+        if self.action_space == "mult_one_hot":
+            if var_nums is None and isinstance(leaf, MultiOneHot):
+                var_nums = list(leaf.nvec) if hasattr(leaf, "nvec") else None
+            if var_nums is None:
+                raise ValueError("action_space='mult_one_hot' needs var_nums (the size of each one-hot group).")
+        self.var_nums = [int(v) for v in var_nums] if isinstance(var_nums, (list, tuple)) else var_nums
+        self.action_value_key = action_value_key
+        self.action_mask_key = action_mask_key
+        self.in_keys = [action_value_key] + ([action_mask_key] if action_mask_key is not None else [])
+        self.out_keys = out_keys
+        self._spec = spec if spec is None or isinstance(spec, Composite) else Composite({out_keys[0]: spec})
+        self._action_spec = leaf
+        if safe and leaf is None:
+            raise ValueError("QValueModule(safe=True) needs the action spec: pass spec=env.action_spec.")
+        self.safe = bool(safe)
+        self._dtype = leaf.dtype if leaf is not None else torch.long
+        self._keepdim = (
+            self.action_space == "categorical" and leaf is not None and leaf.ndim > 0 and leaf.shape[-1] == 1
+        )
+
+    @property
+    def spec(self) -> Composite | None:
+        return self._spec
+
+    def _greedy(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.action_space == "mult_one_hot":
+            actions, chosen = [], 0
+            for group in values.split(self.var_nums, dim=-1):
+                idx = group.argmax(-1, keepdim=True)
+                actions.append(F.one_hot(idx.squeeze(-1), group.shape[-1]))
+                chosen = chosen + group.gather(-1, idx)
+            return torch.cat(actions, -1).to(self._dtype), chosen
+        idx = values.argmax(-1, keepdim=True)
+        chosen = values.gather(-1, idx)
+        if self.action_space == "one_hot":
+            return F.one_hot(idx.squeeze(-1), values.shape[-1]).to(self._dtype), chosen
+        action = idx if self._keepdim else idx.squeeze(-1)
+        return action.to(self._dtype), chosen
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        values = tensordict.get(self.action_value_key, None)
+        if values is None:
+            raise missing_key_error("QValueModule", self.action_value_key, tensordict)
+        if self.action_mask_key is not None:
+            mask = tensordict.get(self.action_mask_key, None)
+            if mask is None:
+                raise missing_key_error("QValueModule", self.action_mask_key, tensordict, "action mask")
+            values = torch.where(mask, values, torch.finfo(values.dtype).min)
+        action, chosen = self._greedy(values)
+        if self.safe:
+            action = self._action_spec.project(action)
+        key_action, key_values, key_chosen = self.out_keys
+        tensordict.set(key_action, action)
+        tensordict.set(key_values, values)
+        tensordict.set(key_chosen, chosen)
+        return tensordict
+
+
+class QValueActor(TensorDictSequential):
+    """A Q-network followed by a :class:`QValueModule`: the greedy DQN policy.
+
+    Args:
+        module: a network (wrapped as ``in_keys -> action_value``) or a TensorDict module
+            that already writes ``action_value_key``.
+
+    Keyword Args:
+        in_keys: what a plain network reads (default ``["observation"]``).
+        spec: the action spec; sets the action space when ``action_space`` is omitted.
+        safe: project the action onto ``spec``.
+        action_space: ``"one_hot"``, ``"categorical"`` or ``"mult_one_hot"``.
+        action_value_key: default ``"action_value"``.
+        action_key: default ``"action"``.
+        chosen_action_value_key: default ``"chosen_action_value"``.
+        action_mask_key: a bool entry masking actions out.
+
+    Raises:
+        KeyError: when ``module`` is a TensorDict module that does not write ``action_value_key``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tdrl.specs import Categorical as CategoricalSpec
+        >>> actor = QValueActor(nn.Linear(3, 2), spec=CategoricalSpec(2))
+        >>> actor(TensorDict(observation=torch.randn(3)))["action"].shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        module: nn.Module | Callable | TensorDictModuleBase,
+        *,
+        in_keys: Sequence[NestedKey] | None = None,
+        spec: TensorSpec | Composite | None = None,
+        safe: bool = False,
+        action_space: str | None = None,
+        action_value_key: NestedKey | None = None,
+        action_key: NestedKey | None = None,
+        chosen_action_value_key: NestedKey | None = None,
+        action_mask_key: NestedKey | None = None,
+    ) -> None:
+        action_value_key = action_value_key or "action_value"
+        action_key = action_key or "action"
+        chosen_action_value_key = chosen_action_value_key or "chosen_action_value"
+        if isinstance(module, TensorDictModuleBase):
+            if action_value_key not in module.out_keys:
+                raise KeyError(
+                    f"QValueActor: the module writes {module.out_keys}, not the action values "
+                    f"{action_value_key!r}. Set its out_keys or pass action_value_key=..."
+                )
+        else:
+            module = TensorDictModule(module, in_keys=in_keys or ["observation"], out_keys=[action_value_key])
+        head = QValueModule(
+            action_space=action_space,
+            action_value_key=action_value_key,
+            action_mask_key=action_mask_key,
+            out_keys=[action_key, action_value_key, chosen_action_value_key],
+            spec=_leaf(spec, action_key) if isinstance(spec, Composite) else spec,
+            safe=safe,
+        )
+        super().__init__(module, head)
+        self.action_space = head.action_space
+        self._spec = head.spec
+        owners: list = []
+        self._lean_steps = lean_steps(module, owners)
+        self._lean_owners = owners
+        self._head = head
+
+    @property
+    def spec(self) -> Composite | None:
+        return self._spec
+
+    def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:
+        if (
+            self._lean_steps is not None
+            and len(args) == 1
+            and not kwargs
+            and isinstance(args[0], TensorDictBase)
+            and not skip_existing()
+            and run_steps(self._lean_steps, self._lean_owners, args[0])
+        ):
+            return self._head(args[0])
+        return super().forward(*args, **kwargs)
