@@ -1,0 +1,600 @@
+"""SyncDataCollector: run a policy in an env and hand out batches of a fixed number of frames.
+
+A batch of ``frames_per_batch`` frames from an env of batch size ``B`` has shape
+``[*B, T]`` with ``T = frames_per_batch / B.numel()``: one tensor per key, time last.
+It holds the root entries of each step (observation, done flags, the action and every
+other output of the policy, e.g. ``"sample_log_prob"``), the step's results under
+``"next"``, and ``("collector", "traj_ids")``.
+
+How a step is run (chosen once, when the first step is validated):
+
+- the policy reads the current root and writes the action;
+- the env steps: through a backend's fast path when it has one (see
+  :mod:`tdrl.collectors._fast`), else through ``env._step`` directly (``env.step``'s
+  checks ran once, on the first step), else through ``env.step_and_maybe_reset`` for
+  envs that reset inside their step (:class:`~tdrl.envs.SerialEnv`, :class:`~tdrl.envs.ParallelEnv`);
+- each entry of the step is kept by reference and the batch is stacked once, at its
+  end (one ``torch.stack`` per key): nothing is copied per step;
+- finished episodes are reset, and whatever the policy carries under ``"next"``
+  (a recurrent state) is zeroed for the envs that were reset.
+
+Examples:
+    >>> from tdrl.testing import CountingEnv
+    >>> collector = SyncDataCollector(CountingEnv(max_steps=3), None, frames_per_batch=4, total_frames=8)
+    >>> for batch in collector:
+    ...     print(batch["next", "observation"].squeeze(-1), batch["collector", "traj_ids"])
+    tensor([1., 2., 3., 1.]) tensor([0, 0, 0, 1])
+    tensor([2., 3., 1., 2.]) tensor([1, 1, 2, 2])
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterator
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from torch import nn
+
+from tdrl.collectors._fast import make_fast_stepper
+from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
+from tdrl.envs.common import EnvBase, _new_td
+from tdrl.envs.utils import ExplorationType, set_exploration_type
+
+__all__ = ["SyncDataCollector", "Collector", "DataCollectorBase"]
+
+_NO_ACTION = (
+    "{cls}: the policy did not write the action {key!r}. After calling it, the tensordict holds "
+    "{keys}. Make the policy write env.action_key ({key!r}), e.g. ProbabilisticActor(..., out_keys=[{key!r}]) "
+    "or TensorDictModule(net, in_keys=['observation'], out_keys=[{key!r}])."
+)
+_BAD_ACTION = (
+    "{cls}: the policy wrote {key!r} with shape {actual}, but the env expects {expected} "
+    "(env batch_size {batch} + action spec shape {spec}). Fix the policy's output size "
+    "(e.g. its last layer's out_features) or its in_keys."
+)
+
+
+def _env_from(create_env_fn: Any, kwargs: dict | None, cls: str) -> tuple[EnvBase, bool]:
+    if isinstance(create_env_fn, EnvBase):
+        if kwargs:
+            raise ValueError(f"{cls}: create_env_kwargs is only used with a create_env_fn callable, not an env.")
+        return create_env_fn, False
+    if not callable(create_env_fn):
+        raise TypeError(f"{cls}: create_env_fn must be an env or a callable returning one, got {type(create_env_fn).__name__}.")
+    try:
+        env = create_env_fn(**(kwargs or {}))
+    except Exception as err:
+        err.add_note(f"(raised by the create_env_fn given to {cls}: {create_env_fn!r})")
+        raise
+    if not isinstance(env, EnvBase):
+        raise TypeError(f"{cls}: create_env_fn returned a {type(env).__name__}, not a tdrl EnvBase.")
+    return env, True
+
+
+def _as_policy(policy: Any, env: EnvBase) -> Callable[[TensorDictBase], TensorDictBase]:
+    """Accept a TensorDict module, a callable on TensorDicts, or a plain module on tensors."""
+    if policy is None:
+        return RandomPolicy(env.full_action_spec)
+    if isinstance(policy, TensorDictModuleBase) or not isinstance(policy, nn.Module):
+        if not callable(policy):
+            raise TypeError(f"policy must be callable (a module or a function of a TensorDict), got {type(policy).__name__}")
+        return policy
+    names = [p for p in inspect.signature(policy.forward).parameters if p not in ("args", "kwargs")]
+    obs = [k for k in env.observation_keys if isinstance(k, str)]
+    if names and all(n in obs for n in names):
+        return TensorDictModule(policy, in_keys=names, out_keys=list(env.action_keys))
+    if names == ["tensordict"] or names == ["td"]:
+        return policy
+    raise TypeError(
+        f"policy {type(policy).__name__} is a plain nn.Module whose forward takes {names}, which are not "
+        f"observation keys of the env ({obs}). Wrap it: TensorDictModule(policy, in_keys=[...], out_keys=['action'])."
+    )
+
+
+def _policy_device(policy: Any) -> torch.device | None:
+    if isinstance(policy, nn.Module):
+        for p in policy.parameters():
+            return p.device
+    return None
+
+
+class DataCollectorBase:
+    """What every collector offers: iteration, frame counting, and ``total_frames``."""
+
+    total_frames: int
+    frames_per_batch: int
+
+    def __len__(self) -> int:
+        if self.total_frames < 0:
+            raise TypeError(f"{type(self).__name__} with total_frames=-1 runs forever and has no len().")
+        return -(-self.total_frames // self.frames_per_batch)
+
+    def next(self) -> TensorDictBase:
+        """The next batch (starting a new iteration if needed)."""
+        if getattr(self, "_iterator", None) is None:
+            self._iterator = iter(self)
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._iterator = None
+            raise
+
+    def _progress(self, enabled: bool):
+        if not enabled:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=None if self.total_frames < 0 else self.total_frames, unit="frames")
+
+
+class SyncDataCollector(DataCollectorBase):
+    """Collect batches of ``frames_per_batch`` frames from one env (possibly batched) with a policy.
+
+    Args:
+        create_env_fn: an env, or a callable returning one (called with ``create_env_kwargs``).
+        policy: a TensorDict module (reads the root, writes the action), a plain
+            ``nn.Module`` whose ``forward`` arguments are observation keys, or ``None``
+            for random actions drawn from the action spec.
+        frames_per_batch: frames in each batch; a multiple of the env's batch numel.
+        total_frames: stop after this many frames (rounded up to whole batches); ``-1``
+            runs forever.
+        device: default for ``env_device``, ``policy_device`` and ``storing_device``.
+        storing_device: where batches are returned.
+        policy_device: where the policy runs (its inputs are moved there).
+        env_device: where the env's outputs live (default: the env's device).
+        create_env_kwargs: keyword arguments for ``create_env_fn``.
+        max_frames_per_traj: truncate (and reset) an episode after this many steps.
+        init_random_frames: collect the first frames (whole batches) with random actions.
+        reset_at_each_iter: reset every env at the start of each batch.
+        postproc: a callable applied to each batch before it is returned.
+        split_trajs: return batches padded per trajectory (shape ``[num_trajs, max_len]``)
+            with a ``("collector", "mask")`` entry.
+        exploration_type: the exploration mode the policy runs under.
+        reset_when_done: reset envs whose episode ended (else the env must handle it).
+        progress_bar: show a tqdm bar over ``total_frames``.
+        return_same_td: kept for TorchRL compatibility (each batch is a new TensorDict).
+
+    Raises:
+        ValueError: ``frames_per_batch`` is not a positive multiple of the env's batch numel,
+            or ``total_frames`` is neither -1 nor positive.
+        KeyError / ValueError: on the first batch, when the policy does not write the
+            action or writes it with the wrong shape.
+
+    Examples:
+        >>> from tdrl.testing import ContinuousActionMock
+        >>> env = ContinuousActionMock(batch_size=[2])
+        >>> collector = SyncDataCollector(env, None, frames_per_batch=10, total_frames=20)
+        >>> batch = next(iter(collector))
+        >>> batch.batch_size
+        torch.Size([2, 5])
+        >>> len(collector)
+        2
+    """
+
+    def __init__(
+        self,
+        create_env_fn: EnvBase | Callable[..., EnvBase],
+        policy: Callable[[TensorDictBase], TensorDictBase] | nn.Module | None = None,
+        *,
+        frames_per_batch: int,
+        total_frames: int = -1,
+        device: Any = None,
+        storing_device: Any = None,
+        policy_device: Any = None,
+        env_device: Any = None,
+        create_env_kwargs: dict | None = None,
+        max_frames_per_traj: int | None = None,
+        init_random_frames: int | None = None,
+        reset_at_each_iter: bool = False,
+        postproc: Callable[[TensorDictBase], TensorDictBase] | None = None,
+        split_trajs: bool = False,
+        exploration_type: ExplorationType = ExplorationType.RANDOM,
+        reset_when_done: bool = True,
+        progress_bar: bool = False,
+        return_same_td: bool = False,
+    ) -> None:
+        cls = type(self).__name__
+        self.env, self._owns_env = _env_from(create_env_fn, create_env_kwargs, cls)
+        env = self.env
+        numel = env.batch_size.numel()
+        if isinstance(frames_per_batch, bool) or not isinstance(frames_per_batch, int) or frames_per_batch < 1:
+            raise ValueError(f"{cls}: frames_per_batch must be a positive int, got {frames_per_batch!r}.")
+        if frames_per_batch % numel:
+            lo = max(numel, frames_per_batch - frames_per_batch % numel)
+            raise ValueError(
+                f"{cls}: frames_per_batch={frames_per_batch} is not a multiple of the env's batch numel "
+                f"{numel} (batch_size {tuple(env.batch_size)}): every batch holds whole steps of all envs. "
+                f"Use {lo} or {lo + numel}."
+            )
+        if not isinstance(total_frames, int) or (total_frames < 1 and total_frames != -1):
+            raise ValueError(f"{cls}: total_frames must be -1 (run forever) or a positive int, got {total_frames!r}.")
+        if max_frames_per_traj is not None and max_frames_per_traj < 1:
+            raise ValueError(f"{cls}: max_frames_per_traj must be None or >= 1, got {max_frames_per_traj}.")
+        self.frames_per_batch = frames_per_batch
+        self.total_frames = total_frames
+        self.max_frames_per_traj = max_frames_per_traj
+        self.init_random_frames = init_random_frames or 0
+        self.reset_at_each_iter = reset_at_each_iter
+        self.postproc = postproc
+        self.split_trajs = split_trajs
+        self.exploration_type = exploration_type
+        self.reset_when_done = reset_when_done
+        self.progress_bar = progress_bar
+        self.return_same_td = return_same_td
+
+        self.env_device = torch.device(env_device) if env_device is not None else (
+            torch.device(device) if device is not None else env.device)
+        self.storing_device = torch.device(storing_device) if storing_device is not None else (
+            torch.device(device) if device is not None else self.env_device)
+        self.policy = policy
+        self._policy = _as_policy(policy, env)
+        own = _policy_device(self._policy)
+        self.policy_device = torch.device(policy_device) if policy_device is not None else (
+            torch.device(device) if device is not None else (own or self.env_device))
+        if isinstance(self._policy, nn.Module) and own is not None and own != self.policy_device:
+            self._policy = self._policy.to(self.policy_device)
+        self._random = RandomPolicy(env.full_action_spec)
+
+        self._batch = env.batch_size
+        self._steps = frames_per_batch // numel
+        self._time_dim = len(self._batch)
+        self._frames = 0
+        self._iter = 0
+        self._root: TensorDictBase | None = None
+        self._traj_cur = torch.arange(numel)
+        self._traj_fresh = torch.ones(numel, dtype=torch.bool)  # no frame recorded yet in that trajectory
+        self._next_id = numel
+        self._traj_steps = torch.zeros((*self._batch, 1), dtype=torch.int64)
+        self._plan: _StepPlan | None = None
+        self._iterator = None
+
+    # --- one batch ---------------------------------------------------------------------------
+    def _reset_all(self) -> TensorDictBase:
+        root = self.env.reset()
+        self._traj_steps.zero_()
+        if self._plan is not None and self._plan.fast is not None:
+            root = self._plan.fast.start(root)
+        return root
+
+    def _renew_ids(self) -> None:
+        """New trajectory ids for the envs whose trajectory already holds frames (after a reset)."""
+        stale = ~self._traj_fresh
+        n = int(stale.sum())
+        if n:
+            self._traj_cur[stale] = torch.arange(self._next_id, self._next_id + n)
+            self._next_id += n
+        self._traj_fresh.fill_(True)
+
+    @torch.no_grad()
+    def rollout(self) -> TensorDictBase:
+        """Collect one batch (``frames_per_batch`` frames), continuing from where the env is."""
+        numel = self._batch.numel()
+        if self._root is None or self.reset_at_each_iter:
+            self._root = self._reset_all()
+            self._renew_ids()
+        random_batch = self._frames < self.init_random_frames
+        if self._plan is None:
+            self._plan = _StepPlan(self, self._root)
+        with set_exploration_type(self.exploration_type):
+            out, self._root = self._plan.run(self._root, self._steps, random_batch)
+        resets = out.get(("next", "done")).reshape(numel, self._steps)
+        if not self.reset_when_done:
+            resets = self._plan.truncations.reshape(numel, self._steps)
+        ids, self._traj_cur, self._next_id = traj_ids_from_resets(resets, self._traj_cur, self._next_id)
+        self._traj_fresh = resets[:, -1].clone()
+        out.set(("collector", "traj_ids"), ids.reshape(*self._batch, self._steps))
+        if self.storing_device != self.env_device:
+            out = out.to(self.storing_device)
+        return out
+
+    def __iter__(self) -> Iterator[TensorDictBase]:
+        bar = self._progress(self.progress_bar)
+        try:
+            while self.total_frames < 0 or self._frames < self.total_frames:
+                batch = self.rollout()
+                self._frames += batch.numel()
+                self._iter += 1
+                if bar is not None:
+                    bar.update(batch.numel())
+                if self.split_trajs:
+                    batch = split_trajectories(batch)
+                if self.postproc is not None:
+                    batch = self.postproc(batch)
+                yield batch
+        finally:
+            if bar is not None:
+                bar.close()
+
+    # --- control -----------------------------------------------------------------------------
+    def set_seed(self, seed: int, static_seed: bool = False) -> int | None:
+        """Seed the env; returns the next seed (for another env)."""
+        return self.env.set_seed(seed, static_seed=static_seed)
+
+    def update_policy_weights_(self, policy_or_weights: Any = None) -> None:
+        """Load new weights into the policy the collector runs.
+
+        With no argument, copies the weights of the policy given at construction into the
+        collector's copy (a no-op when the collector runs that very module). A
+        ``TensorDict`` of parameters, a ``state_dict`` or a module can be passed instead.
+        """
+        target = self._policy
+        if not isinstance(target, nn.Module):
+            return
+        if policy_or_weights is None:
+            if target is self.policy or not isinstance(self.policy, nn.Module):
+                return
+            policy_or_weights = self.policy
+        if isinstance(policy_or_weights, nn.Module):
+            policy_or_weights = policy_or_weights.state_dict()
+        if isinstance(policy_or_weights, TensorDictBase):
+            policy_or_weights.to_module(target)
+        else:
+            target.load_state_dict(policy_or_weights)
+
+    def state_dict(self) -> dict:
+        """Counters, trajectory ids, the torch RNG state, and the env's and policy's state_dicts.
+
+        A simulator's internal state cannot be saved in general: a collector that loads
+        this state resets its env at the next batch, so the stream it resumes is
+        identical to the original one when that one starts each batch from a reset
+        (``reset_at_each_iter=True``, or episodes that end on batch boundaries).
+        """
+        out = {
+            "frames": self._frames,
+            "iter": self._iter,
+            "next_traj_id": self._next_id,
+            "traj_ids": self._traj_cur.clone(),
+            "traj_fresh": self._traj_fresh.clone(),
+            "rng_state": torch.get_rng_state(),
+        }
+        if isinstance(self.env, nn.Module):
+            out["env_state_dict"] = self.env.state_dict()
+        if isinstance(self._policy, nn.Module):
+            out["policy_state_dict"] = self._policy.state_dict()
+        return out
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Resume from :meth:`state_dict`: counters, trajectory ids, RNG, env and policy states."""
+        missing = [k for k in ("frames", "iter", "next_traj_id", "traj_ids") if k not in state_dict]
+        if missing:
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing {missing}; keys are {sorted(state_dict)}.")
+        self._frames = int(state_dict["frames"])
+        self._iter = int(state_dict["iter"])
+        self._next_id = int(state_dict["next_traj_id"])
+        self._traj_cur = state_dict["traj_ids"].clone()
+        self._traj_fresh = state_dict.get("traj_fresh", torch.zeros_like(self._traj_cur, dtype=torch.bool)).clone()
+        if "rng_state" in state_dict:
+            torch.set_rng_state(state_dict["rng_state"])
+        if "env_state_dict" in state_dict and isinstance(self.env, nn.Module):
+            self.env.load_state_dict(state_dict["env_state_dict"])
+        if "policy_state_dict" in state_dict and isinstance(self._policy, nn.Module):
+            self._policy.load_state_dict(state_dict["policy_state_dict"])
+        self._root = None  # the simulator state is not in the state_dict: start from a reset
+
+    def shutdown(self) -> None:
+        """Close the env if the collector built it."""
+        if self._owns_env:
+            self.env.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(env={type(self.env).__name__}, frames_per_batch={self.frames_per_batch}, "
+            f"total_frames={self.total_frames}, batch_size={tuple(self._batch)})"
+        )
+
+
+Collector = SyncDataCollector
+
+
+class _StepPlan:
+    """How steps run and are recorded; built from the first step, then reused for every batch."""
+
+    def __init__(self, collector: SyncDataCollector, root: TensorDictBase) -> None:
+        self.c = collector
+        env = collector.env
+        self.env = env
+        self.batch = env.batch_size
+        self.single = not self.batch
+        self.policy = collector._policy
+        self.move = collector.policy_device != collector.env_device
+        self.smr = type(env).step_and_maybe_reset is not EnvBase.step_and_maybe_reset
+        self.direct = not self.smr and type(env).step is EnvBase.step
+        self.action_keys = list(env.action_keys)
+        self.action_top = {k if isinstance(k, str) else k[0] for k in self.action_keys}
+        self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
+        self.max_steps = collector.max_frames_per_traj
+        self.fast = None
+        self.validated = False
+        self.truncations = torch.zeros(0)
+
+    # --- the first step: validation and the layout of a batch --------------------------------
+    def _call_policy(self, td: TensorDictBase) -> TensorDictBase:
+        if self.move:
+            out = self.policy(td.to(self.c.policy_device))
+            out = (out if out is not None else td).to(self.c.env_device)
+            return out
+        out = self.policy(td)
+        return td if out is None else out
+
+    def _check_policy(self, td: TensorDictBase) -> None:
+        cls = type(self.c).__name__
+        keys = td.keys(True, True)
+        for key in self.action_keys:
+            if key not in keys:
+                raise KeyError(_NO_ACTION.format(cls=cls, key=key, keys=sorted(map(str, keys))))
+            spec = self.env.full_action_spec[key]
+            value = td.get(key)
+            if value.shape != spec.shape:
+                raise ValueError(
+                    _BAD_ACTION.format(
+                        cls=cls, key=key, actual=tuple(value.shape), expected=tuple(spec.shape),
+                        batch=tuple(self.batch), spec=tuple(spec.shape[len(self.batch):]),
+                    )
+                )
+
+    def _layout(self, before: set, td: TensorDictBase, nxt: TensorDictBase, preset: TensorDictBase | None) -> None:
+        """Key lists of a batch, from the first step."""
+        self.root_keys = [k for k in td.keys(True, True) if not (isinstance(k, tuple) and k[0] == "next") and k != "_reset"]
+        self.next_keys = list(nxt.keys(True, True))
+        self.next_carry = [k for k in nxt.keys() if k not in self.reward_top]
+        self.root_carry = [
+            k for k in before if k not in self.next_carry and k not in self.action_top and k not in ("next", "_reset")
+        ]
+        self.recurrent = list(preset.keys()) if preset is not None else []
+        self.zeros = {k: torch.zeros_like(td.get(k)) for k in self.root_keys}
+
+    def _probe_policy(self, root: TensorDictBase) -> TensorDictBase:
+        """Run the policy once on a copy of ``root`` (to learn its outputs during random batches)."""
+        td = self._call_policy(root.clone())
+        self._check_policy(td)
+        return td
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self, root: TensorDictBase, steps: int, random_batch: bool) -> tuple[TensorDictBase, TensorDictBase]:
+        if not self.validated:
+            root = self._first_step_setup(root, random_batch)
+        fast = self.fast
+        rec_root = [(k, []) for k in self.root_keys]
+        rec_next = [(k, []) for k in self.next_keys]
+        trunc_rec = [] if self.max_steps is not None else None
+        actions = self.c._random.draw(steps) if random_batch else None
+        policy = self._call_policy
+        env = self.env
+        zeros = self.zeros
+        for t in range(steps):
+            if actions is not None:
+                td = root
+                for key, value in actions:
+                    td.set(key, value[t])
+            else:
+                td = policy(root)
+            preset = td.get("next", None) if self.recurrent or not self.validated else None
+            if preset is not None:
+                td = td.exclude("next")
+            if fast is not None:
+                nxt = fast.step(td)
+            elif self.smr:
+                td, root_after = env.step_and_maybe_reset(td)
+                nxt = td.get("next")
+            elif self.direct:
+                nxt = env._step(td)
+            else:
+                nxt = env.step(td).get("next")
+            if preset is not None:
+                nxt.update(preset)
+            over = None
+            if self.max_steps is not None:
+                over = self._count_steps(nxt)
+                trunc_rec.append(over)
+            for key, lst in rec_root:
+                value = td.get(key, None)
+                lst.append(zeros[key] if value is None else value)
+            for key, lst in rec_next:
+                lst.append(nxt.get(key))
+            if self.smr:
+                root = self._after_smr(td, nxt, root_after, over)
+            else:
+                root = self._next_root(td, nxt, over)
+        out = self._stack(rec_root, rec_next, steps)
+        if trunc_rec is not None:
+            self.truncations = torch.stack(trunc_rec, dim=len(self.batch))
+        return out, root
+
+    def _first_step_setup(self, root: TensorDictBase, random_batch: bool) -> TensorDictBase:
+        """Run and validate the first step (policy output, env step), then fix the batch layout."""
+        before = set(root.keys())
+        if random_batch:
+            probe = self._probe_policy(root)
+        td = self._call_policy(root.clone()) if not random_batch else probe
+        self._check_policy(td)
+        preset = td.get("next", None)
+        if preset is not None:
+            td = td.exclude("next")
+        self.fast = make_fast_stepper(self.env, td)
+        td = self.env.step(td.clone())  # EnvBase.step's checks, once
+        nxt = td.get("next")
+        if preset is not None:
+            nxt.update(preset)
+        self._layout(before, td, nxt, preset)
+        self.validated = True
+        # the probe step advanced the env: start the first batch from a fresh reset
+        return self.c._reset_all()
+
+    def _count_steps(self, nxt: TensorDictBase) -> torch.Tensor:
+        steps = self.c._traj_steps
+        steps += 1
+        over = steps >= self.max_steps
+        if bool(over.any()):
+            nxt.set("truncated", nxt.get("truncated") | over)
+            nxt.set("done", nxt.get("done") | over)
+        return over.reshape(self.batch)
+
+    def _next_root(self, td: TensorDictBase, nxt: TensorDictBase, over: torch.Tensor | None) -> TensorDictBase:
+        src = {k: nxt.get(k) for k in self.next_carry}
+        for k in self.root_carry:
+            value = td.get(k, None)
+            if value is not None:
+                src[k] = value
+        root = _new_td(src, self.batch)
+        done = nxt.get("done")
+        if not self.c.reset_when_done:
+            if over is None or not bool(over.any()):
+                return root
+            done = over.reshape(done.shape)
+        if self.single:
+            if not bool(done):
+                return root
+            root = self.env.reset(root)
+            if self.fast is not None:
+                root = self.fast.start(root)
+            mask = None
+        else:
+            if not bool(done.any()):
+                return root
+            mask = done.clone()
+            root.set("_reset", mask)
+            root = self.env.reset(root)
+        return self._after_reset(root, mask)
+
+    def _after_smr(self, td, nxt, root, over) -> TensorDictBase:
+        done = nxt.get("done")
+        for k in self.recurrent:
+            root.set(k, nxt.get(k))
+        if over is not None and bool(over.any()):
+            extra = over.reshape(done.shape) & ~done
+            if bool(extra.any()):
+                root.set("_reset", extra)
+                root = self.env.reset(root)
+                done = done | extra
+        if not bool(done.any()):
+            return root
+        return self._after_reset(root, done)
+
+    def _after_reset(self, root: TensorDictBase, mask: torch.Tensor | None) -> TensorDictBase:
+        """Zero the carried recurrent state and the step counters of the envs that were reset."""
+        steps = self.c._traj_steps
+        if mask is None:
+            steps.zero_()
+        else:
+            steps.masked_fill_(mask.reshape(steps.shape), 0)
+        for k in self.recurrent:
+            value = root.get(k, None)
+            if value is None:
+                continue
+            if mask is None:
+                root.set(k, torch.zeros_like(value))
+            else:
+                m = mask.reshape(*self.batch, *([1] * (value.ndim - len(self.batch))))
+                root.set(k, value.masked_fill(m, 0))
+        return root
+
+    def _stack(self, rec_root: list, rec_next: list, steps: int) -> TensorDictBase:
+        dim = len(self.batch)
+        src = {}
+        for key, lst in rec_root:
+            src[key] = torch.stack(lst, dim)
+        for key, lst in rec_next:
+            src[("next", *key) if isinstance(key, tuple) else ("next", key)] = torch.stack(lst, dim)
+        return TensorDict(src, batch_size=(*self.batch, steps))

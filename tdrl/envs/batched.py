@@ -1,0 +1,596 @@
+"""Batched envs: N copies of an env stepped as one env of batch size ``[N, *env.batch_size]``.
+
+- :class:`SerialEnv` steps its copies one after the other in this process.
+- :class:`ParallelEnv` runs each copy in a worker process. Actions and results travel
+  through shared-memory tensors allocated once; a step costs one small message per
+  worker over a pipe. A worker that raises makes the parent raise with the worker's
+  traceback; a worker that dies or hangs (past ``timeout``) raises too; ``close()``
+  (and garbage collection, and interpreter exit) stops every worker.
+
+Both seed worker ``i`` with the seed that worker ``i - 1`` hands on (``seed + i`` for
+tdrl's envs), so the same seed gives the same data from either class. Both support
+partial resets through ``"_reset"`` (shape ``[N, *env.batch_size, 1]``), and their
+``step_and_maybe_reset`` resets the finished copies in the same pass as the step.
+
+Examples:
+    >>> from tdrl.testing import CountingEnv
+    >>> env = SerialEnv(2, lambda: CountingEnv(max_steps=3))
+    >>> env.batch_size
+    torch.Size([2])
+    >>> env.rollout(4, break_when_any_done=False)["next", "observation"].squeeze(-1)
+    tensor([[1., 2., 3., 1.],
+            [1., 2., 3., 1.]])
+    >>> penv = ParallelEnv(2, lambda: CountingEnv(max_steps=3))
+    >>> penv.rollout(2)["next", "observation"].squeeze(-1)
+    tensor([[1., 2.],
+            [1., 2.]])
+    >>> penv.close()
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import traceback
+import weakref
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Sequence
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import multiprocessing as mp
+from torch import nn
+
+from tdrl.envs.common import EnvBase, _new_td
+
+__all__ = ["SerialEnv", "ParallelEnv"]
+
+EnvFactory = Callable[..., EnvBase]
+
+_NOT_A_FACTORY = (
+    "{cls}: create_env_fn must be a callable that returns an env (e.g. lambda: GymEnv('Pendulum-v1')), "
+    "got {what}. Pass a function or a class, not an env instance: each worker builds its own copy."
+)
+_SPEC_MISMATCH = (
+    "{cls}: the env built for worker {i} differs from worker 0's: its {what} is {theirs}, worker 0's is {ours}. "
+    "Every worker must build the same kind of env (same batch size and specs)."
+)
+
+
+def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
+    """A TensorDict from a ``{key: tensor}`` mapping whose keys may be nested tuples, without checks."""
+    if any(type(k) is tuple for k in source):
+        return TensorDict(source, batch_size=batch_size, device=device)
+    return _new_td(source, batch_size, device)
+
+
+def _normalize_factories(cls: str, num_workers: int, create_env_fn: Any, create_env_kwargs: Any) -> list:
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"{cls}: num_workers must be an int >= 1, got {num_workers!r}.")
+    fns = list(create_env_fn) if isinstance(create_env_fn, (list, tuple)) else [create_env_fn] * num_workers
+    if len(fns) != num_workers:
+        raise ValueError(f"{cls}: got {len(fns)} create_env_fn for num_workers={num_workers}; give one or one per worker.")
+    if create_env_kwargs is None:
+        kws: list = [{} for _ in range(num_workers)]
+    elif isinstance(create_env_kwargs, dict):
+        kws = [dict(create_env_kwargs) for _ in range(num_workers)]
+    else:
+        kws = [dict(k) for k in create_env_kwargs]
+        if len(kws) != num_workers:
+            raise ValueError(
+                f"{cls}: got {len(kws)} create_env_kwargs for num_workers={num_workers}; give a dict or one per worker."
+            )
+    for fn in fns:
+        if isinstance(fn, EnvBase) or not callable(fn):
+            raise TypeError(_NOT_A_FACTORY.format(cls=cls, what=f"a {type(fn).__name__} instance"))
+    return list(zip(fns, kws))
+
+
+def _env_keys(batch_size: torch.Size, input_spec, output_spec) -> tuple[list, list, list]:
+    """(input keys, next keys, root keys) of an env, as leaf keys, from its specs."""
+    obs = output_spec["full_observation_spec"].keys(True, True)
+    rew = output_spec["full_reward_spec"].keys(True, True)
+    done = output_spec["full_done_spec"].keys(True, True)
+    act = input_spec["full_action_spec"].keys(True, True)
+    state = input_spec["full_state_spec"].keys(True, True)
+    return [*act, *state], [*obs, *rew, *done], [*obs, *done, *[k for k in state if k not in obs]]
+
+
+def _meta_mismatch(cls: str, metas: list) -> None:
+    b0, in0, out0 = metas[0]
+    for i, (b, inp, out) in enumerate(metas[1:], start=1):
+        for what, theirs, ours in (("batch_size", b, b0), ("input_spec", inp, in0), ("output_spec", out, out0)):
+            if theirs != ours:
+                raise ValueError(_SPEC_MISMATCH.format(cls=cls, i=i, what=what, theirs=theirs, ours=ours))
+
+
+class _BatchedEnv(EnvBase):
+    """What SerialEnv and ParallelEnv share: specs expanded by ``num_workers``, key lists, seeding."""
+
+    def __init__(self, num_workers: int, meta: tuple, device: Any = None) -> None:
+        sub_batch, input_spec, output_spec = meta
+        self.sub_batch_size = torch.Size(sub_batch)
+        super().__init__(device=device, batch_size=(num_workers, *self.sub_batch_size))
+        self.num_workers = num_workers
+        self.output_spec = output_spec.expand(num_workers, *output_spec.shape)
+        self.input_spec = input_spec.expand(num_workers, *input_spec.shape)
+        self._in_keys, self._next_keys, self._root_keys = _env_keys(self.sub_batch_size, input_spec, output_spec)
+        self._action_set = set(self._in_keys)
+
+    def _root_from(self, td: TensorDictBase, nxt: TensorDictBase, env_root: TensorDictBase) -> TensorDictBase:
+        """The next step's root: the env's entries, then what ``step_mdp`` would carry over."""
+        src = dict(env_root.items())
+        for key, value in nxt.items():
+            if key not in src and key not in self.reward_keys:
+                src[key] = value
+        for key, value in td.items():
+            if key not in src and key != "next" and key not in self._action_set:
+                src[key] = value
+        return _new_td(src, self.batch_size, None)
+
+    def _reset_mask(self, tensordict: TensorDictBase | None) -> torch.Tensor | None:
+        if tensordict is None:
+            return None
+        mask = tensordict.get("_reset", None)
+        if mask is None:
+            return None
+        return mask.reshape(self.num_workers, -1)
+
+    def set_seed(self, seed: int | None = None, static_seed: bool = False) -> int | None:
+        """Seed worker ``i`` with the seed worker ``i - 1`` returns; returns the next free seed."""
+        return self._seed_workers(seed)
+
+    def _seed_workers(self, seed: int | None) -> int | None:
+        raise NotImplementedError
+
+    def _set_seed(self, seed: int | None) -> None:
+        self._seed_workers(seed)
+
+
+class SerialEnv(_BatchedEnv):
+    """``num_workers`` copies of an env, stepped one after the other in this process.
+
+    Args:
+        num_workers: how many copies.
+        create_env_fn: a callable returning an env (``lambda: GymEnv("Pendulum-v1")``),
+            or a list of them, one per copy.
+        create_env_kwargs: keyword arguments for ``create_env_fn`` (a dict, or one per copy).
+        device: the device of the batched env (default: the copies' device).
+
+    Raises:
+        TypeError: ``create_env_fn`` is an env instance or not callable.
+        ValueError: the copies do not share their batch size and specs.
+
+    Examples:
+        >>> from tdrl.testing import CountingEnv
+        >>> env = SerialEnv(3, CountingEnv, create_env_kwargs={"max_steps": 2})
+        >>> env.set_seed(0)
+        3
+        >>> env.rand_step(env.reset())["next", "observation"].shape
+        torch.Size([3, 1])
+    """
+
+    def __init__(
+        self,
+        num_workers: int,
+        create_env_fn: EnvFactory | Sequence[EnvFactory],
+        create_env_kwargs: dict | Sequence[dict] | None = None,
+        device: Any = None,
+    ) -> None:
+        factories = _normalize_factories("SerialEnv", num_workers, create_env_fn, create_env_kwargs)
+        envs = []
+        for i, (fn, kwargs) in enumerate(factories):
+            env = fn(**kwargs)
+            if not isinstance(env, EnvBase):
+                raise TypeError(f"SerialEnv: create_env_fn of worker {i} returned a {type(env).__name__}, not an EnvBase.")
+            envs.append(env)
+        metas = [(e.batch_size, e.input_spec, e.output_spec) for e in envs]
+        _meta_mismatch("SerialEnv", metas)
+        super().__init__(num_workers, metas[0], device if device is not None else envs[0].device)
+        self.envs = nn.ModuleList(envs)
+        # an env that keeps EnvBase.step is stepped through _step (the parent validated the action)
+        self._direct = [type(e).step is EnvBase.step for e in envs]
+
+    def _seed_workers(self, seed: int | None) -> int | None:
+        for env in self.envs:
+            seed = env.set_seed(seed)
+        return seed
+
+    def _sub_td(self, tensordict: TensorDictBase, i: int) -> TensorDictBase:
+        src = {}
+        for key in self._in_keys:
+            value = tensordict.get(key, None)
+            if value is not None:
+                src[key] = value[i]
+        return td_from_flat(src, self.sub_batch_size)
+
+    def _stack(self, outs: list, keys: list) -> TensorDictBase:
+        src = {}
+        for key in keys:
+            values = [o.get(key) for o in outs]
+            src[key] = torch.stack(values) if len(values) > 1 else values[0].unsqueeze(0)
+        return td_from_flat(src, self.batch_size)
+
+    def _reset_one(self, i: int, mask: torch.Tensor | None, **kwargs: Any) -> TensorDictBase:
+        sub = None
+        if mask is not None and self.sub_batch_size:
+            sub = _new_td({"_reset": mask.reshape(*self.sub_batch_size, 1)}, self.sub_batch_size)
+        return self.envs[i].reset(sub, **kwargs)
+
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
+        mask = self._reset_mask(tensordict)
+        outs: list = []
+        for i in range(self.num_workers):
+            if mask is not None and not bool(mask[i].any()):
+                outs.append(None)
+                continue
+            outs.append(self._reset_one(i, None if mask is None else mask[i], **kwargs))
+        template = next(o for o in outs if o is not None)
+        keys = template.keys(True, True)
+        outs = [o if o is not None else template.apply(torch.zeros_like) for o in outs]
+        return self._stack(outs, keys)
+
+    def _step_one(self, i: int, sub: TensorDictBase) -> TensorDictBase:
+        if self._direct[i]:
+            return self.envs[i]._step(sub)
+        return self.envs[i].step(sub).get("next")
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        nexts = [self._step_one(i, self._sub_td(tensordict, i)) for i in range(self.num_workers)]
+        return self._stack(nexts, nexts[0].keys(True, True))
+
+    def step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        """Step every copy and reset, in the same pass, the copies that are done."""
+        tensordict = self.step(tensordict)
+        nxt = tensordict.get("next")
+        done = nxt.get("done").reshape(self.num_workers, -1)
+        env_root = nxt.select(*self._root_keys, strict=False)
+        if bool(done.any()):
+            env_root = env_root.clone()
+            for i in range(self.num_workers):
+                if bool(done[i].any()):
+                    fresh = self._reset_one(i, done[i])
+                    for key in env_root.keys(True, True):
+                        value = fresh.get(key, None)
+                        if value is None:
+                            continue
+                        m = done[i].reshape(*self.sub_batch_size, *([1] * (value.ndim - len(self.sub_batch_size))))
+                        env_root.get(key)[i] = torch.where(m, value, env_root.get(key)[i])
+        return tensordict, self._root_from(tensordict, nxt, env_root)
+
+    def close(self) -> None:
+        super().close()
+        for env in getattr(self, "envs", []):
+            env.close()
+
+
+# --- ParallelEnv ------------------------------------------------------------------------------
+
+
+def _worker_main(idx: int, conn: Connection, inherited: Connection | None, payload: bytes, parent_pid: int) -> None:
+    """A ParallelEnv worker: build the env, then serve commands until "close" or the parent dies."""
+    if inherited is not None:
+        inherited.close()  # fork: the parent's end of our own pipe, so that EOF reaches us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
+    torch.set_num_threads(1)
+    try:
+        fn, kwargs = pickle.loads(payload)
+        env = fn(**kwargs)
+        if not isinstance(env, EnvBase):
+            raise TypeError(f"create_env_fn returned a {type(env).__name__}, not an EnvBase")
+        conn.send(("ok", (env.batch_size, env.input_spec, env.output_spec)))
+    except BaseException:  # noqa: BLE001 - everything goes back to the parent
+        conn.send(("error", traceback.format_exc()))
+        return
+    worker = _Worker(idx, env)
+    while True:
+        if not conn.poll(1.0):
+            if os.getppid() != parent_pid:  # orphaned: the parent died without closing us
+                break
+            continue
+        try:
+            cmd, arg = conn.recv()
+        except (EOFError, OSError):
+            break
+        if cmd == "close":
+            try:
+                env.close()
+            finally:
+                conn.send(("ok", None))
+            break
+        try:
+            conn.send(("ok", worker.handle(cmd, arg)))
+        except BaseException:  # noqa: BLE001
+            conn.send(("error", traceback.format_exc()))
+
+
+class _Worker:
+    """The worker's side of the protocol: read inputs from, and write results into, shared memory."""
+
+    def __init__(self, idx: int, env: EnvBase) -> None:
+        self.idx, self.env = idx, env
+        self.batch = env.batch_size
+        self.in_keys, self.next_keys, self.root_keys = _env_keys(env.batch_size, env.input_spec, env.output_spec)
+        self.direct = type(env).step is EnvBase.step
+        self.checked = False
+
+    def handle(self, cmd: str, arg: Any) -> Any:
+        if cmd == "step":
+            self._step()
+            return None
+        if cmd == "step_reset":
+            nxt = self._step()
+            done = nxt.get("done")
+            if bool(done.any()):
+                self._write(self.root, self._reset(done), only=done)
+                return True
+            return False
+        if cmd == "reset":
+            mask = self.inp["_reset"].clone() if self.batch else None
+            self._write(self.root, self._reset(mask, **arg))
+            return None
+        if cmd == "seed":
+            return self.env.set_seed(arg)
+        if cmd == "buffers":
+            inp, nxt, root = arg
+            i = self.idx
+            self.inp = {k: v[i] for k, v in inp.items()}
+            self.next = [(k, v[i]) for k, v in nxt.items()]
+            self.root = [(k, v[i]) for k, v in root.items()]
+            self.next_root_pairs = [(self.root[j][1], dict(self.next)[k]) for j, (k, _) in enumerate(self.root)
+                                    if k in dict(self.next)]
+            return None
+        raise ValueError(f"ParallelEnv worker: unknown command {cmd!r}")
+
+    def _reset(self, mask: torch.Tensor | None, **kwargs: Any) -> TensorDictBase:
+        sub = None if mask is None else _new_td({"_reset": mask}, self.batch)
+        return self.env.reset(sub, **kwargs)
+
+    def _step(self) -> TensorDictBase:
+        td = td_from_flat({k: self.inp[k] for k in self.in_keys}, self.batch)
+        if self.direct and self.checked:
+            nxt = self.env._step(td)
+        else:
+            nxt = self.env.step(td).get("next")
+            self._check(nxt)
+            self.checked = True
+        for key, dst in self.next:
+            dst.copy_(nxt.get(key))
+        # the root of the next step is the next observation unless the copy is reset
+        for dst, src in self.next_root_pairs:
+            dst.copy_(src)
+        return nxt
+
+    def _check(self, nxt: TensorDictBase) -> None:
+        written = set(nxt.keys(True, True))
+        missing = [k for k, _ in self.next if k not in written]
+        if missing:
+            raise KeyError(
+                f"the env's step did not write {missing} (it wrote {sorted(map(str, written))}), which its specs "
+                f"declare. Fix the env's _step or its specs (check_env_specs(env) shows the mismatch)."
+            )
+
+    def _write(self, pairs: list, td: TensorDictBase, only: torch.Tensor | None = None) -> None:
+        for key, dst in pairs:
+            value = td.get(key, None)
+            if value is None:
+                continue
+            if only is None or not self.batch:
+                dst.copy_(value)
+            else:
+                m = only.reshape(*self.batch, *([1] * (value.ndim - len(self.batch))))
+                dst.copy_(torch.where(m, value, dst))
+
+
+def _shutdown(procs: list, conns: list, grace: float = 5.0) -> None:
+    """Ask every worker to close, then join, terminate and kill what is left. Never raises."""
+    for proc, conn in zip(procs, conns):
+        if proc.is_alive():
+            try:
+                conn.send(("close", None))
+            except (OSError, ValueError, BrokenPipeError):
+                pass
+    for proc in procs:
+        proc.join(grace)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(1.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+    for conn in conns:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+class ParallelEnv(_BatchedEnv):
+    """``num_workers`` copies of an env, each stepped in its own worker process.
+
+    Inputs (actions, reset masks) and outputs live in shared-memory tensors allocated
+    once; each step sends one short message to each worker and waits for its answer.
+
+    Args:
+        num_workers: how many worker processes (one env copy each).
+        create_env_fn: a callable returning an env, or a list of them, one per worker.
+            It is serialized with cloudpickle, so lambdas work under "spawn" too.
+        create_env_kwargs: keyword arguments for ``create_env_fn`` (a dict, or one per worker).
+        mp_start_method: "fork", "spawn" or "forkserver" (default: the platform's default).
+        timeout: seconds to wait for a worker's answer before raising ``TimeoutError``
+            (env construction included).
+        device: the device of the batched env (default: the copies' device).
+
+    Raises:
+        TypeError: ``create_env_fn`` is an env instance or not callable.
+        RuntimeError: a worker raised (the message holds its traceback) or died.
+        ValueError: the copies do not share their batch size and specs.
+
+    Examples:
+        >>> from tdrl.testing import CountingEnv
+        >>> env = ParallelEnv(2, CountingEnv, create_env_kwargs={"max_steps": 2})
+        >>> env.set_seed(0)
+        2
+        >>> env.rand_step(env.reset())["next", "observation"].squeeze(-1)
+        tensor([1., 1.])
+        >>> env.close()
+    """
+
+    def __init__(
+        self,
+        num_workers: int,
+        create_env_fn: EnvFactory | Sequence[EnvFactory],
+        create_env_kwargs: dict | Sequence[dict] | None = None,
+        mp_start_method: str | None = None,
+        timeout: float = 300.0,
+        device: Any = None,
+    ) -> None:
+        factories = _normalize_factories("ParallelEnv", num_workers, create_env_fn, create_env_kwargs)
+        try:
+            import cloudpickle
+        except ImportError:  # pragma: no cover - gymnasium depends on cloudpickle
+            cloudpickle = pickle
+        ctx = mp.get_context(mp_start_method)
+        fork = ctx.get_start_method() == "fork"
+        procs, conns = [], []
+        finalizer = None
+        try:
+            for i, factory in enumerate(factories):
+                parent_end, child_end = ctx.Pipe()
+                proc = ctx.Process(
+                    target=_worker_main,
+                    args=(i, child_end, parent_end if fork else None, cloudpickle.dumps(factory), os.getpid()),
+                    daemon=True,
+                    name=f"tdrl-ParallelEnv-worker-{i}",
+                )
+                proc.start()
+                child_end.close()
+                procs.append(proc)
+                conns.append(parent_end)
+            metas = _gather(procs, conns, range(num_workers), timeout, "starting")
+            _meta_mismatch("ParallelEnv", metas)
+            super().__init__(num_workers, metas[0], device if device is not None else metas[0][2].device)
+            self._procs, self._conns, self.timeout = procs, conns, timeout
+            self._finalizer = weakref.finalize(self, _shutdown, procs, conns)
+            finalizer = self._finalizer
+            self._closed = False
+            self._alloc_buffers()
+        except BaseException:
+            if finalizer is not None:
+                finalizer()
+            else:
+                _shutdown(procs, conns, grace=1.0)
+            raise
+
+    def _alloc_buffers(self) -> None:
+        b = self.batch_size
+        full_in = self.input_spec["full_action_spec"].clone().update(self.input_spec["full_state_spec"].clone())
+        inp = {k: full_in[k].zero() for k in self._in_keys}
+        inp["_reset"] = torch.zeros((*b, 1), dtype=torch.bool)
+        out = self.output_spec
+        leaf = {}
+        for part in ("full_observation_spec", "full_reward_spec", "full_done_spec"):
+            for k in out[part].keys(True, True):
+                leaf[k] = out[part][k]
+        for k in self.input_spec["full_state_spec"].keys(True, True):
+            leaf.setdefault(k, self.input_spec["full_state_spec"][k])
+        nxt = {k: leaf[k].zero() for k in self._next_keys}
+        root = {k: leaf[k].zero() for k in self._root_keys}
+        for bufs in (inp, nxt, root):
+            for t in bufs.values():
+                t.share_memory_()
+        self._in_buf, self._next_buf, self._root_buf = inp, nxt, root
+        self._call(range(self.num_workers), "buffers", (inp, nxt, root))
+
+    # --- messaging --------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("ParallelEnv: the env is closed; build a new one.")
+
+    def _call(self, workers: Sequence[int], cmd: str, arg: Any = None) -> list:
+        self._check_open()
+        for i in workers:
+            self._conns[i].send((cmd, arg))
+        return _gather(self._procs, self._conns, workers, self.timeout, cmd)
+
+    def _write_inputs(self, tensordict: TensorDictBase) -> None:
+        for key in self._in_keys:
+            value = tensordict.get(key, None)
+            if value is not None:
+                self._in_buf[key].copy_(value)
+
+    def _read(self, buf: dict) -> TensorDictBase:
+        return td_from_flat({k: v.clone() for k, v in buf.items()}, self.batch_size)
+
+    # --- EnvBase ----------------------------------------------------------------------------
+    def _seed_workers(self, seed: int | None) -> int | None:
+        for i in range(self.num_workers):
+            seed = self._call([i], "seed", seed)[0]
+        return seed
+
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
+        mask = self._reset_mask(tensordict)
+        if mask is None:
+            workers = list(range(self.num_workers))
+            self._in_buf["_reset"].fill_(True)
+        else:
+            workers = [i for i in range(self.num_workers) if bool(mask[i].any())]
+            self._in_buf["_reset"].copy_(mask.reshape(self._in_buf["_reset"].shape))
+        self._call(workers, "reset", kwargs)
+        return self._read(self._root_buf)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        self._write_inputs(tensordict)
+        self._call(range(self.num_workers), "step")
+        return self._read(self._next_buf)
+
+    def step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        """Step every worker and reset the finished copies in the same round trip."""
+        if self._action_checks is None or not self._is_reset:
+            # the first step goes through EnvBase: it validates the action, with its messages
+            tensordict = self.step(tensordict)
+            return tensordict, self._next_root(tensordict)
+        self._write_inputs(tensordict)
+        self._call(range(self.num_workers), "step_reset")
+        nxt = self._read(self._next_buf)
+        tensordict.set("next", nxt)
+        return tensordict, self._root_from(tensordict, nxt, self._read(self._root_buf))
+
+    def close(self) -> None:
+        """Stop the workers (idempotent). Called on garbage collection and at exit too."""
+        super().close()
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._finalizer()
+
+
+def _gather(procs: list, conns: list, workers: Sequence[int], timeout: float, what: str) -> list:
+    """Each listed worker's answer, in order; raise once all answered if any of them failed."""
+    results, errors = [], []
+    for i in workers:
+        conn = conns[i]
+        try:
+            if not conn.poll(timeout):
+                raise TimeoutError(
+                    f"ParallelEnv worker {i} did not answer {what!r} within {timeout} s (it is "
+                    f"{'alive' if procs[i].is_alive() else 'dead'}). Raise ParallelEnv(timeout=...) for slow envs."
+                )
+            status, payload = conn.recv()
+        except (EOFError, OSError, ConnectionResetError):
+            procs[i].join(0.5)
+            errors.append(
+                f"ParallelEnv worker {i} died while {what!r} (exit code {procs[i].exitcode}); "
+                f"it did not report an exception (killed, or crashed in native code)."
+            )
+            results.append(None)
+            continue
+        if status == "error":
+            errors.append(f"ParallelEnv worker {i} raised while {what!r}:\n{payload}")
+            results.append(None)
+        else:
+            results.append(payload)
+    if errors:
+        raise RuntimeError("\n".join(errors))
+    return results
