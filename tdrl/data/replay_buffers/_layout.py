@@ -1,0 +1,305 @@
+"""The frozen structure of what a tensor storage holds: leaf keys, per-item shapes and dtypes.
+
+A :class:`TensorLayout` is built once, from the first batch a storage receives. It then
+validates every later write (naming the key, the expected and the found shape), and
+rebuilds sampled rows into a TensorDict without going through TensorDict's per-item
+machinery. Checkpoints store it as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Union
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+
+__all__ = ["TensorLayout", "key_str", "dtype_from_str"]
+
+Data = Union[TensorDictBase, torch.Tensor]
+
+# ``TensorDict._new_unsafe`` skips the per-entry checks of the public constructor; the
+# entries built here are checked by construction. Fall back to the public constructor
+# when a tensordict version does not have it.
+_FAST_TD = getattr(TensorDict, "_new_unsafe", None)
+
+
+def key_str(key: NestedKey | None) -> str:
+    """Formats a (nested) key for error messages: ``'obs'`` or ``('next', 'reward')``."""
+    return "<tensor>" if key is None else repr(key)
+
+
+def dtype_from_str(name: str) -> torch.dtype:
+    """Parses ``"torch.float32"`` (or ``"float32"``) back into a dtype, without eval.
+
+    Raises:
+        ValueError: when the name is not a torch dtype.
+    """
+    attr = getattr(torch, name.rsplit(".", 1)[-1], None)
+    if not isinstance(attr, torch.dtype):
+        raise ValueError(f"{name!r} is not a torch dtype")
+    return attr
+
+
+def _build_tree(keys: Sequence[NestedKey]) -> dict[str, Any]:
+    """Maps each leaf key to its position, as nested dicts mirroring the TensorDict."""
+    tree: dict[str, Any] = {}
+    for pos, key in enumerate(keys):
+        path = (key,) if isinstance(key, str) else tuple(key)
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = pos
+    return tree
+
+
+class TensorLayout:
+    """Leaf keys, per-item shapes and dtypes of the data held by a tensor storage.
+
+    Args:
+        keys: leaf keys in storage order, or ``None`` when the storage holds a plain tensor.
+        shapes: per-item shape of each leaf (the leaf's shape without the storage dimension).
+        dtypes: dtype of each leaf.
+        item_batch: batch size of one item (``torch.Size([])`` for single transitions).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> data = TensorDict({"obs": torch.zeros(4, 3), "next": {"reward": torch.zeros(4, 1)}}, [4])
+        >>> layout = TensorLayout.from_data(data, batched=True)
+        >>> layout.keys
+        ('obs', ('next', 'reward'))
+        >>> [tuple(s) for s in layout.shapes]
+        [(3,), (1,)]
+    """
+
+    __slots__ = ("keys", "shapes", "dtypes", "item_batch", "_tree", "_index")
+
+    def __init__(
+        self,
+        keys: Sequence[NestedKey] | None,
+        shapes: Sequence[torch.Size],
+        dtypes: Sequence[torch.dtype],
+        item_batch: torch.Size,
+    ) -> None:
+        self.keys: tuple[NestedKey, ...] | None = None if keys is None else tuple(keys)
+        self.shapes = tuple(torch.Size(s) for s in shapes)
+        self.dtypes = tuple(dtypes)
+        self.item_batch = torch.Size(item_batch)
+        self._tree = None if self.keys is None else _build_tree(self.keys)
+        self._index = None if self.keys is None else {k: i for i, k in enumerate(self.keys)}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_data(cls, data: Data, *, batched: bool) -> TensorLayout:
+        """Reads the layout of ``data``; ``batched`` says whether dim 0 indexes items.
+
+        Raises:
+            TypeError: for data that is neither a TensorDict nor a tensor, or a
+                TensorDict holding non-tensor leaves.
+        """
+        skip = 1 if batched else 0
+        if isinstance(data, torch.Tensor):
+            if batched and data.ndim == 0:
+                raise ValueError("extend() needs a batch: got a 0-dim tensor; use add() for one item")
+            return cls(None, [data.shape[skip:]], [data.dtype], torch.Size([]))
+        if not isinstance(data, TensorDictBase):
+            raise TypeError(
+                f"a tensor storage holds TensorDicts or tensors, got {type(data).__name__}; "
+                "use ListStorage for arbitrary Python objects"
+            )
+        if batched and data.batch_dims == 0:
+            raise ValueError(
+                "extend() needs a batch: got a TensorDict with batch_size=[]; use add() for one item"
+            )
+        keys, shapes, dtypes = [], [], []
+        for key, value in data.items(include_nested=True, leaves_only=True):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"entry {key_str(key)} is a {type(value).__name__}, not a tensor; tensor storages "
+                    "hold tensors only (use ListStorage for non-tensor data)"
+                )
+            keys.append(key)
+            shapes.append(value.shape[skip:])
+            dtypes.append(value.dtype)
+        if not keys:
+            raise ValueError("cannot store a TensorDict without any tensor entry")
+        return cls(keys, shapes, dtypes, data.batch_size[skip:])
+
+    @property
+    def is_tensordict(self) -> bool:
+        """Whether the stored data is a TensorDict (``False``: a plain tensor)."""
+        return self.keys is not None
+
+    def position(self, key: NestedKey) -> int:
+        """Position of ``key`` among the leaves.
+
+        Raises:
+            KeyError: naming the key and the keys that exist.
+        """
+        if self._index is None:
+            raise KeyError(f"key {key_str(key)} not found: this storage holds a plain tensor")
+        if isinstance(key, tuple) and len(key) == 1:
+            key = key[0]
+        try:
+            return self._index[key]
+        except KeyError:
+            raise KeyError(
+                f"key {key_str(key)} not found in the storage, which holds keys "
+                f"{[k for k in self.keys]}"  # type: ignore[union-attr]
+            ) from None
+
+    def __contains__(self, key: NestedKey) -> bool:
+        if self._index is None:
+            return False
+        if isinstance(key, tuple) and len(key) == 1:
+            key = key[0]
+        return key in self._index
+
+    # ------------------------------------------------------------------ validation
+    def leaves_of(self, data: Data, *, batched: bool) -> list[torch.Tensor]:
+        """Returns the leaves of ``data`` in storage order, after checking its structure.
+
+        Raises:
+            TypeError: data of another kind or a leaf of an incompatible dtype.
+            KeyError: a missing or an extra key.
+            ValueError: a batch size or leaf shape that does not match the storage.
+        """
+        if self.keys is None:
+            if not isinstance(data, torch.Tensor):
+                raise TypeError(f"this storage holds tensors, got {type(data).__name__}")
+            leaves = [data]
+            skip = 1 if batched else 0
+            if batched and data.ndim == 0:
+                raise ValueError("extend() needs a batch: got a 0-dim tensor; use add() for one item")
+            self._check_leaf(None, 0, data, skip)
+            return leaves
+        if not isinstance(data, TensorDictBase):
+            raise TypeError(f"this storage holds TensorDicts, got {type(data).__name__}")
+        batch = data.batch_size
+        expected_dims = len(self.item_batch) + (1 if batched else 0)
+        if len(batch) != expected_dims or batch[len(batch) - len(self.item_batch) :] != self.item_batch:
+            want = ("[N, " if batched else "[") + ", ".join(str(s) for s in self.item_batch) + "]"
+            want = want.replace(", ]", "]")
+            raise ValueError(
+                f"data has batch_size={list(batch)} but this storage expects {want}; "
+                + ("use add() for a single item" if batched and len(batch) == len(self.item_batch) else
+                   "reshape the data (e.g. data.reshape(-1)) to match")
+            )
+        skip = 1 if batched else 0
+        items = list(data.items(include_nested=True, leaves_only=True))
+        keys = tuple(k for k, _ in items)
+        if keys == self.keys:
+            leaves = [v for _, v in items]
+        else:
+            found = dict(items)
+            missing = [k for k in self.keys if k not in found]
+            extra = [k for k in keys if k not in self._index]  # type: ignore[operator]
+            if missing or extra:
+                raise KeyError(
+                    f"data does not match the storage structure: missing keys {missing}, "
+                    f"unexpected keys {extra}; the storage holds {list(self.keys)}"
+                )
+            leaves = [found[k] for k in self.keys]
+        for pos, leaf in enumerate(leaves):
+            if not isinstance(leaf, torch.Tensor):
+                raise TypeError(
+                    f"entry {key_str(self.keys[pos])} is a {type(leaf).__name__}, not a tensor"
+                )
+            self._check_leaf(self.keys[pos], pos, leaf, skip)
+        return leaves
+
+    def _check_leaf(self, key: NestedKey | None, pos: int, leaf: torch.Tensor, skip: int) -> None:
+        shape = self.shapes[pos]
+        if leaf.shape[skip:] != shape:
+            raise ValueError(
+                f"entry {key_str(key)} has shape {list(leaf.shape)}, expected "
+                f"{(['N'] if skip else []) + list(shape)} (per-item shape {list(shape)}) "
+                "as in the data this storage was created with"
+            )
+        dtype = self.dtypes[pos]
+        if leaf.dtype != dtype and not torch.can_cast(leaf.dtype, dtype):
+            raise TypeError(
+                f"entry {key_str(key)} has dtype {leaf.dtype}, which cannot be stored in the "
+                f"storage's {dtype} without losing information; cast it first"
+            )
+
+    # ------------------------------------------------------------------ building
+    def build(
+        self, leaves: Sequence[torch.Tensor], batch_size: Sequence[int], device: torch.device | None
+    ) -> Data:
+        """Packs leaves (in storage order) into a TensorDict (or returns the tensor)."""
+        if self._tree is None:
+            return leaves[0]
+        batch_size = torch.Size(batch_size)
+        return self._build_node(self._tree, leaves, batch_size, device)
+
+    def _build_node(
+        self, node: dict[str, Any], leaves: Sequence[torch.Tensor], batch_size: torch.Size, device: Any
+    ) -> TensorDict:
+        source = {
+            name: (leaves[child] if isinstance(child, int) else self._build_node(child, leaves, batch_size, device))
+            for name, child in node.items()
+        }
+        if _FAST_TD is not None:
+            return _FAST_TD(source, batch_size, device=device)
+        return TensorDict(source, batch_size=batch_size, device=device)
+
+    # ------------------------------------------------------------------ (de)serialization
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-compatible description (keys as lists of strings)."""
+        return {
+            "keys": None if self.keys is None else [[k] if isinstance(k, str) else list(k) for k in self.keys],
+            "shapes": [list(s) for s in self.shapes],
+            "dtypes": [str(d) for d in self.dtypes],
+            "item_batch": list(self.item_batch),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> TensorLayout:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            ValueError: for a malformed description.
+        """
+        try:
+            keys = obj["keys"]
+            if keys is not None:
+                keys = [k[0] if len(k) == 1 else tuple(k) for k in keys]
+            return cls(
+                keys,
+                [torch.Size(int(d) for d in s) for s in obj["shapes"]],
+                [dtype_from_str(d) for d in obj["dtypes"]],
+                torch.Size(int(d) for d in obj["item_batch"]),
+            )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"malformed storage layout in checkpoint: {err!r}") from err
+
+    def mismatch(self, other: TensorLayout) -> str | None:
+        """Describes the first difference with ``other`` (``None`` when they match)."""
+        if self.is_tensordict != other.is_tensordict:
+            kinds = ["a plain tensor", "a TensorDict"]
+            return f"holds {kinds[other.is_tensordict]}, expected {kinds[self.is_tensordict]}"
+        if self.item_batch != other.item_batch:
+            return f"items have batch_size {list(other.item_batch)}, expected {list(self.item_batch)}"
+        if self.keys != other.keys and set(self.keys or ()) != set(other.keys or ()):
+            mine, theirs = set(self.keys or ()), set(other.keys or ())
+            return f"missing keys {sorted(map(str, mine - theirs))}, unexpected keys {sorted(map(str, theirs - mine))}"
+        for key, shape, dtype in zip(other.keys or [None], other.shapes, other.dtypes):
+            pos = 0 if key is None else self.position(key)
+            if self.shapes[pos] != shape:
+                return f"entry {key_str(key)} has per-item shape {list(shape)}, expected {list(self.shapes[pos])}"
+            if self.dtypes[pos] != dtype:
+                return f"entry {key_str(key)} has dtype {dtype}, expected {self.dtypes[pos]}"
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TensorLayout) and self.mismatch(other) is None and self.keys == other.keys
+
+    def __repr__(self) -> str:
+        entries = ", ".join(
+            f"{key_str(k)}: {list(s)} {str(d).replace('torch.', '')}"
+            for k, s, d in zip(self.keys or [None], self.shapes, self.dtypes)
+        )
+        return f"TensorLayout({entries}; item_batch={list(self.item_batch)})"

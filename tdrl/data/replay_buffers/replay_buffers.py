@@ -1,0 +1,729 @@
+"""Replay buffers: a storage, a sampler, a writer and optional transforms, put together.
+
+- :class:`ReplayBuffer`: any data; ``extend`` / ``add`` / ``sample`` / iterate / index.
+- :class:`TensorDictReplayBuffer`: TensorDict data; samples carry ``"index"`` (and the
+  sampler's info, e.g. ``"priority_weight"``); priorities are read from a key.
+- :class:`PrioritizedReplayBuffer` / :class:`TensorDictPrioritizedReplayBuffer`: the same
+  with a :class:`~tdrl.data.replay_buffers.samplers.PrioritizedSampler`.
+
+The whole buffer saves itself with :meth:`ReplayBuffer.dumps` and restores with
+:meth:`ReplayBuffer.loads`, without pickle; a checkpoint written for another structure is
+refused before anything changes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey, unravel_key
+
+from tdrl.data.replay_buffers._checkpoint import load_state, save_state
+from tdrl.data.replay_buffers._layout import key_str
+from tdrl.data.replay_buffers.samplers import PrioritizedSampler, RandomSampler, Sampler, check_priorities
+from tdrl.data.replay_buffers.storages import ListStorage, Storage
+from tdrl.data.replay_buffers.writers import RoundRobinWriter, TensorDictRoundRobinWriter, Writer, _expand_index
+
+__all__ = [
+    "ReplayBuffer",
+    "TensorDictReplayBuffer",
+    "PrioritizedReplayBuffer",
+    "TensorDictPrioritizedReplayBuffer",
+]
+
+EMPTY_BUFFER_ERROR = "cannot sample from an empty replay buffer: add data with extend() or add() first"
+_CHECKPOINT_NAME = "replay_buffer"
+
+
+class _Inverted:
+    """Swaps a transform's forward and inverse (``invert=True``)."""
+
+    def __init__(self, transform: Any) -> None:
+        if not callable(getattr(transform, "inv", None)):
+            raise TypeError(f"invert=True needs a transform with an inv() method, got {transform!r}")
+        self.transform = transform
+
+    def __call__(self, data: Any) -> Any:
+        return self.transform.inv(data)
+
+    def inv(self, data: Any) -> Any:
+        return self.transform(data)
+
+    def __repr__(self) -> str:
+        return f"Inverted({self.transform!r})"
+
+
+class TransformChain:
+    """Callables applied in order to sampled data; their ``inv`` (if any) in reverse on writes.
+
+    Any callable ``TensorDict -> TensorDict`` fits, e.g. a tdrl transform or a lambda;
+    a transform without ``inv`` leaves written data alone.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._inverses: list[Callable[[Any], Any]] = []
+
+    def _refresh(self) -> None:
+        self._inverses = [t.inv for t in reversed(self._items) if callable(getattr(t, "inv", None))]
+
+    def append(self, transform: Any) -> None:
+        """Adds ``transform`` at the end."""
+        self.insert(len(self._items), transform)
+
+    def insert(self, index: int, transform: Any) -> None:
+        """Adds ``transform`` at position ``index``."""
+        if not callable(transform):
+            raise TypeError(f"a replay-buffer transform must be callable, got {type(transform).__name__}")
+        if callable(getattr(transform, "eval", None)) and isinstance(transform, torch.nn.Module):
+            transform.eval()
+        self._items.insert(index, transform)
+        self._refresh()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __call__(self, data: Any) -> Any:
+        for transform in self._items:
+            data = transform(data)
+        return data
+
+    @property
+    def has_inverse(self) -> bool:
+        """Whether any transform changes written data."""
+        return bool(self._inverses)
+
+    def inv(self, data: Any) -> Any:
+        """Applies the inverses, last transform first."""
+        for inverse in self._inverses:
+            data = inverse(data)
+        return data
+
+    def __repr__(self) -> str:
+        return f"TransformChain({self._items!r})"
+
+
+def _stack_items(items: Any) -> Any:
+    """Default collate for a :class:`ListStorage`: stacks tensors and TensorDicts."""
+    if not isinstance(items, list) or not items:
+        return items
+    if all(isinstance(i, torch.Tensor) for i in items) or all(isinstance(i, TensorDictBase) for i in items):
+        try:
+            return torch.stack(items)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(
+                f"the sampled items cannot be stacked ({err}); pass collate_fn=list to get them as a list"
+            ) from err
+    return items
+
+
+def _check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"{name} must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+class ReplayBuffer:
+    """A replay buffer: ``storage`` (where), ``sampler`` (which), ``writer`` (where new items go).
+
+    Args:
+        storage: defaults to ``ListStorage(max_size=1000)``.
+        sampler: defaults to :class:`RandomSampler`.
+        writer: defaults to :class:`RoundRobinWriter`.
+        collate_fn: applied to sampled items (default: stack the items of a
+            :class:`ListStorage`; nothing for tensor storages, which already return a batch).
+        pin_memory: pin sampled data in page-locked memory (when CUDA is available).
+        prefetch: number of batches to sample ahead in a background thread (needs
+            ``batch_size``). Batches already prefetched do not see later writes.
+        transform: a callable applied to sampled data (see :meth:`append_transform`).
+        batch_size: default batch size of :meth:`sample` and of iteration.
+        generator: a ``torch.Generator`` for sampling (default: torch's global one).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from tdrl.data.replay_buffers import ReplayBuffer, LazyTensorStorage, SamplerWithoutReplacement
+        >>> rb = ReplayBuffer(storage=LazyTensorStorage(100), sampler=SamplerWithoutReplacement(), batch_size=4)
+        >>> rb.extend(TensorDict({"obs": torch.arange(10.0)}, [10])).tolist()
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        >>> [len(batch) for batch in rb]  # one epoch: every item once
+        [4, 4, 2]
+        >>> rb.sample()["obs"].shape
+        torch.Size([4])
+    """
+
+    def __init__(
+        self,
+        *,
+        storage: Storage | None = None,
+        sampler: Sampler | None = None,
+        writer: Writer | None = None,
+        collate_fn: Callable[[Any], Any] | None = None,
+        pin_memory: bool = False,
+        prefetch: int | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        storage = ListStorage(max_size=1000) if storage is None else storage
+        sampler = RandomSampler() if sampler is None else sampler
+        writer = self._default_writer() if writer is None else writer
+        for name, value, kind in (("storage", storage, Storage), ("sampler", sampler, Sampler), ("writer", writer, Writer)):
+            if not isinstance(value, kind):
+                raise TypeError(f"{name} must be a {kind.__name__} instance, got {type(value).__name__}")
+        if batch_size is not None:
+            _check_batch_size(batch_size)
+        if prefetch is not None and (isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0):
+            raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
+        if prefetch and batch_size is None:
+            raise ValueError("prefetch needs a fixed batch_size: pass batch_size= to the constructor")
+        self._storage = storage
+        self._sampler = sampler
+        self._writer = writer
+        self._writer.register_storage(storage)
+        self._writer._sync_with_storage()
+        self._sampler._sync_with_storage(storage)
+        if collate_fn is None:
+            collate_fn = _stack_items if isinstance(storage, ListStorage) else None
+        self._collate_fn = collate_fn
+        self._pin_memory = bool(pin_memory) and torch.cuda.is_available()
+        self._batch_size = batch_size
+        self._warned_batch_size = False
+        self._transform = TransformChain()
+        if transform is not None:
+            self.append_transform(transform)
+        self._rng = generator
+        self._sampler._rng = generator
+        self._lock = threading.RLock()
+        self._prefetch_cap = prefetch or 0
+        self._queue: deque[Future] = deque()
+        self._executor: ThreadPoolExecutor | None = None
+        self._last_ran_out = False
+        self._left_in_epoch = -1
+
+    def _default_writer(self) -> Writer:
+        return RoundRobinWriter()
+
+    # ------------------------------------------------------------------ components
+    @property
+    def storage(self) -> Storage:
+        """Where the items live."""
+        return self._storage
+
+    @property
+    def sampler(self) -> Sampler:
+        """Which items are sampled."""
+        return self._sampler
+
+    @property
+    def writer(self) -> Writer:
+        """Where new items go."""
+        return self._writer
+
+    @property
+    def transform(self) -> TransformChain:
+        """The transforms applied to sampled data, in order."""
+        return self._transform
+
+    @property
+    def batch_size(self) -> int | None:
+        """Default batch size of :meth:`sample`."""
+        return self._batch_size
+
+    @property
+    def write_count(self) -> int:
+        """Items written since creation (or the last :meth:`empty`)."""
+        return self._writer.write_count
+
+    def set_rng(self, generator: torch.Generator | None) -> None:
+        """Samples with ``generator`` from now on (``None``: torch's global generator)."""
+        self._rng = generator
+        self._sampler._rng = generator
+
+    def __len__(self) -> int:
+        return len(self._storage)
+
+    # ------------------------------------------------------------------ writing
+    def add(self, data: Any) -> int:
+        """Writes one item; returns its position in the storage."""
+        if self._transform.has_inverse:
+            data = self._inverse_one(data)
+        with self._lock:
+            index = self._writer.add(data)
+            self._sampler.add(index)
+        return index
+
+    def _inverse_one(self, data: Any) -> Any:
+        # transforms see a batch: give them one of size 1
+        if isinstance(data, (TensorDictBase, torch.Tensor)):
+            return self._transform.inv(data.unsqueeze(0)).squeeze(0)
+        return self._transform.inv(data)
+
+    def extend(self, data: Any) -> torch.Tensor:
+        """Writes a batch (its first dimension indexes the items); returns their positions.
+
+        Raises:
+            KeyError, ValueError, TypeError: when the data does not match what the storage
+                holds (the message names the key and the shapes); nothing is written then.
+        """
+        if self._transform.has_inverse:
+            data = self._transform.inv(data)
+        with self._lock:
+            index = self._writer.extend(data)
+            self._sampler.extend(index)
+        return index
+
+    def update_priority(self, index: Any, priority: Any) -> None:
+        """Sets the priorities of the items at ``index`` (prioritized samplers only)."""
+        with self._lock:
+            self._sampler.update_priority(index, priority, storage=self._storage)
+
+    def empty(self) -> None:
+        """Forgets every item (the storage keeps its allocation and structure)."""
+        with self._lock:
+            self._clear_prefetch()
+            self._writer._empty()
+            self._sampler._empty()
+            self._storage._empty()
+
+    # ------------------------------------------------------------------ reading
+    def _resolve_batch_size(self, batch_size: int | None) -> int:
+        if batch_size is None:
+            if self._batch_size is None:
+                raise ValueError(
+                    "no batch size: pass it to sample(batch_size), or to the constructor (batch_size=)"
+                )
+            return self._batch_size
+        _check_batch_size(batch_size)
+        if self._batch_size is not None and batch_size != self._batch_size and not self._warned_batch_size:
+            self._warned_batch_size = True
+            warnings.warn(
+                f"sample({batch_size}) overrides the batch_size={self._batch_size} given to the constructor",
+                stacklevel=3,
+            )
+        return batch_size
+
+    def sample(self, batch_size: int | None = None, return_info: bool = False) -> Any:
+        """Samples a batch.
+
+        Args:
+            batch_size: items to draw (default: the constructor's ``batch_size``). A
+                sampler without replacement returns fewer at the end of an epoch.
+            return_info: also return the sampler's info dict (``"index"``, weights, ...).
+
+        Raises:
+            RuntimeError: when the buffer is empty.
+        """
+        batch_size = self._resolve_batch_size(batch_size)
+        if self._prefetch_cap:
+            data, info, ran_out, left = self._prefetched(batch_size)
+        else:
+            data, info, ran_out, left = self._sample(batch_size)
+        self._last_ran_out = ran_out
+        self._left_in_epoch = left
+        return (data, info) if return_info else data
+
+    def _sample(self, batch_size: int) -> tuple[Any, dict[str, Any], bool, int]:
+        with self._lock:
+            if len(self._storage) == 0:
+                raise RuntimeError(EMPTY_BUFFER_ERROR)
+            index, info = self._sampler.sample(self._storage, batch_size)
+            data = self._storage.get(index)
+            ran_out, left = self._sampler.ran_out, self._sampler._remaining_batches
+        info["index"] = index
+        if self._collate_fn is not None:
+            data = self._collate_fn(data)
+        if self._pin_memory and hasattr(data, "pin_memory"):
+            data = data.pin_memory()
+        if len(self._transform):
+            data = self._transform(data)
+        return self._postprocess(data, info), info, ran_out, left
+
+    def _postprocess(self, data: Any, info: dict[str, Any]) -> Any:
+        return data
+
+    def _prefetched(self, batch_size: int) -> tuple[Any, dict[str, Any], bool, int]:
+        if self._executor is None:
+            # one worker: prefetched batches come out in the order they were drawn
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdrl-rb-prefetch")
+        result = self._queue.popleft().result() if self._queue else self._sample(batch_size)
+        ran_out, left = result[2], result[3]
+        # never draw past the end of an epoch: batches of the next one would go stale
+        room = self._prefetch_cap if not ran_out else 0
+        room = min(room, left) - len(self._queue)
+        for _ in range(max(room, 0)):
+            self._queue.append(self._executor.submit(self._sample, batch_size))
+        return result
+
+    def _clear_prefetch(self) -> None:
+        while self._queue:
+            future = self._queue.popleft()
+            if not future.cancel():
+                future.exception()  # wait for it; its batch is dropped
+
+    def __iter__(self) -> Iterator[Any]:
+        """Batches of ``batch_size`` until the sampler's epoch ends.
+
+        With a sampler without replacement that is one epoch (the rest of the current one
+        if sampling already began): every stored item exactly once. With a sampler with
+        replacement, iteration never ends.
+        """
+        if self._batch_size is None:
+            raise ValueError("iterating needs a batch_size: pass batch_size= to the constructor")
+        while True:
+            yield self.sample()
+            if self._last_ran_out:
+                return
+
+    def __getitem__(self, index: int | slice | torch.Tensor | list[int]) -> Any:
+        """The stored item(s) at ``index`` (copies), transformed like samples."""
+        count = len(self._storage)
+        if isinstance(index, int):
+            if not -count <= index < count:
+                raise IndexError(f"index {index} is out of range for a buffer holding {count} items")
+            data = self._storage.get(index % count)
+        else:
+            if not isinstance(index, slice):
+                index = torch.as_tensor(index)
+                if index.dtype == torch.bool or index.is_floating_point():
+                    raise TypeError(f"buffer indices must be integers, got {index.dtype}")
+                index = index.to(torch.long).reshape(-1)
+                if index.numel() and (int(index.min()) < -count or int(index.max()) >= count):
+                    raise IndexError(f"indices must lie in [-{count}, {count}) for a buffer holding {count} items")
+                index = index % max(count, 1)
+            elif count == 0:
+                raise IndexError("the buffer is empty")
+            data = self._storage.get(index)
+            if self._collate_fn is not None:
+                data = self._collate_fn(data)
+        return self._transform(data) if len(self._transform) else data
+
+    # ------------------------------------------------------------------ transforms
+    def append_transform(self, transform: Callable[[Any], Any], *, invert: bool = False) -> ReplayBuffer:
+        """Adds a transform applied to sampled data after the others.
+
+        Args:
+            transform: any callable ``data -> data`` (e.g. a tdrl transform, a lambda).
+                If it has ``inv``, that is applied to data written with ``extend``/``add``.
+            invert: swap the two: ``inv`` on samples, the forward call on writes.
+        """
+        self._transform.append(_Inverted(transform) if invert else transform)
+        return self
+
+    def insert_transform(self, index: int, transform: Callable[[Any], Any], *, invert: bool = False) -> ReplayBuffer:
+        """Adds a transform at position ``index`` of the chain (see :meth:`append_transform`)."""
+        self._transform.insert(index, _Inverted(transform) if invert else transform)
+        return self
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The state of the storage, sampler, writer and generator (tensors are not copied)."""
+        return {
+            "type": type(self).__name__,
+            "storage": self._storage.state_dict(),
+            "sampler": self._sampler.state_dict(),
+            "writer": self._writer.state_dict(),
+            "rng": None if self._rng is None else self._rng.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state_dict`.
+
+        Every part is checked before any is changed: a state written for another
+        structure (keys, shapes, dtypes, capacity) or other components raises and leaves
+        the buffer as it was.
+        """
+        if not isinstance(state, dict) or not {"storage", "sampler", "writer"} <= set(state):
+            raise ValueError("not a replay-buffer state: expected storage, sampler and writer entries")
+        with self._lock:
+            self._storage._check_state_dict(state["storage"])
+            self._sampler._check_state_dict(state["sampler"])
+            self._writer._check_state_dict(state["writer"])
+            self._clear_prefetch()
+            self._storage.load_state_dict(state["storage"])
+            self._sampler.load_state_dict(state["sampler"])
+            self._writer.load_state_dict(state["writer"])
+            if state.get("rng") is not None and self._rng is not None:
+                self._rng.set_state(state["rng"].clone())
+            self._last_ran_out = False
+
+    def dumps(self, path: str | os.PathLike) -> None:
+        """Saves the buffer under the folder ``path``: JSON plus raw tensor files, no pickle.
+
+        Transforms are not saved. With ``prefetch``, batches already drawn in the
+        background count as sampled.
+        """
+        with self._lock:
+            save_state(self.state_dict(), path, _CHECKPOINT_NAME)
+
+    def loads(self, path: str | os.PathLike) -> None:
+        """Restores what :meth:`dumps` wrote; the next samples are those the saved buffer
+        would have drawn (with the same seed).
+
+        Raises:
+            FileNotFoundError: when ``path`` holds no checkpoint.
+            ValueError: when it was written for another structure or other components;
+                the buffer is left as it was.
+        """
+        self.load_state_dict(load_state(path, _CHECKPOINT_NAME))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(\n    storage={self._storage!r},\n    sampler={self._sampler!r},\n"
+                f"    writer={self._writer!r},\n    batch_size={self._batch_size}, transforms={len(self._transform)})")
+
+    def __del__(self) -> None:
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------------------
+class TensorDictReplayBuffer(ReplayBuffer):
+    """A :class:`ReplayBuffer` of TensorDicts.
+
+    Writes each item's position under ``"index"`` (by default through a
+    :class:`TensorDictRoundRobinWriter`); samples carry ``"index"`` and the sampler's info
+    (e.g. ``"priority_weight"``). With a prioritized sampler, the priorities of extended
+    data are read from ``priority_key`` when present, and
+    :meth:`update_tensordict_priority` updates them from a sampled batch.
+
+    Args:
+        priority_key: the entry holding priorities (e.g. a TD error).
+        **kwargs: as for :class:`ReplayBuffer`.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from tdrl.data.replay_buffers import TensorDictReplayBuffer, LazyTensorStorage
+        >>> rb = TensorDictReplayBuffer(storage=LazyTensorStorage(10), batch_size=3)
+        >>> _ = rb.extend(TensorDict({"obs": torch.arange(5.0)}, [5]))
+        >>> batch = rb.sample()
+        >>> bool((batch["obs"] == batch["index"].float()).all())
+        True
+    """
+
+    def __init__(self, *, priority_key: NestedKey = "td_error", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.priority_key = unravel_key(priority_key)
+
+    def _default_writer(self) -> Writer:
+        return TensorDictRoundRobinWriter()
+
+    @property
+    def _prioritized(self) -> bool:
+        return isinstance(self._sampler, PrioritizedSampler)
+
+    def _postprocess(self, data: Any, info: dict[str, Any]) -> Any:
+        if not isinstance(data, TensorDictBase):
+            return data
+        for key, value in info.items():
+            value = torch.as_tensor(value)
+            if data.device is not None and value.device != data.device:
+                value = value.to(data.device)
+            if value.shape[:1] != data.batch_size[:1]:
+                raise ValueError(
+                    f"cannot write the sample info {key_str(key)} (shape {list(value.shape)}) into a batch "
+                    f"of batch_size {list(data.batch_size)}: did a transform change the batch size? Use "
+                    "a ReplayBuffer with sample(return_info=True) instead"
+                )
+            if value.ndim < data.batch_dims:
+                value = _expand_index(value, data)
+            data.set(key, value)
+        return data
+
+    def _priority_vector(self, data: TensorDictBase) -> Any:
+        """Per-item priorities read from ``priority_key`` (``None`` when absent)."""
+        priority = data.get(self.priority_key, None)
+        if priority is None:
+            return None
+        count = data.batch_size[0] if data.batch_dims else 1
+        flat = priority.detach().reshape(count, -1).to(torch.float64)
+        reduction = getattr(self._sampler, "reduction", "max")
+        if flat.shape[1] == 1:
+            flat = flat[:, 0]
+        elif reduction == "median":
+            flat = flat.median(dim=1).values
+        elif reduction in ("max", "min"):
+            flat = getattr(flat, reduction)(dim=1).values
+        else:
+            flat = getattr(flat, reduction)(dim=1)
+        check_priorities(flat, count)
+        return flat
+
+    def add(self, data: TensorDictBase) -> int:
+        if not isinstance(data, TensorDictBase):
+            raise TypeError(f"{type(self).__name__} stores TensorDicts, got {type(data).__name__}")
+        priority = self._priority_vector(data.unsqueeze(0)) if self._prioritized else None
+        if self._transform.has_inverse:
+            data = self._inverse_one(data)
+        with self._lock:
+            index = self._writer.add(data)
+            self._sampler.add(index)
+            data.set("index", torch.as_tensor(index, device=data.device))
+            if priority is not None and index >= 0:
+                self._sampler.update_priority(torch.tensor([index]), priority)
+        return index
+
+    def extend(self, data: TensorDictBase, *, update_priority: bool | None = None) -> torch.Tensor:
+        """Writes a batch; with a prioritized sampler, sets priorities from ``priority_key``.
+
+        Args:
+            data: a TensorDict whose first batch dimension indexes the items.
+            update_priority: ``False`` ignores ``priority_key`` (new items get the default
+                priority).
+        """
+        if not isinstance(data, TensorDictBase):
+            raise TypeError(
+                f"{type(self).__name__} stores TensorDicts, got {type(data).__name__}; use a ReplayBuffer for other data"
+            )
+        priority = None
+        if self._prioritized and update_priority is not False:
+            priority = self._priority_vector(data)  # checked before anything is written
+        if self._transform.has_inverse:
+            data = self._transform.inv(data)
+        with self._lock:
+            index = self._writer.extend(data)
+            self._sampler.extend(index)
+            if not isinstance(self._writer, TensorDictRoundRobinWriter):
+                data.set("index", _expand_index(index, data))
+            if priority is not None:
+                self._sampler.update_priority(index, priority)
+        return index
+
+    def update_priority(self, index: Any, priority: Any = None) -> None:
+        """``update_priority(index, priority)``, or ``update_priority(td)`` (see
+        :meth:`update_tensordict_priority`)."""
+        if isinstance(index, TensorDictBase) and priority is None:
+            self.update_tensordict_priority(index)
+            return
+        super().update_priority(index, priority)
+
+    def update_tensordict_priority(self, data: TensorDictBase) -> None:
+        """Updates priorities from a sampled batch's ``"index"`` and ``priority_key`` entries.
+
+        Raises:
+            KeyError: when ``data`` lacks ``"index"`` or ``priority_key``.
+        """
+        if not self._prioritized:
+            return
+        if "index" not in data.keys():
+            raise KeyError("the TensorDict has no 'index' entry: pass a batch sampled from this buffer")
+        priority = self._priority_vector(data if data.batch_dims else data.unsqueeze(0))
+        if priority is None:
+            raise KeyError(
+                f"priority key {key_str(self.priority_key)} not found in the TensorDict, which has keys "
+                f"{list(data.keys(include_nested=True, leaves_only=True))}"
+            )
+        index = data.get("index")
+        count = data.batch_size[0] if data.batch_dims else 1
+        index = index.reshape(count, -1)[:, 0]
+        with self._lock:
+            self._sampler.update_priority(index, priority, storage=self._storage)
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """A :class:`ReplayBuffer` with a :class:`PrioritizedSampler` over its storage.
+
+    Args:
+        alpha, beta, eps, dtype: as for :class:`PrioritizedSampler`.
+        storage, collate_fn, pin_memory, prefetch, transform, batch_size, generator: as for
+            :class:`ReplayBuffer`.
+
+    Examples:
+        >>> import torch
+        >>> from tdrl.data.replay_buffers import PrioritizedReplayBuffer, LazyTensorStorage
+        >>> rb = PrioritizedReplayBuffer(alpha=1.0, beta=0.5, storage=LazyTensorStorage(8))
+        >>> index = rb.extend(torch.arange(4.0))
+        >>> rb.update_priority(index, torch.tensor([0.0, 0.0, 0.0, 2.0]))
+        >>> data, info = rb.sample(3, return_info=True)
+        >>> data.tolist(), sorted(info)
+        ([3.0, 3.0, 3.0], ['index', 'priority_weight'])
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float,
+        beta: float,
+        eps: float = 1e-8,
+        dtype: torch.dtype = torch.float,
+        storage: Storage | None = None,
+        collate_fn: Callable[[Any], Any] | None = None,
+        pin_memory: bool = False,
+        prefetch: int | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        storage = ListStorage(max_size=1000) if storage is None else storage
+        super().__init__(
+            storage=storage,
+            sampler=PrioritizedSampler(storage.max_size, alpha, beta, eps, dtype),
+            collate_fn=collate_fn, pin_memory=pin_memory, prefetch=prefetch, transform=transform,
+            batch_size=batch_size, generator=generator,
+        )
+
+
+class TensorDictPrioritizedReplayBuffer(TensorDictReplayBuffer):
+    """A :class:`TensorDictReplayBuffer` with a :class:`PrioritizedSampler`.
+
+    Samples carry ``"index"`` and ``"priority_weight"``; after computing a TD error into
+    ``priority_key``, :meth:`update_tensordict_priority` feeds it back.
+
+    Args:
+        alpha, beta, eps: as for :class:`PrioritizedSampler`.
+        priority_key: the entry holding priorities.
+        reduction: how a multi-element priority is reduced per item.
+        storage, collate_fn, pin_memory, prefetch, transform, batch_size, generator: as for
+            :class:`ReplayBuffer`.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from tdrl.data.replay_buffers import TensorDictPrioritizedReplayBuffer, LazyTensorStorage
+        >>> rb = TensorDictPrioritizedReplayBuffer(alpha=0.7, beta=0.5, storage=LazyTensorStorage(100), batch_size=8)
+        >>> _ = rb.extend(TensorDict({"obs": torch.randn(20, 3)}, [20]))
+        >>> batch = rb.sample()
+        >>> batch["td_error"] = torch.rand(8)
+        >>> rb.update_tensordict_priority(batch)
+        >>> sorted(k for k in batch.keys() if k != "obs")
+        ['index', 'priority_weight', 'td_error']
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float,
+        beta: float,
+        priority_key: NestedKey = "td_error",
+        eps: float = 1e-8,
+        storage: Storage | None = None,
+        collate_fn: Callable[[Any], Any] | None = None,
+        pin_memory: bool = False,
+        prefetch: int | None = None,
+        transform: Callable[[Any], Any] | None = None,
+        reduction: str = "max",
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        storage = ListStorage(max_size=1000) if storage is None else storage
+        super().__init__(
+            priority_key=priority_key,
+            storage=storage,
+            sampler=PrioritizedSampler(storage.max_size, alpha, beta, eps, reduction=reduction),
+            collate_fn=collate_fn, pin_memory=pin_memory, prefetch=prefetch, transform=transform,
+            batch_size=batch_size, generator=generator,
+        )

@@ -1,0 +1,725 @@
+"""Storages: where a replay buffer's items live.
+
+A storage is a fixed-capacity array of items addressed ``0 .. max_size - 1``. It knows how
+to write items at positions a writer chose (:meth:`Storage.set`) and to read the items at
+positions a sampler chose (:meth:`Storage.get`); it knows nothing of sampling or eviction.
+
+- :class:`ListStorage`: a Python list of arbitrary objects.
+- :class:`TensorStorage`: one preallocated tensor per leaf of a TensorDict (or one tensor).
+- :class:`LazyTensorStorage`: the same, allocated on the first write from that data's
+  structure, on any device.
+- :class:`LazyMemmapStorage`: the same, in memory-mapped files under a ``scratch_dir``;
+  a crashed process's storage can be re-opened with :meth:`LazyMemmapStorage.open`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import mmap
+import os
+import shutil
+import sys
+import tempfile
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from tensordict import MemoryMappedTensor, TensorDictBase
+from tensordict.utils import NestedKey
+
+from tdrl.data.replay_buffers._checkpoint import load_state, save_state
+from tdrl.data.replay_buffers._layout import TensorLayout
+
+__all__ = [
+    "Storage",
+    "ListStorage",
+    "TensorStorage",
+    "LazyTensorStorage",
+    "LazyMemmapStorage",
+]
+
+Index = Union[int, slice, torch.Tensor, Sequence[int]]
+
+EMPTY_STORAGE_ERROR = "cannot read from an empty storage: add data with extend() or add() first"
+
+# numpy's take is ~2x cheaper than torch.index_select for the small gathers of a sample;
+# it is used for CPU leaves of these dtypes.
+_NUMPY_DTYPES = {
+    torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16,
+    torch.int8, torch.uint8, torch.bool, torch.complex64, torch.complex128,
+}
+
+
+def _check_max_size(max_size: Any) -> int:
+    if isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer)) or max_size < 1:
+        raise ValueError(f"max_size must be a positive integer, got {max_size!r}")
+    return int(max_size)
+
+
+def _as_index_tensor(index: Any) -> torch.Tensor:
+    out = torch.as_tensor(index)
+    if out.dtype == torch.bool or out.is_floating_point():
+        raise TypeError(f"storage indices must be integers, got a {out.dtype} tensor")
+    return out.to(torch.long).reshape(-1)
+
+
+class Storage(ABC):
+    """Base class of storages: ``max_size`` items, of which ``len(storage)`` are written.
+
+    Subclasses implement :meth:`set`, :meth:`get`, :meth:`state_dict`,
+    :meth:`load_state_dict` and :meth:`_empty`. Every write bumps ``_version`` (samplers
+    cache per-version views of the data) and records ``_last_cursor`` (the last position
+    written, from which the time order of a full circular buffer follows).
+    """
+
+    ndim = 1
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = _check_max_size(max_size)
+        self._len = 0
+        self._last_cursor: int | None = None
+        self._version = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def shape(self) -> torch.Size:
+        """``torch.Size([len(self)])``."""
+        return torch.Size([self._len])
+
+    @property
+    def _is_full(self) -> bool:
+        return self._len >= self.max_size
+
+    @abstractmethod
+    def set(self, cursor: Index, data: Any) -> None:
+        """Writes one item at an ``int`` cursor, or a batch at a slice / index tensor."""
+
+    @abstractmethod
+    def get(self, index: Index) -> Any:
+        """Reads the item(s) at ``index``."""
+
+    def __getitem__(self, index: Index) -> Any:
+        return self.get(index)
+
+    def __setitem__(self, index: Index, value: Any) -> None:
+        self.set(index, value)
+
+    @abstractmethod
+    def _empty(self) -> None:
+        """Forgets every item (``len`` becomes 0)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """The storage content and bookkeeping (tensors are not copied)."""
+
+    @abstractmethod
+    def _check_state_dict(self, state: dict[str, Any]) -> None:
+        """Raises if ``state`` cannot be loaded here; changes nothing."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state_dict`; raises (leaving the storage as it was) on mismatch."""
+
+    def dumps(self, path: str | os.PathLike) -> None:
+        """Saves the storage under the folder ``path`` (no pickle)."""
+        save_state(self.state_dict(), path, "storage")
+
+    def loads(self, path: str | os.PathLike) -> None:
+        """Restores what :meth:`dumps` wrote under ``path``."""
+        self.load_state_dict(load_state(path, "storage"))
+
+    def _bookkeeping(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "max_size": self.max_size, "len": self._len,
+                "last_cursor": self._last_cursor}
+
+    def _check_common(self, state: dict[str, Any], family: str) -> None:
+        if not isinstance(state, dict) or state.get("family") != family:
+            found = state.get("type") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"the checkpoint holds a {found} state, which a {type(self).__name__} cannot load"
+            )
+        if state["max_size"] != self.max_size:
+            raise ValueError(
+                f"the checkpoint was written for a storage with max_size={state['max_size']}, "
+                f"this {type(self).__name__} has max_size={self.max_size}; build the storage "
+                "with the checkpoint's max_size"
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_size={self.max_size}, len={self._len})"
+
+
+# ---------------------------------------------------------------------------------------
+class ListStorage(Storage):
+    """Items of any kind in a Python list.
+
+    Args:
+        max_size: capacity (``None``: unbounded).
+
+    Examples:
+        >>> storage = ListStorage(max_size=3)
+        >>> storage.set(slice(0, 2), ["a", {"b": 1}])
+        >>> len(storage), storage.get(1)
+        (2, {'b': 1})
+    """
+
+    def __init__(self, max_size: int | None = None) -> None:
+        super().__init__(sys.maxsize if max_size is None else max_size)
+        self._items: list[Any] = []
+
+    def set(self, cursor: Index, data: Any) -> None:
+        if isinstance(cursor, (int, np.integer)):
+            positions, items = [int(cursor)], [data]
+        else:
+            if isinstance(cursor, slice):
+                positions = list(range(*cursor.indices(self.max_size)))
+            else:
+                positions = _as_index_tensor(cursor).tolist()
+            items = self._split(data, len(positions))
+        size = len(self._items)
+        for pos in positions:
+            if not 0 <= pos < self.max_size or pos > size:
+                raise IndexError(
+                    f"cannot write at position {pos} of a ListStorage holding {len(self._items)} "
+                    f"items (max_size={self.max_size}): positions must be written in order"
+                )
+            size = max(size, pos + 1)
+        for pos, item in zip(positions, items):
+            if pos == len(self._items):
+                self._items.append(item)
+            else:
+                self._items[pos] = item
+        self._len = len(self._items)
+        self._last_cursor = positions[-1] if positions else self._last_cursor
+        self._version += 1
+
+    @staticmethod
+    def _split(data: Any, count: int) -> list[Any]:
+        if isinstance(data, (TensorDictBase, torch.Tensor)):
+            items = list(data.unbind(0))
+        elif isinstance(data, (list, tuple)):
+            items = list(data)
+        else:
+            raise TypeError(
+                f"extend() on a ListStorage takes a list, a tensor or a TensorDict, got {type(data).__name__}"
+            )
+        if len(items) != count:
+            raise ValueError(f"got {len(items)} items for {count} positions")
+        return items
+
+    def get(self, index: Index) -> Any:
+        if not self._items:
+            raise RuntimeError(EMPTY_STORAGE_ERROR)
+        if isinstance(index, (int, np.integer)):
+            return self._items[int(index)]
+        if isinstance(index, slice):
+            return self._items[index]
+        return [self._items[i] for i in _as_index_tensor(index).tolist()]
+
+    def _empty(self) -> None:
+        self._items = []
+        self._len = 0
+        self._last_cursor = None
+        self._version += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self._bookkeeping(), "family": "list", "items": list(self._items)}
+
+    def _check_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_common(state, "list")
+        if len(state["items"]) != state["len"]:
+            raise ValueError("corrupt ListStorage checkpoint: the item count does not match its length")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_state_dict(state)
+        self._items = [_own(item) for item in state["items"]]
+        self._len = len(self._items)
+        self._last_cursor = state["last_cursor"]
+        self._version += 1
+
+
+def _own(obj: Any) -> Any:
+    """Copies tensors loaded from a checkpoint so they no longer map its files."""
+    if isinstance(obj, (torch.Tensor, TensorDictBase)):
+        return obj.clone()
+    if isinstance(obj, list):
+        return [_own(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _own(v) for k, v in obj.items()}
+    return obj
+
+
+# ---------------------------------------------------------------------------------------
+class TensorStorage(Storage):
+    """Items stored as rows of preallocated tensors: one per leaf of a TensorDict.
+
+    Sampling gathers each leaf with one indexing call and packs the rows into a new
+    TensorDict; writes check the data's structure once per batch (keys, shapes, dtypes)
+    and copy each leaf with one call. Reads return copies, never views of the storage.
+
+    Args:
+        storage: the TensorDict (or tensor) to store into; its first dimension is the
+            capacity, and it counts as full.
+        max_size: capacity; must match ``storage`` when both are given.
+        device: where the storage lives. ``None``: the device of ``storage``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> storage = TensorStorage(TensorDict({"obs": torch.arange(10.0)}, [10]))
+        >>> storage.get(torch.tensor([2, 7]))["obs"]
+        tensor([2., 7.])
+    """
+
+    def __init__(
+        self,
+        storage: TensorDictBase | torch.Tensor | None,
+        max_size: int | None = None,
+        *,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if storage is None:
+            if max_size is None:
+                raise ValueError("TensorStorage needs a storage tensor/TensorDict or a max_size")
+            super().__init__(max_size)
+        else:
+            size = storage.shape[0] if storage.ndim else 0
+            if max_size is not None and max_size != size:
+                raise ValueError(f"max_size={max_size} does not match the storage's first dimension {size}")
+            super().__init__(size)
+        self.device: torch.device | str = "auto" if device == "auto" else (
+            torch.device(device) if device is not None else (
+                storage.device if storage is not None and storage.device is not None else torch.device("cpu")))
+        self._layout: TensorLayout | None = None
+        self._storage: TensorDictBase | torch.Tensor | None = None
+        self._leaves: list[torch.Tensor] = []
+        self._numpy: list[np.ndarray | None] = []
+        self._all_numpy = False
+        if storage is not None:
+            if storage.device != self.device:
+                storage = storage.to(self.device)
+            self._attach(TensorLayout.from_data(storage, batched=True), storage)
+            self._len = self.max_size
+            self._last_cursor = self.max_size - 1
+
+    @property
+    def initialized(self) -> bool:
+        """Whether the tensors are allocated."""
+        return self._layout is not None
+
+    @property
+    def layout(self) -> TensorLayout | None:
+        """The structure of the stored items (``None`` before the first write)."""
+        return self._layout
+
+    # ------------------------------------------------------------------ allocation
+    def _attach(self, layout: TensorLayout, container: TensorDictBase | torch.Tensor) -> None:
+        self._layout = layout
+        self._storage = container
+        if layout.keys is None:
+            leaves = [container]
+        else:
+            leaves = [container.get(key) for key in layout.keys]  # type: ignore[union-attr]
+        self._leaves = [leaf.as_subclass(torch.Tensor) if type(leaf) is not torch.Tensor else leaf for leaf in leaves]
+        self._numpy = [
+            leaf.numpy() if leaf.device.type == "cpu" and leaf.dtype in _NUMPY_DTYPES else None
+            for leaf in self._leaves
+        ]
+        self._all_numpy = all(a is not None for a in self._numpy)
+
+    def _allocate(self, layout: TensorLayout) -> None:
+        raise RuntimeError(
+            f"{type(self).__name__} was built around existing data; it cannot be re-allocated"
+        )
+
+    def _leaf_tensors(self, layout: TensorLayout, device: torch.device) -> list[torch.Tensor]:
+        return [torch.empty((self.max_size, *shape), dtype=dtype, device=device)
+                for shape, dtype in zip(layout.shapes, layout.dtypes)]
+
+    # ------------------------------------------------------------------ writes
+    def set(self, cursor: Index, data: TensorDictBase | torch.Tensor) -> None:
+        batched = not isinstance(cursor, (int, np.integer))
+        if self._layout is None:
+            self._allocate(TensorLayout.from_data(data, batched=batched))
+        layout = self._layout
+        assert layout is not None  # allocated above
+        sources = layout.leaves_of(data, batched=batched)
+        max_size = self.max_size
+        if not batched:
+            pos = int(cursor)  # type: ignore[arg-type]
+            if not 0 <= pos < max_size:
+                raise IndexError(f"cursor {pos} is out of range for a storage of max_size {max_size}")
+            for dst, src in zip(self._leaves, sources):
+                dst[pos].copy_(src)
+            self._written(pos, pos + 1, pos)
+            return
+        count = sources[0].shape[0]
+        if isinstance(cursor, slice):
+            start, stop, step = cursor.indices(max_size)
+            if step != 1 or stop - start != count:
+                raise ValueError(
+                    f"cannot write {count} items at {cursor} of a storage of max_size {max_size}"
+                )
+            for dst, src in zip(self._leaves, sources):
+                dst[start:stop].copy_(src)
+            self._written(start, stop, stop - 1)
+            return
+        index = _as_index_tensor(cursor)
+        if index.numel() != count:
+            raise ValueError(f"got {count} items for {index.numel()} positions")
+        if count == 0:
+            return
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= max_size:
+            raise IndexError(f"positions {low}..{high} are out of range for a storage of max_size {max_size}")
+        for dst, src in zip(self._leaves, sources):
+            dst.index_copy_(0, index.to(dst.device), src.to(device=dst.device, dtype=dst.dtype))
+        self._written(low, high + 1, int(index[-1]))
+
+    def _written(self, low: int, high: int, last: int) -> None:
+        """Bookkeeping after rows ``low .. high - 1`` were written, ``last`` the newest."""
+        if high > self._len:
+            self._len = high
+        self._last_cursor = last
+        self._version += 1
+
+    # ------------------------------------------------------------------ reads
+    def get(self, index: Index) -> TensorDictBase | torch.Tensor:
+        layout = self._layout
+        if layout is None or self._len == 0:
+            raise RuntimeError(EMPTY_STORAGE_ERROR)
+        if isinstance(index, (int, np.integer)):
+            pos = int(index)
+            if not -self._len <= pos < self._len:
+                raise IndexError(f"index {pos} is out of range for a storage holding {self._len} items")
+            pos %= self._len
+            return layout.build([leaf[pos].clone() for leaf in self._leaves], layout.item_batch, self._out_device)
+        if isinstance(index, slice):
+            rows = range(*index.indices(self._len))
+            index = torch.arange(rows.start, rows.stop, rows.step, dtype=torch.long)
+        elif not (isinstance(index, torch.Tensor) and index.dtype == torch.long and index.ndim == 1):
+            index = _as_index_tensor(index)
+        return self._gather(index)
+
+    @property
+    def _out_device(self) -> torch.device | None:
+        return self.device if isinstance(self.device, torch.device) else None
+
+    def _gather(self, index: torch.Tensor) -> TensorDictBase | torch.Tensor:
+        """Rows at ``index`` (a 1-D long tensor of valid positions), as a fresh TensorDict."""
+        layout = self._layout
+        assert layout is not None
+        count = index.shape[0]
+        if self._all_numpy and index.device.type == "cpu":
+            positions = index.numpy()
+            out = [torch.from_numpy(array.take(positions, axis=0)) for array in self._numpy]  # type: ignore[union-attr]
+        else:
+            positions = index.numpy() if index.device.type == "cpu" else None
+            out = []
+            for leaf, array in zip(self._leaves, self._numpy):
+                if array is not None and positions is not None:
+                    out.append(torch.from_numpy(array.take(positions, axis=0)))
+                else:
+                    out.append(leaf.index_select(0, index.to(leaf.device)))
+        return layout.build(out, (count, *layout.item_batch), self._out_device)
+
+    def _leaf(self, key: NestedKey) -> torch.Tensor:
+        """The stored rows ``[0, len)`` of one leaf (a view; for samplers)."""
+        if self._layout is None:
+            raise RuntimeError(EMPTY_STORAGE_ERROR)
+        return self._leaves[self._layout.position(key)][: self._len]
+
+    def _has_key(self, key: NestedKey) -> bool:
+        return self._layout is not None and key in self._layout
+
+    # ------------------------------------------------------------------ state
+    def _empty(self) -> None:
+        self._len = 0
+        self._last_cursor = None
+        self._version += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self._bookkeeping(),
+            "family": "tensor",
+            "layout": None if self._layout is None else self._layout.to_json(),
+            "leaves": [leaf[: self._len] for leaf in self._leaves],
+        }
+
+    def _check_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_common(state, "tensor")
+        if state["layout"] is None:
+            return
+        layout = TensorLayout.from_json(state["layout"])
+        if self._layout is not None:
+            problem = self._layout.mismatch(layout)
+            if problem is not None:
+                raise ValueError(
+                    f"the checkpoint was written for another structure: {problem}; load it into "
+                    "a fresh storage, or one that holds the same keys, shapes and dtypes"
+                )
+        leaves = state["leaves"]
+        if len(leaves) != len(layout.shapes):
+            raise ValueError("corrupt storage checkpoint: the leaf count does not match its layout")
+        for leaf, shape, dtype in zip(leaves, layout.shapes, layout.dtypes):
+            if leaf.shape != (state["len"], *shape) or leaf.dtype != dtype:
+                raise ValueError(
+                    f"corrupt storage checkpoint: a leaf of shape {list(leaf.shape)} and dtype {leaf.dtype} "
+                    f"does not match its layout ({[state['len'], *shape]}, {dtype})"
+                )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_state_dict(state)
+        if state["layout"] is None:
+            self._empty()
+            return
+        layout = TensorLayout.from_json(state["layout"])
+        if self._layout is None:
+            self._allocate(layout)
+        count = state["len"]
+        for key, src in zip(layout.keys or [None], state["leaves"]):
+            pos = 0 if key is None else self._layout.position(key)  # type: ignore[union-attr]
+            self._leaves[pos][:count].copy_(src)
+        self._len = 0
+        self._written(0, count, 0)
+        self._last_cursor = state["last_cursor"]
+        self._after_restore()
+
+    def _after_restore(self) -> None:
+        """Hook for storages that persist their bookkeeping."""
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(max_size={self.max_size}, len={self._len}, "
+                f"device={self.device}, layout={self._layout})")
+
+
+class LazyTensorStorage(TensorStorage):
+    """A :class:`TensorStorage` allocated on the first write, from that data's structure.
+
+    Args:
+        max_size: capacity, in items.
+        device: where the tensors live (``"auto"``: the device of the first data).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> storage = LazyTensorStorage(100)
+        >>> storage.set(slice(0, 4), TensorDict({"obs": torch.ones(4, 3)}, [4]))
+        >>> len(storage), storage.get(torch.tensor([0, 3]))["obs"].shape
+        (4, torch.Size([2, 3]))
+    """
+
+    def __init__(self, max_size: int, *, device: torch.device | str = "cpu") -> None:
+        super().__init__(None, max_size, device=device)
+
+    def _allocate(self, layout: TensorLayout, data_device: torch.device | None = None) -> None:
+        if self.device == "auto":
+            self.device = torch.device("cpu")
+        device = self.device
+        assert isinstance(device, torch.device)
+        leaves = self._leaf_tensors(layout, device)
+        self._attach(layout, layout.build(leaves, (self.max_size, *layout.item_batch), device))
+
+    def set(self, cursor: Index, data: TensorDictBase | torch.Tensor) -> None:
+        if self._layout is None and self.device == "auto":
+            device = getattr(data, "device", None)
+            self.device = torch.device(device) if device is not None else torch.device("cpu")
+        super().set(cursor, data)
+
+
+# ---------------------------------------------------------------------------------------
+_META_FILE = "tdrl_storage.json"
+_STATE_FILE = "tdrl_state.bin"
+_MEMMAP_FORMAT = "tdrl.memmap_storage"
+_MADV_DONTNEED = 4
+
+
+def _load_madvise() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_MADVISE = _load_madvise()
+
+
+def _release_pages(leaf: torch.Tensor, low: int, high: int) -> None:
+    """Unmaps rows ``low .. high - 1`` of a file-backed *shared* mapping from this process.
+
+    The written bytes stay in the page cache (and reach the file); only the process's
+    resident set shrinks. Without this, writing 1M transitions through the mapping makes
+    them all count as resident memory of the writer.
+    """
+    row = leaf.stride(0) * leaf.element_size() if leaf.ndim else leaf.element_size()
+    if _MADVISE is None or row == 0 or high <= low:
+        return
+    start = leaf.data_ptr() + low * row
+    aligned = start - start % mmap.PAGESIZE
+    _MADVISE(aligned, start + (high - low) * row - aligned, _MADV_DONTNEED)
+
+
+class LazyMemmapStorage(LazyTensorStorage):
+    """A :class:`LazyTensorStorage` whose tensors are memory-mapped files.
+
+    Each leaf is one file ``leaf_<i>.memmap`` under ``scratch_dir`` (opened through
+    :class:`tensordict.MemoryMappedTensor`), next to ``tdrl_storage.json`` (the structure)
+    and ``tdrl_state.bin`` (the length and last write position, updated after every
+    write). Written pages are handed back to the page cache, so a 1M-transition buffer
+    lives on disk, not in the process's resident memory. After a crash,
+    :meth:`LazyMemmapStorage.open` re-opens the folder with everything written before.
+
+    Args:
+        max_size: capacity, in items.
+        scratch_dir: folder for the files. ``None``: a temporary folder, deleted with
+            the storage.
+        device: must be ``"cpu"``.
+        existsok: overwrite a storage already present in ``scratch_dir`` (otherwise
+            that is an error: re-open it with :meth:`open` instead).
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from tensordict import TensorDict
+        >>> folder = tempfile.mkdtemp()
+        >>> storage = LazyMemmapStorage(1000, scratch_dir=folder)
+        >>> storage.set(slice(0, 3), TensorDict({"obs": torch.arange(3.0)}, [3]))
+        >>> reopened = LazyMemmapStorage.open(folder)
+        >>> len(reopened), reopened.get(torch.tensor([2]))["obs"]
+        (3, tensor([2.]))
+    """
+
+    def __init__(
+        self,
+        max_size: int,
+        *,
+        scratch_dir: str | os.PathLike | None = None,
+        device: torch.device | str = "cpu",
+        existsok: bool = False,
+    ) -> None:
+        if torch.device(device if device != "auto" else "cpu").type != "cpu":
+            raise ValueError(
+                f"LazyMemmapStorage lives on the CPU, got device={device!r}; move samples with a "
+                "transform instead, e.g. buffer.append_transform(lambda td: td.to('cuda'))"
+            )
+        super().__init__(max_size, device="cpu")
+        self.existsok = existsok
+        self._temporary = scratch_dir is None
+        self.scratch_dir: Path | None = None if scratch_dir is None else Path(scratch_dir)
+        if self.scratch_dir is not None and (self.scratch_dir / _META_FILE).exists() and not existsok:
+            raise FileExistsError(
+                f"{self.scratch_dir} already holds a LazyMemmapStorage; re-open it with "
+                f"LazyMemmapStorage.open({str(self.scratch_dir)!r}), or pass existsok=True to overwrite it"
+            )
+        self._files: list[MemoryMappedTensor] = []
+        self._state: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ files
+    def _allocate(self, layout: TensorLayout, data_device: torch.device | None = None) -> None:
+        if self.scratch_dir is None:
+            self.scratch_dir = Path(tempfile.mkdtemp(prefix="tdrl-memmap-"))
+            weakref.finalize(self, shutil.rmtree, str(self.scratch_dir), True)
+        folder = self.scratch_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = folder / _META_FILE
+        if meta.exists():
+            if not self.existsok:
+                raise FileExistsError(f"{folder} already holds a LazyMemmapStorage (pass existsok=True to overwrite)")
+            meta.unlink()
+        names = [f"leaf_{i}.memmap" for i in range(len(layout.shapes))]
+        for name, shape, dtype in zip(names, layout.shapes, layout.dtypes):
+            nbytes = self.max_size * torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+            with open(folder / name, "wb") as file:
+                file.truncate(nbytes)  # sparse: disk blocks are taken as rows are written
+        with open(folder / _STATE_FILE, "wb") as file:
+            file.write(np.array([0, -1], dtype=np.int64).tobytes())
+        document = {"format": _MEMMAP_FORMAT, "version": 1, "max_size": self.max_size,
+                    "layout": layout.to_json(), "files": names}
+        tmp = folder / f".{_META_FILE}.tmp"
+        tmp.write_text(json.dumps(document))
+        os.replace(tmp, meta)  # written last: a folder without it holds no storage
+        self._open_files(layout, names)
+
+    def _open_files(self, layout: TensorLayout, names: Sequence[str]) -> None:
+        folder = self.scratch_dir
+        assert folder is not None
+        files = []
+        for name, shape, dtype in zip(names, layout.shapes, layout.dtypes):
+            path = folder / name
+            if not os.access(path, os.W_OK):
+                raise PermissionError(f"{path} is not writable; a LazyMemmapStorage needs write access")
+            full = torch.Size((self.max_size, *shape))
+            if full.numel() == 0:
+                files.append(torch.empty(full, dtype=dtype))
+            else:
+                files.append(MemoryMappedTensor.from_filename(str(path), dtype=dtype, shape=full))
+        self._files = files
+        self._state = MemoryMappedTensor.from_filename(
+            str(folder / _STATE_FILE), dtype=torch.int64, shape=torch.Size([2])
+        ).as_subclass(torch.Tensor)
+        leaves = [f.as_subclass(torch.Tensor) for f in files]
+        self._attach(layout, layout.build(leaves, (self.max_size, *layout.item_batch), torch.device("cpu")))
+
+    @classmethod
+    def open(cls, scratch_dir: str | os.PathLike) -> LazyMemmapStorage:
+        """Re-opens the storage kept in ``scratch_dir`` (e.g. after a crash).
+
+        Returns:
+            A storage holding every item written before, with its length and last write
+            position; a :class:`ReplayBuffer` built on it resumes writing after that position.
+
+        Raises:
+            FileNotFoundError: when ``scratch_dir`` holds no storage.
+            ValueError: when its description is not one this version reads.
+        """
+        folder = Path(scratch_dir)
+        meta = folder / _META_FILE
+        if not meta.is_file():
+            raise FileNotFoundError(f"{folder} holds no LazyMemmapStorage (no {_META_FILE})")
+        document = json.loads(meta.read_text())
+        if document.get("format") != _MEMMAP_FORMAT or document.get("version") != 1:
+            raise ValueError(f"{meta} is not a storage description this version of tdrl reads")
+        storage = cls(document["max_size"], scratch_dir=folder, existsok=True)
+        layout = TensorLayout.from_json(document["layout"])
+        storage._open_files(layout, document["files"])
+        length, last = (int(v) for v in storage._state.tolist())  # type: ignore[union-attr]
+        storage._len = min(max(length, 0), storage.max_size)
+        storage._last_cursor = None if last < 0 else last
+        return storage
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _written(self, low: int, high: int, last: int) -> None:
+        super()._written(low, high, last)
+        for leaf in self._leaves:
+            _release_pages(leaf, low, high)
+        self._persist()
+
+    def _persist(self) -> None:
+        # written after the data: a crash between the two loses the bookkeeping of the
+        # last write only, never data that the bookkeeping claims
+        if self._state is not None:
+            self._state[0] = self._len
+            self._state[1] = -1 if self._last_cursor is None else self._last_cursor
+
+    def _after_restore(self) -> None:
+        self._persist()
+
+    def _empty(self) -> None:
+        super()._empty()
+        self._persist()
+
+    def __repr__(self) -> str:
+        return (f"LazyMemmapStorage(max_size={self.max_size}, len={self._len}, "
+                f"scratch_dir={str(self.scratch_dir)!r}, layout={self._layout})")
