@@ -7,11 +7,11 @@ the batch shape, entropy with a Monte-Carlo fallback, the critic regression) so 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import math
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
@@ -38,6 +38,7 @@ VALUE_TARGET_HINT = (
 )
 
 _ANALYTIC_ENTROPY: dict[type, bool] = {}
+_CRITIC_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 _LOG_PROB_SYNONYMS = {"sample_log_prob": "action_log_prob", "action_log_prob": "sample_log_prob"}
 
 
@@ -99,23 +100,30 @@ def entropy(dist: Distribution, samples: int, batch_ndim: int) -> Tensor:
             return to_batch_shape(value, batch_ndim)
         except NotImplementedError:
             _ANALYTIC_ENTROPY[cls] = False
-    x = dist.rsample((samples,)) if dist.has_rsample else dist.sample((samples,))
-    return -to_batch_shape(dist.log_prob(x), batch_ndim + 1).mean(0)
+    if hasattr(dist, "rsample_and_log_prob"):  # tdrl's TanhNormal: scored before the squash
+        _, log_prob = dist.rsample_and_log_prob((samples,))
+    else:
+        x = dist.rsample((samples,)) if dist.has_rsample else dist.sample((samples,))
+        log_prob = dist.log_prob(x)
+    log_prob = to_batch_shape(log_prob, batch_ndim + 1)
+    return (log_prob[0] if samples == 1 else log_prob.mean(0)).neg()
 
 
-@contextmanager
-def fast_distributions() -> Iterator[None]:
+class fast_distributions:  # noqa: N801 - used as a context manager, like torch.no_grad
     """Skips ``torch.distributions`` argument validation inside the block.
 
-    The loss checks its result for NaN/inf once per call instead; a distribution built
-    with an explicit ``validate_args=True`` still validates.
+    The losses check their result for NaN/inf once per call instead; a distribution
+    built with an explicit ``validate_args=True`` still validates.
     """
-    previous = Distribution._validate_args
-    Distribution._validate_args = False
-    try:
-        yield
-    finally:
-        Distribution._validate_args = previous
+
+    __slots__ = ("previous",)
+
+    def __enter__(self) -> None:
+        self.previous = Distribution._validate_args
+        Distribution._validate_args = False
+
+    def __exit__(self, *exc: object) -> None:
+        Distribution._validate_args = self.previous
 
 
 def shared_parameter_names(actor: nn.Module, critic: nn.Module) -> list[str]:
@@ -163,21 +171,29 @@ def critic_loss(
     loss_critic_type: str,
     clip_value: float | None,
     old_value: Tensor | None,
+    reduction: str,
 ) -> tuple[Tensor, Tensor | None]:
-    """Elementwise critic loss, pessimistically clipped around ``old_value`` if asked.
+    """The reduced critic loss, pessimistically clipped around ``old_value`` if asked.
+
+    ``reduction="none"`` returns per-sample losses without the trailing ``1``.
 
     Returns:
         ``(loss, clip_fraction)``; ``clip_fraction`` is ``None`` without clipping.
     """
-    loss = distance_loss(target, value, loss_critic_type)
     if clip_value is None or old_value is None:
-        return loss, None
+        if value.shape != target.shape:
+            distance_loss(target, value, loss_critic_type)  # raises the shape error
+        fn = _CRITIC_LOSSES[loss_critic_type]
+        loss = fn(value, target, reduction=reduction)
+        return (loss.squeeze(-1) if reduction == "none" else loss), None
+    loss = distance_loss(target, value, loss_critic_type)
     delta = value - old_value
     clipped = delta.clamp(-clip_value, clip_value)
     loss_clipped = distance_loss(target, old_value + clipped, loss_critic_type)
     with torch.no_grad():
         clip_fraction = (delta != clipped).float().mean()
-    return torch.maximum(loss, loss_clipped), clip_fraction
+    loss = torch.maximum(loss, loss_clipped)
+    return LossModule._reduce(loss, reduction, squeeze=True), clip_fraction
 
 
 def explained_variance(target: Tensor, value: Tensor) -> Tensor:
@@ -344,24 +360,29 @@ class ActorCriticLoss(LossModule):
         value = critic_values(
             type(self).__name__, self.critic_network, inputs, keys.value, target.shape, self._shared_names
         )
-        loss, clip_fraction = critic_loss(value, target, self.loss_critic_type, self.clip_value, old_value)
+        loss, clip_fraction = critic_loss(
+            value, target, self.loss_critic_type, self.clip_value, old_value, self.reduction
+        )
         diag: dict[str, Tensor] = {}
         if log_explained_variance:
             diag["explained_variance"] = explained_variance(target, value)
         if clip_fraction is not None:
             diag["value_clip_fraction"] = clip_fraction
-        return self._reduce(self.critic_coeff * loss.squeeze(-1), self.reduction), diag
+        return loss * self.critic_coeff, diag
 
     def _entropy_term(self, dist: Distribution, batch_ndim: int) -> tuple[Tensor, Tensor]:
-        """``reduce(-entropy_coeff * entropy)`` and the detached mean entropy."""
+        """``-entropy_coeff * reduce(entropy)`` and the detached mean entropy."""
         ent = entropy(dist, self.samples_mc_entropy, batch_ndim)
-        return self._reduce(-self.entropy_coeff * ent, self.reduction), ent.detach().mean()
+        reduced = self._reduce(ent, self.reduction)
+        mean = reduced if self.reduction == "mean" else ent.mean()
+        return (reduced * self.entropy_coeff).neg(), mean.detach()
 
     def _finish(self, losses: dict[str, Tensor], diagnostics: dict[str, Tensor], data: TensorDictBase) -> TensorDict:
         """Checks the summed loss once for NaN/inf, then packs losses and diagnostics."""
         if self.check_finite:
             total = sum(losses.values())
-            if not bool(torch.isfinite(total).all()):
+            finite = math.isfinite(total.item()) if total.ndim == 0 else bool(torch.isfinite(total).all())
+            if not finite:
                 self._raise_non_finite(data, self.in_keys)
         losses.update(diagnostics)
         return TensorDict(losses, batch_size=[])

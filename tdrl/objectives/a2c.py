@@ -146,7 +146,7 @@ class A2CLoss(ActorCriticLoss):
         with ac.fast_distributions():
             dist = self.actor_network.get_dist(inputs)
             log_prob = ac.to_batch_shape(dist.log_prob(action), batch_ndim).unsqueeze(-1)
-            losses["loss_objective"] = self._reduce(-(log_prob * advantage).squeeze(-1), self.reduction)
+            losses["loss_objective"] = self._reduce(log_prob * advantage, self.reduction, squeeze=True).neg()
             if self.critic_coeff is not None:
                 losses["loss_critic"], critic_diag = self._critic_term(data, inputs, False)
                 diagnostics.update(critic_diag)

@@ -213,9 +213,11 @@ class LossModule(nn.Module):
         )
 
     @staticmethod
-    def _reduce(value: Tensor, reduction: str) -> Tensor:
+    def _reduce(value: Tensor, reduction: str, squeeze: bool = False) -> Tensor:
+        """``mean``/``sum`` to a scalar; ``none`` keeps per-sample values (``squeeze``
+        drops a trailing ``[..., 1]``)."""
         if reduction == "mean":
             return value.mean()
         if reduction == "sum":
             return value.sum()
-        return value
+        return value.squeeze(-1) if squeeze else value

@@ -31,7 +31,6 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -165,10 +164,10 @@ class PPOLoss(ActorCriticLoss):
         """Resets adaptive state between runs (nothing for this loss)."""
 
     def _surrogate(
-        self, log_weight: Tensor, advantage: Tensor, data: TensorDictBase, dist: Distribution
+        self, ratio: Tensor, advantage: Tensor, data: TensorDictBase, dist: Distribution
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The gain to maximize (per sample) and its diagnostics."""
-        return log_weight.exp() * advantage, {}
+        """The gain to maximize (per sample, from ``ratio = pi / pi_old``) and its diagnostics."""
+        return ratio * advantage, {}
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Computes the losses of one minibatch.
@@ -195,17 +194,21 @@ class PPOLoss(ActorCriticLoss):
             dist = self.actor_network.get_dist(inputs)
             log_prob = ac.to_batch_shape(dist.log_prob(action), batch_ndim)
             log_weight = (log_prob - prev_log_prob).unsqueeze(-1)
-            gain, diagnostics = self._surrogate(log_weight, advantage, data, dist)
-            losses["loss_objective"] = self._reduce(-gain.squeeze(-1), self.reduction)
+            ratio = log_weight.exp()
+            gain, diagnostics = self._surrogate(ratio, advantage, data, dist)
+            losses["loss_objective"] = self._reduce(gain, self.reduction, squeeze=True).neg()
             if self.critic_coeff is not None:
                 losses["loss_critic"], critic_diag = self._critic_term(data, inputs, self.log_explained_variance)
                 diagnostics.update(critic_diag)
             if self.entropy_bonus:
                 losses["loss_entropy"], diagnostics["entropy"] = self._entropy_term(dist, batch_ndim)
         with torch.no_grad():
-            lw = log_weight.detach().flatten()
-            diagnostics["kl_approx"] = (-lw).mean()
-            diagnostics["ESS"] = (2 * lw.logsumexp(0) - (2 * lw).logsumexp(0)).exp() / lw.numel()
+            lw = log_weight.detach()
+            diagnostics["kl_approx"] = lw.mean().neg()
+            weight = ratio.detach()
+            # ESS / n = (sum w)^2 / (n * sum w^2), w the importance weights.
+            total = weight.sum()
+            diagnostics["ESS"] = total * total / (weight.numel() * weight.square().sum())
         return self._finish(losses, diagnostics, data)
 
 
@@ -268,16 +271,16 @@ class ClipPPOLoss(PPOLoss):
             clip_value = None
         super().__init__(actor_network, critic_network, clip_value=clip_value, **kwargs)
         self.clip_epsilon = clip_epsilon
-        self._log_bounds = (math.log1p(-low), math.log1p(high))
+        self._bounds = (1.0 - low, 1.0 + high)
 
     def _diagnostic_keys(self) -> list[str]:
         return ["clip_fraction"]
 
-    def _surrogate(self, log_weight, advantage, data, dist):
-        clipped = log_weight.clamp(*self._log_bounds)
-        gain = torch.minimum(log_weight.exp() * advantage, clipped.exp() * advantage)
+    def _surrogate(self, ratio, advantage, data, dist):
+        clipped = ratio.clamp(*self._bounds)
+        gain = torch.minimum(ratio * advantage, clipped * advantage)
         with torch.no_grad():
-            clip_fraction = (clipped != log_weight).float().mean()
+            clip_fraction = (clipped != ratio).float().mean()
         return gain, {"clip_fraction": clip_fraction}
 
 
@@ -359,7 +362,7 @@ class KLPENPPOLoss(PPOLoss):
                 f"e.g. 'loc'/'scale') while collecting. Keys present: {list(data.keys(True, True))}."
             ) from err
 
-    def _surrogate(self, log_weight, advantage, data, dist):
+    def _surrogate(self, ratio, advantage, data, dist):
         batch_ndim = data.batch_dims
         previous = self._previous_dist(data)
         try:
@@ -369,7 +372,7 @@ class KLPENPPOLoss(PPOLoss):
             kl = (previous.log_prob(x) - dist.log_prob(x)).mean(0)
         kl = ac.to_batch_shape(kl, batch_ndim).unsqueeze(-1)
         beta = self.beta.clone()  # the update below must not touch the graph's beta
-        gain = log_weight.exp() * advantage - beta * kl
+        gain = ratio * advantage - beta * kl
         with torch.no_grad():
             kl_mean = kl.mean()
             if kl_mean > self.dtarg * 1.5:

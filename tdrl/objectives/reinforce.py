@@ -163,7 +163,7 @@ class ReinforceLoss(ActorCriticLoss):
         with ac.fast_distributions():
             dist = self.actor_network.get_dist(inputs)
             log_prob = ac.to_batch_shape(dist.log_prob(action), batch_ndim).unsqueeze(-1)
-            losses["loss_actor"] = self._reduce(-(log_prob * advantage.detach()).squeeze(-1), self.reduction)
+            losses["loss_actor"] = self._reduce(log_prob * advantage.detach(), self.reduction, squeeze=True).neg()
         diagnostics: dict[str, Tensor] = {}
         if self.critic_network is not None:
             losses["loss_value"], diagnostics = self._critic_term(data, inputs, False)
