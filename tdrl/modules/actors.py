@@ -35,6 +35,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Sequence
 
@@ -185,7 +186,7 @@ class _DistModule(ProbabilisticTensorDictModule):
             self._build = factory(**dict(self.distribution_kwargs))
         else:
             fixed = dict(self.distribution_kwargs)
-            self._build = (lambda **kw: cls(**kw, **fixed)) if fixed else cls
+            self._build = functools.partial(cls, **fixed) if fixed else cls
         self._pairs = [
             (dk[-1] if isinstance(dk, tuple) else dk, tk) for dk, tk in zip(self.dist_keys, self.in_keys)
         ]

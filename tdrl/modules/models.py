@@ -10,7 +10,7 @@ Examples:
 from __future__ import annotations
 
 from math import prod
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn

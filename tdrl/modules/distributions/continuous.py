@@ -147,6 +147,35 @@ class _BoxCache:
 _BOXES = _BoxCache()
 
 
+class _TanhNormalBuilder:
+    """Builds ``cls(loc, scale, ...)`` with bounds checked once (picklable, unlike a closure)."""
+
+    def __init__(
+        self, cls: type, low: TensorLike, high: TensorLike, upscale: TensorLike, tanh_loc: bool, event_dims: int | None
+    ) -> None:
+        self.cls, self.low, self.high = cls, low, high
+        self.upscale, self.tanh_loc, self.event_dims = upscale, tanh_loc, event_dims
+        ref = low if isinstance(low, torch.Tensor) else high if isinstance(high, torch.Tensor) else None
+        dtype = ref.dtype if ref is not None and ref.dtype.is_floating_point else torch.get_default_dtype()
+        device = ref.device if ref is not None else torch.device("cpu")
+        self._boxes = {(dtype, device): _Box(low, high, dtype, device)}
+
+    def __call__(self, loc: torch.Tensor, scale: Any) -> TanhNormal:
+        box = self._boxes.get((loc.dtype, loc.device))
+        if box is None:
+            box = self._boxes[(loc.dtype, loc.device)] = _Box(self.low, self.high, loc.dtype, loc.device)
+        out = self.cls.__new__(self.cls)
+        out._setup(loc, scale, box, self.upscale, self.tanh_loc, self.event_dims)
+        return out
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_boxes"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._boxes = {}
+
+
 class TanhNormal(D.Distribution):
     """A Normal squashed by ``tanh`` and mapped onto ``[low, high]``: bounded continuous actions.
 
@@ -212,7 +241,7 @@ class TanhNormal(D.Distribution):
         self._setup(loc, scale, box, upscale, tanh_loc, event_dims)
 
     @classmethod
-    def _factory(cls, **kwargs: Any) -> Callable[..., TanhNormal]:
+    def _factory(cls, **kwargs: Any) -> _TanhNormalBuilder:
         """A ``(loc, scale) -> TanhNormal`` builder with the bounds checked now, once.
 
         :class:`~tdrl.modules.ProbabilisticActor` uses it on its per-step path.
@@ -227,21 +256,7 @@ class TanhNormal(D.Distribution):
         kwargs.pop("safe_tanh", None)
         if kwargs:
             raise TypeError(f"{cls.__name__} got unexpected keyword arguments {sorted(kwargs)}")
-        ref = low if isinstance(low, torch.Tensor) else high if isinstance(high, torch.Tensor) else None
-        dtype = ref.dtype if ref is not None and ref.dtype.is_floating_point else torch.get_default_dtype()
-        device = ref.device if ref is not None else torch.device("cpu")
-        first = _Box(low, high, dtype, device)
-        boxes = {(dtype, device): first}
-
-        def build(loc: torch.Tensor, scale: Any) -> TanhNormal:
-            box = boxes.get((loc.dtype, loc.device))
-            if box is None:
-                box = boxes[(loc.dtype, loc.device)] = first.to(loc.dtype, loc.device)
-            out = cls.__new__(cls)
-            out._setup(loc, scale, box, upscale, tanh_loc, event_dims)
-            return out
-
-        return build
+        return _TanhNormalBuilder(cls, low, high, upscale, tanh_loc, event_dims)
 
     def _setup(
         self,
@@ -532,7 +547,9 @@ class TruncatedNormal(D.Distribution):
         shape = torch.broadcast_shapes(loc.shape, scale.shape, box.low.shape)
         self._alpha = (box.low - loc) / scale
         self._beta = (box.high - loc) / scale
-        self._log_z = _log_diff_ndtr(self._alpha, self._beta)
+        # the normaliser in float64: its tails cancel badly in float32
+        self._log_z64 = _log_diff_ndtr(self._alpha.double(), self._beta.double())
+        self._log_z = self._log_z64.to(loc.dtype)
         super().__init__(shape[:-1], shape[-1:], validate_args=False)
 
     @property
@@ -551,23 +568,27 @@ class TruncatedNormal(D.Distribution):
         return constraints.independent(constraints.interval(self._low, self._high), 1)
 
     def _pdf_ratio(self, x: torch.Tensor) -> torch.Tensor:
-        """``phi(x) / Z`` computed in log space."""
-        return torch.exp(-0.5 * x * x - _HALF_LOG_2PI - self._log_z)
+        """``phi(x) / Z`` computed in log space, in float64 (returned in ``loc``'s dtype)."""
+        x = x.double()
+        return torch.exp(-0.5 * x * x - _HALF_LOG_2PI - self._log_z64).to(self.loc.dtype)
 
     def rsample(self, sample_shape: Sequence[int] | torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(torch.Size(sample_shape))
-        u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device)
-        # sample in the tail where the CDF is accurate: reflect when the box lies right of loc
-        flip = self._alpha > 0
-        a = torch.where(flip, -self._beta, self._alpha)
-        b = torch.where(flip, -self._alpha, self._beta)
-        cdf_a = torch.special.ndtr(a)
-        cdf_b = torch.special.ndtr(b)
-        tiny = torch.finfo(u.dtype).tiny
-        p = (cdf_a + u * (cdf_b - cdf_a)).clamp(tiny, 1 - torch.finfo(u.dtype).eps)
+        u = torch.rand(shape, dtype=torch.float64, device=self.loc.device)
+        # Sample the standardised value in float64, in the lower tail where the CDF is
+        # accurate (reflect when the box lies right of loc). Deeper than float64's CDF
+        # reaches (~37 sigma) the truncated tail is exponential: z = b - Exp(1) / |b|.
+        alpha, beta = self._alpha.double(), self._beta.double()
+        flip = alpha > 0
+        a = torch.where(flip, -beta, alpha)
+        b = torch.where(flip, -alpha, beta)
+        cdf_a, cdf_b = torch.special.ndtr(a), torch.special.ndtr(b)
+        p = (cdf_a + u * (cdf_b - cdf_a)).clamp(1e-300, 1 - 1e-16)
         z = torch.special.ndtri(p)
+        tail = b - (-torch.log1p(-u)) / b.abs().clamp_min(1.0)
+        z = torch.where(cdf_b > 1e-290, z, tail)
         z = torch.maximum(torch.minimum(z, b), a)
-        z = torch.where(flip, -z, z)
+        z = torch.where(flip, -z, z).to(self.loc.dtype)
         x = self.loc + self.scale * z
         return torch.maximum(torch.minimum(x, self._high), self._low)
 
@@ -594,22 +615,25 @@ class TruncatedNormal(D.Distribution):
     def deterministic_sample(self) -> torch.Tensor:
         return self.mean
 
+    def _moments64(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``phi(a)/Z``, ``phi(b)/Z``, ``a phi(a)/Z``, ``b phi(b)/Z`` in float64 (0 at infinite bounds)."""
+        a, b = self._alpha.double(), self._beta.double()
+        pa = torch.exp(-0.5 * a * a - _HALF_LOG_2PI - self._log_z64)
+        pb = torch.exp(-0.5 * b * b - _HALF_LOG_2PI - self._log_z64)
+        apa = torch.where(torch.isfinite(a), a * pa, torch.zeros_like(pa))
+        bpb = torch.where(torch.isfinite(b), b * pb, torch.zeros_like(pb))
+        return pa, pb, apa, bpb
+
     @property
     def variance(self) -> torch.Tensor:
-        a, b = self._alpha, self._beta
-        pa, pb = self._pdf_ratio(a), self._pdf_ratio(b)
-        # x * pdf(x) -> 0 at infinite bounds
-        apa = torch.where(torch.isfinite(a), a * pa, torch.zeros_like(pa))
-        bpb = torch.where(torch.isfinite(b), b * pb, torch.zeros_like(pb))
-        return self.scale**2 * (1 + apa - bpb - (pa - pb) ** 2)
+        pa, pb, apa, bpb = self._moments64()
+        var = self.scale.double() ** 2 * (1 + apa - bpb - (pa - pb) ** 2)
+        return var.to(self.loc.dtype).expand(self.batch_shape + self.event_shape)
 
     def entropy(self) -> torch.Tensor:
-        a, b = self._alpha, self._beta
-        pa, pb = self._pdf_ratio(a), self._pdf_ratio(b)
-        apa = torch.where(torch.isfinite(a), a * pa, torch.zeros_like(pa))
-        bpb = torch.where(torch.isfinite(b), b * pb, torch.zeros_like(pb))
-        h = 0.5 + _HALF_LOG_2PI + self.scale.log() + self._log_z + 0.5 * (apa - bpb)
-        return h.expand(self.batch_shape + self.event_shape).sum(-1)
+        _, _, apa, bpb = self._moments64()
+        h = 0.5 + _HALF_LOG_2PI + self.scale.double().log() + self._log_z64 + 0.5 * (apa - bpb)
+        return h.to(self.loc.dtype).expand(self.batch_shape + self.event_shape).sum(-1)
 
 
 class Delta(D.Distribution):

@@ -150,11 +150,13 @@ def _dense_mask(
             )
         return mask
     idx = indices.long()  # type: ignore[union-attr]
-    valid = torch.ones_like(idx, dtype=torch.bool) if padding_value is None else idx != padding_value
-    idx = idx.masked_fill(~valid, 0)
-    shape = torch.broadcast_shapes(idx.shape[:-1], logits.shape[:-1]) + logits.shape[-1:]
-    out = torch.zeros(shape, dtype=torch.bool, device=logits.device)
-    return out.scatter(-1, idx.expand(*shape[:-1], idx.shape[-1]), valid.expand(*shape[:-1], idx.shape[-1]))
+    n = logits.shape[-1]
+    if padding_value is not None:
+        idx = idx.masked_fill(idx == padding_value, n)  # padding goes to an extra column, dropped below
+    shape = torch.broadcast_shapes(idx.shape[:-1], logits.shape[:-1])
+    out = torch.zeros(*shape, n + 1, dtype=torch.bool, device=logits.device)
+    out.scatter_(-1, idx.expand(*shape, idx.shape[-1]), True)
+    return out[..., :n]
 
 
 class MaskedCategorical(Categorical):

@@ -1,0 +1,101 @@
+"""QValueModule / QValueActor and MLP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
+from torch import nn
+
+from tdrl.modules import MLP, QValueActor, QValueModule
+from tdrl.specs import Bounded, Categorical, MultiOneHot, OneHot
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    yield
+    torch.random.set_rng_state(state)
+
+
+VALUES = torch.tensor([[1.0, 3.0, 2.0], [5.0, -1.0, 0.0]])
+
+
+def test_qvalue_module_categorical_and_one_hot():
+    td = QValueModule(action_space="categorical")(TensorDict(action_value=VALUES.clone(), batch_size=[2]))
+    assert td["action"].tolist() == [1, 0]
+    assert td["chosen_action_value"].tolist() == [[3.0], [5.0]]
+    td = QValueModule(spec=OneHot(3))(TensorDict(action_value=VALUES.clone(), batch_size=[2]))
+    assert td["action"].tolist() == [[False, True, False], [True, False, False]]
+    assert td["action"].dtype == torch.bool
+
+
+def test_qvalue_module_spec_shape_one_keeps_dim():
+    td = QValueModule(spec=Categorical(3, shape=(1,)))(TensorDict(action_value=VALUES.clone(), batch_size=[2]))
+    assert td["action"].shape == (2, 1)
+    assert Categorical(3, shape=(2, 1)).is_in(td["action"])
+
+
+def test_qvalue_module_mask_and_mult_one_hot():
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    td = TensorDict(action_value=VALUES.clone(), mask=mask, batch_size=[2])
+    QValueModule(action_space="categorical", action_mask_key="mask")(td)
+    assert td["action"].tolist() == [2, 2]
+    values = torch.tensor([[1.0, 2.0, 0.0, 5.0, 1.0]])
+    td = QValueModule(spec=MultiOneHot([2, 3]))(TensorDict(action_value=values, batch_size=[1]))
+    assert td["action"].long().tolist() == [[0, 1, 0, 1, 0]]
+    assert td["chosen_action_value"].item() == 7.0
+
+
+def test_qvalue_module_bad_input():
+    with pytest.raises(ValueError, match="action space"):
+        QValueModule()
+    with pytest.raises(ValueError, match="discrete action spec"):
+        QValueModule(spec=Bounded(-1.0, 1.0, shape=(2,)))
+    with pytest.raises(ValueError, match="does not match"):
+        QValueModule(action_space="one_hot", spec=Categorical(3))
+    with pytest.raises(KeyError, match=r"'action_value'.*\['q'\]"):
+        QValueModule(action_space="categorical")(TensorDict(q=VALUES, batch_size=[2]))
+
+
+def test_qvalue_actor_plain_and_tensordict_module():
+    net = nn.Linear(4, 3)
+    actor = QValueActor(net, spec=OneHot(3))
+    td = actor(TensorDict(observation=torch.randn(5, 4), batch_size=[5]))
+    torch.testing.assert_close(td["chosen_action_value"], td["action_value"].max(-1, keepdim=True)[0])
+    assert actor.spec["action"].is_in(td["action"])
+    module = TensorDictModule(net, in_keys=["obs"], out_keys=["action_value"])
+    actor2 = QValueActor(module, action_space="categorical")
+    td2 = actor2(TensorDict(obs=td["observation"], batch_size=[5]))
+    assert td2["action"].tolist() == td["action"].long().argmax(-1).tolist()
+    with pytest.raises(KeyError, match="action values"):
+        QValueActor(TensorDictModule(net, in_keys=["obs"], out_keys=["q"]), action_space="categorical")
+
+
+def test_mlp_shapes_and_options():
+    mlp = MLP(in_features=3, out_features=2, num_cells=[8, 8], activation_class=nn.ReLU)
+    assert [type(m) for m in mlp] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+    assert mlp(torch.randn(4, 3)).shape == (4, 2)
+    lazy = MLP(out_features=1, depth=3, num_cells=16)
+    assert isinstance(lazy[0], nn.LazyLinear) and lazy.depth == 3
+    assert lazy(torch.randn(7, 9)).shape == (7, 1)
+    q = MLP(out_features=1, num_cells=[4])
+    assert q(torch.randn(2, 3), torch.randn(2, 1)).shape == (2, 1)  # inputs concatenated
+    assert MLP(in_features=2, out_features=(3, 2))(torch.randn(5, 2)).shape == (5, 3, 2)
+    last = MLP(in_features=2, out_features=2, num_cells=[4], activate_last_layer=True, bias_last_layer=False)
+    assert isinstance(last[-1], nn.Tanh) and last[-2].bias is None
+    drop = MLP(in_features=2, out_features=2, num_cells=[4], dropout=0.5, norm_class=nn.LayerNorm,
+               norm_kwargs={"normalized_shape": 4})
+    assert [type(m) for m in drop] == [nn.Linear, nn.Dropout, nn.LayerNorm, nn.Tanh, nn.Linear]
+    assert len(MLP(in_features=2, out_features=1)) == 1
+
+
+def test_mlp_bad_input():
+    with pytest.raises(ValueError, match="out_features"):
+        MLP(in_features=2)
+    with pytest.raises(ValueError, match="without depth"):
+        MLP(out_features=1, num_cells=32)
+    with pytest.raises(ValueError, match="agree"):
+        MLP(out_features=1, num_cells=[3, 3], depth=3)
