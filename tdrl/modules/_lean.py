@@ -102,9 +102,13 @@ def _plain_module(module: TensorDictModule) -> bool:
 
     if type(module) not in (TensorDictModule, Actor, ValueOperator):
         return False
-    if module.method is not None or module.method_kwargs or getattr(module, "_get_kwargs", None):
+    if not hasattr(module, "_kwargs"):  # the attribute holding dict in_keys; absent -> unknown layout
         return False
-    if module.inplace is not True:
+    if getattr(module, "method", None) is not None or getattr(module, "method_kwargs", None):
+        return False
+    if getattr(module, "_get_kwargs", None):
+        return False
+    if getattr(module, "inplace", True) is not True:
         return False
     if list(getattr(module, "out_keys_source", module.out_keys)) != list(module.out_keys):
         return False
@@ -131,7 +135,8 @@ def lean_steps(module: Any, owners: list | None = None) -> list[LeanStep] | None
         if owners is not None:
             owners.append(module)
         steps: list[LeanStep] = []
-        for sub in module._module_iter():
+        subs = module.module.values() if isinstance(module.module, torch.nn.ModuleDict) else module.module
+        for sub in subs:
             sub_steps = lean_steps(sub, owners)
             if sub_steps is None:
                 return None

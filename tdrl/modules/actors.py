@@ -191,7 +191,8 @@ class _DistModule(ProbabilisticTensorDictModule):
             (dk[-1] if isinstance(dk, tuple) else dk, tk) for dk, tk in zip(self.dist_keys, self.in_keys)
         ]
         self._spec = spec
-        self._action_spec = _leaf_action_spec(spec, self._out_keys[0])
+        self._action_key = self.dist_sample_keys[0]
+        self._action_spec = _leaf_action_spec(spec, self._action_key)
         self.safe = bool(safe)
         if self.safe and self._action_spec is None:
             raise ValueError(
@@ -202,7 +203,7 @@ class _DistModule(ProbabilisticTensorDictModule):
         self._lp_key = self.log_prob_keys[0]
         self._spec_checked = self._action_spec is None
         self._fast = (
-            len(self._out_keys) == 1
+            len(self.dist_sample_keys) == 1
             and self.num_samples is None
             and getattr(self, "_generator", None) is None
             and getattr(self, "_generator_key", None) is None
@@ -214,10 +215,6 @@ class _DistModule(ProbabilisticTensorDictModule):
         if self.return_log_prob and self.log_prob_alias is not None and self.log_prob_alias not in keys:
             keys = [*keys, self.log_prob_alias]
         return keys
-
-    @out_keys.setter
-    def out_keys(self, value: list) -> None:  # tensordict sets _out_keys directly; kept for symmetry
-        self._out_keys = list(value)
 
     def get_dist(self, tensordict: TensorDictBase) -> D.Distribution:
         kwargs = {}
@@ -268,7 +265,7 @@ class _DistModule(ProbabilisticTensorDictModule):
             self._check_spec(action, dist)
         if self.safe:
             action = self._action_spec.project(action)
-        tensordict.set(self._out_keys[0], action)
+        tensordict.set(self._action_key, action)
         if self.return_log_prob:
             log_prob = dist.log_prob(action)
             tensordict.set(self._lp_key, log_prob)
@@ -408,9 +405,11 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
         )
         super().__init__(module, head)
         self._spec = spec
+        self.__dict__["_head"] = head  # a plain reference: the head is registered as module[-1]
         owners: list = []
         steps = lean_steps(module, owners)
-        self._lean_steps = steps if (steps is not None and head._fast and self._requires_sample) else None
+        samples = out_keys[0] not in getattr(module, "out_keys", [])  # else the module writes the action itself
+        self._lean_steps = steps if (steps is not None and head._fast and samples) else None
         self._lean_owners = owners + [head]
 
     @property
@@ -421,7 +420,7 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
     @property
     def dist_module(self) -> _DistModule:
         """The distribution head (the last module)."""
-        return self._last_module
+        return self._head
 
     def _lean_ok(self, args: tuple, kwargs: dict) -> bool:
         return (
@@ -436,7 +435,7 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
         if self._lean_ok(args, kwargs):
             tensordict = args[0]
             if run_steps(self._lean_steps, self._lean_owners, tensordict):
-                return self._last_module.sample_into(tensordict)
+                return self._head.sample_into(tensordict)
         return super().forward(*args, **kwargs)
 
     def get_dist(self, tensordict: TensorDictBase, tensordict_out: TensorDictBase | None = None, **kwargs: Any) -> D.Distribution:
@@ -446,13 +445,13 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
         """
         if tensordict_out is None and self._lean_ok((tensordict,), kwargs):
             if run_steps(self._lean_steps, self._lean_owners, tensordict):
-                return self._last_module.get_dist(tensordict)
+                return self._head.get_dist(tensordict)
         return super().get_dist(tensordict, tensordict_out, **kwargs)
 
     @property
     def log_prob_key(self) -> NestedKey:
         """Where the action's log-probability is written."""
-        return self._last_module.log_prob_keys[0]
+        return self._head.log_prob_keys[0]
 
 
 class _LeanTDModule(TensorDictModule):

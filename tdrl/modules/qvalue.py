@@ -247,7 +247,7 @@ class QValueActor(TensorDictSequential):
         owners: list = []
         self._lean_steps = lean_steps(module, owners)
         self._lean_owners = owners
-        self._head = head
+        self.__dict__["_head"] = head  # a plain reference: the head is registered as module[-1]
 
     @property
     def spec(self) -> Composite | None:
