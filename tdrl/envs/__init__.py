@@ -1,6 +1,8 @@
 """Environments: the EnvBase API, utilities, transforms, batched envs and backends."""
 
 from tdrl.envs.common import EnvBase, make_composite_from_td
+from tdrl.envs.transforms import *  # noqa: F401,F403
+from tdrl.envs.transforms import __all__ as _transform_names
 from tdrl.envs.utils import (
     ExplorationType,
     check_env_specs,
@@ -17,4 +19,5 @@ __all__ = [
     "exploration_type",
     "set_exploration_type",
     "step_mdp",
+    *_transform_names,
 ]

@@ -1,3 +1,52 @@
-"""(being built)"""
+"""Transforms: TransformedEnv, Compose and the transform family.
 
-__all__: list[str] = []
+One file per family: ``transforms.py`` (the Transform base and Compose), ``env.py``
+(TransformedEnv), ``norm.py`` (ObservationNorm, VecNorm), ``observation.py`` (dtype casts,
+clipping), ``reward.py``, ``action.py``, ``step.py`` (step counting, frame stacking,
+frame skipping, init tracking), ``keys.py`` (rename, exclude, select, concatenate,
+unsqueeze) and ``image.py``.
+"""
+
+from tdrl.envs.transforms.action import ActionScaling
+from tdrl.envs.transforms.env import TransformedEnv
+from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
+from tdrl.envs.transforms.keys import (
+    CatTensors,
+    ExcludeTransform,
+    RenameTransform,
+    SelectTransform,
+    UnsqueezeTransform,
+)
+from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
+from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
+from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
+from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
+from tdrl.envs.transforms.transforms import Compose, Transform
+
+__all__ = [
+    "Transform",
+    "Compose",
+    "TransformedEnv",
+    "ObservationNorm",
+    "VecNorm",
+    "DoubleToFloat",
+    "DTypeCastTransform",
+    "ClipTransform",
+    "StepCounter",
+    "InitTracker",
+    "CatFrames",
+    "FrameSkipTransform",
+    "RewardSum",
+    "RewardScaling",
+    "RewardClipping",
+    "ActionScaling",
+    "RenameTransform",
+    "ExcludeTransform",
+    "SelectTransform",
+    "CatTensors",
+    "UnsqueezeTransform",
+    "ToTensorImage",
+    "Resize",
+    "GrayScale",
+    "CenterCrop",
+]

@@ -1,0 +1,262 @@
+"""TransformedEnv: an env seen through a chain of transforms.
+
+Its specs are the base env's specs passed through the transforms, computed when the
+chain is built or changed (never per step). A step applies the transforms' inverse to
+the action, steps the base env, then runs each transform's ``_step`` hook on the
+result; a reset runs the base env's reset then each ``_reset`` hook.
+
+A rollout without a policy takes a faster road when every transform in the chain is
+time-vectorizable (stateless maps such as ``ObservationNorm`` and ``DoubleToFloat``, and
+counters such as ``StepCounter()`` without ``max_steps``): the base env runs its own
+rollout (for gymnasium, numpy written straight into preallocated tensors) and the
+transforms map the stacked result at once. Set ``env.vectorized_rollout = False`` to
+force the per-step road.
+
+Examples:
+    >>> from tdrl.envs import Compose, DoubleToFloat, StepCounter, TransformedEnv
+    >>> from tdrl.testing import CountingEnv
+    >>> env = TransformedEnv(CountingEnv(max_steps=3), Compose(StepCounter(), DoubleToFloat()))
+    >>> ro = env.rollout(5)
+    >>> ro["next", "step_count"].squeeze(-1)
+    tensor([1, 2, 3])
+    >>> env.append_transform(StepCounter(step_count_key="steps_again"))
+    >>> "steps_again" in env.observation_spec.keys()
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from tensordict import TensorDictBase
+
+from tdrl.envs.common import EnvBase
+from tdrl.envs.transforms.transforms import Compose, Transform
+
+__all__ = ["TransformedEnv"]
+
+
+class TransformedEnv(EnvBase):
+    """An env whose outputs (and inputs) go through ``transform``.
+
+    Args:
+        env: the base env.
+        transform: a Transform or a Compose; None means an empty Compose.
+
+    Attributes:
+        base_env: the wrapped env.
+        vectorized_rollout: allow policy-free rollouts to map the stacked base rollout
+            at once when the chain allows it (default True).
+
+    Raises:
+        TypeError: when ``env`` is not an EnvBase or ``transform`` not a Transform.
+        KeyError / ValueError: when a transform cannot accept the specs it receives.
+
+    Examples:
+        >>> from tdrl.envs import ObservationNorm, TransformedEnv
+        >>> from tdrl.testing import ContinuousActionMock
+        >>> env = TransformedEnv(ContinuousActionMock(), ObservationNorm(loc=0.0, scale=2.0))
+        >>> env.transform.scale
+        tensor(2.)
+        >>> env.base_env
+        ContinuousActionMock(batch_size=(), device=cpu,
+          ...
+    """
+
+    def __init__(self, env: EnvBase, transform: Transform | None = None, *, _link: bool = True) -> None:
+        if not isinstance(env, EnvBase):
+            raise TypeError(f"TransformedEnv wraps an EnvBase, got {type(env).__name__}.")
+        if transform is None:
+            transform = Compose()
+        if not isinstance(transform, Transform):
+            raise TypeError(
+                f"TransformedEnv: transform must be a Transform (or Compose), got {type(transform).__name__}."
+            )
+        super().__init__(device=env.device, batch_size=env.batch_size)
+        self.base_env = env
+        self.vectorized_rollout = True
+        self._link = _link
+        self._frame_skip = 1
+        self._has_inv = False
+        self._modules["transform"] = transform
+        if _link:
+            transform.set_container(self)
+        try:
+            self._refresh_specs()
+        except Exception:
+            if _link:
+                transform.reset_parent()
+            raise
+
+    @classmethod
+    def _view(cls, env: EnvBase, transforms: list) -> TransformedEnv:
+        """A TransformedEnv over ``transforms`` that does not take ownership of them (for ``parent``)."""
+        return cls(env, Compose(*transforms, _link=False), _link=False)
+
+    # --- the chain -----------------------------------------------------------------------
+    @property
+    def transform(self) -> Transform:
+        """The transform (a Compose is indexable: ``env.transform[0]``)."""
+        return self._modules["transform"]
+
+    @transform.setter
+    def transform(self, transform: Transform) -> None:
+        if not isinstance(transform, Transform):
+            raise TypeError(f"TransformedEnv.transform must be a Transform, got {type(transform).__name__}.")
+        old = self._modules["transform"]
+        old.reset_parent()
+        transform.set_container(self)
+        self._modules["transform"] = transform
+        try:
+            self._refresh_specs()
+        except Exception:
+            transform.reset_parent()
+            old.set_container(self)
+            self._modules["transform"] = old
+            self._refresh_specs()
+            raise
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "transform" and "transform" in self.__dict__.get("_modules", {}):
+            type(self).transform.fset(self, value)  # nn.Module would bypass the property setter
+            return
+        super().__setattr__(name, value)
+
+    def append_transform(self, transform: Transform) -> None:
+        """Append ``transform`` at the end of the chain (specs recomputed; undone on error)."""
+        self._as_compose().append(transform)
+
+    def insert_transform(self, index: int, transform: Transform) -> None:
+        """Insert ``transform`` at ``index`` of the chain (specs recomputed; undone on error)."""
+        self._as_compose().insert(index, transform)
+
+    def _as_compose(self) -> Compose:
+        current = self.transform
+        if isinstance(current, Compose):
+            return current
+        current.reset_parent()
+        compose = Compose(current)
+        compose.set_container(self)
+        self._modules["transform"] = compose
+        return compose
+
+    def _refresh_specs(self) -> None:
+        """Recompute the specs from the base env's through the chain."""
+        base = self.base_env
+        output_spec, input_spec = self.transform._transform_specs(base.output_spec.clone(), base.input_spec.clone())
+        self.output_spec = output_spec
+        self.input_spec = input_spec
+        self._action_checks = None
+        self._frame_skip = self.transform._frame_skip
+        self._has_inv = self.transform._has_inverse()
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if self.__dict__.get("_link", True):
+            self._modules["transform"].__dict__["_container"] = self
+
+    # --- EnvBase -------------------------------------------------------------------------
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        base = self.base_env
+        out = base._reset(tensordict, **kwargs)
+        for key in base.done_keys:
+            if out.get(key, None) is None:
+                out.set(key, torch.zeros((*base.batch_size, 1), dtype=torch.bool, device=base.device))
+        base._is_reset = True
+        return self.transform._reset(tensordict, out)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        base_in = self.transform._inv_call(tensordict.copy()) if self._has_inv else tensordict
+        if self._frame_skip == 1:
+            next_td = self.base_env._step(base_in)
+        else:
+            next_td = self._skip_frames(base_in)
+        return self.transform._step(tensordict, next_td)
+
+    def _skip_frames(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Repeat the action ``frame_skip`` times, summing rewards; stop early when any sub-env is done."""
+        base = self.base_env
+        total = None
+        for _ in range(self._frame_skip):
+            next_td = base._step(tensordict)
+            rewards = [next_td.get(k) for k in base.reward_keys]
+            total = rewards if total is None else [a + b for a, b in zip(total, rewards)]
+            if next_td.get("done").any():
+                break
+        for key, value in zip(base.reward_keys, total):
+            next_td.set(key, value)
+        return next_td
+
+    def _set_seed(self, seed: int | None) -> None:
+        self.base_env._set_seed(seed)
+
+    def set_seed(self, seed: int | None = None, static_seed: bool = False) -> int | None:
+        """Seed the base env; returns what the base env returns (the next seed to use)."""
+        return self.base_env.set_seed(seed, static_seed=static_seed)
+
+    def rollout(
+        self,
+        max_steps: int,
+        policy: Callable[[TensorDictBase], TensorDictBase] | None = None,
+        callback: Callable[[EnvBase, TensorDictBase], Any] | None = None,
+        auto_reset: bool = True,
+        break_when_any_done: bool = True,
+        tensordict: TensorDictBase | None = None,
+        return_contiguous: bool = True,
+        break_when_all_done: bool = False,
+        set_truncated: bool = False,
+    ) -> TensorDictBase:
+        """``EnvBase.rollout``; without a policy, a time-vectorizable chain maps the base env's rollout at once."""
+        if (
+            policy is None
+            and callback is None
+            and auto_reset
+            and tensordict is None
+            and self.vectorized_rollout
+            and self.transform._vectorizable
+        ):
+            if max_steps < 1:
+                raise ValueError(f"rollout: max_steps must be >= 1, got {max_steps}.")
+            out = self.base_env.rollout(
+                max_steps,
+                break_when_any_done=break_when_any_done,
+                break_when_all_done=break_when_all_done,
+                set_truncated=set_truncated,
+            )
+            self._is_reset = True
+            return self.transform(out)
+        return super().rollout(
+            max_steps, policy=policy, callback=callback, auto_reset=auto_reset,
+            break_when_any_done=break_when_any_done, tensordict=tensordict, return_contiguous=return_contiguous,
+            break_when_all_done=break_when_all_done, set_truncated=set_truncated,
+        )
+
+    def close(self) -> None:
+        """Close the base env."""
+        super().close()
+        base = self.__dict__.get("_modules", {}).get("base_env")
+        if base is not None:
+            base.close()
+
+    # --- attribute access ------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+            base = self.__dict__.get("_modules", {}).get("base_env")
+            if base is None:
+                raise
+            try:
+                return getattr(base, name)
+            except AttributeError:
+                raise AttributeError(
+                    f"TransformedEnv (and its base env {type(base).__name__}) has no attribute {name!r}."
+                ) from None
+
+    def __repr__(self) -> str:
+        env = repr(self.base_env).replace("\n", "\n    ")
+        transform = repr(self.transform).replace("\n", "\n    ")
+        return f"TransformedEnv(\n    env={env},\n    transform={transform})"

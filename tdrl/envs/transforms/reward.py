@@ -1,0 +1,202 @@
+"""Reward transforms: RewardSum (episode return), RewardScaling, RewardClipping.
+
+Examples:
+    >>> from tdrl.envs import TransformedEnv
+    >>> from tdrl.testing import CountingEnv
+    >>> env = TransformedEnv(CountingEnv(max_steps=3), RewardSum())
+    >>> env.rollout(5, break_when_any_done=False)["next", "episode_reward"].squeeze(-1)
+    tensor([1., 2., 3., 1., 2.])
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from tensordict import TensorDictBase
+
+from tdrl.envs.transforms.step import _NOT_FROM_RESET, _trajectory_starts
+from tdrl.envs.transforms.transforms import Transform
+from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec, Unbounded
+
+__all__ = ["RewardSum", "RewardScaling", "RewardClipping"]
+
+
+class RewardSum(Transform):
+    """Accumulate the reward of the current episode in ``episode_reward``.
+
+    The root holds the return so far (0 after reset) and ``"next"`` the return
+    including this step's reward.
+
+    Args:
+        in_keys: the rewards to sum (default ``["reward"]``).
+        out_keys: where to write the sums (default ``["episode_reward"]``).
+
+    Examples:
+        >>> from tdrl.envs import TransformedEnv
+        >>> from tdrl.testing import CountingEnv
+        >>> env = TransformedEnv(CountingEnv(max_steps=2), RewardSum())
+        >>> env.rollout(3)["next", "episode_reward"].squeeze(-1)
+        tensor([1., 2.])
+    """
+
+    def __init__(
+        self,
+        in_keys: NestedKey | Sequence[NestedKey] | None = None,
+        out_keys: NestedKey | Sequence[NestedKey] | None = None,
+    ) -> None:
+        super().__init__(["reward"] if in_keys is None else in_keys, out_keys)
+        if out_keys is None:  # "reward" -> "episode_reward"
+            self.out_keys = [
+                (*k[:-1], f"episode_{k[-1]}") if isinstance(k, tuple) else f"episode_{k}" for k in self.in_keys
+            ]
+        self._zero_like: dict = {}
+
+    def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        for out_key in self.out_keys:
+            spec = self._zero_like.get(out_key)
+            if spec is None:
+                done = tensordict_reset.get("done")
+                value = torch.zeros(done.shape, dtype=torch.get_default_dtype(), device=done.device)
+            else:
+                value = spec.zero()
+            tensordict_reset.set(out_key, value)
+        return tensordict_reset
+
+    def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
+        for in_key, out_key in zip(self.in_keys, self.out_keys):
+            total = tensordict.get(out_key, None)
+            if total is None:
+                raise KeyError(_NOT_FROM_RESET.format(name="RewardSum", key=out_key))
+            next_tensordict.set(out_key, total + next_tensordict.get(in_key))
+        return next_tensordict
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Write the running episode returns of a trajectory (time along the last batch dim)."""
+        starts, tdim = _trajectory_starts(tensordict, "RewardSum")
+        nxt = tensordict.get("next")
+        for in_key, out_key in zip(self.in_keys, self.out_keys):
+            reward = nxt.get(in_key)
+            start = starts.view(*starts.shape, *([1] * (reward.ndim - starts.ndim)))
+            before = torch.empty_like(reward)
+            after = torch.empty_like(reward)
+            running = torch.zeros_like(reward.select(tdim, 0))
+            zero = torch.zeros_like(running)
+            for t in range(reward.shape[tdim]):  # sequential, so the sums equal stepping's to the bit
+                running = torch.where(start.select(tdim, t), zero, running)
+                before.select(tdim, t).copy_(running)
+                running = running + reward.select(tdim, t)
+                after.select(tdim, t).copy_(running)
+            tensordict.set(out_key, before)
+            nxt.set(out_key, after)
+        return tensordict
+
+    def transform_output_spec(self, output_spec: Composite) -> Composite:
+        rewards = output_spec["full_reward_spec"]
+        for in_key, out_key in zip(self.in_keys, self.out_keys):
+            if in_key not in rewards:
+                raise KeyError(
+                    f"RewardSum: in_key {in_key!r} is not a reward of the env (rewards: {rewards.keys(True, True)}). "
+                    f"Fix: pass in_keys naming a reward entry."
+                )
+            spec = rewards[in_key]
+            spec = Unbounded(shape=spec.shape, dtype=spec.dtype, device=spec.device)
+            output_spec["full_observation_spec"][out_key] = spec
+            self._zero_like[out_key] = spec
+        return output_spec
+
+
+class RewardScaling(Transform):
+    """Affine reward map: ``reward * scale + loc`` (or ``(reward - loc) / scale`` with ``standard_normal``).
+
+    Args:
+        loc: the shift.
+        scale: the scale.
+        in_keys: the rewards (default ``["reward"]``).
+        out_keys: where to write them (default ``in_keys``).
+        standard_normal: use ``(reward - loc) / scale``.
+
+    Raises:
+        ValueError: when ``scale`` is 0 with ``standard_normal``.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> RewardScaling(loc=1.0, scale=0.5)(TensorDict({"reward": torch.tensor([4.0])}, []))["reward"]
+        tensor([3.])
+    """
+
+    def __init__(
+        self,
+        loc: float | torch.Tensor = 0.0,
+        scale: float | torch.Tensor = 1.0,
+        in_keys: NestedKey | Sequence[NestedKey] | None = None,
+        out_keys: NestedKey | Sequence[NestedKey] | None = None,
+        standard_normal: bool = False,
+    ) -> None:
+        super().__init__(["reward"] if in_keys is None else in_keys, out_keys)
+        loc_t = torch.as_tensor(loc, dtype=torch.get_default_dtype())
+        scale_t = torch.as_tensor(scale, dtype=torch.get_default_dtype())
+        if standard_normal and (scale_t == 0).any():
+            raise ValueError("RewardScaling: scale must be non-zero with standard_normal=True.")
+        self.standard_normal = standard_normal
+        self.register_buffer("loc", loc_t)
+        self.register_buffer("scale", scale_t)
+
+    def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
+        loc, scale = self.loc.to(value.dtype), self.scale.to(value.dtype)
+        if self.standard_normal:
+            return (value - loc) / scale
+        return torch.addcmul(loc, value, scale)
+
+    def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
+        return Unbounded(shape=spec.shape, dtype=spec.dtype, device=spec.device)
+
+    def _extra_repr(self) -> str:
+        return f"loc={self.loc.tolist()}, scale={self.scale.tolist()}, standard_normal={self.standard_normal}"
+
+
+class RewardClipping(Transform):
+    """Clamp rewards into ``[clamp_min, clamp_max]`` (either may be omitted).
+
+    Args:
+        clamp_min: the lower bound.
+        clamp_max: the upper bound.
+        in_keys: the rewards (default ``["reward"]``).
+        out_keys: where to write them (default ``in_keys``).
+
+    Raises:
+        ValueError: when ``clamp_min > clamp_max`` or both are missing.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> RewardClipping(-1.0, 1.0)(TensorDict({"reward": torch.tensor([4.0])}, []))["reward"]
+        tensor([1.])
+    """
+
+    def __init__(
+        self,
+        clamp_min: float | None = None,
+        clamp_max: float | None = None,
+        in_keys: NestedKey | Sequence[NestedKey] | None = None,
+        out_keys: NestedKey | Sequence[NestedKey] | None = None,
+    ) -> None:
+        if clamp_min is None and clamp_max is None:
+            raise ValueError("RewardClipping: give clamp_min, clamp_max or both.")
+        if clamp_min is not None and clamp_max is not None and clamp_min > clamp_max:
+            raise ValueError(f"RewardClipping: clamp_min ({clamp_min}) must be <= clamp_max ({clamp_max}).")
+        super().__init__(["reward"] if in_keys is None else in_keys, out_keys)
+        self.clamp_min = clamp_min
+        self.clamp_max = clamp_max
+
+    def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
+        return value.clamp(self.clamp_min, self.clamp_max)
+
+    def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
+        if self.clamp_min is None or self.clamp_max is None:
+            return Unbounded(shape=spec.shape, dtype=spec.dtype, device=spec.device)
+        return Bounded(self.clamp_min, self.clamp_max, shape=spec.shape, dtype=spec.dtype, device=spec.device)
+
+    def _extra_repr(self) -> str:
+        return f"clamp_min={self.clamp_min}, clamp_max={self.clamp_max}"
