@@ -21,7 +21,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from tensordict.nn.utils import skip_existing
 
-__all__ = ["LeanStep", "lean_steps", "run_steps", "missing_key_error", "hooks_free", "skip_existing"]
+__all__ = ["LeanStep", "lean_steps", "own_lean_step", "run_steps", "missing_key_error", "hooks_free", "skip_existing"]
 
 
 def _keys_repr(tensordict: TensorDictBase) -> list[str]:
@@ -97,7 +97,12 @@ class LeanStep:
                 tensordict.set(key, value)
 
 
-def _plain_module(module: TensorDictModule) -> bool:
+def _plain_module(module: TensorDictModule, own_forward: bool = False) -> bool:
+    """Whether ``module``'s forward is exactly ``out_keys <- module.module(*in_keys)``.
+
+    ``own_forward``: the check is for the module's own lean forward, which applies its
+    ``safe`` projection itself (so ``safe`` does not disqualify it).
+    """
     from tdrl.modules.actors import Actor, ValueOperator
 
     if type(module) not in (TensorDictModule, Actor, ValueOperator):
@@ -112,9 +117,16 @@ def _plain_module(module: TensorDictModule) -> bool:
         return False
     if list(getattr(module, "out_keys_source", module.out_keys)) != list(module.out_keys):
         return False
-    if getattr(module, "safe", False):
+    if getattr(module, "safe", False) and not own_forward:
         return False
     return callable(module.module)
+
+
+def own_lean_step(module: TensorDictModule) -> LeanStep | None:
+    """The lean step of a tdrl TensorDictModule subclass's own forward, or ``None``."""
+    if _plain_module(module, own_forward=True):
+        return LeanStep(module, module.module, module.in_keys, module._kwargs, module.out_keys)
+    return None
 
 
 def lean_steps(module: Any, owners: list | None = None) -> list[LeanStep] | None:

@@ -52,7 +52,7 @@ from tensordict.nn.probabilistic import interaction_type
 from torch import distributions as D
 from torch import nn
 
-from tdrl.modules._lean import lean_steps, missing_key_error, run_steps, skip_existing
+from tdrl.modules._lean import lean_steps, missing_key_error, own_lean_step, run_steps, skip_existing
 from tdrl.modules.distributions.continuous import Delta, _Box
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
@@ -458,7 +458,7 @@ class _LeanTDModule(TensorDictModule):
     """A TensorDictModule that runs the lean path when it is equivalent to tensordict's."""
 
     def _setup_lean(self) -> None:
-        self._lean = lean_steps(self)
+        self._lean = own_lean_step(self)
 
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:
         lean = self.__dict__.get("_lean")
@@ -469,7 +469,7 @@ class _LeanTDModule(TensorDictModule):
             and isinstance(args[0], TensorDictBase)
             and not skip_existing()
         ):
-            lean[0](args[0])
+            lean(args[0])
             return args[0]
         return super().forward(*args, **kwargs)
 

@@ -311,3 +311,30 @@ def test_distribution_module_is_a_tensordict_probabilistic_module():
     actor = seed_actor()
     assert isinstance(actor.dist_module, ProbabilisticTensorDictModule)
     assert actor.dist_module is actor.module[-1]
+
+
+def test_value_operator_and_actor_lean_paths_equal_tensordict_paths():
+    net = nn.Linear(OBS, 1)
+    value = ValueOperator(net)
+    td = obs_td(4)
+    torch.testing.assert_close(value(td.clone())["state_value"],
+                               TensorDictModule.forward(value, td.clone())["state_value"])
+    actor = Actor(nn.Linear(OBS, ACT), spec=Bounded(-0.1, 0.1, shape=(ACT,)), safe=True)
+    assert actor._lean is not None
+    td = actor(obs_td(50))
+    assert actor.spec["action"].is_in(td["action"])
+
+
+def test_actor_survives_deepcopy_and_pickle():
+    import copy
+    import pickle
+
+    actor = seed_actor()
+    td = obs_td(3)
+    actor(td)
+    with set_exploration_type(ExplorationType.MEAN):
+        expected = actor(td.clone())["action"]
+        for clone in (copy.deepcopy(actor), pickle.loads(pickle.dumps(actor))):
+            torch.testing.assert_close(clone(td.clone())["action"], expected)
+            # the clone's fast path runs the clone's own network
+            assert clone._lean_steps[0].net is clone.module[0].module
