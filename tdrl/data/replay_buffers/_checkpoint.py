@@ -21,12 +21,21 @@ from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase
 
 from tdrl.data.replay_buffers._layout import dtype_from_str
 
-__all__ = ["save_state", "load_state", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+__all__ = ["save_state", "load_state", "as_json", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "tdrl.replay_buffer"
 CHECKPOINT_VERSION = 1
 _TENSOR_TAG = "__tensor__"
 _TD_TAG = "__tensordict__"
+
+
+def as_json(obj: Any) -> Any:
+    """The value a JSON round trip gives back (tuples become lists); for comparing configs."""
+    if isinstance(obj, (list, tuple)):
+        return [as_json(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: as_json(v) for k, v in obj.items()}
+    return obj
 
 
 def _write_tensor(tensor: torch.Tensor, path: Path) -> None:

@@ -554,9 +554,7 @@ class TensorDictReplayBuffer(ReplayBuffer):
         reduction = getattr(self._sampler, "reduction", "max")
         if flat.shape[1] == 1:
             flat = flat[:, 0]
-        elif reduction == "median":
-            flat = flat.median(dim=1).values
-        elif reduction in ("max", "min"):
+        elif reduction in ("max", "min", "median"):
             flat = getattr(flat, reduction)(dim=1).values
         else:
             flat = getattr(flat, reduction)(dim=1)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tensordict.utils import NestedKey, unravel_key
 
-from tdrl.data.replay_buffers._checkpoint import load_state, save_state
+from tdrl.data.replay_buffers._checkpoint import as_json, load_state, save_state
 from tdrl.data.replay_buffers._segment_tree import SumMinTree
 from tdrl.data.replay_buffers._trajectories import (
     resolve_traj_keys,
@@ -122,8 +122,8 @@ class Sampler(ABC):
                 f"the checkpoint holds the state of a {found}, this buffer samples with a "
                 f"{type(self).__name__}; build the buffer with the same sampler"
             )
-        mine = _jsonable(self._config())
-        if _jsonable(state["config"]) != mine:
+        mine = as_json(self._config())
+        if as_json(state["config"]) != mine:
             raise ValueError(
                 f"the checkpoint's {type(self).__name__} was configured with {state['config']}, "
                 f"this one with {mine}; build the sampler with the checkpoint's settings"
@@ -145,14 +145,6 @@ class Sampler(ABC):
         config = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"{type(self).__name__}({config})"
 
-
-def _jsonable(obj: Any) -> Any:
-    """The value a JSON round trip gives back (tuples become lists)."""
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(o) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    return obj
 
 
 # ---------------------------------------------------------------------------------------

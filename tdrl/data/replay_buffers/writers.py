@@ -21,7 +21,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey, unravel_key
 
-from tdrl.data.replay_buffers._checkpoint import load_state, save_state
+from tdrl.data.replay_buffers._checkpoint import as_json, load_state, save_state
 from tdrl.data.replay_buffers._layout import key_str
 from tdrl.data.replay_buffers.storages import Storage
 
@@ -108,8 +108,8 @@ class Writer(ABC):
                 f"the checkpoint holds the state of a {found}, this buffer writes with a "
                 f"{type(self).__name__}; build the buffer with the same writer"
             )
-        mine = _jsonable(self._config())
-        if _jsonable(state["config"]) != mine:
+        mine = as_json(self._config())
+        if as_json(state["config"]) != mine:
             raise ValueError(
                 f"the checkpoint's {type(self).__name__} was configured with {state['config']}, this one with {mine}"
             )
@@ -131,11 +131,6 @@ class Writer(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cursor={self._cursor}, write_count={self._write_count})"
 
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(o) for o in obj]
-    return obj
 
 
 class RoundRobinWriter(Writer):
@@ -271,11 +266,10 @@ class TensorDictMaxValueWriter(Writer):
         rank = rank.detach().reshape(data.batch_size[0], -1).to("cpu", torch.float64)
         if rank.shape[1] == 1:
             rank = rank[:, 0]
-        elif self._reduction == "median":
-            rank = rank.median(dim=1).values
+        elif self._reduction in ("max", "min", "median"):
+            rank = getattr(rank, self._reduction)(dim=1).values
         else:
             rank = getattr(rank, self._reduction)(dim=1)
-            rank = rank.values if hasattr(rank, "values") else rank
         if torch.isnan(rank).any():
             raise ValueError(f"rank key {key_str(self._rank_key)} holds NaN values, which cannot be ranked")
         return rank

@@ -1,0 +1,241 @@
+"""Storages: allocation from the first write, reads, structure checks, memory-mapped files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from tdrl.data.replay_buffers import (
+    LazyMemmapStorage,
+    LazyTensorStorage,
+    ListStorage,
+    ReplayBuffer,
+    TensorStorage,
+)
+
+
+# ------------------------------------------------------------------------- ListStorage
+def test_list_storage_holds_any_object():
+    storage = ListStorage(max_size=3)
+    storage.set(0, "a")
+    storage.set(slice(1, 3), [{"b": 1}, None])
+    assert len(storage) == 3
+    assert storage.get(0) == "a"
+    assert storage.get(torch.tensor([2, 1])) == [None, {"b": 1}]
+    storage.set(torch.tensor([0]), ["z"])
+    assert storage.get(0) == "z"
+
+
+def test_list_storage_rejects_gaps_and_overflow():
+    storage = ListStorage(max_size=2)
+    with pytest.raises(IndexError, match="positions must be written in order"):
+        storage.set(1, "x")
+    with pytest.raises(IndexError, match="max_size=2"):
+        storage.set(torch.tensor([0, 1, 2]), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="got 3 items for 2 positions"):
+        storage.set(slice(0, 3), ["a", "b", "c"])
+    assert len(storage) == 0
+
+
+def test_list_storage_unbounded_by_default():
+    storage = ListStorage()
+    storage.set(slice(0, 5), list(range(5)))
+    assert len(storage) == 5 and storage.max_size > 10**9
+
+
+def test_list_storage_splits_tensordicts(make_transitions):
+    storage = ListStorage(10)
+    storage.set(slice(0, 4), make_transitions(4))
+    item = storage.get(2)
+    assert item.batch_size == torch.Size([]) and item["observation"][0] == 2
+
+
+def test_empty_list_storage_read_raises():
+    with pytest.raises(RuntimeError, match="empty storage"):
+        ListStorage(3).get(0)
+
+
+# ------------------------------------------------------------------- tensor storages
+def test_lazy_storage_allocates_from_first_write(make_transitions):
+    storage = LazyTensorStorage(100)
+    assert not storage.initialized
+    storage.set(slice(0, 10), make_transitions(10))
+    assert storage.initialized and len(storage) == 10
+    layout = storage.layout
+    assert ("next", "reward") in layout.keys
+    assert layout.shapes[layout.position("observation")] == torch.Size([3])
+    assert storage._storage["observation"].shape == (100, 3)
+    assert storage._storage["observation"].dtype == torch.float64
+
+
+def test_lazy_storage_reads_exact_rows(make_transitions):
+    storage = LazyTensorStorage(100)
+    storage.set(slice(0, 50), make_transitions(50))
+    index = torch.tensor([3, 49, 0, 3])
+    out = storage.get(index)
+    assert out.batch_size == torch.Size([4])
+    assert out["observation"][:, 0].tolist() == [3.0, 49.0, 0.0, 3.0]
+    assert out["next", "reward"][:, 0].tolist() == [3.0, 49.0, 0.0, 3.0]
+    assert out["next", "observation"].is_contiguous()
+
+
+def test_reads_are_copies(make_transitions):
+    storage = LazyTensorStorage(10)
+    storage.set(slice(0, 5), make_transitions(5))
+    out = storage.get(torch.tensor([1]))
+    out["observation"].fill_(-7)
+    single = storage.get(1)
+    single["action"].fill_(-7)
+    assert storage.get(torch.tensor([1]))["observation"][0, 0] == 1
+    assert (storage.get(1)["action"] != -7).all()
+
+
+def test_storage_of_plain_tensors():
+    storage = LazyTensorStorage(10)
+    storage.set(slice(0, 4), torch.arange(8.0).reshape(4, 2))
+    assert torch.equal(storage.get(torch.tensor([3, 0])), torch.tensor([[6.0, 7.0], [0.0, 1.0]]))
+
+
+def test_items_with_their_own_batch_dims():
+    storage = LazyTensorStorage(5)
+    data = TensorDict({"obs": torch.arange(24.0).reshape(2, 4, 3)}, [2, 4])  # 2 trajectories of 4 steps
+    storage.set(slice(0, 2), data)
+    out = storage.get(torch.tensor([1]))
+    assert out.batch_size == torch.Size([1, 4])
+    assert torch.equal(out["obs"][0], data["obs"][1])
+
+
+def test_tensor_storage_wraps_existing_data():
+    data = TensorDict({"x": torch.arange(6)}, [6])
+    storage = TensorStorage(data)
+    assert len(storage) == 6 and storage.max_size == 6
+    assert storage.get(torch.tensor([5]))["x"].item() == 5
+    with pytest.raises(ValueError, match="does not match"):
+        TensorStorage(data, max_size=7)
+
+
+def test_auto_device_follows_the_data(make_transitions):
+    storage = LazyTensorStorage(10, device="auto")
+    storage.set(slice(0, 2), make_transitions(2))
+    assert storage.device == torch.device("cpu")
+
+
+def test_write_wraps_with_index_tensor(make_transitions):
+    storage = LazyTensorStorage(4)
+    storage.set(slice(0, 4), make_transitions(4))
+    storage.set(torch.tensor([3, 0]), make_transitions(2, start=10))
+    assert storage.get(torch.arange(4))["observation"][:, 0].tolist() == [11.0, 1.0, 2.0, 10.0]
+    assert storage._last_cursor == 0
+
+
+# ------------------------------------------------------------------- bad structure
+@pytest.mark.parametrize(
+    "mutate, error, message",
+    [
+        (lambda td: td.set("observation", torch.zeros(td.shape[0], 4, dtype=torch.float64)),
+         ValueError, r"'observation' has shape \[5, 4\], expected \['N', 3\]"),
+        (lambda td: td.set(("next", "extra"), torch.zeros(td.shape[0])), KeyError, r"unexpected keys \[\('next', 'extra'\)\]"),
+        (lambda td: td.exclude("action"), KeyError, r"missing keys \['action'\]"),
+        (lambda td: td.set("episode", torch.zeros(td.shape[0])), TypeError, r"'episode' has dtype torch.float32"),
+        (lambda td: td.unsqueeze(0), ValueError, r"batch_size=\[1, 5\] but this storage expects \[N\]"),
+    ],
+)
+def test_mismatched_structure_is_refused_and_nothing_changes(make_transitions, mutate, error, message):
+    rb = ReplayBuffer(storage=LazyTensorStorage(20))
+    rb.extend(make_transitions(10))
+    before = rb.storage.get(torch.arange(10)).clone()
+    bad = mutate(make_transitions(5, start=100))
+    with pytest.raises(error, match=message):
+        rb.extend(bad)
+    assert len(rb) == 10 and rb.writer._cursor == 10
+    assert (rb.storage.get(torch.arange(10)) == before).all()
+
+
+def test_non_tensor_data_is_refused():
+    storage = LazyTensorStorage(4)
+    with pytest.raises(TypeError, match="use ListStorage"):
+        storage.set(slice(0, 2), ["a", "b"])
+    assert not storage.initialized
+
+
+def test_out_of_range_index_is_refused(make_transitions):
+    storage = LazyTensorStorage(4)
+    with pytest.raises(IndexError, match="out of range"):
+        storage.set(torch.tensor([0, 4]), make_transitions(2))
+
+
+# --------------------------------------------------------------------- memory map
+def test_memmap_storage_lives_in_files(tmp_path, make_transitions):
+    storage = LazyMemmapStorage(1000, scratch_dir=tmp_path / "rb")
+    storage.set(slice(0, 10), make_transitions(10))
+    files = sorted(os.listdir(tmp_path / "rb"))
+    assert "tdrl_storage.json" in files and any(f.endswith(".memmap") for f in files)
+    assert storage.get(torch.tensor([7]))["observation"][0, 0] == 7
+    assert storage.get(torch.tensor([7]))["observation"].__class__ is torch.Tensor
+
+
+def test_memmap_refuses_to_clobber_an_existing_storage(tmp_path, make_transitions):
+    LazyMemmapStorage(10, scratch_dir=tmp_path).set(slice(0, 2), make_transitions(2))
+    with pytest.raises(FileExistsError, match=r"LazyMemmapStorage.open"):
+        LazyMemmapStorage(10, scratch_dir=tmp_path)
+    fresh = LazyMemmapStorage(10, scratch_dir=tmp_path, existsok=True)
+    fresh.set(slice(0, 1), make_transitions(1, start=5))
+    assert len(LazyMemmapStorage.open(tmp_path)) == 1
+
+
+def test_memmap_open_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no LazyMemmapStorage"):
+        LazyMemmapStorage.open(tmp_path)
+
+
+def test_memmap_rejects_other_devices():
+    with pytest.raises(ValueError, match="lives on the CPU"):
+        LazyMemmapStorage(10, device="meta")
+
+
+def test_temporary_memmap_folder_is_removed(make_transitions):
+    storage = LazyMemmapStorage(10)
+    storage.set(slice(0, 2), make_transitions(2))
+    folder = storage.scratch_dir
+    assert folder.exists()
+    del storage
+    import gc
+
+    gc.collect()
+    assert not folder.exists()
+
+
+_CRASHING_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys, torch
+    sys.path.insert(0, {tests!r})
+    from conftest import transitions
+    from tdrl.data.replay_buffers import LazyMemmapStorage, ReplayBuffer
+    rb = ReplayBuffer(storage=LazyMemmapStorage(50, scratch_dir={folder!r}))
+    for start in range(0, 70, 7):
+        rb.extend(transitions(7, start=start))
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush
+    """
+)
+
+
+def test_memmap_reopened_after_a_crash_holds_everything_written(tmp_path):
+    folder = str(tmp_path / "crash")
+    code = _CRASHING_WRITER.format(tests=os.path.dirname(__file__), folder=folder)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    storage = LazyMemmapStorage.open(folder)
+    assert len(storage) == 50 and storage._last_cursor == 69 % 50
+    steps = storage.get(torch.arange(50))["observation"][:, 0].long()
+    # 70 items went into a ring of 50: positions hold steps 50..69 then 20..49
+    assert steps.tolist() == list(range(50, 70)) + list(range(20, 50))
+    rb = ReplayBuffer(storage=storage)  # resumes after the last write
+    from conftest import transitions
+
+    assert rb.extend(transitions(2, start=70)).tolist() == [20, 21]
