@@ -232,7 +232,7 @@ class ObservationNorm(Transform):
             raise ValueError(f"ObservationNorm.init_stats: keep_dims {keep_dims} must be part of reduce_dim {reduce_dim}.")
         loc = values.mean(dims, keepdim=True)
         std = values.std(dims, keepdim=True)
-        for d in reversed(dims):
+        for d in dims:  # most negative first, so the remaining negative dims stay valid
             if d not in keep:
                 loc, std = loc.squeeze(d), std.squeeze(d)
         if not (torch.isfinite(loc).all() and torch.isfinite(std).all()):
