@@ -149,7 +149,12 @@ def _leaf_action_spec(spec: TensorSpec | Composite | None, key: NestedKey) -> Te
     if spec is None:
         return None
     if isinstance(spec, Composite):
-        return spec[key] if key in spec else None
+        if key not in spec:
+            raise KeyError(
+                f"the action spec is a Composite without the action entry {key!r} (it has "
+                f"{spec.keys(True, True)}); pass env.action_spec or a Composite holding {key!r}."
+            )
+        return spec[key]
     return spec
 
 

@@ -338,3 +338,11 @@ def test_actor_survives_deepcopy_and_pickle():
             torch.testing.assert_close(clone(td.clone())["action"], expected)
             # the clone's fast path runs the clone's own network
             assert clone._lean_steps[0].net is clone.module[0].module
+
+
+def test_composite_spec_without_the_action_key_raises():
+    module = TensorDictModule(nn.Linear(OBS, ACT), in_keys=["observation"], out_keys=["param"])
+    with pytest.raises(KeyError, match=r"without the action entry 'action'"):
+        ProbabilisticActor(module, in_keys=["param"], spec=Composite(other=Bounded(-1.0, 1.0, shape=(ACT,))))
+    with pytest.raises(KeyError, match=r"without the action entry 'action'"):
+        Actor(nn.Linear(OBS, ACT), spec=Composite(other=Bounded(-1.0, 1.0, shape=(ACT,))))

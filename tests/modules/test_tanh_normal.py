@@ -143,3 +143,19 @@ def test_log_prob_matches_torchrl(low, high):
     for value in (theirs.sample(), ours.sample(), low_t.clone(), high_t.clone(), near):
         torch.testing.assert_close(ours.log_prob(value), theirs.log_prob(value), rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(ours.deterministic_sample, theirs.deterministic_sample)
+
+
+def test_plain_tensordict_module_under_mean_is_deterministic():
+    from tensordict import TensorDict
+    from tensordict.nn import ProbabilisticTensorDictModule
+
+    from tdrl.envs.utils import ExplorationType, set_exploration_type
+
+    module = ProbabilisticTensorDictModule(
+        in_keys=["loc", "scale"], out_keys=["action"], distribution_class=TanhNormal,
+        distribution_kwargs={"low": -2.0, "high": 2.0},
+    )
+    td = TensorDict(loc=torch.tensor([0.5]), scale=torch.tensor([1.0]))
+    for etype in (ExplorationType.MEAN, ExplorationType.MODE, ExplorationType.DETERMINISTIC):
+        with set_exploration_type(etype):
+            torch.testing.assert_close(module(td.clone())["action"], 2 * torch.tanh(torch.tensor([0.5])))
