@@ -17,6 +17,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from tdrl.objectives._errors import MissingKeyError, keys_repr
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.utils import LOSS_CRITIC_TYPES, ValueEstimators, distance_loss
 
@@ -153,8 +154,8 @@ def critic_values(
         out = critic(data)
     value = out.get(value_key, None)
     if value is None:
-        raise KeyError(
-            f"{owner}: the critic did not write {value_key!r} (it wrote {list(out.keys(True, True))}); "
+        raise MissingKeyError(
+            f"{owner}: the critic did not write {value_key!r} (it wrote {keys_repr(out)}); "
             "rename with .set_keys(value=...)."
         )
     if value.shape != target_shape:

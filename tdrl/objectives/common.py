@@ -34,6 +34,7 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
+from tdrl.objectives._errors import MissingKeyError, keys_repr
 from tdrl.objectives.utils import ValueEstimators, default_value_kwargs
 from tdrl.objectives.value import GAE, TD0Estimator, TD1Estimator, TDLambdaEstimator, ValueEstimatorBase
 
@@ -192,8 +193,9 @@ class LossModule(nn.Module):
 
     # --------------------------------------------------------------- checks
     def _missing_key_error(self, data: TensorDictBase, key: NestedKey, hint: str) -> KeyError:
-        keys = sorted(str(k) for k in data.keys(True, True))
-        return KeyError(f"{type(self).__name__}: key {key!r} not found in the input (keys: {keys}). {hint}")
+        return MissingKeyError(
+            f"{type(self).__name__}: key {key!r} not found in the input (keys: {keys_repr(data)}). {hint}"
+        )
 
     def _raise_non_finite(self, data: TensorDictBase, keys: list[NestedKey]) -> None:
         """Names the first input key holding NaN/inf; else blames the networks."""

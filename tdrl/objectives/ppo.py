@@ -41,6 +41,7 @@ from torch.distributions import Distribution, kl_divergence
 
 from tdrl.objectives import _actor_critic as ac
 from tdrl.objectives._actor_critic import ActorCriticLoss
+from tdrl.objectives._errors import MissingKeyError, keys_repr
 
 __all__ = ["PPOLoss", "ClipPPOLoss", "KLPENPPOLoss"]
 
@@ -356,10 +357,10 @@ class KLPENPPOLoss(PPOLoss):
                 raise AttributeError
             return build(data)
         except (KeyError, TypeError, AttributeError) as err:
-            raise KeyError(
+            raise MissingKeyError(
                 "KLPENPPOLoss: could not rebuild the behaviour policy from the data: the actor "
                 "must store its distribution parameters (its probabilistic module's in_keys, "
-                f"e.g. 'loc'/'scale') while collecting. Keys present: {list(data.keys(True, True))}."
+                f"e.g. 'loc'/'scale') while collecting. Keys present: {keys_repr(data)}."
             ) from err
 
     def _surrogate(self, ratio, advantage, data, dist):

@@ -11,7 +11,7 @@ Examples:
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -189,7 +189,3 @@ class HardUpdate(TargetNetUpdater):
         if self.counter >= self.value_network_update_interval:
             self.counter = 0
             self.init_()
-
-
-def _kwargs_repr(kwargs: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())

@@ -32,6 +32,7 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
+from tdrl.objectives._errors import MissingKeyError, keys_repr
 from tdrl.objectives.value.functional import (
     generalized_advantage_estimate,
     td0_return_estimate,
@@ -201,15 +202,15 @@ class ValueEstimatorBase(nn.Module):
         key = getattr(self.tensor_keys, field)
         nxt = data.get("next", None)
         if nxt is None:
-            raise KeyError(
-                f"{type(self).__name__}: the input has no 'next' entry (keys: {list(data.keys())}); "
+            raise MissingKeyError(
+                f"{type(self).__name__}: the input has no 'next' entry (keys: {keys_repr(data)}); "
                 "pass a rollout written by env.step / env.rollout / a collector."
             )
         value = nxt.get(key, default)
         if value is None:
-            raise KeyError(
+            raise MissingKeyError(
                 _MISSING_SIGNAL.format(
-                    cls=type(self).__name__, key=key, keys=list(nxt.keys(True, True)), field=field
+                    cls=type(self).__name__, key=key, keys=keys_repr(nxt), field=field
                 )
             )
         return value
@@ -223,8 +224,8 @@ class ValueEstimatorBase(nn.Module):
             value, next_value = data.get(key, None), nxt.get(key, None)
             if net is None and (value is None or next_value is None):
                 missing = key if value is None else ("next", key)
-                raise KeyError(
-                    _MISSING_VALUE.format(cls=type(self).__name__, key=missing, keys=list(data.keys(True, True)))
+                raise MissingKeyError(
+                    _MISSING_VALUE.format(cls=type(self).__name__, key=missing, keys=keys_repr(data))
                 )
             if value is not None and next_value is not None:
                 self._check_value_shape(value, reward_shape)
@@ -232,9 +233,9 @@ class ValueEstimatorBase(nn.Module):
         in_keys = list(getattr(net, "in_keys", []))
         for k in in_keys:
             if k not in nxt.keys(include_nested=True):
-                raise KeyError(
+                raise MissingKeyError(
                     f"{type(self).__name__}: the value network reads {k!r}, which is missing "
-                    f"under 'next' (keys: {list(nxt.keys(True, True))}); the estimator needs "
+                    f"under 'next' (keys: {keys_repr(nxt)}); the estimator needs "
                     "the next observation to bootstrap."
                 )
         n = data.shape[0]
@@ -243,9 +244,9 @@ class ValueEstimatorBase(nn.Module):
         out = net(both)
         values = out.get(key, None)
         if values is None:
-            raise KeyError(
+            raise MissingKeyError(
                 f"{type(self).__name__}: the value network did not write {key!r} (it wrote "
-                f"{list(out.keys(True, True))}); rename with .set_keys(value=...)."
+                f"{keys_repr(out)}); rename with .set_keys(value=...)."
             )
         value, next_value = values[:n], values[n:]
         self._check_value_shape(value, reward_shape)
