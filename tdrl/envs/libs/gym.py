@@ -213,6 +213,12 @@ class GymWrapper(EnvBase):
         self.action_spec = space_to_spec(act_space, b, self.categorical_action_encoding, device=self.device)
         self.reward_spec = Unbounded(shape=(*b, 1), device=self.device)
         self._action_leaf = self.action_spec if isinstance(self.action_spec, TensorSpec) else None
+        # the common case (one env, one array observation, CPU, no extras) steps without per-step dispatch
+        self._lean = (
+            not self.is_vector and not self.from_pixels and not self.info_keys and not self._obs_is_dict
+            and self.frame_skip == 1 and self.device.type == "cpu" and self._action_leaf is not None
+            and not isinstance(self._action_leaf, (OneHot, MultiOneHot))
+        )
         if self.info_keys:
             self._probe_info()
 
@@ -288,6 +294,15 @@ class GymWrapper(EnvBase):
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         seed, self._seed = self._seed, None
+        if self._lean:
+            obs, _ = self._env.reset(seed=seed, **kwargs)
+            return _new_td(
+                {
+                    "observation": torch.from_numpy(np.array(obs)), "done": torch.zeros(1, dtype=torch.bool),
+                    "terminated": torch.zeros(1, dtype=torch.bool), "truncated": torch.zeros(1, dtype=torch.bool),
+                },
+                self.batch_size,
+            )
         if self.is_vector and tensordict is not None and "_reset" in tensordict.keys():
             mask = tensordict.get("_reset").reshape(self.batch_size).cpu().numpy()
             if not mask.all():
@@ -303,6 +318,8 @@ class GymWrapper(EnvBase):
         return all(k in info for k in self.info_keys)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._lean:
+            return self._step_lean(tensordict)
         action = self._action_to_numpy(tensordict.get("action"))
         env = self._env
         reward = 0.0
@@ -320,6 +337,20 @@ class GymWrapper(EnvBase):
         source["truncated"] = trunc
         source["done"] = term | trunc
         return self._to_td(source)
+
+    def _step_lean(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """``_step`` for the common case: gymnasium's results straight into new tensors (no per-step dispatch)."""
+        obs, r, terminated, truncated, _ = self._env.step(tensordict.get("action").detach().numpy())
+        return _new_td(
+            {
+                "observation": torch.from_numpy(np.array(obs)),
+                "reward": torch.from_numpy(np.array([r], dtype=np.float32)),
+                "terminated": torch.from_numpy(np.array([terminated], dtype=bool)),
+                "truncated": torch.from_numpy(np.array([truncated], dtype=bool)),
+                "done": torch.from_numpy(np.array([terminated or truncated], dtype=bool)),
+            },
+            self.batch_size,
+        )
 
     def _rollout_fast(self, td: TensorDictBase, max_steps: int, break_when_any_done: bool) -> TensorDictBase | None:
         """A policy-free rollout writing gymnasium's numpy results straight into preallocated tensors.
