@@ -189,3 +189,180 @@ def test_vector_pendulum_rollout_matches_serial_rollout_by_hand():
     for key in theirs.keys(True, True):
         assert torch.equal(ours[key], theirs[key]), key
     vector.close()
+
+
+# --- the seed tutorial's PPO loop, unchanged, over every backend ---------------------------------------
+def _ppo_pieces() -> dict:
+    """The seed tutorial's imports, or a skip naming what is missing."""
+    wanted = {
+        "tdrl.collectors": ["SyncDataCollector"],
+        "tdrl.data.replay_buffers": ["ReplayBuffer"],
+        "tdrl.data.replay_buffers.samplers": ["SamplerWithoutReplacement"],
+        "tdrl.data.replay_buffers.storages": ["LazyTensorStorage"],
+        "tdrl.envs": ["Compose", "DoubleToFloat", "ObservationNorm", "StepCounter", "TransformedEnv"],
+        "tdrl.envs.utils": ["ExplorationType", "check_env_specs", "set_exploration_type"],
+        "tdrl.modules": ["ProbabilisticActor", "TanhNormal", "ValueOperator"],
+        "tdrl.objectives": ["ClipPPOLoss"],
+        "tdrl.objectives.value": ["GAE"],
+    }
+    found = {}
+    for module, names in wanted.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as err:
+            pytest.skip(f"the PPO loop needs {module} ({err})")
+        for name in names:
+            if not hasattr(mod, name):
+                pytest.skip(f"the PPO loop needs {module}.{name}, which does not exist yet")
+            found[name] = getattr(mod, name)
+    return found
+
+
+def _serial_pendulum():
+    return _serial_env_class()(2, lambda: GymEnv("Pendulum-v1"))
+
+
+def _dm_control_pendulum():
+    pytest.importorskip("dm_control")
+    from tdrl.envs.libs.dm_control import DMControlEnv
+
+    return DMControlEnv("pendulum", "swingup", concat_observations=True)
+
+
+BACKENDS = {
+    "gym": lambda: GymEnv("Pendulum-v1"),
+    "gym-vector-sync": lambda: GymEnv("Pendulum-v1", num_envs=4),
+    "gym-vector-async": lambda: GymEnv("Pendulum-v1", num_envs=2, vectorization_mode="async"),
+    "serial": _serial_pendulum,
+    "native": lambda: PendulumEnv(),
+    "native-batched": lambda: PendulumEnv(batch_size=[8]),
+    "dm_control": _dm_control_pendulum,
+}
+
+
+def _run_seed_ppo_loop(base_env, pieces: dict, total_frames: int = 400, frames_per_batch: int = 200) -> dict:
+    """The seed tutorial's program from ``base_env`` on, on a tiny budget; nothing in it knows the backend."""
+    from collections import defaultdict
+
+    from tensordict.nn import TensorDictModule
+    from tensordict.nn.distributions import NormalParamExtractor
+    from torch import nn
+
+    # the tutorial's names, as its imports would bind them
+    SyncDataCollector, ReplayBuffer = pieces["SyncDataCollector"], pieces["ReplayBuffer"]
+    SamplerWithoutReplacement, LazyTensorStorage = pieces["SamplerWithoutReplacement"], pieces["LazyTensorStorage"]
+    Compose, DoubleToFloat, ObservationNorm = pieces["Compose"], pieces["DoubleToFloat"], pieces["ObservationNorm"]
+    StepCounter, TransformedEnv = pieces["StepCounter"], pieces["TransformedEnv"]
+    ExplorationType, check_env_specs = pieces["ExplorationType"], pieces["check_env_specs"]
+    set_exploration_type, ProbabilisticActor = pieces["set_exploration_type"], pieces["ProbabilisticActor"]
+    TanhNormal, ValueOperator = pieces["TanhNormal"], pieces["ValueOperator"]
+    ClipPPOLoss, GAE = pieces["ClipPPOLoss"], pieces["GAE"]
+    num_cells, lr, max_grad_norm = 32, 3e-4, 1.0
+    sub_batch_size, num_epochs = 50, 2
+    clip_epsilon, gamma, lmbda, entropy_eps = 0.2, 0.99, 0.95, 1e-4
+
+    env = TransformedEnv(
+        base_env,
+        Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()),
+    )
+    # statistics over time and over the env's own batch dims (``reduce_dim=0`` for one env)
+    env.transform[0].init_stats(
+        num_iter=100, reduce_dim=tuple(range(base_env.batch_dims + 1)), cat_dim=base_env.batch_dims
+    )
+    check_env_specs(env)
+
+    actor_net = nn.Sequential(
+        nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(num_cells), nn.Tanh(),
+        nn.LazyLinear(2 * env.action_spec.shape[-1]), NormalParamExtractor(),
+    )
+    policy_module = TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"])
+    # one sub-env's action bounds (the spec of a batched env carries its batch dims)
+    one_env = (0,) * env.batch_dims
+    policy_module = ProbabilisticActor(
+        module=policy_module,
+        spec=env.action_spec,
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"min": env.action_spec.space.low[one_env], "max": env.action_spec.space.high[one_env]},
+        return_log_prob=True,
+    )
+    value_net = nn.Sequential(nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(1))
+    value_module = ValueOperator(module=value_net, in_keys=["observation"])
+    policy_module(env.reset())
+    value_module(env.reset())
+
+    collector = SyncDataCollector(
+        env, policy_module, frames_per_batch=frames_per_batch, total_frames=total_frames, split_trajs=False
+    )
+    replay_buffer = ReplayBuffer(
+        storage=LazyTensorStorage(max_size=frames_per_batch), sampler=SamplerWithoutReplacement()
+    )
+    advantage_module = GAE(gamma=gamma, lmbda=lmbda, value_network=value_module, average_gae=True)
+    loss_module = ClipPPOLoss(
+        actor_network=policy_module,
+        critic_network=value_module,
+        clip_epsilon=clip_epsilon,
+        entropy_bonus=bool(entropy_eps),
+        entropy_coef=entropy_eps,
+        critic_coef=1.0,
+        loss_critic_type="smooth_l1",
+    )
+    before = [p.detach().clone() for p in loss_module.parameters()]
+    optim = torch.optim.Adam(loss_module.parameters(), lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, total_frames // frames_per_batch, 0.0)
+
+    logs = defaultdict(list)
+    frames = 0
+    for i, tensordict_data in enumerate(collector):
+        for _ in range(num_epochs):
+            advantage_module(tensordict_data)
+            data_view = tensordict_data.reshape(-1)
+            replay_buffer.extend(data_view.cpu())
+            for _ in range(frames_per_batch // sub_batch_size):
+                subdata = replay_buffer.sample(sub_batch_size)
+                loss_vals = loss_module(subdata)
+                loss_value = loss_vals["loss_objective"] + loss_vals["loss_critic"] + loss_vals["loss_entropy"]
+                loss_value.backward()
+                torch.nn.utils.clip_grad_norm_(loss_module.parameters(), max_grad_norm)
+                optim.step()
+                optim.zero_grad()
+                logs["loss"].append(loss_value.item())
+        frames += tensordict_data.numel()
+        logs["reward"].append(tensordict_data["next", "reward"].mean().item())
+        logs["step_count"].append(tensordict_data["step_count"].max().item())
+        if i % 10 == 0:
+            with set_exploration_type(ExplorationType.MEAN), torch.no_grad():
+                eval_rollout = env.rollout(50, policy_module)
+                logs["eval reward (sum)"].append(eval_rollout["next", "reward"].sum().item())
+        scheduler.step()
+    if hasattr(collector, "shutdown"):
+        collector.shutdown()
+    logs["frames"] = frames
+    logs["moved"] = any(not torch.equal(a, b.detach()) for a, b in zip(before, loss_module.parameters()))
+    env.close()
+    return logs
+
+
+@pytest.fixture
+def _one_thread():
+    """Tiny networks: one thread is faster, and fairer to the other tests sharing the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_seed_ppo_loop_runs_unchanged_over_every_backend(backend, _one_thread):
+    pieces = _ppo_pieces()
+    torch.manual_seed(0)
+    base_env = BACKENDS[backend]()
+    base_env.set_seed(0)
+    logs = _run_seed_ppo_loop(base_env, pieces)
+    assert logs["frames"] == 400
+    assert len(logs["reward"]) == 2 and len(logs["eval reward (sum)"]) == 1
+    assert all(np.isfinite(logs["loss"])) and len(logs["loss"]) == 2 * 2 * 4
+    assert logs["moved"], "the optimizer did not change the parameters"
+    assert all(np.isfinite(logs["reward"])) and np.isfinite(logs["eval reward (sum)"][0])
+    assert logs["step_count"][-1] >= 1
