@@ -53,7 +53,8 @@ from torch import distributions as D
 from torch import nn
 
 from tdrl.modules._lean import lean_steps, missing_key_error, own_lean_step, run_steps, skip_existing
-from tdrl.modules.distributions.continuous import Delta, _Box
+from tdrl.modules.distributions._bounds import _Box
+from tdrl.modules.distributions.continuous import Delta
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 __all__ = [
