@@ -1,5 +1,6 @@
 """Environments: the EnvBase API, utilities, transforms, batched envs and backends."""
 
+from tdrl.envs.batched import ParallelEnv, SerialEnv
 from tdrl.envs.common import EnvBase, make_composite_from_td
 from tdrl.envs.transforms import *  # noqa: F401,F403
 from tdrl.envs.transforms import __all__ as _transform_names
@@ -14,6 +15,8 @@ from tdrl.envs.utils import (
 __all__ = [
     "EnvBase",
     "make_composite_from_td",
+    "SerialEnv",
+    "ParallelEnv",
     "ExplorationType",
     "check_env_specs",
     "exploration_type",
