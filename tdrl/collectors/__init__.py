@@ -1,5 +1,6 @@
 """Collectors: run a policy in envs and hand out fixed-size batches of frames."""
 
+from tdrl.collectors.multi import MultiaSyncDataCollector, MultiSyncDataCollector
 from tdrl.collectors.sync import Collector, DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import RandomPolicy, split_trajectories
 
@@ -7,6 +8,8 @@ __all__ = [
     "SyncDataCollector",
     "Collector",
     "DataCollectorBase",
+    "MultiSyncDataCollector",
+    "MultiaSyncDataCollector",
     "RandomPolicy",
     "split_trajectories",
 ]

@@ -37,24 +37,12 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 
-from tdrl.collectors._fast import make_fast_stepper
+from tdrl.collectors._loop import StepLoop
 from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
-from tdrl.envs.common import EnvBase, _new_td
+from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 
 __all__ = ["SyncDataCollector", "Collector", "DataCollectorBase"]
-
-_NO_ACTION = (
-    "{cls}: the policy did not write the action {key!r}. After calling it, the tensordict holds "
-    "{keys}. Make the policy write env.action_key ({key!r}), e.g. ProbabilisticActor(..., out_keys=[{key!r}]) "
-    "or TensorDictModule(net, in_keys=['observation'], out_keys=[{key!r}])."
-)
-_BAD_ACTION = (
-    "{cls}: the policy wrote {key!r} with shape {actual}, but the env expects {expected} "
-    "(env batch_size {batch} + action spec shape {spec}). Fix the policy's output size "
-    "(e.g. its last layer's out_features) or its in_keys."
-)
-
 
 def _env_from(create_env_fn: Any, kwargs: dict | None, cls: str) -> tuple[EnvBase, bool]:
     if isinstance(create_env_fn, EnvBase):
@@ -247,15 +235,13 @@ class SyncDataCollector(DataCollectorBase):
         self._traj_fresh = torch.ones(numel, dtype=torch.bool)  # no frame recorded yet in that trajectory
         self._next_id = numel
         self._traj_steps = torch.zeros((*self._batch, 1), dtype=torch.int64)
-        self._plan: _StepPlan | None = None
+        self._loop: StepLoop | None = None
         self._iterator = None
 
     # --- one batch ---------------------------------------------------------------------------
     def _reset_all(self) -> TensorDictBase:
         root = self.env.reset()
         self._traj_steps.zero_()
-        if self._plan is not None and self._plan.fast is not None:
-            root = self._plan.fast.start(root)
         return root
 
     def _renew_ids(self) -> None:
@@ -271,17 +257,19 @@ class SyncDataCollector(DataCollectorBase):
     def rollout(self) -> TensorDictBase:
         """Collect one batch (``frames_per_batch`` frames), continuing from where the env is."""
         numel = self._batch.numel()
-        if self._root is None or self.reset_at_each_iter:
-            self._root = self._reset_all()
-            self._renew_ids()
-        random_batch = self._frames < self.init_random_frames
-        if self._plan is None:
-            self._plan = _StepPlan(self, self._root)
         with set_exploration_type(self.exploration_type):
-            out, self._root = self._plan.run(self._root, self._steps, random_batch)
+            if self._loop is None:
+                self._loop = StepLoop(self)
+                self._loop.setup(self._root if self._root is not None else self.env.reset())
+                self._root = None  # the validation step moved the env: start from a reset
+            if self._root is None or self.reset_at_each_iter:
+                self._root = self._reset_all()
+                self._renew_ids()
+            random_batch = self._frames < self.init_random_frames
+            out, self._root = self._loop.run(self._root, self._steps, random_batch)
         resets = out.get(("next", "done")).reshape(numel, self._steps)
         if not self.reset_when_done:
-            resets = self._plan.truncations.reshape(numel, self._steps)
+            resets = self._loop.truncations.reshape(numel, self._steps)
         ids, self._traj_cur, self._next_id = traj_ids_from_resets(resets, self._traj_cur, self._next_id)
         self._traj_fresh = resets[:, -1].clone()
         out.set(("collector", "traj_ids"), ids.reshape(*self._batch, self._steps))
@@ -386,215 +374,3 @@ class SyncDataCollector(DataCollectorBase):
 
 
 Collector = SyncDataCollector
-
-
-class _StepPlan:
-    """How steps run and are recorded; built from the first step, then reused for every batch."""
-
-    def __init__(self, collector: SyncDataCollector, root: TensorDictBase) -> None:
-        self.c = collector
-        env = collector.env
-        self.env = env
-        self.batch = env.batch_size
-        self.single = not self.batch
-        self.policy = collector._policy
-        self.move = collector.policy_device != collector.env_device
-        self.smr = type(env).step_and_maybe_reset is not EnvBase.step_and_maybe_reset
-        self.direct = not self.smr and type(env).step is EnvBase.step
-        self.action_keys = list(env.action_keys)
-        self.action_top = {k if isinstance(k, str) else k[0] for k in self.action_keys}
-        self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
-        self.max_steps = collector.max_frames_per_traj
-        self.fast = None
-        self.validated = False
-        self.truncations = torch.zeros(0)
-
-    # --- the first step: validation and the layout of a batch --------------------------------
-    def _call_policy(self, td: TensorDictBase) -> TensorDictBase:
-        if self.move:
-            out = self.policy(td.to(self.c.policy_device))
-            out = (out if out is not None else td).to(self.c.env_device)
-            return out
-        out = self.policy(td)
-        return td if out is None else out
-
-    def _check_policy(self, td: TensorDictBase) -> None:
-        cls = type(self.c).__name__
-        keys = td.keys(True, True)
-        for key in self.action_keys:
-            if key not in keys:
-                raise KeyError(_NO_ACTION.format(cls=cls, key=key, keys=sorted(map(str, keys))))
-            spec = self.env.full_action_spec[key]
-            value = td.get(key)
-            if value.shape != spec.shape:
-                raise ValueError(
-                    _BAD_ACTION.format(
-                        cls=cls, key=key, actual=tuple(value.shape), expected=tuple(spec.shape),
-                        batch=tuple(self.batch), spec=tuple(spec.shape[len(self.batch):]),
-                    )
-                )
-
-    def _layout(self, before: set, td: TensorDictBase, nxt: TensorDictBase, preset: TensorDictBase | None) -> None:
-        """Key lists of a batch, from the first step."""
-        self.root_keys = [k for k in td.keys(True, True) if not (isinstance(k, tuple) and k[0] == "next") and k != "_reset"]
-        self.next_keys = list(nxt.keys(True, True))
-        self.next_carry = [k for k in nxt.keys() if k not in self.reward_top]
-        self.root_carry = [
-            k for k in before if k not in self.next_carry and k not in self.action_top and k not in ("next", "_reset")
-        ]
-        self.recurrent = list(preset.keys()) if preset is not None else []
-        self.zeros = {k: torch.zeros_like(td.get(k)) for k in self.root_keys}
-
-    def _probe_policy(self, root: TensorDictBase) -> TensorDictBase:
-        """Run the policy once on a copy of ``root`` (to learn its outputs during random batches)."""
-        td = self._call_policy(root.clone())
-        self._check_policy(td)
-        return td
-
-    # --- the loop ----------------------------------------------------------------------------
-    def run(self, root: TensorDictBase, steps: int, random_batch: bool) -> tuple[TensorDictBase, TensorDictBase]:
-        if not self.validated:
-            root = self._first_step_setup(root, random_batch)
-        fast = self.fast
-        rec_root = [(k, []) for k in self.root_keys]
-        rec_next = [(k, []) for k in self.next_keys]
-        trunc_rec = [] if self.max_steps is not None else None
-        actions = self.c._random.draw(steps) if random_batch else None
-        policy = self._call_policy
-        env = self.env
-        zeros = self.zeros
-        for t in range(steps):
-            if actions is not None:
-                td = root
-                for key, value in actions:
-                    td.set(key, value[t])
-            else:
-                td = policy(root)
-            preset = td.get("next", None) if self.recurrent or not self.validated else None
-            if preset is not None:
-                td = td.exclude("next")
-            if fast is not None:
-                nxt = fast.step(td)
-            elif self.smr:
-                td, root_after = env.step_and_maybe_reset(td)
-                nxt = td.get("next")
-            elif self.direct:
-                nxt = env._step(td)
-            else:
-                nxt = env.step(td).get("next")
-            if preset is not None:
-                nxt.update(preset)
-            over = None
-            if self.max_steps is not None:
-                over = self._count_steps(nxt)
-                trunc_rec.append(over)
-            for key, lst in rec_root:
-                value = td.get(key, None)
-                lst.append(zeros[key] if value is None else value)
-            for key, lst in rec_next:
-                lst.append(nxt.get(key))
-            if self.smr:
-                root = self._after_smr(td, nxt, root_after, over)
-            else:
-                root = self._next_root(td, nxt, over)
-        out = self._stack(rec_root, rec_next, steps)
-        if trunc_rec is not None:
-            self.truncations = torch.stack(trunc_rec, dim=len(self.batch))
-        return out, root
-
-    def _first_step_setup(self, root: TensorDictBase, random_batch: bool) -> TensorDictBase:
-        """Run and validate the first step (policy output, env step), then fix the batch layout."""
-        before = set(root.keys())
-        if random_batch:
-            probe = self._probe_policy(root)
-        td = self._call_policy(root.clone()) if not random_batch else probe
-        self._check_policy(td)
-        preset = td.get("next", None)
-        if preset is not None:
-            td = td.exclude("next")
-        self.fast = make_fast_stepper(self.env, td)
-        td = self.env.step(td.clone())  # EnvBase.step's checks, once
-        nxt = td.get("next")
-        if preset is not None:
-            nxt.update(preset)
-        self._layout(before, td, nxt, preset)
-        self.validated = True
-        # the probe step advanced the env: start the first batch from a fresh reset
-        return self.c._reset_all()
-
-    def _count_steps(self, nxt: TensorDictBase) -> torch.Tensor:
-        steps = self.c._traj_steps
-        steps += 1
-        over = steps >= self.max_steps
-        if bool(over.any()):
-            nxt.set("truncated", nxt.get("truncated") | over)
-            nxt.set("done", nxt.get("done") | over)
-        return over.reshape(self.batch)
-
-    def _next_root(self, td: TensorDictBase, nxt: TensorDictBase, over: torch.Tensor | None) -> TensorDictBase:
-        src = {k: nxt.get(k) for k in self.next_carry}
-        for k in self.root_carry:
-            value = td.get(k, None)
-            if value is not None:
-                src[k] = value
-        root = _new_td(src, self.batch)
-        done = nxt.get("done")
-        if not self.c.reset_when_done:
-            if over is None or not bool(over.any()):
-                return root
-            done = over.reshape(done.shape)
-        if self.single:
-            if not bool(done):
-                return root
-            root = self.env.reset(root)
-            if self.fast is not None:
-                root = self.fast.start(root)
-            mask = None
-        else:
-            if not bool(done.any()):
-                return root
-            mask = done.clone()
-            root.set("_reset", mask)
-            root = self.env.reset(root)
-        return self._after_reset(root, mask)
-
-    def _after_smr(self, td, nxt, root, over) -> TensorDictBase:
-        done = nxt.get("done")
-        for k in self.recurrent:
-            root.set(k, nxt.get(k))
-        if over is not None and bool(over.any()):
-            extra = over.reshape(done.shape) & ~done
-            if bool(extra.any()):
-                root.set("_reset", extra)
-                root = self.env.reset(root)
-                done = done | extra
-        if not bool(done.any()):
-            return root
-        return self._after_reset(root, done)
-
-    def _after_reset(self, root: TensorDictBase, mask: torch.Tensor | None) -> TensorDictBase:
-        """Zero the carried recurrent state and the step counters of the envs that were reset."""
-        steps = self.c._traj_steps
-        if mask is None:
-            steps.zero_()
-        else:
-            steps.masked_fill_(mask.reshape(steps.shape), 0)
-        for k in self.recurrent:
-            value = root.get(k, None)
-            if value is None:
-                continue
-            if mask is None:
-                root.set(k, torch.zeros_like(value))
-            else:
-                m = mask.reshape(*self.batch, *([1] * (value.ndim - len(self.batch))))
-                root.set(k, value.masked_fill(m, 0))
-        return root
-
-    def _stack(self, rec_root: list, rec_next: list, steps: int) -> TensorDictBase:
-        dim = len(self.batch)
-        src = {}
-        for key, lst in rec_root:
-            src[key] = torch.stack(lst, dim)
-        for key, lst in rec_next:
-            src[("next", *key) if isinstance(key, tuple) else ("next", key)] = torch.stack(lst, dim)
-        return TensorDict(src, batch_size=(*self.batch, steps))

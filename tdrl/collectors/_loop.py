@@ -1,0 +1,312 @@
+"""The collector's stepping loop: validated once, then lean per step.
+
+Per step the loop calls the policy on the current root, steps the env, keeps a
+reference to every entry of the step (``TensorDict.items()`` over the root and the
+``"next"`` entry, no per-key ``get``), and builds the next root from ``"next"``. At the
+end of the batch each key's references are stacked once. Envs and tdrl's modules
+return new tensors at every step, so keeping references is safe; the first steps
+check it (an env that writes into the same tensor each step is cloned from then on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from tdrl.envs.common import EnvBase, _new_td
+
+__all__ = ["StepLoop", "NO_ACTION", "BAD_ACTION"]
+
+NO_ACTION = (
+    "{cls}: the policy did not write the action {key!r}. After calling it, the tensordict holds "
+    "{keys}. Make the policy write env.action_key ({key!r}), e.g. ProbabilisticActor(..., out_keys=[{key!r}]) "
+    "or TensorDictModule(net, in_keys=['observation'], out_keys=[{key!r}])."
+)
+BAD_ACTION = (
+    "{cls}: the policy wrote {key!r} with shape {actual}, but the env expects {expected} "
+    "(env batch_size {batch} + action spec shape {spec}). Fix the policy's output size "
+    "(e.g. its last layer's out_features) or its in_keys."
+)
+
+
+class _Slots:
+    """Per-key lists of one batch, laid out like the first step's TensorDict (nested dicts for sub-TensorDicts)."""
+
+    __slots__ = ("lists", "subs", "zeros", "n", "clone")
+
+    def __init__(self, td: TensorDictBase, skip: tuple = ()) -> None:
+        self.lists: dict[str, list] = {}
+        self.subs: dict[str, _Slots] = {}
+        self.zeros: dict[str, torch.Tensor] = {}
+        self.clone: set = set()
+        for key, value in td.items():
+            if key in skip:
+                continue
+            if isinstance(value, torch.Tensor):
+                self.lists[key] = []
+                self.zeros[key] = torch.zeros_like(value)
+            else:
+                self.subs[key] = _Slots(value)
+        self.n = len(self.lists) + len(self.subs)
+
+    def new_batch(self) -> None:
+        for lst in self.lists.values():
+            lst.clear()
+        for sub in self.subs.values():
+            sub.new_batch()
+
+    def record(self, td: TensorDictBase, t: int) -> None:
+        lists, subs = self.lists, self.subs
+        seen = 0
+        for key, value in td.items():
+            lst = lists.get(key)
+            if lst is not None:
+                lst.append(value)
+                seen += 1
+            else:
+                sub = subs.get(key)
+                if sub is not None:
+                    sub.record(value, t)
+                    seen += 1
+        if seen != self.n:
+            self._fill(t)
+
+    def _fill(self, t: int) -> None:
+        """Entries missing at step ``t`` (e.g. policy outputs during random steps) are zeros."""
+        for key, lst in self.lists.items():
+            if len(lst) <= t:
+                lst.append(self.zeros[key])
+        for sub in self.subs.values():
+            sub._fill(t)
+
+    def aliasing(self) -> list:
+        """Keys whose last two entries share memory (an env writing into one tensor every step)."""
+        out = []
+        for key, lst in self.lists.items():
+            if len(lst) < 2 or lst[-1] is self.zeros[key] or not lst[-1].numel():
+                continue
+            if lst[-1].data_ptr() == lst[-2].data_ptr():
+                out.append(key)
+        return out
+
+    def clone_last(self, keys: list) -> None:
+        for key in keys:
+            lst = self.lists[key]
+            lst[-1] = lst[-1].clone()
+
+    def stack(self, dim: int, out: dict, prefix: tuple = ()) -> None:
+        for key, lst in self.lists.items():
+            out[(*prefix, key)] = torch.stack(lst, dim)
+        for key, sub in self.subs.items():
+            sub.stack(dim, out, (*prefix, key))
+
+
+class StepLoop:
+    """How a collector's steps run and are recorded; set up on the first step, reused for every batch."""
+
+    def __init__(self, collector: Any) -> None:
+        self.c = collector
+        env: EnvBase = collector.env
+        self.env = env
+        self.batch = env.batch_size
+        self.single = not self.batch
+        self.policy = collector._policy
+        self.move = collector.policy_device != collector.env_device
+        self.smr = type(env).step_and_maybe_reset is not EnvBase.step_and_maybe_reset
+        self.direct = not self.smr and type(env).step is EnvBase.step
+        self.action_keys = list(env.action_keys)
+        self.action_top = {k if isinstance(k, str) else k[0] for k in self.action_keys}
+        self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
+        self.max_steps = collector.max_frames_per_traj
+        self.validated = False
+        self.clone_root: list = []
+        self.clone_next: list = []
+        self.truncations = torch.zeros(0)
+
+    # --- the first step: validation and the layout of a batch -------------------------------
+    def call_policy(self, td: TensorDictBase) -> TensorDictBase:
+        if self.move:
+            out = self.policy(td.to(self.c.policy_device))
+            return (out if out is not None else td).to(self.c.env_device)
+        out = self.policy(td)
+        return td if out is None else out
+
+    def check_policy(self, td: TensorDictBase) -> None:
+        cls = type(self.c).__name__
+        keys = td.keys(True, True)
+        for key in self.action_keys:
+            if key not in keys:
+                raise KeyError(NO_ACTION.format(cls=cls, key=key, keys=sorted(map(str, keys))))
+            spec = self.env.full_action_spec[key]
+            value = td.get(key)
+            if value.shape != spec.shape:
+                raise ValueError(
+                    BAD_ACTION.format(
+                        cls=cls, key=key, actual=tuple(value.shape), expected=tuple(spec.shape),
+                        batch=tuple(self.batch), spec=tuple(spec.shape[len(self.batch):]),
+                    )
+                )
+
+    def setup(self, root: TensorDictBase) -> None:
+        """Run one validated step on a copy of ``root`` and fix the layout of a batch from it.
+
+        The env is reset afterwards by the caller, so the first batch starts from a reset.
+        """
+        before = set(root.keys())
+        td = self.call_policy(root.clone())
+        self.check_policy(td)
+        preset = td.get("next", None)
+        if preset is not None:
+            td = td.exclude("next")
+        td = self.env.step(td)  # EnvBase.step's checks, once
+        nxt = td.get("next")
+        if preset is not None:
+            nxt.update(preset)
+        self.root_slots = _Slots(td, skip=("next", "_reset"))
+        self.next_slots = _Slots(nxt)
+        self.next_carry = [k for k in nxt.keys() if k not in self.reward_top]
+        self.root_carry = [
+            k for k in before if k not in self.next_carry and k not in self.action_top and k not in ("next", "_reset")
+        ]
+        self.recurrent = list(preset.keys()) if preset is not None else []
+        self.validated = True
+        self.checks_left = 2
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self, root: TensorDictBase, steps: int, random_batch: bool) -> tuple[TensorDictBase, TensorDictBase]:
+        """Collect ``steps`` steps from ``root``; returns the stacked batch and the next root."""
+        rs, ns = self.root_slots, self.next_slots
+        rs.new_batch()
+        ns.new_batch()
+        trunc_rec: list | None = [] if self.max_steps is not None else None
+        actions = self.c._random.draw(steps) if random_batch else None
+        policy = self.call_policy
+        env = self.env
+        smr, direct, recurrent = self.smr, self.direct, self.recurrent
+        for t in range(steps):
+            if actions is not None:
+                td = root
+                for key, value in actions:
+                    td.set(key, value[t])
+            else:
+                td = policy(root)
+            preset = None
+            if recurrent:
+                preset = td.get("next", None)
+                if preset is not None:
+                    td = td.exclude("next")
+            if smr:
+                td, root_after = env.step_and_maybe_reset(td)
+                nxt = td.get("next")
+            elif direct:
+                nxt = env._step(td)
+            else:
+                nxt = env.step(td).get("next")
+            if preset is not None:
+                nxt.update(preset)
+            over = None
+            if trunc_rec is not None:
+                over = self._count_steps(nxt)
+                trunc_rec.append(over)
+            rs.record(td, t)
+            ns.record(nxt, t)
+            if self.checks_left or self.clone_root or self.clone_next:
+                self._guard_aliasing()
+            if smr:
+                root = self._after_smr(nxt, root_after, over)
+            else:
+                root = self._next_root(td, nxt, over)
+        out = self._stack(steps)
+        if trunc_rec is not None:
+            self.truncations = torch.stack(trunc_rec, dim=len(self.batch))
+        return out, root
+
+    def _guard_aliasing(self) -> None:
+        """Clone the entries an env (or policy) rewrites in place every step instead of returning anew."""
+        if self.checks_left:
+            self.checks_left -= 1
+            self.clone_root += [k for k in self.root_slots.aliasing() if k not in self.clone_root]
+            self.clone_next += [k for k in self.next_slots.aliasing() if k not in self.clone_next]
+            if self.checks_left:
+                return
+        self.root_slots.clone_last(self.clone_root)
+        self.next_slots.clone_last(self.clone_next)
+
+    def _count_steps(self, nxt: TensorDictBase) -> torch.Tensor:
+        steps = self.c._traj_steps
+        steps += 1
+        over = steps >= self.max_steps
+        if bool(over.any()):
+            nxt.set("truncated", nxt.get("truncated") | over)
+            nxt.set("done", nxt.get("done") | over)
+        return over.reshape(self.batch)
+
+    def _next_root(self, td: TensorDictBase, nxt: TensorDictBase, over: torch.Tensor | None) -> TensorDictBase:
+        reward_top = self.reward_top
+        src = {}
+        for key, value in nxt.items():
+            if key not in reward_top:
+                # sub-TensorDicts are copied so that a policy writing into the root cannot alter "next"
+                src[key] = value if isinstance(value, torch.Tensor) else value.copy()
+        for key in self.root_carry:
+            value = td.get(key, None)
+            if value is not None and key not in src:
+                src[key] = value
+        root = _new_td(src, self.batch)
+        done = src.get("done")
+        if done is None:
+            done = nxt.get("done")
+        if not self.c.reset_when_done:
+            if over is None or not bool(over.any()):
+                return root
+            done = over.reshape(done.shape)
+        if self.single:
+            if not bool(done):
+                return root
+            return self._after_reset(self.env.reset(root), None)
+        if not bool(done.any()):
+            return root
+        mask = done.clone()
+        root.set("_reset", mask)
+        return self._after_reset(self.env.reset(root), mask)
+
+    def _after_smr(self, nxt: TensorDictBase, root: TensorDictBase, over: torch.Tensor | None) -> TensorDictBase:
+        done = nxt.get("done")
+        for key in self.recurrent:
+            root.set(key, nxt.get(key))
+        if over is not None and bool(over.any()):
+            extra = over.reshape(done.shape) & ~done
+            if bool(extra.any()):
+                root.set("_reset", extra)
+                root = self.env.reset(root)
+                done = done | extra
+        if not bool(done.any()):
+            return root
+        return self._after_reset(root, done)
+
+    def _after_reset(self, root: TensorDictBase, mask: torch.Tensor | None) -> TensorDictBase:
+        """Zero the carried recurrent state and the step counters of the envs that were reset."""
+        steps = self.c._traj_steps
+        if mask is None:
+            steps.zero_()
+        else:
+            steps.masked_fill_(mask.reshape(steps.shape), 0)
+        for key in self.recurrent:
+            value = root.get(key, None)
+            if value is None:
+                continue
+            if mask is None:
+                root.set(key, torch.zeros_like(value))
+            else:
+                m = mask.reshape(*self.batch, *([1] * (value.ndim - len(self.batch))))
+                root.set(key, value.masked_fill(m, 0))
+        return root
+
+    def _stack(self, steps: int) -> TensorDictBase:
+        dim = len(self.batch)
+        src: dict = {}
+        self.root_slots.stack(dim, src)
+        self.next_slots.stack(dim, src, ("next",))
+        return TensorDict({k[0] if len(k) == 1 else k: v for k, v in src.items()}, batch_size=(*self.batch, steps))
