@@ -13,6 +13,8 @@ References, measured in the same run and interleaved with tdrl:
 - the same with ``validate_args=False`` (a stricter reference);
 - TorchRL 0.14.1's ``ProbabilisticActor`` on the same network, when importable.
 
+A last row times ``ValueOperator`` against its bare network (and TorchRL's ValueOperator).
+
 Bar (issue 4): ProbabilisticActor <= 1.2x the hand-written call.
 
 Run: ``python -m benchmarks.bench_policy``.
@@ -85,7 +87,7 @@ def _actor(lib: str, net: nn.Module):
     )
 
 
-def run(rounds: int = 15, number: int = 400) -> list[dict]:
+def run(rounds: int = 10, number: int = 300) -> list[dict]:
     """Time one policy call each way; rows compare tdrl with the hand-written call."""
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
@@ -118,11 +120,26 @@ def run(rounds: int = 15, number: int = 400) -> list[dict]:
     def mlp_only() -> object:
         return net(obs)
 
-    fns: dict[str, Callable[[], object]] = {"hand": hand, "hand_nv": hand_novalidate, "tdrl": ours, "mlp": mlp_only}
+    from tdrl.modules import ValueOperator
+
+    value_net = nn.Sequential(nn.Linear(OBS_DIM, CELLS), nn.Tanh(), nn.Linear(CELLS, CELLS), nn.Tanh(),
+                              nn.Linear(CELLS, CELLS), nn.Tanh(), nn.Linear(CELLS, 1))
+    value = ValueOperator(value_net, in_keys=["observation"])
+    td_value = TensorDict(observation=obs)
+
+    fns: dict[str, Callable[[], object]] = {
+        "hand": hand, "hand_nv": hand_novalidate, "tdrl": ours, "mlp": mlp_only,
+        "value": lambda: value(td_value), "value_net": lambda: value_net(obs),
+    }
     try:
+        from torchrl.modules import ValueOperator as TorchRLValueOperator
+
         torchrl_actor = _actor("torchrl", net)
         td_trl = TensorDict(observation=obs)
         fns["torchrl"] = lambda: torchrl_actor(td_trl)
+        torchrl_value = TorchRLValueOperator(value_net, in_keys=["observation"])
+        td_trl_value = TensorDict(observation=obs)
+        fns["torchrl_value"] = lambda: torchrl_value(td_trl_value)
     except ImportError:
         pass
     with torch.no_grad(), set_interaction_type(InteractionType.RANDOM):
@@ -135,6 +152,9 @@ def run(rounds: int = 15, number: int = 400) -> list[dict]:
             "<= 1.2x hand-written", higher_is_better=False, torchrl=torchrl_us, note=note),
         row("ProbabilisticActor(TanhNormal) call, 1 obs, vs hand (no validation)", us["tdrl"], us["hand_nv"],
             "us/call", "info", higher_is_better=False, torchrl=torchrl_us, note=note),
+        row("ValueOperator call, 1 obs, vs the bare 3x256 network", us["value"], us["value_net"], "us/call",
+            "info", higher_is_better=False, torchrl=us.get("torchrl_value"),
+            note="ratio = network / ValueOperator; the rest is reading and writing the TensorDict"),
     ]
 
 
