@@ -12,9 +12,6 @@
 from __future__ import annotations
 
 import importlib
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports dm_control
 
 import numpy as np
 import pytest

@@ -13,7 +13,7 @@ episode was cut short, e.g. by dm_control's time limit (``truncated``), and a va
 estimator should bootstrap. The per-step discount is written under ``"discount"``.
 
 Rendering pixels uses MuJoCo's offscreen renderer: on a machine without a display, set
-``MUJOCO_GL=egl`` (GPU) or ``MUJOCO_GL=osmesa`` (CPU) before dm_control is imported.
+``MUJOCO_GL=egl`` (or ``MUJOCO_GL=osmesa``) before dm_control is imported.
 
 Examples:
     >>> env = DMControlEnv("cartpole", "swingup")
@@ -49,7 +49,7 @@ _MISSING = (
 _RESERVED = ("discount", "pixels", "reward", "done", "terminated", "truncated", "action")
 _RENDER_HINT = (
     "Rendering needs an OpenGL backend: on a machine without a display set MUJOCO_GL=egl "
-    "(GPU) or MUJOCO_GL=osmesa (CPU) in the environment before dm_control is imported."
+    "(or MUJOCO_GL=osmesa) in the environment before dm_control is imported."
 )
 
 
