@@ -42,7 +42,7 @@ from torch import nn
 
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
-from tdrl.envs.batched import _gather, _shutdown
+from tdrl.envs.batched import _gather, _send, _shutdown
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
@@ -215,7 +215,7 @@ class _MultiCollectorBase(DataCollectorBase):
             self._procs, self._conns = procs, conns
             self._finalizer = weakref.finalize(self, _shutdown, procs, conns)
             self._closed = False
-            _gather(procs, conns, range(n), timeout, "starting")
+            _gather(procs, conns, range(n), timeout, "starting", cls)
             self._weights = None
             self._stale = [False] * n  # the worker has not loaded the latest pushed weights
             if isinstance(policy, nn.Module):
@@ -229,13 +229,12 @@ class _MultiCollectorBase(DataCollectorBase):
     # --- messaging ------------------------------------------------------------------------
     def _call(self, workers: Sequence[int], cmd: str, arg: Any = None) -> list:
         self._send(workers, cmd, arg)
-        return _gather(self._procs, self._conns, workers, self.timeout, cmd)
+        return _gather(self._procs, self._conns, workers, self.timeout, cmd, type(self).__name__)
 
     def _send(self, workers: Sequence[int], cmd: str, arg: Any = None) -> None:
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is shut down; build a new one.")
-        for i in workers:
-            self._conns[i].send((cmd, arg))
+        _send(self._procs, self._conns, workers, cmd, arg, type(self).__name__)
 
     def _take(self, i: int, payload: Any) -> TensorDictBase:
         """Worker ``i``'s batch as a TensorDict viewing its shared buffer (the first answer carries the buffer)."""
@@ -371,7 +370,7 @@ class MultiSyncDataCollector(_MultiCollectorBase):
                 if self.update_at_each_batch:
                     self.update_policy_weights_()
                 self._collect(range(n))
-                payloads = _gather(self._procs, self._conns, range(n), self.timeout, "collect")
+                payloads = _gather(self._procs, self._conns, range(n), self.timeout, "collect", type(self).__name__)
                 parts = [self._take(i, p) for i, p in enumerate(payloads)]
                 if self.cat_results == "stack":
                     batch = torch.stack(parts, 0)
@@ -425,7 +424,7 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
                         self._collect([i])
                         busy[i] = True
                 i = self._wait_any([i for i in range(n) if busy[i]])
-                payload = _gather(self._procs, self._conns, [i], self.timeout, "collect")[0]
+                payload = _gather(self._procs, self._conns, [i], self.timeout, "collect", type(self).__name__)[0]
                 busy[i] = False
                 batch = self._take(i, payload).clone()
                 self._frames += batch.numel()

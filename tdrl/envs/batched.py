@@ -510,9 +510,15 @@ class ParallelEnv(_BatchedEnv):
 
     def _call(self, workers: Sequence[int], cmd: str, arg: Any = None) -> list:
         self._check_open()
-        for i in workers:
-            self._conns[i].send((cmd, arg))
-        return _gather(self._procs, self._conns, workers, self.timeout, cmd)
+        try:
+            _send(self._procs, self._conns, workers, cmd, arg)
+            return _gather(self._procs, self._conns, workers, self.timeout, cmd)
+        except (TimeoutError, RuntimeError) as err:
+            if not str(err).startswith("ParallelEnv worker") or " raised while " not in str(err):
+                # a worker died or hangs: the pipes are out of step, only close() is left
+                self._finalizer.detach()
+                self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns, 0.5)
+            raise
 
     def _write_inputs(self, tensordict: TensorDictBase) -> None:
         for key in self._in_keys:
@@ -566,28 +572,48 @@ class ParallelEnv(_BatchedEnv):
         self._finalizer()
 
 
-def _gather(procs: list, conns: list, workers: Sequence[int], timeout: float, what: str) -> list:
+def _died(i: int, what: str, proc: Any, owner: str = "ParallelEnv") -> str:
+    return (
+        f"{owner} worker {i} died while {what!r} (exit code {proc.exitcode}); it did not report an "
+        f"exception (killed, or crashed in native code)."
+    )
+
+
+def _send(procs: list, conns: list, workers: Sequence[int], cmd: str, arg: Any, owner: str = "ParallelEnv") -> None:
+    """Send one command to each listed worker; a worker that is gone raises RuntimeError."""
+    for i in workers:
+        try:
+            conns[i].send((cmd, arg))
+        except (OSError, ValueError) as err:
+            procs[i].join(0.5)
+            raise RuntimeError(_died(i, cmd, procs[i], owner)) from err
+
+
+def _gather(
+    procs: list, conns: list, workers: Sequence[int], timeout: float, what: str, owner: str = "ParallelEnv"
+) -> list:
     """Each listed worker's answer, in order; raise once all answered if any of them failed."""
     results, errors = [], []
     for i in workers:
         conn = conns[i]
         try:
-            if not conn.poll(timeout):
-                raise TimeoutError(
-                    f"ParallelEnv worker {i} did not answer {what!r} within {timeout} s (it is "
-                    f"{'alive' if procs[i].is_alive() else 'dead'}). Raise ParallelEnv(timeout=...) for slow envs."
-                )
-            status, payload = conn.recv()
-        except (EOFError, OSError, ConnectionResetError):
-            procs[i].join(0.5)
-            errors.append(
-                f"ParallelEnv worker {i} died while {what!r} (exit code {procs[i].exitcode}); "
-                f"it did not report an exception (killed, or crashed in native code)."
+            ready = conn.poll(timeout)
+        except (EOFError, OSError):
+            ready = True  # a closed pipe: the recv below reports the death
+        if not ready:
+            raise TimeoutError(
+                f"{owner} worker {i} did not answer {what!r} within {timeout} s (it is "
+                f"{'alive' if procs[i].is_alive() else 'dead'}). Raise {owner}(timeout=...) for slow work."
             )
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError):
+            procs[i].join(0.5)
+            errors.append(_died(i, what, procs[i], owner))
             results.append(None)
             continue
         if status == "error":
-            errors.append(f"ParallelEnv worker {i} raised while {what!r}:\n{payload}")
+            errors.append(f"{owner} worker {i} raised while {what!r}:\n{payload}")
             results.append(None)
         else:
             results.append(payload)

@@ -1,0 +1,240 @@
+"""SerialEnv and ParallelEnv: the env contract, partial resets, seeding, and worker failures."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from tdrl.envs import ParallelEnv, SerialEnv
+from tdrl.envs.common import EnvBase
+from tdrl.testing import ContinuousActionMock, CountingEnv, EnvContractTests, FailingEnv, NestedKeyMock
+
+
+class _SlowEnv(CountingEnv):
+    """A CountingEnv whose step hangs (to test timeouts)."""
+
+    def _step(self, tensordict):
+        time.sleep(30)
+        return super()._step(tensordict)
+
+
+def _bad_factory():
+    raise ValueError("no env for you")
+
+
+class TestSerialContract(EnvContractTests):
+    def make_env(self) -> EnvBase:
+        return SerialEnv(2, functools.partial(ContinuousActionMock, max_steps=4))
+
+
+class TestParallelContract(EnvContractTests):
+    def make_env(self) -> EnvBase:
+        return ParallelEnv(2, functools.partial(ContinuousActionMock, max_steps=4))
+
+
+class TestParallelNestedContract(EnvContractTests):
+    def make_env(self) -> EnvBase:
+        return ParallelEnv(2, functools.partial(NestedKeyMock, batch_size=[3]))
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def batched(request):
+    cls = SerialEnv if request.param == "serial" else ParallelEnv
+    made = []
+
+    def make(*args, **kwargs):
+        env = cls(*args, **kwargs)
+        made.append(env)
+        return env
+
+    yield make
+    for env in made:
+        env.close()
+
+
+def test_batch_size_and_specs(batched):
+    env = batched(3, functools.partial(CountingEnv, batch_size=[2]))
+    assert env.batch_size == (3, 2)
+    assert env.observation_spec["observation"].shape == (3, 2, 1)
+    assert env.action_spec.shape == (3, 2, 1)
+    td = env.rand_step(env.reset())
+    assert td["next", "observation"].shape == (3, 2, 1)
+
+
+def test_partial_reset(batched):
+    env = batched(3, functools.partial(CountingEnv, max_steps=10))
+    td = env.reset()
+    for _ in range(2):
+        td = env.rand_step(td)
+        td = td["next"].exclude("reward")
+    assert (td["observation"] == 2).all()
+    td["_reset"] = torch.tensor([[False], [True], [False]])
+    out = env.reset(td)
+    assert out["observation"].squeeze(-1).tolist() == [2.0, 0.0, 2.0]
+    out = env.rand_step(out)
+    assert out["next", "observation"].squeeze(-1).tolist() == [3.0, 1.0, 3.0]
+
+
+def test_step_and_maybe_reset_resets_only_done_workers(batched):
+    env = batched(2, [functools.partial(CountingEnv, max_steps=2), functools.partial(CountingEnv, max_steps=3)])
+    root = env.reset()
+    seen = []
+    for _ in range(4):
+        td, root = env.step_and_maybe_reset(env.rand_action(root))
+        seen.append((td["next", "observation"].squeeze(-1).tolist(), root["observation"].squeeze(-1).tolist()))
+    assert seen == [
+        ([1.0, 1.0], [1.0, 1.0]),
+        ([2.0, 2.0], [0.0, 2.0]),
+        ([1.0, 3.0], [1.0, 0.0]),
+        ([2.0, 1.0], [0.0, 1.0]),
+    ]
+
+
+def test_step_and_maybe_reset_sub_batched(batched):
+    env = batched(2, [functools.partial(CountingEnv, max_steps=2, batch_size=[2])] * 2)
+    root = env.reset()
+    td, root = env.step_and_maybe_reset(env.rand_action(root))
+    td, root = env.step_and_maybe_reset(env.rand_action(root))
+    assert (td["next", "done"]).all()
+    assert (root["observation"] == 0).all()
+
+
+def test_same_seed_same_data_serial_and_parallel():
+    data = []
+    for cls in (SerialEnv, ParallelEnv):
+        env = cls(2, functools.partial(ContinuousActionMock, max_steps=3))
+        assert env.set_seed(7) == 9
+        torch.manual_seed(0)
+        data.append(env.rollout(6, break_when_any_done=False))
+        env.close()
+    serial, parallel = data
+    for key in serial.keys(True, True):
+        assert torch.equal(serial[key], parallel[key]), key
+    # the two workers got different seeds: their observations differ
+    assert not torch.equal(serial["observation"][0], serial["observation"][1])
+
+
+def test_gym_workers(batched):
+    from tdrl.envs.libs.gym import GymEnv
+
+    env = batched(2, functools.partial(GymEnv, "Pendulum-v1"))
+    env.set_seed(0)
+    ro = env.rollout(5, break_when_any_done=False)
+    assert ro["next", "observation"].shape == (2, 5, 3)
+    assert ro["next", "observation"].dtype == torch.float32
+
+
+def test_bad_factories():
+    with pytest.raises(TypeError, match="not an env instance|instance"):
+        SerialEnv(2, CountingEnv())
+    with pytest.raises(TypeError, match="instance"):
+        ParallelEnv(2, CountingEnv())
+    with pytest.raises(ValueError, match="num_workers"):
+        SerialEnv(0, CountingEnv)
+    with pytest.raises(ValueError, match="differs from worker 0"):
+        SerialEnv(2, [CountingEnv, functools.partial(CountingEnv, batch_size=[2])])
+    with pytest.raises(ValueError, match="differs from worker 0"):
+        ParallelEnv(2, [CountingEnv, ContinuousActionMock])
+
+
+def test_factory_that_raises_fails_construction():
+    with pytest.raises(ValueError, match="no env for you"):
+        SerialEnv(2, _bad_factory)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="no env for you"):
+        ParallelEnv(2, _bad_factory)
+    assert time.monotonic() - start < 30
+
+
+def test_worker_exception_reaches_parent_with_traceback():
+    env = ParallelEnv(2, functools.partial(FailingEnv, fail_after=2))
+    procs = list(env._procs)
+    td = env.reset()
+    td = env.rand_step(td)["next"].exclude("reward")
+    with pytest.raises(RuntimeError, match=r"(?s)worker 0 raised.*FailingEnv: failing on purpose.*Traceback|Traceback.*FailingEnv"):
+        env.rand_step(td)
+    env.close()
+    env.close()  # idempotent
+    assert not any(p.is_alive() for p in procs)
+    with pytest.raises(RuntimeError, match="closed"):
+        env.reset()
+
+
+def test_dead_worker_is_reported():
+    env = ParallelEnv(2, CountingEnv)
+    td = env.reset()
+    os.kill(env._procs[1].pid, signal.SIGKILL)
+    env._procs[1].join(5)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="worker 1 died"):
+        env.rand_step(td)
+    assert time.monotonic() - start < 10
+    env.close()
+
+
+def test_hanging_worker_times_out():
+    env = ParallelEnv(1, _SlowEnv, timeout=0.5)
+    td = env.reset()
+    with pytest.raises(TimeoutError, match="did not answer"):
+        env.rand_step(td)
+    procs = list(env._procs)
+    env.close()
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_garbage_collected_env_stops_its_workers():
+    env = ParallelEnv(2, CountingEnv)
+    procs = list(env._procs)
+    del env
+    gc.collect()
+    for p in procs:
+        p.join(10)
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_no_worker_outlives_a_killed_parent(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        from tdrl.envs import ParallelEnv
+        from tdrl.testing import CountingEnv
+        env = ParallelEnv(2, CountingEnv)
+        env.rollout(2)
+        print(" ".join(str(p.pid) for p in env._procs), flush=True)
+        os._exit(0)  # no close(), no atexit: the workers must notice on their own
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2, out.stderr
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if _alive(p)]
+    assert not alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_spawn_start_method():
+    env = ParallelEnv(1, lambda: CountingEnv(max_steps=2), mp_start_method="spawn")
+    try:
+        ro = env.rollout(3, break_when_any_done=False)
+        assert ro["next", "observation"].squeeze(-1).tolist() == [[1.0, 2.0, 1.0]]
+    finally:
+        env.close()
