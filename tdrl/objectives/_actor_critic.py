@@ -17,7 +17,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from tdrl.objectives._errors import MissingKeyError, keys_repr
+from tdrl.objectives._keys import MissingKeyError, keys_repr
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.utils import LOSS_CRITIC_TYPES, ValueEstimators, distance_loss
 

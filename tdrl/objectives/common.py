@@ -34,7 +34,7 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
-from tdrl.objectives._errors import MissingKeyError, keys_repr
+from tdrl.objectives._keys import MissingKeyError, keys_repr, rename_keys
 from tdrl.objectives.utils import ValueEstimators, default_value_kwargs
 from tdrl.objectives.value import GAE, TD0Estimator, TD1Estimator, TDLambdaEstimator, ValueEstimatorBase
 
@@ -82,16 +82,7 @@ class LossModule(nn.Module):
         Raises:
             ValueError: for a name the loss does not read.
         """
-        fields = {f.name for f in dataclasses.fields(self.tensor_keys)}
-        for name, key in kwargs.items():
-            field = name[: -len("_key")] if name.endswith("_key") and name not in fields else name
-            if field not in fields:
-                raise ValueError(
-                    f"{type(self).__name__}.set_keys: unknown key name {name!r}; "
-                    f"accepted names: {sorted(fields)}."
-                )
-            if key is not None:
-                setattr(self.tensor_keys, field, key)
+        rename_keys(type(self).__name__, self.tensor_keys, kwargs)
         self._forward_value_estimator_keys()
         self._on_keys_changed()
         return self

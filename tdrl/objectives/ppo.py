@@ -41,7 +41,7 @@ from torch.distributions import Distribution, kl_divergence
 
 from tdrl.objectives import _actor_critic as ac
 from tdrl.objectives._actor_critic import ActorCriticLoss
-from tdrl.objectives._errors import MissingKeyError, keys_repr
+from tdrl.objectives._keys import MissingKeyError, keys_repr
 
 __all__ = ["PPOLoss", "ClipPPOLoss", "KLPENPPOLoss"]
 

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from tdrl.objectives import _actor_critic as ac
 from tdrl.objectives._actor_critic import ActorCriticLoss
+from tdrl.objectives._keys import next_key
 from tdrl.objectives.value.functional import reward2go
 
 __all__ = ["ReinforceLoss"]
@@ -136,8 +137,9 @@ class ReinforceLoss(ActorCriticLoss):
             A tensor shaped like the reward.
         """
         keys = self.tensor_keys
-        reward = self._get(tensordict, ("next", keys.reward), "Give the env's step output under 'next'.")
-        done = self._get(tensordict, ("next", keys.done), "Give the env's step output under 'next'.")
+        hint = "Give the env's step outputs under 'next' (as env.rollout and the collectors do)."
+        reward = self._get(tensordict, next_key(keys.reward), hint)
+        done = self._get(tensordict, next_key(keys.done), hint)
         time_dim = tensordict.batch_dims - 1
         return reward2go(reward, done, self.gamma, time_dim=time_dim)
 

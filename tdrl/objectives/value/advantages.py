@@ -23,7 +23,6 @@ Examples:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
-from tdrl.objectives._errors import MissingKeyError, keys_repr
+from tdrl.objectives._keys import MissingKeyError, keys_repr, next_key, rename_keys
 from tdrl.objectives.value.functional import (
     generalized_advantage_estimate,
     td0_return_estimate,
@@ -145,17 +144,7 @@ class ValueEstimatorBase(nn.Module):
 
         ``advantage_key=...`` spellings are accepted too. Returns ``self``.
         """
-        fields = {f.name for f in dataclasses.fields(self.tensor_keys)}
-        for name, key in kwargs.items():
-            field = name[: -len("_key")] if name.endswith("_key") and name not in fields else name
-            if field not in fields:
-                raise ValueError(
-                    f"{type(self).__name__}.set_keys: unknown key name {name!r}; "
-                    f"accepted names: {sorted(fields)}."
-                )
-            if key is None:
-                continue
-            setattr(self.tensor_keys, field, key)
+        rename_keys(type(self).__name__, self.tensor_keys, kwargs)
         return self
 
     @property
@@ -173,9 +162,9 @@ class ValueEstimatorBase(nn.Module):
     @property
     def in_keys(self) -> list[NestedKey]:
         keys = self.tensor_keys
-        out = [("next", keys.reward), ("next", keys.done), ("next", keys.terminated)]
+        out = [next_key(keys.reward), next_key(keys.done), next_key(keys.terminated)]
         net_keys = list(getattr(self.value_network, "in_keys", [keys.value]))
-        return out + net_keys + [("next", k) if isinstance(k, str) else ("next", *k) for k in net_keys]
+        return out + net_keys + [next_key(k) for k in net_keys]
 
     @property
     def out_keys(self) -> list[NestedKey]:
@@ -266,14 +255,20 @@ class ValueEstimatorBase(nn.Module):
                 )
             )
 
-    def _gamma(self, data: TensorDictBase, reward: Tensor) -> Tensor:
-        gamma = self.gamma
-        if gamma.device != reward.device:
-            gamma = gamma.to(reward.device)
+    def _gamma(self, data: TensorDictBase, reward: Tensor) -> float | Tensor:
+        """The discount: a Python float when it is one number (the kernels' fast path)."""
         steps = data.get(self.tensor_keys.steps_to_next_obs, None)
+        if steps is None and self.gamma.numel() == 1:
+            return self.gamma.item()
+        gamma = self.gamma if self.gamma.device == reward.device else self.gamma.to(reward.device)
         if steps is not None:
             gamma = gamma ** steps.view_as(reward)
         return gamma
+
+    def _lmbda(self, reward: Tensor) -> float | Tensor:
+        if self.lmbda.numel() == 1:
+            return self.lmbda.item()
+        return self.lmbda if self.lmbda.device == reward.device else self.lmbda.to(reward.device)
 
     # ------------------------------------------------------------ forward
     def _estimate(
@@ -446,9 +441,8 @@ class GAE(ValueEstimatorBase):
         self.average_gae = average_gae
 
     def _estimate(self, value, next_value, reward, done, terminated, gamma, time_dim):
-        lmbda = self.lmbda if self.lmbda.device == reward.device else self.lmbda.to(reward.device)
         return generalized_advantage_estimate(
-            gamma, lmbda, value, next_value, reward, done, terminated, time_dim=time_dim
+            gamma, self._lmbda(reward), value, next_value, reward, done, terminated, time_dim=time_dim
         )
 
 
@@ -529,9 +523,8 @@ class TDLambdaEstimator(ValueEstimatorBase):
     def _estimate(self, value, next_value, reward, done, terminated, gamma, time_dim):
         if self.average_rewards:
             reward = _standardize(reward)
-        lmbda = self.lmbda if self.lmbda.device == reward.device else self.lmbda.to(reward.device)
         target = td_lambda_return_estimate(
-            gamma, lmbda, next_value, reward, done, terminated, time_dim=time_dim
+            gamma, self._lmbda(reward), next_value, reward, done, terminated, time_dim=time_dim
         )
         return target - value, target
 

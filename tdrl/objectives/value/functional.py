@@ -76,58 +76,72 @@ def _check_shapes(fn: str, time_dim: int, **tensors: Tensor | None) -> torch.Siz
     return torch.Size(first)
 
 
-def _not(flag: Tensor, dtype: torch.dtype) -> Tensor:
-    """``1 - flag`` as a float tensor, for bool or numeric flags."""
-    if flag.dtype == torch.bool:
-        return (~flag).to(dtype)
-    return (flag == 0).to(dtype)
+def _not(flag: Tensor) -> Tensor:
+    """``~flag`` as a bool tensor (numeric flags are read as ``flag != 0``)."""
+    return ~flag if flag.dtype == torch.bool else flag == 0
 
 
-def _scan_last(b: Tensor, c: Tensor) -> Tensor:
-    """Solves ``x[t] = b[t] + c[t] * x[t+1]`` (``x[T] = 0``) along the last dim.
+def _scaled(flag: Tensor, scale: float | Tensor, like: Tensor) -> Tensor:
+    """``scale * flag`` as a tensor of ``like``'s dtype (one op for a Python scale)."""
+    if isinstance(scale, Tensor):
+        return scale.to(like.dtype) * flag
+    if like.dtype == torch.get_default_dtype() or flag.dtype.is_floating_point:
+        return flag * scale
+    return flag.to(like.dtype) * scale
 
-    Hillis-Steele: after the pass with offset ``d``, ``x[t]`` holds the sum over
-    ``[t, t + 2d)`` and ``c[t]`` the product of the factors over ``[t, t + 2d)``. The
-    factor products shrink each pass: only ``c[: T - 2d]`` is still needed.
-    """
+
+def _scan_last_autograd(b: Tensor, c: Tensor) -> Tensor:
+    """The scan of :func:`_scan_last` with out-of-place ops, so autograd can follow it."""
     T = b.shape[-1]
-    if T <= 1:
-        return b.clone()
-    autograd = torch.is_grad_enabled() and (b.requires_grad or c.requires_grad)
-    x = b.contiguous()
-    c = c.contiguous()
-    if autograd:
-        d = 1
-        while d < T:
-            head = torch.addcmul(x[..., : T - d], c[..., : T - d], x[..., d:])
-            x = torch.cat([head, x[..., T - d :]], dim=-1)
-            if 2 * d < T:
-                c = c[..., : T - 2 * d] * c[..., d : T - d]
-            d *= 2
-        return x
-    x = x.clone()
-    buf = torch.empty_like(x)
-    d = 1
+    x, d = b, 1
     while d < T:
-        torch.addcmul(x[..., : T - d], c[..., : T - d], x[..., d:], out=buf[..., : T - d])
-        buf[..., T - d :] = x[..., T - d :]
-        x, buf = buf, x
+        head = torch.addcmul(x[..., : T - d], c[..., : T - d], x[..., d:])
+        x = torch.cat([head, x[..., T - d :]], dim=-1)
         if 2 * d < T:
             c = c[..., : T - 2 * d] * c[..., d : T - d]
         d *= 2
     return x
 
 
+def _scan_last(b: Tensor, c: Tensor, out: Tensor) -> Tensor:
+    """Solves ``x[t] = b[t] + c[t] * x[t+1]`` (``x[T] = 0``) along the last dim into ``out``.
+
+    Hillis-Steele: after the pass with offset ``d``, ``x[t]`` holds the discounted sum over
+    ``[t, t + 2d)`` and ``c[t]`` the product of the factors over ``[t, t + 2d)``. ``x`` and
+    ``c`` live in zero-padded ``2T`` buffers, so the shifted operand ``x[t + d]`` reads 0
+    past the end and each pass is two ops (one ``addcmul``, one ``mul``) with no copy.
+    """
+    T = b.shape[-1]
+    if T == 1:
+        return out.copy_(b)
+    buf = b.new_zeros((4, *b.shape[:-1], 2 * T))
+    x, x_next, cc, cc_next = buf.unbind(0)
+    x_head, x_next_head, cc_head, cc_next_head = buf[..., :T].unbind(0)
+    x_head.copy_(b)
+    cc_head.copy_(c)
+    d = 1
+    while 2 * d < T:
+        torch.addcmul(x_head, cc_head, x[..., d : d + T], out=x_next_head)
+        torch.mul(cc_head, cc[..., d : d + T], out=cc_next_head)
+        x, x_next, cc, cc_next = x_next, x, cc_next, cc
+        x_head, x_next_head, cc_head, cc_next_head = x_next_head, x_head, cc_next_head, cc_head
+        d *= 2
+    return torch.addcmul(x_head, cc_head, x[..., d : d + T], out=out)
+
+
 def _scan(b: Tensor, c: Tensor, time_dim: int) -> Tensor:
-    if time_dim in (-1, b.ndim - 1):
-        return _scan_last(b, c)
-    return _scan_last(b.movedim(time_dim, -1), c.movedim(time_dim, -1)).movedim(-1, time_dim)
+    """``x[t] = b[t] + c[t] * x[t+1]`` along ``time_dim``; ``b`` and ``c`` share one shape."""
+    if torch.is_grad_enabled() and (b.requires_grad or c.requires_grad):
+        return _scan_last_autograd(b.movedim(time_dim, -1), c.movedim(time_dim, -1)).movedim(-1, time_dim)
+    out = torch.empty(b.shape, dtype=b.dtype, device=b.device)
+    _scan_last(b.movedim(time_dim, -1), c.movedim(time_dim, -1), out.movedim(time_dim, -1))
+    return out
 
 
 def _cut_last_step(not_done: Tensor, time_dim: int) -> Tensor:
-    """Zeroes the last time step of ``not_done``: a batch ends every trajectory."""
+    """Clears the last time step of ``not_done``: a batch ends every trajectory."""
     not_done = not_done.clone()
-    not_done.select(time_dim, -1).zero_()
+    not_done.select(time_dim, -1).fill_(False)
     return not_done
 
 
@@ -153,7 +167,7 @@ def discounted_cumsum(values: Tensor, discount: float | Tensor, *, time_dim: int
         )
     if not isinstance(discount, Tensor) or discount.shape != values.shape:
         discount = torch.as_tensor(discount, dtype=values.dtype, device=values.device).expand_as(values)
-    return _scan(values, discount, time_dim)
+    return _scan(values, discount.to(values.dtype), time_dim)
 
 
 def reward2go(reward: Tensor, done: Tensor, gamma: float | Tensor, *, time_dim: int = -2) -> Tensor:
@@ -175,7 +189,7 @@ def reward2go(reward: Tensor, done: Tensor, gamma: float | Tensor, *, time_dim: 
         tensor([3., 2., 1., 3., 2., 1.])
     """
     _check_shapes("reward2go", time_dim, reward=reward, done=done)
-    return _scan(reward, gamma * _not(done, reward.dtype), time_dim)
+    return _scan(reward, _scaled(_not(done), gamma, reward), time_dim)
 
 
 def generalized_advantage_estimate(
@@ -226,10 +240,12 @@ def generalized_advantage_estimate(
         done=done,
         terminated=terminated,
     )
-    dtype = state_value.dtype
-    delta = torch.addcmul(reward - state_value, gamma * _not(terminated, dtype), next_state_value)
-    discount = (gamma * lmbda) * _not(done, dtype)
-    advantage = _scan(delta, discount, time_dim)
+    if isinstance(gamma, Tensor):
+        bootstrap = _scaled(_not(terminated), gamma, state_value)
+        delta = torch.addcmul(reward - state_value, bootstrap, next_state_value)
+    else:
+        delta = torch.addcmul(reward - state_value, _not(terminated), next_state_value, value=gamma)
+    advantage = _scan(delta, _scaled(_not(done), gamma * lmbda, state_value), time_dim)
     return advantage, advantage + state_value
 
 
@@ -268,7 +284,9 @@ def td0_return_estimate(
     _check_shapes(
         "td0_return_estimate", -1, next_state_value=next_state_value, reward=reward, terminated=terminated
     )
-    return torch.addcmul(reward, gamma * _not(terminated, next_state_value.dtype), next_state_value)
+    if isinstance(gamma, Tensor):
+        return torch.addcmul(reward, _scaled(_not(terminated), gamma, reward), next_state_value)
+    return torch.addcmul(reward, _not(terminated), next_state_value, value=gamma)
 
 
 def td0_advantage_estimate(
@@ -350,10 +368,9 @@ def td_lambda_return_estimate(
         done=done,
         terminated=terminated,
     )
-    dtype = next_state_value.dtype
     # G[t] = r + g(1-term) V' + g*l*(1-done)(G[t+1] - V'): a linear recurrence in G.
-    discount = (gamma * lmbda) * _cut_last_step(_not(done, dtype), time_dim)
-    base = torch.addcmul(reward, gamma * _not(terminated, dtype), next_state_value)
+    discount = _scaled(_cut_last_step(_not(done), time_dim), gamma * lmbda, reward)
+    base = torch.addcmul(reward, _scaled(_not(terminated), gamma, reward), next_state_value)
     base = base - discount * next_state_value
     return _scan(base, discount, time_dim)
 
