@@ -245,3 +245,10 @@ def test_repr_mentions_the_parts(make_transitions):
     rb.extend(make_transitions(2))
     text = repr(rb)
     assert "LazyTensorStorage" in text and "PrioritizedSampler" in text and "alpha=0.6" in text
+
+
+def test_prioritized_buffers_need_a_finite_capacity():
+    with pytest.raises(ValueError, match="finite max_size"):
+        PrioritizedReplayBuffer(alpha=0.5, beta=0.5, storage=ListStorage())
+    with pytest.raises(ValueError, match="finite max_size"):
+        TensorDictPrioritizedReplayBuffer(alpha=0.5, beta=0.5, storage=ListStorage())

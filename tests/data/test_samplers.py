@@ -134,19 +134,38 @@ def test_sum_min_tree_matches_numpy():
         assert tree.total() == pytest.approx(values.sum(), rel=1e-12)
         assert tree.min() == values[values > 0].min()
     cumulative = np.cumsum(values)
-    mass = rng.random(500) * values.sum()
-    expected = np.searchsorted(cumulative, mass, side="right")
-    assert (tree.find(mass) == expected).all()
+    fraction = rng.random(500)
+    expected = np.searchsorted(cumulative, fraction * values.sum(), side="right")
+    assert (tree.find(fraction) == expected).all()
     rebuilt = SumMinTree(1000)
     rebuilt.assign(values)
     assert rebuilt.total() == pytest.approx(tree.total(), rel=1e-12) and rebuilt.min() == tree.min()
 
 
-def test_tree_never_returns_an_empty_slot():
-    tree = SumMinTree(10)
-    tree.update(np.array([0, 1]), np.array([1.0, 2.0]))
-    found = tree.find(np.array([0.0, 2.9999999, 3.0, 5.0]))  # past the end rounds back
+@pytest.mark.parametrize("capacity", [10, 100_000])
+def test_tree_never_returns_an_empty_slot(capacity):
+    tree = SumMinTree(capacity)
+    tree.update(np.array([0, 1, capacity - 1]), np.array([1.0, 2.0, 0.0]))
+    found = tree.find(np.array([0.0, 0.5, 1 - 1e-16, 1.0]))  # the end rounds back
     assert set(found.tolist()) <= {0, 1}
+    tree.update(np.array([0, 1]), np.array([0.0, 0.0]))
+    with pytest.raises(RuntimeError, match="every priority is zero"):
+        tree.find(np.array([0.5]))
+
+
+def test_large_tree_matches_numpy():
+    rng = np.random.default_rng(1)
+    tree = SumMinTree(1_000_000)
+    values = rng.random(1_000_000) * (rng.random(1_000_000) > 0.5)
+    tree.assign(values)
+    index = rng.integers(0, 1_000_000, 300)
+    values[index] = rng.random(300)
+    tree.update(index, values[index])
+    assert tree.total() == pytest.approx(values.sum(), rel=1e-12)
+    assert tree.min() == values[values > 0].min()
+    fraction = rng.random(1000)
+    expected = np.searchsorted(np.cumsum(values), fraction * values.sum(), side="right")
+    assert (tree.find(fraction) == expected).mean() > 0.999  # rounding may move a draw at a boundary
 
 
 # ------------------------------------------------------------------- prioritized

@@ -130,6 +130,16 @@ def _stack_items(items: Any) -> Any:
     return items
 
 
+def _finite_capacity(storage: Storage) -> Storage:
+    if storage.max_size > 2**31:
+        raise ValueError(
+            f"a prioritized buffer keeps one priority per slot, so it needs a storage with a finite "
+            f"max_size, got {type(storage).__name__}(max_size={storage.max_size}); pass e.g. "
+            "storage=LazyTensorStorage(100_000)"
+        )
+    return storage
+
+
 def _check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"{name} must be a positive integer, got {batch_size!r}")
@@ -212,7 +222,6 @@ class ReplayBuffer:
         self._queue: deque[Future] = deque()
         self._executor: ThreadPoolExecutor | None = None
         self._last_ran_out = False
-        self._left_in_epoch = -1
 
     def _default_writer(self) -> Writer:
         return RoundRobinWriter()
@@ -329,11 +338,10 @@ class ReplayBuffer:
         """
         batch_size = self._resolve_batch_size(batch_size)
         if self._prefetch_cap:
-            data, info, ran_out, left = self._prefetched(batch_size)
+            data, info, ran_out, _ = self._prefetched(batch_size)
         else:
-            data, info, ran_out, left = self._sample(batch_size)
+            data, info, ran_out, _ = self._sample(batch_size)
         self._last_ran_out = ran_out
-        self._left_in_epoch = left
         return (data, info) if return_info else data
 
     def _sample(self, batch_size: int) -> tuple[Any, dict[str, Any], bool, int]:
@@ -666,7 +674,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         batch_size: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        storage = ListStorage(max_size=1000) if storage is None else storage
+        storage = ListStorage(max_size=1000) if storage is None else _finite_capacity(storage)
         super().__init__(
             storage=storage,
             sampler=PrioritizedSampler(storage.max_size, alpha, beta, eps, dtype),
@@ -717,7 +725,7 @@ class TensorDictPrioritizedReplayBuffer(TensorDictReplayBuffer):
         batch_size: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        storage = ListStorage(max_size=1000) if storage is None else storage
+        storage = ListStorage(max_size=1000) if storage is None else _finite_capacity(storage)
         super().__init__(
             priority_key=priority_key,
             storage=storage,

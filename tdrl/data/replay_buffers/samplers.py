@@ -389,11 +389,11 @@ class PrioritizedSampler(Sampler):
                 f"{self._max_capacity}; build it with the storage's max_size"
             )
         tree = self._tree
-        total = tree.total()
-        if not total > 0:
-            raise RuntimeError("cannot sample: every stored item has priority 0")
         draws = torch.rand(batch_size, generator=self._rng, dtype=torch.float64).numpy()
-        slots = tree.find(draws * total)
+        try:
+            slots = tree.find(draws)
+        except RuntimeError:
+            raise RuntimeError("cannot sample: every stored item has priority 0") from None
         weight = np.power(tree.values(slots) / tree.min(), -self._beta)
         index = torch.from_numpy(slots)
         device = _index_device(storage)

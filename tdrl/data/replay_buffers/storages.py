@@ -14,9 +14,7 @@ positions a sampler chose (:meth:`Storage.get`); it knows nothing of sampling or
 
 from __future__ import annotations
 
-import ctypes
 import json
-import mmap
 import os
 import shutil
 import sys
@@ -34,6 +32,7 @@ from tensordict.utils import NestedKey
 
 from tdrl.data.replay_buffers._checkpoint import load_state, save_state
 from tdrl.data.replay_buffers._layout import TensorLayout
+from tdrl.data.replay_buffers._pages import advise_huge_pages, release_pages
 
 __all__ = [
     "Storage",
@@ -294,15 +293,20 @@ class TensorStorage(Storage):
             if max_size is not None and max_size != size:
                 raise ValueError(f"max_size={max_size} does not match the storage's first dimension {size}")
             super().__init__(size)
-        self.device: torch.device | str = "auto" if device == "auto" else (
-            torch.device(device) if device is not None else (
-                storage.device if storage is not None and storage.device is not None else torch.device("cpu")))
+        if device == "auto" or device is not None:
+            self.device: torch.device | str = "auto" if device == "auto" else torch.device(device)
+        elif storage is not None and storage.device is not None:
+            self.device = storage.device
+        else:
+            self.device = torch.device("cpu")
         self._layout: TensorLayout | None = None
         self._storage: TensorDictBase | torch.Tensor | None = None
         self._leaves: list[torch.Tensor] = []
         self._numpy: list[np.ndarray | None] = []
         self._all_numpy = False
         if storage is not None:
+            if self.device == "auto":
+                self.device = storage.device if storage.device is not None else torch.device("cpu")
             if storage.device != self.device:
                 storage = storage.to(self.device)
             self._attach(TensorLayout.from_data(storage, batched=True), storage)
@@ -340,8 +344,12 @@ class TensorStorage(Storage):
         )
 
     def _leaf_tensors(self, layout: TensorLayout, device: torch.device) -> list[torch.Tensor]:
-        return [torch.empty((self.max_size, *shape), dtype=dtype, device=device)
-                for shape, dtype in zip(layout.shapes, layout.dtypes)]
+        leaves = [torch.empty((self.max_size, *shape), dtype=dtype, device=device)
+                  for shape, dtype in zip(layout.shapes, layout.dtypes)]
+        if device.type == "cpu":
+            for leaf in leaves:
+                advise_huge_pages(leaf)
+        return leaves
 
     # ------------------------------------------------------------------ writes
     def set(self, cursor: Index, data: TensorDictBase | torch.Tensor) -> None:
@@ -538,40 +546,6 @@ class LazyTensorStorage(TensorStorage):
 _META_FILE = "tdrl_storage.json"
 _STATE_FILE = "tdrl_state.bin"
 _MEMMAP_FORMAT = "tdrl.memmap_storage"
-_MADV_DONTNEED = 4
-
-
-def _load_madvise() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_MADVISE = _load_madvise()
-
-
-def _release_pages(leaf: torch.Tensor, low: int, high: int) -> None:
-    """Unmaps rows ``low .. high - 1`` of a file-backed *shared* mapping from this process.
-
-    The written bytes stay in the page cache (and reach the file); only the process's
-    resident set shrinks. Without this, writing 1M transitions through the mapping makes
-    them all count as resident memory of the writer.
-    """
-    row = leaf.stride(0) * leaf.element_size() if leaf.ndim else leaf.element_size()
-    if _MADVISE is None or row == 0 or high <= low:
-        return
-    start = leaf.data_ptr() + low * row
-    aligned = start - start % mmap.PAGESIZE
-    _MADVISE(aligned, start + (high - low) * row - aligned, _MADV_DONTNEED)
-
-
 class LazyMemmapStorage(LazyTensorStorage):
     """A :class:`LazyTensorStorage` whose tensors are memory-mapped files.
 
@@ -703,7 +677,7 @@ class LazyMemmapStorage(LazyTensorStorage):
     def _written(self, low: int, high: int, last: int) -> None:
         super()._written(low, high, last)
         for leaf in self._leaves:
-            _release_pages(leaf, low, high)
+            release_pages(leaf, low, high)
         self._persist()
 
     def _persist(self) -> None:
