@@ -210,7 +210,8 @@ class ActorCriticLoss(LossModule):
     It validates the constructor arguments once, and provides the per-minibatch steps
     every policy-gradient loss takes: fetch the advantage (or compute it with the value
     estimator), run the critic once, weight the entropy, and finish with one finiteness
-    check. Subclasses write ``forward`` with these.
+    check. Subclasses write ``forward`` with these. The constructor arguments are
+    documented on :class:`~tdrl.objectives.PPOLoss`.
     """
 
     @dataclass
@@ -229,28 +230,42 @@ class ActorCriticLoss(LossModule):
     default_keys = _AcceptedKeys
     default_value_estimator = ValueEstimators.GAE
 
-    def _setup(
+    def __init__(
         self,
-        actor_network: nn.Module | None,
-        critic_network: nn.Module | None,
+        actor_network: nn.Module | None = None,
+        critic_network: nn.Module | None = None,
         *,
-        entropy_bonus: bool,
-        samples_mc_entropy: int,
-        entropy_coeff: float | None,
-        critic_coeff: float | None,
-        loss_critic_type: str,
-        separate_losses: bool,
-        reduction: str | None,
-        clip_value: float | None,
-        check_finite: bool,
-        gamma: float | None,
-        device: torch.device | str | None,
-        keys: dict[str, NestedKey | None],
+        entropy_bonus: bool = True,
+        samples_mc_entropy: int = 1,
+        entropy_coeff: float | None = None,
+        entropy_coef: float | None = None,
+        critic_coeff: float | None = None,
+        critic_coef: float | None = None,
+        loss_critic_type: str = "smooth_l1",
+        normalize_advantage: bool = False,
+        separate_losses: bool = False,
+        reduction: str | None = None,
+        clip_value: float | None = None,
+        check_finite: bool = True,
+        gamma: float | None = None,
+        functional: bool = True,
+        device: torch.device | str | None = None,
+        actor: nn.Module | None = None,
+        critic: nn.Module | None = None,
+        advantage_key: NestedKey | None = None,
+        value_target_key: NestedKey | None = None,
+        value_key: NestedKey | None = None,
     ) -> None:
+        super().__init__()
         name = type(self).__name__
+        actor_network = actor_network if actor_network is not None else actor
+        critic_network = critic_network if critic_network is not None else critic
         if actor_network is None:
             raise TypeError(f"{name}: actor_network is required.")
         check_actor(name, actor_network)
+        entropy_coeff = resolve_coeff(name, entropy_coeff, entropy_coef, "entropy_coeff", 0.01)
+        default_critic = 1.0 if critic_network is not None else None
+        critic_coeff = resolve_coeff(name, critic_coeff, critic_coef, "critic_coeff", default_critic)
         if critic_coeff == 0:
             critic_coeff = None
         if critic_coeff is not None and critic_network is None:
@@ -269,10 +284,12 @@ class ActorCriticLoss(LossModule):
         self.entropy_bonus = entropy_bonus
         self.samples_mc_entropy = int(samples_mc_entropy)
         self.loss_critic_type = loss_critic_type
+        self.normalize_advantage = normalize_advantage
         self.separate_losses = separate_losses
         self.reduction = reduction
         self.check_finite = check_finite
-        self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff or 0.0), device=device))
+        self.functional = functional
+        self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff), device=device))
         self.register_buffer(
             "critic_coeff", None if critic_coeff is None else torch.tensor(float(critic_coeff), device=device)
         )
@@ -284,16 +301,15 @@ class ActorCriticLoss(LossModule):
             if separate_losses and critic_network is not None
             else []
         )
-        self.set_keys(**keys)
-        if keys.get("sample_log_prob") is None:
-            # The actor says where it writes its log-prob ("sample_log_prob" or, with
-            # tensordict's defaults, "<action>_log_prob").
-            try:
-                lp_keys = list(getattr(actor_network, "log_prob_keys", []))
-            except (AttributeError, RuntimeError):
-                lp_keys = []
-            if len(lp_keys) == 1:
-                self.tensor_keys.sample_log_prob = lp_keys[0]
+        self.set_keys(advantage=advantage_key, value_target=value_target_key, value=value_key)
+        # The actor says where it writes its log-prob ("sample_log_prob" or, with
+        # tensordict's defaults, "<action>_log_prob").
+        try:
+            lp_keys = list(getattr(actor_network, "log_prob_keys", []))
+        except (AttributeError, RuntimeError):
+            lp_keys = []
+        if len(lp_keys) == 1:
+            self.tensor_keys.sample_log_prob = lp_keys[0]
 
     # ------------------------------------------------------------------ keys
     def _on_keys_changed(self) -> None:

@@ -24,10 +24,9 @@ Examples:
 
 from __future__ import annotations
 
-import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
-from torch import Tensor, nn
+from torch import Tensor
 
 from tdrl.objectives import _actor_critic as ac
 from tdrl.objectives._actor_critic import ActorCriticLoss
@@ -43,73 +42,11 @@ class A2CLoss(ActorCriticLoss):
         critic_network: a TensorDict module writing ``"state_value"`` ``[*B, 1]``.
 
     Keyword Args:
-        entropy_bonus: add the entropy term.
-        samples_mc_entropy: Monte-Carlo draws for distributions without closed-form entropy.
-        entropy_coeff: entropy weight (default ``0.01``; ``entropy_coef`` accepted).
-        critic_coeff: critic weight (default ``1.0``; ``critic_coef`` accepted; ``None``
-            drops the critic loss).
-        loss_critic_type: ``"l1"``, ``"l2"`` or ``"smooth_l1"``.
-        normalize_advantage: standardize the advantage over the batch.
-        separate_losses: shared parameters get no gradient from the critic loss.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        clip_value: clip the critic around the stored ``"state_value"``.
-        check_finite: raise on a NaN/inf loss, naming the input (one check per call).
-        gamma: default ``gamma`` of the value estimator used when the advantage is missing.
-        functional: accepted for TorchRL compatibility (no effect).
-        device: device of the coefficient buffers.
-        actor, critic: aliases.
-        advantage_key, value_target_key, value_key: key renames.
+        entropy_bonus, samples_mc_entropy, entropy_coeff (or entropy_coef), critic_coeff
+        (or critic_coef), loss_critic_type, normalize_advantage, separate_losses,
+        reduction, clip_value, check_finite, gamma, functional, device, actor, critic and
+        the key renames: as described in :class:`PPOLoss` (they are shared).
     """
-
-    def __init__(
-        self,
-        actor_network: nn.Module | None = None,
-        critic_network: nn.Module | None = None,
-        *,
-        entropy_bonus: bool = True,
-        samples_mc_entropy: int = 1,
-        entropy_coeff: float | None = None,
-        entropy_coef: float | None = None,
-        critic_coeff: float | None = None,
-        critic_coef: float | None = None,
-        loss_critic_type: str = "smooth_l1",
-        normalize_advantage: bool = False,
-        separate_losses: bool = False,
-        reduction: str | None = None,
-        clip_value: float | None = None,
-        check_finite: bool = True,
-        gamma: float | None = None,
-        functional: bool = True,
-        device: torch.device | str | None = None,
-        actor: nn.Module | None = None,
-        critic: nn.Module | None = None,
-        advantage_key: NestedKey | None = None,
-        value_target_key: NestedKey | None = None,
-        value_key: NestedKey | None = None,
-    ) -> None:
-        super().__init__()
-        name = type(self).__name__
-        critic_network = critic_network if critic_network is not None else critic
-        self._setup(
-            actor_network if actor_network is not None else actor,
-            critic_network,
-            entropy_bonus=entropy_bonus,
-            samples_mc_entropy=samples_mc_entropy,
-            entropy_coeff=ac.resolve_coeff(name, entropy_coeff, entropy_coef, "entropy_coeff", 0.01),
-            critic_coeff=ac.resolve_coeff(
-                name, critic_coeff, critic_coef, "critic_coeff", 1.0 if critic_network is not None else None
-            ),
-            loss_critic_type=loss_critic_type,
-            separate_losses=separate_losses,
-            reduction=reduction,
-            clip_value=clip_value,
-            check_finite=check_finite,
-            gamma=gamma,
-            device=device,
-            keys={"advantage": advantage_key, "value_target": value_target_key, "value": value_key},
-        )
-        self.normalize_advantage = normalize_advantage
-        self.functional = functional
 
     @property
     def in_keys(self) -> list[NestedKey]:

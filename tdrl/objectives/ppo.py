@@ -35,7 +35,6 @@ from typing import Any
 
 import torch
 from tensordict import TensorDictBase
-from tensordict.utils import NestedKey
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
@@ -97,52 +96,11 @@ class PPOLoss(ActorCriticLoss):
         actor_network: nn.Module | None = None,
         critic_network: nn.Module | None = None,
         *,
-        entropy_bonus: bool = True,
-        samples_mc_entropy: int = 1,
-        entropy_coeff: float | None = None,
-        entropy_coef: float | None = None,
         log_explained_variance: bool = True,
-        critic_coeff: float | None = None,
-        critic_coef: float | None = None,
-        loss_critic_type: str = "smooth_l1",
-        normalize_advantage: bool = False,
-        separate_losses: bool = False,
-        reduction: str | None = None,
-        clip_value: float | None = None,
-        check_finite: bool = True,
-        gamma: float | None = None,
-        functional: bool = True,
-        device: torch.device | str | None = None,
-        actor: nn.Module | None = None,
-        critic: nn.Module | None = None,
-        advantage_key: NestedKey | None = None,
-        value_target_key: NestedKey | None = None,
-        value_key: NestedKey | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        name = type(self).__name__
-        critic_network = critic_network if critic_network is not None else critic
-        self._setup(
-            actor_network if actor_network is not None else actor,
-            critic_network,
-            entropy_bonus=entropy_bonus,
-            samples_mc_entropy=samples_mc_entropy,
-            entropy_coeff=ac.resolve_coeff(name, entropy_coeff, entropy_coef, "entropy_coeff", 0.01),
-            critic_coeff=ac.resolve_coeff(
-                name, critic_coeff, critic_coef, "critic_coeff", 1.0 if critic_network is not None else None
-            ),
-            loss_critic_type=loss_critic_type,
-            separate_losses=separate_losses,
-            reduction=reduction,
-            clip_value=clip_value,
-            check_finite=check_finite,
-            gamma=gamma,
-            device=device,
-            keys={"advantage": advantage_key, "value_target": value_target_key, "value": value_key},
-        )
+        super().__init__(actor_network, critic_network, **kwargs)
         self.log_explained_variance = log_explained_variance
-        self.normalize_advantage = normalize_advantage
-        self.functional = functional
 
     @property
     def out_keys(self) -> list[str]:

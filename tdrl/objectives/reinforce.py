@@ -93,29 +93,29 @@ class ReinforceLoss(ActorCriticLoss):
         value_target_key: NestedKey | None = None,
         value_key: NestedKey | None = None,
     ) -> None:
-        super().__init__()
         if delay_value:
             raise ValueError("ReinforceLoss: delay_value=True is not supported; the baseline is trained online.")
         critic_network = critic_network if critic_network is not None else critic
-        self._setup(
-            actor_network if actor_network is not None else actor,
+        super().__init__(
+            actor_network,
             critic_network,
             entropy_bonus=False,
-            samples_mc_entropy=1,
-            entropy_coeff=0.0,
             critic_coeff=1.0 if critic_network is not None else None,
             loss_critic_type=loss_critic_type,
+            normalize_advantage=normalize_advantage,
             separate_losses=separate_losses,
             reduction=reduction,
             clip_value=clip_value,
             check_finite=check_finite,
             gamma=gamma,
+            functional=functional,
             device=device,
-            keys={"advantage": advantage_key, "value_target": value_target_key, "value": value_key},
+            actor=actor,
+            advantage_key=advantage_key,
+            value_target_key=value_target_key,
+            value_key=value_key,
         )
         self.gamma = 0.99 if gamma is None else float(gamma)
-        self.normalize_advantage = normalize_advantage
-        self.functional = functional
 
     @property
     def in_keys(self) -> list[NestedKey]:
