@@ -18,6 +18,8 @@ Examples:
 from __future__ import annotations
 
 import copy
+import pickle
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Sequence
 
 import torch
@@ -267,15 +269,17 @@ class VecNorm(Transform):
     The statistics are exponentially-decayed sums (``sum``, ``ssq``, ``count``) per key,
     kept in a TensorDict (:attr:`stats`). ``share_memory_()`` moves them to shared memory
     so that copies of the transform in worker processes update and read one set of
-    statistics; ``freeze()`` stops the updates (evaluation), ``frozen_copy()`` gives a
-    frozen transform for an evaluation env.
+    statistics (a shared VecNorm stays shared when it is pickled or copied, e.g. into
+    ``ParallelEnv`` workers); ``freeze()`` stops the updates (evaluation),
+    ``frozen_copy()`` gives a frozen transform for an evaluation env.
 
     Args:
         in_keys: entries to normalize (default ``["observation"]``).
         out_keys: where to write them (default ``in_keys``).
         shared_td: statistics to use (e.g. another VecNorm's ``stats``), updated in place.
         lock: a lock (e.g. ``multiprocessing.Lock()``) taken around updates when several
-            processes write the statistics.
+            processes write the statistics; it reaches processes through inheritance
+            (fork). Without one, concurrent updates may rarely lose an increment.
         decay: the weight of past statistics at each update.
         eps: the smallest variance used.
 
@@ -357,6 +361,22 @@ class VecNorm(Transform):
         super().share_memory()
         return self.share_memory_()
 
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        stats = state.get("_stats")
+        if self._shared and stats is not None and stats.is_shared():
+            # pickled as shared-memory handles, so that a copy in a worker process (ParallelEnv
+            # pickles its env factory) updates the same statistics as this one
+            state["_stats"] = None
+            state["_shared_stats"] = bytes(ForkingPickler.dumps(stats))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        blob = state.pop("_shared_stats", None)
+        super().__setstate__(state)
+        if blob is not None:
+            self._stats = pickle.loads(blob)
+
     def _ensure_stats(self, key: NestedKey, shape: torch.Size, device: torch.device) -> None:
         if self._stats is None:
             self._stats = TensorDict({}, batch_size=[])
@@ -391,7 +411,7 @@ class VecNorm(Transform):
                     self._stats.set(key, loaded.get(key))
 
     # --- maps ----------------------------------------------------------------------------
-    def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
+    def _call(self, tensordict: TensorDictBase, mask: torch.Tensor | None = None) -> TensorDictBase:
         nbatch = tensordict.batch_dims
         for in_key, out_key in zip(self.in_keys, self.out_keys):
             x = tensordict.get(in_key, None)
@@ -399,9 +419,21 @@ class VecNorm(Transform):
                 continue
             self._ensure_stats(in_key, x.shape[nbatch:], x.device)
             if not self.frozen:
-                self._update(in_key, x, nbatch)
+                if mask is None:
+                    self._update(in_key, x, nbatch)
+                else:
+                    self._update(in_key, x[mask], 1)
             tensordict.set(out_key, self._normalize(in_key, x))
         return tensordict
+
+    def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        if mask is not None:
+            mask = mask.reshape(tensordict_reset.batch_size)
+            if bool(mask.all()):
+                mask = None
+        # a partial reset: only the sub-envs that restart bring new data to the statistics
+        return self._call(tensordict_reset, mask)
 
     def _update(self, key: NestedKey, x: torch.Tensor, nbatch: int) -> None:
         node = self._stats.get(key)

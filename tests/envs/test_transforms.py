@@ -1,0 +1,354 @@
+"""TransformedEnv and Compose: the seed tutorial's env, the chain API, the rollout roads, bad input."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from tdrl.envs import (
+    CatFrames,
+    CatTensors,
+    Compose,
+    DoubleToFloat,
+    DTypeCastTransform,
+    GrayScale,
+    ObservationNorm,
+    RewardSum,
+    StepCounter,
+    Transform,
+    TransformedEnv,
+    check_env_specs,
+)
+from tdrl.envs.common import EnvBase
+from tdrl.specs import Bounded, Unbounded
+from tdrl.testing import CountingEnv
+from tdrl.testing.transform_contract import TransformTestEnv
+
+IDP = "InvertedDoublePendulum-v4"
+
+
+def _gym_env(name: str = IDP, **kwargs):
+    from tdrl.envs.libs.gym import GymEnv
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GymEnv(name, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def seed_env():
+    """The seed tutorial's env, statistics fitted as the tutorial does."""
+    torch.manual_seed(0)
+    env = TransformedEnv(
+        _gym_env(), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter())
+    )
+    env.set_seed(0)
+    env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
+    yield env
+    env.close()
+
+
+# --- the seed tutorial ---------------------------------------------------------------------
+def test_seed_tutorial_env(seed_env):
+    env = seed_env
+    assert env.transform[0].loc.shape == torch.Size([11])
+    assert env.transform[0].scale.shape == torch.Size([11])
+    assert env.observation_spec["observation"].dtype == torch.float32
+    assert env.observation_spec["step_count"].dtype == torch.int64
+    assert env.reward_spec.shape == (1,)
+    assert isinstance(env.action_spec, Bounded)
+    assert env.input_spec["full_action_spec"]["action"] is not None
+    check_env_specs(env)
+    rollout = env.rollout(3)
+    assert rollout.batch_size == torch.Size([3])
+    assert rollout["observation"].dtype == torch.float32
+    assert rollout["next", "step_count"].squeeze(-1).tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("vectorized", [True, False])
+def test_init_stats_normalizes_idp(seed_env, vectorized):
+    """A fresh random rollout has mean ~0 and std ~1 on the dims that vary."""
+    env = seed_env
+    env.vectorized_rollout = vectorized
+    try:
+        torch.manual_seed(1)
+        obs = env.rollout(2000, break_when_any_done=False)["observation"]
+    finally:
+        env.vectorized_rollout = True
+    raw = env.base_env.rollout(500, break_when_any_done=False)["observation"]
+    varies = raw.std(0) > 1e-8
+    assert varies.sum() == 8  # IDP-v4's last 3 dims (constraint forces) are always 0
+    mean, std = obs.mean(0), obs.std(0)
+    assert (mean[varies].abs() < 0.2).all(), mean
+    assert ((std[varies] - 1).abs() < 0.3).all(), std
+    assert (obs[:, ~varies] == 0).all()  # constant dims come out as 0, not as huge values
+
+
+def test_seed_chain_takes_the_vectorized_road(seed_env, monkeypatch):
+    calls = []
+    original = EnvBase._rollout_loop
+
+    def spy(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EnvBase, "_rollout_loop", spy)
+    seed_env.rollout(50, break_when_any_done=False)
+    assert calls == []  # GymEnv's fast rollout, then the transforms over the stacked result
+    env = TransformedEnv(CountingEnv(max_steps=100), StepCounter(max_steps=3))
+    env.rollout(5, break_when_any_done=False)
+    assert calls == ["TransformedEnv"]  # truncation changes when episodes end: per-step road
+
+
+def test_policy_rollout_and_step(seed_env):
+    env = seed_env
+    policy = lambda td: td.set("action", torch.zeros(1))  # noqa: E731
+    ro = env.rollout(20, policy, break_when_any_done=False)
+    assert ro["action"].abs().sum() == 0
+    assert ro["observation"].dtype == torch.float32
+    td = env.reset()
+    td = env.rand_step(td)
+    assert td["next", "step_count"].item() == 1
+
+
+# --- the chain API -------------------------------------------------------------------------
+def test_compose_sequence_api():
+    a, b, c = StepCounter(), RewardSum(), DoubleToFloat()
+    compose = Compose(a, b)
+    assert len(compose) == 2 and compose[0] is a and list(compose) == [a, b]
+    view = compose[1:]
+    assert isinstance(view, Compose) and view[0] is b
+    assert b.container is compose  # a slice does not take the transforms away
+    compose.append(c)
+    compose.insert(0, InitTrackerLike())
+    assert [type(t).__name__ for t in compose] == ["InitTrackerLike", "StepCounter", "RewardSum", "DoubleToFloat"]
+    assert c.container is compose
+
+
+class InitTrackerLike(Transform):
+    """A do-nothing transform used to test the chain's order."""
+
+
+def test_transformed_env_chain_api():
+    env = TransformedEnv(CountingEnv(max_steps=3), StepCounter())
+    assert isinstance(env.transform, StepCounter)
+    env.append_transform(RewardSum())
+    assert isinstance(env.transform, Compose) and len(env.transform) == 2
+    assert "episode_reward" in env.observation_spec.keys()
+    env.insert_transform(0, DoubleToFloat())
+    assert isinstance(env.transform[0], DoubleToFloat)
+    assert env.transform[0].parent is env.base_env
+    assert isinstance(env.transform[2].parent, TransformedEnv)  # base env + the two before it
+    assert env.base_env.max_steps == 3 and env.max_steps == 3  # attributes of the base env are reachable
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        env.nope
+    env.transform = Compose(RewardSum())
+    assert "step_count" not in env.observation_spec.keys()
+    check_env_specs(env)
+    assert "TransformedEnv" in repr(env) and "RewardSum" in repr(env)
+
+
+def test_nested_transformed_env():
+    inner = TransformedEnv(CountingEnv(max_steps=3), StepCounter())
+    env = TransformedEnv(inner, RewardSum())
+    check_env_specs(env)
+    ro = env.rollout(5, break_when_any_done=False)
+    assert ro["next", "step_count"].squeeze(-1).tolist() == [1, 2, 3, 1, 2]
+    assert ro["next", "episode_reward"].squeeze(-1).tolist() == [1.0, 2.0, 3.0, 1.0, 2.0]
+
+
+def test_pickle_and_deepcopy_keep_the_chain_linked():
+    env = TransformedEnv(CountingEnv(max_steps=3), Compose(StepCounter(), RewardSum()))
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.transform.container is clone
+    assert clone.transform[1].container is clone.transform
+    assert clone.transform[1].parent is not None
+    check_env_specs(clone)
+    copied = env.transform[0].clone()
+    assert copied.container is None  # a clone is free to join another chain
+
+
+def test_state_dict_round_trip(seed_env):
+    fresh = TransformedEnv(
+        _gym_env(), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter())
+    )
+    fresh.load_state_dict(seed_env.state_dict())
+    assert torch.equal(fresh.transform[0].loc, seed_env.transform[0].loc)
+    check_env_specs(fresh)
+    fresh.close()
+
+
+def test_batched_env_partial_reset_through_transforms():
+    env = TransformedEnv(CountingEnv(max_steps=100, batch_size=[2]), Compose(StepCounter(), RewardSum()))
+    td = env.reset()
+    for _ in range(3):
+        td = env.step_and_maybe_reset(env.rand_action(td))[1]
+    td.set("_reset", torch.tensor([[True], [False]]))
+    td = env.reset(td)
+    assert td["step_count"].squeeze(-1).tolist() == [0, 3]
+    assert td["episode_reward"].squeeze(-1).tolist() == [0.0, 3.0]
+    td = env.rand_step(td)
+    assert td["next", "step_count"].squeeze(-1).tolist() == [1, 4]
+
+
+def test_gym_vector_env_chain():
+    base = _gym_env("CartPole-v1", num_envs=3, categorical_action_encoding=True)
+    env = TransformedEnv(base, Compose(StepCounter(max_steps=15), CatFrames(3, -1, in_keys=["observation"]), RewardSum()))
+    env.set_seed(0)
+    check_env_specs(env)
+    ro = env.rollout(40, break_when_any_done=False)
+    count, nxt = ro["step_count"], ro["next", "step_count"]
+    assert (nxt == count + 1).all() and nxt.max() <= 15
+    done = ro["next", "done"]
+    assert (count[:, 1:] == torch.where(done[:, :-1], 0, nxt[:, :-1])).all()
+    at_limit = nxt == 15
+    assert at_limit.any() and ro["next", "truncated"][at_limit].all() and done[at_limit].all()
+    env.close()
+
+
+# --- specs must say what the env emits ----------------------------------------------------
+class _SilentCast(Transform):
+    """A buggy transform: changes the dtype without telling the spec."""
+
+    def _apply_transform(self, value):
+        return value.double()
+
+
+class _SilentKey(Transform):
+    """A buggy transform: writes an entry no spec declares."""
+
+    def _call(self, tensordict):
+        tensordict.set("extra", torch.zeros(*tensordict.batch_size, 1))
+        return tensordict
+
+
+def test_check_env_specs_catches_transforms_that_lie():
+    with pytest.raises(ValueError, match="dtype"):
+        check_env_specs(TransformedEnv(CountingEnv(), _SilentCast(in_keys=["observation"])))
+    with pytest.raises(ValueError, match="extra"):
+        check_env_specs(TransformedEnv(CountingEnv(), _SilentKey()))
+
+
+# --- bad input -------------------------------------------------------------------------------
+def test_missing_in_key_names_transform_key_and_fix():
+    with pytest.raises(KeyError, match=r"ObservationNorm: in_key 'pixels' is not produced.*observation.*Fix"):
+        TransformedEnv(CountingEnv(), ObservationNorm(loc=0.0, scale=1.0, in_keys=["pixels"]))
+
+
+def test_observation_norm_used_before_stats():
+    env = TransformedEnv(CountingEnv(), ObservationNorm(in_keys=["observation"]))
+    with pytest.raises(RuntimeError, match=r"ObservationNorm.*'observation'.*init_stats.*loc= and scale="):
+        env.rollout(3)
+    with pytest.raises(RuntimeError, match="init_stats"):
+        check_env_specs(env)
+
+
+def test_init_stats_without_variance():
+    env = TransformedEnv(CountingEnv(max_steps=1), ObservationNorm(in_keys=["observation"]))
+    # with one-step episodes the root observation is always the reset value 0
+    with pytest.raises(ValueError, match=r"init_stats: 'observation' has no variance.*Fix"):
+        env.transform.init_stats(num_iter=50)
+    assert not env.transform.initialized
+
+
+def test_init_stats_needs_an_env():
+    with pytest.raises(RuntimeError, match="attach the transform first"):
+        ObservationNorm(in_keys=["observation"]).init_stats(10)
+
+
+def test_append_that_cannot_accept_the_spec_is_undone():
+    env = TransformedEnv(TransformTestEnv(), Compose(CatTensors(["observation"], out_key="vector")))
+    before = env.observation_spec.clone()
+    with pytest.raises(KeyError, match=r"ObservationNorm: in_key 'observation' is not produced.*vector.*Fix"):
+        env.transform.append(ObservationNorm(loc=0.0, scale=1.0, in_keys=["observation"]))
+    assert len(env.transform) == 1 and env.observation_spec == before
+    with pytest.raises(ValueError, match=r"GrayScale: 'vector' must be a floating-point image.*ToTensorImage"):
+        env.append_transform(GrayScale(in_keys=["vector"]))
+    with pytest.raises(ValueError, match=r"CatTensors: cannot concatenate.*dtype.*Fix"):
+        env.append_transform(Compose(DTypeCastTransform(torch.float32, torch.float64, in_keys=["vector"],
+                                                        out_keys=["v64"]),
+                                     CatTensors(["vector", "v64"], out_key="both")))
+    assert len(env.transform) == 1
+    check_env_specs(env)
+
+
+def test_replacing_the_transform_with_a_bad_one_is_undone():
+    env = TransformedEnv(CountingEnv(), StepCounter())
+    with pytest.raises(KeyError, match="pixels"):
+        env.transform = ObservationNorm(loc=0.0, scale=1.0, in_keys=["pixels"])
+    assert isinstance(env.transform, StepCounter) and env.transform.container is env
+    check_env_specs(env)
+
+
+def test_transform_lives_in_one_chain():
+    t = StepCounter()
+    TransformedEnv(CountingEnv(), t)
+    with pytest.raises(ValueError, match="already attached.*clone"):
+        TransformedEnv(CountingEnv(), t)
+
+
+def test_forward_missing_key():
+    t = ObservationNorm(loc=0.0, scale=1.0, in_keys=["obs"])
+    with pytest.raises(KeyError, match=r"ObservationNorm: in_key 'obs' is neither at the root nor under 'next'"):
+        t(TensorDict({"observation": torch.zeros(3)}, []))
+
+
+def test_step_without_reset_entries():
+    env = TransformedEnv(CountingEnv(), StepCounter())
+    td = env.reset().exclude("step_count")
+    with pytest.raises(KeyError, match=r"StepCounter.*'step_count'.*env.reset"):
+        env.rand_step(td)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ObservationNorm(loc=0.0), "both loc and scale"),
+        (lambda: ObservationNorm(loc=0.0, scale=0.0), "non-zero"),
+        (lambda: StepCounter(max_steps=0), "positive int"),
+        (lambda: CatFrames(N=2, dim=1), "negative int"),
+        (lambda: Transform(in_keys=["a", "b"], out_keys=["c"]), "same length"),
+        (lambda: Compose(StepCounter(), "not a transform"), "Transform instances"),
+    ],
+)
+def test_bad_constructor_arguments(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_norm_shape_mismatch_at_attach():
+    with pytest.raises(ValueError, match=r"loc has shape \(5,\).*'observation'.*Fix"):
+        TransformedEnv(TransformTestEnv(obs_dim=3), ObservationNorm(loc=torch.zeros(5), scale=torch.ones(5)))
+
+
+def test_vectorized_and_stepped_roads_agree_on_gym(seed_env):
+    """The seed chain over gymnasium: mapped at once == stepped, given the same actions."""
+    env = seed_env
+    torch.manual_seed(0)
+    env.set_seed(3)
+    fast = env.rollout(300, break_when_any_done=False)
+    actions = fast["action"]
+    env.set_seed(3)
+    state = {"t": 0}
+
+    def replay(td):
+        td.set("action", actions[state["t"]])
+        state["t"] += 1
+        return td
+
+    stepped = env.rollout(300, replay, break_when_any_done=False)
+    assert set(fast.keys(True, True)) == set(stepped.keys(True, True))
+    for key in fast.keys(True, True):
+        a, b = fast.get(key), stepped.get(key)
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=str(key))
+    assert fast["next", "done"].sum() > 3  # the comparison crossed several resets
+
+
+def test_unbounded_spec_kept_for_norm():
+    env = TransformedEnv(TransformTestEnv(), ObservationNorm(loc=0.0, scale=2.0))
+    assert isinstance(env.observation_spec["observation"], Unbounded)
