@@ -34,13 +34,14 @@ BAD_ACTION = (
 class _Slots:
     """Per-key lists of one batch, laid out like the first step's TensorDict (nested dicts for sub-TensorDicts)."""
 
-    __slots__ = ("lists", "subs", "zeros", "n", "clone")
+    __slots__ = ("lists", "subs", "zeros", "n", "clone", "originals")
 
     def __init__(self, td: TensorDictBase, skip: tuple = ()) -> None:
         self.lists: dict[str, list] = {}
         self.subs: dict[str, _Slots] = {}
         self.zeros: dict[str, torch.Tensor] = {}
         self.clone: set = set()
+        self.originals: dict[str, list] = {}
         for key, value in td.items():
             if key in skip:
                 continue
@@ -81,20 +82,32 @@ class _Slots:
         for sub in self.subs.values():
             sub._fill(t)
 
-    def aliasing(self) -> list:
-        """Keys whose last two entries share memory (an env writing into one tensor every step)."""
-        out = []
-        for key, lst in self.lists.items():
-            if len(lst) < 2 or lst[-1] is self.zeros[key] or not lst[-1].numel():
-                continue
-            if lst[-1].data_ptr() == lst[-2].data_ptr():
-                out.append(key)
-        return out
+    def guard(self, checking: bool) -> None:
+        """Clone the entries that an env or policy rewrites in place instead of returning anew.
 
-    def clone_last(self, keys: list) -> None:
-        for key in keys:
-            lst = self.lists[key]
-            lst[-1] = lst[-1].clone()
+        While ``checking`` (the first steps), every entry of the step is cloned and the
+        originals are kept alive, so that a later entry with the same memory address
+        proves the writer reuses its tensor; such keys are cloned at every step from then on.
+        """
+        for key, lst in self.lists.items():
+            value = lst[-1]
+            if value is self.zeros[key]:
+                continue
+            if checking:
+                originals = self.originals.setdefault(key, [])
+                if any(o.data_ptr() == value.data_ptr() for o in originals) and value.numel():
+                    self.clone.add(key)
+                originals.append(value)
+                lst[-1] = value.clone()
+            elif key in self.clone:
+                lst[-1] = value.clone()
+        for sub in self.subs.values():
+            sub.guard(checking)
+
+    def stop_checking(self) -> None:
+        self.originals.clear()
+        for sub in self.subs.values():
+            sub.stop_checking()
 
     def stack(self, dim: int, out: dict, prefix: tuple = ()) -> None:
         for key, lst in self.lists.items():
@@ -121,8 +134,6 @@ class StepLoop:
         self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
         self.max_steps = collector.max_frames_per_traj
         self.validated = False
-        self.clone_root: list = []
-        self.clone_next: list = []
         self.truncations = torch.zeros(0)
 
     # --- the first step: validation and the layout of a batch -------------------------------
@@ -155,12 +166,13 @@ class StepLoop:
         The env is reset afterwards by the caller, so the first batch starts from a reset.
         """
         before = set(root.keys())
-        td = self.call_policy(root.clone())
-        self.check_policy(td)
-        preset = td.get("next", None)
-        if preset is not None:
-            td = td.exclude("next")
-        td = self.env.step(td)  # EnvBase.step's checks, once
+        with torch.random.fork_rng(devices=[]):  # the probe does not move the caller's random stream
+            td = self.call_policy(root.clone())
+            self.check_policy(td)
+            preset = td.get("next", None)
+            if preset is not None:
+                td = td.exclude("next")
+            td = self.env.step(td)  # EnvBase.step's checks, once
         nxt = td.get("next")
         if preset is not None:
             nxt.update(preset)
@@ -172,7 +184,8 @@ class StepLoop:
         ]
         self.recurrent = list(preset.keys()) if preset is not None else []
         self.validated = True
-        self.checks_left = 2
+        self.checks_left = 3
+        self.guarded = False
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, root: TensorDictBase, steps: int, random_batch: bool) -> tuple[TensorDictBase, TensorDictBase]:
@@ -185,6 +198,7 @@ class StepLoop:
         policy = self.call_policy
         env = self.env
         smr, direct, recurrent = self.smr, self.direct, self.recurrent
+        guarded = self.checks_left > 0 or self.guarded
         for t in range(steps):
             if actions is not None:
                 td = root
@@ -192,6 +206,9 @@ class StepLoop:
                     td.set(key, value[t])
             else:
                 td = policy(root)
+            rs.record(td, t)
+            if guarded:
+                rs.guard(self.checks_left > 0)
             preset = None
             if recurrent:
                 preset = td.get("next", None)
@@ -210,29 +227,24 @@ class StepLoop:
             if trunc_rec is not None:
                 over = self._count_steps(nxt)
                 trunc_rec.append(over)
-            rs.record(td, t)
             ns.record(nxt, t)
-            if self.checks_left or self.clone_root or self.clone_next:
-                self._guard_aliasing()
+            if guarded:
+                ns.guard(self.checks_left > 0)
+                if self.checks_left:
+                    self.checks_left -= 1
+                    if not self.checks_left:
+                        rs.stop_checking()
+                        ns.stop_checking()
+                        guarded = bool(rs.clone or ns.clone or any(x.clone for x in (*rs.subs.values(), *ns.subs.values())))
             if smr:
                 root = self._after_smr(nxt, root_after, over)
             else:
                 root = self._next_root(td, nxt, over)
+        self.guarded = guarded
         out = self._stack(steps)
         if trunc_rec is not None:
             self.truncations = torch.stack(trunc_rec, dim=len(self.batch))
         return out, root
-
-    def _guard_aliasing(self) -> None:
-        """Clone the entries an env (or policy) rewrites in place every step instead of returning anew."""
-        if self.checks_left:
-            self.checks_left -= 1
-            self.clone_root += [k for k in self.root_slots.aliasing() if k not in self.clone_root]
-            self.clone_next += [k for k in self.next_slots.aliasing() if k not in self.clone_next]
-            if self.checks_left:
-                return
-        self.root_slots.clone_last(self.clone_root)
-        self.next_slots.clone_last(self.clone_next)
 
     def _count_steps(self, nxt: TensorDictBase) -> torch.Tensor:
         steps = self.c._traj_steps

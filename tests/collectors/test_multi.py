@@ -1,0 +1,113 @@
+"""MultiSyncDataCollector and MultiaSyncDataCollector: batches, ids, weights, failures, shutdown."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import time
+
+import pytest
+import torch
+from tensordict.nn import TensorDictModule
+from torch import nn
+
+from tdrl.collectors import MultiaSyncDataCollector, MultiSyncDataCollector
+from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv
+
+
+def _linear_policy() -> TensorDictModule:
+    return TensorDictModule(nn.Linear(3, 2), in_keys=["observation"], out_keys=["action"])
+
+
+def test_multisync_batches_and_ids():
+    fns = [functools.partial(CountingEnv, max_steps=2), functools.partial(CountingEnv, max_steps=3)]
+    collector = MultiSyncDataCollector(fns, None, frames_per_batch=12, total_frames=30)
+    batches = list(collector)
+    assert [b.batch_size for b in batches] == [torch.Size([2, 6])] * 3
+    ids = torch.cat([b["collector", "traj_ids"] for b in batches], -1)
+    for i, n in enumerate((2, 3)):
+        obs = torch.cat([b["next", "observation"][i, :, 0] for b in batches])
+        assert obs[: 2 * n].tolist() == list(range(1, n + 1)) * 2
+        assert (ids[i] % 2 == i).all()  # worker-unique ids
+        changed = ids[i, 1:] != ids[i, :-1]
+        assert torch.equal(changed, obs[:-1] == n)
+    collector.shutdown()
+
+
+def test_multisync_cat_results_and_split():
+    collector = MultiSyncDataCollector(CountingEnv, None, num_workers=2, frames_per_batch=8, total_frames=8,
+                                       cat_results=-1, split_trajs=True)
+    batch = next(iter(collector))
+    assert batch["collector", "mask"].sum() == 8
+    collector.shutdown()
+
+
+def test_multiasync_batches():
+    collector = MultiaSyncDataCollector([ContinuousActionMock] * 2, None, frames_per_batch=5, total_frames=20)
+    batches = list(collector)
+    assert len(batches) == 4 and all(b.batch_size == (5,) for b in batches)
+    assert collector._frames == 20
+    collector.shutdown()
+
+
+@pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
+def test_weights_are_pushed(cls):
+    policy = _linear_policy()
+    collector = cls([ContinuousActionMock] * 2, policy, frames_per_batch=4, total_frames=-1)
+    it = iter(collector)
+    first = next(it)
+    assert (first["action"] != 0).any()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.zero_()
+    collector.update_policy_weights_()
+    # a batch already in flight may predate the push; the ones after it use the new weights
+    later = [next(it) for _ in range(3)]
+    assert (later[-1]["action"] == 0).all()
+    state = collector.state_dict()
+    assert state["frames"] == 16 and "policy_state_dict" in state
+    collector.shutdown()
+
+
+def test_worker_error_reaches_parent():
+    collector = MultiSyncDataCollector([functools.partial(FailingEnv, fail_after=4)] * 2, None,
+                                       frames_per_batch=4, total_frames=-1)
+    it = iter(collector)
+    next(it)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"(?s)MultiSyncDataCollector worker 0 raised.*FailingEnv: failing on purpose"):
+        next(it)
+    assert time.monotonic() - start < 30
+    procs = list(collector._procs)
+    collector.shutdown()
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_bad_input():
+    with pytest.raises(RuntimeError, match="no simulator"):
+        MultiSyncDataCollector([_raising_factory], None, frames_per_batch=4)
+    with pytest.raises(ValueError, match="multiple of the number of workers"):
+        MultiSyncDataCollector([CountingEnv] * 3, None, frames_per_batch=10)
+    lazy = TensorDictModule(nn.LazyLinear(2), in_keys=["observation"], out_keys=["action"])
+    with pytest.raises(ValueError, match="uninitialized"):
+        MultiaSyncDataCollector([ContinuousActionMock], lazy, frames_per_batch=4)
+    with pytest.raises(TypeError, match="callables"):
+        MultiSyncDataCollector([CountingEnv()], None, frames_per_batch=4)
+    with pytest.raises(ValueError, match="num_workers"):
+        MultiSyncDataCollector(CountingEnv, None, frames_per_batch=4)
+
+
+def _raising_factory():
+    raise RuntimeError("no simulator here")
+
+
+def test_garbage_collection_stops_workers():
+    collector = MultiaSyncDataCollector([CountingEnv] * 2, None, frames_per_batch=4, total_frames=-1)
+    it = iter(collector)
+    next(it)
+    procs = list(collector._procs)
+    del it, collector
+    gc.collect()
+    for p in procs:
+        p.join(10)
+    assert not any(p.is_alive() for p in procs)
