@@ -352,3 +352,31 @@ def test_vectorized_and_stepped_roads_agree_on_gym(seed_env):
 def test_unbounded_spec_kept_for_norm():
     env = TransformedEnv(TransformTestEnv(), ObservationNorm(loc=0.0, scale=2.0))
     assert isinstance(env.observation_spec["observation"], Unbounded)
+
+
+@pytest.mark.parametrize("batched_cls", ["SerialEnv", "ParallelEnv"])
+def test_over_batched_envs_in_a_collector(batched_cls):
+    import functools
+
+    from tdrl import envs
+    from tdrl.collectors import SyncDataCollector
+    from tdrl.envs import InitTracker
+
+    base = getattr(envs, batched_cls)(2, functools.partial(TransformTestEnv, p_end=0.3))
+    env = TransformedEnv(
+        base, Compose(StepCounter(max_steps=4), CatFrames(2, -1, in_keys=["observation"], out_keys=["pair"]),
+                      InitTracker())
+    )
+    env.set_seed(0)
+    check_env_specs(env)
+    collector = SyncDataCollector(env, None, frames_per_batch=40, total_frames=80)
+    try:
+        for batch in collector:
+            count, nxt = batch["step_count"], batch["next", "step_count"]
+            assert (nxt == count + 1).all() and nxt.max() <= 4
+            assert torch.equal(batch["is_init"], count == 0)
+            assert torch.equal(batch["pair"][..., 3:], batch["observation"])  # the newest frame is last
+            assert torch.equal(batch["next", "pair"][..., :3], batch["observation"])
+    finally:
+        collector.shutdown()
+        env.close()

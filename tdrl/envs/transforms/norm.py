@@ -119,27 +119,32 @@ class ObservationNorm(Transform):
 
     # --- maps ----------------------------------------------------------------------------
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        if self.loc is None or self.scale is None:
+        buffers = self._buffers  # read once: this runs at every step
+        loc, scale = buffers["loc"], buffers["scale"]
+        if loc is None or scale is None:
             for key in self.in_keys:
                 if tensordict.get(key, None) is not None:
                     raise RuntimeError(_NOT_INITIALIZED.format(keys=self.in_keys, key=key))
             return tensordict
-        return super()._call(tensordict)
+        forward = not self.standard_normal
+        for in_key, out_key in zip(self.in_keys, self.out_keys):
+            x = tensordict.get(in_key, None)
+            if x is not None:
+                tensordict.set(out_key, self._map(x, loc, scale, forward))
+        return tensordict
 
-    def _affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dtype = _out_dtype(x.dtype)
-        loc, scale = self.loc, self.scale
-        if x.dtype != dtype:
-            x = x.to(dtype)
-        if loc.dtype != dtype:
-            loc, scale = loc.to(dtype), scale.to(dtype)
-        return x, loc, scale
+    @staticmethod
+    def _map(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, affine: bool) -> torch.Tensor:
+        """``x * scale + loc`` (``affine``) or ``(x - loc) / scale``, in ``x``'s floating dtype."""
+        if x.dtype != loc.dtype or not x.dtype.is_floating_point:
+            dtype = _out_dtype(x.dtype)
+            x, loc, scale = x.to(dtype), loc.to(dtype), scale.to(dtype)
+        if affine:
+            return torch.addcmul(loc, x, scale)
+        return (x - loc) / scale
 
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
-        x, loc, scale = self._affine(value)
-        if self.standard_normal:
-            return (x - loc) / scale
-        return torch.addcmul(loc, x, scale)
+        return self._map(value, self.loc, self.scale, not self.standard_normal)
 
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self.in_keys_inv and not self.initialized:
@@ -147,10 +152,7 @@ class ObservationNorm(Transform):
         return super()._inv_call(tensordict)
 
     def _inv_apply_transform(self, value: torch.Tensor) -> torch.Tensor:
-        x, loc, scale = self._affine(value)
-        if self.standard_normal:
-            return torch.addcmul(loc, x, scale)
-        return (x - loc) / scale
+        return self._map(value, self.loc, self.scale, self.standard_normal)
 
     def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
         if self.initialized:
