@@ -61,6 +61,14 @@ class ToTensorImage(Transform):
         dtype: the output dtype (default ``torch.get_default_dtype()``).
         in_keys: the images (default ``["pixels"]``).
         out_keys: where to write them (default ``in_keys``).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> td = TensorDict({"pixels": torch.full((4, 5, 3), 51, dtype=torch.uint8)}, [])
+        >>> img = ToTensorImage()(td)["pixels"]
+        >>> img.shape, img.max().item()
+        (torch.Size([3, 4, 5]), 0.20000000298023224)
     """
 
     def __init__(
@@ -105,6 +113,12 @@ class Resize(Transform):
 
     Raises:
         ValueError: for non-positive sizes or an unknown interpolation.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> Resize(2)(TensorDict({"pixels": torch.ones(3, 8, 8)}, []))["pixels"].shape
+        torch.Size([3, 2, 2])
     """
 
     _MODES = ("bilinear", "nearest", "bicubic", "area")
@@ -148,6 +162,12 @@ class GrayScale(Transform):
     Args:
         in_keys: the images (default ``["pixels"]``).
         out_keys: where to write them (default ``in_keys``).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> GrayScale()(TensorDict({"pixels": torch.ones(3, 2, 2)}, []))["pixels"].shape
+        torch.Size([1, 2, 2])
     """
 
     def __init__(
@@ -182,6 +202,14 @@ class CenterCrop(Transform):
 
     Raises:
         ValueError: for non-positive sizes; at attach time, for a crop larger than the image.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> img = torch.arange(16.0).view(1, 4, 4)
+        >>> CenterCrop(2)(TensorDict({"pixels": img}, []))["pixels"]
+        tensor([[[ 5.,  6.],
+                 [ 9., 10.]]])
     """
 
     def __init__(

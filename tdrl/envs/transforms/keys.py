@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.transforms.transforms import Transform, _key_tuple, _unravel
+from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _unravel  # noqa: F401 (doctests)
 from tdrl.envs.utils import DONE_KEYS
 from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec, Unbounded
 
@@ -60,6 +60,13 @@ class RenameTransform(Transform):
 
     Raises:
         ValueError: when renaming a done flag (at attach time).
+
+    Examples:
+        >>> from tdrl.envs import TransformedEnv
+        >>> from tdrl.testing import CountingEnv
+        >>> env = TransformedEnv(CountingEnv(), RenameTransform(["observation"], ["count"]))
+        >>> env.rollout(2)["next", "count"].squeeze(-1)
+        tensor([1., 2.])
     """
 
     def __init__(
@@ -111,6 +118,13 @@ class ExcludeTransform(Transform):
 
     Raises:
         ValueError: when excluding a done flag (at attach time).
+
+    Examples:
+        >>> from tdrl.envs import TransformedEnv
+        >>> from tdrl.testing import NestedKeyMock
+        >>> env = TransformedEnv(NestedKeyMock(), ExcludeTransform(("data", "states")))
+        >>> env.observation_spec.keys(True, True)
+        []
     """
 
     def __init__(self, *excluded_keys: NestedKey) -> None:
@@ -149,6 +163,13 @@ class SelectTransform(Transform):
 
     Raises:
         ValueError: with ``keep_dones=False``.
+
+    Examples:
+        >>> from tdrl.envs import StepCounter, TransformedEnv
+        >>> from tdrl.testing import CountingEnv
+        >>> env = TransformedEnv(CountingEnv(), Compose(StepCounter(), SelectTransform("step_count")))
+        >>> env.observation_spec.keys()
+        ['step_count']
     """
 
     def __init__(self, *selected_keys: NestedKey, keep_rewards: bool = True, keep_dones: bool = True) -> None:

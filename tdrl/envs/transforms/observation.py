@@ -39,6 +39,13 @@ class DTypeCastTransform(Transform):
         out_keys: where to write them (default ``in_keys``).
         in_keys_inv: base-env inputs cast back to ``dtype_in``.
         out_keys_inv: the entries the policy writes (default ``in_keys_inv``).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> t = DTypeCastTransform(torch.float32, torch.float16, in_keys=["x"])
+        >>> t(TensorDict({"x": torch.ones(2)}, []))["x"].dtype
+        torch.float16
     """
 
     def __init__(
@@ -138,6 +145,13 @@ class ClipTransform(Transform):
 
     Raises:
         ValueError: when both bounds are missing or ``low > high``.
+
+    Examples:
+        >>> from tdrl.envs import TransformedEnv
+        >>> from tdrl.testing import CountingEnv
+        >>> env = TransformedEnv(CountingEnv(max_steps=9), ClipTransform(in_keys=["observation"], high=2.0))
+        >>> env.rollout(4)["next", "observation"].squeeze(-1)
+        tensor([1., 2., 2., 2.])
     """
 
     def __init__(
