@@ -21,6 +21,7 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 
 from tdrl.envs.libs.gym import GymEnv
+from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import OneHotCategorical, ProbabilisticActor, ValueOperator
 from tdrl.objectives import LossModule
 from tdrl.objectives.value import GAE, TD1Estimator
@@ -107,8 +108,9 @@ def make_policy():
 # The loss reads the batch, recomputes the log-probability of the actions taken under the
 # current policy (`actor.get_dist(td).log_prob(action)`), and weights it by the returns.
 #
-# Without a baseline, the weights are the reward-to-go within each episode, standardized over
-# the batch (a cheap variance reduction). With a baseline, a value network `V(s)` is
+# Without a baseline, the weights are the reward-to-go within each episode. In both versions
+# the weights are standardized over the batch (a cheap variance reduction that also makes one
+# learning rate fit both). With a baseline, a value network `V(s)` is
 # subtracted: the weight becomes the advantage `A = G - V(s)`, computed by an estimator
 # (`TD1Estimator` is the Monte-Carlo return with bootstrapping at truncation), and a second
 # loss teaches `V` to predict the return.
@@ -126,11 +128,11 @@ class MyReinforce(LossModule):
     def forward(self, td: TensorDict) -> TensorDict:
         if self.critic is None:
             weight = reward2go(td["next", "reward"], td["next", "done"], self.gamma, time_dim=td.ndim - 1)
-            weight = (weight - weight.mean()) / (weight.std() + 1e-6)
         else:
             with torch.no_grad():
                 self.estimator(td)  # writes "advantage" and "value_target"
             weight = td["advantage"]
+        weight = (weight - weight.mean()) / (weight.std() + 1e-6)
         log_prob = self.actor.get_dist(td).log_prob(td["action"]).unsqueeze(-1)
         out = TensorDict({"loss_actor": -(log_prob * weight.detach()).mean()}, [])
         if self.critic is not None:
@@ -144,7 +146,9 @@ class MyReinforce(LossModule):
 #
 # Each iteration collects 8 x 125 = 1000 frames with `env.rollout`: done sub-envs are reset
 # on the fly (`break_when_any_done=False`), and the last step of each row is marked
-# `truncated` (`set_truncated=True`) so the baseline version bootstraps there.
+# `truncated` (`set_truncated=True`) so the baseline version bootstraps there. Outside a
+# collector, a probabilistic actor returns its deterministic action unless told otherwise:
+# `set_exploration_type(ExplorationType.RANDOM)` makes it sample.
 
 # %%
 def train(use_baseline: bool) -> list:
@@ -155,7 +159,7 @@ def train(use_baseline: bool) -> list:
     optim = torch.optim.Adam(loss_module.parameters(), lr=1e-2)
     curve, frames, td = [], 0, None
     while frames < total_frames:
-        with torch.no_grad():
+        with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
             batch = env.rollout(125, policy, break_when_any_done=False, set_truncated=True)
         losses = loss_module(batch)
         sum(losses.values()).backward()
@@ -169,7 +173,9 @@ def train(use_baseline: bool) -> list:
 
 
 plain = train(use_baseline=False)
+print("REINFORCE, last mean episode lengths:", [round(y) for _, y in plain[-3:]])
 baseline = train(use_baseline=True)
+print("with baseline, last mean episode lengths:", [round(y) for _, y in baseline[-3:]])
 
 # %%
 for name, curve in (("REINFORCE", plain), ("REINFORCE + baseline", baseline)):
@@ -192,7 +198,7 @@ plt.show()
 
 # %%
 critic = ValueOperator(nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 1)), in_keys=["observation"])
-with torch.no_grad():
+with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
     batch = env.rollout(50, make_policy(), break_when_any_done=False, set_truncated=True)
     GAE(gamma=0.99, lmbda=0.95, value_network=critic)(batch)
 print(batch["advantage"].shape, batch["value_target"].shape)
