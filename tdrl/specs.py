@@ -206,6 +206,15 @@ class TensorSpec:
     def _reshaped(self, shape: torch.Size, fn) -> TensorSpec:
         return self._clone_to(shape=shape)
 
+    def drop_leading_dims(self, n: int) -> TensorSpec:
+        """This spec without its first ``n`` dims (e.g. an env's batch dims).
+
+        Bounds are those of the first element along the dropped dims.
+        """
+        if n == 0:
+            return self.clone()
+        return self._clone_to(shape=self.shape[n:])
+
     def to(self, dest: DeviceLike | torch.dtype) -> TensorSpec:
         """A copy on another device, or with another dtype."""
         if isinstance(dest, torch.dtype):
@@ -389,6 +398,10 @@ class Bounded(TensorSpec):
     def project(self, value: torch.Tensor) -> torch.Tensor:
         value = value.to(self.dtype)
         return torch.maximum(torch.minimum(value, self.space.high.to(value.device)), self.space.low.to(value.device))
+
+    def drop_leading_dims(self, n: int) -> Bounded:
+        idx = (0,) * n
+        return Bounded(self.space.low[idx], self.space.high[idx], device=self.device, dtype=self.dtype)
 
     def _reshaped(self, shape: torch.Size, fn) -> Bounded:
         return Bounded(fn(self.space.low), fn(self.space.high), shape=shape, device=self.device, dtype=self.dtype)
@@ -626,6 +639,9 @@ class MultiCategorical(TensorSpec):
         if value.dtype.is_floating_point:
             value = value.round()
         return torch.minimum(value.clamp_min(0).long(), self.nvec.to(value.device) - 1).to(self.dtype)
+
+    def drop_leading_dims(self, n: int) -> MultiCategorical:
+        return MultiCategorical(self.nvec[(0,) * n], device=self.device, dtype=self.dtype)
 
     def _clone_to(self, **changes: Any) -> MultiCategorical:
         shape = changes.get("shape", self.shape)
@@ -984,6 +1000,12 @@ class Composite:
             return self.clone()
         shape = [s for i, s in enumerate(self.shape) if i != dim]
         return Composite({k: v.squeeze(dim) for k, v in self._specs.items()}, shape=shape, device=self._device)
+
+    def drop_leading_dims(self, n: int) -> Composite:
+        """This spec and its entries without their first ``n`` dims."""
+        return Composite(
+            {k: v.drop_leading_dims(n) for k, v in self._specs.items()}, shape=self.shape[n:], device=self._device
+        )
 
     def to(self, dest: DeviceLike | torch.dtype) -> Composite:
         device = self._device if isinstance(dest, torch.dtype) else torch.device(dest)

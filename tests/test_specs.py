@@ -173,3 +173,12 @@ def test_unsqueeze_squeeze_roundtrip():
     un = spec.unsqueeze(0)
     assert un.shape == (1, 3) and un.low.shape == (1, 3)
     assert un.squeeze(0) == spec
+
+
+def test_drop_leading_dims():
+    b = Bounded(low=torch.zeros(3, 2), high=torch.ones(3, 2))
+    assert b.drop_leading_dims(1) == Bounded(low=torch.zeros(2), high=torch.ones(2))
+    assert MultiCategorical([[2, 3]] * 4).drop_leading_dims(1).nvec.tolist() == [2, 3]
+    assert Categorical(5, shape=(4, 1)).drop_leading_dims(1).shape == (1,)
+    comp = Composite(a=Unbounded(shape=(4, 3)), shape=(4,))
+    assert comp.drop_leading_dims(1)["a"].shape == (3,)

@@ -2,6 +2,8 @@
 
 from tdrl.envs.batched import ParallelEnv, SerialEnv
 from tdrl.envs.common import EnvBase, make_composite_from_td
+from tdrl.envs.custom import PendulumEnv
+from tdrl.envs.libs import DMControlEnv, DMControlWrapper, GymEnv, GymWrapper
 from tdrl.envs.transforms import *  # noqa: F401,F403
 from tdrl.envs.transforms import __all__ as _transform_names
 from tdrl.envs.utils import (
@@ -17,6 +19,11 @@ __all__ = [
     "make_composite_from_td",
     "SerialEnv",
     "ParallelEnv",
+    "GymEnv",
+    "GymWrapper",
+    "DMControlEnv",
+    "DMControlWrapper",
+    "PendulumEnv",
     "ExplorationType",
     "check_env_specs",
     "exploration_type",

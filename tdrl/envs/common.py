@@ -205,6 +205,23 @@ class EnvBase(nn.Module):
         self.full_action_spec = spec
 
     @property
+    def action_spec_unbatched(self) -> TensorSpec | Composite:
+        """The action spec of one sub-env: ``action_spec`` without the batch dims.
+
+        Use it for a policy's bounds (e.g. ``TanhNormal``'s ``low``/``high``) so that the
+        policy also works on minibatches whose shape is not the env's batch size.
+        """
+        return self.action_spec.drop_leading_dims(self.batch_dims)
+
+    @property
+    def full_action_spec_unbatched(self) -> Composite:
+        return self.full_action_spec.drop_leading_dims(self.batch_dims)
+
+    @property
+    def observation_spec_unbatched(self) -> Composite:
+        return self.full_observation_spec.drop_leading_dims(self.batch_dims)
+
+    @property
     def full_state_spec(self) -> Composite:
         return self.input_spec["full_state_spec"]
 

@@ -131,3 +131,13 @@ def test_unimplemented_subclass_says_what_to_write():
 
     with pytest.raises(NotImplementedError, match="must implement _reset"):
         Empty().reset()
+
+
+def test_unbatched_specs_drop_the_batch_dims():
+    from tdrl.testing import ContinuousActionMock
+
+    env = ContinuousActionMock(batch_size=[4, 2], action_dim=2)
+    spec = env.action_spec_unbatched
+    assert spec.shape == (2,) and spec.space.low.shape == (2,)
+    assert env.observation_spec_unbatched["observation"].shape == (3,)
+    assert env.full_action_spec_unbatched.shape == ()
