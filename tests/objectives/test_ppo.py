@@ -67,7 +67,8 @@ def perturb(module: nn.Module, scale: float = 0.3) -> None:
 def test_seed_call_returns_scalar_losses_and_detached_diagnostics():
     actor, value = tdrl_actor(), critic()
     loss = ClipPPOLoss(actor_network=actor, critic_network=value, clip_epsilon=0.2, entropy_bonus=True,
-                       entropy_coef=1e-4, critic_coef=1.0, loss_critic_type="smooth_l1")
+                       entropy_coef=1e-4, critic_coef=1.0, loss_critic_type="smooth_l1",
+                       log_explained_variance=True)
     out = loss(batch(actor))
     total = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
     total.backward()
@@ -366,6 +367,9 @@ def test_clip_ppo_matches_torchrl(options):
     ours_out = ours(data.clone())
     for key in ("loss_objective", "loss_critic", "clip_fraction", "kl_approx", "ESS"):
         torch.testing.assert_close(ours_out[key].detach(), theirs_out[key].detach().reshape(()), atol=1e-5, rtol=1e-5)
+    assert "explained_variance" not in ours_out.keys()  # opt-in here
+    ev = ClipPPOLoss(our_actor, our_value, log_explained_variance=True, **options)(data.clone())
+    torch.testing.assert_close(ev["explained_variance"], theirs_out["explained_variance"].reshape(()), atol=1e-5, rtol=1e-5)
     assert 0 < ours_out["clip_fraction"] < 1
     # and the gradients of the objective agree
     g_ours = torch.autograd.grad(ours_out["loss_objective"], list(net.parameters()))
