@@ -164,6 +164,13 @@ def test_non_tensor_data_is_refused():
     assert not storage.initialized
 
 
+def test_refused_first_write_does_not_allocate(make_transitions):
+    storage = LazyTensorStorage(4)
+    with pytest.raises(ValueError, match="batch of 2 items"):
+        storage.set(slice(0, 3), make_transitions(2))
+    assert not storage.initialized and len(storage) == 0
+
+
 def test_out_of_range_index_is_refused(make_transitions):
     storage = LazyTensorStorage(4)
     with pytest.raises(IndexError, match="out of range"):

@@ -13,10 +13,22 @@ differences, so rounding errors do not accumulate.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from tdrl.data.replay_buffers._pages import advise_huge_pages
 
 __all__ = ["SumMinTree"]
 
 _MAX_BLOCKS = 4096
+
+
+def _huge_array(size: int, fill: float) -> np.ndarray:
+    """A float64 array backed by huge pages when it is large (random walks miss the TLB less)."""
+    tensor = torch.empty(size, dtype=torch.float64)
+    advise_huge_pages(tensor)
+    array = tensor.numpy()
+    array.fill(fill)
+    return array
 
 
 class SumMinTree:
@@ -49,8 +61,8 @@ class SumMinTree:
         self._size = size
         self._blocks = blocks  # the block level is nodes blocks .. 2 * blocks - 1
         self._levels = size.bit_length() - blocks.bit_length()  # levels between leaves and blocks
-        self._sum = np.zeros(2 * size, dtype=np.float64)
-        self._min = np.full(2 * size, np.inf, dtype=np.float64)
+        self._sum = _huge_array(2 * size, 0.0)
+        self._min = _huge_array(2 * size, np.inf)
         self._sum_pairs = self._sum.reshape(size, 2)
         self._min_pairs = self._min.reshape(size, 2)
 
@@ -122,7 +134,7 @@ class SumMinTree:
             RuntimeError: when every slot is 0.
         """
         blocks = self._sum[self._blocks : 2 * self._blocks]
-        cumulative = np.cumsum(blocks)
+        cumulative = torch.cumsum(torch.from_numpy(blocks), 0).numpy()  # ~3x numpy's cumsum
         if not cumulative[-1] > 0:
             raise RuntimeError("cannot sample: every priority is zero")
         mass = np.asarray(fraction, dtype=np.float64).reshape(-1) * cumulative[-1]

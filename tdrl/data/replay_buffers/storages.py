@@ -293,7 +293,7 @@ class TensorStorage(Storage):
             if max_size is not None and max_size != size:
                 raise ValueError(f"max_size={max_size} does not match the storage's first dimension {size}")
             super().__init__(size)
-        if device == "auto" or device is not None:
+        if device is not None:
             self.device: torch.device | str = "auto" if device == "auto" else torch.device(device)
         elif storage is not None and storage.device is not None:
             self.device = storage.device
@@ -353,43 +353,52 @@ class TensorStorage(Storage):
 
     # ------------------------------------------------------------------ writes
     def set(self, cursor: Index, data: TensorDictBase | torch.Tensor) -> None:
+        if not isinstance(data, (TensorDictBase, torch.Tensor)):
+            raise TypeError(
+                f"a tensor storage holds TensorDicts or tensors, got {type(data).__name__}; "
+                "use ListStorage for arbitrary Python objects"
+            )
         batched = not isinstance(cursor, (int, np.integer))
+        max_size = self.max_size
+        # positions first, so that a refused write does not even allocate
+        if not batched:
+            pos = int(cursor)  # type: ignore[arg-type]
+            if not 0 <= pos < max_size:
+                raise IndexError(f"cursor {pos} is out of range for a storage of max_size {max_size}")
+        else:
+            if data.ndim == 0:
+                raise ValueError("extend() needs a batch: got data without a batch dimension; use add() for one item")
+            count = data.shape[0]
+            if isinstance(cursor, slice):
+                start, stop, step = cursor.indices(max_size)
+                if step != 1 or stop - start != count:
+                    raise ValueError(f"cannot write a batch of {count} items at {cursor} of a storage of max_size {max_size}")
+            else:
+                index = _as_index_tensor(cursor)
+                if index.numel() != count:
+                    raise ValueError(f"got a batch of {count} items for {index.numel()} positions")
+                if count == 0:
+                    return
+                low, high = int(index.min()), int(index.max())
+                if low < 0 or high >= max_size:
+                    raise IndexError(f"positions {low}..{high} are out of range for a storage of max_size {max_size}")
         if self._layout is None:
             self._allocate(TensorLayout.from_data(data, batched=batched))
         layout = self._layout
         assert layout is not None  # allocated above
         sources = layout.leaves_of(data, batched=batched)
-        max_size = self.max_size
         if not batched:
-            pos = int(cursor)  # type: ignore[arg-type]
-            if not 0 <= pos < max_size:
-                raise IndexError(f"cursor {pos} is out of range for a storage of max_size {max_size}")
             for dst, src in zip(self._leaves, sources):
                 dst[pos].copy_(src)
             self._written(pos, pos + 1, pos)
-            return
-        count = sources[0].shape[0]
-        if isinstance(cursor, slice):
-            start, stop, step = cursor.indices(max_size)
-            if step != 1 or stop - start != count:
-                raise ValueError(
-                    f"cannot write {count} items at {cursor} of a storage of max_size {max_size}"
-                )
+        elif isinstance(cursor, slice):
             for dst, src in zip(self._leaves, sources):
                 dst[start:stop].copy_(src)
             self._written(start, stop, stop - 1)
-            return
-        index = _as_index_tensor(cursor)
-        if index.numel() != count:
-            raise ValueError(f"got {count} items for {index.numel()} positions")
-        if count == 0:
-            return
-        low, high = int(index.min()), int(index.max())
-        if low < 0 or high >= max_size:
-            raise IndexError(f"positions {low}..{high} are out of range for a storage of max_size {max_size}")
-        for dst, src in zip(self._leaves, sources):
-            dst.index_copy_(0, index.to(dst.device), src.to(device=dst.device, dtype=dst.dtype))
-        self._written(low, high + 1, int(index[-1]))
+        else:
+            for dst, src in zip(self._leaves, sources):
+                dst.index_copy_(0, index.to(dst.device), src.to(device=dst.device, dtype=dst.dtype))
+            self._written(low, high + 1, int(index[-1]))
 
     def _written(self, low: int, high: int, last: int) -> None:
         """Bookkeeping after rows ``low .. high - 1`` were written, ``last`` the newest."""
