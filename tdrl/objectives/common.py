@@ -68,7 +68,10 @@ class LossModule(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.tensor_keys = self.default_keys()
-        self._value_estimator: ValueEstimatorBase | None = None
+        # The estimator is held outside the module tree: the networks it calls belong to
+        # the loss already, and its gamma/lmbda should not enter the loss's state_dict
+        # (a fresh loss, whose estimator is built on first use, must load it).
+        self.__dict__["_value_estimator"] = None
         self._value_hyperparams: dict[str, Any] = {}
         self._target_names: list[str] = []
 
@@ -109,7 +112,7 @@ class LossModule(nn.Module):
 
     @value_estimator.setter
     def value_estimator(self, estimator: ValueEstimatorBase) -> None:
-        self._value_estimator = estimator
+        self.__dict__["_value_estimator"] = estimator
         self._forward_value_estimator_keys()
 
     def _value_network_for_estimator(self) -> nn.Module | None:
@@ -159,7 +162,7 @@ class LossModule(nn.Module):
         if value_type in _NO_LAMBDA:
             hp.pop("lmbda", None)
         hp.setdefault("value_network", self._value_network_for_estimator())
-        self._value_estimator = _ESTIMATOR_CLASSES[value_type](**hp)
+        self.__dict__["_value_estimator"] = _ESTIMATOR_CLASSES[value_type](**hp)
         self._forward_value_estimator_keys()
         return self
 

@@ -143,6 +143,14 @@ def test_target_network_is_used_by_the_estimator():
     torch.testing.assert_close(target, torch.full((4, 1), 3.0))  # r + V_target(s') = 1 + 2
 
 
+def test_state_dict_round_trip_ignores_the_lazy_estimator():
+    loss = ToyLoss(_net())
+    loss(_data())  # builds the estimator
+    fresh = ToyLoss(_net())
+    fresh.load_state_dict(loss.state_dict())
+    torch.testing.assert_close(fresh.value_network.module.weight, loss.value_network.module.weight)
+
+
 def test_distance_loss_errors():
     with pytest.raises(ValueError, match="shapes"):
         distance_loss(torch.zeros(3, 1), torch.zeros(3), "l2")

@@ -221,6 +221,11 @@ class ValueEstimatorBase(nn.Module):
                 return value, next_value
         in_keys = list(getattr(net, "in_keys", []))
         for k in in_keys:
+            if k not in data.keys(include_nested=True):
+                raise MissingKeyError(
+                    f"{type(self).__name__}: the value network reads {k!r}, which is not in the "
+                    f"input (keys: {keys_repr(data)}); pass the rollout it was built for."
+                )
             if k not in nxt.keys(include_nested=True):
                 raise MissingKeyError(
                     f"{type(self).__name__}: the value network reads {k!r}, which is missing "
