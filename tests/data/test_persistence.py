@@ -207,3 +207,18 @@ def test_empty_buffer_round_trip(tmp_path):
     other = ReplayBuffer(storage=LazyTensorStorage(10))
     other.loads(tmp_path)
     assert len(other) == 0 and not other.storage.initialized
+
+
+def test_list_storage_of_mixed_items_round_trip(tmp_path):
+    rb = ReplayBuffer(storage=ListStorage(10), collate_fn=list)
+    items = [torch.ones(2), TensorDict({"a": torch.zeros(3)}, []), 3, "four", [5.0, None], {"six": torch.arange(2)}]
+    rb.extend(items)
+    rb.dumps(tmp_path)
+    other = ReplayBuffer(storage=ListStorage(10), collate_fn=list)
+    other.loads(tmp_path)
+    loaded = other[list(range(6))]
+    assert torch.equal(loaded[0], items[0]) and (loaded[1] == items[1]).all()
+    assert loaded[2:5] == [3, "four", [5.0, None]] and torch.equal(loaded[5]["six"], torch.arange(2))
+    rb.add(object())
+    with pytest.raises(TypeError, match="without pickle"):
+        rb.dumps(tmp_path / "again")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tensordict import TensorDict
 
 import tdrl.data
 from tdrl.data.replay_buffers import (

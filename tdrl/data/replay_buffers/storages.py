@@ -229,7 +229,11 @@ class ListStorage(Storage):
         self._version += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self._bookkeeping(), "family": "list", "items": list(self._items)}
+        items: Any = list(self._items)
+        stacked = _stackable(items)
+        if stacked:  # one tensor per leaf rather than one per leaf and item
+            items = torch.stack(items)
+        return {**self._bookkeeping(), "family": "list", "stacked": stacked, "items": items}
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
         self._check_common(state, "list")
@@ -238,10 +242,32 @@ class ListStorage(Storage):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
-        self._items = [_own(item) for item in state["items"]]
+        if state.get("stacked"):
+            self._items = list(state["items"].clone().unbind(0))
+        else:
+            self._items = [_own(item) for item in state["items"]]
         self._len = len(self._items)
         self._last_cursor = state["last_cursor"]
         self._version += 1
+
+
+def _stackable(items: list[Any]) -> bool:
+    """Whether ``items`` are tensors (or TensorDicts) of one shape and structure."""
+    if not items:
+        return False
+    first = items[0]
+    if isinstance(first, torch.Tensor) and type(first) is torch.Tensor:
+        return all(type(i) is torch.Tensor and i.shape == first.shape and i.dtype == first.dtype for i in items)
+    if isinstance(first, TensorDictBase):
+        try:
+            layout = TensorLayout.from_data(first, batched=False)
+            return all(
+                isinstance(item, TensorDictBase) and TensorLayout.from_data(item, batched=False) == layout
+                for item in items[1:]
+            )
+        except (TypeError, KeyError, ValueError):
+            return False
+    return False
 
 
 def _own(obj: Any) -> Any:
