@@ -240,9 +240,14 @@ def _parse(argv: list[str] | None) -> PPOConfig:
     p.add_argument("--out-dir", default=defaults.out_dir, help="output folder (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=defaults.eval_every, help="batches between evaluations")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default: %(default)s; small MLPs run fastest on one thread)",
+    )
     args = p.parse_args(argv)
     if args.frames < args.frames_per_batch:
         p.error(f"--frames ({args.frames}) must be at least --frames-per-batch ({args.frames_per_batch})")
+    torch.set_num_threads(args.threads)
     return PPOConfig(
         env=args.env, frames=args.frames, seed=args.seed, device=args.device, frames_per_batch=args.frames_per_batch,
         out_dir=args.out_dir, eval_every=args.eval_every, progress=not args.no_progress,
@@ -253,7 +258,6 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     cfg = _parse(argv)
     warnings.filterwarnings("ignore", message=".*out of date.*")
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     result = train(cfg)
     logs = result["logs"]
     print(
