@@ -380,3 +380,24 @@ def test_over_batched_envs_in_a_collector(batched_cls):
     finally:
         collector.shutdown()
         env.close()
+
+
+class _CloseRecorder(CountingEnv):
+    closed = 0
+
+    def close(self) -> None:
+        type(self).closed += 1
+        super().close()
+
+
+def test_parent_view_does_not_close_the_base_env():
+    import gc
+
+    env = TransformedEnv(_CloseRecorder(max_steps=4), Compose(StepCounter(), ObservationNorm(in_keys=["observation"])))
+    _CloseRecorder.closed = 0
+    env.transform[1].init_stats(num_iter=40)  # runs the parent view (base env + StepCounter)
+    gc.collect()
+    assert _CloseRecorder.closed == 0
+    check_env_specs(env)
+    env.close()
+    assert _CloseRecorder.closed >= 1

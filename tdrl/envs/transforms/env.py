@@ -233,10 +233,10 @@ class TransformedEnv(EnvBase):
         )
 
     def close(self) -> None:
-        """Close the base env."""
+        """Close the base env (a parent view made by ``Transform.parent`` leaves it open)."""
         super().close()
         base = self.__dict__.get("_modules", {}).get("base_env")
-        if base is not None:
+        if base is not None and self.__dict__.get("_link", True):
             base.close()
 
     # --- attribute access ------------------------------------------------------------------
