@@ -1,5 +1,164 @@
 # %% [markdown]
-# # One training loop, five simulators
+# # Environments, specs and transforms — and swapping the simulator
+#
+# An environment in tdrl is a function from one `TensorDict` to the next. `reset()` returns
+# the first observation; `step(td)` reads `td["action"]` and writes what follows under
+# `td["next"]`: the observation, the reward, and three flags — `done`, `terminated` and
+# `truncated`. Specs describe every one of those entries. Transforms sit between the
+# simulator and your code and change what it emits — with their specs.
+#
+# This notebook covers, in order: specs; writing an env of your own; `check_env_specs`;
+# transforms; and finally training one PPO loop over five simulator backends with only the
+# env constructor changed.
+
+# %%
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders offscreen; no display needed
+
+import torch
+from tensordict import TensorDict
+
+from tdrl.envs import (
+    CatFrames,
+    Compose,
+    DoubleToFloat,
+    EnvBase,
+    RewardSum,
+    StepCounter,
+    TransformedEnv,
+    check_env_specs,
+    step_mdp,
+)
+from tdrl.envs.libs.gym import GymEnv
+from tdrl.specs import Bounded, Categorical, Composite, Unbounded
+
+# %% [markdown]
+# ## Specs
+#
+# A spec is a shape, a dtype and a set of legal values. It can draw a random legal value,
+# say whether a value is legal (and why not), and project a value onto the legal set.
+
+# %%
+action = Bounded(low=-2.0, high=2.0, shape=(1,))
+print(action)
+print("random:", action.rand(), " zero:", action.zero())
+print("is 3.0 legal?", action.is_in(torch.tensor([3.0])), "-", action.mismatch(torch.tensor([3.0])))
+print("projected:", action.project(torch.tensor([3.0])))
+
+# %% [markdown]
+# `Composite` nests specs under keys the way a `TensorDict` nests tensors, so one spec can
+# describe a whole step. Its `rand()` and `zero()` return TensorDicts.
+
+# %%
+spec = Composite(
+    observation=Unbounded(shape=(3,)),
+    next=Composite(reward=Unbounded(shape=(1,))),
+)
+print(spec["next", "reward"])
+print(spec.rand())
+
+# %% [markdown]
+# ## An env of your own
+#
+# Subclass `EnvBase`, declare the specs in `__init__`, and write `_reset`, `_step` and
+# `_set_seed`. Here: a point on a line that the action pushes; the episode terminates when
+# the point leaves `[-1, 1]`. The base class gives you `rollout`, `rand_step`, error
+# checking of the action, and the default `done`/`terminated`/`truncated` specs.
+
+# %%
+class Line(EnvBase):
+    def __init__(self):
+        super().__init__()
+        self.observation_spec = Composite(position=Unbounded(shape=(1,)))
+        self.action_spec = Bounded(low=-0.5, high=0.5, shape=(1,))
+        self.reward_spec = Unbounded(shape=(1,))
+        self.rng = torch.Generator().manual_seed(0)
+
+    def _reset(self, tensordict):
+        self.x = torch.rand(1, generator=self.rng) - 0.5
+        return TensorDict({"position": self.x.clone()}, [])
+
+    def _step(self, tensordict):
+        self.x = self.x + tensordict["action"]
+        out = self.x.abs() > 1
+        return TensorDict(
+            {"position": self.x.clone(), "reward": -self.x.abs(), "done": out, "terminated": out,
+             "truncated": torch.zeros_like(out)},
+            [],
+        )
+
+    def _set_seed(self, seed):
+        self.rng.manual_seed(seed)
+
+
+line = Line()
+check_env_specs(line)
+print(line.rollout(20))
+
+# %% [markdown]
+# `check_env_specs` steps the env and compares every entry with its spec. Forget to declare
+# an entry — or write one with the wrong shape — and it says which key and what it expected:
+
+# %%
+class Leaky(Line):
+    def _step(self, tensordict):
+        return super()._step(tensordict).set("velocity", tensordict["action"])
+
+
+try:
+    check_env_specs(Leaky())
+except ValueError as err:
+    print("ValueError:", err)
+
+# %% [markdown]
+# Errors on the step itself are just as specific:
+
+# %%
+td = line.reset()
+try:
+    line.step(td.set("action", torch.zeros(2)))
+except ValueError as err:
+    print("ValueError:", err)
+
+# %% [markdown]
+# ## Transforms
+#
+# `TransformedEnv(env, transform)` runs transforms on everything the env emits. Each
+# transform updates the specs to match its output, so `check_env_specs` still holds:
+#
+# - `StepCounter(max_steps=50)` counts steps and *truncates* episodes at 50 (`truncated`
+#   and `done` set, `terminated` not: the agent did not fail, it ran out of time);
+# - `RewardSum` keeps the running return of the episode in `"episode_reward"`;
+# - `CatFrames(N, dim=-1)` stacks the last N observations (restarting at each episode).
+
+# %%
+env = TransformedEnv(
+    GymEnv("Pendulum-v1"),
+    Compose(
+        DoubleToFloat(),
+        StepCounter(max_steps=50),
+        RewardSum(),
+        CatFrames(N=4, dim=-1, in_keys=["observation"], out_keys=["stacked"]),
+    ),
+)
+check_env_specs(env)
+print(env.observation_spec)
+ro = env.rollout(100)
+print("steps:", ro.batch_size[0], " truncated at the end:", ro["next", "truncated"][-1].item(),
+      " terminated:", ro["next", "terminated"][-1].item())
+print("episode return:", ro["next", "episode_reward"][-1].item())
+print("stacked observation:", ro["stacked"].shape)
+
+# %% [markdown]
+# A transform is also a plain module on TensorDicts: called on data, it applies the same map
+# (to the root and to `"next"`), which is how it works inside a replay buffer.
+
+# %%
+print(DoubleToFloat()(GymEnv("Pendulum-v1").rollout(3))["next", "observation"].dtype)
+
+# %% [markdown]
+# ## One training loop, five simulators
 #
 # A training loop written against tdrl's env API does not know which simulator it runs on.
 # Everything the loop needs — observations, actions, rewards, done flags and their specs —
@@ -53,7 +212,7 @@ torch.set_num_threads(1)  # networks this small run faster on one thread
 total_frames = int(os.environ.get("TDRL_TUTORIAL_FRAMES", 30_000))  # per backend
 
 # %% [markdown]
-# ## The backends
+# ### The backends
 #
 # Each entry is a function that builds the env: the only thing that differs between runs.
 
@@ -80,7 +239,7 @@ for name, make_env in BACKENDS.items():
 # `"observation"` vector, which is what our policy reads. Its observations are float64
 # (MuJoCo's precision); the `DoubleToFloat` transform in the loop casts them for the network.
 #
-# ## Same task, same numbers
+# ### Same task, same numbers
 #
 # Before trusting a swap, check it. The native torch pendulum and gymnasium's draw their
 # initial states from different random generators, so we put gymnasium's pendulum in the
@@ -105,7 +264,7 @@ for action in native.action_spec.rand((200,)):
 print(f"largest difference over a whole episode: {worst:.1e}")
 
 # %% [markdown]
-# ## The training loop
+# ### The training loop
 #
 # This is the PPO loop of the first tutorial, packed in a function of the base env. Two
 # lines are written so that they hold for a batched env too:
@@ -172,7 +331,7 @@ def train(base_env, total_frames, frames_per_batch=1000, num_epochs=4, sub_batch
     return logs
 
 # %% [markdown]
-# ## Swap and run
+# ### Swap and run
 #
 # The same call for every backend; only `make_env` changes.
 
@@ -211,7 +370,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## How fast is each backend?
+# ### How fast is each backend?
 #
 # Without a policy in the way, a rollout measures the simulator and the wrapper alone. The
 # native torch env steps a whole batch in one call, so its frames/s grows with the batch
@@ -237,7 +396,7 @@ for name, fps in speeds.items():
     print(f"{name:>22}: {fps:12,.0f} frames/s  ({fps / speeds['gymnasium']:6.1f}x gymnasium)")
 
 # %% [markdown]
-# ## Where next
+# ### Where next
 #
 # - `PendulumEnv(device="cuda")` keeps the whole simulation on the GPU, next to the policy.
 # - `DMControlEnv(..., from_pixels=True)` adds rendered frames under `"pixels"` (set
