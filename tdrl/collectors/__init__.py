@@ -1,6 +1,11 @@
 """Collectors: run a policy in envs and hand out fixed-size batches of frames."""
 
-from tdrl.collectors.multi import MultiaSyncDataCollector, MultiSyncDataCollector
+from tdrl.collectors.multi import (
+    MultiAsyncCollector,
+    MultiaSyncDataCollector,
+    MultiSyncCollector,
+    MultiSyncDataCollector,
+)
 from tdrl.collectors.sync import Collector, DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import RandomPolicy, split_trajectories
 
@@ -10,6 +15,8 @@ __all__ = [
     "DataCollectorBase",
     "MultiSyncDataCollector",
     "MultiaSyncDataCollector",
+    "MultiSyncCollector",
+    "MultiAsyncCollector",
     "RandomPolicy",
     "split_trajectories",
 ]

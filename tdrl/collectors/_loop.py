@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from tdrl.envs._stepping import StepRecorder, td_from_flat
 from tdrl.envs.common import EnvBase, _new_td
 
 __all__ = ["StepLoop", "NO_ACTION", "BAD_ACTION"]
@@ -29,91 +30,6 @@ BAD_ACTION = (
     "(env batch_size {batch} + action spec shape {spec}). Fix the policy's output size "
     "(e.g. its last layer's out_features) or its in_keys."
 )
-
-
-class _Slots:
-    """Per-key lists of one batch, laid out like the first step's TensorDict (nested dicts for sub-TensorDicts)."""
-
-    __slots__ = ("lists", "subs", "zeros", "n", "clone", "originals")
-
-    def __init__(self, td: TensorDictBase, skip: tuple = ()) -> None:
-        self.lists: dict[str, list] = {}
-        self.subs: dict[str, _Slots] = {}
-        self.zeros: dict[str, torch.Tensor] = {}
-        self.clone: set = set()
-        self.originals: dict[str, list] = {}
-        for key, value in td.items():
-            if key in skip:
-                continue
-            if isinstance(value, torch.Tensor):
-                self.lists[key] = []
-                self.zeros[key] = torch.zeros_like(value)
-            else:
-                self.subs[key] = _Slots(value)
-        self.n = len(self.lists) + len(self.subs)
-
-    def new_batch(self) -> None:
-        for lst in self.lists.values():
-            lst.clear()
-        for sub in self.subs.values():
-            sub.new_batch()
-
-    def record(self, td: TensorDictBase, t: int) -> None:
-        lists, subs = self.lists, self.subs
-        seen = 0
-        for key, value in td.items():
-            lst = lists.get(key)
-            if lst is not None:
-                lst.append(value)
-                seen += 1
-            else:
-                sub = subs.get(key)
-                if sub is not None:
-                    sub.record(value, t)
-                    seen += 1
-        if seen != self.n:
-            self._fill(t)
-
-    def _fill(self, t: int) -> None:
-        """Entries missing at step ``t`` (e.g. policy outputs during random steps) are zeros."""
-        for key, lst in self.lists.items():
-            if len(lst) <= t:
-                lst.append(self.zeros[key])
-        for sub in self.subs.values():
-            sub._fill(t)
-
-    def guard(self, checking: bool) -> None:
-        """Clone the entries that an env or policy rewrites in place instead of returning anew.
-
-        While ``checking`` (the first steps), every entry of the step is cloned and the
-        originals are kept alive, so that a later entry with the same memory address
-        proves the writer reuses its tensor; such keys are cloned at every step from then on.
-        """
-        for key, lst in self.lists.items():
-            value = lst[-1]
-            if value is self.zeros[key]:
-                continue
-            if checking:
-                originals = self.originals.setdefault(key, [])
-                if any(o.data_ptr() == value.data_ptr() for o in originals) and value.numel():
-                    self.clone.add(key)
-                originals.append(value)
-                lst[-1] = value.clone()
-            elif key in self.clone:
-                lst[-1] = value.clone()
-        for sub in self.subs.values():
-            sub.guard(checking)
-
-    def stop_checking(self) -> None:
-        self.originals.clear()
-        for sub in self.subs.values():
-            sub.stop_checking()
-
-    def stack(self, dim: int, out: dict, prefix: tuple = ()) -> None:
-        for key, lst in self.lists.items():
-            out[(*prefix, key)] = torch.stack(lst, dim)
-        for key, sub in self.subs.items():
-            sub.stack(dim, out, (*prefix, key))
 
 
 class StepLoop:
@@ -133,6 +49,11 @@ class StepLoop:
         self.action_top = {k if isinstance(k, str) else k[0] for k in self.action_keys}
         self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
         self.max_steps = collector.max_frames_per_traj
+        # random actions do not depend on observations: a batched env can run them without a round trip per step
+        self.open_loop = (
+            hasattr(type(env), "_rollout_actions") and self.max_steps is None and collector.reset_when_done
+            and not self.move
+        )
         self.validated = False
         self.truncations = torch.zeros(0)
 
@@ -176,13 +97,14 @@ class StepLoop:
         nxt = td.get("next")
         if preset is not None:
             nxt.update(preset)
-        self.root_slots = _Slots(td, skip=("next", "_reset"))
-        self.next_slots = _Slots(nxt)
+        self.root_slots = StepRecorder(td, skip=("next", "_reset"))
+        self.next_slots = StepRecorder(nxt)
         self.next_carry = [k for k in nxt.keys() if k not in self.reward_top]
         self.root_carry = [
             k for k in before if k not in self.next_carry and k not in self.action_top and k not in ("next", "_reset")
         ]
         self.recurrent = list(preset.keys()) if preset is not None else []
+        self.carries = bool(self.recurrent or self.root_carry)
         self.validated = True
         self.checks_left = 3
         self.guarded = False
@@ -195,6 +117,11 @@ class StepLoop:
         ns.new_batch()
         trunc_rec: list | None = [] if self.max_steps is not None else None
         actions = self.c._random.draw(steps) if random_batch else None
+        if actions is not None and self.open_loop and not self.recurrent:
+            tdim = len(self.batch)
+            seq = td_from_flat({k: v.movedim(0, tdim) for k, v in actions}, torch.Size([*self.batch, steps]))
+            data, root = self.env._rollout_actions(root, seq)
+            return self._conform(data, steps), root
         policy = self.call_policy
         env = self.env
         smr, direct, recurrent = self.smr, self.direct, self.recurrent
@@ -277,7 +204,10 @@ class StepLoop:
         if self.single:
             if not bool(done):
                 return root
-            return self._after_reset(self.env.reset(root), None)
+            if self.carries:
+                return self._after_reset(self.env.reset(root), None)
+            self.c._traj_steps.zero_()
+            return self.env.reset()  # nothing of the old root survives a reset
         if not bool(done.any()):
             return root
         mask = done.clone()
@@ -315,6 +245,18 @@ class StepLoop:
                 m = mask.reshape(*self.batch, *([1] * (value.ndim - len(self.batch))))
                 root.set(key, value.masked_fill(m, 0))
         return root
+
+    def _conform(self, data: TensorDictBase, steps: int) -> TensorDictBase:
+        """``data`` with the batch layout of the closed-loop path (policy outputs as zeros)."""
+        tdim = len(self.batch)
+        src = {}
+        for prefix, slots in (((), self.root_slots), (("next",), self.next_slots)):
+            for key, zero in slots.leaves(prefix):
+                value = data.get(key, None)
+                if value is None:
+                    value = torch.zeros((*self.batch, steps, *zero.shape[tdim:]), dtype=zero.dtype, device=zero.device)
+                src[key] = value
+        return TensorDict({k[0] if len(k) == 1 else k: v for k, v in src.items()}, batch_size=(*self.batch, steps))
 
     def _stack(self, steps: int) -> TensorDictBase:
         dim = len(self.batch)

@@ -46,7 +46,7 @@ from tdrl.envs.batched import _gather, _send, _shutdown
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
-__all__ = ["MultiSyncDataCollector", "MultiaSyncDataCollector"]
+__all__ = ["MultiSyncDataCollector", "MultiaSyncDataCollector", "MultiSyncCollector", "MultiAsyncCollector"]
 
 _TRAJ = ("collector", "traj_ids")
 
@@ -460,3 +460,9 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
             if obj in conns:
                 return conns[obj]
         return sentinels[ready[0]]
+
+
+MultiSyncCollector = MultiSyncDataCollector
+"""TorchRL's current name for :class:`MultiSyncDataCollector`."""
+MultiAsyncCollector = MultiaSyncDataCollector
+"""TorchRL's current name for :class:`MultiaSyncDataCollector`."""

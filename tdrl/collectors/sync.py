@@ -265,7 +265,7 @@ class SyncDataCollector(DataCollectorBase):
             if self._root is None or self.reset_at_each_iter:
                 self._root = self._reset_all()
                 self._renew_ids()
-            random_batch = self._frames < self.init_random_frames
+            random_batch = self.policy is None or self._frames < self.init_random_frames
             out, self._root = self._loop.run(self._root, self._steps, random_batch)
         resets = out.get(("next", "done")).reshape(numel, self._steps)
         if not self.reset_when_done:

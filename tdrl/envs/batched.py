@@ -42,6 +42,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import multiprocessing as mp
 from torch import nn
 
+from tdrl.envs._stepping import ActionRunner, td_from_flat
 from tdrl.envs.common import EnvBase, _new_td
 
 __all__ = ["SerialEnv", "ParallelEnv"]
@@ -56,13 +57,6 @@ _SPEC_MISMATCH = (
     "{cls}: the env built for worker {i} differs from worker 0's: its {what} is {theirs}, worker 0's is {ours}. "
     "Every worker must build the same kind of env (same batch size and specs)."
 )
-
-
-def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
-    """A TensorDict from a ``{key: tensor}`` mapping whose keys may be nested tuples, without checks."""
-    if any(type(k) is tuple for k in source):
-        return TensorDict(source, batch_size=batch_size, device=device)
-    return _new_td(source, batch_size, device)
 
 
 def _normalize_factories(cls: str, num_workers: int, create_env_fn: Any, create_env_kwargs: Any) -> list:
@@ -105,6 +99,7 @@ def _meta_mismatch(cls: str, metas: list) -> None:
                 raise ValueError(_SPEC_MISMATCH.format(cls=cls, i=i, what=what, theirs=theirs, ours=ours))
 
 
+
 class _BatchedEnv(EnvBase):
     """What SerialEnv and ParallelEnv share: specs expanded by ``num_workers``, key lists, seeding."""
 
@@ -128,6 +123,23 @@ class _BatchedEnv(EnvBase):
             if key not in src and key != "next" and key not in self._action_set:
                 src[key] = value
         return _new_td(src, self.batch_size, None)
+
+    def _carry(self, old_root: TensorDictBase, env_root: TensorDictBase) -> TensorDictBase:
+        """``env_root`` plus the entries of ``old_root`` that the env does not own (e.g. a policy's state)."""
+        src = dict(env_root.items())
+        for key, value in old_root.items():
+            if key not in src and key != "next" and key != "_reset" and key not in self._action_set:
+                src[key] = value
+        return _new_td(src, self.batch_size, None)
+
+    def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        """Run a given sequence of actions (``[*batch_size, T]``, open loop), resetting what ends.
+
+        Returns the stacked steps (shape ``[*batch_size, T]``, with ``"next"``) and the
+        root of the following step. Used by collectors for random actions: no per-step
+        round trip, so ParallelEnv's workers run all ``T`` steps concurrently.
+        """
+        raise NotImplementedError
 
     def _reset_mask(self, tensordict: TensorDictBase | None) -> torch.Tensor | None:
         if tensordict is None:
@@ -191,6 +203,7 @@ class SerialEnv(_BatchedEnv):
         self.envs = nn.ModuleList(envs)
         # an env that keeps EnvBase.step is stepped through _step (the parent validated the action)
         self._direct = [type(e).step is EnvBase.step for e in envs]
+        self._runners = [ActionRunner(e) for e in envs]
 
     def _seed_workers(self, seed: int | None) -> int | None:
         for env in self.envs:
@@ -259,6 +272,20 @@ class SerialEnv(_BatchedEnv):
                         env_root.get(key)[i] = torch.where(m, value, env_root.get(key)[i])
         return tensordict, self._root_from(tensordict, nxt, env_root)
 
+    def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        steps = actions.shape[-1]
+        batches, roots = [], []
+        for i, runner in enumerate(self._runners):
+            src = {}
+            for key in self._root_keys:
+                value = root.get(key, None)
+                if value is not None:
+                    src[key] = value[i]
+            data, sub_root = runner.run(td_from_flat(src, self.sub_batch_size), actions[i], steps)
+            batches.append(data)
+            roots.append(sub_root.select(*self._root_keys, strict=False))
+        return torch.stack(batches, 0), self._carry(root, torch.stack(roots, 0))
+
     def close(self) -> None:
         super().close()
         for env in getattr(self, "envs", []):
@@ -314,6 +341,9 @@ class _Worker:
         self.in_keys, self.next_keys, self.root_keys = _env_keys(env.batch_size, env.input_spec, env.output_spec)
         self.direct = type(env).step is EnvBase.step
         self.checked = False
+        self.runner: ActionRunner | None = None
+        self.run_actions: dict = {}
+        self.run_out: dict = {}
 
     def handle(self, cmd: str, arg: Any) -> Any:
         if cmd == "step":
@@ -330,6 +360,8 @@ class _Worker:
             mask = self.inp["_reset"].clone() if self.batch else None
             self._write(self.root, self._reset(mask, **arg))
             return None
+        if cmd == "run":
+            return self._run(*arg)
         if cmd == "seed":
             return self.env.set_seed(arg)
         if cmd == "buffers":
@@ -342,6 +374,22 @@ class _Worker:
                                     if k in dict(self.next)]
             return None
         raise ValueError(f"ParallelEnv worker: unknown command {cmd!r}")
+
+    def _run(self, steps: int, actions: TensorDictBase | None) -> TensorDictBase | None:
+        """Run ``steps`` given actions from the current root; the first run of a length returns its buffer."""
+        if actions is not None:
+            self.run_actions[steps] = actions[self.idx]
+        if self.runner is None:
+            self.runner = ActionRunner(self.env)
+        root = td_from_flat({k: v.clone() for k, v in self.root}, self.batch)
+        data, root = self.runner.run(root, self.run_actions[steps], steps)
+        self._write(self.root, root)
+        out = self.run_out.get(steps)
+        if out is None:
+            out = self.run_out[steps] = data.clone().share_memory_()
+            return out
+        out.update_(data)
+        return None
 
     def _reset(self, mask: torch.Tensor | None, **kwargs: Any) -> TensorDictBase:
         sub = None if mask is None else _new_td({"_reset": mask}, self.batch)
@@ -475,6 +523,8 @@ class ParallelEnv(_BatchedEnv):
             self._finalizer = weakref.finalize(self, _shutdown, procs, conns)
             finalizer = self._finalizer
             self._closed = False
+            self._run_actions: dict = {}
+            self._run_out: dict = {}
             self._alloc_buffers()
         except BaseException:
             if finalizer is not None:
@@ -562,6 +612,21 @@ class ParallelEnv(_BatchedEnv):
         nxt = self._read(self._next_buf)
         tensordict.set("next", nxt)
         return tensordict, self._root_from(tensordict, nxt, self._read(self._root_buf))
+
+    def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        steps = actions.shape[-1]
+        shared = self._run_actions.get(steps)
+        first = shared is None
+        if first:
+            shared = self._run_actions[steps] = actions.clone().share_memory_()
+        else:
+            shared.update_(actions)
+        payloads = self._call(range(self.num_workers), "run", (steps, shared if first else None))
+        outs = self._run_out.setdefault(steps, [None] * self.num_workers)
+        for i, payload in enumerate(payloads):
+            if payload is not None:
+                outs[i] = payload
+        return torch.stack(outs, 0), self._carry(root, self._read(self._root_buf))
 
     def close(self) -> None:
         """Stop the workers (idempotent). Called on garbage collection and at exit too."""

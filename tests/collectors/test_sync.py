@@ -363,3 +363,19 @@ def test_create_env_fn_that_raises():
     assert any("create_env_fn" in note for note in info.value.__notes__)
     with pytest.raises(TypeError, match="not a tdrl EnvBase"):
         SyncDataCollector(lambda: object(), None, frames_per_batch=4)
+
+
+@pytest.mark.parametrize("cls", [SerialEnv, ParallelEnv])
+def test_random_batches_open_loop_equal_closed_loop(cls):
+    """Random actions on a batched env run without a round trip per step; the data are the same."""
+    out = []
+    for max_frames in (None, 10_000):  # max_frames_per_traj forces the per-step (closed-loop) road
+        env = cls(2, [functools.partial(CountingEnv, max_steps=2), functools.partial(CountingEnv, max_steps=3)])
+        torch.manual_seed(4)
+        collector = SyncDataCollector(env, None, frames_per_batch=10, total_frames=20, max_frames_per_traj=max_frames)
+        out.append([b for b in collector])
+        env.close()
+    for a, b in zip(*out):
+        assert set(a.keys(True, True)) == set(b.keys(True, True))
+        for key in a.keys(True, True):
+            assert torch.equal(a[key], b[key]), key

@@ -1,0 +1,198 @@
+"""SyncDataCollector against the hand-written gymnasium loop (and TorchRL 0.14.1's collector).
+
+The seed tutorial's setting: ``InvertedDoublePendulum-v4`` through ``ObservationNorm``,
+``DoubleToFloat`` and ``StepCounter``, and its 3x256 tanh MLP ``ProbabilisticActor``
+(``TanhNormal``, ``return_log_prob=True``), 1,000 frames per batch.
+
+The reference is the loop a user writes by hand with the same torch network: gymnasium
+step, the same normalization and float cast, ``torch.distributions.Normal`` sample, tanh
+squash and log-probability, a step counter, and obs / action / reward / done / log-prob
+stored into preallocated tensors, with a reset when an episode ends. Each contender runs
+one batch per round, in turn (interleaved); the ratio is the median of the rounds'
+ratios (each round pairs neighbouring measurements, so slow drifts in the machine's load
+cancel), and the rates shown are the median rounds.
+
+Clock: every contender is one single-threaded process loop, so its cost is the CPU time
+it uses (``time.process_time``). On this project's shared 2-core machine other jobs
+steal the cores at random; wall-clock rounds then measure who was preempted, CPU time
+measures the loops. ``CLOCK = time.perf_counter`` gives wall-clock figures on a quiet box.
+
+Bars (issue 5): tdrl >= 0.9x the hand-written loop, and >= 2.5x TorchRL's collector.
+
+Run: ``python -m benchmarks.bench_collector``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from statistics import median
+
+import torch
+from torch import distributions as D
+from torch import nn
+
+try:
+    from benchmarks._common import print_rows, row
+except ImportError:  # pragma: no cover - run as a script
+    from _common import print_rows, row  # type: ignore[no-redef]
+
+CLOCK = time.process_time
+ENV = "InvertedDoublePendulum-v4"
+FRAMES = 1000
+CELLS = 256
+
+
+def _net(obs_dim: int, act_dim: int) -> nn.Module:
+    from tensordict.nn import NormalParamExtractor
+
+    return nn.Sequential(
+        nn.Linear(obs_dim, CELLS), nn.Tanh(), nn.Linear(CELLS, CELLS), nn.Tanh(),
+        nn.Linear(CELLS, CELLS), nn.Tanh(), nn.Linear(CELLS, 2 * act_dim), NormalParamExtractor(),
+    )
+
+
+def _seed_env(lib: str):
+    if lib == "tdrl":
+        from tdrl.envs import Compose, DoubleToFloat, ObservationNorm, StepCounter, TransformedEnv
+        from tdrl.envs.libs.gym import GymEnv
+    else:
+        from torchrl.envs import Compose, DoubleToFloat, ObservationNorm, StepCounter, TransformedEnv
+        from torchrl.envs.libs.gym import GymEnv
+    env = TransformedEnv(GymEnv(ENV), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()))
+    return env
+
+
+def _actor(lib: str, net: nn.Module, env):
+    from tensordict.nn import TensorDictModule
+
+    if lib == "tdrl":
+        from tdrl.modules import ProbabilisticActor, TanhNormal
+    else:
+        from torchrl.modules import ProbabilisticActor, TanhNormal
+    return ProbabilisticActor(
+        TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]),
+        spec=env.action_spec,
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": env.action_spec.space.low, "high": env.action_spec.space.high},
+        return_log_prob=True,
+    )
+
+
+def _tdrl(net: nn.Module):
+    from tdrl.collectors import SyncDataCollector
+
+    env = _seed_env("tdrl")
+    env.set_seed(0)
+    env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
+    loc, scale = env.transform[0].loc.clone(), env.transform[0].scale.clone()
+    collector = SyncDataCollector(env, _actor("tdrl", net, env), frames_per_batch=FRAMES, total_frames=-1)
+    batches = iter(collector)
+    next(batches)
+
+    def run() -> float:
+        start = CLOCK()
+        batch = next(batches)
+        return batch.numel() / (CLOCK() - start)
+
+    return run, (loc, scale), collector
+
+
+def _hand(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor):
+    import gymnasium as gym
+
+    env = gym.make(ENV)
+    state = {"obs": env.reset(seed=0)[0], "count": 0}
+    low, high = -1.0, 1.0
+    obs_dim = env.observation_space.shape[0]
+
+    def run() -> float:
+        obs_buf = torch.empty(FRAMES, obs_dim)
+        act_buf = torch.empty(FRAMES, 1)
+        rew_buf = torch.empty(FRAMES, 1)
+        done_buf = torch.empty(FRAMES, 1, dtype=torch.bool)
+        logp_buf = torch.empty(FRAMES)
+        obs, count = state["obs"], state["count"]
+        start = CLOCK()
+        with torch.no_grad():
+            for t in range(FRAMES):
+                x = ((torch.from_numpy(obs) - loc) / scale).float()
+                mu, sigma = net(x)
+                dist = D.Normal(mu, sigma)
+                u = dist.sample()
+                a = torch.tanh(u)
+                logp = (dist.log_prob(u) - torch.log(1 - a.pow(2) + 1e-6)).sum(-1)
+                action = low + (a + 1) * (high - low) / 2
+                obs, reward, terminated, truncated, _ = env.step(action.numpy())
+                count += 1
+                obs_buf[t] = x
+                act_buf[t] = action
+                rew_buf[t] = reward
+                done_buf[t] = terminated or truncated
+                logp_buf[t] = logp
+                if terminated or truncated:
+                    obs, _ = env.reset()
+                    count = 0
+        elapsed = CLOCK() - start
+        state["obs"], state["count"] = obs, count
+        return FRAMES / elapsed
+
+    return run
+
+
+def _torchrl(net: nn.Module):
+    try:
+        import torchrl.collectors as trl_collectors
+    except Exception:  # noqa: BLE001 - the compare extra is optional
+        return None
+    SyncDataCollector = getattr(trl_collectors, "SyncDataCollector", None) or trl_collectors.Collector
+    env = _seed_env("torchrl")
+    env.set_seed(0)
+    env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
+    collector = SyncDataCollector(env, _actor("torchrl", net, env), frames_per_batch=FRAMES, total_frames=-1)
+    batches = iter(collector)
+    next(batches)
+
+    def run() -> float:
+        start = CLOCK()
+        batch = next(batches)
+        return batch.numel() / (CLOCK() - start)
+
+    return run, collector
+
+
+def run(rounds: int = 9) -> list[dict]:
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = _net(11, 1)
+    tdrl_run, (loc, scale), collector = _tdrl(net)
+    hand_run = _hand(net, loc, scale)
+    trl = _torchrl(net)
+    rates: dict[str, list[float]] = {"tdrl": [], "hand": [], "torchrl": []}
+    for r in range(rounds):
+        rates["tdrl"].append(tdrl_run())
+        rates["hand"].append(hand_run())
+        if trl is not None and r < 3:  # TorchRL is slow: three rounds are enough
+            rates["torchrl"].append(trl[0]())
+    collector.shutdown()
+    tdrl, hand = median(rates["tdrl"]), median(rates["hand"])
+    ratio = median([a / b for a, b in zip(rates["tdrl"], rates["hand"])])
+    torchrl = median(rates["torchrl"]) if rates["torchrl"] else None
+    main = row(f"SyncDataCollector, {ENV} + seed transforms + 3x256 ProbabilisticActor, frames/s", tdrl, hand,
+               "frames/s", ">= 0.9", torchrl=torchrl,
+               note="reference: hand-written gymnasium loop, same torch net, torch.distributions")
+    main["ratio"] = ratio
+    rows = [main]
+    if torchrl is not None:
+        rows.append(
+            row("SyncDataCollector vs TorchRL 0.14.1's collector (same env, transforms, actor)", tdrl, torchrl,
+                "frames/s", ">= 2.5", torchrl=torchrl,
+                note=f"TorchRL reaches {torchrl / hand:.2f}x the hand-written loop in this run")
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    print_rows(run())

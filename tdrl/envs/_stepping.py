@@ -1,0 +1,203 @@
+"""Stepping helpers shared by batched envs and collectors.
+
+- :func:`td_from_flat`: a TensorDict from ``{key: tensor}`` without the constructor's checks.
+- :class:`StepRecorder`: keeps each step's entries by reference (read with
+  ``TensorDict.items()``) and stacks them once per batch, cloning only the entries of a
+  writer that reuses its tensors.
+- :class:`ActionRunner`: steps an env through a given sequence of actions (open loop,
+  e.g. random actions), resetting what ends, with no per-step round trip to a caller.
+
+Examples:
+    >>> import torch
+    >>> from tdrl.testing import CountingEnv
+    >>> env = CountingEnv(max_steps=2)
+    >>> actions = td_from_flat({"action": torch.zeros(3, 1, dtype=torch.int64)}, torch.Size([3]))
+    >>> data, root = ActionRunner(env).run(env.reset(), actions, 3)
+    >>> data["next", "observation"].squeeze(-1), root["observation"]
+    (tensor([1., 2., 1.]), tensor([1.]))
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from tdrl.envs.common import EnvBase, _new_td
+
+__all__ = ["td_from_flat", "StepRecorder", "ActionRunner"]
+
+
+def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
+    """A TensorDict from a ``{key: tensor}`` mapping whose keys may be nested tuples, without checks."""
+    if any(type(k) is tuple for k in source):
+        return TensorDict(source, batch_size=batch_size, device=device)
+    return _new_td(source, batch_size, device)
+
+
+
+class StepRecorder:
+    """Keeps every step's entries by reference and stacks them once per batch.
+
+    Laid out from a first step's TensorDict (nested recorders for sub-TensorDicts), it
+    reads each step with ``TensorDict.items()`` (no per-key ``get``). Entries missing at a
+    step are zeros; :meth:`guard` clones the entries of a writer that reuses its tensors.
+    """
+
+    __slots__ = ("lists", "subs", "zeros", "n", "clone", "originals")
+
+    def __init__(self, td: TensorDictBase, skip: tuple = ()) -> None:
+        self.lists: dict[str, list] = {}
+        self.subs: dict[str, StepRecorder] = {}
+        self.zeros: dict[str, torch.Tensor] = {}
+        self.clone: set = set()
+        self.originals: dict[str, list] = {}
+        for key, value in td.items():
+            if key in skip:
+                continue
+            if isinstance(value, torch.Tensor):
+                self.lists[key] = []
+                self.zeros[key] = torch.zeros_like(value)
+            else:
+                self.subs[key] = StepRecorder(value)
+        self.n = len(self.lists) + len(self.subs)
+
+    def new_batch(self) -> None:
+        for lst in self.lists.values():
+            lst.clear()
+        for sub in self.subs.values():
+            sub.new_batch()
+
+    def record(self, td: TensorDictBase, t: int) -> None:
+        lists, subs = self.lists, self.subs
+        seen = 0
+        for key, value in td.items():
+            lst = lists.get(key)
+            if lst is not None:
+                lst.append(value)
+                seen += 1
+            else:
+                sub = subs.get(key)
+                if sub is not None:
+                    sub.record(value, t)
+                    seen += 1
+        if seen != self.n:
+            self._fill(t)
+
+    def _fill(self, t: int) -> None:
+        """Entries missing at step ``t`` (e.g. policy outputs during random steps) are zeros."""
+        for key, lst in self.lists.items():
+            if len(lst) <= t:
+                lst.append(self.zeros[key])
+        for sub in self.subs.values():
+            sub._fill(t)
+
+    def guard(self, checking: bool) -> None:
+        """Clone the entries that an env or policy rewrites in place instead of returning anew.
+
+        While ``checking`` (the first steps), every entry of the step is cloned and the
+        originals are kept alive, so that a later entry with the same memory address
+        proves the writer reuses its tensor; such keys are cloned at every step from then on.
+        """
+        for key, lst in self.lists.items():
+            value = lst[-1]
+            if value is self.zeros[key]:
+                continue
+            if checking:
+                originals = self.originals.setdefault(key, [])
+                if any(o.data_ptr() == value.data_ptr() for o in originals) and value.numel():
+                    self.clone.add(key)
+                originals.append(value)
+                lst[-1] = value.clone()
+            elif key in self.clone:
+                lst[-1] = value.clone()
+        for sub in self.subs.values():
+            sub.guard(checking)
+
+    def stop_checking(self) -> None:
+        self.originals.clear()
+        for sub in self.subs.values():
+            sub.stop_checking()
+
+    def needs_clones(self) -> bool:
+        return bool(self.clone) or any(sub.needs_clones() for sub in self.subs.values())
+
+    def leaves(self, prefix: tuple = ()) -> list:
+        """``(key, zero entry)`` for every leaf, keys as tuples."""
+        out = [((*prefix, key), zero) for key, zero in self.zeros.items()]
+        for key, sub in self.subs.items():
+            out += sub.leaves((*prefix, key))
+        return out
+
+    def stack(self, dim: int, out: dict, prefix: tuple = ()) -> None:
+        for key, lst in self.lists.items():
+            out[(*prefix, key)] = torch.stack(lst, dim)
+        for key, sub in self.subs.items():
+            sub.stack(dim, out, (*prefix, key))
+
+
+class ActionRunner:
+    """Steps one env through a given sequence of actions (open loop), resetting what ends.
+
+    A batch of random actions does not depend on observations, so a batched env can run
+    all of its steps without a round trip per step: in its workers for ParallelEnv.
+    """
+
+    def __init__(self, env: EnvBase) -> None:
+        self.env = env
+        self.direct = type(env).step is EnvBase.step
+        self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
+        self.action_keys = list(env.action_keys)
+        self.roots: StepRecorder | None = None
+        self.nexts: StepRecorder | None = None
+        self.checks = 3
+        self.guarded = True
+
+    def run(self, root: TensorDictBase, actions: TensorDictBase, steps: int) -> tuple[TensorDictBase, TensorDictBase]:
+        """``steps`` steps from ``root``; returns the stacked steps (time last) and the next root."""
+        env, batch = self.env, self.env.batch_size
+        tdim = len(batch)
+        seqs = [(k, actions.get(k).unbind(tdim)) for k in self.action_keys]
+        if self.roots is not None:
+            self.roots.new_batch()
+            self.nexts.new_batch()
+        for t in range(steps):
+            td = root
+            for key, seq in seqs:
+                td.set(key, seq[t])
+            if self.roots is None:
+                self.roots = StepRecorder(td, skip=("next", "_reset"))
+            self.roots.record(td, t)
+            if self.nexts is None:
+                nxt = env.step(td).get("next")  # EnvBase.step's checks, once
+                self.nexts = StepRecorder(nxt)
+            elif self.direct:
+                nxt = env._step(td)
+            else:
+                nxt = env.step(td).get("next")
+            self.nexts.record(nxt, t)
+            if self.guarded:
+                self._guard()
+            src = {k: v for k, v in nxt.items() if k not in self.reward_top}
+            root = _new_td(src, batch)
+            done = src["done"]
+            if bool(done.any()):
+                if batch:
+                    root.set("_reset", done.clone())
+                    root = env.reset(root)
+                else:
+                    root = env.reset()
+        out: dict = {}
+        self.roots.stack(tdim, out)
+        self.nexts.stack(tdim, out, ("next",))
+        return TensorDict({k[0] if len(k) == 1 else k: v for k, v in out.items()}, batch_size=(*batch, steps)), root
+
+    def _guard(self) -> None:
+        checking = self.checks > 0
+        self.roots.guard(checking)
+        self.nexts.guard(checking)
+        if checking:
+            self.checks -= 1
+            if not self.checks:
+                self.roots.stop_checking()
+                self.nexts.stop_checking()
+                self.guarded = self.roots.needs_clones() or self.nexts.needs_clones()
