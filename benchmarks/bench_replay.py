@@ -8,6 +8,11 @@ action float32 [6], reward float32 [1], done/terminated/truncated bool [1], with
 memory-mapped storage is filled with 1000 real HalfCheetah-v5 steps, repeated, in a
 fresh child process per library so that each resident-memory figure is its own.
 
+Times are the calling thread's CPU time per call (``time.thread_time``), median over
+rounds in which tdrl, the reference and TorchRL alternate. Everything runs on one thread
+(``torch.set_num_threads(1)``), so on an idle machine this equals the wall time; on this
+shared 2-core machine it leaves out the time other processes hold the core.
+
 Run: ``python -m benchmarks.bench_replay`` (from the repository root).
 """
 
@@ -31,7 +36,7 @@ from benchmarks._common import print_rows, row
 CAPACITY = 1_000_000
 BATCH = 256
 FRAMES = 1000
-ROUNDS = 9
+ROUNDS = 7
 
 
 def transitions(n: int, seed: int = 0) -> TensorDict:
@@ -90,24 +95,25 @@ def half_cheetah(n: int = FRAMES) -> TensorDict:
 
 
 def _interleaved(fns: dict[str, Callable[[], Any]], calls: int, rounds: int = ROUNDS) -> dict[str, float]:
-    """Median over rounds of the mean time per call (us); the candidates alternate each
-    round so that a noisy neighbour slows them all alike."""
+    """Median over rounds of the mean thread CPU time per call (us); the candidates
+    alternate each round so that cache pressure from neighbours hits them all alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         for _ in range(max(calls // 10, 3)):
             fn()
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = time.thread_time()
             for _ in range(calls):
                 fn()
-            times[name].append((time.perf_counter() - start) / calls * 1e6)
+            times[name].append((time.thread_time() - start) / calls * 1e6)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _row(figure: str, tdrl: float, reference: float, unit: str, bar: str, torchrl: float | None) -> dict[str, Any]:
     # lower is better for every figure here: ratio = reference / tdrl (> 1: tdrl is better)
-    return row(figure, tdrl, reference, unit, bar, higher_is_better=False, torchrl=torchrl)
+    note = "thread CPU time per call" if unit == "us" else "VmRSS growth while filling"
+    return row(figure, tdrl, reference, unit, bar, higher_is_better=False, torchrl=torchrl, note=note)
 
 
 def _torchrl_buffers():
@@ -206,7 +212,7 @@ def bench_prioritized() -> list[dict[str, Any]]:
         fns = {"tdrl": ours, "reference": reference, "torchrl": torchrl_step}
     except Exception:  # noqa: BLE001
         fns = {"tdrl": ours, "reference": reference}
-    times = _interleaved(fns, calls=50)
+    times = _interleaved(fns, calls=40)
     torchrl_time = times.get("torchrl")
     return [_row("Prioritized sample(256) + update_priority, 1M capacity", times["tdrl"], times["reference"], "us",
                  "<= 1000 us", torchrl_time)]

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey, unravel_key
@@ -141,9 +142,9 @@ def _finite_capacity(storage: Storage) -> Storage:
 
 
 def _check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"{name} must be a positive integer, got {batch_size!r}")
-    return batch_size
+    return int(batch_size)
 
 
 class ReplayBuffer:
@@ -195,7 +196,7 @@ class ReplayBuffer:
             if not isinstance(value, kind):
                 raise TypeError(f"{name} must be a {kind.__name__} instance, got {type(value).__name__}")
         if batch_size is not None:
-            _check_batch_size(batch_size)
+            batch_size = _check_batch_size(batch_size)
         if prefetch is not None and (isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0):
             raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
         if prefetch and batch_size is None:
@@ -316,7 +317,7 @@ class ReplayBuffer:
                     "no batch size: pass it to sample(batch_size), or to the constructor (batch_size=)"
                 )
             return self._batch_size
-        _check_batch_size(batch_size)
+        batch_size = _check_batch_size(batch_size)
         if self._batch_size is not None and batch_size != self._batch_size and not self._warned_batch_size:
             self._warned_batch_size = True
             warnings.warn(
@@ -427,6 +428,9 @@ class ReplayBuffer:
             transform: any callable ``data -> data`` (e.g. a tdrl transform, a lambda).
                 If it has ``inv``, that is applied to data written with ``extend``/``add``.
             invert: swap the two: ``inv`` on samples, the forward call on writes.
+
+        A transform that is an ``nn.Module`` is put in eval mode (as in TorchRL), so
+        that statistics it keeps, e.g. running means, do not update from replayed data.
         """
         self._transform.append(_Inverted(transform) if invert else transform)
         return self
