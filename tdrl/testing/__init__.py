@@ -2,5 +2,9 @@
 
 from tdrl.testing.contract import EnvContractTests
 from tdrl.testing.mocks import ContinuousActionMock, CountingEnv, FailingEnv, IdentityEnv, NestedKeyMock
+from tdrl.testing.transform_contract import TransformContractTests, TransformTestEnv
 
-__all__ = ["EnvContractTests", "CountingEnv", "ContinuousActionMock", "IdentityEnv", "NestedKeyMock", "FailingEnv"]
+__all__ = [
+    "TransformContractTests",
+    "TransformTestEnv",
+    "EnvContractTests", "CountingEnv", "ContinuousActionMock", "IdentityEnv", "NestedKeyMock", "FailingEnv"]
