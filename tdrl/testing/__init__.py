@@ -1,10 +1,36 @@
-"""Mock envs and contract-test mixins shipped with tdrl (used by its tests, usable by yours)."""
+"""Mock envs and contract-test mixins shipped with tdrl (used by its tests, usable by yours).
 
-from tdrl.testing.contract import EnvContractTests
+The mock envs import nothing beyond tdrl's dependencies. The contract-test mixins
+(``EnvContractTests``, ``TransformContractTests``) need pytest and are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 from tdrl.testing.mocks import ContinuousActionMock, CountingEnv, FailingEnv, IdentityEnv, NestedKeyMock
-from tdrl.testing.transform_contract import TransformContractTests, TransformTestEnv
 
 __all__ = [
+    "CountingEnv",
+    "ContinuousActionMock",
+    "IdentityEnv",
+    "NestedKeyMock",
+    "FailingEnv",
+    "EnvContractTests",
     "TransformContractTests",
     "TransformTestEnv",
-    "EnvContractTests", "CountingEnv", "ContinuousActionMock", "IdentityEnv", "NestedKeyMock", "FailingEnv"]
+]
+
+_LAZY = {
+    "EnvContractTests": "tdrl.testing.contract",
+    "TransformContractTests": "tdrl.testing.transform_contract",
+    "TransformTestEnv": "tdrl.testing.transform_contract",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tdrl.testing' has no attribute {name!r}")
