@@ -277,16 +277,19 @@ class EnvBase(nn.Module):
         if tensordict is not None:
             mask = tensordict.get("_reset", None)
         out = self._reset(tensordict, **kwargs)
+        written = out.keys(True, True)
         for key in self.done_keys:
-            if key not in out.keys(True, True):
+            if key not in written:
                 out.set(key, torch.zeros((*self.batch_size, 1), dtype=torch.bool, device=self.device))
         if tensordict is not None:
             if mask is not None and self.batch_size and not bool(mask.all()):
                 out = self._keep_unreset(out, tensordict, mask)
+            action_keys = self.action_keys
             for key in tensordict.keys():
-                if key not in ("next", "_reset") and key not in out.keys() and key not in self.action_keys:
+                if key not in ("next", "_reset") and key not in out.keys() and key not in action_keys:
                     out.set(key, tensordict.get(key))
-        self._is_reset = True
+        if not self._is_reset:  # nn.Module.__setattr__ is slow: resets are on the collectors' hot path
+            self._is_reset = True
         return out
 
     def _keep_unreset(self, out: TensorDictBase, old: TensorDictBase, mask: torch.Tensor) -> TensorDictBase:

@@ -293,7 +293,9 @@ class GymWrapper(EnvBase):
             self._env.observation_space.seed(seed)
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
-        seed, self._seed = self._seed, None
+        seed = self._seed
+        if seed is not None:  # (nn.Module.__setattr__ is slow: skip it when nothing changes)
+            self._seed = None
         if self._lean:
             obs, _ = self._env.reset(seed=seed, **kwargs)
             return _new_td(
