@@ -2,17 +2,19 @@
 
 Bar (issue 6 / DESIGN): >= 10x the hand-written loop, and faster than TorchRL's
 vectorized GAE (``vec_generalized_advantage_estimate``), in the same run. Data are
-``[B, T, 1]`` with ~1% terminated and ~1% truncated steps; figures are M elements/s.
+``[B, T, 1]`` with ~1% terminated and ~1% truncated steps; figures are M elements/s
+per CPU second of the (single) torch thread (see :func:`call_times`).
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+from typing import Callable
 
 import torch
 
-from benchmarks._common import interleaved, print_rows, row
+from benchmarks._common import print_rows, row
 
 T = 1000
 GAMMA, LMBDA = 0.99, 0.95
@@ -42,14 +44,32 @@ def python_loop_gae(gamma, lmbda, value, next_value, reward, done, terminated):
     return advantage, advantage + value
 
 
-def _rate(fn, args, batch: int, number: int):
-    def run() -> float:
-        start = time.perf_counter()
-        for _ in range(number):
-            fn(GAMMA, LMBDA, *args)
-        return batch * T * number / (time.perf_counter() - start) / 1e6
+def call_times(calls: dict[str, Callable[[], object]], rounds: int = 10, per_round: int = 10,
+               quantile: float = 0.25, min_sample: float = 0.005) -> dict[str, float]:
+    """CPU seconds per call of each callable, robust to a shared, loaded machine.
 
-    return run
+    Timing uses the calling thread's CPU clock (``time.thread_time``): the benchmarks
+    run torch with one thread, so all the work is this thread's, and time spent
+    preempted by other processes does not count. Each sample times enough back-to-back
+    calls to last about ``min_sample``; samples are interleaved round by round, and a
+    low quantile of them is kept (cache disturbance only ever adds time).
+    """
+    clock = time.thread_time
+    numbers = {}
+    for name, call in calls.items():
+        start = clock()
+        call()
+        numbers[name] = max(1, int(min_sample / max(clock() - start, 1e-6)))
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            number = numbers[name]
+            for _ in range(per_round):
+                start = clock()
+                for _ in range(number):
+                    call()
+                times[name].append((clock() - start) / number)
+    return {k: sorted(v)[int(len(v) * quantile)] for k, v in times.items()}
 
 
 def run() -> list[dict]:
@@ -70,15 +90,16 @@ def run() -> list[dict]:
         ours, ref = generalized_advantage_estimate(GAMMA, LMBDA, *args), python_loop_gae(GAMMA, LMBDA, *args)
         if not torch.allclose(ours[0], ref[0], atol=1e-4):
             raise RuntimeError("tdrl's GAE disagrees with the reference loop")
-        fns = {
-            "tdrl": _rate(generalized_advantage_estimate, args, batch, 50),
-            "loop": _rate(python_loop_gae, args, batch, 3),
+        calls = {
+            "tdrl": lambda: generalized_advantage_estimate(GAMMA, LMBDA, *args),
+            "loop": lambda: python_loop_gae(GAMMA, LMBDA, *args),
         }
         if vec_generalized_advantage_estimate is not None:
-            fns["torchrl"] = _rate(vec_generalized_advantage_estimate, args, batch, 5)
-        for fn in fns.values():
-            fn()
-        best = interleaved(fns, rounds=5)
+            calls["torchrl"] = lambda: vec_generalized_advantage_estimate(GAMMA, LMBDA, *args)
+        for call in calls.values():  # warm-up
+            call()
+        seconds = call_times(calls, rounds=8, per_round=5)
+        best = {k: batch * T / v / 1e6 for k, v in seconds.items()}
         rows.append(
             row(f"GAE [{batch}, {T}] (vs Python loop over time)", best["tdrl"], best["loop"], "M elem/s",
                 ">= 10x the loop, > TorchRL vec", torchrl=best.get("torchrl"),

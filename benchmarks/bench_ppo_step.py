@@ -5,14 +5,15 @@ The setup is the seed tutorial's: batch 64, 3x256 Tanh MLPs for the actor (TanhN
 [-1, 1]) and the critic, clip 0.2, entropy coefficient 1e-4 (one-sample Monte-Carlo
 entropy), smooth-L1 critic, gradient clipping at 1.0, Adam 3e-4. Every variant clips and
 steps a parameter list built once, so the figures differ only by the loss computation.
-TorchRL's ClipPPOLoss runs the same step for comparison when it is installed.
+TorchRL's ClipPPOLoss runs the same step for comparison when it is installed. Figures
+are CPU milliseconds of the single torch thread per step, interleaved
+(``bench_gae.call_times``): on an idle machine that is the wall time.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
 import warnings
 
 import torch
@@ -22,6 +23,7 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 
 from benchmarks._common import print_rows, row
+from benchmarks.bench_gae import call_times
 
 OBS, ACT, BATCH, CELLS = 11, 1, 64, 256  # InvertedDoublePendulum's observation / action sizes
 CLIP, ENT, LR, MAX_NORM = 0.2, 1e-4, 3e-4, 1.0
@@ -58,23 +60,6 @@ def _data(actor_net: nn.Module) -> TensorDict:
     data["value_target"] = torch.randn(BATCH, 1)
     data["state_value"] = torch.randn(BATCH, 1)
     return data
-
-
-def _step_times(steps: dict[str, callable], rounds: int = 10, per_round: int = 20) -> dict[str, float]:
-    """Per-step times, interleaved round by round; returns each variant's 25th percentile.
-
-    A loaded machine only ever adds time to a step, so a low percentile of many short
-    measurements estimates the undisturbed cost of each variant, and interleaving makes
-    slow phases hit every variant alike.
-    """
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            for _ in range(per_round):
-                start = time.perf_counter()
-                step()
-                times[name].append(time.perf_counter() - start)
-    return {k: sorted(v)[len(v) // 4] for k, v in times.items()}
 
 
 def _plain(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):
@@ -169,7 +154,7 @@ def run() -> list[dict]:
     for step in steps.values():  # warm-up
         for _ in range(10):
             step()
-    ms = {k: 1e3 * v for k, v in _step_times(steps).items()}
+    ms = {k: 1e3 * v for k, v in call_times(steps, rounds=10, per_round=20).items()}
     return [
         row("ClipPPOLoss + Adam step, batch 64, 3x256 MLPs", ms["tdrl"], ms["plain"], "ms/step", "<= 1.15x plain torch",
             higher_is_better=False, torchrl=ms.get("torchrl"),
