@@ -232,7 +232,7 @@ _CRASHING_WRITER = textwrap.dedent(
 )
 
 
-def test_memmap_reopened_after_a_crash_holds_everything_written(tmp_path):
+def test_memmap_reopened_after_a_crash_holds_everything_written(tmp_path, make_transitions):
     folder = str(tmp_path / "crash")
     code = _CRASHING_WRITER.format(tests=os.path.dirname(__file__), folder=folder)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -243,6 +243,4 @@ def test_memmap_reopened_after_a_crash_holds_everything_written(tmp_path):
     # 70 items went into a ring of 50: positions hold steps 50..69 then 20..49
     assert steps.tolist() == list(range(50, 70)) + list(range(20, 50))
     rb = ReplayBuffer(storage=storage)  # resumes after the last write
-    from conftest import transitions
-
-    assert rb.extend(transitions(2, start=70)).tolist() == [20, 21]
+    assert rb.extend(make_transitions(2, start=70)).tolist() == [20, 21]
