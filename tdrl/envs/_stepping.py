@@ -180,7 +180,7 @@ class ActionRunner:
             src = {k: v for k, v in nxt.items() if k not in self.reward_top}
             root = _new_td(src, batch)
             done = src["done"]
-            if bool(done.any()):
+            if bool(done.any() if batch else done):
                 if batch:
                     root.set("_reset", done.clone())
                     root = env.reset(root)

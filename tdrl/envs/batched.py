@@ -352,10 +352,20 @@ class _Worker:
         if cmd == "step_reset":
             nxt = self._step()
             done = nxt.get("done")
-            if bool(done.any()):
-                self._write(self.root, self._reset(done), only=done)
-                return True
-            return False
+            if not bool(done.any()):
+                return False
+            # the next root: reset values where done, the step's values elsewhere
+            fresh = self._reset(done)
+            for key, dst in self.root:
+                value = fresh.get(key, None)
+                if value is None:
+                    continue
+                if self.batch:
+                    m = done.reshape(*self.batch, *([1] * (value.ndim - len(self.batch))))
+                    after = nxt.get(key, None)
+                    value = torch.where(m, value, after) if after is not None else value
+                dst.copy_(value)
+            return True
         if cmd == "reset":
             mask = self.inp["_reset"].clone() if self.batch else None
             self._write(self.root, self._reset(mask, **arg))
@@ -370,8 +380,6 @@ class _Worker:
             self.inp = {k: v[i] for k, v in inp.items()}
             self.next = [(k, v[i]) for k, v in nxt.items()]
             self.root = [(k, v[i]) for k, v in root.items()]
-            self.next_root_pairs = [(self.root[j][1], dict(self.next)[k]) for j, (k, _) in enumerate(self.root)
-                                    if k in dict(self.next)]
             return None
         raise ValueError(f"ParallelEnv worker: unknown command {cmd!r}")
 
@@ -405,9 +413,6 @@ class _Worker:
             self.checked = True
         for key, dst in self.next:
             dst.copy_(nxt.get(key))
-        # the root of the next step is the next observation unless the copy is reset
-        for dst, src in self.next_root_pairs:
-            dst.copy_(src)
         return nxt
 
     def _check(self, nxt: TensorDictBase) -> None:
@@ -608,13 +613,28 @@ class ParallelEnv(_BatchedEnv):
             tensordict = self.step(tensordict)
             return tensordict, self._next_root(tensordict)
         self._write_inputs(tensordict)
-        self._call(range(self.num_workers), "step_reset")
+        dones = self._call(range(self.num_workers), "step_reset")
         nxt = self._read(self._next_buf)
         tensordict.set("next", nxt)
-        return tensordict, self._root_from(tensordict, nxt, self._read(self._root_buf))
+        env_root = nxt.select(*self._root_keys, strict=False)  # shares the step's tensors, as step_mdp does
+        if any(dones):
+            src = {}
+            for key, buf in self._root_buf.items():
+                value = env_root.get(key, None)
+                value = buf.clone() if value is None else value.clone()
+                for i, done in enumerate(dones):
+                    if done:
+                        value[i] = buf[i]  # the worker wrote its reset root there
+                src[key] = value
+            env_root = td_from_flat(src, self.batch_size)
+        return tensordict, self._root_from(tensordict, nxt, env_root)
 
     def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         steps = actions.shape[-1]
+        for key, buf in self._root_buf.items():  # the workers start from the caller's root
+            value = root.get(key, None)
+            if value is not None:
+                buf.copy_(value)
         shared = self._run_actions.get(steps)
         first = shared is None
         if first:

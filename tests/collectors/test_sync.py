@@ -65,15 +65,20 @@ def test_alias_and_batch_contents():
     assert torch.equal(ids, torch.sort(ids).values)  # ids grow along time, across batches
 
 
+def _zero_action(td):
+    return td.set("action", torch.zeros(*td.batch_size, 1, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("policy", [None, _zero_action], ids=["random-open-loop", "policy-closed-loop"])
 @pytest.mark.parametrize("env_kind", ["batched", "serial", "parallel"])
-def test_batched_env_partial_resets(env_kind):
+def test_batched_env_partial_resets(env_kind, policy):
     if env_kind == "batched":
         env, lengths = CountingEnv(max_steps=3, batch_size=[2]), [3, 3]
     else:
         cls = SerialEnv if env_kind == "serial" else ParallelEnv
         env = cls(2, [functools.partial(CountingEnv, max_steps=2), functools.partial(CountingEnv, max_steps=3)])
         lengths = [2, 3]
-    collector = SyncDataCollector(env, None, frames_per_batch=14, total_frames=28)
+    collector = SyncDataCollector(env, policy, frames_per_batch=14, total_frames=28)
     ids = []
     for batch in collector:
         assert batch.batch_size == (2, 7)
@@ -236,6 +241,19 @@ def test_init_random_frames_use_random_actions_then_the_policy():
     assert (second["extra"] == 5).all() and (second["action"] == 1).all()
     assert first["action"].float().mean() < 0.99  # random Categorical(2) actions
     assert len(calls) == 20 + 1  # the second batch, plus the first (validation) step
+
+
+@pytest.mark.parametrize("cls", [SerialEnv, ParallelEnv])
+def test_sub_batched_workers_closed_loop(cls):
+    env = cls(2, [functools.partial(CountingEnv, max_steps=2, batch_size=[2]),
+                  functools.partial(CountingEnv, max_steps=3, batch_size=[2])])
+    collector = SyncDataCollector(env, _zero_action, frames_per_batch=24, total_frames=24)
+    batch = next(iter(collector))
+    assert batch.batch_size == (2, 2, 6)
+    for i, n in enumerate((2, 3)):
+        for j in range(2):
+            _check_counting_batch(batch[i, j], n)
+    env.close()
 
 
 def test_same_seed_same_data_serial_and_parallel_collectors():
