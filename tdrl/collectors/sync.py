@@ -268,8 +268,9 @@ class SyncDataCollector(DataCollectorBase):
             random_batch = self.policy is None or self._frames < self.init_random_frames
             out, self._root = self._loop.run(self._root, self._steps, random_batch)
         resets = out.get(("next", "done")).reshape(numel, self._steps)
-        if not self.reset_when_done:
-            resets = self._loop.truncations.reshape(numel, self._steps)
+        if not self.reset_when_done:  # only the collector's own truncations reset envs
+            truncations = self._loop.truncations if self.max_frames_per_traj is not None else torch.zeros_like(resets)
+            resets = truncations.reshape(numel, self._steps)
         ids, self._traj_cur, self._next_id = traj_ids_from_resets(resets, self._traj_cur, self._next_id)
         self._traj_fresh = resets[:, -1].clone()
         out.set(("collector", "traj_ids"), ids.reshape(*self._batch, self._steps))

@@ -397,3 +397,25 @@ def test_random_batches_open_loop_equal_closed_loop(cls):
         assert set(a.keys(True, True)) == set(b.keys(True, True))
         for key in a.keys(True, True):
             assert torch.equal(a[key], b[key]), key
+
+
+def test_reset_when_done_false_leaves_the_env_alone():
+    collector = SyncDataCollector(CountingEnv(max_steps=3), None, frames_per_batch=5, total_frames=5,
+                                  reset_when_done=False)
+    batch = next(iter(collector))
+    assert batch["next", "observation"][:, 0].tolist() == [1, 2, 3, 4, 5]  # CountingEnv keeps counting
+    assert batch["collector", "traj_ids"].tolist() == [0] * 5
+    truncating = SyncDataCollector(CountingEnv(max_steps=100), None, frames_per_batch=6, total_frames=6,
+                                   reset_when_done=False, max_frames_per_traj=2)
+    batch = next(iter(truncating))
+    assert batch["next", "observation"][:, 0].tolist() == [1, 2, 1, 2, 1, 2]
+    assert batch["collector", "traj_ids"].tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_rollout_does_not_count_frames_and_storing_device():
+    collector = SyncDataCollector(CountingEnv(max_steps=3), None, frames_per_batch=4, total_frames=8,
+                                  storing_device="cpu")
+    batch = collector.rollout()
+    assert batch.numel() == 4 and collector._frames == 0
+    assert batch.device == torch.device("cpu") or batch.device is None
+    assert len(list(collector)) == 2
