@@ -45,14 +45,14 @@ def python_loop_gae(gamma, lmbda, value, next_value, reward, done, terminated):
 
 
 def call_times(calls: dict[str, Callable[[], object]], rounds: int = 10, per_round: int = 10,
-               quantile: float = 0.25, min_sample: float = 0.005) -> dict[str, float]:
+               quantile: float = 0.5, min_sample: float = 0.005) -> dict[str, float]:
     """CPU seconds per call of each callable, robust to a shared, loaded machine.
 
     Timing uses the calling thread's CPU clock (``time.thread_time``): the benchmarks
     run torch with one thread, so all the work is this thread's, and time spent
     preempted by other processes does not count. Each sample times enough back-to-back
-    calls to last about ``min_sample``; samples are interleaved round by round, and a
-    low quantile of them is kept (cache disturbance only ever adds time).
+    calls to last about ``min_sample``; samples are interleaved round by round, and the
+    ``quantile`` (default: the median) of each contender's samples is kept.
     """
     clock = time.thread_time
     numbers = {}
@@ -61,9 +61,10 @@ def call_times(calls: dict[str, Callable[[], object]], rounds: int = 10, per_rou
         call()
         numbers[name] = max(1, int(min_sample / max(clock() - start, 1e-6)))
     times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            number = numbers[name]
+    names = list(calls)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:  # no contender always goes first
+            call, number = calls[name], numbers[name]
             for _ in range(per_round):
                 start = clock()
                 for _ in range(number):

@@ -154,7 +154,7 @@ def run() -> list[dict]:
     for step in steps.values():  # warm-up
         for _ in range(10):
             step()
-    ms = {k: 1e3 * v for k, v in call_times(steps, rounds=10, per_round=20).items()}
+    ms = {k: 1e3 * v for k, v in call_times(steps, rounds=20, per_round=10).items()}
     return [
         row("ClipPPOLoss + Adam step, batch 64, 3x256 MLPs", ms["tdrl"], ms["plain"], "ms/step", "<= 1.15x plain torch",
             higher_is_better=False, torchrl=ms.get("torchrl"),

@@ -100,13 +100,16 @@ def neg_entropy(dist: Distribution, samples: int, batch_ndim: int) -> Tensor:
             return to_batch_shape(value, batch_ndim).neg()
         except NotImplementedError:
             _ANALYTIC_ENTROPY[cls] = False
+    # One draw needs no sample dim (which would broadcast, and cost reductions in backward).
+    shape = torch.Size() if samples == 1 else torch.Size((samples,))
     if hasattr(dist, "rsample_and_log_prob"):  # tdrl's TanhNormal: scored before the squash
-        _, log_prob = dist.rsample_and_log_prob((samples,))
+        _, log_prob = dist.rsample_and_log_prob(shape)
     else:
-        x = dist.rsample((samples,)) if dist.has_rsample else dist.sample((samples,))
+        x = dist.rsample(shape) if dist.has_rsample else dist.sample(shape)
         log_prob = dist.log_prob(x)
-    log_prob = to_batch_shape(log_prob, batch_ndim + 1)
-    return log_prob.squeeze(0) if samples == 1 else log_prob.mean(0)
+    if samples == 1:
+        return to_batch_shape(log_prob, batch_ndim)
+    return to_batch_shape(log_prob, batch_ndim + 1).mean(0)
 
 
 class fast_distributions:  # noqa: N801 - used as a context manager, like torch.no_grad
