@@ -176,8 +176,9 @@ class ClipPPOLoss(PPOLoss):
     """Clipped PPO (Schulman et al., 2017), the seed tutorial's loss.
 
     ``loss_objective = -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))``.
-    Diagnostics: ``clip_fraction`` (share of clipped ratios), ``kl_approx``, ``ESS``,
-    ``entropy``, ``explained_variance``.
+    Diagnostics (detached scalars): ``clip_fraction`` (share of clipped ratios),
+    ``kl_approx``, ``ESS`` (effective sample size / batch size), ``entropy``, and
+    ``explained_variance`` with ``log_explained_variance=True``.
 
     Args:
         actor_network, critic_network: as in :class:`PPOLoss`.

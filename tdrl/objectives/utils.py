@@ -172,6 +172,23 @@ class HardUpdate(TargetNetUpdater):
     Args:
         loss_module: the loss holding the target parameters.
         value_network_update_interval: steps between copies.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict.nn import TensorDictModule
+        >>> from tdrl.objectives import LossModule
+        >>> class Toy(LossModule):
+        ...     def __init__(self, net):
+        ...         super().__init__()
+        ...         self._register_network(net, "value_network", create_target_params=True)
+        >>> loss = Toy(TensorDictModule(torch.nn.Linear(2, 1), ["x"], ["y"]))
+        >>> updater = HardUpdate(loss, value_network_update_interval=2)
+        >>> with torch.no_grad():
+        ...     _ = loss.value_network.module.bias.fill_(3.0)
+        >>> updater.step(); loss.target_value_network_params["module", "bias"].item() == 3.0
+        False
+        >>> updater.step(); loss.target_value_network_params["module", "bias"].item() == 3.0
+        True
     """
 
     def __init__(self, loss_module: LossModule, *, value_network_update_interval: int = 1000) -> None:
