@@ -42,7 +42,7 @@ from torch import nn
 
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
-from tdrl.envs.batched import _gather, _send, _shutdown
+from tdrl.envs.batched import _SPAWN_HINT, _STARTUP_TIMEOUT, _gather, _send, _shutdown
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
@@ -215,7 +215,12 @@ class _MultiCollectorBase(DataCollectorBase):
             self._procs, self._conns = procs, conns
             self._finalizer = weakref.finalize(self, _shutdown, procs, conns)
             self._closed = False
-            _gather(procs, conns, range(n), timeout, "starting", cls)
+            try:
+                _gather(procs, conns, range(n), max(timeout, _STARTUP_TIMEOUT), "starting", cls)
+            except RuntimeError as err:
+                if ctx.get_start_method() != "fork" and "died" in str(err):
+                    err.add_note(_SPAWN_HINT)
+                raise
             self._weights = None
             self._stale = [False] * n  # the worker has not loaded the latest pushed weights
             if isinstance(policy, nn.Module):

@@ -53,6 +53,11 @@ _NOT_A_FACTORY = (
     "{cls}: create_env_fn must be a callable that returns an env (e.g. lambda: GymEnv('Pendulum-v1')), "
     "got {what}. Pass a function or a class, not an env instance: each worker builds its own copy."
 )
+_STARTUP_TIMEOUT = 300.0
+_SPAWN_HINT = (
+    "Workers started with 'spawn' or 'forkserver' re-import the main script: guard its entry point with "
+    "`if __name__ == \"__main__\":`, and make create_env_fn importable or a lambda (it is sent with cloudpickle)."
+)
 _SPEC_MISMATCH = (
     "{cls}: the env built for worker {i} differs from worker 0's: its {what} is {theirs}, worker 0's is {ours}. "
     "Every worker must build the same kind of env (same batch size and specs)."
@@ -521,7 +526,12 @@ class ParallelEnv(_BatchedEnv):
                 child_end.close()
                 procs.append(proc)
                 conns.append(parent_end)
-            metas = _gather(procs, conns, range(num_workers), timeout, "starting")
+            try:  # building an env (and, under "spawn", importing torch) may take longer than a step
+                metas = _gather(procs, conns, range(num_workers), max(timeout, _STARTUP_TIMEOUT), "starting")
+            except RuntimeError as err:
+                if ctx.get_start_method() != "fork" and "died" in str(err):
+                    err.add_note(_SPAWN_HINT)
+                raise
             _meta_mismatch("ParallelEnv", metas)
             super().__init__(num_workers, metas[0], device if device is not None else metas[0][2].device)
             self._procs, self._conns, self.timeout = procs, conns, timeout

@@ -11,8 +11,14 @@ import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
 
-from tdrl.collectors import MultiaSyncDataCollector, MultiSyncDataCollector
+from tdrl.collectors import MultiaSyncDataCollector as _MultiaSync
+from tdrl.collectors import MultiSyncDataCollector as _MultiSync
 from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv
+
+
+# fork explicitly: importing torchrl elsewhere in the suite makes "spawn" the default (slow to start)
+MultiSyncDataCollector = functools.partial(_MultiSync, mp_start_method="fork")
+MultiaSyncDataCollector = functools.partial(_MultiaSync, mp_start_method="fork")
 
 
 def _linear_policy() -> TensorDictModule:

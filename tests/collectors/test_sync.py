@@ -16,10 +16,15 @@ from tensordict.nn import (
 from torch import nn
 
 from tdrl.collectors import Collector, SyncDataCollector, split_trajectories
-from tdrl.envs import ExplorationType, ParallelEnv, SerialEnv
+from tdrl.envs import ExplorationType, SerialEnv
+from tdrl.envs import ParallelEnv as _ParallelEnv
 from tdrl.envs.common import EnvBase
 from tdrl.specs import Composite, Unbounded
 from tdrl.testing import ContinuousActionMock, CountingEnv, NestedKeyMock
+
+
+# fork explicitly: importing torchrl elsewhere in the suite makes "spawn" the default (slow to start)
+ParallelEnv = functools.partial(_ParallelEnv, mp_start_method="fork")
 
 
 @pytest.fixture(autouse=True)

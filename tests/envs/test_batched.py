@@ -19,6 +19,12 @@ from tdrl.envs.common import EnvBase
 from tdrl.testing import ContinuousActionMock, CountingEnv, EnvContractTests, FailingEnv, NestedKeyMock
 
 
+# Importing torchrl (done by other tests of the suite) sets the global start method to "spawn";
+# these tests ask for "fork" explicitly to stay fast, and test_spawn_start_method covers spawn.
+FORK = "fork"
+PEnv = functools.partial(ParallelEnv, mp_start_method=FORK)
+
+
 class _SlowEnv(CountingEnv):
     """A CountingEnv whose step hangs (to test timeouts)."""
 
@@ -38,17 +44,17 @@ class TestSerialContract(EnvContractTests):
 
 class TestParallelContract(EnvContractTests):
     def make_env(self) -> EnvBase:
-        return ParallelEnv(2, functools.partial(ContinuousActionMock, max_steps=4))
+        return PEnv(2, functools.partial(ContinuousActionMock, max_steps=4))
 
 
 class TestParallelNestedContract(EnvContractTests):
     def make_env(self) -> EnvBase:
-        return ParallelEnv(2, functools.partial(NestedKeyMock, batch_size=[3]))
+        return PEnv(2, functools.partial(NestedKeyMock, batch_size=[3]))
 
 
 @pytest.fixture(params=["serial", "parallel"])
 def batched(request):
-    cls = SerialEnv if request.param == "serial" else ParallelEnv
+    cls = SerialEnv if request.param == "serial" else PEnv
     made = []
 
     def make(*args, **kwargs):
@@ -110,7 +116,7 @@ def test_step_and_maybe_reset_sub_batched(batched):
 
 def test_same_seed_same_data_serial_and_parallel():
     data = []
-    for cls in (SerialEnv, ParallelEnv):
+    for cls in (SerialEnv, PEnv):
         env = cls(2, functools.partial(ContinuousActionMock, max_steps=3))
         assert env.set_seed(7) == 9
         torch.manual_seed(0)
@@ -137,13 +143,13 @@ def test_bad_factories():
     with pytest.raises(TypeError, match="not an env instance|instance"):
         SerialEnv(2, CountingEnv())
     with pytest.raises(TypeError, match="instance"):
-        ParallelEnv(2, CountingEnv())
+        PEnv(2, CountingEnv())
     with pytest.raises(ValueError, match="num_workers"):
         SerialEnv(0, CountingEnv)
     with pytest.raises(ValueError, match="differs from worker 0"):
         SerialEnv(2, [CountingEnv, functools.partial(CountingEnv, batch_size=[2])])
     with pytest.raises(ValueError, match="differs from worker 0"):
-        ParallelEnv(2, [CountingEnv, ContinuousActionMock])
+        PEnv(2, [CountingEnv, ContinuousActionMock])
 
 
 def test_factory_that_raises_fails_construction():
@@ -151,12 +157,12 @@ def test_factory_that_raises_fails_construction():
         SerialEnv(2, _bad_factory)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="no env for you"):
-        ParallelEnv(2, _bad_factory)
+        PEnv(2, _bad_factory)
     assert time.monotonic() - start < 30
 
 
 def test_worker_exception_reaches_parent_with_traceback():
-    env = ParallelEnv(2, functools.partial(FailingEnv, fail_after=2))
+    env = PEnv(2, functools.partial(FailingEnv, fail_after=2))
     procs = list(env._procs)
     td = env.reset()
     td = env.rand_step(td)["next"].exclude("reward")
@@ -170,7 +176,7 @@ def test_worker_exception_reaches_parent_with_traceback():
 
 
 def test_dead_worker_is_reported():
-    env = ParallelEnv(2, CountingEnv)
+    env = PEnv(2, CountingEnv)
     td = env.reset()
     os.kill(env._procs[1].pid, signal.SIGKILL)
     env._procs[1].join(5)
@@ -182,7 +188,7 @@ def test_dead_worker_is_reported():
 
 
 def test_hanging_worker_times_out():
-    env = ParallelEnv(1, _SlowEnv, timeout=0.5)
+    env = PEnv(1, _SlowEnv, timeout=0.5)
     td = env.reset()
     with pytest.raises(TimeoutError, match="did not answer"):
         env.rand_step(td)
@@ -192,7 +198,7 @@ def test_hanging_worker_times_out():
 
 
 def test_garbage_collected_env_stops_its_workers():
-    env = ParallelEnv(2, CountingEnv)
+    env = PEnv(2, CountingEnv)
     procs = list(env._procs)
     del env
     gc.collect()
@@ -207,7 +213,7 @@ def test_no_worker_outlives_a_killed_parent(tmp_path):
         import os, sys
         from tdrl.envs import ParallelEnv
         from tdrl.testing import CountingEnv
-        env = ParallelEnv(2, CountingEnv)
+        env = ParallelEnv(2, CountingEnv, mp_start_method="fork")
         env.rollout(2)
         print(" ".join(str(p.pid) for p in env._procs), flush=True)
         os._exit(0)  # no close(), no atexit: the workers must notice on their own
