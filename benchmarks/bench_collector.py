@@ -52,15 +52,16 @@ def _net(obs_dim: int, act_dim: int) -> nn.Module:
     )
 
 
-def _seed_env(lib: str):
+def _seed_env(lib: str, minimal: bool = False):
     if lib == "tdrl":
         from tdrl.envs import Compose, DoubleToFloat, ObservationNorm, StepCounter, TransformedEnv
         from tdrl.envs.libs.gym import GymEnv
     else:
         from torchrl.envs import Compose, DoubleToFloat, ObservationNorm, StepCounter, TransformedEnv
         from torchrl.envs.libs.gym import GymEnv
-    env = TransformedEnv(GymEnv(ENV), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()))
-    return env
+    if minimal:  # just what the float32 policy needs
+        return TransformedEnv(GymEnv(ENV), DoubleToFloat())
+    return TransformedEnv(GymEnv(ENV), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()))
 
 
 def _actor(lib: str, net: nn.Module, env):
@@ -80,13 +81,16 @@ def _actor(lib: str, net: nn.Module, env):
     )
 
 
-def _tdrl(net: nn.Module):
+def _tdrl(net: nn.Module, minimal: bool = False):
     from tdrl.collectors import SyncDataCollector
 
-    env = _seed_env("tdrl")
+    env = _seed_env("tdrl", minimal)
     env.set_seed(0)
-    env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
-    loc, scale = env.transform[0].loc.clone(), env.transform[0].scale.clone()
+    if minimal:
+        loc, scale = torch.zeros(11, dtype=torch.float64), torch.ones(11, dtype=torch.float64)
+    else:
+        env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
+        loc, scale = env.transform[0].loc.clone(), env.transform[0].scale.clone()
     collector = SyncDataCollector(env, _actor("tdrl", net, env), frames_per_batch=FRAMES, total_frames=-1)
     batches = iter(collector)
     next(batches)
@@ -99,7 +103,7 @@ def _tdrl(net: nn.Module):
     return run, (loc, scale), collector
 
 
-def _hand(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor):
+def _hand(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor, normalize: bool = True):
     import gymnasium as gym
 
     env = gym.make(ENV)
@@ -117,7 +121,8 @@ def _hand(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor):
         start = CLOCK()
         with torch.no_grad():
             for t in range(FRAMES):
-                x = ((torch.from_numpy(obs) - loc) / scale).float()
+                x = torch.from_numpy(obs)
+                x = torch.addcmul(loc, x, scale).float() if normalize else x.float()
                 mu, sigma = net(x)
                 dist = D.Normal(mu, sigma)
                 u = dist.sample()
@@ -125,7 +130,7 @@ def _hand(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor):
                 logp = (dist.log_prob(u) - torch.log(1 - a.pow(2) + 1e-6)).sum(-1)
                 action = low + (a + 1) * (high - low) / 2
                 obs, reward, terminated, truncated, _ = env.step(action.numpy())
-                count += 1
+                count += 1  # the step counter
                 obs_buf[t] = x
                 act_buf[t] = action
                 rew_buf[t] = reward
@@ -167,29 +172,43 @@ def run(rounds: int = 9) -> list[dict]:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     net = _net(11, 1)
-    tdrl_run, (loc, scale), collector = _tdrl(net)
-    hand_run = _hand(net, loc, scale)
+    seed_run, (loc, scale), seed_collector = _tdrl(net)
+    min_run, _, min_collector = _tdrl(net, minimal=True)
+    fns = {
+        "tdrl": seed_run,
+        "hand": _hand(net, loc, scale),
+        "tdrl_min": min_run,
+        "hand_min": _hand(net, loc, scale, normalize=False),
+    }
     trl = _torchrl(net)
-    rates: dict[str, list[float]] = {"tdrl": [], "hand": [], "torchrl": []}
+    rates: dict[str, list[float]] = {k: [] for k in (*fns, "torchrl")}
     for r in range(rounds):
-        rates["tdrl"].append(tdrl_run())
-        rates["hand"].append(hand_run())
+        for name, fn in fns.items():
+            rates[name].append(fn())
         if trl is not None and r < 3:  # TorchRL is slow: three rounds are enough
             rates["torchrl"].append(trl[0]())
-    collector.shutdown()
-    tdrl, hand = median(rates["tdrl"]), median(rates["hand"])
-    ratio = median([a / b for a, b in zip(rates["tdrl"], rates["hand"])])
-    torchrl = median(rates["torchrl"]) if rates["torchrl"] else None
-    main = row(f"SyncDataCollector, {ENV} + seed transforms + 3x256 ProbabilisticActor, frames/s", tdrl, hand,
-               "frames/s", ">= 0.9", torchrl=torchrl,
-               note="reference: hand-written gymnasium loop, same torch net, torch.distributions")
-    main["ratio"] = ratio
-    rows = [main]
+    seed_collector.shutdown()
+    min_collector.shutdown()
+    med = {k: median(v) for k, v in rates.items() if v}
+    torchrl = med.get("torchrl")
+
+    def paired(a: str, b: str) -> float:
+        return median([x / y for x, y in zip(rates[a], rates[b])])
+
+    main = row(f"SyncDataCollector, {ENV} + seed transforms + 3x256 ProbabilisticActor, frames/s", med["tdrl"],
+               med["hand"], "frames/s", ">= 0.9", torchrl=torchrl,
+               note="reference: hand-written gymnasium loop, same torch net and normalization, torch.distributions")
+    main["ratio"] = paired("tdrl", "hand")
+    minimal = row(f"SyncDataCollector, {ENV} + DoubleToFloat only, same actor, frames/s", med["tdrl_min"],
+                  med["hand_min"], "frames/s", "info",
+                  note="the collector with the fewest transforms: reference casts to float32, no normalization")
+    minimal["ratio"] = paired("tdrl_min", "hand_min")
+    rows = [main, minimal]
     if torchrl is not None:
         rows.append(
-            row("SyncDataCollector vs TorchRL 0.14.1's collector (same env, transforms, actor)", tdrl, torchrl,
+            row("SyncDataCollector vs TorchRL 0.14.1's collector (same env, transforms, actor)", med["tdrl"], torchrl,
                 "frames/s", ">= 2.5", torchrl=torchrl,
-                note=f"TorchRL reaches {torchrl / hand:.2f}x the hand-written loop in this run")
+                note=f"TorchRL reaches {torchrl / med['hand']:.2f}x the hand-written loop in this run")
         )
     return rows
 
