@@ -15,14 +15,13 @@ load before their next batch. Trajectory ids are made unique across workers
 (``id * num_workers + worker``). A worker that raises makes the parent raise with its
 traceback; ``shutdown()`` (and garbage collection, and interpreter exit) stops them.
 
-Examples:
-    >>> from tdrl.testing import CountingEnv
-    >>> collector = MultiSyncDataCollector([CountingEnv, CountingEnv], None, frames_per_batch=8, total_frames=16)
-    >>> for batch in collector:
-    ...     print(batch.batch_size)
-    torch.Size([2, 4])
-    torch.Size([2, 4])
-    >>> collector.shutdown()
+Usage (see the classes' examples)::
+
+    collector = MultiSyncDataCollector([make_env] * 4, policy, frames_per_batch=4000, total_frames=1_000_000)
+    for batch in collector:          # shape [4, 1000]
+        train(batch)
+        collector.update_policy_weights_()
+    collector.shutdown()
 """
 
 from __future__ import annotations

@@ -20,11 +20,9 @@ Examples:
     >>> env.rollout(4, break_when_any_done=False)["next", "observation"].squeeze(-1)
     tensor([[1., 2., 3., 1.],
             [1., 2., 3., 1.]])
-    >>> penv = ParallelEnv(2, lambda: CountingEnv(max_steps=3))
-    >>> penv.rollout(2)["next", "observation"].squeeze(-1)
-    tensor([[1., 2.],
-            [1., 2.]])
-    >>> penv.close()
+
+``ParallelEnv(2, lambda: CountingEnv(max_steps=3))`` takes the same arguments and gives
+the same data, from worker processes (see its docstring).
 """
 
 from __future__ import annotations
