@@ -49,6 +49,7 @@ class StepLoop:
         self.action_top = {k if isinstance(k, str) else k[0] for k in self.action_keys}
         self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
         self.max_steps = collector.max_frames_per_traj
+        self.reset_when_done = collector.reset_when_done
         # random actions do not depend on observations: a batched env can run them without a round trip per step
         self.open_loop = (
             hasattr(type(env), "_rollout_actions") and self.max_steps is None and collector.reset_when_done
@@ -122,9 +123,11 @@ class StepLoop:
             seq = td_from_flat({k: v.movedim(0, tdim) for k, v in actions}, torch.Size([*self.batch, steps]))
             data, root = self.env._rollout_actions(root, seq)
             return self._conform(data, steps), root
-        policy = self.call_policy
+        policy = self.call_policy if self.move else self.policy
         env = self.env
+        env_step = env._step
         smr, direct, recurrent = self.smr, self.direct, self.recurrent
+        reward_top = self.reward_top
         guarded = self.checks_left > 0 or self.guarded
         for t in range(steps):
             if actions is not None:
@@ -132,7 +135,8 @@ class StepLoop:
                 for key, value in actions:
                     td.set(key, value[t])
             else:
-                td = policy(root)
+                out = policy(root)
+                td = root if out is None else out
             rs.record(td, t)
             if guarded:
                 rs.guard(self.checks_left > 0)
@@ -145,7 +149,7 @@ class StepLoop:
                 td, root_after = env.step_and_maybe_reset(td)
                 nxt = td.get("next")
             elif direct:
-                nxt = env._step(td)
+                nxt = env_step(td)
             else:
                 nxt = env.step(td).get("next")
             if preset is not None:
@@ -154,7 +158,10 @@ class StepLoop:
             if trunc_rec is not None:
                 over = self._count_steps(nxt)
                 trunc_rec.append(over)
-            ns.record(nxt, t)
+            if smr:
+                ns.record(nxt, t)
+            else:
+                carry = ns.record_and_carry(nxt, t, reward_top)
             if guarded:
                 ns.guard(self.checks_left > 0)
                 if self.checks_left:
@@ -166,7 +173,7 @@ class StepLoop:
             if smr:
                 root = self._after_smr(nxt, root_after, over)
             else:
-                root = self._next_root(td, nxt, over)
+                root = self._next_root(td, nxt, carry, over)
         self.guarded = guarded
         out = self._stack(steps)
         if trunc_rec is not None:
@@ -182,13 +189,10 @@ class StepLoop:
             nxt.set("done", nxt.get("done") | over)
         return over.reshape(self.batch)
 
-    def _next_root(self, td: TensorDictBase, nxt: TensorDictBase, over: torch.Tensor | None) -> TensorDictBase:
-        reward_top = self.reward_top
-        src = {}
-        for key, value in nxt.items():
-            if key not in reward_top:
-                # sub-TensorDicts are copied so that a policy writing into the root cannot alter "next"
-                src[key] = value if isinstance(value, torch.Tensor) else value.copy()
+    def _next_root(
+        self, td: TensorDictBase, nxt: TensorDictBase, src: dict, over: torch.Tensor | None
+    ) -> TensorDictBase:
+        """The next step's root from ``src`` (the step's "next" entries minus the reward), resetting what ended."""
         for key in self.root_carry:
             value = td.get(key, None)
             if value is not None and key not in src:
@@ -197,7 +201,7 @@ class StepLoop:
         done = src.get("done")
         if done is None:
             done = nxt.get("done")
-        if not self.c.reset_when_done:
+        if not self.reset_when_done:
             if over is None or not bool(over.any()):
                 return root
             done = over.reshape(done.shape)

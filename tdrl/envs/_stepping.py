@@ -83,6 +83,34 @@ class StepRecorder:
         if seen != self.n:
             self._fill(t)
 
+    def record_and_carry(self, td: TensorDictBase, t: int, skip: set) -> dict:
+        """:meth:`record`, also returning the entries of ``td`` not in ``skip`` (the next step's root).
+
+        One pass over ``td``: a collector reads each step's ``"next"`` once. Sub-TensorDicts
+        are shallow-copied in the result, so that writing into the next root (a policy
+        writing an action under a nested key) cannot alter the recorded step.
+        """
+        lists, subs = self.lists, self.subs
+        carry = {}
+        seen = 0
+        for key, value in td.items():
+            lst = lists.get(key)
+            if lst is not None:
+                lst.append(value)
+                seen += 1
+                if key not in skip:
+                    carry[key] = value
+                continue
+            sub = subs.get(key)
+            if sub is not None:
+                sub.record(value, t)
+                seen += 1
+            if key not in skip:
+                carry[key] = value.copy() if isinstance(value, TensorDictBase) else value
+        if seen != self.n:
+            self._fill(t)
+        return carry
+
     def _fill(self, t: int) -> None:
         """Entries missing at step ``t`` (e.g. policy outputs during random steps) are zeros."""
         for key, lst in self.lists.items():
