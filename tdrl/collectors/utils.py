@@ -155,7 +155,3 @@ class RandomPolicy:
         """``steps`` random actions per key at once, stacked along a new first dim."""
         return [(key, spec.rand((steps,))) for key, spec in self._specs]
 
-
-def as_td(source: dict, batch_size: torch.Size) -> TensorDict:
-    """A TensorDict from ``{key: tensor}`` (keys may be nested tuples)."""
-    return TensorDict(source, batch_size=batch_size)

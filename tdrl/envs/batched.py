@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Callable, Sequence
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torch import multiprocessing as mp
 from torch import nn
 
