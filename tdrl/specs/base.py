@@ -1,0 +1,208 @@
+"""The spec base class and the helpers every spec shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+
+__all__ = ["TensorSpec", "ContinuousBox", "CategoricalBox", "NestedKey"]
+
+NestedKey = Union[str, tuple]
+ShapeLike = Union[int, Sequence[int], torch.Size]
+DeviceLike = Union[str, int, torch.device, None]
+
+
+def _as_shape(shape: ShapeLike | None) -> torch.Size:
+    if shape is None:
+        return torch.Size([])
+    if isinstance(shape, int):
+        return torch.Size([shape])
+    return torch.Size([int(s) for s in shape])
+
+
+def _as_device(device: DeviceLike) -> torch.device:
+    if device is None:
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _expand_args(shape: tuple) -> torch.Size:
+    if len(shape) == 1 and not isinstance(shape[0], int):
+        return _as_shape(shape[0])
+    return _as_shape(shape)
+
+
+def _check_expand(old: torch.Size, new: torch.Size, name: str) -> None:
+    if len(new) < len(old) or any(
+        o != n and o != 1 for o, n in zip(old, new[len(new) - len(old) :])
+    ):
+        raise ValueError(
+            f"cannot expand {name} of shape {tuple(old)} to {tuple(new)}: the new shape must "
+            f"end with the old one (leading dims are added, dims of size 1 may grow)."
+        )
+
+
+@dataclass(eq=False)
+class ContinuousBox:
+    """The box ``[low, high]`` of a :class:`Bounded` spec."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+
+
+@dataclass(eq=False)
+class CategoricalBox:
+    """The ``n`` values ``0..n-1`` of a discrete spec."""
+
+    n: int
+
+
+class TensorSpec:
+    """Base of every leaf spec: a shape, a dtype, a device and a domain.
+
+    Subclasses implement ``rand``, ``_mismatch`` (why a value is not in the domain,
+    or ``None``), ``project`` and ``_clone_to``.
+    """
+
+    shape: torch.Size
+    dtype: torch.dtype
+    device: torch.device
+
+    def __init__(self, shape: ShapeLike, dtype: torch.dtype, device: DeviceLike) -> None:
+        self.shape = _as_shape(shape)
+        self.dtype = dtype
+        self.device = _as_device(device)
+
+    # --- what every spec offers -----------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def ndimension(self) -> int:
+        return len(self.shape)
+
+    def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        """A random legal value, with ``shape`` extra leading dims."""
+        raise NotImplementedError
+
+    def zero(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        """An all-zeros value (projected into the domain), with ``shape`` extra leading dims."""
+        return torch.zeros(
+            (*_as_shape(shape), *self.shape), dtype=self.dtype, device=self.device
+        )
+
+    def zeros(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        return self.zero(shape)
+
+    def one(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        """An all-ones value, projected into the domain."""
+        return self.project(
+            torch.ones((*_as_shape(shape), *self.shape), dtype=self.dtype, device=self.device)
+        )
+
+    def ones(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        return self.one(shape)
+
+    def is_in(self, value: torch.Tensor) -> bool:
+        """Whether ``value`` has this spec's trailing shape, dtype and domain."""
+        return self.mismatch(value) is None
+
+    def mismatch(self, value: Any) -> str | None:
+        """Why ``value`` is not in this spec (``None`` when it is): a sentence for errors."""
+        if not isinstance(value, torch.Tensor):
+            return f"expected a torch.Tensor, got {type(value).__name__}"
+        if value.dtype != self.dtype:
+            return f"expected dtype {self.dtype}, got {value.dtype}"
+        n = len(self.shape)
+        if value.shape[value.ndim - n :] != self.shape or value.ndim < n:
+            return f"expected shape [..., {', '.join(map(str, self.shape))}], got {list(value.shape)}"
+        return self._mismatch(value)
+
+    def _mismatch(self, value: torch.Tensor) -> str | None:
+        return None
+
+    def project(self, value: torch.Tensor) -> torch.Tensor:
+        """The closest legal value to ``value`` (cast to this spec's dtype)."""
+        return value.to(self.dtype)
+
+    def encode(self, value: Any) -> torch.Tensor:
+        """Turn a numpy array, number or tensor into a tensor of this spec's dtype and device."""
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        return torch.as_tensor(value, device=self.device).to(self.dtype)
+
+    def expand(self, *shape: int) -> TensorSpec:
+        """This spec with leading dims added: ``shape`` must end with ``self.shape``."""
+        new = _expand_args(shape)
+        _check_expand(self.shape, new, type(self).__name__)
+        return self._clone_to(shape=new)
+
+    def unsqueeze(self, dim: int) -> TensorSpec:
+        dim = dim if dim >= 0 else dim + self.ndim + 1
+        shape = list(self.shape)
+        shape.insert(dim, 1)
+        return self._reshaped(torch.Size(shape), lambda t: t.unsqueeze(dim - self.ndim - 1))
+
+    def squeeze(self, dim: int | None = None) -> TensorSpec:
+        if dim is None:
+            shape = torch.Size([s for s in self.shape if s != 1])
+            return self._reshaped(shape, lambda t: t.reshape(shape) if t.ndim else t)
+        dim = dim if dim >= 0 else dim + self.ndim
+        if self.shape[dim] != 1:
+            return self.clone()
+        shape = torch.Size([s for i, s in enumerate(self.shape) if i != dim])
+        return self._reshaped(shape, lambda t: t.squeeze(dim - self.ndim))
+
+    def _reshaped(self, shape: torch.Size, fn) -> TensorSpec:
+        return self._clone_to(shape=shape)
+
+    def drop_leading_dims(self, n: int) -> TensorSpec:
+        """This spec without its first ``n`` dims (e.g. an env's batch dims).
+
+        Bounds are those of the first element along the dropped dims.
+        """
+        if n == 0:
+            return self.clone()
+        return self._clone_to(shape=self.shape[n:])
+
+    def to(self, dest: DeviceLike | torch.dtype) -> TensorSpec:
+        """A copy on another device, or with another dtype."""
+        if isinstance(dest, torch.dtype):
+            return self._clone_to(dtype=dest)
+        return self._clone_to(device=_as_device(dest))
+
+    def cpu(self) -> TensorSpec:
+        return self.to("cpu")
+
+    def clone(self) -> TensorSpec:
+        return self._clone_to()
+
+    def _clone_to(self, **changes: Any) -> TensorSpec:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(self) is type(other)
+            and self.shape == other.shape
+            and self.dtype == other.dtype
+            and self.device == other.device
+            and self._same_domain(other)
+        )
+
+    def _same_domain(self, other: TensorSpec) -> bool:
+        return True
+
+    __hash__ = None  # specs are mutable containers of tensors
+
+    def _extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self._extra_repr()
+        return (
+            f"{type(self).__name__}(shape={tuple(self.shape)}, dtype={self.dtype}, "
+            f"device={self.device}{', ' + extra if extra else ''})"
+        )

@@ -1,0 +1,352 @@
+"""Discrete specs: ``Categorical``, ``OneHot``, ``MultiCategorical``, ``MultiOneHot``, ``Binary``."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape
+
+__all__ = ["Categorical", "OneHot", "MultiCategorical", "MultiOneHot", "Binary"]
+
+
+class Categorical(TensorSpec):
+    """An integer in ``0..n-1`` per element (a discrete action written as an index).
+
+    Args:
+        n: the number of values.
+        shape: the shape (``()`` for a single index; ``(1,)`` is common for actions).
+        device: where the tensors live.
+        dtype: ``torch.int64`` by default.
+
+    Examples:
+        >>> spec = Categorical(4)
+        >>> spec.space.n
+        4
+        >>> bool(spec.is_in(torch.tensor(3)))
+        True
+    """
+
+    def __init__(
+        self,
+        n: int,
+        shape: ShapeLike | None = None,
+        device: DeviceLike = None,
+        dtype: torch.dtype = torch.int64,
+        mask: torch.Tensor | None = None,
+    ) -> None:
+        if int(n) < 1:
+            raise ValueError(f"Categorical needs n >= 1, got n={n}.")
+        super().__init__(shape if shape is not None else (), dtype, device)
+        self.space = CategoricalBox(int(n))
+        self.mask = mask
+
+    @property
+    def n(self) -> int:
+        return self.space.n
+
+    def update_mask(self, mask: torch.Tensor | None) -> None:
+        """Restrict ``rand`` to the values where ``mask`` (shape ``[..., n]``) is True."""
+        self.mask = mask
+
+    def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        full = (*_as_shape(shape), *self.shape)
+        if self.mask is not None:
+            probs = self.mask.float().expand(*full, self.space.n)
+            return torch.multinomial(probs.reshape(-1, self.space.n), 1).reshape(full).to(self.dtype)
+        return torch.randint(0, self.space.n, full, dtype=self.dtype, device=self.device)
+
+    def _mismatch(self, value: torch.Tensor) -> str | None:
+        bad = (value < 0) | (value >= self.space.n)
+        if bad.any():
+            return f"value {value[bad].flatten()[0].item()} is outside 0..{self.space.n - 1}"
+        return None
+
+    def project(self, value: torch.Tensor) -> torch.Tensor:
+        if value.dtype.is_floating_point:
+            value = value.round()
+        return value.clamp(0, self.space.n - 1).to(self.dtype)
+
+    def _clone_to(self, **changes: Any) -> Categorical:
+        return Categorical(
+            self.space.n,
+            shape=changes.get("shape", self.shape),
+            device=changes.get("device", self.device),
+            dtype=changes.get("dtype", self.dtype),
+            mask=self.mask,
+        )
+
+    def _same_domain(self, other: Categorical) -> bool:
+        return self.space.n == other.space.n
+
+    def _extra_repr(self) -> str:
+        return f"n={self.space.n}"
+
+
+class OneHot(TensorSpec):
+    """A one-hot vector of length ``n`` (the last dim of ``shape``).
+
+    Args:
+        n: the number of values.
+        shape: the shape; its last dim must be ``n`` (default ``(n,)``).
+        device: where the tensors live.
+        dtype: ``torch.bool`` by default (as TorchRL); any integer or float dtype works.
+
+    Examples:
+        >>> spec = OneHot(3)
+        >>> spec.encode(2)
+        tensor([False, False,  True])
+        >>> spec.to_categorical(spec.encode(2))
+        tensor(2)
+    """
+
+    def __init__(
+        self,
+        n: int,
+        shape: ShapeLike | None = None,
+        device: DeviceLike = None,
+        dtype: torch.dtype = torch.bool,
+        mask: torch.Tensor | None = None,
+    ) -> None:
+        shape = _as_shape(shape if shape is not None else (n,))
+        if not shape or shape[-1] != n:
+            raise ValueError(f"OneHot: the last dim of shape {tuple(shape)} must be n={n}.")
+        super().__init__(shape, dtype, device)
+        self.space = CategoricalBox(int(n))
+        self.mask = mask
+
+    @property
+    def n(self) -> int:
+        return self.space.n
+
+    def update_mask(self, mask: torch.Tensor | None) -> None:
+        self.mask = mask
+
+    def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        full = (*_as_shape(shape), *self.shape[:-1])
+        if self.mask is not None:
+            probs = self.mask.float().expand(*full, self.space.n).reshape(-1, self.space.n)
+            idx = torch.multinomial(probs, 1).reshape(full)
+        else:
+            idx = torch.randint(0, self.space.n, full, device=self.device)
+        return torch.nn.functional.one_hot(idx, self.space.n).to(self.dtype)
+
+    def encode(self, value: Any) -> torch.Tensor:
+        """An index (or array of indices) to its one-hot encoding."""
+        idx = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+        if idx.shape[idx.ndim - self.ndim :] == self.shape and idx.ndim >= self.ndim and self.space.n > 1:
+            return idx.to(self.dtype).to(self.device)
+        return torch.nn.functional.one_hot(idx.long(), self.space.n).to(self.dtype).to(self.device)
+
+    def to_categorical(self, value: torch.Tensor) -> torch.Tensor:
+        """A one-hot tensor to the index it encodes."""
+        return value.long().argmax(-1)
+
+    def to_numpy(self, value: torch.Tensor) -> np.ndarray:
+        return self.to_categorical(value).cpu().numpy()
+
+    def _mismatch(self, value: torch.Tensor) -> str | None:
+        if not ((value == 0) | (value == 1)).all() or not (value.long().sum(-1) == 1).all():
+            return "expected exactly one 1 along the last dim (a one-hot vector)"
+        return None
+
+    def project(self, value: torch.Tensor) -> torch.Tensor:
+        idx = value.float().argmax(-1)
+        return torch.nn.functional.one_hot(idx, self.space.n).to(self.dtype)
+
+    def zero(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        out = super().zero(shape)
+        out[..., 0] = 1
+        return out
+
+    def _clone_to(self, **changes: Any) -> OneHot:
+        return OneHot(
+            self.space.n,
+            shape=changes.get("shape", self.shape),
+            device=changes.get("device", self.device),
+            dtype=changes.get("dtype", self.dtype),
+            mask=self.mask,
+        )
+
+    def _same_domain(self, other: OneHot) -> bool:
+        return self.space.n == other.space.n
+
+    def _extra_repr(self) -> str:
+        return f"n={self.space.n}"
+
+
+class MultiCategorical(TensorSpec):
+    """Several independent categorical values, the ``i``-th in ``0..nvec[i]-1``.
+
+    Args:
+        nvec: the number of values of each entry (the last dim of ``shape``).
+        shape: the shape (default ``(len(nvec),)``).
+        device: where the tensors live.
+        dtype: ``torch.int64`` by default.
+
+    Examples:
+        >>> spec = MultiCategorical([2, 3])
+        >>> spec.rand().shape
+        torch.Size([2])
+    """
+
+    def __init__(
+        self,
+        nvec: Sequence[int] | torch.Tensor,
+        shape: ShapeLike | None = None,
+        device: DeviceLike = None,
+        dtype: torch.dtype = torch.int64,
+    ) -> None:
+        nvec_t = torch.as_tensor(nvec, dtype=torch.int64)
+        shape = _as_shape(shape if shape is not None else nvec_t.shape)
+        super().__init__(shape, dtype, device)
+        try:
+            self.nvec = nvec_t.expand(shape).clone().to(self.device)
+        except RuntimeError as err:
+            raise ValueError(f"MultiCategorical: nvec of shape {tuple(nvec_t.shape)} does not fit shape {tuple(shape)}.") from err
+        if (self.nvec < 1).any():
+            raise ValueError(f"MultiCategorical: every nvec entry must be >= 1, got {self.nvec.tolist()}.")
+
+    def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        full = (*_as_shape(shape), *self.shape)
+        r = torch.rand(full, device=self.device)
+        return (r * self.nvec).floor().to(self.dtype)
+
+    def _mismatch(self, value: torch.Tensor) -> str | None:
+        bad = (value < 0) | (value >= self.nvec.to(value.device))
+        if bad.any():
+            return f"values outside 0..nvec-1 (nvec={self.nvec.tolist()}): {value[bad].tolist()[:5]}"
+        return None
+
+    def project(self, value: torch.Tensor) -> torch.Tensor:
+        if value.dtype.is_floating_point:
+            value = value.round()
+        return torch.minimum(value.clamp_min(0).long(), self.nvec.to(value.device) - 1).to(self.dtype)
+
+    def drop_leading_dims(self, n: int) -> MultiCategorical:
+        return MultiCategorical(self.nvec[(0,) * n], device=self.device, dtype=self.dtype)
+
+    def _clone_to(self, **changes: Any) -> MultiCategorical:
+        shape = changes.get("shape", self.shape)
+        return MultiCategorical(
+            self.nvec.expand(shape), shape=shape, device=changes.get("device", self.device),
+            dtype=changes.get("dtype", self.dtype),
+        )
+
+    def _same_domain(self, other: MultiCategorical) -> bool:
+        return torch.equal(self.nvec, other.nvec)
+
+    def _extra_repr(self) -> str:
+        return f"nvec={self.nvec.flatten()[: self.shape[-1] if self.shape else 1].tolist()}"
+
+
+class MultiOneHot(TensorSpec):
+    """Several one-hot vectors concatenated along the last dim (sizes ``nvec``).
+
+    Examples:
+        >>> spec = MultiOneHot([2, 3])
+        >>> spec.rand().sum().item()
+        2
+    """
+
+    def __init__(
+        self,
+        nvec: Sequence[int],
+        shape: ShapeLike | None = None,
+        device: DeviceLike = None,
+        dtype: torch.dtype = torch.bool,
+    ) -> None:
+        self.nvec = [int(n) for n in nvec]
+        shape = _as_shape(shape if shape is not None else (sum(self.nvec),))
+        if shape[-1] != sum(self.nvec):
+            raise ValueError(f"MultiOneHot: last dim of shape {tuple(shape)} must be sum(nvec)={sum(self.nvec)}.")
+        super().__init__(shape, dtype, device)
+
+    def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        full = (*_as_shape(shape), *self.shape[:-1])
+        parts = [
+            torch.nn.functional.one_hot(torch.randint(0, n, full, device=self.device), n)
+            for n in self.nvec
+        ]
+        return torch.cat(parts, -1).to(self.dtype)
+
+    def _mismatch(self, value: torch.Tensor) -> str | None:
+        for i, part in enumerate(value.split(self.nvec, -1)):
+            if not (part.long().sum(-1) == 1).all():
+                return f"block {i} (size {self.nvec[i]}) is not one-hot"
+        return None
+
+    def project(self, value: torch.Tensor) -> torch.Tensor:
+        parts = [
+            torch.nn.functional.one_hot(p.float().argmax(-1), n)
+            for p, n in zip(value.split(self.nvec, -1), self.nvec)
+        ]
+        return torch.cat(parts, -1).to(self.dtype)
+
+    def zero(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        out = super().zero(shape)
+        start = 0
+        for n in self.nvec:
+            out[..., start] = 1
+            start += n
+        return out
+
+    def _clone_to(self, **changes: Any) -> MultiOneHot:
+        return MultiOneHot(
+            self.nvec, shape=changes.get("shape", self.shape), device=changes.get("device", self.device),
+            dtype=changes.get("dtype", self.dtype),
+        )
+
+    def _same_domain(self, other: MultiOneHot) -> bool:
+        return self.nvec == other.nvec
+
+
+class Binary(TensorSpec):
+    """A vector of ``n`` independent 0/1 values (gymnasium's ``MultiBinary``).
+
+    Args:
+        n: the number of values (the last dim of ``shape``).
+        shape: the shape (default ``(n,)``).
+        device: where the tensors live.
+        dtype: ``torch.int8`` by default (gymnasium's dtype); ``torch.bool`` works too.
+
+    Examples:
+        >>> spec = Binary(4)
+        >>> spec.rand().dtype
+        torch.int8
+    """
+
+    def __init__(
+        self,
+        n: int | None = None,
+        shape: ShapeLike | None = None,
+        device: DeviceLike = None,
+        dtype: torch.dtype = torch.int8,
+    ) -> None:
+        if n is None and shape is None:
+            raise TypeError("Binary needs `n` or `shape`.")
+        shape = _as_shape(shape if shape is not None else (n,))
+        if n is not None and (not shape or shape[-1] != n):
+            raise ValueError(f"Binary: the last dim of shape {tuple(shape)} must be n={n}.")
+        super().__init__(shape, dtype, device)
+        self.n = shape[-1] if shape else 1
+
+    def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        full = (*_as_shape(shape), *self.shape)
+        return torch.randint(0, 2, full, device=self.device).to(self.dtype)
+
+    def _mismatch(self, value: torch.Tensor) -> str | None:
+        if not ((value == 0) | (value == 1)).all():
+            return "expected only 0 and 1"
+        return None
+
+    def project(self, value: torch.Tensor) -> torch.Tensor:
+        return (value.float() > 0.5).to(self.dtype)
+
+    def _clone_to(self, **changes: Any) -> Binary:
+        return Binary(
+            shape=changes.get("shape", self.shape), device=changes.get("device", self.device),
+            dtype=changes.get("dtype", self.dtype),
+        )
