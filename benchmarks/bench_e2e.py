@@ -37,7 +37,9 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
     def imp(name: str):
         return importlib.import_module(f"{lib}.{name}")
 
-    SyncDataCollector = imp("collectors").SyncDataCollector
+    collectors = imp("collectors")
+    # TorchRL 0.14 renamed SyncDataCollector to Collector; tdrl accepts both names
+    SyncDataCollector = getattr(collectors, "SyncDataCollector", None) or collectors.Collector
     ReplayBuffer = imp("data.replay_buffers").ReplayBuffer
     SamplerWithoutReplacement = imp("data.replay_buffers.samplers").SamplerWithoutReplacement
     LazyTensorStorage = imp("data.replay_buffers.storages").LazyTensorStorage
