@@ -1,3 +1,0 @@
-"""(being built)"""
-
-__all__: list[str] = []
