@@ -12,7 +12,37 @@ from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _
 __all__ = ["Categorical", "OneHot", "MultiCategorical", "MultiOneHot", "Binary"]
 
 
-class Categorical(TensorSpec):
+class _IndexSpec(TensorSpec):
+    """What ``Categorical`` and ``OneHot`` share: ``n`` values and an optional action mask."""
+
+    space: CategoricalBox
+    mask: torch.Tensor | None
+
+    @property
+    def n(self) -> int:
+        return self.space.n
+
+    def update_mask(self, mask: torch.Tensor | None) -> None:
+        """Restrict ``rand`` to the values where ``mask`` (shape ``[..., n]``) is True."""
+        self.mask = mask
+
+    def _clone_to(self, **changes: Any) -> _IndexSpec:
+        return type(self)(
+            self.space.n,
+            shape=changes.get("shape", self.shape),
+            device=changes.get("device", self.device),
+            dtype=changes.get("dtype", self.dtype),
+            mask=self.mask,
+        )
+
+    def _same_domain(self, other: _IndexSpec) -> bool:
+        return self.space.n == other.space.n
+
+    def _extra_repr(self) -> str:
+        return f"n={self.space.n}"
+
+
+class Categorical(_IndexSpec):
     """An integer in ``0..n-1`` per element (a discrete action written as an index).
 
     Args:
@@ -43,13 +73,7 @@ class Categorical(TensorSpec):
         self.space = CategoricalBox(int(n))
         self.mask = mask
 
-    @property
-    def n(self) -> int:
-        return self.space.n
 
-    def update_mask(self, mask: torch.Tensor | None) -> None:
-        """Restrict ``rand`` to the values where ``mask`` (shape ``[..., n]``) is True."""
-        self.mask = mask
 
     def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
         full = (*_as_shape(shape), *self.shape)
@@ -69,23 +93,9 @@ class Categorical(TensorSpec):
             value = value.round()
         return value.clamp(0, self.space.n - 1).to(self.dtype)
 
-    def _clone_to(self, **changes: Any) -> Categorical:
-        return Categorical(
-            self.space.n,
-            shape=changes.get("shape", self.shape),
-            device=changes.get("device", self.device),
-            dtype=changes.get("dtype", self.dtype),
-            mask=self.mask,
-        )
-
-    def _same_domain(self, other: Categorical) -> bool:
-        return self.space.n == other.space.n
-
-    def _extra_repr(self) -> str:
-        return f"n={self.space.n}"
 
 
-class OneHot(TensorSpec):
+class OneHot(_IndexSpec):
     """A one-hot vector of length ``n`` (the last dim of ``shape``).
 
     Args:
@@ -117,12 +127,7 @@ class OneHot(TensorSpec):
         self.space = CategoricalBox(int(n))
         self.mask = mask
 
-    @property
-    def n(self) -> int:
-        return self.space.n
 
-    def update_mask(self, mask: torch.Tensor | None) -> None:
-        self.mask = mask
 
     def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
         full = (*_as_shape(shape), *self.shape[:-1])
@@ -161,20 +166,6 @@ class OneHot(TensorSpec):
         out[..., 0] = 1
         return out
 
-    def _clone_to(self, **changes: Any) -> OneHot:
-        return OneHot(
-            self.space.n,
-            shape=changes.get("shape", self.shape),
-            device=changes.get("device", self.device),
-            dtype=changes.get("dtype", self.dtype),
-            mask=self.mask,
-        )
-
-    def _same_domain(self, other: OneHot) -> bool:
-        return self.space.n == other.space.n
-
-    def _extra_repr(self) -> str:
-        return f"n={self.space.n}"
 
 
 class MultiCategorical(TensorSpec):
