@@ -159,7 +159,28 @@ def _dense_mask(
     return out[..., :n]
 
 
-class MaskedCategorical(Categorical):
+class _MaskedMixin:
+    """What the masked categoricals share: the mask, ``neg_inf`` log-probs, a finite entropy."""
+
+    _mask: torch.Tensor
+    neg_inf: float
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self._mask
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        lp = super().log_prob(value)
+        if self.neg_inf != float("-inf"):
+            lp = lp.masked_fill(lp == float("-inf"), self.neg_inf)
+        return lp
+
+    def entropy(self) -> torch.Tensor:
+        logp = self.logits.masked_fill(~self._mask, 0.0)
+        return -(self.probs * logp).sum(-1)
+
+
+class MaskedCategorical(_MaskedMixin, Categorical):
     """A categorical that never draws a masked-out action (an action mask from the env).
 
     Masked actions get log-probability ``neg_inf`` and probability 0; the entropy and the
@@ -210,22 +231,8 @@ class MaskedCategorical(Categorical):
         masked = logits.masked_fill(~self._mask, float("-inf"))
         super().__init__(logits=masked, **kwargs)
 
-    @property
-    def mask(self) -> torch.Tensor:
-        return self._mask
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        lp = super().log_prob(value)
-        if self.neg_inf != float("-inf"):
-            lp = lp.masked_fill(lp == float("-inf"), self.neg_inf)
-        return lp
-
-    def entropy(self) -> torch.Tensor:
-        logp = self.logits.masked_fill(~self._mask, 0.0)
-        return -(self.probs * logp).sum(-1)
-
-
-class MaskedOneHotCategorical(OneHotCategorical):
+class MaskedOneHotCategorical(_MaskedMixin, OneHotCategorical):
     """The one-hot counterpart of :class:`MaskedCategorical` (same keyword arguments).
 
     Examples:
@@ -257,17 +264,3 @@ class MaskedOneHotCategorical(OneHotCategorical):
         self.neg_inf = neg_inf
         masked = logits.masked_fill(~self._mask, float("-inf"))
         super().__init__(logits=masked, grad_method=grad_method, **kwargs)
-
-    @property
-    def mask(self) -> torch.Tensor:
-        return self._mask
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        lp = super().log_prob(value)
-        if self.neg_inf != float("-inf"):
-            lp = lp.masked_fill(lp == float("-inf"), self.neg_inf)
-        return lp
-
-    def entropy(self) -> torch.Tensor:
-        logp = self.logits.masked_fill(~self._mask, 0.0)
-        return -(self.probs * logp).sum(-1)
