@@ -277,9 +277,10 @@ class EnvBase(nn.Module):
         if tensordict is not None:
             mask = tensordict.get("_reset", None)
         out = self._reset(tensordict, **kwargs)
-        written = out.keys(True, True)
+        entries = out._tensordict if type(out) is TensorDict else None
         for key in self.done_keys:
-            if key not in written:
+            present = key in entries if entries is not None and type(key) is str else out.get(key, None) is not None
+            if not present:
                 out.set(key, torch.zeros((*self.batch_size, 1), dtype=torch.bool, device=self.device))
         if tensordict is not None:
             if mask is not None and self.batch_size and not bool(mask.all()):

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from tensordict import TensorDict
+from tensordict import LazyStackedTensorDict, TensorDict
 
 from tdrl.envs import (
     CatFrames,
@@ -401,3 +401,47 @@ def test_parent_view_does_not_close_the_base_env():
     check_env_specs(env)
     env.close()
     assert _CloseRecorder.closed >= 1
+
+
+# --- the per-step hooks' direct writes (plain TensorDicts) and their fallbacks ---------------
+class _Widen(Transform):
+    """Changes the shape of what it maps: must go through TensorDict.set's checks."""
+
+    def _apply_transform(self, value):
+        return torch.cat([value, value], -1)
+
+
+def test_hooks_write_plain_tensordicts_directly_and_keep_values():
+    td = TensorDict({"x": torch.ones(3, 2, dtype=torch.float64), "done": torch.zeros(3, 1, dtype=torch.bool)}, [3])
+    out = DoubleToFloat(in_keys=["x"])._call(td)
+    assert out is td and td["x"].dtype == torch.float32
+    ObservationNorm(loc=1.0, scale=2.0, in_keys=["x"], out_keys=["y"])._call(td)
+    assert torch.equal(td["y"], torch.full((3, 2), 3.0))
+    counter = StepCounter()
+    counter._reset(None, td)
+    assert td["step_count"].shape == (3, 1) and td["step_count"].dtype == torch.int64
+
+
+def test_hooks_respect_a_locked_tensordict():
+    td = TensorDict({"x": torch.ones(2, dtype=torch.float64)}, []).lock_()
+    with pytest.raises(RuntimeError, match="locked"):
+        DoubleToFloat(in_keys=["x"])._call(td)
+
+
+def test_hooks_validate_values_whose_shape_changes():
+    td = TensorDict({"x": torch.ones(3, 2)}, [3])
+    _Widen(in_keys=["x"])._call(td)  # same batch dims: accepted through set
+    assert td["x"].shape == (3, 4)
+    bad = TensorDict({"x": torch.ones(3)}, [3])  # the widened value no longer has batch dim 3
+    with pytest.raises(RuntimeError):
+        _Widen(in_keys=["x"])._call(bad)
+
+
+def test_hooks_on_nested_keys_and_other_tensordict_types():
+    td = TensorDict({"agent": {"x": torch.ones(2, 1, dtype=torch.float64)}}, [2])
+    DoubleToFloat(in_keys=[("agent", "x")])._call(td)
+    assert td["agent", "x"].dtype == torch.float32
+    stacked = LazyStackedTensorDict.lazy_stack([TensorDict({"x": torch.ones(1, dtype=torch.float64)}, []) for _ in range(2)])
+    assert type(stacked) is LazyStackedTensorDict
+    DoubleToFloat(in_keys=["x"])._call(stacked)  # not a plain TensorDict: the get/set road
+    assert stacked["x"].dtype == torch.float32

@@ -342,7 +342,12 @@ class GymWrapper(EnvBase):
 
     def _step_lean(self, tensordict: TensorDictBase) -> TensorDictBase:
         """``_step`` for the common case: gymnasium's results straight into new tensors (no per-step dispatch)."""
-        obs, r, terminated, truncated, _ = self._env.step(tensordict.get("action").detach().numpy())
+        action = tensordict._tensordict.get("action") if type(tensordict) is TensorDict else None
+        if action is None:
+            action = tensordict.get("action")
+        if action.requires_grad:
+            action = action.detach()
+        obs, r, terminated, truncated, _ = self._env.step(action.numpy())
         return _new_td(
             {
                 "observation": torch.from_numpy(np.array(obs)),

@@ -32,7 +32,7 @@ import torch
 from tensordict import TensorDictBase
 
 from tdrl.envs.common import EnvBase
-from tdrl.envs.transforms.transforms import Compose, Transform
+from tdrl.envs.transforms.transforms import Compose, Transform, _entries, _read
 
 __all__ = ["TransformedEnv"]
 
@@ -158,21 +158,26 @@ class TransformedEnv(EnvBase):
 
     # --- EnvBase -------------------------------------------------------------------------
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
-        base = self.base_env
+        modules = self._modules  # resets and steps are the collectors' hot path: no nn.Module lookups
+        base = modules["base_env"]
         out = base._reset(tensordict, **kwargs)
+        entries = _entries(out)
         for key in base.done_keys:
-            if out.get(key, None) is None:
+            if _read(out, entries, key) is None:
                 out.set(key, torch.zeros((*base.batch_size, 1), dtype=torch.bool, device=base.device))
-        base._is_reset = True
-        return self.transform._reset(tensordict, out)
+        if not base._is_reset:  # nn.Module.__setattr__ is slow
+            base._is_reset = True
+        return modules["transform"]._reset(tensordict, out)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        base_in = self.transform._inv_call(tensordict.copy()) if self._has_inv else tensordict
+        modules = self._modules
+        transform = modules["transform"]
+        base_in = transform._inv_call(tensordict.copy()) if self._has_inv else tensordict
         if self._frame_skip == 1:
-            next_td = self.base_env._step(base_in)
+            next_td = modules["base_env"]._step(base_in)
         else:
             next_td = self._skip_frames(base_in)
-        return self.transform._step(tensordict, next_td)
+        return transform._step(tensordict, next_td)
 
     def _skip_frames(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Repeat the action ``frame_skip`` times, summing rewards; stop early when any sub-env is done."""

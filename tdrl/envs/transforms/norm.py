@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl.envs.transforms.transforms import Transform, _key_tuple
+from tdrl.envs.transforms.transforms import Transform, _entries, _key_tuple, _put, _read
 from tdrl.specs import NestedKey, TensorSpec, Unbounded
 
 __all__ = ["ObservationNorm", "VecNorm"]
@@ -127,10 +127,11 @@ class ObservationNorm(Transform):
                     raise RuntimeError(_NOT_INITIALIZED.format(keys=self.in_keys, key=key))
             return tensordict
         forward = not self.standard_normal
+        entries = _entries(tensordict)
         for in_key, out_key in zip(self.in_keys, self.out_keys):
-            x = tensordict.get(in_key, None)
+            x = _read(tensordict, entries, in_key)
             if x is not None:
-                tensordict.set(out_key, self._map(x, loc, scale, forward))
+                _put(tensordict, entries, out_key, self._map(x, loc, scale, forward), x)
         return tensordict
 
     @staticmethod

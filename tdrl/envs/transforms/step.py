@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.transforms.transforms import Transform, _unravel
+from tdrl.envs.transforms.transforms import Transform, _entries, _put, _read, _unravel
 from tdrl.specs import Bounded, Categorical, Composite, NestedKey, TensorSpec, Unbounded
 
 __all__ = ["StepCounter", "InitTracker", "CatFrames", "FrameSkipTransform"]
@@ -109,16 +109,19 @@ class StepCounter(Transform):
         return self.max_steps is None  # truncating changes where episodes end: it must act while stepping
 
     def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        done = tensordict_reset.get("done")
-        tensordict_reset.set(self.step_count_key, torch.zeros(done.shape, dtype=torch.int64, device=done.device))
+        entries = _entries(tensordict_reset)
+        done = _read(tensordict_reset, entries, "done")
+        count = torch.zeros(done.shape, dtype=torch.int64, device=done.device)
+        _put(tensordict_reset, entries, self.step_count_key, count, done)
         return tensordict_reset
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
-        count = tensordict.get(self.step_count_key, None)
+        count = _read(tensordict, _entries(tensordict), self.step_count_key)
         if count is None:
             raise KeyError(_NOT_FROM_RESET.format(name="StepCounter", key=self.step_count_key))
         count = count + 1
-        next_tensordict.set(self.step_count_key, count)
+        entries = _entries(next_tensordict)
+        _put(next_tensordict, entries, self.step_count_key, count, _read(next_tensordict, entries, "done"))
         if self.max_steps is not None:
             truncated = count >= self.max_steps
             previous = next_tensordict.get(self.truncated_key, None)
