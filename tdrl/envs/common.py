@@ -32,6 +32,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
+from tdrl._fast_td import read
 from tdrl.envs.utils import DONE_KEYS, step_mdp
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec, Unbounded
 
@@ -277,10 +278,8 @@ class EnvBase(nn.Module):
         if tensordict is not None:
             mask = tensordict.get("_reset", None)
         out = self._reset(tensordict, **kwargs)
-        entries = out._tensordict if type(out) is TensorDict else None
         for key in self.done_keys:
-            present = key in entries if entries is not None and type(key) is str else out.get(key, None) is not None
-            if not present:
+            if read(out, key) is None:
                 out.set(key, torch.zeros((*self.batch_size, 1), dtype=torch.bool, device=self.device))
         if tensordict is not None:
             if mask is not None and self.batch_size and not bool(mask.all()):

@@ -21,6 +21,8 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from tensordict.nn.utils import skip_existing
 
+from tdrl._fast_td import read, write
+
 __all__ = ["LeanStep", "lean_steps", "own_lean_step", "run_steps", "missing_key_error", "hooks_free", "skip_existing"]
 
 
@@ -63,8 +65,7 @@ class LeanStep:
         self.name = type(owner).__name__
 
     def __call__(self, tensordict: TensorDictBase) -> None:
-        get = tensordict.get
-        args = [get(key, None) for key in self.in_keys]
+        args = [read(tensordict, key) for key in self.in_keys]
         try:
             if self.kwarg_names is None:
                 out = self.net(*args)
@@ -82,7 +83,7 @@ class LeanStep:
                     f"{self.name} returned 1 tensor but has {len(out_keys)} out_keys {list(out_keys)}."
                 )
             if out_keys[0] != "_":
-                tensordict.set(out_keys[0], out)
+                write(tensordict, out_keys[0], out)
             return
         if isinstance(out, (dict, TensorDictBase)):
             out = tuple(out[key] for key in out_keys)
@@ -94,7 +95,7 @@ class LeanStep:
             )
         for key, value in zip(out_keys, out):
             if key != "_":
-                tensordict.set(key, value)
+                write(tensordict, key, value)
 
 
 def _plain_module(module: TensorDictModule, own_forward: bool = False) -> bool:

@@ -52,6 +52,7 @@ from tensordict.nn.probabilistic import interaction_type
 from torch import distributions as D
 from torch import nn
 
+from tdrl._fast_td import read, write
 from tdrl.modules._lean import lean_steps, missing_key_error, own_lean_step, run_steps, skip_existing
 from tdrl.modules.distributions._bounds import _Box
 from tdrl.modules.distributions.continuous import Delta
@@ -225,7 +226,7 @@ class _DistModule(ProbabilisticTensorDictModule):
     def get_dist(self, tensordict: TensorDictBase) -> D.Distribution:
         kwargs = {}
         for dist_key, td_key in self._pairs:
-            value = tensordict.get(td_key, None)
+            value = read(tensordict, td_key)
             if value is None:
                 raise missing_key_error("ProbabilisticActor", td_key, tensordict, "distribution parameter")
             kwargs[dist_key] = value
@@ -271,12 +272,12 @@ class _DistModule(ProbabilisticTensorDictModule):
             self._check_spec(action, dist)
         if self.safe:
             action = self._action_spec.project(action)
-        tensordict.set(self._action_key, action)
+        write(tensordict, self._action_key, action)
         if self.return_log_prob:
             log_prob = dist.log_prob(action)
-            tensordict.set(self._lp_key, log_prob)
+            write(tensordict, self._lp_key, log_prob)
             if self.log_prob_alias is not None:
-                tensordict.set(self.log_prob_alias, log_prob)
+                write(tensordict, self.log_prob_alias, log_prob)
         return tensordict
 
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:

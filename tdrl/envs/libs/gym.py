@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from tdrl._fast_td import read
 from tdrl.envs.common import EnvBase, _new_td
 from tdrl.specs import (
     Binary,
@@ -342,9 +343,9 @@ class GymWrapper(EnvBase):
 
     def _step_lean(self, tensordict: TensorDictBase) -> TensorDictBase:
         """``_step`` for the common case: gymnasium's results straight into new tensors (no per-step dispatch)."""
-        action = tensordict._tensordict.get("action") if type(tensordict) is TensorDict else None
+        action = read(tensordict, "action")
         if action is None:
-            action = tensordict.get("action")
+            action = tensordict.get("action")  # tensordict's KeyError
         if action.requires_grad:
             action = action.detach()
         obs, r, terminated, truncated, _ = self._env.step(action.numpy())

@@ -32,7 +32,8 @@ import torch
 from tensordict import TensorDictBase
 
 from tdrl.envs.common import EnvBase
-from tdrl.envs.transforms.transforms import Compose, Transform, _entries, _read
+from tdrl._fast_td import read
+from tdrl.envs.transforms.transforms import Compose, Transform
 
 __all__ = ["TransformedEnv"]
 
@@ -161,9 +162,8 @@ class TransformedEnv(EnvBase):
         modules = self._modules  # resets and steps are the collectors' hot path: no nn.Module lookups
         base = modules["base_env"]
         out = base._reset(tensordict, **kwargs)
-        entries = _entries(out)
         for key in base.done_keys:
-            if _read(out, entries, key) is None:
+            if read(out, key) is None:
                 out.set(key, torch.zeros((*base.batch_size, 1), dtype=torch.bool, device=base.device))
         if not base._is_reset:  # nn.Module.__setattr__ is slow
             base._is_reset = True

@@ -25,7 +25,8 @@ from typing import Any, Sequence
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl.envs.transforms.transforms import Transform, _entries, _key_tuple, _put, _read
+from tdrl._fast_td import read, write
+from tdrl.envs.transforms.transforms import Transform, _key_tuple
 from tdrl.specs import NestedKey, TensorSpec, Unbounded
 
 __all__ = ["ObservationNorm", "VecNorm"]
@@ -127,11 +128,10 @@ class ObservationNorm(Transform):
                     raise RuntimeError(_NOT_INITIALIZED.format(keys=self.in_keys, key=key))
             return tensordict
         forward = not self.standard_normal
-        entries = _entries(tensordict)
         for in_key, out_key in zip(self.in_keys, self.out_keys):
-            x = _read(tensordict, entries, in_key)
+            x = read(tensordict, in_key)
             if x is not None:
-                _put(tensordict, entries, out_key, self._map(x, loc, scale, forward), x)
+                write(tensordict, out_key, self._map(x, loc, scale, forward))
         return tensordict
 
     @staticmethod

@@ -24,7 +24,8 @@ from typing import Sequence
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.transforms.transforms import Transform, _entries, _put, _read, _unravel
+from tdrl._fast_td import read, write
+from tdrl.envs.transforms.transforms import Transform, _unravel
 from tdrl.specs import Bounded, Categorical, Composite, NestedKey, TensorSpec, Unbounded
 
 __all__ = ["StepCounter", "InitTracker", "CatFrames", "FrameSkipTransform"]
@@ -109,19 +110,16 @@ class StepCounter(Transform):
         return self.max_steps is None  # truncating changes where episodes end: it must act while stepping
 
     def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        entries = _entries(tensordict_reset)
-        done = _read(tensordict_reset, entries, "done")
-        count = torch.zeros(done.shape, dtype=torch.int64, device=done.device)
-        _put(tensordict_reset, entries, self.step_count_key, count, done)
+        done = read(tensordict_reset, "done")
+        write(tensordict_reset, self.step_count_key, torch.zeros(done.shape, dtype=torch.int64, device=done.device))
         return tensordict_reset
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
-        count = _read(tensordict, _entries(tensordict), self.step_count_key)
+        count = read(tensordict, self.step_count_key)
         if count is None:
             raise KeyError(_NOT_FROM_RESET.format(name="StepCounter", key=self.step_count_key))
         count = count + 1
-        entries = _entries(next_tensordict)
-        _put(next_tensordict, entries, self.step_count_key, count, _read(next_tensordict, entries, "done"))
+        write(next_tensordict, self.step_count_key, count)
         if self.max_steps is not None:
             truncated = count >= self.max_steps
             previous = next_tensordict.get(self.truncated_key, None)

@@ -40,9 +40,10 @@ import copy
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torch import nn
 
+from tdrl._fast_td import read, write
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 if TYPE_CHECKING:
@@ -93,45 +94,6 @@ def _as_key_list(keys: NestedKey | Sequence[NestedKey] | None) -> list:
 
 def _key_tuple(key: NestedKey) -> tuple:
     return key if isinstance(key, tuple) else (key,)
-
-
-def _entries(tensordict: TensorDictBase) -> dict | None:
-    """The entry dict of a plain, unlocked TensorDict; None for any other TensorDict.
-
-    The per-step hooks run at every env step, where ``TensorDict.get``/``set`` (which
-    re-check the key and the value at each call) cost more than the maps themselves. A
-    hook reads string keys from this dict and writes through :func:`_put`.
-    """
-    if type(tensordict) is TensorDict and not tensordict._is_locked:
-        return tensordict._tensordict
-    return None
-
-
-def _read(tensordict: TensorDictBase, entries: dict | None, key: NestedKey) -> Any:
-    """``tensordict.get(key, None)``, from ``entries`` when the key is a string."""
-    if entries is not None and type(key) is str:
-        return entries.get(key)
-    return tensordict.get(key, None)
-
-
-def _put(tensordict: TensorDictBase, entries: dict | None, key: NestedKey, value: Any, like: Any) -> None:
-    """``tensordict.set(key, value)``, straight into ``entries`` when nothing needs checking.
-
-    ``like`` is an entry of the same TensorDict; a tensor of its shape and device keeps
-    the TensorDict's batch layout valid, so it is stored without ``set``'s checks.
-    Anything else (a nested key, another shape or device) goes through ``set``.
-    """
-    if (
-        entries is not None
-        and type(key) is str
-        and isinstance(value, torch.Tensor)
-        and isinstance(like, torch.Tensor)
-        and value.shape == like.shape
-        and value.device == like.device
-    ):
-        entries[key] = value
-    else:
-        tensordict.set(key, value)
 
 
 class Transform(nn.Module):
@@ -247,11 +209,10 @@ class Transform(nn.Module):
     # --- per-step hooks (called by TransformedEnv) --------------------------------------
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Map one step's entries in place (``in_keys`` -> ``out_keys``); missing keys are skipped."""
-        entries = _entries(tensordict)
         for in_key, out_key in zip(self.in_keys, self.out_keys):
-            value = _read(tensordict, entries, in_key)
+            value = read(tensordict, in_key)
             if value is not None:
-                _put(tensordict, entries, out_key, self._apply_transform(value), value)
+                write(tensordict, out_key, self._apply_transform(value))
         return tensordict
 
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
