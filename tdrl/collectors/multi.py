@@ -222,6 +222,7 @@ class _MultiCollectorBase(DataCollectorBase):
                 raise
             self._weights = None
             self._stale = [False] * n  # the worker has not loaded the latest pushed weights
+            self._asked = [0] * n  # when each worker was last asked for a batch (a request count)
             if isinstance(policy, nn.Module):
                 self._weights = {k: v.detach().clone().share_memory_() for k, v in policy.state_dict().items()}
                 self._call(range(n), "weights", self._weights)
@@ -286,6 +287,7 @@ class _MultiCollectorBase(DataCollectorBase):
         for i in workers:
             self._send([i], "collect", self._stale[i])
             self._stale[i] = False
+            self._asked[i] = max(self._asked) + 1
 
     def set_seed(self, seed: int, static_seed: bool = False) -> int | None:
         """Seed worker ``i``'s env with the seed worker ``i - 1`` hands on; returns the next one."""
@@ -460,9 +462,9 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
                 f"MultiaSyncDataCollector: no worker delivered a batch within {self.timeout} s. "
                 f"Raise timeout= for slow envs."
             )
-        for obj in ready:
-            if obj in conns:
-                return conns[obj]
+        answered = [conns[obj] for obj in ready if obj in conns]
+        if answered:  # oldest request first: a fast worker must not starve a slower one's batch
+            return min(answered, key=self._asked.__getitem__)
         return sentinels[ready[0]]
 
 

@@ -67,11 +67,21 @@ def test_weights_are_pushed(cls):
         for p in policy.parameters():
             p.zero_()
     collector.update_policy_weights_()
-    # a batch already in flight may predate the push; the ones after it use the new weights
-    later = [next(it) for _ in range(3)]
-    assert (later[-1]["action"] == 0).all()
+    # each worker's batch in flight during the push may predate it; every later one uses the new weights
+    per_worker: dict[int, list] = {0: [], 1: []}  # each worker's share of each batch, in order
+    taken = 0
+    while min(len(v) for v in per_worker.values()) < 2:
+        batch = next(it).reshape(-1)
+        taken += 1
+        assert taken <= 12, f"a worker starved: batches per worker {[len(v) for v in per_worker.values()]}"
+        workers = batch["collector", "traj_ids"] % 2
+        for w in (0, 1):
+            if (workers == w).any():
+                per_worker[w].append(batch["action"][workers == w])
+    for shares in per_worker.values():
+        assert all((a == 0).all() for a in shares[1:])
     state = collector.state_dict()
-    assert state["frames"] == 16 and "policy_state_dict" in state
+    assert state["frames"] == 4 * (1 + taken) and "policy_state_dict" in state
     collector.shutdown()
 
 
