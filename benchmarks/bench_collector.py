@@ -12,6 +12,11 @@ one batch per round, in turn (interleaved); the ratio is the median of the round
 ratios (each round pairs neighbouring measurements, so slow drifts in the machine's load
 cancel), and the rates shown are the median rounds.
 
+Argument validation: the reference's ``torch.distributions.Normal`` is built with
+``validate_args=False``, the fastest way to write it (and what importing TorchRL sets for the
+whole process, as this benchmark does: measured either way, the figure must not depend on
+import order). tdrl's distributions never validate per step.
+
 Clock: every contender is one single-threaded process loop, so its cost is the CPU time
 it uses (``time.process_time``). On this project's shared 2-core machine other jobs
 steal the cores at random; wall-clock rounds then measure who was preempted, CPU time
@@ -112,7 +117,7 @@ def _tdrl_hand_policy(net: nn.Module):
 
     def policy(td):
         mu, sigma = net(td.get("observation"))
-        dist = D.Normal(mu, sigma)
+        dist = D.Normal(mu, sigma, validate_args=False)
         u = dist.sample()
         a = torch.tanh(u)
         td.set("action", a)
@@ -221,7 +226,7 @@ def _hand(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor, normalize: boo
                 x = torch.from_numpy(obs)
                 x = torch.addcmul(loc, x, scale).float() if normalize else x.float()
                 mu, sigma = net(x)
-                dist = D.Normal(mu, sigma)
+                dist = D.Normal(mu, sigma, validate_args=False)
                 u = dist.sample()
                 a = torch.tanh(u)
                 logp = (dist.log_prob(u) - torch.log(1 - a.pow(2) + 1e-6)).sum(-1)
@@ -264,7 +269,7 @@ def _torchrl(net: nn.Module):
     return run, collector
 
 
-def run(rounds: int = 13) -> list[dict]:
+def run(rounds: int = 21) -> list[dict]:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     torch.manual_seed(0)
