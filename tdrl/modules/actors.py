@@ -2,7 +2,8 @@
 
 - :class:`ProbabilisticActor`: a network that outputs distribution parameters, followed by
   a distribution that is sampled (``ExplorationType.RANDOM``) or read deterministically
-  (``MEAN``/``MODE``/``DETERMINISTIC``). Writes ``"action"`` and, with
+  (``DETERMINISTIC``/``MODE``: its deterministic sample; ``MEAN``: the mean of a continuous
+  distribution, the mode of a discrete one). Writes ``"action"`` and, with
   ``return_log_prob=True``, ``"sample_log_prob"`` (also written as ``"action_log_prob"``).
 - :class:`Actor`: a deterministic policy, ``"observation" -> "action"``.
 - :class:`ValueOperator`: ``"observation" -> "state_value"``, or
@@ -73,6 +74,34 @@ LOG_PROB_ALIAS = "action_log_prob"
 """The name TorchRL >= 0.8 uses; written too (same tensor) unless ``log_prob_alias=None``."""
 
 _DETERMINISTIC = (InteractionType.DETERMINISTIC, InteractionType.MEAN, InteractionType.MODE)
+
+
+def _is_discrete(dist: D.Distribution) -> bool:
+    try:
+        return bool(getattr(dist.support, "is_discrete", False))
+    except NotImplementedError:
+        return False
+
+
+def _deterministic_action(dist: D.Distribution, itype: InteractionType) -> torch.Tensor | None:
+    """The action of a non-random exploration type, or None to let tensordict decide.
+
+    ``DETERMINISTIC`` and ``MODE`` give the distribution's ``deterministic_sample``.
+    ``MEAN`` gives the mean of a continuous distribution (for a TanhNormal, the expectation
+    of the squashed action, not the squashed location) and the ``deterministic_sample`` of a
+    discrete one, whose mean (a vector of probabilities) is not an action.
+    """
+    if itype is InteractionType.MEAN:
+        if not _is_discrete(dist):
+            try:
+                return dist.mean
+            except NotImplementedError:
+                return None  # tensordict's empirical estimate
+        if not hasattr(type(dist), "deterministic_sample"):
+            return getattr(dist, "mode", None)
+    if hasattr(type(dist), "deterministic_sample"):
+        return dist.deterministic_sample
+    return None
 
 
 def get_log_prob(tensordict: TensorDictBase, key: NestedKey | None = None) -> torch.Tensor:
@@ -242,8 +271,10 @@ class _DistModule(ProbabilisticTensorDictModule):
     ) -> Any:
         if interaction_type is None:
             interaction_type = self.default_interaction_type
-        if interaction_type in _DETERMINISTIC and hasattr(type(dist), "deterministic_sample"):
-            return dist.deterministic_sample
+        if interaction_type in _DETERMINISTIC:
+            action = _deterministic_action(dist, interaction_type)
+            if action is not None:
+                return action
         return super()._dist_sample(dist, interaction_type=interaction_type, **kwargs)
 
     def _check_spec(self, action: torch.Tensor, dist: D.Distribution) -> None:
@@ -264,8 +295,6 @@ class _DistModule(ProbabilisticTensorDictModule):
         itype = interaction_type() or self.default_interaction_type
         if itype is InteractionType.RANDOM:
             action = dist.rsample() if dist.has_rsample else dist.sample()
-        elif itype in _DETERMINISTIC and hasattr(type(dist), "deterministic_sample"):
-            action = dist.deterministic_sample
         else:
             action = self._dist_sample(dist, interaction_type=itype)
         if not self._spec_checked:
@@ -303,7 +332,8 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
     ``module`` writes the distribution's parameters (e.g. ``"loc"``/``"scale"``); the
     actor builds ``distribution_class(**params, **distribution_kwargs)`` and writes an
     action under ``out_keys[0]``: a sample under ``ExplorationType.RANDOM``, the
-    distribution's ``deterministic_sample`` under ``MEAN``/``MODE``/``DETERMINISTIC``
+    distribution's ``deterministic_sample`` under ``DETERMINISTIC``/``MODE``, and under
+    ``MEAN`` the mean of a continuous distribution (the mode of a discrete one), as TorchRL
     (``default_interaction_type`` outside any ``set_exploration_type`` block).
 
     Args:

@@ -94,11 +94,14 @@ def test_mean_is_deterministic_and_random_is_not():
         with set_exploration_type(ExplorationType.RANDOM):
             r1, r2 = actor(td.clone())["action"], actor(td.clone())["action"]
     torch.testing.assert_close(a, b)
-    torch.testing.assert_close(a, c)
     assert not torch.equal(r1, r2)
-    # outside any block: the default interaction type (DETERMINISTIC, as TorchRL)
     with torch.no_grad():
-        torch.testing.assert_close(actor(td.clone())["action"], a)
+        dist = actor.get_dist(actor.module[0](td.clone()))
+        # MEAN is the expectation of the action (as TorchRL), MODE the squashed location
+        torch.testing.assert_close(a, dist.mean)
+        torch.testing.assert_close(c, dist.deterministic_sample)
+        # outside any block: the default interaction type (DETERMINISTIC, as TorchRL)
+        torch.testing.assert_close(actor(td.clone())["action"], c)
 
 
 def test_default_interaction_type_random():

@@ -79,8 +79,10 @@ def test_deterministic_values():
     loc = torch.tensor([0.0, 1.0])
     dist = TanhNormal(loc, torch.ones(2), low=torch.tensor([0.0, -2.0]), high=torch.tensor([2.0, 2.0]))
     expected = torch.tensor([1.0, 2 * math.tanh(1.0)])
-    for value in (dist.deterministic_sample, dist.mode, dist.mean):
+    for value in (dist.deterministic_sample, dist.mode):
         torch.testing.assert_close(value, expected)
+    assert dist.mean[0].item() == pytest.approx(1.0, abs=1e-6)  # symmetric about the box's middle
+    assert 0.0 < dist.mean[1].item() < expected[1].item()  # pulled towards the middle
 
 
 def test_old_min_max_names():
@@ -156,6 +158,36 @@ def test_plain_tensordict_module_under_mean_is_deterministic():
         distribution_kwargs={"low": -2.0, "high": 2.0},
     )
     td = TensorDict(loc=torch.tensor([0.5]), scale=torch.tensor([1.0]))
-    for etype in (ExplorationType.MEAN, ExplorationType.MODE, ExplorationType.DETERMINISTIC):
+    for etype in (ExplorationType.MODE, ExplorationType.DETERMINISTIC):
         with set_exploration_type(etype):
             torch.testing.assert_close(module(td.clone())["action"], 2 * torch.tanh(torch.tensor([0.5])))
+    with set_exploration_type(ExplorationType.MEAN):  # the expectation, as TorchRL's MEAN
+        expected = TanhNormal(td["loc"], td["scale"], low=-2.0, high=2.0).mean
+        torch.testing.assert_close(module(td.clone())["action"], expected)
+
+
+@pytest.mark.parametrize(
+    "loc,scale,low,high",
+    [(0.5, 0.01, -1.0, 1.0), (0.5, 3.0, -1.0, 1.0), (-1.0, 0.7, -2.0, 4.0), (2.0, 30.0, 0.0, 1.0), (0.0, 1.0, -1.0, 1.0)],
+)
+def test_mean_is_the_expectation(loc, scale, low, high):
+    dist = TanhNormal(torch.tensor([loc], dtype=torch.float64), torch.tensor([scale], dtype=torch.float64),
+                      low=low, high=high)
+    # the exact expectation by fine quadrature over the Normal's density
+    z = torch.linspace(-12, 12, 200_001, dtype=torch.float64)
+    density = torch.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    squashed = low + (high - low) * (torch.tanh(loc + scale * z) + 1) / 2
+    exact = torch.trapezoid(squashed * density, z)
+    assert abs(dist.mean.item() - exact.item()) < 1e-3 * (high - low) / 2
+    assert torch.equal(dist.mean, dist.mean)  # no random numbers
+    if scale >= 1.0 and loc != 0.0:  # a wide Normal pulls the mean towards the middle of the box
+        middle = (low + high) / 2
+        assert abs(dist.mean.item() - middle) < abs(dist.deterministic_sample.item() - middle)
+
+
+def test_mean_shape_and_batch():
+    dist = TanhNormal(torch.zeros(4, 3), torch.ones(4, 3), low=-1.0, high=1.0)
+    assert dist.mean.shape == (4, 3)
+    torch.testing.assert_close(dist.mean, torch.zeros(4, 3))  # symmetric about 0
+    scalar = TanhNormal(torch.zeros(3, 2), 0.5)  # a number as scale broadcasts
+    assert scalar.mean.shape == (3, 2)

@@ -1,9 +1,9 @@
 """Continuous action distributions: IndependentNormal, TruncatedNormal, Delta.
 
 Each is a ``torch.distributions.Distribution`` built with ``validate_args=False``, with a
-``deterministic_sample``: the value ``ExplorationType.MEAN``/``MODE``/``DETERMINISTIC``
-return from a :class:`~tdrl.modules.ProbabilisticActor`. :class:`TanhNormal` lives in
-``tanh_normal.py`` and is re-exported here.
+``deterministic_sample`` (what ``ExplorationType.DETERMINISTIC``/``MODE`` return from a
+:class:`~tdrl.modules.ProbabilisticActor`) and a ``mean`` (``ExplorationType.MEAN``); the two
+differ only for :class:`TanhNormal`, which lives in ``tanh_normal.py`` and is re-exported here.
 
 Examples:
     >>> import torch
