@@ -41,6 +41,8 @@ def cells_from_source(text: str) -> list:
 def build(source: Path) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.cells = cells_from_source(source.read_text())
+    for i, cell in enumerate(nb.cells):  # stable ids: rebuilding an unchanged source changes nothing
+        cell.id = f"{source.stem[:2]}-{i:03d}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb

@@ -178,8 +178,9 @@ scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, max(1, total_frame
 #
 # For each batch: recompute advantages at every epoch (they depend on the value network,
 # which keeps learning), refill the buffer, and take a gradient step per minibatch. Every 10
-# batches we evaluate the policy deterministically: under `ExplorationType.MEAN` the actor
-# returns the distribution's deterministic action instead of a sample.
+# batches we evaluate the policy without sampling: under `ExplorationType.MEAN` the actor
+# returns the mean of its action distribution (for the `TanhNormal`, the expectation of the
+# squashed action; `ExplorationType.DETERMINISTIC` would give the squashed location instead).
 
 # %%
 logs = defaultdict(list)
