@@ -171,7 +171,7 @@ def run(frames: int = 50_000) -> list[dict]:
                 f"seed PPO tutorial, {frames} frames, wall s (vs {peer})", tdrl["wall_s"], other["wall_s"], "s", bar,
                 higher_is_better=False, torchrl=results["torchrl"]["wall_s"] if results["torchrl"] else None,
                 sb3=results["sb3"]["wall_s"] if results["sb3"] else None,
-                note=f"eval return (mean of 5 deterministic episodes): tdrl {tdrl['eval_return']:.1f}, "
+                note=f"eval return (mean of 5 episodes under ExplorationType.MEAN): tdrl {tdrl['eval_return']:.1f}, "
                 f"{peer} {other['eval_return']:.1f}",
             )
         )
