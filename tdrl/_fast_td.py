@@ -34,14 +34,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl.specs import NestedKey
 
-__all__ = ["entries", "read", "write"]
-
-
-def entries(tensordict: TensorDictBase) -> dict | None:
-    """The entry dict of a plain, unlocked TensorDict; None for any other TensorDict."""
-    if type(tensordict) is TensorDict and not tensordict._is_locked:
-        return tensordict._tensordict
-    return None
+__all__ = ["read", "write"]
 
 
 def read(tensordict: TensorDictBase, key: NestedKey) -> Any:
