@@ -186,3 +186,72 @@ def test_same_numbers_as_torchrl_estimators(make):
         a, b = theirs(_data(seed)), ours(_data(seed))
         for key in ("advantage", "value_target"):
             torch.testing.assert_close(b[key], a[key], atol=1e-5, rtol=1e-5)
+
+
+def _rollout(seed: int = 0, steps: int = 40) -> TensorDict:
+    """A ``[T]`` rollout as a collector writes it: ``next`` observation = the following row's
+    observation, except after a reset (and at the last step)."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(steps + 1, OBS, generator=g)
+    nxt = obs[1:].clone()
+    done = torch.zeros(steps, 1, dtype=torch.bool)
+    done[[6, 17, 29]] = True
+    terminated = done.clone()
+    terminated[17] = False  # a truncation
+    root = obs[:-1].clone()
+    resets = torch.randn(3, OBS, generator=g)
+    root[[7, 18, 30]] = resets  # the row after a done starts from a reset observation
+    return TensorDict(
+        {
+            "observation": root,
+            "next": {"observation": nxt, "reward": torch.randn(steps, 1, generator=g), "done": done,
+                     "terminated": terminated},
+        },
+        [steps],
+    )
+
+
+class _CountingNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(OBS, 1)
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("make", [
+    lambda net, **kw: GAE(gamma=0.9, lmbda=0.8, value_network=net, average_gae=True, **kw),
+    lambda net, **kw: TDLambdaEstimator(gamma=0.9, lmbda=0.8, value_network=net, **kw),
+])
+def test_next_values_reused_on_a_rollout(make):
+    net = _CountingNet()
+    op = ValueOperator(net, in_keys=["observation"])
+    reused = make(op)(_rollout())
+    rows_reused = net.rows
+    net.rows = 0
+    full = make(op, reuse_next_values=False)(_rollout())
+    # 40 root rows + the next rows that are not the following row: the 3 resets and the last
+    assert (rows_reused, net.rows) == (40 + 4, 80)
+    for key in ("advantage", "value_target", "state_value", ("next", "state_value")):
+        torch.testing.assert_close(reused[key], full[key])
+
+
+def test_next_value_reuse_keeps_gradients_and_falls_back():
+    net = _value_net()
+    data = GAE(gamma=0.9, lmbda=0.8, value_network=net, differentiable=True)(_rollout())
+    data["value_target"].sum().backward()
+    grad = net.module.weight.grad.clone()
+    net.zero_grad()
+    ref = GAE(gamma=0.9, lmbda=0.8, value_network=net, differentiable=True, reuse_next_values=False)(_rollout())
+    ref["value_target"].sum().backward()
+    torch.testing.assert_close(grad, net.module.weight.grad)
+    # nothing in common with the following rows: every next row is evaluated, values exact
+    independent = _rollout()
+    independent["next", "observation"] = torch.randn(40, OBS)
+    out = GAE(gamma=0.9, lmbda=0.8, value_network=net)(independent.clone())
+    with torch.no_grad():
+        expected = net(independent["next"].select("observation"))["state_value"]
+    torch.testing.assert_close(out["next", "state_value"], expected)

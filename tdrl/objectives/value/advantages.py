@@ -1,7 +1,8 @@
 """Value estimators: modules that read a rollout and write ``advantage`` and ``value_target``.
 
 An estimator reads ``[*B, T]`` data (time on the last batch dim unless told otherwise),
-runs its value network once over the root and ``"next"`` observations together, and
+runs its value network once over the root and ``"next"`` observations together (on a
+``[T]`` batch, only over the next observations that are not the following row's), and
 solves its return recursion with the kernels of :mod:`tdrl.objectives.value.functional`.
 
 Examples:
@@ -91,6 +92,12 @@ class ValueEstimatorBase(nn.Module):
             recompute, which is what an epoch loop over a refreshed critic needs.
         time_dim: the time dimension of the input TensorDict. Default: the dim named
             ``"time"`` if any, else the last batch dim.
+        reuse_next_values: on a one-dim ``[T]`` batch (one env's rollout, or a flat
+            buffer of them), evaluate the network on a ``"next"`` observation only where it
+            differs from the following row's observation (at resets and the last step) and
+            take the following row's value elsewhere: about half the network calls, the
+            same numbers for a network that is a function of its inputs. ``False`` always
+            evaluates both (e.g. for a critic with per-call noise). Default ``True``.
         device: device of the ``gamma``/``lmbda`` buffers.
         advantage_key, value_target_key, value_key: key renames (same as ``set_keys``).
     """
@@ -117,12 +124,14 @@ class ValueEstimatorBase(nn.Module):
         differentiable: bool = False,
         skip_existing: bool | None = None,
         time_dim: int | None = None,
+        reuse_next_values: bool = True,
         device: torch.device | str | None = None,
         advantage_key: NestedKey | None = None,
         value_target_key: NestedKey | None = None,
         value_key: NestedKey | None = None,
     ) -> None:
         super().__init__()
+        self.reuse_next_values = bool(reuse_next_values)
         # Not registered as a submodule: the loss (or the user) owns the network's
         # parameters; the estimator only calls it.
         self.__dict__["value_network"] = value_network
@@ -233,20 +242,55 @@ class ValueEstimatorBase(nn.Module):
                     "the next observation to bootstrap."
                 )
         n = data.shape[0]
+        root, nxt_in = data.select(*in_keys), nxt.select(*in_keys)
+        fresh = self._fresh_next_rows(root, nxt_in, in_keys) if self.reuse_next_values else None
         # One network call over root and next states, concatenated on the first dim.
-        both = torch.cat([data.select(*in_keys), nxt.select(*in_keys)], 0)
-        out = net(both)
+        if fresh is None:
+            values = self._net_values(net(torch.cat([root, nxt_in], 0)), key)
+            value, next_value = values[:n], values[n:]
+            self._check_value_shape(value, reward_shape)
+        else:
+            values = self._net_values(net(torch.cat([root, nxt_in[fresh]], 0)), key)
+            value = values[:n]
+            self._check_value_shape(value, reward_shape)
+            # next_value[t] = value[t + 1], except at the rows whose next observation is new.
+            next_value = value.roll(-1, 0).index_copy(0, fresh, values[n:])
+        data.set(key, value)
+        nxt.set(key, next_value)
+        return value, next_value
+
+    def _net_values(self, out: TensorDictBase, key: NestedKey) -> Tensor:
         values = out.get(key, None)
         if values is None:
             raise MissingKeyError(
                 f"{type(self).__name__}: the value network did not write {key!r} (it wrote "
                 f"{keys_repr(out)}); rename with .set_keys(value=...)."
             )
-        value, next_value = values[:n], values[n:]
-        self._check_value_shape(value, reward_shape)
-        data.set(key, value)
-        nxt.set(key, next_value)
-        return value, next_value
+        return values
+
+    @staticmethod
+    def _fresh_next_rows(root: TensorDictBase, nxt: TensorDictBase, in_keys: list[NestedKey]) -> Tensor | None:
+        """Indices of the rows of a ``[T]`` batch whose next inputs differ from row ``t + 1``'s.
+
+        ``None`` when reuse does not apply: more than one batch dim (a ``[B, T]`` batch keeps
+        its shape for the network, which may be recurrent), fewer than two rows, or an input
+        that is not a plain tensor of matching shape.
+        """
+        if root.batch_dims != 1 or root.shape[0] < 2 or not in_keys:
+            return None
+        same = None
+        for k in in_keys:
+            a, b = nxt.get(k, None), root.get(k, None)
+            if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape or a.dtype != b.dtype:
+                return None
+            eq = a[:-1] == b[1:]
+            if eq.ndim > 1:
+                eq = eq.flatten(1).all(1)
+            same = eq if same is None else same & eq
+        assert same is not None
+        fresh = torch.ones(root.shape[0], dtype=torch.bool, device=same.device)
+        fresh[:-1] = ~same
+        return fresh.nonzero().squeeze(-1)
 
     def _check_value_shape(self, value: Tensor, reward_shape: torch.Size) -> None:
         if value.shape != reward_shape:
