@@ -10,7 +10,10 @@ the other, so they do not compete for the 2 cores.
 Bar (issue 8): tdrl >= 3x faster than TorchRL and >= 1.5x faster than SB3, with an eval
 return no worse at equal frames.
 
-Run: ``python -m benchmarks.bench_e2e [--frames 50000]``.
+Run: ``python -m benchmarks.bench_e2e [--frames 50000]``. The eval return of one run is
+mostly seed noise at 50k frames; ``python -m benchmarks.bench_e2e --returns 12`` trains both
+libraries on seeds 0-11 (two runs at a time: wall times are not comparable, returns are),
+writes ``benchmarks/e2e_seeds.json`` and prints the medians and a rank-sum test.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import subprocess
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 ENV = "InvertedDoublePendulum-v4"
 
@@ -145,8 +151,8 @@ def sb3_ppo(frames: int, seed: int = 0) -> dict:
     return {"lib": "sb3", "frames": frames, "wall_s": train_time, "eval_return": float(np.mean(returns))}
 
 
-def _in_subprocess(lib: str, frames: int) -> dict | None:
-    cmd = [sys.executable, "-m", "benchmarks.bench_e2e", "--one", lib, "--frames", str(frames)]
+def _in_subprocess(lib: str, frames: int, seed: int = 0) -> dict | None:
+    cmd = [sys.executable, "-m", "benchmarks.bench_e2e", "--one", lib, "--frames", str(frames), "--seed", str(seed)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"[bench_e2e] {lib} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -178,17 +184,68 @@ def run(frames: int = 50_000) -> list[dict]:
     return rows
 
 
+def rank_sum(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mann-Whitney U of ``a`` against ``b`` and its two-sided p-value (normal approximation,
+    ties averaged): is one library's eval return stochastically larger than the other's?"""
+    pooled = sorted((x, i) for i, x in enumerate(a + b))
+    ranks = [0.0] * len(pooled)
+    i = 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[pooled[k][1]] = (i + j) / 2 + 1
+        i = j + 1
+    n, m = len(a), len(b)
+    u = sum(ranks[:n]) - n * (n + 1) / 2
+    sd = math.sqrt(n * m * (n + m + 1) / 12)
+    p = math.erfc(abs(u - n * m / 2) / sd / math.sqrt(2)) if sd else 1.0
+    return u, p
+
+
+def compare_returns(seeds: int, frames: int, jobs: int = 2, out: Path | None = None) -> list[dict]:
+    """Both libraries on seeds ``0..seeds-1``; writes the runs to ``out`` (JSON) and prints a summary."""
+    tasks = [(lib, seed) for seed in range(seeds) for lib in ("tdrl", "torchrl")]
+    with ThreadPoolExecutor(jobs) as pool:
+        results = list(pool.map(lambda task: _in_subprocess(task[0], frames, task[1]), tasks))
+    runs = [dict(r, seed=seed) for r, (_, seed) in zip(results, tasks) if r is not None]
+    if out is not None:
+        note = (f"seed tutorial, {frames} frames, seeds 0-{seeds - 1}, {jobs} runs at a time "
+                f"({time.strftime('%Y-%m-%d %H:%M')}); wall times are not comparable, returns are")
+        out.write_text(json.dumps({"note": note, "runs": runs}, indent=1) + "\n")
+    by_lib = {lib: [r["eval_return"] for r in runs if r["lib"] == lib] for lib in ("tdrl", "torchrl")}
+    for lib, returns in by_lib.items():
+        ordered = sorted(returns)
+        mid = len(ordered) // 2
+        median = (ordered[mid] + ordered[~mid]) / 2 if ordered else float("nan")
+        print(f"{lib}: median {median:.0f} over {len(ordered)} seeds: {[round(x) for x in ordered]}")
+    if by_lib["tdrl"] and by_lib["torchrl"]:
+        u, p = rank_sum(by_lib["tdrl"], by_lib["torchrl"])
+        print(f"Mann-Whitney U (tdrl vs torchrl) = {u:.1f} of {len(by_lib['tdrl']) * len(by_lib['torchrl'])}, "
+              f"two-sided p = {p:.2f}")
+    return runs
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=50_000)
     parser.add_argument("--one", choices=["tdrl", "torchrl", "sb3"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--returns", type=int, metavar="SEEDS", help="compare eval returns over this many seeds")
+    parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     if args.one:
         import torch
 
         torch.set_num_threads(1)
-        out = sb3_ppo(args.frames) if args.one == "sb3" else seed_tutorial(args.one, args.frames)
+        if args.one == "sb3":
+            out = sb3_ppo(args.frames, args.seed)
+        else:
+            out = seed_tutorial(args.one, args.frames, args.seed)
         print(json.dumps(out))
+    elif args.returns:
+        compare_returns(args.returns, args.frames, args.jobs, Path(__file__).with_name("e2e_seeds.json"))
     else:
         from benchmarks._common import print_rows
 
