@@ -185,7 +185,11 @@ class ObservationNorm(Transform):
         Runs the env this transform reads from (the base env plus the transforms before
         it) without a policy for at least ``num_iter`` steps, resetting finished
         episodes, and takes the mean and standard deviation of ``key`` over
-        ``reduce_dim``. Dimensions that never vary get scale 1 (they come out as 0).
+        ``reduce_dim``. Dimensions that never vary get scale 1 (they come out as 0,
+        and as their raw offset if they vary later). TorchRL divides such a dimension by
+        ``eps`` instead (scale 1e6): on ``InvertedDoublePendulum-v4`` the cart's rail-limit
+        force is 0 during a random rollout and up to 10 once a policy drives the cart into
+        the rail, which TorchRL feeds to the networks as 1e7.
 
         Args:
             num_iter: how many steps to collect.
