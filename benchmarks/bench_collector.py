@@ -48,6 +48,19 @@ FRAMES = 1000
 CELLS = 256
 
 
+def _batch_rate(collector):
+    """A callable timing one batch of ``collector`` (frames/s), after a warm-up batch."""
+    batches = iter(collector)
+    next(batches)
+
+    def run() -> float:
+        start = CLOCK()
+        batch = next(batches)
+        return batch.numel() / (CLOCK() - start)
+
+    return run
+
+
 def _net(obs_dim: int, act_dim: int) -> nn.Module:
     from tensordict.nn import NormalParamExtractor
 
@@ -97,15 +110,7 @@ def _tdrl(net: nn.Module, minimal: bool = False):
         env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
         loc, scale = env.transform[0].loc.clone(), env.transform[0].scale.clone()
     collector = SyncDataCollector(env, _actor("tdrl", net, env), frames_per_batch=FRAMES, total_frames=-1)
-    batches = iter(collector)
-    next(batches)
-
-    def run() -> float:
-        start = CLOCK()
-        batch = next(batches)
-        return batch.numel() / (CLOCK() - start)
-
-    return run, (loc, scale), collector
+    return _batch_rate(collector), (loc, scale), collector
 
 
 def _tdrl_hand_policy(net: nn.Module):
@@ -125,15 +130,7 @@ def _tdrl_hand_policy(net: nn.Module):
         return td
 
     collector = SyncDataCollector(env, policy, frames_per_batch=FRAMES, total_frames=-1)
-    batches = iter(collector)
-    next(batches)
-
-    def run() -> float:
-        start = CLOCK()
-        batch = next(batches)
-        return batch.numel() / (CLOCK() - start)
-
-    return run, collector
+    return _batch_rate(collector), collector
 
 
 def _overhead_pair():
@@ -258,15 +255,7 @@ def _torchrl(net: nn.Module):
     env.set_seed(0)
     env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
     collector = SyncDataCollector(env, _actor("torchrl", net, env), frames_per_batch=FRAMES, total_frames=-1)
-    batches = iter(collector)
-    next(batches)
-
-    def run() -> float:
-        start = CLOCK()
-        batch = next(batches)
-        return batch.numel() / (CLOCK() - start)
-
-    return run, collector
+    return _batch_rate(collector), collector
 
 
 def run(rounds: int = 21) -> list[dict]:
