@@ -43,3 +43,13 @@ def test_the_e2e_programs_run(bench_e2e, which):
     assert out["wall_s"] > 0 and out["collect_fps"] > 0
     # an untrained policy keeps the pendulum up for a few steps: 9.x reward per step
     assert math.isfinite(out["eval_return"]) and out["eval_return"] > 9
+    assert out["last_train_eval"] > 9  # the evaluation after the first batch ran
+
+
+def test_the_sb3_program_runs_with_its_evaluations(bench_e2e):
+    pytest.importorskip("stable_baselines3")
+    # 10,000 frames: the first point where the tutorial's every-10-batches evaluation fires
+    out = bench_e2e.sb3_ppo(10_000, seed=0)
+    assert out["lib"] == "sb3" and out["frames"] == 10_000 and out["wall_s"] > 0
+    assert math.isfinite(out["eval_return"]) and out["eval_return"] > 9
+    assert math.isfinite(out["last_train_eval"]) and out["last_train_eval"] > 9
