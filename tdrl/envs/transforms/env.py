@@ -31,8 +31,8 @@ from typing import Any, Callable
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.common import EnvBase
 from tdrl._fast_td import read
+from tdrl.envs.common import EnvBase
 from tdrl.envs.transforms.transforms import Compose, Transform
 
 __all__ = ["TransformedEnv"]

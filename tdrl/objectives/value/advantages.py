@@ -278,18 +278,15 @@ class ValueEstimatorBase(nn.Module):
         """
         if root.batch_dims != 1 or root.shape[0] < 2 or not in_keys:
             return None
-        same = None
+        differs = []
         for k in in_keys:
             a, b = nxt.get(k, None), root.get(k, None)
             if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape or a.dtype != b.dtype:
                 return None
-            eq = a[:-1] == b[1:]
-            if eq.ndim > 1:
-                eq = eq.flatten(1).all(1)
-            same = eq if same is None else same & eq
-        assert same is not None
-        fresh = torch.ones(root.shape[0], dtype=torch.bool, device=same.device)
-        fresh[:-1] = ~same
+            d = a[:-1] != b[1:]
+            differs.append(d.flatten(1).any(1) if d.ndim > 1 else d)
+        last = differs[0].new_ones(1)  # the last step's next observation has no following row
+        fresh = torch.cat([torch.stack(differs).any(0), last])
         return fresh.nonzero().squeeze(-1)
 
     def _check_value_shape(self, value: Tensor, reward_shape: torch.Size) -> None:
