@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def best_rate(fn: Callable[[], int], repeats: int = 5, min_time: float = 0.0) -> float:
@@ -36,25 +36,43 @@ def interleaved(fns: dict[str, Callable[[], float]], rounds: int = 5) -> dict[st
 
     Interleaving makes a noisy machine hurt every contender alike, so ratios stay fair.
     """
-    best = {k: 0.0 for k in fns}
+    best = dict.fromkeys(fns, 0.0)
     for _ in range(rounds):
         for name, fn in fns.items():
             best[name] = max(best[name], fn())
     return best
 
 
-def row(figure: str, tdrl: float, reference: float, unit: str, bar: str, higher_is_better: bool = True,
-        torchrl: float | None = None, sb3: float | None = None, note: str = "") -> dict:
+def row(
+    figure: str,
+    tdrl: float,
+    reference: float,
+    unit: str,
+    bar: str,
+    higher_is_better: bool = True,
+    torchrl: float | None = None,
+    sb3: float | None = None,
+    note: str = "",
+) -> dict:
     """One result row; ``ratio`` is tdrl relative to the reference, oriented so > 1 means tdrl is better."""
     ratio = tdrl / reference if higher_is_better else reference / tdrl
     return {
-        "figure": figure, "tdrl": tdrl, "reference": reference, "unit": unit, "ratio": ratio, "bar": bar,
-        "torchrl": torchrl, "sb3": sb3, "note": note,
+        "figure": figure,
+        "tdrl": tdrl,
+        "reference": reference,
+        "unit": unit,
+        "ratio": ratio,
+        "bar": bar,
+        "torchrl": torchrl,
+        "sb3": sb3,
+        "note": note,
     }
 
 
 def print_rows(rows: list[dict]) -> None:
     for r in rows:
         extra = "" if r.get("torchrl") is None else f"  torchrl={r['torchrl']:.4g}"
-        print(f"{r['figure']:<55} tdrl={r['tdrl']:.4g} ref={r['reference']:.4g} {r['unit']:<10} "
-              f"ratio={r['ratio']:.2f} (bar {r['bar']}){extra}")
+        print(
+            f"{r['figure']:<55} tdrl={r['tdrl']:.4g} ref={r['reference']:.4g} {r['unit']:<10} "
+            f"ratio={r['ratio']:.2f} (bar {r['bar']}){extra}"
+        )

@@ -71,13 +71,13 @@ def _native_rollout():
 def _torchrl_native_rollout():
     try:
         from torchrl.envs import PendulumEnv as TRLPendulumEnv
-    except Exception:  # noqa: BLE001 - the compare extra is optional
+    except Exception:
         return None
     try:
         env = TRLPendulumEnv(seed=0)
         start_td = env.reset(env.gen_params(batch_size=[BATCH]))  # TorchRL batches through the input
         env.rollout(2, tensordict=start_td.clone(), auto_reset=False, break_when_any_done=False)
-    except Exception:  # noqa: BLE001 - an API drift in the peer must not break our figures
+    except Exception:
         return None
 
     def run() -> float:
@@ -98,10 +98,24 @@ def run() -> list[dict]:
     best = interleaved(fns, rounds=5)
     note = f"native PendulumEnv(batch_size=[{BATCH}]) rollout; reference: one gymnasium Pendulum-v1"
     return [
-        row("native torch Pendulum [1024] vs raw gym.step loop, frames/s", best["native"], best["raw"], "frames/s",
-            ">= 50", torchrl=best.get("torchrl"), note=note),
-        row("native torch Pendulum [1024] vs GymEnv rollout, frames/s", best["native"], best["gymenv"], "frames/s",
-            ">= 50", torchrl=best.get("torchrl"), note=note),
+        row(
+            "native torch Pendulum [1024] vs raw gym.step loop, frames/s",
+            best["native"],
+            best["raw"],
+            "frames/s",
+            ">= 50",
+            torchrl=best.get("torchrl"),
+            note=note,
+        ),
+        row(
+            "native torch Pendulum [1024] vs GymEnv rollout, frames/s",
+            best["native"],
+            best["gymenv"],
+            "frames/s",
+            ">= 50",
+            torchrl=best.get("torchrl"),
+            note=note,
+        ),
     ]
 
 

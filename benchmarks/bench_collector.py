@@ -65,8 +65,14 @@ def _net(obs_dim: int, act_dim: int) -> nn.Module:
     from tensordict.nn import NormalParamExtractor
 
     return nn.Sequential(
-        nn.Linear(obs_dim, CELLS), nn.Tanh(), nn.Linear(CELLS, CELLS), nn.Tanh(),
-        nn.Linear(CELLS, CELLS), nn.Tanh(), nn.Linear(CELLS, 2 * act_dim), NormalParamExtractor(),
+        nn.Linear(obs_dim, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, 2 * act_dim),
+        NormalParamExtractor(),
     )
 
 
@@ -79,7 +85,9 @@ def _seed_env(lib: str, minimal: bool = False):
         from torchrl.envs.libs.gym import GymEnv
     if minimal:  # just what the float32 policy needs
         return TransformedEnv(GymEnv(ENV), DoubleToFloat())
-    return TransformedEnv(GymEnv(ENV), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()))
+    return TransformedEnv(
+        GymEnv(ENV), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter())
+    )
 
 
 def _actor(lib: str, net: nn.Module, env):
@@ -155,15 +163,29 @@ def _overhead_pair():
 
         def _reset(self, td):
             self.__dict__["t"] = 0
-            return _new_td({"observation": torch.zeros(11), "done": torch.zeros(1, dtype=torch.bool),
-                            "terminated": torch.zeros(1, dtype=torch.bool),
-                            "truncated": torch.zeros(1, dtype=torch.bool)}, size)
+            return _new_td(
+                {
+                    "observation": torch.zeros(11),
+                    "done": torch.zeros(1, dtype=torch.bool),
+                    "terminated": torch.zeros(1, dtype=torch.bool),
+                    "truncated": torch.zeros(1, dtype=torch.bool),
+                },
+                size,
+            )
 
         def _step(self, td):
             self.__dict__["t"] += 1
             done = torch.tensor([self.t % 8 == 0])
-            return _new_td({"observation": torch.zeros(11), "reward": torch.zeros(1), "done": done,
-                            "terminated": done.clone(), "truncated": torch.zeros(1, dtype=torch.bool)}, size)
+            return _new_td(
+                {
+                    "observation": torch.zeros(11),
+                    "reward": torch.zeros(1),
+                    "done": done,
+                    "terminated": done.clone(),
+                    "truncated": torch.zeros(1, dtype=torch.bool),
+                },
+                size,
+            )
 
         def _set_seed(self, seed):
             pass
@@ -248,7 +270,7 @@ def _hand(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor, normalize: boo
 def _torchrl(net: nn.Module):
     try:
         import torchrl.collectors as trl_collectors
-    except Exception:  # noqa: BLE001 - the compare extra is optional
+    except Exception:
         return None
     SyncDataCollector = getattr(trl_collectors, "SyncDataCollector", None) or trl_collectors.Collector
     env = _seed_env("torchrl")
@@ -289,28 +311,55 @@ def run(rounds: int = 21) -> list[dict]:
     def paired(a: str, b: str) -> float:
         return median([x / y for x, y in zip(rates[a], rates[b])])
 
-    main = row(f"SyncDataCollector, {ENV} + seed transforms + 3x256 ProbabilisticActor, frames/s", med["tdrl"],
-               med["hand"], "frames/s", ">= 0.9", torchrl=torchrl,
-               note="reference: hand-written gymnasium loop, same torch net and normalization, torch.distributions")
+    main = row(
+        f"SyncDataCollector, {ENV} + seed transforms + 3x256 ProbabilisticActor, frames/s",
+        med["tdrl"],
+        med["hand"],
+        "frames/s",
+        ">= 0.9",
+        torchrl=torchrl,
+        note="reference: hand-written gymnasium loop, same torch net and normalization, torch.distributions",
+    )
     main["ratio"] = paired("tdrl", "hand")
-    minimal = row(f"SyncDataCollector, {ENV} + DoubleToFloat only, same actor, frames/s", med["tdrl_min"],
-                  med["hand_min"], "frames/s", "info",
-                  note="the collector with the fewest transforms: reference casts to float32, no normalization")
+    minimal = row(
+        f"SyncDataCollector, {ENV} + DoubleToFloat only, same actor, frames/s",
+        med["tdrl_min"],
+        med["hand_min"],
+        "frames/s",
+        "info",
+        note="the collector with the fewest transforms: reference casts to float32, no normalization",
+    )
     minimal["ratio"] = paired("tdrl_min", "hand_min")
-    bare = row(f"SyncDataCollector, {ENV} + DoubleToFloat, the hand loop's policy math as a plain callable, frames/s",
-               med["tdrl_bare"], med["hand_min"], "frames/s", ">= 0.9",
-               note="the collector's own cost: same policy code as the reference, one transform")
+    bare = row(
+        f"SyncDataCollector, {ENV} + DoubleToFloat, the hand loop's policy math as a plain callable, frames/s",
+        med["tdrl_bare"],
+        med["hand_min"],
+        "frames/s",
+        ">= 0.9",
+        note="the collector's own cost: same policy code as the reference, one transform",
+    )
     bare["ratio"] = paired("tdrl_bare", "hand_min")
-    loop = row("SyncDataCollector's own loop vs the minimal hand loop (trivial env and policy), steps/s", med["loop"],
-               med["loop_hand"], "steps/s", "info",
-               note="what the collector adds per step, with nothing else to measure")
+    loop = row(
+        "SyncDataCollector's own loop vs the minimal hand loop (trivial env and policy), steps/s",
+        med["loop"],
+        med["loop_hand"],
+        "steps/s",
+        "info",
+        note="what the collector adds per step, with nothing else to measure",
+    )
     loop["ratio"] = paired("loop", "loop_hand")
     rows = [main, minimal, bare, loop]
     if torchrl is not None:
         rows.append(
-            row("SyncDataCollector vs TorchRL 0.14.1's collector (same env, transforms, actor)", med["tdrl"], torchrl,
-                "frames/s", ">= 2.5", torchrl=torchrl,
-                note=f"TorchRL reaches {torchrl / med['hand']:.2f}x the hand-written loop in this run")
+            row(
+                "SyncDataCollector vs TorchRL 0.14.1's collector (same env, transforms, actor)",
+                med["tdrl"],
+                torchrl,
+                "frames/s",
+                ">= 2.5",
+                torchrl=torchrl,
+                note=f"TorchRL reaches {torchrl / med['hand']:.2f}x the hand-written loop in this run",
+            )
         )
     return rows
 

@@ -47,8 +47,9 @@ def run() -> list[dict]:
     from tdrl.collectors import SyncDataCollector
     from tdrl.testing import CountingEnv
 
-    collector = SyncDataCollector(CountingEnv(max_steps=50, batch_size=[ENVS]), None, frames_per_batch=BATCH,
-                                  total_frames=TOTAL)
+    collector = SyncDataCollector(
+        CountingEnv(max_steps=50, batch_size=[ENVS]), None, frames_per_batch=BATCH, total_frames=TOTAL
+    )
     kept: collections.deque = collections.deque(maxlen=2)
     total_reward = 0.0
     samples = []
@@ -61,11 +62,17 @@ def run() -> list[dict]:
     collector.shutdown()
     early = samples[len(samples) // 10]
     final = samples[-1]
-    peak = max(samples[len(samples) // 10:])
+    peak = max(samples[len(samples) // 10 :])
     frames = collector._frames
-    r = row(f"SyncDataCollector, {frames:,} frames, bounded consumer: RSS (MB) at 10% vs at the end", final, early,
-            "MB", ">= 0.95", higher_is_better=False,
-            note=f"peak after warm-up {peak:.1f} MB; {frames / elapsed:,.0f} frames/s; reward sum {total_reward:.0f}")
+    r = row(
+        f"SyncDataCollector, {frames:,} frames, bounded consumer: RSS (MB) at 10% vs at the end",
+        final,
+        early,
+        "MB",
+        ">= 0.95",
+        higher_is_better=False,
+        note=f"peak after warm-up {peak:.1f} MB; {frames / elapsed:,.0f} frames/s; reward sum {total_reward:.0f}",
+    )
     return [r]
 
 

@@ -72,23 +72,32 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
     frames_per_batch, sub_batch_size, num_epochs, num_cells = 1000, 64, 10, 256
     start = time.perf_counter()
     env = envs.TransformedEnv(
-        GymEnv(ENV, device=device), envs.Compose(envs.ObservationNorm(in_keys=["observation"]), envs.DoubleToFloat(), envs.StepCounter())
+        GymEnv(ENV, device=device),
+        envs.Compose(envs.ObservationNorm(in_keys=["observation"]), envs.DoubleToFloat(), envs.StepCounter()),
     )
     env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
     env.set_seed(seed)
 
     def mlp(out: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.LazyLinear(num_cells, device=device), nn.Tanh(), nn.LazyLinear(num_cells, device=device), nn.Tanh(),
-            nn.LazyLinear(num_cells, device=device), nn.Tanh(), nn.LazyLinear(out, device=device),
+            nn.LazyLinear(num_cells, device=device),
+            nn.Tanh(),
+            nn.LazyLinear(num_cells, device=device),
+            nn.Tanh(),
+            nn.LazyLinear(num_cells, device=device),
+            nn.Tanh(),
+            nn.LazyLinear(out, device=device),
         )
 
     policy = modules.ProbabilisticActor(
         module=TensorDictModule(
             nn.Sequential(mlp(2 * env.action_spec.shape[-1]), NormalParamExtractor()),
-            in_keys=["observation"], out_keys=["loc", "scale"],
+            in_keys=["observation"],
+            out_keys=["loc", "scale"],
         ),
-        spec=env.action_spec, in_keys=["loc", "scale"], distribution_class=modules.TanhNormal,
+        spec=env.action_spec,
+        in_keys=["loc", "scale"],
+        distribution_class=modules.TanhNormal,
         distribution_kwargs={"low": env.action_spec.space.low, "high": env.action_spec.space.high},
         return_log_prob=True,
     )
@@ -101,8 +110,13 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
     buffer = ReplayBuffer(storage=LazyTensorStorage(max_size=frames_per_batch), sampler=SamplerWithoutReplacement())
     advantage = GAE(gamma=0.99, lmbda=0.95, value_network=value, average_gae=True)
     loss_module = ClipPPOLoss(
-        actor_network=policy, critic_network=value, clip_epsilon=0.2, entropy_bonus=True,
-        entropy_coeff=1e-4, critic_coeff=1.0, loss_critic_type="smooth_l1",
+        actor_network=policy,
+        critic_network=value,
+        clip_epsilon=0.2,
+        entropy_bonus=True,
+        entropy_coeff=1e-4,
+        critic_coeff=1.0,
+        loss_critic_type="smooth_l1",
     )
     optim = torch.optim.Adam(loss_module.parameters(), 3e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, frames // frames_per_batch, 0.0)
@@ -143,8 +157,12 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
         returns = [env.rollout(1000, policy)["next", "reward"].sum().item() for _ in range(5)]
     collector.shutdown()
     return {
-        "lib": lib, "frames": frames, "wall_s": train_time, "collect_fps": frames / collect_time,
-        "eval_return": sum(returns) / len(returns), "last_train_eval": logs["eval reward (sum)"][-1],
+        "lib": lib,
+        "frames": frames,
+        "wall_s": train_time,
+        "collect_fps": frames / collect_time,
+        "eval_return": sum(returns) / len(returns),
+        "last_train_eval": logs["eval reward (sum)"][-1],
     }
 
 
@@ -192,8 +210,13 @@ def hand_tutorial(frames: int, seed: int = 0) -> dict:
 
     def mlp(out: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Linear(obs_dim, num_cells), nn.Tanh(), nn.Linear(num_cells, num_cells), nn.Tanh(),
-            nn.Linear(num_cells, num_cells), nn.Tanh(), nn.Linear(num_cells, out),
+            nn.Linear(obs_dim, num_cells),
+            nn.Tanh(),
+            nn.Linear(num_cells, num_cells),
+            nn.Tanh(),
+            nn.Linear(num_cells, num_cells),
+            nn.Tanh(),
+            nn.Linear(num_cells, out),
         )
 
     actor, critic = mlp(2), mlp(1)
@@ -291,8 +314,12 @@ def hand_tutorial(frames: int, seed: int = 0) -> dict:
     train_time = time.perf_counter() - start
     returns = [episode(env) for _ in range(5)]
     return {
-        "lib": "hand", "frames": frames, "wall_s": train_time, "collect_fps": frames / collect_time,
-        "eval_return": sum(returns) / len(returns), "last_train_eval": logs["eval reward (sum)"][-1],
+        "lib": "hand",
+        "frames": frames,
+        "wall_s": train_time,
+        "collect_fps": frames / collect_time,
+        "eval_return": sum(returns) / len(returns),
+        "last_train_eval": logs["eval reward (sum)"][-1],
     }
 
 
@@ -310,9 +337,20 @@ def sb3_ppo(frames: int, seed: int = 0) -> dict:
     start = time.perf_counter()
     venv = VecNormalize(DummyVecEnv([lambda: gym.make(ENV)]), norm_reward=False)
     model = PPO(
-        "MlpPolicy", venv, n_steps=1000, batch_size=64, n_epochs=10,
-        learning_rate=lambda progress: 3e-4 * progress, gamma=0.99, gae_lambda=0.95, clip_range=0.2,
-        ent_coef=1e-4, vf_coef=1.0, max_grad_norm=1.0, seed=seed, device="cpu",
+        "MlpPolicy",
+        venv,
+        n_steps=1000,
+        batch_size=64,
+        n_epochs=10,
+        learning_rate=lambda progress: 3e-4 * progress,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        ent_coef=1e-4,
+        vf_coef=1.0,
+        max_grad_norm=1.0,
+        seed=seed,
+        device="cpu",
         policy_kwargs={"net_arch": {"pi": [256] * 3, "vf": [256] * 3}, "activation_fn": torch.nn.Tanh},
     )
     # the tutorial's evaluation every 10 batches: one deterministic episode on an env sharing
@@ -326,13 +364,16 @@ def sb3_ppo(frames: int, seed: int = 0) -> dict:
     for _ in range(5):
         obs, total = venv.reset(), 0.0
         for _ in range(1000):
-            obs, reward, done, _ = venv.step(model.predict(obs, deterministic=True)[0])
+            obs, _reward, done, _ = venv.step(model.predict(obs, deterministic=True)[0])
             total += float(venv.get_original_reward()[0])
             if done[0]:
                 break
         returns.append(total)
     return {
-        "lib": "sb3", "frames": frames, "wall_s": train_time, "eval_return": float(np.mean(returns)),
+        "lib": "sb3",
+        "frames": frames,
+        "wall_s": train_time,
+        "eval_return": float(np.mean(returns)),
         "last_train_eval": float(evaluate.last_mean_reward),
     }
 
@@ -353,12 +394,19 @@ def run(frames: int = 50_000) -> list[dict]:
     tdrl, hand = results["tdrl"], results["hand"]
     if tdrl is None or hand is None:
         raise RuntimeError("the tdrl or the hand-written run failed; see stderr")
-    peers = {"torchrl": results["torchrl"]["wall_s"] if results["torchrl"] else None,
-             "sb3": results["sb3"]["wall_s"] if results["sb3"] else None}
+    peers = {
+        "torchrl": results["torchrl"]["wall_s"] if results["torchrl"] else None,
+        "sb3": results["sb3"]["wall_s"] if results["sb3"] else None,
+    }
     rows = [
         row(
-            f"seed PPO tutorial, {frames} frames, wall s (vs the same program in plain torch)", tdrl["wall_s"],
-            hand["wall_s"], "s", "info", higher_is_better=False, **peers,
+            f"seed PPO tutorial, {frames} frames, wall s (vs the same program in plain torch)",
+            tdrl["wall_s"],
+            hand["wall_s"],
+            "s",
+            "info",
+            higher_is_better=False,
+            **peers,
             note=f"collection: tdrl {tdrl['collect_fps']:.0f} frames/s, by hand {hand['collect_fps']:.0f} frames/s; "
             f"eval return: tdrl {tdrl['eval_return']:.1f}, by hand {hand['eval_return']:.1f} (squashed location)",
         )
@@ -369,8 +417,13 @@ def run(frames: int = 50_000) -> list[dict]:
             continue
         rows.append(
             row(
-                f"seed PPO tutorial, {frames} frames, wall s (vs {peer})", tdrl["wall_s"], other["wall_s"], "s", bar,
-                higher_is_better=False, **peers,
+                f"seed PPO tutorial, {frames} frames, wall s (vs {peer})",
+                tdrl["wall_s"],
+                other["wall_s"],
+                "s",
+                bar,
+                higher_is_better=False,
+                **peers,
                 note=f"eval return (mean of 5 episodes under ExplorationType.MEAN): tdrl {tdrl['eval_return']:.1f}, "
                 f"{peer} {other['eval_return']:.1f}; the same program in plain torch is "
                 f"{other['wall_s'] / hand['wall_s']:.2f}x {peer} (the ratio a library with no overhead would reach)",
@@ -406,8 +459,10 @@ def compare_returns(seeds: int, frames: int, jobs: int = 2, out: Path | None = N
         results = list(pool.map(lambda task: _in_subprocess(task[0], frames, task[1]), tasks))
     runs = [dict(r, seed=seed) for r, (_, seed) in zip(results, tasks) if r is not None]
     if out is not None:
-        note = (f"seed tutorial, {frames} frames, seeds 0-{seeds - 1}, {jobs} runs at a time "
-                f"({time.strftime('%Y-%m-%d %H:%M')}); wall times are not comparable, returns are")
+        note = (
+            f"seed tutorial, {frames} frames, seeds 0-{seeds - 1}, {jobs} runs at a time "
+            f"({time.strftime('%Y-%m-%d %H:%M')}); wall times are not comparable, returns are"
+        )
         out.write_text(json.dumps({"note": note, "runs": runs}, indent=1) + "\n")
     by_lib = {lib: [r["eval_return"] for r in runs if r["lib"] == lib] for lib in ("tdrl", "torchrl")}
     for lib, returns in by_lib.items():
@@ -417,8 +472,10 @@ def compare_returns(seeds: int, frames: int, jobs: int = 2, out: Path | None = N
         print(f"{lib}: median {median:.0f} over {len(ordered)} seeds: {[round(x) for x in ordered]}")
     if by_lib["tdrl"] and by_lib["torchrl"]:
         u, p = rank_sum(by_lib["tdrl"], by_lib["torchrl"])
-        print(f"Mann-Whitney U (tdrl vs torchrl) = {u:.1f} of {len(by_lib['tdrl']) * len(by_lib['torchrl'])}, "
-              f"two-sided p = {p:.2f}")
+        print(
+            f"Mann-Whitney U (tdrl vs torchrl) = {u:.1f} of {len(by_lib['tdrl']) * len(by_lib['torchrl'])}, "
+            f"two-sided p = {p:.2f}"
+        )
     return runs
 
 

@@ -57,7 +57,7 @@ def _tdrl_rollout() -> float:
 def _torchrl_rollout():
     try:
         from torchrl.envs.libs.gym import GymEnv as TRLGymEnv
-    except Exception:  # noqa: BLE001 - the compare extra is optional
+    except Exception:
         return None
     env = TRLGymEnv(ENV)
 
@@ -80,8 +80,14 @@ def run() -> list[dict]:
         fns["torchrl"] = trl
     best = interleaved(fns, rounds=5)
     return [
-        row(f"env.rollout, no policy ({ENV}), steps/s", best["tdrl"], best["raw"], "steps/s", ">= 0.9",
-            torchrl=best.get("torchrl")),
+        row(
+            f"env.rollout, no policy ({ENV}), steps/s",
+            best["tdrl"],
+            best["raw"],
+            "steps/s",
+            ">= 0.9",
+            torchrl=best.get("torchrl"),
+        ),
     ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -44,8 +44,13 @@ def python_loop_gae(gamma, lmbda, value, next_value, reward, done, terminated):
     return advantage, advantage + value
 
 
-def call_times(calls: dict[str, Callable[[], object]], rounds: int = 10, per_round: int = 10,
-               quantile: float = 0.5, min_sample: float = 0.005) -> dict[str, float]:
+def call_times(
+    calls: dict[str, Callable[[], object]],
+    rounds: int = 10,
+    per_round: int = 10,
+    quantile: float = 0.5,
+    min_sample: float = 0.005,
+) -> dict[str, float]:
     """CPU seconds per call of each callable, robust to a shared, loaded machine.
 
     Timing uses the calling thread's CPU clock (``time.thread_time``): the benchmarks
@@ -81,7 +86,7 @@ def run() -> list[dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
-    except Exception:  # noqa: BLE001 - the compare extra is optional
+    except Exception:
         vec_generalized_advantage_estimate = None
 
     rows = []
@@ -92,19 +97,25 @@ def run() -> list[dict]:
         if not torch.allclose(ours[0], ref[0], atol=1e-4):
             raise RuntimeError("tdrl's GAE disagrees with the reference loop")
         calls = {
-            "tdrl": lambda: generalized_advantage_estimate(GAMMA, LMBDA, *args),
-            "loop": lambda: python_loop_gae(GAMMA, LMBDA, *args),
+            "tdrl": lambda args=args: generalized_advantage_estimate(GAMMA, LMBDA, *args),
+            "loop": lambda args=args: python_loop_gae(GAMMA, LMBDA, *args),
         }
         if vec_generalized_advantage_estimate is not None:
-            calls["torchrl"] = lambda: vec_generalized_advantage_estimate(GAMMA, LMBDA, *args)
+            calls["torchrl"] = lambda args=args: vec_generalized_advantage_estimate(GAMMA, LMBDA, *args)
         for call in calls.values():  # warm-up
             call()
         seconds = call_times(calls, rounds=8, per_round=5)
         best = {k: batch * T / v / 1e6 for k, v in seconds.items()}
         rows.append(
-            row(f"GAE [{batch}, {T}] (vs Python loop over time)", best["tdrl"], best["loop"], "M elem/s",
-                ">= 10x the loop, > TorchRL vec", torchrl=best.get("torchrl"),
-                note="" if "torchrl" not in best else f"tdrl / torchrl = {best['tdrl'] / best['torchrl']:.1f}x")
+            row(
+                f"GAE [{batch}, {T}] (vs Python loop over time)",
+                best["tdrl"],
+                best["loop"],
+                "M elem/s",
+                ">= 10x the loop, > TorchRL vec",
+                torchrl=best.get("torchrl"),
+                note="" if "torchrl" not in best else f"tdrl / torchrl = {best['tdrl'] / best['torchrl']:.1f}x",
+            )
         )
     return rows
 

@@ -105,7 +105,7 @@ def run(rounds: int = 7) -> list[dict]:
         if kind == "random":
             try:
                 trl = {name: _collector("torchrl", name, kind) for name in ("ParallelEnv", "SerialEnv")}
-            except Exception:  # noqa: BLE001 - the compare extra is optional
+            except Exception:
                 trl = None
             if trl is not None:
                 trl_rates, trl_ratio = _measure(trl, 3)
@@ -113,10 +113,16 @@ def run(rounds: int = 7) -> list[dict]:
                     close()
                 torchrl = trl_rates["ParallelEnv"]
         what = "random policy, open loop" if kind == "random" else "policy in the loop (round trip per step)"
-        r = row(f"ParallelEnv(2) vs SerialEnv(2), {ENV}, {what}, frames/s", rates["ParallelEnv"],
-                rates["SerialEnv"], "frames/s", bar, torchrl=torchrl,
-                note=f"load average {load:.1f} on {os.cpu_count()} cores"
-                + (f"; TorchRL ParallelEnv/SerialEnv = {trl_ratio:.2f}" if torchrl is not None else ""))
+        r = row(
+            f"ParallelEnv(2) vs SerialEnv(2), {ENV}, {what}, frames/s",
+            rates["ParallelEnv"],
+            rates["SerialEnv"],
+            "frames/s",
+            bar,
+            torchrl=torchrl,
+            note=f"load average {load:.1f} on {os.cpu_count()} cores"
+            + (f"; TorchRL ParallelEnv/SerialEnv = {trl_ratio:.2f}" if torchrl is not None else ""),
+        )
         r["ratio"] = ratio
         rows.append(r)
     return rows

@@ -25,7 +25,7 @@ from __future__ import annotations
 import gc
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import distributions as D
@@ -43,8 +43,14 @@ def _net() -> nn.Sequential:
     from tensordict.nn import NormalParamExtractor
 
     return nn.Sequential(
-        nn.Linear(OBS_DIM, CELLS), nn.Tanh(), nn.Linear(CELLS, CELLS), nn.Tanh(),
-        nn.Linear(CELLS, CELLS), nn.Tanh(), nn.Linear(CELLS, 2 * ACT_DIM), NormalParamExtractor(),
+        nn.Linear(OBS_DIM, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, 2 * ACT_DIM),
+        NormalParamExtractor(),
     )
 
 
@@ -122,14 +128,25 @@ def run(rounds: int = 10, number: int = 300) -> list[dict]:
 
     from tdrl.modules import ValueOperator
 
-    value_net = nn.Sequential(nn.Linear(OBS_DIM, CELLS), nn.Tanh(), nn.Linear(CELLS, CELLS), nn.Tanh(),
-                              nn.Linear(CELLS, CELLS), nn.Tanh(), nn.Linear(CELLS, 1))
+    value_net = nn.Sequential(
+        nn.Linear(OBS_DIM, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, 1),
+    )
     value = ValueOperator(value_net, in_keys=["observation"])
     td_value = TensorDict(observation=obs)
 
     fns: dict[str, Callable[[], object]] = {
-        "hand": hand, "hand_nv": hand_novalidate, "tdrl": ours, "mlp": mlp_only,
-        "value": lambda: value(td_value), "value_net": lambda: value_net(obs),
+        "hand": hand,
+        "hand_nv": hand_novalidate,
+        "tdrl": ours,
+        "mlp": mlp_only,
+        "value": lambda: value(td_value),
+        "value_net": lambda: value_net(obs),
     }
     try:
         from torchrl.modules import ValueOperator as TorchRLValueOperator
@@ -148,13 +165,36 @@ def run(rounds: int = 10, number: int = 300) -> list[dict]:
     torchrl_us = us.get("torchrl")
     note = f"ratio = reference / tdrl (>= 0.83 meets the bar); MLP alone {us['mlp']:.1f} us"
     return [
-        row("ProbabilisticActor(TanhNormal) call, 1 obs, vs hand-written", us["tdrl"], us["hand"], "us/call",
-            "<= 1.2x hand-written", higher_is_better=False, torchrl=torchrl_us, note=note),
-        row("ProbabilisticActor(TanhNormal) call, 1 obs, vs hand (no validation)", us["tdrl"], us["hand_nv"],
-            "us/call", "info", higher_is_better=False, torchrl=torchrl_us, note=note),
-        row("ValueOperator call, 1 obs, vs the bare 3x256 network", us["value"], us["value_net"], "us/call",
-            "info", higher_is_better=False, torchrl=us.get("torchrl_value"),
-            note="ratio = network / ValueOperator; the rest is reading and writing the TensorDict"),
+        row(
+            "ProbabilisticActor(TanhNormal) call, 1 obs, vs hand-written",
+            us["tdrl"],
+            us["hand"],
+            "us/call",
+            "<= 1.2x hand-written",
+            higher_is_better=False,
+            torchrl=torchrl_us,
+            note=note,
+        ),
+        row(
+            "ProbabilisticActor(TanhNormal) call, 1 obs, vs hand (no validation)",
+            us["tdrl"],
+            us["hand_nv"],
+            "us/call",
+            "info",
+            higher_is_better=False,
+            torchrl=torchrl_us,
+            note=note,
+        ),
+        row(
+            "ValueOperator call, 1 obs, vs the bare 3x256 network",
+            us["value"],
+            us["value_net"],
+            "us/call",
+            "info",
+            higher_is_better=False,
+            torchrl=us.get("torchrl_value"),
+            note="ratio = network / ValueOperator; the rest is reading and writing the TensorDict",
+        ),
     ]
 
 

@@ -31,8 +31,13 @@ CLIP, ENT, LR, MAX_NORM = 0.2, 1e-4, 3e-4, 1.0
 
 def _mlp(out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(OBS, CELLS), nn.Tanh(), nn.Linear(CELLS, CELLS), nn.Tanh(),
-        nn.Linear(CELLS, CELLS), nn.Tanh(), nn.Linear(CELLS, out),
+        nn.Linear(OBS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, CELLS),
+        nn.Tanh(),
+        nn.Linear(CELLS, out),
     )
 
 
@@ -47,8 +52,11 @@ def _data(actor_net: nn.Module) -> TensorDict:
     from tdrl.modules import ProbabilisticActor, TanhNormal
 
     actor = ProbabilisticActor(
-        TensorDictModule(copy.deepcopy(actor_net), ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
-        distribution_class=TanhNormal, distribution_kwargs={"low": -1.0, "high": 1.0}, return_log_prob=True,
+        TensorDictModule(copy.deepcopy(actor_net), ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
     )
     torch.manual_seed(1)
     with torch.no_grad():
@@ -114,12 +122,22 @@ def _tdrl(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):
     from tdrl.objectives import ClipPPOLoss
 
     actor = ProbabilisticActor(
-        TensorDictModule(copy.deepcopy(actor_net), ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
-        distribution_class=TanhNormal, distribution_kwargs={"low": -1.0, "high": 1.0}, return_log_prob=True,
+        TensorDictModule(copy.deepcopy(actor_net), ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
     )
     critic = ValueOperator(copy.deepcopy(critic_net), in_keys=["observation"])
-    loss = ClipPPOLoss(actor, critic, clip_epsilon=CLIP, entropy_bonus=True, entropy_coef=ENT,
-                       critic_coef=1.0, loss_critic_type="smooth_l1")
+    loss = ClipPPOLoss(
+        actor,
+        critic,
+        clip_epsilon=CLIP,
+        entropy_bonus=True,
+        entropy_coef=ENT,
+        critic_coef=1.0,
+        loss_critic_type="smooth_l1",
+    )
     return _loss_step(loss, data)
 
 
@@ -129,15 +147,25 @@ def _torchrl(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):
             warnings.simplefilter("ignore")
             from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
             from torchrl.objectives import ClipPPOLoss
-    except Exception:  # noqa: BLE001 - the compare extra is optional
+    except Exception:
         return None
     actor = ProbabilisticActor(
-        TensorDictModule(copy.deepcopy(actor_net), ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
-        distribution_class=TanhNormal, distribution_kwargs={"low": -1.0, "high": 1.0}, return_log_prob=True,
+        TensorDictModule(copy.deepcopy(actor_net), ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
     )
     critic = ValueOperator(copy.deepcopy(critic_net), in_keys=["observation"])
-    loss = ClipPPOLoss(actor, critic, clip_epsilon=CLIP, entropy_bonus=True, entropy_coeff=ENT,
-                       critic_coeff=1.0, loss_critic_type="smooth_l1")
+    loss = ClipPPOLoss(
+        actor,
+        critic,
+        clip_epsilon=CLIP,
+        entropy_bonus=True,
+        entropy_coeff=ENT,
+        critic_coeff=1.0,
+        loss_critic_type="smooth_l1",
+    )
     data = data.clone()
     data["action_log_prob"] = data["sample_log_prob"]
     return _loss_step(loss, data)
@@ -156,9 +184,16 @@ def run() -> list[dict]:
             step()
     ms = {k: 1e3 * v for k, v in call_times(steps, rounds=20, per_round=10).items()}
     return [
-        row("ClipPPOLoss + Adam step, batch 64, 3x256 MLPs", ms["tdrl"], ms["plain"], "ms/step", "<= 1.15x plain torch",
-            higher_is_better=False, torchrl=ms.get("torchrl"),
-            note="ratio = plain / tdrl (> 0.87 meets the bar)"),
+        row(
+            "ClipPPOLoss + Adam step, batch 64, 3x256 MLPs",
+            ms["tdrl"],
+            ms["plain"],
+            "ms/step",
+            "<= 1.15x plain torch",
+            higher_is_better=False,
+            torchrl=ms.get("torchrl"),
+            note="ratio = plain / tdrl (> 0.87 meets the bar)",
+        ),
     ]
 
 
@@ -166,5 +201,7 @@ if __name__ == "__main__":
     rows = run()
     print_rows(rows)
     for r in rows:
-        print(f"tdrl / plain = {r['tdrl'] / r['reference']:.3f}x"
-              + ("" if r["torchrl"] is None else f"; torchrl / plain = {r['torchrl'] / r['reference']:.3f}x"))
+        print(
+            f"tdrl / plain = {r['tdrl'] / r['reference']:.3f}x"
+            + ("" if r["torchrl"] is None else f"; torchrl / plain = {r['torchrl'] / r['reference']:.3f}x")
+        )

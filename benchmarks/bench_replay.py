@@ -120,7 +120,7 @@ def _torchrl_buffers():
     try:
         from torchrl.data.replay_buffers import LazyTensorStorage as TLazy
         from torchrl.data.replay_buffers import ReplayBuffer as TRB
-    except Exception:  # noqa: BLE001 - TorchRL is optional here
+    except Exception:
         return None
     return TRB, TLazy
 
@@ -138,7 +138,9 @@ def bench_sample_extend() -> list[dict[str, Any]]:
     keys = list(batch.keys(include_nested=True, leaves_only=True))
     flat = {k: torch.empty((CAPACITY, *batch[k].shape[1:]), dtype=batch[k].dtype) for k in keys}
     for k in keys:
-        flat[k].view(CAPACITY // FRAMES, FRAMES, *batch[k].shape[1:]).copy_(batch[k].unsqueeze(0).expand(CAPACITY // FRAMES, *batch[k].shape))
+        flat[k].view(CAPACITY // FRAMES, FRAMES, *batch[k].shape[1:]).copy_(
+            batch[k].unsqueeze(0).expand(CAPACITY // FRAMES, *batch[k].shape)
+        )
     cursor = [0]
 
     def ref_sample():
@@ -164,10 +166,22 @@ def bench_sample_extend() -> list[dict[str, Any]]:
     sample = _interleaved(sample_fns, calls=300)
     extend = _interleaved(extend_fns, calls=100)
     return [
-        _row("ReplayBuffer.sample(256), full 1M LazyTensorStorage, HalfCheetah transitions", sample["tdrl"],
-             sample["reference"], "us", "<= 100 us", sample.get("torchrl")),
-        _row("ReplayBuffer.extend(1000 frames), 1M LazyTensorStorage", extend["tdrl"], extend["reference"], "us",
-             "<= 300 us", extend.get("torchrl")),
+        _row(
+            "ReplayBuffer.sample(256), full 1M LazyTensorStorage, HalfCheetah transitions",
+            sample["tdrl"],
+            sample["reference"],
+            "us",
+            "<= 100 us",
+            sample.get("torchrl"),
+        ),
+        _row(
+            "ReplayBuffer.extend(1000 frames), 1M LazyTensorStorage",
+            extend["tdrl"],
+            extend["reference"],
+            "us",
+            "<= 300 us",
+            extend.get("torchrl"),
+        ),
     ]
 
 
@@ -189,12 +203,14 @@ def bench_prioritized() -> list[dict[str, Any]]:
     priorities = np.random.default_rng(0).random(CAPACITY) ** 0.7
     storage = rb.storage
 
+    rng = np.random.default_rng(0)
+
     def reference():
         cumulative = np.cumsum(priorities)
-        index = np.searchsorted(cumulative, np.random.random(BATCH) * cumulative[-1], side="right")
+        index = np.searchsorted(cumulative, rng.random(BATCH) * cumulative[-1], side="right")
         _ = (priorities[index] / priorities.min()) ** -0.5
         storage.get(torch.from_numpy(index))
-        priorities[index] = np.random.random(BATCH) ** 0.7
+        priorities[index] = rng.random(BATCH) ** 0.7
 
     torchrl_time = None
     try:  # TorchRL's sum tree is a compiled extension, missing from some installs
@@ -210,12 +226,20 @@ def bench_prioritized() -> list[dict[str, Any]]:
             theirs.update_priority(sample["index"], torch.rand(BATCH))
 
         fns = {"tdrl": ours, "reference": reference, "torchrl": torchrl_step}
-    except Exception:  # noqa: BLE001
+    except Exception:
         fns = {"tdrl": ours, "reference": reference}
     times = _interleaved(fns, calls=40)
     torchrl_time = times.get("torchrl")
-    return [_row("Prioritized sample(256) + update_priority, 1M capacity", times["tdrl"], times["reference"], "us",
-                 "<= 1000 us", torchrl_time)]
+    return [
+        _row(
+            "Prioritized sample(256) + update_priority, 1M capacity",
+            times["tdrl"],
+            times["reference"],
+            "us",
+            "<= 1000 us",
+            torchrl_time,
+        )
+    ]
 
 
 def _rss_mb() -> float:
@@ -255,8 +279,13 @@ def memmap_child(library: str) -> dict[str, float]:
 def bench_memmap() -> list[dict[str, Any]]:
     def child(library: str) -> dict[str, float] | None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_replay", "--memmap-child", library],
-                              capture_output=True, text=True, timeout=300, cwd=root)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_replay", "--memmap-child", library],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=root,
+        )
         if proc.returncode != 0:
             if library == "tdrl":
                 raise RuntimeError(proc.stderr)
@@ -266,9 +295,16 @@ def bench_memmap() -> list[dict[str, Any]]:
     ours = child("tdrl")
     theirs = child("torchrl") if _torchrl_buffers() is not None else None
     assert ours is not None
-    return [_row("LazyMemmapStorage 1M HalfCheetah-v5 fill: resident-memory growth (reference: data size)",
-                 ours["rss_growth_mb"], ours["data_mb"], "MB", "< 200 MB",
-                 None if theirs is None else theirs["rss_growth_mb"])]
+    return [
+        _row(
+            "LazyMemmapStorage 1M HalfCheetah-v5 fill: resident-memory growth (reference: data size)",
+            ours["rss_growth_mb"],
+            ours["data_mb"],
+            "MB",
+            "< 200 MB",
+            None if theirs is None else theirs["rss_growth_mb"],
+        )
+    ]
 
 
 def run() -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ def _torchrl_rate():
     try:
         from torchrl.envs import Compose, DoubleToFloat, ObservationNorm, StepCounter, TransformedEnv
         from torchrl.envs.libs.gym import GymEnv
-    except Exception:  # noqa: BLE001 - the compare extra is optional
+    except Exception:
         return None
     env = TransformedEnv(GymEnv(ENV), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()))
     env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
@@ -76,12 +76,23 @@ def run() -> list[dict]:
         {"bare": _rate(bare, _zero_policy, STEPS // 2), "transformed": _rate(env, _zero_policy, STEPS // 2)}, rounds=5
     )
     return [
-        row(f"rollout(N) through the seed's 3 transforms vs bare env ({ENV}), steps/s", best["transformed"],
-            best["bare"], "steps/s", ">= 0.91 (cost <= 1.10x)", torchrl=best.get("torchrl"),
-            note="vectorized road: base env's fast rollout, transforms over the stacked result"),
-        row(f"per-step road (policy given) through the seed's transforms vs bare env ({ENV}), steps/s",
-            stepped["transformed"], stepped["bare"], "steps/s", "info",
-            note="TransformedEnv._step + 3 transform hooks per step"),
+        row(
+            f"rollout(N) through the seed's 3 transforms vs bare env ({ENV}), steps/s",
+            best["transformed"],
+            best["bare"],
+            "steps/s",
+            ">= 0.91 (cost <= 1.10x)",
+            torchrl=best.get("torchrl"),
+            note="vectorized road: base env's fast rollout, transforms over the stacked result",
+        ),
+        row(
+            f"per-step road (policy given) through the seed's transforms vs bare env ({ENV}), steps/s",
+            stepped["transformed"],
+            stepped["bare"],
+            "steps/s",
+            "info",
+            note="TransformedEnv._step + 3 transform hooks per step",
+        ),
     ]
 
 

@@ -34,7 +34,7 @@ def _versions() -> dict:
     for name in ("torch", "tensordict", "gymnasium", "mujoco", "numpy", "torchrl", "stable_baselines3", "tdrl"):
         try:
             out[name] = importlib.import_module(name).__version__
-        except Exception:  # noqa: BLE001 - an optional peer is simply absent
+        except Exception:
             out[name] = "absent"
     return out
 
@@ -62,7 +62,7 @@ def _fmt(x: float | None) -> str:
 
 
 def discover() -> list[str]:
-    return sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    return sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
 
 
 def write_markdown(rows: list[dict], failures: dict, elapsed: float, extra: str = "") -> None:
@@ -80,11 +80,11 @@ def write_markdown(rows: list[dict], failures: dict, elapsed: float, extra: str 
         "| benchmark | figure | tdrl | reference | unit | ratio | bar | TorchRL | SB3 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['bench']} | {r['figure']} | {_fmt(r['tdrl'])} | {_fmt(r['reference'])} | {r['unit']} | "
-            f"**{r['ratio']:.2f}** | {r['bar']} | {_fmt(r.get('torchrl'))} | {_fmt(r.get('sb3'))} |"
-        )
+    lines.extend(
+        f"| {r['bench']} | {r['figure']} | {_fmt(r['tdrl'])} | {_fmt(r['reference'])} | {r['unit']} | "
+        f"**{r['ratio']:.2f}** | {r['bar']} | {_fmt(r.get('torchrl'))} | {_fmt(r.get('sb3'))} |"
+        for r in rows
+    )
     notes = [f"- {r['bench']}: {r['note']}" for r in rows if r.get("note")]
     if notes:
         lines += ["", "Notes:", "", *notes]
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             module = importlib.import_module(f"benchmarks.bench_{name}")
             got = module.run()
-        except Exception:  # noqa: BLE001 - report the failure and go on with the others
+        except Exception:
             failures[name] = traceback.format_exc()
             print(failures[name], file=sys.stderr)
             continue

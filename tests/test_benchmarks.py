@@ -24,13 +24,16 @@ def bench_e2e():
 def test_rank_sum(bench_e2e):
     # every tdrl value above every peer value: U = n * m, and a small p
     u, p = bench_e2e.rank_sum([5.0, 6.0, 7.0, 8.0], [1.0, 2.0, 3.0, 4.0])
-    assert u == 16 and p < 0.05
+    assert u == 16
+    assert p < 0.05
     # the six-seed table of 2026-11-22: U = 6 of 36 (the exact two-sided p is 0.065)
     u, p = bench_e2e.rank_sum([749, 511, 558, 1595, 1308, 604], [1740, 655, 1934, 1112, 1559, 8081])
-    assert u == 6 and 0.04 < p < 0.07
+    assert u == 6
+    assert 0.04 < p < 0.07
     # ties count half
     u, p = bench_e2e.rank_sum([1.0, 2.0], [1.0, 2.0])
-    assert u == 2 and p == pytest.approx(1.0)
+    assert u == 2
+    assert p == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("which", ["hand", "tdrl"])
@@ -39,10 +42,13 @@ def test_the_e2e_programs_run(bench_e2e, which):
         out = bench_e2e.hand_tutorial(1000, seed=0)
     else:
         out = bench_e2e.seed_tutorial("tdrl", 1000, seed=0)
-    assert out["lib"] == which and out["frames"] == 1000
-    assert out["wall_s"] > 0 and out["collect_fps"] > 0
+    assert out["lib"] == which
+    assert out["frames"] == 1000
+    assert out["wall_s"] > 0
+    assert out["collect_fps"] > 0
     # an untrained policy keeps the pendulum up for a few steps: 9.x reward per step
-    assert math.isfinite(out["eval_return"]) and out["eval_return"] > 9
+    assert math.isfinite(out["eval_return"])
+    assert out["eval_return"] > 9
     assert out["last_train_eval"] > 9  # the evaluation after the first batch ran
 
 
@@ -50,6 +56,10 @@ def test_the_sb3_program_runs_with_its_evaluations(bench_e2e):
     pytest.importorskip("stable_baselines3")
     # 10,000 frames: the first point where the tutorial's every-10-batches evaluation fires
     out = bench_e2e.sb3_ppo(10_000, seed=0)
-    assert out["lib"] == "sb3" and out["frames"] == 10_000 and out["wall_s"] > 0
-    assert math.isfinite(out["eval_return"]) and out["eval_return"] > 9
-    assert math.isfinite(out["last_train_eval"]) and out["last_train_eval"] > 9
+    assert out["lib"] == "sb3"
+    assert out["frames"] == 10_000
+    assert out["wall_s"] > 0
+    assert math.isfinite(out["eval_return"])
+    assert out["eval_return"] > 9
+    assert math.isfinite(out["last_train_eval"])
+    assert out["last_train_eval"] > 9

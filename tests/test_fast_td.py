@@ -13,7 +13,8 @@ def test_write_stores_the_tensor_itself_when_its_layout_is_valid():
     td = TensorDict({"x": torch.zeros(3, 2)}, [3])
     value = torch.ones(3, 5)
     assert write(td, "y", value) is td
-    assert td.get("y") is value and read(td, "y") is value
+    assert td.get("y") is value
+    assert read(td, "y") is value
 
 
 def test_write_keeps_tensordicts_checks():
@@ -27,7 +28,8 @@ def test_write_keeps_tensordicts_checks():
 def test_write_on_a_tensordict_with_a_device_and_on_nested_keys():
     td = TensorDict({}, [2], device="cpu")
     write(td, ("a", "b"), torch.zeros(2, 1))
-    assert td["a", "b"].shape == (2, 1) and td["a"].device == torch.device("cpu")
+    assert td["a", "b"].shape == (2, 1)
+    assert td["a"].device == torch.device("cpu")
     write(td, "c", torch.zeros(2))
     assert td["c"].device == torch.device("cpu")
 

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-SEEDS = [Path(__file__).resolve().parents[1] / "shared" / "seeds", Path(__file__).resolve().parents[2] / "shared" / "seeds"]
+SEEDS = [
+    Path(__file__).resolve().parents[1] / "shared" / "seeds",
+    Path(__file__).resolve().parents[2] / "shared" / "seeds",
+]
 CODE_LINE = re.compile(
     r"""^(\s+\S|import |from |for |with |if |else:|elif |def |class |print\(|del |return|#"""
     r"""|[A-Za-z_][\w.]*(\[[^\]]*\])?\s*(=|\+=)|[A-Za-z_][\w.\[\]]*\(|\)|\]|\})"""
@@ -37,7 +40,8 @@ def extract_code(text: str) -> str:
     start = next(i for i, line in enumerate(lines) if line.strip() == "import warnings")
     end = next(i for i, line in enumerate(lines) if line.strip() == "plt.show()")
     code = [
-        line for line in lines[start : end + 1]
+        line
+        for line in lines[start : end + 1]
         if line.strip() and CODE_LINE.match(line) and not PROSE_LINE.match(line) and "\\" not in line
     ]
     return "\n".join(code)
@@ -59,7 +63,9 @@ def test_seed_tutorial_runs_with_tdrl_imports(tmp_path):
     script = tmp_path / "seed_tutorial.py"
     script.write_text(program)
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "SEED-OK" in proc.stdout
     assert "normalization constant shape: torch.Size([11])" in proc.stdout

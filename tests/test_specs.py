@@ -59,7 +59,8 @@ class TestLeafContract:
     def test_dtype_mismatch_reported(self, spec):
         other = torch.float64 if spec.dtype != torch.float64 else torch.float32
         why = spec.mismatch(spec.zero().to(other))
-        assert why is not None and "dtype" in why
+        assert why is not None
+        assert "dtype" in why
 
     def test_repr_names_class(self, spec):
         assert type(spec).__name__ in repr(spec)
@@ -71,12 +72,14 @@ def test_bounded_space_and_project():
     assert torch.equal(spec.high, torch.tensor([1.0, 1.0]))
     assert torch.equal(spec.project(torch.tensor([2.0, -3.0])), torch.tensor([1.0, -1.0]))
     why = spec.mismatch(torch.tensor([0.5, 1.5]))
-    assert "outside" in why and "1.5" in why
+    assert "outside" in why
+    assert "1.5" in why
 
 
 def test_bounded_old_names_and_numpy_bounds():
     spec = BoundedTensorSpec(minimum=np.zeros(3), maximum=np.ones(3), dtype=torch.float64)
-    assert spec.shape == (3,) and spec.dtype == torch.float64
+    assert spec.shape == (3,)
+    assert spec.dtype == torch.float64
     assert spec.minimum.sum() == 0
 
 
@@ -131,7 +134,8 @@ def test_composite_nested_access_and_values():
     assert ("next", "reward") in spec
     assert spec.keys(True, True) == ["observation", ("next", "reward")]
     td = spec.rand()
-    assert td.batch_size == (4,) and td["next", "reward"].shape == (4, 1)
+    assert td.batch_size == (4,)
+    assert td["next", "reward"].shape == (4, 1)
     assert spec.is_in(td)
     spec["extra", "deep"] = Bounded(0.0, 1.0, shape=(4, 2))
     assert spec["extra"].shape == (4,)
@@ -154,7 +158,8 @@ def test_composite_missing_key_lists_keys():
 def test_composite_expand_eq_and_alias():
     spec = CompositeSpec(observation=Unbounded(shape=(2,)))
     big = spec.expand(3)
-    assert big.shape == (3,) and big["observation"].shape == (3, 2)
+    assert big.shape == (3,)
+    assert big["observation"].shape == (3, 2)
     assert spec == spec.clone()
     assert spec != big
     assert "observation" in repr(spec)
@@ -171,7 +176,8 @@ def test_composite_mismatch_names_key():
 def test_unsqueeze_squeeze_roundtrip():
     spec = Bounded(low=torch.zeros(3), high=torch.ones(3))
     un = spec.unsqueeze(0)
-    assert un.shape == (1, 3) and un.low.shape == (1, 3)
+    assert un.shape == (1, 3)
+    assert un.low.shape == (1, 3)
     assert un.squeeze(0) == spec
 
 

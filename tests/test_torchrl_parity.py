@@ -35,9 +35,7 @@ def _lib(lib: str):
 
 
 def _mlp(out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(OBS_DIM, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, out)
-    )
+    return nn.Sequential(nn.Linear(OBS_DIM, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, out))
 
 
 def _env(lib: str, loc: torch.Tensor, scale: torch.Tensor):
@@ -59,7 +57,9 @@ def _modules(lib: str, env, policy_net: nn.Module, value_net: nn.Module):
     modules = _lib(lib)("modules")
     policy = modules.ProbabilisticActor(
         TensorDictModule(copy.deepcopy(policy_net), ["observation"], ["loc", "scale"]),
-        spec=env.action_spec, in_keys=["loc", "scale"], distribution_class=modules.TanhNormal,
+        spec=env.action_spec,
+        in_keys=["loc", "scale"],
+        distribution_class=modules.TanhNormal,
         distribution_kwargs={"low": env.action_spec.space.low, "high": env.action_spec.space.high},
         return_log_prob=True,
     )
@@ -92,16 +92,24 @@ def test_collected_batches_match_torchrl(nets):
             env = _env(lib, loc, scale)
             policy, _ = _modules(lib, env, policy_net, value_net)
             explore = _lib(lib)("envs.utils").ExplorationType.DETERMINISTIC
-            collector = _collector(lib)(env, policy, frames_per_batch=300, total_frames=600,
-                                        exploration_type=explore)
+            collector = _collector(lib)(env, policy, frames_per_batch=300, total_frames=600, exploration_type=explore)
             batches[lib] = [b.clone() for b in collector]
             collector.shutdown()
-    keys = [("observation",), ("action",), ("step_count",), ("next", "observation"), ("next", "reward"),
-            ("next", "done"), ("next", "terminated"), ("next", "truncated"), ("next", "step_count")]
+    keys = [
+        ("observation",),
+        ("action",),
+        ("step_count",),
+        ("next", "observation"),
+        ("next", "reward"),
+        ("next", "done"),
+        ("next", "terminated"),
+        ("next", "truncated"),
+        ("next", "step_count"),
+    ]
     assert sum(int(b["next", "done"].sum()) for b in batches["tdrl"]) >= 5  # resets happen inside
     for theirs, ours in zip(batches["torchrl"], batches["tdrl"], strict=True):
         for key in keys:
-            torch.testing.assert_close(ours.get(key), theirs.get(key), rtol=0, atol=0, msg=lambda m: f"{key}: {m}")
+            torch.testing.assert_close(ours.get(key), theirs.get(key), rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
 
 
 def _ppo_parts(lib: str, env, policy_net: nn.Module, value_net: nn.Module):
@@ -109,8 +117,13 @@ def _ppo_parts(lib: str, env, policy_net: nn.Module, value_net: nn.Module):
     policy, value = _modules(lib, env, policy_net, value_net)
     advantage = imp("objectives.value").GAE(gamma=0.99, lmbda=0.95, value_network=value, average_gae=True)
     loss = imp("objectives").ClipPPOLoss(
-        actor_network=policy, critic_network=value, clip_epsilon=0.2, entropy_bonus=True,
-        entropy_coeff=1e-4, critic_coeff=1.0, loss_critic_type="smooth_l1",
+        actor_network=policy,
+        critic_network=value,
+        clip_epsilon=0.2,
+        entropy_bonus=True,
+        entropy_coeff=1e-4,
+        critic_coeff=1.0,
+        loss_critic_type="smooth_l1",
     )
     return policy, advantage, loss, torch.optim.Adam(loss.parameters(), 3e-4)
 

@@ -52,7 +52,9 @@ class StepLoop:
         self.reset_when_done = collector.reset_when_done
         # random actions do not depend on observations: a batched env can run them without a round trip per step
         self.open_loop = (
-            hasattr(type(env), "_rollout_actions") and self.max_steps is None and collector.reset_when_done
+            hasattr(type(env), "_rollout_actions")
+            and self.max_steps is None
+            and collector.reset_when_done
             and not self.move
         )
         self.validated = False
@@ -77,8 +79,12 @@ class StepLoop:
             if value.shape != spec.shape:
                 raise ValueError(
                     BAD_ACTION.format(
-                        cls=cls, key=key, actual=tuple(value.shape), expected=tuple(spec.shape),
-                        batch=tuple(self.batch), spec=tuple(spec.shape[len(self.batch):]),
+                        cls=cls,
+                        key=key,
+                        actual=tuple(value.shape),
+                        expected=tuple(spec.shape),
+                        batch=tuple(self.batch),
+                        spec=tuple(spec.shape[len(self.batch) :]),
                     )
                 )
 
@@ -169,7 +175,9 @@ class StepLoop:
                     if not self.checks_left:
                         rs.stop_checking()
                         ns.stop_checking()
-                        guarded = bool(rs.clone or ns.clone or any(x.clone for x in (*rs.subs.values(), *ns.subs.values())))
+                        guarded = bool(
+                            rs.clone or ns.clone or any(x.clone for x in (*rs.subs.values(), *ns.subs.values()))
+                        )
             if smr:
                 root = self._after_smr(nxt, root_after, over)
             else:

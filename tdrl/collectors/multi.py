@@ -31,11 +31,12 @@ import pickle
 import signal
 import traceback
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torch import multiprocessing as mp
 from torch import nn
 
@@ -50,7 +51,9 @@ __all__ = ["MultiSyncDataCollector", "MultiaSyncDataCollector", "MultiSyncCollec
 _TRAJ = ("collector", "traj_ids")
 
 
-def _collector_worker(idx: int, conn: Connection, inherited: Connection | None, payload: bytes, parent_pid: int) -> None:
+def _collector_worker(
+    idx: int, conn: Connection, inherited: Connection | None, payload: bytes, parent_pid: int
+) -> None:
     """A collector worker: build a SyncDataCollector, then serve "collect" requests until "close"."""
     if inherited is not None:
         inherited.close()
@@ -60,7 +63,7 @@ def _collector_worker(idx: int, conn: Connection, inherited: Connection | None, 
         spec = pickle.loads(payload)
         collector = SyncDataCollector(spec.pop("create_env_fn"), spec.pop("policy"), **spec)
         conn.send(("ok", None))
-    except BaseException:  # noqa: BLE001 - everything goes back to the parent
+    except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
     batches = iter(collector)
@@ -103,7 +106,7 @@ def _collector_worker(idx: int, conn: Connection, inherited: Connection | None, 
             else:
                 raise ValueError(f"collector worker: unknown command {cmd!r}")
             conn.send(("ok", result))
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             conn.send(("error", traceback.format_exc()))
 
 
@@ -166,7 +169,8 @@ class _MultiCollectorBase(DataCollectorBase):
                 f"Run it once first, e.g. policy(env.reset()), then build the collector."
             )
         kwargs_list = (
-            [dict(k) for k in create_env_kwargs] if isinstance(create_env_kwargs, (list, tuple))
+            [dict(k) for k in create_env_kwargs]
+            if isinstance(create_env_kwargs, (list, tuple))
             else [dict(create_env_kwargs or {}) for _ in range(n)]
         )
         self.frames_per_batch = frames_per_batch
@@ -192,12 +196,19 @@ class _MultiCollectorBase(DataCollectorBase):
         try:
             for i, (fn, kw) in enumerate(zip(fns, kwargs_list)):
                 spec = {
-                    "create_env_fn": fn, "policy": policy, "create_env_kwargs": kw, "frames_per_batch": worker_frames,
-                    "total_frames": -1, "device": device, "storing_device": storing_device,
-                    "policy_device": policy_device, "env_device": env_device,
+                    "create_env_fn": fn,
+                    "policy": policy,
+                    "create_env_kwargs": kw,
+                    "frames_per_batch": worker_frames,
+                    "total_frames": -1,
+                    "device": device,
+                    "storing_device": storing_device,
+                    "policy_device": policy_device,
+                    "env_device": env_device,
                     "max_frames_per_traj": max_frames_per_traj,
                     "init_random_frames": (init_random_frames or 0) // n,
-                    "reset_at_each_iter": reset_at_each_iter, "exploration_type": exploration_type,
+                    "reset_at_each_iter": reset_at_each_iter,
+                    "exploration_type": exploration_type,
                     "reset_when_done": reset_when_done,
                 }
                 parent_end, child_end = ctx.Pipe()
@@ -320,7 +331,7 @@ class _MultiCollectorBase(DataCollectorBase):
     def __del__(self) -> None:
         try:
             self.shutdown()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:
             pass
 
 

@@ -30,10 +30,11 @@ Examples:
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 
@@ -44,13 +45,16 @@ from tdrl.envs.utils import ExplorationType, set_exploration_type
 
 __all__ = ["SyncDataCollector", "Collector", "DataCollectorBase"]
 
+
 def _env_from(create_env_fn: Any, kwargs: dict | None, cls: str) -> tuple[EnvBase, bool]:
     if isinstance(create_env_fn, EnvBase):
         if kwargs:
             raise ValueError(f"{cls}: create_env_kwargs is only used with a create_env_fn callable, not an env.")
         return create_env_fn, False
     if not callable(create_env_fn):
-        raise TypeError(f"{cls}: create_env_fn must be an env or a callable returning one, got {type(create_env_fn).__name__}.")
+        raise TypeError(
+            f"{cls}: create_env_fn must be an env or a callable returning one, got {type(create_env_fn).__name__}."
+        )
     try:
         env = create_env_fn(**(kwargs or {}))
     except Exception as err:
@@ -67,7 +71,9 @@ def _as_policy(policy: Any, env: EnvBase) -> Callable[[TensorDictBase], TensorDi
         return RandomPolicy(env.full_action_spec)
     if isinstance(policy, TensorDictModuleBase) or not isinstance(policy, nn.Module):
         if not callable(policy):
-            raise TypeError(f"policy must be callable (a module or a function of a TensorDict), got {type(policy).__name__}")
+            raise TypeError(
+                f"policy must be callable (a module or a function of a TensorDict), got {type(policy).__name__}"
+            )
         return policy
     names = [p for p in inspect.signature(policy.forward).parameters if p not in ("args", "kwargs")]
     obs = [k for k in env.observation_keys if isinstance(k, str)]
@@ -212,15 +218,24 @@ class SyncDataCollector(DataCollectorBase):
         self.progress_bar = progress_bar
         self.return_same_td = return_same_td
 
-        self.env_device = torch.device(env_device) if env_device is not None else (
-            torch.device(device) if device is not None else env.device)
-        self.storing_device = torch.device(storing_device) if storing_device is not None else (
-            torch.device(device) if device is not None else self.env_device)
+        self.env_device = (
+            torch.device(env_device)
+            if env_device is not None
+            else (torch.device(device) if device is not None else env.device)
+        )
+        self.storing_device = (
+            torch.device(storing_device)
+            if storing_device is not None
+            else (torch.device(device) if device is not None else self.env_device)
+        )
         self.policy = policy
         self._policy = _as_policy(policy, env)
         own = _policy_device(self._policy)
-        self.policy_device = torch.device(policy_device) if policy_device is not None else (
-            torch.device(device) if device is not None else (own or self.env_device))
+        self.policy_device = (
+            torch.device(policy_device)
+            if policy_device is not None
+            else (torch.device(device) if device is not None else (own or self.env_device))
+        )
         if isinstance(self._policy, nn.Module) and own is not None and own != self.policy_device:
             self._policy = self._policy.to(self.policy_device)
         self._random = RandomPolicy(env.full_action_spec)

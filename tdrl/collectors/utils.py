@@ -19,14 +19,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 __all__ = ["split_trajectories", "traj_ids_from_resets", "RandomPolicy"]
 
 
-def traj_ids_from_resets(resets: torch.Tensor, current: torch.Tensor, next_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def traj_ids_from_resets(
+    resets: torch.Tensor, current: torch.Tensor, next_id: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Trajectory ids of a batch, from where its envs were reset.
 
     Args:
@@ -133,6 +135,7 @@ class RandomPolicy:
             written under its key).
 
     Examples:
+        >>> from tensordict import TensorDict
         >>> from tdrl.specs import Bounded
         >>> policy = RandomPolicy(Bounded(-1.0, 1.0, shape=(2,)))
         >>> policy(TensorDict({}, []))["action"].shape
@@ -154,4 +157,3 @@ class RandomPolicy:
     def draw(self, steps: int) -> list[tuple[Any, torch.Tensor]]:
         """``steps`` random actions per key at once, stacked along a new first dim."""
         return [(key, spec.rand((steps,))) for key, spec in self._specs]
-

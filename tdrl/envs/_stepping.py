@@ -34,7 +34,6 @@ def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | No
     return _new_td(source, batch_size, device)
 
 
-
 class StepRecorder:
     """Keeps every step's entries by reference and stacks them once per batch.
 
@@ -43,7 +42,7 @@ class StepRecorder:
     step are zeros; :meth:`guard` clones the entries of a writer that reuses its tensors.
     """
 
-    __slots__ = ("lists", "subs", "zeros", "n", "clone", "originals")
+    __slots__ = ("clone", "lists", "n", "originals", "subs", "zeros")
 
     def __init__(self, td: TensorDictBase, skip: tuple = ()) -> None:
         self.lists: dict[str, list] = {}

@@ -32,8 +32,9 @@ import pickle
 import signal
 import traceback
 import weakref
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -54,7 +55,7 @@ _NOT_A_FACTORY = (
 _STARTUP_TIMEOUT = 300.0
 _SPAWN_HINT = (
     "Workers started with 'spawn' or 'forkserver' re-import the main script: guard its entry point with "
-    "`if __name__ == \"__main__\":`, and make create_env_fn importable or a lambda (it is sent with cloudpickle)."
+    '`if __name__ == "__main__":`, and make create_env_fn importable or a lambda (it is sent with cloudpickle).'
 )
 _SPEC_MISMATCH = (
     "{cls}: the env built for worker {i} differs from worker 0's: its {what} is {theirs}, worker 0's is {ours}. "
@@ -67,7 +68,9 @@ def _normalize_factories(cls: str, num_workers: int, create_env_fn: Any, create_
         raise ValueError(f"{cls}: num_workers must be an int >= 1, got {num_workers!r}.")
     fns = list(create_env_fn) if isinstance(create_env_fn, (list, tuple)) else [create_env_fn] * num_workers
     if len(fns) != num_workers:
-        raise ValueError(f"{cls}: got {len(fns)} create_env_fn for num_workers={num_workers}; give one or one per worker.")
+        raise ValueError(
+            f"{cls}: got {len(fns)} create_env_fn for num_workers={num_workers}; give one or one per worker."
+        )
     if create_env_kwargs is None:
         kws: list = [{} for _ in range(num_workers)]
     elif isinstance(create_env_kwargs, dict):
@@ -100,7 +103,6 @@ def _meta_mismatch(cls: str, metas: list) -> None:
         for what, theirs, ours in (("batch_size", b, b0), ("input_spec", inp, in0), ("output_spec", out, out0)):
             if theirs != ours:
                 raise ValueError(_SPEC_MISMATCH.format(cls=cls, i=i, what=what, theirs=theirs, ours=ours))
-
 
 
 class _BatchedEnv(EnvBase):
@@ -198,7 +200,9 @@ class SerialEnv(_BatchedEnv):
         for i, (fn, kwargs) in enumerate(factories):
             env = fn(**kwargs)
             if not isinstance(env, EnvBase):
-                raise TypeError(f"SerialEnv: create_env_fn of worker {i} returned a {type(env).__name__}, not an EnvBase.")
+                raise TypeError(
+                    f"SerialEnv: create_env_fn of worker {i} returned a {type(env).__name__}, not an EnvBase."
+                )
             envs.append(env)
         metas = [(e.batch_size, e.input_spec, e.output_spec) for e in envs]
         _meta_mismatch("SerialEnv", metas)
@@ -310,7 +314,7 @@ def _worker_main(idx: int, conn: Connection, inherited: Connection | None, paylo
         if not isinstance(env, EnvBase):
             raise TypeError(f"create_env_fn returned a {type(env).__name__}, not an EnvBase")
         conn.send(("ok", (env.batch_size, env.input_spec, env.output_spec)))
-    except BaseException:  # noqa: BLE001 - everything goes back to the parent
+    except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
     worker = _Worker(idx, env)
@@ -331,7 +335,7 @@ def _worker_main(idx: int, conn: Connection, inherited: Connection | None, paylo
             break
         try:
             conn.send(("ok", worker.handle(cmd, arg)))
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             conn.send(("error", traceback.format_exc()))
 
 

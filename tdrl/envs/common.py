@@ -26,7 +26,8 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -342,8 +343,12 @@ class EnvBase(nn.Module):
             if action.shape != shape:
                 raise ValueError(
                     _BAD_ACTION_SHAPE.format(
-                        env=type(self).__name__, key=key, actual=tuple(action.shape), expected=tuple(shape),
-                        batch=tuple(self.batch_size), spec=tuple(shape[self.batch_dims :]),
+                        env=type(self).__name__,
+                        key=key,
+                        actual=tuple(action.shape),
+                        expected=tuple(shape),
+                        batch=tuple(self.batch_size),
+                        spec=tuple(shape[self.batch_dims :]),
                     )
                 )
             if action.dtype != dtype:
@@ -417,7 +422,7 @@ class EnvBase(nn.Module):
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
+        except Exception:
             pass
 
     # --- rollouts --------------------------------------------------------------------------
@@ -469,7 +474,9 @@ class EnvBase(nn.Module):
             fast = self._rollout_fast(td, max_steps, break_when_any_done)
         if fast is not None:
             return fast
-        return self._rollout_loop(td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated)
+        return self._rollout_loop(
+            td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated
+        )
 
     def _rollout_fast(self, td: TensorDictBase, max_steps: int, break_when_any_done: bool) -> TensorDictBase | None:
         """Backends may run a policy-free rollout without per-step TensorDicts; None = not supported."""

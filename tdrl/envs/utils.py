@@ -17,7 +17,8 @@ Examples:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tensordict import TensorDictBase
 from tensordict.nn import InteractionType, set_interaction_type

@@ -101,9 +101,12 @@ def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> t
 
     def mlp(out: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.LazyLinear(num_cells, device=device), nn.Tanh(),
-            nn.LazyLinear(num_cells, device=device), nn.Tanh(),
-            nn.LazyLinear(num_cells, device=device), nn.Tanh(),
+            nn.LazyLinear(num_cells, device=device),
+            nn.Tanh(),
+            nn.LazyLinear(num_cells, device=device),
+            nn.Tanh(),
+            nn.LazyLinear(num_cells, device=device),
+            nn.Tanh(),
             nn.LazyLinear(out, device=device),
         )
 
@@ -158,20 +161,24 @@ def train(cfg: PPOConfig) -> dict:
     collector = SyncDataCollector(
         env, policy, frames_per_batch=cfg.frames_per_batch, total_frames=cfg.frames, split_trajs=False, device=device
     )
-    buffer = ReplayBuffer(
-        storage=LazyTensorStorage(max_size=cfg.frames_per_batch), sampler=SamplerWithoutReplacement()
-    )
+    buffer = ReplayBuffer(storage=LazyTensorStorage(max_size=cfg.frames_per_batch), sampler=SamplerWithoutReplacement())
     advantage = GAE(gamma=cfg.gamma, lmbda=cfg.lmbda, value_network=value, average_gae=True)
     loss_module = ClipPPOLoss(
-        actor_network=policy, critic_network=value, clip_epsilon=cfg.clip_epsilon,
-        entropy_bonus=bool(cfg.entropy_coef), entropy_coef=cfg.entropy_coef, critic_coef=1.0,
+        actor_network=policy,
+        critic_network=value,
+        clip_epsilon=cfg.clip_epsilon,
+        entropy_bonus=bool(cfg.entropy_coef),
+        entropy_coef=cfg.entropy_coef,
+        critic_coef=1.0,
         loss_critic_type="smooth_l1",
     )
     optim = torch.optim.Adam(loss_module.parameters(), cfg.lr)
     n_batches = max(1, cfg.frames // cfg.frames_per_batch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, n_batches, 0.0)
 
-    logs: dict = {k: [] for k in ("frames", "train_reward", "step_count", "lr", "eval_frames", "eval_return", "eval_steps")}
+    logs: dict = {
+        k: [] for k in ("frames", "train_reward", "step_count", "lr", "eval_frames", "eval_return", "eval_steps")
+    }
     pbar = tqdm(total=cfg.frames, disable=not cfg.progress, unit="frames", dynamic_ncols=True)
     frames = 0
     start = time.perf_counter()
@@ -200,7 +207,8 @@ def train(cfg: PPOConfig) -> dict:
             logs["eval_steps"].append(int(ro["step_count"].max().item()))
         pbar.update(batch.numel())
         pbar.set_postfix(
-            reward=f"{logs['train_reward'][-1]:.3f}", steps=logs["step_count"][-1],
+            reward=f"{logs['train_reward'][-1]:.3f}",
+            steps=logs["step_count"][-1],
             eval_return=f"{logs['eval_return'][-1]:.1f}" if logs["eval_return"] else "-",
         )
         scheduler.step()
@@ -217,15 +225,29 @@ def train(cfg: PPOConfig) -> dict:
             writer.writerow([n, f"{r:.6f}", s, f"{lr:.3e}", f"{evals[n]:.3f}" if n in evals else ""])
     ckpt_path = out_dir / "checkpoint.pt"
     torch.save(
-        {"policy": policy.state_dict(), "value": value.state_dict(), "obs_norm": env.transform[0].state_dict(),
-         "optim": optim.state_dict(), "config": asdict(cfg), "frames": frames},
+        {
+            "policy": policy.state_dict(),
+            "value": value.state_dict(),
+            "obs_norm": env.transform[0].state_dict(),
+            "optim": optim.state_dict(),
+            "config": asdict(cfg),
+            "frames": frames,
+        },
         ckpt_path,
     )
     plot_path = out_dir / "learning_curve.png"
     _plot(logs, plot_path, f"PPO on {cfg.env} ({frames} frames, {wall:.0f} s)")
     (out_dir / "summary.json").write_text(
-        json.dumps({"frames": frames, "wall_s": wall, "final_eval_return": logs["eval_return"][-1],
-                    "best_eval_return": max(logs["eval_return"]), "config": asdict(cfg)}, indent=2)
+        json.dumps(
+            {
+                "frames": frames,
+                "wall_s": wall,
+                "final_eval_return": logs["eval_return"][-1],
+                "best_eval_return": max(logs["eval_return"]),
+                "config": asdict(cfg),
+            },
+            indent=2,
+        )
     )
     env.close()
     return {"logs": logs, "wall_s": wall, "plot": plot_path, "csv": csv_path, "checkpoint": ckpt_path}
@@ -243,15 +265,24 @@ def _parse(argv: list[str] | None) -> PPOConfig:
     p.add_argument("--eval-every", type=int, default=defaults.eval_every, help="batches between evaluations")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch CPU threads (default: %(default)s; small MLPs run fastest on one thread)",
     )
     args = p.parse_args(argv)
     if args.frames < args.frames_per_batch:
         p.error(f"--frames ({args.frames}) must be at least --frames-per-batch ({args.frames_per_batch})")
     return PPOConfig(
-        env=args.env, frames=args.frames, seed=args.seed, device=args.device, frames_per_batch=args.frames_per_batch,
-        out_dir=args.out_dir, eval_every=args.eval_every, progress=not args.no_progress, threads=args.threads,
+        env=args.env,
+        frames=args.frames,
+        seed=args.seed,
+        device=args.device,
+        frames_per_batch=args.frames_per_batch,
+        out_dir=args.out_dir,
+        eval_every=args.eval_every,
+        progress=not args.no_progress,
+        threads=args.threads,
     )
 
 

@@ -14,7 +14,8 @@ tensordict's own ``forward``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -47,7 +48,7 @@ def hooks_free(module: torch.nn.Module) -> bool:
 class LeanStep:
     """One TensorDictModule reduced to ``out_keys <- net(*in_keys)``."""
 
-    __slots__ = ("owner", "net", "in_keys", "kwarg_names", "out_keys", "name")
+    __slots__ = ("in_keys", "kwarg_names", "name", "net", "out_keys", "owner")
 
     def __init__(
         self,
@@ -79,9 +80,7 @@ class LeanStep:
         out_keys = self.out_keys
         if isinstance(out, torch.Tensor):
             if len(out_keys) != 1:
-                raise RuntimeError(
-                    f"{self.name} returned 1 tensor but has {len(out_keys)} out_keys {list(out_keys)}."
-                )
+                raise RuntimeError(f"{self.name} returned 1 tensor but has {len(out_keys)} out_keys {list(out_keys)}.")
             if out_keys[0] != "_":
                 write(tensordict, out_keys[0], out)
             return

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -194,7 +195,7 @@ def _as_composite(spec: TensorSpec | Composite | None, key: NestedKey) -> Compos
         return spec
     if not isinstance(spec, TensorSpec):
         raise TypeError(f"spec must be a tdrl TensorSpec or Composite, got {type(spec).__name__}.")
-    return Composite({key: spec}) if isinstance(key, str) else Composite({key: spec})
+    return Composite({key: spec})
 
 
 class _DistModule(ProbabilisticTensorDictModule):
@@ -223,9 +224,7 @@ class _DistModule(ProbabilisticTensorDictModule):
         else:
             fixed = dict(self.distribution_kwargs)
             self._build = functools.partial(cls, **fixed) if fixed else cls
-        self._pairs = [
-            (dk[-1] if isinstance(dk, tuple) else dk, tk) for dk, tk in zip(self.dist_keys, self.in_keys)
-        ]
+        self._pairs = [(dk[-1] if isinstance(dk, tuple) else dk, tk) for dk, tk in zip(self.dist_keys, self.in_keys)]
         self._spec = spec
         self._action_key = self.dist_sample_keys[0]
         self._action_spec = _leaf_action_spec(spec, self._action_key)
@@ -310,13 +309,7 @@ class _DistModule(ProbabilisticTensorDictModule):
         return tensordict
 
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:
-        if (
-            self._fast
-            and len(args) == 1
-            and not kwargs
-            and isinstance(args[0], TensorDictBase)
-            and not skip_existing()
-        ):
+        if self._fast and len(args) == 1 and not kwargs and isinstance(args[0], TensorDictBase) and not skip_existing():
             return self.sample_into(args[0])
         out = super().forward(*args, **kwargs)
         if self.return_log_prob and self.log_prob_alias is not None and isinstance(out, TensorDictBase):
@@ -418,11 +411,15 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
             )
         if isinstance(in_keys, (str, tuple)):
             in_keys = [in_keys]
-        out_keys = ["action"] if out_keys is None else ([out_keys] if isinstance(out_keys, (str, tuple)) else list(out_keys))
+        out_keys = (
+            ["action"] if out_keys is None else ([out_keys] if isinstance(out_keys, (str, tuple)) else list(out_keys))
+        )
         distribution_kwargs = dict(distribution_kwargs or {})
-        dist_keys = list(in_keys.keys()) if isinstance(in_keys, dict) else [
-            k[-1] if isinstance(k, tuple) else k for k in in_keys
-        ]
+        dist_keys = (
+            list(in_keys.keys())
+            if isinstance(in_keys, dict)
+            else [k[-1] if isinstance(k, tuple) else k for k in in_keys]
+        )
         _check_dist_kwargs(distribution_class, dist_keys, distribution_kwargs)
         spec = _as_composite(spec, out_keys[0])
         head = _DistModule(
@@ -447,7 +444,7 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
         steps = lean_steps(module, owners)
         samples = out_keys[0] not in getattr(module, "out_keys", [])  # else the module writes the action itself
         self._lean_steps = steps if (steps is not None and head._fast and samples) else None
-        self._lean_owners = owners + [head]
+        self._lean_owners = [*owners, head]
 
     @property
     def spec(self) -> Composite | None:
@@ -475,14 +472,16 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
                 return self._head.sample_into(tensordict)
         return super().forward(*args, **kwargs)
 
-    def get_dist(self, tensordict: TensorDictBase, tensordict_out: TensorDictBase | None = None, **kwargs: Any) -> D.Distribution:
+    def get_dist(
+        self, tensordict: TensorDictBase, tensordict_out: TensorDictBase | None = None, **kwargs: Any
+    ) -> D.Distribution:
         """The action distribution for ``tensordict`` (runs the parameter network; for losses).
 
         The parameters are written into ``tensordict`` (as TorchRL does).
         """
-        if tensordict_out is None and self._lean_ok((tensordict,), kwargs):
-            if run_steps(self._lean_steps, self._lean_owners, tensordict):
-                return self._head.get_dist(tensordict)
+        lean = tensordict_out is None and self._lean_ok((tensordict,), kwargs)
+        if lean and run_steps(self._lean_steps, self._lean_owners, tensordict):
+            return self._head.get_dist(tensordict)
         return super().get_dist(tensordict, tensordict_out, **kwargs)
 
     @property
@@ -575,12 +574,16 @@ class Actor(_LeanTDModule):
         **kwargs: Any,
     ) -> None:
         in_keys = ["observation"] if in_keys is None else in_keys
-        out_keys = ["action"] if out_keys is None else ([out_keys] if isinstance(out_keys, (str, tuple)) else list(out_keys))
+        out_keys = (
+            ["action"] if out_keys is None else ([out_keys] if isinstance(out_keys, (str, tuple)) else list(out_keys))
+        )
         super().__init__(module, in_keys=in_keys, out_keys=out_keys, **kwargs)
         self._spec = _as_composite(spec, out_keys[0])
         self._action_spec = _leaf_action_spec(self._spec, out_keys[0])
         if safe and self._action_spec is None:
-            raise ValueError("Actor(safe=True) needs the action spec to project actions onto: pass spec=env.action_spec.")
+            raise ValueError(
+                "Actor(safe=True) needs the action spec to project actions onto: pass spec=env.action_spec."
+            )
         self.safe = bool(safe)
         self._setup_lean()
 

@@ -21,6 +21,7 @@ Examples:
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDictBase

@@ -9,8 +9,8 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from math import prod
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -107,7 +107,8 @@ class MLP(nn.Sequential):
             if n_in is None:
                 if layer_class is not nn.Linear:
                     raise ValueError(
-                        f"MLP: a lazy first layer needs layer_class=nn.Linear; give in_features for {layer_class.__name__}."
+                        "MLP: a lazy first layer needs layer_class=nn.Linear; "
+                        f"give in_features for {layer_class.__name__}."
                     )
                 layers.append(nn.LazyLinear(n_o, **kwargs))
             else:

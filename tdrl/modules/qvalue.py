@@ -18,7 +18,8 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ def _action_space(action_space: str | None, spec: TensorSpec | None) -> str:
 
 def _leaf(spec: TensorSpec | Composite | None, key: NestedKey) -> TensorSpec | None:
     if isinstance(spec, Composite):
-        return spec[key] if key in spec else None
+        return spec.get(key, None)
     return spec
 
 

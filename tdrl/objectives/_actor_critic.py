@@ -34,9 +34,7 @@ LOG_PROB_HINT = (
     "(ProbabilisticActor(..., return_log_prob=True)); rename with .set_keys(sample_log_prob=...)."
 )
 ACTION_HINT = "The actor writes it while collecting; rename with .set_keys(action=...)."
-VALUE_TARGET_HINT = (
-    "The value estimator (GAE, TD0Estimator, TDLambdaEstimator) writes it next to the advantage."
-)
+VALUE_TARGET_HINT = "The value estimator (GAE, TD0Estimator, TDLambdaEstimator) writes it next to the advantage."
 
 _ANALYTIC_ENTROPY: dict[type, bool] = {}
 _CRITIC_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
@@ -55,17 +53,15 @@ def check_actor(owner: str, actor: nn.Module) -> None:
 
 def check_critic_type(owner: str, loss_critic_type: str) -> None:
     if loss_critic_type not in LOSS_CRITIC_TYPES:
-        raise ValueError(
-            f"{owner}: loss_critic_type={loss_critic_type!r} is unknown; use one of {LOSS_CRITIC_TYPES}."
-        )
+        raise ValueError(f"{owner}: loss_critic_type={loss_critic_type!r} is unknown; use one of {LOSS_CRITIC_TYPES}.")
 
 
-def resolve_coeff(owner: str, new: float | None, old: float | None, new_name: str, default: float | None) -> float | None:
+def resolve_coeff(
+    owner: str, new: float | None, old: float | None, new_name: str, default: float | None
+) -> float | None:
     """Merges TorchRL's current name (``entropy_coeff``) with the seed's (``entropy_coef``)."""
     if new is not None and old is not None and float(new) != float(old):
-        raise ValueError(
-            f"{owner}: {new_name}={new} and {new_name[:-1]}={old} disagree; pass only one of them."
-        )
+        raise ValueError(f"{owner}: {new_name}={new} and {new_name[:-1]}={old} disagree; pass only one of them.")
     value = new if new is not None else old
     return default if value is None else value
 
@@ -112,7 +108,7 @@ def neg_entropy(dist: Distribution, samples: int, batch_ndim: int) -> Tensor:
     return to_batch_shape(log_prob, batch_ndim + 1).mean(0)
 
 
-class fast_distributions:  # noqa: N801 - used as a context manager, like torch.no_grad
+class fast_distributions:
     """Skips ``torch.distributions`` argument validation inside the block.
 
     The losses check their result for NaN/inf once per call instead; a distribution

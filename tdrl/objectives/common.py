@@ -122,9 +122,7 @@ class LossModule(nn.Module):
                 return net
         return None
 
-    def make_value_estimator(
-        self, value_type: ValueEstimators | str | None = None, **hyperparams: Any
-    ) -> LossModule:
+    def make_value_estimator(self, value_type: ValueEstimators | str | None = None, **hyperparams: Any) -> LossModule:
         """Builds the estimator that fills ``advantage``/``value_target`` when missing.
 
         Args:

@@ -44,6 +44,7 @@ from tdrl.objectives._keys import MissingKeyError, keys_repr
 
 __all__ = ["PPOLoss", "ClipPPOLoss", "KLPENPPOLoss"]
 
+
 class PPOLoss(ActorCriticLoss):
     """Importance-weighted policy-gradient loss without a trust region (the PPO base).
 
@@ -111,7 +112,7 @@ class PPOLoss(ActorCriticLoss):
             keys.append("loss_critic")
         if self.entropy_bonus:
             keys += ["loss_entropy", "entropy"]
-        keys += self._diagnostic_keys() + ["kl_approx", "ESS"]
+        keys += [*self._diagnostic_keys(), "kl_approx", "ESS"]
         if self.critic_coeff is not None and self.log_explained_variance:
             keys.append("explained_variance")
         if self.critic_coeff is not None and self.clip_value is not None:

@@ -121,7 +121,7 @@ class ReinforceLoss(ActorCriticLoss):
     def in_keys(self) -> list[NestedKey]:
         k = self.tensor_keys
         keys = [*self._net_in_keys, k.action, k.advantage]
-        return keys + [k.value_target] if self.critic_network is not None else keys
+        return [*keys, k.value_target] if self.critic_network is not None else keys
 
     @property
     def out_keys(self) -> list[str]:

@@ -58,7 +58,9 @@ __all__ = [
 ]
 
 
-def _unbounded_discrete(shape: ShapeLike = (), device: DeviceLike = None, dtype: torch.dtype = torch.int64) -> Unbounded:
+def _unbounded_discrete(
+    shape: ShapeLike = (), device: DeviceLike = None, dtype: torch.dtype = torch.int64
+) -> Unbounded:
     return Unbounded(shape=shape, device=device, dtype=dtype)
 
 
@@ -72,4 +74,3 @@ MultiDiscreteTensorSpec = MultiCategorical
 MultiOneHotDiscreteTensorSpec = MultiOneHot
 BinaryDiscreteTensorSpec = Binary
 CompositeSpec = Composite
-

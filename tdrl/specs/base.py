@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = ["TensorSpec", "ContinuousBox", "CategoricalBox", "NestedKey"]
 
-NestedKey = Union[str, tuple]
-ShapeLike = Union[int, Sequence[int], torch.Size]
-DeviceLike = Union[str, int, torch.device, None]
+NestedKey = str | tuple
+ShapeLike = int | Sequence[int] | torch.Size
+DeviceLike = str | int | torch.device | None
 
 
 def _as_shape(shape: ShapeLike | None) -> torch.Size:
@@ -36,9 +37,7 @@ def _expand_args(shape: tuple) -> torch.Size:
 
 
 def _check_expand(old: torch.Size, new: torch.Size, name: str) -> None:
-    if len(new) < len(old) or any(
-        o != n and o != 1 for o, n in zip(old, new[len(new) - len(old) :])
-    ):
+    if len(new) < len(old) or any(o != n and o != 1 for o, n in zip(old, new[len(new) - len(old) :])):
         raise ValueError(
             f"cannot expand {name} of shape {tuple(old)} to {tuple(new)}: the new shape must "
             f"end with the old one (leading dims are added, dims of size 1 may grow)."
@@ -90,18 +89,14 @@ class TensorSpec:
 
     def zero(self, shape: ShapeLike | None = None) -> torch.Tensor:
         """An all-zeros value (projected into the domain), with ``shape`` extra leading dims."""
-        return torch.zeros(
-            (*_as_shape(shape), *self.shape), dtype=self.dtype, device=self.device
-        )
+        return torch.zeros((*_as_shape(shape), *self.shape), dtype=self.dtype, device=self.device)
 
     def zeros(self, shape: ShapeLike | None = None) -> torch.Tensor:
         return self.zero(shape)
 
     def one(self, shape: ShapeLike | None = None) -> torch.Tensor:
         """An all-ones value, projected into the domain."""
-        return self.project(
-            torch.ones((*_as_shape(shape), *self.shape), dtype=self.dtype, device=self.device)
-        )
+        return self.project(torch.ones((*_as_shape(shape), *self.shape), dtype=self.dtype, device=self.device))
 
     def ones(self, shape: ShapeLike | None = None) -> torch.Tensor:
         return self.one(shape)

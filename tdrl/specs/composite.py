@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -43,7 +44,7 @@ class Composite:
         >>> spec["observation"] = Unbounded(shape=(5, 3))
         Traceback (most recent call last):
         ...
-        ValueError: Composite: entry 'observation' has shape (5, 3), which does not start with the composite's batch shape (4,). ...
+        ValueError: Composite: entry 'observation' has shape (5, 3), which does not start with ...
     """
 
     def __init__(
@@ -85,9 +86,7 @@ class Composite:
             if not isinstance(node, Composite) or part not in node._specs:
                 where = ".".join(parts[:i]) or "<root>"
                 have = list(node._specs) if isinstance(node, Composite) else []
-                raise KeyError(
-                    f"spec key {key!r} not found: {part!r} is not under {where}, which has keys {have}"
-                )
+                raise KeyError(f"spec key {key!r} not found: {part!r} is not under {where}, which has keys {have}")
             node = node._specs[part]
         return node
 
@@ -127,7 +126,7 @@ class Composite:
         return True
 
     def get(self, key: NestedKey, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        return self.get(key, default)
 
     def set(self, key: NestedKey, value: TensorSpec | Composite) -> Composite:
         self[key] = value
@@ -220,7 +219,8 @@ class Composite:
     def encode(self, value: dict) -> TensorDict:
         return TensorDict(
             {key: spec.encode(value[key]) for key, spec in self._specs.items() if key in value},
-            batch_size=self.shape, device=self._device,
+            batch_size=self.shape,
+            device=self._device,
         )
 
     # --- copies ----------------------------------------------------------------------
@@ -228,9 +228,7 @@ class Composite:
         new = _expand_args(shape)
         _check_expand(self.shape, new, "Composite")
         lead = new[: len(new) - len(self.shape)]
-        return Composite(
-            {k: v.expand(*lead, *v.shape) for k, v in self._specs.items()}, shape=new, device=self._device
-        )
+        return Composite({k: v.expand(*lead, *v.shape) for k, v in self._specs.items()}, shape=new, device=self._device)
 
     def unsqueeze(self, dim: int) -> Composite:
         if dim < 0:
@@ -293,7 +291,9 @@ class Composite:
     __hash__ = None
 
     def __repr__(self) -> str:
-        inner = ",\n".join(
-            f"    {k}: " + repr(v).replace("\n", "\n    ") for k, v in self._specs.items()
+        inner = ",\n".join(f"    {k}: " + repr(v).replace("\n", "\n    ") for k, v in self._specs.items())
+        return (
+            f"Composite(\n{inner},\n    shape={tuple(self.shape)})"
+            if inner
+            else f"Composite(shape={tuple(self.shape)})"
         )
-        return f"Composite(\n{inner},\n    shape={tuple(self.shape)})" if inner else f"Composite(shape={tuple(self.shape)})"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,8 +74,6 @@ class Categorical(_IndexSpec):
         self.space = CategoricalBox(int(n))
         self.mask = mask
 
-
-
     def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
         full = (*_as_shape(shape), *self.shape)
         if self.mask is not None:
@@ -92,7 +91,6 @@ class Categorical(_IndexSpec):
         if value.dtype.is_floating_point:
             value = value.round()
         return value.clamp(0, self.space.n - 1).to(self.dtype)
-
 
 
 class OneHot(_IndexSpec):
@@ -126,8 +124,6 @@ class OneHot(_IndexSpec):
         super().__init__(shape, dtype, device)
         self.space = CategoricalBox(int(n))
         self.mask = mask
-
-
 
     def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
         full = (*_as_shape(shape), *self.shape[:-1])
@@ -167,7 +163,6 @@ class OneHot(_IndexSpec):
         return out
 
 
-
 class MultiCategorical(TensorSpec):
     """Several independent categorical values, the ``i``-th in ``0..nvec[i]-1``.
 
@@ -196,7 +191,9 @@ class MultiCategorical(TensorSpec):
         try:
             self.nvec = nvec_t.expand(shape).clone().to(self.device)
         except RuntimeError as err:
-            raise ValueError(f"MultiCategorical: nvec of shape {tuple(nvec_t.shape)} does not fit shape {tuple(shape)}.") from err
+            raise ValueError(
+                f"MultiCategorical: nvec of shape {tuple(nvec_t.shape)} does not fit shape {tuple(shape)}."
+            ) from err
         if (self.nvec < 1).any():
             raise ValueError(f"MultiCategorical: every nvec entry must be >= 1, got {self.nvec.tolist()}.")
 
@@ -222,7 +219,9 @@ class MultiCategorical(TensorSpec):
     def _clone_to(self, **changes: Any) -> MultiCategorical:
         shape = changes.get("shape", self.shape)
         return MultiCategorical(
-            self.nvec.expand(shape), shape=shape, device=changes.get("device", self.device),
+            self.nvec.expand(shape),
+            shape=shape,
+            device=changes.get("device", self.device),
             dtype=changes.get("dtype", self.dtype),
         )
 
@@ -257,10 +256,7 @@ class MultiOneHot(TensorSpec):
 
     def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
         full = (*_as_shape(shape), *self.shape[:-1])
-        parts = [
-            torch.nn.functional.one_hot(torch.randint(0, n, full, device=self.device), n)
-            for n in self.nvec
-        ]
+        parts = [torch.nn.functional.one_hot(torch.randint(0, n, full, device=self.device), n) for n in self.nvec]
         return torch.cat(parts, -1).to(self.dtype)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
@@ -271,8 +267,7 @@ class MultiOneHot(TensorSpec):
 
     def project(self, value: torch.Tensor) -> torch.Tensor:
         parts = [
-            torch.nn.functional.one_hot(p.float().argmax(-1), n)
-            for p, n in zip(value.split(self.nvec, -1), self.nvec)
+            torch.nn.functional.one_hot(p.float().argmax(-1), n) for p, n in zip(value.split(self.nvec, -1), self.nvec)
         ]
         return torch.cat(parts, -1).to(self.dtype)
 
@@ -286,7 +281,9 @@ class MultiOneHot(TensorSpec):
 
     def _clone_to(self, **changes: Any) -> MultiOneHot:
         return MultiOneHot(
-            self.nvec, shape=changes.get("shape", self.shape), device=changes.get("device", self.device),
+            self.nvec,
+            shape=changes.get("shape", self.shape),
+            device=changes.get("device", self.device),
             dtype=changes.get("dtype", self.dtype),
         )
 
@@ -338,6 +335,7 @@ class Binary(TensorSpec):
 
     def _clone_to(self, **changes: Any) -> Binary:
         return Binary(
-            shape=changes.get("shape", self.shape), device=changes.get("device", self.device),
+            shape=changes.get("shape", self.shape),
+            device=changes.get("device", self.device),
             dtype=changes.get("dtype", self.dtype),
         )

@@ -79,7 +79,10 @@ class CountingEnv(_MockBase):
     def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
         mask = _reset_mask(self, tensordict)
         self.count[mask] = 0
-        return TensorDict({"observation": self.count.clone(), **self._done(torch.zeros_like(self.count, dtype=torch.bool))}, self.batch_size)
+        return TensorDict(
+            {"observation": self.count.clone(), **self._done(torch.zeros_like(self.count, dtype=torch.bool))},
+            self.batch_size,
+        )
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         self.count += 1
@@ -221,9 +224,7 @@ class NestedKeyMock(_MockBase):
         super().__init__(batch_size, device)
         b = self.batch_size
         self.max_steps = max_steps
-        self.observation_spec = Composite(
-            data=Composite(states=Unbounded(shape=(*b, 2)), shape=b), shape=b
-        )
+        self.observation_spec = Composite(data=Composite(states=Unbounded(shape=(*b, 2)), shape=b), shape=b)
         self.action_spec = Composite(agent=Composite(action=Bounded(-1.0, 1.0, shape=(*b, 2)), shape=b), shape=b)
         self.state = torch.zeros((*b, 2))
         self.count = torch.zeros((*b, 1))

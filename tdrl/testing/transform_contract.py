@@ -110,7 +110,9 @@ class TransformTestEnv(EnvBase):
         out = self._out()
         out.update(
             reward=-(action * action).sum(-1, keepdim=True).to(self.dtype),
-            done=terminated | truncated, terminated=terminated, truncated=truncated,
+            done=terminated | truncated,
+            terminated=terminated,
+            truncated=truncated,
         )
         return TensorDict(out, self.batch_size)
 
@@ -134,7 +136,9 @@ def assert_same(a: TensorDictBase, b: TensorDictBase, what: str) -> None:
     assert keys_a == keys_b, f"{what}: keys differ: {sorted(map(str, keys_a ^ keys_b))}"
     for key in keys_a:
         x, y = a.get(key), b.get(key)
-        assert x.dtype == y.dtype and x.shape == y.shape, f"{what}: {key!r} {x.dtype}{tuple(x.shape)} vs {y.dtype}{tuple(y.shape)}"
+        mismatch = f"{what}: {key!r} {x.dtype}{tuple(x.shape)} vs {y.dtype}{tuple(y.shape)}"
+        assert x.dtype == y.dtype, mismatch
+        assert x.shape == y.shape, mismatch
         if x.dtype.is_floating_point:
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=f"{what}: {key!r} differs")
         else:

@@ -15,7 +15,6 @@ from tdrl.collectors import MultiaSyncDataCollector as _MultiaSync
 from tdrl.collectors import MultiSyncDataCollector as _MultiSync
 from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv
 
-
 # fork explicitly: importing torchrl elsewhere in the suite makes "spawn" the default (slow to start)
 MultiSyncDataCollector = functools.partial(_MultiSync, mp_start_method="fork")
 MultiaSyncDataCollector = functools.partial(_MultiaSync, mp_start_method="fork")
@@ -41,8 +40,9 @@ def test_multisync_batches_and_ids():
 
 
 def test_multisync_cat_results_and_split():
-    collector = MultiSyncDataCollector(CountingEnv, None, num_workers=2, frames_per_batch=8, total_frames=8,
-                                       cat_results=-1, split_trajs=True)
+    collector = MultiSyncDataCollector(
+        CountingEnv, None, num_workers=2, frames_per_batch=8, total_frames=8, cat_results=-1, split_trajs=True
+    )
     batch = next(iter(collector))
     assert batch["collector", "mask"].sum() == 8
     collector.shutdown()
@@ -51,7 +51,8 @@ def test_multisync_cat_results_and_split():
 def test_multiasync_batches():
     collector = MultiaSyncDataCollector([ContinuousActionMock] * 2, None, frames_per_batch=5, total_frames=20)
     batches = list(collector)
-    assert len(batches) == 4 and all(b.batch_size == (5,) for b in batches)
+    assert len(batches) == 4
+    assert all(b.batch_size == (5,) for b in batches)
     assert collector._frames == 20
     collector.shutdown()
 
@@ -81,17 +82,21 @@ def test_weights_are_pushed(cls):
     for shares in per_worker.values():
         assert all((a == 0).all() for a in shares[1:])
     state = collector.state_dict()
-    assert state["frames"] == 4 * (1 + taken) and "policy_state_dict" in state
+    assert state["frames"] == 4 * (1 + taken)
+    assert "policy_state_dict" in state
     collector.shutdown()
 
 
 def test_worker_error_reaches_parent():
-    collector = MultiSyncDataCollector([functools.partial(FailingEnv, fail_after=4)] * 2, None,
-                                       frames_per_batch=4, total_frames=-1)
+    collector = MultiSyncDataCollector(
+        [functools.partial(FailingEnv, fail_after=4)] * 2, None, frames_per_batch=4, total_frames=-1
+    )
     it = iter(collector)
     next(it)
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"(?s)MultiSyncDataCollector worker 0 raised.*FailingEnv: failing on purpose"):
+    with pytest.raises(
+        RuntimeError, match=r"(?s)MultiSyncDataCollector worker 0 raised.*FailingEnv: failing on purpose"
+    ):
         next(it)
     assert time.monotonic() - start < 30
     procs = list(collector._procs)

@@ -22,7 +22,6 @@ from tdrl.envs.common import EnvBase
 from tdrl.specs import Composite, Unbounded
 from tdrl.testing import ContinuousActionMock, CountingEnv, NestedKeyMock
 
-
 # fork explicitly: importing torchrl elsewhere in the suite makes "spawn" the default (slow to start)
 ParallelEnv = functools.partial(_ParallelEnv, mp_start_method="fork")
 
@@ -63,7 +62,14 @@ def test_alias_and_batch_contents():
     for batch in collector:
         assert batch.batch_size == (10,)
         _check_counting_batch(batch, 3)
-        for key in ["observation", "action", "done", ("next", "reward"), ("next", "terminated"), ("collector", "traj_ids")]:
+        for key in [
+            "observation",
+            "action",
+            "done",
+            ("next", "reward"),
+            ("next", "terminated"),
+            ("collector", "traj_ids"),
+        ]:
             assert key in batch.keys(True, True), key
         ids_seen.append(batch["collector", "traj_ids"])
     ids = torch.cat(ids_seen)
@@ -91,7 +97,8 @@ def test_batched_env_partial_resets(env_kind, policy):
             _check_counting_batch(batch[i], n)
         ids.append(batch["collector", "traj_ids"])
     ids = torch.cat(ids, -1)
-    assert ids[0, 0] == 0 and ids[1, 0] == 1
+    assert ids[0, 0] == 0
+    assert ids[1, 0] == 1
     assert len(set(ids[0].tolist()) & set(ids[1].tolist())) == 0  # ids are unique across envs
     env.close()
 
@@ -112,7 +119,9 @@ def _normal_policy(obs_dim: int = 3, act_dim: int = 2) -> ProbabilisticTensorDic
     return ProbabilisticTensorDictSequential(
         TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]),
         ProbabilisticTensorDictModule(
-            in_keys=["loc", "scale"], out_keys=["action"], distribution_class=torch.distributions.Normal,
+            in_keys=["loc", "scale"],
+            out_keys=["action"],
+            distribution_class=torch.distributions.Normal,
             return_log_prob=True,
         ),
     )
@@ -131,7 +140,7 @@ def test_tensordict_policy_outputs_are_stored():
     d = torch.distributions.Normal(batch["loc"], batch["scale"])
     assert torch.allclose(d.log_prob(batch["action"]), batch[log_prob_key], atol=1e-5)
     # the policy saw the root observation of each step
-    loc, scale = policy[0].module(batch["observation"])
+    loc, _scale = policy[0].module(batch["observation"])
     assert torch.allclose(loc, batch["loc"], atol=1e-6)
 
 
@@ -141,16 +150,19 @@ def test_tdrl_probabilistic_actor_and_exploration_type():
     env = ContinuousActionMock(max_steps=5)
     net = nn.Sequential(nn.Linear(3, 4), NormalParamExtractor())
     actor = ProbabilisticActor(
-        TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]), spec=env.action_spec,
-        in_keys=["loc", "scale"], distribution_class=TanhNormal,
+        TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]),
+        spec=env.action_spec,
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
         distribution_kwargs={"low": env.action_spec.space.low, "high": env.action_spec.space.high},
         return_log_prob=True,
     )
     batch = next(iter(SyncDataCollector(env, actor, frames_per_batch=10, total_frames=10)))
     assert batch["sample_log_prob"].shape == (10,)
     assert (batch["action"].abs() <= 1).all()
-    det = SyncDataCollector(env, actor, frames_per_batch=10, total_frames=10,
-                            exploration_type=ExplorationType.DETERMINISTIC)
+    det = SyncDataCollector(
+        env, actor, frames_per_batch=10, total_frames=10, exploration_type=ExplorationType.DETERMINISTIC
+    )
     batch = next(iter(det))
     again = actor.get_dist(batch.select("observation")).deterministic_sample
     assert torch.allclose(batch["action"], again, atol=1e-5)
@@ -185,8 +197,9 @@ class _RecurrentPolicy(nn.Module):
 @pytest.mark.parametrize("batch_size", [(), (2,)])
 def test_recurrent_state_is_carried_and_reset(batch_size):
     env = CountingEnv(max_steps=3, batch_size=batch_size)
-    collector = SyncDataCollector(env, _RecurrentPolicy(), frames_per_batch=10 * max(1, env.batch_size.numel()),
-                                  total_frames=-1)
+    collector = SyncDataCollector(
+        env, _RecurrentPolicy(), frames_per_batch=10 * max(1, env.batch_size.numel()), total_frames=-1
+    )
     batch = next(iter(collector))
     # hidden counts steps since the episode started, exactly like the observation
     assert torch.equal(batch["hidden"], batch["observation"])
@@ -194,8 +207,9 @@ def test_recurrent_state_is_carried_and_reset(batch_size):
 
 
 def test_max_frames_per_traj_truncates():
-    collector = SyncDataCollector(CountingEnv(max_steps=100), None, frames_per_batch=10, total_frames=10,
-                                  max_frames_per_traj=4)
+    collector = SyncDataCollector(
+        CountingEnv(max_steps=100), None, frames_per_batch=10, total_frames=10, max_frames_per_traj=4
+    )
     batch = next(iter(collector))
     assert batch["next", "observation"][:, 0].tolist() == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2]
     assert batch["next", "truncated"][:, 0].tolist() == [False, False, False, True] * 2 + [False, False]
@@ -211,8 +225,9 @@ def test_reset_at_each_iter_and_postproc():
         td.set("seen", torch.ones(td.shape))
         return td
 
-    collector = SyncDataCollector(CountingEnv(max_steps=100), None, frames_per_batch=3, total_frames=9,
-                                  reset_at_each_iter=True, postproc=postproc)
+    collector = SyncDataCollector(
+        CountingEnv(max_steps=100), None, frames_per_batch=3, total_frames=9, reset_at_each_iter=True, postproc=postproc
+    )
     batches = list(collector)
     for batch in batches:
         assert batch["observation"][:, 0].tolist() == [0, 1, 2]
@@ -239,19 +254,26 @@ def test_init_random_frames_use_random_actions_then_the_policy():
             td.set("extra", torch.full((*td.batch_size, 1), 5.0))
             return td
 
-    collector = SyncDataCollector(CountingEnv(max_steps=50), Policy(), frames_per_batch=20, total_frames=40,
-                                  init_random_frames=20)
+    collector = SyncDataCollector(
+        CountingEnv(max_steps=50), Policy(), frames_per_batch=20, total_frames=40, init_random_frames=20
+    )
     first, second = list(collector)
     assert (first["extra"] == 0).all()  # the policy's outputs are zeros during random frames
-    assert (second["extra"] == 5).all() and (second["action"] == 1).all()
+    assert (second["extra"] == 5).all()
+    assert (second["action"] == 1).all()
     assert first["action"].float().mean() < 0.99  # random Categorical(2) actions
     assert len(calls) == 20 + 1  # the second batch, plus the first (validation) step
 
 
 @pytest.mark.parametrize("cls", [SerialEnv, ParallelEnv])
 def test_sub_batched_workers_closed_loop(cls):
-    env = cls(2, [functools.partial(CountingEnv, max_steps=2, batch_size=[2]),
-                  functools.partial(CountingEnv, max_steps=3, batch_size=[2])])
+    env = cls(
+        2,
+        [
+            functools.partial(CountingEnv, max_steps=2, batch_size=[2]),
+            functools.partial(CountingEnv, max_steps=3, batch_size=[2]),
+        ],
+    )
     collector = SyncDataCollector(env, _zero_action, frames_per_batch=24, total_frames=24)
     batch = next(iter(collector))
     assert batch.batch_size == (2, 2, 6)
@@ -276,8 +298,9 @@ def test_same_seed_same_data_serial_and_parallel_collectors():
 def test_state_dict_resumes_an_identical_stream():
     def make():
         # the simulator's own state is not in a state_dict: resume from batch boundaries that are resets
-        return SyncDataCollector(CountingEnv(max_steps=3), None, frames_per_batch=8, total_frames=40,
-                                 reset_at_each_iter=True)
+        return SyncDataCollector(
+            CountingEnv(max_steps=3), None, frames_per_batch=8, total_frames=40, reset_at_each_iter=True
+        )
 
     a = make()
     it = iter(a)
@@ -320,9 +343,16 @@ class _InPlaceEnv(EnvBase):
 
     def _step(self, td):
         self.obs += 1
-        return TensorDict({"observation": self.obs, "reward": torch.zeros(1), "done": torch.zeros(1, dtype=torch.bool),
-                           "terminated": torch.zeros(1, dtype=torch.bool),
-                           "truncated": torch.zeros(1, dtype=torch.bool)}, [])
+        return TensorDict(
+            {
+                "observation": self.obs,
+                "reward": torch.zeros(1),
+                "done": torch.zeros(1, dtype=torch.bool),
+                "terminated": torch.zeros(1, dtype=torch.bool),
+                "truncated": torch.zeros(1, dtype=torch.bool),
+            },
+            [],
+        )
 
     def _set_seed(self, seed):
         pass
@@ -396,7 +426,7 @@ def test_random_batches_open_loop_equal_closed_loop(cls):
         env = cls(2, [functools.partial(CountingEnv, max_steps=2), functools.partial(CountingEnv, max_steps=3)])
         torch.manual_seed(4)
         collector = SyncDataCollector(env, None, frames_per_batch=10, total_frames=20, max_frames_per_traj=max_frames)
-        out.append([b for b in collector])
+        out.append(list(collector))
         env.close()
     for a, b in zip(*out):
         assert set(a.keys(True, True)) == set(b.keys(True, True))
@@ -405,22 +435,31 @@ def test_random_batches_open_loop_equal_closed_loop(cls):
 
 
 def test_reset_when_done_false_leaves_the_env_alone():
-    collector = SyncDataCollector(CountingEnv(max_steps=3), None, frames_per_batch=5, total_frames=5,
-                                  reset_when_done=False)
+    collector = SyncDataCollector(
+        CountingEnv(max_steps=3), None, frames_per_batch=5, total_frames=5, reset_when_done=False
+    )
     batch = next(iter(collector))
     assert batch["next", "observation"][:, 0].tolist() == [1, 2, 3, 4, 5]  # CountingEnv keeps counting
     assert batch["collector", "traj_ids"].tolist() == [0] * 5
-    truncating = SyncDataCollector(CountingEnv(max_steps=100), None, frames_per_batch=6, total_frames=6,
-                                   reset_when_done=False, max_frames_per_traj=2)
+    truncating = SyncDataCollector(
+        CountingEnv(max_steps=100),
+        None,
+        frames_per_batch=6,
+        total_frames=6,
+        reset_when_done=False,
+        max_frames_per_traj=2,
+    )
     batch = next(iter(truncating))
     assert batch["next", "observation"][:, 0].tolist() == [1, 2, 1, 2, 1, 2]
     assert batch["collector", "traj_ids"].tolist() == [0, 0, 1, 1, 2, 2]
 
 
 def test_rollout_does_not_count_frames_and_storing_device():
-    collector = SyncDataCollector(CountingEnv(max_steps=3), None, frames_per_batch=4, total_frames=8,
-                                  storing_device="cpu")
+    collector = SyncDataCollector(
+        CountingEnv(max_steps=3), None, frames_per_batch=4, total_frames=8, storing_device="cpu"
+    )
     batch = collector.rollout()
-    assert batch.numel() == 4 and collector._frames == 0
+    assert batch.numel() == 4
+    assert collector._frames == 0
     assert batch.device == torch.device("cpu") or batch.device is None
     assert len(list(collector)) == 2

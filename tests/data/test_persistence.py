@@ -26,7 +26,9 @@ from tdrl.data.replay_buffers import (
 
 def _buffers(kind: str, tmp_path, tag: str):
     if kind == "without_replacement":
-        return TensorDictReplayBuffer(storage=LazyTensorStorage(300), sampler=SamplerWithoutReplacement(), batch_size=32)
+        return TensorDictReplayBuffer(
+            storage=LazyTensorStorage(300), sampler=SamplerWithoutReplacement(), batch_size=32
+        )
     if kind == "random":
         return ReplayBuffer(storage=LazyTensorStorage(300), sampler=RandomSampler(), batch_size=32)
     if kind == "prioritized":
@@ -68,7 +70,9 @@ def test_round_trip_gives_identical_future_samples(tmp_path, make_transitions, k
     def future(rb):
         torch.manual_seed(123)
         out = [rb.sample() for _ in range(12)]
-        return [b["observation"] if isinstance(b, TensorDict) else torch.stack([x["observation"] for x in b]) for b in out]
+        return [
+            b["observation"] if isinstance(b, TensorDict) else torch.stack([x["observation"] for x in b]) for b in out
+        ]
 
     for a, b in zip(future(original), future(restored)):
         assert torch.equal(a, b)
@@ -85,7 +89,8 @@ def test_prioritized_state_is_exact(tmp_path, make_transitions):
     other = TensorDictPrioritizedReplayBuffer(alpha=0.6, beta=0.3, storage=LazyTensorStorage(50))
     other.loads(tmp_path)
     assert (other.sampler._tree.values() == rb.sampler._tree.values()).all()
-    assert other.sampler.beta == 0.9 and other.sampler.default_priority == rb.sampler.default_priority
+    assert other.sampler.beta == 0.9
+    assert other.sampler.default_priority == rb.sampler.default_priority
     assert other.sampler._tree.min() == rb.sampler._tree.min()
 
 
@@ -108,7 +113,8 @@ def _snapshot(rb):
 
 def _assert_unchanged(rb, snapshot):
     length, cursor, data, sampler = snapshot
-    assert len(rb) == length and rb.writer.state_dict()["cursor"] == cursor
+    assert len(rb) == length
+    assert rb.writer.state_dict()["cursor"] == cursor
     if data is not None:
         assert (rb.storage.get(torch.arange(length)) == data).all()
     now = rb.sampler.state_dict()
@@ -116,15 +122,24 @@ def _assert_unchanged(rb, snapshot):
 
 
 @pytest.mark.parametrize(
-    "make_foreign, message",
+    ("make_foreign", "message"),
     [
-        (lambda make: (ReplayBuffer(storage=LazyTensorStorage(50)), make(10).exclude("action")), r"missing keys \['action'\]"),
-        (lambda make: (ReplayBuffer(storage=LazyTensorStorage(50)),
-                       make(10).set("observation", torch.zeros(10, 5, dtype=torch.float64))),
-         r"'observation' has per-item shape \[5\], expected \[3\]"),
+        (
+            lambda make: (ReplayBuffer(storage=LazyTensorStorage(50)), make(10).exclude("action")),
+            r"missing keys \['action'\]",
+        ),
+        (
+            lambda make: (
+                ReplayBuffer(storage=LazyTensorStorage(50)),
+                make(10).set("observation", torch.zeros(10, 5, dtype=torch.float64)),
+            ),
+            r"'observation' has per-item shape \[5\], expected \[3\]",
+        ),
         (lambda make: (ReplayBuffer(storage=LazyTensorStorage(60)), make(10)), r"max_size=60"),
-        (lambda make: (ReplayBuffer(storage=LazyTensorStorage(50), sampler=SamplerWithoutReplacement()), make(10)),
-         r"SamplerWithoutReplacement, this buffer samples with a RandomSampler"),
+        (
+            lambda make: (ReplayBuffer(storage=LazyTensorStorage(50), sampler=SamplerWithoutReplacement()), make(10)),
+            r"SamplerWithoutReplacement, this buffer samples with a RandomSampler",
+        ),
         (lambda make: (ReplayBuffer(storage=ListStorage(50)), [1, 2]), r"ListStorage state"),
     ],
 )
@@ -152,7 +167,9 @@ def test_prioritized_config_mismatch_is_refused(tmp_path, make_transitions):
 
 
 def test_loading_never_unpickles(tmp_path, make_transitions, monkeypatch):
-    rb = TensorDictPrioritizedReplayBuffer(alpha=0.6, beta=0.4, storage=LazyMemmapStorage(20, scratch_dir=tmp_path / "s"))
+    rb = TensorDictPrioritizedReplayBuffer(
+        alpha=0.6, beta=0.4, storage=LazyMemmapStorage(20, scratch_dir=tmp_path / "s")
+    )
     rb.extend(make_transitions(10))
     rb.dumps(tmp_path / "ckpt")
     assert {name.rsplit(".", 1)[-1] for name in os.listdir(tmp_path / "ckpt")} == {"json", "bin"}
@@ -206,7 +223,8 @@ def test_empty_buffer_round_trip(tmp_path):
     rb.dumps(tmp_path)
     other = ReplayBuffer(storage=LazyTensorStorage(10))
     other.loads(tmp_path)
-    assert len(other) == 0 and not other.storage.initialized
+    assert len(other) == 0
+    assert not other.storage.initialized
 
 
 def test_list_storage_of_mixed_items_round_trip(tmp_path):
@@ -217,8 +235,10 @@ def test_list_storage_of_mixed_items_round_trip(tmp_path):
     other = ReplayBuffer(storage=ListStorage(10), collate_fn=list)
     other.loads(tmp_path)
     loaded = other[list(range(6))]
-    assert torch.equal(loaded[0], items[0]) and (loaded[1] == items[1]).all()
-    assert loaded[2:5] == [3, "four", [5.0, None]] and torch.equal(loaded[5]["six"], torch.arange(2))
+    assert torch.equal(loaded[0], items[0])
+    assert (loaded[1] == items[1]).all()
+    assert loaded[2:5] == [3, "four", [5.0, None]]
+    assert torch.equal(loaded[5]["six"], torch.arange(2))
     rb.add(object())
     with pytest.raises(TypeError, match="without pickle"):
         rb.dumps(tmp_path / "again")

@@ -139,7 +139,8 @@ def test_sum_min_tree_matches_numpy():
     assert (tree.find(fraction) == expected).all()
     rebuilt = SumMinTree(1000)
     rebuilt.assign(values)
-    assert rebuilt.total() == pytest.approx(tree.total(), rel=1e-12) and rebuilt.min() == tree.min()
+    assert rebuilt.total() == pytest.approx(tree.total(), rel=1e-12)
+    assert rebuilt.min() == tree.min()
 
 
 @pytest.mark.parametrize("capacity", [10, 100_000])
@@ -207,7 +208,7 @@ def test_new_items_get_the_largest_priority_seen(make_transitions):
 
 
 @pytest.mark.parametrize(
-    "priority, message",
+    ("priority", "message"),
     [
         (torch.tensor([1.0, -0.5, 1.0]), r"finite and >= 0, got -0.5 for index 1"),
         (torch.tensor([1.0, 1.0, float("nan")]), r"got nan for index 2"),
@@ -273,7 +274,13 @@ def _check_slices(batch: TensorDict, num_slices: int) -> None:
 
 @pytest.mark.parametrize("marker", ["traj_key", "end_key", "auto"])
 def test_slices_never_cross_trajectory_boundaries(make_transitions, marker):
-    kwargs = {"traj_key": "episode"} if marker == "traj_key" else {"end_key": ("next", "done")} if marker == "end_key" else {}
+    kwargs = (
+        {"traj_key": "episode"}
+        if marker == "traj_key"
+        else {"end_key": ("next", "done")}
+        if marker == "end_key"
+        else {}
+    )
     sampler = SliceSampler(num_slices=8, **kwargs)
     lengths = [3, 9, 4, 12, 5, 7, 20, 4, 6]
     rb = _slice_buffer(make_transitions, None, 100, sampler, lengths=lengths)
@@ -297,17 +304,21 @@ def test_slices_follow_trajectories_across_the_ring_end(make_transitions):
 
 def test_end_key_splits_at_the_ring_cursor(make_transitions):
     # no episode ends at all: the only boundary is between the newest and the oldest item
-    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(50), sampler=SliceSampler(slice_len=5, end_key=("next", "done")))
+    rb = TensorDictReplayBuffer(
+        storage=LazyTensorStorage(50), sampler=SliceSampler(slice_len=5, end_key=("next", "done"))
+    )
     rb.extend(make_transitions(70))
     steps = rb.sample(500)["observation"][:, 0].reshape(100, 5)
-    assert (steps.diff(dim=1) == 1).all() and steps.min() >= 20
+    assert (steps.diff(dim=1) == 1).all()
+    assert steps.min() >= 20
 
 
 def test_slice_end_marks(make_transitions):
     rb = _slice_buffer(make_transitions, 40, 40, SliceSampler(slice_len=4, traj_key="episode"), episode_len=10)
     batch = rb.sample(12)
     truncated = batch["next", "truncated"].reshape(3, 4)
-    assert truncated[:, -1].all() and not truncated[:, :-1].any()
+    assert truncated[:, -1].all()
+    assert not truncated[:, :-1].any()
     done = batch["next", "done"].reshape(3, 4)
     assert done[:, -1].all()
     terminated = batch["next", "terminated"].reshape(3, 4)
@@ -344,9 +355,9 @@ def test_slice_sampler_arguments_and_errors(make_transitions):
     missing = SliceSampler(num_slices=2, traj_key="trajectory")
     with pytest.raises(KeyError, match="traj_key 'trajectory' is not in the storage"):
         missing.sample(rb.storage, 4)
+    storage = ListStorage(5)
+    storage.set(0, 1)
     with pytest.raises(TypeError, match="tensor storage"):
-        storage = ListStorage(5)
-        storage.set(0, 1)
         SliceSampler(num_slices=1).sample(storage, 2)
 
 

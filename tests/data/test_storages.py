@@ -46,14 +46,16 @@ def test_list_storage_rejects_gaps_and_overflow():
 def test_list_storage_unbounded_by_default():
     storage = ListStorage()
     storage.set(slice(0, 5), list(range(5)))
-    assert len(storage) == 5 and storage.max_size > 10**9
+    assert len(storage) == 5
+    assert storage.max_size > 10**9
 
 
 def test_list_storage_splits_tensordicts(make_transitions):
     storage = ListStorage(10)
     storage.set(slice(0, 4), make_transitions(4))
     item = storage.get(2)
-    assert item.batch_size == torch.Size([]) and item["observation"][0] == 2
+    assert item.batch_size == torch.Size([])
+    assert item["observation"][0] == 2
 
 
 def test_empty_list_storage_read_raises():
@@ -66,7 +68,8 @@ def test_lazy_storage_allocates_from_first_write(make_transitions):
     storage = LazyTensorStorage(100)
     assert not storage.initialized
     storage.set(slice(0, 10), make_transitions(10))
-    assert storage.initialized and len(storage) == 10
+    assert storage.initialized
+    assert len(storage) == 10
     layout = storage.layout
     assert ("next", "reward") in layout.keys
     assert layout.shapes[layout.position("observation")] == torch.Size([3])
@@ -114,7 +117,8 @@ def test_items_with_their_own_batch_dims():
 def test_tensor_storage_wraps_existing_data():
     data = TensorDict({"x": torch.arange(6)}, [6])
     storage = TensorStorage(data)
-    assert len(storage) == 6 and storage.max_size == 6
+    assert len(storage) == 6
+    assert storage.max_size == 6
     assert storage.get(torch.tensor([5]))["x"].item() == 5
     with pytest.raises(ValueError, match="does not match"):
         TensorStorage(data, max_size=7)
@@ -136,11 +140,18 @@ def test_write_wraps_with_index_tensor(make_transitions):
 
 # ------------------------------------------------------------------- bad structure
 @pytest.mark.parametrize(
-    "mutate, error, message",
+    ("mutate", "error", "message"),
     [
-        (lambda td: td.set("observation", torch.zeros(td.shape[0], 4, dtype=torch.float64)),
-         ValueError, r"'observation' has shape \[5, 4\], expected \['N', 3\]"),
-        (lambda td: td.set(("next", "extra"), torch.zeros(td.shape[0])), KeyError, r"unexpected keys \[\('next', 'extra'\)\]"),
+        (
+            lambda td: td.set("observation", torch.zeros(td.shape[0], 4, dtype=torch.float64)),
+            ValueError,
+            r"'observation' has shape \[5, 4\], expected \['N', 3\]",
+        ),
+        (
+            lambda td: td.set(("next", "extra"), torch.zeros(td.shape[0])),
+            KeyError,
+            r"unexpected keys \[\('next', 'extra'\)\]",
+        ),
         (lambda td: td.exclude("action"), KeyError, r"missing keys \['action'\]"),
         (lambda td: td.set("episode", torch.zeros(td.shape[0])), TypeError, r"'episode' has dtype torch.float32"),
         (lambda td: td.unsqueeze(0), ValueError, r"batch_size=\[1, 5\] but this storage expects \[N\]"),
@@ -153,7 +164,8 @@ def test_mismatched_structure_is_refused_and_nothing_changes(make_transitions, m
     bad = mutate(make_transitions(5, start=100))
     with pytest.raises(error, match=message):
         rb.extend(bad)
-    assert len(rb) == 10 and rb.writer._cursor == 10
+    assert len(rb) == 10
+    assert rb.writer._cursor == 10
     assert (rb.storage.get(torch.arange(10)) == before).all()
 
 
@@ -168,7 +180,8 @@ def test_refused_first_write_does_not_allocate(make_transitions):
     storage = LazyTensorStorage(4)
     with pytest.raises(ValueError, match="batch of 2 items"):
         storage.set(slice(0, 3), make_transitions(2))
-    assert not storage.initialized and len(storage) == 0
+    assert not storage.initialized
+    assert len(storage) == 0
 
 
 def test_out_of_range_index_is_refused(make_transitions):
@@ -182,7 +195,8 @@ def test_memmap_storage_lives_in_files(tmp_path, make_transitions):
     storage = LazyMemmapStorage(1000, scratch_dir=tmp_path / "rb")
     storage.set(slice(0, 10), make_transitions(10))
     files = sorted(os.listdir(tmp_path / "rb"))
-    assert "tdrl_storage.json" in files and any(f.endswith(".memmap") for f in files)
+    assert "tdrl_storage.json" in files
+    assert any(f.endswith(".memmap") for f in files)
     assert storage.get(torch.tensor([7]))["observation"][0, 0] == 7
     assert storage.get(torch.tensor([7]))["observation"].__class__ is torch.Tensor
 
@@ -238,7 +252,8 @@ def test_memmap_reopened_after_a_crash_holds_everything_written(tmp_path, make_t
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr
     storage = LazyMemmapStorage.open(folder)
-    assert len(storage) == 50 and storage._last_cursor == 69 % 50
+    assert len(storage) == 50
+    assert storage._last_cursor == 69 % 50
     steps = storage.get(torch.arange(50))["observation"][:, 0].long()
     # 70 items went into a ring of 50: positions hold steps 50..69 then 20..49
     assert steps.tolist() == list(range(50, 70)) + list(range(20, 50))

@@ -25,7 +25,8 @@ def test_round_robin_wraps_and_overwrites_the_oldest(make_transitions):
     assert rb.extend(make_transitions(4, start=3)).tolist() == [3, 4, 0, 1]
     assert rb.add(make_transitions(1, start=7)[0]) == 2
     assert rb.storage.get(torch.arange(5))["observation"][:, 0].tolist() == [5, 6, 7, 3, 4]
-    assert rb.write_count == 8 and len(rb) == 5
+    assert rb.write_count == 8
+    assert len(rb) == 5
 
 
 def test_round_robin_batch_larger_than_the_storage(make_transitions):
@@ -40,7 +41,8 @@ def test_round_robin_batch_larger_than_the_storage(make_transitions):
 
 def test_empty_extend_is_a_no_op(make_transitions):
     rb = ReplayBuffer(storage=LazyTensorStorage(4))
-    assert rb.extend(make_transitions(0)).numel() == 0 and len(rb) == 0
+    assert rb.extend(make_transitions(0)).numel() == 0
+    assert len(rb) == 0
 
 
 def test_extend_without_batch_dimension_is_refused(make_transitions):
@@ -64,7 +66,8 @@ def test_tensordict_writer_broadcasts_the_index_over_item_dims():
     rb = TensorDictReplayBuffer(storage=LazyTensorStorage(4))
     data = TensorDict({"obs": torch.zeros(2, 5)}, [2, 5])
     rb.extend(data)
-    assert data["index"].shape == (2, 5) and (data["index"][1] == 1).all()
+    assert data["index"].shape == (2, 5)
+    assert (data["index"][1] == 1).all()
 
 
 def _sequential_top_k(ranks: list[float], capacity: int) -> dict[int, float]:

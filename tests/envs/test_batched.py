@@ -18,7 +18,6 @@ from tdrl.envs import ParallelEnv, SerialEnv
 from tdrl.envs.common import EnvBase
 from tdrl.testing import ContinuousActionMock, CountingEnv, EnvContractTests, FailingEnv, NestedKeyMock
 
-
 # Importing torchrl (done by other tests of the suite) sets the global start method to "spawn";
 # these tests ask for "fork" explicitly to stay fast, and test_spawn_start_method covers spawn.
 FORK = "fork"
@@ -140,7 +139,7 @@ def test_gym_workers(batched):
 
 
 def test_bad_factories():
-    with pytest.raises(TypeError, match="not an env instance|instance"):
+    with pytest.raises(TypeError, match="instance"):
         SerialEnv(2, CountingEnv())
     with pytest.raises(TypeError, match="instance"):
         PEnv(2, CountingEnv())
@@ -166,7 +165,9 @@ def test_worker_exception_reaches_parent_with_traceback():
     procs = list(env._procs)
     td = env.reset()
     td = env.rand_step(td)["next"].exclude("reward")
-    with pytest.raises(RuntimeError, match=r"(?s)worker 0 raised.*FailingEnv: failing on purpose.*Traceback|Traceback.*FailingEnv"):
+    with pytest.raises(
+        RuntimeError, match=r"(?s)worker 0 raised.*FailingEnv: failing on purpose.*Traceback|Traceback.*FailingEnv"
+    ):
         env.rand_step(td)
     env.close()
     env.close()  # idempotent
@@ -209,7 +210,8 @@ def test_garbage_collected_env_stops_its_workers():
 
 def test_no_worker_outlives_a_killed_parent(tmp_path):
     script = tmp_path / "parent.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import os, sys
         from tdrl.envs import ParallelEnv
         from tdrl.testing import CountingEnv
@@ -217,7 +219,8 @@ def test_no_worker_outlives_a_killed_parent(tmp_path):
         env.rollout(2)
         print(" ".join(str(p.pid) for p in env._procs), flush=True)
         os._exit(0)  # no close(), no atexit: the workers must notice on their own
-    """))
+    """)
+    )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     pids = [int(p) for p in out.stdout.split()]
     assert len(pids) == 2, out.stderr

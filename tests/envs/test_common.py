@@ -47,7 +47,7 @@ def test_wrong_action_shape_and_dtype():
     with pytest.raises(ValueError, match=r"shape \(2,\), expected \(1,\)"):
         env.step(td)
     td["action"] = torch.zeros(1, dtype=torch.float32)
-    with pytest.raises(ValueError, match="dtype torch.float32, expected torch.int64"):
+    with pytest.raises(ValueError, match=r"dtype torch\.float32, expected torch\.int64"):
         env.step(td)
 
 
@@ -110,7 +110,8 @@ def test_step_and_maybe_reset():
     td, root = env.step_and_maybe_reset(env.rand_action(td))
     td, root = env.step_and_maybe_reset(env.rand_action(root))
     assert td["next", "done"].all()
-    assert (root["observation"] == 0).all() and not root["done"].any()
+    assert (root["observation"] == 0).all()
+    assert not root["done"].any()
 
 
 def test_fake_tensordict_structure():
@@ -138,6 +139,7 @@ def test_unbatched_specs_drop_the_batch_dims():
 
     env = ContinuousActionMock(batch_size=[4, 2], action_dim=2)
     spec = env.action_spec_unbatched
-    assert spec.shape == (2,) and spec.space.low.shape == (2,)
+    assert spec.shape == (2,)
+    assert spec.space.low.shape == (2,)
     assert env.observation_spec_unbatched["observation"].shape == (3,)
     assert env.full_action_spec_unbatched.shape == ()

@@ -69,9 +69,11 @@ def test_fast_rollout_and_generic_loop_agree_on_structure():
     slow = env.rollout(5, policy=env.rand_action, break_when_any_done=False)
     assert fast.batch_size == slow.batch_size
     for key in slow.keys(True, True):
-        assert fast[key].dtype == slow[key].dtype and fast[key].shape == slow[key].shape, key
+        assert fast[key].dtype == slow[key].dtype, key
+        assert fast[key].shape == slow[key].shape, key
     # after a truncation the root holds a fresh episode (step count back to 0)
-    assert (fast["steps"][:, 3] == 0).all() and (fast["next", "truncated"][:, 2]).all()
+    assert (fast["steps"][:, 3] == 0).all()
+    assert (fast["next", "truncated"][:, 2]).all()
 
 
 def test_dynamics_one_step_by_hand():
@@ -108,10 +110,13 @@ def test_reset_distribution_and_observation():
     env = PendulumEnv(batch_size=[4096])
     td = env.reset()
     th, thdot = td["th"], td["thdot"]
-    assert th.abs().max() <= math.pi and thdot.abs().max() <= 1.0
-    assert th.min() < -3.0 and th.max() > 3.0  # the whole circle is covered
+    assert th.abs().max() <= math.pi
+    assert thdot.abs().max() <= 1.0
+    assert th.min() < -3.0
+    assert th.max() > 3.0
     obs = td["observation"]
-    assert obs.dtype == torch.float32 and obs.shape == (4096, 3)
+    assert obs.dtype == torch.float32
+    assert obs.shape == (4096, 3)
     torch.testing.assert_close(obs, torch.cat([th.cos(), th.sin(), thdot], -1).float())
     assert (td["steps"] == 0).all()
 
@@ -171,7 +176,8 @@ def test_truncation_at_max_episode_steps():
     env = PendulumEnv()
     ro = env.rollout(250)
     assert ro.batch_size == (200,)
-    assert ro["next", "truncated"][-1].item() and not ro["next", "terminated"].any()
+    assert ro["next", "truncated"][-1].item()
+    assert not ro["next", "terminated"].any()
     assert not ro["next", "done"][:-1].any()
     assert PendulumEnv(max_episode_steps=None).rollout(250).batch_size == (250,)
 
@@ -196,7 +202,7 @@ def test_specs_and_check_env_specs():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    ("kwargs", "match"),
     [
         ({"max_episode_steps": 0}, "max_episode_steps must be >= 1"),
         ({"dtype": torch.int64}, "dtype must be a float dtype"),

@@ -23,7 +23,7 @@ def _import_suite():
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         from dm_control import suite
-    except Exception:  # noqa: BLE001 - the OpenGL backend failed to load, not dm_control itself
+    except Exception:
         os.environ["MUJOCO_GL"] = "disable"
         for name in [m for m in sys.modules if m.startswith("dm_control")]:
             del sys.modules[name]
@@ -102,14 +102,16 @@ class TestGenericDMEnvContract(EnvContractTests):
 def test_spec_conversion():
     assert dm_spec_to_spec(specs.Array((), np.float64)) == Unbounded(shape=(1,), dtype=torch.float64)
     bounded = dm_spec_to_spec(specs.BoundedArray((2,), np.float64, [-1.0, 0.0], [1.0, 3.0]), dtype=torch.float32)
-    assert isinstance(bounded, Bounded) and bounded.dtype == torch.float32
+    assert isinstance(bounded, Bounded)
+    assert bounded.dtype == torch.float32
     assert bounded.space.high.tolist() == [1.0, 3.0]
     assert dm_spec_to_spec(specs.BoundedArray((1,), np.float64, -np.inf, np.inf)) == Unbounded(
         shape=(1,), dtype=torch.float64
     )
     assert dm_spec_to_spec(specs.DiscreteArray(5)) == Categorical(5, shape=())
     nested = dm_spec_to_spec({"a": {"b": specs.Array((3,), np.float32)}})
-    assert isinstance(nested, Composite) and nested["a", "b"].shape == (3,)
+    assert isinstance(nested, Composite)
+    assert nested["a", "b"].shape == (3,)
     with pytest.raises(TypeError, match="StringArray is not supported"):
         dm_spec_to_spec(specs.StringArray(()))
 
@@ -119,7 +121,8 @@ def test_specs_of_a_suite_task():
     raw = suite.load("cartpole", "swingup")
     for name, dm in raw.observation_spec().items():
         spec = env.observation_spec[name]
-        assert spec.shape == dm.shape and spec.dtype == torch.float64, name
+        assert spec.shape == dm.shape, name
+        assert spec.dtype == torch.float64, name
     assert env.action_spec == Bounded(-1.0, 1.0, shape=(1,), dtype=torch.float32)
     assert env.reward_spec == Unbounded(shape=(1,))
     assert env.observation_spec["discount"].dtype == torch.float32
@@ -152,7 +155,8 @@ def test_time_limit_is_a_truncation():
     env = DMControlEnv("cartpole", "balance", task_kwargs={"time_limit": 0.1})  # 10 steps of 0.01 s
     ro = env.rollout(50)
     assert ro.batch_size == (10,)
-    assert ro["next", "truncated"][-1].item() and not ro["next", "terminated"].any()
+    assert ro["next", "truncated"][-1].item()
+    assert not ro["next", "terminated"].any()
     assert ro["next", "discount"][-1].item() == 1.0
     assert ro["discount"].eq(1.0).all()
 
@@ -161,10 +165,12 @@ def test_terminal_step_with_zero_discount_is_terminated():
     env = DMControlWrapper(_CountdownEnv())
     ro = env.rollout(10)
     assert ro.batch_size == (3,)
-    assert ro["next", "terminated"][-1].item() and not ro["next", "truncated"].any()
+    assert ro["next", "terminated"][-1].item()
+    assert not ro["next", "truncated"].any()
     assert ro["next", "discount"][-1].item() == 0.0
     cut = DMControlWrapper(_CountdownEnv(terminal_discount=0.5)).rollout(10)
-    assert cut["next", "truncated"][-1].item() and not cut["next", "terminated"].any()
+    assert cut["next", "truncated"][-1].item()
+    assert not cut["next", "terminated"].any()
 
 
 def test_generic_env_nested_and_scalar_observations():
@@ -175,7 +181,8 @@ def test_generic_env_nested_and_scalar_observations():
     td = env.reset()
     td["action"] = torch.tensor(2)
     td = step_mdp(env.step(td))
-    assert td["count"].tolist() == [1] and td["body", "pos"].tolist() == [1.0, -1.0]
+    assert td["count"].tolist() == [1]
+    assert td["body", "pos"].tolist() == [1.0, -1.0]
     assert env.step(td.set("action", torch.tensor(1)))["next", "reward"].item() == 1.0
     cat = DMControlWrapper(_CountdownEnv(), concat_observations=True)
     assert cat.observation_spec["observation"] == Unbounded(shape=(3,), dtype=torch.float64)
@@ -217,9 +224,12 @@ def test_pixels():
     assert env.observation_spec["pixels"] == Bounded(0, 255, shape=(32, 48, 3), dtype=torch.uint8)
     check_env_specs(env)
     ro = env.rollout(5)
-    assert ro["next", "pixels"].shape == (5, 32, 48, 3) and ro["next", "pixels"].dtype == torch.uint8
+    assert ro["next", "pixels"].shape == (5, 32, 48, 3)
+    assert ro["next", "pixels"].dtype == torch.uint8
     assert ro["next", "pixels"].float().std() > 0
-    only = DMControlEnv("cartpole", "swingup", from_pixels=True, pixels_only=True, render_kwargs={"height": 16, "width": 16})
+    only = DMControlEnv(
+        "cartpole", "swingup", from_pixels=True, pixels_only=True, render_kwargs={"height": 16, "width": 16}
+    )
     assert sorted(only.observation_keys) == ["discount", "pixels"]
     check_env_specs(only)
 
@@ -242,7 +252,7 @@ def test_torchrl_argument_names():
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    ("kwargs", "match"),
     [({"frame_skip": 0}, "frame_skip must be >= 1"), ({"pixels_only": True}, "pixels_only=True needs from_pixels")],
 )
 def test_bad_arguments(kwargs, match):

@@ -32,7 +32,15 @@ class TestCartPoleVector(EnvContractTests):
 
 
 @pytest.mark.parametrize(
-    "name", ["InvertedDoublePendulum-v4", "InvertedDoublePendulum-v5", "HalfCheetah-v5", "Hopper-v5", "CartPole-v1", "Pendulum-v1"]
+    "name",
+    [
+        "InvertedDoublePendulum-v4",
+        "InvertedDoublePendulum-v5",
+        "HalfCheetah-v5",
+        "Hopper-v5",
+        "CartPole-v1",
+        "Pendulum-v1",
+    ],
 )
 def test_check_env_specs_on_registered_envs(name):
     env = GymEnv(name)
@@ -57,7 +65,8 @@ def test_space_to_spec_all_space_types():
     assert isinstance(space_to_spec(spaces.MultiDiscrete([2, 3]), categorical_action_encoding=True), MultiCategorical)
     assert isinstance(space_to_spec(spaces.MultiBinary(4)), Binary)
     nested = space_to_spec(spaces.Dict({"a": spaces.Box(0, 1, (2,)), "b": spaces.Dict({"c": spaces.Discrete(2)})}))
-    assert isinstance(nested, Composite) and ("b", "c") in nested
+    assert isinstance(nested, Composite)
+    assert ("b", "c") in nested
     tup = space_to_spec(spaces.Tuple((spaces.Discrete(2), spaces.Box(0, 1, (3,)))), batch_size=[4])
     assert tup["1"].shape == (4, 3)
     with pytest.raises(TypeError, match="not supported"):
@@ -100,7 +109,8 @@ def test_fast_rollout_matches_stepping_the_same_actions():
 def test_policy_rollout_uses_generic_loop():
     env = GymEnv("Pendulum-v1")
     ro = env.rollout(5, policy=lambda td: td.set("action", torch.zeros(1)).set("logits", torch.ones(2)))
-    assert ro["logits"].shape == (5, 2) and (ro["action"] == 0).all()
+    assert ro["logits"].shape == (5, 2)
+    assert (ro["action"] == 0).all()
 
 
 def test_vector_env_resets_finished_subenvs_without_leaking_frames():
@@ -178,10 +188,11 @@ def test_pixels_need_rgb_array_render_mode():
 def test_from_pixels_mujoco():
     try:
         env = GymEnv("InvertedPendulum-v5", from_pixels=True, width=32, height=32)
-    except Exception as err:  # noqa: BLE001 - no GL backend on this machine
+    except Exception as err:
         pytest.skip(f"offscreen rendering unavailable: {err}")
     td = env.rand_step(env.reset())
-    assert td["next", "pixels"].shape == (32, 32, 3) and td["next", "pixels"].dtype == torch.uint8
+    assert td["next", "pixels"].shape == (32, 32, 3)
+    assert td["next", "pixels"].dtype == torch.uint8
     assert "observation" in td.keys()
     env.close()
 
@@ -194,5 +205,5 @@ def test_float_one_hot_action_is_accepted_but_float_index_is_not():
     env = GymEnv("CartPole-v1", categorical_action_encoding=True)
     td = env.reset()
     td["action"] = torch.tensor(0.7)
-    with pytest.raises(ValueError, match="dtype torch.float32, expected torch.int64"):
+    with pytest.raises(ValueError, match=r"dtype torch\.float32, expected torch\.int64"):
         env.step(td)

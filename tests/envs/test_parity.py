@@ -144,7 +144,8 @@ def test_vector_env_matches_separate_envs(vectorization_mode):
     vector.close()
     theirs = _serial_by_hand("CartPole-v1", actions, categorical_action_encoding=True)
     done = ours["next", "done"].squeeze(-1)
-    assert done.sum() >= 3 and not torch.equal(done[0], done[1]), "episodes should end at different steps"
+    assert done.sum() >= 3
+    assert not torch.equal(done[0], done[1]), "episodes should end at different steps"
     assert ours.batch_size == theirs.batch_size == (N, T)
     for key in theirs.keys(True, True):
         assert torch.equal(ours[key], theirs[key]), key
@@ -269,8 +270,12 @@ def _run_seed_ppo_loop(base_env, pieces: dict, total_frames: int = 400, frames_p
     check_env_specs(env)
 
     actor_net = nn.Sequential(
-        nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(num_cells), nn.Tanh(),
-        nn.LazyLinear(2 * env.action_spec.shape[-1]), NormalParamExtractor(),
+        nn.LazyLinear(num_cells),
+        nn.Tanh(),
+        nn.LazyLinear(num_cells),
+        nn.Tanh(),
+        nn.LazyLinear(2 * env.action_spec.shape[-1]),
+        NormalParamExtractor(),
     )
     policy_module = TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"])
     # one sub-env's action bounds (the spec of a batched env carries its batch dims)
@@ -283,7 +288,9 @@ def _run_seed_ppo_loop(base_env, pieces: dict, total_frames: int = 400, frames_p
         distribution_kwargs={"min": env.action_spec.space.low[one_env], "max": env.action_spec.space.high[one_env]},
         return_log_prob=True,
     )
-    value_net = nn.Sequential(nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(1))
+    value_net = nn.Sequential(
+        nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(1)
+    )
     value_module = ValueOperator(module=value_net, in_keys=["observation"])
     policy_module(env.reset())
     value_module(env.reset())
@@ -351,15 +358,19 @@ def _one_thread():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", list(BACKENDS))
-def test_seed_ppo_loop_runs_unchanged_over_every_backend(backend, _one_thread):
+@pytest.mark.usefixtures("_one_thread")
+def test_seed_ppo_loop_runs_unchanged_over_every_backend(backend):
     pieces = _ppo_pieces()
     torch.manual_seed(0)
     base_env = BACKENDS[backend]()
     base_env.set_seed(0)
     logs = _run_seed_ppo_loop(base_env, pieces)
     assert logs["frames"] == 400
-    assert len(logs["reward"]) == 2 and len(logs["eval reward (sum)"]) == 1
-    assert all(np.isfinite(logs["loss"])) and len(logs["loss"]) == 2 * 2 * 4
+    assert len(logs["reward"]) == 2
+    assert len(logs["eval reward (sum)"]) == 1
+    assert all(np.isfinite(logs["loss"]))
+    assert len(logs["loss"]) == 2 * 2 * 4
     assert logs["moved"], "the optimizer did not change the parameters"
-    assert all(np.isfinite(logs["reward"])) and np.isfinite(logs["eval reward (sum)"][0])
+    assert all(np.isfinite(logs["reward"]))
+    assert np.isfinite(logs["eval reward (sum)"][0])
     assert logs["step_count"][-1] >= 1

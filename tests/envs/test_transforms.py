@@ -43,9 +43,7 @@ def _gym_env(name: str = IDP, **kwargs):
 def seed_env():
     """The seed tutorial's env, statistics fitted as the tutorial does."""
     torch.manual_seed(0)
-    env = TransformedEnv(
-        _gym_env(), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter())
-    )
+    env = TransformedEnv(_gym_env(), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()))
     env.set_seed(0)
     env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
     yield env
@@ -119,9 +117,12 @@ def test_policy_rollout_and_step(seed_env):
 def test_compose_sequence_api():
     a, b, c = StepCounter(), RewardSum(), DoubleToFloat()
     compose = Compose(a, b)
-    assert len(compose) == 2 and compose[0] is a and list(compose) == [a, b]
+    assert len(compose) == 2
+    assert compose[0] is a
+    assert list(compose) == [a, b]
     view = compose[1:]
-    assert isinstance(view, Compose) and view[0] is b
+    assert isinstance(view, Compose)
+    assert view[0] is b
     assert b.container is compose  # a slice does not take the transforms away
     compose.append(c)
     compose.insert(0, InitTrackerLike())
@@ -137,19 +138,22 @@ def test_transformed_env_chain_api():
     env = TransformedEnv(CountingEnv(max_steps=3), StepCounter())
     assert isinstance(env.transform, StepCounter)
     env.append_transform(RewardSum())
-    assert isinstance(env.transform, Compose) and len(env.transform) == 2
+    assert isinstance(env.transform, Compose)
+    assert len(env.transform) == 2
     assert "episode_reward" in env.observation_spec.keys()
     env.insert_transform(0, DoubleToFloat())
     assert isinstance(env.transform[0], DoubleToFloat)
     assert env.transform[0].parent is env.base_env
     assert isinstance(env.transform[2].parent, TransformedEnv)  # base env + the two before it
-    assert env.base_env.max_steps == 3 and env.max_steps == 3  # attributes of the base env are reachable
+    assert env.base_env.max_steps == 3
+    assert env.max_steps == 3
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        env.nope
+        _ = env.nope
     env.transform = Compose(RewardSum())
     assert "step_count" not in env.observation_spec.keys()
     check_env_specs(env)
-    assert "TransformedEnv" in repr(env) and "RewardSum" in repr(env)
+    assert "TransformedEnv" in repr(env)
+    assert "RewardSum" in repr(env)
 
 
 def test_nested_transformed_env():
@@ -197,16 +201,21 @@ def test_batched_env_partial_reset_through_transforms():
 
 def test_gym_vector_env_chain():
     base = _gym_env("CartPole-v1", num_envs=3, categorical_action_encoding=True)
-    env = TransformedEnv(base, Compose(StepCounter(max_steps=15), CatFrames(3, -1, in_keys=["observation"]), RewardSum()))
+    env = TransformedEnv(
+        base, Compose(StepCounter(max_steps=15), CatFrames(3, -1, in_keys=["observation"]), RewardSum())
+    )
     env.set_seed(0)
     check_env_specs(env)
     ro = env.rollout(40, break_when_any_done=False)
     count, nxt = ro["step_count"], ro["next", "step_count"]
-    assert (nxt == count + 1).all() and nxt.max() <= 15
+    assert (nxt == count + 1).all()
+    assert nxt.max() <= 15
     done = ro["next", "done"]
     assert (count[:, 1:] == torch.where(done[:, :-1], 0, nxt[:, :-1])).all()
     at_limit = nxt == 15
-    assert at_limit.any() and ro["next", "truncated"][at_limit].all() and done[at_limit].all()
+    assert at_limit.any()
+    assert ro["next", "truncated"][at_limit].all()
+    assert done[at_limit].all()
     env.close()
 
 
@@ -265,13 +274,17 @@ def test_append_that_cannot_accept_the_spec_is_undone():
     before = env.observation_spec.clone()
     with pytest.raises(KeyError, match=r"ObservationNorm: in_key 'observation' is not produced.*vector.*Fix"):
         env.transform.append(ObservationNorm(loc=0.0, scale=1.0, in_keys=["observation"]))
-    assert len(env.transform) == 1 and env.observation_spec == before
+    assert len(env.transform) == 1
+    assert env.observation_spec == before
     with pytest.raises(ValueError, match=r"GrayScale: 'vector' must be a floating-point image.*ToTensorImage"):
         env.append_transform(GrayScale(in_keys=["vector"]))
     with pytest.raises(ValueError, match=r"CatTensors: cannot concatenate.*dtype.*Fix"):
-        env.append_transform(Compose(DTypeCastTransform(torch.float32, torch.float64, in_keys=["vector"],
-                                                        out_keys=["v64"]),
-                                     CatTensors(["vector", "v64"], out_key="both")))
+        env.append_transform(
+            Compose(
+                DTypeCastTransform(torch.float32, torch.float64, in_keys=["vector"], out_keys=["v64"]),
+                CatTensors(["vector", "v64"], out_key="both"),
+            )
+        )
     assert len(env.transform) == 1
     check_env_specs(env)
 
@@ -280,14 +293,15 @@ def test_replacing_the_transform_with_a_bad_one_is_undone():
     env = TransformedEnv(CountingEnv(), StepCounter())
     with pytest.raises(KeyError, match="pixels"):
         env.transform = ObservationNorm(loc=0.0, scale=1.0, in_keys=["pixels"])
-    assert isinstance(env.transform, StepCounter) and env.transform.container is env
+    assert isinstance(env.transform, StepCounter)
+    assert env.transform.container is env
     check_env_specs(env)
 
 
 def test_transform_lives_in_one_chain():
     t = StepCounter()
     TransformedEnv(CountingEnv(), t)
-    with pytest.raises(ValueError, match="already attached.*clone"):
+    with pytest.raises(ValueError, match=r"already attached.*clone"):
         TransformedEnv(CountingEnv(), t)
 
 
@@ -305,7 +319,7 @@ def test_step_without_reset_entries():
 
 
 @pytest.mark.parametrize(
-    "make, match",
+    ("make", "match"),
     [
         (lambda: ObservationNorm(loc=0.0), "both loc and scale"),
         (lambda: ObservationNorm(loc=0.0, scale=0.0), "non-zero"),
@@ -364,8 +378,8 @@ def test_over_batched_envs_in_a_collector(batched_cls):
 
     base = getattr(envs, batched_cls)(2, functools.partial(TransformTestEnv, p_end=0.3))
     env = TransformedEnv(
-        base, Compose(StepCounter(max_steps=4), CatFrames(2, -1, in_keys=["observation"], out_keys=["pair"]),
-                      InitTracker())
+        base,
+        Compose(StepCounter(max_steps=4), CatFrames(2, -1, in_keys=["observation"], out_keys=["pair"]), InitTracker()),
     )
     env.set_seed(0)
     check_env_specs(env)
@@ -373,7 +387,8 @@ def test_over_batched_envs_in_a_collector(batched_cls):
     try:
         for batch in collector:
             count, nxt = batch["step_count"], batch["next", "step_count"]
-            assert (nxt == count + 1).all() and nxt.max() <= 4
+            assert (nxt == count + 1).all()
+            assert nxt.max() <= 4
             assert torch.equal(batch["is_init"], count == 0)
             assert torch.equal(batch["pair"][..., 3:], batch["observation"])  # the newest frame is last
             assert torch.equal(batch["next", "pair"][..., :3], batch["observation"])
@@ -414,12 +429,14 @@ class _Widen(Transform):
 def test_hooks_write_plain_tensordicts_directly_and_keep_values():
     td = TensorDict({"x": torch.ones(3, 2, dtype=torch.float64), "done": torch.zeros(3, 1, dtype=torch.bool)}, [3])
     out = DoubleToFloat(in_keys=["x"])._call(td)
-    assert out is td and td["x"].dtype == torch.float32
+    assert out is td
+    assert td["x"].dtype == torch.float32
     ObservationNorm(loc=1.0, scale=2.0, in_keys=["x"], out_keys=["y"])._call(td)
     assert torch.equal(td["y"], torch.full((3, 2), 3.0))
     counter = StepCounter()
     counter._reset(None, td)
-    assert td["step_count"].shape == (3, 1) and td["step_count"].dtype == torch.int64
+    assert td["step_count"].shape == (3, 1)
+    assert td["step_count"].dtype == torch.int64
 
 
 def test_hooks_respect_a_locked_tensordict():
@@ -441,7 +458,9 @@ def test_hooks_on_nested_keys_and_other_tensordict_types():
     td = TensorDict({"agent": {"x": torch.ones(2, 1, dtype=torch.float64)}}, [2])
     DoubleToFloat(in_keys=[("agent", "x")])._call(td)
     assert td["agent", "x"].dtype == torch.float32
-    stacked = LazyStackedTensorDict.lazy_stack([TensorDict({"x": torch.ones(1, dtype=torch.float64)}, []) for _ in range(2)])
+    stacked = LazyStackedTensorDict.lazy_stack(
+        [TensorDict({"x": torch.ones(1, dtype=torch.float64)}, []) for _ in range(2)]
+    )
     assert type(stacked) is LazyStackedTensorDict
     DoubleToFloat(in_keys=["x"])._call(stacked)  # not a plain TensorDict: the get/set road
     assert stacked["x"].dtype == torch.float32

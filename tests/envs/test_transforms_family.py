@@ -72,9 +72,11 @@ def test_step_counter_batched_random_ends(vectorized):
     root, nxt, done = ro["step_count"], ro["next", "step_count"], ro["next", "done"]
     starts = _episode_starts(done).unsqueeze(-1)
     assert (nxt == root + 1).all()
-    assert (root[starts] == 0).all() and (root[~starts] > 0).all()  # restarts exactly after each end
+    assert (root[starts] == 0).all()
+    assert (root[~starts] > 0).all()
     assert nxt.max() == 3
-    assert ro["next", "truncated"][nxt == 3].all() and done[nxt == 3].all()
+    assert ro["next", "truncated"][nxt == 3].all()
+    assert done[nxt == 3].all()
     terminated_early = ro["next", "terminated"] & (nxt < 3)
     assert terminated_early.any()  # episodes also ended by the env, and the counter restarted after them
     check_env_specs(env)
@@ -96,7 +98,14 @@ def test_cat_frames_never_mixes_episodes_counting_env():
     # observation = steps since reset; a frame of the previous episode would show up as a 2 or 3
     # before a 0 in the stack
     assert ro["stack"].tolist() == [
-        [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 2], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 2], [0, 0, 0, 0], [0, 0, 0, 1]
+        [0, 0, 0, 0],
+        [0, 0, 0, 1],
+        [0, 0, 1, 2],
+        [0, 0, 0, 0],
+        [0, 0, 0, 1],
+        [0, 0, 1, 2],
+        [0, 0, 0, 0],
+        [0, 0, 0, 1],
     ]
     assert ro["next", "stack"][2].tolist() == [0, 1, 2, 3]
 
@@ -145,7 +154,8 @@ def test_cat_frames_partial_reset():
 def test_cat_frames_pixels_spec():
     env = TransformedEnv(TransformTestEnv(pixels=(4, 5)), Compose(ToTensorImage(), CatFrames(N=4, dim=-3)))
     spec = env.observation_spec["pixels"]
-    assert spec.shape == (12, 4, 5) and isinstance(spec, Bounded)
+    assert spec.shape == (12, 4, 5)
+    assert isinstance(spec, Bounded)
     check_env_specs(env)
 
 
@@ -174,7 +184,8 @@ def test_reward_scaling_and_clipping():
     std = RewardScaling(loc=1.0, scale=2.0, standard_normal=True)(td.clone())
     assert std["next", "reward"].squeeze(-1).tolist() == [-2.0, -0.25, 1.5]
     env = TransformedEnv(CountingEnv(), RewardClipping(0.0, 0.5))
-    assert isinstance(env.reward_spec, Bounded) and env.reward_spec.high.max() == 0.5
+    assert isinstance(env.reward_spec, Bounded)
+    assert env.reward_spec.high.max() == 0.5
 
 
 # --- InitTracker ------------------------------------------------------------------------------
@@ -189,8 +200,14 @@ def test_init_tracker_marks_first_steps():
 # --- normalization -------------------------------------------------------------------------------
 def test_observation_norm_forms_and_inverse():
     x = torch.tensor([[1.0, 4.0]])
-    t = ObservationNorm(loc=torch.tensor([1.0, 2.0]), scale=torch.tensor([2.0, 4.0]), standard_normal=True,
-                        in_keys=["obs"], in_keys_inv=["act"], out_keys_inv=["act_n"])
+    t = ObservationNorm(
+        loc=torch.tensor([1.0, 2.0]),
+        scale=torch.tensor([2.0, 4.0]),
+        standard_normal=True,
+        in_keys=["obs"],
+        in_keys_inv=["act"],
+        out_keys_inv=["act_n"],
+    )
     out = t(TensorDict({"obs": x.clone()}, [1]))
     assert out["obs"].tolist() == [[0.0, 0.5]]
     back = t.inv(TensorDict({"act_n": torch.tensor([[0.0, 0.5]])}, [1]))
@@ -207,12 +224,14 @@ def test_observation_norm_casts_to_the_entry_dtype():
 
 
 def test_init_stats_batched_keep_dims_and_refit():
-    env = TransformedEnv(TransformTestEnv(batch_size=[4], obs_dim=3), ObservationNorm(in_keys=["observation"],
-                                                                                  standard_normal=True))
+    env = TransformedEnv(
+        TransformTestEnv(batch_size=[4], obs_dim=3), ObservationNorm(in_keys=["observation"], standard_normal=True)
+    )
     env.transform.init_stats(num_iter=400, reduce_dim=(0, 1), cat_dim=1, keep_dims=(1,))
     assert env.transform.loc.shape == (1, 3)
     obs = env.rollout(300, break_when_any_done=False)["observation"].reshape(-1, 3)
-    assert (obs.mean(0).abs() < 0.3).all() and ((obs.std(0) - 1).abs() < 0.3).all()
+    assert (obs.mean(0).abs() < 0.3).all()
+    assert ((obs.std(0) - 1).abs() < 0.3).all()
     env.transform.init_stats(num_iter=100, reduce_dim=(0, 1), cat_dim=1)  # fitting again is allowed
     assert env.transform.loc.shape == (3,)
     with pytest.raises(ValueError, match="cat_dim"):
@@ -225,7 +244,8 @@ def test_vec_norm_converges_and_freezes():
     env.set_seed(0)
     ro = env.rollout(200, break_when_any_done=False)
     late = ro["observation"][:, 100:].reshape(-1, 3)
-    assert (late.mean(0).abs() < 0.15).all() and ((late.std(0) - 1).abs() < 0.15).all()
+    assert (late.mean(0).abs() < 0.15).all()
+    assert ((late.std(0) - 1).abs() < 0.15).all()
     count = vn.stats["observation", "count"].item()
     resets = 4 + ro["next", "done"][:, :-1].sum().item()  # the first reset, then each sub-env's own resets
     assert count == 4 * 200 + resets
@@ -233,7 +253,8 @@ def test_vec_norm_converges_and_freezes():
     env.rollout(10, break_when_any_done=False)
     assert vn.stats["observation", "count"].item() == count
     evaluation = vn.frozen_copy()
-    assert evaluation.frozen and evaluation.stats is vn.stats
+    assert evaluation.frozen
+    assert evaluation.stats is vn.stats
     snapshot = vn.frozen_copy(share_stats=False)
     assert snapshot.stats is not vn.stats
     vn.unfreeze()
@@ -277,7 +298,8 @@ def test_vec_norm_statistics_shared_across_processes(shared):
 # --- actions -------------------------------------------------------------------------------------
 def test_action_scaling_affine_reaches_the_base_env():
     env = TransformedEnv(TransformTestEnv(action_dim=2), ActionScaling(loc=0.5, scale=-0.25))
-    assert env.action_spec.space.low.tolist() == [-2.0, -2.0] and env.action_spec.space.high.tolist() == [6.0, 6.0]
+    assert env.action_spec.space.low.tolist() == [-2.0, -2.0]
+    assert env.action_spec.space.high.tolist() == [6.0, 6.0]
     td = env.reset()
     td.set("action", torch.tensor([2.0, -2.0]))
     td = env.step(td)
@@ -309,7 +331,8 @@ def test_action_scaling_box_on_gym():
 
 def test_double_to_float_inverse_casts_actions_back():
     env = TransformedEnv(TransformTestEnv(dtype=torch.float64), DoubleToFloat())
-    assert env.action_spec.dtype == torch.float32 and env.reward_spec.dtype == torch.float32
+    assert env.action_spec.dtype == torch.float32
+    assert env.reward_spec.dtype == torch.float32
     td = env.rand_action(env.reset())
     assert td["action"].dtype == torch.float32
     assert env.transform.inv(td)["action"].dtype == torch.float64
@@ -320,11 +343,15 @@ def test_double_to_float_inverse_casts_actions_back():
 def test_clip_transform_values_and_spec():
     env = TransformedEnv(TransformTestEnv(), ClipTransform(in_keys=["observation"], low=-0.1, high=0.2))
     ro = env.rollout(20, break_when_any_done=False)
-    assert ro["next", "observation"].min() >= -0.1 and ro["next", "observation"].max() <= 0.2
+    assert ro["next", "observation"].min() >= -0.1
+    assert ro["next", "observation"].max() <= 0.2
     spec = env.observation_spec["observation"]
-    assert isinstance(spec, Bounded) and spec.low.max() == pytest.approx(-0.1) and spec.high.min() == pytest.approx(0.2)
+    assert isinstance(spec, Bounded)
+    assert spec.low.max() == pytest.approx(-0.1)
+    assert spec.high.min() == pytest.approx(0.2)
     clipped = TransformedEnv(TransformTestEnv(), ClipTransform(in_keys_inv=["action"], low=0.0))
-    assert clipped.action_spec.space.low.tolist() == [0.0, 0.0] and clipped.action_spec.space.high.tolist() == [1, 1]
+    assert clipped.action_spec.space.low.tolist() == [0.0, 0.0]
+    assert clipped.action_spec.space.high.tolist() == [1, 1]
 
 
 def test_frame_skip_repeats_and_sums():
@@ -343,15 +370,18 @@ def test_rename_exclude_select_cat_unsqueeze():
     env = TransformedEnv(TransformTestEnv(pixels=(2, 2)), RenameTransform(["observation"], ["obs"]))
     assert set(env.observation_spec.keys()) == {"obs", "pixels"}
     ro = env.rollout(3)
-    assert "obs" in ro.keys() and "observation" not in ro["next"].keys()
+    assert "obs" in ro.keys()
+    assert "observation" not in ro["next"].keys()
     env = TransformedEnv(TransformTestEnv(pixels=(2, 2)), ExcludeTransform("pixels"))
     assert set(env.observation_spec.keys()) == {"observation"}
     assert "pixels" not in env.rollout(3)["next"].keys()
     env = TransformedEnv(TransformTestEnv(pixels=(2, 2)), SelectTransform("pixels"))
     assert set(env.observation_spec.keys()) == {"pixels"}
     assert set(env.rollout(3)["next"].keys()) == {"pixels", "reward", "done", "terminated", "truncated"}
-    env = TransformedEnv(TransformTestEnv(obs_dim=3), Compose(UnsqueezeTransform(-1, in_keys=["observation"]),
-                                                              CatTensors(["observation"], out_key="v", dim=-2)))
+    env = TransformedEnv(
+        TransformTestEnv(obs_dim=3),
+        Compose(UnsqueezeTransform(-1, in_keys=["observation"]), CatTensors(["observation"], out_key="v", dim=-2)),
+    )
     assert env.observation_spec["v"].shape == (3, 1)
     check_env_specs(env)
     with pytest.raises(ValueError, match="done flag"):
@@ -371,7 +401,8 @@ def test_image_transforms_values():
     pixels = torch.randint(0, 256, (2, 6, 8, 3), dtype=torch.uint8)
     td = TensorDict({"pixels": pixels}, [2])
     img = ToTensorImage()(td.clone())["pixels"]
-    assert img.shape == (2, 3, 6, 8) and img.dtype == torch.float32
+    assert img.shape == (2, 3, 6, 8)
+    assert img.dtype == torch.float32
     torch.testing.assert_close(img, pixels.permute(0, 3, 1, 2).float() / 255)
     small = Resize(4, 3)(TensorDict({"pixels": img.clone()}, [2]))["pixels"]
     torch.testing.assert_close(small, F.interpolate(img, size=(3, 4), mode="bilinear", align_corners=False))
@@ -382,13 +413,19 @@ def test_image_transforms_values():
 
 
 def test_image_chain_specs_on_an_env():
-    env = TransformedEnv(TransformTestEnv(pixels=(10, 12)), Compose(ToTensorImage(), Resize(8, 6), GrayScale(),
-                                                                    CenterCrop(4)))
+    env = TransformedEnv(
+        TransformTestEnv(pixels=(10, 12)), Compose(ToTensorImage(), Resize(8, 6), GrayScale(), CenterCrop(4))
+    )
     spec = env.observation_spec["pixels"]
-    assert spec.shape == (1, 4, 4) and spec.dtype == torch.float32
-    assert isinstance(spec, Bounded) and spec.low.min() == 0 and spec.high.max() == 1
+    assert spec.shape == (1, 4, 4)
+    assert spec.dtype == torch.float32
+    assert isinstance(spec, Bounded)
+    assert spec.low.min() == 0
+    assert spec.high.max() == 1
     check_env_specs(env)
-    cubic = TransformedEnv(TransformTestEnv(pixels=(10, 12)), Compose(ToTensorImage(), Resize(8, interpolation="bicubic")))
+    cubic = TransformedEnv(
+        TransformTestEnv(pixels=(10, 12)), Compose(ToTensorImage(), Resize(8, interpolation="bicubic"))
+    )
     assert isinstance(cubic.observation_spec["pixels"], Unbounded)  # bicubic may overshoot [0, 1]
     with pytest.raises(ValueError, match=r"CenterCrop: a 20x20 crop does not fit"):
         TransformedEnv(TransformTestEnv(pixels=(10, 12)), Compose(ToTensorImage(), CenterCrop(20)))

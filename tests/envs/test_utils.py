@@ -41,7 +41,7 @@ def test_step_mdp_into_given_tensordict():
 
 
 def test_step_mdp_without_next_says_what_to_do():
-    with pytest.raises(KeyError, match="env.step"):
+    with pytest.raises(KeyError, match=r"env\.step"):
         step_mdp(TensorDict({"observation": torch.zeros(1)}, []))
 
 
@@ -100,5 +100,5 @@ def test_check_env_specs_catches_bounds():
 def test_check_env_specs_catches_missing_declared_entry():
     env = CountingEnv()
     env.observation_spec["velocity"] = Unbounded(shape=(1,))
-    with pytest.raises(ValueError, match="declares .*velocity.* but the env did not write it"):
+    with pytest.raises(ValueError, match=r"declares .*velocity.* but the env did not write it"):
         check_env_specs(env)

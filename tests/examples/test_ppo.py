@@ -14,16 +14,21 @@ from tdrl.examples.ppo import PPOConfig, _parse, main, train
 def test_short_training_writes_its_outputs(tmp_path):
     result = train(PPOConfig(frames=2000, out_dir=str(tmp_path), progress=False, eval_every=1))
     for key in ("plot", "csv", "checkpoint"):
-        assert result[key].exists() and result[key].stat().st_size > 0
+        assert result[key].exists()
+        assert result[key].stat().st_size > 0
     rows = list(csv.DictReader(result["csv"].open()))
     assert [int(r["frames"]) for r in rows] == [1000, 2000]
     assert all(r["eval_return"] for r in rows)
     ckpt = torch.load(result["checkpoint"], weights_only=False)
-    assert ckpt["frames"] == 2000 and "policy" in ckpt and ckpt["config"]["env"] == "InvertedDoublePendulum-v5"
+    assert ckpt["frames"] == 2000
+    assert "policy" in ckpt
+    assert ckpt["config"]["env"] == "InvertedDoublePendulum-v5"
 
 
 def test_cli_parses_options():
-    cfg = _parse(["--env", "InvertedDoublePendulum-v4", "--frames", "3000", "--seed", "7", "--device", "cpu", "--threads", "2"])
+    cfg = _parse(
+        ["--env", "InvertedDoublePendulum-v4", "--frames", "3000", "--seed", "7", "--device", "cpu", "--threads", "2"]
+    )
     assert (cfg.env, cfg.frames, cfg.seed, cfg.device, cfg.threads) == ("InvertedDoublePendulum-v4", 3000, 7, "cpu", 2)
 
 

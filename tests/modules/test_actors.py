@@ -24,7 +24,8 @@ from tdrl.modules import (
     ValueOperator,
     get_log_prob,
 )
-from tdrl.specs import Bounded, Composite, Categorical as CategoricalSpec
+from tdrl.specs import Bounded, Composite
+from tdrl.specs import Categorical as CategoricalSpec
 
 OBS, ACT = 5, 2
 
@@ -41,8 +42,12 @@ def seed_actor(bound_names=("min", "max"), low=-2.0, high=3.0, **kwargs):
     """The seed tutorial's actor: lazy MLP + NormalParamExtractor + TanhNormal."""
     spec = Bounded(low=torch.full((ACT,), low), high=torch.full((ACT,), high))
     net = nn.Sequential(
-        nn.LazyLinear(16), nn.Tanh(), nn.LazyLinear(16), nn.Tanh(),
-        nn.LazyLinear(2 * spec.shape[-1]), NormalParamExtractor(),
+        nn.LazyLinear(16),
+        nn.Tanh(),
+        nn.LazyLinear(16),
+        nn.Tanh(),
+        nn.LazyLinear(2 * spec.shape[-1]),
+        NormalParamExtractor(),
     )
     module = TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"])
     return ProbabilisticActor(
@@ -152,7 +157,8 @@ def test_in_keys_as_dict():
         module, in_keys={"loc": "mu", "scale": "sigma"}, distribution_class=IndependentNormal, return_log_prob=True
     )
     td = actor(obs_td(3))
-    assert td["action"].shape == (3, ACT) and td["sample_log_prob"].shape == (3,)
+    assert td["action"].shape == (3, ACT)
+    assert td["sample_log_prob"].shape == (3,)
 
 
 def test_composite_spec_and_safe_projection():
@@ -160,7 +166,10 @@ def test_composite_spec_and_safe_projection():
     net = nn.Sequential(nn.Linear(OBS, 2 * ACT), NormalParamExtractor())
     actor = ProbabilisticActor(
         TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]),
-        in_keys=["loc", "scale"], spec=spec, safe=True, distribution_class=IndependentNormal,
+        in_keys=["loc", "scale"],
+        spec=spec,
+        safe=True,
+        distribution_class=IndependentNormal,
     )
     with set_exploration_type(ExplorationType.RANDOM):
         td = actor(obs_td(100))
@@ -171,7 +180,9 @@ def test_composite_spec_and_safe_projection():
 def test_custom_log_prob_key_and_no_alias():
     actor = seed_actor(log_prob_key="lp", log_prob_alias=None)
     td = actor(obs_td())
-    assert "lp" in td.keys() and "sample_log_prob" not in td.keys() and "action_log_prob" not in td.keys()
+    assert "lp" in td.keys()
+    assert "sample_log_prob" not in td.keys()
+    assert "action_log_prob" not in td.keys()
     assert get_log_prob(td, "lp") is td["lp"]
 
 
@@ -196,11 +207,13 @@ def test_categorical_actor_deterministic_is_argmax():
 def test_works_with_a_tensordict_sequential_and_kwargs_call():
     seq = TensorDictSequential(
         TensorDictModule(nn.Linear(OBS, 8), in_keys=["observation"], out_keys=["hidden"]),
-        TensorDictModule(nn.Sequential(nn.Linear(8, 2 * ACT), NormalParamExtractor()),
-                         in_keys=["hidden"], out_keys=["loc", "scale"]),
+        TensorDictModule(
+            nn.Sequential(nn.Linear(8, 2 * ACT), NormalParamExtractor()), in_keys=["hidden"], out_keys=["loc", "scale"]
+        ),
     )
     actor = ProbabilisticActor(seq, in_keys=["loc", "scale"], distribution_class=TanhNormal)
-    assert actor._lean_steps is not None and len(actor._lean_steps) == 2
+    assert actor._lean_steps is not None
+    assert len(actor._lean_steps) == 2
     assert actor(obs_td(3))["action"].shape == (3, ACT)
 
 
@@ -209,8 +222,12 @@ def test_unknown_module_type_uses_full_path():
         pass
 
     net = nn.Sequential(nn.Linear(OBS, 2 * ACT), NormalParamExtractor())
-    actor = ProbabilisticActor(Custom(net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
-                               distribution_class=TanhNormal, return_log_prob=True)
+    actor = ProbabilisticActor(
+        Custom(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        return_log_prob=True,
+    )
     assert actor._lean_steps is None
     td = actor(obs_td(2))
     assert td["action_log_prob"] is td["sample_log_prob"]
@@ -233,13 +250,18 @@ def test_missing_distribution_param_lists_keys_present():
 def test_unknown_distribution_kwarg_raises():
     module = TensorDictModule(nn.Linear(OBS, 2 * ACT), in_keys=["observation"], out_keys=["loc"])
     with pytest.raises(TypeError, match=r"'lowest'.*TanhNormal"):
-        ProbabilisticActor(module, in_keys=["loc", "scale"], distribution_class=TanhNormal,
-                           distribution_kwargs={"lowest": -1.0})
+        ProbabilisticActor(
+            module, in_keys=["loc", "scale"], distribution_class=TanhNormal, distribution_kwargs={"lowest": -1.0}
+        )
     with pytest.raises(TypeError, match=r"in_key 'mu'"):
         ProbabilisticActor(module, in_keys=["mu", "scale"], distribution_class=TanhNormal)
     with pytest.raises(TypeError, match=r"'temperature'"):
-        ProbabilisticActor(module, in_keys=["loc", "scale"], distribution_class=torch.distributions.Normal,
-                           distribution_kwargs={"temperature": 1.0})
+        ProbabilisticActor(
+            module,
+            in_keys=["loc", "scale"],
+            distribution_class=torch.distributions.Normal,
+            distribution_kwargs={"temperature": 1.0},
+        )
 
 
 def test_low_not_below_high_raises_at_construction():
@@ -247,15 +269,23 @@ def test_low_not_below_high_raises_at_construction():
         seed_actor(low=1.0, high=1.0)
     module = TensorDictModule(nn.Linear(OBS, 2 * ACT), in_keys=["observation"], out_keys=["loc"])
     with pytest.raises(ValueError, match="low must be < high"):
-        ProbabilisticActor(module, in_keys=["loc", "scale"], distribution_class=TanhNormal,
-                           distribution_kwargs={"low": torch.tensor([0.0, 2.0]), "high": torch.tensor([1.0, 1.0])})
+        ProbabilisticActor(
+            module,
+            in_keys=["loc", "scale"],
+            distribution_class=TanhNormal,
+            distribution_kwargs={"low": torch.tensor([0.0, 2.0]), "high": torch.tensor([1.0, 1.0])},
+        )
 
 
 def test_spec_shape_mismatch_raises_on_first_call():
     spec = Bounded(-1.0, 1.0, shape=(3,))
     net = nn.Sequential(nn.Linear(OBS, 2 * ACT), NormalParamExtractor())
-    actor = ProbabilisticActor(TensorDictModule(net, ["observation"], ["loc", "scale"]), spec=spec,
-                               in_keys=["loc", "scale"], distribution_class=TanhNormal)
+    actor = ProbabilisticActor(
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        spec=spec,
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+    )
     with pytest.raises(ValueError, match=r"shape \(2,\).*spec has shape \(3,\).*2 \* 3"):
         actor(obs_td())
 
@@ -320,8 +350,9 @@ def test_value_operator_and_actor_lean_paths_equal_tensordict_paths():
     net = nn.Linear(OBS, 1)
     value = ValueOperator(net)
     td = obs_td(4)
-    torch.testing.assert_close(value(td.clone())["state_value"],
-                               TensorDictModule.forward(value, td.clone())["state_value"])
+    torch.testing.assert_close(
+        value(td.clone())["state_value"], TensorDictModule.forward(value, td.clone())["state_value"]
+    )
     actor = Actor(nn.Linear(OBS, ACT), spec=Bounded(-0.1, 0.1, shape=(ACT,)), safe=True)
     assert actor._lean is not None
     td = actor(obs_td(50))

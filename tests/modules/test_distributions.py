@@ -36,7 +36,8 @@ def test_independent_normal_matches_torch():
     x = ours.sample()
     torch.testing.assert_close(ours.log_prob(x), ref.log_prob(x))
     torch.testing.assert_close(ours.entropy(), ref.entropy())
-    assert torch.equal(ours.deterministic_sample, loc) and torch.equal(ours.mode, loc)
+    assert torch.equal(ours.deterministic_sample, loc)
+    assert torch.equal(ours.mode, loc)
 
 
 def test_independent_normal_tanh_loc_and_event_dim():
@@ -52,8 +53,9 @@ def test_truncated_normal_density_integrates_and_samples_in_box(loc):
     x = dist.sample((2000,))
     assert ((x >= -1) & (x <= 2)).all()
     grid = torch.linspace(-1.0, 2.0, 30001, dtype=torch.float64)
-    dist64 = TruncatedNormal(torch.tensor([loc], dtype=torch.float64), torch.tensor([0.7], dtype=torch.float64),
-                             low=-1.0, high=2.0)
+    dist64 = TruncatedNormal(
+        torch.tensor([loc], dtype=torch.float64), torch.tensor([0.7], dtype=torch.float64), low=-1.0, high=2.0
+    )
     density = dist64.log_prob(grid.unsqueeze(-1)).exp()
     assert math.isclose(torch.trapezoid(density, grid).item(), 1.0, abs_tol=1e-3)
     mean = torch.trapezoid(density * grid, grid).item()
@@ -90,10 +92,12 @@ def test_truncated_normal_matches_torchrl():
 # --- Delta -----------------------------------------------------------------------------------
 def test_delta():
     d = Delta(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
-    assert d.batch_shape == (2,) and d.event_shape == (2,)
+    assert d.batch_shape == (2,)
+    assert d.event_shape == (2,)
     assert torch.equal(d.sample((3,)), d.param.expand(3, 2, 2))
     lp = d.log_prob(torch.tensor([[1.0, 2.0], [3.0, 5.0]]))
-    assert lp[0] == float("inf") and lp[1] == float("-inf")
+    assert lp[0] == float("inf")
+    assert lp[1] == float("-inf")
     assert torch.equal(d.deterministic_sample, d.param)
 
 
@@ -112,9 +116,11 @@ def test_categorical_and_one_hot():
 def test_one_hot_rsample_is_one_hot_with_gradients(method):
     logits = torch.randn(5, 4, requires_grad=True)
     sample = OneHotCategorical(logits=logits, grad_method=method).rsample()
-    assert ((sample == 0) | (sample == 1)).all() and (sample.sum(-1) == 1).all()
+    assert ((sample == 0) | (sample == 1)).all()
+    assert (sample.sum(-1) == 1).all()
     (sample * torch.arange(4.0)).sum().backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    assert logits.grad is not None
+    assert logits.grad.abs().sum() > 0
 
 
 def test_masked_categorical_never_samples_masked_actions():

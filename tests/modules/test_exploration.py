@@ -127,7 +127,8 @@ def test_ou_noise_is_correlated_and_resets():
     assert td["_ou_prev_noise"].std() < noises[-1].std()
     with set_exploration_type(ExplorationType.MEAN):
         out = ou(TensorDict(action=torch.zeros(1)))
-    assert out["action"].item() == 0.0 and "_ou_steps" not in out.keys()
+    assert out["action"].item() == 0.0
+    assert "_ou_steps" not in out.keys()
 
 
 def test_ou_bad_input():

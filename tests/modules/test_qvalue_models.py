@@ -79,15 +79,23 @@ def test_mlp_shapes_and_options():
     assert [type(m) for m in mlp] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
     assert mlp(torch.randn(4, 3)).shape == (4, 2)
     lazy = MLP(out_features=1, depth=3, num_cells=16)
-    assert isinstance(lazy[0], nn.LazyLinear) and lazy.depth == 3
+    assert isinstance(lazy[0], nn.LazyLinear)
+    assert lazy.depth == 3
     assert lazy(torch.randn(7, 9)).shape == (7, 1)
     q = MLP(out_features=1, num_cells=[4])
     assert q(torch.randn(2, 3), torch.randn(2, 1)).shape == (2, 1)  # inputs concatenated
     assert MLP(in_features=2, out_features=(3, 2))(torch.randn(5, 2)).shape == (5, 3, 2)
     last = MLP(in_features=2, out_features=2, num_cells=[4], activate_last_layer=True, bias_last_layer=False)
-    assert isinstance(last[-1], nn.Tanh) and last[-2].bias is None
-    drop = MLP(in_features=2, out_features=2, num_cells=[4], dropout=0.5, norm_class=nn.LayerNorm,
-               norm_kwargs={"normalized_shape": 4})
+    assert isinstance(last[-1], nn.Tanh)
+    assert last[-2].bias is None
+    drop = MLP(
+        in_features=2,
+        out_features=2,
+        num_cells=[4],
+        dropout=0.5,
+        norm_class=nn.LayerNorm,
+        norm_kwargs={"normalized_shape": 4},
+    )
     assert [type(m) for m in drop] == [nn.Linear, nn.Dropout, nn.LayerNorm, nn.Tanh, nn.Linear]
     assert len(MLP(in_features=2, out_features=1)) == 1
 

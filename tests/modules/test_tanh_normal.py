@@ -25,7 +25,7 @@ BOUNDS = [
 ]
 
 
-@pytest.mark.parametrize("low,high", BOUNDS)
+@pytest.mark.parametrize(("low", "high"), BOUNDS)
 def test_samples_lie_in_bounds(low, high):
     loc = torch.randn(1000, 3) * 10  # many saturated samples
     scale = torch.rand(1000, 3) * 5 + 1e-3
@@ -35,7 +35,7 @@ def test_samples_lie_in_bounds(low, high):
         assert ((x >= low_t) & (x <= high_t)).all()
 
 
-@pytest.mark.parametrize("low,high", BOUNDS)
+@pytest.mark.parametrize(("low", "high"), BOUNDS)
 def test_log_prob_finite_at_bounds(low, high):
     dist = TanhNormal(torch.zeros(3), torch.ones(3), low=low, high=high)
     low_t, high_t = torch.as_tensor(low).expand(3), torch.as_tensor(high).expand(3)
@@ -72,7 +72,9 @@ def test_rsample_has_gradients():
     loc = torch.zeros(3, requires_grad=True)
     scale = torch.ones(3, requires_grad=True)
     TanhNormal(loc, scale, low=-2.0, high=2.0).rsample().sum().backward()
-    assert loc.grad is not None and scale.grad is not None and loc.grad.abs().sum() > 0
+    assert loc.grad is not None
+    assert scale.grad is not None
+    assert loc.grad.abs().sum() > 0
 
 
 def test_deterministic_values():
@@ -89,12 +91,14 @@ def test_old_min_max_names():
     a = TanhNormal(torch.zeros(2), torch.ones(2), min=-3.0, max=1.0)
     b = TanhNormal(torch.zeros(2), torch.ones(2), low=-3.0, high=1.0)
     torch.testing.assert_close(a.deterministic_sample, b.deterministic_sample)
-    assert a.min.item() == -3.0 and a.high.item() == 1.0
+    assert a.min.item() == -3.0
+    assert a.high.item() == 1.0
 
 
 def test_event_dims_and_shapes():
     dist = TanhNormal(torch.zeros(4, 3), torch.ones(4, 3))
-    assert dist.batch_shape == (4,) and dist.event_shape == (3,)
+    assert dist.batch_shape == (4,)
+    assert dist.event_shape == (3,)
     assert dist.log_prob(dist.sample()).shape == (4,)
     dist0 = TanhNormal(torch.zeros(4, 3), torch.ones(4, 3), event_dims=0)
     assert dist0.log_prob(dist0.sample()).shape == (4, 3)
@@ -113,7 +117,9 @@ def test_entropy_raises_with_hint():
         TanhNormal(torch.zeros(2), torch.ones(2)).entropy()
 
 
-@pytest.mark.parametrize("low,high", [(1.0, 1.0), (2.0, -2.0), (torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.5]))])
+@pytest.mark.parametrize(
+    ("low", "high"), [(1.0, 1.0), (2.0, -2.0), (torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.5]))]
+)
 def test_low_not_below_high_raises(low, high):
     with pytest.raises(ValueError, match="low must be < high"):
         TanhNormal(torch.zeros(2), torch.ones(2), low=low, high=high)
@@ -133,7 +139,7 @@ def test_bounds_changed_in_place_are_seen():
 
 
 # --- differential test against TorchRL -----------------------------------------------------
-@pytest.mark.parametrize("low,high", BOUNDS)
+@pytest.mark.parametrize(("low", "high"), BOUNDS)
 def test_log_prob_matches_torchrl(low, high):
     torchrl_dists = pytest.importorskip("torchrl.modules.distributions")
     loc = torch.randn(64, 3) * 3
@@ -154,7 +160,9 @@ def test_plain_tensordict_module_under_mean_is_deterministic():
     from tdrl.envs.utils import ExplorationType, set_exploration_type
 
     module = ProbabilisticTensorDictModule(
-        in_keys=["loc", "scale"], out_keys=["action"], distribution_class=TanhNormal,
+        in_keys=["loc", "scale"],
+        out_keys=["action"],
+        distribution_class=TanhNormal,
         distribution_kwargs={"low": -2.0, "high": 2.0},
     )
     td = TensorDict(loc=torch.tensor([0.5]), scale=torch.tensor([1.0]))
@@ -167,12 +175,19 @@ def test_plain_tensordict_module_under_mean_is_deterministic():
 
 
 @pytest.mark.parametrize(
-    "loc,scale,low,high",
-    [(0.5, 0.01, -1.0, 1.0), (0.5, 3.0, -1.0, 1.0), (-1.0, 0.7, -2.0, 4.0), (2.0, 30.0, 0.0, 1.0), (0.0, 1.0, -1.0, 1.0)],
+    ("loc", "scale", "low", "high"),
+    [
+        (0.5, 0.01, -1.0, 1.0),
+        (0.5, 3.0, -1.0, 1.0),
+        (-1.0, 0.7, -2.0, 4.0),
+        (2.0, 30.0, 0.0, 1.0),
+        (0.0, 1.0, -1.0, 1.0),
+    ],
 )
 def test_mean_is_the_expectation(loc, scale, low, high):
-    dist = TanhNormal(torch.tensor([loc], dtype=torch.float64), torch.tensor([scale], dtype=torch.float64),
-                      low=low, high=high)
+    dist = TanhNormal(
+        torch.tensor([loc], dtype=torch.float64), torch.tensor([scale], dtype=torch.float64), low=low, high=high
+    )
     # the exact expectation by fine quadrature over the Normal's density
     z = torch.linspace(-12, 12, 200_001, dtype=torch.float64)
     density = torch.exp(-z * z / 2) / math.sqrt(2 * math.pi)

@@ -30,8 +30,14 @@ def _float_obs() -> TensorDictModule:
 
 def _seed_modules(env, obs_key: str = "observation", num_cells: int = 64, bound_names=("min", "max")):
     actor_net = nn.Sequential(
-        nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(num_cells), nn.Tanh(),
-        nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(2 * env.action_spec.shape[-1]), NormalParamExtractor(),
+        nn.LazyLinear(num_cells),
+        nn.Tanh(),
+        nn.LazyLinear(num_cells),
+        nn.Tanh(),
+        nn.LazyLinear(num_cells),
+        nn.Tanh(),
+        nn.LazyLinear(2 * env.action_spec.shape[-1]),
+        NormalParamExtractor(),
     )
     policy_module = TensorDictModule(actor_net, in_keys=[obs_key], out_keys=["loc", "scale"])
     if obs_key != "observation":
@@ -101,7 +107,8 @@ def test_random_rollouts_differ_and_stay_in_bounds_on_a_batched_mock():
         r2 = env.rollout(30, policy_module, break_when_any_done=False)
     assert r1["action"].shape == (3, 30, 2)
     assert not torch.equal(r1["action"], r2["action"])
-    assert env.action_spec.space.low.min() <= r1["action"].min() and r1["action"].max() <= 1.0
+    assert env.action_spec.space.low.min() <= r1["action"].min()
+    assert r1["action"].max() <= 1.0
     with torch.no_grad():
         assert value_module(r1)["state_value"].shape == (3, 30, 1)
     with set_exploration_type(ExplorationType.MEAN), torch.no_grad():

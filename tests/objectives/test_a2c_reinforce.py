@@ -21,8 +21,10 @@ OBS, K, B, T = 3, 4, 2, 6
 
 def actor() -> ProbabilisticActor:
     return ProbabilisticActor(
-        TensorDictModule(nn.Linear(OBS, K), ["observation"], ["logits"]), in_keys=["logits"],
-        distribution_class=Categorical, return_log_prob=True,
+        TensorDictModule(nn.Linear(OBS, K), ["observation"], ["logits"]),
+        in_keys=["logits"],
+        distribution_class=Categorical,
+        return_log_prob=True,
     )
 
 
@@ -39,8 +41,12 @@ def rollout(policy, seed: int = 0) -> TensorDict:
     done = torch.zeros(B, T, 1, dtype=torch.bool)
     done[:, 2] = True
     data["next"] = TensorDict(
-        {"observation": torch.randn(B, T, OBS, generator=g), "reward": torch.randn(B, T, 1, generator=g),
-         "done": done, "terminated": done.clone()},
+        {
+            "observation": torch.randn(B, T, OBS, generator=g),
+            "reward": torch.randn(B, T, 1, generator=g),
+            "done": done,
+            "terminated": done.clone(),
+        },
         [B, T],
     )
     return data
@@ -62,7 +68,8 @@ def test_a2c_formula():
     torch.testing.assert_close(out["entropy"], dist.entropy().mean())
     assert set(out.keys()) == set(A2CLoss(pi, v).out_keys)
     sum(out[k] for k in out.keys() if k.startswith("loss_")).backward()
-    assert pi.module[0].module.weight.grad is not None and v.module.weight.grad is not None
+    assert pi.module[0].module.weight.grad is not None
+    assert v.module.weight.grad is not None
 
 
 def test_a2c_computes_the_advantage_when_missing():

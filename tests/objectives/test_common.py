@@ -53,9 +53,15 @@ def _net() -> TensorDictModule:
 
 def _data() -> TensorDict:
     return TensorDict(
-        {"observation": torch.randn(4, 2),
-         "next": {"observation": torch.randn(4, 2), "reward": torch.ones(4, 1),
-                  "done": torch.zeros(4, 1, dtype=torch.bool), "terminated": torch.zeros(4, 1, dtype=torch.bool)}},
+        {
+            "observation": torch.randn(4, 2),
+            "next": {
+                "observation": torch.randn(4, 2),
+                "reward": torch.ones(4, 1),
+                "done": torch.zeros(4, 1, dtype=torch.bool),
+                "terminated": torch.zeros(4, 1, dtype=torch.bool),
+            },
+        },
         [4],
     )
 
@@ -66,7 +72,9 @@ def test_target_params_are_buffers_and_saved():
     assert names == ["value_network.module.weight", "value_network.module.bias"]
     state = loss.state_dict()
     assert "target_value_network_params.module.weight" in state
-    torch.testing.assert_close(loss.target_value_network_params["module", "weight"], loss.value_network.module.weight.data)
+    torch.testing.assert_close(
+        loss.target_value_network_params["module", "weight"], loss.value_network.module.weight.data
+    )
     assert not loss.target_value_network_params["module", "weight"].requires_grad
     loss(_data())["loss_value"].backward()
     assert loss.value_network.module.weight.grad is not None
@@ -111,8 +119,13 @@ def test_updater_needs_target_params():
 def test_make_value_estimator_by_enum_and_string():
     loss = ToyLoss(_net())
     assert isinstance(loss.value_estimator, TD0Estimator)  # the default, built lazily
-    for name, cls in [("gae", GAE), (ValueEstimators.TD1, TD1Estimator), ("TDLambda", TDLambdaEstimator),
-                      ("td_lambda", TDLambdaEstimator), ("td0", TD0Estimator)]:
+    for name, cls in [
+        ("gae", GAE),
+        (ValueEstimators.TD1, TD1Estimator),
+        ("TDLambda", TDLambdaEstimator),
+        ("td_lambda", TDLambdaEstimator),
+        ("td0", TD0Estimator),
+    ]:
         assert type(loss.make_value_estimator(name, gamma=0.5).value_estimator) is cls
         assert loss.value_estimator.gamma.item() == 0.5
         assert loss.value_estimator.value_network is loss.value_network

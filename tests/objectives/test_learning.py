@@ -11,13 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
 from torch import nn
 
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import Categorical, NormalParamExtractor, ProbabilisticActor, TanhNormal, ValueOperator
 from tdrl.objectives import A2CLoss, ClipPPOLoss, ReinforceLoss
 from tdrl.objectives.value import GAE
-from tensordict.nn import TensorDictModule
 
 K, EP_LEN, N_ENVS, T = 4, 4, 16, 16  # 256 frames per batch
 
@@ -34,8 +34,10 @@ def _one_thread():
 def _discrete_actor() -> ProbabilisticActor:
     net = nn.Sequential(nn.Linear(K, 32), nn.Tanh(), nn.Linear(32, K))
     return ProbabilisticActor(
-        TensorDictModule(net, ["observation"], ["logits"]), in_keys=["logits"],
-        distribution_class=Categorical, return_log_prob=True,
+        TensorDictModule(net, ["observation"], ["logits"]),
+        in_keys=["logits"],
+        distribution_class=Categorical,
+        return_log_prob=True,
     )
 
 
@@ -106,7 +108,9 @@ def _train_on_policy(loss, actor, gae, iters, epochs, minibatch, lr, continuous=
 def test_ppo_learns_discrete_identity():
     torch.manual_seed(0)
     actor, critic = _discrete_actor(), _critic(K)
-    loss = ClipPPOLoss(actor, critic, clip_epsilon=0.2, entropy_coef=1e-3, critic_coef=1.0, loss_critic_type="smooth_l1")
+    loss = ClipPPOLoss(
+        actor, critic, clip_epsilon=0.2, entropy_coef=1e-3, critic_coef=1.0, loss_critic_type="smooth_l1"
+    )
     gae = GAE(gamma=0.9, lmbda=0.95, value_network=critic, average_gae=True)
     assert _train_on_policy(loss, actor, gae, iters=12, epochs=4, minibatch=64, lr=1e-2) >= 0.95
 
@@ -116,8 +120,11 @@ def test_ppo_learns_continuous_identity_with_tanh_normal():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 2), NormalParamExtractor())
     actor = ProbabilisticActor(
-        TensorDictModule(net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
-        distribution_class=TanhNormal, distribution_kwargs={"low": -1.0, "high": 1.0}, return_log_prob=True,
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
     )
     critic = _critic(1)
     loss = ClipPPOLoss(actor, critic, entropy_coeff=1e-4, critic_coeff=1.0, samples_mc_entropy=1)

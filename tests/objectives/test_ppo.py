@@ -26,8 +26,11 @@ OBS, ACT, N = 5, 2, 32
 def tdrl_actor() -> ProbabilisticActor:
     net = nn.Sequential(nn.Linear(OBS, 16), nn.Tanh(), nn.Linear(16, 2 * ACT), NormalParamExtractor())
     return ProbabilisticActor(
-        TensorDictModule(net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
-        distribution_class=TanhNormal, distribution_kwargs={"low": -1.0, "high": 1.0}, return_log_prob=True,
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
     )
 
 
@@ -37,7 +40,9 @@ def normal_actor() -> ProbabilisticTensorDictSequential:
     return ProbabilisticTensorDictSequential(
         TensorDictModule(net, ["observation"], ["loc", "scale"]),
         ProbabilisticTensorDictModule(
-            in_keys=["loc", "scale"], out_keys=["action"], distribution_class=torch.distributions.Normal,
+            in_keys=["loc", "scale"],
+            out_keys=["action"],
+            distribution_class=torch.distributions.Normal,
             return_log_prob=True,
         ),
     )
@@ -66,9 +71,16 @@ def perturb(module: nn.Module, scale: float = 0.3) -> None:
 
 def test_seed_call_returns_scalar_losses_and_detached_diagnostics():
     actor, value = tdrl_actor(), critic()
-    loss = ClipPPOLoss(actor_network=actor, critic_network=value, clip_epsilon=0.2, entropy_bonus=True,
-                       entropy_coef=1e-4, critic_coef=1.0, loss_critic_type="smooth_l1",
-                       log_explained_variance=True)
+    loss = ClipPPOLoss(
+        actor_network=actor,
+        critic_network=value,
+        clip_epsilon=0.2,
+        entropy_bonus=True,
+        entropy_coef=1e-4,
+        critic_coef=1.0,
+        loss_critic_type="smooth_l1",
+        log_explained_variance=True,
+    )
     out = loss(batch(actor))
     total = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
     total.backward()
@@ -144,7 +156,7 @@ def test_clip_value_is_pessimistic():
     assert ClipPPOLoss(actor, value, clip_epsilon=0.3, clip_value=True).clip_value == pytest.approx(0.3)
     no_old = batch(actor)
     del no_old["state_value"]
-    with pytest.raises(KeyError, match="clip_value=0.05 clips around"):
+    with pytest.raises(KeyError, match=r"clip_value=0\.05 clips around"):
         ClipPPOLoss(actor, value, clip_value=0.05)(no_old)
 
 
@@ -185,7 +197,8 @@ def test_tanh_normal_uses_monte_carlo_entropy():
 def test_works_with_tensordict_nn_and_factorized_normal():
     actor, value = normal_actor(), critic()
     data = batch(actor)
-    assert "action_log_prob" in data.keys() and data["action_log_prob"].shape == (N, ACT)
+    assert "action_log_prob" in data.keys()
+    assert data["action_log_prob"].shape == (N, ACT)
     out = ClipPPOLoss(actor, value)(data)
     dist = torch.distributions.Normal(data["loc"], data["scale"])
     torch.testing.assert_close(out["entropy"], dist.entropy().sum(-1).mean())
@@ -197,8 +210,12 @@ def test_advantage_computed_inside_when_missing():
     data = batch(actor, n=10).unsqueeze(0)  # [1, T]
     del data["advantage"], data["value_target"]
     data["next"] = TensorDict(
-        {"observation": torch.randn(1, 10, OBS), "reward": torch.randn(1, 10, 1),
-         "done": torch.zeros(1, 10, 1, dtype=torch.bool), "terminated": torch.zeros(1, 10, 1, dtype=torch.bool)},
+        {
+            "observation": torch.randn(1, 10, OBS),
+            "reward": torch.randn(1, 10, 1),
+            "done": torch.zeros(1, 10, 1, dtype=torch.bool),
+            "terminated": torch.zeros(1, 10, 1, dtype=torch.bool),
+        },
         [1, 10],
     )
     loss = ClipPPOLoss(actor, value)
@@ -209,7 +226,8 @@ def test_advantage_computed_inside_when_missing():
     ref = ClipPPOLoss(actor, value)(expected)
     torch.testing.assert_close(out["loss_critic"], ref["loss_critic"])
     loss.make_value_estimator(ValueEstimators.TD0, gamma=0.5)
-    assert isinstance(loss.value_estimator, TD0Estimator) and loss.value_estimator.gamma.item() == 0.5
+    assert isinstance(loss.value_estimator, TD0Estimator)
+    assert loss.value_estimator.gamma.item() == 0.5
     loss(data)
 
 
@@ -230,8 +248,10 @@ def test_separate_losses_keeps_critic_gradients_off_shared_layers():
     shared = nn.Linear(OBS, 8)
     actor_net = nn.Sequential(shared, nn.Tanh(), nn.Linear(8, 2 * ACT), NormalParamExtractor())
     actor = ProbabilisticActor(
-        TensorDictModule(actor_net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
-        distribution_class=TanhNormal, return_log_prob=True,
+        TensorDictModule(actor_net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        return_log_prob=True,
     )
     value = ValueOperator(nn.Sequential(shared, nn.Tanh(), nn.Linear(8, 1)), in_keys=["observation"])
     data = batch(actor)
@@ -253,7 +273,8 @@ def test_klpen_adapts_beta():
     assert loss.beta.item() == 0.5
     perturb(actor, 1.0)
     out = loss(data)
-    assert out["kl"].item() > 0.015 and loss.beta.item() == 1.0
+    assert out["kl"].item() > 0.015
+    assert loss.beta.item() == 1.0
     out["loss_objective"].backward()  # the in-place beta update does not break the graph
     loss.reset()
     assert loss.beta.item() == 1.0
@@ -273,7 +294,7 @@ def test_missing_advantage_says_which_estimator_writes_it():
 def test_missing_log_prob_says_which_actor_option_writes_it():
     actor, value = tdrl_actor(), critic()
     data = batch(actor).exclude("sample_log_prob", "action_log_prob")
-    with pytest.raises(KeyError, match="'sample_log_prob' not found.*return_log_prob=True"):
+    with pytest.raises(KeyError, match=r"'sample_log_prob' not found.*return_log_prob=True"):
         ClipPPOLoss(actor, value)(data)
 
 
@@ -286,7 +307,7 @@ def test_log_prob_synonyms():
 
 def test_missing_value_target_and_action():
     actor, value = tdrl_actor(), critic()
-    with pytest.raises(KeyError, match="'value_target' not found.*GAE"):
+    with pytest.raises(KeyError, match=r"'value_target' not found.*GAE"):
         ClipPPOLoss(actor, value)(batch(actor).exclude("value_target"))
     with pytest.raises(KeyError, match="'action' not found"):
         ClipPPOLoss(actor, value)(batch(actor).exclude("action"))
@@ -332,9 +353,7 @@ def test_constructor_errors():
 
 
 # ------------------------------------------------------------------------------ TorchRL
-@pytest.mark.parametrize(
-    "options", [{}, {"clip_value": 0.1}, {"normalize_advantage": True, "loss_critic_type": "l2"}]
-)
+@pytest.mark.parametrize("options", [{}, {"clip_value": 0.1}, {"normalize_advantage": True, "loss_critic_type": "l2"}])
 def test_clip_ppo_matches_torchrl(options):
     pytest.importorskip("torchrl")
     with warnings.catch_warnings():
@@ -348,20 +367,35 @@ def test_clip_ppo_matches_torchrl(options):
     net = nn.Sequential(nn.Linear(OBS, 32), nn.Tanh(), nn.Linear(32, 2 * ACT), NormalParamExtractor())
     value_net = nn.Sequential(nn.Linear(OBS, 32), nn.Tanh(), nn.Linear(32, 1))
     spec = Bounded(-torch.ones(ACT), torch.ones(ACT), (ACT,))
-    trl_actor = TRLActor(TensorDictModule(net, ["observation"], ["loc", "scale"]), spec=spec, in_keys=["loc", "scale"],
-                         distribution_class=TRLTanhNormal, distribution_kwargs={"low": -1.0, "high": 1.0},
-                         return_log_prob=True)
+    trl_actor = TRLActor(
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        spec=spec,
+        in_keys=["loc", "scale"],
+        distribution_class=TRLTanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
+    )
     trl_value = TRLValue(value_net, in_keys=["observation"])
-    our_actor = ProbabilisticActor(TensorDictModule(net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
-                                   distribution_class=TanhNormal, distribution_kwargs={"low": -1.0, "high": 1.0},
-                                   return_log_prob=True)
+    our_actor = ProbabilisticActor(
+        TensorDictModule(net, ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
+    )
     our_value = ValueOperator(value_net, in_keys=["observation"])
     data = batch(our_actor, n=64)
     perturb(net, 0.1)
-    trl_loss = TRLClip(trl_actor, trl_value, clip_epsilon=0.2, entropy_coeff=1e-4, critic_coeff=1.0,
-                       loss_critic_type=options.get("loss_critic_type", "smooth_l1"),
-                       clip_value=options.get("clip_value"),
-                       normalize_advantage=options.get("normalize_advantage", False))
+    trl_loss = TRLClip(
+        trl_actor,
+        trl_value,
+        clip_epsilon=0.2,
+        entropy_coeff=1e-4,
+        critic_coeff=1.0,
+        loss_critic_type=options.get("loss_critic_type", "smooth_l1"),
+        clip_value=options.get("clip_value"),
+        normalize_advantage=options.get("normalize_advantage", False),
+    )
     ours = ClipPPOLoss(our_actor, our_value, clip_epsilon=0.2, entropy_coef=1e-4, critic_coef=1.0, **options)
     theirs_out = trl_loss(data.clone())
     ours_out = ours(data.clone())
@@ -369,7 +403,9 @@ def test_clip_ppo_matches_torchrl(options):
         torch.testing.assert_close(ours_out[key].detach(), theirs_out[key].detach().reshape(()), atol=1e-5, rtol=1e-5)
     assert "explained_variance" not in ours_out.keys()  # opt-in here
     ev = ClipPPOLoss(our_actor, our_value, log_explained_variance=True, **options)(data.clone())
-    torch.testing.assert_close(ev["explained_variance"], theirs_out["explained_variance"].reshape(()), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ev["explained_variance"], theirs_out["explained_variance"].reshape(()), atol=1e-5, rtol=1e-5
+    )
     assert 0 < ours_out["clip_fraction"] < 1
     # and the gradients of the objective agree
     g_ours = torch.autograd.grad(ours_out["loss_objective"], list(net.parameters()))

@@ -102,7 +102,8 @@ def test_key_renaming_and_value_network_none():
     expected = F.reward2go(data["next", "r"], data["next", "done"], 1.0)
     # zero values: the target is the return bootstrapped with V = 0
     torch.testing.assert_close(data["value_target"], expected)
-    assert "adv" in data.keys() and "advantage" not in data.keys()
+    assert "adv" in data.keys()
+    assert "advantage" not in data.keys()
     with pytest.raises(ValueError, match="unknown key name 'rewardz'"):
         est.set_keys(rewardz="x")
 
@@ -149,7 +150,7 @@ def test_errors_name_the_problem():
         GAE(gamma=0.9, lmbda=0.8, value_network=bad_net)(data)
     no_reward = _data()
     del no_reward["next", "reward"]
-    with pytest.raises(KeyError, match="'reward' not found.*set_keys"):
+    with pytest.raises(KeyError, match=r"'reward' not found.*set_keys"):
         GAE(gamma=0.9, lmbda=0.8, value_network=_value_net())(no_reward)
     with pytest.raises(KeyError, match="no value_network was given"):
         GAE(gamma=0.9, lmbda=0.8, value_network=None)(_data())
@@ -204,8 +205,12 @@ def _rollout(seed: int = 0, steps: int = 40) -> TensorDict:
     return TensorDict(
         {
             "observation": root,
-            "next": {"observation": nxt, "reward": torch.randn(steps, 1, generator=g), "done": done,
-                     "terminated": terminated},
+            "next": {
+                "observation": nxt,
+                "reward": torch.randn(steps, 1, generator=g),
+                "done": done,
+                "terminated": terminated,
+            },
         },
         [steps],
     )
@@ -222,10 +227,13 @@ class _CountingNet(nn.Module):
         return self.linear(x)
 
 
-@pytest.mark.parametrize("make", [
-    lambda net, **kw: GAE(gamma=0.9, lmbda=0.8, value_network=net, average_gae=True, **kw),
-    lambda net, **kw: TDLambdaEstimator(gamma=0.9, lmbda=0.8, value_network=net, **kw),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda net, **kw: GAE(gamma=0.9, lmbda=0.8, value_network=net, average_gae=True, **kw),
+        lambda net, **kw: TDLambdaEstimator(gamma=0.9, lmbda=0.8, value_network=net, **kw),
+    ],
+)
 def test_next_values_reused_on_a_rollout(make):
     net = _CountingNet()
     op = ValueOperator(net, in_keys=["observation"])

@@ -212,7 +212,7 @@ def test_gradients_flow_through_the_scan():
 
 def test_bad_shapes_raise():
     d = _random_rollout(batch=2, steps=5)
-    with pytest.raises(ValueError, match="share one shape.*reward"):
+    with pytest.raises(ValueError, match=r"share one shape.*reward"):
         F.generalized_advantage_estimate(GAMMA, LMBDA, d["value"], d["next_value"], d["reward"][..., 0], d["done"])
     with pytest.raises(ValueError, match="time_dim=-2 is out of range"):
         F.reward2go(torch.ones(5), torch.zeros(5, dtype=torch.bool), 0.9)
@@ -245,12 +245,14 @@ def test_same_numbers_as_torchrl(trl_functional, seed):
     torch.testing.assert_close(
         F.td_lambda_return_estimate(GAMMA, LMBDA, nv, r, done, term),
         trl_functional.td_lambda_return_estimate(GAMMA, LMBDA, nv, r, done, term),
-        atol=1e-5, rtol=1e-5,
+        atol=1e-5,
+        rtol=1e-5,
     )
     torch.testing.assert_close(
         F.td1_return_estimate(GAMMA, nv, r, done, term),
         trl_functional.td1_return_estimate(GAMMA, nv, r, done, term),
-        atol=1e-5, rtol=1e-5,
+        atol=1e-5,
+        rtol=1e-5,
     )
     torch.testing.assert_close(
         F.td0_return_estimate(GAMMA, nv, r, term), trl_functional.td0_return_estimate(GAMMA, nv, r, term)

@@ -119,12 +119,16 @@ print(rollout)
 # action, and — with `return_log_prob=True` — writes the sample's log-probability, which PPO
 # needs for its probability ratio.
 
+
 # %%
 def mlp(out_features):
     return nn.Sequential(
-        nn.LazyLinear(num_cells), nn.Tanh(),
-        nn.LazyLinear(num_cells), nn.Tanh(),
-        nn.LazyLinear(num_cells), nn.Tanh(),
+        nn.LazyLinear(num_cells),
+        nn.Tanh(),
+        nn.LazyLinear(num_cells),
+        nn.Tanh(),
+        nn.LazyLinear(num_cells),
+        nn.Tanh(),
         nn.LazyLinear(out_features),
     )
 
@@ -218,10 +222,14 @@ collector.shutdown()
 
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-axes[0, 0].plot(logs["reward"]); axes[0, 0].set_title("training reward (mean per step)")
-axes[0, 1].plot(logs["step_count"]); axes[0, 1].set_title("max episode length (training)")
-axes[1, 0].plot(logs["eval return"], marker="o"); axes[1, 0].set_title("evaluation return")
-axes[1, 1].plot(logs["eval step_count"], marker="o"); axes[1, 1].set_title("evaluation episode length")
+axes[0, 0].plot(logs["reward"])
+axes[0, 0].set_title("training reward (mean per step)")
+axes[0, 1].plot(logs["step_count"])
+axes[0, 1].set_title("max episode length (training)")
+axes[1, 0].plot(logs["eval return"], marker="o")
+axes[1, 0].set_title("evaluation return")
+axes[1, 1].plot(logs["eval step_count"], marker="o")
+axes[1, 1].set_title("evaluation episode length")
 for ax in axes[1]:
     ax.set_xlabel("evaluation (every 10 batches)")
 fig.tight_layout()

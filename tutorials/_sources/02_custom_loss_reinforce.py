@@ -68,8 +68,13 @@ terminated = done.clone()
 truncated = torch.zeros_like(done)
 truncated[-1] = True  # the batch ended in the middle of episode 2
 advantage, value_target = generalized_advantage_estimate(
-    gamma=1.0, lmbda=1.0, state_value=values, next_state_value=values, reward=reward,
-    done=terminated | truncated, terminated=terminated,
+    gamma=1.0,
+    lmbda=1.0,
+    state_value=values,
+    next_state_value=values,
+    reward=reward,
+    done=terminated | truncated,
+    terminated=terminated,
 )
 print("value targets:", value_target.flatten())
 
@@ -115,6 +120,7 @@ def make_policy():
 # (`TD1Estimator` is the Monte-Carlo return with bootstrapping at truncation), and a second
 # loss teaches `V` to predict the return.
 
+
 # %%
 class MyReinforce(LossModule):
     def __init__(self, actor, critic=None, gamma=0.99):
@@ -150,14 +156,19 @@ class MyReinforce(LossModule):
 # collector, a probabilistic actor returns its deterministic action unless told otherwise:
 # `set_exploration_type(ExplorationType.RANDOM)` makes it sample.
 
+
 # %%
 def train(use_baseline: bool) -> list:
     torch.manual_seed(0)
     policy = make_policy()
-    critic = ValueOperator(nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 1)), in_keys=["observation"]) if use_baseline else None
+    critic = (
+        ValueOperator(nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 1)), in_keys=["observation"])
+        if use_baseline
+        else None
+    )
     loss_module = MyReinforce(policy, critic)
     optim = torch.optim.Adam(loss_module.parameters(), lr=1e-2)
-    curve, frames, td = [], 0, None
+    curve, frames = [], 0
     while frames < total_frames:
         with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
             batch = env.rollout(125, policy, break_when_any_done=False, set_truncated=True)

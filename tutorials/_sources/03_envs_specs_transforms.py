@@ -28,10 +28,9 @@ from tdrl.envs import (
     StepCounter,
     TransformedEnv,
     check_env_specs,
-    step_mdp,
 )
 from tdrl.envs.libs.gym import GymEnv
-from tdrl.specs import Bounded, Categorical, Composite, Unbounded
+from tdrl.specs import Bounded, Composite, Unbounded
 
 # %% [markdown]
 # ## Specs
@@ -66,6 +65,7 @@ print(spec.rand())
 # the point leaves `[-1, 1]`. The base class gives you `rollout`, `rand_step`, error
 # checking of the action, and the default `done`/`terminated`/`truncated` specs.
 
+
 # %%
 class Line(EnvBase):
     def __init__(self):
@@ -83,8 +83,13 @@ class Line(EnvBase):
         self.x = self.x + tensordict["action"]
         out = self.x.abs() > 1
         return TensorDict(
-            {"position": self.x.clone(), "reward": -self.x.abs(), "done": out, "terminated": out,
-             "truncated": torch.zeros_like(out)},
+            {
+                "position": self.x.clone(),
+                "reward": -self.x.abs(),
+                "done": out,
+                "terminated": out,
+                "truncated": torch.zeros_like(out),
+            },
             [],
         )
 
@@ -99,6 +104,7 @@ print(line.rollout(20))
 # %% [markdown]
 # `check_env_specs` steps the env and compares every entry with its spec. Forget to declare
 # an entry — or write one with the wrong shape — and it says which key and what it expected:
+
 
 # %%
 class Leaky(Line):
@@ -145,8 +151,14 @@ env = TransformedEnv(
 check_env_specs(env)
 print(env.observation_spec)
 ro = env.rollout(100)
-print("steps:", ro.batch_size[0], " truncated at the end:", ro["next", "truncated"][-1].item(),
-      " terminated:", ro["next", "terminated"][-1].item())
+print(
+    "steps:",
+    ro.batch_size[0],
+    " truncated at the end:",
+    ro["next", "truncated"][-1].item(),
+    " terminated:",
+    ro["next", "terminated"][-1].item(),
+)
 print("episode return:", ro["next", "episode_reward"][-1].item())
 print("stacked observation:", ro["stacked"].shape)
 
@@ -228,9 +240,11 @@ BACKENDS = {
 for name, make_env in BACKENDS.items():
     env = make_env()
     obs = env.observation_spec["observation"]
-    print(f"{name:>22}: batch {tuple(env.batch_size)}, observation {tuple(obs.shape)} {obs.dtype}, "
-          f"action {tuple(env.action_spec.shape)} in [{env.action_spec.space.low.min().item()}, "
-          f"{env.action_spec.space.high.max().item()}]")
+    print(
+        f"{name:>22}: batch {tuple(env.batch_size)}, observation {tuple(obs.shape)} {obs.dtype}, "
+        f"action {tuple(env.action_spec.shape)} in [{env.action_spec.space.low.min().item()}, "
+        f"{env.action_spec.space.high.max().item()}]"
+    )
     env.close()
 
 # %% [markdown]
@@ -273,6 +287,7 @@ print(f"largest difference over a whole episode: {worst:.1e}")
 # - a batched env's action spec carries its batch dims (`[4, 1]` for four pendulums), while
 #   the policy's `TanhNormal` needs the bounds of one env (`[1]`): we index the first one.
 
+
 # %%
 def train(base_env, total_frames, frames_per_batch=1000, num_epochs=4, sub_batch_size=100, num_cells=64):
     env = TransformedEnv(base_env, Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()))
@@ -282,14 +297,16 @@ def train(base_env, total_frames, frames_per_batch=1000, num_epochs=4, sub_batch
     check_env_specs(env)
 
     def mlp(out_features):
-        return nn.Sequential(nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(num_cells), nn.Tanh(),
-                             nn.LazyLinear(out_features))
+        return nn.Sequential(
+            nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(num_cells), nn.Tanh(), nn.LazyLinear(out_features)
+        )
 
     one_env = (0,) * env.batch_dims
     policy = ProbabilisticActor(
         module=TensorDictModule(
             nn.Sequential(mlp(2 * env.action_spec.shape[-1]), NormalParamExtractor()),
-            in_keys=["observation"], out_keys=["loc", "scale"],
+            in_keys=["observation"],
+            out_keys=["loc", "scale"],
         ),
         spec=env.action_spec,
         in_keys=["loc", "scale"],
@@ -302,11 +319,19 @@ def train(base_env, total_frames, frames_per_batch=1000, num_epochs=4, sub_batch
     value(env.reset())
 
     collector = SyncDataCollector(env, policy, frames_per_batch=frames_per_batch, total_frames=total_frames)
-    replay_buffer = ReplayBuffer(storage=LazyTensorStorage(max_size=frames_per_batch),
-                                 sampler=SamplerWithoutReplacement())
+    replay_buffer = ReplayBuffer(
+        storage=LazyTensorStorage(max_size=frames_per_batch), sampler=SamplerWithoutReplacement()
+    )
     advantage_module = GAE(gamma=0.99, lmbda=0.95, value_network=value, average_gae=True)
-    loss_module = ClipPPOLoss(actor_network=policy, critic_network=value, clip_epsilon=0.2,
-                              entropy_bonus=True, entropy_coef=1e-4, critic_coef=1.0, loss_critic_type="smooth_l1")
+    loss_module = ClipPPOLoss(
+        actor_network=policy,
+        critic_network=value,
+        clip_epsilon=0.2,
+        entropy_bonus=True,
+        entropy_coef=1e-4,
+        critic_coef=1.0,
+        loss_critic_type="smooth_l1",
+    )
     optim = torch.optim.Adam(loss_module.parameters(), 3e-4)
 
     logs = defaultdict(list)
@@ -330,6 +355,7 @@ def train(base_env, total_frames, frames_per_batch=1000, num_epochs=4, sub_batch
     env.close()
     return logs
 
+
 # %% [markdown]
 # ### Swap and run
 #
@@ -342,15 +368,17 @@ for name, make_env in BACKENDS.items():
     base_env = make_env()
     base_env.set_seed(0)
     results[name] = train(base_env, total_frames)
-    print(f"{name:>22}: {total_frames / results[name]['seconds']:7.0f} frames/s (training included), "
-          f"mean reward {results[name]['reward'][0]:.3f} -> {results[name]['reward'][-1]:.3f}, "
-          f"eval {results[name]['eval reward']:.3f}")
+    print(
+        f"{name:>22}: {total_frames / results[name]['seconds']:7.0f} frames/s (training included), "
+        f"mean reward {results[name]['reward'][0]:.3f} -> {results[name]['reward'][-1]:.3f}, "
+        f"eval {results[name]['eval reward']:.3f}"
+    )
 
 # %% [markdown]
 # The gymnasium vector env and `SerialEnv` print the same numbers: under the same seeds
 # they produce the same transitions (tdrl's parity tests check this, partial resets
-# included), so the same agent learns the same way. The four `Pendulum-v1` backends learn alike (their rewards are costs, highest at 0 when
-# the pendulum stands still upright); dm_control's reward is sparse (1 near upright, 0
+# included), so the same agent learns the same way. The four `Pendulum-v1` backends learn
+# alike (their rewards are costs, highest at 0 when the pendulum stands still upright); dm_control's reward is sparse (1 near upright, 0
 # elsewhere), so it stays at 0 until the agent first swings the pendulum up.
 # With 30,000 frames per backend the agent has only begun to learn; give it 200,000 to see
 # the pendulum swing up.
@@ -377,6 +405,7 @@ plt.show()
 # size until the CPU (or GPU) is busy; gymnasium steps one pendulum at a time in Python,
 # and so does its vector env (it loops over its copies): vector envs pay off when each
 # step is expensive (MuJoCo) and the copies run in worker processes (`vectorization_mode="async"`).
+
 
 # %%
 def frames_per_second(env, steps):

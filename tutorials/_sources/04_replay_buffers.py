@@ -30,7 +30,7 @@ from tdrl.data.replay_buffers import (
     TensorDictPrioritizedReplayBuffer,
     TensorDictReplayBuffer,
 )
-from tdrl.envs import RewardSum, StepCounter, TransformedEnv
+from tdrl.envs import StepCounter, TransformedEnv
 from tdrl.envs.libs.gym import GymEnv
 
 torch.manual_seed(0)
@@ -49,7 +49,7 @@ env = TransformedEnv(GymEnv("HalfCheetah-v5"), StepCounter(max_steps=200))
 collector = SyncDataCollector(env, None, frames_per_batch=1000, total_frames=frames)
 batches = list(collector)
 collector.shutdown()
-data = torch.cat([b for b in batches], 0)
+data = torch.cat(list(batches), 0)
 print(data)
 
 # %% [markdown]
@@ -125,11 +125,15 @@ print("step counts of one slice:", batch["step_count"][0].flatten().tolist())
 # largest value of a key — here, the 50 highest-reward transitions seen so far.
 
 # %%
-best = TensorDictReplayBuffer(storage=LazyTensorStorage(50), writer=TensorDictMaxValueWriter(rank_key=("next", "reward")))
+best = TensorDictReplayBuffer(
+    storage=LazyTensorStorage(50), writer=TensorDictMaxValueWriter(rank_key=("next", "reward"))
+)
 for b in batches:
     best.extend(b)
 kept = best[:]["next", "reward"].flatten()
-print(f"kept {kept.numel()} rewards, min {kept.min().item():.2f}, dataset max {data['next', 'reward'].max().item():.2f}")
+print(
+    f"kept {kept.numel()} rewards, min {kept.min().item():.2f}, dataset max {data['next', 'reward'].max().item():.2f}"
+)
 
 plt.hist(data["next", "reward"].flatten().numpy(), bins=50, alpha=0.6, label="all transitions")
 plt.hist(kept.numpy(), bins=10, alpha=0.8, label="kept by the max-value writer")

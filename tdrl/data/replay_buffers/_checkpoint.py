@@ -147,8 +147,7 @@ def load_state(directory: str | os.PathLike, name: str) -> dict[str, Any]:
         raise ValueError(f"{target} is not a tdrl replay-buffer checkpoint")
     if document.get("version") != CHECKPOINT_VERSION:
         raise ValueError(
-            f"{target} has checkpoint version {document.get('version')}, this tdrl reads version "
-            f"{CHECKPOINT_VERSION}"
+            f"{target} has checkpoint version {document.get('version')}, this tdrl reads version {CHECKPOINT_VERSION}"
         )
 
     def decode(obj: Any) -> Any:

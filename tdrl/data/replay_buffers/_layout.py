@@ -9,7 +9,7 @@ machinery. Checkpoints store it as JSON.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -17,7 +17,7 @@ from tensordict.utils import NestedKey
 
 __all__ = ["TensorLayout", "key_str", "dtype_from_str"]
 
-Data = Union[TensorDictBase, torch.Tensor]
+Data = TensorDictBase | torch.Tensor
 
 # ``TensorDict._new_unsafe`` skips the per-entry checks of the public constructor; the
 # entries built here are checked by construction. Fall back to the public constructor
@@ -74,7 +74,7 @@ class TensorLayout:
         [(3,), (1,)]
     """
 
-    __slots__ = ("keys", "shapes", "dtypes", "item_batch", "_tree", "_index")
+    __slots__ = ("_index", "_tree", "dtypes", "item_batch", "keys", "shapes")
 
     def __init__(
         self,
@@ -110,9 +110,7 @@ class TensorLayout:
                 "use ListStorage for arbitrary Python objects"
             )
         if batched and data.batch_dims == 0:
-            raise ValueError(
-                "extend() needs a batch: got a TensorDict with batch_size=[]; use add() for one item"
-            )
+            raise ValueError("extend() needs a batch: got a TensorDict with batch_size=[]; use add() for one item")
         keys, shapes, dtypes = [], [], []
         for key, value in data.items(include_nested=True, leaves_only=True):
             if not isinstance(value, torch.Tensor):
@@ -146,8 +144,7 @@ class TensorLayout:
             return self._index[key]
         except KeyError:
             raise KeyError(
-                f"key {key_str(key)} not found in the storage, which holds keys "
-                f"{[k for k in self.keys]}"  # type: ignore[union-attr]
+                f"key {key_str(key)} not found in the storage, which holds keys {list(self.keys)}"  # type: ignore[union-attr]
             ) from None
 
     def __contains__(self, key: NestedKey) -> bool:
@@ -184,8 +181,11 @@ class TensorLayout:
             want = want.replace(", ]", "]")
             raise ValueError(
                 f"data has batch_size={list(batch)} but this storage expects {want}; "
-                + ("use add() for a single item" if batched and len(batch) == len(self.item_batch) else
-                   "reshape the data (e.g. data.reshape(-1)) to match")
+                + (
+                    "use add() for a single item"
+                    if batched and len(batch) == len(self.item_batch)
+                    else "reshape the data (e.g. data.reshape(-1)) to match"
+                )
             )
         skip = 1 if batched else 0
         items = list(data.items(include_nested=True, leaves_only=True))
@@ -204,9 +204,7 @@ class TensorLayout:
             leaves = [found[k] for k in self.keys]
         for pos, leaf in enumerate(leaves):
             if not isinstance(leaf, torch.Tensor):
-                raise TypeError(
-                    f"entry {key_str(self.keys[pos])} is a {type(leaf).__name__}, not a tensor"
-                )
+                raise TypeError(f"entry {key_str(self.keys[pos])} is a {type(leaf).__name__}, not a tensor")
             self._check_leaf(self.keys[pos], pos, leaf, skip)
         return leaves
 
@@ -226,9 +224,7 @@ class TensorLayout:
             )
 
     # ------------------------------------------------------------------ building
-    def build(
-        self, leaves: Sequence[torch.Tensor], batch_size: Sequence[int], device: torch.device | None
-    ) -> Data:
+    def build(self, leaves: Sequence[torch.Tensor], batch_size: Sequence[int], device: torch.device | None) -> Data:
         """Packs leaves (in storage order) into a TensorDict (or returns the tensor)."""
         if self._tree is None:
             return leaves[0]

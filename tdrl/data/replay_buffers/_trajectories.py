@@ -43,9 +43,7 @@ def resolve_traj_keys(
         KeyError: when the chosen key is not stored, naming the keys that are.
     """
     if not hasattr(storage, "_has_key"):
-        raise TypeError(
-            f"slice samplers read trajectory markers from a tensor storage, got {type(storage).__name__}"
-        )
+        raise TypeError(f"slice samplers read trajectory markers from a tensor storage, got {type(storage).__name__}")
     layout = storage.layout
     if layout is not None and len(layout.item_batch):
         raise ValueError(

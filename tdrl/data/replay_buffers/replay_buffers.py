@@ -192,7 +192,11 @@ class ReplayBuffer:
         storage = ListStorage(max_size=1000) if storage is None else storage
         sampler = RandomSampler() if sampler is None else sampler
         writer = self._default_writer() if writer is None else writer
-        for name, value, kind in (("storage", storage, Storage), ("sampler", sampler, Sampler), ("writer", writer, Writer)):
+        for name, value, kind in (
+            ("storage", storage, Storage),
+            ("sampler", sampler, Sampler),
+            ("writer", writer, Writer),
+        ):
             if not isinstance(value, kind):
                 raise TypeError(f"{name} must be a {kind.__name__} instance, got {type(value).__name__}")
         if batch_size is not None:
@@ -313,9 +317,7 @@ class ReplayBuffer:
     def _resolve_batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:
             if self._batch_size is None:
-                raise ValueError(
-                    "no batch size: pass it to sample(batch_size), or to the constructor (batch_size=)"
-                )
+                raise ValueError("no batch size: pass it to sample(batch_size), or to the constructor (batch_size=)")
             return self._batch_size
         batch_size = _check_batch_size(batch_size)
         if self._batch_size is not None and batch_size != self._batch_size and not self._warned_batch_size:
@@ -493,8 +495,10 @@ class ReplayBuffer:
         self.load_state_dict(load_state(path, _CHECKPOINT_NAME))
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(\n    storage={self._storage!r},\n    sampler={self._sampler!r},\n"
-                f"    writer={self._writer!r},\n    batch_size={self._batch_size}, transforms={len(self._transform)})")
+        return (
+            f"{type(self).__name__}(\n    storage={self._storage!r},\n    sampler={self._sampler!r},\n"
+            f"    writer={self._writer!r},\n    batch_size={self._batch_size}, transforms={len(self._transform)})"
+        )
 
     def __del__(self) -> None:
         executor = getattr(self, "_executor", None)
@@ -597,7 +601,8 @@ class TensorDictReplayBuffer(ReplayBuffer):
         """
         if not isinstance(data, TensorDictBase):
             raise TypeError(
-                f"{type(self).__name__} stores TensorDicts, got {type(data).__name__}; use a ReplayBuffer for other data"
+                f"{type(self).__name__} stores TensorDicts, got {type(data).__name__}; "
+                "use a ReplayBuffer for other data"
             )
         priority = None
         if self._prioritized and update_priority is not False:
@@ -682,8 +687,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         super().__init__(
             storage=storage,
             sampler=PrioritizedSampler(storage.max_size, alpha, beta, eps, dtype),
-            collate_fn=collate_fn, pin_memory=pin_memory, prefetch=prefetch, transform=transform,
-            batch_size=batch_size, generator=generator,
+            collate_fn=collate_fn,
+            pin_memory=pin_memory,
+            prefetch=prefetch,
+            transform=transform,
+            batch_size=batch_size,
+            generator=generator,
         )
 
 
@@ -734,6 +743,10 @@ class TensorDictPrioritizedReplayBuffer(TensorDictReplayBuffer):
             priority_key=priority_key,
             storage=storage,
             sampler=PrioritizedSampler(storage.max_size, alpha, beta, eps, reduction=reduction),
-            collate_fn=collate_fn, pin_memory=pin_memory, prefetch=prefetch, transform=transform,
-            batch_size=batch_size, generator=generator,
+            collate_fn=collate_fn,
+            pin_memory=pin_memory,
+            prefetch=prefetch,
+            transform=transform,
+            batch_size=batch_size,
+            generator=generator,
         )

@@ -81,9 +81,7 @@ class Sampler(ABC):
     def extend(self, index: torch.Tensor) -> None:
         """Called after items were written at ``index``."""
 
-    def update_priority(
-        self, index: Any, priority: Any, *, storage: Storage | None = None
-    ) -> None:
+    def update_priority(self, index: Any, priority: Any, *, storage: Storage | None = None) -> None:
         """Only prioritized samplers use priorities; others warn and ignore them."""
         warnings.warn(
             f"update_priority() called on a {type(self).__name__}, which does not use priorities; "
@@ -144,7 +142,6 @@ class Sampler(ABC):
     def __repr__(self) -> str:
         config = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"{type(self).__name__}({config})"
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,8 +244,13 @@ class SamplerWithoutReplacement(Sampler):
         self._ran_out = False
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "perm": self._perm, "pos": self._pos,
-                "len_storage": self.len_storage, "ran_out": self._ran_out}
+        return {
+            **super().state_dict(),
+            "perm": self._perm,
+            "pos": self._pos,
+            "len_storage": self.len_storage,
+            "ran_out": self._ran_out,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
@@ -260,7 +262,10 @@ class SamplerWithoutReplacement(Sampler):
 
     def __repr__(self) -> str:
         done = 0.0 if self._perm is None or not self.len_storage else 100 * self._pos / self.len_storage
-        return f"SamplerWithoutReplacement(drop_last={self.drop_last}, shuffle={self.shuffle}, {done:.1f}% of the epoch sampled)"
+        return (
+            f"SamplerWithoutReplacement(drop_last={self.drop_last}, shuffle={self.shuffle}, "
+            f"{done:.1f}% of the epoch sampled)"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,9 +288,7 @@ def check_priorities(priority: Any, count: int, index: np.ndarray | None = None)
     if bad.any():
         where = int(np.flatnonzero(bad)[0])
         at = f" for index {int(index[where])}" if index is not None else f" at position {where}"
-        raise ValueError(
-            f"priorities must be finite and >= 0, got {out[where]}{at}; pass e.g. the absolute TD error"
-        )
+        raise ValueError(f"priorities must be finite and >= 0, got {out[where]}{at}; pass e.g. the absolute TD error")
     return out
 
 
@@ -412,9 +415,7 @@ class PrioritizedSampler(Sampler):
             self.extend(torch.arange(min(len(storage), self._max_capacity)))
 
     @torch.no_grad()
-    def update_priority(
-        self, index: Any, priority: Any, *, storage: Storage | None = None
-    ) -> None:
+    def update_priority(self, index: Any, priority: Any, *, storage: Storage | None = None) -> None:
         """Sets the priorities of the items at ``index``.
 
         Args:
@@ -452,8 +453,12 @@ class PrioritizedSampler(Sampler):
         self._max_priority = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "beta": self._beta, "max_priority": self._max_priority,
-                "priorities": torch.from_numpy(self._tree.values().copy())}
+        return {
+            **super().state_dict(),
+            "beta": self._beta,
+            "max_priority": self._max_priority,
+            "priorities": torch.from_numpy(self._tree.values().copy()),
+        }
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
         super()._check_state_dict(state)
@@ -467,8 +472,10 @@ class PrioritizedSampler(Sampler):
         self._max_priority = state["max_priority"]
 
     def __repr__(self) -> str:
-        return (f"PrioritizedSampler(max_capacity={self._max_capacity}, alpha={self._alpha}, "
-                f"beta={self._beta}, eps={self._eps})")
+        return (
+            f"PrioritizedSampler(max_capacity={self._max_capacity}, alpha={self._alpha}, "
+            f"beta={self._beta}, eps={self._eps})"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -542,9 +549,14 @@ class SliceSampler(Sampler):
         self._cache: tuple[int, int, tuple[torch.Tensor, ...]] | None = None
 
     def _config(self) -> dict[str, Any]:
-        return {"num_slices": self.num_slices, "slice_len": self.slice_len,
-                "traj_key": self.traj_key, "end_key": self.end_key,
-                "truncated_key": self.truncated_key, "strict_length": self.strict_length}
+        return {
+            "num_slices": self.num_slices,
+            "slice_len": self.slice_len,
+            "traj_key": self.traj_key,
+            "end_key": self.end_key,
+            "truncated_key": self.truncated_key,
+            "strict_length": self.strict_length,
+        }
 
     def _split(self, batch_size: int) -> tuple[int, int]:
         """``(steps per slice, slices per batch)`` for ``batch_size``."""
@@ -585,8 +597,13 @@ class SliceSampler(Sampler):
         return self._slices(storage, order, starts, lengths, chosen, slice_len)
 
     def _slices(
-        self, storage: Storage, order: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor,
-        chosen: torch.Tensor, slice_len: int,
+        self,
+        storage: Storage,
+        order: torch.Tensor,
+        starts: torch.Tensor,
+        lengths: torch.Tensor,
+        chosen: torch.Tensor,
+        slice_len: int,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         index, span = slice_positions(order, starts, lengths, chosen, slice_len, self.strict_length, self._rng)
         info: dict[str, Any] = {}
@@ -653,8 +670,14 @@ class SliceSamplerWithoutReplacement(SliceSampler):
         strict_length: bool = True,
         shuffle: bool = True,
     ) -> None:
-        super().__init__(num_slices=num_slices, slice_len=slice_len, end_key=end_key, traj_key=traj_key,
-                         truncated_key=truncated_key, strict_length=strict_length)
+        super().__init__(
+            num_slices=num_slices,
+            slice_len=slice_len,
+            end_key=end_key,
+            traj_key=traj_key,
+            truncated_key=truncated_key,
+            strict_length=strict_length,
+        )
         self.drop_last = bool(drop_last)
         self.shuffle = bool(shuffle)
         self._perm: torch.Tensor | None = None
@@ -712,8 +735,13 @@ class SliceSamplerWithoutReplacement(SliceSampler):
         self._ran_out = False
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "perm": self._perm, "pos": self._pos,
-                "epoch_key": list(self._epoch_key), "ran_out": self._ran_out}
+        return {
+            **super().state_dict(),
+            "perm": self._perm,
+            "pos": self._pos,
+            "epoch_key": list(self._epoch_key),
+            "ran_out": self._ran_out,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)

@@ -23,7 +23,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,15 +42,24 @@ __all__ = [
     "LazyMemmapStorage",
 ]
 
-Index = Union[int, slice, torch.Tensor, Sequence[int]]
+Index = int | slice | torch.Tensor | Sequence[int]
 
 EMPTY_STORAGE_ERROR = "cannot read from an empty storage: add data with extend() or add() first"
 
 # numpy's take is ~2x cheaper than torch.index_select for the small gathers of a sample;
 # it is used for CPU leaves of these dtypes.
 _NUMPY_DTYPES = {
-    torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16,
-    torch.int8, torch.uint8, torch.bool, torch.complex64, torch.complex128,
+    torch.float64,
+    torch.float32,
+    torch.float16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+    torch.complex64,
+    torch.complex128,
 }
 
 
@@ -135,15 +144,17 @@ class Storage(ABC):
         self.load_state_dict(load_state(path, "storage"))
 
     def _bookkeeping(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "max_size": self.max_size, "len": self._len,
-                "last_cursor": self._last_cursor}
+        return {
+            "type": type(self).__name__,
+            "max_size": self.max_size,
+            "len": self._len,
+            "last_cursor": self._last_cursor,
+        }
 
     def _check_common(self, state: dict[str, Any], family: str) -> None:
         if not isinstance(state, dict) or state.get("family") != family:
             found = state.get("type") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(
-                f"the checkpoint holds a {found} state, which a {type(self).__name__} cannot load"
-            )
+            raise ValueError(f"the checkpoint holds a {found} state, which a {type(self).__name__} cannot load")
         if state["max_size"] != self.max_size:
             raise ValueError(
                 f"the checkpoint was written for a storage with max_size={state['max_size']}, "
@@ -359,19 +370,18 @@ class TensorStorage(Storage):
             leaves = [container.get(key) for key in layout.keys]  # type: ignore[union-attr]
         self._leaves = [leaf.as_subclass(torch.Tensor) if type(leaf) is not torch.Tensor else leaf for leaf in leaves]
         self._numpy = [
-            leaf.numpy() if leaf.device.type == "cpu" and leaf.dtype in _NUMPY_DTYPES else None
-            for leaf in self._leaves
+            leaf.numpy() if leaf.device.type == "cpu" and leaf.dtype in _NUMPY_DTYPES else None for leaf in self._leaves
         ]
         self._all_numpy = all(a is not None for a in self._numpy)
 
     def _allocate(self, layout: TensorLayout) -> None:
-        raise RuntimeError(
-            f"{type(self).__name__} was built around existing data; it cannot be re-allocated"
-        )
+        raise RuntimeError(f"{type(self).__name__} was built around existing data; it cannot be re-allocated")
 
     def _leaf_tensors(self, layout: TensorLayout, device: torch.device) -> list[torch.Tensor]:
-        leaves = [torch.empty((self.max_size, *shape), dtype=dtype, device=device)
-                  for shape, dtype in zip(layout.shapes, layout.dtypes)]
+        leaves = [
+            torch.empty((self.max_size, *shape), dtype=dtype, device=device)
+            for shape, dtype in zip(layout.shapes, layout.dtypes)
+        ]
         if device.type == "cpu":
             for leaf in leaves:
                 advise_huge_pages(leaf)
@@ -398,7 +408,9 @@ class TensorStorage(Storage):
             if isinstance(cursor, slice):
                 start, stop, step = cursor.indices(max_size)
                 if step != 1 or stop - start != count:
-                    raise ValueError(f"cannot write a batch of {count} items at {cursor} of a storage of max_size {max_size}")
+                    raise ValueError(
+                        f"cannot write a batch of {count} items at {cursor} of a storage of max_size {max_size}"
+                    )
             else:
                 index = _as_index_tensor(cursor)
                 if index.numel() != count:
@@ -539,8 +551,10 @@ class TensorStorage(Storage):
         """Hook for storages that persist their bookkeeping."""
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(max_size={self.max_size}, len={self._len}, "
-                f"device={self.device}, layout={self._layout})")
+        return (
+            f"{type(self).__name__}(max_size={self.max_size}, len={self._len}, "
+            f"device={self.device}, layout={self._layout})"
+        )
 
 
 class LazyTensorStorage(TensorStorage):
@@ -581,6 +595,8 @@ class LazyTensorStorage(TensorStorage):
 _META_FILE = "tdrl_storage.json"
 _STATE_FILE = "tdrl_state.bin"
 _MEMMAP_FORMAT = "tdrl.memmap_storage"
+
+
 class LazyMemmapStorage(LazyTensorStorage):
     """A :class:`LazyTensorStorage` whose tensors are memory-mapped files.
 
@@ -654,8 +670,13 @@ class LazyMemmapStorage(LazyTensorStorage):
                 file.truncate(nbytes)  # sparse: disk blocks are taken as rows are written
         with open(folder / _STATE_FILE, "wb") as file:
             file.write(np.array([0, -1], dtype=np.int64).tobytes())
-        document = {"format": _MEMMAP_FORMAT, "version": 1, "max_size": self.max_size,
-                    "layout": layout.to_json(), "files": names}
+        document = {
+            "format": _MEMMAP_FORMAT,
+            "version": 1,
+            "max_size": self.max_size,
+            "layout": layout.to_json(),
+            "files": names,
+        }
         tmp = folder / f".{_META_FILE}.tmp"
         tmp.write_text(json.dumps(document))
         os.replace(tmp, meta)  # written last: a folder without it holds no storage
@@ -730,5 +751,7 @@ class LazyMemmapStorage(LazyTensorStorage):
         self._persist()
 
     def __repr__(self) -> str:
-        return (f"LazyMemmapStorage(max_size={self.max_size}, len={self._len}, "
-                f"scratch_dir={str(self.scratch_dir)!r}, layout={self._layout})")
+        return (
+            f"LazyMemmapStorage(max_size={self.max_size}, len={self._len}, "
+            f"scratch_dir={str(self.scratch_dir)!r}, layout={self._layout})"
+        )

@@ -97,8 +97,12 @@ class Writer(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Configuration, cursor and write count."""
-        return {"type": type(self).__name__, "config": self._config(), "cursor": self._cursor,
-                "write_count": self._write_count}
+        return {
+            "type": type(self).__name__,
+            "config": self._config(),
+            "cursor": self._cursor,
+            "write_count": self._write_count,
+        }
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
         """Raises if ``state`` was written by another kind or configuration of writer."""
@@ -130,7 +134,6 @@ class Writer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cursor={self._cursor}, write_count={self._write_count})"
-
 
 
 class RoundRobinWriter(Writer):
@@ -333,8 +336,7 @@ class TensorDictMaxValueWriter(Writer):
         count = int(state["count"])
         if self._values is None or count > self._values.shape[0] or state["values"].shape != (count,):
             raise ValueError(
-                f"the checkpoint's TensorDictMaxValueWriter kept {count} items, which this buffer's "
-                "storage cannot hold"
+                f"the checkpoint's TensorDictMaxValueWriter kept {count} items, which this buffer's storage cannot hold"
             )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -346,5 +348,6 @@ class TensorDictMaxValueWriter(Writer):
         self._count = count
 
     def __repr__(self) -> str:
-        return (f"TensorDictMaxValueWriter(rank_key={self._rank_key!r}, reduction={self._reduction!r}, "
-                f"kept={self._count})")
+        return (
+            f"TensorDictMaxValueWriter(rank_key={self._rank_key!r}, reduction={self._reduction!r}, kept={self._count})"
+        )

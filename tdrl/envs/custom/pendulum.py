@@ -147,7 +147,9 @@ class PendulumEnv(EnvBase):
         u = u.clamp(-self.max_torque, self.max_torque)
         return (0.001 * u.square()).to(dtype), ((3.0 / (self.m * self.l**2)) * u).to(dtype)
 
-    def _advance(self, th: torch.Tensor, thdot: torch.Tensor, u_accel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _advance(
+        self, th: torch.Tensor, thdot: torch.Tensor, u_accel: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         accel = (3.0 * self.g / (2.0 * self.l)) * torch.sin(th) + u_accel
         new_thdot = (thdot + accel * self.dt).clamp(-self.max_speed, self.max_speed)
         return th + new_thdot * self.dt, new_thdot
@@ -189,7 +191,9 @@ class PendulumEnv(EnvBase):
         mask = tensordict.get("_reset", None) if tensordict is not None else None
         state = self._fresh_state(mask, self._state_from(tensordict))
         self._state = state
-        return _new_td({"observation": self.observe(state["th"], state["thdot"]), **state}, self.batch_size, self.device)
+        return _new_td(
+            {"observation": self.observe(state["th"], state["thdot"]), **state}, self.batch_size, self.device
+        )
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         state = self._state_from(tensordict)
@@ -254,7 +258,9 @@ class PendulumEnv(EnvBase):
                 **next_t,
                 "observation": self.observe(next_t["th"], next_t["thdot"]),
                 "reward": self._reward(root_t["th"], root_t["thdot"], u_cost[time]).to(torch.float32),
-                "done": trunc, "terminated": false, "truncated": trunc.clone(),
+                "done": trunc,
+                "terminated": false,
+                "truncated": trunc.clone(),
             },
             batch,
             self.device,
@@ -264,7 +270,9 @@ class PendulumEnv(EnvBase):
                 **root_t,
                 "observation": self.observe(root_t["th"], root_t["thdot"]),
                 "action": actions[time].contiguous(),
-                "done": false.clone(), "terminated": false.clone(), "truncated": false.clone(),
+                "done": false.clone(),
+                "terminated": false.clone(),
+                "truncated": false.clone(),
                 "next": next_td,
             },
             batch,

@@ -30,7 +30,8 @@ Examples:
 from __future__ import annotations
 
 import difflib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,7 +236,7 @@ class DMControlWrapper(EnvBase):
             )
         try:
             frame = physics.render(**self.render_kwargs)
-        except Exception as err:  # noqa: BLE001 - re-raised with the fix
+        except Exception as err:
             raise RuntimeError(f"{type(self).__name__}: rendering pixels failed ({err}). {_RENDER_HINT}") from err
         return torch.from_numpy(np.ascontiguousarray(frame))
 
@@ -312,9 +313,7 @@ def _check_task(suite: Any, domain: str, task: str) -> None:
             f"(all (domain, task) pairs: dm_control.suite.ALL_TASKS)."
         )
     if task not in by_domain[domain]:
-        raise ValueError(
-            f"DMControlEnv: domain {domain!r} has no task {task!r}. Its tasks: {list(by_domain[domain])}."
-        )
+        raise ValueError(f"DMControlEnv: domain {domain!r} has no task {task!r}. Its tasks: {list(by_domain[domain])}.")
 
 
 class DMControlEnv(DMControlWrapper):
@@ -375,13 +374,21 @@ class DMControlEnv(DMControlWrapper):
         if seed is not None:
             task_kwargs["random"] = seed
         env = suite.load(
-            domain, task, task_kwargs=task_kwargs, environment_kwargs=environment_kwargs,
+            domain,
+            task,
+            task_kwargs=task_kwargs,
+            environment_kwargs=environment_kwargs,
             visualize_reward=visualize_reward,
         )
         self.domain, self.task = domain, task
         super().__init__(
-            env, from_pixels=from_pixels, pixels_only=pixels_only, concat_observations=concat_observations,
-            render_kwargs=render_kwargs, frame_skip=frame_skip, device=device,
+            env,
+            from_pixels=from_pixels,
+            pixels_only=pixels_only,
+            concat_observations=concat_observations,
+            render_kwargs=render_kwargs,
+            frame_skip=frame_skip,
+            device=device,
         )
 
     # TorchRL's attribute names

@@ -20,7 +20,8 @@ Examples:
 from __future__ import annotations
 
 import difflib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -216,8 +217,13 @@ class GymWrapper(EnvBase):
         self._action_leaf = self.action_spec if isinstance(self.action_spec, TensorSpec) else None
         # the common case (one env, one array observation, CPU, no extras) steps without per-step dispatch
         self._lean = (
-            not self.is_vector and not self.from_pixels and not self.info_keys and not self._obs_is_dict
-            and self.frame_skip == 1 and self.device.type == "cpu" and self._action_leaf is not None
+            not self.is_vector
+            and not self.from_pixels
+            and not self.info_keys
+            and not self._obs_is_dict
+            and self.frame_skip == 1
+            and self.device.type == "cpu"
+            and self._action_leaf is not None
             and not isinstance(self._action_leaf, (OneHot, MultiOneHot))
         )
         if self.info_keys:
@@ -234,7 +240,7 @@ class GymWrapper(EnvBase):
             )
         for key in self.info_keys:
             value = torch.as_tensor(np.asarray(info[key]))
-            shape = value.shape if self.is_vector else value.shape
+            shape = value.shape
             if not self.is_vector and value.ndim == 0:
                 shape = (1,)
             self.observation_spec[key] = Unbounded(shape=shape, dtype=value.dtype, device=self.device)
@@ -273,8 +279,10 @@ class GymWrapper(EnvBase):
         return out
 
     def _to_td(self, source: dict) -> TensorDict:
-        td = TensorDict(source, batch_size=self.batch_size) if any(isinstance(k, tuple) for k in source) else _new_td(
-            source, self.batch_size
+        td = (
+            TensorDict(source, batch_size=self.batch_size)
+            if any(isinstance(k, tuple) for k in source)
+            else _new_td(source, self.batch_size)
         )
         return td if self.device.type == "cpu" else td.to(self.device)
 
@@ -301,8 +309,10 @@ class GymWrapper(EnvBase):
             obs, _ = self._env.reset(seed=seed, **kwargs)
             return _new_td(
                 {
-                    "observation": torch.from_numpy(np.array(obs)), "done": torch.zeros(1, dtype=torch.bool),
-                    "terminated": torch.zeros(1, dtype=torch.bool), "truncated": torch.zeros(1, dtype=torch.bool),
+                    "observation": torch.from_numpy(np.array(obs)),
+                    "done": torch.zeros(1, dtype=torch.bool),
+                    "terminated": torch.zeros(1, dtype=torch.bool),
+                    "truncated": torch.zeros(1, dtype=torch.bool),
                 },
                 self.batch_size,
             )
@@ -407,8 +417,12 @@ class GymWrapper(EnvBase):
         )
         return _new_td(
             {
-                "observation": observation, "action": actions, "done": root_done,
-                "terminated": root_done.clone(), "truncated": root_done.clone(), "next": nxt,
+                "observation": observation,
+                "action": actions,
+                "done": root_done,
+                "terminated": root_done.clone(),
+                "truncated": root_done.clone(),
+                "next": nxt,
             },
             batch,
         )

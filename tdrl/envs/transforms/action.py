@@ -10,7 +10,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDictBase
@@ -121,7 +121,9 @@ class ActionScaling(Transform):
                 f"Fix: remove ActionScaling for discrete actions."
             )
         if self.box is not None:
-            if not isinstance(spec, Bounded) or not (torch.isfinite(spec.low).all() and torch.isfinite(spec.high).all()):
+            if not isinstance(spec, Bounded) or not (
+                torch.isfinite(spec.low).all() and torch.isfinite(spec.high).all()
+            ):
                 raise ValueError(
                     f"ActionScaling(low, high): the base env's action {key!r} must be a bounded box, got {spec}. "
                     f"Fix: use ActionScaling(loc=..., scale=...) for unbounded actions."
@@ -135,8 +137,9 @@ class ActionScaling(Transform):
         if isinstance(spec, Bounded):
             loc, scale = self.loc.to(spec.dtype), self.scale.to(spec.dtype)
             a, b = (spec.low - loc) / scale, (spec.high - loc) / scale
-            return Bounded(torch.minimum(a, b), torch.maximum(a, b), shape=spec.shape, dtype=spec.dtype,
-                           device=spec.device)
+            return Bounded(
+                torch.minimum(a, b), torch.maximum(a, b), shape=spec.shape, dtype=spec.dtype, device=spec.device
+            )
         return Unbounded(shape=spec.shape, dtype=spec.dtype, device=spec.device)
 
     def _extra_repr(self) -> str:

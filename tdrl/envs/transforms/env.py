@@ -26,7 +26,8 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -232,9 +233,15 @@ class TransformedEnv(EnvBase):
             self._is_reset = True
             return self.transform(out)
         return super().rollout(
-            max_steps, policy=policy, callback=callback, auto_reset=auto_reset,
-            break_when_any_done=break_when_any_done, tensordict=tensordict, return_contiguous=return_contiguous,
-            break_when_all_done=break_when_all_done, set_truncated=set_truncated,
+            max_steps,
+            policy=policy,
+            callback=callback,
+            auto_reset=auto_reset,
+            break_when_any_done=break_when_any_done,
+            tensordict=tensordict,
+            return_contiguous=return_contiguous,
+            break_when_all_done=break_when_all_done,
+            set_truncated=set_truncated,
         )
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDictBase
@@ -296,7 +296,7 @@ class CatTensors(Transform):
             )
         specs = [obs[k] for k in self.in_keys]
         first = specs[0]
-        for key, spec in zip(self.in_keys, specs):
+        for spec in specs:
             ok = spec.dtype == first.dtype and len(spec.shape) == len(first.shape) and -self.dim <= len(spec.shape)
             if ok:
                 a, b = list(spec.shape), list(first.shape)

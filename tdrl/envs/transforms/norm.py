@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections.abc import Sequence
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -95,9 +96,7 @@ class ObservationNorm(Transform):
         standard_normal: bool = False,
         eps: float = 1e-6,
     ) -> None:
-        super().__init__(
-            ["observation"] if in_keys is None else in_keys, out_keys, in_keys_inv, out_keys_inv
-        )
+        super().__init__(["observation"] if in_keys is None else in_keys, out_keys, in_keys_inv, out_keys_inv)
         if (loc is None) != (scale is None):
             raise ValueError(
                 "ObservationNorm: pass both loc and scale, or neither (and call init_stats once attached to an env)."
@@ -238,7 +237,9 @@ class ObservationNorm(Transform):
         dims = sorted(d if d < 0 else d - values.ndim for d in reduce)
         keep = [] if keep_dims is None else sorted(d if d < 0 else d - values.ndim for d in keep_dims)
         if not all(k in dims for k in keep):
-            raise ValueError(f"ObservationNorm.init_stats: keep_dims {keep_dims} must be part of reduce_dim {reduce_dim}.")
+            raise ValueError(
+                f"ObservationNorm.init_stats: keep_dims {keep_dims} must be part of reduce_dim {reduce_dim}."
+            )
         loc = values.mean(dims, keepdim=True)
         std = values.std(dims, keepdim=True)
         for d in dims:  # most negative first, so the remaining negative dims stay valid

@@ -13,7 +13,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDictBase
@@ -96,8 +96,10 @@ class DTypeCastTransform(Transform):
         return spec.to(self.dtype_out)
 
     def _extra_repr(self) -> str:
-        return "" if self.dtype_in == torch.float64 and self.dtype_out == torch.float32 else (
-            f"dtype_in={self.dtype_in}, dtype_out={self.dtype_out}"
+        return (
+            ""
+            if self.dtype_in == torch.float64 and self.dtype_out == torch.float32
+            else (f"dtype_in={self.dtype_in}, dtype_out={self.dtype_out}")
         )
 
 
@@ -196,8 +198,9 @@ class ClipTransform(Transform):
                     f"ClipTransform: [{self.low}, {self.high}] does not intersect {key!r}'s bounds "
                     f"{spec}. Fix: choose bounds inside the entry's domain."
                 )
-        return Bounded(low.expand(spec.shape), high.expand(spec.shape), shape=spec.shape, dtype=spec.dtype,
-                       device=spec.device)
+        return Bounded(
+            low.expand(spec.shape), high.expand(spec.shape), shape=spec.shape, dtype=spec.dtype, device=spec.device
+        )
 
     _transform_inv_spec = _transform_spec
 

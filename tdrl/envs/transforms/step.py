@@ -19,7 +19,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tensordict import TensorDictBase
@@ -142,7 +142,9 @@ class StepCounter(Transform):
     def transform_output_spec(self, output_spec: Composite) -> Composite:
         done_spec = output_spec["full_done_spec"]
         if "done" not in done_spec:
-            raise KeyError(f"StepCounter needs a 'done' entry in the env's done spec, which has {done_spec.keys(True)}.")
+            raise KeyError(
+                f"StepCounter needs a 'done' entry in the env's done spec, which has {done_spec.keys(True)}."
+            )
         shape, device = done_spec["done"].shape, done_spec["done"].device
         output_spec["full_observation_spec"][self.step_count_key] = Bounded(
             0, torch.iinfo(torch.int64).max, shape=shape, dtype=torch.int64, device=device

@@ -37,7 +37,8 @@ Examples:
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tensordict import TensorDictBase
@@ -141,7 +142,8 @@ class Transform(nn.Module):
             )
         if len(self.in_keys_inv) != len(self.out_keys_inv):
             raise ValueError(
-                f"{name}: in_keys_inv {self.in_keys_inv} and out_keys_inv {self.out_keys_inv} must have the same length."
+                f"{name}: in_keys_inv {self.in_keys_inv} and out_keys_inv {self.out_keys_inv} "
+                "must have the same length."
             )
 
     # --- where the transform lives ----------------------------------------------------
@@ -277,7 +279,9 @@ class Transform(nn.Module):
             if tensordict.get(key, None) is None and (nxt is None or nxt.get(key, None) is None):
                 raise KeyError(
                     _MISSING_FORWARD_KEY.format(
-                        name=type(self).__name__, key=key, root=sorted(map(str, tensordict.keys())),
+                        name=type(self).__name__,
+                        key=key,
+                        root=sorted(map(str, tensordict.keys())),
                         nxt=sorted(map(str, nxt.keys())) if nxt is not None else [],
                     )
                 )

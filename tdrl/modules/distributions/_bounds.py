@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from numbers import Number
-from typing import Any, Union
+from typing import Any
 
 import torch
 
 __all__: list[str] = []
 
-TensorLike = Union[torch.Tensor, Number]
+TensorLike = torch.Tensor | Number
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG2 = math.log(2.0)
 
@@ -56,7 +56,7 @@ class _Box:
     skips the affine map altogether.
     """
 
-    __slots__ = ("low", "high", "center", "half", "log_half", "const", "trivial", "needs_clamp", "lim")
+    __slots__ = ("center", "const", "half", "high", "lim", "log_half", "low", "needs_clamp", "trivial")
 
     def __init__(self, low: TensorLike, high: TensorLike, dtype: torch.dtype, device: torch.device) -> None:
         low_t = torch.as_tensor(low, dtype=dtype, device=device)
@@ -110,14 +110,21 @@ class _BoxCache:
 
     def get(self, low: TensorLike, high: TensorLike, dtype: torch.dtype, device: torch.device) -> _Box:
         key = (
-            low, low._version if isinstance(low, torch.Tensor) else None,
-            high, high._version if isinstance(high, torch.Tensor) else None,
-            dtype, device,
+            low,
+            low._version if isinstance(low, torch.Tensor) else None,
+            high,
+            high._version if isinstance(high, torch.Tensor) else None,
+            dtype,
+            device,
         )
         old = self._key
-        if old is not None and len(old) == len(key) and all(
-            a is b or (not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor) and a == b)
-            for a, b in zip(old, key)
+        if (
+            old is not None
+            and len(old) == len(key)
+            and all(
+                a is b or (not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor) and a == b)
+                for a, b in zip(old, key)
+            )
         ):
             return self._box  # type: ignore[return-value]
         box = _Box(low, high, dtype, device)

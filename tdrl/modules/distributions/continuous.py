@@ -16,7 +16,8 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import distributions as D
@@ -126,7 +127,7 @@ class TruncatedNormal(D.Distribution):
         tensor([0., 0.])
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}  # noqa: RUF012 (torch convention)
     has_rsample = True
     num_params = 2
     _extra_kwarg_names = ("min", "max", "minimum", "maximum")
@@ -212,9 +213,7 @@ class TruncatedNormal(D.Distribution):
 
     @property
     def mode(self) -> torch.Tensor:
-        return torch.maximum(torch.minimum(self.loc, self._high), self._low).expand(
-            self.batch_shape + self.event_shape
-        )
+        return torch.maximum(torch.minimum(self.loc, self._high), self._low).expand(self.batch_shape + self.event_shape)
 
     @property
     def deterministic_sample(self) -> torch.Tensor:
@@ -262,7 +261,7 @@ class Delta(D.Distribution):
         tensor(inf)
     """
 
-    arg_constraints: dict = {}
+    arg_constraints: dict = {}  # noqa: RUF012 (torch convention)
     has_rsample = True
 
     def __init__(

@@ -19,8 +19,9 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import distributions as D
@@ -46,8 +47,7 @@ class ReparamGradientStrategy(Enum):
 def _check_params(logits: torch.Tensor | None, probs: torch.Tensor | None, cls: str) -> None:
     if (logits is None) == (probs is None):
         raise ValueError(
-            f"{cls} needs exactly one of `logits` or `probs`, got "
-            f"{'both' if logits is not None else 'neither'}."
+            f"{cls} needs exactly one of `logits` or `probs`, got {'both' if logits is not None else 'neither'}."
         )
 
 

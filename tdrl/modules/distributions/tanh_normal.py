@@ -22,7 +22,8 @@ Examples:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,7 @@ __all__ = ["TanhNormal"]
 _MEAN_POINTS = 128
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _normal_quantiles(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The standard Normal's quantiles at the centres of ``_MEAN_POINTS`` equal-probability bins."""
     p = (torch.arange(_MEAN_POINTS, dtype=torch.float64) + 0.5) / _MEAN_POINTS
@@ -121,7 +122,7 @@ class TanhNormal(D.Distribution):
         True
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}  # noqa: RUF012 (torch convention)
     has_rsample = True
     num_params = 2
     _extra_kwarg_names = ("min", "max", "minimum", "maximum")
@@ -152,8 +153,10 @@ class TanhNormal(D.Distribution):
         :class:`~tdrl.modules.ProbabilisticActor` uses it on its per-step path.
         """
         low, high = _pop_old_bound_names(
-            kwargs.pop("low", -1.0), kwargs.pop("high", 1.0),
-            {k: kwargs.pop(k) for k in ("min", "max", "minimum", "maximum") if k in kwargs}, cls.__name__,
+            kwargs.pop("low", -1.0),
+            kwargs.pop("high", 1.0),
+            {k: kwargs.pop(k) for k in ("min", "max", "minimum", "maximum") if k in kwargs},
+            cls.__name__,
         )
         upscale = kwargs.pop("upscale", 5.0)
         tanh_loc = kwargs.pop("tanh_loc", False)

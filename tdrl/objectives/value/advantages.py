@@ -207,9 +207,7 @@ class ValueEstimatorBase(nn.Module):
         value = nxt.get(key, default)
         if value is None:
             raise MissingKeyError(
-                _MISSING_SIGNAL.format(
-                    cls=type(self).__name__, key=key, keys=keys_repr(nxt), field=field
-                )
+                _MISSING_SIGNAL.format(cls=type(self).__name__, key=key, keys=keys_repr(nxt), field=field)
             )
         return value
 
@@ -222,9 +220,7 @@ class ValueEstimatorBase(nn.Module):
             value, next_value = data.get(key, None), nxt.get(key, None)
             if net is None and (value is None or next_value is None):
                 missing = key if value is None else ("next", key)
-                raise MissingKeyError(
-                    _MISSING_VALUE.format(cls=type(self).__name__, key=missing, keys=keys_repr(data))
-                )
+                raise MissingKeyError(_MISSING_VALUE.format(cls=type(self).__name__, key=missing, keys=keys_repr(data)))
             if value is not None and next_value is not None:
                 self._check_value_shape(value, reward_shape)
                 return value, next_value
@@ -364,9 +360,7 @@ class ValueEstimatorBase(nn.Module):
             else:
                 value, next_value = self._call_value_network(tensordict, reward.shape)
             gamma = self._gamma(tensordict, reward)
-            advantage, value_target = self._estimate(
-                value, next_value, reward, done, terminated, gamma, time_dim
-            )
+            advantage, value_target = self._estimate(value, next_value, reward, done, terminated, gamma, time_dim)
             if getattr(self, "average_gae", False):
                 advantage = _standardize(advantage)
         tensordict.set(self.tensor_keys.advantage, advantage)
@@ -598,9 +592,7 @@ class TD1Estimator(TDLambdaEstimator):
         average_rewards: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            gamma=gamma, lmbda=1.0, value_network=value_network, average_rewards=average_rewards, **kwargs
-        )
+        super().__init__(gamma=gamma, lmbda=1.0, value_network=value_network, average_rewards=average_rewards, **kwargs)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma.item():.4g}, differentiable={self.differentiable}"

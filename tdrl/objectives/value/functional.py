@@ -162,9 +162,7 @@ def discounted_cumsum(values: Tensor, discount: float | Tensor, *, time_dim: int
         tensor([1.9375, 1.8750, 1.7500, 1.5000, 1.0000])
     """
     if not -values.ndim <= time_dim < values.ndim:
-        raise ValueError(
-            _TIME_DIM_ERR.format(fn="discounted_cumsum", time_dim=time_dim, shape=tuple(values.shape))
-        )
+        raise ValueError(_TIME_DIM_ERR.format(fn="discounted_cumsum", time_dim=time_dim, shape=tuple(values.shape)))
     if not isinstance(discount, Tensor) or discount.shape != values.shape:
         discount = torch.as_tensor(discount, dtype=values.dtype, device=values.device).expand_as(values)
     return _scan(values, discount.to(values.dtype), time_dim)
@@ -277,13 +275,10 @@ def td0_return_estimate(
     if terminated is None:
         if done is None:
             raise ValueError(
-                "td0_return_estimate: pass terminated (the no-bootstrap flags, "
-                "('next', 'terminated') in a rollout)."
+                "td0_return_estimate: pass terminated (the no-bootstrap flags, ('next', 'terminated') in a rollout)."
             )
         terminated = done
-    _check_shapes(
-        "td0_return_estimate", -1, next_state_value=next_state_value, reward=reward, terminated=terminated
-    )
+    _check_shapes("td0_return_estimate", -1, next_state_value=next_state_value, reward=reward, terminated=terminated)
     if isinstance(gamma, Tensor):
         return torch.addcmul(reward, _scaled(_not(terminated), gamma, reward), next_state_value)
     return torch.addcmul(reward, _not(terminated), next_state_value, value=gamma)
