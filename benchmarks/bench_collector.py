@@ -148,8 +148,9 @@ def _overhead_pair():
     itself: the collector's stepping and recording against calling the same ``_step``
     and policy by hand and storing obs / action / reward / done / log-prob by index.
     """
+    from tdrl._compat import td_unchecked
     from tdrl.collectors import SyncDataCollector
-    from tdrl.envs.common import EnvBase, _new_td
+    from tdrl.envs.common import EnvBase
     from tdrl.specs import Composite, Unbounded
 
     size = torch.Size([])
@@ -163,7 +164,7 @@ def _overhead_pair():
 
         def _reset(self, td):
             self.__dict__["t"] = 0
-            return _new_td(
+            return td_unchecked(
                 {
                     "observation": torch.zeros(11),
                     "done": torch.zeros(1, dtype=torch.bool),
@@ -176,7 +177,7 @@ def _overhead_pair():
         def _step(self, td):
             self.__dict__["t"] += 1
             done = torch.tensor([self.t % 8 == 0])
-            return _new_td(
+            return td_unchecked(
                 {
                     "observation": torch.zeros(11),
                     "reward": torch.zeros(1),
@@ -218,7 +219,7 @@ def _overhead_pair():
             if nxt.get("done").item():
                 root = env.reset()
             else:
-                root = _new_td({k: nxt.get(k) for k in ("observation", "done", "terminated", "truncated")}, size)
+                root = td_unchecked({k: nxt.get(k) for k in ("observation", "done", "terminated", "truncated")}, size)
         return FRAMES / (CLOCK() - start)
 
     return collector, by_hand

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from tdrl._compat import td_unchecked
 from tdrl.envs._stepping import StepRecorder, td_from_flat
-from tdrl.envs.common import EnvBase, _new_td
+from tdrl.envs.common import EnvBase
 
 __all__ = ["StepLoop", "NO_ACTION", "BAD_ACTION"]
 
@@ -205,7 +206,7 @@ class StepLoop:
             value = td.get(key, None)
             if value is not None and key not in src:
                 src[key] = value
-        root = _new_td(src, self.batch)
+        root = td_unchecked(src, self.batch)
         done = src.get("done")
         if done is None:
             done = nxt.get("done")

@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl.envs.common import EnvBase, _new_td
+from tdrl._compat import td_unchecked
+from tdrl.envs.common import EnvBase
 
 __all__ = ["td_from_flat", "StepRecorder", "ActionRunner"]
 
@@ -31,7 +32,7 @@ def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | No
     """A TensorDict from a ``{key: tensor}`` mapping whose keys may be nested tuples, without checks."""
     if any(type(k) is tuple for k in source):
         return TensorDict(source, batch_size=batch_size, device=device)
-    return _new_td(source, batch_size, device)
+    return td_unchecked(source, batch_size, device)
 
 
 class StepRecorder:
@@ -205,7 +206,7 @@ class ActionRunner:
             if self.guarded:
                 self._guard()
             src = {k: v for k, v in nxt.items() if k not in self.reward_top}
-            root = _new_td(src, batch)
+            root = td_unchecked(src, batch)
             done = src["done"]
             if bool(done.any() if batch else done):
                 if batch:

@@ -41,8 +41,9 @@ from tensordict import TensorDictBase
 from torch import multiprocessing as mp
 from torch import nn
 
+from tdrl._compat import td_unchecked
 from tdrl.envs._stepping import ActionRunner, td_from_flat
-from tdrl.envs.common import EnvBase, _new_td
+from tdrl.envs.common import EnvBase
 
 __all__ = ["SerialEnv", "ParallelEnv"]
 
@@ -127,7 +128,7 @@ class _BatchedEnv(EnvBase):
         for key, value in td.items():
             if key not in src and key != "next" and key not in self._action_set:
                 src[key] = value
-        return _new_td(src, self.batch_size, None)
+        return td_unchecked(src, self.batch_size, None)
 
     def _carry(self, old_root: TensorDictBase, env_root: TensorDictBase) -> TensorDictBase:
         """``env_root`` plus the entries of ``old_root`` that the env does not own (e.g. a policy's state)."""
@@ -135,7 +136,7 @@ class _BatchedEnv(EnvBase):
         for key, value in old_root.items():
             if key not in src and key != "next" and key != "_reset" and key not in self._action_set:
                 src[key] = value
-        return _new_td(src, self.batch_size, None)
+        return td_unchecked(src, self.batch_size, None)
 
     def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         """Run a given sequence of actions (``[*batch_size, T]``, open loop), resetting what ends.
@@ -235,7 +236,7 @@ class SerialEnv(_BatchedEnv):
     def _reset_one(self, i: int, mask: torch.Tensor | None, **kwargs: Any) -> TensorDictBase:
         sub = None
         if mask is not None and self.sub_batch_size:
-            sub = _new_td({"_reset": mask.reshape(*self.sub_batch_size, 1)}, self.sub_batch_size)
+            sub = td_unchecked({"_reset": mask.reshape(*self.sub_batch_size, 1)}, self.sub_batch_size)
         return self.envs[i].reset(sub, **kwargs)
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
@@ -407,7 +408,7 @@ class _Worker:
         return None
 
     def _reset(self, mask: torch.Tensor | None, **kwargs: Any) -> TensorDictBase:
-        sub = None if mask is None else _new_td({"_reset": mask}, self.batch)
+        sub = None if mask is None else td_unchecked({"_reset": mask}, self.batch)
         return self.env.reset(sub, **kwargs)
 
     def _step(self) -> TensorDictBase:

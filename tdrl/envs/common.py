@@ -33,7 +33,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
-from tdrl._fast_td import read
+from tdrl._compat import td_read
 from tdrl.envs.utils import DONE_KEYS, step_mdp
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec, Unbounded
 
@@ -52,11 +52,6 @@ _BAD_ACTION_DTYPE = (
     "Cast it with .to({expected}) or build the policy for this spec."
 )
 _NOT_RESET = "{env}.step was called before env.reset(): call td = env.reset() first."
-
-
-def _new_td(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
-    """A TensorDict from already-valid tensors, skipping the constructor's checks."""
-    return TensorDict._new_unsafe(source, batch_size=batch_size, device=device)
 
 
 def make_composite_from_td(td: TensorDictBase) -> Composite:
@@ -280,7 +275,7 @@ class EnvBase(nn.Module):
             mask = tensordict.get("_reset", None)
         out = self._reset(tensordict, **kwargs)
         for key in self.done_keys:
-            if read(out, key) is None:
+            if td_read(out, key) is None:
                 out.set(key, torch.zeros((*self.batch_size, 1), dtype=torch.bool, device=self.device))
         if tensordict is not None:
             if mask is not None and self.batch_size and not bool(mask.all()):

@@ -22,7 +22,14 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from tensordict.nn.utils import skip_existing
 
-from tdrl._fast_td import read, write
+from tdrl._compat import (
+    has_forward_hooks,
+    td_read,
+    td_write,
+    tdmodule_is_plain_call,
+    tdmodule_kwarg_names,
+    tdsequential_is_plain_call,
+)
 
 __all__ = ["LeanStep", "lean_steps", "own_lean_step", "run_steps", "missing_key_error", "hooks_free", "skip_existing"]
 
@@ -42,7 +49,7 @@ def missing_key_error(owner: str, key: Any, tensordict: TensorDictBase, what: st
 
 def hooks_free(module: torch.nn.Module) -> bool:
     """No forward (pre-)hook is registered on ``module``."""
-    return not (module._forward_hooks or module._forward_pre_hooks)
+    return not has_forward_hooks(module)
 
 
 class LeanStep:
@@ -66,7 +73,7 @@ class LeanStep:
         self.name = type(owner).__name__
 
     def __call__(self, tensordict: TensorDictBase) -> None:
-        args = [read(tensordict, key) for key in self.in_keys]
+        args = [td_read(tensordict, key) for key in self.in_keys]
         try:
             if self.kwarg_names is None:
                 out = self.net(*args)
@@ -82,7 +89,7 @@ class LeanStep:
             if len(out_keys) != 1:
                 raise RuntimeError(f"{self.name} returned 1 tensor but has {len(out_keys)} out_keys {list(out_keys)}.")
             if out_keys[0] != "_":
-                write(tensordict, out_keys[0], out)
+                td_write(tensordict, out_keys[0], out)
             return
         if isinstance(out, (dict, TensorDictBase)):
             out = tuple(out[key] for key in out_keys)
@@ -94,7 +101,7 @@ class LeanStep:
             )
         for key, value in zip(out_keys, out):
             if key != "_":
-                write(tensordict, key, value)
+                td_write(tensordict, key, value)
 
 
 def _plain_module(module: TensorDictModule, own_forward: bool = False) -> bool:
@@ -107,11 +114,9 @@ def _plain_module(module: TensorDictModule, own_forward: bool = False) -> bool:
 
     if type(module) not in (TensorDictModule, Actor, ValueOperator):
         return False
-    if not hasattr(module, "_kwargs"):  # the attribute holding dict in_keys; absent -> unknown layout
+    if not tdmodule_is_plain_call(module):  # extra keyword inputs, or a layout this tensordict keeps elsewhere
         return False
     if getattr(module, "method", None) is not None or getattr(module, "method_kwargs", None):
-        return False
-    if getattr(module, "_get_kwargs", None):
         return False
     if getattr(module, "inplace", True) is not True:
         return False
@@ -125,7 +130,7 @@ def _plain_module(module: TensorDictModule, own_forward: bool = False) -> bool:
 def own_lean_step(module: TensorDictModule) -> LeanStep | None:
     """The lean step of a tdrl TensorDictModule subclass's own forward, or ``None``."""
     if _plain_module(module, own_forward=True):
-        return LeanStep(module, module.module, module.in_keys, module._kwargs, module.out_keys)
+        return LeanStep(module, module.module, module.in_keys, tdmodule_kwarg_names(module), module.out_keys)
     return None
 
 
@@ -138,9 +143,9 @@ def lean_steps(module: Any, owners: list | None = None) -> list[LeanStep] | None
     if isinstance(module, TensorDictModule) and _plain_module(module):
         if owners is not None:
             owners.append(module)
-        return [LeanStep(module, module.module, module.in_keys, module._kwargs, module.out_keys)]
+        return [LeanStep(module, module.module, module.in_keys, tdmodule_kwarg_names(module), module.out_keys)]
     if type(module) is TensorDictSequential:
-        if module.partial_tolerant or getattr(module, "_select_before_return", False):
+        if module.partial_tolerant or not tdsequential_is_plain_call(module):
             return None
         if getattr(module, "inplace", None) not in (None, True):
             return None
@@ -160,7 +165,7 @@ def lean_steps(module: Any, owners: list | None = None) -> list[LeanStep] | None
 def run_steps(steps: Sequence[LeanStep], owners: Sequence[torch.nn.Module], tensordict: TensorDictBase) -> bool:
     """Run the lean steps in place; ``False`` (nothing run) if a hook asks for the full path."""
     for owner in owners:
-        if owner._forward_hooks or owner._forward_pre_hooks:
+        if has_forward_hooks(owner):
             return False
     for step in steps:
         step(tensordict)

@@ -45,7 +45,6 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import (
     InteractionType,
-    ProbabilisticTensorDictModule,
     ProbabilisticTensorDictSequential,
     TensorDictModule,
     TensorDictModuleBase,
@@ -54,7 +53,7 @@ from tensordict.nn.probabilistic import interaction_type
 from torch import distributions as D
 from torch import nn
 
-from tdrl._fast_td import read, write
+from tdrl._compat import DistSampleHook, draws_with_the_default_generator, td_read, td_write, tensordict_draw
 from tdrl.modules._lean import lean_steps, missing_key_error, own_lean_step, run_steps, skip_existing
 from tdrl.modules.distributions._bounds import _Box
 from tdrl.modules.distributions.continuous import Delta
@@ -198,7 +197,7 @@ def _as_composite(spec: TensorSpec | Composite | None, key: NestedKey) -> Compos
     return Composite({key: spec})
 
 
-class _DistModule(ProbabilisticTensorDictModule):
+class _DistModule(DistSampleHook):
     """The distribution head of a :class:`ProbabilisticActor`.
 
     Builds the distribution from the parameters in the TensorDict, draws the action the
@@ -238,10 +237,7 @@ class _DistModule(ProbabilisticTensorDictModule):
         self._lp_key = self.log_prob_keys[0]
         self._spec_checked = self._action_spec is None
         self._fast = (
-            len(self.dist_sample_keys) == 1
-            and self.num_samples is None
-            and getattr(self, "_generator", None) is None
-            and getattr(self, "_generator_key", None) is None
+            len(self.dist_sample_keys) == 1 and self.num_samples is None and draws_with_the_default_generator(self)
         )
 
     @property
@@ -254,7 +250,7 @@ class _DistModule(ProbabilisticTensorDictModule):
     def get_dist(self, tensordict: TensorDictBase) -> D.Distribution:
         kwargs = {}
         for dist_key, td_key in self._pairs:
-            value = read(tensordict, td_key)
+            value = td_read(tensordict, td_key)
             if value is None:
                 raise missing_key_error("ProbabilisticActor", td_key, tensordict, "distribution parameter")
             kwargs[dist_key] = value
@@ -262,19 +258,11 @@ class _DistModule(ProbabilisticTensorDictModule):
 
     build_dist_from_params = get_dist
 
-    def _dist_sample(
-        self,
-        dist: D.Distribution,
-        interaction_type: InteractionType | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        if interaction_type is None:
-            interaction_type = self.default_interaction_type
+    def deterministic_action(self, dist: D.Distribution, interaction_type: Any) -> torch.Tensor | None:
+        """tdrl's action for ``MEAN``/``MODE``/``DETERMINISTIC`` (see ``_deterministic_action``), else ``None``."""
         if interaction_type in _DETERMINISTIC:
-            action = _deterministic_action(dist, interaction_type)
-            if action is not None:
-                return action
-        return super()._dist_sample(dist, interaction_type=interaction_type, **kwargs)
+            return _deterministic_action(dist, interaction_type)
+        return None
 
     def _check_spec(self, action: torch.Tensor, dist: D.Distribution) -> None:
         spec = self._action_spec
@@ -295,17 +283,19 @@ class _DistModule(ProbabilisticTensorDictModule):
         if itype is InteractionType.RANDOM:
             action = dist.rsample() if dist.has_rsample else dist.sample()
         else:
-            action = self._dist_sample(dist, interaction_type=itype)
+            action = self.deterministic_action(dist, itype)
+            if action is None:
+                action = tensordict_draw(self, dist, itype)
         if not self._spec_checked:
             self._check_spec(action, dist)
         if self.safe:
             action = self._action_spec.project(action)
-        write(tensordict, self._action_key, action)
+        td_write(tensordict, self._action_key, action)
         if self.return_log_prob:
             log_prob = dist.log_prob(action)
-            write(tensordict, self._lp_key, log_prob)
+            td_write(tensordict, self._lp_key, log_prob)
             if self.log_prob_alias is not None:
-                write(tensordict, self.log_prob_alias, log_prob)
+                td_write(tensordict, self.log_prob_alias, log_prob)
         return tensordict
 
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:

@@ -17,6 +17,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from tdrl._compat import no_distribution_validation
 from tdrl.objectives._keys import MissingKeyError, keys_repr
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.utils import LOSS_CRITIC_TYPES, ValueEstimators, distance_loss
@@ -108,21 +109,9 @@ def neg_entropy(dist: Distribution, samples: int, batch_ndim: int) -> Tensor:
     return to_batch_shape(log_prob, batch_ndim + 1).mean(0)
 
 
-class fast_distributions:
-    """Skips ``torch.distributions`` argument validation inside the block.
-
-    The losses check their result for NaN/inf once per call instead; a distribution
-    built with an explicit ``validate_args=True`` still validates.
-    """
-
-    __slots__ = ("previous",)
-
-    def __enter__(self) -> None:
-        self.previous = Distribution._validate_args
-        Distribution._validate_args = False
-
-    def __exit__(self, *exc: object) -> None:
-        Distribution._validate_args = self.previous
+# The losses build their distributions without torch's per-call argument checks and check
+# their result for NaN/inf once per call instead (see no_distribution_validation).
+fast_distributions = no_distribution_validation
 
 
 def shared_parameter_names(actor: nn.Module, critic: nn.Module) -> list[str]:

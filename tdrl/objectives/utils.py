@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tdrl._compat import foreach_copy_, foreach_lerp_
+
 if TYPE_CHECKING:
     from tdrl.objectives.common import LossModule
 
@@ -117,7 +119,7 @@ class TargetNetUpdater:
     def init_(self) -> None:
         """Copies the live parameters into the targets."""
         with torch.no_grad():
-            torch._foreach_copy_(self._targets, [s.detach() for s in self._sources])
+            foreach_copy_(self._targets, [s.detach() for s in self._sources])
         self.initialized = True
 
     def step(self) -> None:
@@ -163,7 +165,7 @@ class SoftUpdate(TargetNetUpdater):
     def step(self) -> None:
         """One Polyak step: ``target.lerp_(live, 1 - eps)``."""
         with torch.no_grad():
-            torch._foreach_lerp_(self._targets, [s.detach() for s in self._sources], 1.0 - self.eps)
+            foreach_lerp_(self._targets, [s.detach() for s in self._sources], 1.0 - self.eps)
 
 
 class HardUpdate(TargetNetUpdater):

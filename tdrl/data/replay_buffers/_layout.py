@@ -15,14 +15,11 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 
+from tdrl._compat import td_unchecked
+
 __all__ = ["TensorLayout", "key_str", "dtype_from_str"]
 
 Data = TensorDictBase | torch.Tensor
-
-# ``TensorDict._new_unsafe`` skips the per-entry checks of the public constructor; the
-# entries built here are checked by construction. Fall back to the public constructor
-# when a tensordict version does not have it.
-_FAST_TD = getattr(TensorDict, "_new_unsafe", None)
 
 
 def key_str(key: NestedKey | None) -> str:
@@ -238,9 +235,7 @@ class TensorLayout:
             name: (leaves[child] if isinstance(child, int) else self._build_node(child, leaves, batch_size, device))
             for name, child in node.items()
         }
-        if _FAST_TD is not None:
-            return _FAST_TD(source, batch_size, device=device)
-        return TensorDict(source, batch_size=batch_size, device=device)
+        return td_unchecked(source, batch_size, device)  # the leaves are checked by construction
 
     # ------------------------------------------------------------------ (de)serialization
     def to_json(self) -> dict[str, Any]:

@@ -570,7 +570,7 @@ class SliceSampler(Sampler):
         return self.slice_len, batch_size // self.slice_len  # type: ignore[return-value,operator]
 
     def _bounds(self, storage: Storage) -> tuple[torch.Tensor, ...]:
-        token = (id(storage), storage._version)
+        token = (id(storage), storage._writes)
         if self._cache is not None and self._cache[:2] == token:
             return self._cache[2]
         traj_key, end_key = resolve_traj_keys(storage, self.traj_key, self.end_key)

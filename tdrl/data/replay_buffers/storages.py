@@ -80,7 +80,7 @@ class Storage(ABC):
     """Base class of storages: ``max_size`` items, of which ``len(storage)`` are written.
 
     Subclasses implement :meth:`set`, :meth:`get`, :meth:`state_dict`,
-    :meth:`load_state_dict` and :meth:`_empty`. Every write bumps ``_version`` (samplers
+    :meth:`load_state_dict` and :meth:`_empty`. Every write bumps ``_writes`` (samplers
     cache per-version views of the data) and records ``_last_cursor`` (the last position
     written, from which the time order of a full circular buffer follows).
     """
@@ -91,7 +91,7 @@ class Storage(ABC):
         self.max_size = _check_max_size(max_size)
         self._len = 0
         self._last_cursor: int | None = None
-        self._version = 0
+        self._writes = 0
 
     def __len__(self) -> int:
         return self._len
@@ -208,7 +208,7 @@ class ListStorage(Storage):
                 self._items[pos] = item
         self._len = len(self._items)
         self._last_cursor = positions[-1] if positions else self._last_cursor
-        self._version += 1
+        self._writes += 1
 
     @staticmethod
     def _split(data: Any, count: int) -> list[Any]:
@@ -237,7 +237,7 @@ class ListStorage(Storage):
         self._items = []
         self._len = 0
         self._last_cursor = None
-        self._version += 1
+        self._writes += 1
 
     def state_dict(self) -> dict[str, Any]:
         items: Any = list(self._items)
@@ -259,7 +259,7 @@ class ListStorage(Storage):
             self._items = [_own(item) for item in state["items"]]
         self._len = len(self._items)
         self._last_cursor = state["last_cursor"]
-        self._version += 1
+        self._writes += 1
 
 
 def _stackable(items: list[Any]) -> bool:
@@ -443,7 +443,7 @@ class TensorStorage(Storage):
         if high > self._len:
             self._len = high
         self._last_cursor = last
-        self._version += 1
+        self._writes += 1
 
     # ------------------------------------------------------------------ reads
     def get(self, index: Index) -> TensorDictBase | torch.Tensor:
@@ -498,7 +498,7 @@ class TensorStorage(Storage):
     def _empty(self) -> None:
         self._len = 0
         self._last_cursor = None
-        self._version += 1
+        self._writes += 1
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.common import EnvBase, _new_td
+from tdrl._compat import td_unchecked
+from tdrl.envs.common import EnvBase
 from tdrl.specs import Bounded, Composite, Unbounded
 
 __all__ = ["PendulumEnv", "angle_normalize"]
@@ -191,7 +192,7 @@ class PendulumEnv(EnvBase):
         mask = tensordict.get("_reset", None) if tensordict is not None else None
         state = self._fresh_state(mask, self._state_from(tensordict))
         self._state = state
-        return _new_td(
+        return td_unchecked(
             {"observation": self.observe(state["th"], state["thdot"]), **state}, self.batch_size, self.device
         )
 
@@ -201,7 +202,7 @@ class PendulumEnv(EnvBase):
         steps = state["steps"] + 1
         truncated = self._false if self.max_episode_steps is None else steps >= self.max_episode_steps
         self._state = {"th": th, "thdot": thdot, "steps": steps}
-        return _new_td(
+        return td_unchecked(
             {
                 "observation": self.observe(th, thdot),
                 "reward": reward.to(torch.float32),
@@ -253,7 +254,7 @@ class PendulumEnv(EnvBase):
         trunc = next_t.pop("truncated")
         false = torch.zeros_like(trunc)
         time = (slice(None),) * nb + (slice(0, n),)
-        next_td = _new_td(
+        next_td = td_unchecked(
             {
                 **next_t,
                 "observation": self.observe(next_t["th"], next_t["thdot"]),
@@ -265,7 +266,7 @@ class PendulumEnv(EnvBase):
             batch,
             self.device,
         )
-        return _new_td(
+        return td_unchecked(
             {
                 **root_t,
                 "observation": self.observe(root_t["th"], root_t["thdot"]),

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl.envs.common import EnvBase, _new_td
+from tdrl._compat import td_unchecked
+from tdrl.envs.common import EnvBase
 from tdrl.envs.libs.gym import _torch_dtype
 from tdrl.specs import Bounded, Categorical, Composite, TensorSpec, Unbounded
 
@@ -261,7 +262,7 @@ class DMControlWrapper(EnvBase):
         if any(isinstance(key, tuple) for key in source):
             td = TensorDict(source, batch_size=())
         else:
-            td = _new_td(source, torch.Size(()))
+            td = td_unchecked(source, torch.Size(()))
         return td if self.device.type == "cpu" else td.to(self.device)
 
     # --- EnvBase --------------------------------------------------------------------------

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl._fast_td import read
-from tdrl.envs.common import EnvBase, _new_td
+from tdrl._compat import td_read, td_unchecked
+from tdrl.envs.common import EnvBase
 from tdrl.specs import (
     Binary,
     Bounded,
@@ -282,7 +282,7 @@ class GymWrapper(EnvBase):
         td = (
             TensorDict(source, batch_size=self.batch_size)
             if any(isinstance(k, tuple) for k in source)
-            else _new_td(source, self.batch_size)
+            else td_unchecked(source, self.batch_size)
         )
         return td if self.device.type == "cpu" else td.to(self.device)
 
@@ -307,7 +307,7 @@ class GymWrapper(EnvBase):
             self._seed = None
         if self._lean:
             obs, _ = self._env.reset(seed=seed, **kwargs)
-            return _new_td(
+            return td_unchecked(
                 {
                     "observation": torch.from_numpy(np.array(obs)),
                     "done": torch.zeros(1, dtype=torch.bool),
@@ -353,13 +353,13 @@ class GymWrapper(EnvBase):
 
     def _step_lean(self, tensordict: TensorDictBase) -> TensorDictBase:
         """``_step`` for the common case: gymnasium's results straight into new tensors (no per-step dispatch)."""
-        action = read(tensordict, "action")
+        action = td_read(tensordict, "action")
         if action is None:
             action = tensordict.get("action")  # tensordict's KeyError
         if action.requires_grad:
             action = action.detach()
         obs, r, terminated, truncated, _ = self._env.step(action.numpy())
-        return _new_td(
+        return td_unchecked(
             {
                 "observation": torch.from_numpy(np.array(obs)),
                 "reward": torch.from_numpy(np.array([r], dtype=np.float32)),
@@ -411,11 +411,11 @@ class GymWrapper(EnvBase):
             )
         batch = torch.Size([n])
         root_done = torch.zeros((n, 1), dtype=torch.bool)
-        nxt = _new_td(
+        nxt = td_unchecked(
             {"observation": next_obs, "reward": reward, "done": term | trunc, "terminated": term, "truncated": trunc},
             batch,
         )
-        return _new_td(
+        return td_unchecked(
             {
                 "observation": observation,
                 "action": actions,

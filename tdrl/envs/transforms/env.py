@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from tdrl._fast_td import read
+from tdrl._compat import td_read
 from tdrl.envs.common import EnvBase
 from tdrl.envs.transforms.transforms import Compose, Transform
 
@@ -81,7 +81,7 @@ class TransformedEnv(EnvBase):
         self._link = _link
         self._frame_skip = 1
         self._has_inv = False
-        self._modules["transform"] = transform
+        self._register_transform(transform)
         if _link:
             transform.set_container(self)
         try:
@@ -97,32 +97,44 @@ class TransformedEnv(EnvBase):
         return cls(env, Compose(*transforms, _link=False), _link=False)
 
     # --- the chain -----------------------------------------------------------------------
+    def _register_transform(self, transform: Transform) -> None:
+        """Registers ``transform`` as the ``transform`` submodule and as the hot paths' plain reference."""
+        super().__setattr__("transform", transform)  # nn.Module's registration, not the property setter
+        # resets and steps are the collectors' hot path: they read this tuple, not nn.Module's lookups
+        self._chain = (self.base_env, transform)
+
     @property
     def transform(self) -> Transform:
         """The transform (a Compose is indexable: ``env.transform[0]``)."""
-        return self._modules["transform"]
+        return self._chain[1]
 
     @transform.setter
     def transform(self, transform: Transform) -> None:
         if not isinstance(transform, Transform):
             raise TypeError(f"TransformedEnv.transform must be a Transform, got {type(transform).__name__}.")
-        old = self._modules["transform"]
+        old = self.transform
         old.reset_parent()
         transform.set_container(self)
-        self._modules["transform"] = transform
+        self._register_transform(transform)
         try:
             self._refresh_specs()
         except Exception:
             transform.reset_parent()
             old.set_container(self)
-            self._modules["transform"] = old
+            self._register_transform(old)
             self._refresh_specs()
             raise
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "transform" and "transform" in self.__dict__.get("_modules", {}):
-            type(self).transform.fset(self, value)  # nn.Module would bypass the property setter
-            return
+        if "_chain" in self.__dict__:  # built
+            if name == "transform":
+                type(self).transform.fset(self, value)  # nn.Module would bypass the property setter
+                return
+            if name == "base_env":
+                raise AttributeError(
+                    "TransformedEnv.base_env cannot be replaced: the specs and the transforms were built for the "
+                    "current one. Build a new env instead: TransformedEnv(new_env, Compose(...))."
+                )
         super().__setattr__(name, value)
 
     def append_transform(self, transform: Transform) -> None:
@@ -140,7 +152,7 @@ class TransformedEnv(EnvBase):
         current.reset_parent()
         compose = Compose(current)
         compose.set_container(self)
-        self._modules["transform"] = compose
+        self._register_transform(compose)
         return compose
 
     def _refresh_specs(self) -> None:
@@ -156,26 +168,24 @@ class TransformedEnv(EnvBase):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         if self.__dict__.get("_link", True):
-            self._modules["transform"].__dict__["_container"] = self
+            self.transform.__dict__["_container"] = self  # not nn.Module's setattr: no env-in-transform cycle
 
     # --- EnvBase -------------------------------------------------------------------------
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
-        modules = self._modules  # resets and steps are the collectors' hot path: no nn.Module lookups
-        base = modules["base_env"]
+        base, transform = self._chain
         out = base._reset(tensordict, **kwargs)
         for key in base.done_keys:
-            if read(out, key) is None:
+            if td_read(out, key) is None:
                 out.set(key, torch.zeros((*base.batch_size, 1), dtype=torch.bool, device=base.device))
         if not base._is_reset:  # nn.Module.__setattr__ is slow
             base._is_reset = True
-        return modules["transform"]._reset(tensordict, out)
+        return transform._reset(tensordict, out)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        modules = self._modules
-        transform = modules["transform"]
+        base, transform = self._chain
         base_in = transform._inv_call(tensordict.copy()) if self._has_inv else tensordict
         if self._frame_skip == 1:
-            next_td = modules["base_env"]._step(base_in)
+            next_td = base._step(base_in)
         else:
             next_td = self._skip_frames(base_in)
         return transform._step(tensordict, next_td)
@@ -247,18 +257,23 @@ class TransformedEnv(EnvBase):
     def close(self) -> None:
         """Close the base env (a parent view made by ``Transform.parent`` leaves it open)."""
         super().close()
-        base = self.__dict__.get("_modules", {}).get("base_env")
+        base = self._base_or_none()
         if base is not None and self.__dict__.get("_link", True):
             base.close()
 
     # --- attribute access ------------------------------------------------------------------
+    def _base_or_none(self) -> EnvBase | None:
+        """The base env, or ``None`` while the env is being built or torn down (no attribute lookups)."""
+        chain = self.__dict__.get("_chain")
+        return chain[0] if chain is not None else None
+
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
         except AttributeError:
             if name.startswith("_"):
                 raise
-            base = self.__dict__.get("_modules", {}).get("base_env")
+            base = self._base_or_none()
             if base is None:
                 raise
             try:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl._fast_td import read, write
+from tdrl._compat import module_buffers, register_load_state_dict_pre_hook, td_read, td_write
 from tdrl.envs.transforms.transforms import Transform, _key_tuple
 from tdrl.specs import NestedKey, TensorSpec, Unbounded
 
@@ -54,6 +54,14 @@ def _as_buffer(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value.clone()
     return torch.as_tensor(value, dtype=torch.get_default_dtype())
+
+
+def _allocate_missing_stats(module: ObservationNorm, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Before loading: give an uninitialized ``loc``/``scale`` a tensor the saved one can be copied into."""
+    for name in ("loc", "scale"):
+        value = state_dict.get(prefix + name)
+        if getattr(module, name) is None and value is not None:
+            setattr(module, name, torch.empty_like(value))
 
 
 class ObservationNorm(Transform):
@@ -111,6 +119,7 @@ class ObservationNorm(Transform):
             )
         self.register_buffer("loc", loc_t)
         self.register_buffer("scale", scale_t)
+        register_load_state_dict_pre_hook(self, _allocate_missing_stats)
 
     @property
     def initialized(self) -> bool:
@@ -119,7 +128,7 @@ class ObservationNorm(Transform):
 
     # --- maps ----------------------------------------------------------------------------
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        buffers = self._buffers  # read once: this runs at every step
+        buffers = module_buffers(self)  # read once: this runs at every step
         loc, scale = buffers["loc"], buffers["scale"]
         if loc is None or scale is None:
             for key in self.in_keys:
@@ -128,9 +137,9 @@ class ObservationNorm(Transform):
             return tensordict
         forward = not self.standard_normal
         for in_key, out_key in zip(self.in_keys, self.out_keys):
-            x = read(tensordict, in_key)
+            x = td_read(tensordict, in_key)
             if x is not None:
-                write(tensordict, out_key, self._map(x, loc, scale, forward))
+                td_write(tensordict, out_key, self._map(x, loc, scale, forward))
         return tensordict
 
     @staticmethod
@@ -257,13 +266,6 @@ class ObservationNorm(Transform):
             self.scale = 1.0 / std
             self.loc = -loc * self.scale
         self._notify_spec_change()
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
-        for name in ("loc", "scale"):
-            value = state_dict.get(prefix + name)
-            if getattr(self, name) is None and value is not None:
-                setattr(self, name, torch.empty_like(value))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _extra_repr(self) -> str:
         if not self.initialized:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from tensordict import TensorDictBase
 
-from tdrl._fast_td import read, write
+from tdrl._compat import td_read, td_write
 from tdrl.envs.transforms.transforms import Transform, _unravel
 from tdrl.specs import Bounded, Categorical, Composite, NestedKey, TensorSpec, Unbounded
 
@@ -110,16 +110,16 @@ class StepCounter(Transform):
         return self.max_steps is None  # truncating changes where episodes end: it must act while stepping
 
     def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        done = read(tensordict_reset, "done")
-        write(tensordict_reset, self.step_count_key, torch.zeros(done.shape, dtype=torch.int64, device=done.device))
+        done = td_read(tensordict_reset, "done")
+        td_write(tensordict_reset, self.step_count_key, torch.zeros(done.shape, dtype=torch.int64, device=done.device))
         return tensordict_reset
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
-        count = read(tensordict, self.step_count_key)
+        count = td_read(tensordict, self.step_count_key)
         if count is None:
             raise KeyError(_NOT_FROM_RESET.format(name="StepCounter", key=self.step_count_key))
         count = count + 1
-        write(next_tensordict, self.step_count_key, count)
+        td_write(next_tensordict, self.step_count_key, count)
         if self.max_steps is not None:
             truncated = count >= self.max_steps
             previous = next_tensordict.get(self.truncated_key, None)

@@ -44,7 +44,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from tdrl._fast_td import read, write
+from tdrl._compat import td_read, td_write
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 if TYPE_CHECKING:
@@ -212,9 +212,9 @@ class Transform(nn.Module):
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Map one step's entries in place (``in_keys`` -> ``out_keys``); missing keys are skipped."""
         for in_key, out_key in zip(self.in_keys, self.out_keys):
-            value = read(tensordict, in_key)
+            value = td_read(tensordict, in_key)
             if value is not None:
-                write(tensordict, out_key, self._apply_transform(value))
+                td_write(tensordict, out_key, self._apply_transform(value))
         return tensordict
 
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
@@ -312,7 +312,7 @@ class Transform(nn.Module):
         env = self._env_of_chain()
         if env is None:
             return "unknown env"
-        base = env.__dict__["_modules"].get("base_env")
+        base = env._base_or_none()
         return repr(base).split("\n")[0] if base is not None else type(env).__name__
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:

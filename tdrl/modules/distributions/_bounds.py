@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from tdrl._compat import tensor_version
+
 __all__: list[str] = []
 
 TensorLike = torch.Tensor | Number
@@ -111,9 +113,9 @@ class _BoxCache:
     def get(self, low: TensorLike, high: TensorLike, dtype: torch.dtype, device: torch.device) -> _Box:
         key = (
             low,
-            low._version if isinstance(low, torch.Tensor) else None,
+            tensor_version(low) if isinstance(low, torch.Tensor) else None,
             high,
-            high._version if isinstance(high, torch.Tensor) else None,
+            tensor_version(high) if isinstance(high, torch.Tensor) else None,
             dtype,
             device,
         )

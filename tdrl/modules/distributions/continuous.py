@@ -179,7 +179,7 @@ class TruncatedNormal(D.Distribution):
         return torch.exp(-0.5 * x * x - _HALF_LOG_2PI - self._log_z64).to(self.loc.dtype)
 
     def rsample(self, sample_shape: Sequence[int] | torch.Size = torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(torch.Size(sample_shape))
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         u = torch.rand(shape, dtype=torch.float64, device=self.loc.device)
         # Sample the standardised value in float64, in the lower tail where the CDF is
         # accurate (reflect when the box lies right of loc). Deeper than float64's CDF

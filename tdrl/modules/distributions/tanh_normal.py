@@ -247,7 +247,7 @@ class TanhNormal(D.Distribution):
 
     # --- Distribution API ----------------------------------------------------------------
     def rsample(self, sample_shape: Sequence[int] | torch.Size = torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(torch.Size(sample_shape))
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return self._squash(torch.addcmul(self.loc, self.scale, eps))
 
@@ -265,7 +265,7 @@ class TanhNormal(D.Distribution):
 
         Cheaper and more accurate than ``log_prob(rsample())`` when ``tanh`` saturates.
         """
-        shape = self._extended_shape(torch.Size(sample_shape))
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         u = torch.addcmul(self.loc, self.scale, eps)
         return self._squash(u), self._sum_event(self._log_prob_pre(u))
@@ -274,7 +274,7 @@ class TanhNormal(D.Distribution):
         self, sample_shape: Sequence[int] | torch.Size = torch.Size()
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`rsample_and_log_prob` with the sample detached (the log-prob keeps its graph)."""
-        shape = self._extended_shape(torch.Size(sample_shape))
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         with torch.no_grad():
             eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
             u = torch.addcmul(self.loc, self.scale, eps)

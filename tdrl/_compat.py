@@ -1,0 +1,349 @@
+"""The one module of tdrl that touches private names of tensordict and torch.
+
+tdrl's per-step paths (an env step, its transforms, a policy call) and a few hooks need
+more than the public APIs give at the speed of a hand-written loop: reading a
+TensorDict's entry dict, building a TensorDict from tensors already known to be valid,
+asking whether a module has forward hooks, fusing a list of in-place updates. Each of
+those lives here, and nowhere else, behind a feature check run once at import: when the
+installed tensordict or torch has the private name with the expected behaviour, the fast
+version is used; when it does not, a public-API fallback with the same results is. The
+tests run both versions of every function on both ends of the supported tensordict range
+(``tests/test_compat.py``), and a test fails if any other module of tdrl reaches a
+private name of tensordict or torch.
+
+Nothing here is public API: tdrl's own modules import these names; users should not.
+
+Examples:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> td = TensorDict({"x": torch.zeros(3, 2)}, [3])
+    >>> _ = td_write(td, "y", td_read(td, "x") + 1)
+    >>> td["y"].sum().item()
+    6.0
+    >>> td_read(td, "missing") is None
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import InteractionType, ProbabilisticTensorDictModule, TensorDictModule, TensorDictSequential
+from torch import nn
+from torch.distributions import Distribution, Normal
+
+__all__ = [
+    "FAST_PATHS",
+    "td_read",
+    "td_write",
+    "td_unchecked",
+    "has_forward_hooks",
+    "tdmodule_kwarg_names",
+    "tdmodule_is_plain_call",
+    "tdsequential_is_plain_call",
+    "module_buffers",
+    "register_load_state_dict_pre_hook",
+    "DistSampleHook",
+    "tensordict_draw",
+    "draws_with_the_default_generator",
+    "tensor_version",
+    "foreach_copy_",
+    "foreach_lerp_",
+    "no_distribution_validation",
+]
+
+
+# --- TensorDict entries: read, write, build -------------------------------------------------------------------------
+def _td_internals_work() -> bool:
+    """Whether a TensorDict keeps its entries, lock, batch size and device where the fast paths look."""
+    try:
+        probe = TensorDict({"a": torch.zeros(2)}, [2])
+        entries = probe._tensordict
+        if not (isinstance(entries, dict) and entries.get("a") is probe.get("a")):
+            return False
+        if probe._is_locked is not False or probe._batch_size != probe.batch_size or probe._device is not None:
+            return False
+        probe.lock_()
+        if probe._is_locked is not True:
+            return False
+        built = TensorDict._new_unsafe({"b": torch.ones(2)}, batch_size=torch.Size([2]), device=None)
+        return type(built) is TensorDict and built.batch_size == (2,) and bool(built.get("b").sum() == 2)
+    except Exception:  # any missing or changed name: use the public API
+        return False
+
+
+def _td_read_public(tensordict: TensorDictBase, key: Any) -> Any:
+    """``tensordict.get(key, None)``."""
+    return tensordict.get(key, None)
+
+
+def _td_write_public(tensordict: TensorDictBase, key: Any, value: Any) -> TensorDictBase:
+    """``tensordict.set(key, value)``."""
+    return tensordict.set(key, value)
+
+
+def _td_unchecked_public(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
+    """A TensorDict from tensors already known to fit ``batch_size`` and ``device``."""
+    return TensorDict(source, batch_size=batch_size, device=device)
+
+
+def _td_read_fast(tensordict: TensorDictBase, key: Any) -> Any:
+    """``tensordict.get(key, None)``; for a string key of a plain TensorDict, straight from its entry dict."""
+    if type(key) is str and type(tensordict) is TensorDict:
+        value = tensordict._tensordict.get(key)
+        if isinstance(value, torch.Tensor):
+            return value
+    return tensordict.get(key, None)  # missing keys, sub-TensorDicts and non-tensor data: tensordict decides
+
+
+def _td_write_fast(tensordict: TensorDictBase, key: Any, value: Any) -> TensorDictBase:
+    """``tensordict.set(key, value)``, skipping ``set``'s checks only for a value that provably needs none.
+
+    A tensor whose leading dims equal the batch size, on the TensorDict's device (or on any
+    device when it has none), written under a string key into an unlocked plain TensorDict,
+    keeps the TensorDict valid; anything else goes through ``set``, so the behaviour (errors
+    included) is tensordict's.
+    """
+    if (
+        type(key) is str
+        and type(tensordict) is TensorDict
+        and isinstance(value, torch.Tensor)
+        and not tensordict._is_locked
+    ):
+        batch = tensordict._batch_size
+        device = tensordict._device
+        if (not batch or value.shape[: len(batch)] == batch) and (device is None or value.device == device):
+            tensordict._tensordict[key] = value
+            return tensordict
+    return tensordict.set(key, value)  # anything that needs checking: tensordict's own path and errors
+
+
+def _td_unchecked_fast(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
+    """A TensorDict from tensors already known to fit ``batch_size`` and ``device`` (no per-entry checks)."""
+    return TensorDict._new_unsafe(source, batch_size=batch_size, device=device)
+
+
+FAST_PATHS: dict[str, bool] = {"tensordict": _td_internals_work()}
+"""Which private-name fast paths the installed libraries support (filled at import)."""
+
+if FAST_PATHS["tensordict"]:
+    td_read, td_write, td_unchecked = _td_read_fast, _td_write_fast, _td_unchecked_fast
+else:  # pragma: no cover - taken on a tensordict whose internals moved
+    td_read, td_write, td_unchecked = _td_read_public, _td_write_public, _td_unchecked_public
+
+
+# --- nn.Module and TensorDictModule introspection -------------------------------------------------------------------
+def _module_hook_dicts_work() -> bool:
+    try:
+        probe = nn.Identity()
+        if probe._forward_hooks or probe._forward_pre_hooks:
+            return False
+        handle = probe.register_forward_hook(lambda *args: None)
+        seen = bool(probe._forward_hooks)
+        handle.remove()
+        handle = probe.register_forward_pre_hook(lambda *args: None)
+        seen = seen and bool(probe._forward_pre_hooks)
+        handle.remove()
+        return seen
+    except Exception:
+        return False
+
+
+FAST_PATHS["module_hooks"] = _module_hook_dicts_work()
+
+
+def _has_forward_hooks_fast(module: nn.Module) -> bool:
+    """Whether ``module`` has a forward or forward-pre hook.
+
+    The lean per-step paths run a module's computation without ``nn.Module.__call__``;
+    they are only equivalent when no hook would have run.
+    """
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def _has_forward_hooks_unknown(module: nn.Module) -> bool:
+    """``True``: where hooks live is unknown, so callers take ``nn.Module.__call__``."""
+    return True
+
+
+# chosen once here, not per call: the lean paths ask this at every step
+has_forward_hooks = _has_forward_hooks_fast if FAST_PATHS["module_hooks"] else _has_forward_hooks_unknown
+
+
+def _tdmodule_layout_known() -> bool:
+    try:
+        plain = TensorDictModule(nn.Identity(), in_keys=["x"], out_keys=["y"])
+        named = TensorDictModule(nn.Identity(), in_keys={"input": "x"}, out_keys=["y"])  # {kwarg: entry}
+        seq = TensorDictSequential(plain)
+        return (
+            plain._kwargs is None
+            and list(named._kwargs) == ["input"]
+            and list(named.in_keys) == ["x"]
+            and not plain._get_kwargs
+            and seq._select_before_return is False
+        )
+    except Exception:
+        return False
+
+
+FAST_PATHS["tdmodule_layout"] = _tdmodule_layout_known()
+
+
+def tdmodule_kwarg_names(module: TensorDictModule) -> list[str] | None:
+    """The keyword names a TensorDictModule with dict ``in_keys`` passes its inputs under, else ``None``."""
+    names = module._kwargs if FAST_PATHS["tdmodule_layout"] else None
+    return list(names) if names is not None else None
+
+
+def tdmodule_is_plain_call(module: TensorDictModule) -> bool:
+    """Whether the module's forward reads its in_keys and calls its net, with no extra keyword inputs.
+
+    ``False`` when the installed tensordict keeps its module layout elsewhere (the caller
+    then keeps tensordict's own forward).
+    """
+    return FAST_PATHS["tdmodule_layout"] and not module._get_kwargs
+
+
+def tdsequential_is_plain_call(module: TensorDictSequential) -> bool:
+    """Whether a TensorDictSequential returns its whole TensorDict (no ``selected_out_keys``)."""
+    return FAST_PATHS["tdmodule_layout"] and not module._select_before_return
+
+
+def module_buffers(module: nn.Module) -> dict[str, torch.Tensor | None]:
+    """The module's own buffers by name, ``None`` entries included (read on per-step paths)."""
+    buffers = getattr(module, "_buffers", None)
+    if isinstance(buffers, dict):
+        return buffers
+    return {name: getattr(module, name, None) for name, _ in module.named_buffers(recurse=False)}  # pragma: no cover
+
+
+def register_load_state_dict_pre_hook(module: nn.Module, hook: Callable[..., None]) -> Any:
+    """Registers ``hook(module, state_dict, prefix, *args)`` to run before ``module`` loads a state dict."""
+    public = getattr(module, "register_load_state_dict_pre_hook", None)
+    if public is not None:
+        return public(hook)
+    return module._register_load_state_dict_pre_hook(hook, with_module=True)  # pragma: no cover - torch < 2.5
+
+
+# --- probabilistic modules -------------------------------------------------------------------------------------------
+FAST_PATHS["dist_sample"] = callable(getattr(ProbabilisticTensorDictModule, "_dist_sample", None))
+
+
+def _draw_public(dist: Distribution, interaction_type: InteractionType) -> torch.Tensor:
+    if interaction_type is InteractionType.MODE:
+        return dist.mode
+    if interaction_type in (InteractionType.MEAN, InteractionType.DETERMINISTIC):
+        try:
+            return dist.mean
+        except NotImplementedError:  # no closed form: an empirical mean, as tensordict takes
+            return (dist.rsample((1000,)) if dist.has_rsample else dist.sample((1000,))).mean(0)
+    return dist.rsample() if dist.has_rsample else dist.sample()
+
+
+def _generator_attrs_known() -> bool:
+    try:
+        module = ProbabilisticTensorDictModule(in_keys=["loc", "scale"], out_keys=["a"], distribution_class=Normal)
+        seeded = ProbabilisticTensorDictModule(
+            in_keys=["loc", "scale"], out_keys=["a"], distribution_class=Normal, generator=torch.Generator()
+        )
+        return module._generator is None and module._generator_key is None and seeded._generator is not None
+    except Exception:
+        return False
+
+
+FAST_PATHS["generator_attrs"] = _generator_attrs_known()
+
+
+def draws_with_the_default_generator(module: ProbabilisticTensorDictModule) -> bool:
+    """Whether ``module`` samples with torch's default generator (no ``generator=`` given).
+
+    ``False`` when the installed tensordict keeps its generator elsewhere: the caller then
+    keeps tensordict's own sampling, which honours it.
+    """
+    if not FAST_PATHS["generator_attrs"]:
+        return False  # pragma: no cover
+    return module._generator is None and module._generator_key is None
+
+
+def tensordict_draw(module: ProbabilisticTensorDictModule, dist: Distribution, interaction_type: Any) -> Any:
+    """The sample tensordict's own forward would draw from ``dist`` for ``interaction_type``."""
+    if FAST_PATHS["dist_sample"]:
+        return ProbabilisticTensorDictModule._dist_sample(module, dist, interaction_type=interaction_type)
+    return _draw_public(dist, interaction_type)  # pragma: no cover
+
+
+class DistSampleHook(ProbabilisticTensorDictModule):
+    """Routes tensordict's private sampling step to the public :meth:`deterministic_action`.
+
+    ``ProbabilisticTensorDictModule.forward`` draws its sample in a private method; a
+    subclass that wants its own deterministic action (``MEAN``/``MODE``/``DETERMINISTIC``)
+    overrides :meth:`deterministic_action` instead. On a tensordict without that method the
+    hook is not installed, and tensordict's own choice of deterministic action applies to
+    its forward (tdrl's lean forward calls :meth:`deterministic_action` itself).
+    """
+
+    def deterministic_action(self, dist: Distribution, interaction_type: Any) -> torch.Tensor | None:
+        """The action for a non-random interaction type, or ``None`` to let tensordict decide."""
+        return None
+
+    if FAST_PATHS["dist_sample"]:
+
+        def _dist_sample(self, dist: Distribution, interaction_type: Any = None, **kwargs: Any) -> Any:
+            if interaction_type is None:
+                interaction_type = self.default_interaction_type
+            action = self.deterministic_action(dist, interaction_type)
+            if action is not None:
+                return action
+            return super()._dist_sample(dist, interaction_type=interaction_type, **kwargs)
+
+
+# --- tensors and optimisation ----------------------------------------------------------------------------------------
+def tensor_version(tensor: torch.Tensor) -> object:
+    """The tensor's in-place version counter, for caches keyed on a tensor's contents.
+
+    Where torch does not expose one, a new object each call, equal to nothing before it,
+    so such a cache never hits.
+    """
+    version = getattr(tensor, "_version", None)
+    return object() if version is None else version
+
+
+_HAS_FOREACH = all(hasattr(torch, name) for name in ("_foreach_copy_", "_foreach_lerp_"))
+FAST_PATHS["foreach"] = _HAS_FOREACH
+
+
+def foreach_copy_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor]) -> None:
+    """``target.copy_(source)`` for each pair, fused into one kernel launch where torch can."""
+    if _HAS_FOREACH:
+        torch._foreach_copy_(list(targets), list(sources))
+        return
+    for target, source in zip(targets, sources):  # pragma: no cover
+        target.copy_(source)
+
+
+def foreach_lerp_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor], weight: float) -> None:
+    """``target.lerp_(source, weight)`` for each pair, fused where torch can."""
+    if _HAS_FOREACH:
+        torch._foreach_lerp_(list(targets), list(sources), weight)
+        return
+    for target, source in zip(targets, sources):  # pragma: no cover
+        target.lerp_(source, weight)
+
+
+@contextlib.contextmanager
+def no_distribution_validation() -> Iterator[None]:
+    """Turns off ``torch.distributions``' default argument validation inside the block.
+
+    A distribution built with an explicit ``validate_args=True`` still validates. The
+    previous default is restored on exit, exceptions included.
+    """
+    previous = getattr(Distribution, "_validate_args", __debug__)
+    Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(previous)
