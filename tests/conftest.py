@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
+import os
 import warnings
 
 import pytest
@@ -12,6 +14,27 @@ import torch
 # method to "spawn" unless one is already fixed, after which every worker process a later
 # test starts pays seconds of re-imports. Fixing the platform default here keeps it.
 multiprocessing.get_start_method(allow_none=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``TDRL_REQUIRE_PEERS=1`` (set by scripts/test.sh on its TorchRL venv), missing peers fail the run.
+
+    The differential tests skip when TorchRL or Stable-Baselines3 is absent; in the run meant
+    to execute them, a skip would hide that nothing was compared.
+    """
+    if os.environ.get("TDRL_REQUIRE_PEERS") != "1":
+        return
+    missing = []
+    for name in ("torchrl", "stable_baselines3"):
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            missing.append(f"{name} ({err})")
+    if missing:
+        raise pytest.UsageError(
+            f"TDRL_REQUIRE_PEERS=1 but {', '.join(missing)} cannot be imported: "
+            'install the peers with pip install -e ".[compare]"'
+        )
 
 
 @pytest.fixture(autouse=True)
