@@ -1,12 +1,14 @@
 """Sphinx configuration of tdrl's documentation site.
 
-Build with warnings as errors (``scripts/build_docs.sh`` does exactly this)::
+Build with warnings as errors (``scripts/build_docs.sh`` runs this, with ``-E`` so that
+the notebooks are always executed again)::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 Two folders under ``docs/`` are generated at every build and are git-ignored:
 ``docs/api/`` (the API pages, from the ``__all__`` lists: ``_ext/tdrl_apigen.py``) and
 ``docs/tutorials/`` (copies of the notebooks in ``tutorials/``, see ``_copy_tutorials``).
+The notebooks' own files go to ``docs/_build/tutorial_files/``.
 """
 
 from __future__ import annotations
