@@ -8,5 +8,6 @@ no global flags. The subpackages (``tdrl.envs``, ``tdrl.modules``, ``tdrl.collec
 from __future__ import annotations
 
 __version__ = "0.1.0"
+"""The version of this tdrl package."""
 
 __all__ = ["__version__"]

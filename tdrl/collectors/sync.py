@@ -153,8 +153,8 @@ class SyncDataCollector(DataCollectorBase):
     Raises:
         ValueError: ``frames_per_batch`` is not a positive multiple of the env's batch numel,
             or ``total_frames`` is neither -1 nor positive.
-        KeyError / ValueError: on the first batch, when the policy does not write the
-            action or writes it with the wrong shape.
+        KeyError: on the first batch, when the policy does not write the action.
+        ValueError: on the first batch, when the policy writes the action with the wrong shape.
 
     Examples:
         >>> from tdrl.testing import ContinuousActionMock

@@ -203,7 +203,7 @@ class EnvBase(nn.Module):
 
     @property
     def action_spec_unbatched(self) -> TensorSpec | Composite:
-        """The action spec of one sub-env: ``action_spec`` without the batch dims.
+        """The action spec of one sub-env, i.e. ``action_spec`` without the batch dims.
 
         Use it for a policy's bounds (e.g. ``TanhNormal``'s ``low``/``high``) so that the
         policy also works on minibatches whose shape is not the env's batch size.

@@ -45,6 +45,7 @@ set_exploration_type = set_interaction_type
 """Context manager and decorator: ``with set_exploration_type(ExplorationType.MEAN): ...``."""
 
 DONE_KEYS = ("done", "terminated", "truncated")
+"""The end-of-episode entries every env writes: ``done`` is ``terminated | truncated``."""
 
 
 def exploration_type() -> ExplorationType | None:

@@ -41,11 +41,11 @@ class A2CLoss(ActorCriticLoss):
         actor_network: a probabilistic actor with ``get_dist(td)``.
         critic_network: a TensorDict module writing ``"state_value"`` ``[*B, 1]``.
 
-    Keyword Args:
-        entropy_bonus, samples_mc_entropy, entropy_coeff (or entropy_coef), critic_coeff
-        (or critic_coef), loss_critic_type, normalize_advantage, separate_losses,
-        reduction, clip_value, check_finite, gamma, functional, device, actor, critic and
-        the key renames: as described in :class:`PPOLoss` (they are shared).
+    The keyword arguments ``entropy_bonus``, ``samples_mc_entropy``, ``entropy_coeff`` (or
+    ``entropy_coef``), ``critic_coeff`` (or ``critic_coef``), ``loss_critic_type``,
+    ``normalize_advantage``, ``separate_losses``, ``reduction``, ``clip_value``,
+    ``check_finite``, ``gamma``, ``functional``, ``device``, ``actor``, ``critic`` and the
+    key renames are described in :class:`PPOLoss` (they are shared).
     """
 
     @property

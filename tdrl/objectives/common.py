@@ -54,7 +54,7 @@ class LossModule(nn.Module):
 
     Subclasses declare their keys in a nested ``_AcceptedKeys`` dataclass (set as
     ``default_keys``), their default estimator in ``default_value_estimator``, register
-    their networks with :meth:`_register_network`, and implement ``forward``.
+    their networks with ``_register_network()``, and implement ``forward``.
     """
 
     @dataclass

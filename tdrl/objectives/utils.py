@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 LOSS_CRITIC_TYPES = ("l1", "l2", "smooth_l1")
+"""The values ``loss_critic_type`` accepts (see :func:`distance_loss`)."""
 
 
 class ValueEstimators(enum.Enum):

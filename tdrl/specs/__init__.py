@@ -61,6 +61,7 @@ __all__ = [
 def _unbounded_discrete(
     shape: ShapeLike = (), device: DeviceLike = None, dtype: torch.dtype = torch.int64
 ) -> Unbounded:
+    """TorchRL's older ``UnboundedDiscreteTensorSpec``: an :class:`Unbounded` spec of dtype ``int64`` by default."""
     return Unbounded(shape=shape, device=device, dtype=dtype)
 
 

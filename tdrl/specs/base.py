@@ -12,6 +12,7 @@ import torch
 __all__ = ["TensorSpec", "ContinuousBox", "CategoricalBox", "NestedKey"]
 
 NestedKey = str | tuple
+"""A TensorDict key: a string, or a tuple of strings for a nested entry (``("next", "reward")``)."""
 ShapeLike = int | Sequence[int] | torch.Size
 DeviceLike = str | int | torch.device | None
 

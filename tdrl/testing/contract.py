@@ -28,6 +28,7 @@ class EnvContractTests:
     rollout_steps: int = 5
 
     def make_env(self) -> EnvBase:
+        """The env under test: a new one at each call (the tests close it)."""
         raise NotImplementedError("EnvContractTests subclasses implement make_env()")
 
     @pytest.fixture

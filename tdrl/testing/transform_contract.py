@@ -157,6 +157,7 @@ class TransformContractTests:
     has_inverse: bool = False
 
     def make_transform(self) -> Transform:
+        """The transform under test: a new one at each call."""
         raise NotImplementedError("TransformContractTests subclasses implement make_transform()")
 
     def make_env(self) -> EnvBase:

@@ -700,7 +700,7 @@ class TensorDictPrioritizedReplayBuffer(TensorDictReplayBuffer):
     """A :class:`TensorDictReplayBuffer` with a :class:`PrioritizedSampler`.
 
     Samples carry ``"index"`` and ``"priority_weight"``; after computing a TD error into
-    ``priority_key``, :meth:`update_tensordict_priority` feeds it back.
+    ``priority_key``, :meth:`TensorDictReplayBuffer.update_tensordict_priority` feeds it back.
 
     Args:
         alpha, beta, eps: as for :class:`PrioritizedSampler`.

@@ -357,7 +357,7 @@ class PrioritizedSampler(Sampler):
 
     @property
     def alpha(self) -> float:
-        """Prioritization exponent (fixed: the stored priorities already carry it)."""
+        """Prioritization exponent; fixed, as the stored priorities already carry it."""
         return self._alpha
 
     @property
@@ -378,7 +378,7 @@ class PrioritizedSampler(Sampler):
 
     @property
     def default_priority(self) -> float:
-        """The priority given to new items: the largest seen so far (1.0 at first)."""
+        """The priority given to new items, i.e. the largest seen so far (1.0 at first)."""
         return 1.0 if self._max_priority is None else self._max_priority
 
     def _config(self) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class Storage(ABC):
     """Base class of storages: ``max_size`` items, of which ``len(storage)`` are written.
 
     Subclasses implement :meth:`set`, :meth:`get`, :meth:`state_dict`,
-    :meth:`load_state_dict` and :meth:`_empty`. Every write bumps ``_writes`` (samplers
+    :meth:`load_state_dict` and ``_empty``. Every write bumps ``_writes`` (samplers
     cache per-version views of the data) and records ``_last_cursor`` (the last position
     written, from which the time order of a full circular buffer follows).
     """

@@ -53,7 +53,8 @@ class TransformedEnv(EnvBase):
 
     Raises:
         TypeError: when ``env`` is not an EnvBase or ``transform`` not a Transform.
-        KeyError / ValueError: when a transform cannot accept the specs it receives.
+        KeyError: when a transform does not find a key it reads in the specs it receives.
+        ValueError: when a transform cannot accept the specs it receives.
 
     Examples:
         >>> from tdrl.envs import ObservationNorm, TransformedEnv
@@ -105,7 +106,7 @@ class TransformedEnv(EnvBase):
 
     @property
     def transform(self) -> Transform:
-        """The transform (a Compose is indexable: ``env.transform[0]``)."""
+        """The transform; a Compose is indexable (``env.transform[0]``)."""
         return self._chain[1]
 
     @transform.setter

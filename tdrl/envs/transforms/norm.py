@@ -330,7 +330,7 @@ class VecNorm(Transform):
 
     @property
     def stats(self) -> TensorDictBase | None:
-        """The running statistics: ``stats[key, "sum" | "ssq" | "count"]`` (float64)."""
+        """The running statistics, ``stats[key, "sum" | "ssq" | "count"]`` (float64)."""
         return self._stats
 
     # --- state ---------------------------------------------------------------------------

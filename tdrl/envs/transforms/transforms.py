@@ -165,7 +165,7 @@ class Transform(nn.Module):
 
     @property
     def parent(self) -> EnvBase | None:
-        """The env this transform reads from: the base env plus the transforms before it.
+        """The env this transform reads from, i.e. the base env plus the transforms before it.
 
         None when the transform is not attached to an env.
         """

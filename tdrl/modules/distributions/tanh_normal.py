@@ -283,7 +283,7 @@ class TanhNormal(D.Distribution):
 
     @property
     def deterministic_sample(self) -> torch.Tensor:
-        """The squashed location: the action ``ExplorationType.DETERMINISTIC`` returns."""
+        """The squashed location, i.e. the action ``ExplorationType.DETERMINISTIC`` returns."""
         loc = self.loc
         if loc.shape != self.batch_shape + self.event_shape:
             loc = loc.expand(self.batch_shape + self.event_shape)

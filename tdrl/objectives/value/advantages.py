@@ -78,7 +78,7 @@ def _as_buffer(x: float | Tensor, device: torch.device | None) -> Tensor:
 class ValueEstimatorBase(nn.Module):
     """Shared machinery of the estimators: keys, value-network calls, checks.
 
-    Subclasses implement :meth:`_estimate`, which maps the value, next value and the
+    Subclasses implement ``_estimate``, which maps the value, next value and the
     step signals to ``(advantage, value_target)``.
 
     Args:
