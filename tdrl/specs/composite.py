@@ -126,7 +126,9 @@ class Composite:
         return True
 
     def get(self, key: NestedKey, default: Any = None) -> Any:
-        return self.get(key, default)
+        if key not in self:
+            return default
+        return self[key]
 
     def set(self, key: NestedKey, value: TensorSpec | Composite) -> Composite:
         self[key] = value
