@@ -152,6 +152,12 @@ def test_composite_get_returns_entry_or_default():
     assert spec.get(("next", "missing"), "default") == "default"
 
 
+def test_specs_are_unhashable():
+    for spec in (Unbounded(shape=(2,)), Categorical(3), Composite(observation=Unbounded(shape=(2,)))):
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(spec)
+
+
 def test_composite_rejects_wrong_batch_shape():
     spec = Composite(shape=(4,))
     with pytest.raises(ValueError, match=r"does not start with the composite's batch shape \(4,\)"):
