@@ -109,7 +109,9 @@ def test_collected_batches_match_torchrl(nets):
     assert sum(int(b["next", "done"].sum()) for b in batches["tdrl"]) >= 5  # resets happen inside
     for theirs, ours in zip(batches["torchrl"], batches["tdrl"], strict=True):
         for key in keys:
-            torch.testing.assert_close(ours.get(key), theirs.get(key), rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
+            torch.testing.assert_close(
+                ours.get(key), theirs.get(key), rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}"
+            )
 
 
 def _ppo_parts(lib: str, env, policy_net: nn.Module, value_net: nn.Module):
