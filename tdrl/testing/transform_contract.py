@@ -90,7 +90,7 @@ class TransformTestEnv(EnvBase):
             out["pixels"] = torch.randint(0, 256, shape, generator=self.rng, dtype=torch.uint8)
         return out
 
-    def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         if tensordict is not None and "_reset" in tensordict.keys():
             mask = tensordict.get("_reset").reshape(self.batch_size)
         else:
