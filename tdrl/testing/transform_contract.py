@@ -21,7 +21,7 @@ end at random (so a batched copy resets its sub-envs at different steps), with o
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -200,7 +200,7 @@ class TransformContractTests:
     def test_in_compose(self) -> None:
         env = TransformedEnv(self.make_env(), Compose(self.make_transform()))
         check_env_specs(env)
-        assert isinstance(env.transform[0], Transform)
+        assert isinstance(cast(Compose, env.transform)[0], Transform)
         env.close()
 
     @pytest.mark.parametrize("batched", [False, True])
