@@ -143,6 +143,21 @@ def test_composite_nested_access_and_values():
     assert ("extra", "deep") not in spec
 
 
+def test_composite_get_returns_entry_or_default():
+    leaf = Unbounded(shape=(2,))
+    spec = Composite(observation=leaf, next=Composite(reward=Unbounded(shape=(1,))))
+    assert spec.get("observation") is leaf
+    assert spec.get(("next", "reward")).shape == (1,)
+    assert spec.get("missing") is None
+    assert spec.get(("next", "missing"), "default") == "default"
+
+
+def test_specs_are_unhashable():
+    for spec in (Unbounded(shape=(2,)), Categorical(3), Composite(observation=Unbounded(shape=(2,)))):
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(spec)
+
+
 def test_composite_rejects_wrong_batch_shape():
     spec = Composite(shape=(4,))
     with pytest.raises(ValueError, match=r"does not start with the composite's batch shape \(4,\)"):

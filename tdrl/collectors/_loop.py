@@ -10,7 +10,7 @@ check it (an env that writes into the same tensor each step is cloned from then 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -20,6 +20,17 @@ from tdrl.envs._stepping import StepRecorder, td_from_flat
 from tdrl.envs.common import EnvBase
 
 __all__ = ["StepLoop", "NO_ACTION", "BAD_ACTION"]
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _OpenLoopEnv(Protocol):
+        """An env that runs a given sequence of actions itself (the batched envs)."""
+
+        def _rollout_actions(
+            self, root: TensorDictBase, actions: TensorDictBase
+        ) -> tuple[TensorDictBase, TensorDictBase]: ...
+
 
 NO_ACTION = (
     "{cls}: the policy did not write the action {key!r}. After calling it, the tensordict holds "
@@ -128,7 +139,7 @@ class StepLoop:
         if actions is not None and self.open_loop and not self.recurrent:
             tdim = len(self.batch)
             seq = td_from_flat({k: v.movedim(0, tdim) for k, v in actions}, torch.Size([*self.batch, steps]))
-            data, root = self.env._rollout_actions(root, seq)
+            data, root = cast("_OpenLoopEnv", self.env)._rollout_actions(root, seq)  # open_loop: it has one
             return self._conform(data, steps), root
         policy = self.call_policy if self.move else self.policy
         env = self.env

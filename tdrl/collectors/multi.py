@@ -33,7 +33,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -42,7 +42,7 @@ from torch import nn
 
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
-from tdrl.envs.batched import _SPAWN_HINT, _STARTUP_TIMEOUT, _gather, _send, _shutdown
+from tdrl.envs.batched import _SPAWN_HINT, _STARTUP_TIMEOUT, StartMethod, _gather, _send, _shutdown
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
@@ -127,7 +127,7 @@ class _MultiCollectorBase(DataCollectorBase):
         storing_device: Any = None,
         policy_device: Any = None,
         env_device: Any = None,
-        create_env_kwargs: dict | Sequence[dict] | None = None,
+        create_env_kwargs: dict | list[dict] | tuple[dict, ...] | None = None,
         max_frames_per_traj: int | None = None,
         init_random_frames: int | None = None,
         reset_at_each_iter: bool = False,
@@ -137,7 +137,7 @@ class _MultiCollectorBase(DataCollectorBase):
         reset_when_done: bool = True,
         update_at_each_batch: bool = False,
         progress_bar: bool = False,
-        mp_start_method: str | None = None,
+        mp_start_method: StartMethod = None,
         timeout: float = 600.0,
     ) -> None:
         cls = type(self).__name__
@@ -389,14 +389,16 @@ class MultiSyncDataCollector(_MultiCollectorBase):
                 self._collect(range(n))
                 payloads = _gather(self._procs, self._conns, range(n), self.timeout, "collect", type(self).__name__)
                 parts = [self._take(i, p) for i, p in enumerate(payloads)]
+                # torch.stack and torch.cat hand TensorDicts to tensordict (__torch_function__)
                 if self.cat_results == "stack":
-                    batch = torch.stack(parts, 0)
+                    batch = cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", parts), 0))
                     self._unique_ids(batch, torch.arange(n).reshape(n, *([1] * (batch.ndim - 1))))
                 else:
                     parts = [p.clone() for p in parts]
                     for i, p in enumerate(parts):
                         self._unique_ids(p, i)
-                    batch = torch.cat(parts, self.cat_results)
+                    dim = cast(int, self.cat_results)  # "stack" or an int, checked in __init__
+                    batch = cast(TensorDictBase, torch.cat(cast("list[torch.Tensor]", parts), dim))
                 self._frames += batch.numel()
                 self._iter += 1
                 if bar is not None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tensordict import TensorDictBase
@@ -42,6 +42,7 @@ from tdrl.collectors._loop import StepLoop
 from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.specs import NestedKey
 
 __all__ = ["SyncDataCollector", "Collector", "DataCollectorBase"]
 
@@ -75,7 +76,7 @@ def _as_policy(policy: Any, env: EnvBase) -> Callable[[TensorDictBase], TensorDi
                 f"policy must be callable (a module or a function of a TensorDict), got {type(policy).__name__}"
             )
         return policy
-    names = [p for p in inspect.signature(policy.forward).parameters if p not in ("args", "kwargs")]
+    names: list[NestedKey] = [p for p in inspect.signature(policy.forward).parameters if p not in ("args", "kwargs")]
     obs = [k for k in env.observation_keys if isinstance(k, str)]
     if names and all(n in obs for n in names):
         return TensorDictModule(policy, in_keys=names, out_keys=list(env.action_keys))
@@ -99,6 +100,11 @@ class DataCollectorBase:
 
     total_frames: int
     frames_per_batch: int
+    _iterator: Iterator[TensorDictBase] | None  # what next() iterates; set by next() or a subclass
+
+    if TYPE_CHECKING:  # every collector defines it; the base only declares it, so iter(base) stays a TypeError
+
+        def __iter__(self) -> Iterator[TensorDictBase]: ...
 
     def __len__(self) -> int:
         if self.total_frames < 0:
@@ -107,10 +113,11 @@ class DataCollectorBase:
 
     def next(self) -> TensorDictBase:
         """The next batch (starting a new iteration if needed)."""
-        if getattr(self, "_iterator", None) is None:
-            self._iterator = iter(self)
+        iterator = getattr(self, "_iterator", None)
+        if iterator is None:
+            iterator = self._iterator = iter(self)
         try:
-            return next(self._iterator)
+            return next(iterator)
         except StopIteration:
             self._iterator = None
             raise

@@ -16,7 +16,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -118,7 +118,8 @@ def split_trajectories(
     first = torch.nonzero(starts).squeeze(-1)
     pos = torch.arange(flat_ids.numel()) - first[seg]
     max_len = int(lengths.max()) if n_seg else 0
-    out = flat[:1].expand(n_seg, max_len).apply(torch.zeros_like) if n_seg else flat[:0]
+    # apply returns None only when it writes in place (inplace=True), which this call does not
+    out = cast(TensorDictBase, flat[:1].expand(n_seg, max_len).apply(torch.zeros_like)) if n_seg else flat[:0]
     out = out.clone() if n_seg else out
     out[seg, pos] = flat
     mask = torch.zeros(n_seg, max_len, dtype=torch.bool)

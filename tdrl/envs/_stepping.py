@@ -19,6 +19,8 @@ Examples:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from tensordict import TensorDict, TensorDictBase
 
@@ -58,7 +60,7 @@ class StepRecorder:
                 self.lists[key] = []
                 self.zeros[key] = torch.zeros_like(value)
             else:
-                self.subs[key] = StepRecorder(value)
+                self.subs[key] = StepRecorder(cast(TensorDictBase, value))
         self.n = len(self.lists) + len(self.subs)
 
     def new_batch(self) -> None:
@@ -78,7 +80,7 @@ class StepRecorder:
             else:
                 sub = subs.get(key)
                 if sub is not None:
-                    sub.record(value, t)
+                    sub.record(cast(TensorDictBase, value), t)  # a sub-recorder's key holds a TensorDict
                     seen += 1
         if seen != self.n:
             self._fill(t)
@@ -103,7 +105,7 @@ class StepRecorder:
                 continue
             sub = subs.get(key)
             if sub is not None:
-                sub.record(value, t)
+                sub.record(cast(TensorDictBase, value), t)  # a sub-recorder's key holds a TensorDict
                 seen += 1
             if key not in skip:
                 carry[key] = value.copy() if isinstance(value, TensorDictBase) else value
@@ -187,7 +189,7 @@ class ActionRunner:
         seqs = [(k, actions.get(k).unbind(tdim)) for k in self.action_keys]
         if self.roots is not None:
             self.roots.new_batch()
-            self.nexts.new_batch()
+            cast(StepRecorder, self.nexts).new_batch()  # built with roots, at the first step
         for t in range(steps):
             td = root
             for key, seq in seqs:
@@ -215,17 +217,19 @@ class ActionRunner:
                 else:
                     root = env.reset()
         out: dict = {}
-        self.roots.stack(tdim, out)
-        self.nexts.stack(tdim, out, ("next",))
+        roots, nexts = cast(StepRecorder, self.roots), cast(StepRecorder, self.nexts)  # the first step built them
+        roots.stack(tdim, out)
+        nexts.stack(tdim, out, ("next",))
         return TensorDict({k[0] if len(k) == 1 else k: v for k, v in out.items()}, batch_size=(*batch, steps)), root
 
     def _guard(self) -> None:
         checking = self.checks > 0
-        self.roots.guard(checking)
-        self.nexts.guard(checking)
+        roots, nexts = cast(StepRecorder, self.roots), cast(StepRecorder, self.nexts)  # run built them
+        roots.guard(checking)
+        nexts.guard(checking)
         if checking:
             self.checks -= 1
             if not self.checks:
-                self.roots.stop_checking()
-                self.nexts.stop_checking()
-                self.guarded = self.roots.needs_clones() or self.nexts.needs_clones()
+                roots.stop_checking()
+                nexts.stop_checking()
+                self.guarded = roots.needs_clones() or nexts.needs_clones()

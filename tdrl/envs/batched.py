@@ -34,7 +34,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -44,10 +44,12 @@ from torch import nn
 from tdrl._compat import td_unchecked
 from tdrl.envs._stepping import ActionRunner, td_from_flat
 from tdrl.envs.common import EnvBase
+from tdrl.specs import NestedKey, TensorSpec
 
 __all__ = ["SerialEnv", "ParallelEnv"]
 
 EnvFactory = Callable[..., EnvBase]
+StartMethod = Literal["fork", "spawn", "forkserver"] | None  # None: the platform's default
 
 _NOT_A_FACTORY = (
     "{cls}: create_env_fn must be a callable that returns an env (e.g. lambda: GymEnv('Pendulum-v1')), "
@@ -215,7 +217,7 @@ class SerialEnv(_BatchedEnv):
 
     def _seed_workers(self, seed: int | None) -> int | None:
         for env in self.envs:
-            seed = env.set_seed(seed)
+            seed = cast(EnvBase, env).set_seed(seed)
         return seed
 
     def _sub_td(self, tensordict: TensorDictBase, i: int) -> TensorDictBase:
@@ -237,7 +239,7 @@ class SerialEnv(_BatchedEnv):
         sub = None
         if mask is not None and self.sub_batch_size:
             sub = td_unchecked({"_reset": mask.reshape(*self.sub_batch_size, 1)}, self.sub_batch_size)
-        return self.envs[i].reset(sub, **kwargs)
+        return cast(EnvBase, self.envs[i]).reset(sub, **kwargs)
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         mask = self._reset_mask(tensordict)
@@ -253,9 +255,10 @@ class SerialEnv(_BatchedEnv):
         return self._stack(outs, keys)
 
     def _step_one(self, i: int, sub: TensorDictBase) -> TensorDictBase:
+        env = cast(EnvBase, self.envs[i])  # self.envs is a ModuleList of EnvBase
         if self._direct[i]:
-            return self.envs[i]._step(sub)
-        return self.envs[i].step(sub).get("next")
+            return env._step(sub)
+        return env.step(sub).get("next")
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         nexts = [self._step_one(i, self._sub_td(tensordict, i)) for i in range(self.num_workers)]
@@ -292,7 +295,9 @@ class SerialEnv(_BatchedEnv):
             data, sub_root = runner.run(td_from_flat(src, self.sub_batch_size), actions[i], steps)
             batches.append(data)
             roots.append(sub_root.select(*self._root_keys, strict=False))
-        return torch.stack(batches, 0), self._carry(root, torch.stack(roots, 0))
+        # torch.stack hands TensorDicts to tensordict (__torch_function__), which stacks them into one
+        data = cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", batches), 0))
+        return data, self._carry(root, cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", roots), 0)))
 
     def close(self) -> None:
         super().close()
@@ -342,6 +347,11 @@ def _worker_main(idx: int, conn: Connection, inherited: Connection | None, paylo
 
 class _Worker:
     """The worker's side of the protocol: read inputs from, and write results into, shared memory."""
+
+    # views of the shared buffers, set by the "buffers" command before any other
+    inp: dict[NestedKey, torch.Tensor]
+    next: list[tuple[NestedKey, torch.Tensor]]
+    root: list[tuple[NestedKey, torch.Tensor]]
 
     def __init__(self, idx: int, env: EnvBase) -> None:
         self.idx, self.env = idx, env
@@ -503,7 +513,7 @@ class ParallelEnv(_BatchedEnv):
         num_workers: int,
         create_env_fn: EnvFactory | Sequence[EnvFactory],
         create_env_kwargs: dict | Sequence[dict] | None = None,
-        mp_start_method: str | None = None,
+        mp_start_method: StartMethod = None,
         timeout: float = 300.0,
         device: Any = None,
     ) -> None:
@@ -553,16 +563,16 @@ class ParallelEnv(_BatchedEnv):
 
     def _alloc_buffers(self) -> None:
         b = self.batch_size
-        full_in = self.input_spec["full_action_spec"].clone().update(self.input_spec["full_state_spec"].clone())
-        inp = {k: full_in[k].zero() for k in self._in_keys}
+        full_in = self.full_action_spec.clone().update(self.full_state_spec.clone())
+        # the key lists hold leaf keys, whose specs are leaves
+        inp = {k: cast(TensorSpec, full_in[k]).zero() for k in self._in_keys}
         inp["_reset"] = torch.zeros((*b, 1), dtype=torch.bool)
-        out = self.output_spec
-        leaf = {}
-        for part in ("full_observation_spec", "full_reward_spec", "full_done_spec"):
-            for k in out[part].keys(True, True):
-                leaf[k] = out[part][k]
-        for k in self.input_spec["full_state_spec"].keys(True, True):
-            leaf.setdefault(k, self.input_spec["full_state_spec"][k])
+        leaf: dict[NestedKey, TensorSpec] = {}
+        for part in (self.full_observation_spec, self.full_reward_spec, self.full_done_spec):
+            for k in part.keys(True, True):
+                leaf[k] = cast(TensorSpec, part[k])
+        for k in self.full_state_spec.keys(True, True):
+            leaf.setdefault(k, cast(TensorSpec, self.full_state_spec[k]))
         nxt = {k: leaf[k].zero() for k in self._next_keys}
         root = {k: leaf[k].zero() for k in self._root_keys}
         for bufs in (inp, nxt, root):
@@ -650,7 +660,7 @@ class ParallelEnv(_BatchedEnv):
                 buf.copy_(value)
         shared = self._run_actions.get(steps)
         first = shared is None
-        if first:
+        if shared is None:
             shared = self._run_actions[steps] = actions.clone().share_memory_()
         else:
             shared.update_(actions)
@@ -659,7 +669,8 @@ class ParallelEnv(_BatchedEnv):
         for i, payload in enumerate(payloads):
             if payload is not None:
                 outs[i] = payload
-        return torch.stack(outs, 0), self._carry(root, self._read(self._root_buf))
+        data = cast(TensorDictBase, torch.stack(outs, 0))  # TensorDicts, stacked by tensordict
+        return data, self._carry(root, self._read(self._root_buf))
 
     def close(self) -> None:
         """Stop the workers (idempotent). Called on garbage collection and at exit too."""
@@ -691,7 +702,8 @@ def _gather(
     procs: list, conns: list, workers: Sequence[int], timeout: float, what: str, owner: str = "ParallelEnv"
 ) -> list:
     """Each listed worker's answer, in order; raise once all answered if any of them failed."""
-    results, errors = [], []
+    results: list[Any] = []
+    errors: list[str] = []
     for i in workers:
         conn = conns[i]
         try:

@@ -27,7 +27,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -134,16 +134,18 @@ class EnvBase(nn.Module):
         if spec.shape == self.batch_size[: len(spec.shape)]:
             out = Composite(shape=self.batch_size)
             for key in spec.keys():
-                out[key] = spec[key] if isinstance(spec[key], TensorSpec) else self._rebatch(spec[key], what)
+                sub = spec[key]
+                out[key] = sub if isinstance(sub, TensorSpec) else self._rebatch(sub, what)
             return out
         raise ValueError(
             f"{type(self).__name__}.{what} has batch shape {tuple(spec.shape)}, but the env's batch_size "
             f"is {tuple(self.batch_size)}. Build the Composite with shape={tuple(self.batch_size)}."
         )
 
+    # The full_*_spec slots hold Composites: __init__ builds them and _set_spec only stores one.
     @property
     def full_observation_spec(self) -> Composite:
-        return self.output_spec["full_observation_spec"]
+        return cast(Composite, self.output_spec["full_observation_spec"])
 
     @full_observation_spec.setter
     def full_observation_spec(self, spec: Composite) -> None:
@@ -153,7 +155,7 @@ class EnvBase(nn.Module):
 
     @property
     def full_reward_spec(self) -> Composite:
-        return self.output_spec["full_reward_spec"]
+        return cast(Composite, self.output_spec["full_reward_spec"])
 
     @full_reward_spec.setter
     def full_reward_spec(self, spec: TensorSpec | Composite) -> None:
@@ -172,7 +174,7 @@ class EnvBase(nn.Module):
 
     @property
     def full_done_spec(self) -> Composite:
-        return self.output_spec["full_done_spec"]
+        return cast(Composite, self.output_spec["full_done_spec"])
 
     @full_done_spec.setter
     def full_done_spec(self, spec: TensorSpec | Composite) -> None:
@@ -184,7 +186,7 @@ class EnvBase(nn.Module):
 
     @property
     def full_action_spec(self) -> Composite:
-        return self.input_spec["full_action_spec"]
+        return cast(Composite, self.input_spec["full_action_spec"])
 
     @full_action_spec.setter
     def full_action_spec(self, spec: TensorSpec | Composite) -> None:
@@ -220,7 +222,7 @@ class EnvBase(nn.Module):
 
     @property
     def full_state_spec(self) -> Composite:
-        return self.input_spec["full_state_spec"]
+        return cast(Composite, self.input_spec["full_state_spec"])
 
     @full_state_spec.setter
     def full_state_spec(self, spec: Composite) -> None:
@@ -306,7 +308,7 @@ class EnvBase(nn.Module):
         """
         checks = []
         for key in self.action_keys:
-            spec = self.full_action_spec[key]
+            spec = cast(TensorSpec, self.full_action_spec[key])  # action_keys are leaves
             zero_one = isinstance(spec, (OneHot, MultiOneHot, Binary))
             checks.append((key, spec.shape, spec.dtype, zero_one or spec.dtype.is_floating_point))
         self._action_checks = checks
@@ -501,6 +503,7 @@ class EnvBase(nn.Module):
                     td = step_mdp(td)
                 else:
                     td = self._next_root(td)
+        out = cast(TensorDictBase, out)  # rollout checked max_steps >= 1, so the first step built it
         if steps < max_steps:
             out = out[(slice(None),) * time_dim + (slice(0, steps),)].clone()
         if set_truncated:

@@ -18,13 +18,13 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tensordict import TensorDictBase
 from tensordict.nn import InteractionType, set_interaction_type
 from tensordict.nn.probabilistic import interaction_type as _interaction_type
 
-from tdrl.specs import Composite, NestedKey
+from tdrl.specs import Composite, NestedKey, TensorSpec
 
 if TYPE_CHECKING:
     from tdrl.envs.common import EnvBase
@@ -121,7 +121,7 @@ def step_mdp(
 def _check_entries(spec: Composite, data: TensorDictBase, where: str, strict: bool) -> None:
     spec_keys = set(spec.keys(True, True))
     for key in spec_keys:
-        leaf = spec[key]
+        leaf = cast(TensorSpec, spec[key])  # keys(True, True) are leaves
         shown = (where, *key) if isinstance(key, tuple) else (where, key) if where else key
         if key not in data.keys(True, True):
             raise ValueError(

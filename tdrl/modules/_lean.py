@@ -15,7 +15,7 @@ tensordict's own ``forward``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -70,7 +70,8 @@ class LeanStep:
         self.in_keys = tuple(in_keys)
         self.kwarg_names = tuple(kwarg_names) if kwarg_names is not None else None
         self.out_keys = tuple(out_keys)
-        self.name = type(owner).__name__
+        # the class's name: mypy reads it as TensorDictModuleBase's instance-level __name__ property
+        self.name = cast(str, type(owner).__name__)
 
     def __call__(self, tensordict: TensorDictBase) -> None:
         args = [td_read(tensordict, key) for key in self.in_keys]

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -58,6 +58,18 @@ from tdrl.modules._lean import lean_steps, missing_key_error, own_lean_step, run
 from tdrl.modules.distributions._bounds import _Box
 from tdrl.modules.distributions.continuous import Delta
 from tdrl.specs import Composite, NestedKey, TensorSpec
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from tdrl.modules._lean import LeanStep
+
+    class _DeterministicSample(Protocol):
+        """A distribution of tdrl's (or TorchRL's) that names its deterministic action."""
+
+        @property
+        def deterministic_sample(self) -> torch.Tensor: ...
+
 
 __all__ = [
     "ProbabilisticActor",
@@ -100,7 +112,7 @@ def _deterministic_action(dist: D.Distribution, itype: InteractionType) -> torch
         if not hasattr(type(dist), "deterministic_sample"):
             return getattr(dist, "mode", None)
     if hasattr(type(dist), "deterministic_sample"):
-        return dist.deterministic_sample
+        return cast("_DeterministicSample", dist).deterministic_sample
     return None
 
 
@@ -185,7 +197,7 @@ def _leaf_action_spec(spec: TensorSpec | Composite | None, key: NestedKey) -> Te
                 f"the action spec is a Composite without the action entry {key!r} (it has "
                 f"{spec.keys(True, True)}); pass env.action_spec or a Composite holding {key!r}."
             )
-        return spec[key]
+        return cast(TensorSpec, spec[key])  # an action entry is a leaf
     return spec
 
 
@@ -240,7 +252,7 @@ class _DistModule(DistSampleHook):
             len(self.dist_sample_keys) == 1 and self.num_samples is None and draws_with_the_default_generator(self)
         )
 
-    @property
+    @property  # type: ignore[misc]  # read-only, as tensordict's own out_keys that it extends
     def out_keys(self) -> list:
         keys = super().out_keys
         if self.return_log_prob and self.log_prob_alias is not None and self.log_prob_alias not in keys:
@@ -280,6 +292,7 @@ class _DistModule(DistSampleHook):
         """The lean forward: sample (or read) the action and write it and its log-prob."""
         dist = self.get_dist(tensordict)
         itype = interaction_type() or self.default_interaction_type
+        action: torch.Tensor | None
         if itype is InteractionType.RANDOM:
             action = dist.rsample() if dist.has_rsample else dist.sample()
         else:
@@ -289,7 +302,7 @@ class _DistModule(DistSampleHook):
         if not self._spec_checked:
             self._check_spec(action, dist)
         if self.safe:
-            action = self._action_spec.project(action)
+            action = cast(TensorSpec, self._action_spec).project(action)  # safe: __init__ required the spec
         td_write(tensordict, self._action_key, action)
         if self.return_log_prob:
             log_prob = dist.log_prob(action)
@@ -458,7 +471,7 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:
         if self._lean_ok(args, kwargs):
             tensordict = args[0]
-            if run_steps(self._lean_steps, self._lean_owners, tensordict):
+            if run_steps(cast("list[LeanStep]", self._lean_steps), self._lean_owners, tensordict):  # _lean_ok
                 return self._head.sample_into(tensordict)
         return super().forward(*args, **kwargs)
 
@@ -470,7 +483,7 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
         The parameters are written into ``tensordict`` (as TorchRL does).
         """
         lean = tensordict_out is None and self._lean_ok((tensordict,), kwargs)
-        if lean and run_steps(self._lean_steps, self._lean_owners, tensordict):
+        if lean and run_steps(cast("list[LeanStep]", self._lean_steps), self._lean_owners, tensordict):  # _lean_ok
             return self._head.get_dist(tensordict)
         return super().get_dist(tensordict, tensordict_out, **kwargs)
 
@@ -528,7 +541,8 @@ class ValueOperator(_LeanTDModule):
         in_keys = ["observation"] if in_keys is None else ([in_keys] if isinstance(in_keys, (str, tuple)) else in_keys)
         if out_keys is None:
             out_keys = ["state_action_value"] if "action" in in_keys else ["state_value"]
-        super().__init__(module, in_keys=in_keys, out_keys=out_keys)
+        # tensordict takes lists (a tuple is one nested key) and rejects other sequences itself
+        super().__init__(module, in_keys=cast("list[NestedKey]", in_keys), out_keys=cast("list[NestedKey]", out_keys))
         self._setup_lean()
 
 
@@ -567,7 +581,8 @@ class Actor(_LeanTDModule):
         out_keys = (
             ["action"] if out_keys is None else ([out_keys] if isinstance(out_keys, (str, tuple)) else list(out_keys))
         )
-        super().__init__(module, in_keys=in_keys, out_keys=out_keys, **kwargs)
+        # tensordict takes lists (a tuple is one nested key) and rejects other sequences itself
+        super().__init__(module, in_keys=cast("list[NestedKey]", in_keys), out_keys=out_keys, **kwargs)
         self._spec = _as_composite(spec, out_keys[0])
         self._action_spec = _leaf_action_spec(self._spec, out_keys[0])
         if safe and self._action_spec is None:
@@ -585,5 +600,5 @@ class Actor(_LeanTDModule):
         out = super().forward(*args, **kwargs)
         if self.safe and isinstance(out, TensorDictBase):
             key = self.out_keys[0]
-            out.set(key, self._action_spec.project(out.get(key)))
+            out.set(key, cast(TensorSpec, self._action_spec).project(out.get(key)))  # safe: __init__ required it
         return out

@@ -21,6 +21,7 @@ Examples:
 from __future__ import annotations
 
 import math
+from typing import cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +40,21 @@ def _exploring() -> bool:
     return mode is None or mode is InteractionType.RANDOM
 
 
+@overload
+def _leaf_spec(spec: TensorSpec | Composite, key: NestedKey, owner: str) -> TensorSpec: ...
+
+
+@overload
+def _leaf_spec(spec: TensorSpec | Composite | None, key: NestedKey, owner: str) -> TensorSpec | None: ...
+
+
 def _leaf_spec(spec: TensorSpec | Composite | None, key: NestedKey, owner: str) -> TensorSpec | None:
     if spec is None:
         return None
     if isinstance(spec, Composite):
         if key not in spec:
             raise KeyError(f"{owner}: the Composite spec has no {key!r} entry; keys are {spec.keys(True, True)}.")
-        return spec[key]
+        return cast(TensorSpec, spec[key])  # an action entry is a leaf
     if not isinstance(spec, TensorSpec):
         raise TypeError(f"{owner}: spec must be a tdrl TensorSpec or Composite, got {type(spec).__name__}.")
     return spec
@@ -98,6 +107,11 @@ class EGreedyModule(TensorDictModuleBase):
         >>> round(explore.eps.item(), 3)
         0.5
     """
+
+    # buffers (registered in __init__)
+    eps_init: torch.Tensor
+    eps_end: torch.Tensor
+    eps: torch.Tensor
 
     def __init__(
         self,
@@ -193,6 +207,13 @@ class AdditiveGaussianModule(TensorDictModuleBase):
         True
     """
 
+    # buffers (registered in __init__)
+    sigma_init: torch.Tensor
+    sigma_end: torch.Tensor
+    sigma: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         spec: TensorSpec | Composite | None = None,
@@ -286,6 +307,12 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
         >>> td["_ou_steps"]
         tensor(1)
     """
+
+    # buffers (registered in __init__)
+    x0: torch.Tensor
+    eps_init: torch.Tensor
+    eps_end: torch.Tensor
+    eps: torch.Tensor
 
     noise_key = "_ou_prev_noise"
     steps_key = "_ou_steps"

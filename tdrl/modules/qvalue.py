@@ -19,7 +19,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,7 @@ def _action_space(action_space: str | None, spec: TensorSpec | None) -> str:
 
 def _leaf(spec: TensorSpec | Composite | None, key: NestedKey) -> TensorSpec | None:
     if isinstance(spec, Composite):
-        return spec.get(key, None)
+        return cast("TensorSpec | None", spec.get(key, None))  # an action entry is a leaf
     return spec
 
 
@@ -150,12 +150,13 @@ class QValueModule(TensorDictModuleBase):
 
     def _greedy(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.action_space == "mult_one_hot":
-            actions, chosen = [], 0
+            actions: list[torch.Tensor] = []
+            chosen: torch.Tensor | int = 0
             for group in values.split(self.var_nums, dim=-1):
                 idx = group.argmax(-1, keepdim=True)
                 actions.append(F.one_hot(idx.squeeze(-1), group.shape[-1]))
                 chosen = chosen + group.gather(-1, idx)
-            return torch.cat(actions, -1).to(self._dtype), chosen
+            return torch.cat(actions, -1).to(self._dtype), cast(torch.Tensor, chosen)  # one group at least
         idx = values.argmax(-1, keepdim=True)
         chosen = values.gather(-1, idx)
         if self.action_space == "one_hot":
@@ -174,7 +175,7 @@ class QValueModule(TensorDictModuleBase):
             values = torch.where(mask, values, torch.finfo(values.dtype).min)
         action, chosen = self._greedy(values)
         if self.safe:
-            action = self._action_spec.project(action)
+            action = cast(TensorSpec, self._action_spec).project(action)  # safe: __init__ required the spec
         key_action, key_values, key_chosen = self.out_keys
         tensordict.set(key_action, action)
         tensordict.set(key_values, values)
@@ -233,7 +234,9 @@ class QValueActor(TensorDictSequential):
                     f"{action_value_key!r}. Set its out_keys or pass action_value_key=..."
                 )
         else:
-            module = TensorDictModule(module, in_keys=in_keys or ["observation"], out_keys=[action_value_key])
+            # tensordict takes lists (a tuple is one nested key) and rejects other sequences itself
+            keys = cast("list[NestedKey]", in_keys or ["observation"])
+            module = TensorDictModule(module, in_keys=keys, out_keys=[action_value_key])
         head = QValueModule(
             action_space=action_space,
             action_value_key=action_value_key,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast, overload
 
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import ProbabilisticTensorDictSequential
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -55,6 +57,16 @@ def check_actor(owner: str, actor: nn.Module) -> None:
 def check_critic_type(owner: str, loss_critic_type: str) -> None:
     if loss_critic_type not in LOSS_CRITIC_TYPES:
         raise ValueError(f"{owner}: loss_critic_type={loss_critic_type!r} is unknown; use one of {LOSS_CRITIC_TYPES}.")
+
+
+@overload
+def resolve_coeff(owner: str, new: float | None, old: float | None, new_name: str, default: float) -> float: ...
+
+
+@overload
+def resolve_coeff(
+    owner: str, new: float | None, old: float | None, new_name: str, default: float | None
+) -> float | None: ...
 
 
 def resolve_coeff(
@@ -217,6 +229,12 @@ class ActorCriticLoss(LossModule):
     default_keys = _AcceptedKeys
     default_value_estimator = ValueEstimators.GAE
 
+    # buffers (registered in __init__); critic_coeff is None when there is no critic term
+    entropy_coeff: Tensor
+    critic_coeff: Tensor | None
+    # what check_actor lets in: a module that builds its action distribution with get_dist
+    actor_network: ProbabilisticTensorDictSequential
+
     def __init__(
         self,
         actor_network: nn.Module | None = None,
@@ -266,7 +284,7 @@ class ActorCriticLoss(LossModule):
             raise ValueError(f"{name}: reduction={reduction!r} is unknown; use one of {REDUCTIONS}.")
         if samples_mc_entropy < 1:
             raise ValueError(f"{name}: samples_mc_entropy must be >= 1, got {samples_mc_entropy}.")
-        self.actor_network = actor_network
+        self.actor_network = cast(ProbabilisticTensorDictSequential, actor_network)  # check_actor: it has get_dist
         self.critic_network = critic_network
         self.entropy_bonus = entropy_bonus
         self.samples_mc_entropy = int(samples_mc_entropy)
@@ -361,9 +379,9 @@ class ActorCriticLoss(LossModule):
                     f"clip_value={self.clip_value} clips around the critic's value at collection "
                     "time, which the value estimator (GAE) writes; run it before the loss.",
                 )
-        value = critic_values(
-            type(self).__name__, self.critic_network, inputs, keys.value, target.shape, self._shared_names
-        )
+        # only called with a critic term, which __init__ allows only with a critic network
+        critic, coeff = cast(nn.Module, self.critic_network), cast(Tensor, self.critic_coeff)
+        value = critic_values(type(self).__name__, critic, inputs, keys.value, target.shape, self._shared_names)
         loss, clip_fraction = critic_loss(
             value, target, self.loss_critic_type, self.clip_value, old_value, self.reduction
         )
@@ -372,7 +390,7 @@ class ActorCriticLoss(LossModule):
             diag["explained_variance"] = explained_variance(target, value)
         if clip_fraction is not None:
             diag["value_clip_fraction"] = clip_fraction
-        return loss * self.critic_coeff, diag
+        return loss * coeff, diag
 
     def _entropy_term(self, dist: Distribution, batch_ndim: int) -> tuple[Tensor, Tensor]:
         """``-entropy_coeff * reduce(entropy)`` and the detached mean entropy."""

@@ -8,6 +8,7 @@ missing-key message that lists the keys present must stay readable, hence
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from tensordict import TensorDictBase
@@ -38,7 +39,7 @@ def next_key(key: NestedKey) -> tuple:
     return ("next", key) if isinstance(key, str) else ("next", *key)
 
 
-def rename_keys(owner: str, tensor_keys: Any, renames: dict[str, NestedKey | None]) -> None:
+def rename_keys(owner: str, tensor_keys: Any, renames: Mapping[str, NestedKey | None]) -> None:
     """Sets the fields of a keys dataclass; ``advantage_key=...`` spellings work too.
 
     Raises:

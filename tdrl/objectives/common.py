@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
@@ -64,6 +64,7 @@ class LossModule(nn.Module):
     default_keys: type = _AcceptedKeys
     default_value_estimator: ValueEstimators | None = None
     SUPPORTED_VALUE_ESTIMATORS: tuple[ValueEstimators, ...] = tuple(ValueEstimators)
+    _value_estimator: ValueEstimatorBase | None  # kept in __dict__, outside the module tree (see __init__)
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,7 +77,7 @@ class LossModule(nn.Module):
         self._target_names: list[str] = []
 
     # ----------------------------------------------------------------- keys
-    def set_keys(self, **kwargs: NestedKey) -> LossModule:
+    def set_keys(self, **kwargs: NestedKey | None) -> LossModule:
         """Renames the keys the loss reads, e.g. ``set_keys(advantage="adv")``.
 
         ``advantage_key=...`` spellings are accepted too. The value estimator (if any)
@@ -106,9 +107,11 @@ class LossModule(nn.Module):
     @property
     def value_estimator(self) -> ValueEstimatorBase:
         """The estimator used when the input has no advantage; built on first access."""
-        if self._value_estimator is None:
+        estimator = self._value_estimator
+        if estimator is None:
             self.make_value_estimator()
-        return self._value_estimator
+            estimator = cast(ValueEstimatorBase, self._value_estimator)  # make_value_estimator built it
+        return estimator
 
     @value_estimator.setter
     def value_estimator(self, estimator: ValueEstimatorBase) -> None:
@@ -154,7 +157,7 @@ class LossModule(nn.Module):
                 f"{type(self).__name__} does not support the {value_type.name} estimator; "
                 f"supported: {[v.name for v in self.SUPPORTED_VALUE_ESTIMATORS]}."
             )
-        hp = default_value_kwargs(value_type)
+        hp: dict[str, Any] = default_value_kwargs(value_type)
         hp.update(self._value_hyperparams)
         hp.update(hyperparams)
         if value_type in _NO_LAMBDA:

@@ -280,6 +280,8 @@ class KLPENPPOLoss(PPOLoss):
         (0.0, 0.5)
     """
 
+    beta: Tensor  # a buffer (registered in __init__)
+
     def __init__(
         self,
         actor_network: nn.Module | None = None,

@@ -11,7 +11,7 @@ Examples:
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -157,7 +157,7 @@ class SoftUpdate(TargetNetUpdater):
     def __init__(self, loss_module: LossModule, *, eps: float | None = None, tau: float | None = None) -> None:
         if (eps is None) == (tau is None):
             raise ValueError("SoftUpdate: give exactly one of eps (target weight) or tau = 1 - eps.")
-        eps = 1.0 - tau if tau is not None else eps
+        eps = 1.0 - tau if tau is not None else cast(float, eps)  # exactly one of the two is given
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"SoftUpdate: eps must be in [0, 1], got {eps}.")
         super().__init__(loss_module)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = ["TensorSpec", "ContinuousBox", "CategoricalBox", "NestedKey"]
 
@@ -152,7 +155,7 @@ class TensorSpec:
         shape = torch.Size([s for i, s in enumerate(self.shape) if i != dim])
         return self._reshaped(shape, lambda t: t.squeeze(dim - self.ndim))
 
-    def _reshaped(self, shape: torch.Size, fn) -> TensorSpec:
+    def _reshaped(self, shape: torch.Size, fn: Callable[[torch.Tensor], torch.Tensor]) -> TensorSpec:
         return self._clone_to(shape=shape)
 
     def drop_leading_dims(self, n: int) -> TensorSpec:
@@ -188,10 +191,10 @@ class TensorSpec:
             and self._same_domain(other)
         )
 
-    def _same_domain(self, other: TensorSpec) -> bool:
+    def _same_domain(self, other: Self) -> bool:
         return True
 
-    __hash__ = None  # specs are mutable containers of tensors
+    # No __hash__: defining __eq__ sets it to None, and specs are mutable containers of tensors.
 
     def _extra_repr(self) -> str:
         return ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar, cast, overload
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -11,6 +11,8 @@ from tensordict import TensorDict, TensorDictBase
 from tdrl.specs.base import DeviceLike, NestedKey, ShapeLike, TensorSpec, _as_shape, _check_expand, _expand_args
 
 __all__ = ["Composite"]
+
+_T = TypeVar("_T")
 
 
 def _split_key(key: NestedKey) -> tuple:
@@ -113,7 +115,7 @@ class Composite:
 
     def __delitem__(self, key: NestedKey) -> None:
         parts = _split_key(key)
-        parent = self[parts[:-1]] if len(parts) > 1 else self
+        parent = cast(Composite, self[parts[:-1]]) if len(parts) > 1 else self
         if parts[-1] not in parent._specs:
             raise KeyError(f"spec key {key!r} not found; keys are {list(parent._specs)}")
         del parent._specs[parts[-1]]
@@ -125,8 +127,16 @@ class Composite:
             return False
         return True
 
+    @overload
+    def get(self, key: NestedKey) -> TensorSpec | Composite | None: ...
+
+    @overload
+    def get(self, key: NestedKey, default: _T) -> TensorSpec | Composite | _T: ...
+
     def get(self, key: NestedKey, default: Any = None) -> Any:
-        return self.get(key, default)
+        if key not in self:
+            return default
+        return self[key]
 
     def set(self, key: NestedKey, value: TensorSpec | Composite) -> Composite:
         self[key] = value
@@ -144,20 +154,20 @@ class Composite:
     def update(self, other: Composite | dict) -> Composite:
         items = other._specs.items() if isinstance(other, Composite) else other.items()
         for key, value in items:
-            if isinstance(value, Composite) and key in self._specs and isinstance(self._specs[key], Composite):
-                self._specs[key].update(value)
+            if isinstance(value, Composite) and isinstance(mine := self._specs.get(key), Composite):
+                mine.update(value)
             else:
                 self[key] = value
         return self
 
-    def keys(self, include_nested: bool = False, leaves_only: bool = False) -> list:
+    def keys(self, include_nested: bool = False, leaves_only: bool = False) -> list[NestedKey]:
         """The keys, as strings at the top level and tuples for nested entries."""
-        out = []
+        out: list[NestedKey] = []
         for key, spec in self._specs.items():
             is_comp = isinstance(spec, Composite)
             if not (leaves_only and is_comp):
                 out.append(key)
-            if include_nested and is_comp:
+            if include_nested and isinstance(spec, Composite):
                 out.extend((key, *_split_key(sub)) for sub in spec.keys(True, leaves_only))
         return out
 
@@ -251,7 +261,7 @@ class Composite:
             {k: v.drop_leading_dims(n) for k, v in self._specs.items()}, shape=self.shape[n:], device=self._device
         )
 
-    def to(self, dest: DeviceLike | torch.dtype) -> Composite:
+    def to(self, dest: str | int | torch.device | torch.dtype) -> Composite:
         device = self._device if isinstance(dest, torch.dtype) else torch.device(dest)
         return Composite({k: v.to(dest) for k, v in self._specs.items()}, shape=self.shape, device=device)
 
@@ -288,7 +298,7 @@ class Composite:
             and all(self._specs[k] == other._specs[k] for k in self._specs)
         )
 
-    __hash__ = None
+    # No __hash__: defining __eq__ sets it to None, and specs are mutable containers of tensors.
 
     def __repr__(self) -> str:
         inner = ",\n".join(f"    {k}: " + repr(v).replace("\n", "\n    ") for k, v in self._specs.items())

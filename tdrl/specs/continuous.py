@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -160,7 +161,7 @@ class Bounded(TensorSpec):
         idx = (0,) * n
         return Bounded(self.space.low[idx], self.space.high[idx], device=self.device, dtype=self.dtype)
 
-    def _reshaped(self, shape: torch.Size, fn) -> Bounded:
+    def _reshaped(self, shape: torch.Size, fn: Callable[[torch.Tensor], torch.Tensor]) -> Bounded:
         return Bounded(fn(self.space.low), fn(self.space.high), shape=shape, device=self.device, dtype=self.dtype)
 
     def _clone_to(self, **changes: Any) -> Bounded:

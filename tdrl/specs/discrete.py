@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -11,6 +11,16 @@ import torch
 from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape
 
 __all__ = ["Categorical", "OneHot", "MultiCategorical", "MultiOneHot", "Binary"]
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _IndexSpecClass(Protocol):
+        """The constructor ``Categorical`` and ``OneHot`` share, which ``_clone_to`` calls."""
+
+        def __call__(
+            self, n: int, *, shape: ShapeLike, device: DeviceLike, dtype: torch.dtype, mask: torch.Tensor | None
+        ) -> _IndexSpec: ...
 
 
 class _IndexSpec(TensorSpec):
@@ -28,7 +38,7 @@ class _IndexSpec(TensorSpec):
         self.mask = mask
 
     def _clone_to(self, **changes: Any) -> _IndexSpec:
-        return type(self)(
+        return cast("_IndexSpecClass", type(self))(
             self.space.n,
             shape=changes.get("shape", self.shape),
             device=changes.get("device", self.device),
@@ -313,9 +323,11 @@ class Binary(TensorSpec):
         device: DeviceLike = None,
         dtype: torch.dtype = torch.int8,
     ) -> None:
-        if n is None and shape is None:
-            raise TypeError("Binary needs `n` or `shape`.")
-        shape = _as_shape(shape if shape is not None else (n,))
+        if shape is None:
+            if n is None:
+                raise TypeError("Binary needs `n` or `shape`.")
+            shape = (n,)
+        shape = _as_shape(shape)
         if n is not None and (not shape or shape[-1] != n):
             raise ValueError(f"Binary: the last dim of shape {tuple(shape)} must be n={n}.")
         super().__init__(shape, dtype, device)

@@ -12,11 +12,14 @@ by adding one factory.
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import torch
 
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import check_env_specs, step_mdp
+from tdrl.specs import TensorSpec
 
 __all__ = ["EnvContractTests"]
 
@@ -80,7 +83,7 @@ class EnvContractTests:
     def test_wrong_action_shape_raises(self, env: EnvBase) -> None:
         td = env.reset()
         key = env.action_keys[0]
-        spec = env.full_action_spec[key]
+        spec = cast(TensorSpec, env.full_action_spec[key])  # action_keys are leaves
         bad = torch.zeros((*spec.shape, 3), dtype=spec.dtype)
         td.set(key, bad)
         with pytest.raises(ValueError, match="shape"):

@@ -76,7 +76,7 @@ class CountingEnv(_MockBase):
         self.reward_spec = Unbounded(shape=(*b, 1))
         self.count = torch.zeros((*b, 1), device=self.device)
 
-    def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         mask = _reset_mask(self, tensordict)
         self.count[mask] = 0
         return TensorDict(
@@ -122,7 +122,7 @@ class ContinuousActionMock(_MockBase):
     def _draw(self) -> torch.Tensor:
         return torch.rand(self.obs.shape, generator=self.rng) * 2 - 1
 
-    def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         mask = _reset_mask(self, tensordict)
         self.obs[mask] = self._draw()[mask]
         self.count[mask] = 0
@@ -188,7 +188,7 @@ class IdentityEnv(_MockBase):
         idx = torch.randint(0, self.n, self.batch_size, generator=self.rng)
         return torch.nn.functional.one_hot(idx, self.n).float()
 
-    def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         mask = _reset_mask(self, tensordict)
         self.obs[mask] = self._draw()[mask]
         self.count[mask] = 0
@@ -229,7 +229,7 @@ class NestedKeyMock(_MockBase):
         self.state = torch.zeros((*b, 2))
         self.count = torch.zeros((*b, 1))
 
-    def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         mask = _reset_mask(self, tensordict)
         self.state[mask] = 0
         self.count[mask] = 0

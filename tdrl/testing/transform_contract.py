@@ -21,7 +21,7 @@ end at random (so a batched copy resets its sub-envs at different steps), with o
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -90,7 +90,7 @@ class TransformTestEnv(EnvBase):
             out["pixels"] = torch.randint(0, 256, shape, generator=self.rng, dtype=torch.uint8)
         return out
 
-    def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         if tensordict is not None and "_reset" in tensordict.keys():
             mask = tensordict.get("_reset").reshape(self.batch_size)
         else:
@@ -201,7 +201,7 @@ class TransformContractTests:
     def test_in_compose(self) -> None:
         env = TransformedEnv(self.make_env(), Compose(self.make_transform()))
         check_env_specs(env)
-        assert isinstance(env.transform[0], Transform)
+        assert isinstance(cast(Compose, env.transform)[0], Transform)
         env.close()
 
     @pytest.mark.parametrize("batched", [False, True])

@@ -9,7 +9,7 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 
 from tdrl.modules import MLP, QValueActor, QValueModule
-from tdrl.specs import Bounded, Categorical, MultiOneHot, OneHot
+from tdrl.specs import Bounded, Categorical, Composite, MultiOneHot, OneHot
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +36,14 @@ def test_qvalue_module_spec_shape_one_keeps_dim():
     td = QValueModule(spec=Categorical(3, shape=(1,)))(TensorDict(action_value=VALUES.clone(), batch_size=[2]))
     assert td["action"].shape == (2, 1)
     assert Categorical(3, shape=(2, 1)).is_in(td["action"])
+
+
+def test_qvalue_module_reads_the_action_leaf_of_a_composite_spec():
+    module = QValueModule(spec=Composite(action=OneHot(3)))
+    assert module.action_space == "one_hot"
+    td = module(TensorDict(action_value=VALUES.clone(), batch_size=[2]))
+    assert td["action"].dtype == torch.bool
+    assert module.spec["action"] == OneHot(3)
 
 
 def test_qvalue_module_mask_and_mult_one_hot():

@@ -10,6 +10,7 @@ from tdrl.testing import (
     FailingEnv,
     IdentityEnv,
     NestedKeyMock,
+    TransformTestEnv,
 )
 
 
@@ -75,3 +76,12 @@ def test_counting_env_partial_reset_keeps_others():
     td.set("_reset", torch.tensor([[True], [False], [False]]))
     out = env.reset(td)
     assert out["observation"].squeeze(-1).tolist() == [0.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "make", [CountingEnv, ContinuousActionMock, IdentityEnv, NestedKeyMock, FailingEnv, TransformTestEnv]
+)
+def test_mock_reset_takes_the_keyword_arguments_envbase_passes_on(make):
+    env = make()
+    td = env.reset(options=None)  # EnvBase.reset hands its **kwargs to _reset, as for the real envs
+    assert td.batch_size == env.batch_size

@@ -44,7 +44,7 @@ def _write_tensor(tensor: torch.Tensor, path: Path) -> None:
         if flat.numel():
             # raw bytes through write(2): the data does not go through a mapping of the
             # destination, so saving a large storage does not grow the resident memory
-            file.write(memoryview(flat.view(torch.uint8).numpy()))
+            file.write(flat.view(torch.uint8).numpy().data)
 
 
 def _read_tensor(path: Path, dtype: torch.dtype, shape: torch.Size) -> torch.Tensor:

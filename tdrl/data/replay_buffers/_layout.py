@@ -9,7 +9,7 @@ machinery. Checkpoints store it as JSON.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -43,7 +43,8 @@ def _build_tree(keys: Sequence[NestedKey]) -> dict[str, Any]:
     """Maps each leaf key to its position, as nested dicts mirroring the TensorDict."""
     tree: dict[str, Any] = {}
     for pos, key in enumerate(keys):
-        path = (key,) if isinstance(key, str) else tuple(key)
+        # a leaf key of ``items(include_nested=True)`` is a string or a flat tuple of strings
+        path = (key,) if isinstance(key, str) else cast("tuple[str, ...]", key)
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -85,7 +86,7 @@ class TensorLayout:
         self.dtypes = tuple(dtypes)
         self.item_batch = torch.Size(item_batch)
         self._tree = None if self.keys is None else _build_tree(self.keys)
-        self._index = None if self.keys is None else {k: i for i, k in enumerate(self.keys)}
+        self._index: dict[NestedKey, int] = {} if self.keys is None else {k: i for i, k in enumerate(self.keys)}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -133,19 +134,17 @@ class TensorLayout:
         Raises:
             KeyError: naming the key and the keys that exist.
         """
-        if self._index is None:
+        if self.keys is None:
             raise KeyError(f"key {key_str(key)} not found: this storage holds a plain tensor")
         if isinstance(key, tuple) and len(key) == 1:
             key = key[0]
         try:
             return self._index[key]
         except KeyError:
-            raise KeyError(
-                f"key {key_str(key)} not found in the storage, which holds keys {list(self.keys)}"  # type: ignore[union-attr]
-            ) from None
+            raise KeyError(f"key {key_str(key)} not found in the storage, which holds keys {list(self.keys)}") from None
 
     def __contains__(self, key: NestedKey) -> bool:
-        if self._index is None:
+        if self.keys is None:
             return False
         if isinstance(key, tuple) and len(key) == 1:
             key = key[0]
@@ -163,12 +162,11 @@ class TensorLayout:
         if self.keys is None:
             if not isinstance(data, torch.Tensor):
                 raise TypeError(f"this storage holds tensors, got {type(data).__name__}")
-            leaves = [data]
             skip = 1 if batched else 0
             if batched and data.ndim == 0:
                 raise ValueError("extend() needs a batch: got a 0-dim tensor; use add() for one item")
             self._check_leaf(None, 0, data, skip)
-            return leaves
+            return [data]
         if not isinstance(data, TensorDictBase):
             raise TypeError(f"this storage holds TensorDicts, got {type(data).__name__}")
         batch = data.batch_size
@@ -190,9 +188,9 @@ class TensorLayout:
         if keys == self.keys:
             leaves = [v for _, v in items]
         else:
-            found = dict(items)
+            found: dict[NestedKey, Any] = dict(items)
             missing = [k for k in self.keys if k not in found]
-            extra = [k for k in keys if k not in self._index]  # type: ignore[operator]
+            extra = [k for k in keys if k not in self._index]
             if missing or extra:
                 raise KeyError(
                     f"data does not match the storage structure: missing keys {missing}, "
@@ -203,7 +201,7 @@ class TensorLayout:
             if not isinstance(leaf, torch.Tensor):
                 raise TypeError(f"entry {key_str(self.keys[pos])} is a {type(leaf).__name__}, not a tensor")
             self._check_leaf(self.keys[pos], pos, leaf, skip)
-        return leaves
+        return cast("list[torch.Tensor]", leaves)  # every leaf was just checked to be a tensor
 
     def _check_leaf(self, key: NestedKey | None, pos: int, leaf: torch.Tensor, skip: int) -> None:
         shape = self.shapes[pos]

@@ -347,7 +347,7 @@ class ReplayBuffer:
         self._last_ran_out = ran_out
         return (data, info) if return_info else data
 
-    def _sample(self, batch_size: int) -> tuple[Any, dict[str, Any], bool, int]:
+    def _sample(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int]:
         with self._lock:
             if len(self._storage) == 0:
                 raise RuntimeError(EMPTY_BUFFER_ERROR)
@@ -363,10 +363,10 @@ class ReplayBuffer:
             data = self._transform(data)
         return self._postprocess(data, info), info, ran_out, left
 
-    def _postprocess(self, data: Any, info: dict[str, Any]) -> Any:
+    def _postprocess(self, data: Any, info: dict[NestedKey, Any]) -> Any:
         return data
 
-    def _prefetched(self, batch_size: int) -> tuple[Any, dict[str, Any], bool, int]:
+    def _prefetched(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int]:
         if self._executor is None:
             # one worker: prefetched batches come out in the order they were drawn
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdrl-rb-prefetch")
@@ -542,7 +542,7 @@ class TensorDictReplayBuffer(ReplayBuffer):
     def _prioritized(self) -> bool:
         return isinstance(self._sampler, PrioritizedSampler)
 
-    def _postprocess(self, data: Any, info: dict[str, Any]) -> Any:
+    def _postprocess(self, data: Any, info: dict[NestedKey, Any]) -> Any:
         if not isinstance(data, TensorDictBase):
             return data
         for key, value in info.items():

@@ -22,7 +22,7 @@ import os
 import sys
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from tdrl.data.replay_buffers._trajectories import (
     slice_positions,
     trajectory_bounds,
 )
-from tdrl.data.replay_buffers.storages import EMPTY_STORAGE_ERROR, Storage
+from tdrl.data.replay_buffers.storages import EMPTY_STORAGE_ERROR, Storage, TensorStorage
 
 __all__ = [
     "Sampler",
@@ -71,7 +71,7 @@ class Sampler(ABC):
     _remaining_batches: int = sys.maxsize
 
     @abstractmethod
-    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[NestedKey, Any]]:
         """Returns the positions of ``batch_size`` items (or fewer, at an epoch's end) and info."""
 
     def add(self, index: int) -> None:
@@ -158,7 +158,7 @@ class RandomSampler(Sampler):
         (torch.Size([3]), True)
     """
 
-    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[NestedKey, Any]]:
         count = _check_empty(storage)
         return torch.randint(0, count, (batch_size,), generator=self._rng, device=_index_device(storage)), {}
 
@@ -205,7 +205,7 @@ class SamplerWithoutReplacement(Sampler):
             self._perm = torch.arange(count, device=device)
         self._pos = 0
 
-    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[NestedKey, Any]]:
         count = _check_empty(storage)
         if self.drop_last and batch_size > count:
             raise ValueError(
@@ -384,7 +384,7 @@ class PrioritizedSampler(Sampler):
     def _config(self) -> dict[str, Any]:
         return {"max_capacity": self._max_capacity, "alpha": self._alpha, "eps": self._eps}
 
-    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[NestedKey, Any]]:
         count = _check_empty(storage)
         if count > self._max_capacity:
             raise ValueError(
@@ -567,7 +567,7 @@ class SliceSampler(Sampler):
             raise ValueError(f"batch_size={batch_size} is not divisible by {what}={parts}")
         if self.num_slices is not None:
             return batch_size // self.num_slices, self.num_slices
-        return self.slice_len, batch_size // self.slice_len  # type: ignore[return-value,operator]
+        return parts, batch_size // parts  # parts is slice_len here
 
     def _bounds(self, storage: Storage) -> tuple[torch.Tensor, ...]:
         token = (id(storage), storage._writes)
@@ -588,7 +588,7 @@ class SliceSampler(Sampler):
             )
         return eligible
 
-    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[NestedKey, Any]]:
         _check_empty(storage)
         slice_len, num_slices = self._split(batch_size)
         order, starts, lengths = self._bounds(storage)
@@ -604,9 +604,9 @@ class SliceSampler(Sampler):
         lengths: torch.Tensor,
         chosen: torch.Tensor,
         slice_len: int,
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
+    ) -> tuple[torch.Tensor, dict[NestedKey, Any]]:
         index, span = slice_positions(order, starts, lengths, chosen, slice_len, self.strict_length, self._rng)
-        info: dict[str, Any] = {}
+        info: dict[NestedKey, Any] = {}
         if self.truncated_key is not None:
             info.update(self._end_marks(storage, index, span))
         device = _index_device(storage)
@@ -619,13 +619,14 @@ class SliceSampler(Sampler):
         assert key is not None
         done_key, terminated_key = _replace_last(key, "done"), _replace_last(key, "terminated")
         has = getattr(storage, "_has_key", lambda k: False)
+        leaves = cast(TensorStorage, storage)  # only a storage of tensors has keys, so has() guards each read
         total = index.shape[0]
-        feature = storage._leaf(key).shape[1:] if has(key) else torch.Size([1])  # type: ignore[attr-defined]
+        feature = leaves._leaf(key).shape[1:] if has(key) else torch.Size([1])
         truncated = torch.zeros((total, *feature), dtype=torch.bool)
         truncated[torch.cumsum(span, 0) - 1] = True
-        stored = storage._leaf(done_key).cpu() if has(done_key) else None  # type: ignore[attr-defined]
+        stored = leaves._leaf(done_key).cpu() if has(done_key) else None
         done = truncated.clone() if stored is None else stored[index].reshape(truncated.shape).bool() | truncated
-        stored = storage._leaf(terminated_key).cpu() if has(terminated_key) else None  # type: ignore[attr-defined]
+        stored = leaves._leaf(terminated_key).cpu() if has(terminated_key) else None
         terminated = torch.zeros_like(truncated) if stored is None else stored[index].reshape(truncated.shape).bool()
         return {key: truncated, done_key: done, terminated_key: terminated}
 
@@ -688,7 +689,7 @@ class SliceSamplerWithoutReplacement(SliceSampler):
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "drop_last": self.drop_last, "shuffle": self.shuffle}
 
-    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict[NestedKey, Any]]:
         _check_empty(storage)
         slice_len, num_slices = self._split(batch_size)
         order, starts, lengths = self._bounds(storage)

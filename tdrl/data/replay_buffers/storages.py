@@ -23,7 +23,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -367,7 +367,8 @@ class TensorStorage(Storage):
         if layout.keys is None:
             leaves = [container]
         else:
-            leaves = [container.get(key) for key in layout.keys]  # type: ignore[union-attr]
+            # a layout with keys was built from (and allocates) a TensorDict
+            leaves = [cast(TensorDictBase, container).get(key) for key in layout.keys]
         self._leaves = [leaf.as_subclass(torch.Tensor) if type(leaf) is not torch.Tensor else leaf for leaf in leaves]
         self._numpy = [
             leaf.numpy() if leaf.device.type == "cpu" and leaf.dtype in _NUMPY_DTYPES else None for leaf in self._leaves
@@ -394,14 +395,15 @@ class TensorStorage(Storage):
                 f"a tensor storage holds TensorDicts or tensors, got {type(data).__name__}; "
                 "use ListStorage for arbitrary Python objects"
             )
-        batched = not isinstance(cursor, (int, np.integer))
         max_size = self.max_size
         # positions first, so that a refused write does not even allocate
-        if not batched:
-            pos = int(cursor)  # type: ignore[arg-type]
+        if isinstance(cursor, (int, np.integer)):
+            batched = False
+            pos = int(cursor)
             if not 0 <= pos < max_size:
                 raise IndexError(f"cursor {pos} is out of range for a storage of max_size {max_size}")
         else:
+            batched = True
             if data.ndim == 0:
                 raise ValueError("extend() needs a batch: got data without a batch dimension; use add() for one item")
             count = data.shape[0]
@@ -472,9 +474,11 @@ class TensorStorage(Storage):
         layout = self._layout
         assert layout is not None
         count = index.shape[0]
+        positions: np.ndarray | None
         if self._all_numpy and index.device.type == "cpu":
             positions = index.numpy()
-            out = [torch.from_numpy(array.take(positions, axis=0)) for array in self._numpy]  # type: ignore[union-attr]
+            arrays = cast("list[np.ndarray]", self._numpy)  # _all_numpy: no leaf lacks its array
+            out = [torch.from_numpy(a.take(positions, axis=0)) for a in arrays]
         else:
             positions = index.numpy() if index.device.type == "cpu" else None
             out = []
@@ -540,7 +544,7 @@ class TensorStorage(Storage):
             self._allocate(layout)
         count = state["len"]
         for key, src in zip(layout.keys or [None], state["leaves"]):
-            pos = 0 if key is None else self._layout.position(key)  # type: ignore[union-attr]
+            pos = 0 if key is None else cast(TensorLayout, self._layout).position(key)  # allocated above
             self._leaves[pos][:count].copy_(src)
         self._len = 0
         self._written(0, count, 0)
@@ -648,7 +652,7 @@ class LazyMemmapStorage(LazyTensorStorage):
                 f"{self.scratch_dir} already holds a LazyMemmapStorage; re-open it with "
                 f"LazyMemmapStorage.open({str(self.scratch_dir)!r}), or pass existsok=True to overwrite it"
             )
-        self._files: list[MemoryMappedTensor] = []
+        self._files: list[torch.Tensor] = []  # memory-mapped, or a plain empty tensor for a zero-size leaf
         self._state: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ files
@@ -724,7 +728,8 @@ class LazyMemmapStorage(LazyTensorStorage):
         storage = cls(document["max_size"], scratch_dir=folder, existsok=True)
         layout = TensorLayout.from_json(document["layout"])
         storage._open_files(layout, document["files"])
-        length, last = (int(v) for v in storage._state.tolist())  # type: ignore[union-attr]
+        state = cast(torch.Tensor, storage._state)  # opened by _open_files
+        length, last = (int(v) for v in state.tolist())
         storage._len = min(max(length, 0), storage.max_size)
         storage._last_cursor = None if last < 0 else last
         return storage

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -322,7 +322,8 @@ class TensorDictMaxValueWriter(Writer):
         storage = self._require_storage()
         if self._count == 0 and len(storage) and hasattr(storage, "_leaf"):
             stored = storage._leaf(self._rank_key)
-            self._values[: len(storage)] = self._ranks(TensorDict({self._rank_key: stored}, [len(storage)]))  # type: ignore[index]
+            values = cast(torch.Tensor, self._values)  # allocated by register_storage
+            values[: len(storage)] = self._ranks(TensorDict({self._rank_key: stored}, [len(storage)]))
             self._count = len(storage)
             self._cursor = self._count % storage.max_size
             self._write_count = self._count
@@ -343,8 +344,9 @@ class TensorDictMaxValueWriter(Writer):
         self._check_state_dict(state)
         count = int(state["count"])
         super().load_state_dict(state)
-        self._values.fill_(-float("inf"))
-        self._values[:count] = state["values"]
+        values = cast(torch.Tensor, self._values)  # _check_state_dict refused a writer without them
+        values.fill_(-float("inf"))
+        values[:count] = state["values"]
         self._count = count
 
     def __repr__(self) -> str:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -200,7 +200,8 @@ class DMControlWrapper(EnvBase):
             )
         obs_spec = Composite()
         if not self.pixels_only:
-            leaf_specs = {key: dm_spec_to_spec(value, dev) for key, value in _flat_items(dm_obs)}
+            # _flat_items yields the array specs, which translate to leaf specs
+            leaf_specs = {key: cast(TensorSpec, dm_spec_to_spec(value, dev)) for key, value in _flat_items(dm_obs)}
             if self.concat_observations:
                 dtype = leaf_specs[self._obs_leaves[0]].dtype
                 for spec in leaf_specs.values():

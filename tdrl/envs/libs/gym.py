@@ -240,7 +240,7 @@ class GymWrapper(EnvBase):
             )
         for key in self.info_keys:
             value = torch.as_tensor(np.asarray(info[key]))
-            shape = value.shape
+            shape: tuple[int, ...] = value.shape
             if not self.is_vector and value.ndim == 0:
                 shape = (1,)
             self.observation_spec[key] = Unbounded(shape=shape, dtype=value.dtype, device=self.device)

@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from tensordict import TensorDictBase
@@ -51,6 +52,10 @@ class ActionScaling(Transform):
         tensor([2.])
     """
 
+    # buffers (registered in __init__): the fixed map, None when the map is fitted to a box
+    loc: torch.Tensor | None
+    scale: torch.Tensor | None
+
     def __init__(
         self,
         loc: float | torch.Tensor | None = None,
@@ -85,8 +90,8 @@ class ActionScaling(Transform):
             self.register_buffer("scale", None)
 
     def _map_for(self, key: NestedKey) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.box is None:
-            return self.loc, self.scale
+        if self.box is None:  # a fixed map: loc and scale are tensors
+            return cast(torch.Tensor, self.loc), cast(torch.Tensor, self.scale)
         if key not in self._maps:
             raise RuntimeError(
                 f"ActionScaling(low={self.box[0]}, high={self.box[1]}): the map for {key!r} is fitted to the base "
@@ -135,7 +140,8 @@ class ActionScaling(Transform):
             self._maps[key] = (loc, scale)
             return Bounded(low, high, shape=spec.shape, dtype=spec.dtype, device=spec.device)
         if isinstance(spec, Bounded):
-            loc, scale = self.loc.to(spec.dtype), self.scale.to(spec.dtype)
+            loc, scale = self._map_for(key)  # no box here: the fixed map
+            loc, scale = loc.to(spec.dtype), scale.to(spec.dtype)
             a, b = (spec.low - loc) / scale, (spec.high - loc) / scale
             return Bounded(
                 torch.minimum(a, b), torch.maximum(a, b), shape=spec.shape, dtype=spec.dtype, device=spec.device
@@ -145,4 +151,5 @@ class ActionScaling(Transform):
     def _extra_repr(self) -> str:
         if self.box is not None:
             return f"low={self.box[0]}, high={self.box[1]}"
-        return f"loc={self.loc.tolist()}, scale={self.scale.tolist()}"
+        loc, scale = cast(torch.Tensor, self.loc), cast(torch.Tensor, self.scale)  # no box: a fixed map
+        return f"loc={loc.tolist()}, scale={scale.tolist()}"

@@ -27,7 +27,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -129,7 +129,8 @@ class TransformedEnv(EnvBase):
     def __setattr__(self, name: str, value: Any) -> None:
         if "_chain" in self.__dict__:  # built
             if name == "transform":
-                type(self).transform.fset(self, value)  # nn.Module would bypass the property setter
+                # object.__setattr__ runs the property's setter, which nn.Module's __setattr__ would bypass
+                object.__setattr__(self, name, value)
                 return
             if name == "base_env":
                 raise AttributeError(
@@ -201,7 +202,7 @@ class TransformedEnv(EnvBase):
             total = rewards if total is None else [a + b for a, b in zip(total, rewards)]
             if next_td.get("done").any():
                 break
-        for key, value in zip(base.reward_keys, total):
+        for key, value in zip(base.reward_keys, cast("list[torch.Tensor]", total)):  # the loop ran (frame_skip > 1)
             next_td.set(key, value)
         return next_td
 

@@ -170,6 +170,8 @@ class GrayScale(Transform):
         torch.Size([1, 2, 2])
     """
 
+    weights: torch.Tensor  # a buffer (registered in __init__)
+
     def __init__(
         self,
         in_keys: NestedKey | Sequence[NestedKey] | None = None,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _unravel  # noqa: F401 (doctests)
+from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _leaf, _slot, _unravel  # noqa: F401 (doctests)
 from tdrl.envs.utils import DONE_KEYS
 from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec, Unbounded
 
@@ -32,7 +32,7 @@ def _delete(tensordict: TensorDictBase, key: NestedKey) -> None:
 
 
 def _no_done_keys(name: str, keys: list, output_spec: Composite) -> None:
-    done = output_spec["full_done_spec"]
+    done = _slot(output_spec, "full_done_spec")
     for key in keys:
         if key in done:
             raise ValueError(
@@ -43,8 +43,8 @@ def _no_done_keys(name: str, keys: list, output_spec: Composite) -> None:
 
 def _section_of(output_spec: Composite, key: NestedKey) -> Composite | None:
     for slot in _SECTIONS:
-        if key in output_spec[slot]:
-            return output_spec[slot]
+        if key in _slot(output_spec, slot):
+            return _slot(output_spec, slot)
     return None
 
 
@@ -207,12 +207,12 @@ class SelectTransform(Transform):
         return tensordict
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
-        obs = output_spec["full_observation_spec"]
+        obs = _slot(output_spec, "full_observation_spec")
         drop = [k for k in obs.keys(True, True) if not self._selected(k)]
         for key in drop:
             del obs[key]
         if not self.keep_rewards:
-            rewards = output_spec["full_reward_spec"]
+            rewards = _slot(output_spec, "full_reward_spec")
             drop += rewards.keys(True, True)
             for key in rewards.keys():
                 del rewards[key]
@@ -287,14 +287,14 @@ class CatTensors(Transform):
         return tensordict
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
-        obs = output_spec["full_observation_spec"]
+        obs = _slot(output_spec, "full_observation_spec")
         missing = [k for k in self.in_keys if k not in obs]
         if missing:
             raise KeyError(
                 f"CatTensors: {missing} are not observations of the env (observations: {obs.keys(True, True)}). "
                 f"Fix: concatenate observation entries only."
             )
-        specs = [obs[k] for k in self.in_keys]
+        specs = [_leaf(obs, k) for k in self.in_keys]
         first = specs[0]
         for spec in specs:
             ok = spec.dtype == first.dtype and len(spec.shape) == len(first.shape) and -self.dim <= len(spec.shape)
@@ -309,9 +309,11 @@ class CatTensors(Transform):
                     f"{shown}; all must share the dtype and every dim but {self.dim}. Fix: cast "
                     f"(DTypeCastTransform) or reshape (UnsqueezeTransform) them first."
                 )
-        if all(isinstance(s, Bounded) for s in specs):
-            low = torch.cat([s.low for s in specs], self.dim)
-            high = torch.cat([s.high for s in specs], self.dim)
+        bounded = [s for s in specs if isinstance(s, Bounded)]
+        out: TensorSpec
+        if len(bounded) == len(specs):
+            low = torch.cat([s.low for s in bounded], self.dim)
+            high = torch.cat([s.high for s in bounded], self.dim)
             out = Bounded(low, high, shape=low.shape, dtype=first.dtype, device=first.device)
         else:
             shape = list(first.shape)

@@ -21,7 +21,7 @@ import copy
 import pickle
 from collections.abc import Sequence
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -446,7 +446,7 @@ class VecNorm(Transform):
         return self._call(tensordict_reset, mask)
 
     def _update(self, key: NestedKey, x: torch.Tensor, nbatch: int) -> None:
-        node = self._stats.get(key)
+        node = cast(TensorDictBase, self._stats).get(key)  # _call ran _ensure_stats first
         xd = x.to(torch.float64)
         if nbatch:
             dims = tuple(range(nbatch))
@@ -466,7 +466,7 @@ class VecNorm(Transform):
         node.get("count").mul_(decay).add_(n)
 
     def _normalize(self, key: NestedKey, x: torch.Tensor) -> torch.Tensor:
-        node = self._stats.get(key)
+        node = cast(TensorDictBase, self._stats).get(key)  # _call ran _ensure_stats first
         count = node.get("count").clamp_min(1e-12)
         mean = node.get("sum") / count
         var = (node.get("ssq") / count - mean * mean).clamp_min(self.eps)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.transforms.transforms import Transform
+from tdrl.envs.transforms.transforms import Transform, _leaf, _slot
 from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec
 
 __all__ = ["DTypeCastTransform", "DoubleToFloat", "ClipTransform"]
@@ -80,11 +80,11 @@ class DTypeCastTransform(Transform):
 
     def _transform_specs(self, output_spec: Composite, input_spec: Composite) -> tuple[Composite, Composite]:
         if self._auto:
-            outputs = [output_spec["full_observation_spec"], output_spec["full_reward_spec"]]
-            inputs = [input_spec["full_action_spec"], input_spec["full_state_spec"]]
-            self.in_keys = [k for s in outputs for k in s.keys(True, True) if s[k].dtype == self.dtype_in]
+            outputs = [_slot(output_spec, "full_observation_spec"), _slot(output_spec, "full_reward_spec")]
+            inputs = [_slot(input_spec, "full_action_spec"), _slot(input_spec, "full_state_spec")]
+            self.in_keys = [k for s in outputs for k in s.keys(True, True) if _leaf(s, k).dtype == self.dtype_in]
             self.out_keys = list(self.in_keys)
-            self.in_keys_inv = [k for s in inputs for k in s.keys(True, True) if s[k].dtype == self.dtype_in]
+            self.in_keys_inv = [k for s in inputs for k in s.keys(True, True) if _leaf(s, k).dtype == self.dtype_in]
             self.out_keys_inv = list(self.in_keys_inv)
             self._resolved = True
         return super()._transform_specs(output_spec, input_spec)
@@ -155,6 +155,10 @@ class ClipTransform(Transform):
         >>> env.rollout(4)["next", "observation"].squeeze(-1)
         tensor([1., 2., 2., 2.])
     """
+
+    # buffers (registered in __init__)
+    _low: torch.Tensor
+    _high: torch.Tensor
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ import torch
 from tensordict import TensorDictBase
 
 from tdrl.envs.transforms.step import _NOT_FROM_RESET, _trajectory_starts
-from tdrl.envs.transforms.transforms import Transform
+from tdrl.envs.transforms.transforms import Transform, _leaf, _slot
 from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec, Unbounded
 
 __all__ = ["RewardSum", "RewardScaling", "RewardClipping"]
@@ -92,16 +92,16 @@ class RewardSum(Transform):
         return tensordict
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
-        rewards = output_spec["full_reward_spec"]
+        rewards = _slot(output_spec, "full_reward_spec")
         for in_key, out_key in zip(self.in_keys, self.out_keys):
             if in_key not in rewards:
                 raise KeyError(
                     f"RewardSum: in_key {in_key!r} is not a reward of the env (rewards: {rewards.keys(True, True)}). "
                     f"Fix: pass in_keys naming a reward entry."
                 )
-            spec = rewards[in_key]
-            spec = Unbounded(shape=spec.shape, dtype=spec.dtype, device=spec.device)
-            output_spec["full_observation_spec"][out_key] = spec
+            reward = _leaf(rewards, in_key)
+            spec = Unbounded(shape=reward.shape, dtype=reward.dtype, device=reward.device)
+            _slot(output_spec, "full_observation_spec")[out_key] = spec
             self._zero_like[out_key] = spec
         return output_spec
 
@@ -125,6 +125,10 @@ class RewardScaling(Transform):
         >>> RewardScaling(loc=1.0, scale=0.5)(TensorDict({"reward": torch.tensor([4.0])}, []))["reward"]
         tensor([3.])
     """
+
+    # buffers (registered in __init__)
+    loc: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(
         self,

@@ -25,7 +25,7 @@ import torch
 from tensordict import TensorDictBase
 
 from tdrl._compat import td_read, td_write
-from tdrl.envs.transforms.transforms import Transform, _unravel
+from tdrl.envs.transforms.transforms import Transform, _slot, _unravel
 from tdrl.specs import Bounded, Categorical, Composite, NestedKey, TensorSpec, Unbounded
 
 __all__ = ["StepCounter", "InitTracker", "CatFrames", "FrameSkipTransform"]
@@ -106,7 +106,7 @@ class StepCounter(Transform):
         self.update_done = update_done
 
     @property
-    def time_vectorizable(self) -> bool:  # type: ignore[override]
+    def time_vectorizable(self) -> bool:  # type: ignore[override]  # read-only here; the base's is a class flag
         return self.max_steps is None  # truncating changes where episodes end: it must act while stepping
 
     def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
@@ -140,13 +140,13 @@ class StepCounter(Transform):
         return tensordict
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
-        done_spec = output_spec["full_done_spec"]
+        done_spec = _slot(output_spec, "full_done_spec")
         if "done" not in done_spec:
             raise KeyError(
                 f"StepCounter needs a 'done' entry in the env's done spec, which has {done_spec.keys(True)}."
             )
         shape, device = done_spec["done"].shape, done_spec["done"].device
-        output_spec["full_observation_spec"][self.step_count_key] = Bounded(
+        _slot(output_spec, "full_observation_spec")[self.step_count_key] = Bounded(
             0, torch.iinfo(torch.int64).max, shape=shape, dtype=torch.int64, device=device
         )
         if self.max_steps is not None and self.truncated_key not in done_spec:
@@ -195,8 +195,8 @@ class InitTracker(Transform):
         return tensordict
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
-        done = output_spec["full_done_spec"]["done"]
-        output_spec["full_observation_spec"][self.init_key] = Categorical(
+        done = _slot(output_spec, "full_done_spec")["done"]
+        _slot(output_spec, "full_observation_spec")[self.init_key] = Categorical(
             2, shape=done.shape, dtype=torch.bool, device=done.device
         )
         return output_spec

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -91,6 +91,16 @@ def _as_key_list(keys: NestedKey | Sequence[NestedKey] | None) -> list:
     if isinstance(keys, (str, tuple)):
         return [_unravel(keys)]
     return [_unravel(k) for k in keys]
+
+
+def _slot(spec: Composite, name: str) -> Composite:
+    """The Composite an env's output or input spec holds under ``name`` (``"full_done_spec"``, ...)."""
+    return cast(Composite, spec[name])
+
+
+def _leaf(spec: Composite, key: NestedKey) -> TensorSpec:
+    """The leaf spec ``spec`` holds under ``key`` (a key of ``spec.keys(True, True)``, or a transform's in_key)."""
+    return cast(TensorSpec, spec[key])
 
 
 def _key_tuple(key: NestedKey) -> tuple:
@@ -317,15 +327,17 @@ class Transform(nn.Module):
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
         """Transform the env's output spec (observation, reward and done specs)."""
-        output_spec["full_observation_spec"] = self.transform_observation_spec(output_spec["full_observation_spec"])
-        output_spec["full_reward_spec"] = self.transform_reward_spec(output_spec["full_reward_spec"])
-        output_spec["full_done_spec"] = self.transform_done_spec(output_spec["full_done_spec"])
+        output_spec["full_observation_spec"] = self.transform_observation_spec(
+            _slot(output_spec, "full_observation_spec")
+        )
+        output_spec["full_reward_spec"] = self.transform_reward_spec(_slot(output_spec, "full_reward_spec"))
+        output_spec["full_done_spec"] = self.transform_done_spec(_slot(output_spec, "full_done_spec"))
         return output_spec
 
     def transform_input_spec(self, input_spec: Composite) -> Composite:
         """Transform the env's input spec (action and state specs) as the policy sees them."""
-        input_spec["full_action_spec"] = self.transform_action_spec(input_spec["full_action_spec"])
-        input_spec["full_state_spec"] = self.transform_state_spec(input_spec["full_state_spec"])
+        input_spec["full_action_spec"] = self.transform_action_spec(_slot(input_spec, "full_action_spec"))
+        input_spec["full_state_spec"] = self.transform_state_spec(_slot(input_spec, "full_state_spec"))
         return input_spec
 
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:
@@ -346,13 +358,13 @@ class Transform(nn.Module):
     def _map_spec(self, spec: Composite) -> Composite:
         for in_key, out_key in zip(self.in_keys, self.out_keys):
             if in_key in spec:
-                spec[out_key] = self._transform_spec(spec[in_key], in_key)
+                spec[out_key] = self._transform_spec(_leaf(spec, in_key), in_key)
         return spec
 
     def _map_inv_spec(self, spec: Composite) -> Composite:
         for in_key, out_key in zip(self.in_keys_inv, self.out_keys_inv):
             if in_key in spec:
-                new = self._transform_inv_spec(spec[in_key], in_key)
+                new = self._transform_inv_spec(_leaf(spec, in_key), in_key)
                 if out_key != in_key:
                     del spec[in_key]
                 spec[out_key] = new
@@ -382,7 +394,7 @@ class Transform(nn.Module):
 def _spec_keys(spec: Composite, slots: tuple) -> list:
     out: list = []
     for slot in slots:
-        out.extend(spec[slot].keys(True, False))
+        out.extend(_slot(spec, slot).keys(True, False))
     return out
 
 
@@ -412,6 +424,10 @@ class Compose(Transform):
             DoubleToFloat(in_keys=[], out_keys=[]))
     """
 
+    # An nn.ModuleList at runtime (so the transforms are submodules), declared as the sequence of
+    # Transforms it holds: what mypy sees through ModuleList is nn.Module.
+    transforms: Sequence[Transform]
+
     def __init__(self, *transforms: Transform, _link: bool = True) -> None:
         super().__init__()
         for t in transforms:
@@ -419,7 +435,7 @@ class Compose(Transform):
                 raise TypeError(f"Compose takes Transform instances, got {type(t).__name__}.")
             if _link:
                 t.set_container(self)
-        self.transforms = nn.ModuleList(transforms)
+        self.transforms = cast("Sequence[Transform]", nn.ModuleList(transforms))
 
     # --- sequence API ------------------------------------------------------------------
     def __getitem__(self, item: int | slice) -> Transform:
@@ -453,7 +469,7 @@ class Compose(Transform):
             index += len(items) + 1
         items.insert(index, transform)
         old = self.transforms
-        self.transforms = nn.ModuleList(items)
+        self.transforms = cast("Sequence[Transform]", nn.ModuleList(items))
         try:
             self._notify_spec_change()
         except Exception:
@@ -497,7 +513,7 @@ class Compose(Transform):
         return any(t._has_inverse() for t in self.transforms)
 
     @property
-    def time_vectorizable(self) -> bool:  # type: ignore[override]
+    def time_vectorizable(self) -> bool:  # type: ignore[override]  # read-only here; the base's is a class flag
         return all(t.time_vectorizable for t in self.transforms)
 
     @property

@@ -9,8 +9,7 @@ back, so a distribution built on every policy step does not re-check them.
 from __future__ import annotations
 
 import math
-from numbers import Number
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -18,7 +17,7 @@ from tdrl._compat import tensor_version
 
 __all__: list[str] = []
 
-TensorLike = torch.Tensor | Number
+TensorLike = torch.Tensor | float  # a bound: a tensor or a number (an int is a float to a type checker)
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG2 = math.log(2.0)
 
@@ -128,7 +127,7 @@ class _BoxCache:
                 for a, b in zip(old, key)
             )
         ):
-            return self._box  # type: ignore[return-value]
+            return cast(_Box, self._box)  # set together with the key
         box = _Box(low, high, dtype, device)
         self._key, self._box = key, box
         return box

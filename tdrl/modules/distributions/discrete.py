@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import distributions as D
@@ -65,7 +65,7 @@ class Categorical(D.Categorical):
     """
 
     num_params = 1
-    _extra_kwarg_names = ("validate_args",)
+    _extra_kwarg_names: tuple[str, ...] = ("validate_args",)
 
     def __init__(
         self,
@@ -101,7 +101,7 @@ class OneHotCategorical(D.OneHotCategorical):
 
     num_params = 1
     has_rsample = True
-    _extra_kwarg_names = ("validate_args",)
+    _extra_kwarg_names: tuple[str, ...] = ("validate_args",)
 
     def __init__(
         self,
@@ -149,7 +149,7 @@ def _dense_mask(
                 f"{logits.shape[-1]} actions; the mask must have shape [..., {logits.shape[-1]}]."
             )
         return mask
-    idx = indices.long()  # type: ignore[union-attr]
+    idx = cast(torch.Tensor, indices).long()  # exactly one of mask / indices, and the mask returned above
     n = logits.shape[-1]
     if padding_value is not None:
         idx = idx.masked_fill(idx == padding_value, n)  # padding goes to an extra column, dropped below
@@ -159,11 +159,20 @@ def _dense_mask(
     return out[..., :n]
 
 
-class _MaskedMixin:
+if TYPE_CHECKING:
+    _MixedInto = D.Distribution  # the mixin only ever precedes a categorical distribution
+else:
+    _MixedInto = object
+
+
+class _MaskedMixin(_MixedInto):
     """What the masked categoricals share: the mask, ``neg_inf`` log-probs, a finite entropy."""
 
     _mask: torch.Tensor
     neg_inf: float
+    if TYPE_CHECKING:  # the categorical's parameters
+        logits: torch.Tensor
+        probs: torch.Tensor
 
     @property
     def mask(self) -> torch.Tensor:
@@ -225,7 +234,7 @@ class MaskedCategorical(_MaskedMixin, Categorical):
         kwargs.pop("padding_side", None)
         _check_params(logits, probs, type(self).__name__)
         if logits is None:
-            logits = probs.log()  # type: ignore[union-attr]
+            logits = cast(torch.Tensor, probs).log()  # _check_params: one of the two is given
         self._mask = _dense_mask(logits, mask, indices, padding_value)
         self.neg_inf = neg_inf
         masked = logits.masked_fill(~self._mask, float("-inf"))
@@ -259,7 +268,7 @@ class MaskedOneHotCategorical(_MaskedMixin, OneHotCategorical):
         kwargs.pop("padding_side", None)
         _check_params(logits, probs, type(self).__name__)
         if logits is None:
-            logits = probs.log()  # type: ignore[union-attr]
+            logits = cast(torch.Tensor, probs).log()  # _check_params: one of the two is given
         self._mask = _dense_mask(logits, mask, indices, padding_value)
         self.neg_inf = neg_inf
         masked = logits.masked_fill(~self._mask, float("-inf"))

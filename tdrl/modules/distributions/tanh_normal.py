@@ -54,7 +54,13 @@ class _TanhNormalBuilder:
     """Builds ``cls(loc, scale, ...)`` with bounds checked once (picklable, unlike a closure)."""
 
     def __init__(
-        self, cls: type, low: TensorLike, high: TensorLike, upscale: TensorLike, tanh_loc: bool, event_dims: int | None
+        self,
+        cls: type[TanhNormal],
+        low: TensorLike,
+        high: TensorLike,
+        upscale: TensorLike,
+        tanh_loc: bool,
+        event_dims: int | None,
     ) -> None:
         self.cls, self.low, self.high = cls, low, high
         self.upscale, self.tanh_loc, self.event_dims = upscale, tanh_loc, event_dims

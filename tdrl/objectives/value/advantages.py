@@ -25,10 +25,11 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
@@ -116,6 +117,13 @@ class ValueEstimatorBase(nn.Module):
         sample_log_prob: NestedKey = "sample_log_prob"
 
     default_keys = _AcceptedKeys
+
+    # Kept in __dict__, not registered (see __init__). It is called on TensorDicts and read for
+    # its in_keys: a TensorDict module, whatever nn.Module type the constructor was given.
+    value_network: TensorDictModuleBase | None
+    # buffers, registered by the subclasses (lmbda by those that have one)
+    gamma: Tensor
+    lmbda: Tensor
 
     def __init__(
         self,
@@ -224,6 +232,7 @@ class ValueEstimatorBase(nn.Module):
             if value is not None and next_value is not None:
                 self._check_value_shape(value, reward_shape)
                 return value, next_value
+        net = cast(TensorDictModuleBase, net)  # without a network the block above returned or raised
         in_keys = list(getattr(net, "in_keys", []))
         for k in in_keys:
             if k not in data.keys(include_nested=True):
@@ -320,7 +329,7 @@ class ValueEstimatorBase(nn.Module):
         reward: Tensor,
         done: Tensor,
         terminated: Tensor,
-        gamma: Tensor,
+        gamma: float | Tensor,
         time_dim: int,
     ) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -377,7 +386,8 @@ class ValueEstimatorBase(nn.Module):
         net = self.value_network
         if net is None:
             raise ValueError(f"{type(self).__name__}: params were given but there is no value_network.")
-        params = params if params is not None else target_params
+        # forward only comes here with one of the two, which then stands for both
+        params = cast(TensorDictBase, params if params is not None else target_params)
         target_params = target_params if target_params is not None else params
         key = self.tensor_keys.value
         with params.to_module(net):
