@@ -3,8 +3,9 @@
 The flow is the seed tutorial's: a transformed env (observation normalization, float
 casting, step counting), a TanhNormal policy and a value network, a collector, a
 replay buffer sampled without replacement, GAE, ClipPPOLoss, Adam with cosine
-annealing, and a deterministic evaluation rollout every few batches. It ends by
-writing a learning-curve plot (PNG), a CSV log and a checkpoint, and prints where.
+annealing, and an evaluation rollout of the deterministic policy, on a second env with
+the same observation statistics, every few batches. It ends by writing a learning-curve
+plot (PNG), a CSV log and a checkpoint, and prints where.
 
 Run it with ``python -m tdrl.examples.ppo`` (or the ``tdrl-ppo`` console script)::
 
@@ -50,7 +51,7 @@ class PPOConfig:
     frames: int = 50_000
     """total environment frames to collect."""
     seed: int = 0
-    """seed of torch and of the env."""
+    """seed of torch and of the envs."""
     device: str = "cpu"
     """device of the policy, the value network and the loss."""
     frames_per_batch: int = 1000
@@ -82,16 +83,29 @@ class PPOConfig:
     progress: bool = True
     """show a tqdm progress bar."""
     threads: int = 1
-    """torch CPU threads set by the command line (small MLPs run fastest on one)."""
+    """torch CPU threads while training (small MLPs run fastest on one)."""
 
 
-def make_env(name: str, device: torch.device, init_stats_steps: int = 1000) -> TransformedEnv:
-    """The seed's env: normalize observations, cast to float32, count steps."""
-    env = TransformedEnv(
-        GymEnv(name, device=device),
-        Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()),
-    )
-    env.transform[0].init_stats(num_iter=init_stats_steps, reduce_dim=0, cat_dim=0)
+def make_env(
+    name: str, device: torch.device, seed: int, obs_norm: ObservationNorm | None = None, init_stats_steps: int = 1000
+) -> TransformedEnv:
+    """The seed's env: normalize observations, cast to float32, count steps.
+
+    Args:
+        name: the gymnasium id.
+        device: the env's device.
+        seed: seeds the env before the normalization statistics are fitted, so a run repeats.
+        obs_norm: copy its ``loc``/``scale`` instead of fitting them (the evaluation env).
+        init_stats_steps: random steps to fit the statistics on.
+    """
+    base = GymEnv(name, device=device)
+    base.set_seed(seed)
+    norm = ObservationNorm(in_keys=["observation"])
+    if obs_norm is not None:
+        norm = ObservationNorm(loc=obs_norm.loc.clone(), scale=obs_norm.scale.clone(), in_keys=["observation"])
+    env = TransformedEnv(base, Compose(norm, DoubleToFloat(), StepCounter()))
+    if obs_norm is None:
+        norm.init_stats(num_iter=init_stats_steps, reduce_dim=0, cat_dim=0)
     return env
 
 
@@ -147,15 +161,25 @@ def _plot(logs: dict, path: Path, title: str) -> None:
 
 
 def train(cfg: PPOConfig) -> dict:
-    """Train PPO with ``cfg``; returns the logs and the output paths."""
+    """Train PPO with ``cfg`` on ``cfg.threads`` torch threads; returns the logs and the output paths."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)  # two threads on two busy cores can run 15x slower than one
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: PPOConfig) -> dict:
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    env = make_env(cfg.env, device)
-    env.set_seed(cfg.seed)
+    env = make_env(cfg.env, device, cfg.seed)
     check_env_specs(env)
+    # evaluating on the training env would leave the collector a simulator in another state
+    eval_env = make_env(cfg.env, device, cfg.seed + 1, obs_norm=env.transform[0])
     policy, value = make_modules(env, cfg.num_cells, device)
 
     collector = SyncDataCollector(
@@ -173,13 +197,15 @@ def train(cfg: PPOConfig) -> dict:
         loss_critic_type="smooth_l1",
     )
     optim = torch.optim.Adam(loss_module.parameters(), cfg.lr)
-    n_batches = max(1, cfg.frames // cfg.frames_per_batch)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, n_batches, 0.0)
+    # the collector rounds the frames up to whole batches: anneal over all of them
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, len(collector), 0.0)
 
     logs: dict = {
         k: [] for k in ("frames", "train_reward", "step_count", "lr", "eval_frames", "eval_return", "eval_steps")
     }
-    pbar = tqdm(total=cfg.frames, disable=not cfg.progress, unit="frames", dynamic_ncols=True)
+    pbar = tqdm(
+        total=len(collector) * cfg.frames_per_batch, disable=not cfg.progress, unit="frames", dynamic_ncols=True
+    )
     frames = 0
     start = time.perf_counter()
     for i, batch in enumerate(collector):
@@ -197,14 +223,14 @@ def train(cfg: PPOConfig) -> dict:
         frames += batch.numel()
         logs["frames"].append(frames)
         logs["train_reward"].append(batch["next", "reward"].mean().item())
-        logs["step_count"].append(int(batch["step_count"].max().item()))
+        logs["step_count"].append(int(batch["next", "step_count"].max().item()))
         logs["lr"].append(optim.param_groups[0]["lr"])
         if i % cfg.eval_every == 0 or frames >= cfg.frames:
             with set_exploration_type(ExplorationType.MEAN), torch.no_grad():
-                ro = env.rollout(cfg.eval_steps, policy)
+                ro = eval_env.rollout(cfg.eval_steps, policy)
             logs["eval_frames"].append(frames)
             logs["eval_return"].append(ro["next", "reward"].sum().item())
-            logs["eval_steps"].append(int(ro["step_count"].max().item()))
+            logs["eval_steps"].append(int(ro["next", "step_count"].max().item()))
         pbar.update(batch.numel())
         pbar.set_postfix(
             reward=f"{logs['train_reward'][-1]:.3f}",
@@ -250,6 +276,7 @@ def train(cfg: PPOConfig) -> dict:
         )
     )
     env.close()
+    eval_env.close()
     return {"logs": logs, "wall_s": wall, "plot": plot_path, "csv": csv_path, "checkpoint": ckpt_path}
 
 
@@ -290,7 +317,6 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     cfg = _parse(argv)
     warnings.filterwarnings("ignore", message=".*out of date.*")
-    torch.set_num_threads(cfg.threads)
     result = train(cfg)
     logs = result["logs"]
     print(

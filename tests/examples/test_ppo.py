@@ -25,6 +25,19 @@ def test_short_training_writes_its_outputs(tmp_path):
     assert ckpt["config"]["env"] == "InvertedDoublePendulum-v5"
 
 
+@pytest.mark.slow
+def test_a_run_repeats_and_evaluation_does_not_change_training(tmp_path):
+    def logs(eval_every: int) -> dict:
+        cfg = PPOConfig(frames=2000, out_dir=str(tmp_path), progress=False, eval_every=eval_every)
+        return train(cfg)["logs"]
+
+    a, b = logs(1), logs(10)
+    assert a["train_reward"] == b["train_reward"]
+    assert a["step_count"] == b["step_count"]
+    assert a["eval_return"][0] == b["eval_return"][0]
+    assert len(a["eval_return"]) == len(b["eval_return"]) == 2  # the last batch is always evaluated
+
+
 def test_cli_parses_options():
     cfg = _parse(
         ["--env", "InvertedDoublePendulum-v4", "--frames", "3000", "--seed", "7", "--device", "cpu", "--threads", "2"]
