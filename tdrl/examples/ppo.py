@@ -1,15 +1,23 @@
-"""PPO on a gymnasium MuJoCo task, end to end: the main job of tdrl's README.
+"""PPO on a gymnasium task, end to end: the main job of tdrl's README.
 
 The flow is the seed tutorial's: a transformed env (observation normalization, float
-casting, step counting), a TanhNormal policy and a value network, a collector, a
-replay buffer sampled without replacement, GAE, ClipPPOLoss, Adam with cosine
-annealing, and an evaluation rollout of the deterministic policy, on a second env with
-the same observation statistics, every few batches. It ends by writing a learning-curve
-plot (PNG), a CSV log and a checkpoint, and prints where.
+casting, step counting), a policy and a value network, a collector, a replay buffer
+sampled without replacement, GAE, ClipPPOLoss, Adam with cosine annealing, and an
+evaluation rollout of the deterministic policy, on a second env with the same observation
+statistics, every few batches. It ends by writing a learning-curve plot (PNG), a CSV log
+and a checkpoint, and prints where.
+
+The policy follows the env's action space: a Box gets a TanhNormal policy squashed into
+its bounds (the tutorial's), a Discrete space a categorical policy over its actions
+(``GymEnv`` encodes them one-hot by default, as TorchRL does, so it is a
+``OneHotCategorical``). The seed tutorial's hyperparameters serve both. Other action
+spaces, unbounded Boxes, and observations that are not a flat Box are refused before
+anything runs.
 
 Run it with ``python -m tdrl.examples.ppo`` (or the ``tdrl-ppo`` console script)::
 
     python -m tdrl.examples.ppo --env InvertedDoublePendulum-v5 --frames 50000 --seed 0
+    python -m tdrl.examples.ppo --env CartPole-v1 --frames 100000
 """
 
 from __future__ import annotations
@@ -35,11 +43,19 @@ from tdrl.data.replay_buffers.storages import LazyTensorStorage
 from tdrl.envs import Compose, DoubleToFloat, ObservationNorm, StepCounter, TransformedEnv
 from tdrl.envs.libs.gym import GymEnv
 from tdrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
-from tdrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
+from tdrl.modules import Categorical, OneHotCategorical, ProbabilisticActor, TanhNormal, ValueOperator
 from tdrl.objectives import ClipPPOLoss
 from tdrl.objectives.value import GAE
+from tdrl.specs import Bounded, OneHot, Unbounded
+from tdrl.specs import Categorical as CategoricalSpec
 
-__all__ = ["PPOConfig", "train", "main"]
+__all__ = ["PPOConfig", "ConfigError", "train", "main"]
+
+CONTINUOUS, DISCRETE = "continuous", "discrete"
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration, found before training starts."""
 
 
 @dataclass
@@ -47,7 +63,7 @@ class PPOConfig:
     """Hyperparameters (the seed tutorial's defaults)."""
 
     env: str = "InvertedDoublePendulum-v5"
-    """gymnasium id of the task."""
+    """gymnasium id of the task (a Box or Discrete action space)."""
     frames: int = 50_000
     """total environment frames to collect."""
     seed: int = 0
@@ -86,19 +102,51 @@ class PPOConfig:
     """torch CPU threads while training (small MLPs run fastest on one)."""
 
 
+def make_base_env(name: str, device: torch.device) -> GymEnv:
+    """``GymEnv(name)``; a missing optional dependency (box2d, ...) becomes a :class:`ConfigError`."""
+    import gymnasium
+
+    try:
+        return GymEnv(name, device=device)
+    except gymnasium.error.DependencyNotInstalled as err:
+        message = " ".join(str(err).split())
+        raise ConfigError(f"--env {name}: {message}") from None
+
+
+def action_kind(env: GymEnv) -> str:
+    """``"continuous"`` (a bounded Box) or ``"discrete"`` (Discrete) for the env's action space.
+
+    Raises:
+        ConfigError: for any other action space, or an observation that is not a flat Box.
+    """
+    spaces = f"action space {env.env.action_space}, observation space {env.env.observation_space}"
+    supported = (
+        "this command trains PPO on a Box action space with finite bounds (TanhNormal policy) or a "
+        "Discrete one (categorical policy), with a 1-D Box observation"
+    )
+    obs_spec = env.observation_spec
+    obs = obs_spec["observation"] if set(obs_spec.keys()) == {"observation"} else None
+    if not isinstance(obs, (Bounded, Unbounded)) or obs.ndim != 1:
+        raise ConfigError(f"--env {env.env_name}: the observation is not supported ({spaces}); {supported}")
+    spec = env.action_spec
+    if isinstance(spec, Bounded) and spec.ndim == 1:
+        return CONTINUOUS
+    if isinstance(spec, (OneHot, CategoricalSpec)):
+        return DISCRETE
+    raise ConfigError(f"--env {env.env_name}: the action space is not supported ({spaces}); {supported}")
+
+
 def make_env(
-    name: str, device: torch.device, seed: int, obs_norm: ObservationNorm | None = None, init_stats_steps: int = 1000
+    base: GymEnv, seed: int, obs_norm: ObservationNorm | None = None, init_stats_steps: int = 1000
 ) -> TransformedEnv:
     """The seed's env: normalize observations, cast to float32, count steps.
 
     Args:
-        name: the gymnasium id.
-        device: the env's device.
+        base: the gymnasium env.
         seed: seeds the env before the normalization statistics are fitted, so a run repeats.
         obs_norm: copy its ``loc``/``scale`` instead of fitting them (the evaluation env).
         init_stats_steps: random steps to fit the statistics on.
     """
-    base = GymEnv(name, device=device)
     base.set_seed(seed)
     norm = ObservationNorm(in_keys=["observation"])
     if obs_norm is not None:
@@ -110,8 +158,12 @@ def make_env(
 
 
 def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> tuple[ProbabilisticActor, ValueOperator]:
-    """A TanhNormal policy and a value network, 3 hidden layers of ``num_cells`` each."""
-    action_dim = env.action_spec.shape[-1]
+    """The policy and a value network, 3 hidden layers of ``num_cells`` each.
+
+    A Box action space gets a TanhNormal policy within its bounds; a Discrete one a
+    categorical policy (a ``OneHotCategorical`` for a one-hot action spec, a
+    ``Categorical`` for an index spec).
+    """
 
     def mlp(out: int) -> nn.Sequential:
         return nn.Sequential(
@@ -124,15 +176,25 @@ def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> t
             nn.LazyLinear(out, device=device),
         )
 
-    actor_net = nn.Sequential(mlp(2 * action_dim), NormalParamExtractor())
-    policy = ProbabilisticActor(
-        module=TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
-        spec=env.action_spec,
-        in_keys=["loc", "scale"],
-        distribution_class=TanhNormal,
-        distribution_kwargs={"low": env.action_spec.space.low, "high": env.action_spec.space.high},
-        return_log_prob=True,
-    )
+    spec = env.action_spec
+    if isinstance(spec, (OneHot, CategoricalSpec)):
+        policy = ProbabilisticActor(
+            module=TensorDictModule(mlp(spec.n), in_keys=["observation"], out_keys=["logits"]),
+            spec=spec,
+            in_keys=["logits"],
+            distribution_class=OneHotCategorical if isinstance(spec, OneHot) else Categorical,
+            return_log_prob=True,
+        )
+    else:
+        actor_net = nn.Sequential(mlp(2 * spec.shape[-1]), NormalParamExtractor())
+        policy = ProbabilisticActor(
+            module=TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
+            spec=spec,
+            in_keys=["loc", "scale"],
+            distribution_class=TanhNormal,
+            distribution_kwargs={"low": spec.space.low, "high": spec.space.high},
+            return_log_prob=True,
+        )
     value = ValueOperator(module=mlp(1), in_keys=["observation"])
     reset = env.reset()
     policy(reset.clone())  # materialize the lazy layers
@@ -161,7 +223,17 @@ def _plot(logs: dict, path: Path, title: str) -> None:
 
 
 def train(cfg: PPOConfig) -> dict:
-    """Train PPO with ``cfg`` on ``cfg.threads`` torch threads; returns the logs and the output paths."""
+    """Train PPO with ``cfg`` on ``cfg.threads`` torch threads.
+
+    Returns:
+        ``{"logs", "wall_s", "policy", "obs_norm", "plot", "csv", "checkpoint"}``: the per-batch
+        logs, the training time, the trained policy and the observation normalization it
+        expects, and the paths written.
+
+    Raises:
+        ConfigError: for an action space other than a bounded Box or Discrete, or an
+            observation that is not a 1-D Box (before training starts).
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)  # two threads on two busy cores can run 15x slower than one
     try:
@@ -173,13 +245,20 @@ def train(cfg: PPOConfig) -> dict:
 def _train(cfg: PPOConfig) -> dict:
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
+
+    base_env = make_base_env(cfg.env, device)
+    try:
+        kind = action_kind(base_env)
+    except ConfigError:
+        base_env.close()
+        raise
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    env = make_env(cfg.env, device, cfg.seed)
+    env = make_env(base_env, cfg.seed)
     check_env_specs(env)
     # evaluating on the training env would leave the collector a simulator in another state
-    eval_env = make_env(cfg.env, device, cfg.seed + 1, obs_norm=env.transform[0])
+    eval_env = make_env(make_base_env(cfg.env, device), cfg.seed + 1, obs_norm=env.transform[0])
     policy, value = make_modules(env, cfg.num_cells, device)
 
     collector = SyncDataCollector(
@@ -257,6 +336,7 @@ def _train(cfg: PPOConfig) -> dict:
             "obs_norm": env.transform[0].state_dict(),
             "optim": optim.state_dict(),
             "config": asdict(cfg),
+            "action_kind": kind,
             "frames": frames,
         },
         ckpt_path,
@@ -277,7 +357,15 @@ def _train(cfg: PPOConfig) -> dict:
     )
     env.close()
     eval_env.close()
-    return {"logs": logs, "wall_s": wall, "plot": plot_path, "csv": csv_path, "checkpoint": ckpt_path}
+    return {
+        "logs": logs,
+        "wall_s": wall,
+        "policy": policy,
+        "obs_norm": env.transform[0],
+        "plot": plot_path,
+        "csv": csv_path,
+        "checkpoint": ckpt_path,
+    }
 
 
 def _parse(argv: list[str] | None) -> PPOConfig:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import csv
 
+import gymnasium
+import numpy as np
 import pytest
 import torch
 
+from tdrl.examples import ppo
 from tdrl.examples.ppo import PPOConfig, _parse, main, train
+from tdrl.modules import OneHotCategorical, TanhNormal
+
+
+def _reset(env_id: str, result: dict):
+    """A first observation of a new env of the trained run, normalized as in training."""
+    env = ppo.make_env(ppo.make_base_env(env_id, torch.device("cpu")), 1, obs_norm=result["obs_norm"])
+    return env.reset()
 
 
 @pytest.mark.slow
@@ -19,10 +29,28 @@ def test_short_training_writes_its_outputs(tmp_path):
     rows = list(csv.DictReader(result["csv"].open()))
     assert [int(r["frames"]) for r in rows] == [1000, 2000]
     assert all(r["eval_return"] for r in rows)
-    ckpt = torch.load(result["checkpoint"], weights_only=False)
+    ckpt = torch.load(result["checkpoint"], weights_only=True)  # loads without unpickling code
     assert ckpt["frames"] == 2000
-    assert "policy" in ckpt
+    assert ckpt["action_kind"] == "continuous"
     assert ckpt["config"]["env"] == "InvertedDoublePendulum-v5"
+    policy = result["policy"]
+    assert isinstance(policy.get_dist(policy(_reset("InvertedDoublePendulum-v5", result))), TanhNormal)
+
+
+@pytest.mark.slow
+def test_cartpole_trains_a_categorical_policy(tmp_path):
+    result = train(PPOConfig(env="CartPole-v1", frames=2000, out_dir=str(tmp_path), progress=False, eval_every=1))
+    policy = result["policy"]
+    td = policy(_reset("CartPole-v1", result))
+    assert isinstance(policy.get_dist(td), OneHotCategorical)
+    action = td["action"]
+    assert action.shape == (2,)  # one-hot, as GymEnv's default action spec
+    assert action.sum() == 1
+    rows = list(csv.DictReader(result["csv"].open()))
+    assert [int(r["frames"]) for r in rows] == [1000, 2000]
+    assert all(0 < float(r["eval_return"]) <= 500 for r in rows)
+    ckpt = torch.load(result["checkpoint"], weights_only=True)
+    assert ckpt["action_kind"] == "discrete"
 
 
 @pytest.mark.slow
@@ -49,3 +77,51 @@ def test_cli_rejects_a_budget_below_one_batch(capsys):
     with pytest.raises(SystemExit):
         main(["--frames", "10"])
     assert "must be at least --frames-per-batch" in capsys.readouterr().err
+
+
+class _MultiDiscreteEnv(gymnasium.Env):
+    """A gymnasium env with a MultiDiscrete action space, which the main job does not support."""
+
+    observation_space = gymnasium.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gymnasium.spaces.MultiDiscrete([3, 2])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, False, False, {}
+
+
+class _DictObservationEnv(_MultiDiscreteEnv):
+    observation_space = gymnasium.spaces.Dict({"position": gymnasium.spaces.Box(-1.0, 1.0, (3,), np.float32)})
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return {"position": np.zeros(3, np.float32)}, {}
+
+    def step(self, action):
+        return {"position": np.zeros(3, np.float32)}, 0.0, False, False, {}
+
+
+@pytest.fixture
+def registered():
+    """Register test envs with gymnasium for one test, then remove them."""
+    ids = {"TdrlTestMultiDiscrete-v0": _MultiDiscreteEnv, "TdrlTestDictObservation-v0": _DictObservationEnv}
+    for env_id, cls in ids.items():
+        gymnasium.register(id=env_id, entry_point=cls)
+    yield
+    for env_id in ids:
+        gymnasium.envs.registry.pop(env_id)
+
+
+def test_an_unsupported_action_space_is_refused_up_front(tmp_path, registered):
+    with pytest.raises(ppo.ConfigError, match=r"the action space is not supported \(action space MultiDiscrete"):
+        train(PPOConfig(env="TdrlTestMultiDiscrete-v0", out_dir=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unsupported_observation_is_refused_up_front(tmp_path, registered):
+    with pytest.raises(ppo.ConfigError, match=r"the observation is not supported \(action space Discrete\(2\)"):
+        train(PPOConfig(env="TdrlTestDictObservation-v0", out_dir=str(tmp_path)))
