@@ -27,8 +27,9 @@ import csv
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from tensordict.nn import TensorDictModule
@@ -51,6 +52,7 @@ from tdrl.specs import Categorical as CategoricalSpec
 
 __all__ = ["PPOConfig", "ConfigError", "train", "main"]
 
+PROG = "python -m tdrl.examples.ppo"
 CONTINUOUS, DISCRETE = "continuous", "discrete"
 
 
@@ -58,48 +60,38 @@ class ConfigError(ValueError):
     """A user error in the configuration, found before training starts."""
 
 
+def _option(default: Any, help: str) -> Any:
+    """A dataclass field whose ``help`` becomes its command-line help."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class PPOConfig:
-    """Hyperparameters (the seed tutorial's defaults)."""
+    """Hyperparameters: the seed tutorial's defaults, for Box and Discrete action spaces alike.
 
-    env: str = "InvertedDoublePendulum-v5"
-    """gymnasium id of the task (a Box or Discrete action space)."""
-    frames: int = 50_000
-    """total environment frames to collect."""
-    seed: int = 0
-    """seed of torch and of the envs."""
-    device: str = "cpu"
-    """device of the policy, the value network and the loss."""
-    frames_per_batch: int = 1000
-    """frames collected between two rounds of optimization."""
-    sub_batch_size: int = 64
-    """minibatch size of each gradient step."""
-    num_epochs: int = 10
-    """passes over each collected batch."""
-    num_cells: int = 256
-    """width of the 3 hidden layers of the policy and of the value network."""
-    lr: float = 3e-4
-    """Adam's learning rate (annealed to 0 with a cosine schedule)."""
-    max_grad_norm: float = 1.0
-    """gradient clipping."""
-    clip_epsilon: float = 0.2
-    """PPO's ratio clipping."""
-    gamma: float = 0.99
-    """discount."""
-    lmbda: float = 0.95
-    """GAE's lambda."""
-    entropy_coef: float = 1e-4
-    """weight of the entropy bonus."""
-    eval_every: int = 10
-    """evaluate the deterministic policy every this many batches."""
-    eval_steps: int = 1000
-    """length of an evaluation rollout."""
-    out_dir: str = "runs/ppo"
-    """where the plot, the CSV log and the checkpoint go."""
-    progress: bool = True
-    """show a tqdm progress bar."""
-    threads: int = 1
-    """torch CPU threads while training (small MLPs run fastest on one)."""
+    Every field is a command-line option with its help text (``--frames-per-batch`` for
+    ``frames_per_batch``; ``progress`` is ``--no-progress``).
+    """
+
+    env: str = _option("InvertedDoublePendulum-v5", "gymnasium id of the task (a Box or Discrete action space)")
+    frames: int = _option(50_000, "total environment frames to collect (rounded up to whole batches)")
+    seed: int = _option(0, "seed of torch and of the envs (0 <= seed < 2**32)")
+    device: str = _option("cpu", "device of the policy, the value network and the loss: cpu, cuda, cuda:N or mps")
+    frames_per_batch: int = _option(1000, "frames collected between two rounds of optimization")
+    sub_batch_size: int = _option(64, "minibatch size of each gradient step (at most --frames-per-batch)")
+    num_epochs: int = _option(10, "passes over each collected batch")
+    num_cells: int = _option(256, "width of the 3 hidden layers of the policy and of the value network")
+    lr: float = _option(3e-4, "Adam's learning rate, annealed to 0 with a cosine schedule")
+    max_grad_norm: float = _option(1.0, "gradient clipping (max L2 norm of all gradients)")
+    clip_epsilon: float = _option(0.2, "PPO's ratio clipping")
+    gamma: float = _option(0.99, "discount (0 < gamma <= 1)")
+    lmbda: float = _option(0.95, "GAE's lambda (0 <= lambda <= 1)")
+    entropy_coef: float = _option(1e-4, "weight of the entropy bonus (0 turns it off)")
+    eval_every: int = _option(10, "evaluate the deterministic policy every this many batches (and after the last)")
+    eval_steps: int = _option(1000, "maximum length of an evaluation episode")
+    out_dir: str = _option("runs/ppo", "where the plot, the CSV log and the checkpoint go")
+    progress: bool = _option(True, "show a tqdm progress bar")
+    threads: int = _option(1, "torch CPU threads while training (small MLPs run fastest on one)")
 
 
 def make_base_env(name: str, device: torch.device) -> GymEnv:
@@ -368,42 +360,40 @@ def _train(cfg: PPOConfig) -> dict:
     }
 
 
-def _parse(argv: list[str] | None) -> PPOConfig:
-    defaults = PPOConfig()
-    p = argparse.ArgumentParser(prog="python -m tdrl.examples.ppo", description=__doc__.split("\n")[0])
-    p.add_argument("--env", default=defaults.env, help="gymnasium id (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=defaults.frames, help="total frames (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
-    p.add_argument("--device", default=defaults.device, help="torch device (default: %(default)s)")
-    p.add_argument("--frames-per-batch", type=int, default=defaults.frames_per_batch)
-    p.add_argument("--out-dir", default=defaults.out_dir, help="output folder (default: %(default)s)")
-    p.add_argument("--eval-every", type=int, default=defaults.eval_every, help="batches between evaluations")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default: %(default)s; small MLPs run fastest on one thread)",
-    )
-    args = p.parse_args(argv)
-    if args.frames < args.frames_per_batch:
-        p.error(f"--frames ({args.frames}) must be at least --frames-per-batch ({args.frames_per_batch})")
-    return PPOConfig(
-        env=args.env,
-        frames=args.frames,
-        seed=args.seed,
-        device=args.device,
-        frames_per_batch=args.frames_per_batch,
-        out_dir=args.out_dir,
-        eval_every=args.eval_every,
-        progress=not args.no_progress,
-        threads=args.threads,
-    )
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one option per :class:`PPOConfig` field, its help and default from the field."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    for f in fields(PPOConfig):
+        help_text = f.metadata["help"].replace("%", "%%")
+        flag = "--" + f.name.replace("_", "-")
+        if f.default is True:  # a switch that is on unless --no-NAME
+            parser.add_argument(
+                f"--no-{f.name.replace('_', '-')}",
+                dest=f.name,
+                action="store_false",
+                help=f"do not {help_text} (default: {f.name} on)",
+            )
+            continue
+        typ = type(f.default)
+        metavar = {"env": "ID", "device": "DEVICE", "out_dir": "DIR"}.get(f.name, {int: "N", float: "X"}.get(typ))
+        parser.add_argument(
+            flag, type=typ, default=f.default, metavar=metavar, help=f"{help_text} (default: {f.default})"
+        )
+    return parser
+
+
+def parse(argv: list[str] | None) -> PPOConfig:
+    """The :class:`PPOConfig` of a command line (argparse errors exit with code 2)."""
+    parser = build_parser()
+    cfg = PPOConfig(**vars(parser.parse_args(argv)))
+    if cfg.frames < cfg.frames_per_batch:
+        parser.error(f"--frames ({cfg.frames}) must be at least --frames-per-batch ({cfg.frames_per_batch})")
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    cfg = _parse(argv)
+    cfg = parse(argv)
     warnings.filterwarnings("ignore", message=".*out of date.*")
     result = train(cfg)
     logs = result["logs"]

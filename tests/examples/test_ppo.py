@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import re
 
 import gymnasium
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 from tdrl.examples import ppo
-from tdrl.examples.ppo import PPOConfig, _parse, main, train
+from tdrl.examples.ppo import PPOConfig, main, parse, train
 from tdrl.modules import OneHotCategorical, TanhNormal
 
 
@@ -67,10 +69,54 @@ def test_a_run_repeats_and_evaluation_does_not_change_training(tmp_path):
 
 
 def test_cli_parses_options():
-    cfg = _parse(
+    cfg = parse(
         ["--env", "InvertedDoublePendulum-v4", "--frames", "3000", "--seed", "7", "--device", "cpu", "--threads", "2"]
     )
     assert (cfg.env, cfg.frames, cfg.seed, cfg.device, cfg.threads) == ("InvertedDoublePendulum-v4", 3000, 7, "cpu", 2)
+    cfg = parse(["--sub-batch-size", "32", "--lr", "1e-3", "--entropy-coef", "0", "--no-progress"])
+    assert (cfg.sub_batch_size, cfg.lr, cfg.entropy_coef, cfg.progress) == (32, 1e-3, 0.0, False)
+
+
+def test_every_config_field_is_an_option():
+    assert dataclasses.asdict(parse([])) == dataclasses.asdict(PPOConfig())
+    for f in dataclasses.fields(PPOConfig):
+        flag = ("--no-" if f.default is True else "--") + f.name.replace("_", "-")
+        assert flag in ppo.build_parser().format_help(), flag
+
+
+def test_the_defaults_are_the_seed_tutorials():
+    cfg = parse([])
+    expected = {"env": "InvertedDoublePendulum-v5", "frames": 50_000, "eval_every": 10, "eval_steps": 1000}
+    expected.update(frames_per_batch=1000, sub_batch_size=64, num_epochs=10, num_cells=256, lr=3e-4)
+    expected.update(max_grad_norm=1.0, clip_epsilon=0.2, gamma=0.99, lmbda=0.95, entropy_coef=1e-4)
+    assert {k: getattr(cfg, k) for k in expected} == expected
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    blocks: dict[str, str] = {}  # option -> its help text, from its flag to the next flag
+    flag = None
+    for line in text.split("options:")[1].splitlines():
+        start = re.match(r"^  (-\S+)", line)
+        if start:
+            flag = start.group(1).rstrip(",")
+            blocks[flag] = line[start.end() :]
+        elif flag:
+            blocks[flag] += " " + line
+    blocks = {flag: " ".join(body.split()) for flag, body in blocks.items()}
+    for f in dataclasses.fields(PPOConfig):
+        flag = ("--no-" if f.default is True else "--") + f.name.replace("_", "-")
+        assert flag in blocks, f"{flag} missing from --help"
+        match = re.search(r"\(default: (.*)\)$", blocks[flag])
+        assert match, f"{flag} does not show its default: {blocks[flag]!r}"
+        shown = match.group(1)
+        if f.default is True:
+            assert "on" in shown
+        else:
+            assert shown == str(f.default), (flag, shown)
 
 
 def test_cli_rejects_a_budget_below_one_batch(capsys):
