@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import json
+import math
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -50,14 +53,14 @@ from tdrl.objectives.value import GAE
 from tdrl.specs import Bounded, OneHot, Unbounded
 from tdrl.specs import Categorical as CategoricalSpec
 
-__all__ = ["PPOConfig", "ConfigError", "train", "main"]
+__all__ = ["PPOConfig", "ConfigError", "validate", "train", "main"]
 
 PROG = "python -m tdrl.examples.ppo"
 CONTINUOUS, DISCRETE = "continuous", "discrete"
 
 
 class ConfigError(ValueError):
-    """A user error in the configuration, found before training starts."""
+    """A user error in the configuration (printed as one line by :func:`main`, exit code 2)."""
 
 
 def _option(default: Any, help: str) -> Any:
@@ -94,6 +97,83 @@ class PPOConfig:
     threads: int = _option(1, "torch CPU threads while training (small MLPs run fastest on one)")
 
 
+# --- validation ----------------------------------------------------------------------------
+def _check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {name}: CUDA is not available on this machine (torch.cuda.is_available() is False); "
+                "use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        return
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+        return
+    raise ConfigError(f"--device {name}: device type {device.type!r} is not supported; use cpu, cuda, cuda:N or mps")
+
+
+def _check_env_id(env_id: str) -> None:
+    import gymnasium
+
+    if env_id in gymnasium.envs.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gymnasium.envs.registry), n=3, cutoff=0.6)
+    hint = (
+        f"did you mean {' or '.join(close)}?" if close else "e.g. --env CartPole-v1 or --env InvertedDoublePendulum-v5"
+    )
+    raise ConfigError(f"--env {env_id!r} is not a registered gymnasium id; {hint}")
+
+
+def validate(cfg: PPOConfig) -> None:
+    """Check ``cfg`` before anything runs.
+
+    Args:
+        cfg: the configuration.
+
+    Raises:
+        ConfigError: naming the option, the value given and what it must be.
+    """
+
+    def need(ok: bool, name: str, rule: str) -> None:
+        if not ok:
+            raise ConfigError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(cfg, name)!r}")
+
+    counts = ("frames", "frames_per_batch", "sub_batch_size", "num_epochs", "num_cells", "eval_every", "eval_steps")
+    for name in (*counts, "threads"):
+        value = getattr(cfg, name)
+        need(isinstance(value, int) and value > 0, name, "a positive integer")
+    need(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**32, "seed", "an integer from 0 to 2**32 - 1")
+    if cfg.frames < cfg.frames_per_batch:
+        raise ConfigError(
+            f"--frames ({cfg.frames}) must be at least one batch (--frames-per-batch {cfg.frames_per_batch}); "
+            f"raise --frames or lower --frames-per-batch"
+        )
+    if cfg.sub_batch_size > cfg.frames_per_batch:
+        raise ConfigError(
+            f"--sub-batch-size ({cfg.sub_batch_size}) must be at most --frames-per-batch ({cfg.frames_per_batch})"
+        )
+    for name in ("lr", "max_grad_norm", "clip_epsilon"):
+        value = getattr(cfg, name)
+        need(math.isfinite(value) and value > 0, name, "a positive number")
+    need(math.isfinite(cfg.entropy_coef) and cfg.entropy_coef >= 0, "entropy_coef", "a number >= 0")
+    need(0 < cfg.gamma <= 1, "gamma", "in (0, 1]")
+    need(0 <= cfg.lmbda <= 1, "lmbda", "in [0, 1]")
+    need(bool(cfg.out_dir), "out_dir", "a folder path")
+    _check_device(cfg.device)
+    _check_env_id(cfg.env)
+
+
+# --- env and modules -----------------------------------------------------------------------
 def make_base_env(name: str, device: torch.device) -> GymEnv:
     """``GymEnv(name)``; a missing optional dependency (box2d, ...) becomes a :class:`ConfigError`."""
     import gymnasium
@@ -223,9 +303,10 @@ def train(cfg: PPOConfig) -> dict:
         expects, and the paths written.
 
     Raises:
-        ConfigError: for an action space other than a bounded Box or Discrete, or an
-            observation that is not a 1-D Box (before training starts).
+        ConfigError: on a user error, before training starts (see :func:`validate`; also an
+            unsupported action or observation space).
     """
+    validate(cfg)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)  # two threads on two busy cores can run 15x slower than one
     try:
@@ -360,9 +441,22 @@ def _train(cfg: PPOConfig) -> dict:
     }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``PROG: error: MESSAGE (see --help)`` and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        fail(message)
+
+
+def fail(message: str) -> None:
+    """Print a user error as one line on stderr and exit with code 2."""
+    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())} (see --help)\n")
+    raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one option per :class:`PPOConfig` field, its help and default from the field."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
     for f in fields(PPOConfig):
         help_text = f.metadata["help"].replace("%", "%%")
         flag = "--" + f.name.replace("_", "-")
@@ -384,18 +478,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(argv: list[str] | None) -> PPOConfig:
     """The :class:`PPOConfig` of a command line (argparse errors exit with code 2)."""
-    parser = build_parser()
-    cfg = PPOConfig(**vars(parser.parse_args(argv)))
-    if cfg.frames < cfg.frames_per_batch:
-        parser.error(f"--frames ({cfg.frames}) must be at least --frames-per-batch ({cfg.frames_per_batch})")
-    return cfg
+    return PPOConfig(**vars(build_parser().parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
+    """Command-line entry point: parse, check, train, print where the outputs went.
+
+    A user error is printed as one line on stderr and ends the process with code 2; a
+    failure during training is a genuine crash and keeps its traceback.
+    """
     cfg = parse(argv)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        fail(str(err))
     warnings.filterwarnings("ignore", message=".*out of date.*")
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except ConfigError as err:  # raised before training starts (env, action space)
+        fail(str(err))
     logs = result["logs"]
     print(
         f"\ndone: {logs['frames'][-1]} frames in {result['wall_s']:.0f} s; "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
+import subprocess
+import sys
 
 import gymnasium
 import numpy as np
@@ -14,6 +16,21 @@ import torch
 from tdrl.examples import ppo
 from tdrl.examples.ppo import PPOConfig, main, parse, train
 from tdrl.modules import OneHotCategorical, TanhNormal
+
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    """Run the CLI on ``argv``; check it exits with code 2 and one stderr line; return that line."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.endswith("\n")
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("python -m tdrl.examples.ppo: error: ")
+    assert lines[0].endswith("(see --help)")
+    return lines[0]
 
 
 def _reset(env_id: str, result: dict):
@@ -119,10 +136,63 @@ def test_help_shows_every_default(capsys):
             assert shown == str(f.default), (flag, shown)
 
 
-def test_cli_rejects_a_budget_below_one_batch(capsys):
-    with pytest.raises(SystemExit):
-        main(["--frames", "10"])
-    assert "must be at least --frames-per-batch" in capsys.readouterr().err
+# --- user errors: one line on stderr, exit code 2 ------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env", "NoSuchEnv-v0"], r"--env 'NoSuchEnv-v0' is not a registered gymnasium id"),
+        (["--env", "CartPole-v9"], r"did you mean CartPole-v1"),
+        (["--device", "gpu"], r"--device 'gpu' is not a torch device; use cpu, cuda, cuda:N or mps"),
+        (["--device", "meta"], r"device type 'meta' is not supported"),
+        (["--frames", "-5"], r"--frames must be a positive integer, got -5"),
+        (["--frames", "0"], r"--frames must be a positive integer, got 0"),
+        (["--frames", "10"], r"--frames \(10\) must be at least one batch \(--frames-per-batch 1000\)"),
+        (["--frames", "1e5"], r"argument --frames: invalid int value: '1e5'"),
+        (["--frames-per-batch", "0"], r"--frames-per-batch must be a positive integer, got 0"),
+        (["--sub-batch-size", "-1"], r"--sub-batch-size must be a positive integer, got -1"),
+        (["--sub-batch-size", "2000"], r"--sub-batch-size \(2000\) must be at most --frames-per-batch \(1000\)"),
+        (["--num-epochs", "0"], r"--num-epochs must be a positive integer"),
+        (["--eval-every", "0"], r"--eval-every must be a positive integer"),
+        (["--threads", "0"], r"--threads must be a positive integer"),
+        (["--seed", "1.5"], r"argument --seed: invalid int value: '1.5'"),
+        (["--seed", "abc"], r"argument --seed: invalid int value: 'abc'"),
+        (["--seed", "-1"], r"--seed must be an integer from 0 to 2\*\*32 - 1, got -1"),
+        (["--lr", "0"], r"--lr must be a positive number, got 0.0"),
+        (["--lr", "nan"], r"--lr must be a positive number, got nan"),
+        (["--entropy-coef", "-0.1"], r"--entropy-coef must be a number >= 0"),
+        (["--gamma", "1.5"], r"--gamma must be in \(0, 1\], got 1.5"),
+        (["--lmbda", "-1"], r"--lmbda must be in \[0, 1\]"),
+        (["--bogus"], r"unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_user_error_is_one_line_and_exit_code_2(capsys, tmp_path, argv, message):
+    line = _one_line_error(capsys, [*argv, "--out-dir", str(tmp_path / "runs")])
+    assert re.search(message, line), line
+
+
+def test_cuda_without_a_gpu_is_a_user_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = _one_line_error(capsys, ["--device", "cuda", "--out-dir", str(tmp_path)])
+    assert "--device cuda: CUDA is not available on this machine" in line
+    assert "use --device cpu" in line
+
+
+def test_validate_raises_a_value_error_for_library_users():
+    with pytest.raises(ValueError, match=r"--frames must be a positive integer, got 0"):
+        ppo.validate(PPOConfig(frames=0))
+
+
+def test_an_unknown_env_exits_2_from_the_command_line():
+    proc = subprocess.run(
+        [sys.executable, "-m", "tdrl.examples.ppo", "--env", "NoSuchEnv-v0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert "--env 'NoSuchEnv-v0' is not a registered gymnasium id" in proc.stderr
+    assert proc.stdout == ""
 
 
 class _MultiDiscreteEnv(gymnasium.Env):
@@ -162,12 +232,15 @@ def registered():
         gymnasium.envs.registry.pop(env_id)
 
 
-def test_an_unsupported_action_space_is_refused_up_front(tmp_path, registered):
-    with pytest.raises(ppo.ConfigError, match=r"the action space is not supported \(action space MultiDiscrete"):
-        train(PPOConfig(env="TdrlTestMultiDiscrete-v0", out_dir=str(tmp_path / "runs")))
+def test_an_unsupported_action_space_is_refused_up_front(capsys, tmp_path, registered):
+    line = _one_line_error(capsys, ["--env", "TdrlTestMultiDiscrete-v0", "--out-dir", str(tmp_path / "runs")])
+    assert "--env TdrlTestMultiDiscrete-v0: the action space is not supported (action space MultiDiscrete" in line
+    assert "Box action space with finite bounds (TanhNormal policy) or a Discrete one (categorical policy)" in line
     assert not (tmp_path / "runs").exists()
+    with pytest.raises(ppo.ConfigError, match="the action space is not supported"):
+        train(PPOConfig(env="TdrlTestMultiDiscrete-v0", out_dir=str(tmp_path / "runs")))
 
 
-def test_an_unsupported_observation_is_refused_up_front(tmp_path, registered):
-    with pytest.raises(ppo.ConfigError, match=r"the observation is not supported \(action space Discrete\(2\)"):
-        train(PPOConfig(env="TdrlTestDictObservation-v0", out_dir=str(tmp_path)))
+def test_an_unsupported_observation_is_refused_up_front(capsys, tmp_path, registered):
+    line = _one_line_error(capsys, ["--env", "TdrlTestDictObservation-v0", "--out-dir", str(tmp_path)])
+    assert "the observation is not supported (action space Discrete(2), observation space Dict(" in line
