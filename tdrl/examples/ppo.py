@@ -4,8 +4,7 @@ The flow is the seed tutorial's: a transformed env (observation normalization, f
 casting, step counting), a policy and a value network, a collector, a replay buffer
 sampled without replacement, GAE, ClipPPOLoss, Adam with cosine annealing, and an
 evaluation rollout of the deterministic policy, on a second env with the same observation
-statistics, every few batches. It ends by writing a learning-curve plot (PNG), a CSV log
-and a checkpoint, and prints where.
+statistics, every few batches.
 
 The policy follows the env's action space: a Box gets a TanhNormal policy squashed into
 its bounds (the tutorial's), a Discrete space a categorical policy over its actions
@@ -13,6 +12,12 @@ its bounds (the tutorial's), a Discrete space a categorical policy over its acti
 ``OneHotCategorical``). The seed tutorial's hyperparameters serve both. Other action
 spaces, unbounded Boxes, and observations that are not a flat Box are refused before
 anything runs.
+
+Each run writes into a new folder ``<out-dir>/<env>-<YYYYmmdd-HHMMSS>`` (with a suffix when
+that name is taken), never over an earlier run: a learning-curve plot (PNG), a CSV log, a
+summary (JSON) and a checkpoint (each written to a temporary file, synced, then renamed),
+and prints the folder. A user error (an unknown env id, an unavailable device, a bad
+number) is one line on stderr and exit code 2.
 
 Run it with ``python -m tdrl.examples.ppo`` (or the ``tdrl-ppo`` console script)::
 
@@ -23,16 +28,22 @@ Run it with ``python -m tdrl.examples.ppo`` (or the ``tdrl-ppo`` console script)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import difflib
+import io
 import json
 import math
+import os
+import re
+import secrets
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from tensordict.nn import TensorDictModule
@@ -92,7 +103,9 @@ class PPOConfig:
     entropy_coef: float = _option(1e-4, "weight of the entropy bonus (0 turns it off)")
     eval_every: int = _option(10, "evaluate the deterministic policy every this many batches (and after the last)")
     eval_steps: int = _option(1000, "maximum length of an evaluation episode")
-    out_dir: str = _option("runs/ppo", "where the plot, the CSV log and the checkpoint go")
+    out_dir: str = _option(
+        "runs/ppo", "parent folder: each run writes into a new subfolder <env>-<YYYYmmdd-HHMMSS> of it"
+    )
     progress: bool = _option(True, "show a tqdm progress bar")
     threads: int = _option(1, "torch CPU threads while training (small MLPs run fastest on one)")
 
@@ -274,6 +287,67 @@ def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> t
     return policy, value
 
 
+# --- outputs -------------------------------------------------------------------------------
+def new_run_dir(parent: Path, env_id: str) -> Path:
+    """A new folder ``parent/<env>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``, ... when taken).
+
+    Each candidate is created with ``mkdir(exist_ok=False)``, so two runs started in the
+    same second never share a folder.
+
+    Raises:
+        ConfigError: when ``parent`` cannot be created (a file of that name, no permission).
+    """
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out-dir {str(parent)!r} cannot be used as a folder ({err.strerror})") from None
+    stem = f"{re.sub(r'[^A-Za-z0-9._-]+', '_', env_id)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 10_000):
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir(exist_ok=False)
+        except FileExistsError:
+            continue
+        return path
+    raise ConfigError(f"--out-dir {str(parent)!r}: 9,999 runs named {stem} already exist")
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` crash-safe: ``write`` fills a temporary file in the same folder, which is
+    flushed, synced to disk and renamed over ``path``; a crash leaves the old file or none."""
+    # a new name in the same folder (so the rename stays on one file system); opened with
+    # "x" rather than by tempfile.mkstemp so the file gets the usual permissions (umask)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    created = False
+    try:
+        with open(tmp, "xb") as f:
+            created = True
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if created:
+            tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable too (POSIX; Windows cannot open a folder)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _csv_bytes(logs: dict) -> bytes:
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["frames", "train_reward", "step_count", "lr", "eval_return"])
+    evals = dict(zip(logs["eval_frames"], logs["eval_return"]))
+    for n, r, s, lr in zip(logs["frames"], logs["train_reward"], logs["step_count"], logs["lr"]):
+        writer.writerow([n, f"{r:.6f}", s, f"{lr:.3e}", f"{evals[n]:.3f}" if n in evals else ""])
+    return text.getvalue().encode()
+
+
 def _plot(logs: dict, path: Path, title: str) -> None:
     import matplotlib
 
@@ -290,21 +364,25 @@ def _plot(logs: dict, path: Path, title: str) -> None:
     axes[2].set(title="eval return (deterministic policy)", xlabel="frames")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 
+# --- training ------------------------------------------------------------------------------
 def train(cfg: PPOConfig) -> dict:
-    """Train PPO with ``cfg`` on ``cfg.threads`` torch threads.
+    """Train PPO with ``cfg`` (on ``cfg.threads`` torch threads) and write its outputs into a new folder.
+
+    Args:
+        cfg: the configuration.
 
     Returns:
-        ``{"logs", "wall_s", "policy", "obs_norm", "plot", "csv", "checkpoint"}``: the per-batch
-        logs, the training time, the trained policy and the observation normalization it
-        expects, and the paths written.
+        ``{"logs", "wall_s", "config", "policy", "obs_norm", "out_dir", "plot", "csv", "summary",
+        "checkpoint"}``: the per-batch logs, the training time, the configuration, the trained
+        policy and the observation normalization it expects, and the paths written.
 
     Raises:
         ConfigError: on a user error, before training starts (see :func:`validate`; also an
-            unsupported action or observation space).
+            unsupported action or observation space, or an unusable ``out_dir``).
     """
     validate(cfg)
     threads = torch.get_num_threads()
@@ -316,17 +394,15 @@ def train(cfg: PPOConfig) -> dict:
 
 
 def _train(cfg: PPOConfig) -> dict:
-    torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-
+    torch.manual_seed(cfg.seed)
     base_env = make_base_env(cfg.env, device)
     try:
         kind = action_kind(base_env)
     except ConfigError:
         base_env.close()
         raise
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = new_run_dir(Path(cfg.out_dir), cfg.env)
 
     env = make_env(base_env, cfg.seed)
     check_env_specs(env)
@@ -394,53 +470,46 @@ def _train(cfg: PPOConfig) -> dict:
     collector.shutdown()
     wall = time.perf_counter() - start
 
-    csv_path = out_dir / "log.csv"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frames", "train_reward", "step_count", "lr", "eval_return"])
-        evals = dict(zip(logs["eval_frames"], logs["eval_return"]))
-        for n, r, s, lr in zip(logs["frames"], logs["train_reward"], logs["step_count"], logs["lr"]):
-            writer.writerow([n, f"{r:.6f}", s, f"{lr:.3e}", f"{evals[n]:.3f}" if n in evals else ""])
-    ckpt_path = out_dir / "checkpoint.pt"
-    torch.save(
-        {
-            "policy": policy.state_dict(),
-            "value": value.state_dict(),
-            "obs_norm": env.transform[0].state_dict(),
-            "optim": optim.state_dict(),
-            "config": asdict(cfg),
-            "action_kind": kind,
-            "frames": frames,
-        },
-        ckpt_path,
-    )
-    plot_path = out_dir / "learning_curve.png"
-    _plot(logs, plot_path, f"PPO on {cfg.env} ({frames} frames, {wall:.0f} s)")
-    (out_dir / "summary.json").write_text(
-        json.dumps(
-            {
-                "frames": frames,
-                "wall_s": wall,
-                "final_eval_return": logs["eval_return"][-1],
-                "best_eval_return": max(logs["eval_return"]),
-                "config": asdict(cfg),
-            },
-            indent=2,
-        )
-    )
+    config = asdict(cfg)
+    paths = {name: out_dir / name for name in ("log.csv", "checkpoint.pt", "learning_curve.png", "summary.json")}
+    write_atomic(paths["log.csv"], lambda f: f.write(_csv_bytes(logs)))
+    checkpoint = {
+        "policy": policy.state_dict(),
+        "value": value.state_dict(),
+        "obs_norm": env.transform[0].state_dict(),
+        "optim": optim.state_dict(),
+        "config": config,
+        "action_kind": kind,
+        "frames": frames,
+    }
+    write_atomic(paths["checkpoint.pt"], lambda f: torch.save(checkpoint, f))
+    _plot(logs, paths["learning_curve.png"], f"PPO on {cfg.env} ({frames:,} frames, {wall:.0f} s)")
+    summary = {
+        "frames": frames,
+        "wall_s": wall,
+        "final_eval_return": logs["eval_return"][-1],
+        "best_eval_return": max(logs["eval_return"]),
+        "action_kind": kind,
+        "config": config,
+    }
+    write_atomic(paths["summary.json"], lambda f: f.write(json.dumps(summary, indent=2).encode()))
     env.close()
     eval_env.close()
     return {
         "logs": logs,
         "wall_s": wall,
+        "config": cfg,
         "policy": policy,
         "obs_norm": env.transform[0],
-        "plot": plot_path,
-        "csv": csv_path,
-        "checkpoint": ckpt_path,
+        "out_dir": out_dir,
+        "plot": paths["learning_curve.png"],
+        "csv": paths["log.csv"],
+        "summary": paths["summary.json"],
+        "checkpoint": paths["checkpoint.pt"],
     }
 
 
+# --- command line --------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error: ``PROG: error: MESSAGE (see --help)`` and exit code 2."""
 
@@ -471,7 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
         typ = type(f.default)
         metavar = {"env": "ID", "device": "DEVICE", "out_dir": "DIR"}.get(f.name, {int: "N", float: "X"}.get(typ))
         parser.add_argument(
-            flag, type=typ, default=f.default, metavar=metavar, help=f"{help_text} (default: {f.default})"
+            flag,
+            type=typ,
+            default=f.default,
+            metavar=metavar,
+            help=f"{help_text} (default: {f.default})",
         )
     return parser
 
@@ -495,14 +568,16 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message=".*out of date.*")
     try:
         result = train(cfg)
-    except ConfigError as err:  # raised before training starts (env, action space)
+    except ConfigError as err:  # raised before training starts (env, action space, out-dir)
         fail(str(err))
     logs = result["logs"]
     print(
         f"\ndone: {logs['frames'][-1]} frames in {result['wall_s']:.0f} s; "
         f"eval return {logs['eval_return'][0]:.1f} -> {logs['eval_return'][-1]:.1f}"
     )
-    print(f"learning curve: {result['plot']}\nCSV log:        {result['csv']}\ncheckpoint:     {result['checkpoint']}")
+    print(f"outputs in {result['out_dir']}:")
+    for key in ("plot", "csv", "summary", "checkpoint"):
+        print(f"  {key + ':':<12}{result[key]}")
 
 
 if __name__ == "__main__":

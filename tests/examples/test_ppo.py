@@ -1,4 +1,4 @@
-"""The main job: a short PPO run writes its plot, log and checkpoint; the CLI checks its input."""
+"""The main job: short PPO runs write their outputs into a new folder; the CLI refuses bad input in one line."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import gymnasium
 import numpy as np
@@ -33,18 +34,26 @@ def _one_line_error(capsys, argv: list[str]) -> str:
     return lines[0]
 
 
-def _reset(env_id: str, result: dict):
+def _reset(result: dict):
     """A first observation of a new env of the trained run, normalized as in training."""
-    env = ppo.make_env(ppo.make_base_env(env_id, torch.device("cpu")), 1, obs_norm=result["obs_norm"])
+    env = ppo.make_env(ppo.make_base_env(result["config"].env, torch.device("cpu")), 1, obs_norm=result["obs_norm"])
     return env.reset()
 
 
+# --- training ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_short_training_writes_its_outputs(tmp_path):
     result = train(PPOConfig(frames=2000, out_dir=str(tmp_path), progress=False, eval_every=1))
-    for key in ("plot", "csv", "checkpoint"):
-        assert result[key].exists()
+    assert result["out_dir"].parent == tmp_path
+    for key in ("plot", "csv", "checkpoint", "summary"):
+        assert result[key].parent == result["out_dir"]
         assert result[key].stat().st_size > 0
+    assert sorted(p.name for p in result["out_dir"].iterdir()) == [
+        "checkpoint.pt",
+        "learning_curve.png",
+        "log.csv",
+        "summary.json",
+    ]  # no temporary file left behind
     rows = list(csv.DictReader(result["csv"].open()))
     assert [int(r["frames"]) for r in rows] == [1000, 2000]
     assert all(r["eval_return"] for r in rows)
@@ -53,14 +62,15 @@ def test_short_training_writes_its_outputs(tmp_path):
     assert ckpt["action_kind"] == "continuous"
     assert ckpt["config"]["env"] == "InvertedDoublePendulum-v5"
     policy = result["policy"]
-    assert isinstance(policy.get_dist(policy(_reset("InvertedDoublePendulum-v5", result))), TanhNormal)
+    assert isinstance(policy.get_dist(policy(_reset(result))), TanhNormal)
 
 
 @pytest.mark.slow
 def test_cartpole_trains_a_categorical_policy(tmp_path):
     result = train(PPOConfig(env="CartPole-v1", frames=2000, out_dir=str(tmp_path), progress=False, eval_every=1))
+    assert result["out_dir"].name.startswith("CartPole-v1-")
     policy = result["policy"]
-    td = policy(_reset("CartPole-v1", result))
+    td = policy(_reset(result))
     assert isinstance(policy.get_dist(td), OneHotCategorical)
     action = td["action"]
     assert action.shape == (2,)  # one-hot, as GymEnv's default action spec
@@ -70,12 +80,14 @@ def test_cartpole_trains_a_categorical_policy(tmp_path):
     assert all(0 < float(r["eval_return"]) <= 500 for r in rows)
     ckpt = torch.load(result["checkpoint"], weights_only=True)
     assert ckpt["action_kind"] == "discrete"
+    assert ckpt["policy"]["module.0.module.6.weight"].shape[0] == 2  # logits for CartPole's 2 actions
+    assert result["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
 def test_a_run_repeats_and_evaluation_does_not_change_training(tmp_path):
     def logs(eval_every: int) -> dict:
-        cfg = PPOConfig(frames=2000, out_dir=str(tmp_path), progress=False, eval_every=eval_every)
+        cfg = PPOConfig(env="CartPole-v1", frames=2000, out_dir=str(tmp_path), progress=False, eval_every=eval_every)
         return train(cfg)["logs"]
 
     a, b = logs(1), logs(10)
@@ -85,6 +97,7 @@ def test_a_run_repeats_and_evaluation_does_not_change_training(tmp_path):
     assert len(a["eval_return"]) == len(b["eval_return"]) == 2  # the last batch is always evaluated
 
 
+# --- configuration and defaults ---------------------------------------------------------------
 def test_cli_parses_options():
     cfg = parse(
         ["--env", "InvertedDoublePendulum-v4", "--frames", "3000", "--seed", "7", "--device", "cpu", "--threads", "2"]
@@ -134,6 +147,7 @@ def test_help_shows_every_default(capsys):
             assert "on" in shown
         else:
             assert shown == str(f.default), (flag, shown)
+    assert "new subfolder" in blocks["--out-dir"]
 
 
 # --- user errors: one line on stderr, exit code 2 ------------------------------------------------
@@ -168,6 +182,7 @@ def test_help_shows_every_default(capsys):
 def test_a_user_error_is_one_line_and_exit_code_2(capsys, tmp_path, argv, message):
     line = _one_line_error(capsys, [*argv, "--out-dir", str(tmp_path / "runs")])
     assert re.search(message, line), line
+    assert not (tmp_path / "runs").exists()  # nothing was written
 
 
 def test_cuda_without_a_gpu_is_a_user_error(capsys, tmp_path, monkeypatch):
@@ -175,6 +190,12 @@ def test_cuda_without_a_gpu_is_a_user_error(capsys, tmp_path, monkeypatch):
     line = _one_line_error(capsys, ["--device", "cuda", "--out-dir", str(tmp_path)])
     assert "--device cuda: CUDA is not available on this machine" in line
     assert "use --device cpu" in line
+
+
+def test_an_out_dir_that_is_a_file_is_a_user_error(capsys, tmp_path):
+    (tmp_path / "taken").write_text("")
+    line = _one_line_error(capsys, ["--env", "CartPole-v1", "--out-dir", str(tmp_path / "taken")])
+    assert re.search(r"--out-dir '.*taken' cannot be used as a folder", line)
 
 
 def test_validate_raises_a_value_error_for_library_users():
@@ -244,3 +265,27 @@ def test_an_unsupported_action_space_is_refused_up_front(capsys, tmp_path, regis
 def test_an_unsupported_observation_is_refused_up_front(capsys, tmp_path, registered):
     line = _one_line_error(capsys, ["--env", "TdrlTestDictObservation-v0", "--out-dir", str(tmp_path)])
     assert "the observation is not supported (action space Discrete(2), observation space Dict(" in line
+
+
+# --- outputs -----------------------------------------------------------------------------------
+def test_two_runs_never_share_a_folder(tmp_path):
+    with ThreadPoolExecutor(8) as pool:  # all in the same second: each takes the next free suffix
+        folders = list(pool.map(lambda _: ppo.new_run_dir(tmp_path / "runs", "CartPole-v1"), range(8)))
+    assert len(set(folders)) == 8
+    assert all(p.is_dir() and p.parent == tmp_path / "runs" and p.name.startswith("CartPole-v1-") for p in folders)
+    assert re.fullmatch(r"CartPole-v1-\d{8}-\d{6}", min(folders, key=lambda p: len(p.name)).name)
+    assert ppo.new_run_dir(tmp_path, "ALE/Pong-v5").name.startswith("ALE_Pong-v5-")  # no nested folder
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    ppo.write_atomic(path, lambda f: f.write(b"old"))
+
+    def crash(f):
+        f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        ppo.write_atomic(path, crash)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
