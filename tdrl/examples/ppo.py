@@ -348,22 +348,38 @@ def _csv_bytes(logs: dict) -> bytes:
     return text.getvalue().encode()
 
 
-def _plot(logs: dict, path: Path, title: str) -> None:
+def plot_figure(logs: dict, title: str) -> Any:
+    """The learning curve (a matplotlib ``Figure``): training reward per step, episode length and
+    eval return against frames, every axis labelled, x ticks written 20k, 1M, ..."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     axes[0].plot(logs["frames"], logs["train_reward"])
-    axes[0].set(title="mean training reward per step", xlabel="frames")
+    axes[0].set(title="mean training reward per step", xlabel="frames", ylabel="reward per step")
     axes[1].plot(logs["frames"], logs["step_count"])
-    axes[1].set(title="max episode length in batch", xlabel="frames")
+    axes[1].set(title="max episode length in batch", xlabel="frames", ylabel="steps")
     if logs["eval_frames"]:
-        axes[2].plot(logs["eval_frames"], logs["eval_return"], marker="o")
-    axes[2].set(title="eval return (deterministic policy)", xlabel="frames")
+        few = len(logs["eval_frames"]) <= 40  # a marker per evaluation while they stay apart
+        axes[2].plot(logs["eval_frames"], logs["eval_return"], marker="o" if few else None, markersize=4)
+    axes[2].set(title="eval return (deterministic policy)", xlabel="frames", ylabel="return")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, min_n_ticks=3))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot(logs: dict, path: Path, title: str) -> None:
+    """Write :func:`plot_figure` to ``path`` as a PNG (crash-safe)."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(logs, title)
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
@@ -483,7 +499,7 @@ def _train(cfg: PPOConfig) -> dict:
         "frames": frames,
     }
     write_atomic(paths["checkpoint.pt"], lambda f: torch.save(checkpoint, f))
-    _plot(logs, paths["learning_curve.png"], f"PPO on {cfg.env} ({frames:,} frames, {wall:.0f} s)")
+    plot(logs, paths["learning_curve.png"], f"PPO on {cfg.env} ({frames:,} frames, {wall:.0f} s)")
     summary = {
         "frames": frames,
         "wall_s": wall,

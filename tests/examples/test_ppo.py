@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import re
 import subprocess
 import sys
@@ -289,3 +290,35 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         ppo.write_atomic(path, crash)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize("frames", [2_000, 20_000, 100_000, 1_000_000])
+def test_the_plot_labels_every_axis_and_its_x_ticks_do_not_overlap(frames):
+    import matplotlib.pyplot as plt
+
+    n = frames // 1000
+    batches = [1000 * (i + 1) for i in range(n)]
+    evals = [f for i, f in enumerate(batches) if i % 10 == 0 or i == n - 1]
+    logs = {
+        "frames": batches,
+        "train_reward": [i / n for i in range(n)],
+        "step_count": [i % 500 for i in range(n)],
+        "eval_frames": evals,
+        "eval_return": [float(f) / 100 for f in evals],
+    }
+    fig = ppo.plot_figure(logs, "PPO")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        assert [ax.get_ylabel() for ax in fig.axes] == ["reward per step", "steps", "return"]
+        for ax in fig.axes:
+            assert ax.get_xlabel() == "frames"
+            low, high = ax.get_xlim()
+            ticks = [t for t in ax.get_xticklabels() if t.get_text() and low <= t.get_position()[0] <= high]
+            assert len(ticks) >= 3
+            assert all(len(t.get_text()) <= 5 for t in ticks), [t.get_text() for t in ticks]  # 20k, 1.2M
+            boxes = [t.get_window_extent(renderer) for t in ticks]
+            for left, right in itertools.pairwise(boxes):
+                assert left.x1 < right.x0, [t.get_text() for t in ticks]
+    finally:
+        plt.close(fig)
