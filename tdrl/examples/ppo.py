@@ -392,9 +392,10 @@ def train(cfg: PPOConfig) -> dict:
         cfg: the configuration.
 
     Returns:
-        ``{"logs", "wall_s", "config", "policy", "obs_norm", "out_dir", "plot", "csv", "summary",
-        "checkpoint"}``: the per-batch logs, the training time, the configuration, the trained
-        policy and the observation normalization it expects, and the paths written.
+        ``{"logs", "wall_s", "eval_s", "config", "policy", "obs_norm", "out_dir", "plot", "csv",
+        "summary", "checkpoint"}``: the per-batch logs, the time of the training loop and the
+        part of it spent in evaluations, the configuration, the trained policy and the
+        observation normalization it expects, and the paths written.
 
     Raises:
         ConfigError: on a user error, before training starts (see :func:`validate`; also an
@@ -450,7 +451,7 @@ def _train(cfg: PPOConfig) -> dict:
     pbar = tqdm(
         total=len(collector) * cfg.frames_per_batch, disable=not cfg.progress, unit="frames", dynamic_ncols=True
     )
-    frames = 0
+    frames, eval_s = 0, 0.0
     start = time.perf_counter()
     for i, batch in enumerate(collector):
         for _ in range(cfg.num_epochs):
@@ -470,8 +471,10 @@ def _train(cfg: PPOConfig) -> dict:
         logs["step_count"].append(int(batch["next", "step_count"].max().item()))
         logs["lr"].append(optim.param_groups[0]["lr"])
         if i % cfg.eval_every == 0 or frames >= cfg.frames:
+            eval_start = time.perf_counter()
             with set_exploration_type(ExplorationType.MEAN), torch.no_grad():
                 ro = eval_env.rollout(cfg.eval_steps, policy)
+            eval_s += time.perf_counter() - eval_start
             logs["eval_frames"].append(frames)
             logs["eval_return"].append(ro["next", "reward"].sum().item())
             logs["eval_steps"].append(int(ro["next", "step_count"].max().item()))
@@ -503,6 +506,7 @@ def _train(cfg: PPOConfig) -> dict:
     summary = {
         "frames": frames,
         "wall_s": wall,
+        "eval_s": eval_s,
         "final_eval_return": logs["eval_return"][-1],
         "best_eval_return": max(logs["eval_return"]),
         "action_kind": kind,
@@ -514,6 +518,7 @@ def _train(cfg: PPOConfig) -> dict:
     return {
         "logs": logs,
         "wall_s": wall,
+        "eval_s": eval_s,
         "config": cfg,
         "policy": policy,
         "obs_norm": env.transform[0],
