@@ -94,8 +94,13 @@ def in_subprocess(seed: int, frames: int, out_dir: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _fmt_frames(f: int | None) -> str:
-    return "never" if f is None else f"{f:,}"
+def _reached(r: dict) -> str:
+    """When the eval return first reached the bar, and from when it stayed there."""
+    first, held = r["first_solved_frames"], r["held_from_frames"]
+    if first is None:
+        return f"eval return never >= {SOLVED:.0f}"
+    stays = f"stayed >= {SOLVED:.0f} from {held:,} frames on" if held is not None else "fell below it at the end"
+    return f"eval return first >= {SOLVED:.0f} at {first:,} frames, {stays}"
 
 
 def run(frames: int = FRAMES, seed: int = 0) -> list[dict]:
@@ -105,9 +110,7 @@ def run(frames: int = FRAMES, seed: int = 0) -> list[dict]:
         r = in_subprocess(seed, frames, tmp)
     note = (
         f"seed {seed}, one torch thread: wall {r['wall_s']:.0f} s ({r['wall_s'] - r['eval_s']:.0f} s without the "
-        f"{len(r['curve'])} evaluations); eval return first >= {SOLVED:.0f} at "
-        f"{_fmt_frames(r['first_solved_frames'])} frames, >= {SOLVED:.0f} at every evaluation from "
-        f"{_fmt_frames(r['held_from_frames'])} frames; final policy over 10 fresh episodes: mean "
+        f"{len(r['curve'])} evaluations); {_reached(r)}; final policy over 10 fresh episodes: mean "
         f"{r['final_10_mean']:.1f}, min {r['final_10_min']:.0f}"
     )
     first = r["first_solved_frames"]
@@ -150,8 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             r = in_subprocess(seed, args.frames, args.out_dir or tmp)
             runs.append(r)
             print(
-                f"seed {seed}: eval return {r['eval_return']:.0f} at {r['frames']:,} frames; first >= {SOLVED:.0f} "
-                f"at {_fmt_frames(r['first_solved_frames'])}, held from {_fmt_frames(r['held_from_frames'])}; "
+                f"seed {seed}: eval return {r['eval_return']:.0f} at {r['frames']:,} frames; {_reached(r)}; "
                 f"10 fresh episodes mean {r['final_10_mean']:.1f} min {r['final_10_min']:.0f}; "
                 f"wall {r['wall_s']:.0f} s ({r['wall_s'] - r['eval_s']:.0f} s without the evaluations)",
                 flush=True,
