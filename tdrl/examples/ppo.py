@@ -9,9 +9,10 @@ statistics, every few batches.
 The policy follows the env's action space: a Box gets a TanhNormal policy squashed into
 its bounds (the tutorial's), a Discrete space a categorical policy over its actions
 (``GymEnv`` encodes them one-hot by default, as TorchRL does, so it is a
-``OneHotCategorical``). The seed tutorial's hyperparameters serve both. Other action
-spaces, unbounded Boxes, and observations that are not a flat Box are refused before
-anything runs.
+``OneHotCategorical``). The seed tutorial's hyperparameters serve both: with them PPO
+solves CartPole-v1 (eval return 500 at 100k frames, and >= 475 at every evaluation after
+7k to 17k frames on seeds 0-2, ``benchmarks/bench_ppo_cartpole.py``). Other action spaces,
+unbounded Boxes, and observations that are not a flat Box are refused before anything runs.
 
 Each run writes into a new folder ``<out-dir>/<env>-<YYYYmmdd-HHMMSS>`` (with a suffix when
 that name is taken), never over an earlier run: a learning-curve plot (PNG), a CSV log, a
@@ -299,8 +300,12 @@ def new_run_dir(parent: Path, env_id: str) -> Path:
     """
     try:
         parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"--out-dir {str(parent)!r} is a file, not a folder; pass a folder path") from None
     except OSError as err:
-        raise ConfigError(f"--out-dir {str(parent)!r} cannot be used as a folder ({err.strerror})") from None
+        raise ConfigError(
+            f"--out-dir {str(parent)!r} cannot be created ({err.strerror}); pass another folder"
+        ) from None
     stem = f"{re.sub(r'[^A-Za-z0-9._-]+', '_', env_id)}-{time.strftime('%Y%m%d-%H%M%S')}"
     for n in range(1, 10_000):
         path = parent / (stem if n == 1 else f"{stem}-{n}")

@@ -196,7 +196,7 @@ def test_cuda_without_a_gpu_is_a_user_error(capsys, tmp_path, monkeypatch):
 def test_an_out_dir_that_is_a_file_is_a_user_error(capsys, tmp_path):
     (tmp_path / "taken").write_text("")
     line = _one_line_error(capsys, ["--env", "CartPole-v1", "--out-dir", str(tmp_path / "taken")])
-    assert re.search(r"--out-dir '.*taken' cannot be used as a folder", line)
+    assert re.search(r"--out-dir '.*taken' is a file, not a folder; pass a folder path", line)
 
 
 def test_validate_raises_a_value_error_for_library_users():
