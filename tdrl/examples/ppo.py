@@ -1,25 +1,50 @@
-"""PPO on a gymnasium MuJoCo task, end to end: the main job of tdrl's README.
+"""PPO on a gymnasium task, end to end: the main job of tdrl's README.
 
 The flow is the seed tutorial's: a transformed env (observation normalization, float
-casting, step counting), a TanhNormal policy and a value network, a collector, a
-replay buffer sampled without replacement, GAE, ClipPPOLoss, Adam with cosine
-annealing, and a deterministic evaluation rollout every few batches. It ends by
-writing a learning-curve plot (PNG), a CSV log and a checkpoint, and prints where.
+casting, step counting), a policy and a value network, a collector, a replay buffer
+sampled without replacement, GAE, ClipPPOLoss, Adam with cosine annealing, and an
+evaluation rollout of the deterministic policy, on a second env with the same observation
+statistics, every few batches.
+
+The policy follows the env's action space: a Box gets a TanhNormal policy squashed into
+its bounds (the tutorial's), a Discrete space a categorical policy over its actions
+(``GymEnv`` encodes them one-hot by default, as TorchRL does, so it is a
+``OneHotCategorical``). The seed tutorial's hyperparameters serve both: with them PPO
+solves CartPole-v1 (eval return 500 at 100k frames, and >= 475 at every evaluation after
+7k to 17k frames on seeds 0-2, ``benchmarks/bench_ppo_cartpole.py``). Other action spaces,
+unbounded Boxes, and observations that are not a flat Box are refused before anything runs.
+
+Each run writes into a new folder ``<out-dir>/<env>-<YYYYmmdd-HHMMSS>`` (with a suffix when
+that name is taken), never over an earlier run: a learning-curve plot (PNG), a CSV log, a
+summary (JSON) and a checkpoint (each written to a temporary file, synced, then renamed),
+and prints the folder. A user error (an unknown env id, an unavailable device, a bad
+number) is one line on stderr and exit code 2.
 
 Run it with ``python -m tdrl.examples.ppo`` (or the ``tdrl-ppo`` console script)::
 
     python -m tdrl.examples.ppo --env InvertedDoublePendulum-v5 --frames 50000 --seed 0
+    python -m tdrl.examples.ppo --env CartPole-v1 --frames 100000
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import difflib
+import io
 import json
+import math
+import os
+import re
+import secrets
+import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import torch
 from tensordict.nn import TensorDictModule
@@ -34,70 +59,197 @@ from tdrl.data.replay_buffers.storages import LazyTensorStorage
 from tdrl.envs import Compose, DoubleToFloat, ObservationNorm, StepCounter, TransformedEnv
 from tdrl.envs.libs.gym import GymEnv
 from tdrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
-from tdrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
+from tdrl.modules import Categorical, OneHotCategorical, ProbabilisticActor, TanhNormal, ValueOperator
 from tdrl.objectives import ClipPPOLoss
 from tdrl.objectives.value import GAE
+from tdrl.specs import Bounded, OneHot, Unbounded
+from tdrl.specs import Categorical as CategoricalSpec
 
-__all__ = ["PPOConfig", "train", "main"]
+__all__ = ["PPOConfig", "ConfigError", "validate", "train", "main"]
+
+PROG = "python -m tdrl.examples.ppo"
+CONTINUOUS, DISCRETE = "continuous", "discrete"
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration (printed as one line by :func:`main`, exit code 2)."""
+
+
+def _option(default: Any, help: str) -> Any:
+    """A dataclass field whose ``help`` becomes its command-line help."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class PPOConfig:
-    """Hyperparameters (the seed tutorial's defaults)."""
+    """Hyperparameters: the seed tutorial's defaults, for Box and Discrete action spaces alike.
 
-    env: str = "InvertedDoublePendulum-v5"
-    """gymnasium id of the task."""
-    frames: int = 50_000
-    """total environment frames to collect."""
-    seed: int = 0
-    """seed of torch and of the env."""
-    device: str = "cpu"
-    """device of the policy, the value network and the loss."""
-    frames_per_batch: int = 1000
-    """frames collected between two rounds of optimization."""
-    sub_batch_size: int = 64
-    """minibatch size of each gradient step."""
-    num_epochs: int = 10
-    """passes over each collected batch."""
-    num_cells: int = 256
-    """width of the 3 hidden layers of the policy and of the value network."""
-    lr: float = 3e-4
-    """Adam's learning rate (annealed to 0 with a cosine schedule)."""
-    max_grad_norm: float = 1.0
-    """gradient clipping."""
-    clip_epsilon: float = 0.2
-    """PPO's ratio clipping."""
-    gamma: float = 0.99
-    """discount."""
-    lmbda: float = 0.95
-    """GAE's lambda."""
-    entropy_coef: float = 1e-4
-    """weight of the entropy bonus."""
-    eval_every: int = 10
-    """evaluate the deterministic policy every this many batches."""
-    eval_steps: int = 1000
-    """length of an evaluation rollout."""
-    out_dir: str = "runs/ppo"
-    """where the plot, the CSV log and the checkpoint go."""
-    progress: bool = True
-    """show a tqdm progress bar."""
-    threads: int = 1
-    """torch CPU threads set by the command line (small MLPs run fastest on one)."""
+    Every field is a command-line option with its help text (``--frames-per-batch`` for
+    ``frames_per_batch``; ``progress`` is ``--no-progress``).
+    """
 
-
-def make_env(name: str, device: torch.device, init_stats_steps: int = 1000) -> TransformedEnv:
-    """The seed's env: normalize observations, cast to float32, count steps."""
-    env = TransformedEnv(
-        GymEnv(name, device=device),
-        Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()),
+    env: str = _option("InvertedDoublePendulum-v5", "gymnasium id of the task (a Box or Discrete action space)")
+    frames: int = _option(50_000, "total environment frames to collect (rounded up to whole batches)")
+    seed: int = _option(0, "seed of torch and of the envs (0 <= seed < 2**32)")
+    device: str = _option("cpu", "device of the policy, the value network and the loss: cpu, cuda, cuda:N or mps")
+    frames_per_batch: int = _option(1000, "frames collected between two rounds of optimization")
+    sub_batch_size: int = _option(64, "minibatch size of each gradient step (at most --frames-per-batch)")
+    num_epochs: int = _option(10, "passes over each collected batch")
+    num_cells: int = _option(256, "width of the 3 hidden layers of the policy and of the value network")
+    lr: float = _option(3e-4, "Adam's learning rate, annealed to 0 with a cosine schedule")
+    max_grad_norm: float = _option(1.0, "gradient clipping (max L2 norm of all gradients)")
+    clip_epsilon: float = _option(0.2, "PPO's ratio clipping")
+    gamma: float = _option(0.99, "discount (0 < gamma <= 1)")
+    lmbda: float = _option(0.95, "GAE's lambda (0 <= lambda <= 1)")
+    entropy_coef: float = _option(1e-4, "weight of the entropy bonus (0 turns it off)")
+    eval_every: int = _option(10, "evaluate the deterministic policy every this many batches (and after the last)")
+    eval_steps: int = _option(1000, "maximum length of an evaluation episode")
+    out_dir: str = _option(
+        "runs/ppo", "parent folder: each run writes into a new subfolder <env>-<YYYYmmdd-HHMMSS> of it"
     )
-    env.transform[0].init_stats(num_iter=init_stats_steps, reduce_dim=0, cat_dim=0)
+    progress: bool = _option(True, "show a tqdm progress bar")
+    threads: int = _option(1, "torch CPU threads while training (small MLPs run fastest on one)")
+
+
+# --- validation ----------------------------------------------------------------------------
+def _check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"--device {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {name}: CUDA is not available on this machine (torch.cuda.is_available() is False); "
+                "use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        return
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+        return
+    raise ConfigError(f"--device {name}: device type {device.type!r} is not supported; use cpu, cuda, cuda:N or mps")
+
+
+def _check_env_id(env_id: str) -> None:
+    import gymnasium
+
+    if env_id in gymnasium.envs.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gymnasium.envs.registry), n=3, cutoff=0.6)
+    hint = (
+        f"did you mean {' or '.join(close)}?" if close else "e.g. --env CartPole-v1 or --env InvertedDoublePendulum-v5"
+    )
+    raise ConfigError(f"--env {env_id!r} is not a registered gymnasium id; {hint}")
+
+
+def validate(cfg: PPOConfig) -> None:
+    """Check ``cfg`` before anything runs.
+
+    Args:
+        cfg: the configuration.
+
+    Raises:
+        ConfigError: naming the option, the value given and what it must be.
+    """
+
+    def need(ok: bool, name: str, rule: str) -> None:
+        if not ok:
+            raise ConfigError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(cfg, name)!r}")
+
+    counts = ("frames", "frames_per_batch", "sub_batch_size", "num_epochs", "num_cells", "eval_every", "eval_steps")
+    for name in (*counts, "threads"):
+        value = getattr(cfg, name)
+        need(isinstance(value, int) and value > 0, name, "a positive integer")
+    need(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**32, "seed", "an integer from 0 to 2**32 - 1")
+    if cfg.frames < cfg.frames_per_batch:
+        raise ConfigError(
+            f"--frames ({cfg.frames}) must be at least one batch (--frames-per-batch {cfg.frames_per_batch}); "
+            f"raise --frames or lower --frames-per-batch"
+        )
+    if cfg.sub_batch_size > cfg.frames_per_batch:
+        raise ConfigError(
+            f"--sub-batch-size ({cfg.sub_batch_size}) must be at most --frames-per-batch ({cfg.frames_per_batch})"
+        )
+    for name in ("lr", "max_grad_norm", "clip_epsilon"):
+        value = getattr(cfg, name)
+        need(math.isfinite(value) and value > 0, name, "a positive number")
+    need(math.isfinite(cfg.entropy_coef) and cfg.entropy_coef >= 0, "entropy_coef", "a number >= 0")
+    need(0 < cfg.gamma <= 1, "gamma", "in (0, 1]")
+    need(0 <= cfg.lmbda <= 1, "lmbda", "in [0, 1]")
+    need(bool(cfg.out_dir), "out_dir", "a folder path")
+    _check_device(cfg.device)
+    _check_env_id(cfg.env)
+
+
+# --- env and modules -----------------------------------------------------------------------
+def make_base_env(name: str, device: torch.device) -> GymEnv:
+    """``GymEnv(name)``; a missing optional dependency (box2d, ...) becomes a :class:`ConfigError`."""
+    import gymnasium
+
+    try:
+        return GymEnv(name, device=device)
+    except gymnasium.error.DependencyNotInstalled as err:
+        message = " ".join(str(err).split())
+        raise ConfigError(f"--env {name}: {message}") from None
+
+
+def action_kind(env: GymEnv) -> str:
+    """``"continuous"`` (a bounded Box) or ``"discrete"`` (Discrete) for the env's action space.
+
+    Raises:
+        ConfigError: for any other action space, or an observation that is not a flat Box.
+    """
+    spaces = f"action space {env.env.action_space}, observation space {env.env.observation_space}"
+    supported = (
+        "this command trains PPO on a Box action space with finite bounds (TanhNormal policy) or a "
+        "Discrete one (categorical policy), with a 1-D Box observation"
+    )
+    obs_spec = env.observation_spec
+    obs = obs_spec["observation"] if set(obs_spec.keys()) == {"observation"} else None
+    if not isinstance(obs, (Bounded, Unbounded)) or obs.ndim != 1:
+        raise ConfigError(f"--env {env.env_name}: the observation is not supported ({spaces}); {supported}")
+    spec = env.action_spec
+    if isinstance(spec, Bounded) and spec.ndim == 1:
+        return CONTINUOUS
+    if isinstance(spec, (OneHot, CategoricalSpec)):
+        return DISCRETE
+    raise ConfigError(f"--env {env.env_name}: the action space is not supported ({spaces}); {supported}")
+
+
+def make_env(
+    base: GymEnv, seed: int, obs_norm: ObservationNorm | None = None, init_stats_steps: int = 1000
+) -> TransformedEnv:
+    """The seed's env: normalize observations, cast to float32, count steps.
+
+    Args:
+        base: the gymnasium env.
+        seed: seeds the env before the normalization statistics are fitted, so a run repeats.
+        obs_norm: copy its ``loc``/``scale`` instead of fitting them (the evaluation env).
+        init_stats_steps: random steps to fit the statistics on.
+    """
+    base.set_seed(seed)
+    norm = ObservationNorm(in_keys=["observation"])
+    if obs_norm is not None:
+        norm = ObservationNorm(loc=obs_norm.loc.clone(), scale=obs_norm.scale.clone(), in_keys=["observation"])
+    env = TransformedEnv(base, Compose(norm, DoubleToFloat(), StepCounter()))
+    if obs_norm is None:
+        norm.init_stats(num_iter=init_stats_steps, reduce_dim=0, cat_dim=0)
     return env
 
 
 def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> tuple[ProbabilisticActor, ValueOperator]:
-    """A TanhNormal policy and a value network, 3 hidden layers of ``num_cells`` each."""
-    action_dim = env.action_spec.shape[-1]
+    """The policy and a value network, 3 hidden layers of ``num_cells`` each.
+
+    A Box action space gets a TanhNormal policy within its bounds; a Discrete one a
+    categorical policy (a ``OneHotCategorical`` for a one-hot action spec, a
+    ``Categorical`` for an index spec).
+    """
 
     def mlp(out: int) -> nn.Sequential:
         return nn.Sequential(
@@ -110,15 +262,25 @@ def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> t
             nn.LazyLinear(out, device=device),
         )
 
-    actor_net = nn.Sequential(mlp(2 * action_dim), NormalParamExtractor())
-    policy = ProbabilisticActor(
-        module=TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
-        spec=env.action_spec,
-        in_keys=["loc", "scale"],
-        distribution_class=TanhNormal,
-        distribution_kwargs={"low": env.action_spec.space.low, "high": env.action_spec.space.high},
-        return_log_prob=True,
-    )
+    spec = env.action_spec
+    if isinstance(spec, (OneHot, CategoricalSpec)):
+        policy = ProbabilisticActor(
+            module=TensorDictModule(mlp(spec.n), in_keys=["observation"], out_keys=["logits"]),
+            spec=spec,
+            in_keys=["logits"],
+            distribution_class=OneHotCategorical if isinstance(spec, OneHot) else Categorical,
+            return_log_prob=True,
+        )
+    else:
+        actor_net = nn.Sequential(mlp(2 * spec.shape[-1]), NormalParamExtractor())
+        policy = ProbabilisticActor(
+            module=TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
+            spec=spec,
+            in_keys=["loc", "scale"],
+            distribution_class=TanhNormal,
+            distribution_kwargs={"low": spec.space.low, "high": spec.space.high},
+            return_log_prob=True,
+        )
     value = ValueOperator(module=mlp(1), in_keys=["observation"])
     reset = env.reset()
     policy(reset.clone())  # materialize the lazy layers
@@ -126,36 +288,148 @@ def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> t
     return policy, value
 
 
-def _plot(logs: dict, path: Path, title: str) -> None:
+# --- outputs -------------------------------------------------------------------------------
+def new_run_dir(parent: Path, env_id: str) -> Path:
+    """A new folder ``parent/<env>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``, ... when taken).
+
+    Each candidate is created with ``mkdir(exist_ok=False)``, so two runs started in the
+    same second never share a folder.
+
+    Raises:
+        ConfigError: when ``parent`` cannot be created (a file of that name, no permission).
+    """
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"--out-dir {str(parent)!r} is a file, not a folder; pass a folder path") from None
+    except OSError as err:
+        raise ConfigError(
+            f"--out-dir {str(parent)!r} cannot be created ({err.strerror}); pass another folder"
+        ) from None
+    stem = f"{re.sub(r'[^A-Za-z0-9._-]+', '_', env_id)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1, 10_000):
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir(exist_ok=False)
+        except FileExistsError:
+            continue
+        return path
+    raise ConfigError(f"--out-dir {str(parent)!r}: 9,999 runs named {stem} already exist")
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` crash-safe: ``write`` fills a temporary file in the same folder, which is
+    flushed, synced to disk and renamed over ``path``; a crash leaves the old file or none."""
+    # a new name in the same folder (so the rename stays on one file system); opened with
+    # "x" rather than by tempfile.mkstemp so the file gets the usual permissions (umask)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    created = False
+    try:
+        with open(tmp, "xb") as f:
+            created = True
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if created:
+            tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable too (POSIX; Windows cannot open a folder)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _csv_bytes(logs: dict) -> bytes:
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["frames", "train_reward", "step_count", "lr", "eval_return"])
+    evals = dict(zip(logs["eval_frames"], logs["eval_return"]))
+    for n, r, s, lr in zip(logs["frames"], logs["train_reward"], logs["step_count"], logs["lr"]):
+        writer.writerow([n, f"{r:.6f}", s, f"{lr:.3e}", f"{evals[n]:.3f}" if n in evals else ""])
+    return text.getvalue().encode()
+
+
+def plot_figure(logs: dict, title: str) -> Any:
+    """The learning curve (a matplotlib ``Figure``): training reward per step, episode length and
+    eval return against frames, every axis labelled, x ticks written 20k, 1M, ..."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     axes[0].plot(logs["frames"], logs["train_reward"])
-    axes[0].set(title="mean training reward per step", xlabel="frames")
+    axes[0].set(title="mean training reward per step", xlabel="frames", ylabel="reward per step")
     axes[1].plot(logs["frames"], logs["step_count"])
-    axes[1].set(title="max episode length in batch", xlabel="frames")
+    axes[1].set(title="max episode length in batch", xlabel="frames", ylabel="steps")
     if logs["eval_frames"]:
-        axes[2].plot(logs["eval_frames"], logs["eval_return"], marker="o")
-    axes[2].set(title="eval return (deterministic policy)", xlabel="frames")
+        few = len(logs["eval_frames"]) <= 40  # a marker per evaluation while they stay apart
+        axes[2].plot(logs["eval_frames"], logs["eval_return"], marker="o" if few else None, markersize=4)
+    axes[2].set(title="eval return (deterministic policy)", xlabel="frames", ylabel="return")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, min_n_ticks=3))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot(logs: dict, path: Path, title: str) -> None:
+    """Write :func:`plot_figure` to ``path`` as a PNG (crash-safe)."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(logs, title)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 
+# --- training ------------------------------------------------------------------------------
 def train(cfg: PPOConfig) -> dict:
-    """Train PPO with ``cfg``; returns the logs and the output paths."""
-    torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Train PPO with ``cfg`` (on ``cfg.threads`` torch threads) and write its outputs into a new folder.
 
-    env = make_env(cfg.env, device)
-    env.set_seed(cfg.seed)
+    Args:
+        cfg: the configuration.
+
+    Returns:
+        ``{"logs", "wall_s", "eval_s", "config", "policy", "obs_norm", "out_dir", "plot", "csv",
+        "summary", "checkpoint"}``: the per-batch logs, the time of the training loop and the
+        part of it spent in evaluations, the configuration, the trained policy and the
+        observation normalization it expects, and the paths written.
+
+    Raises:
+        ConfigError: on a user error, before training starts (see :func:`validate`; also an
+            unsupported action or observation space, or an unusable ``out_dir``).
+    """
+    validate(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)  # two threads on two busy cores can run 15x slower than one
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: PPOConfig) -> dict:
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    base_env = make_base_env(cfg.env, device)
+    try:
+        kind = action_kind(base_env)
+    except ConfigError:
+        base_env.close()
+        raise
+    out_dir = new_run_dir(Path(cfg.out_dir), cfg.env)
+
+    env = make_env(base_env, cfg.seed)
     check_env_specs(env)
+    # evaluating on the training env would leave the collector a simulator in another state
+    eval_env = make_env(make_base_env(cfg.env, device), cfg.seed + 1, obs_norm=env.transform[0])
     policy, value = make_modules(env, cfg.num_cells, device)
 
     collector = SyncDataCollector(
@@ -173,14 +447,16 @@ def train(cfg: PPOConfig) -> dict:
         loss_critic_type="smooth_l1",
     )
     optim = torch.optim.Adam(loss_module.parameters(), cfg.lr)
-    n_batches = max(1, cfg.frames // cfg.frames_per_batch)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, n_batches, 0.0)
+    # the collector rounds the frames up to whole batches: anneal over all of them
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, len(collector), 0.0)
 
     logs: dict = {
         k: [] for k in ("frames", "train_reward", "step_count", "lr", "eval_frames", "eval_return", "eval_steps")
     }
-    pbar = tqdm(total=cfg.frames, disable=not cfg.progress, unit="frames", dynamic_ncols=True)
-    frames = 0
+    pbar = tqdm(
+        total=len(collector) * cfg.frames_per_batch, disable=not cfg.progress, unit="frames", dynamic_ncols=True
+    )
+    frames, eval_s = 0, 0.0
     start = time.perf_counter()
     for i, batch in enumerate(collector):
         for _ in range(cfg.num_epochs):
@@ -197,14 +473,16 @@ def train(cfg: PPOConfig) -> dict:
         frames += batch.numel()
         logs["frames"].append(frames)
         logs["train_reward"].append(batch["next", "reward"].mean().item())
-        logs["step_count"].append(int(batch["step_count"].max().item()))
+        logs["step_count"].append(int(batch["next", "step_count"].max().item()))
         logs["lr"].append(optim.param_groups[0]["lr"])
         if i % cfg.eval_every == 0 or frames >= cfg.frames:
+            eval_start = time.perf_counter()
             with set_exploration_type(ExplorationType.MEAN), torch.no_grad():
-                ro = env.rollout(cfg.eval_steps, policy)
+                ro = eval_env.rollout(cfg.eval_steps, policy)
+            eval_s += time.perf_counter() - eval_start
             logs["eval_frames"].append(frames)
             logs["eval_return"].append(ro["next", "reward"].sum().item())
-            logs["eval_steps"].append(int(ro["step_count"].max().item()))
+            logs["eval_steps"].append(int(ro["next", "step_count"].max().item()))
         pbar.update(batch.numel())
         pbar.set_postfix(
             reward=f"{logs['train_reward'][-1]:.3f}",
@@ -216,88 +494,116 @@ def train(cfg: PPOConfig) -> dict:
     collector.shutdown()
     wall = time.perf_counter() - start
 
-    csv_path = out_dir / "log.csv"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frames", "train_reward", "step_count", "lr", "eval_return"])
-        evals = dict(zip(logs["eval_frames"], logs["eval_return"]))
-        for n, r, s, lr in zip(logs["frames"], logs["train_reward"], logs["step_count"], logs["lr"]):
-            writer.writerow([n, f"{r:.6f}", s, f"{lr:.3e}", f"{evals[n]:.3f}" if n in evals else ""])
-    ckpt_path = out_dir / "checkpoint.pt"
-    torch.save(
-        {
-            "policy": policy.state_dict(),
-            "value": value.state_dict(),
-            "obs_norm": env.transform[0].state_dict(),
-            "optim": optim.state_dict(),
-            "config": asdict(cfg),
-            "frames": frames,
-        },
-        ckpt_path,
-    )
-    plot_path = out_dir / "learning_curve.png"
-    _plot(logs, plot_path, f"PPO on {cfg.env} ({frames} frames, {wall:.0f} s)")
-    (out_dir / "summary.json").write_text(
-        json.dumps(
-            {
-                "frames": frames,
-                "wall_s": wall,
-                "final_eval_return": logs["eval_return"][-1],
-                "best_eval_return": max(logs["eval_return"]),
-                "config": asdict(cfg),
-            },
-            indent=2,
-        )
-    )
+    config = asdict(cfg)
+    paths = {name: out_dir / name for name in ("log.csv", "checkpoint.pt", "learning_curve.png", "summary.json")}
+    write_atomic(paths["log.csv"], lambda f: f.write(_csv_bytes(logs)))
+    checkpoint = {
+        "policy": policy.state_dict(),
+        "value": value.state_dict(),
+        "obs_norm": env.transform[0].state_dict(),
+        "optim": optim.state_dict(),
+        "config": config,
+        "action_kind": kind,
+        "frames": frames,
+    }
+    write_atomic(paths["checkpoint.pt"], lambda f: torch.save(checkpoint, f))
+    plot(logs, paths["learning_curve.png"], f"PPO on {cfg.env} ({frames:,} frames, {wall:.0f} s)")
+    summary = {
+        "frames": frames,
+        "wall_s": wall,
+        "eval_s": eval_s,
+        "final_eval_return": logs["eval_return"][-1],
+        "best_eval_return": max(logs["eval_return"]),
+        "action_kind": kind,
+        "config": config,
+    }
+    write_atomic(paths["summary.json"], lambda f: f.write(json.dumps(summary, indent=2).encode()))
     env.close()
-    return {"logs": logs, "wall_s": wall, "plot": plot_path, "csv": csv_path, "checkpoint": ckpt_path}
+    eval_env.close()
+    return {
+        "logs": logs,
+        "wall_s": wall,
+        "eval_s": eval_s,
+        "config": cfg,
+        "policy": policy,
+        "obs_norm": env.transform[0],
+        "out_dir": out_dir,
+        "plot": paths["learning_curve.png"],
+        "csv": paths["log.csv"],
+        "summary": paths["summary.json"],
+        "checkpoint": paths["checkpoint.pt"],
+    }
 
 
-def _parse(argv: list[str] | None) -> PPOConfig:
-    defaults = PPOConfig()
-    p = argparse.ArgumentParser(prog="python -m tdrl.examples.ppo", description=__doc__.split("\n")[0])
-    p.add_argument("--env", default=defaults.env, help="gymnasium id (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=defaults.frames, help="total frames (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
-    p.add_argument("--device", default=defaults.device, help="torch device (default: %(default)s)")
-    p.add_argument("--frames-per-batch", type=int, default=defaults.frames_per_batch)
-    p.add_argument("--out-dir", default=defaults.out_dir, help="output folder (default: %(default)s)")
-    p.add_argument("--eval-every", type=int, default=defaults.eval_every, help="batches between evaluations")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default: %(default)s; small MLPs run fastest on one thread)",
-    )
-    args = p.parse_args(argv)
-    if args.frames < args.frames_per_batch:
-        p.error(f"--frames ({args.frames}) must be at least --frames-per-batch ({args.frames_per_batch})")
-    return PPOConfig(
-        env=args.env,
-        frames=args.frames,
-        seed=args.seed,
-        device=args.device,
-        frames_per_batch=args.frames_per_batch,
-        out_dir=args.out_dir,
-        eval_every=args.eval_every,
-        progress=not args.no_progress,
-        threads=args.threads,
-    )
+# --- command line --------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``PROG: error: MESSAGE (see --help)`` and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        fail(message)
+
+
+def fail(message: str) -> None:
+    """Print a user error as one line on stderr and exit with code 2."""
+    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())} (see --help)\n")
+    raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one option per :class:`PPOConfig` field, its help and default from the field."""
+    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
+    for f in fields(PPOConfig):
+        help_text = f.metadata["help"].replace("%", "%%")
+        flag = "--" + f.name.replace("_", "-")
+        if f.default is True:  # a switch that is on unless --no-NAME
+            parser.add_argument(
+                f"--no-{f.name.replace('_', '-')}",
+                dest=f.name,
+                action="store_false",
+                help=f"do not {help_text} (default: {f.name} on)",
+            )
+            continue
+        typ = type(f.default)
+        metavar = {"env": "ID", "device": "DEVICE", "out_dir": "DIR"}.get(f.name, {int: "N", float: "X"}.get(typ))
+        parser.add_argument(
+            flag,
+            type=typ,
+            default=f.default,
+            metavar=metavar,
+            help=f"{help_text} (default: {f.default})",
+        )
+    return parser
+
+
+def parse(argv: list[str] | None) -> PPOConfig:
+    """The :class:`PPOConfig` of a command line (argparse errors exit with code 2)."""
+    return PPOConfig(**vars(build_parser().parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    cfg = _parse(argv)
+    """Command-line entry point: parse, check, train, print where the outputs went.
+
+    A user error is printed as one line on stderr and ends the process with code 2; a
+    failure during training is a genuine crash and keeps its traceback.
+    """
+    cfg = parse(argv)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        fail(str(err))
     warnings.filterwarnings("ignore", message=".*out of date.*")
-    torch.set_num_threads(cfg.threads)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except ConfigError as err:  # raised before training starts (env, action space, out-dir)
+        fail(str(err))
     logs = result["logs"]
     print(
         f"\ndone: {logs['frames'][-1]} frames in {result['wall_s']:.0f} s; "
         f"eval return {logs['eval_return'][0]:.1f} -> {logs['eval_return'][-1]:.1f}"
     )
-    print(f"learning curve: {result['plot']}\nCSV log:        {result['csv']}\ncheckpoint:     {result['checkpoint']}")
+    print(f"outputs in {result['out_dir']}:")
+    for key in ("plot", "csv", "summary", "checkpoint"):
+        print(f"  {key + ':':<12}{result[key]}")
 
 
 if __name__ == "__main__":
