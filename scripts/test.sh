@@ -1,19 +1,89 @@
 #!/usr/bin/env bash
-# Install tdrl with every extra the test suite exercises into ./.venv and run the whole suite.
-# The CPU wheel of torch is installed first so that no dependency pulls a CUDA build.
-set -euo pipefail
+# The whole check: what CI runs (.ci/run calls this and nothing else) and the README's second
+# command. On a fresh clone with Python 3.11 it installs everything it needs itself:
+#
+#   .venv        the newest tensordict in the supported range (what `pip install tdrl` gives):
+#                ruff, mypy, the whole test suite, the docs build, the sdist and the wheel
+#   .venv-td014  tensordict 0.14.3 with TorchRL 0.14.1 and Stable-Baselines3 (the low end of
+#                the range): the whole test suite, differential tests included
+#   (temporary)  a clean venv per built artifact: install the wheel, then the sdist; import
+#                tdrl and run the console script from outside the source tree
+#
+# Every venv gets the CPU wheel of torch before anything that depends on it (an unpinned
+# torch pulls several GB of CUDA packages). Arguments are passed to both pytest runs, e.g.
+# `bash scripts/test.sh -x`. Every stage runs even when an earlier one fails; the summary
+# at the end lists the failures and the exit code is non-zero if there was any.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[test,compare,dm_control,plot]"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
-set +e
-.venv/bin/python -m pytest -q "$@"
-rc=$?
-set -e
-# pytest exits 5 when it collected no test: that is a broken suite, not a pass.
-if [ "$rc" -eq 5 ]; then echo "pytest collected no tests" >&2; fi
-exit "$rc"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+HIGH=.venv
+LOW=.venv-td014
+failed=()
+start_all=$SECONDS
+
+stage() {  # stage NAME COMMAND...: run one stage, time it, remember a failure
+  local name=$1 start=$SECONDS rc
+  shift
+  printf '\n==== %s\n' "$name"
+  "$@"
+  rc=$?
+  if [ "$rc" -eq 0 ]; then
+    printf '==== %s: ok (%ds)\n' "$name" $((SECONDS - start))
+  else
+    printf '==== %s: FAILED with exit code %d (%ds)\n' "$name" "$rc" $((SECONDS - start))
+    failed+=("$name")
+  fi
+}
+
+make_venv() {  # make_venv DIR EXTRAS [PIP ARGS...]: create DIR once, upgrade pip, torch first, then tdrl[EXTRAS]
+  local dir=$1 extras=$2
+  shift 2
+  { [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"; } &&
+    "$dir/bin/python" -m pip install -q --upgrade pip &&
+    "$dir/bin/python" -m pip install -q torch==2.13.0 &&
+    "$dir/bin/python" -m pip install -q -e ".[$extras]" "$@" &&
+    "$dir/bin/python" - <<'EOF'
+import importlib.metadata as md
+names = ["torch", "tensordict", "gymnasium", "mujoco", "numpy", "torchrl", "stable-baselines3"]
+found = []
+for name in names:
+    try:
+        found.append(f"{name} {md.version(name)}")
+    except md.PackageNotFoundError:
+        pass
+print("versions:", ", ".join(found))
+EOF
+}
+
+run_pytest() {  # run_pytest DIR ARGS...: exit code 5 (no test collected) is a failure, not a pass
+  local dir=$1 rc
+  shift
+  "$dir/bin/python" -m pytest -q -p no:cacheprovider "$@"
+  rc=$?
+  if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: a broken suite, not a pass" >&2; fi
+  return "$rc"
+}
+
+run_pytest_with_peers() {  # the differential tests must run here: a missing peer fails instead of skipping
+  TDRL_REQUIRE_PEERS=1 run_pytest "$LOW" "$@"
+}
+
+stage "install: newest tensordict ($HIGH)" make_venv "$HIGH" "test,dm-control,plot,docs,lint"
+stage "lint: ruff check" "$HIGH/bin/ruff" check tdrl tests benchmarks tutorials docs
+stage "lint: ruff format --check" "$HIGH/bin/ruff" format --check tdrl tests benchmarks tutorials docs
+stage "types: mypy (pyproject.toml [tool.mypy])" "$HIGH/bin/mypy"
+stage "tests: newest tensordict" run_pytest "$HIGH" "$@"
+stage "docs: sphinx, warnings as errors" env PY="$HIGH/bin/python" bash scripts/build_docs.sh
+stage "package: sdist and wheel in clean venvs" bash scripts/check_package.sh "$HIGH/bin/python"
+stage "install: tensordict 0.14 with TorchRL ($LOW)" make_venv "$LOW" "test,dm-control,plot,compare"
+stage "tests: tensordict 0.14 with TorchRL and SB3" run_pytest_with_peers "$@"
+
+printf '\n==== all stages: %ds\n' $((SECONDS - start_all))
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "all stages passed"

@@ -243,6 +243,15 @@ def make_env(
     return env
 
 
+def observation_norm(env: TransformedEnv) -> ObservationNorm:
+    """The ObservationNorm of an env built by :func:`make_env` (the first transform of its chain)."""
+    chain = env.transform
+    norm = chain[0] if isinstance(chain, Compose) else chain
+    if not isinstance(norm, ObservationNorm):
+        raise TypeError(f"expected an env from make_env, whose first transform is an ObservationNorm; got {chain}")
+    return norm
+
+
 def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> tuple[ProbabilisticActor, ValueOperator]:
     """The policy and a value network, 3 hidden layers of ``num_cells`` each.
 
@@ -271,7 +280,7 @@ def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> t
             distribution_class=OneHotCategorical if isinstance(spec, OneHot) else Categorical,
             return_log_prob=True,
         )
-    else:
+    elif isinstance(spec, Bounded):
         actor_net = nn.Sequential(mlp(2 * spec.shape[-1]), NormalParamExtractor())
         policy = ProbabilisticActor(
             module=TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
@@ -281,6 +290,8 @@ def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> t
             distribution_kwargs={"low": spec.space.low, "high": spec.space.high},
             return_log_prob=True,
         )
+    else:  # validate() refused every other action space before the env was built
+        raise TypeError(f"make_modules: no policy for an action spec {type(spec).__name__}")
     value = ValueOperator(module=mlp(1), in_keys=["observation"])
     reset = env.reset()
     policy(reset.clone())  # materialize the lazy layers
@@ -429,7 +440,7 @@ def _train(cfg: PPOConfig) -> dict:
     env = make_env(base_env, cfg.seed)
     check_env_specs(env)
     # evaluating on the training env would leave the collector a simulator in another state
-    eval_env = make_env(make_base_env(cfg.env, device), cfg.seed + 1, obs_norm=env.transform[0])
+    eval_env = make_env(make_base_env(cfg.env, device), cfg.seed + 1, obs_norm=observation_norm(env))
     policy, value = make_modules(env, cfg.num_cells, device)
 
     collector = SyncDataCollector(
@@ -500,7 +511,7 @@ def _train(cfg: PPOConfig) -> dict:
     checkpoint = {
         "policy": policy.state_dict(),
         "value": value.state_dict(),
-        "obs_norm": env.transform[0].state_dict(),
+        "obs_norm": observation_norm(env).state_dict(),
         "optim": optim.state_dict(),
         "config": config,
         "action_kind": kind,
@@ -526,7 +537,7 @@ def _train(cfg: PPOConfig) -> dict:
         "eval_s": eval_s,
         "config": cfg,
         "policy": policy,
-        "obs_norm": env.transform[0],
+        "obs_norm": observation_norm(env),
         "out_dir": out_dir,
         "plot": paths["learning_curve.png"],
         "csv": paths["log.csv"],
