@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import os
@@ -30,6 +31,37 @@ class _SlowEnv(CountingEnv):
     def _step(self, tensordict):
         time.sleep(30)
         return super()._step(tensordict)
+
+
+class _SlowSecondStep(CountingEnv):
+    """A CountingEnv whose second step takes 0.6 s (to interrupt it while the parent waits), the others 0.05 s.
+
+    A reply that was left in the pipe would then be read at once, before the worker wrote the
+    next step's results: a stale result would show.
+    """
+
+    def __init__(self, max_steps: int = 100) -> None:
+        super().__init__(max_steps=max_steps)
+
+    def _step(self, tensordict):
+        time.sleep(0.6 if int(self.count.flatten()[0]) == 1 else 0.05)
+        return super()._step(tensordict)
+
+
+@contextlib.contextmanager
+def _interrupt_after(seconds: float):
+    """Raise KeyboardInterrupt in this (main) thread after ``seconds``, as Ctrl-C would."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _bad_factory():
@@ -196,6 +228,102 @@ def test_hanging_worker_times_out():
     procs = list(env._procs)
     env.close()
     assert not any(p.is_alive() for p in procs)
+
+
+def test_a_step_after_a_timeout_gets_its_own_result_not_the_late_one():
+    env = PEnv(1, _SlowSecondStep, timeout=0.2)
+    td = env.reset()
+    assert env.rand_step(td)["next", "observation"].item() == 1
+    with pytest.raises(TimeoutError, match=r"worker 0 did not answer 'step' within 0\.2 s"):
+        env.rand_step(td)
+    time.sleep(0.8)  # the slow step ends meanwhile: the next call would wait 0.2 s more for it anyway
+    # the late reply (observation 2) is drained, not handed to the next step
+    assert env.rand_step(td)["next", "observation"].item() == 3
+    assert env.rand_step(td)["next", "observation"].item() == 4
+    env.close()
+
+
+@pytest.mark.parametrize("call", ["step", "step_and_maybe_reset", "rollout_actions"])
+def test_a_call_interrupted_by_ctrl_c_is_resynchronized(call):
+    env = PEnv(2, _SlowSecondStep)
+    td = env.reset()
+    assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [1.0, 1.0]
+    calls = {
+        "step": lambda: env.rand_step(td),
+        "step_and_maybe_reset": lambda: env.step_and_maybe_reset(env.rand_action(td)),
+        "rollout_actions": lambda: env._rollout_actions(td, _actions(env, 3)),
+    }
+    with pytest.raises(KeyboardInterrupt), _interrupt_after(0.2):  # while the workers sleep in their 2nd step
+        calls[call]()
+    # the interrupted call's replies are drained: the next results are the next call's own
+    if call == "rollout_actions":
+        # the same length: the output buffers of the interrupted run are handed over now
+        data, _ = env._rollout_actions(td, _actions(env, 3))
+        assert data["next", "observation"].squeeze(-1).tolist() == [[5.0, 6.0, 7.0]] * 2
+    else:
+        assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [3.0, 3.0]
+    assert env.reset()["observation"].squeeze(-1).tolist() == [0.0, 0.0]
+    env.close()
+
+
+def _actions(env, steps: int):
+    return env.full_action_spec.zero().unsqueeze(-1).expand(*env.batch_size, steps).clone()
+
+
+def test_a_message_cut_half_way_makes_the_env_refuse_further_use():
+    env = PEnv(2, CountingEnv)
+    td = env.reset()
+    procs = list(env._procs)
+    conn = env._workers.conns[1]
+
+    class CutAfterRead:  # the reply is read, then Ctrl-C lands before it is filed
+        def __getattr__(self, name):
+            return getattr(conn, name)
+
+        def recv_bytes(self):
+            conn.recv_bytes()
+            raise KeyboardInterrupt
+
+    env._workers.conns[1] = CutAfterRead()
+    with pytest.raises(KeyboardInterrupt):
+        env.rand_step(td)
+    env._workers.conns[1] = conn
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match=r"cannot be used any more: .*worker 1 half-way.*Call close\(\)"):
+            env.rand_step(td)
+    env.close()
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_a_dead_worker_makes_the_env_refuse_further_use():
+    env = PEnv(2, CountingEnv)
+    td = env.reset()
+    os.kill(env._procs[0].pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="worker 0 died while 'step' \\(exit code -9\\)"):
+        env.rand_step(td)
+    with pytest.raises(RuntimeError, match="cannot be used any more: worker 0 died"):
+        env.reset()
+    env.close()
+    assert not any(p.is_alive() for p in env._procs)
+
+
+def test_a_stopped_worker_times_out_then_the_env_refuses_further_use():
+    env = PEnv(2, CountingEnv, timeout=0.3)
+    td = env.reset()
+    procs = list(env._procs)
+    os.kill(procs[1].pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError, match=r"worker 1 did not answer 'step' within 0.3 s \(it is stopped"):
+            env.rand_step(td)
+        with pytest.raises(TimeoutError, match="twice in a row"):
+            env.rand_step(td)  # first waits once more for the owed reply
+        with pytest.raises(RuntimeError, match="cannot be used any more: worker 1 did not answer"):
+            env.rand_step(td)
+        env.close()
+        assert not any(p.is_alive() for p in procs)
+    finally:
+        if procs[1].is_alive():
+            os.kill(procs[1].pid, signal.SIGCONT)
 
 
 def test_garbage_collected_env_stops_its_workers():
