@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
+import signal
 import warnings
 
 import pytest
@@ -76,3 +78,27 @@ def descendants():
         return _descendants(os.getpid() if pid is None else pid)
 
     return descendants_of
+
+
+@contextlib.contextmanager
+def _ctrl_c_after(seconds: float | None):
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, handler)
+    if seconds is not None:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def ctrl_c_after():
+    """``with ctrl_c_after(0.1): ...`` raises KeyboardInterrupt in the main thread after 0.1 s, as Ctrl-C would.
+
+    (A SIGALRM timer whose handler raises, as SIGINT's does; ``None``: no interrupt.)
+    """
+    return _ctrl_c_after

@@ -40,15 +40,15 @@ Usage (see the classes' examples)::
 from __future__ import annotations
 
 import pickle
+import socket
 from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection
 from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from tdrl._workers import STARTUP_TIMEOUT, StartMethod, WorkerPool, report_start, serve, setup_worker
+from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool, report_start, serve, setup_worker
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
 from tdrl.envs.common import EnvBase
@@ -60,15 +60,15 @@ _TRAJ = ("collector", "traj_ids")
 
 
 def _collector_worker(
-    idx: int, conn: Connection, inherited: Connection | None, payload: bytes, parent_pid: int
+    idx: int, sock: socket.socket, inherited: socket.socket | None, payload: bytes, parent_pid: int
 ) -> None:
     """A collector worker: build a SyncDataCollector, then serve requests until "close"."""
     setup_worker(inherited)
-    collector = report_start(conn, idx, lambda: _build_collector(payload), lambda _: None)
+    collector = report_start(sock, idx, lambda: _build_collector(payload), lambda _: None)
     if collector is None:
         return
     try:
-        serve(conn, parent_pid, _CollectorWorker(collector).handle)
+        serve(sock, parent_pid, _CollectorWorker(collector).handle)
     finally:
         collector.shutdown()
 
@@ -89,15 +89,16 @@ class _CollectorWorker:
 
     def handle(self, cmd: str, arg: Any) -> Any:
         if cmd == "collect":
-            load_weights, want_buffer = arg
+            load_weights, buffer = arg
             if load_weights:
                 self._load()
+            if buffer is not None:  # the parent's shared buffer, made from our first batch
+                self.shared = buffer
             batch = next(self.batches)
             if self.shared is None:
-                self.shared = batch.clone().share_memory_()
-            else:
-                self.shared.update_(batch)
-            return self.shared if want_buffer else None  # the parent asks until it holds the buffer
+                return batch  # by value: the parent makes the shared buffer from it
+            self.shared.update_(batch)
+            return None
         if cmd == "weights":
             if arg is not None:
                 self.weights = arg
@@ -254,7 +255,8 @@ class _MultiCollectorBase(DataCollectorBase):
         except BaseException:
             self._workers.close(grace=1.0)
             raise
-        self._shared: list[TensorDictBase | None] = [None] * n
+        self._shared: list[TensorDictBase | None] = [None] * n  # each worker's batch buffer, shared
+        self._buffer_used = [False] * n  # whether the worker writes into it
 
     @property
     def _procs(self) -> list:
@@ -270,7 +272,8 @@ class _MultiCollectorBase(DataCollectorBase):
     # --- messaging ------------------------------------------------------------------------
     def _request(self, i: int) -> int:
         """Ask worker ``i`` for a batch (loading the pushed weights first if it has not yet)."""
-        seq = self._workers.send(i, "collect", (self._stale[i], self._shared[i] is None))
+        buffer = None if self._buffer_used[i] else self._shared[i]  # sent until the worker used it
+        seq = self._workers.send(i, "collect", (self._stale[i], buffer))
         self._stale[i] = False
         return seq
 
@@ -283,9 +286,14 @@ class _MultiCollectorBase(DataCollectorBase):
             raise
 
     def _buffer(self, i: int, payload: Any) -> TensorDictBase:
-        """Worker ``i``'s shared batch buffer (the reply that holds it hands it over once)."""
+        """Worker ``i``'s batch: in its shared buffer (``payload`` None), or ``payload``, by value.
+
+        A batch that comes by value (the first) becomes the worker's shared buffer, which
+        the next requests carry until the worker uses it.
+        """
+        self._buffer_used[i] = payload is None
         if payload is not None:
-            self._shared[i] = payload
+            self._shared[i] = payload.share_memory_()  # (a copy of the worker's: ours to share)
         batch = self._shared[i]
         if batch is None:
             raise RuntimeError(f"{type(self).__name__}: worker {i} answered without a batch buffer.")
@@ -413,7 +421,15 @@ class MultiSyncDataCollector(_MultiCollectorBase):
         if self.update_at_each_batch and all(seq is None for seq in seqs):
             self.update_policy_weights_()
         requests = [(i, self._request(i) if seq is None else seq) for i, seq in enumerate(seqs)]
-        parts = [self._buffer(i, payload) for i, payload in enumerate(self._results(requests))]
+        payloads = self._results(requests)
+        # VOID: a request that never went out, or a reply lost to an interrupt: ask again
+        while any(p is VOID for p in payloads):
+            for k, (i, seq) in enumerate(requests):
+                if payloads[k] is VOID:
+                    workers.take(i, seq)
+                    requests[k] = (i, self._request(i))
+            payloads = self._results(requests)
+        parts = [self._buffer(i, payload) for i, payload in enumerate(payloads)]
         # torch.stack and torch.cat hand TensorDicts to tensordict (__torch_function__); both copy
         if self.cat_results == "stack":
             batch = cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", parts), 0))
@@ -466,7 +482,12 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
             if i not in inflight and self._wanted(len(inflight)):
                 inflight[i] = self._request(i)
         i = workers.wait_any(inflight)  # a worker that misses its deadline raises TimeoutError
-        batch = self._buffer(i, self._results([(i, inflight[i])])[0]).clone()
+        payload = self._results([(i, inflight[i])])[0]
+        while payload is VOID:  # a request that never went out, or a reply lost to an interrupt: ask again
+            workers.take(i, inflight[i])
+            inflight[i] = self._request(i)
+            payload = self._results([(i, inflight[i])])[0]
+        batch = self._buffer(i, payload).clone()
         self._unique_ids(batch, i)
         batch = self._finish(batch)
         workers.take(i, inflight[i])

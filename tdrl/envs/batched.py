@@ -28,8 +28,8 @@ the same data, from worker processes (see its docstring).
 from __future__ import annotations
 
 import pickle
+import socket
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
 from typing import Any, cast
 
 import torch
@@ -306,14 +306,16 @@ def _build_env(payload: bytes) -> EnvBase:
     return env
 
 
-def _worker_main(idx: int, conn: Connection, inherited: Connection | None, payload: bytes, parent_pid: int) -> None:
+def _worker_main(
+    idx: int, sock: socket.socket, inherited: socket.socket | None, payload: bytes, parent_pid: int
+) -> None:
     """A ParallelEnv worker: build the env, then serve requests until "close" or the parent dies."""
     setup_worker(inherited)
-    env = report_start(conn, idx, lambda: _build_env(payload), lambda e: (e.batch_size, e.input_spec, e.output_spec))
+    env = report_start(sock, idx, lambda: _build_env(payload), lambda e: (e.batch_size, e.input_spec, e.output_spec))
     if env is None:
         return
     try:
-        serve(conn, parent_pid, _Worker(idx, env).handle)
+        serve(sock, parent_pid, _Worker(idx, env).handle)
     finally:
         env.close()
 
@@ -362,8 +364,8 @@ class _Worker:
             self._write(self.root, self._reset(mask, **arg))
             return None
         if cmd == "run":
-            steps, actions = arg
-            return self._run(steps, actions)
+            steps, actions, out = arg
+            return self._run(steps, actions, out)
         if cmd == "seed":
             return self.env.set_seed(arg)
         if cmd == "buffers":
@@ -375,25 +377,27 @@ class _Worker:
             return None
         raise ValueError(f"ParallelEnv worker: unknown command {cmd!r}")
 
-    def _run(self, steps: int, actions: TensorDictBase | None) -> TensorDictBase | None:
+    def _run(self, steps: int, actions: TensorDictBase | None, out: TensorDictBase | None) -> TensorDictBase | None:
         """Run ``steps`` given actions from the current root.
 
-        ``actions`` (the shared actions buffer) comes with every request until the parent
-        holds this worker's output buffer, which the reply then carries.
+        The parent sends the shared actions buffer and this worker's shared output buffer
+        with each request until this worker has used them; until then the output is
+        returned by value (the parent makes the shared buffer from it).
         """
         if actions is not None:
             self.run_actions[steps] = actions[self.idx]
+        if out is not None:
+            self.run_out[steps] = out
         if self.runner is None:
             self.runner = ActionRunner(self.env)
         root = td_from_flat({k: v.clone() for k, v in self.root}, self.batch)
         data, root = self.runner.run(root, self.run_actions[steps], steps)
         self._write(self.root, root)
-        out = self.run_out.get(steps)
-        if out is None:
-            out = self.run_out[steps] = data.clone().share_memory_()
-        else:
-            out.update_(data)
-        return out if actions is not None else None
+        shared = self.run_out.get(steps)
+        if shared is None:
+            return data
+        shared.update_(data)
+        return None
 
     def _reset(self, mask: torch.Tensor | None, **kwargs: Any) -> TensorDictBase:
         sub = None if mask is None else td_unchecked({"_reset": mask}, self.batch)
@@ -617,14 +621,14 @@ class ParallelEnv(_BatchedEnv):
             shared = self._run_actions[steps] = actions.clone().share_memory_()
         else:
             shared.update_(actions)
-        outs = self._run_out.setdefault(steps, [None] * self.num_workers)
-        # the actions buffer goes with each request until the worker's output buffer came back
-        payloads = self._call(
-            range(self.num_workers), "run", args=[(steps, shared if out is None else None) for out in outs]
-        )
+        outs, used = self._run_out.setdefault(steps, ([None] * self.num_workers, [False] * self.num_workers))
+        # the shared buffers go with each request until the worker has used them
+        args = [(steps, None, None) if used[i] else (steps, shared, outs[i]) for i in range(self.num_workers)]
+        payloads = self._call(range(self.num_workers), "run", args=args)
         for i, payload in enumerate(payloads):
+            used[i] = payload is None  # None: it wrote into outs[i]; else its output, by value
             if payload is not None:
-                outs[i] = payload
+                outs[i] = payload.share_memory_()  # (a copy of the worker's: ours to share)
         data = cast(TensorDictBase, torch.stack(outs, 0))  # TensorDicts, stacked by tensordict
         return data, self._carry(root, self._read(self._root_buf))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import os
@@ -33,22 +32,6 @@ class _SlowCountingEnv(CountingEnv):
     def _step(self, tensordict):
         time.sleep(0.02)
         return super()._step(tensordict)
-
-
-@contextlib.contextmanager
-def _interrupt_after(seconds: float):
-    """Raise KeyboardInterrupt in this (main) thread after ``seconds``, as Ctrl-C would."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _per_worker(batch, num_workers: int = 2) -> dict[int, list[float]]:
@@ -159,11 +142,11 @@ def test_worker_error_reaches_parent():
 
 
 @pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
-def test_next_after_ctrl_c_resumes_the_interrupted_batch(cls):
+def test_next_after_ctrl_c_resumes_the_interrupted_batch(cls, ctrl_c_after):
     collector = cls([_SlowCountingEnv] * 2, None, frames_per_batch=4, total_frames=-1)
     it = iter(collector)
     got = []
-    with pytest.raises(KeyboardInterrupt), _interrupt_after(0.1):  # lands while the workers collect (80 ms a batch)
+    with pytest.raises(KeyboardInterrupt), ctrl_c_after(0.1):  # lands while the workers collect (80 ms a batch)
         _take_until_it_raises(it, got)
     for batches in (it, iter(collector)):  # the same iterator goes on, and so does a new one
         got += [next(batches) for _ in range(3)]

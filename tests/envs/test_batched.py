@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -46,22 +46,6 @@ class _SlowSecondStep(CountingEnv):
     def _step(self, tensordict):
         time.sleep(0.6 if int(self.count.flatten()[0]) == 1 else 0.05)
         return super()._step(tensordict)
-
-
-@contextlib.contextmanager
-def _interrupt_after(seconds: float):
-    """Raise KeyboardInterrupt in this (main) thread after ``seconds``, as Ctrl-C would."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _bad_factory():
@@ -244,7 +228,7 @@ def test_a_step_after_a_timeout_gets_its_own_result_not_the_late_one():
 
 
 @pytest.mark.parametrize("call", ["step", "step_and_maybe_reset", "rollout_actions"])
-def test_a_call_interrupted_by_ctrl_c_is_resynchronized(call):
+def test_a_call_interrupted_by_ctrl_c_is_resynchronized(call, ctrl_c_after):
     env = PEnv(2, _SlowSecondStep)
     td = env.reset()
     assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [1.0, 1.0]
@@ -253,7 +237,7 @@ def test_a_call_interrupted_by_ctrl_c_is_resynchronized(call):
         "step_and_maybe_reset": lambda: env.step_and_maybe_reset(env.rand_action(td)),
         "rollout_actions": lambda: env._rollout_actions(td, _actions(env, 3)),
     }
-    with pytest.raises(KeyboardInterrupt), _interrupt_after(0.2):  # while the workers sleep in their 2nd step
+    with pytest.raises(KeyboardInterrupt), ctrl_c_after(0.2):  # while the workers sleep in their 2nd step
         calls[call]()
     # the interrupted call's replies are drained: the next results are the next call's own
     if call == "rollout_actions":
@@ -270,26 +254,73 @@ def _actions(env, steps: int):
     return env.full_action_spec.zero().unsqueeze(-1).expand(*env.batch_size, steps).clone()
 
 
-def test_a_message_cut_half_way_makes_the_env_refuse_further_use():
+class _InterruptAfter:
+    """A worker's socket whose ``method`` raises KeyboardInterrupt once, right after doing its work."""
+
+    def __init__(self, sock, method: str, when=lambda *args: True) -> None:
+        self.sock, self.method, self.when, self.fired = sock, method, when, False
+
+    def __getattr__(self, name):
+        attr = getattr(self.sock, name)
+        if name != self.method:
+            return attr
+
+        def call(*args):
+            result = attr(*args)
+            if not self.fired and self.when(*args):
+                self.fired = True
+                raise KeyboardInterrupt
+            return result
+
+        return call
+
+
+def test_a_reply_consumed_when_ctrl_c_lands_is_not_lost():
+    env = PEnv(2, CountingEnv)
+    td = env.reset()
+    sock = env._workers.socks[1]
+    # Ctrl-C lands right after worker 1's reply was taken off its socket (not a peek)
+    env._workers.socks[1] = _InterruptAfter(sock, "recv", lambda size, flags=0: not flags & socket.MSG_PEEK)
+    with pytest.raises(KeyboardInterrupt):
+        env.rand_step(td)
+    env._workers.socks[1] = sock
+    assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [2.0, 2.0]
+    env.close()
+
+
+def test_a_request_sent_when_ctrl_c_lands_is_settled():
+    env = PEnv(2, CountingEnv)
+    td = env.reset()
+    sock = env._workers.socks[0]
+    env._workers.socks[0] = _InterruptAfter(sock, "send")  # sent, but the parent cannot know it
+    with pytest.raises(KeyboardInterrupt):
+        env.rand_step(td)
+    env._workers.socks[0] = sock
+    # worker 0 took the step, worker 1 was never asked: a sync request settles which
+    assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [2.0, 1.0]
+    env.close()
+
+
+def test_a_large_message_cut_half_way_makes_the_env_refuse_further_use():
     env = PEnv(2, CountingEnv)
     td = env.reset()
     procs = list(env._procs)
-    conn = env._workers.conns[1]
+    sock = env._workers.socks[1]
 
-    class CutAfterRead:  # the reply is read, then Ctrl-C lands before it is filed
+    class CutHalfWay:
         def __getattr__(self, name):
-            return getattr(conn, name)
+            return getattr(sock, name)
 
-        def recv_bytes(self):
-            conn.recv_bytes()
+        def sendall(self, data):
+            sock.send(data[: len(data) // 2])
             raise KeyboardInterrupt
 
-    env._workers.conns[1] = CutAfterRead()
-    with pytest.raises(KeyboardInterrupt):
-        env.rand_step(td)
-    env._workers.conns[1] = conn
+    env._workers.socks[1] = CutHalfWay()
+    with pytest.raises(KeyboardInterrupt):  # (tdrl's own messages are small: none takes this path)
+        env._workers.send(1, "seed", b"x" * 1_000_000)
+    env._workers.socks[1] = sock
     for _ in range(2):
-        with pytest.raises(RuntimeError, match=r"cannot be used any more: .*worker 1 half-way.*Call close\(\)"):
+        with pytest.raises(RuntimeError, match=r"cannot be used any more: .*message to worker 1 half-way"):
             env.rand_step(td)
     env.close()
     assert not any(p.is_alive() for p in procs)
