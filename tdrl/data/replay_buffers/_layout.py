@@ -33,7 +33,8 @@ def dtype_from_str(name: str) -> torch.dtype:
     Raises:
         ValueError: when the name is not a torch dtype.
     """
-    attr = getattr(torch, name.rsplit(".", 1)[-1], None)
+    short = name[len("torch.") :] if name.startswith("torch.") else name
+    attr = getattr(torch, short, None) if short.isidentifier() else None
     if not isinstance(attr, torch.dtype):
         raise ValueError(f"{name!r} is not a torch dtype")
     return attr
@@ -246,24 +247,51 @@ class TensorLayout:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> TensorLayout:
-        """Inverse of :meth:`to_json`.
+    def from_json(cls, obj: Any) -> TensorLayout:
+        """Inverse of :meth:`to_json`; checks every part of the description.
 
         Raises:
-            ValueError: for a malformed description.
+            ValueError: for a malformed description (naming the part that is wrong).
         """
-        try:
-            keys = obj["keys"]
-            if keys is not None:
-                keys = [k[0] if len(k) == 1 else tuple(k) for k in keys]
-            return cls(
-                keys,
-                [torch.Size(int(d) for d in s) for s in obj["shapes"]],
-                [dtype_from_str(d) for d in obj["dtypes"]],
-                torch.Size(int(d) for d in obj["item_batch"]),
-            )
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"malformed storage layout in checkpoint: {err!r}") from err
+
+        def sizes(value: Any, what: str) -> torch.Size:
+            if not isinstance(value, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+            ):
+                raise ValueError(f"malformed storage layout: {what} is {value!r}, expected a list of sizes >= 0")
+            return torch.Size(value)
+
+        if not isinstance(obj, dict) or not {"keys", "shapes", "dtypes", "item_batch"} <= set(obj):
+            raise ValueError(f"malformed storage layout {obj!r}: expected keys, shapes, dtypes and item_batch")
+        raw_keys, raw_shapes, raw_dtypes = obj["keys"], obj["shapes"], obj["dtypes"]
+        if not isinstance(raw_shapes, list) or not isinstance(raw_dtypes, list) or len(raw_shapes) != len(raw_dtypes):
+            raise ValueError("malformed storage layout: shapes and dtypes must be lists of one entry per leaf")
+        keys: list[NestedKey] | None = None
+        if raw_keys is None:
+            if len(raw_shapes) != 1:
+                raise ValueError("malformed storage layout: a plain-tensor storage has exactly one leaf")
+        else:
+            if not isinstance(raw_keys, list) or len(raw_keys) != len(raw_shapes) or not raw_keys:
+                raise ValueError("malformed storage layout: keys must list one key per leaf")
+            paths = []
+            for key in raw_keys:
+                if not isinstance(key, list) or not key or not all(isinstance(p, str) and p for p in key):
+                    raise ValueError(f"malformed storage layout: key {key!r} is not a list of names")
+                paths.append(tuple(key))
+            taken = set(paths)
+            if len(taken) != len(paths):
+                raise ValueError("malformed storage layout: a key is listed twice")
+            for path in paths:
+                if any(path[:n] in taken for n in range(1, len(path))):
+                    raise ValueError(f"malformed storage layout: key {list(path)} lies under another leaf")
+            keys = [p[0] if len(p) == 1 else p for p in paths]
+        dtypes = []
+        for name in raw_dtypes:
+            if not isinstance(name, str):
+                raise ValueError(f"malformed storage layout: dtype {name!r} is not a name")
+            dtypes.append(dtype_from_str(name))
+        shapes = [sizes(s, "a leaf shape") for s in raw_shapes]
+        return cls(keys, shapes, dtypes, sizes(obj["item_batch"], "item_batch"))
 
     def mismatch(self, other: TensorLayout) -> str | None:
         """Describes the first difference with ``other`` (``None`` when they match)."""

@@ -26,7 +26,8 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey, unravel_key
 
-from tdrl.data.replay_buffers._checkpoint import load_state, save_state
+from tdrl.data.replay_buffers import _state_checks as checks
+from tdrl.data.replay_buffers._checkpoint import load_into, save_state
 from tdrl.data.replay_buffers._layout import key_str
 from tdrl.data.replay_buffers.samplers import PrioritizedSampler, RandomSampler, Sampler, check_priorities
 from tdrl.data.replay_buffers.storages import ListStorage, Storage
@@ -453,19 +454,33 @@ class ReplayBuffer:
             "rng": None if self._rng is None else self._rng.get_state(),
         }
 
+    def _check_state(self, state: Any) -> None:
+        """Checks every part of a :meth:`state_dict` against this buffer; changes nothing."""
+        if not isinstance(state, dict) or not {"storage", "sampler", "writer"} <= set(state):
+            raise ValueError("not a replay-buffer state: expected storage, sampler and writer entries")
+        for part, component in (("storage", self._storage), ("sampler", self._sampler), ("writer", self._writer)):
+            with checks.within(part):
+                component._check_state_dict(state[part])
+        rng = state.get("rng")
+        if rng is not None:
+            checks.tensor(state, "rng", ndim=1, dtype=torch.uint8)
+            if self._rng is not None:
+                try:  # a scratch generator of the same kind says whether the state fits
+                    torch.Generator(device=self._rng.device).set_state(rng.clone())
+                except RuntimeError as err:
+                    raise checks.StateError("rng", f"is not a state of a {self._rng.device} generator: {err}") from None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores a :meth:`state_dict`.
 
-        Every part is checked before any is changed: a state written for another
-        structure (keys, shapes, dtypes, capacity) or other components raises and leaves
-        the buffer as it was.
+        Every field of every part is checked before any is changed: a state written for
+        another structure (keys, shapes, dtypes, capacity) or other components, or a
+        damaged one (a NaN priority, a cursor or a permutation out of range, a length
+        larger than the data, a generator state of the wrong size), raises and leaves the
+        buffer as it was.
         """
-        if not isinstance(state, dict) or not {"storage", "sampler", "writer"} <= set(state):
-            raise ValueError("not a replay-buffer state: expected storage, sampler and writer entries")
         with self._lock:
-            self._storage._check_state_dict(state["storage"])
-            self._sampler._check_state_dict(state["sampler"])
-            self._writer._check_state_dict(state["writer"])
+            self._check_state(state)
             self._clear_prefetch()
             self._storage.load_state_dict(state["storage"])
             self._sampler.load_state_dict(state["sampler"])
@@ -475,10 +490,13 @@ class ReplayBuffer:
             self._last_ran_out = False
 
     def dumps(self, path: str | os.PathLike) -> None:
-        """Saves the buffer under the folder ``path``: JSON plus raw tensor files, no pickle.
+        """Saves the buffer as the checkpoint folder ``path/replay_buffer``: JSON plus raw
+        tensor files with a checksum each, no pickle.
 
-        Transforms are not saved. With ``prefetch``, batches already drawn in the
-        background count as sampled.
+        The folder is written next to the previous checkpoint and renamed over it, so that a
+        process killed at any instant leaves the previous checkpoint or the new one, whole;
+        other files under ``path`` are left alone. Transforms are not saved. With
+        ``prefetch``, batches already drawn in the background count as sampled.
         """
         with self._lock:
             save_state(self.state_dict(), path, _CHECKPOINT_NAME)
@@ -487,12 +505,15 @@ class ReplayBuffer:
         """Restores what :meth:`dumps` wrote; the next samples are those the saved buffer
         would have drawn (with the same seed).
 
+        Every file's checksum and every field is checked before anything changes.
+
         Raises:
             FileNotFoundError: when ``path`` holds no checkpoint.
-            ValueError: when it was written for another structure or other components;
-                the buffer is left as it was.
+            ValueError: when it was written for another structure or other components, or
+                is damaged (the message names the file and the field); the buffer is left
+                as it was.
         """
-        self.load_state_dict(load_state(path, _CHECKPOINT_NAME))
+        load_into(path, _CHECKPOINT_NAME, self.load_state_dict)
 
     def __repr__(self) -> str:
         return (

@@ -30,7 +30,8 @@ import torch
 from tensordict import MemoryMappedTensor, TensorDictBase
 from tensordict.utils import NestedKey
 
-from tdrl.data.replay_buffers._checkpoint import load_state, save_state
+from tdrl.data.replay_buffers import _state_checks as checks
+from tdrl.data.replay_buffers._checkpoint import load_into, save_state
 from tdrl.data.replay_buffers._layout import TensorLayout
 from tdrl.data.replay_buffers._pages import advise_huge_pages, release_pages
 
@@ -129,19 +130,20 @@ class Storage(ABC):
 
     @abstractmethod
     def _check_state_dict(self, state: dict[str, Any]) -> None:
-        """Raises if ``state`` cannot be loaded here; changes nothing."""
+        """Raises if ``state`` cannot be loaded here (checking every field); changes nothing."""
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores a :meth:`state_dict`; raises (leaving the storage as it was) on mismatch."""
+        """Restores a :meth:`state_dict`; checks every field first, and on a mismatch or a
+        damaged state raises, leaving the storage as it was."""
 
     def dumps(self, path: str | os.PathLike) -> None:
-        """Saves the storage under the folder ``path`` (no pickle)."""
+        """Saves the storage as the folder ``path/storage``, crash-safe (no pickle)."""
         save_state(self.state_dict(), path, "storage")
 
     def loads(self, path: str | os.PathLike) -> None:
-        """Restores what :meth:`dumps` wrote under ``path``."""
-        self.load_state_dict(load_state(path, "storage"))
+        """Restores what :meth:`dumps` wrote under ``path`` (checked first: see :meth:`load_state_dict`)."""
+        load_into(path, "storage", self.load_state_dict)
 
     def _bookkeeping(self) -> dict[str, Any]:
         return {
@@ -151,16 +153,25 @@ class Storage(ABC):
             "last_cursor": self._last_cursor,
         }
 
-    def _check_common(self, state: dict[str, Any], family: str) -> None:
+    def _check_common(self, state: Any, family: str) -> int:
+        """Checks the bookkeeping every storage state has; returns the stored length."""
         if not isinstance(state, dict) or state.get("family") != family:
             found = state.get("type") if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"the checkpoint holds a {found} state, which a {type(self).__name__} cannot load")
-        if state["max_size"] != self.max_size:
+        max_size = checks.integer(state, "max_size", low=1)
+        if max_size != self.max_size:
             raise ValueError(
-                f"the checkpoint was written for a storage with max_size={state['max_size']}, "
+                f"the checkpoint was written for a storage with max_size={max_size}, "
                 f"this {type(self).__name__} has max_size={self.max_size}; build the storage "
                 "with the checkpoint's max_size"
             )
+        length = checks.integer(state, "len", low=0, high=max_size)
+        last = checks.optional_integer(state, "last_cursor", low=0, high=max(length - 1, 0))
+        if (last is None) != (length == 0):
+            raise checks.StateError(
+                "last_cursor", f"is {last} for a storage holding {length} items (null exactly when it is empty)"
+            )
+        return length
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_size={self.max_size}, len={self._len})"
@@ -247,13 +258,19 @@ class ListStorage(Storage):
         return {**self._bookkeeping(), "family": "list", "stacked": stacked, "items": items}
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
-        self._check_common(state, "list")
-        if len(state["items"]) != state["len"]:
-            raise ValueError("corrupt ListStorage checkpoint: the item count does not match its length")
+        length = self._check_common(state, "list")
+        items = checks.entry(state, "items")
+        if checks.boolean(state, "stacked"):
+            if not isinstance(items, (torch.Tensor, TensorDictBase)) or items.ndim == 0 or items.shape[0] != length:
+                shape = list(items.shape) if isinstance(items, (torch.Tensor, TensorDictBase)) else type(items).__name__
+                raise checks.StateError("items", f"must stack {length} items along dim 0, got {shape}")
+        elif not isinstance(items, list) or len(items) != length:
+            count = len(items) if isinstance(items, list) else type(items).__name__
+            raise checks.StateError("items", f"must list {length} items (the storage length), got {count}")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
-        if state.get("stacked"):
+        if state["stacked"]:
             self._items = list(state["items"].clone().unbind(0))
         else:
             self._items = [_own(item) for item in state["items"]]
@@ -513,10 +530,19 @@ class TensorStorage(Storage):
         }
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
-        self._check_common(state, "tensor")
-        if state["layout"] is None:
+        length = self._check_common(state, "tensor")
+        described = checks.entry(state, "layout")
+        leaves = checks.entry(state, "leaves")
+        if not isinstance(leaves, list):
+            raise checks.StateError("leaves", f"must be a list of tensors, got {type(leaves).__name__}")
+        if described is None:
+            if length or leaves:
+                raise checks.StateError("layout", f"is missing for a storage holding {length} items")
             return
-        layout = TensorLayout.from_json(state["layout"])
+        try:
+            layout = TensorLayout.from_json(described)
+        except ValueError as err:
+            raise checks.StateError("layout", str(err)) from None
         if self._layout is not None:
             problem = self._layout.mismatch(layout)
             if problem is not None:
@@ -524,15 +550,10 @@ class TensorStorage(Storage):
                     f"the checkpoint was written for another structure: {problem}; load it into "
                     "a fresh storage, or one that holds the same keys, shapes and dtypes"
                 )
-        leaves = state["leaves"]
         if len(leaves) != len(layout.shapes):
-            raise ValueError("corrupt storage checkpoint: the leaf count does not match its layout")
-        for leaf, shape, dtype in zip(leaves, layout.shapes, layout.dtypes):
-            if leaf.shape != (state["len"], *shape) or leaf.dtype != dtype:
-                raise ValueError(
-                    f"corrupt storage checkpoint: a leaf of shape {list(leaf.shape)} and dtype {leaf.dtype} "
-                    f"does not match its layout ({[state['len'], *shape]}, {dtype})"
-                )
+            raise checks.StateError("leaves", f"holds {len(leaves)} tensors for the {len(layout.shapes)} of its layout")
+        for i, (leaf, shape, dtype) in enumerate(zip(leaves, layout.shapes, layout.dtypes)):
+            checks.tensor_value(leaf, f"leaves[{i}]", shape=(length, *shape), dtype=dtype)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
