@@ -224,6 +224,9 @@ class ReplayBuffer:
         self._rng = generator
         self._sampler._rng = generator
         self._lock = threading.RLock()
+        # bumped (under the lock) whenever the content is replaced: a batch prefetched before
+        # is dropped rather than handed out
+        self._generation = 0
         self._prefetch_cap = prefetch or 0
         self._queue: deque[Future] = deque()
         self._executor: ThreadPoolExecutor | None = None
@@ -308,8 +311,9 @@ class ReplayBuffer:
 
     def empty(self) -> None:
         """Forgets every item (the storage keeps its allocation and structure)."""
+        self._drain_prefetch()
         with self._lock:
-            self._clear_prefetch()
+            self._generation += 1
             self._writer._empty()
             self._sampler._empty()
             self._storage._empty()
@@ -342,19 +346,21 @@ class ReplayBuffer:
         """
         batch_size = self._resolve_batch_size(batch_size)
         if self._prefetch_cap:
-            data, info, ran_out, _ = self._prefetched(batch_size)
+            data, info, ran_out, _, _ = self._prefetched(batch_size)
         else:
-            data, info, ran_out, _ = self._sample(batch_size)
+            data, info, ran_out, _, _ = self._sample(batch_size)
         self._last_ran_out = ran_out
         return (data, info) if return_info else data
 
-    def _sample(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int]:
+    def _sample(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int, int]:
+        """``(data, info, ran_out, batches left in the epoch, generation drawn from)``."""
         with self._lock:
             if len(self._storage) == 0:
                 raise RuntimeError(EMPTY_BUFFER_ERROR)
             index, info = self._sampler.sample(self._storage, batch_size)
             data = self._storage.get(index)
             ran_out, left = self._sampler.ran_out, self._sampler._remaining_batches
+            generation = self._generation
         info["index"] = index
         if self._collate_fn is not None:
             data = self._collate_fn(data)
@@ -362,16 +368,24 @@ class ReplayBuffer:
             data = data.pin_memory()
         if len(self._transform):
             data = self._transform(data)
-        return self._postprocess(data, info), info, ran_out, left
+        return self._postprocess(data, info), info, ran_out, left, generation
 
     def _postprocess(self, data: Any, info: dict[NestedKey, Any]) -> Any:
         return data
 
-    def _prefetched(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int]:
+    def _prefetched(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int, int]:
         if self._executor is None:
             # one worker: prefetched batches come out in the order they were drawn
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdrl-rb-prefetch")
-        result = self._queue.popleft().result() if self._queue else self._sample(batch_size)
+        result = None
+        while self._queue:
+            drawn = self._queue.popleft().result()
+            if drawn[4] == self._generation:
+                result = drawn
+                break
+            # else drawn before empty() / load_state_dict() replaced the content: dropped
+        if result is None:
+            result = self._sample(batch_size)
         ran_out, left = result[2], result[3]
         # never draw past the end of an epoch: batches of the next one would go stale
         room = self._prefetch_cap if not ran_out else 0
@@ -380,7 +394,12 @@ class ReplayBuffer:
             self._queue.append(self._executor.submit(self._sample, batch_size))
         return result
 
-    def _clear_prefetch(self) -> None:
+    def _drain_prefetch(self) -> None:
+        """Drops the prefetched batches, waiting for those being drawn.
+
+        Called *without* holding the lock: a prefetch job takes the lock to draw, so waiting
+        for it while holding the lock would wait forever.
+        """
         while self._queue:
             future = self._queue.popleft()
             if not future.cancel():
@@ -477,11 +496,13 @@ class ReplayBuffer:
         another structure (keys, shapes, dtypes, capacity) or other components, or a
         damaged one (a NaN priority, a cursor or a permutation out of range, a length
         larger than the data, a generator state of the wrong size), raises and leaves the
-        buffer as it was.
+        buffer as it was, prefetched batches included.
         """
         with self._lock:
             self._check_state(state)
-            self._clear_prefetch()
+        self._drain_prefetch()
+        with self._lock:
+            self._generation += 1
             self._storage.load_state_dict(state["storage"])
             self._sampler.load_state_dict(state["sampler"])
             self._writer.load_state_dict(state["writer"])
