@@ -259,3 +259,121 @@ def test_memmap_reopened_after_a_crash_holds_everything_written(tmp_path, make_t
     assert steps.tolist() == list(range(50, 70)) + list(range(20, 50))
     rb = ReplayBuffer(storage=storage)  # resumes after the last write
     assert rb.extend(make_transitions(2, start=70)).tolist() == [20, 21]
+
+
+# ------------------------------------------------------------------ re-opening checks what it reads
+def _memmap_folder(tmp_path, make_transitions, count=4):
+    folder = tmp_path / "storage"
+    storage = LazyMemmapStorage(10, scratch_dir=folder)
+    storage.set(slice(0, count), make_transitions(count))
+    return folder
+
+
+def _edit_description(folder, edit):
+    import json
+
+    path = folder / "tdrl_storage.json"
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize("name", ["../outside.memmap", "{outside}", "sub/leaf_0.memmap", ".."])
+def test_memmap_leaf_names_never_leave_the_folder(tmp_path, make_transitions, name):
+    folder = _memmap_folder(tmp_path, make_transitions)
+    outside = tmp_path / "outside.memmap"
+    outside.write_bytes((folder / "leaf_0.memmap").read_bytes())
+    before = outside.read_bytes()
+
+    def edit(document):
+        document["files"][0] = name.format(outside=outside)
+
+    _edit_description(folder, edit)
+    with pytest.raises(ValueError, match="is not a plain file name inside that folder"):
+        LazyMemmapStorage.open(folder)
+    assert outside.read_bytes() == before  # before: later extend() calls wrote into it
+
+
+def test_memmap_leaf_symlinked_out_of_the_folder_is_refused(tmp_path, make_transitions):
+    folder = _memmap_folder(tmp_path, make_transitions)
+    outside = tmp_path / "outside.memmap"
+    os.replace(folder / "leaf_0.memmap", outside)
+    (folder / "leaf_0.memmap").symlink_to(outside)
+    with pytest.raises(ValueError, match="outside that folder"):
+        LazyMemmapStorage.open(folder)
+    before = outside.read_bytes()
+    fresh = LazyMemmapStorage(10, scratch_dir=folder, existsok=True)  # overwriting never writes through it
+    fresh.set(slice(0, 4), make_transitions(4, start=100))
+    assert outside.read_bytes() == before
+    assert not (folder / "leaf_0.memmap").is_symlink()
+
+
+def test_memmap_truncated_leaf_file_is_an_error_not_zeros(tmp_path, make_transitions):
+    folder = _memmap_folder(tmp_path, make_transitions)
+    victim = folder / "leaf_0.memmap"
+    os.truncate(victim, victim.stat().st_size // 3)
+    with pytest.raises(ValueError, match=r"leaf file leaf_0.memmap holds \d+ bytes, expected \d+ \(10 rows"):
+        LazyMemmapStorage.open(folder)
+
+
+def test_memmap_stored_length_beyond_the_storage_is_an_error(tmp_path, make_transitions):
+    import numpy as np
+
+    folder = _memmap_folder(tmp_path, make_transitions)
+    # as tdrl 0.1 wrote it: length and last position, no checksum; 100 was clamped to 10 before
+    (folder / "tdrl_state.bin").write_bytes(np.array([100, 3], dtype=np.int64).tobytes())
+    with pytest.raises(ValueError, match=r"stored length is 100, outside \[0, 10\]"):
+        LazyMemmapStorage.open(folder)
+    (folder / "tdrl_state.bin").write_bytes(np.array([4, 7], dtype=np.int64).tobytes())
+    with pytest.raises(ValueError, match="last write position is 7, which 4 stored items cannot have"):
+        LazyMemmapStorage.open(folder)
+
+
+def test_memmap_damaged_state_record_is_an_error(tmp_path, make_transitions):
+    folder = _memmap_folder(tmp_path, make_transitions)
+    (folder / "tdrl_state.bin").write_bytes(os.urandom(96))
+    with pytest.raises(ValueError, match="neither copy of the state record is intact"):
+        LazyMemmapStorage.open(folder)
+
+
+def test_memmap_folder_of_tdrl_0_1_opens_and_is_upgraded(tmp_path, make_transitions):
+    import json
+
+    import numpy as np
+
+    folder = _memmap_folder(tmp_path, make_transitions, count=6)
+    (folder / "tdrl_state.bin").write_bytes(np.array([6, 5], dtype=np.int64).tobytes())
+    _edit_description(folder, lambda document: document.update(version=1))
+    storage = LazyMemmapStorage.open(folder)
+    assert len(storage) == 6
+    assert storage.get(torch.arange(6))["observation"][:, 0].tolist() == list(range(6))
+    assert json.loads((folder / "tdrl_storage.json").read_text())["version"] == 2
+    storage.set(slice(6, 8), make_transitions(2, start=6))
+    assert len(LazyMemmapStorage.open(folder)) == 8
+
+
+def test_memmap_write_interrupted_while_overwriting_is_named_on_reopening(tmp_path, make_transitions, monkeypatch):
+    folder = _memmap_folder(tmp_path, make_transitions, count=10)
+    storage = LazyMemmapStorage.open(folder)
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed  # stands for the process dying between the rows and the bookkeeping
+
+    monkeypatch.setattr(storage, "_written", die)
+    with pytest.raises(Killed):
+        storage.set(torch.tensor([2, 3, 4]), make_transitions(3, start=100))
+    with pytest.raises(ValueError, match=r"stopped while it overwrote items 2..4, .* the other 7 items are intact"):
+        LazyMemmapStorage.open(folder)
+
+
+def test_memmap_write_interrupted_while_appending_loses_that_write_only(tmp_path, make_transitions, monkeypatch):
+    folder = _memmap_folder(tmp_path, make_transitions, count=4)
+    storage = LazyMemmapStorage.open(folder)
+    monkeypatch.setattr(storage, "_written", lambda *args: None)
+    storage.set(slice(4, 7), make_transitions(3, start=4))
+    reopened = LazyMemmapStorage.open(folder)
+    assert len(reopened) == 4
+    assert reopened.get(torch.arange(4))["observation"][:, 0].tolist() == [0, 1, 2, 3]

@@ -14,7 +14,6 @@ positions a sampler chose (:meth:`Storage.get`); it knows nothing of sampling or
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -30,6 +29,7 @@ import torch
 from tensordict import MemoryMappedTensor, TensorDictBase
 from tensordict.utils import NestedKey
 
+from tdrl.data.replay_buffers import _memmap_files as memmap_files
 from tdrl.data.replay_buffers import _state_checks as checks
 from tdrl.data.replay_buffers._checkpoint import load_into, save_state
 from tdrl.data.replay_buffers._layout import TensorLayout
@@ -445,17 +445,23 @@ class TensorStorage(Storage):
         assert layout is not None  # allocated above
         sources = layout.leaves_of(data, batched=batched)
         if not batched:
+            self._overwriting(pos, pos + 1)
             for dst, src in zip(self._leaves, sources):
                 dst[pos].copy_(src)
             self._written(pos, pos + 1, pos)
         elif isinstance(cursor, slice):
+            self._overwriting(start, stop)
             for dst, src in zip(self._leaves, sources):
                 dst[start:stop].copy_(src)
             self._written(start, stop, stop - 1)
         else:
+            self._overwriting(low, high + 1)
             for dst, src in zip(self._leaves, sources):
                 dst.index_copy_(0, index.to(dst.device), src.to(device=dst.device, dtype=dst.dtype))
             self._written(low, high + 1, int(index[-1]))
+
+    def _overwriting(self, low: int, high: int) -> None:
+        """Hook run after a write was checked, before rows ``low .. high - 1`` change."""
 
     def _written(self, low: int, high: int, last: int) -> None:
         """Bookkeeping after rows ``low .. high - 1`` were written, ``last`` the newest."""
@@ -617,11 +623,6 @@ class LazyTensorStorage(TensorStorage):
 
 
 # ---------------------------------------------------------------------------------------
-_META_FILE = "tdrl_storage.json"
-_STATE_FILE = "tdrl_state.bin"
-_MEMMAP_FORMAT = "tdrl.memmap_storage"
-
-
 class LazyMemmapStorage(LazyTensorStorage):
     """A :class:`LazyTensorStorage` whose tensors are memory-mapped files.
 
@@ -631,6 +632,11 @@ class LazyMemmapStorage(LazyTensorStorage):
     write). Written pages are handed back to the page cache, so a 1M-transition buffer
     lives on disk, not in the process's resident memory. After a crash,
     :meth:`LazyMemmapStorage.open` re-opens the folder with everything written before.
+
+    A process killed during a write loses that write only: the length and position are
+    recorded after the data, in a record that an interrupted update cannot corrupt. If the
+    write was overwriting stored items (a full ring), :meth:`open` refuses the folder and
+    names those items, which may mix old and new data.
 
     Args:
         max_size: capacity, in items.
@@ -668,13 +674,13 @@ class LazyMemmapStorage(LazyTensorStorage):
         self.existsok = existsok
         self._temporary = scratch_dir is None
         self.scratch_dir: Path | None = None if scratch_dir is None else Path(scratch_dir)
-        if self.scratch_dir is not None and (self.scratch_dir / _META_FILE).exists() and not existsok:
+        if self.scratch_dir is not None and (self.scratch_dir / memmap_files.META_FILE).exists() and not existsok:
             raise FileExistsError(
                 f"{self.scratch_dir} already holds a LazyMemmapStorage; re-open it with "
                 f"LazyMemmapStorage.open({str(self.scratch_dir)!r}), or pass existsok=True to overwrite it"
             )
         self._files: list[torch.Tensor] = []  # memory-mapped, or a plain empty tensor for a zero-size leaf
-        self._state: torch.Tensor | None = None
+        self._record: memmap_files.StateRecord | None = None
 
     # ------------------------------------------------------------------ files
     def _allocate(self, layout: TensorLayout, data_device: torch.device | None = None) -> None:
@@ -683,36 +689,31 @@ class LazyMemmapStorage(LazyTensorStorage):
             weakref.finalize(self, shutil.rmtree, str(self.scratch_dir), True)
         folder = self.scratch_dir
         folder.mkdir(parents=True, exist_ok=True)
-        meta = folder / _META_FILE
+        meta = folder / memmap_files.META_FILE
         if meta.exists():
             if not self.existsok:
                 raise FileExistsError(f"{folder} already holds a LazyMemmapStorage (pass existsok=True to overwrite)")
-            meta.unlink()
+            meta.unlink()  # first: until the new description is written, the folder holds no storage
         names = [f"leaf_{i}.memmap" for i in range(len(layout.shapes))]
-        for name, shape, dtype in zip(names, layout.shapes, layout.dtypes):
-            nbytes = self.max_size * torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
-            with open(folder / name, "wb") as file:
-                file.truncate(nbytes)  # sparse: disk blocks are taken as rows are written
-        with open(folder / _STATE_FILE, "wb") as file:
-            file.write(np.array([0, -1], dtype=np.int64).tobytes())
-        document = {
-            "format": _MEMMAP_FORMAT,
-            "version": 1,
-            "max_size": self.max_size,
-            "layout": layout.to_json(),
-            "files": names,
-        }
-        tmp = folder / f".{_META_FILE}.tmp"
-        tmp.write_text(json.dumps(document))
-        os.replace(tmp, meta)  # written last: a folder without it holds no storage
-        self._open_files(layout, names)
-
-    def _open_files(self, layout: TensorLayout, names: Sequence[str]) -> None:
-        folder = self.scratch_dir
-        assert folder is not None
-        files = []
+        paths = []
         for name, shape, dtype in zip(names, layout.shapes, layout.dtypes):
             path = folder / name
+            if path.is_symlink() or path.exists():
+                path.unlink()  # never write through what was there (a symlink could point anywhere)
+            with open(path, "xb") as file:
+                file.truncate(memmap_files.leaf_bytes(self.max_size, shape, dtype))  # sparse until written
+            memmap_files.sync_file(path)
+            paths.append(path)
+        state = folder / memmap_files.STATE_FILE
+        if state.is_symlink():
+            state.unlink()
+        memmap_files.StateRecord.create(state)
+        memmap_files.write_description(folder, self.max_size, layout, names)  # last, crash-safe
+        self._open_files(layout, paths)
+
+    def _open_files(self, layout: TensorLayout, paths: Sequence[Path]) -> None:
+        files = []
+        for path, shape, dtype in zip(paths, layout.shapes, layout.dtypes):
             if not os.access(path, os.W_OK):
                 raise PermissionError(f"{path} is not writable; a LazyMemmapStorage needs write access")
             full = torch.Size((self.max_size, *shape))
@@ -720,10 +721,10 @@ class LazyMemmapStorage(LazyTensorStorage):
                 files.append(torch.empty(full, dtype=dtype))
             else:
                 files.append(MemoryMappedTensor.from_filename(str(path), dtype=dtype, shape=full))
+        folder = cast(Path, self.scratch_dir)  # set before any file is opened
         self._files = files
-        self._state = MemoryMappedTensor.from_filename(
-            str(folder / _STATE_FILE), dtype=torch.int64, shape=torch.Size([2])
-        ).as_subclass(torch.Tensor)
+        if self._record is None:
+            self._record = memmap_files.StateRecord(folder / memmap_files.STATE_FILE)
         leaves = [f.as_subclass(torch.Tensor) for f in files]
         self._attach(layout, layout.build(leaves, (self.max_size, *layout.item_batch), torch.device("cpu")))
 
@@ -731,31 +732,39 @@ class LazyMemmapStorage(LazyTensorStorage):
     def open(cls, scratch_dir: str | os.PathLike) -> LazyMemmapStorage:
         """Re-opens the storage kept in ``scratch_dir`` (e.g. after a crash).
 
+        Everything read is checked first: leaf file names are plain names inside the folder,
+        each leaf file has the size of ``max_size`` rows, and the length and last position
+        lie inside the storage.
+
         Returns:
             A storage holding every item written before, with its length and last write
             position; a :class:`ReplayBuffer` built on it resumes writing after that position.
 
         Raises:
             FileNotFoundError: when ``scratch_dir`` holds no storage.
-            ValueError: when its description is not one this version reads.
+            ValueError: when its description is not one this version reads, names a file
+                outside the folder, or does not match the files (a truncated leaf file, a
+                length larger than the storage), naming the file; or when the process
+                writing it was killed while overwriting stored items (naming them).
         """
         folder = Path(scratch_dir)
-        meta = folder / _META_FILE
-        if not meta.is_file():
-            raise FileNotFoundError(f"{folder} holds no LazyMemmapStorage (no {_META_FILE})")
-        document = json.loads(meta.read_text())
-        if document.get("format") != _MEMMAP_FORMAT or document.get("version") != 1:
-            raise ValueError(f"{meta} is not a storage description this version of tdrl reads")
-        storage = cls(document["max_size"], scratch_dir=folder, existsok=True)
-        layout = TensorLayout.from_json(document["layout"])
-        storage._open_files(layout, document["files"])
-        state = cast(torch.Tensor, storage._state)  # opened by _open_files
-        length, last = (int(v) for v in state.tolist())
-        storage._len = min(max(length, 0), storage.max_size)
-        storage._last_cursor = None if last < 0 else last
+        description = memmap_files.read_description(folder)
+        record, length, last = memmap_files.open_state(folder, description.max_size)
+        if description.version == 1:  # tdrl 0.1's description, now with the state record beside it
+            memmap_files.write_description(folder, description.max_size, description.layout, description.names)
+        storage = cls(description.max_size, scratch_dir=folder, existsok=True)
+        storage._record = record
+        storage._open_files(description.layout, description.paths)
+        storage._len = length
+        storage._last_cursor = last
         return storage
 
     # ------------------------------------------------------------------ bookkeeping
+    def _overwriting(self, low: int, high: int) -> None:
+        if low < self._len and self._record is not None:
+            # rows low..high-1 are about to change: a kill before _written marks them torn
+            self._record.write(self._len, self._last_cursor, (low, min(high, self._len)))
+
     def _written(self, low: int, high: int, last: int) -> None:
         super()._written(low, high, last)
         for leaf in self._leaves:
@@ -763,11 +772,10 @@ class LazyMemmapStorage(LazyTensorStorage):
         self._persist()
 
     def _persist(self) -> None:
-        # written after the data: a crash between the two loses the bookkeeping of the
-        # last write only, never data that the bookkeeping claims
-        if self._state is not None:
-            self._state[0] = self._len
-            self._state[1] = -1 if self._last_cursor is None else self._last_cursor
+        # after the data: a kill before this loses the bookkeeping of the last write only,
+        # never data that the bookkeeping claims
+        if self._record is not None:
+            self._record.write(self._len, self._last_cursor)
 
     def _after_restore(self) -> None:
         self._persist()
