@@ -377,3 +377,51 @@ def test_memmap_write_interrupted_while_appending_loses_that_write_only(tmp_path
     reopened = LazyMemmapStorage.open(folder)
     assert len(reopened) == 4
     assert reopened.get(torch.arange(4))["observation"][:, 0].tolist() == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------------ values that a leaf cannot hold
+@pytest.mark.parametrize(
+    ("column", "incoming", "message"),
+    [
+        (
+            torch.int8,
+            torch.tensor([5, 300]),
+            r"'a' holds 300, outside the range \[-128, 127\] of the storage's torch.int8 "
+            r"\(it would be stored as 44\)",
+        ),
+        (
+            torch.uint8,
+            torch.tensor([-5, 2]),
+            r"'a' holds -5, outside the range \[0, 255\] of the storage's torch.uint8",
+        ),
+        (torch.int32, torch.tensor([2**40]), r"outside the range \[-2147483648, 2147483647\]"),
+        (torch.float16, torch.tensor([1.0, 1e6]), r"holds 1000000.0, outside the finite range .* torch.float16 .*inf"),
+        (torch.float32, torch.tensor([1e300], dtype=torch.float64), r"holds 1e\+300, outside the finite range"),
+    ],
+)
+def test_a_value_the_leaf_cannot_hold_is_refused_and_nothing_is_written(column, incoming, message):
+    storage = LazyTensorStorage(10)
+    storage.set(slice(0, 2), TensorDict({"a": torch.zeros(2, dtype=column)}, [2]))
+    with pytest.raises(ValueError, match=message):
+        storage.set(slice(2, 2 + len(incoming)), TensorDict({"a": incoming}, [len(incoming)]))
+    assert len(storage) == 2
+    with pytest.raises(ValueError, match="outside the"):
+        storage.set(0, TensorDict({"a": incoming[incoming.abs().argmax()]}, []))  # one item: the same rule
+    assert storage.get(torch.arange(2))["a"].tolist() == [0, 0]
+
+
+def test_values_that_fit_are_stored_exactly_and_floats_are_rounded():
+    storage = LazyTensorStorage(10)
+    storage.set(slice(0, 1), TensorDict({"i": torch.zeros(1, dtype=torch.int8), "f": torch.zeros(1)}, [1]))
+    incoming = TensorDict(
+        {"i": torch.tensor([-128, 127, 3]), "f": torch.tensor([0.1, float("inf"), float("nan")], dtype=torch.float64)},
+        [3],
+    )
+    storage.set(slice(1, 4), incoming)
+    stored = storage.get(torch.arange(1, 4))
+    assert stored["i"].tolist() == [-128, 127, 3]
+    assert stored["f"][0].item() == torch.tensor(0.1, dtype=torch.float32).item()
+    assert stored["f"][1].item() == float("inf")
+    assert stored["f"][2].isnan()
+    with pytest.raises(TypeError, match=r"cannot be stored in the storage's torch.int8 without losing information"):
+        storage.set(slice(4, 5), TensorDict({"i": torch.tensor([1.5]), "f": torch.zeros(1)}, [1]))

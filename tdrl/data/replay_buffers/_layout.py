@@ -53,6 +53,54 @@ def _build_tree(keys: Sequence[NestedKey]) -> dict[str, Any]:
     return tree
 
 
+def _limits(dtype: torch.dtype) -> tuple[float, float]:
+    if dtype == torch.bool:
+        return 0, 1
+    info = torch.finfo(dtype) if (dtype.is_floating_point or dtype.is_complex) else torch.iinfo(dtype)
+    return info.min, info.max
+
+
+_OVERFLOW: dict[tuple[torch.dtype, torch.dtype], bool] = {}
+_REAL_PART = {torch.complex32: torch.float16, torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def _may_overflow(source: torch.dtype, column: torch.dtype) -> bool:
+    """Whether a value of ``source`` can lie outside the range of ``column`` (cached per pair)."""
+    pair = (source, column)
+    if pair not in _OVERFLOW:
+        low, high = _limits(source)
+        column_low, column_high = _limits(column)
+        _OVERFLOW[pair] = low < column_low or high > column_high
+    return _OVERFLOW[pair]
+
+
+def _check_range(key: NestedKey | None, leaf: torch.Tensor, column: torch.dtype) -> None:
+    """Refuses values that ``column`` cannot hold: out of range for an integer column, or
+    finite values that would overflow to infinity in a floating one (rounding to the
+    column's precision is what any cast does, and is allowed)."""
+    if leaf.numel() == 0:
+        return
+    low, high = _limits(column)
+    if column.is_floating_point or column.is_complex:
+        values = torch.view_as_real(leaf) if leaf.is_complex() else leaf
+        if not values.is_floating_point():
+            values = values.double()
+        bad = torch.isfinite(values) & (values.abs() > high)
+    else:
+        bad = (leaf < low) | (leaf > high)
+    if not bool(bad.any()):
+        return
+    where = bad.nonzero()[0]
+    value = (torch.view_as_real(leaf) if leaf.is_complex() else leaf)[tuple(where.tolist())]
+    stored = value.to(_REAL_PART.get(column, column))
+    kind = "range" if not (column.is_floating_point or column.is_complex) else "finite range"
+    raise ValueError(
+        f"entry {key_str(key)} holds {value.item()}, outside the {kind} [{low}, {high}] of the storage's "
+        f"{column} (it would be stored as {stored.item()}); convert the data yourself (e.g. clamp it), "
+        "or build the storage from data of a wider dtype"
+    )
+
+
 class TensorLayout:
     """Leaf keys, per-item shapes and dtypes of the data held by a tensor storage.
 
@@ -213,11 +261,14 @@ class TensorLayout:
                 "as in the data this storage was created with"
             )
         dtype = self.dtypes[pos]
-        if leaf.dtype != dtype and not torch.can_cast(leaf.dtype, dtype):
-            raise TypeError(
-                f"entry {key_str(key)} has dtype {leaf.dtype}, which cannot be stored in the "
-                f"storage's {dtype} without losing information; cast it first"
-            )
+        if leaf.dtype != dtype:
+            if not torch.can_cast(leaf.dtype, dtype):
+                raise TypeError(
+                    f"entry {key_str(key)} has dtype {leaf.dtype}, which cannot be stored in the "
+                    f"storage's {dtype} without losing information; cast it first"
+                )
+            if _may_overflow(leaf.dtype, dtype):
+                _check_range(key, leaf, dtype)
 
     # ------------------------------------------------------------------ building
     def build(self, leaves: Sequence[torch.Tensor], batch_size: Sequence[int], device: torch.device | None) -> Data:

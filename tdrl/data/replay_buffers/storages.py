@@ -317,6 +317,13 @@ class TensorStorage(Storage):
     TensorDict; writes check the data's structure once per batch (keys, shapes, dtypes)
     and copy each leaf with one call. Reads return copies, never views of the storage.
 
+    Each leaf keeps the dtype of the first data written. Later data of another dtype is
+    stored only without losing information: ``torch.can_cast`` must allow the cast (a float
+    is never stored in an integer leaf), and every value must fit: in an integer leaf,
+    inside its range (300 in an ``int8`` leaf raises rather than becoming 44); in a floating
+    leaf, without overflowing to infinity (values are rounded to its precision, as by any
+    cast). The range is checked only when the incoming dtype can exceed the leaf's.
+
     Args:
         storage: the TensorDict (or tensor) to store into; its first dimension is the
             capacity, and it counts as full.
