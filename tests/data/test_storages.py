@@ -425,3 +425,17 @@ def test_values_that_fit_are_stored_exactly_and_floats_are_rounded():
     assert stored["f"][2].isnan()
     with pytest.raises(TypeError, match=r"cannot be stored in the storage's torch.int8 without losing information"):
         storage.set(slice(4, 5), TensorDict({"i": torch.tensor([1.5]), "f": torch.zeros(1)}, [1]))
+
+
+def test_a_state_record_update_cut_off_before_its_checksum_leaves_the_previous_state(tmp_path):
+    import numpy as np
+
+    from tdrl.data.replay_buffers._memmap_files import StateRecord
+
+    path = tmp_path / "tdrl_state.bin"
+    StateRecord.create(path, 3, 2)  # slot 0
+    StateRecord(path).write(5, 4)  # slot 1, in force
+    raw = np.fromfile(path, dtype=np.int64)
+    raw[0:5] = [3, 9, 8, 0, 0]  # the next update's values landed in slot 0, its checksum did not
+    raw.tofile(path)
+    assert StateRecord(path).read() == (5, 4, (0, 0))
