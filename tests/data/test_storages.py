@@ -439,3 +439,13 @@ def test_a_state_record_update_cut_off_before_its_checksum_leaves_the_previous_s
     raw[0:5] = [3, 9, 8, 0, 0]  # the next update's values landed in slot 0, its checksum did not
     raw.tofile(path)
     assert StateRecord(path).read() == (5, 4, (0, 0))
+
+
+def test_a_batch_larger_than_a_list_storage_keeps_its_newest_items():
+    rb = ReplayBuffer(storage=ListStorage(2))
+    rb.extend(["a", "b", "c"])  # the writer writes "b" at 1 and "c" at 0: out of order, but no gap
+    assert [rb[0], rb[1]] == ["c", "b"]
+    storage = ListStorage(5)
+    with pytest.raises(IndexError, match="position 1 would stay empty"):
+        storage.set([2, 0], ["x", "y"])
+    assert len(storage) == 0

@@ -206,17 +206,18 @@ class ListStorage(Storage):
             items = self._split(data, len(positions))
         size = len(self._items)
         for pos in positions:
-            if not 0 <= pos < self.max_size or pos > size:
-                raise IndexError(
-                    f"cannot write at position {pos} of a ListStorage holding {len(self._items)} "
-                    f"items (max_size={self.max_size}): positions must be written in order"
-                )
-            size = max(size, pos + 1)
+            if not 0 <= pos < self.max_size:
+                raise IndexError(f"cannot write at position {pos} of a ListStorage of max_size={self.max_size}")
+        grown = max([size, *(pos + 1 for pos in positions)])
+        if grown > size and not set(range(size, grown)) <= set(positions):
+            gap = min(set(range(size, grown)) - set(positions))
+            raise IndexError(
+                f"cannot write at positions {positions} of a ListStorage holding {size} items "
+                f"(max_size={self.max_size}): position {gap} would stay empty; positions must be written in order"
+            )
+        self._items.extend([None] * (grown - size))  # every new slot is assigned below
         for pos, item in zip(positions, items):
-            if pos == len(self._items):
-                self._items.append(item)
-            else:
-                self._items[pos] = item
+            self._items[pos] = item
         self._len = len(self._items)
         self._last_cursor = positions[-1] if positions else self._last_cursor
         self._writes += 1
