@@ -115,6 +115,6 @@ class CheckpointKit:
         json_path.write_text(json.dumps(document))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def checkpoint_kit() -> type[CheckpointKit]:
     return CheckpointKit

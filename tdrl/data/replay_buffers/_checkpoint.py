@@ -22,6 +22,7 @@ still load.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zlib
 from collections.abc import Callable
@@ -59,6 +60,7 @@ CHECKPOINT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 _TENSOR_TAG = "__tensor__"
 _TD_TAG = "__tensordict__"
+_MAX_ELEMENTS = 2**48  # more elements than any tensor of a checkpoint holds; keeps sizes exact in int64
 _CORRUPT = "the checkpoint is damaged or incomplete; load an earlier one, or save it again with dumps()"
 
 
@@ -261,7 +263,11 @@ def _verified_files(path: Path, document: dict[str, Any]) -> dict[str, Path] | N
 
 
 def _shape(value: Any, field_name: str, what: str) -> torch.Size:
-    if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)
+        or math.prod(value) >= _MAX_ELEMENTS
+    ):
         raise StateError(field_name, f"has a malformed {what} {value!r}: expected a list of sizes >= 0")
     return torch.Size(value)
 

@@ -8,6 +8,7 @@ machinery. Checkpoints store it as JSON.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -306,8 +307,10 @@ class TensorLayout:
         """
 
         def sizes(value: Any, what: str) -> torch.Size:
-            if not isinstance(value, list) or not all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+            if (
+                not isinstance(value, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)
+                or math.prod(value) >= 2**48
             ):
                 raise ValueError(f"malformed storage layout: {what} is {value!r}, expected a list of sizes >= 0")
             return torch.Size(value)
