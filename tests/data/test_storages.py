@@ -449,3 +449,22 @@ def test_a_batch_larger_than_a_list_storage_keeps_its_newest_items():
     with pytest.raises(IndexError, match="position 1 would stay empty"):
         storage.set([2, 0], ["x", "y"])
     assert len(storage) == 0
+
+
+def test_memmap_load_interrupted_while_replacing_items_is_named_on_reopening(tmp_path, make_transitions, monkeypatch):
+    folder = _memmap_folder(tmp_path, make_transitions, count=6)
+    storage = LazyMemmapStorage.open(folder)
+    source = LazyTensorStorage(10)
+    source.set(slice(0, 8), make_transitions(8, start=50))
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(storage, "_written", die)
+    with pytest.raises(Killed):
+        storage.load_state_dict(source.state_dict())
+    with pytest.raises(ValueError, match=r"stopped while it overwrote items 0..5"):
+        LazyMemmapStorage.open(folder)

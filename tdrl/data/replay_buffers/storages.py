@@ -578,6 +578,7 @@ class TensorStorage(Storage):
         if self._layout is None:
             self._allocate(layout)
         count = state["len"]
+        self._overwriting(0, count)
         for key, src in zip(layout.keys or [None], state["leaves"]):
             pos = 0 if key is None else cast(TensorLayout, self._layout).position(key)  # allocated above
             self._leaves[pos][:count].copy_(src)
