@@ -105,6 +105,7 @@ def write_file_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], objec
         b'{"frames": 1000}'
     """
     path = Path(path)
+    _remove_abandoned(path, tag=".")
     # opened with "x" (not tempfile.mkstemp) so that the file gets the usual permissions (umask)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     created = False
@@ -173,9 +174,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_abandoned(target: Path) -> None:
-    """Deletes new folders left by killed writers of ``target`` (their process is gone)."""
-    prefix = f".{target.name}{_NEW_TAG}"
+def _remove_abandoned(target: Path, tag: str = _NEW_TAG) -> None:
+    """Deletes the temporary files or folders left next to ``target`` by killed writers
+    (``.<name><tag><pid>...``, whose process is gone)."""
+    prefix = f".{target.name}{tag}"
     try:
         entries = list(os.scandir(target.parent))
     except FileNotFoundError:
@@ -183,9 +185,16 @@ def _remove_abandoned(target: Path) -> None:
     for entry in entries:
         if not entry.name.startswith(prefix):
             continue
-        pid = entry.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        pid = entry.name[len(prefix) :].split("-", 1)[0].split(".", 1)[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
+        elif entry.name.endswith(".tmp"):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
 
 
 def replace_folder(target: str | os.PathLike, fill: Callable[[Path], T]) -> T:

@@ -144,6 +144,14 @@ def test_a_failed_file_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
+def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    path = tmp_path / "summary.json"
+    (tmp_path / ".summary.json.999999999.abcd.tmp").write_bytes(b"half")  # its writer (pid) is gone
+    (tmp_path / f".summary.json.{os.getpid()}.abcd.tmp").write_bytes(b"in progress")  # a live writer's
+    write_file_atomic(path, lambda f: f.write(b"{}"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".summary.json.{os.getpid()}.abcd.tmp", "summary.json"]
+
+
 def test_digests_are_crc32_of_the_bytes(tmp_path):
     data = os.urandom(3 * (8 << 20) // 2)  # more than one read chunk
     written = write_new_file(tmp_path / "a.bin", data)
