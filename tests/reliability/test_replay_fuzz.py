@@ -41,6 +41,7 @@ from tdrl.data.replay_buffers import (
 
 _SETTINGS = {
     "derandomize": True,
+    "database": None,  # nothing to replay between runs: the cases are the same every run
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 }
