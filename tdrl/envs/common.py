@@ -52,6 +52,24 @@ _BAD_ACTION_DTYPE = (
     "Cast it with .to({expected}) or build the policy for this spec."
 )
 _NOT_RESET = "{env}.step was called before env.reset(): call td = env.reset() first."
+_NOT_A_TENSORDICT = (
+    "{env}.step takes a TensorDict holding the action, got {got}. Use env.rand_step(td) for a random action, "
+    "or set the action on the TensorDict that env.reset() returned (td[{key!r}] = ...) and pass that."
+)
+_STEP_RETURNED = (
+    "{env}._step must return a TensorDict with the next observation, the reward and the done flags, got {got}."
+)
+_RESET_RETURNED = "{env}._reset must return a TensorDict with the first observation, got {got}."
+_NO_DONE = (
+    "{env}._step returned no {key!r} entry (it wrote {keys}). _step must return a TensorDict with the next "
+    "observation, the reward and the done flags {done_keys} (bool, shape [*batch_size, 1]; "
+    "done = terminated | truncated): add the missing entry to what _step returns."
+)
+
+
+def _shown(value: Any) -> str:
+    """``None``, or a value's type name, for an error message."""
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def make_composite_from_td(td: TensorDictBase) -> Composite:
@@ -107,6 +125,7 @@ class EnvBase(nn.Module):
         )
         self._is_reset = False
         self._action_checks: list | None = None
+        self._done_checks: tuple = ()  # the done keys step requires from _step, set with _action_checks
 
     # --- specs ---------------------------------------------------------------------------
     def _set_spec(self, holder: Composite, slot: str, default_key: str, spec: Any, what: str) -> None:
@@ -276,6 +295,8 @@ class EnvBase(nn.Module):
         if tensordict is not None:
             mask = tensordict.get("_reset", None)
         out = self._reset(tensordict, **kwargs)
+        if type(out) is not TensorDict and not isinstance(out, TensorDictBase):
+            raise TypeError(_RESET_RETURNED.format(env=type(self).__name__, got=_shown(out)))
         for key in self.done_keys:
             if td_read(out, key) is None:
                 out.set(key, torch.zeros((*self.batch_size, 1), dtype=torch.bool, device=self.device))
@@ -311,6 +332,7 @@ class EnvBase(nn.Module):
             spec = cast(TensorSpec, self.full_action_spec[key])  # action_keys are leaves
             zero_one = isinstance(spec, (OneHot, MultiOneHot, Binary))
             checks.append((key, spec.shape, spec.dtype, zero_one or spec.dtype.is_floating_point))
+        self._done_checks = tuple(self.done_keys)
         self._action_checks = checks
         return checks
 
@@ -324,10 +346,15 @@ class EnvBase(nn.Module):
             ``tensordict``, with ``"next"`` set to the next observation, reward and done flags.
 
         Raises:
+            TypeError: when ``tensordict`` is not a TensorDict, or ``_step`` returns none.
             RuntimeError: when the env was never reset.
-            KeyError: when the action entry is missing.
+            KeyError: when the action entry is missing, or ``_step`` wrote no done flag.
             ValueError: when the action has the wrong shape or dtype.
         """
+        if type(tensordict) is not TensorDict and not isinstance(tensordict, TensorDictBase):
+            raise TypeError(
+                _NOT_A_TENSORDICT.format(env=type(self).__name__, got=_shown(tensordict), key=self.action_key)
+            )
         if not self._is_reset:
             raise RuntimeError(_NOT_RESET.format(env=type(self).__name__))
         checks = self._action_checks or self._prepare_action_checks()
@@ -356,6 +383,18 @@ class EnvBase(nn.Module):
                         _BAD_ACTION_DTYPE.format(env=type(self).__name__, key=key, actual=action.dtype, expected=dtype)
                     )
         next_td = self._step(tensordict)
+        if type(next_td) is not TensorDict and not isinstance(next_td, TensorDictBase):
+            raise TypeError(_STEP_RETURNED.format(env=type(self).__name__, got=_shown(next_td)))
+        for key in self._done_checks:
+            if td_read(next_td, key) is None:
+                raise KeyError(
+                    _NO_DONE.format(
+                        env=type(self).__name__,
+                        key=key,
+                        keys=sorted(map(str, next_td.keys(True, True))),
+                        done_keys=self.done_keys,
+                    )
+                )
         tensordict.set("next", next_td)
         return tensordict
 

@@ -143,3 +143,66 @@ def test_unbatched_specs_drop_the_batch_dims():
     assert spec.space.low.shape == (2,)
     assert env.observation_spec_unbatched["observation"].shape == (3,)
     assert env.full_action_spec_unbatched.shape == ()
+
+
+class _WritesNoDone(EnvBase):
+    """A user env whose ``_step`` forgets the done flags (and, on request, returns a plain dict)."""
+
+    def __init__(self, returns: str = "td") -> None:
+        super().__init__()
+        self.observation_spec = Unbounded(shape=(1,))
+        self.action_spec = Unbounded(shape=(1,))
+        self.returns = returns
+
+    def _reset(self, tensordict, **kwargs):
+        if self.returns == "reset-none":
+            return None
+        return TensorDict({"observation": torch.zeros(1)}, [])
+
+    def _step(self, tensordict):
+        out = {"observation": torch.zeros(1), "reward": torch.zeros(1)}
+        if self.returns == "dict":
+            return out
+        if self.returns == "no-truncated":
+            out.update(done=torch.zeros(1, dtype=torch.bool), terminated=torch.zeros(1, dtype=torch.bool))
+        return TensorDict(out, [])
+
+    def _set_seed(self, seed):
+        pass
+
+
+def test_step_of_none_says_what_step_takes():
+    env = CountingEnv()
+    env.reset()
+    with pytest.raises(TypeError, match=r"CountingEnv\.step takes a TensorDict holding the action, got None.*rand_"):
+        env.step(None)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda env: env.rollout(3),
+        lambda env: env.rand_step(env.reset()),
+        lambda env: env.step_and_maybe_reset(env.rand_action(env.reset())),
+    ],
+    ids=["rollout", "step", "step_and_maybe_reset"],
+)
+def test_step_output_without_done_names_the_env_the_key_and_the_contract(call):
+    env = _WritesNoDone()
+    match = r"_WritesNoDone\._step returned no 'done' entry \(it wrote \['observation', 'reward'\]\).*must return"
+    with pytest.raises(KeyError, match=match):
+        call(env)
+
+
+def test_step_output_missing_one_done_flag_is_named():
+    env = _WritesNoDone("no-truncated")
+    with pytest.raises(KeyError, match=r"no 'truncated' entry"):
+        env.rand_step(env.reset())
+
+
+def test_step_and_reset_that_return_no_tensordict_say_so():
+    env = _WritesNoDone("dict")
+    with pytest.raises(TypeError, match=r"_WritesNoDone\._step must return a TensorDict .* got a dict"):
+        env.rand_step(env.reset())
+    with pytest.raises(TypeError, match=r"_WritesNoDone\._reset must return a TensorDict .* got None"):
+        _WritesNoDone("reset-none").reset()
