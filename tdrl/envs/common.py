@@ -51,6 +51,15 @@ _BAD_ACTION_DTYPE = (
     "{env}.step: action {key!r} has dtype {actual}, expected {expected} (from the action spec). "
     "Cast it with .to({expected}) or build the policy for this spec."
 )
+_NOT_ZERO_ONE = (
+    "{env}.step: action {key!r} {what}, got {value}{where} (dtype {actual}); cast to the spec's {expected} it "
+    "would become another action. {fix}"
+)
+_ONE_HOT_FIX = (
+    "Pass a one-hot action, e.g. a sample of OneHotCategorical (not its probabilities or logits), or build the "
+    "env with categorical_action_encoding=True (GymEnv, ...) and pass an index, e.g. probs.argmax(-1)."
+)
+_BINARY_FIX = "Pass 0/1 values, e.g. a sample of Bernoulli (not its probabilities), or threshold them first."
 _NOT_RESET = "{env}.step was called before env.reset(): call td = env.reset() first."
 _NOT_A_TENSORDICT = (
     "{env}.step takes a TensorDict holding the action, got {got}. Use env.rand_step(td) for a random action, "
@@ -70,6 +79,65 @@ _NO_DONE = (
 def _shown(value: Any) -> str:
     """``None``, or a value's type name, for an error message."""
     return "None" if value is None else f"a {type(value).__name__}"
+
+
+class _ZeroOneCast:
+    """Checks that an action of another dtype holds values a cast to a 0/1 spec keeps.
+
+    A one-hot, multi-one-hot or binary spec of an integer or bool dtype accepts actions
+    of any dtype (torch.distributions samples floats), cast to the spec's dtype. A cast
+    keeps the action only when every value is 0 or 1 (and, for one-hot, exactly one 1 per
+    row or block): ``[0.3, 0.7]`` would become ``[0, 0]``. This runs on that cast path
+    only. One env's action (a vector) is checked on its Python list (``list.count``, under
+    a microsecond); a batch with two tensor ops and two ``torch.equal``: ``x * x == x``
+    holds for 0, 1 and inf alone, and a row sum of 1 then rules out inf and leaves one 1.
+    """
+
+    __slots__ = ("blocks", "fix", "ones", "what")
+
+    def __init__(self, spec: TensorSpec) -> None:
+        self.blocks: list[int] | None = None  # one-hot blocks along the last dim; None: binary (no row rule)
+        if isinstance(spec, OneHot):
+            self.blocks = [spec.shape[-1]]
+            self.what, self.fix = "must be one-hot (exactly one 1 per row, the other values 0)", _ONE_HOT_FIX
+        elif isinstance(spec, MultiOneHot):
+            self.blocks = list(spec.nvec)
+            self.what = f"must be one-hot in each block (blocks of sizes {self.blocks} along the last dim)"
+            self.fix = _ONE_HOT_FIX
+        else:
+            self.what, self.fix = "must hold only 0 and 1", _BINARY_FIX
+        self.ones = {torch.int64: torch.ones(spec.shape[:-1], dtype=torch.int64, device=spec.device)}
+
+    def keeps(self, action: torch.Tensor) -> bool:
+        blocks = self.blocks
+        if action.ndim == 1 and (blocks is None or len(blocks) == 1):
+            values = action.tolist()  # list.count compares with ==: 1.0 == 1 == True, and NaN equals nothing
+            n_ones = values.count(1)
+            return n_ones + values.count(0) == len(values) and (blocks is None or n_ones == 1)
+        if not torch.equal(action * action, action):
+            return False
+        if blocks is None:
+            return True
+        sums = action.sum(-1) if len(blocks) == 1 else None
+        ones = self.ones.get(action.dtype if action.dtype.is_floating_point else torch.int64)
+        if ones is None:  # the first float action of this dtype: torch.equal is fastest between equal dtypes
+            ones = self.ones[action.dtype] = self.ones[torch.int64].to(action.dtype)
+        if sums is not None:
+            return torch.equal(sums, ones)
+        return all(torch.equal(part.sum(-1), ones) for part in action.split(blocks, -1))
+
+    def first_bad_row(self, action: torch.Tensor) -> tuple[list, str]:
+        """The values of the first row that a cast would change, and where it is (for the message)."""
+        rows = action.reshape(-1, action.shape[-1]) if action.ndim else action.reshape(1, 1)
+        bad = (rows * rows != rows).any(-1)
+        for part in rows.split(self.blocks, -1) if self.blocks is not None else ():
+            bad |= part.sum(-1) != 1
+        index = int(bad.nonzero()[0, 0]) if bool(bad.any()) else 0
+        where = ""
+        if action.ndim > 1:
+            position = torch.unravel_index(torch.tensor(index), action.shape[:-1])
+            where = f" at batch index {[int(i) for i in position]}"
+        return [float(f"{v:.6g}") if isinstance(v, float) else v for v in rows[index].tolist()], where
 
 
 def make_composite_from_td(td: TensorDictBase) -> Composite:
@@ -320,18 +388,21 @@ class EnvBase(nn.Module):
         return out
 
     def _prepare_action_checks(self) -> list:
-        """(key, shape, dtype, castable) per action entry, computed once per spec change.
+        """(key, shape, dtype, castable, exact) per action entry, computed once per spec change.
 
         ``castable`` says whether an action of another dtype is converted rather than
         rejected: any float for a float spec, and any dtype for 0/1 specs (one-hot and
         binary), whose samples are floats in torch.distributions. A float index for a
         ``Categorical`` spec is rejected: truncating it would silently change the action.
+        ``exact`` (a :class:`_ZeroOneCast`, for 0/1 specs of an integer or bool dtype)
+        refuses values the cast would change, such as probabilities for a one-hot action.
         """
         checks = []
         for key in self.action_keys:
             spec = cast(TensorSpec, self.full_action_spec[key])  # action_keys are leaves
             zero_one = isinstance(spec, (OneHot, MultiOneHot, Binary))
-            checks.append((key, spec.shape, spec.dtype, zero_one or spec.dtype.is_floating_point))
+            exact = _ZeroOneCast(spec) if zero_one and not spec.dtype.is_floating_point else None
+            checks.append((key, spec.shape, spec.dtype, zero_one or spec.dtype.is_floating_point, exact))
         self._done_checks = tuple(self.done_keys)
         self._action_checks = checks
         return checks
@@ -358,7 +429,7 @@ class EnvBase(nn.Module):
         if not self._is_reset:
             raise RuntimeError(_NOT_RESET.format(env=type(self).__name__))
         checks = self._action_checks or self._prepare_action_checks()
-        for key, shape, dtype, castable in checks:
+        for key, shape, dtype, castable, exact in checks:
             action = tensordict.get(key, None)
             if action is None:
                 raise KeyError(
@@ -376,12 +447,13 @@ class EnvBase(nn.Module):
                     )
                 )
             if action.dtype != dtype:
-                if castable and (action.dtype.is_floating_point or not dtype.is_floating_point):
-                    tensordict.set(key, action.to(dtype))
-                else:
+                if not castable or (dtype.is_floating_point and not action.dtype.is_floating_point):
                     raise ValueError(
                         _BAD_ACTION_DTYPE.format(env=type(self).__name__, key=key, actual=action.dtype, expected=dtype)
                     )
+                if exact is not None and not exact.keeps(action):
+                    raise ValueError(self._zero_one_message(key, action, dtype, exact))
+                tensordict.set(key, action.to(dtype))
         next_td = self._step(tensordict)
         if type(next_td) is not TensorDict and not isinstance(next_td, TensorDictBase):
             raise TypeError(_STEP_RETURNED.format(env=type(self).__name__, got=_shown(next_td)))
@@ -397,6 +469,19 @@ class EnvBase(nn.Module):
                 )
         tensordict.set("next", next_td)
         return tensordict
+
+    def _zero_one_message(self, key: NestedKey, action: torch.Tensor, dtype: torch.dtype, exact: _ZeroOneCast) -> str:
+        value, where = exact.first_bad_row(action.detach().cpu())
+        return _NOT_ZERO_ONE.format(
+            env=type(self).__name__,
+            key=key,
+            what=exact.what,
+            value=value,
+            where=where,
+            actual=action.dtype,
+            expected=dtype,
+            fix=exact.fix,
+        )
 
     def step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         """Step, then build the root of the following step, resetting the sub-envs that are done.

@@ -5,7 +5,7 @@ import torch
 from tensordict import TensorDict
 
 from tdrl.envs import EnvBase
-from tdrl.specs import Bounded, Composite, Unbounded
+from tdrl.specs import Binary, Bounded, Composite, MultiOneHot, OneHot, Unbounded
 from tdrl.testing import CountingEnv, NestedKeyMock
 
 
@@ -206,3 +206,53 @@ def test_step_and_reset_that_return_no_tensordict_say_so():
         env.rand_step(env.reset())
     with pytest.raises(TypeError, match=r"_WritesNoDone\._reset must return a TensorDict .* got None"):
         _WritesNoDone("reset-none").reset()
+
+
+class _ZeroOneActions(EnvBase):
+    """An env whose action is a 0/1 vector of the given spec (one-hot, multi-one-hot or binary)."""
+
+    def __init__(self, action_spec) -> None:
+        super().__init__()
+        self.observation_spec = Unbounded(shape=(1,))
+        self.action_spec = action_spec
+
+    def _reset(self, tensordict, **kwargs):
+        return TensorDict({"observation": torch.zeros(1)}, [])
+
+    def _step(self, tensordict):
+        flags = torch.zeros(1, dtype=torch.bool)
+        seen = tensordict["action"].float().sum(-1, keepdim=True)
+        return TensorDict({"observation": seen, "reward": seen, "done": flags, "terminated": flags, "truncated": flags})
+
+    def _set_seed(self, seed):
+        pass
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.uint8])
+@pytest.mark.parametrize(
+    ("spec", "bad", "good", "match"),
+    [
+        (lambda d: OneHot(3, dtype=d), [0.2, 0.3, 0.5], [0.0, 0.0, 1.0], "must be one-hot"),
+        (lambda d: MultiOneHot([2, 2], dtype=d), [1.0, 0.0, 0.5, 0.5], [1.0, 0.0, 0.0, 1.0], "one-hot in each block"),
+        (lambda d: Binary(3, dtype=d), [1.0, 0.7, 0.0], [1.0, 1.0, 0.0], "must hold only 0 and 1"),
+    ],
+    ids=["onehot", "multionehot", "binary"],
+)
+def test_float_values_a_zero_one_action_cannot_hold_are_refused(dtype, spec, bad, good, match):
+    env = _ZeroOneActions(spec(dtype))
+    td = env.reset()
+    td["action"] = torch.tensor(bad)
+    with pytest.raises(ValueError, match=rf"_ZeroOneActions\.step: action 'action' .*{match}"):
+        env.step(td)
+    td["action"] = torch.tensor(good)
+    stepped = env.step(td)
+    assert stepped["action"].dtype == dtype
+    assert stepped["action"].tolist() == torch.tensor(good).to(dtype).tolist()
+
+
+def test_integer_one_hot_of_another_dtype_is_checked_too():
+    env = _ZeroOneActions(OneHot(3))  # bool
+    td = env.reset()
+    td["action"] = torch.tensor([0, 2, 0])  # a cast to bool would turn 2 into True
+    with pytest.raises(ValueError, match="must be one-hot"):
+        env.step(td)
