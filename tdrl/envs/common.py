@@ -34,6 +34,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
 from tdrl._compat import td_read
+from tdrl.envs._validation import _validation, _value_problem
 from tdrl.envs.utils import DONE_KEYS, step_mdp
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec, Unbounded
 
@@ -61,6 +62,23 @@ _ONE_HOT_FIX = (
 )
 _BINARY_FIX = "Pass 0/1 values, e.g. a sample of Bernoulli (not its probabilities), or threshold them first."
 _NOT_RESET = "{env}.step was called before env.reset(): call td = env.reset() first."
+_ACTION_NOT_IN_SPEC = "{env}.step: action {key!r} is not in its spec: {why}. Spec: {spec}. {fix}"
+_NON_FINITE_FIX = (
+    "A NaN or inf action usually comes from the policy's network (a diverged loss, a log or a division by 0): "
+    "check its inputs, e.g. with set_validation(outputs=True), and its loss."
+)
+_BOUNDED_FIX = (
+    "Keep the policy's output in the box: e.g. TanhNormal with low=env.action_spec_unbatched.low and "
+    "high=env.action_spec_unbatched.high, or clamp it with env.action_spec.project(action)."
+)
+_DISCRETE_FIX = (
+    "Draw the action from the spec's set (e.g. a Categorical or OneHotCategorical over its n values), "
+    "or map it there with env.action_spec.project(action)."
+)
+_OUTPUT_NOT_IN_SPEC = (
+    "{env}.{method} wrote {key!r} outside its spec: {why}. Spec: {spec}. Fix the env's _{method} (or the "
+    "transform that writes the entry), or declare the spec the data follows."
+)
 _NOT_A_TENSORDICT = (
     "{env}.step takes a TensorDict holding the action, got {got}. Use env.rand_step(td) for a random action, "
     "or set the action on the TensorDict that env.reset() returned (td[{key!r}] = ...) and pass that."
@@ -377,6 +395,8 @@ class EnvBase(nn.Module):
                     out.set(key, tensordict.get(key))
         if not self._is_reset:  # nn.Module.__setattr__ is slow: resets are on the collectors' hot path
             self._is_reset = True
+        if _validation.outputs:
+            self._validate_outputs(out, "reset", (self.full_observation_spec, self.full_done_spec), ())
         return out
 
     def _keep_unreset(self, out: TensorDictBase, old: TensorDictBase, mask: torch.Tensor) -> TensorDictBase:
@@ -454,6 +474,8 @@ class EnvBase(nn.Module):
                 if exact is not None and not exact.keeps(action):
                     raise ValueError(self._zero_one_message(key, action, dtype, exact))
                 tensordict.set(key, action.to(dtype))
+        if _validation.actions:
+            self._validate_actions(tensordict)
         next_td = self._step(tensordict)
         if type(next_td) is not TensorDict and not isinstance(next_td, TensorDictBase):
             raise TypeError(_STEP_RETURNED.format(env=type(self).__name__, got=_shown(next_td)))
@@ -467,8 +489,44 @@ class EnvBase(nn.Module):
                         done_keys=self.done_keys,
                     )
                 )
+        if _validation.outputs:
+            specs = (self.full_observation_spec, self.full_reward_spec, self.full_done_spec)
+            self._validate_outputs(next_td, "step", specs, ("next",))
         tensordict.set("next", next_td)
         return tensordict
+
+    def _validate_actions(self, tensordict: TensorDictBase) -> None:
+        """``set_validation``: every action entry against its spec (NaN/inf, bounds, discrete sets)."""
+        for key in self.action_keys:
+            spec = cast(TensorSpec, self.full_action_spec[key])  # action_keys are leaves
+            why = _value_problem(spec, tensordict.get(key))
+            if why is not None:
+                if "not finite" in why:
+                    fix = _NON_FINITE_FIX
+                elif spec.dtype.is_floating_point:
+                    fix = _BOUNDED_FIX
+                else:
+                    fix = _DISCRETE_FIX
+                raise ValueError(
+                    _ACTION_NOT_IN_SPEC.format(env=type(self).__name__, key=key, why=why, spec=spec, fix=fix)
+                )
+
+    def _validate_outputs(self, out: TensorDictBase, method: str, specs: tuple, prefix: tuple) -> None:
+        """``set_validation(outputs=True)``: what ``reset``/``step`` wrote against the output specs."""
+        for composite in specs:
+            for key in composite.keys(True, True):
+                value = td_read(out, key)
+                if value is None:  # a declared entry left out: check_env_specs reports it
+                    continue
+                spec = composite[key]
+                why = _value_problem(spec, value)
+                if why is not None:
+                    shown = (*prefix, *key) if isinstance(key, tuple) else ((*prefix, key) if prefix else key)
+                    raise ValueError(
+                        _OUTPUT_NOT_IN_SPEC.format(
+                            env=type(self).__name__, method=method, key=shown, why=why, spec=spec
+                        )
+                    )
 
     def _zero_one_message(self, key: NestedKey, action: torch.Tensor, dtype: torch.dtype, exact: _ZeroOneCast) -> str:
         value, where = exact.first_bad_row(action.detach().cpu())
@@ -591,8 +649,8 @@ class EnvBase(nn.Module):
         else:
             td = tensordict
         fast = None
-        if policy is None and callback is None and not set_truncated:
-            fast = self._rollout_fast(td, max_steps, break_when_any_done)
+        if policy is None and callback is None and not set_truncated and not _validation.outputs:
+            fast = self._rollout_fast(td, max_steps, break_when_any_done)  # steps without env.step's checks
         if fast is not None:
             return fast
         return self._rollout_loop(

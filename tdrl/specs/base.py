@@ -48,6 +48,12 @@ def _check_expand(old: torch.Size, new: torch.Size, name: str) -> None:
         )
 
 
+def _first_bad(value: torch.Tensor, bad: torch.Tensor) -> tuple[Any, list[int]]:
+    """The first element of ``value`` where ``bad`` (same shape, bool) is True, and its index."""
+    index = bad.nonzero()[0].tolist() if bad.ndim else []
+    return value[tuple(index)].item(), index
+
+
 @dataclass(eq=False)
 class ContinuousBox:
     """The box ``[low, high]`` of a :class:`Bounded` spec."""

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdrl.specs.base import ContinuousBox, DeviceLike, ShapeLike, TensorSpec, _as_shape
+from tdrl.specs.base import ContinuousBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _first_bad
 
 __all__ = ["Unbounded", "Bounded"]
 
@@ -146,8 +146,7 @@ class Bounded(TensorSpec):
         low, high = self.space.low.to(value.device), self.space.high.to(value.device)
         bad = (value < low) | (value > high)
         if bad.any():
-            idx = bad.nonzero()[0].tolist()
-            v = value[tuple(idx)].item()
+            v, idx = _first_bad(value, bad)
             lo = low.expand_as(value)[tuple(idx)].item()
             hi = high.expand_as(value)[tuple(idx)].item()
             return f"value {v} at index {idx} is outside [{lo}, {hi}]"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape
+from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _first_bad
 
 __all__ = ["Categorical", "OneHot", "MultiCategorical", "MultiOneHot", "Binary"]
 
@@ -21,6 +21,19 @@ if TYPE_CHECKING:
         def __call__(
             self, n: int, *, shape: ShapeLike, device: DeviceLike, dtype: torch.dtype, mask: torch.Tensor | None
         ) -> _IndexSpec: ...
+
+
+def _not_one_hot(value: torch.Tensor, blocks: list[int]) -> str | None:
+    """Why ``value`` is not one-hot in each block of sizes ``blocks`` along its last dim (None when it is)."""
+    zero_one = (value == 0) | (value == 1)
+    for i, (part, ok) in enumerate(zip(value.split(blocks, -1), zero_one.split(blocks, -1))):
+        bad = ~ok.all(-1) | (part.long().sum(-1) != 1)
+        if bad.any():
+            index = bad.nonzero()[0].tolist() if bad.ndim else []
+            row = part[tuple(index)].tolist()
+            which = f"block {i} (size {blocks[i]}) of the row" if len(blocks) > 1 else "row"
+            return f"{which} {row} at index {index} is not one-hot (expected exactly one 1, the other values 0)"
+    return None
 
 
 class _IndexSpec(TensorSpec):
@@ -94,7 +107,8 @@ class Categorical(_IndexSpec):
     def _mismatch(self, value: torch.Tensor) -> str | None:
         bad = (value < 0) | (value >= self.space.n)
         if bad.any():
-            return f"value {value[bad].flatten()[0].item()} is outside 0..{self.space.n - 1}"
+            v, idx = _first_bad(value, bad)
+            return f"value {v} at index {idx} is outside 0..{self.space.n - 1}"
         return None
 
     def project(self, value: torch.Tensor) -> torch.Tensor:
@@ -159,9 +173,7 @@ class OneHot(_IndexSpec):
         return self.to_categorical(value).cpu().numpy()
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
-        if not ((value == 0) | (value == 1)).all() or not (value.long().sum(-1) == 1).all():
-            return "expected exactly one 1 along the last dim (a one-hot vector)"
-        return None
+        return _not_one_hot(value, [self.space.n])
 
     def project(self, value: torch.Tensor) -> torch.Tensor:
         idx = value.float().argmax(-1)
@@ -213,9 +225,11 @@ class MultiCategorical(TensorSpec):
         return (r * self.nvec).floor().to(self.dtype)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
-        bad = (value < 0) | (value >= self.nvec.to(value.device))
+        nvec = self.nvec.to(value.device)
+        bad = (value < 0) | (value >= nvec)
         if bad.any():
-            return f"values outside 0..nvec-1 (nvec={self.nvec.tolist()}): {value[bad].tolist()[:5]}"
+            v, idx = _first_bad(value, bad)
+            return f"value {v} at index {idx} is outside 0..{nvec.expand_as(value)[tuple(idx)].item() - 1}"
         return None
 
     def project(self, value: torch.Tensor) -> torch.Tensor:
@@ -270,10 +284,7 @@ class MultiOneHot(TensorSpec):
         return torch.cat(parts, -1).to(self.dtype)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
-        for i, part in enumerate(value.split(self.nvec, -1)):
-            if not (part.long().sum(-1) == 1).all():
-                return f"block {i} (size {self.nvec[i]}) is not one-hot"
-        return None
+        return _not_one_hot(value, self.nvec)
 
     def project(self, value: torch.Tensor) -> torch.Tensor:
         parts = [
@@ -338,8 +349,10 @@ class Binary(TensorSpec):
         return torch.randint(0, 2, full, device=self.device).to(self.dtype)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
-        if not ((value == 0) | (value == 1)).all():
-            return "expected only 0 and 1"
+        bad = (value != 0) & (value != 1)
+        if bad.any():
+            v, idx = _first_bad(value, bad)
+            return f"value {v} at index {idx} is not 0 or 1"
         return None
 
     def project(self, value: torch.Tensor) -> torch.Tensor:
