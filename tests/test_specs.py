@@ -203,3 +203,15 @@ def test_drop_leading_dims():
     assert Categorical(5, shape=(4, 1)).drop_leading_dims(1).shape == (1,)
     comp = Composite(a=Unbounded(shape=(4, 3)), shape=(4,))
     assert comp.drop_leading_dims(1)["a"].shape == (3,)
+
+
+# --- found by the fuzz suite (tests/reliability/test_spec_fuzz.py) ------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int64])
+def test_unbounded_integer_rand_fits_the_dtype(dtype):
+    # Unbounded(dtype=torch.uint8).rand() raised "from is out of bounds for unsigned char"
+    spec = Unbounded(shape=(50,), dtype=dtype)
+    value = spec.rand()
+    assert value.dtype == dtype
+    assert spec.is_in(value)

@@ -39,7 +39,8 @@ class Unbounded(TensorSpec):
         if self.dtype == torch.bool:
             return torch.randint(0, 2, full, device=self.device).bool()
         if not self.dtype.is_floating_point:
-            return torch.randint(-100, 100, full, dtype=self.dtype, device=self.device)
+            info = torch.iinfo(self.dtype)  # -100..99, within the dtype (0..99 for uint8)
+            return torch.randint(max(-100, info.min), min(100, info.max), full, dtype=self.dtype, device=self.device)
         return torch.randn(full, dtype=self.dtype, device=self.device)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
