@@ -215,3 +215,14 @@ def test_unbounded_integer_rand_fits_the_dtype(dtype):
     value = spec.rand()
     assert value.dtype == dtype
     assert spec.is_in(value)
+
+
+def test_multicategorical_unsqueeze_and_squeeze_reshape_nvec():
+    # MultiCategorical([1]).unsqueeze(0).squeeze(0) raised: the unsqueezed spec kept nvec's old shape
+    spec = MultiCategorical([2, 3])
+    wide = spec.unsqueeze(0)
+    assert wide.shape == (1, 2)
+    assert wide.nvec.shape == (1, 2)
+    assert wide.is_in(torch.tensor([[1, 2]]))
+    assert not wide.is_in(torch.tensor([[1, 3]]))
+    assert wide.squeeze(0) == spec

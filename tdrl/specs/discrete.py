@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -239,6 +239,9 @@ class MultiCategorical(TensorSpec):
 
     def drop_leading_dims(self, n: int) -> MultiCategorical:
         return MultiCategorical(self.nvec[(0,) * n], device=self.device, dtype=self.dtype)
+
+    def _reshaped(self, shape: torch.Size, fn: Callable[[torch.Tensor], torch.Tensor]) -> MultiCategorical:
+        return MultiCategorical(fn(self.nvec), shape=shape, device=self.device, dtype=self.dtype)
 
     def _clone_to(self, **changes: Any) -> MultiCategorical:
         shape = changes.get("shape", self.shape)
