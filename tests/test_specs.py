@@ -226,3 +226,17 @@ def test_multicategorical_unsqueeze_and_squeeze_reshape_nvec():
     assert wide.is_in(torch.tensor([[1, 2]]))
     assert not wide.is_in(torch.tensor([[1, 3]]))
     assert wide.squeeze(0) == spec
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [Bounded(0.0, 0.0, shape=(2,)), MultiOneHot([1]), OneHot(1), Categorical(3, shape=(2,)), Binary(2)],
+    ids=lambda s: type(s).__name__,
+)
+def test_project_of_a_wrong_shape_says_so(spec):
+    # Bounded broadcast or raised a RuntimeError, MultiOneHot failed in split, OneHot(1) returned a [..., 1] tensor
+    wrong = torch.zeros(*spec.shape[:-1], spec.shape[-1] + 1)
+    with pytest.raises(ValueError, match=r"project: a value of shape \[.*\] does not end with the spec's shape"):
+        spec.project(wrong)
+    with pytest.raises(TypeError, match=r"takes a torch\.Tensor"):
+        spec.project([0.0, 1.0])

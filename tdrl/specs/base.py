@@ -130,7 +130,24 @@ class TensorSpec:
         return None
 
     def project(self, value: torch.Tensor) -> torch.Tensor:
-        """The closest legal value to ``value`` (cast to this spec's dtype)."""
+        """The closest legal value to ``value`` (cast to this spec's dtype).
+
+        Raises:
+            TypeError: when ``value`` is not a tensor.
+            ValueError: when its shape does not end with the spec's shape.
+        """
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{type(self).__name__}.project takes a torch.Tensor, got {type(value).__name__}.")
+        n = len(self.shape)
+        if value.ndim < n or value.shape[value.ndim - n :] != self.shape:
+            raise ValueError(
+                f"{type(self).__name__}.project: a value of shape {list(value.shape)} does not end with the spec's "
+                f"shape {list(self.shape)}. Pass a tensor of shape [..., {', '.join(map(str, self.shape))}]."
+            )
+        return self._project(value)
+
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
+        """``project`` for a value whose shape ends with the spec's (checked by ``project``)."""
         return value.to(self.dtype)
 
     def encode(self, value: Any) -> torch.Tensor:

@@ -153,7 +153,7 @@ class Bounded(TensorSpec):
             return f"value {v} at index {idx} is outside [{lo}, {hi}]"
         return None
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         value = value.to(self.dtype)
         return torch.maximum(torch.minimum(value, self.space.high.to(value.device)), self.space.low.to(value.device))
 

@@ -111,7 +111,7 @@ class Categorical(_IndexSpec):
             return f"value {v} at index {idx} is outside 0..{self.space.n - 1}"
         return None
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         if value.dtype.is_floating_point:
             value = value.round()
         return value.clamp(0, self.space.n - 1).to(self.dtype)
@@ -175,7 +175,7 @@ class OneHot(_IndexSpec):
     def _mismatch(self, value: torch.Tensor) -> str | None:
         return _not_one_hot(value, [self.space.n])
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         idx = value.float().argmax(-1)
         return torch.nn.functional.one_hot(idx, self.space.n).to(self.dtype)
 
@@ -232,7 +232,7 @@ class MultiCategorical(TensorSpec):
             return f"value {v} at index {idx} is outside 0..{nvec.expand_as(value)[tuple(idx)].item() - 1}"
         return None
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         if value.dtype.is_floating_point:
             value = value.round()
         return torch.minimum(value.clamp_min(0).long(), self.nvec.to(value.device) - 1).to(self.dtype)
@@ -289,7 +289,7 @@ class MultiOneHot(TensorSpec):
     def _mismatch(self, value: torch.Tensor) -> str | None:
         return _not_one_hot(value, self.nvec)
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         parts = [
             torch.nn.functional.one_hot(p.float().argmax(-1), n) for p, n in zip(value.split(self.nvec, -1), self.nvec)
         ]
@@ -358,7 +358,7 @@ class Binary(TensorSpec):
             return f"value {v} at index {idx} is not 0 or 1"
         return None
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         return (value.float() > 0.5).to(self.dtype)
 
     def _clone_to(self, **changes: Any) -> Binary:
