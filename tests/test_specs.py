@@ -240,3 +240,17 @@ def test_project_of_a_wrong_shape_says_so(spec):
         spec.project(wrong)
     with pytest.raises(TypeError, match=r"takes a torch\.Tensor"):
         spec.project([0.0, 1.0])
+
+
+def test_project_into_an_integer_box_clamps_before_casting():
+    # the value was cast first: 256.0 wrapped to 0 in uint8, 1e30 became INT64_MIN (the wrong bound)
+    assert Bounded(0, 1, shape=(2,), dtype=torch.uint8).project(torch.tensor([0.0, 256.0])).tolist() == [0, 1]
+    assert Bounded(0, 200, shape=(2,), dtype=torch.uint8).project(torch.tensor([300, -3])).tolist() == [200, 0]
+    assert Bounded(-5, 5, shape=(2,), dtype=torch.int32).project(torch.tensor([1e30, -1e30])).tolist() == [5, -5]
+    assert Bounded(-5, 5, shape=(1,), dtype=torch.int64).project(torch.tensor([2.6])).tolist() == [3]  # nearest
+    big = torch.iinfo(torch.int64).max
+    huge = torch.tensor([1e300], dtype=torch.float64)
+    assert Bounded(0, big, shape=(1,), dtype=torch.int64).project(huge).item() == big
+    assert MultiCategorical([2, 3]).project(torch.tensor([1e30, -1e30])).tolist() == [1, 0]
+    assert Categorical(3, dtype=torch.uint8).project(torch.tensor(-1e30)).item() == 0
+    assert Categorical(2, dtype=torch.bool).project(torch.tensor(5.0)).item() is True

@@ -48,6 +48,25 @@ def _check_expand(old: torch.Size, new: torch.Size, name: str) -> None:
         )
 
 
+def _clamp_cast(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` clamped into ``[low, high]`` and cast to ``dtype``, with no wrap-around or overflow.
+
+    ``low``/``high`` hold values of ``dtype``. A float value for an integer dtype is rounded
+    to the nearest integer; the clamp happens before the cast, so that ``300`` is not cast
+    to ``44`` in ``uint8`` nor ``1e30`` to ``-2**63`` in ``int64`` on its way into the box.
+    """
+    if dtype.is_floating_point:  # rounding into a float dtype is monotonic: out-of-range values become +-inf
+        value = value.to(dtype)
+        return torch.maximum(torch.minimum(value, high), low)
+    if value.dtype.is_floating_point:
+        v = value.double().round()  # exact for every float dtype; a float64 bound may round, hence the masks
+        lo, hi = low.double(), high.double()
+        inside = v.clamp(lo, hi).to(dtype)  # only read where lo < v < hi, where the cast is exact
+        return torch.where(v >= hi, high, torch.where(v <= lo, low, inside))
+    v = value.long()  # every integer dtype torch has (and bool) fits int64 exactly
+    return torch.maximum(torch.minimum(v, high.long()), low.long()).to(dtype)
+
+
 def _first_bad(value: torch.Tensor, bad: torch.Tensor) -> tuple[Any, list[int]]:
     """The first element of ``value`` where ``bad`` (same shape, bool) is True, and its index."""
     index = bad.nonzero()[0].tolist() if bad.ndim else []

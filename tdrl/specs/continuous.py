@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdrl.specs.base import ContinuousBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _first_bad
+from tdrl.specs.base import ContinuousBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _clamp_cast, _first_bad
 
 __all__ = ["Unbounded", "Bounded"]
 
@@ -154,8 +154,7 @@ class Bounded(TensorSpec):
         return None
 
     def _project(self, value: torch.Tensor) -> torch.Tensor:
-        value = value.to(self.dtype)
-        return torch.maximum(torch.minimum(value, self.space.high.to(value.device)), self.space.low.to(value.device))
+        return _clamp_cast(value, self.space.low.to(value.device), self.space.high.to(value.device), self.dtype)
 
     def drop_leading_dims(self, n: int) -> Bounded:
         idx = (0,) * n

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _first_bad
+from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _clamp_cast, _first_bad
 
 __all__ = ["Categorical", "OneHot", "MultiCategorical", "MultiOneHot", "Binary"]
 
@@ -112,9 +112,8 @@ class Categorical(_IndexSpec):
         return None
 
     def _project(self, value: torch.Tensor) -> torch.Tensor:
-        if value.dtype.is_floating_point:
-            value = value.round()
-        return value.clamp(0, self.space.n - 1).to(self.dtype)
+        low = torch.zeros((), dtype=torch.int64, device=value.device)
+        return _clamp_cast(value, low.to(self.dtype), (low + self.space.n - 1).to(self.dtype), self.dtype)
 
 
 class OneHot(_IndexSpec):
@@ -233,9 +232,8 @@ class MultiCategorical(TensorSpec):
         return None
 
     def _project(self, value: torch.Tensor) -> torch.Tensor:
-        if value.dtype.is_floating_point:
-            value = value.round()
-        return torch.minimum(value.clamp_min(0).long(), self.nvec.to(value.device) - 1).to(self.dtype)
+        high = (self.nvec.to(value.device) - 1).to(self.dtype)
+        return _clamp_cast(value, torch.zeros_like(high), high, self.dtype)
 
     def drop_leading_dims(self, n: int) -> MultiCategorical:
         return MultiCategorical(self.nvec[(0,) * n], device=self.device, dtype=self.dtype)
