@@ -254,3 +254,13 @@ def test_project_into_an_integer_box_clamps_before_casting():
     assert MultiCategorical([2, 3]).project(torch.tensor([1e30, -1e30])).tolist() == [1, 0]
     assert Categorical(3, dtype=torch.uint8).project(torch.tensor(-1e30)).item() == 0
     assert Categorical(2, dtype=torch.bool).project(torch.tensor(5.0)).item() is True
+
+
+def test_nan_is_not_in_a_bounded_spec_and_nan_bounds_are_refused():
+    # (x < low) | (x > high) is False for NaN, so Bounded.is_in(NaN) was True
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    assert not spec.is_in(torch.tensor([0.0, float("nan")]))
+    assert spec.mismatch(torch.tensor([0.0, float("nan")])) == "value nan at index [1] is outside [-1.0, 1.0]"
+    assert not Bounded(float("-inf"), float("inf"), shape=(1,)).is_in(torch.tensor([float("nan")]))
+    with pytest.raises(ValueError, match=r"low and high must not be NaN"):
+        Bounded(float("nan"), 1.0, shape=(1,))

@@ -110,6 +110,8 @@ class Bounded(TensorSpec):
                 f"{tuple(torch.as_tensor(high).shape)} cannot be broadcast to shape {tuple(shape)}; "
                 f"pass bounds of that shape or scalars."
             ) from err
+        if low_t.dtype.is_floating_point and (low_t.isnan().any() or high_t.isnan().any()):
+            raise ValueError(f"Bounded: low and high must not be NaN, got low={low_t.tolist()} high={high_t.tolist()}.")
         if (low_t > high_t).any():
             raise ValueError(
                 f"Bounded: low must be <= high everywhere, got low={low_t.tolist()} high={high_t.tolist()}."
@@ -145,7 +147,7 @@ class Bounded(TensorSpec):
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
         low, high = self.space.low.to(value.device), self.space.high.to(value.device)
-        bad = (value < low) | (value > high)
+        bad = ~((value >= low) & (value <= high))  # NaN compares False with both: outside
         if bad.any():
             v, idx = _first_bad(value, bad)
             lo = low.expand_as(value)[tuple(idx)].item()
