@@ -264,3 +264,22 @@ def test_nan_is_not_in_a_bounded_spec_and_nan_bounds_are_refused():
     assert not Bounded(float("-inf"), float("inf"), shape=(1,)).is_in(torch.tensor([float("nan")]))
     with pytest.raises(ValueError, match=r"low and high must not be NaN"):
         Bounded(float("nan"), 1.0, shape=(1,))
+
+
+def test_negative_dims_and_empty_one_hot_domains_are_refused_when_built():
+    # Unbounded(shape=(-1,)) and OneHot(0) were accepted and failed in rand() with torch's RuntimeError
+    with pytest.raises(ValueError, match=r"shape \(2, -1\) has a negative dim"):
+        Unbounded(shape=(2, -1))
+    with pytest.raises(ValueError, match="negative dim"):
+        Categorical(3).rand((-1,))
+    with pytest.raises(ValueError, match=r"OneHot needs n >= 1, got n=0"):
+        OneHot(0)
+    with pytest.raises(ValueError, match=r"MultiOneHot: every nvec entry must be >= 1, got \[2, 0\]"):
+        MultiOneHot([2, 0])
+
+
+def test_multionehot_values_other_than_zero_and_one_are_not_in():
+    # a block [2, -1] sums to 1 and passed as one-hot
+    spec = MultiOneHot([2, 2], dtype=torch.int64)
+    assert not spec.is_in(torch.tensor([2, -1, 1, 0]))
+    assert spec.is_in(torch.tensor([0, 1, 1, 0]))

@@ -23,9 +23,10 @@ DeviceLike = str | int | torch.device | None
 def _as_shape(shape: ShapeLike | None) -> torch.Size:
     if shape is None:
         return torch.Size([])
-    if isinstance(shape, int):
-        return torch.Size([shape])
-    return torch.Size([int(s) for s in shape])
+    size = torch.Size([shape] if isinstance(shape, int) else [int(s) for s in shape])
+    if any(s < 0 for s in size):
+        raise ValueError(f"shape {tuple(size)} has a negative dim; dims are sizes (>= 0).")
+    return size
 
 
 def _as_device(device: DeviceLike) -> torch.device:

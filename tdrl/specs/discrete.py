@@ -141,6 +141,8 @@ class OneHot(_IndexSpec):
         dtype: torch.dtype = torch.bool,
         mask: torch.Tensor | None = None,
     ) -> None:
+        if int(n) < 1:
+            raise ValueError(f"OneHot needs n >= 1, got n={n}.")
         shape = _as_shape(shape if shape is not None else (n,))
         if not shape or shape[-1] != n:
             raise ValueError(f"OneHot: the last dim of shape {tuple(shape)} must be n={n}.")
@@ -274,6 +276,8 @@ class MultiOneHot(TensorSpec):
         dtype: torch.dtype = torch.bool,
     ) -> None:
         self.nvec = [int(n) for n in nvec]
+        if not self.nvec or min(self.nvec) < 1:
+            raise ValueError(f"MultiOneHot: every nvec entry must be >= 1, got {self.nvec}.")
         shape = _as_shape(shape if shape is not None else (sum(self.nvec),))
         if shape[-1] != sum(self.nvec):
             raise ValueError(f"MultiOneHot: last dim of shape {tuple(shape)} must be sum(nvec)={sum(self.nvec)}.")
