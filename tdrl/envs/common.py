@@ -107,8 +107,9 @@ class _ZeroOneCast:
     keeps the action only when every value is 0 or 1 (and, for one-hot, exactly one 1 per
     row or block): ``[0.3, 0.7]`` would become ``[0, 0]``. This runs on that cast path
     only. One env's action (a vector) is checked on its Python list (``list.count``, under
-    a microsecond); a batch with two tensor ops and two ``torch.equal``: ``x * x == x``
-    holds for 0, 1 and inf alone, and a row sum of 1 then rules out inf and leaves one 1.
+    a microsecond); a batch with two tensor ops and two ``torch.equal``: for one-hot,
+    ``x * x == x`` holds for 0, 1 and inf alone, and a row sum of 1 then rules out inf and
+    leaves one 1; for binary, ``(x != 0).to(x.dtype) == x`` holds for 0 and 1 alone.
     """
 
     __slots__ = ("blocks", "fix", "ones", "what")
@@ -132,10 +133,10 @@ class _ZeroOneCast:
             values = action.tolist()  # list.count compares with ==: 1.0 == 1 == True, and NaN equals nothing
             n_ones = values.count(1)
             return n_ones + values.count(0) == len(values) and (blocks is None or n_ones == 1)
+        if blocks is None:  # binary: 0/1 values only (x * x == x would let inf through: no row sum follows)
+            return torch.equal(action.ne(0).to(action.dtype), action)
         if not torch.equal(action * action, action):
             return False
-        if blocks is None:
-            return True
         sums = action.sum(-1) if len(blocks) == 1 else None
         ones = self.ones.get(action.dtype if action.dtype.is_floating_point else torch.int64)
         if ones is None:  # the first float action of this dtype: torch.equal is fastest between equal dtypes
@@ -147,7 +148,7 @@ class _ZeroOneCast:
     def first_bad_row(self, action: torch.Tensor) -> tuple[list, str]:
         """The values of the first row that a cast would change, and where it is (for the message)."""
         rows = action.reshape(-1, action.shape[-1]) if action.ndim else action.reshape(1, 1)
-        bad = (rows * rows != rows).any(-1)
+        bad = ((rows != 0) & (rows != 1)).any(-1)
         for part in rows.split(self.blocks, -1) if self.blocks is not None else ():
             bad |= part.sum(-1) != 1
         index = int(bad.nonzero()[0, 0]) if bool(bad.any()) else 0

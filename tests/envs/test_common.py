@@ -211,18 +211,21 @@ def test_step_and_reset_that_return_no_tensordict_say_so():
 class _ZeroOneActions(EnvBase):
     """An env whose action is a 0/1 vector of the given spec (one-hot, multi-one-hot or binary)."""
 
-    def __init__(self, action_spec) -> None:
-        super().__init__()
-        self.observation_spec = Unbounded(shape=(1,))
+    def __init__(self, action_spec, batch_size=()) -> None:
+        super().__init__(batch_size=batch_size)
+        self.observation_spec = Unbounded(shape=(*self.batch_size, 1))
         self.action_spec = action_spec
 
     def _reset(self, tensordict, **kwargs):
-        return TensorDict({"observation": torch.zeros(1)}, [])
+        return TensorDict({"observation": torch.zeros(*self.batch_size, 1)}, self.batch_size)
 
     def _step(self, tensordict):
-        flags = torch.zeros(1, dtype=torch.bool)
+        flags = torch.zeros(*self.batch_size, 1, dtype=torch.bool)
         seen = tensordict["action"].float().sum(-1, keepdim=True)
-        return TensorDict({"observation": seen, "reward": seen, "done": flags, "terminated": flags, "truncated": flags})
+        return TensorDict(
+            {"observation": seen, "reward": seen, "done": flags, "terminated": flags, "truncated": flags},
+            self.batch_size,
+        )
 
     def _set_seed(self, seed):
         pass
@@ -255,4 +258,13 @@ def test_integer_one_hot_of_another_dtype_is_checked_too():
     td = env.reset()
     td["action"] = torch.tensor([0, 2, 0])  # a cast to bool would turn 2 into True
     with pytest.raises(ValueError, match="must be one-hot"):
+        env.step(td)
+
+
+def test_infinite_values_for_a_batched_binary_action_are_refused():
+    # x * x == x held for inf, so a batch of binary actions let an inf through to the cast (inf -> True)
+    env = _ZeroOneActions(Binary(2, shape=(3, 2), dtype=torch.bool), batch_size=(3,))
+    td = env.reset()
+    td["action"] = torch.tensor([[0.0, 1.0], [float("inf"), 0.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"must hold only 0 and 1, got \[inf, 0\.0\] at batch index \[1\]"):
         env.step(td)
