@@ -283,3 +283,12 @@ def test_multionehot_values_other_than_zero_and_one_are_not_in():
     spec = MultiOneHot([2, 2], dtype=torch.int64)
     assert not spec.is_in(torch.tensor([2, -1, 1, 0]))
     assert spec.is_in(torch.tensor([0, 1, 1, 0]))
+
+
+def test_python_float_bounds_keep_the_precision_of_a_float64_spec():
+    # the bounds went through float32 first: 7.4e-76 became 0.0, and data clamped in float64 fell outside
+    spec = Bounded(0.0, 7.4e-76, shape=(1,), dtype=torch.float64)
+    assert spec.high.item() == 7.4e-76
+    assert spec.is_in(torch.tensor([7.4e-76], dtype=torch.float64))
+    assert Bounded(-1.0, 0.1, shape=(1,), dtype=torch.float64).high.item() == 0.1
+    assert Bounded(-1, 2.7, shape=(1,), dtype=torch.int64).high.item() == 2

@@ -101,6 +101,12 @@ class Bounded(TensorSpec):
             shape = torch.broadcast_shapes(low_t.shape, high_t.shape)
         shape = _as_shape(shape)
         super().__init__(shape, dtype, device)
+        # Python floats (and lists of them) become float32 tensors: read them again in float64 so that
+        # a float64 spec keeps its bounds exactly (7.4e-76 is 0.0 in float32)
+        if not isinstance(low, (torch.Tensor, np.ndarray)) and low_t.dtype.is_floating_point:
+            low_t = torch.as_tensor(low, dtype=torch.float64)
+        if not isinstance(high, (torch.Tensor, np.ndarray)) and high_t.dtype.is_floating_point:
+            high_t = torch.as_tensor(high, dtype=torch.float64)
         try:
             low_t = low_t.to(dtype=dtype, device=self.device).expand(shape).clone()
             high_t = high_t.to(dtype=dtype, device=self.device).expand(shape).clone()

@@ -17,6 +17,7 @@ from tdrl.envs import (
     DTypeCastTransform,
     GrayScale,
     ObservationNorm,
+    RewardClipping,
     RewardSum,
     StepCounter,
     Transform,
@@ -464,3 +465,10 @@ def test_hooks_on_nested_keys_and_other_tensordict_types():
     assert type(stacked) is LazyStackedTensorDict
     DoubleToFloat(in_keys=["x"])._call(stacked)  # not a plain TensorDict: the get/set road
     assert stacked["x"].dtype == torch.float32
+
+
+def test_reward_clipping_bounds_keep_a_float64_reward_in_its_spec():
+    # the clipped spec's bounds went through float32 (-7.4e-76 -> -0.0) while the data was clamped in float64
+    env = TransformedEnv(TransformTestEnv(dtype=torch.float64), RewardClipping(-7.4e-76, 0.0))
+    assert env.reward_spec.low.item() == -7.4e-76
+    check_env_specs(env, num_steps=5)
