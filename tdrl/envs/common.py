@@ -100,16 +100,19 @@ def _shown(value: Any) -> str:
 
 
 class _ZeroOneCast:
-    """Checks that an action of another dtype holds values a cast to a 0/1 spec keeps.
+    """Casts an action of another dtype to a 0/1 spec's dtype, refusing values the cast would change.
 
     A one-hot, multi-one-hot or binary spec of an integer or bool dtype accepts actions
-    of any dtype (torch.distributions samples floats), cast to the spec's dtype. A cast
+    of any dtype (torch.distributions samples floats), cast to the spec's dtype. The cast
     keeps the action only when every value is 0 or 1 (and, for one-hot, exactly one 1 per
-    row or block): ``[0.3, 0.7]`` would become ``[0, 0]``. This runs on that cast path
-    only. One env's action (a vector) is checked on its Python list (``list.count``, under
-    a microsecond); a batch with two tensor ops and two ``torch.equal``: for one-hot,
-    ``x * x == x`` holds for 0, 1 and inf alone, and a row sum of 1 then rules out inf and
-    leaves one 1; for binary, ``(x != 0).to(x.dtype) == x`` holds for 0 and 1 alone.
+    row or block): ``[0.3, 0.7]`` would become ``[0, 0]``. A float counts as 0 or 1 within
+    a few ulps (4 eps of its dtype) and is rounded, not truncated: a straight-through sample
+    (``one_hot + probs - probs.detach()``, what ``OneHotCategorical.rsample`` returns) is
+    one-hot only up to rounding, and a plain cast turned its 0.99999994 into 0 (action 0,
+    silently, on about a fifth of the rows).
+
+    This runs on that cast path only. One env's action (a vector) is read as a Python list
+    (about a microsecond); a batch takes a few tensor ops and one sync.
     """
 
     __slots__ = ("blocks", "fix", "ones", "what")
@@ -125,38 +128,67 @@ class _ZeroOneCast:
             self.fix = _ONE_HOT_FIX
         else:
             self.what, self.fix = "must hold only 0 and 1", _BINARY_FIX
-        self.ones = {torch.int64: torch.ones(spec.shape[:-1], dtype=torch.int64, device=spec.device)}
+        self.ones = torch.ones(spec.shape[:-1], dtype=torch.int64, device=spec.device)
 
-    def keeps(self, action: torch.Tensor) -> bool:
+    def cast(self, action: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """``action`` as ``dtype`` (floats rounded to 0/1), or None when its values are not 0/1 (one-hot)."""
         blocks = self.blocks
-        if action.ndim == 1 and (blocks is None or len(blocks) == 1):
-            values = action.tolist()  # list.count compares with ==: 1.0 == 1 == True, and NaN equals nothing
-            n_ones = values.count(1)
-            return n_ones + values.count(0) == len(values) and (blocks is None or n_ones == 1)
-        if blocks is None:  # binary: 0/1 values only (x * x == x would let inf through: no row sum follows)
-            return torch.equal(action.ne(0).to(action.dtype), action)
-        if not torch.equal(action * action, action):
-            return False
-        sums = action.sum(-1) if len(blocks) == 1 else None
-        ones = self.ones.get(action.dtype if action.dtype.is_floating_point else torch.int64)
-        if ones is None:  # the first float action of this dtype: torch.equal is fastest between equal dtypes
-            ones = self.ones[action.dtype] = self.ones[torch.int64].to(action.dtype)
-        if sums is not None:
-            return torch.equal(sums, ones)
-        return all(torch.equal(part.sum(-1), ones) for part in action.split(blocks, -1))
+        floating = action.dtype.is_floating_point
+        if action.ndim == 1 and (blocks is None or len(blocks) == 1):  # one env: a Python list is cheapest
+            values = action.tolist()
+            exact = True
+            n_ones = values.count(1)  # list.count compares with ==: 1.0 == 1 == True, and NaN equals nothing
+            if n_ones + values.count(0) != len(values):
+                if not floating:
+                    return None
+                tol, n_ones, exact = _tolerance(action.dtype), 0, False
+                for v in values:
+                    if abs(v - 1.0) <= tol:
+                        n_ones += 1
+                    elif not abs(v) <= tol:  # also False for NaN
+                        return None
+            if blocks is not None and n_ones != 1:
+                return None
+            return action.to(dtype) if exact else (action > 0.5).to(dtype)
+        if floating:
+            hard = action > 0.5
+            if action.numel() and not bool((action - hard.to(action.dtype)).abs().max() <= _tolerance(action.dtype)):
+                return None  # a value far from 0 and 1, or NaN (max propagates it)
+        else:
+            if not torch.equal(action.ne(0).to(action.dtype), action):
+                return None
+            hard = action
+        if blocks is not None:
+            parts = [hard] if len(blocks) == 1 else hard.split(blocks, -1)
+            if not all(torch.equal(part.sum(-1), self.ones) for part in parts):
+                return None
+        return hard.to(dtype)
 
     def first_bad_row(self, action: torch.Tensor) -> tuple[list, str]:
         """The values of the first row that a cast would change, and where it is (for the message)."""
         rows = action.reshape(-1, action.shape[-1]) if action.ndim else action.reshape(1, 1)
-        bad = ((rows != 0) & (rows != 1)).any(-1)
-        for part in rows.split(self.blocks, -1) if self.blocks is not None else ():
-            bad |= part.sum(-1) != 1
+        hard = rows > 0.5 if rows.dtype.is_floating_point else rows != 0
+        tol = _tolerance(rows.dtype) if rows.dtype.is_floating_point else 0
+        bad = ~((rows.double() - hard.double()).abs() <= tol).all(-1)
+        for part in hard.split(self.blocks, -1) if self.blocks is not None else ():
+            bad |= part.long().sum(-1) != 1
         index = int(bad.nonzero()[0, 0]) if bool(bad.any()) else 0
         where = ""
         if action.ndim > 1:
             position = torch.unravel_index(torch.tensor(index), action.shape[:-1])
             where = f" at batch index {[int(i) for i in position]}"
         return [float(f"{v:.6g}") if isinstance(v, float) else v for v in rows[index].tolist()], where
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    """How far from 0 or 1 a float action may be and still count as 0 or 1: a few rounding errors."""
+    tol = _TOLERANCES.get(dtype)
+    if tol is None:
+        tol = _TOLERANCES[dtype] = 4 * torch.finfo(dtype).eps
+    return tol
+
+
+_TOLERANCES: dict[torch.dtype, float] = {}
 
 
 def make_composite_from_td(td: TensorDictBase) -> Composite:
@@ -472,9 +504,10 @@ class EnvBase(nn.Module):
                     raise ValueError(
                         _BAD_ACTION_DTYPE.format(env=type(self).__name__, key=key, actual=action.dtype, expected=dtype)
                     )
-                if exact is not None and not exact.keeps(action):
-                    raise ValueError(self._zero_one_message(key, action, dtype, exact))
-                tensordict.set(key, action.to(dtype))
+                converted = action.to(dtype) if exact is None else exact.cast(action, dtype)
+                if converted is None:  # only a _ZeroOneCast refuses
+                    raise ValueError(self._zero_one_message(key, action, dtype, cast(_ZeroOneCast, exact)))
+                tensordict.set(key, converted)
         if _validation.actions:
             self._validate_actions(tensordict)
         next_td = self._step(tensordict)

@@ -236,3 +236,18 @@ def test_float_one_hot_rows_of_a_vector_env_are_checked_per_row():
     td["action"] = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
     assert env.step(td)["action"].tolist() == [[0, 1], [1, 0], [1, 0]]
     env.close()
+
+
+def test_straight_through_one_hot_samples_run_the_sampled_action():
+    # one_hot + probs - probs.detach() (OneHotCategorical.rsample) holds 0.99999994 where the sample is 1;
+    # the cast to the spec's int64 truncated it to [0, 0] and CartPole ran action 0, on about a fifth of the rows
+    almost_one = 1.0 - 2.0**-24
+    env = GymEnv("CartPole-v1")
+    td = env.reset()
+    td["action"] = torch.tensor([0.0, almost_one])
+    assert env.step(td)["action"].tolist() == [0, 1]
+    env = GymEnv("CartPole-v1", num_envs=2)
+    td = env.reset()
+    td["action"] = torch.tensor([[almost_one, 0.0], [0.0, 1.0 + 2.0**-23]])
+    assert env.step(td)["action"].tolist() == [[1, 0], [0, 1]]
+    env.close()
