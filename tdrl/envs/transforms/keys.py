@@ -136,6 +136,9 @@ class ExcludeTransform(Transform):
     def excluded_keys(self) -> list:
         return self.in_keys
 
+    def _rewritten_keys(self) -> set:
+        return set()  # drops entries, rewrites none (a dropped carried entry is caught from the specs)
+
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         for key in self.in_keys:
             _delete(tensordict, key)
@@ -184,6 +187,9 @@ class SelectTransform(Transform):
     @property
     def selected_keys(self) -> list:
         return self.in_keys
+
+    def _rewritten_keys(self) -> set:
+        return set()  # drops entries, rewrites none (a dropped carried entry is caught from the specs)
 
     def _selected(self, key: NestedKey) -> bool:
         parts = _key_tuple(key)
