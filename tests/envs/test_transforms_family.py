@@ -461,3 +461,12 @@ def test_action_scaling_hands_the_base_env_actions_inside_its_box(loc, scale):
     for end in (env.action_spec.low, env.action_spec.high, env.action_spec.rand((1000,))):
         base = env.transform.inv(TensorDict({"action": end.clone()}, end.shape[:-1]))["action"]
         assert box.is_in(base), box.mismatch(base)
+
+
+def test_renaming_an_entry_to_its_own_name_keeps_it():
+    # RenameTransform(["observation"], ["observation"]) set the entry and then deleted it: found by the fuzz suite
+    env = TransformedEnv(CountingEnv(), RenameTransform(["observation"], ["observation"]))
+    assert "observation" in env.observation_spec.keys()
+    assert env.rollout(2)["next", "observation"].squeeze(-1).tolist() == [1.0, 2.0]
+    td = TensorDict({"a": torch.ones(1)}, [])
+    assert RenameTransform(["a"], ["a"])(td)["a"].item() == 1.0
