@@ -532,3 +532,20 @@ def test_the_entry_a_stateful_transform_carries_can_be_read_into_another():
     returns = TransformedEnv(TransformTestEnv(dtype=torch.float64), Compose(RewardSum(), DoubleToFloat()))
     assert returns.observation_spec["episode_reward"].dtype == torch.float32  # a cast of the carried entry is allowed
     check_env_specs(returns)
+
+
+def test_a_cast_of_a_carried_entry_takes_the_stepping_road_so_both_roads_agree():
+    # stepping re-read the float16 return at each step while mapping the whole rollout summed in float64:
+    # the roads differed by float16 rounding. Found by the transform fuzz suite.
+    def rollout(vectorized):
+        cast = DTypeCastTransform(torch.float64, torch.float16, in_keys=["episode_reward"])
+        env = TransformedEnv(
+            TransformTestEnv(dtype=torch.float64, p_end=0.0, max_steps=100), Compose(RewardSum(), cast)
+        )
+        env.vectorized_rollout = vectorized
+        env.set_seed(0)
+        torch.manual_seed(0)
+        return env.rollout(50, break_when_any_done=False)
+
+    mapped, stepped = rollout(True), rollout(False)
+    assert torch.equal(mapped["next", "episode_reward"], stepped["next", "episode_reward"])

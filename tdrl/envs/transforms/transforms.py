@@ -540,7 +540,7 @@ class Compose(Transform):
 
     @property
     def _vectorizable(self) -> bool:
-        return all(t._vectorizable for t in self.transforms)
+        return not self.__dict__.get("_casts_carried", False) and all(t._vectorizable for t in self.transforms)
 
     @property
     def _frame_skip(self) -> int:
@@ -564,6 +564,7 @@ class Compose(Transform):
         entry (a normalization, a scaling, a rename) would feed its result back to them.
         """
         carried: dict = {}  # key -> the transform that reads it back at the next step
+        casts_carried = False
         for t in self.transforms:
             output_spec, input_spec = t._transform_specs(output_spec, input_spec)
             if carried:
@@ -575,8 +576,12 @@ class Compose(Transform):
                         raise ValueError(
                             _REWRITES_CARRIED.format(later=_name_of(t), key=key, owner=type(owner).__name__)
                         )
+                    casts_carried = casts_carried or key in t.out_keys  # a cast (rewrites nothing): allowed
             for key in t._carried_keys():
                 carried[key] = t
+        # stepping re-reads the cast state at each step (rounded each time); mapping a whole rollout would
+        # cast once at the end: such a chain takes the stepping road, so that both give the same data
+        self.__dict__["_casts_carried"] = casts_carried
         return output_spec, input_spec
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
