@@ -16,8 +16,8 @@ unbounded Boxes, and observations that are not a flat Box are refused before any
 
 Each run writes into a new folder ``<out-dir>/<env>-<YYYYmmdd-HHMMSS>`` (with a suffix when
 that name is taken), never over an earlier run: a learning-curve plot (PNG), a CSV log, a
-summary (JSON) and a checkpoint (each written crash-safe by :func:`tdrl._safe_io.write_file_atomic`:
-a temporary file, synced, then renamed),
+summary (JSON) and a checkpoint (each written crash-safe:
+a temporary file, synced, then renamed over the name),
 and prints the folder. A user error (an unknown env id, an unavailable device, a bad
 number) is one line on stderr and exit code 2.
 
