@@ -63,3 +63,17 @@ def test_the_sb3_program_runs_with_its_evaluations(bench_e2e):
     assert out["eval_return"] > 9
     assert math.isfinite(out["last_train_eval"])
     assert out["last_train_eval"] > 9
+
+
+def test_the_soak_reports_flat_memory_descriptors_and_processes(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_soak_under_test", _PATH.with_name("bench_soak.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "TOTAL", 100_000)  # 10 batches: the 10% point is the second one
+    monkeypatch.setattr(module, "BUFFER", 20_000)
+    monkeypatch.setattr(module, "CHECKPOINT_EVERY", 3)
+    rss, fds, procs = module.run()
+    assert rss["tdrl"] > 0
+    assert fds["tdrl"] == fds["reference"]  # a checkpoint or a batch that leaked a descriptor would show
+    assert procs["tdrl"] == procs["reference"] == module.WORKERS
+    assert procs["note"].endswith("0 after shutdown()")

@@ -203,3 +203,92 @@ def test_drop_leading_dims():
     assert Categorical(5, shape=(4, 1)).drop_leading_dims(1).shape == (1,)
     comp = Composite(a=Unbounded(shape=(4, 3)), shape=(4,))
     assert comp.drop_leading_dims(1)["a"].shape == (3,)
+
+
+# --- found by the fuzz suite (tests/reliability/test_spec_fuzz.py) ------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int64])
+def test_unbounded_integer_rand_fits_the_dtype(dtype):
+    # Unbounded(dtype=torch.uint8).rand() raised "from is out of bounds for unsigned char"
+    spec = Unbounded(shape=(50,), dtype=dtype)
+    value = spec.rand()
+    assert value.dtype == dtype
+    assert spec.is_in(value)
+
+
+def test_multicategorical_unsqueeze_and_squeeze_reshape_nvec():
+    # MultiCategorical([1]).unsqueeze(0).squeeze(0) raised: the unsqueezed spec kept nvec's old shape
+    spec = MultiCategorical([2, 3])
+    wide = spec.unsqueeze(0)
+    assert wide.shape == (1, 2)
+    assert wide.nvec.shape == (1, 2)
+    assert wide.is_in(torch.tensor([[1, 2]]))
+    assert not wide.is_in(torch.tensor([[1, 3]]))
+    assert wide.squeeze(0) == spec
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [Bounded(0.0, 0.0, shape=(2,)), MultiOneHot([1]), OneHot(1), Categorical(3, shape=(2,)), Binary(2)],
+    ids=lambda s: type(s).__name__,
+)
+def test_project_of_a_wrong_shape_says_so(spec):
+    # Bounded broadcast or raised a RuntimeError, MultiOneHot failed in split, OneHot(1) returned a [..., 1] tensor
+    wrong = torch.zeros(*spec.shape[:-1], spec.shape[-1] + 1)
+    with pytest.raises(ValueError, match=r"project: a value of shape \[.*\] does not end with the spec's shape"):
+        spec.project(wrong)
+    with pytest.raises(TypeError, match=r"takes a torch\.Tensor"):
+        spec.project([0.0, 1.0])
+
+
+def test_project_into_an_integer_box_clamps_before_casting():
+    # the value was cast first: 256.0 wrapped to 0 in uint8, 1e30 became INT64_MIN (the wrong bound)
+    assert Bounded(0, 1, shape=(2,), dtype=torch.uint8).project(torch.tensor([0.0, 256.0])).tolist() == [0, 1]
+    assert Bounded(0, 200, shape=(2,), dtype=torch.uint8).project(torch.tensor([300, -3])).tolist() == [200, 0]
+    assert Bounded(-5, 5, shape=(2,), dtype=torch.int32).project(torch.tensor([1e30, -1e30])).tolist() == [5, -5]
+    assert Bounded(-5, 5, shape=(1,), dtype=torch.int64).project(torch.tensor([2.6])).tolist() == [3]  # nearest
+    big = torch.iinfo(torch.int64).max
+    huge = torch.tensor([1e300], dtype=torch.float64)
+    assert Bounded(0, big, shape=(1,), dtype=torch.int64).project(huge).item() == big
+    assert MultiCategorical([2, 3]).project(torch.tensor([1e30, -1e30])).tolist() == [1, 0]
+    assert Categorical(3, dtype=torch.uint8).project(torch.tensor(-1e30)).item() == 0
+    assert Categorical(2, dtype=torch.bool).project(torch.tensor(5.0)).item() is True
+
+
+def test_nan_is_not_in_a_bounded_spec_and_nan_bounds_are_refused():
+    # (x < low) | (x > high) is False for NaN, so Bounded.is_in(NaN) was True
+    spec = Bounded(-1.0, 1.0, shape=(2,))
+    assert not spec.is_in(torch.tensor([0.0, float("nan")]))
+    assert spec.mismatch(torch.tensor([0.0, float("nan")])) == "value nan at index [1] is outside [-1.0, 1.0]"
+    assert not Bounded(float("-inf"), float("inf"), shape=(1,)).is_in(torch.tensor([float("nan")]))
+    with pytest.raises(ValueError, match=r"low and high must not be NaN"):
+        Bounded(float("nan"), 1.0, shape=(1,))
+
+
+def test_negative_dims_and_empty_one_hot_domains_are_refused_when_built():
+    # Unbounded(shape=(-1,)) and OneHot(0) were accepted and failed in rand() with torch's RuntimeError
+    with pytest.raises(ValueError, match=r"shape \(2, -1\) has a negative dim"):
+        Unbounded(shape=(2, -1))
+    with pytest.raises(ValueError, match="negative dim"):
+        Categorical(3).rand((-1,))
+    with pytest.raises(ValueError, match=r"OneHot needs n >= 1, got n=0"):
+        OneHot(0)
+    with pytest.raises(ValueError, match=r"MultiOneHot: every nvec entry must be >= 1, got \[2, 0\]"):
+        MultiOneHot([2, 0])
+
+
+def test_multionehot_values_other_than_zero_and_one_are_not_in():
+    # a block [2, -1] sums to 1 and passed as one-hot
+    spec = MultiOneHot([2, 2], dtype=torch.int64)
+    assert not spec.is_in(torch.tensor([2, -1, 1, 0]))
+    assert spec.is_in(torch.tensor([0, 1, 1, 0]))
+
+
+def test_python_float_bounds_keep_the_precision_of_a_float64_spec():
+    # the bounds went through float32 first: 7.4e-76 became 0.0, and data clamped in float64 fell outside
+    spec = Bounded(0.0, 7.4e-76, shape=(1,), dtype=torch.float64)
+    assert spec.high.item() == 7.4e-76
+    assert spec.is_in(torch.tensor([7.4e-76], dtype=torch.float64))
+    assert Bounded(-1.0, 0.1, shape=(1,), dtype=torch.float64).high.item() == 0.1
+    assert Bounded(-1, 2.7, shape=(1,), dtype=torch.int64).high.item() == 2

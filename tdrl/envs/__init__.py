@@ -11,7 +11,9 @@ from tdrl.envs.utils import (
     check_env_specs,
     exploration_type,
     set_exploration_type,
+    set_validation,
     step_mdp,
+    validation_enabled,
 )
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "check_env_specs",
     "exploration_type",
     "set_exploration_type",
+    "set_validation",
+    "validation_enabled",
     "step_mdp",
     *_transform_names,
 ]

@@ -25,6 +25,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
+from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 
 __all__ = ["td_from_flat", "StepRecorder", "ActionRunner"]
@@ -185,6 +186,7 @@ class ActionRunner:
     def run(self, root: TensorDictBase, actions: TensorDictBase, steps: int) -> tuple[TensorDictBase, TensorDictBase]:
         """``steps`` steps from ``root``; returns the stacked steps (time last) and the next root."""
         env, batch = self.env, self.env.batch_size
+        direct = self.direct and not (_validation.actions or _validation.outputs)  # set_validation: env.step checks
         tdim = len(batch)
         seqs = [(k, actions.get(k).unbind(tdim)) for k in self.action_keys]
         if self.roots is not None:
@@ -200,7 +202,7 @@ class ActionRunner:
             if self.nexts is None:
                 nxt = env.step(td).get("next")  # EnvBase.step's checks, once
                 self.nexts = StepRecorder(nxt)
-            elif self.direct:
+            elif direct:
                 nxt = env._step(td)
             else:
                 nxt = env.step(td).get("next")

@@ -34,6 +34,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
 from tdrl._compat import td_read
+from tdrl.envs._validation import _validation, _value_problem
 from tdrl.envs.utils import DONE_KEYS, step_mdp
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec, Unbounded
 
@@ -51,7 +52,143 @@ _BAD_ACTION_DTYPE = (
     "{env}.step: action {key!r} has dtype {actual}, expected {expected} (from the action spec). "
     "Cast it with .to({expected}) or build the policy for this spec."
 )
+_NOT_ZERO_ONE = (
+    "{env}.step: action {key!r} {what}, got {value}{where} (dtype {actual}); cast to the spec's {expected} it "
+    "would become another action. {fix}"
+)
+_ONE_HOT_FIX = (
+    "Pass a one-hot action, e.g. a sample of OneHotCategorical (not its probabilities or logits), or build the "
+    "env with categorical_action_encoding=True (GymEnv, ...) and pass an index, e.g. probs.argmax(-1)."
+)
+_BINARY_FIX = "Pass 0/1 values, e.g. a sample of Bernoulli (not its probabilities), or threshold them first."
 _NOT_RESET = "{env}.step was called before env.reset(): call td = env.reset() first."
+_ACTION_NOT_IN_SPEC = "{env}.step: action {key!r} is not in its spec: {why}. Spec: {spec}. {fix}"
+_NON_FINITE_FIX = (
+    "A NaN or inf action usually comes from the policy's network (a diverged loss, a log or a division by 0): "
+    "check its inputs, e.g. with set_validation(outputs=True), and its loss."
+)
+_BOUNDED_FIX = (
+    "Keep the policy's output in the box: e.g. TanhNormal with low=env.action_spec_unbatched.low and "
+    "high=env.action_spec_unbatched.high, or clamp it with env.action_spec.project(action)."
+)
+_DISCRETE_FIX = (
+    "Draw the action from the spec's set (e.g. a Categorical or OneHotCategorical over its n values), "
+    "or map it there with env.action_spec.project(action)."
+)
+_OUTPUT_NOT_IN_SPEC = (
+    "{env}.{method} wrote {key!r} outside its spec: {why}. Spec: {spec}. Fix the env's _{method} (or the "
+    "transform that writes the entry), or declare the spec the data follows."
+)
+_NOT_A_TENSORDICT = (
+    "{env}.step takes a TensorDict holding the action, got {got}. Use env.rand_step(td) for a random action, "
+    "or set the action on the TensorDict that env.reset() returned (td[{key!r}] = ...) and pass that."
+)
+_STEP_RETURNED = (
+    "{env}._step must return a TensorDict with the next observation, the reward and the done flags, got {got}."
+)
+_RESET_RETURNED = "{env}._reset must return a TensorDict with the first observation, got {got}."
+_NO_DONE = (
+    "{env}._step returned no {key!r} entry (it wrote {keys}). _step must return a TensorDict with the next "
+    "observation, the reward and the done flags {done_keys} (bool, shape [*batch_size, 1]; "
+    "done = terminated | truncated): add the missing entry to what _step returns."
+)
+
+
+def _shown(value: Any) -> str:
+    """``None``, or a value's type name, for an error message."""
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+class _ZeroOneCast:
+    """Casts an action of another dtype to a 0/1 spec's dtype, refusing values the cast would change.
+
+    A one-hot, multi-one-hot or binary spec of an integer or bool dtype accepts actions
+    of any dtype (torch.distributions samples floats), cast to the spec's dtype. The cast
+    keeps the action only when every value is 0 or 1 (and, for one-hot, exactly one 1 per
+    row or block): ``[0.3, 0.7]`` would become ``[0, 0]``. A float counts as 0 or 1 within
+    a few ulps (4 eps of its dtype) and is rounded, not truncated: a straight-through sample
+    (``one_hot + probs - probs.detach()``, what ``OneHotCategorical.rsample`` returns) is
+    one-hot only up to rounding, and a plain cast turned its 0.99999994 into 0 (action 0,
+    silently, on about a fifth of the rows).
+
+    This runs on that cast path only. One env's action (a vector) is read as a Python list
+    (about a microsecond); a batch takes a few tensor ops and one sync.
+    """
+
+    __slots__ = ("blocks", "fix", "ones", "what")
+
+    def __init__(self, spec: TensorSpec) -> None:
+        self.blocks: list[int] | None = None  # one-hot blocks along the last dim; None: binary (no row rule)
+        if isinstance(spec, OneHot):
+            self.blocks = [spec.shape[-1]]
+            self.what, self.fix = "must be one-hot (exactly one 1 per row, the other values 0)", _ONE_HOT_FIX
+        elif isinstance(spec, MultiOneHot):
+            self.blocks = list(spec.nvec)
+            self.what = f"must be one-hot in each block (blocks of sizes {self.blocks} along the last dim)"
+            self.fix = _ONE_HOT_FIX
+        else:
+            self.what, self.fix = "must hold only 0 and 1", _BINARY_FIX
+        self.ones = torch.ones(spec.shape[:-1], dtype=torch.int64, device=spec.device)
+
+    def cast(self, action: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """``action`` as ``dtype`` (floats rounded to 0/1), or None when its values are not 0/1 (one-hot)."""
+        blocks = self.blocks
+        floating = action.dtype.is_floating_point
+        if action.ndim == 1 and (blocks is None or len(blocks) == 1):  # one env: a Python list is cheapest
+            values = action.tolist()
+            exact = True
+            n_ones = values.count(1)  # list.count compares with ==: 1.0 == 1 == True, and NaN equals nothing
+            if n_ones + values.count(0) != len(values):
+                if not floating:
+                    return None
+                tol, n_ones, exact = _tolerance(action.dtype), 0, False
+                for v in values:
+                    if abs(v - 1.0) <= tol:
+                        n_ones += 1
+                    elif not abs(v) <= tol:  # also False for NaN
+                        return None
+            if blocks is not None and n_ones != 1:
+                return None
+            return action.to(dtype) if exact else (action > 0.5).to(dtype)
+        if floating:
+            hard = action > 0.5
+            if action.numel() and not bool((action - hard.to(action.dtype)).abs().max() <= _tolerance(action.dtype)):
+                return None  # a value far from 0 and 1, or NaN (max propagates it)
+        else:
+            if not torch.equal(action.ne(0).to(action.dtype), action):
+                return None
+            hard = action
+        if blocks is not None:
+            parts = [hard] if len(blocks) == 1 else hard.split(blocks, -1)
+            if not all(torch.equal(part.sum(-1), self.ones) for part in parts):
+                return None
+        return hard.to(dtype)
+
+    def first_bad_row(self, action: torch.Tensor) -> tuple[list, str]:
+        """The values of the first row that a cast would change, and where it is (for the message)."""
+        rows = action.reshape(-1, action.shape[-1]) if action.ndim else action.reshape(1, 1)
+        hard = rows > 0.5 if rows.dtype.is_floating_point else rows != 0
+        tol = _tolerance(rows.dtype) if rows.dtype.is_floating_point else 0
+        bad = ~((rows.double() - hard.double()).abs() <= tol).all(-1)
+        for part in hard.split(self.blocks, -1) if self.blocks is not None else ():
+            bad |= part.long().sum(-1) != 1
+        index = int(bad.nonzero()[0, 0]) if bool(bad.any()) else 0
+        where = ""
+        if action.ndim > 1:
+            position = torch.unravel_index(torch.tensor(index), action.shape[:-1])
+            where = f" at batch index {[int(i) for i in position]}"
+        return [float(f"{v:.6g}") if isinstance(v, float) else v for v in rows[index].tolist()], where
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    """How far from 0 or 1 a float action may be and still count as 0 or 1: a few rounding errors."""
+    tol = _TOLERANCES.get(dtype)
+    if tol is None:
+        tol = _TOLERANCES[dtype] = 4 * torch.finfo(dtype).eps
+    return tol
+
+
+_TOLERANCES: dict[torch.dtype, float] = {}
 
 
 def make_composite_from_td(td: TensorDictBase) -> Composite:
@@ -107,6 +244,7 @@ class EnvBase(nn.Module):
         )
         self._is_reset = False
         self._action_checks: list | None = None
+        self._done_checks: tuple = ()  # the done keys step requires from _step, set with _action_checks
 
     # --- specs ---------------------------------------------------------------------------
     def _set_spec(self, holder: Composite, slot: str, default_key: str, spec: Any, what: str) -> None:
@@ -276,6 +414,8 @@ class EnvBase(nn.Module):
         if tensordict is not None:
             mask = tensordict.get("_reset", None)
         out = self._reset(tensordict, **kwargs)
+        if type(out) is not TensorDict and not isinstance(out, TensorDictBase):
+            raise TypeError(_RESET_RETURNED.format(env=type(self).__name__, got=_shown(out)))
         for key in self.done_keys:
             if td_read(out, key) is None:
                 out.set(key, torch.zeros((*self.batch_size, 1), dtype=torch.bool, device=self.device))
@@ -288,6 +428,8 @@ class EnvBase(nn.Module):
                     out.set(key, tensordict.get(key))
         if not self._is_reset:  # nn.Module.__setattr__ is slow: resets are on the collectors' hot path
             self._is_reset = True
+        if _validation.outputs:
+            self._validate_outputs(out, "reset", (self.full_observation_spec, self.full_done_spec), ())
         return out
 
     def _keep_unreset(self, out: TensorDictBase, old: TensorDictBase, mask: torch.Tensor) -> TensorDictBase:
@@ -299,18 +441,22 @@ class EnvBase(nn.Module):
         return out
 
     def _prepare_action_checks(self) -> list:
-        """(key, shape, dtype, castable) per action entry, computed once per spec change.
+        """(key, shape, dtype, castable, exact) per action entry, computed once per spec change.
 
         ``castable`` says whether an action of another dtype is converted rather than
         rejected: any float for a float spec, and any dtype for 0/1 specs (one-hot and
         binary), whose samples are floats in torch.distributions. A float index for a
         ``Categorical`` spec is rejected: truncating it would silently change the action.
+        ``exact`` (a :class:`_ZeroOneCast`, for 0/1 specs of an integer or bool dtype)
+        refuses values the cast would change, such as probabilities for a one-hot action.
         """
         checks = []
         for key in self.action_keys:
             spec = cast(TensorSpec, self.full_action_spec[key])  # action_keys are leaves
             zero_one = isinstance(spec, (OneHot, MultiOneHot, Binary))
-            checks.append((key, spec.shape, spec.dtype, zero_one or spec.dtype.is_floating_point))
+            exact = _ZeroOneCast(spec) if zero_one and not spec.dtype.is_floating_point else None
+            checks.append((key, spec.shape, spec.dtype, zero_one or spec.dtype.is_floating_point, exact))
+        self._done_checks = tuple(self.done_keys)
         self._action_checks = checks
         return checks
 
@@ -324,14 +470,19 @@ class EnvBase(nn.Module):
             ``tensordict``, with ``"next"`` set to the next observation, reward and done flags.
 
         Raises:
+            TypeError: when ``tensordict`` is not a TensorDict, or ``_step`` returns none.
             RuntimeError: when the env was never reset.
-            KeyError: when the action entry is missing.
+            KeyError: when the action entry is missing, or ``_step`` wrote no done flag.
             ValueError: when the action has the wrong shape or dtype.
         """
+        if type(tensordict) is not TensorDict and not isinstance(tensordict, TensorDictBase):
+            raise TypeError(
+                _NOT_A_TENSORDICT.format(env=type(self).__name__, got=_shown(tensordict), key=self.action_key)
+            )
         if not self._is_reset:
             raise RuntimeError(_NOT_RESET.format(env=type(self).__name__))
         checks = self._action_checks or self._prepare_action_checks()
-        for key, shape, dtype, castable in checks:
+        for key, shape, dtype, castable, exact in checks:
             action = tensordict.get(key, None)
             if action is None:
                 raise KeyError(
@@ -349,15 +500,80 @@ class EnvBase(nn.Module):
                     )
                 )
             if action.dtype != dtype:
-                if castable and (action.dtype.is_floating_point or not dtype.is_floating_point):
-                    tensordict.set(key, action.to(dtype))
-                else:
+                if not castable or (dtype.is_floating_point and not action.dtype.is_floating_point):
                     raise ValueError(
                         _BAD_ACTION_DTYPE.format(env=type(self).__name__, key=key, actual=action.dtype, expected=dtype)
                     )
+                converted = action.to(dtype) if exact is None else exact.cast(action, dtype)
+                if converted is None:  # only a _ZeroOneCast refuses
+                    raise ValueError(self._zero_one_message(key, action, dtype, cast(_ZeroOneCast, exact)))
+                tensordict.set(key, converted)
+        if _validation.actions:
+            self._validate_actions(tensordict)
         next_td = self._step(tensordict)
+        if type(next_td) is not TensorDict and not isinstance(next_td, TensorDictBase):
+            raise TypeError(_STEP_RETURNED.format(env=type(self).__name__, got=_shown(next_td)))
+        for key in self._done_checks:
+            if td_read(next_td, key) is None:
+                raise KeyError(
+                    _NO_DONE.format(
+                        env=type(self).__name__,
+                        key=key,
+                        keys=sorted(map(str, next_td.keys(True, True))),
+                        done_keys=self.done_keys,
+                    )
+                )
+        if _validation.outputs:
+            specs = (self.full_observation_spec, self.full_reward_spec, self.full_done_spec)
+            self._validate_outputs(next_td, "step", specs, ("next",))
         tensordict.set("next", next_td)
         return tensordict
+
+    def _validate_actions(self, tensordict: TensorDictBase) -> None:
+        """``set_validation``: every action entry against its spec (NaN/inf, bounds, discrete sets)."""
+        for key in self.action_keys:
+            spec = cast(TensorSpec, self.full_action_spec[key])  # action_keys are leaves
+            why = _value_problem(spec, tensordict.get(key))
+            if why is not None:
+                if "not finite" in why:
+                    fix = _NON_FINITE_FIX
+                elif spec.dtype.is_floating_point:
+                    fix = _BOUNDED_FIX
+                else:
+                    fix = _DISCRETE_FIX
+                raise ValueError(
+                    _ACTION_NOT_IN_SPEC.format(env=type(self).__name__, key=key, why=why, spec=spec, fix=fix)
+                )
+
+    def _validate_outputs(self, out: TensorDictBase, method: str, specs: tuple, prefix: tuple) -> None:
+        """``set_validation(outputs=True)``: what ``reset``/``step`` wrote against the output specs."""
+        for composite in specs:
+            for key in composite.keys(True, True):
+                value = td_read(out, key)
+                if value is None:  # a declared entry left out: check_env_specs reports it
+                    continue
+                spec = composite[key]
+                why = _value_problem(spec, value)
+                if why is not None:
+                    shown = (*prefix, *key) if isinstance(key, tuple) else ((*prefix, key) if prefix else key)
+                    raise ValueError(
+                        _OUTPUT_NOT_IN_SPEC.format(
+                            env=type(self).__name__, method=method, key=shown, why=why, spec=spec
+                        )
+                    )
+
+    def _zero_one_message(self, key: NestedKey, action: torch.Tensor, dtype: torch.dtype, exact: _ZeroOneCast) -> str:
+        value, where = exact.first_bad_row(action.detach().cpu())
+        return _NOT_ZERO_ONE.format(
+            env=type(self).__name__,
+            key=key,
+            what=exact.what,
+            value=value,
+            where=where,
+            actual=action.dtype,
+            expected=dtype,
+            fix=exact.fix,
+        )
 
     def step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         """Step, then build the root of the following step, resetting the sub-envs that are done.
@@ -467,8 +683,8 @@ class EnvBase(nn.Module):
         else:
             td = tensordict
         fast = None
-        if policy is None and callback is None and not set_truncated:
-            fast = self._rollout_fast(td, max_steps, break_when_any_done)
+        if policy is None and callback is None and not set_truncated and not _validation.outputs:
+            fast = self._rollout_fast(td, max_steps, break_when_any_done)  # steps without env.step's checks
         if fast is not None:
             return fast
         return self._rollout_loop(

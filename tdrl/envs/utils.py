@@ -1,8 +1,10 @@
-"""Env utilities: moving to the next step, checking specs, and the exploration mode.
+"""Env utilities: moving to the next step, checking specs, the exploration mode and the validation mode.
 
 ``ExplorationType`` and ``set_exploration_type`` are tensordict's interaction type under
 the names RL code uses: probabilistic modules from ``tensordict.nn`` and ``tdrl.modules``
 read the same global, so one ``with set_exploration_type(...)`` block drives all of them.
+``set_validation`` switches on, for a block or a function, the checks of every action
+(and optionally every output) against the env's specs.
 
 Examples:
     >>> from tdrl.testing import CountingEnv
@@ -24,6 +26,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import InteractionType, set_interaction_type
 from tensordict.nn.probabilistic import interaction_type as _interaction_type
 
+from tdrl.envs._validation import _value_problem, set_validation, validation_enabled
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 if TYPE_CHECKING:
@@ -35,6 +38,8 @@ __all__ = [
     "exploration_type",
     "step_mdp",
     "check_env_specs",
+    "set_validation",
+    "validation_enabled",
     "DONE_KEYS",
 ]
 
@@ -118,7 +123,7 @@ def step_mdp(
     return out
 
 
-def _check_entries(spec: Composite, data: TensorDictBase, where: str, strict: bool) -> None:
+def _check_entries(spec: Composite, data: TensorDictBase, where: str, strict: bool, values: bool = True) -> None:
     spec_keys = set(spec.keys(True, True))
     for key in spec_keys:
         leaf = cast(TensorSpec, spec[key])  # keys(True, True) are leaves
@@ -141,7 +146,7 @@ def _check_entries(spec: Composite, data: TensorDictBase, where: str, strict: bo
                 f"check_env_specs: {shown!r} has dtype {value.dtype} but its spec says {leaf.dtype}. "
                 f"Cast the data or change the spec's dtype."
             )
-        why = leaf.mismatch(value)
+        why = _value_problem(leaf, value) if values else leaf.mismatch(value)
         if why is not None:
             raise ValueError(f"check_env_specs: {shown!r} is outside its spec: {why}. Spec: {leaf}")
     if strict:
@@ -160,6 +165,7 @@ def check_env_specs(
     check_dtype: bool = True,
     seed: int | None = None,
     num_steps: int = 3,
+    validate: bool = True,
 ) -> None:
     """Run a short rollout and check every entry against the env's specs.
 
@@ -173,6 +179,9 @@ def check_env_specs(
         check_dtype: kept for TorchRL compatibility (dtypes are always checked).
         seed: if given, seed the env first.
         num_steps: how many steps to run.
+        validate: also check values: steps run under :class:`set_validation` (the
+            random actions drawn from the action spec must be in it), and NaN or inf in
+            any entry the env writes is an error.
 
     Raises:
         ValueError: the first entry whose data does not match its spec.
@@ -191,16 +200,18 @@ def check_env_specs(
         next_spec.update(part.clone())
     known = set(root_spec.keys(True, True)) | set(next_spec.keys(True, True))
     known |= set(env.full_state_spec.keys(True, True))
-    td = env.reset()
-    for _ in range(num_steps):
-        td = env.step(env.rand_action(td))
-        _check_entries(next_spec, td.get("next").exclude(*env.full_state_spec.keys()), "next", strict=True)
-        root = td.exclude("next")
-        extra_root = [k for k in root.keys(True, True) if k not in known]
-        if extra_root:
-            raise ValueError(
-                f"check_env_specs: the env wrote {extra_root} at the root but no spec declares them. "
-                f"Declare them in observation_spec (or state_spec for inputs)."
-            )
-        _check_entries(root_spec, root, "", strict=False)
-        td = env._next_root(td)
+    with set_validation(validate):
+        td = env.reset()
+        for _ in range(num_steps):
+            td = env.step(env.rand_action(td))
+            nxt = td.get("next").exclude(*env.full_state_spec.keys())
+            _check_entries(next_spec, nxt, "next", strict=True, values=validate)
+            root = td.exclude("next")
+            extra_root = [k for k in root.keys(True, True) if k not in known]
+            if extra_root:
+                raise ValueError(
+                    f"check_env_specs: the env wrote {extra_root} at the root but no spec declares them. "
+                    f"Declare them in observation_spec (or state_spec for inputs)."
+                )
+            _check_entries(root_spec, root, "", strict=False, values=validate)
+            td = env._next_root(td)

@@ -16,7 +16,8 @@ unbounded Boxes, and observations that are not a flat Box are refused before any
 
 Each run writes into a new folder ``<out-dir>/<env>-<YYYYmmdd-HHMMSS>`` (with a suffix when
 that name is taken), never over an earlier run: a learning-curve plot (PNG), a CSV log, a
-summary (JSON) and a checkpoint (each written to a temporary file, synced, then renamed),
+summary (JSON) and a checkpoint (each written crash-safe:
+a temporary file, synced, then renamed over the name),
 and prints the folder. A user error (an unknown env id, an unavailable device, a bad
 number) is one line on stderr and exit code 2.
 
@@ -29,22 +30,18 @@ Run it with ``python -m tdrl.examples.ppo`` (or the ``tdrl-ppo`` console script)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import difflib
 import io
 import json
 import math
-import os
 import re
-import secrets
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from tensordict.nn import TensorDictModule
@@ -52,6 +49,7 @@ from tensordict.nn.distributions import NormalParamExtractor
 from torch import nn
 from tqdm import tqdm
 
+from tdrl._safe_io import write_file_atomic
 from tdrl.collectors import SyncDataCollector
 from tdrl.data.replay_buffers import ReplayBuffer
 from tdrl.data.replay_buffers.samplers import SamplerWithoutReplacement
@@ -328,32 +326,6 @@ def new_run_dir(parent: Path, env_id: str) -> Path:
     raise ConfigError(f"--out-dir {str(parent)!r}: 9,999 runs named {stem} already exist")
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` crash-safe: ``write`` fills a temporary file in the same folder, which is
-    flushed, synced to disk and renamed over ``path``; a crash leaves the old file or none."""
-    # a new name in the same folder (so the rename stays on one file system); opened with
-    # "x" rather than by tempfile.mkstemp so the file gets the usual permissions (umask)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    created = False
-    try:
-        with open(tmp, "xb") as f:
-            created = True
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if created:
-            tmp.unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable too (POSIX; Windows cannot open a folder)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _csv_bytes(logs: dict) -> bytes:
     text = io.StringIO(newline="")
     writer = csv.writer(text)
@@ -396,7 +368,7 @@ def plot(logs: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig = plot_figure(logs, title)
-    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    write_file_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -507,7 +479,7 @@ def _train(cfg: PPOConfig) -> dict:
 
     config = asdict(cfg)
     paths = {name: out_dir / name for name in ("log.csv", "checkpoint.pt", "learning_curve.png", "summary.json")}
-    write_atomic(paths["log.csv"], lambda f: f.write(_csv_bytes(logs)))
+    write_file_atomic(paths["log.csv"], lambda f: f.write(_csv_bytes(logs)))
     checkpoint = {
         "policy": policy.state_dict(),
         "value": value.state_dict(),
@@ -517,7 +489,7 @@ def _train(cfg: PPOConfig) -> dict:
         "action_kind": kind,
         "frames": frames,
     }
-    write_atomic(paths["checkpoint.pt"], lambda f: torch.save(checkpoint, f))
+    write_file_atomic(paths["checkpoint.pt"], lambda f: torch.save(checkpoint, f))
     plot(logs, paths["learning_curve.png"], f"PPO on {cfg.env} ({frames:,} frames, {wall:.0f} s)")
     summary = {
         "frames": frames,
@@ -528,7 +500,7 @@ def _train(cfg: PPOConfig) -> dict:
         "action_kind": kind,
         "config": config,
     }
-    write_atomic(paths["summary.json"], lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    write_file_atomic(paths["summary.json"], lambda f: f.write(json.dumps(summary, indent=2).encode()))
     env.close()
     eval_env.close()
     return {

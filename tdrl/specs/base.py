@@ -23,9 +23,10 @@ DeviceLike = str | int | torch.device | None
 def _as_shape(shape: ShapeLike | None) -> torch.Size:
     if shape is None:
         return torch.Size([])
-    if isinstance(shape, int):
-        return torch.Size([shape])
-    return torch.Size([int(s) for s in shape])
+    size = torch.Size([shape] if isinstance(shape, int) else [int(s) for s in shape])
+    if any(s < 0 for s in size):
+        raise ValueError(f"shape {tuple(size)} has a negative dim; dims are sizes (>= 0).")
+    return size
 
 
 def _as_device(device: DeviceLike) -> torch.device:
@@ -46,6 +47,31 @@ def _check_expand(old: torch.Size, new: torch.Size, name: str) -> None:
             f"cannot expand {name} of shape {tuple(old)} to {tuple(new)}: the new shape must "
             f"end with the old one (leading dims are added, dims of size 1 may grow)."
         )
+
+
+def _clamp_cast(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` clamped into ``[low, high]`` and cast to ``dtype``, with no wrap-around or overflow.
+
+    ``low``/``high`` hold values of ``dtype``. A float value for an integer dtype is rounded
+    to the nearest integer; the clamp happens before the cast, so that ``300`` is not cast
+    to ``44`` in ``uint8`` nor ``1e30`` to ``-2**63`` in ``int64`` on its way into the box.
+    """
+    if dtype.is_floating_point:  # rounding into a float dtype is monotonic: out-of-range values become +-inf
+        value = value.to(dtype)
+        return torch.maximum(torch.minimum(value, high), low)
+    if value.dtype.is_floating_point:
+        v = value.double().round()  # exact for every float dtype; a float64 bound may round, hence the masks
+        lo, hi = low.double(), high.double()
+        inside = v.clamp(lo, hi).to(dtype)  # only read where lo < v < hi, where the cast is exact
+        return torch.where(v >= hi, high, torch.where(v <= lo, low, inside))
+    v = value.long()  # every integer dtype torch has (and bool) fits int64 exactly
+    return torch.maximum(torch.minimum(v, high.long()), low.long()).to(dtype)
+
+
+def _first_bad(value: torch.Tensor, bad: torch.Tensor) -> tuple[Any, list[int]]:
+    """The first element of ``value`` where ``bad`` (same shape, bool) is True, and its index."""
+    index = bad.nonzero()[0].tolist() if bad.ndim else []
+    return value[tuple(index)].item(), index
 
 
 @dataclass(eq=False)
@@ -124,7 +150,24 @@ class TensorSpec:
         return None
 
     def project(self, value: torch.Tensor) -> torch.Tensor:
-        """The closest legal value to ``value`` (cast to this spec's dtype)."""
+        """The closest legal value to ``value`` (cast to this spec's dtype).
+
+        Raises:
+            TypeError: when ``value`` is not a tensor.
+            ValueError: when its shape does not end with the spec's shape.
+        """
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{type(self).__name__}.project takes a torch.Tensor, got {type(value).__name__}.")
+        n = len(self.shape)
+        if value.ndim < n or value.shape[value.ndim - n :] != self.shape:
+            raise ValueError(
+                f"{type(self).__name__}.project: a value of shape {list(value.shape)} does not end with the spec's "
+                f"shape {list(self.shape)}. Pass a tensor of shape [..., {', '.join(map(str, self.shape))}]."
+            )
+        return self._project(value)
+
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
+        """``project`` for a value whose shape ends with the spec's (checked by ``project``)."""
         return value.to(self.dtype)
 
     def encode(self, value: Any) -> torch.Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdrl.specs.base import ContinuousBox, DeviceLike, ShapeLike, TensorSpec, _as_shape
+from tdrl.specs.base import ContinuousBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _clamp_cast, _first_bad
 
 __all__ = ["Unbounded", "Bounded"]
 
@@ -39,7 +39,8 @@ class Unbounded(TensorSpec):
         if self.dtype == torch.bool:
             return torch.randint(0, 2, full, device=self.device).bool()
         if not self.dtype.is_floating_point:
-            return torch.randint(-100, 100, full, dtype=self.dtype, device=self.device)
+            info = torch.iinfo(self.dtype)  # -100..99, within the dtype (0..99 for uint8)
+            return torch.randint(max(-100, info.min), min(100, info.max), full, dtype=self.dtype, device=self.device)
         return torch.randn(full, dtype=self.dtype, device=self.device)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
@@ -100,6 +101,12 @@ class Bounded(TensorSpec):
             shape = torch.broadcast_shapes(low_t.shape, high_t.shape)
         shape = _as_shape(shape)
         super().__init__(shape, dtype, device)
+        # Python floats (and lists of them) become float32 tensors: read them again in float64 so that
+        # a float64 spec keeps its bounds exactly (7.4e-76 is 0.0 in float32)
+        if not isinstance(low, (torch.Tensor, np.ndarray)) and low_t.dtype.is_floating_point:
+            low_t = torch.as_tensor(low, dtype=torch.float64)
+        if not isinstance(high, (torch.Tensor, np.ndarray)) and high_t.dtype.is_floating_point:
+            high_t = torch.as_tensor(high, dtype=torch.float64)
         try:
             low_t = low_t.to(dtype=dtype, device=self.device).expand(shape).clone()
             high_t = high_t.to(dtype=dtype, device=self.device).expand(shape).clone()
@@ -109,6 +116,8 @@ class Bounded(TensorSpec):
                 f"{tuple(torch.as_tensor(high).shape)} cannot be broadcast to shape {tuple(shape)}; "
                 f"pass bounds of that shape or scalars."
             ) from err
+        if low_t.dtype.is_floating_point and (low_t.isnan().any() or high_t.isnan().any()):
+            raise ValueError(f"Bounded: low and high must not be NaN, got low={low_t.tolist()} high={high_t.tolist()}.")
         if (low_t > high_t).any():
             raise ValueError(
                 f"Bounded: low must be <= high everywhere, got low={low_t.tolist()} high={high_t.tolist()}."
@@ -144,18 +153,16 @@ class Bounded(TensorSpec):
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
         low, high = self.space.low.to(value.device), self.space.high.to(value.device)
-        bad = (value < low) | (value > high)
+        bad = ~((value >= low) & (value <= high))  # NaN compares False with both: outside
         if bad.any():
-            idx = bad.nonzero()[0].tolist()
-            v = value[tuple(idx)].item()
+            v, idx = _first_bad(value, bad)
             lo = low.expand_as(value)[tuple(idx)].item()
             hi = high.expand_as(value)[tuple(idx)].item()
             return f"value {v} at index {idx} is outside [{lo}, {hi}]"
         return None
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
-        value = value.to(self.dtype)
-        return torch.maximum(torch.minimum(value, self.space.high.to(value.device)), self.space.low.to(value.device))
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
+        return _clamp_cast(value, self.space.low.to(value.device), self.space.high.to(value.device), self.dtype)
 
     def drop_leading_dims(self, n: int) -> Bounded:
         idx = (0,) * n

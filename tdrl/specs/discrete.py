@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
-from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape
+from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _clamp_cast, _first_bad
 
 __all__ = ["Categorical", "OneHot", "MultiCategorical", "MultiOneHot", "Binary"]
 
@@ -21,6 +21,19 @@ if TYPE_CHECKING:
         def __call__(
             self, n: int, *, shape: ShapeLike, device: DeviceLike, dtype: torch.dtype, mask: torch.Tensor | None
         ) -> _IndexSpec: ...
+
+
+def _not_one_hot(value: torch.Tensor, blocks: list[int]) -> str | None:
+    """Why ``value`` is not one-hot in each block of sizes ``blocks`` along its last dim (None when it is)."""
+    zero_one = (value == 0) | (value == 1)
+    for i, (part, ok) in enumerate(zip(value.split(blocks, -1), zero_one.split(blocks, -1))):
+        bad = ~ok.all(-1) | (part.long().sum(-1) != 1)
+        if bad.any():
+            index = bad.nonzero()[0].tolist() if bad.ndim else []
+            row = part[tuple(index)].tolist()
+            which = f"block {i} (size {blocks[i]}) of the row" if len(blocks) > 1 else "row"
+            return f"{which} {row} at index {index} is not one-hot (expected exactly one 1, the other values 0)"
+    return None
 
 
 class _IndexSpec(TensorSpec):
@@ -94,13 +107,13 @@ class Categorical(_IndexSpec):
     def _mismatch(self, value: torch.Tensor) -> str | None:
         bad = (value < 0) | (value >= self.space.n)
         if bad.any():
-            return f"value {value[bad].flatten()[0].item()} is outside 0..{self.space.n - 1}"
+            v, idx = _first_bad(value, bad)
+            return f"value {v} at index {idx} is outside 0..{self.space.n - 1}"
         return None
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
-        if value.dtype.is_floating_point:
-            value = value.round()
-        return value.clamp(0, self.space.n - 1).to(self.dtype)
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
+        low = torch.zeros((), dtype=torch.int64, device=value.device)
+        return _clamp_cast(value, low.to(self.dtype), (low + self.space.n - 1).to(self.dtype), self.dtype)
 
 
 class OneHot(_IndexSpec):
@@ -128,6 +141,8 @@ class OneHot(_IndexSpec):
         dtype: torch.dtype = torch.bool,
         mask: torch.Tensor | None = None,
     ) -> None:
+        if int(n) < 1:
+            raise ValueError(f"OneHot needs n >= 1, got n={n}.")
         shape = _as_shape(shape if shape is not None else (n,))
         if not shape or shape[-1] != n:
             raise ValueError(f"OneHot: the last dim of shape {tuple(shape)} must be n={n}.")
@@ -159,11 +174,9 @@ class OneHot(_IndexSpec):
         return self.to_categorical(value).cpu().numpy()
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
-        if not ((value == 0) | (value == 1)).all() or not (value.long().sum(-1) == 1).all():
-            return "expected exactly one 1 along the last dim (a one-hot vector)"
-        return None
+        return _not_one_hot(value, [self.space.n])
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         idx = value.float().argmax(-1)
         return torch.nn.functional.one_hot(idx, self.space.n).to(self.dtype)
 
@@ -213,18 +226,22 @@ class MultiCategorical(TensorSpec):
         return (r * self.nvec).floor().to(self.dtype)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
-        bad = (value < 0) | (value >= self.nvec.to(value.device))
+        nvec = self.nvec.to(value.device)
+        bad = (value < 0) | (value >= nvec)
         if bad.any():
-            return f"values outside 0..nvec-1 (nvec={self.nvec.tolist()}): {value[bad].tolist()[:5]}"
+            v, idx = _first_bad(value, bad)
+            return f"value {v} at index {idx} is outside 0..{nvec.expand_as(value)[tuple(idx)].item() - 1}"
         return None
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
-        if value.dtype.is_floating_point:
-            value = value.round()
-        return torch.minimum(value.clamp_min(0).long(), self.nvec.to(value.device) - 1).to(self.dtype)
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
+        high = (self.nvec.to(value.device) - 1).to(self.dtype)
+        return _clamp_cast(value, torch.zeros_like(high), high, self.dtype)
 
     def drop_leading_dims(self, n: int) -> MultiCategorical:
         return MultiCategorical(self.nvec[(0,) * n], device=self.device, dtype=self.dtype)
+
+    def _reshaped(self, shape: torch.Size, fn: Callable[[torch.Tensor], torch.Tensor]) -> MultiCategorical:
+        return MultiCategorical(fn(self.nvec), shape=shape, device=self.device, dtype=self.dtype)
 
     def _clone_to(self, **changes: Any) -> MultiCategorical:
         shape = changes.get("shape", self.shape)
@@ -259,6 +276,8 @@ class MultiOneHot(TensorSpec):
         dtype: torch.dtype = torch.bool,
     ) -> None:
         self.nvec = [int(n) for n in nvec]
+        if not self.nvec or min(self.nvec) < 1:
+            raise ValueError(f"MultiOneHot: every nvec entry must be >= 1, got {self.nvec}.")
         shape = _as_shape(shape if shape is not None else (sum(self.nvec),))
         if shape[-1] != sum(self.nvec):
             raise ValueError(f"MultiOneHot: last dim of shape {tuple(shape)} must be sum(nvec)={sum(self.nvec)}.")
@@ -270,12 +289,9 @@ class MultiOneHot(TensorSpec):
         return torch.cat(parts, -1).to(self.dtype)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
-        for i, part in enumerate(value.split(self.nvec, -1)):
-            if not (part.long().sum(-1) == 1).all():
-                return f"block {i} (size {self.nvec[i]}) is not one-hot"
-        return None
+        return _not_one_hot(value, self.nvec)
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         parts = [
             torch.nn.functional.one_hot(p.float().argmax(-1), n) for p, n in zip(value.split(self.nvec, -1), self.nvec)
         ]
@@ -338,11 +354,13 @@ class Binary(TensorSpec):
         return torch.randint(0, 2, full, device=self.device).to(self.dtype)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
-        if not ((value == 0) | (value == 1)).all():
-            return "expected only 0 and 1"
+        bad = (value != 0) & (value != 1)
+        if bad.any():
+            v, idx = _first_bad(value, bad)
+            return f"value {v} at index {idx} is not 0 or 1"
         return None
 
-    def project(self, value: torch.Tensor) -> torch.Tensor:
+    def _project(self, value: torch.Tensor) -> torch.Tensor:
         return (value.float() > 0.5).to(self.dtype)
 
     def _clone_to(self, **changes: Any) -> Binary:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
 import operator
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -239,6 +243,64 @@ def test_prefetch_gives_the_same_batches_as_sampling_in_line(make_transitions):
     assert len(plain[0]) == len(ahead[0]) == 7
     for a, b in zip(functools.reduce(operator.iadd, plain, []), functools.reduce(operator.iadd, ahead, [])):
         assert torch.equal(a, b)
+
+
+# A prefetch job is made to be running (held in its transform, outside the buffer's lock)
+# when the call starts; once let go, the job after it needs the lock. A call that waits for
+# prefetch jobs while holding the lock then waits forever, so the scenario runs in a child
+# process that reports which calls returned and exits hard (a hung thread cannot hang pytest).
+_PREFETCH_SCENARIO = textwrap.dedent(
+    """
+    import json, os, sys, tempfile, threading
+    import torch
+    from tdrl.data.replay_buffers import LazyTensorStorage, ReplayBuffer
+
+    entered, release = threading.Event(), threading.Event()
+
+    def transform(batch):
+        if threading.current_thread() is not threading.main_thread() and not release.is_set():
+            entered.set()
+            release.wait()
+        return batch
+
+    def returns(method):
+        rb = ReplayBuffer(storage=LazyTensorStorage(100), batch_size=4, prefetch=3, transform=transform)
+        rb.extend(torch.zeros(100))
+        other = ReplayBuffer(storage=LazyTensorStorage(100))
+        other.extend(torch.ones(100))
+        state = other.state_dict()
+        folder = tempfile.mkdtemp()
+        other.dumps(folder)
+        entered.clear()
+        release.clear()
+        rb.sample()  # three more batches are now drawn in the background
+        entered.wait(30)
+        call = {"empty": rb.empty, "load_state_dict": lambda: rb.load_state_dict(state),
+                "loads": lambda: rb.loads(folder)}[method]
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        thread.join(0.2)  # let the call reach its wait
+        release.set()
+        thread.join(20)
+        if thread.is_alive():
+            return "hangs"
+        if method == "empty":
+            rb.extend(torch.ones(100))
+        # no batch drawn before the call is handed out after it
+        return [bool((rb.sample() == 1).all()) for _ in range(5)]
+
+    print(json.dumps({m: returns(m) for m in ("empty", "load_state_dict", "loads")}))
+    sys.stdout.flush()
+    os._exit(0)
+    """
+)
+
+
+def test_empty_and_loading_do_not_deadlock_with_prefetch_jobs_running():
+    child = subprocess.run([sys.executable, "-c", _PREFETCH_SCENARIO], capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr
+    returned = json.loads(child.stdout.strip().splitlines()[-1])
+    assert returned == {"empty": [True] * 5, "load_state_dict": [True] * 5, "loads": [True] * 5}
 
 
 def test_memmap_buffer_end_to_end(tmp_path, make_transitions):

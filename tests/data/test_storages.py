@@ -259,3 +259,212 @@ def test_memmap_reopened_after_a_crash_holds_everything_written(tmp_path, make_t
     assert steps.tolist() == list(range(50, 70)) + list(range(20, 50))
     rb = ReplayBuffer(storage=storage)  # resumes after the last write
     assert rb.extend(make_transitions(2, start=70)).tolist() == [20, 21]
+
+
+# ------------------------------------------------------------------ re-opening checks what it reads
+def _memmap_folder(tmp_path, make_transitions, count=4):
+    folder = tmp_path / "storage"
+    storage = LazyMemmapStorage(10, scratch_dir=folder)
+    storage.set(slice(0, count), make_transitions(count))
+    return folder
+
+
+def _edit_description(folder, edit):
+    import json
+
+    path = folder / "tdrl_storage.json"
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize("name", ["../outside.memmap", "{outside}", "sub/leaf_0.memmap", ".."])
+def test_memmap_leaf_names_never_leave_the_folder(tmp_path, make_transitions, name):
+    folder = _memmap_folder(tmp_path, make_transitions)
+    outside = tmp_path / "outside.memmap"
+    outside.write_bytes((folder / "leaf_0.memmap").read_bytes())
+    before = outside.read_bytes()
+
+    def edit(document):
+        document["files"][0] = name.format(outside=outside)
+
+    _edit_description(folder, edit)
+    with pytest.raises(ValueError, match="is not a plain file name inside that folder"):
+        LazyMemmapStorage.open(folder)
+    assert outside.read_bytes() == before  # before: later extend() calls wrote into it
+
+
+def test_memmap_leaf_symlinked_out_of_the_folder_is_refused(tmp_path, make_transitions):
+    folder = _memmap_folder(tmp_path, make_transitions)
+    outside = tmp_path / "outside.memmap"
+    os.replace(folder / "leaf_0.memmap", outside)
+    (folder / "leaf_0.memmap").symlink_to(outside)
+    with pytest.raises(ValueError, match="outside that folder"):
+        LazyMemmapStorage.open(folder)
+    before = outside.read_bytes()
+    fresh = LazyMemmapStorage(10, scratch_dir=folder, existsok=True)  # overwriting never writes through it
+    fresh.set(slice(0, 4), make_transitions(4, start=100))
+    assert outside.read_bytes() == before
+    assert not (folder / "leaf_0.memmap").is_symlink()
+
+
+def test_memmap_truncated_leaf_file_is_an_error_not_zeros(tmp_path, make_transitions):
+    folder = _memmap_folder(tmp_path, make_transitions)
+    victim = folder / "leaf_0.memmap"
+    os.truncate(victim, victim.stat().st_size // 3)
+    with pytest.raises(ValueError, match=r"leaf file leaf_0.memmap holds \d+ bytes, expected \d+ \(10 rows"):
+        LazyMemmapStorage.open(folder)
+
+
+def test_memmap_stored_length_beyond_the_storage_is_an_error(tmp_path, make_transitions):
+    import numpy as np
+
+    folder = _memmap_folder(tmp_path, make_transitions)
+    # as tdrl 0.1 wrote it: length and last position, no checksum; 100 was clamped to 10 before
+    (folder / "tdrl_state.bin").write_bytes(np.array([100, 3], dtype=np.int64).tobytes())
+    with pytest.raises(ValueError, match=r"stored length is 100, outside \[0, 10\]"):
+        LazyMemmapStorage.open(folder)
+    (folder / "tdrl_state.bin").write_bytes(np.array([4, 7], dtype=np.int64).tobytes())
+    with pytest.raises(ValueError, match="last write position is 7, which 4 stored items cannot have"):
+        LazyMemmapStorage.open(folder)
+
+
+def test_memmap_damaged_state_record_is_an_error(tmp_path, make_transitions):
+    folder = _memmap_folder(tmp_path, make_transitions)
+    (folder / "tdrl_state.bin").write_bytes(os.urandom(96))
+    with pytest.raises(ValueError, match="neither copy of the state record is intact"):
+        LazyMemmapStorage.open(folder)
+
+
+def test_memmap_folder_of_tdrl_0_1_opens_and_is_upgraded(tmp_path, make_transitions):
+    import json
+
+    import numpy as np
+
+    folder = _memmap_folder(tmp_path, make_transitions, count=6)
+    (folder / "tdrl_state.bin").write_bytes(np.array([6, 5], dtype=np.int64).tobytes())
+    _edit_description(folder, lambda document: document.update(version=1))
+    storage = LazyMemmapStorage.open(folder)
+    assert len(storage) == 6
+    assert storage.get(torch.arange(6))["observation"][:, 0].tolist() == list(range(6))
+    assert json.loads((folder / "tdrl_storage.json").read_text())["version"] == 2
+    storage.set(slice(6, 8), make_transitions(2, start=6))
+    assert len(LazyMemmapStorage.open(folder)) == 8
+
+
+def test_memmap_write_interrupted_while_overwriting_is_named_on_reopening(tmp_path, make_transitions, monkeypatch):
+    folder = _memmap_folder(tmp_path, make_transitions, count=10)
+    storage = LazyMemmapStorage.open(folder)
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed  # stands for the process dying between the rows and the bookkeeping
+
+    monkeypatch.setattr(storage, "_written", die)
+    with pytest.raises(Killed):
+        storage.set(torch.tensor([2, 3, 4]), make_transitions(3, start=100))
+    with pytest.raises(ValueError, match=r"stopped while it overwrote items 2..4, .* the other 7 items are intact"):
+        LazyMemmapStorage.open(folder)
+
+
+def test_memmap_write_interrupted_while_appending_loses_that_write_only(tmp_path, make_transitions, monkeypatch):
+    folder = _memmap_folder(tmp_path, make_transitions, count=4)
+    storage = LazyMemmapStorage.open(folder)
+    monkeypatch.setattr(storage, "_written", lambda *args: None)
+    storage.set(slice(4, 7), make_transitions(3, start=4))
+    reopened = LazyMemmapStorage.open(folder)
+    assert len(reopened) == 4
+    assert reopened.get(torch.arange(4))["observation"][:, 0].tolist() == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------------ values that a leaf cannot hold
+@pytest.mark.parametrize(
+    ("column", "incoming", "message"),
+    [
+        (
+            torch.int8,
+            torch.tensor([5, 300]),
+            r"'a' holds 300, outside the range \[-128, 127\] of the storage's torch.int8 "
+            r"\(it would be stored as 44\)",
+        ),
+        (
+            torch.uint8,
+            torch.tensor([-5, 2]),
+            r"'a' holds -5, outside the range \[0, 255\] of the storage's torch.uint8",
+        ),
+        (torch.int32, torch.tensor([2**40]), r"outside the range \[-2147483648, 2147483647\]"),
+        (torch.float16, torch.tensor([1.0, 1e6]), r"holds 1000000.0, outside the finite range .* torch.float16 .*inf"),
+        (torch.float32, torch.tensor([1e300], dtype=torch.float64), r"holds 1e\+300, outside the finite range"),
+    ],
+)
+def test_a_value_the_leaf_cannot_hold_is_refused_and_nothing_is_written(column, incoming, message):
+    storage = LazyTensorStorage(10)
+    storage.set(slice(0, 2), TensorDict({"a": torch.zeros(2, dtype=column)}, [2]))
+    with pytest.raises(ValueError, match=message):
+        storage.set(slice(2, 2 + len(incoming)), TensorDict({"a": incoming}, [len(incoming)]))
+    assert len(storage) == 2
+    with pytest.raises(ValueError, match="outside the"):
+        storage.set(0, TensorDict({"a": incoming[incoming.abs().argmax()]}, []))  # one item: the same rule
+    assert storage.get(torch.arange(2))["a"].tolist() == [0, 0]
+
+
+def test_values_that_fit_are_stored_exactly_and_floats_are_rounded():
+    storage = LazyTensorStorage(10)
+    storage.set(slice(0, 1), TensorDict({"i": torch.zeros(1, dtype=torch.int8), "f": torch.zeros(1)}, [1]))
+    incoming = TensorDict(
+        {"i": torch.tensor([-128, 127, 3]), "f": torch.tensor([0.1, float("inf"), float("nan")], dtype=torch.float64)},
+        [3],
+    )
+    storage.set(slice(1, 4), incoming)
+    stored = storage.get(torch.arange(1, 4))
+    assert stored["i"].tolist() == [-128, 127, 3]
+    assert stored["f"][0].item() == torch.tensor(0.1, dtype=torch.float32).item()
+    assert stored["f"][1].item() == float("inf")
+    assert stored["f"][2].isnan()
+    with pytest.raises(TypeError, match=r"cannot be stored in the storage's torch.int8 without losing information"):
+        storage.set(slice(4, 5), TensorDict({"i": torch.tensor([1.5]), "f": torch.zeros(1)}, [1]))
+
+
+def test_a_state_record_update_cut_off_before_its_checksum_leaves_the_previous_state(tmp_path):
+    import numpy as np
+
+    from tdrl.data.replay_buffers._memmap_files import StateRecord
+
+    path = tmp_path / "tdrl_state.bin"
+    StateRecord.create(path, 3, 2)  # slot 0
+    StateRecord(path).write(5, 4)  # slot 1, in force
+    raw = np.fromfile(path, dtype=np.int64)
+    raw[0:5] = [3, 9, 8, 0, 0]  # the next update's values landed in slot 0, its checksum did not
+    raw.tofile(path)
+    assert StateRecord(path).read() == (5, 4, (0, 0))
+
+
+def test_a_batch_larger_than_a_list_storage_keeps_its_newest_items():
+    rb = ReplayBuffer(storage=ListStorage(2))
+    rb.extend(["a", "b", "c"])  # the writer writes "b" at 1 and "c" at 0: out of order, but no gap
+    assert [rb[0], rb[1]] == ["c", "b"]
+    storage = ListStorage(5)
+    with pytest.raises(IndexError, match="position 1 would stay empty"):
+        storage.set([2, 0], ["x", "y"])
+    assert len(storage) == 0
+
+
+def test_memmap_load_interrupted_while_replacing_items_is_named_on_reopening(tmp_path, make_transitions, monkeypatch):
+    folder = _memmap_folder(tmp_path, make_transitions, count=6)
+    storage = LazyMemmapStorage.open(folder)
+    source = LazyTensorStorage(10)
+    source.set(slice(0, 8), make_transitions(8, start=50))
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(storage, "_written", die)
+    with pytest.raises(Killed):
+        storage.load_state_dict(source.state_dict())
+    with pytest.raises(ValueError, match=r"stopped while it overwrote items 0..5"):
+        LazyMemmapStorage.open(folder)

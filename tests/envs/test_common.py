@@ -5,7 +5,7 @@ import torch
 from tensordict import TensorDict
 
 from tdrl.envs import EnvBase
-from tdrl.specs import Bounded, Composite, Unbounded
+from tdrl.specs import Binary, Bounded, Composite, MultiOneHot, OneHot, Unbounded
 from tdrl.testing import CountingEnv, NestedKeyMock
 
 
@@ -143,3 +143,128 @@ def test_unbatched_specs_drop_the_batch_dims():
     assert spec.space.low.shape == (2,)
     assert env.observation_spec_unbatched["observation"].shape == (3,)
     assert env.full_action_spec_unbatched.shape == ()
+
+
+class _WritesNoDone(EnvBase):
+    """A user env whose ``_step`` forgets the done flags (and, on request, returns a plain dict)."""
+
+    def __init__(self, returns: str = "td") -> None:
+        super().__init__()
+        self.observation_spec = Unbounded(shape=(1,))
+        self.action_spec = Unbounded(shape=(1,))
+        self.returns = returns
+
+    def _reset(self, tensordict, **kwargs):
+        if self.returns == "reset-none":
+            return None
+        return TensorDict({"observation": torch.zeros(1)}, [])
+
+    def _step(self, tensordict):
+        out = {"observation": torch.zeros(1), "reward": torch.zeros(1)}
+        if self.returns == "dict":
+            return out
+        if self.returns == "no-truncated":
+            out.update(done=torch.zeros(1, dtype=torch.bool), terminated=torch.zeros(1, dtype=torch.bool))
+        return TensorDict(out, [])
+
+    def _set_seed(self, seed):
+        pass
+
+
+def test_step_of_none_says_what_step_takes():
+    env = CountingEnv()
+    env.reset()
+    with pytest.raises(TypeError, match=r"CountingEnv\.step takes a TensorDict holding the action, got None.*rand_"):
+        env.step(None)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda env: env.rollout(3),
+        lambda env: env.rand_step(env.reset()),
+        lambda env: env.step_and_maybe_reset(env.rand_action(env.reset())),
+    ],
+    ids=["rollout", "step", "step_and_maybe_reset"],
+)
+def test_step_output_without_done_names_the_env_the_key_and_the_contract(call):
+    env = _WritesNoDone()
+    match = r"_WritesNoDone\._step returned no 'done' entry \(it wrote \['observation', 'reward'\]\).*must return"
+    with pytest.raises(KeyError, match=match):
+        call(env)
+
+
+def test_step_output_missing_one_done_flag_is_named():
+    env = _WritesNoDone("no-truncated")
+    with pytest.raises(KeyError, match=r"no 'truncated' entry"):
+        env.rand_step(env.reset())
+
+
+def test_step_and_reset_that_return_no_tensordict_say_so():
+    env = _WritesNoDone("dict")
+    with pytest.raises(TypeError, match=r"_WritesNoDone\._step must return a TensorDict .* got a dict"):
+        env.rand_step(env.reset())
+    with pytest.raises(TypeError, match=r"_WritesNoDone\._reset must return a TensorDict .* got None"):
+        _WritesNoDone("reset-none").reset()
+
+
+class _ZeroOneActions(EnvBase):
+    """An env whose action is a 0/1 vector of the given spec (one-hot, multi-one-hot or binary)."""
+
+    def __init__(self, action_spec, batch_size=()) -> None:
+        super().__init__(batch_size=batch_size)
+        self.observation_spec = Unbounded(shape=(*self.batch_size, 1))
+        self.action_spec = action_spec
+
+    def _reset(self, tensordict, **kwargs):
+        return TensorDict({"observation": torch.zeros(*self.batch_size, 1)}, self.batch_size)
+
+    def _step(self, tensordict):
+        flags = torch.zeros(*self.batch_size, 1, dtype=torch.bool)
+        seen = tensordict["action"].float().sum(-1, keepdim=True)
+        return TensorDict(
+            {"observation": seen, "reward": seen, "done": flags, "terminated": flags, "truncated": flags},
+            self.batch_size,
+        )
+
+    def _set_seed(self, seed):
+        pass
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.uint8])
+@pytest.mark.parametrize(
+    ("spec", "bad", "good", "match"),
+    [
+        (lambda d: OneHot(3, dtype=d), [0.2, 0.3, 0.5], [0.0, 0.0, 1.0], "must be one-hot"),
+        (lambda d: MultiOneHot([2, 2], dtype=d), [1.0, 0.0, 0.5, 0.5], [1.0, 0.0, 0.0, 1.0], "one-hot in each block"),
+        (lambda d: Binary(3, dtype=d), [1.0, 0.7, 0.0], [1.0, 1.0, 0.0], "must hold only 0 and 1"),
+    ],
+    ids=["onehot", "multionehot", "binary"],
+)
+def test_float_values_a_zero_one_action_cannot_hold_are_refused(dtype, spec, bad, good, match):
+    env = _ZeroOneActions(spec(dtype))
+    td = env.reset()
+    td["action"] = torch.tensor(bad)
+    with pytest.raises(ValueError, match=rf"_ZeroOneActions\.step: action 'action' .*{match}"):
+        env.step(td)
+    td["action"] = torch.tensor(good)
+    stepped = env.step(td)
+    assert stepped["action"].dtype == dtype
+    assert stepped["action"].tolist() == torch.tensor(good).to(dtype).tolist()
+
+
+def test_integer_one_hot_of_another_dtype_is_checked_too():
+    env = _ZeroOneActions(OneHot(3))  # bool
+    td = env.reset()
+    td["action"] = torch.tensor([0, 2, 0])  # a cast to bool would turn 2 into True
+    with pytest.raises(ValueError, match="must be one-hot"):
+        env.step(td)
+
+
+def test_infinite_values_for_a_batched_binary_action_are_refused():
+    # x * x == x held for inf, so a batch of binary actions let an inf through to the cast (inf -> True)
+    env = _ZeroOneActions(Binary(2, shape=(3, 2), dtype=torch.bool), batch_size=(3,))
+    td = env.reset()
+    td["action"] = torch.tensor([[0.0, 1.0], [float("inf"), 0.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"must hold only 0 and 1, got \[inf, 0\.0\] at batch index \[1\]"):
+        env.step(td)

@@ -207,3 +207,47 @@ def test_float_one_hot_action_is_accepted_but_float_index_is_not():
     td["action"] = torch.tensor(0.7)
     with pytest.raises(ValueError, match=r"dtype torch\.float32, expected torch\.int64"):
         env.step(td)
+
+
+@pytest.mark.parametrize(
+    "action",
+    [[0.3, 0.7], [0.5, 0.5], [1.0, 1.0], [0.0, 0.0], [2.0, -1.0], [float("nan"), 1.0]],
+    ids=["probabilities", "uniform", "two-ones", "no-one", "sums-to-one", "nan"],
+)
+def test_float_action_that_is_not_one_hot_is_refused_not_cast(action):
+    # [0.3, 0.7] used to be cast to [0, 0], and CartPole ran action 0
+    env = GymEnv("CartPole-v1")
+    td = env.reset()
+    td["action"] = torch.tensor(action)
+    with pytest.raises(ValueError, match=r"GymEnv\.step: action 'action' must be one-hot") as info:
+        env.step(td)
+    message = str(info.value)
+    assert "OneHotCategorical" in message
+    assert "categorical_action_encoding=True" in message
+    assert "got [" in message
+
+
+def test_float_one_hot_rows_of_a_vector_env_are_checked_per_row():
+    env = GymEnv("CartPole-v1", num_envs=3)
+    td = env.reset()
+    td["action"] = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.4, 0.6]])
+    with pytest.raises(ValueError, match=r"got \[0\.4.*, 0\.6.*\] at batch index \[2\]"):
+        env.step(td)
+    td["action"] = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    assert env.step(td)["action"].tolist() == [[0, 1], [1, 0], [1, 0]]
+    env.close()
+
+
+def test_straight_through_one_hot_samples_run_the_sampled_action():
+    # one_hot + probs - probs.detach() (OneHotCategorical.rsample) holds 0.99999994 where the sample is 1;
+    # the cast to the spec's int64 truncated it to [0, 0] and CartPole ran action 0, on about a fifth of the rows
+    almost_one = 1.0 - 2.0**-24
+    env = GymEnv("CartPole-v1")
+    td = env.reset()
+    td["action"] = torch.tensor([0.0, almost_one])
+    assert env.step(td)["action"].tolist() == [0, 1]
+    env = GymEnv("CartPole-v1", num_envs=2)
+    td = env.reset()
+    td["action"] = torch.tensor([[almost_one, 0.0], [0.0, 1.0 + 2.0**-23]])
+    assert env.step(td)["action"].tolist() == [[1, 0], [0, 1]]
+    env.close()

@@ -15,12 +15,17 @@ from tdrl.envs import (
     Compose,
     DoubleToFloat,
     DTypeCastTransform,
+    ExcludeTransform,
     GrayScale,
     ObservationNorm,
+    RenameTransform,
+    RewardClipping,
+    RewardScaling,
     RewardSum,
     StepCounter,
     Transform,
     TransformedEnv,
+    UnsqueezeTransform,
     check_env_specs,
 )
 from tdrl.envs.common import EnvBase
@@ -464,3 +469,83 @@ def test_hooks_on_nested_keys_and_other_tensordict_types():
     assert type(stacked) is LazyStackedTensorDict
     DoubleToFloat(in_keys=["x"])._call(stacked)  # not a plain TensorDict: the get/set road
     assert stacked["x"].dtype == torch.float32
+
+
+def test_reward_clipping_bounds_keep_a_float64_reward_in_its_spec():
+    # the clipped spec's bounds went through float32 (-7.4e-76 -> -0.0) while the data was clamped in float64
+    env = TransformedEnv(TransformTestEnv(dtype=torch.float64), RewardClipping(-7.4e-76, 0.0))
+    assert env.reward_spec.low.item() == -7.4e-76
+    check_env_specs(env, num_steps=5)
+
+
+# --- a transform that rewrites the entry a stateful transform before it carries (found by the transform fuzz suite)
+
+
+def _stepped(env, steps):
+    env.vectorized_rollout = False  # the per-step road, the one collectors take
+    return env.rollout(steps)
+
+
+@pytest.mark.parametrize(
+    ("chain", "owner", "key"),
+    [
+        # stepping gave [0, 100, 20] instead of [0, 10, 20]: the next step stacked the normalized frames again
+        (
+            lambda: Compose(CatFrames(3, -1, in_keys=["observation"]), ObservationNorm(0.0, 10.0)),
+            "CatFrames",
+            "observation",
+        ),
+        # the fuzz suite's case: the next step narrowed the unsqueezed stack and raised torch's RuntimeError
+        (
+            lambda: Compose(CatFrames(2, -1, in_keys=["observation"]), UnsqueezeTransform(-1, in_keys=["observation"])),
+            "CatFrames",
+            "observation",
+        ),
+        # the return compounded: 10, 110, 1110 instead of 10, 20, 30
+        (
+            lambda: Compose(RewardSum(), RewardScaling(scale=10.0, in_keys=["episode_reward"])),
+            "RewardSum",
+            "episode_reward",
+        ),
+        # the next step found no 'step_count' and said to start from env.reset()
+        (lambda: Compose(StepCounter(), RenameTransform(["step_count"], ["t"])), "StepCounter", "step_count"),
+        (lambda: Compose(RewardSum(), ExcludeTransform("episode_reward")), "RewardSum", "episode_reward"),
+    ],
+    ids=["catframes-norm", "catframes-unsqueeze", "rewardsum-scaling", "stepcounter-rename", "rewardsum-exclude"],
+)
+def test_a_later_transform_may_not_rewrite_the_entry_a_stateful_transform_carries(chain, owner, key):
+    with pytest.raises(
+        ValueError, match=rf"rewrites or drops {key!r}, which {owner} carries from one step to the next"
+    ):
+        TransformedEnv(CountingEnv(max_steps=100), chain())
+    env = TransformedEnv(CountingEnv(max_steps=100), Compose(chain()[0].clone()))
+    with pytest.raises(ValueError, match=rf"which {owner} carries"):
+        env.append_transform(chain()[1].clone())
+    assert len(env.transform) == 1  # the append was undone
+
+
+def test_the_entry_a_stateful_transform_carries_can_be_read_into_another():
+    stacked = CatFrames(3, -1, in_keys=["observation"])
+    norm = ObservationNorm(0.0, 10.0, in_keys=["observation"], out_keys=["normed"])
+    env = TransformedEnv(CountingEnv(max_steps=100), Compose(stacked, norm))
+    assert _stepped(env, 3)["next", "normed"].tolist() == [[0.0, 0.0, 10.0], [0.0, 10.0, 20.0], [10.0, 20.0, 30.0]]
+    returns = TransformedEnv(TransformTestEnv(dtype=torch.float64), Compose(RewardSum(), DoubleToFloat()))
+    assert returns.observation_spec["episode_reward"].dtype == torch.float32  # a cast of the carried entry is allowed
+    check_env_specs(returns)
+
+
+def test_a_cast_of_a_carried_entry_takes_the_stepping_road_so_both_roads_agree():
+    # stepping re-read the float16 return at each step while mapping the whole rollout summed in float64:
+    # the roads differed by float16 rounding. Found by the transform fuzz suite.
+    def rollout(vectorized):
+        cast = DTypeCastTransform(torch.float64, torch.float16, in_keys=["episode_reward"])
+        env = TransformedEnv(
+            TransformTestEnv(dtype=torch.float64, p_end=0.0, max_steps=100), Compose(RewardSum(), cast)
+        )
+        env.vectorized_rollout = vectorized
+        env.set_seed(0)
+        torch.manual_seed(0)
+        return env.rollout(50, break_when_any_done=False)
+
+    mapped, stepped = rollout(True), rollout(False)
+    assert torch.equal(mapped["next", "episode_reward"], stepped["next", "episode_reward"])

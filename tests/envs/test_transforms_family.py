@@ -37,7 +37,7 @@ from tdrl.envs import (
     check_env_specs,
 )
 from tdrl.specs import Bounded, Unbounded
-from tdrl.testing import CountingEnv
+from tdrl.testing import ContinuousActionMock, CountingEnv
 from tdrl.testing.transform_contract import TransformTestEnv
 
 
@@ -477,3 +477,23 @@ def test_vec_norm_shared_with_parallel_env_workers(start_method):
     finally:
         env.close()
     assert vn.stats["observation", "count"].item() == 22  # both workers: one reset + 10 steps each
+
+
+@pytest.mark.parametrize(("loc", "scale"), [(9.0, 0.01), (-3.3, 7.1), (1000.0, 0.3), (0.7, 0.001)])
+def test_action_scaling_hands_the_base_env_actions_inside_its_box(loc, scale):
+    # loc + scale * action, in float32, put the ends of the policy's box just outside the base box
+    # (1.0000223 for bounds +-1 with loc=1000): found by the transform fuzz suite
+    env = TransformedEnv(ContinuousActionMock(), ActionScaling(loc=loc, scale=scale))
+    box = env.base_env.action_spec
+    for end in (env.action_spec.low, env.action_spec.high, env.action_spec.rand((1000,))):
+        base = env.transform.inv(TensorDict({"action": end.clone()}, end.shape[:-1]))["action"]
+        assert box.is_in(base), box.mismatch(base)
+
+
+def test_renaming_an_entry_to_its_own_name_keeps_it():
+    # RenameTransform(["observation"], ["observation"]) set the entry and then deleted it: found by the fuzz suite
+    env = TransformedEnv(CountingEnv(), RenameTransform(["observation"], ["observation"]))
+    assert "observation" in env.observation_spec.keys()
+    assert env.rollout(2)["next", "observation"].squeeze(-1).tolist() == [1.0, 2.0]
+    td = TensorDict({"a": torch.ones(1)}, [])
+    assert RenameTransform(["a"], ["a"])(td)["a"].item() == 1.0

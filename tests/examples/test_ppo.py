@@ -278,20 +278,6 @@ def test_two_runs_never_share_a_folder(tmp_path):
     assert ppo.new_run_dir(tmp_path, "ALE/Pong-v5").name.startswith("ALE_Pong-v5-")  # no nested folder
 
 
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
-    path = tmp_path / "checkpoint.pt"
-    ppo.write_atomic(path, lambda f: f.write(b"old"))
-
-    def crash(f):
-        f.write(b"half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        ppo.write_atomic(path, crash)
-    assert path.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
-
-
 @pytest.mark.parametrize("frames", [2_000, 20_000, 100_000, 1_000_000])
 def test_the_plot_labels_every_axis_and_its_x_ticks_do_not_overlap(frames):
     import matplotlib.pyplot as plt

@@ -8,6 +8,7 @@ machinery. Checkpoints store it as JSON.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -33,7 +34,8 @@ def dtype_from_str(name: str) -> torch.dtype:
     Raises:
         ValueError: when the name is not a torch dtype.
     """
-    attr = getattr(torch, name.rsplit(".", 1)[-1], None)
+    short = name[len("torch.") :] if name.startswith("torch.") else name
+    attr = getattr(torch, short, None) if short.isidentifier() else None
     if not isinstance(attr, torch.dtype):
         raise ValueError(f"{name!r} is not a torch dtype")
     return attr
@@ -50,6 +52,54 @@ def _build_tree(keys: Sequence[NestedKey]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[path[-1]] = pos
     return tree
+
+
+def _limits(dtype: torch.dtype) -> tuple[float, float]:
+    if dtype == torch.bool:
+        return 0, 1
+    info = torch.finfo(dtype) if (dtype.is_floating_point or dtype.is_complex) else torch.iinfo(dtype)
+    return info.min, info.max
+
+
+_OVERFLOW: dict[tuple[torch.dtype, torch.dtype], bool] = {}
+_REAL_PART = {torch.complex32: torch.float16, torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def _may_overflow(source: torch.dtype, column: torch.dtype) -> bool:
+    """Whether a value of ``source`` can lie outside the range of ``column`` (cached per pair)."""
+    pair = (source, column)
+    if pair not in _OVERFLOW:
+        low, high = _limits(source)
+        column_low, column_high = _limits(column)
+        _OVERFLOW[pair] = low < column_low or high > column_high
+    return _OVERFLOW[pair]
+
+
+def _check_range(key: NestedKey | None, leaf: torch.Tensor, column: torch.dtype) -> None:
+    """Refuses values that ``column`` cannot hold: out of range for an integer column, or
+    finite values that would overflow to infinity in a floating one (rounding to the
+    column's precision is what any cast does, and is allowed)."""
+    if leaf.numel() == 0:
+        return
+    low, high = _limits(column)
+    if column.is_floating_point or column.is_complex:
+        values = torch.view_as_real(leaf) if leaf.is_complex() else leaf
+        if not values.is_floating_point():
+            values = values.double()
+        bad = torch.isfinite(values) & (values.abs() > high)
+    else:
+        bad = (leaf < low) | (leaf > high)
+    if not bool(bad.any()):
+        return
+    where = bad.nonzero()[0]
+    value = (torch.view_as_real(leaf) if leaf.is_complex() else leaf)[tuple(where.tolist())]
+    stored = value.to(_REAL_PART.get(column, column))
+    kind = "range" if not (column.is_floating_point or column.is_complex) else "finite range"
+    raise ValueError(
+        f"entry {key_str(key)} holds {value.item()}, outside the {kind} [{low}, {high}] of the storage's "
+        f"{column} (it would be stored as {stored.item()}); convert the data yourself (e.g. clamp it), "
+        "or build the storage from data of a wider dtype"
+    )
 
 
 class TensorLayout:
@@ -212,11 +262,14 @@ class TensorLayout:
                 "as in the data this storage was created with"
             )
         dtype = self.dtypes[pos]
-        if leaf.dtype != dtype and not torch.can_cast(leaf.dtype, dtype):
-            raise TypeError(
-                f"entry {key_str(key)} has dtype {leaf.dtype}, which cannot be stored in the "
-                f"storage's {dtype} without losing information; cast it first"
-            )
+        if leaf.dtype != dtype:
+            if not torch.can_cast(leaf.dtype, dtype):
+                raise TypeError(
+                    f"entry {key_str(key)} has dtype {leaf.dtype}, which cannot be stored in the "
+                    f"storage's {dtype} without losing information; cast it first"
+                )
+            if _may_overflow(leaf.dtype, dtype):
+                _check_range(key, leaf, dtype)
 
     # ------------------------------------------------------------------ building
     def build(self, leaves: Sequence[torch.Tensor], batch_size: Sequence[int], device: torch.device | None) -> Data:
@@ -246,24 +299,53 @@ class TensorLayout:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> TensorLayout:
-        """Inverse of :meth:`to_json`.
+    def from_json(cls, obj: Any) -> TensorLayout:
+        """Inverse of :meth:`to_json`; checks every part of the description.
 
         Raises:
-            ValueError: for a malformed description.
+            ValueError: for a malformed description (naming the part that is wrong).
         """
-        try:
-            keys = obj["keys"]
-            if keys is not None:
-                keys = [k[0] if len(k) == 1 else tuple(k) for k in keys]
-            return cls(
-                keys,
-                [torch.Size(int(d) for d in s) for s in obj["shapes"]],
-                [dtype_from_str(d) for d in obj["dtypes"]],
-                torch.Size(int(d) for d in obj["item_batch"]),
-            )
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"malformed storage layout in checkpoint: {err!r}") from err
+
+        def sizes(value: Any, what: str) -> torch.Size:
+            if (
+                not isinstance(value, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)
+                or math.prod(value) >= 2**48
+            ):
+                raise ValueError(f"malformed storage layout: {what} is {value!r}, expected a list of sizes >= 0")
+            return torch.Size(value)
+
+        if not isinstance(obj, dict) or not {"keys", "shapes", "dtypes", "item_batch"} <= set(obj):
+            raise ValueError(f"malformed storage layout {obj!r}: expected keys, shapes, dtypes and item_batch")
+        raw_keys, raw_shapes, raw_dtypes = obj["keys"], obj["shapes"], obj["dtypes"]
+        if not isinstance(raw_shapes, list) or not isinstance(raw_dtypes, list) or len(raw_shapes) != len(raw_dtypes):
+            raise ValueError("malformed storage layout: shapes and dtypes must be lists of one entry per leaf")
+        keys: list[NestedKey] | None = None
+        if raw_keys is None:
+            if len(raw_shapes) != 1:
+                raise ValueError("malformed storage layout: a plain-tensor storage has exactly one leaf")
+        else:
+            if not isinstance(raw_keys, list) or len(raw_keys) != len(raw_shapes) or not raw_keys:
+                raise ValueError("malformed storage layout: keys must list one key per leaf")
+            paths = []
+            for key in raw_keys:
+                if not isinstance(key, list) or not key or not all(isinstance(p, str) and p for p in key):
+                    raise ValueError(f"malformed storage layout: key {key!r} is not a list of names")
+                paths.append(tuple(key))
+            taken = set(paths)
+            if len(taken) != len(paths):
+                raise ValueError("malformed storage layout: a key is listed twice")
+            for path in paths:
+                if any(path[:n] in taken for n in range(1, len(path))):
+                    raise ValueError(f"malformed storage layout: key {list(path)} lies under another leaf")
+            keys = [p[0] if len(p) == 1 else p for p in paths]
+        dtypes = []
+        for name in raw_dtypes:
+            if not isinstance(name, str):
+                raise ValueError(f"malformed storage layout: dtype {name!r} is not a name")
+            dtypes.append(dtype_from_str(name))
+        shapes = [sizes(s, "a leaf shape") for s in raw_shapes]
+        return cls(keys, shapes, dtypes, sizes(obj["item_batch"], "item_batch"))
 
     def mismatch(self, other: TensorLayout) -> str | None:
         """Describes the first difference with ``other`` (``None`` when they match)."""

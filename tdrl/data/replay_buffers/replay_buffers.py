@@ -26,7 +26,8 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey, unravel_key
 
-from tdrl.data.replay_buffers._checkpoint import load_state, save_state
+from tdrl.data.replay_buffers import _state_checks as checks
+from tdrl.data.replay_buffers._checkpoint import load_into, save_state
 from tdrl.data.replay_buffers._layout import key_str
 from tdrl.data.replay_buffers.samplers import PrioritizedSampler, RandomSampler, Sampler, check_priorities
 from tdrl.data.replay_buffers.storages import ListStorage, Storage
@@ -223,6 +224,9 @@ class ReplayBuffer:
         self._rng = generator
         self._sampler._rng = generator
         self._lock = threading.RLock()
+        # bumped (under the lock) whenever the content is replaced: a batch prefetched before
+        # is dropped rather than handed out
+        self._generation = 0
         self._prefetch_cap = prefetch or 0
         self._queue: deque[Future] = deque()
         self._executor: ThreadPoolExecutor | None = None
@@ -307,8 +311,9 @@ class ReplayBuffer:
 
     def empty(self) -> None:
         """Forgets every item (the storage keeps its allocation and structure)."""
+        self._drain_prefetch()
         with self._lock:
-            self._clear_prefetch()
+            self._generation += 1
             self._writer._empty()
             self._sampler._empty()
             self._storage._empty()
@@ -341,19 +346,21 @@ class ReplayBuffer:
         """
         batch_size = self._resolve_batch_size(batch_size)
         if self._prefetch_cap:
-            data, info, ran_out, _ = self._prefetched(batch_size)
+            data, info, ran_out, _, _ = self._prefetched(batch_size)
         else:
-            data, info, ran_out, _ = self._sample(batch_size)
+            data, info, ran_out, _, _ = self._sample(batch_size)
         self._last_ran_out = ran_out
         return (data, info) if return_info else data
 
-    def _sample(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int]:
+    def _sample(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int, int]:
+        """``(data, info, ran_out, batches left in the epoch, generation drawn from)``."""
         with self._lock:
             if len(self._storage) == 0:
                 raise RuntimeError(EMPTY_BUFFER_ERROR)
             index, info = self._sampler.sample(self._storage, batch_size)
             data = self._storage.get(index)
             ran_out, left = self._sampler.ran_out, self._sampler._remaining_batches
+            generation = self._generation
         info["index"] = index
         if self._collate_fn is not None:
             data = self._collate_fn(data)
@@ -361,16 +368,24 @@ class ReplayBuffer:
             data = data.pin_memory()
         if len(self._transform):
             data = self._transform(data)
-        return self._postprocess(data, info), info, ran_out, left
+        return self._postprocess(data, info), info, ran_out, left, generation
 
     def _postprocess(self, data: Any, info: dict[NestedKey, Any]) -> Any:
         return data
 
-    def _prefetched(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int]:
+    def _prefetched(self, batch_size: int) -> tuple[Any, dict[NestedKey, Any], bool, int, int]:
         if self._executor is None:
             # one worker: prefetched batches come out in the order they were drawn
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tdrl-rb-prefetch")
-        result = self._queue.popleft().result() if self._queue else self._sample(batch_size)
+        result = None
+        while self._queue:
+            drawn = self._queue.popleft().result()
+            if drawn[4] == self._generation:
+                result = drawn
+                break
+            # else drawn before empty() / load_state_dict() replaced the content: dropped
+        if result is None:
+            result = self._sample(batch_size)
         ran_out, left = result[2], result[3]
         # never draw past the end of an epoch: batches of the next one would go stale
         room = self._prefetch_cap if not ran_out else 0
@@ -379,7 +394,12 @@ class ReplayBuffer:
             self._queue.append(self._executor.submit(self._sample, batch_size))
         return result
 
-    def _clear_prefetch(self) -> None:
+    def _drain_prefetch(self) -> None:
+        """Drops the prefetched batches, waiting for those being drawn.
+
+        Called *without* holding the lock: a prefetch job takes the lock to draw, so waiting
+        for it while holding the lock would wait forever.
+        """
         while self._queue:
             future = self._queue.popleft()
             if not future.cancel():
@@ -453,20 +473,36 @@ class ReplayBuffer:
             "rng": None if self._rng is None else self._rng.get_state(),
         }
 
+    def _check_state(self, state: Any) -> None:
+        """Checks every part of a :meth:`state_dict` against this buffer; changes nothing."""
+        if not isinstance(state, dict) or not {"storage", "sampler", "writer"} <= set(state):
+            raise ValueError("not a replay-buffer state: expected storage, sampler and writer entries")
+        for part, component in (("storage", self._storage), ("sampler", self._sampler), ("writer", self._writer)):
+            with checks.within(part):
+                component._check_state_dict(state[part])
+        rng = state.get("rng")
+        if rng is not None:
+            checks.tensor(state, "rng", ndim=1, dtype=torch.uint8)
+            if self._rng is not None:
+                try:  # a scratch generator of the same kind says whether the state fits
+                    torch.Generator(device=self._rng.device).set_state(rng.clone())
+                except RuntimeError as err:
+                    raise checks.StateError("rng", f"is not a state of a {self._rng.device} generator: {err}") from None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores a :meth:`state_dict`.
 
-        Every part is checked before any is changed: a state written for another
-        structure (keys, shapes, dtypes, capacity) or other components raises and leaves
-        the buffer as it was.
+        Every field of every part is checked before any is changed: a state written for
+        another structure (keys, shapes, dtypes, capacity) or other components, or a
+        damaged one (a NaN priority, a cursor or a permutation out of range, a length
+        larger than the data, a generator state of the wrong size), raises and leaves the
+        buffer as it was, prefetched batches included.
         """
-        if not isinstance(state, dict) or not {"storage", "sampler", "writer"} <= set(state):
-            raise ValueError("not a replay-buffer state: expected storage, sampler and writer entries")
         with self._lock:
-            self._storage._check_state_dict(state["storage"])
-            self._sampler._check_state_dict(state["sampler"])
-            self._writer._check_state_dict(state["writer"])
-            self._clear_prefetch()
+            self._check_state(state)
+        self._drain_prefetch()
+        with self._lock:
+            self._generation += 1
             self._storage.load_state_dict(state["storage"])
             self._sampler.load_state_dict(state["sampler"])
             self._writer.load_state_dict(state["writer"])
@@ -475,10 +511,13 @@ class ReplayBuffer:
             self._last_ran_out = False
 
     def dumps(self, path: str | os.PathLike) -> None:
-        """Saves the buffer under the folder ``path``: JSON plus raw tensor files, no pickle.
+        """Saves the buffer as the checkpoint folder ``path/replay_buffer``: JSON plus raw
+        tensor files with a checksum each, no pickle.
 
-        Transforms are not saved. With ``prefetch``, batches already drawn in the
-        background count as sampled.
+        The folder is written next to the previous checkpoint and renamed over it, so that a
+        process killed at any instant leaves the previous checkpoint or the new one, whole;
+        other files under ``path`` are left alone. Transforms are not saved. With
+        ``prefetch``, batches already drawn in the background count as sampled.
         """
         with self._lock:
             save_state(self.state_dict(), path, _CHECKPOINT_NAME)
@@ -487,12 +526,15 @@ class ReplayBuffer:
         """Restores what :meth:`dumps` wrote; the next samples are those the saved buffer
         would have drawn (with the same seed).
 
+        Every file's checksum and every field is checked before anything changes.
+
         Raises:
             FileNotFoundError: when ``path`` holds no checkpoint.
-            ValueError: when it was written for another structure or other components;
-                the buffer is left as it was.
+            ValueError: when it was written for another structure or other components, or
+                is damaged (the message names the file and the field); the buffer is left
+                as it was.
         """
-        self.load_state_dict(load_state(path, _CHECKPOINT_NAME))
+        load_into(path, _CHECKPOINT_NAME, self.load_state_dict)
 
     def __repr__(self) -> str:
         return (

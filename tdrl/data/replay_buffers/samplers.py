@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from tensordict.utils import NestedKey, unravel_key
 
-from tdrl.data.replay_buffers._checkpoint import as_json, load_state, save_state
+from tdrl.data.replay_buffers import _state_checks as checks
+from tdrl.data.replay_buffers._checkpoint import as_json, load_into, save_state
 from tdrl.data.replay_buffers._segment_tree import SumMinTree
 from tdrl.data.replay_buffers._trajectories import (
     resolve_traj_keys,
@@ -113,7 +114,8 @@ class Sampler(ABC):
         return {"type": type(self).__name__, "config": self._config()}
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
-        """Raises if ``state`` was written by another kind or configuration of sampler."""
+        """Raises if ``state`` was written by another kind or configuration of sampler, or if
+        any field is out of place (subclasses check theirs); changes nothing."""
         if not isinstance(state, dict) or state.get("type") != type(self).__name__:
             found = state.get("type") if isinstance(state, dict) else type(state).__name__
             raise ValueError(
@@ -121,7 +123,7 @@ class Sampler(ABC):
                 f"{type(self).__name__}; build the buffer with the same sampler"
             )
         mine = as_json(self._config())
-        if as_json(state["config"]) != mine:
+        if as_json(checks.entry(state, "config")) != mine:
             raise ValueError(
                 f"the checkpoint's {type(self).__name__} was configured with {state['config']}, "
                 f"this one with {mine}; build the sampler with the checkpoint's settings"
@@ -132,12 +134,12 @@ class Sampler(ABC):
         self._check_state_dict(state)
 
     def dumps(self, path: str | os.PathLike) -> None:
-        """Saves the sampler's state under the folder ``path`` (no pickle)."""
+        """Saves the sampler's state as the folder ``path/sampler``, crash-safe (no pickle)."""
         save_state(self.state_dict(), path, "sampler")
 
     def loads(self, path: str | os.PathLike) -> None:
-        """Restores what :meth:`dumps` wrote."""
-        self.load_state_dict(load_state(path, "sampler"))
+        """Restores what :meth:`dumps` wrote (checked first)."""
+        load_into(path, "sampler", self.load_state_dict)
 
     def __repr__(self) -> str:
         config = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
@@ -252,6 +254,10 @@ class SamplerWithoutReplacement(Sampler):
             "ran_out": self._ran_out,
         }
 
+    def _check_state_dict(self, state: dict[str, Any]) -> None:
+        super()._check_state_dict(state)
+        _check_epoch(state, checks.integer(state, "len_storage", low=0))
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
         perm = state["perm"]
@@ -266,6 +272,20 @@ class SamplerWithoutReplacement(Sampler):
             f"SamplerWithoutReplacement(drop_last={self.drop_last}, shuffle={self.shuffle}, "
             f"{done:.1f}% of the epoch sampled)"
         )
+
+
+def _check_epoch(state: dict[str, Any], length: int) -> None:
+    """Checks ``perm`` / ``pos`` / ``ran_out`` of a sampler state drawing epochs over ``length`` items."""
+    checks.boolean(state, "ran_out")
+    if checks.entry(state, "perm") is None:  # no epoch drawn yet (or emptied since)
+        checks.integer(state, "pos", low=0, high=0)
+        if length:
+            raise checks.StateError("perm", f"is missing for an epoch over {length} items")
+        return
+    if length < 1:
+        raise checks.StateError("perm", "is present for an epoch over no item")
+    checks.permutation(state, "perm", length)
+    checks.integer(state, "pos", low=0, high=length - 1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,14 +482,22 @@ class PrioritizedSampler(Sampler):
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
         super()._check_state_dict(state)
-        if tuple(state["priorities"].shape) != (self._max_capacity,):
-            raise ValueError("corrupt PrioritizedSampler checkpoint: wrong number of priorities")
+        checks.number(state, "beta", low=0.0)
+        checks.number(state, "max_priority", low=0.0, optional=True)
+        priorities = checks.tensor(state, "priorities", shape=(self._max_capacity,), floating=True)
+        assert priorities is not None
+        bad = ~(torch.isfinite(priorities) & (priorities >= 0))
+        if bool(bad.any()):
+            slot = int(bad.nonzero()[0, 0])
+            raise checks.StateError(
+                "priorities", f"holds {float(priorities[slot])} for slot {slot}: priorities are finite and >= 0"
+            )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
         self._tree.assign(state["priorities"].numpy())
         self._beta = float(state["beta"])
-        self._max_priority = state["max_priority"]
+        self._max_priority = None if state["max_priority"] is None else float(state["max_priority"])
 
     def __repr__(self) -> str:
         return (
@@ -743,6 +771,19 @@ class SliceSamplerWithoutReplacement(SliceSampler):
             "epoch_key": list(self._epoch_key),
             "ran_out": self._ran_out,
         }
+
+    def _check_state_dict(self, state: dict[str, Any]) -> None:
+        super()._check_state_dict(state)
+        epoch_key = checks.entry(state, "epoch_key")
+        if (
+            not isinstance(epoch_key, list)
+            or len(epoch_key) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in epoch_key)
+        ):
+            raise checks.StateError(
+                "epoch_key", f"must be [trajectories, slice length] (two integers >= 0), got {epoch_key!r}"
+            )
+        _check_epoch(state, epoch_key[0])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)

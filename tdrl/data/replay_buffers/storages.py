@@ -14,7 +14,6 @@ positions a sampler chose (:meth:`Storage.get`); it knows nothing of sampling or
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -30,7 +29,9 @@ import torch
 from tensordict import MemoryMappedTensor, TensorDictBase
 from tensordict.utils import NestedKey
 
-from tdrl.data.replay_buffers._checkpoint import load_state, save_state
+from tdrl.data.replay_buffers import _memmap_files as memmap_files
+from tdrl.data.replay_buffers import _state_checks as checks
+from tdrl.data.replay_buffers._checkpoint import load_into, save_state
 from tdrl.data.replay_buffers._layout import TensorLayout
 from tdrl.data.replay_buffers._pages import advise_huge_pages, release_pages
 
@@ -129,19 +130,20 @@ class Storage(ABC):
 
     @abstractmethod
     def _check_state_dict(self, state: dict[str, Any]) -> None:
-        """Raises if ``state`` cannot be loaded here; changes nothing."""
+        """Raises if ``state`` cannot be loaded here (checking every field); changes nothing."""
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores a :meth:`state_dict`; raises (leaving the storage as it was) on mismatch."""
+        """Restores a :meth:`state_dict`; checks every field first, and on a mismatch or a
+        damaged state raises, leaving the storage as it was."""
 
     def dumps(self, path: str | os.PathLike) -> None:
-        """Saves the storage under the folder ``path`` (no pickle)."""
+        """Saves the storage as the folder ``path/storage``, crash-safe (no pickle)."""
         save_state(self.state_dict(), path, "storage")
 
     def loads(self, path: str | os.PathLike) -> None:
-        """Restores what :meth:`dumps` wrote under ``path``."""
-        self.load_state_dict(load_state(path, "storage"))
+        """Restores what :meth:`dumps` wrote under ``path`` (checked first: see :meth:`load_state_dict`)."""
+        load_into(path, "storage", self.load_state_dict)
 
     def _bookkeeping(self) -> dict[str, Any]:
         return {
@@ -151,16 +153,25 @@ class Storage(ABC):
             "last_cursor": self._last_cursor,
         }
 
-    def _check_common(self, state: dict[str, Any], family: str) -> None:
+    def _check_common(self, state: Any, family: str) -> int:
+        """Checks the bookkeeping every storage state has; returns the stored length."""
         if not isinstance(state, dict) or state.get("family") != family:
             found = state.get("type") if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"the checkpoint holds a {found} state, which a {type(self).__name__} cannot load")
-        if state["max_size"] != self.max_size:
+        max_size = checks.integer(state, "max_size", low=1)
+        if max_size != self.max_size:
             raise ValueError(
-                f"the checkpoint was written for a storage with max_size={state['max_size']}, "
+                f"the checkpoint was written for a storage with max_size={max_size}, "
                 f"this {type(self).__name__} has max_size={self.max_size}; build the storage "
                 "with the checkpoint's max_size"
             )
+        length = checks.integer(state, "len", low=0, high=max_size)
+        last = checks.optional_integer(state, "last_cursor", low=0, high=max(length - 1, 0))
+        if (last is None) != (length == 0):
+            raise checks.StateError(
+                "last_cursor", f"is {last} for a storage holding {length} items (null exactly when it is empty)"
+            )
+        return length
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_size={self.max_size}, len={self._len})"
@@ -195,17 +206,18 @@ class ListStorage(Storage):
             items = self._split(data, len(positions))
         size = len(self._items)
         for pos in positions:
-            if not 0 <= pos < self.max_size or pos > size:
-                raise IndexError(
-                    f"cannot write at position {pos} of a ListStorage holding {len(self._items)} "
-                    f"items (max_size={self.max_size}): positions must be written in order"
-                )
-            size = max(size, pos + 1)
+            if not 0 <= pos < self.max_size:
+                raise IndexError(f"cannot write at position {pos} of a ListStorage of max_size={self.max_size}")
+        grown = max([size, *(pos + 1 for pos in positions)])
+        if grown > size and not set(range(size, grown)) <= set(positions):
+            gap = min(set(range(size, grown)) - set(positions))
+            raise IndexError(
+                f"cannot write at positions {positions} of a ListStorage holding {size} items "
+                f"(max_size={self.max_size}): position {gap} would stay empty; positions must be written in order"
+            )
+        self._items.extend([None] * (grown - size))  # every new slot is assigned below
         for pos, item in zip(positions, items):
-            if pos == len(self._items):
-                self._items.append(item)
-            else:
-                self._items[pos] = item
+            self._items[pos] = item
         self._len = len(self._items)
         self._last_cursor = positions[-1] if positions else self._last_cursor
         self._writes += 1
@@ -247,13 +259,19 @@ class ListStorage(Storage):
         return {**self._bookkeeping(), "family": "list", "stacked": stacked, "items": items}
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
-        self._check_common(state, "list")
-        if len(state["items"]) != state["len"]:
-            raise ValueError("corrupt ListStorage checkpoint: the item count does not match its length")
+        length = self._check_common(state, "list")
+        items = checks.entry(state, "items")
+        if checks.boolean(state, "stacked"):
+            if not isinstance(items, (torch.Tensor, TensorDictBase)) or items.ndim == 0 or items.shape[0] != length:
+                shape = list(items.shape) if isinstance(items, (torch.Tensor, TensorDictBase)) else type(items).__name__
+                raise checks.StateError("items", f"must stack {length} items along dim 0, got {shape}")
+        elif not isinstance(items, list) or len(items) != length:
+            count = len(items) if isinstance(items, list) else type(items).__name__
+            raise checks.StateError("items", f"must list {length} items (the storage length), got {count}")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
-        if state.get("stacked"):
+        if state["stacked"]:
             self._items = list(state["items"].clone().unbind(0))
         else:
             self._items = [_own(item) for item in state["items"]]
@@ -299,6 +317,13 @@ class TensorStorage(Storage):
     Sampling gathers each leaf with one indexing call and packs the rows into a new
     TensorDict; writes check the data's structure once per batch (keys, shapes, dtypes)
     and copy each leaf with one call. Reads return copies, never views of the storage.
+
+    Each leaf keeps the dtype of the first data written. Later data of another dtype is
+    stored only without losing information: ``torch.can_cast`` must allow the cast (a float
+    is never stored in an integer leaf), and every value must fit: in an integer leaf,
+    inside its range (300 in an ``int8`` leaf raises rather than becoming 44); in a floating
+    leaf, without overflowing to infinity (values are rounded to its precision, as by any
+    cast). The range is checked only when the incoming dtype can exceed the leaf's.
 
     Args:
         storage: the TensorDict (or tensor) to store into; its first dimension is the
@@ -428,17 +453,23 @@ class TensorStorage(Storage):
         assert layout is not None  # allocated above
         sources = layout.leaves_of(data, batched=batched)
         if not batched:
+            self._overwriting(pos, pos + 1)
             for dst, src in zip(self._leaves, sources):
                 dst[pos].copy_(src)
             self._written(pos, pos + 1, pos)
         elif isinstance(cursor, slice):
+            self._overwriting(start, stop)
             for dst, src in zip(self._leaves, sources):
                 dst[start:stop].copy_(src)
             self._written(start, stop, stop - 1)
         else:
+            self._overwriting(low, high + 1)
             for dst, src in zip(self._leaves, sources):
                 dst.index_copy_(0, index.to(dst.device), src.to(device=dst.device, dtype=dst.dtype))
             self._written(low, high + 1, int(index[-1]))
+
+    def _overwriting(self, low: int, high: int) -> None:
+        """Hook run after a write was checked, before rows ``low .. high - 1`` change."""
 
     def _written(self, low: int, high: int, last: int) -> None:
         """Bookkeeping after rows ``low .. high - 1`` were written, ``last`` the newest."""
@@ -513,10 +544,19 @@ class TensorStorage(Storage):
         }
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
-        self._check_common(state, "tensor")
-        if state["layout"] is None:
+        length = self._check_common(state, "tensor")
+        described = checks.entry(state, "layout")
+        leaves = checks.entry(state, "leaves")
+        if not isinstance(leaves, list):
+            raise checks.StateError("leaves", f"must be a list of tensors, got {type(leaves).__name__}")
+        if described is None:
+            if length or leaves:
+                raise checks.StateError("layout", f"is missing for a storage holding {length} items")
             return
-        layout = TensorLayout.from_json(state["layout"])
+        try:
+            layout = TensorLayout.from_json(described)
+        except ValueError as err:
+            raise checks.StateError("layout", str(err)) from None
         if self._layout is not None:
             problem = self._layout.mismatch(layout)
             if problem is not None:
@@ -524,15 +564,10 @@ class TensorStorage(Storage):
                     f"the checkpoint was written for another structure: {problem}; load it into "
                     "a fresh storage, or one that holds the same keys, shapes and dtypes"
                 )
-        leaves = state["leaves"]
         if len(leaves) != len(layout.shapes):
-            raise ValueError("corrupt storage checkpoint: the leaf count does not match its layout")
-        for leaf, shape, dtype in zip(leaves, layout.shapes, layout.dtypes):
-            if leaf.shape != (state["len"], *shape) or leaf.dtype != dtype:
-                raise ValueError(
-                    f"corrupt storage checkpoint: a leaf of shape {list(leaf.shape)} and dtype {leaf.dtype} "
-                    f"does not match its layout ({[state['len'], *shape]}, {dtype})"
-                )
+            raise checks.StateError("leaves", f"holds {len(leaves)} tensors for the {len(layout.shapes)} of its layout")
+        for i, (leaf, shape, dtype) in enumerate(zip(leaves, layout.shapes, layout.dtypes)):
+            checks.tensor_value(leaf, f"leaves[{i}]", shape=(length, *shape), dtype=dtype)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
@@ -543,6 +578,7 @@ class TensorStorage(Storage):
         if self._layout is None:
             self._allocate(layout)
         count = state["len"]
+        self._overwriting(0, count)
         for key, src in zip(layout.keys or [None], state["leaves"]):
             pos = 0 if key is None else cast(TensorLayout, self._layout).position(key)  # allocated above
             self._leaves[pos][:count].copy_(src)
@@ -596,11 +632,6 @@ class LazyTensorStorage(TensorStorage):
 
 
 # ---------------------------------------------------------------------------------------
-_META_FILE = "tdrl_storage.json"
-_STATE_FILE = "tdrl_state.bin"
-_MEMMAP_FORMAT = "tdrl.memmap_storage"
-
-
 class LazyMemmapStorage(LazyTensorStorage):
     """A :class:`LazyTensorStorage` whose tensors are memory-mapped files.
 
@@ -610,6 +641,11 @@ class LazyMemmapStorage(LazyTensorStorage):
     write). Written pages are handed back to the page cache, so a 1M-transition buffer
     lives on disk, not in the process's resident memory. After a crash,
     :meth:`LazyMemmapStorage.open` re-opens the folder with everything written before.
+
+    A process killed during a write loses that write only: the length and position are
+    recorded after the data, in a record that an interrupted update cannot corrupt. If the
+    write was overwriting stored items (a full ring), :meth:`open` refuses the folder and
+    names those items, which may mix old and new data.
 
     Args:
         max_size: capacity, in items.
@@ -647,13 +683,13 @@ class LazyMemmapStorage(LazyTensorStorage):
         self.existsok = existsok
         self._temporary = scratch_dir is None
         self.scratch_dir: Path | None = None if scratch_dir is None else Path(scratch_dir)
-        if self.scratch_dir is not None and (self.scratch_dir / _META_FILE).exists() and not existsok:
+        if self.scratch_dir is not None and (self.scratch_dir / memmap_files.META_FILE).exists() and not existsok:
             raise FileExistsError(
                 f"{self.scratch_dir} already holds a LazyMemmapStorage; re-open it with "
                 f"LazyMemmapStorage.open({str(self.scratch_dir)!r}), or pass existsok=True to overwrite it"
             )
         self._files: list[torch.Tensor] = []  # memory-mapped, or a plain empty tensor for a zero-size leaf
-        self._state: torch.Tensor | None = None
+        self._record: memmap_files.StateRecord | None = None
 
     # ------------------------------------------------------------------ files
     def _allocate(self, layout: TensorLayout, data_device: torch.device | None = None) -> None:
@@ -662,36 +698,31 @@ class LazyMemmapStorage(LazyTensorStorage):
             weakref.finalize(self, shutil.rmtree, str(self.scratch_dir), True)
         folder = self.scratch_dir
         folder.mkdir(parents=True, exist_ok=True)
-        meta = folder / _META_FILE
+        meta = folder / memmap_files.META_FILE
         if meta.exists():
             if not self.existsok:
                 raise FileExistsError(f"{folder} already holds a LazyMemmapStorage (pass existsok=True to overwrite)")
-            meta.unlink()
+            meta.unlink()  # first: until the new description is written, the folder holds no storage
         names = [f"leaf_{i}.memmap" for i in range(len(layout.shapes))]
-        for name, shape, dtype in zip(names, layout.shapes, layout.dtypes):
-            nbytes = self.max_size * torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
-            with open(folder / name, "wb") as file:
-                file.truncate(nbytes)  # sparse: disk blocks are taken as rows are written
-        with open(folder / _STATE_FILE, "wb") as file:
-            file.write(np.array([0, -1], dtype=np.int64).tobytes())
-        document = {
-            "format": _MEMMAP_FORMAT,
-            "version": 1,
-            "max_size": self.max_size,
-            "layout": layout.to_json(),
-            "files": names,
-        }
-        tmp = folder / f".{_META_FILE}.tmp"
-        tmp.write_text(json.dumps(document))
-        os.replace(tmp, meta)  # written last: a folder without it holds no storage
-        self._open_files(layout, names)
-
-    def _open_files(self, layout: TensorLayout, names: Sequence[str]) -> None:
-        folder = self.scratch_dir
-        assert folder is not None
-        files = []
+        paths = []
         for name, shape, dtype in zip(names, layout.shapes, layout.dtypes):
             path = folder / name
+            if path.is_symlink() or path.exists():
+                path.unlink()  # never write through what was there (a symlink could point anywhere)
+            with open(path, "xb") as file:
+                file.truncate(memmap_files.leaf_bytes(self.max_size, shape, dtype))  # sparse until written
+            memmap_files.sync_file(path)
+            paths.append(path)
+        state = folder / memmap_files.STATE_FILE
+        if state.is_symlink():
+            state.unlink()
+        memmap_files.StateRecord.create(state)
+        memmap_files.write_description(folder, self.max_size, layout, names)  # last, crash-safe
+        self._open_files(layout, paths)
+
+    def _open_files(self, layout: TensorLayout, paths: Sequence[Path]) -> None:
+        files = []
+        for path, shape, dtype in zip(paths, layout.shapes, layout.dtypes):
             if not os.access(path, os.W_OK):
                 raise PermissionError(f"{path} is not writable; a LazyMemmapStorage needs write access")
             full = torch.Size((self.max_size, *shape))
@@ -699,10 +730,10 @@ class LazyMemmapStorage(LazyTensorStorage):
                 files.append(torch.empty(full, dtype=dtype))
             else:
                 files.append(MemoryMappedTensor.from_filename(str(path), dtype=dtype, shape=full))
+        folder = cast(Path, self.scratch_dir)  # set before any file is opened
         self._files = files
-        self._state = MemoryMappedTensor.from_filename(
-            str(folder / _STATE_FILE), dtype=torch.int64, shape=torch.Size([2])
-        ).as_subclass(torch.Tensor)
+        if self._record is None:
+            self._record = memmap_files.StateRecord(folder / memmap_files.STATE_FILE)
         leaves = [f.as_subclass(torch.Tensor) for f in files]
         self._attach(layout, layout.build(leaves, (self.max_size, *layout.item_batch), torch.device("cpu")))
 
@@ -710,31 +741,39 @@ class LazyMemmapStorage(LazyTensorStorage):
     def open(cls, scratch_dir: str | os.PathLike) -> LazyMemmapStorage:
         """Re-opens the storage kept in ``scratch_dir`` (e.g. after a crash).
 
+        Everything read is checked first: leaf file names are plain names inside the folder,
+        each leaf file has the size of ``max_size`` rows, and the length and last position
+        lie inside the storage.
+
         Returns:
             A storage holding every item written before, with its length and last write
             position; a :class:`ReplayBuffer` built on it resumes writing after that position.
 
         Raises:
             FileNotFoundError: when ``scratch_dir`` holds no storage.
-            ValueError: when its description is not one this version reads.
+            ValueError: when its description is not one this version reads, names a file
+                outside the folder, or does not match the files (a truncated leaf file, a
+                length larger than the storage), naming the file; or when the process
+                writing it was killed while overwriting stored items (naming them).
         """
         folder = Path(scratch_dir)
-        meta = folder / _META_FILE
-        if not meta.is_file():
-            raise FileNotFoundError(f"{folder} holds no LazyMemmapStorage (no {_META_FILE})")
-        document = json.loads(meta.read_text())
-        if document.get("format") != _MEMMAP_FORMAT or document.get("version") != 1:
-            raise ValueError(f"{meta} is not a storage description this version of tdrl reads")
-        storage = cls(document["max_size"], scratch_dir=folder, existsok=True)
-        layout = TensorLayout.from_json(document["layout"])
-        storage._open_files(layout, document["files"])
-        state = cast(torch.Tensor, storage._state)  # opened by _open_files
-        length, last = (int(v) for v in state.tolist())
-        storage._len = min(max(length, 0), storage.max_size)
-        storage._last_cursor = None if last < 0 else last
+        description = memmap_files.read_description(folder)
+        record, length, last = memmap_files.open_state(folder, description.max_size)
+        if description.version == 1:  # tdrl 0.1's description, now with the state record beside it
+            memmap_files.write_description(folder, description.max_size, description.layout, description.names)
+        storage = cls(description.max_size, scratch_dir=folder, existsok=True)
+        storage._record = record
+        storage._open_files(description.layout, description.paths)
+        storage._len = length
+        storage._last_cursor = last
         return storage
 
     # ------------------------------------------------------------------ bookkeeping
+    def _overwriting(self, low: int, high: int) -> None:
+        if low < self._len and self._record is not None:
+            # rows low..high-1 are about to change: a kill before _written marks them torn
+            self._record.write(self._len, self._last_cursor, (low, min(high, self._len)))
+
     def _written(self, low: int, high: int, last: int) -> None:
         super()._written(low, high, last)
         for leaf in self._leaves:
@@ -742,11 +781,10 @@ class LazyMemmapStorage(LazyTensorStorage):
         self._persist()
 
     def _persist(self) -> None:
-        # written after the data: a crash between the two loses the bookkeeping of the
-        # last write only, never data that the bookkeeping claims
-        if self._state is not None:
-            self._state[0] = self._len
-            self._state[1] = -1 if self._last_cursor is None else self._last_cursor
+        # after the data: a kill before this loses the bookkeeping of the last write only,
+        # never data that the bookkeeping claims
+        if self._record is not None:
+            self._record.write(self._len, self._last_cursor)
 
     def _after_restore(self) -> None:
         self._persist()

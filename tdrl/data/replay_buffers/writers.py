@@ -21,7 +21,8 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey, unravel_key
 
-from tdrl.data.replay_buffers._checkpoint import as_json, load_state, save_state
+from tdrl.data.replay_buffers import _state_checks as checks
+from tdrl.data.replay_buffers._checkpoint import as_json, load_into, save_state
 from tdrl.data.replay_buffers._layout import key_str
 from tdrl.data.replay_buffers.storages import Storage
 
@@ -105,7 +106,8 @@ class Writer(ABC):
         }
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
-        """Raises if ``state`` was written by another kind or configuration of writer."""
+        """Raises if ``state`` was written by another kind or configuration of writer, or if its
+        cursor or count is out of place; changes nothing."""
         if not isinstance(state, dict) or state.get("type") != type(self).__name__:
             found = state.get("type") if isinstance(state, dict) else type(state).__name__
             raise ValueError(
@@ -113,10 +115,12 @@ class Writer(ABC):
                 f"{type(self).__name__}; build the buffer with the same writer"
             )
         mine = as_json(self._config())
-        if as_json(state["config"]) != mine:
+        if as_json(checks.entry(state, "config")) != mine:
             raise ValueError(
                 f"the checkpoint's {type(self).__name__} was configured with {state['config']}, this one with {mine}"
             )
+        checks.integer(state, "cursor", low=0, high=None if self._storage is None else self._storage.max_size - 1)
+        checks.integer(state, "write_count", low=0)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores a :meth:`state_dict` (raises, changing nothing, on mismatch)."""
@@ -125,12 +129,12 @@ class Writer(ABC):
         self._write_count = int(state["write_count"])
 
     def dumps(self, path: str | os.PathLike) -> None:
-        """Saves the writer's state under the folder ``path`` (no pickle)."""
+        """Saves the writer's state as the folder ``path/writer``, crash-safe (no pickle)."""
         save_state(self.state_dict(), path, "writer")
 
     def loads(self, path: str | os.PathLike) -> None:
-        """Restores what :meth:`dumps` wrote."""
-        self.load_state_dict(load_state(path, "writer"))
+        """Restores what :meth:`dumps` wrote (checked first)."""
+        load_into(path, "writer", self.load_state_dict)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cursor={self._cursor}, write_count={self._write_count})"
@@ -334,11 +338,15 @@ class TensorDictMaxValueWriter(Writer):
 
     def _check_state_dict(self, state: dict[str, Any]) -> None:
         super()._check_state_dict(state)
-        count = int(state["count"])
-        if self._values is None or count > self._values.shape[0] or state["values"].shape != (count,):
+        count = checks.integer(state, "count", low=0)
+        if self._values is None or count > self._values.shape[0]:
             raise ValueError(
                 f"the checkpoint's TensorDictMaxValueWriter kept {count} items, which this buffer's storage cannot hold"
             )
+        ranks = checks.tensor(state, "values", shape=(count,), floating=True)
+        assert ranks is not None
+        if bool(torch.isnan(ranks).any()):
+            raise checks.StateError("values", "holds NaN ranks, which TensorDictMaxValueWriter never keeps")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)

@@ -25,6 +25,9 @@ __all__ = ["ActionScaling"]
 class ActionScaling(Transform):
     """The base env receives ``loc + scale * action`` for the action the policy writes.
 
+    When the base action is a bounded box, the result is clamped into it: in floating point
+    the map can put the ends of the policy's box a rounding error outside the base box.
+
     Two ways to set the map:
 
     - ``ActionScaling(low=-1.0, high=1.0)`` (the default): the policy acts in the box
@@ -72,6 +75,7 @@ class ActionScaling(Transform):
             raise ValueError("ActionScaling: give either loc/scale (a fixed map) or low/high (a target box), not both.")
         self.box = None
         self._maps: dict = {}
+        self._bounds: dict = {}  # key -> (low, high) of a bounded base action, to clamp the map's result into
         self._batch_dims = 0
         if affine:
             loc_t = torch.as_tensor(0.0 if loc is None else loc, dtype=torch.get_default_dtype())
@@ -105,7 +109,11 @@ class ActionScaling(Transform):
             action = tensordict.get(out_key, None)
             if action is not None:
                 loc, scale = self._map_for(in_key)
-                tensordict.set(in_key, torch.addcmul(loc.to(action.dtype), action, scale.to(action.dtype)))
+                base = torch.addcmul(loc.to(action.dtype), action, scale.to(action.dtype))
+                bounds = self._bounds.get(in_key)
+                if bounds is not None:
+                    base = base.clamp_(bounds[0].to(base.dtype), bounds[1].to(base.dtype))
+                tensordict.set(in_key, base)
         return tensordict
 
     def transform_action_spec(self, action_spec: Composite) -> Composite:
@@ -120,6 +128,10 @@ class ActionScaling(Transform):
         return flat[0] if bool((flat == flat[0]).all()) else bound
 
     def _transform_inv_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
+        if isinstance(spec, Bounded):
+            self._bounds[key] = (self._per_env(spec.low), self._per_env(spec.high))
+        else:
+            self._bounds.pop(key, None)
         if not spec.dtype.is_floating_point:
             raise ValueError(
                 f"ActionScaling: action {key!r} has dtype {spec.dtype}; an affine map needs continuous actions. "

@@ -83,7 +83,7 @@ class RenameTransform(Transform):
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         for in_key, out_key in zip(self.in_keys, self.out_keys):
             value = tensordict.get(in_key, None)
-            if value is not None:
+            if value is not None and in_key != out_key:  # a rename to the same name keeps the entry
                 tensordict.set(out_key, value)
                 if not self.create_copy:
                     del tensordict[in_key]
@@ -92,7 +92,7 @@ class RenameTransform(Transform):
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
         for in_key, out_key in zip(self.in_keys_inv, self.out_keys_inv):
             value = tensordict.get(out_key, None)
-            if value is not None:
+            if value is not None and in_key != out_key:
                 tensordict.set(in_key, value)
                 if not self.create_copy:
                     del tensordict[out_key]
@@ -105,7 +105,7 @@ class RenameTransform(Transform):
             if section is None:
                 continue
             section[out_key] = section[in_key].clone()
-            if not self.create_copy:
+            if not self.create_copy and in_key != out_key:
                 del section[in_key]
         return output_spec
 
@@ -135,6 +135,9 @@ class ExcludeTransform(Transform):
     @property
     def excluded_keys(self) -> list:
         return self.in_keys
+
+    def _rewritten_keys(self) -> set:
+        return set()  # drops entries, rewrites none (a dropped carried entry is caught from the specs)
 
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         for key in self.in_keys:
@@ -184,6 +187,9 @@ class SelectTransform(Transform):
     @property
     def selected_keys(self) -> list:
         return self.in_keys
+
+    def _rewritten_keys(self) -> set:
+        return set()  # drops entries, rewrites none (a dropped carried entry is caught from the specs)
 
     def _selected(self, key: NestedKey) -> bool:
         parts = _key_tuple(key)

@@ -95,6 +95,9 @@ class DTypeCastTransform(Transform):
     def _transform_inv_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
         return spec.to(self.dtype_out)
 
+    def _rewritten_keys(self) -> set:
+        return set()  # a cast keeps the values a stateful transform carries (to the new dtype's precision)
+
     def _extra_repr(self) -> str:
         return (
             ""

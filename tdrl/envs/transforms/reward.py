@@ -71,6 +71,9 @@ class RewardSum(Transform):
             next_tensordict.set(out_key, total + next_tensordict.get(in_key))
         return next_tensordict
 
+    def _carried_keys(self) -> list:
+        return list(self.out_keys)
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Write the running episode returns of a trajectory (time along the last batch dim)."""
         starts, tdim = _trajectory_starts(tensordict, "RewardSum")

@@ -130,6 +130,12 @@ class StepCounter(Transform):
                 next_tensordict.set("done", next_tensordict.get("done") | truncated)
         return next_tensordict
 
+    def _carried_keys(self) -> list:
+        return [self.step_count_key]
+
+    def _rewritten_keys(self) -> set:
+        return {self.step_count_key}
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Write the step counts of a trajectory (time along the last batch dim) at the root and under ``"next"``."""
         starts, tdim = _trajectory_starts(tensordict, "StepCounter")
@@ -186,6 +192,9 @@ class InitTracker(Transform):
         done = next_tensordict.get("done")
         next_tensordict.set(self.init_key, torch.zeros_like(done, dtype=torch.bool))
         return next_tensordict
+
+    def _rewritten_keys(self) -> set:
+        return {self.init_key}
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Mark the episode starts of a trajectory (time along the last batch dim)."""
@@ -283,6 +292,9 @@ class CatFrames(Transform):
             kept = stack.narrow(self.dim, size, (self.N - 1) * size)
             next_tensordict.set(out_key, torch.cat([kept, frame], self.dim))
         return next_tensordict
+
+    def _carried_keys(self) -> list:
+        return list(self.out_keys)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Build the stacks of a trajectory (time along the last batch dim) at the root and under ``"next"``."""

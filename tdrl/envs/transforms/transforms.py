@@ -64,6 +64,12 @@ _MISSING_FORWARD_KEY = (
     "{name}: in_key {key!r} is neither at the root nor under 'next' of the tensordict (root keys {root}, "
     "'next' keys {nxt}). Fix: pass in_keys naming entries the data has."
 )
+_REWRITES_CARRIED = (
+    "{later} rewrites or drops {key!r}, which {owner} carries from one step to the next: it reads the root's "
+    "{key!r} at each step, so the next step would start from the rewritten value (stacking, summing or counting "
+    "it again, or failing to find it). Fix: have {later} write its result under another key (out_keys=[...]), or "
+    "place it before {owner}."
+)
 _ALREADY_ATTACHED = (
     "{name} is already attached to {other}; a transform instance lives in one chain. "
     "Fix: use a fresh instance or transform.clone()."
@@ -259,6 +265,15 @@ class Transform(nn.Module):
     def _has_inverse(self) -> bool:
         return bool(self.in_keys_inv)
 
+    # --- state carried through the root ----------------------------------------------
+    def _carried_keys(self) -> list:
+        """Entries this transform writes and reads back from the root at the next step (its state)."""
+        return []
+
+    def _rewritten_keys(self) -> set:
+        """Entries whose values this transform replaces (a later transform may not replace a carried one)."""
+        return set(self.out_keys)
+
     @property
     def _vectorizable(self) -> bool:
         """Whether a policy-free rollout may be mapped at once (no action map, and time-vectorizable)."""
@@ -391,6 +406,13 @@ class Transform(nn.Module):
         return ""
 
 
+def _name_of(transform: Transform) -> str:
+    """A transform's class name (a Compose by its members), for messages."""
+    if isinstance(transform, Compose):
+        return f"Compose({', '.join(type(t).__name__ for t in transform.transforms)})"
+    return type(transform).__name__
+
+
 def _spec_keys(spec: Composite, slots: tuple) -> list:
     out: list = []
     for slot in slots:
@@ -518,7 +540,7 @@ class Compose(Transform):
 
     @property
     def _vectorizable(self) -> bool:
-        return all(t._vectorizable for t in self.transforms)
+        return not self.__dict__.get("_casts_carried", False) and all(t._vectorizable for t in self.transforms)
 
     @property
     def _frame_skip(self) -> int:
@@ -527,10 +549,39 @@ class Compose(Transform):
             n *= t._frame_skip
         return n
 
+    def _carried_keys(self) -> list:
+        return [key for t in self.transforms for key in t._carried_keys()]
+
+    def _rewritten_keys(self) -> set:
+        return {key for t in self.transforms for key in t._rewritten_keys()}
+
     # --- specs -----------------------------------------------------------------------
     def _transform_specs(self, output_spec: Composite, input_spec: Composite) -> tuple[Composite, Composite]:
+        """Each transform's specs in turn; refuses a transform that rewrites or drops an entry an earlier one carries.
+
+        StepCounter, RewardSum and CatFrames keep their state in the entry they write and
+        read it back from the root at the next step; a later transform that replaced that
+        entry (a normalization, a scaling, a rename) would feed its result back to them.
+        """
+        carried: dict = {}  # key -> the transform that reads it back at the next step
+        casts_carried = False
         for t in self.transforms:
             output_spec, input_spec = t._transform_specs(output_spec, input_spec)
+            if carried:
+                observations = _slot(output_spec, "full_observation_spec")
+                rewards = _slot(output_spec, "full_reward_spec")
+                rewritten = t._rewritten_keys()
+                for key, owner in carried.items():
+                    if key in rewritten or (key not in observations and key not in rewards):
+                        raise ValueError(
+                            _REWRITES_CARRIED.format(later=_name_of(t), key=key, owner=type(owner).__name__)
+                        )
+                    casts_carried = casts_carried or key in t.out_keys  # a cast (rewrites nothing): allowed
+            for key in t._carried_keys():
+                carried[key] = t
+        # stepping re-reads the cast state at each step (rounded each time); mapping a whole rollout would
+        # cast once at the end: such a chain takes the stepping road, so that both give the same data
+        self.__dict__["_casts_carried"] = casts_carried
         return output_spec, input_spec
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
