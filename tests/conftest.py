@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
+import signal
 import warnings
 
 import pytest
@@ -45,6 +47,61 @@ def _restore_rng():
         warnings.filterwarnings("ignore", message=".*out of date.*")
         yield
     torch.set_rng_state(state)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The live (not zombie) descendants of process ``pid``, read from /proc (Linux)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+@pytest.fixture
+def descendants():
+    """``descendants(pid=os.getpid())``: the live processes below ``pid`` (to check that none is left)."""
+
+    def descendants_of(pid: int | None = None) -> list[int]:
+        return _descendants(os.getpid() if pid is None else pid)
+
+    return descendants_of
+
+
+@contextlib.contextmanager
+def _ctrl_c_after(seconds: float | None):
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, handler)
+    if seconds is not None:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def ctrl_c_after():
+    """``with ctrl_c_after(0.1): ...`` raises KeyboardInterrupt in the main thread after 0.1 s, as Ctrl-C would.
+
+    (A SIGALRM timer whose handler raises, as SIGINT's does; ``None``: no interrupt.)
+    """
+    return _ctrl_c_after
 
 
 class CheckpointKit:

@@ -12,8 +12,21 @@ shared memory allocated after its first batch; a batch costs one short message e
 way. The policy goes to each worker once (cloudpickle); ``update_policy_weights_()``
 copies the parent policy's ``state_dict`` into a shared-memory copy that the workers
 load before their next batch. Trajectory ids are made unique across workers
-(``id * num_workers + worker``). A worker that raises makes the parent raise with its
-traceback; ``shutdown()`` (and garbage collection, and interpreter exit) stops them.
+(``id * num_workers + worker``).
+
+Faults (the protocol is :mod:`tdrl._workers`'s):
+
+- a worker that raises makes the parent raise ``RuntimeError`` with its traceback; one
+  that dies, with its exit code; one that hangs, ``TimeoutError`` naming it after
+  ``timeout`` seconds. A collector whose worker failed refuses further use, with a
+  message saying why (``shutdown()`` and build a new one), as does a shut-down one;
+- a ``next()`` interrupted while it waits for the workers (Ctrl-C, ``TimeoutError``)
+  resumes: the following ``next()`` hands out the batch that was being collected, so no
+  batch is skipped or handed out twice (only an interrupt that lands while ``next()``
+  returns, after the batch was taken, can lose that one batch);
+- ``shutdown()``, garbage collection and interpreter exit stop the workers; a worker
+  whose parent is killed exits by itself. A worker may run a
+  :class:`~tdrl.envs.ParallelEnv` of its own.
 
 Usage (see the classes' examples)::
 
@@ -26,23 +39,18 @@ Usage (see the classes' examples)::
 
 from __future__ import annotations
 
-import os
 import pickle
-import signal
-import traceback
-import weakref
+import socket
 from collections.abc import Callable, Iterator, Sequence
-from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
-from torch import multiprocessing as mp
 from torch import nn
 
+from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool, report_start, serve, setup_worker
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
-from tdrl.envs.batched import _SPAWN_HINT, _STARTUP_TIMEOUT, StartMethod, _gather, _send, _shutdown
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
@@ -52,62 +60,90 @@ _TRAJ = ("collector", "traj_ids")
 
 
 def _collector_worker(
-    idx: int, conn: Connection, inherited: Connection | None, payload: bytes, parent_pid: int
+    idx: int, sock: socket.socket, inherited: socket.socket | None, payload: bytes, parent_pid: int
 ) -> None:
-    """A collector worker: build a SyncDataCollector, then serve "collect" requests until "close"."""
-    if inherited is not None:
-        inherited.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
-    try:
-        spec = pickle.loads(payload)
-        collector = SyncDataCollector(spec.pop("create_env_fn"), spec.pop("policy"), **spec)
-        conn.send(("ok", None))
-    except BaseException:
-        conn.send(("error", traceback.format_exc()))
+    """A collector worker: build a SyncDataCollector, then serve requests until "close"."""
+    setup_worker(inherited)
+    collector = report_start(sock, idx, lambda: _build_collector(payload), lambda _: None)
+    if collector is None:
         return
-    batches = iter(collector)
-    shared: TensorDictBase | None = None
-    weights: dict | None = None
-    while True:
-        if not conn.poll(1.0):
-            if os.getppid() != parent_pid:
-                break
-            continue
+    try:
+        serve(sock, parent_pid, _CollectorWorker(collector).handle)
+    finally:
+        collector.shutdown()
+
+
+def _build_collector(payload: bytes) -> SyncDataCollector:
+    spec = pickle.loads(payload)
+    return SyncDataCollector(spec.pop("create_env_fn"), spec.pop("policy"), **spec)
+
+
+class _CollectorWorker:
+    """The worker's side: collect into a shared-memory batch, load pushed weights, seed."""
+
+    def __init__(self, collector: SyncDataCollector) -> None:
+        self.collector = collector
+        self.batches = iter(collector)
+        self.shared: TensorDictBase | None = None
+        self.weights: dict | None = None
+
+    def handle(self, cmd: str, arg: Any) -> Any:
+        if cmd == "collect":
+            load_weights, buffer = arg
+            if load_weights:
+                self._load()
+            if buffer is not None:  # the parent's shared buffer, made from our first batch
+                self.shared = buffer
+            batch = next(self.batches)
+            if self.shared is None:
+                return batch  # by value: the parent makes the shared buffer from it
+            self.shared.update_(batch)
+            return None
+        if cmd == "weights":
+            if arg is not None:
+                self.weights = arg
+            self._load()
+            return None
+        if cmd == "seed":
+            return self.collector.set_seed(arg)
+        raise ValueError(f"collector worker: unknown command {cmd!r}")
+
+    def _load(self) -> None:
+        policy = self.collector._policy
+        if self.weights is not None and isinstance(policy, nn.Module):
+            policy.load_state_dict(self.weights)
+
+
+class _Batches(Iterator[TensorDictBase]):
+    """A multi-process collector's iterator: each ``next()`` asks the collector for a batch.
+
+    Not a generator: a generator that raised once (a worker error, Ctrl-C) only raises
+    ``StopIteration`` after; this one asks again, and the collector resumes or explains.
+    """
+
+    def __init__(self, next_batch: Callable[[], TensorDictBase], bar: Any) -> None:
+        self._next_batch, self._bar = next_batch, bar
+
+    def __iter__(self) -> _Batches:
+        return self
+
+    def __next__(self) -> TensorDictBase:
         try:
-            cmd, arg = conn.recv()
-        except (EOFError, OSError):
-            break
-        if cmd == "close":
-            try:
-                collector.shutdown()
-            finally:
-                conn.send(("ok", None))
-            break
-        try:
-            if cmd == "collect":
-                if arg and weights is not None and isinstance(collector._policy, nn.Module):
-                    collector._policy.load_state_dict(weights)  # the parent pushed new weights
-                batch = next(batches)
-                if shared is None:
-                    shared = batch.clone().share_memory_()
-                    conn.send(("ok", shared))
-                    continue
-                shared.update_(batch)
-                result: Any = None
-            elif cmd == "weights":
-                if arg is not None:
-                    weights = arg
-                if weights is not None and isinstance(collector._policy, nn.Module):
-                    collector._policy.load_state_dict(weights)
-                result = None
-            elif cmd == "seed":
-                result = collector.set_seed(arg)
-            else:
-                raise ValueError(f"collector worker: unknown command {cmd!r}")
-            conn.send(("ok", result))
-        except BaseException:
-            conn.send(("error", traceback.format_exc()))
+            batch = self._next_batch()
+        except StopIteration:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            raise
+        if self._bar is not None:
+            self._bar.update(batch.numel())
+        return batch
+
+
+def _summary(err: BaseException) -> str:
+    """The last line of an error that holds a worker's traceback: the exception itself."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(err).__name__
 
 
 class _MultiCollectorBase(DataCollectorBase):
@@ -189,73 +225,75 @@ class _MultiCollectorBase(DataCollectorBase):
             import cloudpickle
         except ImportError:  # pragma: no cover - gymnasium depends on cloudpickle
             cloudpickle = pickle
-        ctx = mp.get_context(mp_start_method)
-        fork = ctx.get_start_method() == "fork"
-        procs: list = []
-        conns: list = []
+        payloads = []
+        for fn, kw in zip(fns, kwargs_list):
+            spec = {
+                "create_env_fn": fn,
+                "policy": policy,
+                "create_env_kwargs": kw,
+                "frames_per_batch": worker_frames,
+                "total_frames": -1,
+                "device": device,
+                "storing_device": storing_device,
+                "policy_device": policy_device,
+                "env_device": env_device,
+                "max_frames_per_traj": max_frames_per_traj,
+                "init_random_frames": (init_random_frames or 0) // n,
+                "reset_at_each_iter": reset_at_each_iter,
+                "exploration_type": exploration_type,
+                "reset_when_done": reset_when_done,
+            }
+            payloads.append(cloudpickle.dumps(spec))
+        self._workers = WorkerPool(cls, _collector_worker, payloads, mp_start_method, timeout, close="shutdown()")
         try:
-            for i, (fn, kw) in enumerate(zip(fns, kwargs_list)):
-                spec = {
-                    "create_env_fn": fn,
-                    "policy": policy,
-                    "create_env_kwargs": kw,
-                    "frames_per_batch": worker_frames,
-                    "total_frames": -1,
-                    "device": device,
-                    "storing_device": storing_device,
-                    "policy_device": policy_device,
-                    "env_device": env_device,
-                    "max_frames_per_traj": max_frames_per_traj,
-                    "init_random_frames": (init_random_frames or 0) // n,
-                    "reset_at_each_iter": reset_at_each_iter,
-                    "exploration_type": exploration_type,
-                    "reset_when_done": reset_when_done,
-                }
-                parent_end, child_end = ctx.Pipe()
-                proc = ctx.Process(
-                    target=_collector_worker,
-                    args=(i, child_end, parent_end if fork else None, cloudpickle.dumps(spec), os.getpid()),
-                    daemon=True,
-                    name=f"tdrl-{cls}-worker-{i}",
-                )
-                proc.start()
-                child_end.close()
-                procs.append(proc)
-                conns.append(parent_end)
-            self._procs, self._conns = procs, conns
-            self._finalizer = weakref.finalize(self, _shutdown, procs, conns)
-            self._closed = False
-            try:
-                _gather(procs, conns, range(n), max(timeout, _STARTUP_TIMEOUT), "starting", cls)
-            except RuntimeError as err:
-                if ctx.get_start_method() != "fork" and "died" in str(err):
-                    err.add_note(_SPAWN_HINT)
-                raise
+            self._workers.started(max(timeout, STARTUP_TIMEOUT))
             self._weights = None
             self._stale = [False] * n  # the worker has not loaded the latest pushed weights
-            self._asked = [0] * n  # when each worker was last asked for a batch (a request count)
             if isinstance(policy, nn.Module):
                 self._weights = {k: v.detach().clone().share_memory_() for k, v in policy.state_dict().items()}
-                self._call(range(n), "weights", self._weights)
+                self._workers.call(range(n), "weights", self._weights)
         except BaseException:
-            _shutdown(procs, conns, grace=1.0)
+            self._workers.close(grace=1.0)
             raise
-        self._shared: list[TensorDictBase | None] = [None] * n
+        self._shared: list[TensorDictBase | None] = [None] * n  # each worker's batch buffer, shared
+        self._buffer_used = [False] * n  # whether the worker writes into it
+
+    @property
+    def _procs(self) -> list:
+        """The worker processes (for tests and diagnostics)."""
+        return self._workers.procs
+
+    def __iter__(self) -> Iterator[TensorDictBase]:
+        return _Batches(self._next_batch, self._progress(self.progress_bar))
+
+    def _next_batch(self) -> TensorDictBase:
+        raise NotImplementedError
 
     # --- messaging ------------------------------------------------------------------------
-    def _call(self, workers: Sequence[int], cmd: str, arg: Any = None) -> list:
-        self._send(workers, cmd, arg)
-        return _gather(self._procs, self._conns, workers, self.timeout, cmd, type(self).__name__)
+    def _request(self, i: int) -> int:
+        """Ask worker ``i`` for a batch (loading the pushed weights first if it has not yet)."""
+        buffer = None if self._buffer_used[i] else self._shared[i]  # sent until the worker used it
+        seq = self._workers.send(i, "collect", (self._stale[i], buffer))
+        self._stale[i] = False
+        return seq
 
-    def _send(self, workers: Sequence[int], cmd: str, arg: Any = None) -> None:
-        if self._closed:
-            raise RuntimeError(f"{type(self).__name__} is shut down; build a new one.")
-        _send(self._procs, self._conns, workers, cmd, arg, type(self).__name__)
+    def _results(self, requests: list[tuple[int, int]]) -> list:
+        """The payloads of ``collect`` requests, kept filed until :meth:`WorkerPool.take`."""
+        try:
+            return self._workers.results(requests, keep=True)
+        except RuntimeError as err:  # a worker raised or died: its collector is gone
+            self._workers.fail(f"a worker failed while collecting ({_summary(err)}; its traceback was raised then)")
+            raise
 
-    def _take(self, i: int, payload: Any) -> TensorDictBase:
-        """Worker ``i``'s batch as a TensorDict viewing its shared buffer (the first answer carries the buffer)."""
+    def _buffer(self, i: int, payload: Any) -> TensorDictBase:
+        """Worker ``i``'s batch: in its shared buffer (``payload`` None), or ``payload``, by value.
+
+        A batch that comes by value (the first) becomes the worker's shared buffer, which
+        the next requests carry until the worker uses it.
+        """
+        self._buffer_used[i] = payload is None
         if payload is not None:
-            self._shared[i] = payload
+            self._shared[i] = payload.share_memory_()  # (a copy of the worker's: ours to share)
         batch = self._shared[i]
         if batch is None:
             raise RuntimeError(f"{type(self).__name__}: worker {i} answered without a batch buffer.")
@@ -280,6 +318,7 @@ class _MultiCollectorBase(DataCollectorBase):
         The weights are copied into shared memory now; each worker loads them before its
         next batch (a worker busy collecting finishes its current batch first).
         """
+        self._workers.check()
         if self._weights is None:
             return
         if policy_or_weights is None:
@@ -293,17 +332,10 @@ class _MultiCollectorBase(DataCollectorBase):
                 shared.copy_(state[key])
         self._stale = [True] * self.num_workers
 
-    def _collect(self, workers: Sequence[int]) -> None:
-        """Ask ``workers`` for a batch, telling those with stale weights to load the pushed ones first."""
-        for i in workers:
-            self._send([i], "collect", self._stale[i])
-            self._stale[i] = False
-            self._asked[i] = max(self._asked) + 1
-
     def set_seed(self, seed: int, static_seed: bool = False) -> int | None:
         """Seed worker ``i``'s env with the seed worker ``i - 1`` hands on; returns the next one."""
         for i in range(self.num_workers):
-            seed = self._call([i], "seed", seed)[0]
+            seed = self._workers.call([i], "seed", seed)[0]
         return seed
 
     def state_dict(self) -> dict:
@@ -323,10 +355,9 @@ class _MultiCollectorBase(DataCollectorBase):
 
     def shutdown(self) -> None:
         """Stop the workers (idempotent; also run on garbage collection and at exit)."""
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
-        self._finalizer()
+        workers = getattr(self, "_workers", None)
+        if workers is not None:
+            workers.close(closed="shut down")
 
     def __del__(self) -> None:
         try:
@@ -379,34 +410,42 @@ class MultiSyncDataCollector(_MultiCollectorBase):
             )
         return frames_per_batch // n
 
-    def __iter__(self) -> Iterator[TensorDictBase]:
-        bar = self._progress(self.progress_bar)
+    def _next_batch(self) -> TensorDictBase:
+        workers = self._workers
+        workers.check()
+        if 0 <= self.total_frames <= self._frames:
+            raise StopIteration
         n = self.num_workers
-        try:
-            while self.total_frames < 0 or self._frames < self.total_frames:
-                if self.update_at_each_batch:
-                    self.update_policy_weights_()
-                self._collect(range(n))
-                payloads = _gather(self._procs, self._conns, range(n), self.timeout, "collect", type(self).__name__)
-                parts = [self._take(i, p) for i, p in enumerate(payloads)]
-                # torch.stack and torch.cat hand TensorDicts to tensordict (__torch_function__)
-                if self.cat_results == "stack":
-                    batch = cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", parts), 0))
-                    self._unique_ids(batch, torch.arange(n).reshape(n, *([1] * (batch.ndim - 1))))
-                else:
-                    parts = [p.clone() for p in parts]
-                    for i, p in enumerate(parts):
-                        self._unique_ids(p, i)
-                    dim = cast(int, self.cat_results)  # "stack" or an int, checked in __init__
-                    batch = cast(TensorDictBase, torch.cat(cast("list[torch.Tensor]", parts), dim))
-                self._frames += batch.numel()
-                self._iter += 1
-                if bar is not None:
-                    bar.update(batch.numel())
-                yield self._finish(batch)
-        finally:
-            if bar is not None:
-                bar.close()
+        # a request interrupted earlier (Ctrl-C, a timeout) is resumed, not asked again
+        seqs = [workers.pending(i, "collect") for i in range(n)]
+        if self.update_at_each_batch and all(seq is None for seq in seqs):
+            self.update_policy_weights_()
+        requests = [(i, self._request(i) if seq is None else seq) for i, seq in enumerate(seqs)]
+        payloads = self._results(requests)
+        # VOID: a request that never went out, or a reply lost to an interrupt: ask again
+        while any(p is VOID for p in payloads):
+            for k, (i, seq) in enumerate(requests):
+                if payloads[k] is VOID:
+                    workers.take(i, seq)
+                    requests[k] = (i, self._request(i))
+            payloads = self._results(requests)
+        parts = [self._buffer(i, payload) for i, payload in enumerate(payloads)]
+        # torch.stack and torch.cat hand TensorDicts to tensordict (__torch_function__); both copy
+        if self.cat_results == "stack":
+            batch = cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", parts), 0))
+            self._unique_ids(batch, torch.arange(n).reshape(n, *([1] * (batch.ndim - 1))))
+        else:
+            parts = [p.clone() for p in parts]
+            for i, p in enumerate(parts):
+                self._unique_ids(p, i)
+            dim = cast(int, self.cat_results)  # "stack" or an int, checked in __init__
+            batch = cast(TensorDictBase, torch.cat(cast("list[torch.Tensor]", parts), dim))
+        batch = self._finish(batch)
+        for i, seq in requests:  # only now are the workers free to overwrite their buffers
+            workers.take(i, seq)
+        self._frames += batch.numel()
+        self._iter += 1
+        return batch
 
 
 class MultiaSyncDataCollector(_MultiCollectorBase):
@@ -427,58 +466,42 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
     def _per_worker_frames(frames_per_batch: int, n: int) -> int:
         return frames_per_batch
 
-    def __iter__(self) -> Iterator[TensorDictBase]:
-        bar = self._progress(self.progress_bar)
-        n = self.num_workers
-        busy = getattr(self, "_busy", None)
-        if busy is None:
-            busy = self._busy = [False] * n
-        fpb = self.frames_per_batch
-        try:
-            while self.total_frames < 0 or self._frames < self.total_frames:
-                if self.update_at_each_batch:
-                    self.update_policy_weights_()
-                for i in range(n):
-                    if not busy[i] and self._wanted(busy):
-                        self._collect([i])
-                        busy[i] = True
-                i = self._wait_any([i for i in range(n) if busy[i]])
-                payload = _gather(self._procs, self._conns, [i], self.timeout, "collect", type(self).__name__)[0]
-                busy[i] = False
-                batch = self._take(i, payload).clone()
-                self._frames += batch.numel()
-                self._iter += 1
-                if self._wanted(busy):  # start the next batch while the caller works on this one
-                    self._collect([i])
-                    busy[i] = True
-                self._unique_ids(batch, i)
-                if bar is not None:
-                    bar.update(fpb)
-                yield self._finish(batch)
-        finally:
-            if bar is not None:
-                bar.close()
+    def _next_batch(self) -> TensorDictBase:
+        workers = self._workers
+        workers.check()
+        if 0 <= self.total_frames <= self._frames:
+            raise StopIteration
+        if self.update_at_each_batch:
+            self.update_policy_weights_()
+        inflight: dict[int, int] = {}  # worker -> its collect request (kept from an interrupted next())
+        for i in range(self.num_workers):
+            seq = workers.pending(i, "collect")
+            if seq is not None:
+                inflight[i] = seq
+        for i in range(self.num_workers):
+            if i not in inflight and self._wanted(len(inflight)):
+                inflight[i] = self._request(i)
+        i = workers.wait_any(inflight)  # a worker that misses its deadline raises TimeoutError
+        payload = self._results([(i, inflight[i])])[0]
+        while payload is VOID:  # a request that never went out, or a reply lost to an interrupt: ask again
+            workers.take(i, inflight[i])
+            inflight[i] = self._request(i)
+            payload = self._results([(i, inflight[i])])[0]
+        batch = self._buffer(i, payload).clone()
+        self._unique_ids(batch, i)
+        batch = self._finish(batch)
+        workers.take(i, inflight[i])
+        self._frames += self.frames_per_batch
+        self._iter += 1
+        if self._wanted(len(inflight) - 1):  # start the next batch while the caller works on this one
+            self._request(i)
+        return batch
 
-    def _wanted(self, busy: list) -> bool:
-        """Whether one more batch is needed, counting those in flight."""
+    def _wanted(self, busy: int) -> bool:
+        """Whether one more batch is needed, counting the ``busy`` ones in flight."""
         if self.total_frames < 0:
             return True
-        return self._frames + sum(busy) * self.frames_per_batch < self.total_frames
-
-    def _wait_any(self, workers: list[int]) -> int:
-        """The first of ``workers`` with an answer (or a dead process) ready."""
-        conns = {self._conns[i]: i for i in workers}
-        sentinels = {self._procs[i].sentinel: i for i in workers}
-        ready = wait(list(conns) + list(sentinels), timeout=self.timeout)
-        if not ready:
-            raise TimeoutError(
-                f"MultiaSyncDataCollector: no worker delivered a batch within {self.timeout} s. "
-                f"Raise timeout= for slow envs."
-            )
-        answered = [conns[obj] for obj in ready if obj in conns]
-        if answered:  # oldest request first: a fast worker must not starve a slower one's batch
-            return min(answered, key=self._asked.__getitem__)
-        return sentinels[ready[0]]
+        return self._frames + busy * self.frames_per_batch < self.total_frames
 
 
 MultiSyncCollector = MultiSyncDataCollector

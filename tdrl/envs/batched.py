@@ -27,21 +27,17 @@ the same data, from worker processes (see its docstring).
 
 from __future__ import annotations
 
-import os
 import pickle
-import signal
-import traceback
-import weakref
+import socket
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
-from torch import multiprocessing as mp
 from torch import nn
 
 from tdrl._compat import td_unchecked
+from tdrl._workers import STARTUP_TIMEOUT, StartMethod, WorkerPool, report_start, serve, setup_worker
 from tdrl.envs._stepping import ActionRunner, td_from_flat
 from tdrl.envs.common import EnvBase
 from tdrl.specs import NestedKey, TensorSpec
@@ -49,16 +45,10 @@ from tdrl.specs import NestedKey, TensorSpec
 __all__ = ["SerialEnv", "ParallelEnv"]
 
 EnvFactory = Callable[..., EnvBase]
-StartMethod = Literal["fork", "spawn", "forkserver"] | None  # None: the platform's default
 
 _NOT_A_FACTORY = (
     "{cls}: create_env_fn must be a callable that returns an env (e.g. lambda: GymEnv('Pendulum-v1')), "
     "got {what}. Pass a function or a class, not an env instance: each worker builds its own copy."
-)
-_STARTUP_TIMEOUT = 300.0
-_SPAWN_HINT = (
-    "Workers started with 'spawn' or 'forkserver' re-import the main script: guard its entry point with "
-    '`if __name__ == "__main__":`, and make create_env_fn importable or a lambda (it is sent with cloudpickle).'
 )
 _SPEC_MISMATCH = (
     "{cls}: the env built for worker {i} differs from worker 0's: its {what} is {theirs}, worker 0's is {ours}. "
@@ -308,41 +298,26 @@ class SerialEnv(_BatchedEnv):
 # --- ParallelEnv ------------------------------------------------------------------------------
 
 
-def _worker_main(idx: int, conn: Connection, inherited: Connection | None, payload: bytes, parent_pid: int) -> None:
-    """A ParallelEnv worker: build the env, then serve commands until "close" or the parent dies."""
-    if inherited is not None:
-        inherited.close()  # fork: the parent's end of our own pipe, so that EOF reaches us
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
-    torch.set_num_threads(1)
-    try:
-        fn, kwargs = pickle.loads(payload)
-        env = fn(**kwargs)
-        if not isinstance(env, EnvBase):
-            raise TypeError(f"create_env_fn returned a {type(env).__name__}, not an EnvBase")
-        conn.send(("ok", (env.batch_size, env.input_spec, env.output_spec)))
-    except BaseException:
-        conn.send(("error", traceback.format_exc()))
+def _build_env(payload: bytes) -> EnvBase:
+    fn, kwargs = pickle.loads(payload)
+    env = fn(**kwargs)
+    if not isinstance(env, EnvBase):
+        raise TypeError(f"create_env_fn returned a {type(env).__name__}, not an EnvBase")
+    return env
+
+
+def _worker_main(
+    idx: int, sock: socket.socket, inherited: socket.socket | None, payload: bytes, parent_pid: int
+) -> None:
+    """A ParallelEnv worker: build the env, then serve requests until "close" or the parent dies."""
+    setup_worker(inherited)
+    env = report_start(sock, idx, lambda: _build_env(payload), lambda e: (e.batch_size, e.input_spec, e.output_spec))
+    if env is None:
         return
-    worker = _Worker(idx, env)
-    while True:
-        if not conn.poll(1.0):
-            if os.getppid() != parent_pid:  # orphaned: the parent died without closing us
-                break
-            continue
-        try:
-            cmd, arg = conn.recv()
-        except (EOFError, OSError):
-            break
-        if cmd == "close":
-            try:
-                env.close()
-            finally:
-                conn.send(("ok", None))
-            break
-        try:
-            conn.send(("ok", worker.handle(cmd, arg)))
-        except BaseException:
-            conn.send(("error", traceback.format_exc()))
+    try:
+        serve(sock, parent_pid, _Worker(idx, env).handle)
+    finally:
+        env.close()
 
 
 class _Worker:
@@ -389,7 +364,8 @@ class _Worker:
             self._write(self.root, self._reset(mask, **arg))
             return None
         if cmd == "run":
-            return self._run(*arg)
+            steps, actions, out = arg
+            return self._run(steps, actions, out)
         if cmd == "seed":
             return self.env.set_seed(arg)
         if cmd == "buffers":
@@ -401,20 +377,26 @@ class _Worker:
             return None
         raise ValueError(f"ParallelEnv worker: unknown command {cmd!r}")
 
-    def _run(self, steps: int, actions: TensorDictBase | None) -> TensorDictBase | None:
-        """Run ``steps`` given actions from the current root; the first run of a length returns its buffer."""
+    def _run(self, steps: int, actions: TensorDictBase | None, out: TensorDictBase | None) -> TensorDictBase | None:
+        """Run ``steps`` given actions from the current root.
+
+        The parent sends the shared actions buffer and this worker's shared output buffer
+        with each request until this worker has used them; until then the output is
+        returned by value (the parent makes the shared buffer from it).
+        """
         if actions is not None:
             self.run_actions[steps] = actions[self.idx]
+        if out is not None:
+            self.run_out[steps] = out
         if self.runner is None:
             self.runner = ActionRunner(self.env)
         root = td_from_flat({k: v.clone() for k, v in self.root}, self.batch)
         data, root = self.runner.run(root, self.run_actions[steps], steps)
         self._write(self.root, root)
-        out = self.run_out.get(steps)
-        if out is None:
-            out = self.run_out[steps] = data.clone().share_memory_()
-            return out
-        out.update_(data)
+        shared = self.run_out.get(steps)
+        if shared is None:
+            return data
+        shared.update_(data)
         return None
 
     def _reset(self, mask: torch.Tensor | None, **kwargs: Any) -> TensorDictBase:
@@ -454,34 +436,28 @@ class _Worker:
                 dst.copy_(torch.where(m, value, dst))
 
 
-def _shutdown(procs: list, conns: list, grace: float = 5.0) -> None:
-    """Ask every worker to close, then join, terminate and kill what is left. Never raises."""
-    for proc, conn in zip(procs, conns):
-        if proc.is_alive():
-            try:
-                conn.send(("close", None))
-            except (OSError, ValueError, BrokenPipeError):
-                pass
-    for proc in procs:
-        proc.join(grace)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(1.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(1.0)
-    for conn in conns:
-        try:
-            conn.close()
-        except OSError:
-            pass
-
-
 class ParallelEnv(_BatchedEnv):
     """``num_workers`` copies of an env, each stepped in its own worker process.
 
     Inputs (actions, reset masks) and outputs live in shared-memory tensors allocated
     once; each step sends one short message to each worker and waits for its answer.
+
+    Faults (see :mod:`tdrl._workers` for the protocol):
+
+    - a worker that raises makes the call raise ``RuntimeError`` with the worker's
+      traceback; the env stays usable (as an env whose ``step`` raised);
+    - a worker that dies makes the call raise ``RuntimeError`` with its exit code at once,
+      and one that does not answer within ``timeout`` raises ``TimeoutError`` naming it;
+    - a call interrupted while it waits (Ctrl-C, a ``TimeoutError``) is resynchronized:
+      the next call first waits, up to ``timeout``, for the replies the interrupted one was
+      owed and drops them, so a result always belongs to its own request (the copies may
+      have taken the interrupted step: reset for a known state);
+    - after a worker died, missed two deadlines in a row, or an exception cut a message
+      half-way, every call raises ``RuntimeError`` saying so: ``close()`` and build a new env.
+
+    ``close()``, garbage collection and interpreter exit stop the workers; a worker whose
+    parent is killed exits by itself within about a second. A worker may start processes
+    of its own (e.g. an env that runs a ``ParallelEnv``).
 
     Args:
         num_workers: how many worker processes (one env copy each).
@@ -490,12 +466,14 @@ class ParallelEnv(_BatchedEnv):
         create_env_kwargs: keyword arguments for ``create_env_fn`` (a dict, or one per worker).
         mp_start_method: "fork", "spawn" or "forkserver" (default: the platform's default).
         timeout: seconds to wait for a worker's answer before raising ``TimeoutError``
-            (env construction included).
+            (env construction gets at least 300 s).
         device: the device of the batched env (default: the copies' device).
 
     Raises:
         TypeError: ``create_env_fn`` is an env instance or not callable.
-        RuntimeError: a worker raised (the message holds its traceback) or died.
+        RuntimeError: a worker raised (the message holds its traceback) or died, or the env
+            is closed or can no longer be trusted (the message says why).
+        TimeoutError: a worker did not answer within ``timeout``.
         ValueError: the copies do not share their batch size and specs.
 
     Examples:
@@ -522,44 +500,24 @@ class ParallelEnv(_BatchedEnv):
             import cloudpickle
         except ImportError:  # pragma: no cover - gymnasium depends on cloudpickle
             cloudpickle = pickle
-        ctx = mp.get_context(mp_start_method)
-        fork = ctx.get_start_method() == "fork"
-        procs, conns = [], []
-        finalizer = None
+        payloads = [cloudpickle.dumps(factory) for factory in factories]
+        workers = WorkerPool("ParallelEnv", _worker_main, payloads, mp_start_method, timeout)
         try:
-            for i, factory in enumerate(factories):
-                parent_end, child_end = ctx.Pipe()
-                proc = ctx.Process(
-                    target=_worker_main,
-                    args=(i, child_end, parent_end if fork else None, cloudpickle.dumps(factory), os.getpid()),
-                    daemon=True,
-                    name=f"tdrl-ParallelEnv-worker-{i}",
-                )
-                proc.start()
-                child_end.close()
-                procs.append(proc)
-                conns.append(parent_end)
-            try:  # building an env (and, under "spawn", importing torch) may take longer than a step
-                metas = _gather(procs, conns, range(num_workers), max(timeout, _STARTUP_TIMEOUT), "starting")
-            except RuntimeError as err:
-                if ctx.get_start_method() != "fork" and "died" in str(err):
-                    err.add_note(_SPAWN_HINT)
-                raise
+            metas = workers.started(max(timeout, STARTUP_TIMEOUT))
             _meta_mismatch("ParallelEnv", metas)
             super().__init__(num_workers, metas[0], device if device is not None else metas[0][2].device)
-            self._procs, self._conns, self.timeout = procs, conns, timeout
-            self._finalizer = weakref.finalize(self, _shutdown, procs, conns)
-            finalizer = self._finalizer
-            self._closed = False
+            self._workers, self.timeout = workers, timeout
             self._run_actions: dict = {}
             self._run_out: dict = {}
             self._alloc_buffers()
         except BaseException:
-            if finalizer is not None:
-                finalizer()
-            else:
-                _shutdown(procs, conns, grace=1.0)
+            workers.close(grace=1.0)
             raise
+
+    @property
+    def _procs(self) -> list:
+        """The worker processes (for tests and diagnostics)."""
+        return self._workers.procs
 
     def _alloc_buffers(self) -> None:
         b = self.batch_size
@@ -582,21 +540,16 @@ class ParallelEnv(_BatchedEnv):
         self._call(range(self.num_workers), "buffers", (inp, nxt, root))
 
     # --- messaging --------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("ParallelEnv: the env is closed; build a new one.")
+    def _idle(self) -> None:
+        """Make sure no worker still works on an interrupted request before the shared buffers are touched."""
+        workers = self._workers
+        if workers.owed:
+            workers.drain()
+        else:
+            workers.check()
 
-    def _call(self, workers: Sequence[int], cmd: str, arg: Any = None) -> list:
-        self._check_open()
-        try:
-            _send(self._procs, self._conns, workers, cmd, arg)
-            return _gather(self._procs, self._conns, workers, self.timeout, cmd)
-        except (TimeoutError, RuntimeError) as err:
-            if not str(err).startswith("ParallelEnv worker") or " raised while " not in str(err):
-                # a worker died or hangs: the pipes are out of step, only close() is left
-                self._finalizer.detach()
-                self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns, 0.5)
-            raise
+    def _call(self, workers: Sequence[int], cmd: str, arg: Any = None, args: Sequence[Any] | None = None) -> list:
+        return self._workers.call(workers, cmd, arg, args)
 
     def _write_inputs(self, tensordict: TensorDictBase) -> None:
         for key in self._in_keys:
@@ -609,12 +562,14 @@ class ParallelEnv(_BatchedEnv):
 
     # --- EnvBase ----------------------------------------------------------------------------
     def _seed_workers(self, seed: int | None) -> int | None:
+        self._idle()
         for i in range(self.num_workers):
             seed = self._call([i], "seed", seed)[0]
         return seed
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         mask = self._reset_mask(tensordict)
+        self._idle()
         if mask is None:
             workers = list(range(self.num_workers))
             self._in_buf["_reset"].fill_(True)
@@ -625,6 +580,7 @@ class ParallelEnv(_BatchedEnv):
         return self._read(self._root_buf)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        self._idle()
         self._write_inputs(tensordict)
         self._call(range(self.num_workers), "step")
         return self._read(self._next_buf)
@@ -635,6 +591,7 @@ class ParallelEnv(_BatchedEnv):
             # the first step goes through EnvBase: it validates the action, with its messages
             tensordict = self.step(tensordict)
             return tensordict, self._next_root(tensordict)
+        self._idle()
         self._write_inputs(tensordict)
         dones = self._call(range(self.num_workers), "step_reset")
         nxt = self._read(self._next_buf)
@@ -654,79 +611,30 @@ class ParallelEnv(_BatchedEnv):
 
     def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         steps = actions.shape[-1]
+        self._idle()
         for key, buf in self._root_buf.items():  # the workers start from the caller's root
             value = root.get(key, None)
             if value is not None:
                 buf.copy_(value)
         shared = self._run_actions.get(steps)
-        first = shared is None
         if shared is None:
             shared = self._run_actions[steps] = actions.clone().share_memory_()
         else:
             shared.update_(actions)
-        payloads = self._call(range(self.num_workers), "run", (steps, shared if first else None))
-        outs = self._run_out.setdefault(steps, [None] * self.num_workers)
+        outs, used = self._run_out.setdefault(steps, ([None] * self.num_workers, [False] * self.num_workers))
+        # the shared buffers go with each request until the worker has used them
+        args = [(steps, None, None) if used[i] else (steps, shared, outs[i]) for i in range(self.num_workers)]
+        payloads = self._call(range(self.num_workers), "run", args=args)
         for i, payload in enumerate(payloads):
+            used[i] = payload is None  # None: it wrote into outs[i]; else its output, by value
             if payload is not None:
-                outs[i] = payload
+                outs[i] = payload.share_memory_()  # (a copy of the worker's: ours to share)
         data = cast(TensorDictBase, torch.stack(outs, 0))  # TensorDicts, stacked by tensordict
         return data, self._carry(root, self._read(self._root_buf))
 
     def close(self) -> None:
         """Stop the workers (idempotent). Called on garbage collection and at exit too."""
         super().close()
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
-        self._finalizer()
-
-
-def _died(i: int, what: str, proc: Any, owner: str = "ParallelEnv") -> str:
-    return (
-        f"{owner} worker {i} died while {what!r} (exit code {proc.exitcode}); it did not report an "
-        f"exception (killed, or crashed in native code)."
-    )
-
-
-def _send(procs: list, conns: list, workers: Sequence[int], cmd: str, arg: Any, owner: str = "ParallelEnv") -> None:
-    """Send one command to each listed worker; a worker that is gone raises RuntimeError."""
-    for i in workers:
-        try:
-            conns[i].send((cmd, arg))
-        except (OSError, ValueError) as err:
-            procs[i].join(0.5)
-            raise RuntimeError(_died(i, cmd, procs[i], owner)) from err
-
-
-def _gather(
-    procs: list, conns: list, workers: Sequence[int], timeout: float, what: str, owner: str = "ParallelEnv"
-) -> list:
-    """Each listed worker's answer, in order; raise once all answered if any of them failed."""
-    results: list[Any] = []
-    errors: list[str] = []
-    for i in workers:
-        conn = conns[i]
-        try:
-            ready = conn.poll(timeout)
-        except (EOFError, OSError):
-            ready = True  # a closed pipe: the recv below reports the death
-        if not ready:
-            raise TimeoutError(
-                f"{owner} worker {i} did not answer {what!r} within {timeout} s (it is "
-                f"{'alive' if procs[i].is_alive() else 'dead'}). Raise {owner}(timeout=...) for slow work."
-            )
-        try:
-            status, payload = conn.recv()
-        except (EOFError, OSError):
-            procs[i].join(0.5)
-            errors.append(_died(i, what, procs[i], owner))
-            results.append(None)
-            continue
-        if status == "error":
-            errors.append(f"{owner} worker {i} raised while {what!r}:\n{payload}")
-            results.append(None)
-        else:
-            results.append(payload)
-    if errors:
-        raise RuntimeError("\n".join(errors))
-    return results
+        workers = getattr(self, "_workers", None)
+        if workers is not None:
+            workers.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
+import signal
 import time
 
 import pytest
@@ -13,11 +15,39 @@ from torch import nn
 
 from tdrl.collectors import MultiaSyncDataCollector as _MultiaSync
 from tdrl.collectors import MultiSyncDataCollector as _MultiSync
+from tdrl.envs import ParallelEnv
 from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv
 
 # fork explicitly: importing torchrl elsewhere in the suite makes "spawn" the default (slow to start)
 MultiSyncDataCollector = functools.partial(_MultiSync, mp_start_method="fork")
 MultiaSyncDataCollector = functools.partial(_MultiaSync, mp_start_method="fork")
+
+
+class _SlowCountingEnv(CountingEnv):
+    """A CountingEnv that never ends and takes 20 ms a step: each worker's observations count its frames."""
+
+    def __init__(self) -> None:
+        super().__init__(max_steps=10**9)
+
+    def _step(self, tensordict):
+        time.sleep(0.02)
+        return super()._step(tensordict)
+
+
+def _per_worker(batch, num_workers: int = 2) -> dict[int, list[float]]:
+    """Each worker's observations in ``batch``, in order (the worker is ``traj_id % num_workers``)."""
+    flat = batch.reshape(-1)
+    workers = flat["collector", "traj_ids"] % num_workers
+    obs = flat["next", "observation"].squeeze(-1)
+    return {w: obs[workers == w].tolist() for w in range(num_workers) if (workers == w).any()}
+
+
+def _take_until_it_raises(batches, into: list | None = None) -> None:
+    """Take batches (appending them to ``into``) until one ``next()`` raises; at most 10,000."""
+    for _ in range(10_000):
+        batch = next(batches)
+        if into is not None:
+            into.append(batch)
 
 
 def _linear_policy() -> TensorDictModule:
@@ -99,9 +129,100 @@ def test_worker_error_reaches_parent():
     ):
         next(it)
     assert time.monotonic() - start < 30
+    # the collector failed: every later use says so (not a bare StopIteration)
+    for again in (lambda: next(it), lambda: next(iter(collector)), collector.next):
+        with pytest.raises(
+            RuntimeError,
+            match=r"cannot be used any more: a worker failed while collecting \(RuntimeError: FailingEnv: failing",
+        ):
+            again()
     procs = list(collector._procs)
     collector.shutdown()
     assert not any(p.is_alive() for p in procs)
+
+
+@pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
+def test_next_after_ctrl_c_resumes_the_interrupted_batch(cls, ctrl_c_after):
+    collector = cls([_SlowCountingEnv] * 2, None, frames_per_batch=4, total_frames=-1)
+    it = iter(collector)
+    got = []
+    with pytest.raises(KeyboardInterrupt), ctrl_c_after(0.1):  # lands while the workers collect (80 ms a batch)
+        _take_until_it_raises(it, got)
+    for batches in (it, iter(collector)):  # the same iterator goes on, and so does a new one
+        got += [next(batches) for _ in range(3)]
+    seen: dict[int, list[float]] = {0: [], 1: []}
+    for batch in got:
+        for w, obs in _per_worker(batch).items():
+            seen[w] += obs
+    # every worker's frames, in order: none skipped, none handed out twice
+    for obs in seen.values():
+        assert obs == list(range(1, len(obs) + 1))
+    assert sum(map(len, seen.values())) == 4 * len(got)
+    collector.shutdown()
+
+
+@pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
+def test_a_stopped_worker_times_out_naming_it(cls):
+    collector = cls([CountingEnv] * 2, None, frames_per_batch=4, total_frames=-1, timeout=0.5)
+    it = iter(collector)
+    next(it)
+    procs = list(collector._procs)
+    os.kill(procs[0].pid, signal.SIGSTOP)
+    try:
+        # (MultiaSync: the other worker goes on delivering meanwhile)
+        with pytest.raises(TimeoutError, match=r"worker 0 did not answer 'collect' within 0.5 s \(it is stopped"):
+            _take_until_it_raises(it)
+        with pytest.raises(TimeoutError, match=r"worker 0 did not answer 'collect' within 0.5 s twice in a row"):
+            _take_until_it_raises(it)
+        with pytest.raises(RuntimeError, match="cannot be used any more: worker 0 did not answer"):
+            next(it)
+        collector.shutdown()
+        assert not any(p.is_alive() for p in procs)
+    finally:
+        if procs[0].is_alive():
+            os.kill(procs[0].pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
+def test_a_killed_worker_is_reported_then_the_collector_refuses_further_use(cls):
+    collector = cls([CountingEnv] * 2, None, frames_per_batch=4, total_frames=-1)
+    it = iter(collector)
+    next(it)
+    os.kill(collector._procs[1].pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match=r"worker 1 died while 'collect' \(exit code -9\)"):
+        _take_until_it_raises(it)
+    with pytest.raises(RuntimeError, match="cannot be used any more: worker 1 died"):
+        next(it)
+    collector.shutdown()
+    assert not any(p.is_alive() for p in collector._procs)
+
+
+@pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
+def test_a_shut_down_collector_says_so(cls):
+    collector = cls([CountingEnv] * 2, None, frames_per_batch=4, total_frames=-1)
+    it = iter(collector)
+    next(it)
+    collector.shutdown()
+    collector.shutdown()  # idempotent
+    for use in (lambda: next(it), lambda: next(iter(collector)), lambda: collector.set_seed(0)):
+        with pytest.raises(RuntimeError, match=f"{cls.func.__name__} was shut down"):
+            use()
+
+
+@pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
+def test_workers_may_run_a_parallel_env(cls, descendants):
+    make = functools.partial(ParallelEnv, 2, functools.partial(CountingEnv, max_steps=100), mp_start_method="fork")
+    before = set(descendants())
+    collector = cls([make] * 2, None, frames_per_batch=8, total_frames=16)
+    assert len(set(descendants()) - before) == 6  # 2 collector workers, each with 2 env workers
+    batches = list(collector)
+    assert sum(b.numel() for b in batches) == 16
+    for batch in batches:
+        assert batch.shape[-2] == 2  # each worker's ParallelEnv has batch size [2]
+        obs = batch["next", "observation"].squeeze(-1)
+        assert ((obs[..., 1:] - obs[..., :-1]) == 1).all()
+    collector.shutdown()
+    assert set(descendants()) - before == set()
 
 
 def test_bad_input():

@@ -6,6 +6,7 @@ import functools
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -29,6 +30,21 @@ class _SlowEnv(CountingEnv):
 
     def _step(self, tensordict):
         time.sleep(30)
+        return super()._step(tensordict)
+
+
+class _SlowSecondStep(CountingEnv):
+    """A CountingEnv whose second step takes 0.6 s (to interrupt it while the parent waits), the others 0.05 s.
+
+    A reply that was left in the pipe would then be read at once, before the worker wrote the
+    next step's results: a stale result would show.
+    """
+
+    def __init__(self, max_steps: int = 100) -> None:
+        super().__init__(max_steps=max_steps)
+
+    def _step(self, tensordict):
+        time.sleep(0.6 if int(self.count.flatten()[0]) == 1 else 0.05)
         return super()._step(tensordict)
 
 
@@ -196,6 +212,149 @@ def test_hanging_worker_times_out():
     procs = list(env._procs)
     env.close()
     assert not any(p.is_alive() for p in procs)
+
+
+def test_a_step_after_a_timeout_gets_its_own_result_not_the_late_one():
+    env = PEnv(1, _SlowSecondStep, timeout=0.2)
+    td = env.reset()
+    assert env.rand_step(td)["next", "observation"].item() == 1
+    with pytest.raises(TimeoutError, match=r"worker 0 did not answer 'step' within 0\.2 s"):
+        env.rand_step(td)
+    time.sleep(0.8)  # the slow step ends meanwhile: the next call would wait 0.2 s more for it anyway
+    # the late reply (observation 2) is drained, not handed to the next step
+    assert env.rand_step(td)["next", "observation"].item() == 3
+    assert env.rand_step(td)["next", "observation"].item() == 4
+    env.close()
+
+
+@pytest.mark.parametrize("call", ["step", "step_and_maybe_reset", "rollout_actions"])
+def test_a_call_interrupted_by_ctrl_c_is_resynchronized(call, ctrl_c_after):
+    env = PEnv(2, _SlowSecondStep)
+    td = env.reset()
+    assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [1.0, 1.0]
+    calls = {
+        "step": lambda: env.rand_step(td),
+        "step_and_maybe_reset": lambda: env.step_and_maybe_reset(env.rand_action(td)),
+        "rollout_actions": lambda: env._rollout_actions(td, _actions(env, 3)),
+    }
+    with pytest.raises(KeyboardInterrupt), ctrl_c_after(0.2):  # while the workers sleep in their 2nd step
+        calls[call]()
+    # the interrupted call's replies are drained: the next results are the next call's own
+    if call == "rollout_actions":
+        # the same length: the output buffers of the interrupted run are handed over now
+        data, _ = env._rollout_actions(td, _actions(env, 3))
+        assert data["next", "observation"].squeeze(-1).tolist() == [[5.0, 6.0, 7.0]] * 2
+    else:
+        assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [3.0, 3.0]
+    assert env.reset()["observation"].squeeze(-1).tolist() == [0.0, 0.0]
+    env.close()
+
+
+def _actions(env, steps: int):
+    return env.full_action_spec.zero().unsqueeze(-1).expand(*env.batch_size, steps).clone()
+
+
+class _InterruptAfter:
+    """A worker's socket whose ``method`` raises KeyboardInterrupt once, right after doing its work."""
+
+    def __init__(self, sock, method: str, when=lambda *args: True) -> None:
+        self.sock, self.method, self.when, self.fired = sock, method, when, False
+
+    def __getattr__(self, name):
+        attr = getattr(self.sock, name)
+        if name != self.method:
+            return attr
+
+        def call(*args):
+            result = attr(*args)
+            if not self.fired and self.when(*args):
+                self.fired = True
+                raise KeyboardInterrupt
+            return result
+
+        return call
+
+
+def test_a_reply_consumed_when_ctrl_c_lands_is_not_lost():
+    env = PEnv(2, CountingEnv)
+    td = env.reset()
+    sock = env._workers.socks[1]
+    # Ctrl-C lands right after worker 1's reply was taken off its socket (not a peek)
+    env._workers.socks[1] = _InterruptAfter(sock, "recv", lambda size, flags=0: not flags & socket.MSG_PEEK)
+    with pytest.raises(KeyboardInterrupt):
+        env.rand_step(td)
+    env._workers.socks[1] = sock
+    assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [2.0, 2.0]
+    env.close()
+
+
+def test_a_request_sent_when_ctrl_c_lands_is_settled():
+    env = PEnv(2, CountingEnv)
+    td = env.reset()
+    sock = env._workers.socks[0]
+    env._workers.socks[0] = _InterruptAfter(sock, "send")  # sent, but the parent cannot know it
+    with pytest.raises(KeyboardInterrupt):
+        env.rand_step(td)
+    env._workers.socks[0] = sock
+    # worker 0 took the step, worker 1 was never asked: a sync request settles which
+    assert env.rand_step(td)["next", "observation"].squeeze(-1).tolist() == [2.0, 1.0]
+    env.close()
+
+
+def test_a_large_message_cut_half_way_makes_the_env_refuse_further_use():
+    env = PEnv(2, CountingEnv)
+    td = env.reset()
+    procs = list(env._procs)
+    sock = env._workers.socks[1]
+
+    class CutHalfWay:
+        def __getattr__(self, name):
+            return getattr(sock, name)
+
+        def sendall(self, data):
+            sock.send(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+    env._workers.socks[1] = CutHalfWay()
+    with pytest.raises(KeyboardInterrupt):  # (tdrl's own messages are small: none takes this path)
+        env._workers.send(1, "seed", b"x" * 1_000_000)
+    env._workers.socks[1] = sock
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match=r"cannot be used any more: .*message to worker 1 half-way"):
+            env.rand_step(td)
+    env.close()
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_a_dead_worker_makes_the_env_refuse_further_use():
+    env = PEnv(2, CountingEnv)
+    td = env.reset()
+    os.kill(env._procs[0].pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="worker 0 died while 'step' \\(exit code -9\\)"):
+        env.rand_step(td)
+    with pytest.raises(RuntimeError, match="cannot be used any more: worker 0 died"):
+        env.reset()
+    env.close()
+    assert not any(p.is_alive() for p in env._procs)
+
+
+def test_a_stopped_worker_times_out_then_the_env_refuses_further_use():
+    env = PEnv(2, CountingEnv, timeout=0.3)
+    td = env.reset()
+    procs = list(env._procs)
+    os.kill(procs[1].pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError, match=r"worker 1 did not answer 'step' within 0.3 s \(it is stopped"):
+            env.rand_step(td)
+        with pytest.raises(TimeoutError, match="twice in a row"):
+            env.rand_step(td)  # first waits once more for the owed reply
+        with pytest.raises(RuntimeError, match="cannot be used any more: worker 1 did not answer"):
+            env.rand_step(td)
+        env.close()
+        assert not any(p.is_alive() for p in procs)
+    finally:
+        if procs[1].is_alive():
+            os.kill(procs[1].pid, signal.SIGCONT)
 
 
 def test_garbage_collected_env_stops_its_workers():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 
 import pytest
 import torch
@@ -433,6 +434,32 @@ def test_image_chain_specs_on_an_env():
 
 def _make_vec_norm_env(vn: VecNorm) -> TransformedEnv:
     return TransformedEnv(TransformTestEnv(p_end=0.0, max_steps=100), vn)
+
+
+class _SlowUpdateVecNorm(VecNorm):
+    """A VecNorm whose update reads the statistics, waits 5 ms, then writes them: a race loses updates at once."""
+
+    def _accumulate(self, node, total, squares, n):
+        before = {name: node.get(name).clone() for name in ("sum", "ssq", "count")}
+        time.sleep(0.005)
+        for name, add in (("sum", total), ("ssq", squares), ("count", n)):
+            node.get(name).copy_(before[name] * self.decay + add)
+
+
+def test_vec_norm_shared_across_parallel_env_workers_never_loses_an_update():
+    import functools
+
+    from tdrl.envs.batched import ParallelEnv
+
+    vn = _SlowUpdateVecNorm(in_keys=["observation"], decay=1.0)
+    _make_vec_norm_env(vn)
+    vn.share_memory_()  # and a lock that reaches the workers
+    env = ParallelEnv(2, functools.partial(_make_vec_norm_env, vn), mp_start_method="fork")
+    try:
+        env.rollout(10, break_when_any_done=False)  # both workers update at the same moments
+    finally:
+        env.close()
+    assert vn.stats["observation", "count"].item() == 22
 
 
 @pytest.mark.parametrize("start_method", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])

@@ -27,6 +27,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import module_buffers, register_load_state_dict_pre_hook, td_read, td_write
+from tdrl._workers import ProcessLock
 from tdrl.envs.transforms.transforms import Transform, _key_tuple
 from tdrl.specs import NestedKey, TensorSpec, Unbounded
 
@@ -280,16 +281,19 @@ class VecNorm(Transform):
     kept in a TensorDict (:attr:`stats`). ``share_memory_()`` moves them to shared memory
     so that copies of the transform in worker processes update and read one set of
     statistics (a shared VecNorm stays shared when it is pickled or copied, e.g. into
-    ``ParallelEnv`` workers); ``freeze()`` stops the updates (evaluation),
-    ``frozen_copy()`` gives a frozen transform for an evaluation env.
+    ``ParallelEnv`` workers, however they are started), and gives it a lock that travels
+    with it, so that concurrent updates never lose one; ``freeze()`` stops the updates
+    (evaluation), ``frozen_copy()`` gives a frozen transform for an evaluation env.
 
     Args:
         in_keys: entries to normalize (default ``["observation"]``).
         out_keys: where to write them (default ``in_keys``).
         shared_td: statistics to use (e.g. another VecNorm's ``stats``), updated in place.
-        lock: a lock (e.g. ``multiprocessing.Lock()``) taken around updates when several
-            processes write the statistics; it reaches processes through inheritance
-            (fork). Without one, concurrent updates may rarely lose an increment.
+        lock: a lock taken around each update of the statistics. By default
+            ``share_memory_()`` creates one (an ``fcntl`` lock on an anonymous file, which
+            reaches worker processes however they are started, pickled with the
+            transform). Give one (e.g. ``other.lock``) when another VecNorm, built
+            separately, updates the same ``shared_td``.
         decay: the weight of past statistics at each update.
         eps: the smallest variance used.
 
@@ -361,8 +365,13 @@ class VecNorm(Transform):
         return out
 
     def share_memory_(self) -> VecNorm:
-        """Put the statistics in shared memory (now, or as soon as they are created). Returns self."""
+        """Put the statistics in shared memory (now, or as soon as they are created). Returns self.
+
+        Also creates the lock that every copy takes around its updates (unless one was given).
+        """
         self._shared = True
+        if self.lock is None:
+            self.lock = ProcessLock()
         if self._stats is not None:
             self._stats.share_memory_()
         return self

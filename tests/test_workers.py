@@ -1,0 +1,47 @@
+"""tdrl._workers: the lock that VecNorm's shared statistics travel with (the exchange protocol is
+tested through its users, in tests/envs/test_batched.py, tests/collectors/test_multi.py and
+tests/reliability/test_worker_faults.py)."""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing as mp
+import pickle
+import time
+
+import pytest
+import torch
+
+from tdrl._workers import ProcessLock
+
+
+def _add_one_at_a_time(lock: ProcessLock, counter: torch.Tensor, times: int) -> None:
+    for _ in range(times):
+        with lock:
+            value = counter.item()
+            time.sleep(0.001)  # a read-modify-write that loses increments unless the lock excludes
+            counter.fill_(value + 1)
+
+
+@pytest.mark.parametrize("start_method", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
+def test_the_lock_excludes_processes_however_they_are_started(start_method):
+    lock = ProcessLock()
+    counter = torch.zeros(()).share_memory_()
+    ctx = mp.get_context(start_method)
+    workers = [ctx.Process(target=_add_one_at_a_time, args=(lock, counter, 30)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    _add_one_at_a_time(lock, counter, 30)  # and the parent, at the same time
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    assert counter.item() == 90
+
+
+def test_copies_in_one_process_are_the_same_lock():
+    lock = ProcessLock()
+    assert copy.deepcopy(lock) is lock
+    assert copy.copy(lock) is lock
+    assert pickle.loads(pickle.dumps(lock)) is lock
+    with lock:  # and it still works after a copy came and went
+        pass
