@@ -17,6 +17,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
 from tdrl.envs._stepping import StepRecorder, td_from_flat
+from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 
 __all__ = ["StepLoop", "NO_ACTION", "BAD_ACTION"]
@@ -136,7 +137,9 @@ class StepLoop:
         ns.new_batch()
         trunc_rec: list | None = [] if self.max_steps is not None else None
         actions = self.c._random.draw(steps) if random_batch else None
-        if actions is not None and self.open_loop and not self.recurrent:
+        # under set_validation every step goes through env.step, which checks it (read once per batch)
+        checking = _validation.actions or _validation.outputs
+        if actions is not None and self.open_loop and not self.recurrent and not checking:
             tdim = len(self.batch)
             seq = td_from_flat({k: v.movedim(0, tdim) for k, v in actions}, torch.Size([*self.batch, steps]))
             data, root = cast("_OpenLoopEnv", self.env)._rollout_actions(root, seq)  # open_loop: it has one
@@ -144,7 +147,7 @@ class StepLoop:
         policy = self.call_policy if self.move else self.policy
         env = self.env
         env_step = env._step
-        smr, direct, recurrent = self.smr, self.direct, self.recurrent
+        smr, direct, recurrent = self.smr, self.direct and not checking, self.recurrent
         reward_top = self.reward_top
         guarded = self.checks_left > 0 or self.guarded
         for t in range(steps):

@@ -51,6 +51,7 @@ from torch import nn
 from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool, report_start, serve, setup_worker
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
+from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
@@ -89,7 +90,8 @@ class _CollectorWorker:
 
     def handle(self, cmd: str, arg: Any) -> Any:
         if cmd == "collect":
-            load_weights, buffer = arg
+            load_weights, buffer, checks = arg
+            _validation.actions, _validation.outputs = checks  # the parent's set_validation, for this batch
             if load_weights:
                 self._load()
             if buffer is not None:  # the parent's shared buffer, made from our first batch
@@ -273,7 +275,8 @@ class _MultiCollectorBase(DataCollectorBase):
     def _request(self, i: int) -> int:
         """Ask worker ``i`` for a batch (loading the pushed weights first if it has not yet)."""
         buffer = None if self._buffer_used[i] else self._shared[i]  # sent until the worker used it
-        seq = self._workers.send(i, "collect", (self._stale[i], buffer))
+        checks = (_validation.actions, _validation.outputs)  # set_validation reaches the workers
+        seq = self._workers.send(i, "collect", (self._stale[i], buffer, checks))
         self._stale[i] = False
         return seq
 

@@ -8,6 +8,7 @@ module that reads or writes the mode binds the same object.
 
 from __future__ import annotations
 
+import os
 from contextlib import ContextDecorator
 from typing import Any
 
@@ -23,12 +24,27 @@ class _ValidationMode:
 
     __slots__ = ("actions", "outputs")
 
-    def __init__(self) -> None:
-        self.actions = False
-        self.outputs = False
+    def __init__(self, actions: bool = False, outputs: bool = False) -> None:
+        self.actions = actions
+        self.outputs = outputs
 
 
-_validation = _ValidationMode()
+ENV_VAR = "TDRL_VALIDATION"
+_ENV_VALUES = {"": (False, False), "0": (False, False), "1": (True, False), "outputs": (True, True)}
+
+
+def _mode_from_environment() -> _ValidationMode:
+    """The mode a process starts in: ``TDRL_VALIDATION`` unset or ``0`` off, ``1`` actions, ``outputs`` both."""
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value not in _ENV_VALUES:
+        raise ValueError(
+            f"{ENV_VAR}={value!r} is not a validation mode: use 1 (check actions), outputs (check actions "
+            "and what envs write) or 0 (off), or unset it."
+        )
+    return _ValidationMode(*_ENV_VALUES[value])
+
+
+_validation = _mode_from_environment()
 """Read by ``EnvBase.step`` once per step (one attribute read when off); written only by set_validation."""
 
 
@@ -49,11 +65,16 @@ class set_validation(ContextDecorator):  # lower case, as set_exploration_type: 
     refuses a cast that would change a one-hot or binary action, but passes its values on.
 
     The mode is process-wide (as ``set_exploration_type``) and restored when the block
-    exits, also on an exception. It covers ``env.step``, ``env.reset`` and ``env.rollout``
-    (whose fast path is skipped). Loops that call an env's ``_step`` directly once its
-    first step was checked (a collector, a batched env's sub-envs) check that first step
-    only: to check every step of a policy, run ``env.rollout(n, policy)`` in the block.
-    Worker processes (``ParallelEnv``, ``MultiSyncDataCollector``) do not inherit the mode.
+    exits, also on an exception. It covers ``env.step``, ``env.reset``, ``env.rollout`` and
+    every collector: their fast paths, which call an env's ``_step`` directly once its first
+    step was checked, read the mode once per batch and, while it is on, step through
+    ``env.step``. A batched env checks its batched actions and outputs in the parent
+    process; the workers of ``MultiSyncDataCollector`` and ``MultiaSyncDataCollector`` take
+    the parent's mode with each batch request.
+
+    The environment variable ``TDRL_VALIDATION`` sets the mode a process starts in, for a
+    whole program and every worker process it starts, without editing it: ``1`` checks
+    actions, ``outputs`` checks outputs too (``TDRL_VALIDATION=1 python train.py``).
 
     Args:
         mode: True to check inside the block, False to switch checks off in it.

@@ -39,6 +39,7 @@ from torch import nn
 from tdrl._compat import td_unchecked
 from tdrl._workers import STARTUP_TIMEOUT, StartMethod, WorkerPool, report_start, serve, setup_worker
 from tdrl.envs._stepping import ActionRunner, td_from_flat
+from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.specs import NestedKey, TensorSpec
 
@@ -587,8 +588,8 @@ class ParallelEnv(_BatchedEnv):
 
     def step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         """Step every worker and reset the finished copies in the same round trip."""
-        if self._action_checks is None or not self._is_reset:
-            # the first step goes through EnvBase: it validates the action, with its messages
+        if self._action_checks is None or not self._is_reset or _validation.actions or _validation.outputs:
+            # the first step (and every step under set_validation) goes through EnvBase: it validates
             tensordict = self.step(tensordict)
             return tensordict, self._next_root(tensordict)
         self._idle()

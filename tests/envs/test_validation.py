@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -200,3 +202,101 @@ def test_check_env_specs_checks_what_rand_gives_for_the_action_spec():
     env = _Echo(_BadRand(-1.0, 1.0, shape=(1,)))
     with pytest.raises(ValueError, match=r"action 'action' is not in its spec: value .* is outside \[-1\.0, 1\.0\]"):
         check_env_specs(env)
+
+
+# --- collectors and batched envs check every step under set_validation -------------------------------
+
+
+class _GoesOutOfBounds:
+    """A policy whose actions leave the ``[-1, 1]`` box from its ``after``-th call on (picklable)."""
+
+    def __init__(self, after: int = 5) -> None:
+        self.after, self.calls = after, 0
+
+    def __call__(self, td):
+        self.calls += 1
+        action = torch.zeros(*td.batch_size, 2)
+        if self.calls > self.after:
+            action.fill_(5.0)
+        td.set("action", action)
+        return td
+
+
+def _make_mock():
+    from tdrl.testing import ContinuousActionMock
+
+    return ContinuousActionMock(max_steps=1000)
+
+
+@pytest.mark.parametrize("batched", [None, "SerialEnv", "ParallelEnv"])
+def test_collector_checks_every_step_under_validation(batched):
+    from tdrl.collectors import SyncDataCollector
+    from tdrl.envs import ParallelEnv, SerialEnv
+
+    def make():
+        if batched is None:
+            return _make_mock()
+        cls = SerialEnv if batched == "SerialEnv" else ParallelEnv
+        return cls(2, _make_mock, **({"mp_start_method": "fork"} if cls is ParallelEnv else {}))
+
+    env = make()
+    off = SyncDataCollector(env, _GoesOutOfBounds(), frames_per_batch=20 * env.batch_size.numel(), total_frames=-1)
+    next(iter(off))  # off: the collector's direct path passes the bad actions on (the first step was fine)
+    off.shutdown()
+    env = make()
+    on = SyncDataCollector(env, _GoesOutOfBounds(), frames_per_batch=20 * env.batch_size.numel(), total_frames=-1)
+    with set_validation(), pytest.raises(ValueError, match=r"action 'action' is not in its spec: value 5\.0"):
+        next(iter(on))
+    on.shutdown()
+
+
+def test_multi_process_collector_workers_follow_the_parents_validation_mode():
+    from tdrl.collectors import MultiSyncDataCollector
+
+    collector = MultiSyncDataCollector(
+        [_make_mock] * 2, _GoesOutOfBounds(), frames_per_batch=40, total_frames=-1, mp_start_method="fork"
+    )
+    try:
+        batches = iter(collector)
+        next(batches)  # off in the parent: off in the workers
+        with set_validation(), pytest.raises(RuntimeError, match=r"action 'action' is not in its spec: value 5\.0"):
+            next(batches)
+    finally:
+        collector.shutdown()
+
+
+def test_random_collection_of_a_batched_env_checks_outputs_under_validation():
+    from tdrl.collectors import SyncDataCollector
+    from tdrl.envs import SerialEnv
+
+    collector = SyncDataCollector(SerialEnv(2, _NanObservationEnv), None, frames_per_batch=8, total_frames=-1)
+    next(iter(collector))  # off: random actions run open loop, unchecked
+    with set_validation(outputs=True), pytest.raises(ValueError, match="is not finite"):
+        next(iter(collector))
+    collector.shutdown()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", "True False"), ("outputs", "True True"), ("0", "False False")])
+def test_the_environment_variable_sets_the_starting_mode(value, expected):
+    import subprocess
+    import sys
+
+    code = "from tdrl.envs._validation import _validation as v; print(v.actions, v.outputs)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "TDRL_VALIDATION": value}, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == expected, out.stderr
+
+
+def test_a_bad_environment_variable_says_what_it_takes():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", "import tdrl.envs"],
+        env={**os.environ, "TDRL_VALIDATION": "yes"},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0
+    assert "TDRL_VALIDATION='yes' is not a validation mode: use 1" in out.stderr
