@@ -11,6 +11,7 @@ from tdrl.objectives.a2c import A2CLoss
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from tdrl.objectives.reinforce import ReinforceLoss
+from tdrl.objectives.sac import SACLoss
 from tdrl.objectives.utils import (
     HardUpdate,
     SoftUpdate,
@@ -27,6 +28,7 @@ __all__ = [
     "KLPENPPOLoss",
     "A2CLoss",
     "ReinforceLoss",
+    "SACLoss",
     "ValueEstimators",
     "default_value_kwargs",
     "distance_loss",
