@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tdrl.objectives.a2c import A2CLoss
 from tdrl.objectives.common import LossModule
+from tdrl.objectives.discrete_sac import DiscreteSACLoss
 from tdrl.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from tdrl.objectives.reinforce import ReinforceLoss
 from tdrl.objectives.sac import SACLoss
@@ -29,6 +30,7 @@ __all__ = [
     "A2CLoss",
     "ReinforceLoss",
     "SACLoss",
+    "DiscreteSACLoss",
     "ValueEstimators",
     "default_value_kwargs",
     "distance_loss",

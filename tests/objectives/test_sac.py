@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 import warnings
 
@@ -15,9 +16,10 @@ from torch import nn
 from tdrl.collectors import SyncDataCollector
 from tdrl.data import LazyTensorStorage, ReplayBuffer
 from tdrl.envs.utils import ExplorationType, set_exploration_type
-from tdrl.modules import Categorical, ProbabilisticActor, TanhNormal, ValueOperator
-from tdrl.objectives import HardUpdate, SACLoss, SoftUpdate
+from tdrl.modules import Categorical, OneHotCategorical, ProbabilisticActor, TanhNormal, ValueOperator
+from tdrl.objectives import DiscreteSACLoss, HardUpdate, SACLoss, SoftUpdate
 from tdrl.specs import Bounded, Composite
+from tdrl.specs import Categorical as DiscreteSpec
 from tdrl.testing import ContinuousActionMock
 
 OBS, ACT, B = 3, 2, 32
@@ -493,3 +495,117 @@ def test_sac_learns_the_tracking_task(one_thread):
         action = actor(TensorDict({"observation": obs}, [50]))["action"]
     error = (action[:, 0] - obs[:, 0]).abs().mean().item()
     assert error < 0.1, error  # a policy that ignores the observation scores about 0.45
+
+
+# ------------------------------------------------------------------------------ discrete SAC
+N_ACT = 4
+
+
+def discrete_actor(net: nn.Module | None = None, one_hot: bool = True) -> ProbabilisticActor:
+    return ProbabilisticActor(
+        TensorDictModule(net if net is not None else nn.Linear(OBS, N_ACT), ["observation"], ["logits"]),
+        in_keys=["logits"],
+        distribution_class=OneHotCategorical if one_hot else Categorical,
+    )
+
+
+def action_values(module: nn.Module | None = None) -> ValueOperator:
+    net = module if module is not None else nn.Sequential(nn.Linear(OBS, 32), nn.Tanh(), nn.Linear(32, N_ACT))
+    return ValueOperator(net, in_keys=["observation"], out_keys=["action_value"])
+
+
+def discrete_batch(one_hot: bool = True, n: int = B, seed: int = 0) -> TensorDict:
+    data = batch(n, seed)
+    index = torch.randint(N_ACT, (n,), generator=torch.Generator().manual_seed(seed))
+    data["action"] = nn.functional.one_hot(index, N_ACT) if one_hot else index
+    return data
+
+
+def test_discrete_sac_trains_actor_q_and_alpha():
+    loss = DiscreteSACLoss(discrete_actor(), action_values(), action_space="one-hot", num_actions=N_ACT)
+    data = discrete_batch()
+    out = loss(data)
+    assert sorted(out.keys()) == sorted(loss.out_keys)
+    total(out).backward()
+    for name, p in loss.named_parameters():
+        assert p.grad is not None, name
+    assert data["td_error"].shape == (B,)
+    torch.testing.assert_close(loss.target_entropy, torch.tensor(0.98 * math.log(N_ACT)))
+
+
+def test_discrete_sac_reads_categorical_actions_with_or_without_a_trailing_dim():
+    loss = DiscreteSACLoss(
+        discrete_actor(one_hot=False), action_values(), action_space=DiscreteSpec(N_ACT), num_actions=N_ACT
+    )
+    data = discrete_batch(one_hot=False)
+    torch.manual_seed(0)
+    flat = loss(data.clone())["loss_qvalue"]
+    data["action"] = data["action"].unsqueeze(-1)
+    torch.manual_seed(0)
+    torch.testing.assert_close(loss(data)["loss_qvalue"], flat)
+
+
+def test_discrete_sac_errors():
+    with pytest.warns(UserWarning, match="action_space was not given"):
+        DiscreteSACLoss(discrete_actor(), action_values(), num_actions=N_ACT)
+    with pytest.raises(ValueError, match="action_space='binary' is not supported"):
+        DiscreteSACLoss(discrete_actor(), action_values(), action_space="binary", num_actions=N_ACT)
+    with pytest.raises(ValueError, match="pass num_actions"):
+        DiscreteSACLoss(discrete_actor(), action_values(), action_space="one-hot")
+    with pytest.raises(ValueError, match=r"must write 'action_value'.*out_keys are \['state_value'\]"):
+        DiscreteSACLoss(discrete_actor(), ValueOperator(nn.Linear(OBS, N_ACT)), action_space="one-hot", num_actions=4)
+    one_hot_loss = DiscreteSACLoss(discrete_actor(), action_values(), action_space="one-hot", num_actions=N_ACT)
+    with pytest.raises(ValueError, match="pass action_space='categorical'"):
+        one_hot_loss(discrete_batch(one_hot=False))
+    index_loss = DiscreteSACLoss(discrete_actor(), action_values(), action_space="categorical", num_actions=N_ACT)
+    with pytest.raises(ValueError, match="pass action_space='one-hot'"):
+        index_loss(discrete_batch(one_hot=True))
+    data = discrete_batch()
+    del data["next", "observation"]
+    with pytest.raises(KeyError, match=re.escape("key ('next', 'observation') not found")):
+        one_hot_loss(data)
+
+
+@pytest.mark.parametrize("estimator", ["td0", "td_lambda"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"action_space": "one-hot"},
+        {"action_space": "categorical", "fixed_alpha": True, "alpha_init": 0.3, "loss_function": "l2"},
+        {"action_space": "one-hot", "num_qvalue_nets": 3, "target_entropy": 0.5, "reduction": "sum"},
+    ],
+)
+def test_discrete_sac_matches_torchrl(estimator, options):
+    pytest.importorskip("torchrl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchrl.modules import OneHotCategorical as TRLOneHot
+        from torchrl.modules import ProbabilisticActor as TRLActor
+        from torchrl.modules import ValueOperator as TRLValue
+        from torchrl.objectives import DiscreteSACLoss as TRLDiscreteSAC
+    one_hot = options["action_space"] == "one-hot"
+    net, q = nn.Linear(OBS, N_ACT), nn.Sequential(nn.Linear(OBS, 32), nn.Tanh(), nn.Linear(32, N_ACT))
+    dist_class = TRLOneHot if one_hot else torch.distributions.Categorical
+    theirs_actor = TRLActor(
+        TensorDictModule(net, ["observation"], ["logits"]), in_keys=["logits"], distribution_class=dist_class
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = TRLDiscreteSAC(
+            theirs_actor,
+            TRLValue(q, in_keys=["observation"], out_keys=["action_value"]),
+            num_actions=N_ACT,
+            **options,
+        )
+    ours = DiscreteSACLoss(discrete_actor(net, one_hot), action_values(q), num_actions=N_ACT, **options)
+    with torch.no_grad():
+        theirs.target_qvalue_network_params.apply_(lambda t: t.add_(0.05 * torch.randn_like(t)))
+        ours.qvalue_network_params.data.update_(theirs.qvalue_network_params.data)
+        ours.target_qvalue_network_params.data.update_(theirs.target_qvalue_network_params.data)
+    _estimator(theirs, estimator)
+    _estimator(ours, estimator)
+    grads = _sac_grads(net)
+    if options.get("fixed_alpha"):
+        grads.pop("loss_alpha")
+    keys = ["loss_actor", "loss_qvalue", "loss_alpha", "alpha", "entropy"]
+    _assert_same(theirs, ours, discrete_batch(one_hot), keys, grads)
