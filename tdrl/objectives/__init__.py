@@ -13,6 +13,7 @@ from tdrl.objectives.discrete_sac import DiscreteSACLoss
 from tdrl.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from tdrl.objectives.reinforce import ReinforceLoss
 from tdrl.objectives.sac import SACLoss
+from tdrl.objectives.td3 import TD3Loss
 from tdrl.objectives.utils import (
     HardUpdate,
     SoftUpdate,
@@ -31,6 +32,7 @@ __all__ = [
     "ReinforceLoss",
     "SACLoss",
     "DiscreteSACLoss",
+    "TD3Loss",
     "ValueEstimators",
     "default_value_kwargs",
     "distance_loss",

@@ -13,6 +13,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
@@ -71,7 +72,14 @@ def rsample_and_log_prob(owner: str, dist: torch.distributions.Distribution) -> 
 
 def _one_member(module: nn.Module, key: NestedKey, data: TensorDictBase, params: TensorDictBase) -> Tensor:
     with params.to_module(module):
-        return module(data).get(key)
+        out = module(data)
+    value = out.get(key, None)
+    if value is None:
+        raise MissingKeyError(
+            f"the Q-value network did not write {key!r} (it wrote {keys_repr(out)}); pass a network "
+            "whose out_keys hold it, or rename the key with the loss's .set_keys(...)."
+        )
+    return value
 
 
 def _expand_params(params: TensorDictBase, num: int, frozen: set[int], keep_first: bool) -> TensorDictParams:
@@ -294,6 +302,14 @@ class OffPolicyLoss(LossModule):
         return loss * weights
 
     # ------------------------------------------------------------ errors
+    @staticmethod
+    def _require(data: TensorDictBase, key: NestedKey) -> Any:
+        """``data[key]``; a missing key raises KeyError (diagnosed by ``_diagnose``) on every tensordict."""
+        value = data.get(key, None)
+        if value is None:
+            raise KeyError(key)
+        return value
+
     def _input_keys(self) -> list[NestedKey]:
         """The keys a forward call reads (for the missing-key diagnosis)."""
         raise NotImplementedError

@@ -242,13 +242,13 @@ class DiscreteSACLoss(OffPolicyLoss):
 
     def _next_state_value(self, data: TensorDictBase) -> Tensor:
         with torch.no_grad():
-            next_data = data.get("next")
+            next_data = self._require(data, "next")
             probs, _ = self._policy(next_data)
             log_probs = torch.where(probs == 0, 1e-8, probs).log()
             next_q = self._action_values(next_data, self.target_qvalue_network_params).min(0)[0]
             next_value = (probs * (next_q - self._alpha * log_probs)).sum(-1, keepdim=True)
             if self.skip_done_states:
-                terminated = next_data.get(self.tensor_keys.terminated)
+                terminated = self._require(next_data, self.tensor_keys.terminated)
                 next_value = next_value.masked_fill(terminated.view_as(next_value), 0.0)
         return next_value
 
@@ -291,7 +291,7 @@ class DiscreteSACLoss(OffPolicyLoss):
             weights = self._priority_weights(tensordict)
             target = self._target(tensordict, self._next_state_value(tensordict))
             pred = self._chosen(
-                self._action_values(tensordict, self.qvalue_network_params), tensordict.get(keys.action)
+                self._action_values(tensordict, self.qvalue_network_params), self._require(tensordict, keys.action)
             )
             td_error = (pred - target).abs().detach().max(0)[0]
             loss_qvalue = self._reduce_weighted(self._distance(pred, target.expand_as(pred)).sum(0), weights)

@@ -301,12 +301,12 @@ class SACLoss(OffPolicyLoss):
     def _next_state_value(self, data: TensorDictBase) -> Tensor:
         """``min_i [Q'_i(s', a') - alpha * log pi(a'|s')]``, ``[*B, 1]``, without gradient."""
         with torch.no_grad():
-            next_data = data.get("next")
+            next_data = self._require(data, "next")
             next_action, next_log_prob = self._actor_sample(next_data)
             next_q = self._q(next_data, next_action, self.target_qvalue_network_params)
             next_value = (next_q - self._alpha * next_log_prob).min(0)[0].unsqueeze(-1)
             if self.skip_done_states:
-                terminated = next_data.get(self.tensor_keys.terminated)
+                terminated = self._require(next_data, self.tensor_keys.terminated)
                 next_value = next_value.masked_fill(terminated.view_as(next_value), 0.0)
         return next_value
 
