@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tdrl.objectives.a2c import A2CLoss
 from tdrl.objectives.common import LossModule
+from tdrl.objectives.ddpg import DDPGLoss
 from tdrl.objectives.discrete_sac import DiscreteSACLoss
 from tdrl.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from tdrl.objectives.reinforce import ReinforceLoss
@@ -33,6 +34,7 @@ __all__ = [
     "SACLoss",
     "DiscreteSACLoss",
     "TD3Loss",
+    "DDPGLoss",
     "ValueEstimators",
     "default_value_kwargs",
     "distance_loss",

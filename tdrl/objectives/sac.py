@@ -226,7 +226,9 @@ class SACLoss(OffPolicyLoss):
 
         log_prob_keys = list(getattr(actor_network, "log_prob_keys", None) or [])
         sample_keys = list(getattr(actor_network, "dist_sample_keys", None) or [])
+        q_out = list(getattr(qvalue_network, "out_keys", []))
         self.set_keys(
+            state_action_value=q_out[0] if len(q_out) == 1 else None,  # the Q-network's one output
             priority=priority_key,
             log_prob=log_prob_keys[0] if len(log_prob_keys) == 1 else None,
             action=sample_keys[0] if len(sample_keys) == 1 else None,

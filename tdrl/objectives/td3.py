@@ -215,7 +215,11 @@ class TD3Loss(OffPolicyLoss):
         self._register_ensemble(
             qvalue_network, "qvalue_network", num_qvalue_nets, delay_qvalue, shared, deactivate_vmap
         )
-        self.set_keys(priority=priority_key, action=action_key)  # the actor's one output, read by Q, is the action
+        q_out = list(getattr(qvalue_network, "out_keys", []))
+        self.set_keys(priority=priority_key, action=action_key)
+        self.set_keys(
+            state_action_value=q_out[0] if len(q_out) == 1 else None
+        )  # the Q-network's one output  # the actor's one output, read by Q, is the action
 
         if (action_spec is None) == (bounds is None):
             raise ValueError(
