@@ -167,7 +167,9 @@ class OffPolicyLoss(LossModule):
             return torch.vmap(member, in_dims=(None, 0), randomness="different")
 
         def loop(data: TensorDictBase, params: TensorDictBase) -> Tensor:
-            return torch.stack([member(data.copy(), params[i]) for i in range(params.shape[0])])
+            # unbind: one view per member, whose backward stacks the members' gradients
+            # (indexing would build a zero-filled full-size gradient per member)
+            return torch.stack([member(data.copy(), member_params) for member_params in params.unbind(0)])
 
         return loop
 

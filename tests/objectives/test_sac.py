@@ -404,6 +404,7 @@ def _sac_grads(net):
         {"fixed_alpha": True, "alpha_init": 0.2},
         {"alpha_init": 0.5, "min_alpha": 0.6, "loss_function": "l2", "target_entropy": -1.5},
         {"num_qvalue_nets": 3, "loss_function": "l1"},
+        {"deactivate_vmap": True},
     ],
 )
 def test_sac_matches_torchrl(estimator, options):
