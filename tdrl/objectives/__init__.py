@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from tdrl.objectives.a2c import A2CLoss
 from tdrl.objectives.common import LossModule
+from tdrl.objectives.ddpg import DDPGLoss
+from tdrl.objectives.discrete_sac import DiscreteSACLoss
 from tdrl.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from tdrl.objectives.reinforce import ReinforceLoss
+from tdrl.objectives.sac import SACLoss
+from tdrl.objectives.td3 import TD3Loss
 from tdrl.objectives.utils import (
     HardUpdate,
     SoftUpdate,
@@ -27,6 +31,10 @@ __all__ = [
     "KLPENPPOLoss",
     "A2CLoss",
     "ReinforceLoss",
+    "SACLoss",
+    "DiscreteSACLoss",
+    "TD3Loss",
+    "DDPGLoss",
     "ValueEstimators",
     "default_value_kwargs",
     "distance_loss",
