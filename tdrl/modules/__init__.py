@@ -35,7 +35,12 @@ from tdrl.modules.distributions import (
     TanhNormal,
     TruncatedNormal,
 )
-from tdrl.modules.exploration import AdditiveGaussianModule, EGreedyModule, OrnsteinUhlenbeckProcessModule
+from tdrl.modules.exploration import (
+    AdditiveGaussianModule,
+    EGreedyModule,
+    OrnsteinUhlenbeckProcessModule,
+    RandomPolicy,
+)
 from tdrl.modules.models import MLP
 from tdrl.modules.qvalue import QValueActor, QValueModule
 
@@ -54,6 +59,7 @@ __all__ = [
     "EGreedyModule",
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
+    "RandomPolicy",
     # distributions
     "TanhNormal",
     "IndependentNormal",

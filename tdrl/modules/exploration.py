@@ -1,4 +1,4 @@
-"""Exploration for deterministic and greedy policies: epsilon-greedy, Gaussian and OU noise.
+"""Exploration: epsilon-greedy, Gaussian and OU noise for deterministic and greedy policies; a random policy.
 
 Each module is appended after a policy (``TensorDictSequential(actor, noise)``) and changes
 the action it wrote. Noise is applied under ``ExplorationType.RANDOM`` (and when no
@@ -21,7 +21,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from typing import cast, overload
+from typing import Any, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,7 @@ from tensordict.nn.probabilistic import interaction_type
 from tdrl.modules._lean import missing_key_error
 from tdrl.specs import Categorical, Composite, NestedKey, OneHot, TensorSpec
 
-__all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule"]
+__all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule", "RandomPolicy"]
 
 
 def _exploring() -> bool:
@@ -398,3 +398,82 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
         tensordict.set(self.noise_key, noise - self.x0)
         tensordict.set(self.steps_key, steps + 1)
         return tensordict
+
+
+_NO_SPEC = (
+    "RandomPolicy has no action spec yet: pass one (RandomPolicy(env.action_spec)), set "
+    "policy.action_spec = ..., or hand the policy to a collector with its env, which fills it in."
+)
+
+
+class RandomPolicy:
+    """A policy that ignores its input and writes actions drawn uniformly from an action spec.
+
+    The spec can be left out and filled in later: a collector given ``RandomPolicy()`` with
+    an env calls :meth:`set_action_spec_from_env`, as in TorchRL.
+
+    Args:
+        action_spec: a leaf spec (its action is written under ``action_key``) or a
+            ``Composite`` (each leaf written under its own key). The policy keeps a copy.
+            ``None`` until set (see above).
+        action_key: where a leaf spec's action goes (default ``"action"``).
+
+    Raises:
+        RuntimeError: when called before it has a spec.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tdrl.specs import Bounded
+        >>> policy = RandomPolicy(Bounded(-1.0, 1.0, shape=(2,)))
+        >>> action = policy(TensorDict())["action"]
+        >>> action.shape, bool(action.abs().max() <= 1)
+        (torch.Size([2]), True)
+        >>> from tdrl.testing import CountingEnv
+        >>> lazy = RandomPolicy()
+        >>> lazy.set_action_spec_from_env(CountingEnv())
+        >>> sorted(lazy(TensorDict()).keys())
+        ['action']
+    """
+
+    def __init__(self, action_spec: TensorSpec | Composite | None = None, action_key: NestedKey = "action") -> None:
+        self.action_key = action_key
+        self.action_spec = action_spec
+
+    @property
+    def action_spec(self) -> TensorSpec | Composite | None:
+        """The spec actions are drawn from (``None`` until set)."""
+        return self._action_spec
+
+    @action_spec.setter
+    def action_spec(self, spec: TensorSpec | Composite | None) -> None:
+        if spec is not None and not isinstance(spec, (TensorSpec, Composite)):
+            raise TypeError(
+                f"RandomPolicy: action_spec must be a tdrl TensorSpec or Composite, got {type(spec).__name__}; "
+                f"pass env.action_spec."
+            )
+        self._action_spec = None if spec is None else spec.clone()
+        self._leaves: list[tuple[NestedKey, TensorSpec]]
+        if spec is None:
+            self._leaves = []
+        elif isinstance(self._action_spec, Composite):
+            self._leaves = [(k, cast(TensorSpec, self._action_spec[k])) for k in self._action_spec.keys(True, True)]
+        else:
+            self._leaves = [(self.action_key, cast(TensorSpec, self._action_spec))]
+
+    def set_action_spec_from_env(self, env: Any) -> None:
+        """Take ``env.full_action_spec`` as the spec, unless one is set already (collectors call it)."""
+        if self._action_spec is None:
+            self.action_spec = env.full_action_spec
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._action_spec is None:
+            raise RuntimeError(_NO_SPEC)
+        for key, spec in self._leaves:
+            tensordict.set(key, spec.rand())
+        return tensordict
+
+    def draw(self, steps: int) -> list[tuple[NestedKey, torch.Tensor]]:
+        """``steps`` random actions per key at once, stacked along a new first dim (for collectors)."""
+        if self._action_spec is None:
+            raise RuntimeError(_NO_SPEC)
+        return [(key, spec.rand((steps,))) for key, spec in self._leaves]
