@@ -41,7 +41,18 @@ from tdrl.modules.exploration import (
     OrnsteinUhlenbeckProcessModule,
     RandomPolicy,
 )
-from tdrl.modules.models import MLP
+from tdrl.modules.models import (
+    MLP,
+    ConvNet,
+    DdpgCnnActor,
+    DdpgCnnQNet,
+    DdpgMlpActor,
+    DdpgMlpQNet,
+    DuelingCnnDQNet,
+    DuelingMlpDQNet,
+    Squeeze2dLayer,
+    SqueezeLayer,
+)
 from tdrl.modules.qvalue import QValueActor, QValueModule
 
 __all__ = [
@@ -54,7 +65,17 @@ __all__ = [
     "LOG_PROB_ALIAS",
     "QValueActor",
     "QValueModule",
+    # networks
     "MLP",
+    "ConvNet",
+    "DuelingCnnDQNet",
+    "DuelingMlpDQNet",
+    "DdpgMlpActor",
+    "DdpgMlpQNet",
+    "DdpgCnnActor",
+    "DdpgCnnQNet",
+    "SqueezeLayer",
+    "Squeeze2dLayer",
     # exploration
     "EGreedyModule",
     "AdditiveGaussianModule",
