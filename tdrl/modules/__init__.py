@@ -32,6 +32,7 @@ from tdrl.modules.distributions import (
     NormalParamExtractor,
     OneHotCategorical,
     ReparamGradientStrategy,
+    TanhDelta,
     TanhNormal,
     TruncatedNormal,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "RandomPolicy",
     # distributions
     "TanhNormal",
+    "TanhDelta",
     "IndependentNormal",
     "TruncatedNormal",
     "Delta",
