@@ -15,6 +15,7 @@ Examples:
 
 from __future__ import annotations
 
+from tdrl.modules.actor_critic import ActorCriticOperator, ActorCriticWrapper, ActorValueOperator
 from tdrl.modules.actors import (
     LOG_PROB_ALIAS,
     LOG_PROB_KEY,
@@ -61,6 +62,9 @@ __all__ = [
     "ProbabilisticActor",
     "Actor",
     "ValueOperator",
+    "ActorValueOperator",
+    "ActorCriticOperator",
+    "ActorCriticWrapper",
     "get_log_prob",
     "LOG_PROB_KEY",
     "LOG_PROB_ALIAS",
