@@ -70,6 +70,8 @@ def _as_policy(policy: Any, env: EnvBase) -> Callable[[TensorDictBase], TensorDi
     """Accept a TensorDict module, a callable on TensorDicts, or a plain module on tensors."""
     if policy is None:
         return RandomPolicy(env.full_action_spec)
+    if isinstance(policy, RandomPolicy):
+        policy.set_action_spec_from_env(env)  # RandomPolicy() without a spec takes the env's
     if isinstance(policy, TensorDictModuleBase) or not isinstance(policy, nn.Module):
         if not callable(policy):
             raise TypeError(

@@ -1,4 +1,4 @@
-"""Collector helpers: trajectory ids, trajectory splitting, and the random policy.
+"""Collector helpers: trajectory ids and trajectory splitting (and the random policy, re-exported).
 
 Examples:
     >>> import torch
@@ -16,12 +16,13 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.specs import Composite, NestedKey, TensorSpec
+from tdrl.modules.exploration import RandomPolicy
+from tdrl.specs import NestedKey
 
 __all__ = ["split_trajectories", "traj_ids_from_resets", "RandomPolicy"]
 
@@ -126,35 +127,3 @@ def split_trajectories(
     mask[seg, pos] = True
     out.set(mask_key, mask)
     return out
-
-
-class RandomPolicy:
-    """A policy that writes random actions drawn from an action spec.
-
-    Args:
-        action_spec: a leaf spec (written under ``"action"``) or a Composite (each leaf
-            written under its key).
-
-    Examples:
-        >>> from tensordict import TensorDict
-        >>> from tdrl.specs import Bounded
-        >>> policy = RandomPolicy(Bounded(-1.0, 1.0, shape=(2,)))
-        >>> policy(TensorDict({}, []))["action"].shape
-        torch.Size([2])
-    """
-
-    def __init__(self, action_spec: TensorSpec | Composite, action_key: NestedKey = "action") -> None:
-        if isinstance(action_spec, Composite):
-            self._specs = [(k, action_spec[k]) for k in action_spec.keys(True, True)]
-        else:
-            self._specs = [(action_key, action_spec)]
-        self.action_spec = action_spec
-
-    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
-        for key, spec in self._specs:
-            tensordict.set(key, spec.rand())
-        return tensordict
-
-    def draw(self, steps: int) -> list[tuple[Any, torch.Tensor]]:
-        """``steps`` random actions per key at once, stacked along a new first dim."""
-        return [(key, spec.rand((steps,))) for key, spec in self._specs]

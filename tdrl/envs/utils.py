@@ -27,6 +27,7 @@ from tensordict.nn import InteractionType, set_interaction_type
 from tensordict.nn.probabilistic import interaction_type as _interaction_type
 
 from tdrl.envs._validation import _value_problem, set_validation, validation_enabled
+from tdrl.modules.exploration import RandomPolicy  # importable here too, as in TorchRL
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = [
     "set_validation",
     "validation_enabled",
     "DONE_KEYS",
+    "RandomPolicy",
 ]
 
 ExplorationType = InteractionType

@@ -15,6 +15,7 @@ Examples:
 
 from __future__ import annotations
 
+from tdrl.modules.actor_critic import ActorCriticOperator, ActorCriticWrapper, ActorValueOperator
 from tdrl.modules.actors import (
     LOG_PROB_ALIAS,
     LOG_PROB_KEY,
@@ -32,11 +33,28 @@ from tdrl.modules.distributions import (
     NormalParamExtractor,
     OneHotCategorical,
     ReparamGradientStrategy,
+    TanhDelta,
     TanhNormal,
     TruncatedNormal,
 )
-from tdrl.modules.exploration import AdditiveGaussianModule, EGreedyModule, OrnsteinUhlenbeckProcessModule
-from tdrl.modules.models import MLP
+from tdrl.modules.exploration import (
+    AdditiveGaussianModule,
+    EGreedyModule,
+    OrnsteinUhlenbeckProcessModule,
+    RandomPolicy,
+)
+from tdrl.modules.models import (
+    MLP,
+    ConvNet,
+    DdpgCnnActor,
+    DdpgCnnQNet,
+    DdpgMlpActor,
+    DdpgMlpQNet,
+    DuelingCnnDQNet,
+    DuelingMlpDQNet,
+    Squeeze2dLayer,
+    SqueezeLayer,
+)
 from tdrl.modules.qvalue import QValueActor, QValueModule
 
 __all__ = [
@@ -44,18 +62,33 @@ __all__ = [
     "ProbabilisticActor",
     "Actor",
     "ValueOperator",
+    "ActorValueOperator",
+    "ActorCriticOperator",
+    "ActorCriticWrapper",
     "get_log_prob",
     "LOG_PROB_KEY",
     "LOG_PROB_ALIAS",
     "QValueActor",
     "QValueModule",
+    # networks
     "MLP",
+    "ConvNet",
+    "DuelingCnnDQNet",
+    "DuelingMlpDQNet",
+    "DdpgMlpActor",
+    "DdpgMlpQNet",
+    "DdpgCnnActor",
+    "DdpgCnnQNet",
+    "SqueezeLayer",
+    "Squeeze2dLayer",
     # exploration
     "EGreedyModule",
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
+    "RandomPolicy",
     # distributions
     "TanhNormal",
+    "TanhDelta",
     "IndependentNormal",
     "TruncatedNormal",
     "Delta",

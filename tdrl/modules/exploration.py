@@ -1,4 +1,4 @@
-"""Exploration for deterministic and greedy policies: epsilon-greedy, Gaussian and OU noise.
+"""Exploration: epsilon-greedy, Gaussian and OU noise for deterministic and greedy policies; a random policy.
 
 Each module is appended after a policy (``TensorDictSequential(actor, noise)``) and changes
 the action it wrote. Noise is applied under ``ExplorationType.RANDOM`` (and when no
@@ -21,7 +21,8 @@ Examples:
 from __future__ import annotations
 
 import math
-from typing import cast, overload
+import warnings
+from typing import Any, cast, overload
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,7 @@ from tensordict.nn.probabilistic import interaction_type
 from tdrl.modules._lean import missing_key_error
 from tdrl.specs import Categorical, Composite, NestedKey, OneHot, TensorSpec
 
-__all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule"]
+__all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule", "RandomPolicy"]
 
 
 def _exploring() -> bool:
@@ -71,6 +72,20 @@ def _lead_dims(action: torch.Tensor, spec: TensorSpec, owner: str) -> torch.Size
     return action.shape[: action.ndim - n]
 
 
+_NO_IS_INIT = (
+    "OrnsteinUhlenbeckProcessModule: the TensorDict has no {key!r} entry, so the noise is not reset when an "
+    "episode starts and carries over from the previous one. Add the InitTracker transform to the env: "
+    "TransformedEnv(env, InitTracker())."
+)
+
+
+def _project_in_place(tensordict: TensorDictBase, key: NestedKey, spec: TensorSpec) -> None:
+    """Project the entry onto ``spec`` if it is there (a safe module outside exploration)."""
+    value = tensordict.get(key, None)
+    if value is not None:
+        tensordict.set(key, spec.project(value))
+
+
 def _check_annealing(init: float, end: float, steps: int, owner: str, name: str) -> None:
     if end > init:
         raise ValueError(f"{owner}: {name}_end={end} must not exceed {name}_init={init} (the noise anneals down).")
@@ -82,7 +97,10 @@ class EGreedyModule(TensorDictModuleBase):
     """Epsilon-greedy: replace the action by a uniform random one with probability ``eps``.
 
     ``eps`` goes linearly from ``eps_init`` to ``eps_end`` over ``annealing_num_steps``
-    frames of :meth:`step`. One coin is drawn per batch element of the TensorDict.
+    frames of :meth:`step` (TorchRL's schedule, in one update per call rather than one per
+    frame). One coin is drawn per batch element of the TensorDict holding the action (for
+    a nested ``action_key`` such as ``("agents", "action")``, per agent), then the random
+    actions, so a seeded draw equals TorchRL's.
 
     Args:
         spec: the action spec (random actions are drawn from it).
@@ -130,6 +148,8 @@ class EGreedyModule(TensorDictModuleBase):
             raise ValueError("EGreedyModule needs the action spec to draw random actions: pass env.action_spec.")
         self.action_key = action_key
         self.action_mask_key = action_mask_key
+        # a nested action (("agents", "action")) gets one coin per element of its own TensorDict
+        self._parent_key = action_key[:-1] if isinstance(action_key, tuple) and len(action_key) > 1 else None
         self.in_keys = [action_key] + ([action_mask_key] if action_mask_key is not None else [])
         self.out_keys = [action_key]
         self._action_spec = _leaf_spec(spec, action_key, "EGreedyModule")
@@ -172,7 +192,8 @@ class EGreedyModule(TensorDictModuleBase):
         if action is None:
             raise missing_key_error("EGreedyModule", self.action_key, tensordict)
         lead = _lead_dims(action, self._action_spec, "EGreedyModule")
-        coin_shape = tensordict.batch_size if len(tensordict.batch_size) <= action.ndim else lead
+        holder = tensordict if self._parent_key is None else tensordict.get(self._parent_key)
+        coin_shape = holder.batch_size if len(holder.batch_size) <= action.ndim else lead
         cond = torch.rand(coin_shape, device=action.device) < self.eps.to(action.device)
         cond = cond.reshape(*cond.shape, *([1] * (action.ndim - cond.ndim))).expand_as(action)
         random = self._random_action(tensordict, lead, action)
@@ -196,7 +217,8 @@ class AdditiveGaussianModule(TensorDictModuleBase):
 
     Keyword Args:
         action_key: the action entry.
-        safe: kept for TorchRL compatibility (the action is always projected when a spec is given).
+        safe: also project the action onto the spec when not exploring (as TorchRL's
+            ``safe=True``); while exploring, the noisy action is always projected when a spec is given.
         device: where the buffers live.
 
     Examples:
@@ -258,6 +280,8 @@ class AdditiveGaussianModule(TensorDictModuleBase):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         if not _exploring():
+            if self.safe and self._action_spec is not None:
+                _project_in_place(tensordict, self.action_key, self._action_spec)
             return tensordict
         action = tensordict.get(self.action_key, None)
         if action is None:
@@ -295,15 +319,17 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
 
     Keyword Args:
         action_key: the action entry.
-        is_init_key: the entry marking a trajectory's first step.
-        safe: project the noisy action onto the spec.
+        is_init_key: the entry marking a trajectory's first step (written by the
+            ``InitTracker`` transform). Without it the noise runs on across episodes, and the
+            first call warns.
+        safe: project the action onto the spec, noisy or not (as TorchRL).
         device: where the buffers live.
 
     Examples:
         >>> from tensordict import TensorDict
         >>> from tdrl.specs import Bounded
         >>> ou = OrnsteinUhlenbeckProcessModule(Bounded(-1.0, 1.0, shape=(2,)))
-        >>> td = ou(TensorDict(action=torch.zeros(2)))
+        >>> td = ou(TensorDict(action=torch.zeros(2), is_init=torch.ones(1, dtype=torch.bool)))
         >>> td["_ou_steps"]
         tensor(1)
     """
@@ -342,7 +368,7 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
             raise ValueError("OrnsteinUhlenbeckProcessModule needs the action spec: pass env.action_spec.")
         self.action_key = action_key
         self.is_init_key = is_init_key
-        self.in_keys = [action_key, is_init_key]
+        self.in_keys = [action_key]  # is_init is read when present, as in TorchRL (a missing one warns)
         self.out_keys = [action_key, self.noise_key, self.steps_key]
         self._action_spec = _leaf_spec(spec, action_key, "OrnsteinUhlenbeckProcessModule")
         self._spec = spec if isinstance(spec, Composite) else Composite({action_key: spec})
@@ -355,6 +381,7 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
         self.register_buffer("eps_end", torch.tensor(float(eps_end), device=device))
         self.register_buffer("eps", torch.tensor(float(eps_init), device=device))
         self.annealing_num_steps = int(annealing_num_steps)
+        self._warned_no_is_init = False
 
     @property
     def spec(self) -> Composite:
@@ -371,6 +398,8 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         if not _exploring():
+            if self.safe:
+                _project_in_place(tensordict, self.action_key, self._action_spec)
             return tensordict
         action = tensordict.get(self.action_key, None)
         if action is None:
@@ -382,6 +411,11 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
             prev = torch.zeros_like(action)
             steps = torch.zeros(lead, dtype=torch.long, device=action.device)
         is_init = tensordict.get(self.is_init_key, None)
+        if is_init is None and not self._warned_no_is_init:
+            self._warned_no_is_init = True
+            warnings.warn(
+                _NO_IS_INIT.format(key=self.is_init_key), UserWarning, stacklevel=4
+            )  # the caller of module(td)
         if is_init is not None:
             # is_init has the done shape ([*B, 1]); bring it to the action's leading dims
             init = is_init.reshape(lead) if is_init.numel() == lead.numel() else is_init.reshape(*lead, -1).any(-1)
@@ -398,3 +432,82 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
         tensordict.set(self.noise_key, noise - self.x0)
         tensordict.set(self.steps_key, steps + 1)
         return tensordict
+
+
+_NO_SPEC = (
+    "RandomPolicy has no action spec yet: pass one (RandomPolicy(env.action_spec)), set "
+    "policy.action_spec = ..., or hand the policy to a collector with its env, which fills it in."
+)
+
+
+class RandomPolicy:
+    """A policy that ignores its input and writes actions drawn uniformly from an action spec.
+
+    The spec can be left out and filled in later: a collector given ``RandomPolicy()`` with
+    an env calls :meth:`set_action_spec_from_env`, as in TorchRL.
+
+    Args:
+        action_spec: a leaf spec (its action is written under ``action_key``) or a
+            ``Composite`` (each leaf written under its own key). The policy keeps a copy.
+            ``None`` until set (see above).
+        action_key: where a leaf spec's action goes (default ``"action"``).
+
+    Raises:
+        RuntimeError: when called before it has a spec.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tdrl.specs import Bounded
+        >>> policy = RandomPolicy(Bounded(-1.0, 1.0, shape=(2,)))
+        >>> action = policy(TensorDict())["action"]
+        >>> action.shape, bool(action.abs().max() <= 1)
+        (torch.Size([2]), True)
+        >>> from tdrl.testing import CountingEnv
+        >>> lazy = RandomPolicy()
+        >>> lazy.set_action_spec_from_env(CountingEnv())
+        >>> sorted(lazy(TensorDict()).keys())
+        ['action']
+    """
+
+    def __init__(self, action_spec: TensorSpec | Composite | None = None, action_key: NestedKey = "action") -> None:
+        self.action_key = action_key
+        self.action_spec = action_spec
+
+    @property
+    def action_spec(self) -> TensorSpec | Composite | None:
+        """The spec actions are drawn from (``None`` until set)."""
+        return self._action_spec
+
+    @action_spec.setter
+    def action_spec(self, spec: TensorSpec | Composite | None) -> None:
+        if spec is not None and not isinstance(spec, (TensorSpec, Composite)):
+            raise TypeError(
+                f"RandomPolicy: action_spec must be a tdrl TensorSpec or Composite, got {type(spec).__name__}; "
+                f"pass env.action_spec."
+            )
+        self._action_spec = None if spec is None else spec.clone()
+        self._leaves: list[tuple[NestedKey, TensorSpec]]
+        if spec is None:
+            self._leaves = []
+        elif isinstance(self._action_spec, Composite):
+            self._leaves = [(k, cast(TensorSpec, self._action_spec[k])) for k in self._action_spec.keys(True, True)]
+        else:
+            self._leaves = [(self.action_key, cast(TensorSpec, self._action_spec))]
+
+    def set_action_spec_from_env(self, env: Any) -> None:
+        """Take ``env.full_action_spec`` as the spec, unless one is set already (collectors call it)."""
+        if self._action_spec is None:
+            self.action_spec = env.full_action_spec
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._action_spec is None:
+            raise RuntimeError(_NO_SPEC)
+        for key, spec in self._leaves:
+            tensordict.set(key, spec.rand())
+        return tensordict
+
+    def draw(self, steps: int) -> list[tuple[NestedKey, torch.Tensor]]:
+        """``steps`` random actions per key at once, stacked along a new first dim (for collectors)."""
+        if self._action_spec is None:
+            raise RuntimeError(_NO_SPEC)
+        return [(key, spec.rand((steps,))) for key, spec in self._leaves]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -136,3 +138,171 @@ def test_ou_bad_input():
         OrnsteinUhlenbeckProcessModule(None)
     with pytest.raises(ValueError, match="must not exceed"):
         OrnsteinUhlenbeckProcessModule(Bounded(-1.0, 1.0, shape=(1,)), eps_init=0.1, eps_end=1.0)
+
+
+# --- annealing schedules and draws, against TorchRL ------------------------------------------------
+STEP_CALLS = [1, 1, 3, 10, 50, 1000]
+
+
+def _schedule(module, attr: str) -> list[float]:
+    values = []
+    for frames in STEP_CALLS:
+        module.step(frames)
+        values.append(getattr(module, attr).item())
+    return values
+
+
+def _linear_schedule(init: float, end: float, n: int) -> list[float]:
+    """eps after each call: down by (init - end) / n per frame, never below end."""
+    out, total = [], 0
+    for frames in STEP_CALLS:
+        total += frames
+        out.append(max(end, init - (init - end) * total / n))
+    return out
+
+
+SCHEDULES = {
+    "egreedy": (lambda: EGreedyModule(Categorical(3), eps_init=0.9, eps_end=0.05, annealing_num_steps=60), "eps"),
+    "gaussian": (
+        lambda: AdditiveGaussianModule(
+            Bounded(-1.0, 1.0, shape=(2,)), sigma_init=0.5, sigma_end=0.1, annealing_num_steps=40
+        ),
+        "sigma",
+    ),
+    "ou": (
+        lambda: OrnsteinUhlenbeckProcessModule(
+            Bounded(-1.0, 1.0, shape=(2,)), eps_init=1.0, eps_end=0.2, annealing_num_steps=25
+        ),
+        "eps",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_step_anneals_linearly_by_frames(name):
+    make, attr = SCHEDULES[name]
+    module = make()
+    init, end = getattr(module, f"{attr}_init").item(), getattr(module, f"{attr}_end").item()
+    expected = _linear_schedule(init, end, module.annealing_num_steps)
+    assert _schedule(module, attr) == pytest.approx(expected, abs=1e-6)
+
+
+def _torchrl_twin(name: str, trl, trl_data):
+    if name == "egreedy":
+        return trl.EGreedyModule(trl_data.Categorical(3), eps_init=0.9, eps_end=0.05, annealing_num_steps=60), "eps"
+    if name == "gaussian":
+        spec = trl_data.Bounded(-1.0, 1.0, shape=(2,))
+        return trl.AdditiveGaussianModule(spec, sigma_init=0.5, sigma_end=0.1, annealing_num_steps=40), "sigma"
+    spec = trl_data.Bounded(-1.0, 1.0, shape=(2,))
+    return trl.OrnsteinUhlenbeckProcessModule(spec, eps_init=1.0, eps_end=0.2, annealing_num_steps=25), "eps"
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_schedule_equals_torchrl(name):
+    trl = pytest.importorskip("torchrl.modules")
+    trl_data = pytest.importorskip("torchrl.data")
+    make, attr = SCHEDULES[name]
+    theirs, their_attr = _torchrl_twin(name, trl, trl_data)
+    assert _schedule(make(), attr) == pytest.approx(_schedule(theirs, their_attr), abs=1e-6)
+
+
+@pytest.mark.parametrize("space", ["categorical", "one_hot"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_egreedy_draws_equal_torchrl_under_a_seed(space, masked):
+    trl = pytest.importorskip("torchrl.modules")
+    trl_data = pytest.importorskip("torchrl.data")
+    greedy = torch.randint(4, (64,))
+    mask = torch.rand(64, 4) > 0.4
+    mask[torch.arange(64), greedy] = True
+    action = greedy if space == "categorical" else torch.nn.functional.one_hot(greedy, 4)
+    td = TensorDict(action=action, mask=mask, batch_size=[64])
+    kwargs = {"action_mask_key": "mask"} if masked else {}
+    mine_spec, their_spec = (
+        (Categorical(4), trl_data.Categorical(4)) if space == "categorical" else (OneHot(4), trl_data.OneHot(4))
+    )
+    torch.manual_seed(11)
+    mine = EGreedyModule(mine_spec, 0.6, 0.6, **kwargs)(td.clone())["action"]
+    torch.manual_seed(11)
+    theirs = trl.EGreedyModule(their_spec, 0.6, 0.6, **kwargs)(td.clone())["action"]
+    assert torch.equal(mine, theirs)
+    assert not torch.equal(mine, action)  # some actions were replaced
+
+
+def test_egreedy_nested_action_gets_one_coin_per_agent():
+    trl = pytest.importorskip("torchrl.modules")
+    trl_data = pytest.importorskip("torchrl.data")
+    key = ("agents", "action")
+    td = TensorDict(agents=TensorDict(action=torch.zeros(32, 3, dtype=torch.long), batch_size=[32, 3]), batch_size=[32])
+    torch.manual_seed(2)
+    mine = EGreedyModule(Categorical(4, shape=(3,)), 0.5, 0.5, action_key=key)(td.clone())[key]
+    torch.manual_seed(2)
+    theirs = trl.EGreedyModule(trl_data.Categorical(4, shape=(3,)), 0.5, 0.5, action_key=key)(td.clone())[key]
+    assert torch.equal(mine, theirs)
+    mixed_rows = ((mine != 0).any(-1) & (mine == 0).any(-1)).sum()
+    assert mixed_rows > 0  # agents of one env explore independently
+
+
+def test_additive_gaussian_draws_and_safe_projection_equal_torchrl():
+    trl = pytest.importorskip("torchrl.modules")
+    trl_data = pytest.importorskip("torchrl.data")
+    low, high = torch.tensor([-1.0, 0.0, -2.0]), torch.tensor([1.0, 0.5, 2.0])
+    kwargs = {"sigma_init": 0.4, "sigma_end": 0.4, "mean": 0.1, "std": 0.7, "safe": True}
+    mine = AdditiveGaussianModule(Bounded(low, high, shape=(3,)), **kwargs)
+    theirs = trl.AdditiveGaussianModule(trl_data.Bounded(low, high, shape=(3,)), **kwargs)
+    td = TensorDict(action=torch.randn(50, 3), batch_size=[50])
+    for etype in (ExplorationType.RANDOM, ExplorationType.DETERMINISTIC):
+        with set_exploration_type(etype):
+            torch.manual_seed(4)
+            mine_action = mine(td.clone())["action"]
+            torch.manual_seed(4)
+            their_action = theirs(td.clone())["action"]
+        torch.testing.assert_close(mine_action, their_action, rtol=0, atol=1e-6)
+    assert Bounded(low, high, shape=(3,)).is_in(mine_action)  # safe: projected even without noise
+
+
+def test_ou_rollout_equals_torchrl_with_resets_and_annealing():
+    trl = pytest.importorskip("torchrl.modules")
+    trl_data = pytest.importorskip("torchrl.data")
+    kwargs = {
+        "eps_init": 0.9,
+        "eps_end": 0.2,
+        "annealing_num_steps": 7,
+        "theta": 0.3,
+        "mu": 0.1,
+        "sigma": 0.5,
+        "dt": 0.05,
+        "sigma_min": 0.1,
+        "n_steps_annealing": 5,
+    }
+    mine = OrnsteinUhlenbeckProcessModule(Bounded(-1.0, 1.0, shape=(3,)), **kwargs)
+    theirs = trl.OrnsteinUhlenbeckProcessModule(trl_data.Bounded(-1.0, 1.0, shape=(3,)), **kwargs)
+    assert mine.in_keys == theirs.in_keys
+    assert mine.out_keys == theirs.out_keys
+    mine_td = TensorDict(action=torch.zeros(4, 3), is_init=torch.ones(4, 1, dtype=torch.bool), batch_size=[4])
+    their_td = mine_td.clone()
+    for t in range(12):
+        action, is_init = torch.randn(4, 3), torch.rand(4, 1) < 0.2
+        for td in (mine_td, their_td):
+            td.set("action", action.clone())
+            td.set("is_init", is_init)
+        torch.manual_seed(t)
+        mine_td = mine(mine_td)
+        torch.manual_seed(t)
+        their_td = theirs(their_td)
+        for key in ("action", "_ou_prev_noise", "_ou_steps"):
+            torch.testing.assert_close(mine_td[key], their_td[key], rtol=0, atol=1e-6, msg=f"step {t}: {key}")
+        mine.step(1)
+        theirs.step(1)
+    with set_exploration_type(ExplorationType.DETERMINISTIC):  # safe (the default): projected, no noise
+        far = TensorDict(action=torch.full((4, 3), 5.0), batch_size=[4])
+        torch.testing.assert_close(mine(far.clone())["action"], theirs(far.clone())["action"])
+        assert (mine(far.clone())["action"] == 1.0).all()
+
+
+def test_ou_without_is_init_warns_once_with_the_fix():
+    ou = OrnsteinUhlenbeckProcessModule(Bounded(-1.0, 1.0, shape=(2,)))
+    with pytest.warns(UserWarning, match=r"no 'is_init' entry.*InitTracker"):
+        td = ou(TensorDict(action=torch.zeros(2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ou(td)  # once is enough

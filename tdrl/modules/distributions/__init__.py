@@ -1,7 +1,7 @@
 """Action distributions: ``torch.distributions`` classes with the extras RL code needs.
 
 Continuous: :class:`TanhNormal` (bounded actions), :class:`IndependentNormal`,
-:class:`TruncatedNormal`, :class:`Delta` (deterministic actors). Discrete:
+:class:`TruncatedNormal`, :class:`Delta` and :class:`TanhDelta` (deterministic actors). Discrete:
 :class:`Categorical`, :class:`OneHotCategorical`, :class:`MaskedCategorical`,
 :class:`MaskedOneHotCategorical`. ``NormalParamExtractor`` is tensordict's, re-exported.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from tensordict.nn.distributions import NormalParamExtractor
 
-from tdrl.modules.distributions.continuous import Delta, IndependentNormal, TanhNormal, TruncatedNormal
+from tdrl.modules.distributions.continuous import Delta, IndependentNormal, TanhDelta, TanhNormal, TruncatedNormal
 from tdrl.modules.distributions.discrete import (
     Categorical,
     MaskedCategorical,
@@ -31,6 +31,7 @@ __all__ = [
     "IndependentNormal",
     "TruncatedNormal",
     "Delta",
+    "TanhDelta",
     "Categorical",
     "OneHotCategorical",
     "MaskedCategorical",

@@ -1,9 +1,10 @@
-"""Continuous action distributions: IndependentNormal, TruncatedNormal, Delta.
+"""Continuous action distributions: IndependentNormal, TruncatedNormal, Delta (and TanhNormal, TanhDelta).
 
 Each is a ``torch.distributions.Distribution`` built with ``validate_args=False``, with a
 ``deterministic_sample`` (what ``ExplorationType.DETERMINISTIC``/``MODE`` return from a
 :class:`~tdrl.modules.ProbabilisticActor`) and a ``mean`` (``ExplorationType.MEAN``); the two
-differ only for :class:`TanhNormal`, which lives in ``tanh_normal.py`` and is re-exported here.
+differ only for :class:`TanhNormal`, which lives in ``tanh_normal.py`` and is re-exported here
+(as is :class:`TanhDelta`, from ``tanh_delta.py``).
 
 Examples:
     >>> import torch
@@ -24,9 +25,10 @@ from torch import distributions as D
 from torch.distributions import constraints
 
 from tdrl.modules.distributions._bounds import _BOXES, _HALF_LOG_2PI, TensorLike, _as_scale, _pop_old_bound_names
+from tdrl.modules.distributions.tanh_delta import TanhDelta
 from tdrl.modules.distributions.tanh_normal import TanhNormal
 
-__all__ = ["TanhNormal", "IndependentNormal", "TruncatedNormal", "Delta"]
+__all__ = ["TanhNormal", "IndependentNormal", "TruncatedNormal", "Delta", "TanhDelta"]
 
 
 class IndependentNormal(D.Independent):

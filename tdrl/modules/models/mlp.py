@@ -1,4 +1,4 @@
-"""Plain networks: the multi-layer perceptron that policies and value functions are built from.
+"""The multi-layer perceptron that policies and value functions are built from.
 
 Examples:
     >>> import torch
