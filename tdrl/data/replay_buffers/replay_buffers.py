@@ -8,7 +8,9 @@
 
 The whole buffer saves itself with :meth:`ReplayBuffer.dumps` and restores with
 :meth:`ReplayBuffer.loads`, without pickle; a checkpoint written for another structure is
-refused before anything changes.
+refused before anything changes. A buffer also goes through ``pickle`` and
+``torch.save`` / ``torch.load(weights_only=False)`` whole (content, sampler and writer
+state, generator, prefetch settings), e.g. to hand it to another process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import os
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -130,6 +133,47 @@ def _stack_items(items: Any) -> Any:
                 f"the sampled items cannot be stacked ({err}); pass collate_fn=list to get them as a list"
             ) from err
     return items
+
+
+_NOT_A_BATCH = (
+    "extend() takes a batch of items: a TensorDict or a tensor (its first dimension indexes the "
+    "items), or a sequence of items (list, tuple, range, set, numpy array); got {kind}. {fix}"
+)
+
+
+def _as_batch(data: Any, list_storage: bool) -> Any:
+    """``data`` as something the storage's ``set`` takes: a TensorDict, a tensor, or a list.
+
+    A :class:`ListStorage` keeps the items of any sequence as they are; a tensor storage
+    takes a sequence of tensors (or of TensorDicts) stacked into one batch.
+    """
+    if isinstance(data, (TensorDictBase, torch.Tensor)):
+        return data
+    if isinstance(data, (str, bytes, bytearray, Mapping)):
+        fix = "For one item, use add(item); for several, pass a list of them."
+        raise TypeError(_NOT_A_BATCH.format(kind=type(data).__name__, fix=fix))
+    if isinstance(data, np.ndarray):
+        if data.ndim == 0:
+            raise TypeError(_NOT_A_BATCH.format(kind="a 0-dim numpy array", fix="Use add(item) for one item."))
+        return list(data) if list_storage else torch.from_numpy(data)
+    if not isinstance(data, (Sequence, AbstractSet)):
+        raise TypeError(_NOT_A_BATCH.format(kind=type(data).__name__, fix="Pass list(data) to store what it yields."))
+    items = list(data)
+    if list_storage or not items:
+        return items
+    if all(isinstance(i, TensorDictBase) for i in items) or all(isinstance(i, torch.Tensor) for i in items):
+        try:
+            return torch.stack(items)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(
+                f"extend() stacks a list of {len(items)} items into one batch for a tensor storage, and these "
+                f"cannot be stacked ({err}); give them one shape and structure, or use a ListStorage"
+            ) from err
+    kinds = sorted({type(i).__name__ for i in items})
+    raise TypeError(
+        f"a tensor storage holds tensors or TensorDicts, got a sequence of {kinds}; use a ListStorage "
+        "(the default storage) for arbitrary Python objects"
+    )
 
 
 def _finite_capacity(storage: Storage) -> Storage:
@@ -293,10 +337,17 @@ class ReplayBuffer:
     def extend(self, data: Any) -> torch.Tensor:
         """Writes a batch (its first dimension indexes the items); returns their positions.
 
+        Args:
+            data: a TensorDict or a tensor whose first dimension indexes the items, or any
+                sequence of items (list, tuple, range, set, numpy array). A
+                :class:`ListStorage` keeps each item as it is (any Python object); a tensor
+                storage stacks a sequence of tensors or of TensorDicts into one batch.
+
         Raises:
             KeyError, ValueError, TypeError: when the data does not match what the storage
                 holds (the message names the key and the shapes); nothing is written then.
         """
+        data = _as_batch(data, isinstance(self._storage, ListStorage))
         if self._transform.has_inverse:
             data = self._transform.inv(data)
         with self._lock:
@@ -536,6 +587,34 @@ class ReplayBuffer:
         """
         load_into(path, _CHECKPOINT_NAME, self.load_state_dict)
 
+    # ------------------------------------------------------------------ pickle
+    def __getstate__(self) -> dict[str, Any]:
+        """The buffer for ``pickle`` / ``torch.save``: content, components, settings.
+
+        Batches already drawn by ``prefetch`` travel with it (the sampler's state counts them
+        as sampled, so dropping them would skip items); the lock and the background thread
+        do not, and are rebuilt on load.
+        """
+        # exception() waits for a batch being drawn; one whose draw failed is drawn again later
+        drawn = [future.result() for future in list(self._queue) if future.exception() is None]
+        with self._lock:
+            state = self.__dict__.copy()
+        for name in ("_lock", "_executor", "_queue"):
+            state.pop(name, None)
+        state["_prefetched_batches"] = drawn
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        drawn = state.pop("_prefetched_batches", [])
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._executor = None
+        self._queue = deque()
+        for batch in drawn:
+            future: Future = Future()
+            future.set_result(batch)
+            self._queue.append(future)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(\n    storage={self._storage!r},\n    sampler={self._sampler!r},\n"
@@ -641,6 +720,8 @@ class TensorDictReplayBuffer(ReplayBuffer):
             update_priority: ``False`` ignores ``priority_key`` (new items get the default
                 priority).
         """
+        if isinstance(data, (list, tuple)) and data and all(isinstance(i, TensorDictBase) for i in data):
+            data = _as_batch(data, list_storage=False)
         if not isinstance(data, TensorDictBase):
             raise TypeError(
                 f"{type(self).__name__} stores TensorDicts, got {type(data).__name__}; "

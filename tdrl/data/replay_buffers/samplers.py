@@ -661,6 +661,11 @@ class SliceSampler(Sampler):
     def _empty(self) -> None:
         self._cache = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = None  # keyed by the storage's id, which a copy does not keep
+        return state
+
 
 class SliceSamplerWithoutReplacement(SliceSampler):
     """A :class:`SliceSampler` that visits every eligible trajectory once per epoch.

@@ -590,6 +590,19 @@ class TensorStorage(Storage):
     def _after_restore(self) -> None:
         """Hook for storages that persist their bookkeeping."""
 
+    # views of the container (and numpy views of them) are rebuilt after unpickling, so
+    # that they share memory with it again rather than being copies of their own
+    _VIEWS = ("_leaves", "_numpy", "_all_numpy")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._leaves, self._numpy, self._all_numpy = [], [], False
+        if self._layout is not None and self._storage is not None:
+            self._attach(self._layout, self._storage)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(max_size={self.max_size}, len={self._len}, "
@@ -792,6 +805,32 @@ class LazyMemmapStorage(LazyTensorStorage):
     def _empty(self) -> None:
         super()._empty()
         self._persist()
+
+    # ------------------------------------------------------------------ pickle
+    def __getstate__(self) -> dict[str, Any]:
+        """The storage by value: its stored rows, not its files.
+
+        The copy that ``pickle.loads`` / ``torch.load`` builds lives in a new temporary
+        folder, so two storages never write the same files; to reopen the files
+        themselves, use :meth:`open`.
+        """
+        state = {k: v for k, v in self.__dict__.items() if k not in (*self._VIEWS, "_storage", "_files", "_record")}
+        state["_rows"] = [leaf[: self._len].clone() for leaf in self._leaves]
+        state["scratch_dir"] = None
+        state["_temporary"] = True
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        rows = state.pop("_rows")
+        layout, length = state["_layout"], state["_len"]
+        self.__dict__.update(state)
+        self._leaves, self._numpy, self._all_numpy = [], [], False
+        self._storage, self._files, self._record, self._layout = None, [], None, None
+        if layout is not None:
+            self._allocate(layout)
+            for leaf, src in zip(self._leaves, rows):
+                leaf[:length].copy_(src)
+            self._persist()
 
     def __repr__(self) -> str:
         return (
