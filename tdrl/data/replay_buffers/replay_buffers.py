@@ -89,6 +89,8 @@ class TransformChain:
             raise TypeError(f"a replay-buffer transform must be callable, got {type(transform).__name__}")
         if callable(getattr(transform, "eval", None)) and isinstance(transform, torch.nn.Module):
             transform.eval()
+        if getattr(transform, "_applies_on_write", False):  # e.g. MultiStep: trajectories are written, not sampled
+            transform = _Inverted(transform)
         self._items.insert(index, transform)
         self._refresh()
 
