@@ -32,6 +32,13 @@ from tensordict.utils import NestedKey, unravel_key
 from tdrl.data.replay_buffers import _state_checks as checks
 from tdrl.data.replay_buffers._checkpoint import load_into, save_state
 from tdrl.data.replay_buffers._layout import key_str
+from tdrl.data.replay_buffers._sampling import (
+    NEEDS_TRAJECTORIES_ERROR,
+    SampleContext,
+    needs_trajectories,
+    sampling,
+    sampling_off,
+)
 from tdrl.data.replay_buffers.samplers import PrioritizedSampler, RandomSampler, Sampler, check_priorities
 from tdrl.data.replay_buffers.storages import ListStorage, Storage
 from tdrl.data.replay_buffers.writers import RoundRobinWriter, TensorDictRoundRobinWriter, Writer, _expand_index
@@ -107,6 +114,28 @@ class TransformChain:
         for transform in self._items:
             data = transform(data)
         return data
+
+    def _call_sampled(self, data: Any, context: SampleContext) -> Any:
+        """Applies the transforms to a sampled batch, telling each what was sampled and
+        which transforms came before it (to read the items before the sampled ones)."""
+        with sampling(context):
+            for i, transform in enumerate(self._items):
+                context.before = TransformChain._prefix(self._items[:i])
+                data = transform(data)
+        return data
+
+    @staticmethod
+    def _prefix(items: list[Any]) -> Callable[[Any], Any] | None:
+        if not items:
+            return None
+
+        def apply(data: Any) -> Any:
+            with sampling_off():
+                for transform in items:
+                    data = transform(data)
+            return data
+
+        return apply
 
     @property
     def has_inverse(self) -> bool:
@@ -420,7 +449,7 @@ class ReplayBuffer:
         if self._pin_memory and hasattr(data, "pin_memory"):
             data = data.pin_memory()
         if len(self._transform):
-            data = self._transform(data)
+            data = self._transform._call_sampled(data, SampleContext(self._storage, index, self._sampler))
         return self._postprocess(data, info), info, ran_out, left, generation
 
     def _postprocess(self, data: Any, info: dict[NestedKey, Any]) -> Any:
@@ -493,6 +522,9 @@ class ReplayBuffer:
             data = self._storage.get(index)
             if self._collate_fn is not None:
                 data = self._collate_fn(data)
+            if len(self._transform):
+                positions = index if isinstance(index, torch.Tensor) else torch.arange(count)[index]
+                return self._transform._call_sampled(data, SampleContext(self._storage, positions, self._sampler))
         return self._transform(data) if len(self._transform) else data
 
     # ------------------------------------------------------------------ transforms
@@ -507,11 +539,21 @@ class ReplayBuffer:
         A transform that is an ``nn.Module`` is put in eval mode (as in TorchRL), so
         that statistics it keeps, e.g. running means, do not update from replayed data.
         """
+        self._check_transform(transform)
         self._transform.append(_Inverted(transform) if invert else transform)
         return self
 
+    def _check_transform(self, transform: Any) -> None:
+        """Refuses a frame-stacking transform (e.g. CatFrames) with a sampler blind to trajectories."""
+        stacking = needs_trajectories(transform)
+        if stacking is not None and not hasattr(self._sampler, "_time_ranks"):
+            raise ValueError(
+                NEEDS_TRAJECTORIES_ERROR.format(transform=type(stacking).__name__, sampler=type(self._sampler).__name__)
+            )
+
     def insert_transform(self, index: int, transform: Callable[[Any], Any], *, invert: bool = False) -> ReplayBuffer:
         """Adds a transform at position ``index`` of the chain (see :meth:`append_transform`)."""
+        self._check_transform(transform)
         self._transform.insert(index, _Inverted(transform) if invert else transform)
         return self
 

@@ -590,12 +590,10 @@ class TensorStorage(Storage):
     def _after_restore(self) -> None:
         """Hook for storages that persist their bookkeeping."""
 
-    # views of the container (and numpy views of them) are rebuilt after unpickling, so
-    # that they share memory with it again rather than being copies of their own
-    _VIEWS = ("_leaves", "_numpy", "_all_numpy")
-
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
+        # views of the container (and numpy views of them) are rebuilt after unpickling, so
+        # that they share memory with it again rather than being copies of their own
+        return dict(self.__dict__, _leaves=[], _numpy=[], _all_numpy=False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -814,16 +812,17 @@ class LazyMemmapStorage(LazyTensorStorage):
         folder, so two storages never write the same files; to reopen the files
         themselves, use :meth:`open`.
         """
-        state = {k: v for k, v in self.__dict__.items() if k not in (*self._VIEWS, "_storage", "_files", "_record")}
-        state["_rows"] = [leaf[: self._len].clone() for leaf in self._leaves]
-        state["scratch_dir"] = None
-        state["_temporary"] = True
-        return state
+        rows = [leaf[: self._len].clone() for leaf in self._leaves]
+        return {
+            "state": dict(self.__dict__, _leaves=[], _numpy=[], _storage=None, _files=[], _record=None),
+            "rows": rows,
+        }
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        rows = state.pop("_rows")
-        layout, length = state["_layout"], state["_len"]
+    def __setstate__(self, pickled: dict[str, Any]) -> None:
+        state, rows = pickled["state"], pickled["rows"]
         self.__dict__.update(state)
+        layout, length = self._layout, self._len
+        self.scratch_dir, self._temporary = None, True
         self._leaves, self._numpy, self._all_numpy = [], [], False
         self._storage, self._files, self._record, self._layout = None, [], None, None
         if layout is not None:
