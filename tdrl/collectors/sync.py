@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 
+from tdrl.collectors._episodes import TRAJ_FORMATS, EpisodeAssembler
 from tdrl.collectors._loop import StepLoop
 from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
 from tdrl.envs.common import EnvBase
@@ -158,10 +159,23 @@ class SyncDataCollector(DataCollectorBase):
         reset_when_done: reset envs whose episode ended (else the env must handle it).
         progress_bar: show a tqdm bar over ``total_frames``.
         return_same_td: kept for TorchRL compatibility (each batch is a new TensorDict).
+        trajs_per_batch: yield batches of this many *whole* episodes instead of
+            ``frames_per_batch`` frames (Tianshou's ``collect(n_episode=)``, SB3's
+            ``train_freq=(n, "episode")``). Each episode runs from a reset to a
+            ``("next", "done")`` step, however many internal batches it spans (an episode
+            still running is held back); ``frames_per_batch`` then only sets how many
+            steps are collected at a time, and ``total_frames`` still bounds the frames
+            collected. With a batched env, every sub-env's episodes count.
+        traj_format: with ``trajs_per_batch``: ``"padded"`` (default) stacks the episodes
+            as ``[trajs_per_batch, longest]`` with zeros after each episode and a
+            ``("collector", "mask")`` entry marking its steps; ``"cat"`` concatenates them
+            along time (``[total steps]``), delimited by ``("next", "done")`` and
+            ``("collector", "traj_ids")``.
 
     Raises:
         ValueError: ``frames_per_batch`` is not a positive multiple of the env's batch numel,
-            or ``total_frames`` is neither -1 nor positive.
+            ``total_frames`` is neither -1 nor positive, or ``trajs_per_batch`` /
+            ``traj_format`` is invalid (or combined with ``split_trajs``).
         KeyError: on the first batch, when the policy does not write the action.
         ValueError: on the first batch, when the policy writes the action with the wrong shape.
 
@@ -197,8 +211,25 @@ class SyncDataCollector(DataCollectorBase):
         reset_when_done: bool = True,
         progress_bar: bool = False,
         return_same_td: bool = False,
+        trajs_per_batch: int | None = None,
+        traj_format: str | None = None,
     ) -> None:
         cls = type(self).__name__
+        if trajs_per_batch is not None and (
+            isinstance(trajs_per_batch, bool) or not isinstance(trajs_per_batch, int) or trajs_per_batch < 1
+        ):
+            raise ValueError(f"{cls}: trajs_per_batch must be None or a positive int, got {trajs_per_batch!r}.")
+        if traj_format is not None and trajs_per_batch is None:
+            raise ValueError(f"{cls}: traj_format={traj_format!r} needs trajs_per_batch (whole episodes per batch).")
+        if traj_format is not None and traj_format not in TRAJ_FORMATS:
+            raise ValueError(f"{cls}: traj_format must be one of {TRAJ_FORMATS}, got {traj_format!r}.")
+        if trajs_per_batch is not None and split_trajs:
+            raise ValueError(
+                f"{cls}: split_trajs pads each fixed-size batch; trajs_per_batch already yields whole, padded "
+                "episodes. Pass one of them."
+            )
+        self.trajs_per_batch = trajs_per_batch
+        self.traj_format = traj_format or "padded"
         self.env, self._owns_env = _env_from(create_env_fn, create_env_kwargs, cls)
         env = self.env
         numel = env.batch_size.numel()
@@ -304,6 +335,7 @@ class SyncDataCollector(DataCollectorBase):
 
     def __iter__(self) -> Iterator[TensorDictBase]:
         bar = self._progress(self.progress_bar)
+        episodes = EpisodeAssembler() if self.trajs_per_batch is not None else None
         try:
             while self.total_frames < 0 or self._frames < self.total_frames:
                 batch = self.rollout()
@@ -311,6 +343,13 @@ class SyncDataCollector(DataCollectorBase):
                 self._iter += 1
                 if bar is not None:
                     bar.update(batch.numel())
+                if episodes is not None:
+                    if self.reset_at_each_iter:  # the episodes cut by the reset never end
+                        episodes.drop_partial()
+                    episodes.ingest(batch)
+                    while (whole := episodes.emit(cast(int, self.trajs_per_batch), self.traj_format)) is not None:
+                        yield self.postproc(whole) if self.postproc is not None else whole
+                    continue
                 if self.split_trajs:
                     batch = split_trajectories(batch)
                 if self.postproc is not None:

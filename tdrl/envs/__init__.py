@@ -3,6 +3,7 @@
 from tdrl.envs.batched import ParallelEnv, SerialEnv
 from tdrl.envs.common import EnvBase, make_composite_from_td
 from tdrl.envs.custom import PendulumEnv
+from tdrl.envs.env_creator import EnvCreator
 from tdrl.envs.libs import DMControlEnv, DMControlWrapper, GymEnv, GymWrapper
 from tdrl.envs.transforms import *  # noqa: F403
 from tdrl.envs.transforms import __all__ as _transform_names
@@ -21,6 +22,7 @@ __all__ = [
     "make_composite_from_td",
     "SerialEnv",
     "ParallelEnv",
+    "EnvCreator",
     "GymEnv",
     "GymWrapper",
     "DMControlEnv",

@@ -239,7 +239,17 @@ class TransformContractTests:
         env = self._env(False)
         transform = env.transform
         raw = env.base_env.rollout(self.rollout_steps, break_when_any_done=False)
-        rb = rb_mod.ReplayBuffer(storage=rb_mod.LazyTensorStorage(100), transform=transform, batch_size=5)
+        sampler = None
+        if getattr(transform, "_needs_trajectories", False) or any(
+            getattr(t, "_needs_trajectories", False) for t in getattr(transform, "transforms", ())
+        ):
+            # frame stacking needs a sampler that knows trajectories; a blind one is refused
+            with pytest.raises(ValueError, match="SliceSampler"):
+                rb_mod.ReplayBuffer(storage=rb_mod.LazyTensorStorage(100), transform=transform.clone())
+            sampler = rb_mod.SliceSampler(slice_len=1, end_key=("next", "done"))
+        rb = rb_mod.ReplayBuffer(
+            storage=rb_mod.LazyTensorStorage(100), sampler=sampler, transform=transform, batch_size=5
+        )
         rb.extend(raw.clone())
         sample = rb.sample()
         assert sample.batch_size == (5,)

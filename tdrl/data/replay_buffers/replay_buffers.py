@@ -8,7 +8,9 @@
 
 The whole buffer saves itself with :meth:`ReplayBuffer.dumps` and restores with
 :meth:`ReplayBuffer.loads`, without pickle; a checkpoint written for another structure is
-refused before anything changes.
+refused before anything changes. A buffer also goes through ``pickle`` and
+``torch.save`` / ``torch.load(weights_only=False)`` whole (content, sampler and writer
+state, generator, prefetch settings), e.g. to hand it to another process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import os
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -29,6 +32,13 @@ from tensordict.utils import NestedKey, unravel_key
 from tdrl.data.replay_buffers import _state_checks as checks
 from tdrl.data.replay_buffers._checkpoint import load_into, save_state
 from tdrl.data.replay_buffers._layout import key_str
+from tdrl.data.replay_buffers._sampling import (
+    NEEDS_TRAJECTORIES_ERROR,
+    SampleContext,
+    needs_trajectories,
+    sampling,
+    sampling_off,
+)
 from tdrl.data.replay_buffers.samplers import PrioritizedSampler, RandomSampler, Sampler, check_priorities
 from tdrl.data.replay_buffers.storages import ListStorage, Storage
 from tdrl.data.replay_buffers.writers import RoundRobinWriter, TensorDictRoundRobinWriter, Writer, _expand_index
@@ -86,6 +96,8 @@ class TransformChain:
             raise TypeError(f"a replay-buffer transform must be callable, got {type(transform).__name__}")
         if callable(getattr(transform, "eval", None)) and isinstance(transform, torch.nn.Module):
             transform.eval()
+        if getattr(transform, "_applies_on_write", False):  # e.g. MultiStep: trajectories are written, not sampled
+            transform = _Inverted(transform)
         self._items.insert(index, transform)
         self._refresh()
 
@@ -102,6 +114,28 @@ class TransformChain:
         for transform in self._items:
             data = transform(data)
         return data
+
+    def _call_sampled(self, data: Any, context: SampleContext) -> Any:
+        """Applies the transforms to a sampled batch, telling each what was sampled and
+        which transforms came before it (to read the items before the sampled ones)."""
+        with sampling(context):
+            for i, transform in enumerate(self._items):
+                context.before = TransformChain._prefix(self._items[:i])
+                data = transform(data)
+        return data
+
+    @staticmethod
+    def _prefix(items: list[Any]) -> Callable[[Any], Any] | None:
+        if not items:
+            return None
+
+        def apply(data: Any) -> Any:
+            with sampling_off():
+                for transform in items:
+                    data = transform(data)
+            return data
+
+        return apply
 
     @property
     def has_inverse(self) -> bool:
@@ -130,6 +164,47 @@ def _stack_items(items: Any) -> Any:
                 f"the sampled items cannot be stacked ({err}); pass collate_fn=list to get them as a list"
             ) from err
     return items
+
+
+_NOT_A_BATCH = (
+    "extend() takes a batch of items: a TensorDict or a tensor (its first dimension indexes the "
+    "items), or a sequence of items (list, tuple, range, set, numpy array); got {kind}. {fix}"
+)
+
+
+def _as_batch(data: Any, list_storage: bool) -> Any:
+    """``data`` as something the storage's ``set`` takes: a TensorDict, a tensor, or a list.
+
+    A :class:`ListStorage` keeps the items of any sequence as they are; a tensor storage
+    takes a sequence of tensors (or of TensorDicts) stacked into one batch.
+    """
+    if isinstance(data, (TensorDictBase, torch.Tensor)):
+        return data
+    if isinstance(data, (str, bytes, bytearray, Mapping)):
+        fix = "For one item, use add(item); for several, pass a list of them."
+        raise TypeError(_NOT_A_BATCH.format(kind=type(data).__name__, fix=fix))
+    if isinstance(data, np.ndarray):
+        if data.ndim == 0:
+            raise TypeError(_NOT_A_BATCH.format(kind="a 0-dim numpy array", fix="Use add(item) for one item."))
+        return list(data) if list_storage else torch.from_numpy(data)
+    if not isinstance(data, (Sequence, AbstractSet)):
+        raise TypeError(_NOT_A_BATCH.format(kind=type(data).__name__, fix="Pass list(data) to store what it yields."))
+    items = list(data)
+    if list_storage or not items:
+        return items
+    if all(isinstance(i, TensorDictBase) for i in items) or all(isinstance(i, torch.Tensor) for i in items):
+        try:
+            return torch.stack(items)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(
+                f"extend() stacks a list of {len(items)} items into one batch for a tensor storage, and these "
+                f"cannot be stacked ({err}); give them one shape and structure, or use a ListStorage"
+            ) from err
+    kinds = sorted({type(i).__name__ for i in items})
+    raise TypeError(
+        f"a tensor storage holds tensors or TensorDicts, got a sequence of {kinds}; use a ListStorage "
+        "(the default storage) for arbitrary Python objects"
+    )
 
 
 def _finite_capacity(storage: Storage) -> Storage:
@@ -293,10 +368,17 @@ class ReplayBuffer:
     def extend(self, data: Any) -> torch.Tensor:
         """Writes a batch (its first dimension indexes the items); returns their positions.
 
+        Args:
+            data: a TensorDict or a tensor whose first dimension indexes the items, or any
+                sequence of items (list, tuple, range, set, numpy array). A
+                :class:`ListStorage` keeps each item as it is (any Python object); a tensor
+                storage stacks a sequence of tensors or of TensorDicts into one batch.
+
         Raises:
             KeyError, ValueError, TypeError: when the data does not match what the storage
                 holds (the message names the key and the shapes); nothing is written then.
         """
+        data = _as_batch(data, isinstance(self._storage, ListStorage))
         if self._transform.has_inverse:
             data = self._transform.inv(data)
         with self._lock:
@@ -367,7 +449,7 @@ class ReplayBuffer:
         if self._pin_memory and hasattr(data, "pin_memory"):
             data = data.pin_memory()
         if len(self._transform):
-            data = self._transform(data)
+            data = self._transform._call_sampled(data, SampleContext(self._storage, index, self._sampler))
         return self._postprocess(data, info), info, ran_out, left, generation
 
     def _postprocess(self, data: Any, info: dict[NestedKey, Any]) -> Any:
@@ -440,6 +522,9 @@ class ReplayBuffer:
             data = self._storage.get(index)
             if self._collate_fn is not None:
                 data = self._collate_fn(data)
+            if len(self._transform):
+                positions = index if isinstance(index, torch.Tensor) else torch.arange(count)[index]
+                return self._transform._call_sampled(data, SampleContext(self._storage, positions, self._sampler))
         return self._transform(data) if len(self._transform) else data
 
     # ------------------------------------------------------------------ transforms
@@ -454,11 +539,21 @@ class ReplayBuffer:
         A transform that is an ``nn.Module`` is put in eval mode (as in TorchRL), so
         that statistics it keeps, e.g. running means, do not update from replayed data.
         """
+        self._check_transform(transform)
         self._transform.append(_Inverted(transform) if invert else transform)
         return self
 
+    def _check_transform(self, transform: Any) -> None:
+        """Refuses a frame-stacking transform (e.g. CatFrames) with a sampler blind to trajectories."""
+        stacking = needs_trajectories(transform)
+        if stacking is not None and not hasattr(self._sampler, "_time_ranks"):
+            raise ValueError(
+                NEEDS_TRAJECTORIES_ERROR.format(transform=type(stacking).__name__, sampler=type(self._sampler).__name__)
+            )
+
     def insert_transform(self, index: int, transform: Callable[[Any], Any], *, invert: bool = False) -> ReplayBuffer:
         """Adds a transform at position ``index`` of the chain (see :meth:`append_transform`)."""
+        self._check_transform(transform)
         self._transform.insert(index, _Inverted(transform) if invert else transform)
         return self
 
@@ -535,6 +630,34 @@ class ReplayBuffer:
                 as it was.
         """
         load_into(path, _CHECKPOINT_NAME, self.load_state_dict)
+
+    # ------------------------------------------------------------------ pickle
+    def __getstate__(self) -> dict[str, Any]:
+        """The buffer for ``pickle`` / ``torch.save``: content, components, settings.
+
+        Batches already drawn by ``prefetch`` travel with it (the sampler's state counts them
+        as sampled, so dropping them would skip items); the lock and the background thread
+        do not, and are rebuilt on load.
+        """
+        # exception() waits for a batch being drawn; one whose draw failed is drawn again later
+        drawn = [future.result() for future in list(self._queue) if future.exception() is None]
+        with self._lock:
+            state = self.__dict__.copy()
+        for name in ("_lock", "_executor", "_queue"):
+            state.pop(name, None)
+        state["_prefetched_batches"] = drawn
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        drawn = state.pop("_prefetched_batches", [])
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._executor = None
+        self._queue = deque()
+        for batch in drawn:
+            future: Future = Future()
+            future.set_result(batch)
+            self._queue.append(future)
 
     def __repr__(self) -> str:
         return (
@@ -641,6 +764,8 @@ class TensorDictReplayBuffer(ReplayBuffer):
             update_priority: ``False`` ignores ``priority_key`` (new items get the default
                 priority).
         """
+        if isinstance(data, (list, tuple)) and data and all(isinstance(i, TensorDictBase) for i in data):
+            data = _as_batch(data, list_storage=False)
         if not isinstance(data, TensorDictBase):
             raise TypeError(
                 f"{type(self).__name__} stores TensorDicts, got {type(data).__name__}; "

@@ -575,6 +575,7 @@ class SliceSampler(Sampler):
         self.strict_length = bool(strict_length)
         self.cache_values = cache_values
         self._cache: tuple[int, int, tuple[torch.Tensor, ...]] | None = None
+        self._ranks: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -605,6 +606,18 @@ class SliceSampler(Sampler):
         bounds = trajectory_bounds(storage, traj_key, end_key)
         self._cache = (*token, bounds)
         return bounds
+
+    def _time_ranks(self, storage: Storage) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(order, rank, starts)``: the storage positions in time order, the time rank of
+        each position, and the first rank of every trajectory (cached until the next write)."""
+        order, starts, _ = self._bounds(storage)
+        cached = self._ranks
+        if cached is not None and cached[0] is order:
+            return order, cached[1], starts
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(order.numel())
+        self._ranks = (order, rank)
+        return order, rank, starts
 
     def _eligible(self, lengths: torch.Tensor, slice_len: int) -> torch.Tensor:
         eligible = (lengths >= slice_len if self.strict_length else lengths > 0).nonzero().squeeze(-1)
@@ -660,6 +673,11 @@ class SliceSampler(Sampler):
 
     def _empty(self) -> None:
         self._cache = None
+        self._ranks = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the caches are keyed by the storage's identity, which a copy does not keep
+        return dict(self.__dict__, _cache=None, _ranks=None)
 
 
 class SliceSamplerWithoutReplacement(SliceSampler):

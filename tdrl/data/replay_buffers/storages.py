@@ -590,6 +590,17 @@ class TensorStorage(Storage):
     def _after_restore(self) -> None:
         """Hook for storages that persist their bookkeeping."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        # views of the container (and numpy views of them) are rebuilt after unpickling, so
+        # that they share memory with it again rather than being copies of their own
+        return dict(self.__dict__, _leaves=[], _numpy=[], _all_numpy=False)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._leaves, self._numpy, self._all_numpy = [], [], False
+        if self._layout is not None and self._storage is not None:
+            self._attach(self._layout, self._storage)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(max_size={self.max_size}, len={self._len}, "
@@ -792,6 +803,33 @@ class LazyMemmapStorage(LazyTensorStorage):
     def _empty(self) -> None:
         super()._empty()
         self._persist()
+
+    # ------------------------------------------------------------------ pickle
+    def __getstate__(self) -> dict[str, Any]:
+        """The storage by value: its stored rows, not its files.
+
+        The copy that ``pickle.loads`` / ``torch.load`` builds lives in a new temporary
+        folder, so two storages never write the same files; to reopen the files
+        themselves, use :meth:`open`.
+        """
+        rows = [leaf[: self._len].clone() for leaf in self._leaves]
+        return {
+            "state": dict(self.__dict__, _leaves=[], _numpy=[], _storage=None, _files=[], _record=None),
+            "rows": rows,
+        }
+
+    def __setstate__(self, pickled: dict[str, Any]) -> None:
+        state, rows = pickled["state"], pickled["rows"]
+        self.__dict__.update(state)
+        layout, length = self._layout, self._len
+        self.scratch_dir, self._temporary = None, True
+        self._leaves, self._numpy, self._all_numpy = [], [], False
+        self._storage, self._files, self._record, self._layout = None, [], None, None
+        if layout is not None:
+            self._allocate(layout)
+            for leaf, src in zip(self._leaves, rows):
+                leaf[:length].copy_(src)
+            self._persist()
 
     def __repr__(self) -> str:
         return (

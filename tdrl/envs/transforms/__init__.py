@@ -4,7 +4,7 @@ One file per family: ``transforms.py`` (the Transform base and Compose), ``env.p
 (TransformedEnv), ``norm.py`` (ObservationNorm, VecNorm), ``observation.py`` (dtype casts,
 clipping), ``reward.py``, ``action.py``, ``step.py`` (step counting, frame stacking,
 frame skipping, init tracking), ``keys.py`` (rename, exclude, select, concatenate,
-unsqueeze) and ``image.py``.
+unsqueeze), ``image.py`` and ``rb_transforms.py`` (transforms of sampled data).
 """
 
 from tdrl.envs.transforms.action import ActionScaling
@@ -19,6 +19,7 @@ from tdrl.envs.transforms.keys import (
 )
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
+from tdrl.envs.transforms.rb_transforms import RandomCropTensorDict
 from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.transforms import Compose, Transform
@@ -49,4 +50,5 @@ __all__ = [
     "Resize",
     "GrayScale",
     "CenterCrop",
+    "RandomCropTensorDict",
 ]

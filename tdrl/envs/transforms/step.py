@@ -19,13 +19,15 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 
 from tdrl._compat import td_read, td_write
-from tdrl.envs.transforms.transforms import Transform, _slot, _unravel
+from tdrl.data.replay_buffers._sampling import SampleContext, current_sample_context, sampling_off
+from tdrl.envs.transforms.transforms import Compose, Transform, _slot, _unravel
 from tdrl.specs import Bounded, Categorical, Composite, NestedKey, TensorSpec, Unbounded
 
 __all__ = ["StepCounter", "InitTracker", "CatFrames", "FrameSkipTransform"]
@@ -296,8 +298,21 @@ class CatFrames(Transform):
     def _carried_keys(self) -> list:
         return list(self.out_keys)
 
+    #: in a replay buffer, the sampler must know trajectories (see forward)
+    _needs_trajectories = True
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Build the stacks of a trajectory (time along the last batch dim) at the root and under ``"next"``."""
+        """Build the stacks of a trajectory (time along the last batch dim) at the root and under ``"next"``.
+
+        In a replay buffer (a transform of a buffer whose sampler is a ``SliceSampler``),
+        each sampled item is stacked with the ``N - 1`` items before it in its stored
+        trajectory, read from the storage, whatever the slices drawn; a trajectory's first
+        items are padded as after a reset. The buffer refuses CatFrames with a sampler that
+        ignores trajectories.
+        """
+        context = current_sample_context()
+        if context is not None:
+            return self._forward_sampled(tensordict, context)
         starts, tdim = _trajectory_starts(tensordict, "CatFrames")
         last, t = _last_start(starts, tdim)
         nxt = tensordict.get("next")
@@ -326,6 +341,47 @@ class CatFrames(Transform):
             nxt.set(out_key, after)
         return tensordict
 
+    def _forward_sampled(self, tensordict: TensorDictBase, context: SampleContext) -> TensorDictBase:
+        """The stacks of a sampled batch: each item with the items before it in its trajectory."""
+        if tensordict.batch_dims != 1:
+            raise ValueError(
+                f"CatFrames in a replay buffer stacks sampled items (batch_size [B]), got batch_size "
+                f"{list(tensordict.batch_size)}; place it before transforms that reshape the batch"
+            )
+        positions, inside = context.history(self.N)  # [B, N], the item itself last
+        count = positions.shape[0]
+        earlier = None
+        if self.N > 1:
+            read = list(self.in_keys)
+            if isinstance(self.container, Compose):  # members before this one, as they map the sample
+                before = self.container._before(self)
+                if before:
+                    inner = context.before
+                    context = SampleContext(context.storage, context.index, context.sampler)
+                    context.before = _chain(inner, before)
+            earlier = context.read(positions[:, :-1].reshape(-1), read)
+        nxt = tensordict.get("next", None)
+        for in_key, out_key in zip(self.in_keys, self.out_keys):
+            frame = tensordict.get(in_key)
+            frames = (
+                [frame]
+                if earlier is None
+                else [*earlier.get(in_key).reshape(count, self.N - 1, *frame.shape[1:]).unbind(1), frame]
+            )
+            if self.padding == "constant":
+                pad = torch.full_like(frame, self.padding_value)
+                mask = inside.to(frame.device)
+                frames = [
+                    torch.where(mask[:, i].view(-1, *([1] * (frame.ndim - 1))), f, pad) for i, f in enumerate(frames)
+                ]
+            stack = torch.cat(frames, self.dim)
+            tensordict.set(out_key, stack)
+            if nxt is not None and in_key in nxt.keys(True):
+                following = nxt.get(in_key)
+                size = following.shape[self.dim]
+                nxt.set(out_key, torch.cat([stack.narrow(self.dim, size, (self.N - 1) * size), following], self.dim))
+        return tensordict
+
     def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
         if -self.dim > len(spec.shape):
             raise ValueError(
@@ -345,6 +401,18 @@ class CatFrames(Transform):
 
     def _extra_repr(self) -> str:
         return f"N={self.N}, dim={self.dim}, padding={self.padding!r}"
+
+
+def _chain(first: Callable[[Any], Any] | None, then: Sequence[Transform]) -> Callable[[Any], Any]:
+    def apply(data: Any) -> Any:
+        if first is not None:
+            data = first(data)
+        with sampling_off():
+            for transform in then:
+                data = transform(data)
+        return data
+
+    return apply
 
 
 class FrameSkipTransform(Transform):
