@@ -75,9 +75,6 @@ def _plain(actor_net: nn.Module, q1: nn.Module, q2: nn.Module, data: TensorDict)
     target_pairs = list(zip(list(q1_target.parameters()) + list(q2_target.parameters()), q_params))
     params = list(actor_net.parameters()) + q_params + [log_alpha]
     optim = torch.optim.Adam(params, LR)
-    obs, action = data["observation"], data["action"]
-    next_obs, reward = data["next", "observation"], data["next", "reward"]
-    not_terminated = (~data["next", "terminated"]).float()
     log2, half_log_2pi = math.log(2.0), 0.5 * math.log(2 * math.pi)
     target_entropy = -float(ACT)
 
@@ -89,6 +86,10 @@ def _plain(actor_net: nn.Module, q1: nn.Module, q2: nn.Module, data: TensorDict)
         return u.tanh(), lp.sum(-1, keepdim=True)
 
     def step() -> None:
+        # the batch is read each step, as a training loop reads a fresh sample
+        obs, action = data["observation"], data["action"]
+        next_obs, reward = data["next", "observation"], data["next", "reward"]
+        not_terminated = (~data["next", "terminated"]).float()
         alpha = log_alpha.detach().exp()
         with torch.no_grad():
             next_action, next_lp = sample(next_obs)

@@ -46,6 +46,8 @@ __all__ = [
     "tdmodule_is_plain_call",
     "tdsequential_is_plain_call",
     "module_buffers",
+    "parameter_slots",
+    "fill_slots",
     "register_load_state_dict_pre_hook",
     "DistSampleHook",
     "tensordict_draw",
@@ -219,6 +221,66 @@ def module_buffers(module: nn.Module) -> dict[str, torch.Tensor | None]:
     if isinstance(buffers, dict):
         return buffers
     return {name: getattr(module, name, None) for name, _ in module.named_buffers(recurse=False)}  # pragma: no cover
+
+
+def _parameter_slots_work() -> bool:
+    try:
+        lin = nn.Linear(1, 1)
+        with torch.no_grad():
+            lin.bias.zero_()
+        lin.register_buffer("b", torch.zeros(1))
+        held: dict = lin._parameters
+        if not isinstance(held, dict) or not isinstance(lin._buffers, dict) or "b" not in lin._buffers:
+            return False
+        weight = held["weight"]
+        held["weight"] = torch.full((1, 1), 2.0)
+        try:
+            with torch.no_grad():
+                return lin.weight is held["weight"] and float(lin(torch.ones(1))) == 2.0
+        finally:
+            held["weight"] = weight
+    except Exception:
+        return False
+
+
+FAST_PATHS["parameter_slots"] = _parameter_slots_work()
+
+Slot = tuple[dict, str]
+
+
+def parameter_slots(module: nn.Module, names: Sequence[str]) -> list[Slot] | None:
+    """Where each dotted-name parameter or buffer of ``module`` is held: ``(dict, attribute)``.
+
+    Writing a tensor into a slot (:func:`fill_slots`) makes the module compute with it, as
+    ``torch.func.functional_call`` does, without that function's per-call setup. ``None``
+    when the installed torch keeps its parameters elsewhere, or a name is not a parameter
+    or buffer (the caller then keeps its general path).
+    """
+    if not FAST_PATHS["parameter_slots"]:
+        return None  # pragma: no cover
+    slots: list[Slot] = []
+    for name in names:
+        path, _, attr = name.rpartition(".")
+        try:
+            owner = module.get_submodule(path)
+        except AttributeError:
+            return None
+        for held in (owner._parameters, owner._buffers):
+            if attr in held and held[attr] is not None:
+                slots.append((held, attr))
+                break
+        else:
+            return None
+    return slots
+
+
+def fill_slots(slots: Sequence[Slot], tensors: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Puts ``tensors`` into ``slots`` (from :func:`parameter_slots`); returns what they held."""
+    previous = []
+    for (held, attr), tensor in zip(slots, tensors):
+        previous.append(held[attr])
+        held[attr] = tensor
+    return previous
 
 
 def register_load_state_dict_pre_hook(module: nn.Module, hook: Callable[..., None]) -> Any:

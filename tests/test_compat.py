@@ -41,6 +41,7 @@ def test_the_fast_paths_are_taken_on_the_tested_tensordict_range():
         "tensordict": True,
         "module_hooks": True,
         "tdmodule_layout": True,
+        "parameter_slots": True,
         "dist_sample": True,
         "generator_attrs": True,
         "foreach": True,
@@ -397,3 +398,27 @@ def test_the_private_name_check_finds_what_it_is_meant_to(tmp_path, monkeypatch)
     monkeypatch.syspath_prepend(str(tmp_path))
     found = _violations(package / "bad.py", package)
     assert len(found) == 4, found
+
+
+def test_parameter_slots_swap_what_the_module_computes_with_and_fill_slots_restores():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    net.register_buffer("scale", torch.ones(1))
+    x = torch.randn(4, 2)
+    slots = _compat.parameter_slots(net, ["0.weight", "2.bias", "scale"])
+    assert slots is not None
+    new = [torch.zeros(3, 2), torch.full((1,), 5.0), torch.zeros(1)]
+    expected = nn.functional.linear(torch.relu(net[0].bias.expand(4, 3)), net[2].weight, new[1])
+    before = net(x)
+    saved = _compat.fill_slots(slots, new)
+    assert net[0].weight is new[0]
+    assert net.scale is new[2]
+    torch.testing.assert_close(net(x), expected)
+    _compat.fill_slots(slots, saved)
+    torch.testing.assert_close(net(x), before)
+    assert isinstance(net[0].weight, nn.Parameter)
+
+
+def test_parameter_slots_is_none_for_a_name_that_is_no_parameter():
+    net = nn.Sequential(nn.Linear(2, 3))
+    assert _compat.parameter_slots(net, ["0.missing"]) is None
+    assert _compat.parameter_slots(net, ["5.weight"]) is None

@@ -20,6 +20,8 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.utils import NestedKey, unravel_key
 from torch import Tensor, nn
 
+from tdrl._compat import fill_slots, has_forward_hooks, parameter_slots
+from tdrl.modules._lean import lean_steps
 from tdrl.objectives._keys import MissingKeyError, keys_repr
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.utils import LOSS_CRITIC_TYPES, ValueEstimators, distance_loss
@@ -80,6 +82,85 @@ def _one_member(module: nn.Module, key: NestedKey, data: TensorDictBase, params:
             "whose out_keys hold it, or rename the key with the loss's .set_keys(...)."
         )
     return value
+
+
+class _MemberLoop:
+    """Runs a plain Q module (``out_keys <- net(*in_keys)``) once per ensemble member.
+
+    Each member's parameters are unbound views of the stacked ones, written straight into
+    the net's parameter slots for its call: every Linear runs as one ``addmm``, the
+    computation a hand-written pair of Q modules does (``torch.vmap`` turns each into a
+    ``bmm`` over an expanded input and a separate bias add), without building a
+    TensorDict per member. Views of tensors that take no gradient (target and detached
+    parameters) are kept between calls; they follow in-place updates.
+    """
+
+    def __init__(self, owners: list[nn.Module], net: nn.Module, in_keys: tuple, out_index: int, slots: list) -> None:
+        self.owners = owners
+        self.net = net
+        self.in_keys = in_keys
+        self.out_index = out_index
+        self.slots = slots
+        self.keys: list[NestedKey] = []
+        self._cache: dict[int, tuple[TensorDictBase, list[Tensor], list[int], list[tuple[Tensor, ...]] | None]] = {}
+
+    def usable(self) -> bool:
+        """False while a hook on the Q module asks for its full call."""
+        return not any(has_forward_hooks(owner) for owner in self.owners)
+
+    def _members(self, params: TensorDictBase) -> list[tuple[Tensor, ...]]:
+        # the cache is checked against the leaves and their storage: ``.to()``/``.double()``
+        # may replace a leaf, or keep it and swap its ``.data`` (the kept views hold the old
+        # storage alive, so its address cannot be reused)
+        hit = self._cache.get(id(params))
+        if hit is not None and hit[0] is params:
+            _, leaves, ptrs, members = hit
+            if all(params.get(k) is t and t.data_ptr() == p for k, t, p in zip(self.keys, leaves, ptrs)):
+                return members if members is not None else list(zip(*[t.unbind(0) for t in leaves]))
+        leaves = [params.get(k) for k in self.keys]
+        unbound = list(zip(*[t.unbind(0) for t in leaves]))
+        frozen = not any(t.requires_grad for t in leaves)
+        self._cache[id(params)] = (params, leaves, [t.data_ptr() for t in leaves], unbound if frozen else None)
+        return unbound
+
+    def __call__(self, inputs: list[Tensor], params: TensorDictBase) -> Tensor:
+        members = self._members(params)
+        outs = []
+        saved = fill_slots(self.slots, members[0])
+        try:
+            for i, member in enumerate(members):
+                if i:
+                    fill_slots(self.slots, member)
+                out = self.net(*inputs)
+                outs.append(out if isinstance(out, Tensor) else out[self.out_index])
+        finally:
+            fill_slots(self.slots, saved)
+        return torch.stack(outs)
+
+
+def member_loop(module: nn.Module, key: NestedKey, params: TensorDictBase) -> _MemberLoop | None:
+    """The per-member fast path for ``module`` (writing ``key``), or ``None`` when it is not
+    a plain ``out_keys <- net(*in_keys)`` module whose parameters can be swapped."""
+    owners: list[nn.Module] = []
+    steps = lean_steps(module, owners)
+    if steps is None or len(steps) != 1 or steps[0].kwarg_names is not None:
+        return None
+    step = steps[0]
+    if key not in step.out_keys or not isinstance(step.net, nn.Module) or step.owner is not module:
+        return None
+    keys = list(params.keys(True, True))
+    names = []
+    for k in keys:
+        parts = (k,) if isinstance(k, str) else k
+        if parts[0] != "module":
+            return None
+        names.append(".".join(parts[1:]))
+    slots = parameter_slots(step.net, names)
+    if slots is None:
+        return None
+    runner = _MemberLoop(owners, step.net, step.in_keys, list(step.out_keys).index(key), slots)
+    runner.keys = keys
+    return runner
 
 
 def _expand_params(params: TensorDictBase, num: int, frozen: set[int], keep_first: bool) -> TensorDictParams:

@@ -11,7 +11,10 @@ With an ensemble of ``N`` Q-networks (two by default) and the entropy weight
 - ``loss_alpha = -log_alpha * (log pi(a~|s) + target_entropy)``.
 
 A truncated step (``("next", "truncated")``) still bootstraps from ``s'``; only
-``("next", "terminated")`` stops it. The Q-ensemble runs in one ``torch.vmap`` call.
+``("next", "terminated")`` stops it. A plain Q-network (``ValueOperator`` or
+``TensorDictModule`` around an ``nn.Module``) runs once per member with that member's
+parameters swapped in, which costs what as many hand-written Q modules cost; any other
+runs the ensemble in one ``torch.vmap`` call.
 The discrete-action variant is :class:`~tdrl.objectives.DiscreteSACLoss`.
 
 Examples:
@@ -51,7 +54,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
 from tdrl.objectives._actor_critic import check_actor
-from tdrl.objectives._off_policy import OffPolicyLoss, check_reads, rsample_and_log_prob
+from tdrl.objectives._off_policy import OffPolicyLoss, _MemberLoop, check_reads, member_loop, rsample_and_log_prob
 from tdrl.specs import Composite, TensorSpec
 
 __all__ = ["SACLoss"]
@@ -114,7 +117,8 @@ class SACLoss(OffPolicyLoss):
             value is discarded anyway; this also keeps a NaN observation stored there out of
             the loss). TorchRL skips every *done* state, truncated ones included, whose
             bootstrap value it then zeroes; tdrl keeps bootstrapping truncated states.
-        deactivate_vmap: call the Q-networks one after the other instead of ``torch.vmap``.
+        deactivate_vmap: call the Q-networks one after the other instead of ``torch.vmap``
+            (a plain Q-network is called per member in either case).
         use_prioritized_weights: ``"auto"``/``True``: weight the per-sample losses by the
             input's ``"priority_weight"`` when it holds one (``False``: never).
         scalar_output_mode: with ``reduction="none"``, ``"exclude"`` leaves ``alpha`` and
@@ -173,6 +177,7 @@ class SACLoss(OffPolicyLoss):
     _actor_in: list[NestedKey]
     _q_obs_in: list[NestedKey]
     _q_call: Callable[[TensorDictBase, TensorDictBase], Tensor]
+    _q_loop: _MemberLoop | None
 
     def __init__(
         self,
@@ -265,6 +270,7 @@ class SACLoss(OffPolicyLoss):
             ".set_keys(action=...)).",
         )
         self._q_call = self._ensemble_caller(self.qvalue_network, keys.state_action_value)
+        self._q_loop = member_loop(self.qvalue_network, keys.state_action_value, self.qvalue_network_params)
         self._actor_in = list(self.actor_network.in_keys)
         self._q_obs_in = [k for k in self.qvalue_network.in_keys if k != keys.action]
 
@@ -291,12 +297,18 @@ class SACLoss(OffPolicyLoss):
 
     def _q(self, data: TensorDictBase, action: Tensor | None, params: TensorDictBase) -> Tensor:
         """``[N, *B]`` Q-values of ``data``'s states and ``action`` (default: the stored action)."""
-        if action is None:
-            inputs = data.select(*self.qvalue_network.in_keys)
+        loop = self._q_loop
+        if loop is not None and loop.usable():
+            action_key = self.tensor_keys.action
+            args = [action if action is not None and k == action_key else self._require(data, k) for k in loop.in_keys]
+            value = loop(args, params)
         else:
-            inputs = data.select(*self._q_obs_in)
-            inputs.set(self.tensor_keys.action, action)
-        value = self._q_call(inputs, params)
+            if action is None:
+                inputs = data.select(*self.qvalue_network.in_keys)
+            else:
+                inputs = data.select(*self._q_obs_in)
+                inputs.set(self.tensor_keys.action, action)
+            value = self._q_call(inputs, params)
         self._check_ensemble_out(value, data.batch_size, self.tensor_keys.state_action_value, 1)
         return value.squeeze(-1)
 

@@ -255,6 +255,40 @@ def test_the_loss_follows_the_module_to_another_dtype():
     assert out["loss_qvalue"].dtype == torch.float64
 
 
+def _losses_and_grads(loss: SACLoss, data: TensorDict) -> tuple[dict, dict]:
+    loss.zero_grad()
+    torch.manual_seed(3)
+    out = loss(data.clone())
+    total(out).backward()
+    return {k: v.detach().clone() for k, v in out.items()}, {n: p.grad.clone() for n, p in loss.named_parameters()}
+
+
+def test_the_per_member_q_calls_match_the_vmap_call_and_follow_updates_of_the_parameters():
+    # a plain ValueOperator runs once per member with its parameters swapped in; a forward
+    # hook on it sends the loss through the general torch.vmap path, which must agree
+    loss = SACLoss(tdrl_actor(), qvalue(), num_qvalue_nets=3)
+
+    assert loss._q_loop is not None
+    updater = SoftUpdate(loss, tau=0.5)
+    optim = torch.optim.SGD(loss.parameters(), lr=0.1)
+    data = batch()
+    for _ in range(2):  # the second round reads parameters moved in place by the step and the update
+        fast = _losses_and_grads(loss, data)
+        handle = loss.qvalue_network.register_forward_hook(lambda *args: None)
+        assert not loss._q_loop.usable()
+        general = _losses_and_grads(loss, data)
+        handle.remove()
+        for got, expected in zip(fast, general):
+            assert got.keys() == expected.keys()
+            for key in got:
+                torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+        optim.step()
+        updater.step()
+    loss = loss.double()  # new parameter storage: the cached member views are rebuilt
+    out = loss(data.apply(lambda t: t.double() if t.is_floating_point() else t))
+    assert out["loss_qvalue"].dtype == torch.float64
+
+
 # ------------------------------------------------------------------------------ errors
 def test_constructor_errors_name_the_problem_and_the_fix():
     with pytest.raises(TypeError, match="get_dist"):
