@@ -37,7 +37,7 @@ from tdrl.modules.distributions import (
 )
 from tdrl.modules.exploration import AdditiveGaussianModule, EGreedyModule, OrnsteinUhlenbeckProcessModule
 from tdrl.modules.models import MLP
-from tdrl.modules.qvalue import QValueActor, QValueModule
+from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
 
 __all__ = [
     # actors and values
@@ -49,6 +49,8 @@ __all__ = [
     "LOG_PROB_ALIAS",
     "QValueActor",
     "QValueModule",
+    "DistributionalQValueActor",
+    "DistributionalQValueModule",
     "MLP",
     # exploration
     "EGreedyModule",
