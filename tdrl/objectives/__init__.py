@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tdrl.objectives.a2c import A2CLoss
 from tdrl.objectives.common import LossModule
+from tdrl.objectives.dqn import DistributionalDQNLoss, DQNLoss
 from tdrl.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from tdrl.objectives.reinforce import ReinforceLoss
 from tdrl.objectives.utils import (
@@ -27,6 +28,8 @@ __all__ = [
     "KLPENPPOLoss",
     "A2CLoss",
     "ReinforceLoss",
+    "DQNLoss",
+    "DistributionalDQNLoss",
     "ValueEstimators",
     "default_value_kwargs",
     "distance_loss",
