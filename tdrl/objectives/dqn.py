@@ -735,6 +735,12 @@ def _project_onto_support(
     low[(up > 0) & (low == up)] -= 1
     up[(low < atoms - 1) & (low == up)] += 1
     projected = torch.zeros_like(p_next)
-    projected.scatter_add_(-1, low, p_next * (up.to(p_next.dtype) - position))
-    projected.scatter_add_(-1, up, p_next * (position - low.to(p_next.dtype)))
+    try:
+        projected.scatter_add_(-1, low, p_next * (up.to(p_next.dtype) - position))
+        projected.scatter_add_(-1, up, p_next * (position - low.to(p_next.dtype)))
+    except RuntimeError:  # an index off the support: only a NaN in the shifted atoms gets there
+        raise ValueError(
+            "DistributionalDQNLoss: the shifted support r + gamma * z holds NaN; check the rewards "
+            "(('next', 'reward')) and the discount."
+        ) from None
     return projected

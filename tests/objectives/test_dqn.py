@@ -455,6 +455,10 @@ def test_distributional_bad_input():
         loss(transitions("one_hot").reshape(4, 6))
     with pytest.raises(ValueError, match="a one-hot action must have shape"):
         loss(transitions("categorical"))
+    data = transitions("one_hot")
+    data["next", "reward"][2] = float("nan")
+    with pytest.raises(ValueError, match="holds NaN; check the rewards"):
+        loss(data)
     with pytest.raises(ValueError, match="support must be a 1-D tensor"):
         DistributionalQValueActor(dist_net(), support=torch.tensor(1.0), spec=OneHot(N_ACT))
 
