@@ -505,3 +505,19 @@ def test_dqn_learns_the_identity_task():
         assert ret > 0.95
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_target_network_follows_its_parameters_when_they_are_replaced():
+    net = nn.Linear(OBS, N_ACT)
+    loss = DQNLoss(net, action_space="categorical")
+    online = DQNLoss(net, action_space="categorical", delay_value=False)
+    perturb(net)
+    data = transitions("categorical")
+    before = loss(data.clone())["loss"]
+    assert not torch.allclose(before, online(data.clone())["loss"])
+    HardUpdate(loss, value_network_update_interval=1).step()  # in place: target == live
+    torch.testing.assert_close(loss(data.clone())["loss"], online(data.clone())["loss"])
+    loss.double()  # new target tensors
+    online.double()
+    data = data.apply(lambda t: t.double() if t.is_floating_point() else t)
+    torch.testing.assert_close(loss(data.clone())["loss"], online(data.clone())["loss"])
