@@ -259,6 +259,33 @@ class QValueActor(TensorDictSequential):
     def spec(self) -> Composite | None:
         return self._spec
 
+    @property
+    def head(self) -> QValueModule:
+        """The greedy module that ends the actor (its last step)."""
+        return cast(QValueModule, self.__dict__["_head"])
+
+    def action_values(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """Runs the network without the greedy head; returns (and writes) the action values.
+
+        Losses that need the values only (the DQN prediction, the target network's values)
+        skip the argmax and the action encoding. The actor's own forward hooks do not run;
+        those of its steps do.
+
+        Examples:
+            >>> from tensordict import TensorDict
+            >>> actor = QValueActor(nn.Linear(3, 2), action_space="categorical")
+            >>> actor.action_values(TensorDict(observation=torch.zeros(4, 3), batch_size=[4])).shape
+            torch.Size([4, 2])
+        """
+        if (
+            self._lean_steps is None
+            or skip_existing()
+            or not run_steps(self._lean_steps, self._lean_owners, tensordict)
+        ):
+            for step in list(self.module)[:-1]:
+                tensordict = step(tensordict)
+        return tensordict.get(self.head.action_value_key)
+
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:
         if (
             self._lean_steps is not None

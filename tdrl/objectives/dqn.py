@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
@@ -75,6 +76,7 @@ _SPACE_HINT = (
     "Pass action_space='one_hot' | 'categorical' | 'mult_one_hot' or the env's action spec "
     "(action_space=env.action_spec), or build the network as QValueActor(..., spec=env.action_spec)."
 )
+_DISTANCES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 # Validity masks the losses honour, as TorchRL's: padding of split trajectories.
 _MASK_KEY = ("collector", "mask")
 
@@ -226,6 +228,10 @@ class _QLossBase(LossModule):
 
     def _reduce_loss(self, loss: Tensor, data: TensorDictBase) -> Tensor:
         """Applies the importance weights and the validity mask, then the reduction."""
+        return self._reduce_weighted(loss, self._weights(data, loss.shape), data.get(_MASK_KEY, None))
+
+    def _weights(self, data: TensorDictBase, shape: torch.Size) -> Tensor | None:
+        """The importance weights to apply (``None``: none), shaped like the per-sample loss."""
         weights = None
         if self.use_prioritized_weights is not False:
             weights = data.get(self.tensor_keys.priority_weight, None)
@@ -236,14 +242,16 @@ class _QLossBase(LossModule):
                     "use_prioritized_weights=True reads the importance weights a prioritized sampler "
                     "writes; sample from a PrioritizedReplayBuffer or pass use_prioritized_weights='auto'.",
                 )
-            if weights is not None and weights.shape != loss.shape:
-                weights = weights.reshape(loss.shape) if weights.numel() == loss.numel() else weights
-                if weights.shape != loss.shape:
+            if weights is not None and weights.shape != shape:
+                weights = weights.reshape(shape) if weights.numel() == shape.numel() else weights
+                if weights.shape != shape:
                     raise ValueError(
                         f"{type(self).__name__}: the importance weights {self.tensor_keys.priority_weight!r} "
-                        f"have shape {tuple(weights.shape)}; expected {tuple(loss.shape)} (one per sample)."
+                        f"have shape {tuple(weights.shape)}; expected {tuple(shape)} (one per sample)."
                     )
-        mask = data.get(_MASK_KEY, None)
+        return weights
+
+    def _reduce_weighted(self, loss: Tensor, weights: Tensor | None, mask: Tensor | None) -> Tensor:
         if mask is not None:
             while mask.ndim > loss.ndim and mask.shape[-1] == 1:
                 mask = mask.squeeze(-1)
@@ -422,6 +430,16 @@ class DQNLoss(_QLossBase):
                 f"reads {missing} from it. Rename the loss's keys with set_keys(...) to the network's, or "
                 "build the network with matching keys (QValueActor(action_value_key=..., action_key=...))."
             )
+        # A QValueActor whose greedy value is the max of its action values (no mask, one
+        # action group) is run without its head: the loss takes the max / argmax itself.
+        net = self.value_network
+        self._values_only = (
+            type(net) is QValueActor
+            and net.head.action_mask_key is None
+            and net.head.action_space != "mult_one_hot"
+            and net.head.action_value_key == keys.action_value
+            and net.head.out_keys[2] == keys.value
+        )
 
     @property
     def in_keys(self) -> list[NestedKey]:
@@ -478,6 +496,12 @@ class DQNLoss(_QLossBase):
         keys = self.tensor_keys
         net = self.value_network
         with torch.no_grad():
+            if self._values_only:
+                target = cast(QValueActor, self._target_network() if self.delay_value else net)
+                if self.double_dqn:
+                    greedy = cast(QValueActor, net).action_values(next_inputs.copy()).argmax(-1, keepdim=True)
+                    return target.action_values(next_inputs).gather(-1, greedy)
+                return target.action_values(next_inputs).max(-1, keepdim=True).values
             if not self.delay_value:
                 return net(next_inputs).get(keys.value)
             target = self._target_network()
@@ -511,14 +535,24 @@ class DQNLoss(_QLossBase):
             raise self._missing_key_error(
                 tensordict, "next", "DQN reads the next observation, reward and done flags under 'next'."
             )
-        values = net(self._select(tensordict, in_keys, "at the root")).get(keys.action_value)
+        inputs = self._select(tensordict, in_keys, "at the root")
+        if self._values_only:
+            values = cast(QValueActor, net).action_values(inputs)
+        else:
+            values = net(inputs).get(keys.action_value)
         chosen = self._chosen(values, action, keepdim=False)
         next_value = self._next_value(self._select(nxt, in_keys, "under 'next'"))
         target = self.value_estimator.value_estimate(tensordict, next_value=next_value).squeeze(-1)
         with torch.no_grad():
             self._write_priority(tensordict, (chosen - target).pow(2).unsqueeze(-1))
-        loss = distance_loss(chosen, target, self.loss_function)
-        return TensorDict(loss=self._reduce_loss(loss, tensordict))
+        weights = self._weights(tensordict, chosen.shape)
+        mask = tensordict.get(_MASK_KEY, None)
+        if weights is None and mask is None and self.reduction != "none":
+            # one fused op (and one backward node) for the common case
+            loss = _DISTANCES[self.loss_function](chosen, target, reduction=self.reduction)
+        else:
+            loss = self._reduce_weighted(distance_loss(chosen, target, self.loss_function), weights, mask)
+        return TensorDict(loss=loss)
 
 
 class DistributionalDQNLoss(_QLossBase):

@@ -64,6 +64,9 @@ _BAD_VALUE_SHAPE = (
 )
 
 
+_NO_SIGNAL = torch.empty(0)  # a sentinel default for an optional step signal
+
+
 def _standardize(x: Tensor) -> Tensor:
     if x.numel() <= 1:
         return x
@@ -532,6 +535,32 @@ class TD0Estimator(ValueEstimatorBase):
             reward = _standardize(reward)
         target = td0_return_estimate(gamma, next_value, reward, terminated)
         return target - value, target
+
+    def value_estimate(
+        self,
+        tensordict: TensorDictBase,
+        *,
+        next_value: Tensor | None = None,
+        time_dim: int | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Returns the TD(0) target ``r + gamma * (1 - terminated) * V(s')`` (see the base class).
+
+        With ``next_value`` given (a loss that valued the next states itself, e.g. with a
+        target network), only the step signals are read: one step needs no time dim and
+        no current value.
+        """
+        if next_value is None:
+            return super().value_estimate(tensordict, next_value=next_value, time_dim=time_dim, **kwargs)
+        reward = self._signal(tensordict, "reward")
+        terminated = self._signal(tensordict, "terminated", default=_NO_SIGNAL)
+        if terminated is _NO_SIGNAL:
+            terminated = self._signal(tensordict, "done")
+        self._check_value_shape(next_value, reward.shape)
+        if self.average_rewards:
+            reward = _standardize(reward)
+        with torch.set_grad_enabled(self.differentiable):
+            return td0_return_estimate(self._gamma(tensordict, reward), next_value, reward, terminated)
 
 
 class TDLambdaEstimator(ValueEstimatorBase):
