@@ -497,11 +497,11 @@ class DQNLoss(_QLossBase):
         net = self.value_network
         with torch.no_grad():
             if self._values_only:
-                target = cast(QValueActor, self._target_network() if self.delay_value else net)
+                actor = cast(QValueActor, self._target_network() if self.delay_value else net)
                 if self.double_dqn:
                     greedy = cast(QValueActor, net).action_values(next_inputs.copy()).argmax(-1, keepdim=True)
-                    return target.action_values(next_inputs).gather(-1, greedy)
-                return target.action_values(next_inputs).max(-1, keepdim=True).values
+                    return actor.action_values(next_inputs).gather(-1, greedy)
+                return actor.action_values(next_inputs).max(-1, keepdim=True).values
             if not self.delay_value:
                 return net(next_inputs).get(keys.value)
             target = self._target_network()
