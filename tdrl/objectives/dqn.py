@@ -543,8 +543,7 @@ class DQNLoss(_QLossBase):
         chosen = self._chosen(values, action, keepdim=False)
         next_value = self._next_value(self._select(nxt, in_keys, "under 'next'"))
         target = self.value_estimator.value_estimate(tensordict, next_value=next_value).squeeze(-1)
-        with torch.no_grad():
-            self._write_priority(tensordict, (chosen - target).pow(2).unsqueeze(-1))
+        self._write_priority(tensordict, (chosen.detach() - target).square_().unsqueeze_(-1))
         weights = self._weights(tensordict, chosen.shape)
         mask = tensordict.get(_MASK_KEY, None)
         if weights is None and mask is None and self.reduction != "none":

@@ -64,9 +64,6 @@ _BAD_VALUE_SHAPE = (
 )
 
 
-_NO_SIGNAL = torch.empty(0)  # a sentinel default for an optional step signal
-
-
 def _standardize(x: Tensor) -> Tensor:
     if x.numel() <= 1:
         return x
@@ -550,17 +547,24 @@ class TD0Estimator(ValueEstimatorBase):
         target network), only the step signals are read: one step needs no time dim and
         no current value.
         """
-        if next_value is None:
+        nxt = tensordict.get("next", None)
+        if next_value is None or nxt is None:
             return super().value_estimate(tensordict, next_value=next_value, time_dim=time_dim, **kwargs)
-        reward = self._signal(tensordict, "reward")
-        terminated = self._signal(tensordict, "terminated", default=_NO_SIGNAL)
-        if terminated is _NO_SIGNAL:
-            terminated = self._signal(tensordict, "done")
-        self._check_value_shape(next_value, reward.shape)
+        keys = self.tensor_keys
+        reward = nxt.get(keys.reward, None)
+        terminated = nxt.get(keys.terminated, None)
+        if reward is None or terminated is None:
+            reward = self._signal(tensordict, "reward")  # raises, naming the missing key
+            terminated = self._signal(tensordict, "done")  # no 'terminated': 'done' stands for it
+        if next_value.shape != reward.shape:
+            self._check_value_shape(next_value, reward.shape)
         if self.average_rewards:
             reward = _standardize(reward)
-        with torch.set_grad_enabled(self.differentiable):
-            return td0_return_estimate(self._gamma(tensordict, reward), next_value, reward, terminated)
+        gamma = self._gamma(tensordict, reward)
+        if self.differentiable or not next_value.requires_grad:
+            return td0_return_estimate(gamma, next_value, reward, terminated)
+        with torch.no_grad():
+            return td0_return_estimate(gamma, next_value, reward, terminated)
 
 
 class TDLambdaEstimator(ValueEstimatorBase):
