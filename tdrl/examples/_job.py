@@ -241,7 +241,7 @@ def build_parser(prog: str, description: str, config_cls: type) -> argparse.Argu
     """One option per field of the dataclass ``config_cls``, its help and default from the field.
 
     ``--frames-per-batch`` for ``frames_per_batch``; a field whose default is ``True`` is a
-    ``--no-NAME`` switch.
+    ``--no-NAME`` switch, one whose default is ``False`` a ``--NAME`` switch.
     """
     parser = _Parser(prog=prog, description=description)
     for f in fields(config_cls):
@@ -254,6 +254,9 @@ def build_parser(prog: str, description: str, config_cls: type) -> argparse.Argu
                 action="store_false",
                 help=f"do not {help_text} (default: {f.name} on)",
             )
+            continue
+        if f.default is False:  # a switch that is off unless --NAME
+            parser.add_argument(flag, dest=f.name, action="store_true", help=f"{help_text} (default: off)")
             continue
         typ = type(f.default)
         metavar = _METAVARS.get(f.name, {int: "N", float: "X"}.get(typ))

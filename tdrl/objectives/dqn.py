@@ -103,7 +103,7 @@ def _space_from_spec(owner: str, spec: TensorSpec) -> str:
     )
 
 
-def find_action_space(owner: str, action_space: str | TensorSpec | None, network: nn.Module) -> str:
+def _find_action_space(owner: str, action_space: str | TensorSpec | None, network: nn.Module) -> str:
     """The action space of a Q-value loss: given (a name or a spec) or read from the network.
 
     Args:
@@ -119,9 +119,9 @@ def find_action_space(owner: str, action_space: str | TensorSpec | None, network
 
     Examples:
         >>> from tdrl.modules import QValueActor
-        >>> find_action_space("DQNLoss", None, QValueActor(torch.nn.Linear(2, 3), action_space="categorical"))
+        >>> _find_action_space("DQNLoss", None, QValueActor(torch.nn.Linear(2, 3), action_space="categorical"))
         'categorical'
-        >>> find_action_space("DQNLoss", "one-hot", torch.nn.Linear(2, 3))
+        >>> _find_action_space("DQNLoss", "one-hot", torch.nn.Linear(2, 3))
         'one_hot'
     """
     from_net = _network_space(network)
@@ -388,7 +388,7 @@ class DQNLoss(_QLossBase):
                 f"{name}: value_network must be an nn.Module (a QValueActor, or a network to wrap in one); "
                 f"got {type(value_network).__name__}."
             )
-        self.action_space = find_action_space(name, action_space, value_network)
+        self.action_space = _find_action_space(name, action_space, value_network)
         value_network = self._as_qvalue_actor(value_network, action_space)
         self.loss_function = loss_function
         self.delay_value = bool(delay_value)
@@ -652,7 +652,7 @@ class DistributionalDQNLoss(_QLossBase):
         self.use_prioritized_weights = use_prioritized_weights
         if priority_key is not None:
             self.tensor_keys.priority = priority_key
-        self.action_space = find_action_space(name, None, value_network)
+        self.action_space = _find_action_space(name, None, value_network)
         if self.action_space == "mult_one_hot":
             raise ValueError(f"{name}: a mult_one_hot action space is not supported; use one_hot or categorical.")
         self._register_network(value_network, "value_network", create_target_params=self.delay_value)
