@@ -183,8 +183,11 @@ def test_a_symlink_out_of_the_folder_is_refused(tmp_path):
     assert contained_file(folder, "alias.bin") == (folder / "inside.bin").resolve()
 
 
-def test_the_main_job_writes_through_the_same_mechanism():
-    from tdrl.examples import ppo
+def test_the_main_jobs_write_through_the_same_mechanism():
+    from tdrl.examples import _job, dqn, ppo
 
-    assert ppo.write_file_atomic is _safe_io.write_file_atomic
-    assert not hasattr(ppo, "write_atomic")
+    assert _job.write_file_atomic is _safe_io.write_file_atomic  # every output of a job goes through _job
+    for job in (ppo, dqn):
+        assert job._job is _job
+        assert not hasattr(job, "write_atomic")
+        assert not hasattr(job, "write_file_atomic")

@@ -30,16 +30,9 @@ Run it with ``python -m tdrl.examples.ppo`` (or the ``tdrl-ppo`` console script)
 from __future__ import annotations
 
 import argparse
-import csv
-import difflib
-import io
-import json
 import math
-import re
-import sys
 import time
-import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +42,6 @@ from tensordict.nn.distributions import NormalParamExtractor
 from torch import nn
 from tqdm import tqdm
 
-from tdrl._safe_io import write_file_atomic
 from tdrl.collectors import SyncDataCollector
 from tdrl.data.replay_buffers import ReplayBuffer
 from tdrl.data.replay_buffers.samplers import SamplerWithoutReplacement
@@ -57,6 +49,9 @@ from tdrl.data.replay_buffers.storages import LazyTensorStorage
 from tdrl.envs import Compose, DoubleToFloat, ObservationNorm, StepCounter, TransformedEnv
 from tdrl.envs.libs.gym import GymEnv
 from tdrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
+from tdrl.examples import _job
+from tdrl.examples._job import ConfigError, make_base_env, new_run_dir
+from tdrl.examples._job import option as _option
 from tdrl.modules import Categorical, OneHotCategorical, ProbabilisticActor, TanhNormal, ValueOperator
 from tdrl.objectives import ClipPPOLoss
 from tdrl.objectives.value import GAE
@@ -67,15 +62,6 @@ __all__ = ["PPOConfig", "ConfigError", "validate", "train", "main"]
 
 PROG = "python -m tdrl.examples.ppo"
 CONTINUOUS, DISCRETE = "continuous", "discrete"
-
-
-class ConfigError(ValueError):
-    """A user error in the configuration (printed as one line by :func:`main`, exit code 2)."""
-
-
-def _option(default: Any, help: str) -> Any:
-    """A dataclass field whose ``help`` becomes its command-line help."""
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -110,42 +96,6 @@ class PPOConfig:
 
 
 # --- validation ----------------------------------------------------------------------------
-def _check_device(name: str) -> None:
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"--device {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cpu":
-        return
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"--device {name}: CUDA is not available on this machine (torch.cuda.is_available() is False); "
-                "use --device cpu"
-            )
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-        return
-    if device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(f"--device {name}: MPS is not available on this machine; use --device cpu")
-        return
-    raise ConfigError(f"--device {name}: device type {device.type!r} is not supported; use cpu, cuda, cuda:N or mps")
-
-
-def _check_env_id(env_id: str) -> None:
-    import gymnasium
-
-    if env_id in gymnasium.envs.registry:
-        return
-    close = difflib.get_close_matches(env_id, list(gymnasium.envs.registry), n=3, cutoff=0.6)
-    hint = (
-        f"did you mean {' or '.join(close)}?" if close else "e.g. --env CartPole-v1 or --env InvertedDoublePendulum-v5"
-    )
-    raise ConfigError(f"--env {env_id!r} is not a registered gymnasium id; {hint}")
-
-
 def validate(cfg: PPOConfig) -> None:
     """Check ``cfg`` before anything runs.
 
@@ -181,22 +131,11 @@ def validate(cfg: PPOConfig) -> None:
     need(0 < cfg.gamma <= 1, "gamma", "in (0, 1]")
     need(0 <= cfg.lmbda <= 1, "lmbda", "in [0, 1]")
     need(bool(cfg.out_dir), "out_dir", "a folder path")
-    _check_device(cfg.device)
-    _check_env_id(cfg.env)
+    _job.check_device(cfg.device)
+    _job.check_env_id(cfg.env, "--env CartPole-v1 or --env InvertedDoublePendulum-v5")
 
 
 # --- env and modules -----------------------------------------------------------------------
-def make_base_env(name: str, device: torch.device) -> GymEnv:
-    """``GymEnv(name)``; a missing optional dependency (box2d, ...) becomes a :class:`ConfigError`."""
-    import gymnasium
-
-    try:
-        return GymEnv(name, device=device)
-    except gymnasium.error.DependencyNotInstalled as err:
-        message = " ".join(str(err).split())
-        raise ConfigError(f"--env {name}: {message}") from None
-
-
 def action_kind(env: GymEnv) -> str:
     """``"continuous"`` (a bounded Box) or ``"discrete"`` (Discrete) for the env's action space.
 
@@ -298,78 +237,33 @@ def make_modules(env: TransformedEnv, num_cells: int, device: torch.device) -> t
 
 
 # --- outputs -------------------------------------------------------------------------------
-def new_run_dir(parent: Path, env_id: str) -> Path:
-    """A new folder ``parent/<env>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``, ... when taken).
-
-    Each candidate is created with ``mkdir(exist_ok=False)``, so two runs started in the
-    same second never share a folder.
-
-    Raises:
-        ConfigError: when ``parent`` cannot be created (a file of that name, no permission).
-    """
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(f"--out-dir {str(parent)!r} is a file, not a folder; pass a folder path") from None
-    except OSError as err:
-        raise ConfigError(
-            f"--out-dir {str(parent)!r} cannot be created ({err.strerror}); pass another folder"
-        ) from None
-    stem = f"{re.sub(r'[^A-Za-z0-9._-]+', '_', env_id)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for n in range(1, 10_000):
-        path = parent / (stem if n == 1 else f"{stem}-{n}")
-        try:
-            path.mkdir(exist_ok=False)
-        except FileExistsError:
-            continue
-        return path
-    raise ConfigError(f"--out-dir {str(parent)!r}: 9,999 runs named {stem} already exist")
-
-
 def _csv_bytes(logs: dict) -> bytes:
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(["frames", "train_reward", "step_count", "lr", "eval_return"])
     evals = dict(zip(logs["eval_frames"], logs["eval_return"]))
-    for n, r, s, lr in zip(logs["frames"], logs["train_reward"], logs["step_count"], logs["lr"]):
-        writer.writerow([n, f"{r:.6f}", s, f"{lr:.3e}", f"{evals[n]:.3f}" if n in evals else ""])
-    return text.getvalue().encode()
+    rows = [
+        [n, f"{r:.6f}", s, f"{lr:.3e}", f"{evals[n]:.3f}" if n in evals else ""]
+        for n, r, s, lr in zip(logs["frames"], logs["train_reward"], logs["step_count"], logs["lr"])
+    ]
+    return _job.csv_bytes(["frames", "train_reward", "step_count", "lr", "eval_return"], rows)
 
 
 def plot_figure(logs: dict, title: str) -> Any:
     """The learning curve (a matplotlib ``Figure``): training reward per step, episode length and
     eval return against frames, every axis labelled, x ticks written 20k, 1M, ..."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import EngFormatter, MaxNLocator
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    axes[0].plot(logs["frames"], logs["train_reward"])
-    axes[0].set(title="mean training reward per step", xlabel="frames", ylabel="reward per step")
-    axes[1].plot(logs["frames"], logs["step_count"])
-    axes[1].set(title="max episode length in batch", xlabel="frames", ylabel="steps")
-    if logs["eval_frames"]:
-        few = len(logs["eval_frames"]) <= 40  # a marker per evaluation while they stay apart
-        axes[2].plot(logs["eval_frames"], logs["eval_return"], marker="o" if few else None, markersize=4)
-    axes[2].set(title="eval return (deterministic policy)", xlabel="frames", ylabel="return")
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, min_n_ticks=3))
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _job.plot_panels(
+        [
+            _job.Panel(logs["frames"], logs["train_reward"], "mean training reward per step", "reward per step"),
+            _job.Panel(logs["frames"], logs["step_count"], "max episode length in batch", "steps"),
+            _job.Panel(
+                logs["eval_frames"], logs["eval_return"], "eval return (deterministic policy)", "return", markers=True
+            ),
+        ],
+        title,
+    )
 
 
 def plot(logs: dict, path: Path, title: str) -> None:
     """Write :func:`plot_figure` to ``path`` as a PNG (crash-safe)."""
-    import matplotlib.pyplot as plt
-
-    fig = plot_figure(logs, title)
-    write_file_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    _job.write_png(plot_figure(logs, title), path)
 
 
 # --- training ------------------------------------------------------------------------------
@@ -479,7 +373,7 @@ def _train(cfg: PPOConfig) -> dict:
 
     config = asdict(cfg)
     paths = {name: out_dir / name for name in ("log.csv", "checkpoint.pt", "learning_curve.png", "summary.json")}
-    write_file_atomic(paths["log.csv"], lambda f: f.write(_csv_bytes(logs)))
+    _job.write_bytes(paths["log.csv"], _csv_bytes(logs))
     checkpoint = {
         "policy": policy.state_dict(),
         "value": value.state_dict(),
@@ -489,7 +383,7 @@ def _train(cfg: PPOConfig) -> dict:
         "action_kind": kind,
         "frames": frames,
     }
-    write_file_atomic(paths["checkpoint.pt"], lambda f: torch.save(checkpoint, f))
+    _job.write_checkpoint(paths["checkpoint.pt"], checkpoint)
     plot(logs, paths["learning_curve.png"], f"PPO on {cfg.env} ({frames:,} frames, {wall:.0f} s)")
     summary = {
         "frames": frames,
@@ -500,7 +394,7 @@ def _train(cfg: PPOConfig) -> dict:
         "action_kind": kind,
         "config": config,
     }
-    write_file_atomic(paths["summary.json"], lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    _job.write_json(paths["summary.json"], summary)
     env.close()
     eval_env.close()
     return {
@@ -519,43 +413,14 @@ def _train(cfg: PPOConfig) -> dict:
 
 
 # --- command line --------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error: ``PROG: error: MESSAGE (see --help)`` and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        fail(message)
-
-
 def fail(message: str) -> None:
     """Print a user error as one line on stderr and exit with code 2."""
-    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())} (see --help)\n")
-    raise SystemExit(2)
+    _job.fail(PROG, message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one option per :class:`PPOConfig` field, its help and default from the field."""
-    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
-    for f in fields(PPOConfig):
-        help_text = f.metadata["help"].replace("%", "%%")
-        flag = "--" + f.name.replace("_", "-")
-        if f.default is True:  # a switch that is on unless --no-NAME
-            parser.add_argument(
-                f"--no-{f.name.replace('_', '-')}",
-                dest=f.name,
-                action="store_false",
-                help=f"do not {help_text} (default: {f.name} on)",
-            )
-            continue
-        typ = type(f.default)
-        metavar = {"env": "ID", "device": "DEVICE", "out_dir": "DIR"}.get(f.name, {int: "N", float: "X"}.get(typ))
-        parser.add_argument(
-            flag,
-            type=typ,
-            default=f.default,
-            metavar=metavar,
-            help=f"{help_text} (default: {f.default})",
-        )
-    return parser
+    return _job.build_parser(PROG, __doc__.split("\n")[0], PPOConfig)
 
 
 def parse(argv: list[str] | None) -> PPOConfig:
@@ -569,24 +434,13 @@ def main(argv: list[str] | None = None) -> None:
     A user error is printed as one line on stderr and ends the process with code 2; a
     failure during training is a genuine crash and keeps its traceback.
     """
-    cfg = parse(argv)
-    try:
-        validate(cfg)
-    except ConfigError as err:
-        fail(str(err))
-    warnings.filterwarnings("ignore", message=".*out of date.*")
-    try:
-        result = train(cfg)
-    except ConfigError as err:  # raised before training starts (env, action space, out-dir)
-        fail(str(err))
+    result = _job.run(PROG, parse(argv), validate, train)
     logs = result["logs"]
     print(
         f"\ndone: {logs['frames'][-1]} frames in {result['wall_s']:.0f} s; "
         f"eval return {logs['eval_return'][0]:.1f} -> {logs['eval_return'][-1]:.1f}"
     )
-    print(f"outputs in {result['out_dir']}:")
-    for key in ("plot", "csv", "summary", "checkpoint"):
-        print(f"  {key + ':':<12}{result[key]}")
+    _job.print_outputs(result)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from tdrl.modules.models import (
     Squeeze2dLayer,
     SqueezeLayer,
 )
-from tdrl.modules.qvalue import QValueActor, QValueModule
+from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
 
 __all__ = [
     # actors and values
@@ -70,6 +70,8 @@ __all__ = [
     "LOG_PROB_ALIAS",
     "QValueActor",
     "QValueModule",
+    "DistributionalQValueActor",
+    "DistributionalQValueModule",
     # networks
     "MLP",
     "ConvNet",

@@ -3,7 +3,9 @@
 A Q-network writes ``"action_value"`` (one value per discrete action, last dim);
 :class:`QValueModule` turns it into the greedy ``"action"`` (an index or a one-hot vector,
 as the action spec says) and its ``"chosen_action_value"``. :class:`QValueActor` chains
-the network and the module.
+the network and the module. Their distributional twins (:class:`DistributionalQValueModule`,
+:class:`DistributionalQValueActor`, for C51) read log-probabilities over a support of
+returns, ``[..., atoms, n_actions]``, and act greedily on the expected return.
 
 Examples:
     >>> import torch
@@ -30,7 +32,7 @@ from torch import nn
 from tdrl.modules._lean import lean_steps, missing_key_error, run_steps, skip_existing
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec
 
-__all__ = ["QValueModule", "QValueActor"]
+__all__ = ["QValueModule", "QValueActor", "DistributionalQValueModule", "DistributionalQValueActor"]
 
 _SPACES = {
     "one_hot": "one_hot",
@@ -257,6 +259,33 @@ class QValueActor(TensorDictSequential):
     def spec(self) -> Composite | None:
         return self._spec
 
+    @property
+    def head(self) -> QValueModule:
+        """The greedy module that ends the actor (its last step)."""
+        return cast(QValueModule, self.__dict__["_head"])
+
+    def action_values(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """Runs the network without the greedy head; returns (and writes) the action values.
+
+        Losses that need the values only (the DQN prediction, the target network's values)
+        skip the argmax and the action encoding. The actor's own forward hooks do not run;
+        those of its steps do.
+
+        Examples:
+            >>> from tensordict import TensorDict
+            >>> actor = QValueActor(nn.Linear(3, 2), action_space="categorical")
+            >>> actor.action_values(TensorDict(observation=torch.zeros(4, 3), batch_size=[4])).shape
+            torch.Size([4, 2])
+        """
+        if (
+            self._lean_steps is None
+            or skip_existing()
+            or not run_steps(self._lean_steps, self._lean_owners, tensordict)
+        ):
+            for step in list(self.module)[:-1]:
+                tensordict = step(tensordict)
+        return tensordict.get(self.head.action_value_key)
+
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:
         if (
             self._lean_steps is not None
@@ -268,3 +297,191 @@ class QValueActor(TensorDictSequential):
         ):
             return self._head(args[0])
         return super().forward(*args, **kwargs)
+
+
+class DistributionalQValueModule(QValueModule):
+    """Reads per-action return distributions and writes the greedy action (C51).
+
+    The action values are log-probabilities over ``support`` (shape ``[..., atoms,
+    n_actions]``, normalized over the atoms); the chosen action maximizes the expected
+    return ``sum_z p(z) * z``. Unlike :class:`QValueModule` it writes no
+    ``"chosen_action_value"``.
+
+    Args:
+        action_space: ``"one_hot"`` or ``"categorical"``; inferred from ``spec`` when ``None``.
+        support: the returns the atoms stand for, ``[atoms]`` (stored as a buffer).
+        action_value_key: where the log-probabilities are (default ``"action_value"``).
+        action_mask_key: a bool entry ``[..., n_actions]``; masked-out actions are never chosen.
+        out_keys: ``[action, action_value]`` keys.
+        var_nums: accepted for TorchRL compatibility (``"mult_one_hot"`` is not supported).
+        spec: the action spec.
+        safe: project the action onto ``spec``.
+
+    Raises:
+        ValueError: on an unsupported action space or malformed ``out_keys``.
+
+    The inputs are not checked to be log-probabilities on each call (TorchRL does, at the
+    cost of a host sync per step); :class:`DistributionalQValueActor` applies the
+    log-softmax itself.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> support = torch.tensor([-1.0, 0.0, 1.0])
+        >>> module = DistributionalQValueModule("categorical", support=support)
+        >>> probs = torch.tensor([[[0.8, 0.1], [0.1, 0.1], [0.1, 0.8]]])  # [1, atoms, actions]
+        >>> module(TensorDict(action_value=probs.log(), batch_size=[1]))["action"]
+        tensor([1])
+    """
+
+    support: torch.Tensor
+
+    def __init__(
+        self,
+        action_space: str | None,
+        support: torch.Tensor,
+        action_value_key: NestedKey | None = None,
+        action_mask_key: NestedKey | None = None,
+        out_keys: Sequence[NestedKey] | None = None,
+        var_nums: int | None = None,
+        spec: TensorSpec | Composite | None = None,
+        safe: bool = False,
+    ) -> None:
+        action_value_key = "action_value" if action_value_key is None else action_value_key
+        out_keys = ["action", action_value_key] if out_keys is None else list(out_keys)
+        if len(out_keys) != 2 or out_keys[1] != action_value_key:
+            raise ValueError(f"out_keys must be [action_key, {action_value_key!r}], got {out_keys}.")
+        if not isinstance(support, torch.Tensor) or support.ndim != 1 or support.numel() < 2:
+            raise ValueError(
+                "DistributionalQValueModule: support must be a 1-D tensor of at least 2 returns "
+                f"(e.g. torch.linspace(-10, 10, 51)); got {support!r}."
+            )
+        super().__init__(
+            action_space=action_space,
+            action_value_key=action_value_key,
+            action_mask_key=action_mask_key,
+            out_keys=[out_keys[0], action_value_key, "chosen_action_value"],
+            spec=spec,
+            safe=safe,
+        )
+        if self.action_space == "mult_one_hot":
+            raise ValueError("DistributionalQValueModule supports one_hot and categorical action spaces only.")
+        self.out_keys = out_keys
+        self.register_buffer("support", support)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        log_probs = tensordict.get(self.action_value_key, None)
+        if log_probs is None:
+            raise missing_key_error("DistributionalQValueModule", self.action_value_key, tensordict)
+        support = self.support if self.support.device == log_probs.device else self.support.to(log_probs.device)
+        if log_probs.ndim < 2 or log_probs.shape[-2] != support.shape[0]:
+            raise ValueError(
+                f"DistributionalQValueModule: the action values {self.action_value_key!r} must be "
+                f"[..., {support.shape[0]}, n_actions] (one log-probability per atom of the support and "
+                f"action); got shape {tuple(log_probs.shape)}. End the network with "
+                f"out_features=({support.shape[0]}, n_actions)."
+            )
+        expected = (log_probs.exp() * support.unsqueeze(-1)).sum(-2)
+        if self.action_mask_key is not None:
+            mask = tensordict.get(self.action_mask_key, None)
+            if mask is None:
+                raise missing_key_error("DistributionalQValueModule", self.action_mask_key, tensordict, "action mask")
+            expected = torch.where(mask, expected, torch.finfo(expected.dtype).min)
+        action, _ = self._greedy(expected)
+        if self.safe:
+            action = cast(TensorSpec, self._action_spec).project(action)  # safe: __init__ required the spec
+        tensordict.set(self.out_keys[0], action)
+        tensordict.set(self.out_keys[1], log_probs)
+        return tensordict
+
+
+class DistributionalQValueActor(QValueActor):
+    """A network of per-action return distributions followed by a greedy head (C51's policy).
+
+    The network writes logits ``[..., atoms, n_actions]``; with ``make_log_softmax`` (the
+    default) they are normalized over the atoms into log-probabilities, then a
+    :class:`DistributionalQValueModule` picks the action with the highest expected return.
+    ``support`` is kept as a buffer of the actor (``actor.support``), where
+    :class:`~tdrl.objectives.DistributionalDQNLoss` reads it.
+
+    Args:
+        module: a network (wrapped as ``in_keys -> action_value``) or a TensorDict module
+            writing ``action_value_key``.
+        support: the returns the atoms stand for, ``[atoms]``.
+        in_keys: what a plain network reads (default ``["observation"]``).
+        spec: the action spec (sets the action space when ``action_space`` is omitted).
+        safe: project the action onto ``spec``.
+        var_nums: accepted for TorchRL compatibility.
+        action_space: ``"one_hot"`` or ``"categorical"``.
+        action_value_key: default ``"action_value"``.
+        action_mask_key: a bool entry masking actions out.
+        make_log_softmax: apply ``log_softmax`` over the atoms (dim ``-2``) after the network.
+
+    Raises:
+        KeyError: when ``module`` is a TensorDict module that does not write ``action_value_key``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tdrl.modules import MLP
+        >>> from tdrl.specs import OneHot
+        >>> actor = DistributionalQValueActor(
+        ...     MLP(in_features=4, out_features=(5, 2), num_cells=[8]), support=torch.linspace(-1, 1, 5),
+        ...     spec=OneHot(2))
+        >>> td = actor(TensorDict(observation=torch.randn(3, 4), batch_size=[3]))
+        >>> td["action"].shape, td["action_value"].shape
+        (torch.Size([3, 2]), torch.Size([3, 5, 2]))
+        >>> bool(torch.allclose(td["action_value"].exp().sum(-2), torch.ones(3, 2)))
+        True
+    """
+
+    support: torch.Tensor
+
+    def __init__(
+        self,
+        module: nn.Module | Callable | TensorDictModuleBase,
+        support: torch.Tensor,
+        in_keys: Sequence[NestedKey] | None = None,
+        spec: TensorSpec | Composite | None = None,
+        safe: bool = False,
+        var_nums: int | None = None,
+        action_space: str | None = None,
+        action_value_key: NestedKey = "action_value",
+        action_mask_key: NestedKey | None = None,
+        make_log_softmax: bool = True,
+    ) -> None:
+        if isinstance(module, TensorDictModuleBase):
+            if action_value_key not in module.out_keys:
+                raise KeyError(
+                    f"DistributionalQValueActor: the module writes {module.out_keys}, not the action values "
+                    f"{action_value_key!r}. Set its out_keys or pass action_value_key=..."
+                )
+        else:
+            keys = cast("list[NestedKey]", list(in_keys) if in_keys else ["observation"])
+            module = TensorDictModule(module, in_keys=keys, out_keys=[action_value_key])
+        head = DistributionalQValueModule(
+            action_space=action_space,
+            support=support,
+            action_value_key=action_value_key,
+            action_mask_key=action_mask_key,
+            out_keys=["action", action_value_key],
+            var_nums=var_nums,
+            spec=_leaf(spec, "action") if isinstance(spec, Composite) else spec,
+            safe=safe,
+        )
+        steps: list[TensorDictModuleBase] = [module]
+        if make_log_softmax:
+            steps.append(
+                TensorDictModule(nn.LogSoftmax(dim=-2), in_keys=[action_value_key], out_keys=[action_value_key])
+            )
+        TensorDictSequential.__init__(self, *steps, head)
+        self.make_log_softmax = bool(make_log_softmax)
+        self.action_space = head.action_space
+        self._spec = head.spec
+        self.register_buffer("support", support)
+        owners: list = []
+        lean: list | None = []
+        for step in steps:
+            found = lean_steps(step, owners)
+            lean = None if found is None or lean is None else lean + found
+        self._lean_steps = lean
+        self._lean_owners = owners
+        self.__dict__["_head"] = head

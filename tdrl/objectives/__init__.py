@@ -11,6 +11,7 @@ from tdrl.objectives.a2c import A2CLoss
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.ddpg import DDPGLoss
 from tdrl.objectives.discrete_sac import DiscreteSACLoss
+from tdrl.objectives.dqn import DistributionalDQNLoss, DQNLoss
 from tdrl.objectives.ppo import ClipPPOLoss, KLPENPPOLoss, PPOLoss
 from tdrl.objectives.reinforce import ReinforceLoss
 from tdrl.objectives.sac import SACLoss
@@ -35,6 +36,8 @@ __all__ = [
     "DiscreteSACLoss",
     "TD3Loss",
     "DDPGLoss",
+    "DQNLoss",
+    "DistributionalDQNLoss",
     "ValueEstimators",
     "default_value_kwargs",
     "distance_loss",

@@ -115,3 +115,39 @@ def test_mlp_bad_input():
         MLP(out_features=1, num_cells=32)
     with pytest.raises(ValueError, match="agree"):
         MLP(out_features=1, num_cells=[3, 3], depth=3)
+
+
+# --- distributional (C51) -------------------------------------------------------------------------
+def test_distributional_module_acts_on_the_expected_return_and_honours_the_mask():
+    from tdrl.modules import DistributionalQValueModule
+
+    support = torch.tensor([-1.0, 0.0, 1.0])
+    # action 0: surely 0; action 1: -1 or +1 with 0.4 / 0.6 (expected +0.2); action 2: surely -1
+    probs = torch.tensor([[[0.0, 0.4, 1.0], [1.0, 0.0, 0.0], [0.0, 0.6, 0.0]]]).clamp_min(1e-9)
+    td = TensorDict(action_value=probs.log(), mask=torch.tensor([[True, False, True]]), batch_size=[1])
+    assert DistributionalQValueModule("categorical", support=support)(td.clone())["action"].tolist() == [1]
+    masked = DistributionalQValueModule("one_hot", support=support, action_mask_key="mask")(td.clone())
+    assert masked["action"].tolist() == [[1, 0, 0]]
+    torch.testing.assert_close(masked["action_value"], probs.log())  # the log-probabilities are kept
+    assert "chosen_action_value" not in masked.keys()
+
+
+def test_distributional_actor_normalizes_over_the_atoms_and_keeps_the_support():
+    from tdrl.modules import DistributionalQValueActor
+
+    support = torch.linspace(-2, 2, 5)
+    net = nn.Sequential(nn.Linear(3, 10), nn.Unflatten(-1, (5, 2)))
+    actor = DistributionalQValueActor(net, support=support, spec=Categorical(2))
+    td = actor(TensorDict(observation=torch.randn(4, 3), batch_size=[4]))
+    torch.testing.assert_close(td["action_value"].exp().sum(-2), torch.ones(4, 2))
+    assert td["action"].shape == (4,)
+    assert actor.support is support
+    assert actor.action_space == "categorical"
+    with pytest.raises(KeyError, match="not the action values 'action_value'"):
+        DistributionalQValueActor(TensorDictModule(nn.Linear(3, 2), ["observation"], ["q"]), support=support)
+    with pytest.raises(ValueError, match=r"must be \[\.\.\., 5, n_actions\].*got shape \(4, 2\)"):
+        DistributionalQValueActor(nn.Linear(3, 2), support=support, spec=Categorical(2))(
+            TensorDict(observation=torch.randn(4, 3), batch_size=[4])
+        )
+    with pytest.raises(ValueError, match="one_hot and categorical action spaces only"):
+        DistributionalQValueActor(nn.Linear(3, 2), support=support, spec=MultiOneHot([2, 2]))

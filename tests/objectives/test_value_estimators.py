@@ -263,3 +263,24 @@ def test_next_value_reuse_keeps_gradients_and_falls_back():
     with torch.no_grad():
         expected = net(independent["next"].select("observation"))["state_value"]
     torch.testing.assert_close(out["next", "state_value"], expected)
+
+
+def test_td0_value_estimate_with_a_given_next_value_reads_only_the_step_signals():
+    est = TD0Estimator(gamma=0.5, value_network=None)
+    done = torch.tensor([[False], [True], [True]])
+    data = TensorDict(
+        {"next": {"reward": torch.ones(3, 1), "done": done, "terminated": torch.tensor([[False], [False], [True]])}},
+        [3],
+    )
+    next_value = torch.full((3, 1), 4.0)
+    torch.testing.assert_close(est.value_estimate(data, next_value=next_value), torch.tensor([[3.0], [3.0], [1.0]]))
+    no_terminated = data.exclude(("next", "terminated"))  # 'done' stands for it, as in the other estimators
+    torch.testing.assert_close(
+        est.value_estimate(no_terminated, next_value=next_value), torch.tensor([[3.0], [1.0], [1.0]])
+    )
+    data["steps_to_next_obs"] = torch.tensor([[1], [2], [1]])
+    torch.testing.assert_close(est.value_estimate(data, next_value=next_value), torch.tensor([[3.0], [2.0], [1.0]]))
+    with pytest.raises(KeyError, match="'reward' not found"):
+        est.value_estimate(data.exclude(("next", "reward")), next_value=next_value)
+    with pytest.raises(ValueError, match=r"expected \(3, 1\)"):
+        est.value_estimate(data, next_value=torch.zeros(3))

@@ -533,6 +533,39 @@ class TD0Estimator(ValueEstimatorBase):
         target = td0_return_estimate(gamma, next_value, reward, terminated)
         return target - value, target
 
+    def value_estimate(
+        self,
+        tensordict: TensorDictBase,
+        *,
+        next_value: Tensor | None = None,
+        time_dim: int | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        """Returns the TD(0) target ``r + gamma * (1 - terminated) * V(s')`` (see the base class).
+
+        With ``next_value`` given (a loss that valued the next states itself, e.g. with a
+        target network), only the step signals are read: one step needs no time dim and
+        no current value.
+        """
+        nxt = tensordict.get("next", None)
+        if next_value is None or nxt is None:
+            return super().value_estimate(tensordict, next_value=next_value, time_dim=time_dim, **kwargs)
+        keys = self.tensor_keys
+        reward = nxt.get(keys.reward, None)
+        terminated = nxt.get(keys.terminated, None)
+        if reward is None or terminated is None:
+            reward = self._signal(tensordict, "reward")  # raises, naming the missing key
+            terminated = self._signal(tensordict, "done")  # no 'terminated': 'done' stands for it
+        if next_value.shape != reward.shape:
+            self._check_value_shape(next_value, reward.shape)
+        if self.average_rewards:
+            reward = _standardize(reward)
+        gamma = self._gamma(tensordict, reward)
+        if self.differentiable or not next_value.requires_grad:
+            return td0_return_estimate(gamma, next_value, reward, terminated)
+        with torch.no_grad():
+            return td0_return_estimate(gamma, next_value, reward, terminated)
+
 
 class TDLambdaEstimator(ValueEstimatorBase):
     """TD(lambda) target, bootstrapped at truncations and at the end of the batch.
