@@ -77,3 +77,25 @@ def test_the_soak_reports_flat_memory_descriptors_and_processes(monkeypatch):
     assert fds["tdrl"] == fds["reference"]  # a checkpoint or a batch that leaked a descriptor would show
     assert procs["tdrl"] == procs["reference"] == module.WORKERS
     assert procs["note"].endswith("0 after shutdown()")
+
+
+@pytest.fixture(scope="module")
+def bench_offpolicy():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_offpolicy_e2e.py"
+    spec = importlib.util.spec_from_file_location("bench_offpolicy_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("algo", "frames"), [("dqn", 1280), ("sac", 1088)])
+@pytest.mark.parametrize("lib", ["tdrl", "hand"])
+def test_the_offpolicy_programs_run_past_their_first_updates(bench_offpolicy, algo, lib, frames):
+    out = bench_offpolicy.one(algo, lib, frames, seed=0)
+    assert (out["lib"], out["algo"], out["frames"]) == (lib, algo, frames)
+    assert out["wall_s"] > 0
+    assert math.isfinite(out["eval_return"])
+    if algo == "dqn":  # CartPole pays 1 per step: an episode lasts at least a few steps
+        assert out["eval_return"] >= 8
+    else:  # Pendulum's reward is in [-16.3, 0] per step, 200 steps
+        assert -16.3 * 200 <= out["eval_return"] <= 0
