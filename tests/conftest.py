@@ -163,7 +163,7 @@ class CheckpointKit:
         json_path = Path(json_path)
         document = json.loads(json_path.read_text())
         files = document.get("files")
-        for name, record in (files.items() if isinstance(files, dict) else ()):  # a mutation may have replaced it
+        for name, record in files.items() if isinstance(files, dict) else ():  # a mutation may have replaced it
             path = json_path.parent / name
             if isinstance(record, dict) and path.is_file():
                 data = path.read_bytes()

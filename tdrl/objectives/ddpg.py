@@ -54,7 +54,7 @@ class DDPGLoss(OffPolicyLoss):
             the next action).
         delay_value: keep target Q parameters (default True), updated by
             ``SoftUpdate``/``HardUpdate``.
-        gamma: must be ``None``: pass ``gamma`` to :meth:`make_value_estimator`.
+        gamma: must be ``None``: pass ``gamma`` to :meth:`~tdrl.objectives.LossModule.make_value_estimator`.
         separate_losses: parameters the Q-network shares with the actor are trained by
             the actor loss only.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.

@@ -316,7 +316,7 @@ class DQNLoss(_QLossBase):
         TypeError: when ``value_network`` is not a module.
         KeyError: when the value network does not write the keys the loss reads.
 
-    The input keys can be renamed with :meth:`set_keys`: ``action_value``, ``action``,
+    The input keys can be renamed with :meth:`~tdrl.objectives.LossModule.set_keys`: ``action_value``, ``action``,
     ``value`` (the chosen action's value, ``"chosen_action_value"``), ``reward``,
     ``done``, ``terminated`` (read under ``"next"``), ``priority`` (written, ``"td_error"``),
     ``priority_weight``, and the estimator's ``advantage`` / ``value_target``.
@@ -338,7 +338,7 @@ class DQNLoss(_QLossBase):
 
     @dataclass
     class _AcceptedKeys:
-        """The entries the loss reads and writes (rename with :meth:`set_keys`)."""
+        """The entries the loss reads and writes (rename with :meth:`~tdrl.objectives.LossModule.set_keys`)."""
 
         advantage: NestedKey = "advantage"
         value_target: NestedKey = "value_target"
@@ -605,7 +605,7 @@ class DistributionalDQNLoss(_QLossBase):
 
     @dataclass
     class _AcceptedKeys:
-        """The entries the loss reads and writes (rename with :meth:`set_keys`)."""
+        """The entries the loss reads and writes (rename with :meth:`~tdrl.objectives.LossModule.set_keys`)."""
 
         action_value: NestedKey = "action_value"
         action: NestedKey = "action"

@@ -108,7 +108,7 @@ class SACLoss(OffPolicyLoss):
         delay_qvalue: keep target Q parameters (default True), updated by
             ``SoftUpdate``/``HardUpdate``.
         delay_value: accepted for TorchRL compatibility (no value network here).
-        gamma: must be ``None``: pass ``gamma`` to :meth:`make_value_estimator`.
+        gamma: must be ``None``: pass ``gamma`` to :meth:`~tdrl.objectives.LossModule.make_value_estimator`.
         priority_key: where the per-sample TD error is written (also ``set_keys(priority=...)``).
         separate_losses: parameters the Q-network shares with the actor are not trained by
             the Q loss.

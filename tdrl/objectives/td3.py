@@ -88,7 +88,7 @@ class TD3Loss(OffPolicyLoss):
         loss_function: ``"smooth_l1"`` (default), ``"l2"`` or ``"l1"``.
         delay_actor: keep target actor parameters (default True).
         delay_qvalue: keep target Q parameters (default True).
-        gamma: must be ``None``: pass ``gamma`` to :meth:`make_value_estimator`.
+        gamma: must be ``None``: pass ``gamma`` to :meth:`~tdrl.objectives.LossModule.make_value_estimator`.
         priority_key: where the per-sample TD error is written (also ``set_keys(priority=...)``).
         separate_losses: parameters shared with the actor are not trained by the Q loss.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.

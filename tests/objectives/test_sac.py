@@ -318,13 +318,32 @@ def test_constructor_errors_name_the_problem_and_the_fix():
 
 
 @pytest.mark.parametrize(
-    "key", ["observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done")]
+    ("key", "estimator"),
+    [
+        ("observation", "td0"),
+        ("action", "td0"),
+        (("next", "observation"), "td0"),
+        (("next", "reward"), "td0"),
+        # TD(0) needs 'terminated' only (with 'terminated' present, 'done' is not read); TD(lambda) needs both
+        (("next", "done"), "td_lambda"),
+    ],
 )
-def test_a_missing_input_is_named(key):
+def test_a_missing_input_is_named(key, estimator):
     data = batch()
     del data[key]
+    loss = SACLoss(tdrl_actor(), qvalue()).make_value_estimator(estimator)
     with pytest.raises(KeyError, match=re.escape(f"key {key!r} not found in the input")):
-        SACLoss(tdrl_actor(), qvalue())(data)
+        loss(data)
+
+
+def test_td0_targets_do_not_need_done_when_terminated_is_there():
+    data = batch()
+    full = SACLoss(tdrl_actor(), qvalue())
+    torch.manual_seed(1)
+    expected = full(data.clone())["loss_qvalue"]
+    del data["next", "done"]
+    torch.manual_seed(1)
+    assert torch.equal(full(data)["loss_qvalue"], expected)
 
 
 def test_a_q_network_of_the_wrong_width_is_reported():

@@ -177,7 +177,7 @@ class TanhDelta(D.Distribution):
 
     @property
     def loc(self) -> torch.Tensor:
-        """The pre-squash point: ``param`` shifted by the box's centre (TorchRL's convention)."""
+        """The point before the squash, ``param`` shifted by the box's centre (TorchRL's convention)."""
         box = self._box
         return self.param if box.trivial else self.param + box.center
 
