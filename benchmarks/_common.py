@@ -71,7 +71,7 @@ def row(
 
 def print_rows(rows: list[dict]) -> None:
     for r in rows:
-        extra = "" if r.get("torchrl") is None else f"  torchrl={r['torchrl']:.4g}"
+        extra = "".join(f"  {peer}={r[peer]:.4g}" for peer in ("torchrl", "sb3") if r.get(peer) is not None)
         print(
             f"{r['figure']:<55} tdrl={r['tdrl']:.4g} ref={r['reference']:.4g} {r['unit']:<10} "
             f"ratio={r['ratio']:.2f} (bar {r['bar']}){extra}"
