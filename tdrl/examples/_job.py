@@ -29,6 +29,7 @@ import csv
 import difflib
 import io
 import json
+import math
 import re
 import sys
 import time
@@ -46,11 +47,13 @@ from tdrl.envs.libs.gym import GymEnv
 __all__ = [
     "ConfigError",
     "option",
+    "Checks",
     "check_device",
     "check_env_id",
     "make_base_env",
     "new_run_dir",
     "csv_bytes",
+    "episode_returns",
     "Panel",
     "plot_panels",
     "write_png",
@@ -74,6 +77,64 @@ def option(default: Any, help: str) -> Any:
 
 
 # --- checks ------------------------------------------------------------------------------------
+class Checks:
+    """The checks every job's ``validate`` makes of its configuration dataclass.
+
+    Each raises :class:`ConfigError` naming the option (``--frames-per-batch`` for the field
+    ``frames_per_batch``), the value given and what it must be.
+
+    Examples:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Config:
+        ...     frames: int = 0
+        >>> Checks(Config()).positive_ints("frames")
+        Traceback (most recent call last):
+        ...
+        tdrl.examples._job.ConfigError: --frames must be a positive integer, got 0
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def need(self, ok: bool, name: str, rule: str) -> None:
+        """Raises unless ``ok``: ``--NAME must be RULE, got VALUE``."""
+        if not ok:
+            raise ConfigError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(self.cfg, name)!r}")
+
+    def positive_ints(self, *names: str) -> None:
+        """Each field is an ``int`` > 0."""
+        for name in names:
+            value = getattr(self.cfg, name)
+            self.need(isinstance(value, int) and value > 0, name, "a positive integer")
+
+    def positive_numbers(self, *names: str) -> None:
+        """Each field is a finite number > 0."""
+        for name in names:
+            value = getattr(self.cfg, name)
+            self.need(math.isfinite(value) and value > 0, name, "a positive number")
+
+    def common(self, example_env: str) -> None:
+        """The fields every job has: ``seed``, ``threads``, ``gamma``, ``out_dir``, ``device``, ``env``;
+        and ``frames`` at least one batch of ``frames_per_batch``.
+
+        Args:
+            example_env: what to suggest for an unknown ``--env``, e.g. ``"--env CartPole-v1"``.
+        """
+        cfg = self.cfg
+        self.positive_ints("frames", "frames_per_batch", "threads")
+        self.need(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**32, "seed", "an integer from 0 to 2**32 - 1")
+        if cfg.frames < cfg.frames_per_batch:
+            raise ConfigError(
+                f"--frames ({cfg.frames}) must be at least one batch (--frames-per-batch {cfg.frames_per_batch}); "
+                f"raise --frames or lower --frames-per-batch"
+            )
+        self.need(0 < cfg.gamma <= 1, "gamma", "in (0, 1]")
+        self.need(bool(cfg.out_dir), "out_dir", "a folder path")
+        check_device(cfg.device)
+        check_env_id(cfg.env, example_env)
+
+
 def check_device(name: str) -> None:
     """Raises :class:`ConfigError` unless ``name`` is a torch device this machine has."""
     try:
@@ -162,6 +223,22 @@ def csv_bytes(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
     writer.writerow(header)
     writer.writerows(rows)
     return text.getvalue().encode()
+
+
+def episode_returns(reward: torch.Tensor, done: torch.Tensor, running: float) -> tuple[list[float], float]:
+    """The returns of the episodes that end in a batch of consecutive steps, and the running return carried over.
+
+    Examples:
+        >>> episode_returns(torch.ones(5), torch.tensor([False, True, False, False, True]), 2.0)
+        ([4.0, 3.0], 0.0)
+    """
+    returns = []
+    for r, d in zip(reward.reshape(-1).tolist(), done.reshape(-1).tolist()):
+        running += r
+        if d:
+            returns.append(running)
+            running = 0.0
+    return returns, running
 
 
 @dataclass

@@ -28,7 +28,6 @@ Run it with ``python -m tdrl.examples.dqn`` (or the ``tdrl-dqn`` console script)
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,50 +106,23 @@ def validate(cfg: DQNConfig) -> None:
         ConfigError: naming the option, the value given and what it must be.
     """
 
-    def need(ok: bool, name: str, rule: str) -> None:
-        if not ok:
-            raise ConfigError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(cfg, name)!r}")
-
-    counts = (
-        "frames",
-        "frames_per_batch",
-        "updates_per_batch",
-        "batch_size",
-        "buffer_size",
-        "num_cells",
-        "target_update_interval",
-        "eval_every",
-        "eval_steps",
-        "threads",
-    )
-    for name in counts:
-        value = getattr(cfg, name)
-        need(isinstance(value, int) and value > 0, name, "a positive integer")
-    need(
+    check = _job.Checks(cfg)
+    check.positive_ints("updates_per_batch", "batch_size", "buffer_size", "num_cells", "target_update_interval")
+    check.positive_ints("eval_every", "eval_steps")
+    check.common("--env CartPole-v1 or --env Acrobot-v1")
+    check.need(
         isinstance(cfg.init_random_frames, int) and cfg.init_random_frames >= 0, "init_random_frames", "an integer >= 0"
     )
-    need(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**32, "seed", "an integer from 0 to 2**32 - 1")
-    if cfg.frames < cfg.frames_per_batch:
-        raise ConfigError(
-            f"--frames ({cfg.frames}) must be at least one batch (--frames-per-batch {cfg.frames_per_batch}); "
-            f"raise --frames or lower --frames-per-batch"
-        )
     if cfg.init_random_frames >= cfg.frames:
         raise ConfigError(
             f"--init-random-frames ({cfg.init_random_frames}) must be below --frames ({cfg.frames}), "
             "or nothing is learned"
         )
-    for name in ("lr", "max_grad_norm"):
-        value = getattr(cfg, name)
-        need(math.isfinite(value) and value > 0, name, "a positive number")
-    need(0 < cfg.gamma <= 1, "gamma", "in (0, 1]")
-    need(0 <= cfg.eps_end <= cfg.eps_init <= 1, "eps_init", f"in [--eps-end ({cfg.eps_end}), 1]")
-    need(0 <= cfg.eps_end <= 1, "eps_end", "in [0, 1]")
-    need(0 < cfg.exploration_fraction <= 1, "exploration_fraction", "in (0, 1]")
-    need(cfg.loss_function in ("l2", "l1", "smooth_l1"), "loss_function", "one of l2, l1, smooth_l1")
-    need(bool(cfg.out_dir), "out_dir", "a folder path")
-    _job.check_device(cfg.device)
-    _job.check_env_id(cfg.env, "--env CartPole-v1 or --env Acrobot-v1")
+    check.positive_numbers("lr", "max_grad_norm")
+    check.need(0 <= cfg.eps_end <= cfg.eps_init <= 1, "eps_init", f"in [--eps-end ({cfg.eps_end}), 1]")
+    check.need(0 <= cfg.eps_end <= 1, "eps_end", "in [0, 1]")
+    check.need(0 < cfg.exploration_fraction <= 1, "exploration_fraction", "in (0, 1]")
+    check.need(cfg.loss_function in ("l2", "l1", "smooth_l1"), "loss_function", "one of l2, l1, smooth_l1")
 
 
 # --- env and modules -----------------------------------------------------------------------
@@ -217,17 +189,6 @@ def plot_figure(logs: dict, title: str) -> Any:
         ],
         title,
     )
-
-
-def _episode_returns(reward: torch.Tensor, done: torch.Tensor, running: float) -> tuple[list[float], float]:
-    """The returns of the episodes that end in a ``[T]`` batch, and the running return carried over."""
-    returns = []
-    for r, d in zip(reward.reshape(-1).tolist(), done.reshape(-1).tolist()):
-        running += r
-        if d:
-            returns.append(running)
-            running = 0.0
-    return returns, running
 
 
 # --- training ------------------------------------------------------------------------------
@@ -329,7 +290,7 @@ def _train(cfg: DQNConfig) -> dict:
                 target_updater.step()
                 losses.append(loss.detach())
             updates += cfg.updates_per_batch
-        returns, running = _episode_returns(batch["next", "reward"], batch["next", "done"], running)
+        returns, running = _job.episode_returns(batch["next", "reward"], batch["next", "done"], running)
         logs["frames"].append(frames)
         logs["loss"].append(torch.stack(losses).mean().item() if losses else float("nan"))
         logs["epsilon"].append(explore.eps.item())

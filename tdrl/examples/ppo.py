@@ -106,33 +106,16 @@ def validate(cfg: PPOConfig) -> None:
         ConfigError: naming the option, the value given and what it must be.
     """
 
-    def need(ok: bool, name: str, rule: str) -> None:
-        if not ok:
-            raise ConfigError(f"--{name.replace('_', '-')} must be {rule}, got {getattr(cfg, name)!r}")
-
-    counts = ("frames", "frames_per_batch", "sub_batch_size", "num_epochs", "num_cells", "eval_every", "eval_steps")
-    for name in (*counts, "threads"):
-        value = getattr(cfg, name)
-        need(isinstance(value, int) and value > 0, name, "a positive integer")
-    need(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**32, "seed", "an integer from 0 to 2**32 - 1")
-    if cfg.frames < cfg.frames_per_batch:
-        raise ConfigError(
-            f"--frames ({cfg.frames}) must be at least one batch (--frames-per-batch {cfg.frames_per_batch}); "
-            f"raise --frames or lower --frames-per-batch"
-        )
+    check = _job.Checks(cfg)
+    check.positive_ints("sub_batch_size", "num_epochs", "num_cells", "eval_every", "eval_steps")
+    check.common("--env CartPole-v1 or --env InvertedDoublePendulum-v5")
     if cfg.sub_batch_size > cfg.frames_per_batch:
         raise ConfigError(
             f"--sub-batch-size ({cfg.sub_batch_size}) must be at most --frames-per-batch ({cfg.frames_per_batch})"
         )
-    for name in ("lr", "max_grad_norm", "clip_epsilon"):
-        value = getattr(cfg, name)
-        need(math.isfinite(value) and value > 0, name, "a positive number")
-    need(math.isfinite(cfg.entropy_coef) and cfg.entropy_coef >= 0, "entropy_coef", "a number >= 0")
-    need(0 < cfg.gamma <= 1, "gamma", "in (0, 1]")
-    need(0 <= cfg.lmbda <= 1, "lmbda", "in [0, 1]")
-    need(bool(cfg.out_dir), "out_dir", "a folder path")
-    _job.check_device(cfg.device)
-    _job.check_env_id(cfg.env, "--env CartPole-v1 or --env InvertedDoublePendulum-v5")
+    check.positive_numbers("lr", "max_grad_norm", "clip_epsilon")
+    check.need(math.isfinite(cfg.entropy_coef) and cfg.entropy_coef >= 0, "entropy_coef", "a number >= 0")
+    check.need(0 <= cfg.lmbda <= 1, "lmbda", "in [0, 1]")
 
 
 # --- env and modules -----------------------------------------------------------------------
