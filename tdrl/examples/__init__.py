@@ -1,3 +1,3 @@
-"""Runnable examples: ``python -m tdrl.examples.ppo`` trains PPO end to end, ``python -m tdrl.examples.dqn`` DQN, ``python -m tdrl.examples.sac`` SAC."""
+"""Runnable main jobs: ``python -m tdrl.examples.ppo``, ``... .dqn`` and ``... .sac`` train end to end."""
 
 __all__: list[str] = []
