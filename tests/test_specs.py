@@ -292,3 +292,18 @@ def test_python_float_bounds_keep_the_precision_of_a_float64_spec():
     assert spec.is_in(torch.tensor([7.4e-76], dtype=torch.float64))
     assert Bounded(-1.0, 0.1, shape=(1,), dtype=torch.float64).high.item() == 0.1
     assert Bounded(-1, 2.7, shape=(1,), dtype=torch.int64).high.item() == 2
+
+
+def test_one_hot_helper_equals_torch_one_hot_and_never_aliases_its_cache():
+    from tdrl.specs.base import _IDENTITY_MAX, one_hot
+
+    idx = torch.tensor([[2, 0], [1, 1]])
+    for dtype in (torch.bool, torch.long, torch.float32):
+        out = one_hot(idx, 3, dtype)
+        assert out.dtype == dtype
+        assert torch.equal(out, torch.nn.functional.one_hot(idx, 3).to(dtype))
+    out = one_hot(torch.tensor(1), 3, torch.long)
+    out.fill_(9)  # the result is a new tensor: the cached identity is untouched
+    assert torch.equal(one_hot(torch.tensor(1), 3, torch.long), torch.tensor([0, 1, 0]))
+    big = _IDENTITY_MAX + 1
+    assert torch.equal(one_hot(torch.tensor([big - 1]), big, torch.bool).nonzero(), torch.tensor([[0, big - 1]]))

@@ -19,6 +19,7 @@ from tdrl._compat import td_unchecked
 from tdrl.envs._stepping import StepRecorder, td_from_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
+from tdrl.modules._lean import lean_policy
 
 __all__ = ["StepLoop", "NO_ACTION", "BAD_ACTION"]
 
@@ -54,7 +55,7 @@ class StepLoop:
         self.env = env
         self.batch = env.batch_size
         self.single = not self.batch
-        self.policy = collector._policy
+        self.policy = lean_policy(collector._policy)  # the same calls, without tensordict's per-call dispatch
         self.move = collector.policy_device != collector.env_device
         self.smr = type(env).step_and_maybe_reset is not EnvBase.step_and_maybe_reset
         self.direct = not self.smr and type(env).step is EnvBase.step

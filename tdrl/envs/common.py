@@ -687,6 +687,10 @@ class EnvBase(nn.Module):
             fast = self._rollout_fast(td, max_steps, break_when_any_done)  # steps without env.step's checks
         if fast is not None:
             return fast
+        if policy is not None:
+            from tdrl.modules._lean import lean_policy  # (tdrl.modules imports tdrl.envs)
+
+            policy = lean_policy(policy)  # the same calls, without tensordict's per-call dispatch
         return self._rollout_loop(
             td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated
         )

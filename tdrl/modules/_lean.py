@@ -31,7 +31,17 @@ from tdrl._compat import (
     tdsequential_is_plain_call,
 )
 
-__all__ = ["LeanStep", "lean_steps", "own_lean_step", "run_steps", "missing_key_error", "hooks_free", "skip_existing"]
+__all__ = [
+    "LeanStep",
+    "lean_steps",
+    "own_lean_step",
+    "run_steps",
+    "missing_key_error",
+    "hooks_free",
+    "skip_existing",
+    "LeanSequence",
+    "lean_policy",
+]
 
 
 def _keys_repr(tensordict: TensorDictBase) -> list[str]:
@@ -171,3 +181,71 @@ def run_steps(steps: Sequence[LeanStep], owners: Sequence[torch.nn.Module], tens
     for step in steps:
         step(tensordict)
     return True
+
+
+class LeanSequence:
+    """A plain ``TensorDictSequential`` run module by module, without tensordict's per-call dispatch.
+
+    A policy built by the user as ``TensorDictSequential(actor, exploration)`` is called once
+    per env step; tensordict's ``forward`` costs about as much as a small MLP there. This
+    runs the same modules in the same order on the same TensorDict: plain TensorDictModules
+    as :class:`LeanStep` (their hooks checked on each call), every other module through its
+    own ``__call__`` (hooks and all). Exceptions get tensordict's note naming the module.
+    Under ``skip_existing``, or once a hook is registered on the sequence or on a module
+    reduced to a lean step, each call takes the sequence's own ``forward``.
+
+    Args:
+        policy: the sequence (``lean_policy`` checked it is plain).
+        steps: per module of the sequence, its lean steps or the module itself.
+        owners: the modules whose hooks must stay empty for the lean steps to be equivalent.
+    """
+
+    def __init__(self, policy: TensorDictSequential, steps: list, owners: list) -> None:
+        self.policy = policy
+        self.steps = steps
+        self.owners = owners
+        self.inplace = getattr(policy, "inplace", None) is True
+        self.out_keys = list(policy.out_keys)
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if skip_existing():
+            return self.policy(tensordict)
+        for owner in self.owners:
+            if has_forward_hooks(owner):
+                return self.policy(tensordict)
+        current = tensordict
+        for number, step in enumerate(self.steps):
+            try:
+                if isinstance(step, list):
+                    for lean in step:
+                        lean(current)
+                else:
+                    current = step(current)
+            except Exception as err:
+                err.add_note(f"Failed while executing module '{number}'.")
+                raise
+        if self.inplace and current is not tensordict:
+            tensordict.update(current, keys_to_update=self.out_keys)
+            return tensordict
+        return current
+
+
+def lean_policy(policy: Any) -> Any:
+    """``policy``, or a :class:`LeanSequence` doing the same when it is a plain ``TensorDictSequential``.
+
+    Plain: exactly ``TensorDictSequential`` (not a subclass, whose ``forward`` may differ),
+    modules in a list, no ``selected_out_keys``, not ``partial_tolerant``, ``inplace`` True or
+    None.
+    """
+    if type(policy) is not TensorDictSequential or isinstance(policy.module, torch.nn.ModuleDict):
+        return policy
+    if policy.partial_tolerant or not tdsequential_is_plain_call(policy):
+        return policy
+    if getattr(policy, "inplace", None) not in (None, True):
+        return policy
+    owners: list = [policy]
+    steps: list = []
+    for sub in policy.module:
+        found = lean_steps(sub, owners)
+        steps.append(found if found is not None else sub)
+    return LeanSequence(policy, steps, owners)

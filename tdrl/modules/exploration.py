@@ -158,6 +158,8 @@ class EGreedyModule(TensorDictModuleBase):
         self.register_buffer("eps_end", torch.tensor(float(eps_end), device=device))
         self.register_buffer("eps", torch.tensor(float(eps_init), device=device))
         self.annealing_num_steps = int(annealing_num_steps)
+        self._layout: tuple | None = None  # (action shape, holder batch size) last checked
+        self._shapes: tuple = ()
 
     @property
     def spec(self) -> Composite:
@@ -191,11 +193,18 @@ class EGreedyModule(TensorDictModuleBase):
         action = tensordict.get(self.action_key, None)
         if action is None:
             raise missing_key_error("EGreedyModule", self.action_key, tensordict)
-        lead = _lead_dims(action, self._action_spec, "EGreedyModule")
         holder = tensordict if self._parent_key is None else tensordict.get(self._parent_key)
-        coin_shape = holder.batch_size if len(holder.batch_size) <= action.ndim else lead
-        cond = torch.rand(coin_shape, device=action.device) < self.eps.to(action.device)
-        cond = cond.reshape(*cond.shape, *([1] * (action.ndim - cond.ndim))).expand_as(action)
+        layout = (action.shape, holder.batch_size)
+        if layout != self._layout:  # checked once per layout (the same at every step of a collector)
+            lead = _lead_dims(action, self._action_spec, "EGreedyModule")
+            coin_shape = holder.batch_size if len(holder.batch_size) <= action.ndim else lead
+            self._layout = layout
+            self._shapes = (lead, coin_shape, (*coin_shape, *([1] * (action.ndim - len(coin_shape)))))
+        lead, coin_shape, coin_view = self._shapes
+        eps = self.eps
+        if eps.device != action.device:
+            eps = eps.to(action.device)
+        cond = (torch.rand(coin_shape, device=action.device) < eps).reshape(coin_view)
         random = self._random_action(tensordict, lead, action)
         tensordict.set(self.action_key, torch.where(cond, random, action))
         return tensordict

@@ -31,6 +31,7 @@ from torch import nn
 
 from tdrl.modules._lean import lean_steps, missing_key_error, run_steps, skip_existing
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec
+from tdrl.specs.base import one_hot
 
 __all__ = ["QValueModule", "QValueActor", "DistributionalQValueModule", "DistributionalQValueActor"]
 
@@ -162,7 +163,7 @@ class QValueModule(TensorDictModuleBase):
         idx = values.argmax(-1, keepdim=True)
         chosen = values.gather(-1, idx)
         if self.action_space == "one_hot":
-            return F.one_hot(idx.squeeze(-1), values.shape[-1]).to(self._dtype), chosen
+            return one_hot(idx.squeeze(-1), values.shape[-1], self._dtype), chosen
         action = idx if self._keepdim else idx.squeeze(-1)
         return action.to(self._dtype), chosen
 

@@ -68,6 +68,31 @@ def _clamp_cast(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor, dtyp
     return torch.maximum(torch.minimum(v, high.long()), low.long()).to(dtype)
 
 
+_IDENTITY_MAX = 512  # identity matrices up to this size are cached (512**2 elements at most)
+_identities: dict = {}
+
+
+def one_hot(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """``F.one_hot(index, n).to(dtype)`` without its range checks (rows of a cached identity).
+
+    ``index`` must hold values in ``[0, n)`` (the caller drew or computed them so). The
+    result is a new tensor, never a view of the cache.
+
+    Examples:
+        >>> one_hot(torch.tensor([2, 0]), 3, torch.bool)
+        tensor([[False, False,  True],
+                [ True, False, False]])
+    """
+    if n > _IDENTITY_MAX:
+        return torch.nn.functional.one_hot(index, n).to(dtype)
+    key = (n, dtype, index.device)
+    eye = _identities.get(key)
+    if eye is None:
+        eye = _identities[key] = torch.eye(n, dtype=dtype, device=index.device)
+    # index_select copies (indexing with a 0-d index tensor would return a view of the cache)
+    return eye.index_select(0, index.reshape(-1)).reshape(*index.shape, n)
+
+
 def _first_bad(value: torch.Tensor, bad: torch.Tensor) -> tuple[Any, list[int]]:
     """The first element of ``value`` where ``bad`` (same shape, bool) is True, and its index."""
     index = bad.nonzero()[0].tolist() if bad.ndim else []

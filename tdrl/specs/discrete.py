@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from tdrl.specs.base import CategoricalBox, DeviceLike, ShapeLike, TensorSpec, _as_shape, _clamp_cast, _first_bad
+from tdrl.specs.base import (
+    CategoricalBox,
+    DeviceLike,
+    ShapeLike,
+    TensorSpec,
+    _as_shape,
+    _clamp_cast,
+    _first_bad,
+    one_hot,
+)
 
 __all__ = ["Categorical", "OneHot", "MultiCategorical", "MultiOneHot", "Binary"]
 
@@ -157,7 +166,7 @@ class OneHot(_IndexSpec):
             idx = torch.multinomial(probs, 1).reshape(full)
         else:
             idx = torch.randint(0, self.space.n, full, device=self.device)
-        return torch.nn.functional.one_hot(idx, self.space.n).to(self.dtype)
+        return one_hot(idx, self.space.n, self.dtype)
 
     def encode(self, value: Any) -> torch.Tensor:
         """An index (or array of indices) to its one-hot encoding."""

@@ -251,3 +251,23 @@ def test_straight_through_one_hot_samples_run_the_sampled_action():
     td["action"] = torch.tensor([[almost_one, 0.0], [0.0, 1.0 + 2.0**-23]])
     assert env.step(td)["action"].tolist() == [[1, 0], [0, 1]]
     env.close()
+
+
+def test_a_one_hot_action_steps_as_its_index():
+    """One env with a one-hot action takes the lean step path: the same transitions as the index action."""
+    one_hot_env = GymEnv("CartPole-v1")
+    index_env = GymEnv("CartPole-v1", categorical_action_encoding=True)
+    assert isinstance(one_hot_env.action_spec, OneHot)
+    one_hot_env.set_seed(3)
+    index_env.set_seed(3)
+    a, b = one_hot_env.reset(), index_env.reset()
+    for i in range(30):
+        action = i * 7 % 3 % 2
+        a["action"] = torch.nn.functional.one_hot(torch.tensor(action), 2).bool()
+        b["action"] = torch.tensor(action)
+        a, b = one_hot_env.step(a), index_env.step(b)
+        for key in ("observation", "reward", "terminated", "truncated", "done"):
+            assert torch.equal(a["next", key], b["next", key]), key
+        if a["next", "done"]:
+            break
+        a, b = a["next"].clone(), b["next"].clone()

@@ -306,3 +306,14 @@ def test_ou_without_is_init_warns_once_with_the_fix():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ou(td)  # once is enough
+
+
+def test_egreedy_checks_each_new_layout():
+    """The shape check runs once per layout: a later call with another batch, or a bad shape, is still checked."""
+    module = EGreedyModule(Categorical(2, shape=(3,)), eps_init=1.0, eps_end=1.0)
+    with set_exploration_type(ExplorationType.RANDOM):
+        for n in (4, 1, 4):
+            td = module(TensorDict(action=torch.zeros(n, 3, dtype=torch.long), batch_size=[n]))
+            assert td["action"].shape == (n, 3)
+        with pytest.raises(ValueError, match=r"shape \(4, 2\).*\(3,\)"):
+            module(TensorDict(action=torch.zeros(4, 2, dtype=torch.long), batch_size=[4]))

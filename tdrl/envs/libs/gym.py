@@ -224,8 +224,9 @@ class GymWrapper(EnvBase):
             and self.frame_skip == 1
             and self.device.type == "cpu"
             and self._action_leaf is not None
-            and not isinstance(self._action_leaf, (OneHot, MultiOneHot))
+            and not isinstance(self._action_leaf, MultiOneHot)
         )
+        self._lean_one_hot = isinstance(self._action_leaf, OneHot)
         if self.info_keys:
             self._probe_info()
 
@@ -358,6 +359,8 @@ class GymWrapper(EnvBase):
             action = tensordict.get("action")  # tensordict's KeyError
         if action.requires_grad:
             action = action.detach()
+        if self._lean_one_hot:
+            action = action.argmax(-1)
         obs, r, terminated, truncated, _ = self._env.step(action.numpy())
         return td_unchecked(
             {
