@@ -18,7 +18,9 @@ the other, on one thread, so they do not compete for the cores.
   tau 0.005 after each update, learnable entropy coefficient with target entropy -1.
 
 Each program reports its wall time (setup, training and the final evaluation excluded:
-training only) and the mean return of 10 evaluation episodes with the greedy / mean action.
+training only), the CPU time of the same span (the programs run on one thread, so on an idle
+machine the two agree; on a busy one the CPU time is the steadier figure), and the mean
+return of 10 evaluation episodes with the greedy / mean action.
 
 Bars (issue 17): each tdrl program >= 0.95x the plain-torch one in the same run (wall time);
 eval return: DQN >= 475, SAC >= -200 (one seed here; ``benchmarks/bench_dqn_cartpole.py``
@@ -105,7 +107,7 @@ def dqn_program(lib: str, frames: int, seed: int = 0) -> dict:
     loss.make_value_estimator(gamma=hp["gamma"])
     target = objectives.HardUpdate(loss, value_network_update_interval=1)
     optim = torch.optim.Adam(loss.parameters(), lr=hp["lr"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for batch in collector:
         buffer.extend(batch.reshape(-1))
         explore.step(batch.numel())
@@ -118,13 +120,20 @@ def dqn_program(lib: str, frames: int, seed: int = 0) -> dict:
                 torch.nn.utils.clip_grad_norm_(loss.parameters(), hp["max_grad_norm"])
                 optim.step()
         collector.update_policy_weights_()
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     collector.shutdown()
     eval_env = GymEnv(DQN_ENV)
     eval_env.set_seed(seed + 1000)
     with utils.set_exploration_type(utils.ExplorationType.DETERMINISTIC), torch.no_grad():
         returns = [eval_env.rollout(500, actor)["next", "reward"].sum().item() for _ in range(EVAL_EPISODES)]
-    return {"lib": lib, "algo": "dqn", "frames": frames, "wall_s": wall, "eval_return": sum(returns) / len(returns)}
+    return {
+        "lib": lib,
+        "algo": "dqn",
+        "frames": frames,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "eval_return": sum(returns) / len(returns),
+    }
 
 
 def dqn_by_hand(frames: int, seed: int = 0) -> dict:
@@ -155,7 +164,7 @@ def dqn_by_hand(frames: int, seed: int = 0) -> dict:
     eps = hp["eps_init"]
     fpb, steps_done = hp["frames_per_batch"], 0
     gen = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     while steps_done < frames:
         for _ in range(fpb):
             with torch.no_grad():
@@ -187,7 +196,7 @@ def dqn_by_hand(frames: int, seed: int = 0) -> dict:
                 value.backward()
                 torch.nn.utils.clip_grad_norm_(qnet.parameters(), hp["max_grad_norm"])
                 optim.step()
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     eval_env = gym.make(DQN_ENV)
     returns = []
     for episode in range(EVAL_EPISODES):
@@ -200,7 +209,14 @@ def dqn_by_hand(frames: int, seed: int = 0) -> dict:
             total += float(r)
             done = term or trunc
         returns.append(total)
-    return {"lib": "hand", "algo": "dqn", "frames": frames, "wall_s": wall, "eval_return": sum(returns) / len(returns)}
+    return {
+        "lib": "hand",
+        "algo": "dqn",
+        "frames": frames,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "eval_return": sum(returns) / len(returns),
+    }
 
 
 def dqn_sb3(frames: int, seed: int = 0) -> dict:
@@ -232,13 +248,13 @@ def dqn_sb3(frames: int, seed: int = 0) -> dict:
         seed=seed,
         device="cpu",
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=frames)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     eval_env = gym.make(DQN_ENV)
     eval_env.reset(seed=seed + 1000)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
-    return {"lib": "sb3", "algo": "dqn", "frames": frames, "wall_s": wall, "eval_return": float(mean)}
+    return {"lib": "sb3", "algo": "dqn", "frames": frames, "wall_s": wall, "cpu_s": cpu, "eval_return": float(mean)}
 
 
 # --- SAC --------------------------------------------------------------------------------------
@@ -291,7 +307,7 @@ def sac_program(lib: str, frames: int, seed: int = 0) -> dict:
     loss.make_value_estimator(gamma=hp["gamma"])
     target = objectives.SoftUpdate(loss, tau=hp["tau"])
     optim = torch.optim.Adam(loss.parameters(), lr=hp["lr"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for batch in collector:
         buffer.extend(batch.reshape(-1))
         if len(buffer) >= hp["random_frames"]:
@@ -303,13 +319,20 @@ def sac_program(lib: str, frames: int, seed: int = 0) -> dict:
                 optim.step()
                 target.step()
         collector.update_policy_weights_()
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     collector.shutdown()
     eval_env = GymEnv(SAC_ENV)
     eval_env.set_seed(seed + 1000)
     with utils.set_exploration_type(utils.ExplorationType.DETERMINISTIC), torch.no_grad():
         returns = [eval_env.rollout(200, actor)["next", "reward"].sum().item() for _ in range(EVAL_EPISODES)]
-    return {"lib": lib, "algo": "sac", "frames": frames, "wall_s": wall, "eval_return": sum(returns) / len(returns)}
+    return {
+        "lib": lib,
+        "algo": "sac",
+        "frames": frames,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "eval_return": sum(returns) / len(returns),
+    }
 
 
 def sac_by_hand(frames: int, seed: int = 0) -> dict:
@@ -360,7 +383,7 @@ def sac_by_hand(frames: int, seed: int = 0) -> dict:
     b_rew, b_term = torch.zeros(size), torch.zeros(size)
     stored = cursor = 0
     fpb, steps_done, tau = hp["frames_per_batch"], 0, hp["tau"]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     while steps_done < frames:
         for _ in range(fpb):
             if steps_done < hp["random_frames"]:
@@ -401,7 +424,7 @@ def sac_by_hand(frames: int, seed: int = 0) -> dict:
             with torch.no_grad():
                 for p, t in zip(critics.parameters(), targets.parameters()):
                     t.lerp_(p, tau)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     eval_env = gym.make(SAC_ENV)
     returns = []
     for episode in range(EVAL_EPISODES):
@@ -414,7 +437,14 @@ def sac_by_hand(frames: int, seed: int = 0) -> dict:
             total += float(r)
             done = term or trunc
         returns.append(total)
-    return {"lib": "hand", "algo": "sac", "frames": frames, "wall_s": wall, "eval_return": sum(returns) / len(returns)}
+    return {
+        "lib": "hand",
+        "algo": "sac",
+        "frames": frames,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "eval_return": sum(returns) / len(returns),
+    }
 
 
 def sac_sb3(frames: int, seed: int = 0) -> dict:
@@ -442,13 +472,13 @@ def sac_sb3(frames: int, seed: int = 0) -> dict:
         seed=seed,
         device="cpu",
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=frames)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     eval_env = gym.make(SAC_ENV)
     eval_env.reset(seed=seed + 1000)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
-    return {"lib": "sb3", "algo": "sac", "frames": frames, "wall_s": wall, "eval_return": float(mean)}
+    return {"lib": "sb3", "algo": "sac", "frames": frames, "wall_s": wall, "cpu_s": cpu, "eval_return": float(mean)}
 
 
 # --- driver -----------------------------------------------------------------------------------
@@ -488,6 +518,7 @@ def run(algos: tuple[str, ...] = ("dqn", "sac"), dqn_frames: int = 50_000, sac_f
             raise RuntimeError(f"the tdrl or the hand-written {algo} run failed; see stderr")
         peers = {p: results[p]["wall_s"] if results[p] else None for p in ("torchrl", "sb3")}
         returns = ", ".join(f"{lib} {r['eval_return']:.1f}" for lib, r in results.items() if r is not None)
+        cpu = ", ".join(f"{lib} {r['cpu_s']:.1f}" for lib, r in results.items() if r is not None)
         task = DQN_ENV if algo == "dqn" else SAC_ENV
         rows.append(
             row(
@@ -498,7 +529,8 @@ def run(algos: tuple[str, ...] = ("dqn", "sac"), dqn_frames: int = 50_000, sac_f
                 ">= 0.95",
                 higher_is_better=False,
                 **peers,
-                note=f"eval return (mean of {EVAL_EPISODES} episodes, greedy / mean action): {returns}",
+                note=f"eval return (mean of {EVAL_EPISODES} episodes, greedy / mean action): {returns}; "
+                f"CPU s of the training (one thread: the wall time on an idle machine): {cpu}",
             )
         )
     return rows

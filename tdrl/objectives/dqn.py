@@ -49,6 +49,7 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
+from tdrl._compat import td_read, td_unchecked
 from tdrl.modules.qvalue import DistributionalQValueActor, QValueActor, QValueModule
 from tdrl.objectives._keys import MissingKeyError, keys_repr, next_key
 from tdrl.objectives.common import LossModule
@@ -79,6 +80,7 @@ _SPACE_HINT = (
 _DISTANCES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 # Validity masks the losses honour, as TorchRL's: padding of split trajectories.
 _MASK_KEY = ("collector", "mask")
+_NO_BATCH = torch.Size([])
 
 
 def _space_from_spec(owner: str, spec: TensorSpec) -> str:
@@ -216,6 +218,10 @@ class _QLossBase(LossModule):
         return value
 
     def _select(self, data: TensorDictBase, keys: list[NestedKey], where: str) -> TensorDictBase:
+        if type(data) is TensorDict and all(type(k) is str for k in keys):  # the common case: no select machinery
+            values = [td_read(data, k) for k in keys]
+            if all(isinstance(v, Tensor) for v in values):
+                return td_unchecked(dict(zip(keys, values)), data.batch_size, data.device)
         try:
             return data.select(*keys)
         except KeyError:
@@ -551,7 +557,7 @@ class DQNLoss(_QLossBase):
             loss = _DISTANCES[self.loss_function](chosen, target, reduction=self.reduction)
         else:
             loss = self._reduce_weighted(distance_loss(chosen, target, self.loss_function), weights, mask)
-        return TensorDict(loss=loss)
+        return td_unchecked({"loss": loss}, _NO_BATCH)
 
 
 class DistributionalDQNLoss(_QLossBase):
