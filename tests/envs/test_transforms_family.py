@@ -239,6 +239,21 @@ def test_init_stats_batched_keep_dims_and_refit():
         env.transform.init_stats(num_iter=10, reduce_dim=0, cat_dim=1)
 
 
+def test_init_stats_takes_cat_dim_from_the_front_and_reduce_dims_from_the_back():
+    # TorchRL's DQN tutorial: init_stats(num_iter, cat_dim=0, reduce_dim=[-1, -2, -4], keep_dims=(-1, -2)) on
+    # stacked pixels [T, C, H, W]; cat_dim 0 is dim -4 of the collected data, which tdrl refused
+    env = TransformedEnv(
+        TransformTestEnv(pixels=(4, 5)),
+        Compose(ToTensorImage(), ObservationNorm(in_keys=["pixels"], standard_normal=True)),
+    )
+    env.transform[-1].init_stats(num_iter=30, cat_dim=0, reduce_dim=[-1, -2, -4], keep_dims=(-1, -2))
+    assert env.transform[-1].loc.shape == (3, 1, 1)
+    with pytest.raises(ValueError, match=r"cat_dim \(1\) must be one of reduce_dim \(\[-1, -2, -4\]\)"):
+        env.transform[-1].init_stats(num_iter=30, cat_dim=1, reduce_dim=[-1, -2, -4])
+    with pytest.raises(ValueError, match=r"must be dims of the collected data, which has 4 dims"):
+        env.transform[-1].init_stats(num_iter=30, cat_dim=0, reduce_dim=[0, 4])
+
+
 def test_vec_norm_converges_and_freezes():
     vn = VecNorm(in_keys=["observation"], decay=1.0)
     env = TransformedEnv(TransformTestEnv(batch_size=[4]), vn)
