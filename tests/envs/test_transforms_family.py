@@ -428,6 +428,17 @@ def test_image_transforms_values():
     assert torch.equal(crop, img[..., 2:4, 2:6])
 
 
+@pytest.mark.parametrize("shape", [(6, 8, 1), (2, 6, 8, 3)], ids=["one-channel", "rgb"])
+def test_to_tensor_image_leaves_its_input_alone(shape):
+    # float pixels with one channel: movedim gave a contiguous view, .to() returned it, and the in-place
+    # division by 255 rescaled the frame the env (or the root) still holds
+    pixels = torch.rand(shape) * 255
+    before = pixels.clone()
+    out = ToTensorImage(from_int=True)(TensorDict({"pixels": pixels}, []))["pixels"]
+    assert torch.equal(pixels, before)
+    torch.testing.assert_close(out, before.movedim(-1, -3) / 255)
+
+
 def test_image_chain_specs_on_an_env():
     env = TransformedEnv(
         TransformTestEnv(pixels=(10, 12)), Compose(ToTensorImage(), Resize(8, 6), GrayScale(), CenterCrop(4))
