@@ -87,6 +87,29 @@ def test_multiasync_batches():
     collector.shutdown()
 
 
+def _stacks_then_norm(max_steps: int, scale: float | None):
+    """CountingEnv through CatFrames, then (with ``scale``) ObservationNorm rewriting the stacks (kept inside)."""
+    from tdrl.envs import CatFrames, Compose, ObservationNorm, TransformedEnv
+
+    chain = Compose(CatFrames(N=3, dim=-1, in_keys=["observation"]))
+    if scale is not None:
+        chain.append(ObservationNorm(loc=0.5, scale=scale, in_keys=["observation"]))
+    return TransformedEnv(CountingEnv(max_steps=max_steps), chain)
+
+
+def test_workers_collect_the_stacks_cat_frames_keeps_inside():
+    batches = []
+    for scale in (None, 2.0):
+        fns = [functools.partial(_stacks_then_norm, n, scale) for n in (3, 4)]
+        collector = MultiSyncDataCollector(fns, None, frames_per_batch=12, total_frames=24)
+        batches.append(torch.cat(list(collector), -1))
+        collector.shutdown()
+    plain, normed = batches
+    assert plain["next", "done"].sum() >= 6
+    for key in ("observation", ("next", "observation")):
+        assert torch.equal(normed[key], plain[key] * 2.0 + 0.5), key
+
+
 @pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
 def test_weights_are_pushed(cls):
     policy = _linear_policy()
