@@ -43,6 +43,7 @@ from tdrl.collectors._loop import StepLoop
 from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.modules.exploration import set_exploration_modules_spec_from_env
 from tdrl.specs import NestedKey
 
 __all__ = ["SyncDataCollector", "Collector", "DataCollectorBase"]
@@ -73,6 +74,8 @@ def _as_policy(policy: Any, env: EnvBase) -> Callable[[TensorDictBase], TensorDi
         return RandomPolicy(env.full_action_spec)
     if isinstance(policy, RandomPolicy):
         policy.set_action_spec_from_env(env)  # RandomPolicy() without a spec takes the env's
+    if isinstance(policy, nn.Module):
+        set_exploration_modules_spec_from_env(policy, env)  # AdditiveGaussianModule() without a spec too
     if isinstance(policy, TensorDictModuleBase) or not isinstance(policy, nn.Module):
         if not callable(policy):
             raise TypeError(
