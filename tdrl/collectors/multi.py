@@ -443,10 +443,10 @@ class MultiSyncDataCollector(_MultiCollectorBase):
                 self._unique_ids(p, i)
             dim = cast(int, self.cat_results)  # "stack" or an int, checked in __init__
             batch = cast(TensorDictBase, torch.cat(cast("list[torch.Tensor]", parts), dim))
+        self._frames += batch.numel()  # the frames collected (split_trajs pads them, a postproc may change them)
         batch = self._finish(batch)
         for i, seq in requests:  # only now are the workers free to overwrite their buffers
             workers.take(i, seq)
-        self._frames += batch.numel()
         self._iter += 1
         return batch
 

@@ -78,6 +78,17 @@ def test_multisync_cat_results_and_split():
     collector.shutdown()
 
 
+def test_multisync_split_trajs_counts_the_frames_collected_not_the_padded_ones():
+    # each batch is 2 x 3 frames of 2-step episodes, split into 4 padded trajectories of 2 (8 entries): counting
+    # those stopped after 4 batches (32 >= 30) with 24 frames collected
+    fns = [functools.partial(CountingEnv, max_steps=2)] * 2
+    collector = MultiSyncDataCollector(fns, None, frames_per_batch=6, total_frames=30, split_trajs=True)
+    batches = list(collector)
+    assert len(batches) == 5
+    assert sum(int(b["collector", "mask"].sum()) for b in batches) == 30
+    collector.shutdown()
+
+
 def test_multiasync_batches():
     collector = MultiaSyncDataCollector([ContinuousActionMock] * 2, None, frames_per_batch=5, total_frames=20)
     batches = list(collector)
