@@ -14,11 +14,34 @@ from typing import Any, cast
 import torch
 from tensordict import TensorDictBase
 
-__all__ = ["EpisodeAssembler", "TRAJ_FORMATS"]
+__all__ = ["EpisodeAssembler", "TRAJ_FORMATS", "check_episode_args"]
 
 TRAJ_FORMATS = ("padded", "cat")
 _IDS = ("collector", "traj_ids")
 _MASK = ("collector", "mask")
+
+
+def check_episode_args(cls: str, trajs_per_batch: int | None, traj_format: str | None, split_trajs: bool) -> str:
+    """Validates a collector's ``trajs_per_batch`` / ``traj_format``; returns the format to use.
+
+    Raises:
+        ValueError: a ``trajs_per_batch`` that is not a positive int, a ``traj_format``
+            without it or not in :data:`TRAJ_FORMATS`, or ``trajs_per_batch`` with ``split_trajs``.
+    """
+    if trajs_per_batch is not None and (
+        isinstance(trajs_per_batch, bool) or not isinstance(trajs_per_batch, int) or trajs_per_batch < 1
+    ):
+        raise ValueError(f"{cls}: trajs_per_batch must be None or a positive int, got {trajs_per_batch!r}.")
+    if traj_format is not None and trajs_per_batch is None:
+        raise ValueError(f"{cls}: traj_format={traj_format!r} needs trajs_per_batch (whole episodes per batch).")
+    if traj_format is not None and traj_format not in TRAJ_FORMATS:
+        raise ValueError(f"{cls}: traj_format must be one of {TRAJ_FORMATS}, got {traj_format!r}.")
+    if trajs_per_batch is not None and split_trajs:
+        raise ValueError(
+            f"{cls}: split_trajs pads each fixed-size batch; trajs_per_batch already yields whole, padded "
+            "episodes. Pass one of them."
+        )
+    return traj_format or "padded"
 
 
 class EpisodeAssembler:
@@ -43,9 +66,17 @@ class EpisodeAssembler:
                     pieces = self.partial.pop(episode)
                     self.complete.append(pieces[0] if len(pieces) == 1 else _cat(pieces))
 
-    def drop_partial(self) -> None:
-        """Forgets the episodes still running (e.g. after every env was reset)."""
-        self.partial.clear()
+    def drop_partial(self, worker: int | None = None, num_workers: int = 1) -> None:
+        """Forgets the episodes still running (e.g. after every env was reset).
+
+        With ``worker``, only those of that worker of a multi-process collector (whose
+        trajectory ids are ``id * num_workers + worker``).
+        """
+        if worker is None:
+            self.partial.clear()
+        else:
+            for episode in [e for e in self.partial if e % num_workers == worker]:
+                del self.partial[episode]
 
     def emit(self, count: int, traj_format: str) -> TensorDictBase | None:
         """The first ``count`` complete episodes, or ``None`` while fewer have ended."""

@@ -49,6 +49,7 @@ from tensordict import TensorDictBase
 from torch import nn
 
 from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool, report_start, serve, setup_worker
+from tdrl.collectors._episodes import EpisodeAssembler, check_episode_args
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
 from tdrl.envs._validation import _validation
@@ -142,6 +143,41 @@ class _Batches(Iterator[TensorDictBase]):
         return batch
 
 
+class _Episodes(Iterator[TensorDictBase]):
+    """A multi-process collector's iterator with ``trajs_per_batch``: batches of whole episodes.
+
+    The workers' batches are assembled here, in the parent (trajectory ids are unique
+    across workers), so an episode may span several batches and a yielded batch may hold
+    episodes of several workers. Like :class:`_Batches`, a ``next()`` that raised (a worker
+    error, Ctrl-C) leaves the assembly as it was, and the next one carries on.
+    """
+
+    def __init__(self, collector: _MultiCollectorBase, bar: Any) -> None:
+        self._collector, self._bar = collector, bar
+        self._episodes = EpisodeAssembler()
+
+    def __iter__(self) -> _Episodes:
+        return self
+
+    def __next__(self) -> TensorDictBase:
+        collector, episodes = self._collector, self._episodes
+        count = cast(int, collector.trajs_per_batch)  # set: this iterator is only made with it
+        while (whole := episodes.emit(count, collector.traj_format)) is None:
+            try:
+                batch, worker = collector._collect()
+            except StopIteration:
+                if self._bar is not None:
+                    self._bar.close()
+                    self._bar = None
+                raise
+            if self._bar is not None:
+                self._bar.update(batch.numel())
+            if collector.reset_at_each_iter:  # the worker(s) reset before this batch: their episodes never end
+                episodes.drop_partial(worker, collector.num_workers)
+            episodes.ingest(batch)
+        return collector.postproc(whole) if collector.postproc is not None else whole
+
+
 def _summary(err: BaseException) -> str:
     """The last line of an error that holds a worker's traceback: the exception itself."""
     lines = [line for line in str(err).splitlines() if line.strip()]
@@ -177,8 +213,12 @@ class _MultiCollectorBase(DataCollectorBase):
         progress_bar: bool = False,
         mp_start_method: StartMethod = None,
         timeout: float = 600.0,
+        trajs_per_batch: int | None = None,
+        traj_format: str | None = None,
     ) -> None:
         cls = type(self).__name__
+        self.traj_format = check_episode_args(cls, trajs_per_batch, traj_format, split_trajs)
+        self.trajs_per_batch = trajs_per_batch
         fns = list(create_env_fn) if isinstance(create_env_fn, (list, tuple)) else None
         if fns is None:
             if num_workers is None:
@@ -215,6 +255,7 @@ class _MultiCollectorBase(DataCollectorBase):
         self.total_frames = total_frames
         self.postproc = postproc
         self.split_trajs = split_trajs
+        self.reset_at_each_iter = reset_at_each_iter
         self.update_at_each_batch = update_at_each_batch
         self.progress_bar = progress_bar
         self.policy = policy
@@ -266,9 +307,16 @@ class _MultiCollectorBase(DataCollectorBase):
         return self._workers.procs
 
     def __iter__(self) -> Iterator[TensorDictBase]:
-        return _Batches(self._next_batch, self._progress(self.progress_bar))
+        bar = self._progress(self.progress_bar)
+        if self.trajs_per_batch is not None:
+            return _Episodes(self, bar)
+        return _Batches(self._next_batch, bar)
 
     def _next_batch(self) -> TensorDictBase:
+        return self._finish(self._collect()[0])
+
+    def _collect(self) -> tuple[TensorDictBase, int | None]:
+        """The next batch as the workers wrote it (ids made unique), and the worker it is from (None: all)."""
         raise NotImplementedError
 
     # --- messaging ------------------------------------------------------------------------
@@ -382,10 +430,21 @@ class MultiSyncDataCollector(_MultiCollectorBase):
             an int: concatenate the workers' batches along that dim instead.
         mp_start_method: "fork", "spawn" or "forkserver" (default: the platform's).
         timeout: seconds to wait for a worker's batch before raising ``TimeoutError``.
+        trajs_per_batch: yield batches of this many whole episodes, as
+            :class:`~tdrl.collectors.SyncDataCollector` does (TorchRL's multi-process
+            collectors take it too). The episodes are assembled here, in the parent, from
+            the workers' batches (their trajectory ids are unique across workers): an
+            episode may span several batches, and a yielded batch may hold episodes of
+            several workers, in the order they ended. ``frames_per_batch`` then only sets
+            how many steps each round of requests collects; ``total_frames`` still bounds
+            the frames collected.
+        traj_format: with ``trajs_per_batch``: ``"padded"`` (default) or ``"cat"``, as
+            for :class:`~tdrl.collectors.SyncDataCollector`.
 
     Raises:
-        ValueError: ``frames_per_batch`` is not a multiple of ``num_workers``, or the
-            policy has uninitialized (lazy) parameters.
+        ValueError: ``frames_per_batch`` is not a multiple of ``num_workers``, the
+            policy has uninitialized (lazy) parameters, or ``trajs_per_batch`` /
+            ``traj_format`` is invalid (or combined with ``split_trajs``).
         RuntimeError: a worker raised (its traceback is in the message) or died.
 
     Examples:
@@ -413,7 +472,7 @@ class MultiSyncDataCollector(_MultiCollectorBase):
             )
         return frames_per_batch // n
 
-    def _next_batch(self) -> TensorDictBase:
+    def _collect(self) -> tuple[TensorDictBase, int | None]:
         workers = self._workers
         workers.check()
         if 0 <= self.total_frames <= self._frames:
@@ -443,19 +502,19 @@ class MultiSyncDataCollector(_MultiCollectorBase):
                 self._unique_ids(p, i)
             dim = cast(int, self.cat_results)  # "stack" or an int, checked in __init__
             batch = cast(TensorDictBase, torch.cat(cast("list[torch.Tensor]", parts), dim))
-        batch = self._finish(batch)
-        for i, seq in requests:  # only now are the workers free to overwrite their buffers
+        for i, seq in requests:  # stack and cat copied the shared buffers: the workers may overwrite them
             workers.take(i, seq)
-        self._frames += batch.numel()
+        self._frames += batch.numel()  # the frames collected (split_trajs pads them, a postproc may change them)
         self._iter += 1
-        return batch
+        return batch, None
 
 
 class MultiaSyncDataCollector(_MultiCollectorBase):
     """Hand out each worker's batch as soon as it is ready; the worker goes on collecting meanwhile.
 
     Takes :class:`MultiSyncDataCollector`'s arguments (except ``cat_results``); each batch
-    holds ``frames_per_batch`` frames from a single worker.
+    holds ``frames_per_batch`` frames from a single worker (with ``trajs_per_batch``, that
+    many whole episodes, of any workers, assembled as the workers' batches come in).
 
     Examples:
         >>> from tdrl.testing import CountingEnv
@@ -463,13 +522,20 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
         >>> sorted(batch.numel() for batch in collector)
         [4, 4]
         >>> collector.shutdown()
+        >>> from functools import partial
+        >>> episodes = MultiaSyncDataCollector([partial(CountingEnv, max_steps=3)] * 2, None, frames_per_batch=2,
+        ...                                    total_frames=40, trajs_per_batch=2, traj_format="cat")
+        >>> batch = next(iter(episodes))
+        >>> batch["next", "observation"].squeeze(-1).tolist(), batch["next", "done"].squeeze(-1).tolist()
+        ([1.0, 2.0, 3.0, 1.0, 2.0, 3.0], [False, False, True, False, False, True])
+        >>> episodes.shutdown()
     """
 
     @staticmethod
     def _per_worker_frames(frames_per_batch: int, n: int) -> int:
         return frames_per_batch
 
-    def _next_batch(self) -> TensorDictBase:
+    def _collect(self) -> tuple[TensorDictBase, int | None]:
         workers = self._workers
         workers.check()
         if 0 <= self.total_frames <= self._frames:
@@ -492,13 +558,12 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
             payload = self._results([(i, inflight[i])])[0]
         batch = self._buffer(i, payload).clone()
         self._unique_ids(batch, i)
-        batch = self._finish(batch)
         workers.take(i, inflight[i])
         self._frames += self.frames_per_batch
         self._iter += 1
         if self._wanted(len(inflight) - 1):  # start the next batch while the caller works on this one
             self._request(i)
-        return batch
+        return batch, i
 
     def _wanted(self, busy: int) -> bool:
         """Whether one more batch is needed, counting the ``busy`` ones in flight."""

@@ -38,11 +38,12 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 
-from tdrl.collectors._episodes import TRAJ_FORMATS, EpisodeAssembler
+from tdrl.collectors._episodes import EpisodeAssembler, check_episode_args
 from tdrl.collectors._loop import StepLoop
 from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType, set_exploration_type
+from tdrl.modules.exploration import set_exploration_modules_spec_from_env
 from tdrl.specs import NestedKey
 
 __all__ = ["SyncDataCollector", "Collector", "DataCollectorBase"]
@@ -73,6 +74,8 @@ def _as_policy(policy: Any, env: EnvBase) -> Callable[[TensorDictBase], TensorDi
         return RandomPolicy(env.full_action_spec)
     if isinstance(policy, RandomPolicy):
         policy.set_action_spec_from_env(env)  # RandomPolicy() without a spec takes the env's
+    if isinstance(policy, nn.Module):
+        set_exploration_modules_spec_from_env(policy, env)  # AdditiveGaussianModule() without a spec too
     if isinstance(policy, TensorDictModuleBase) or not isinstance(policy, nn.Module):
         if not callable(policy):
             raise TypeError(
@@ -215,21 +218,8 @@ class SyncDataCollector(DataCollectorBase):
         traj_format: str | None = None,
     ) -> None:
         cls = type(self).__name__
-        if trajs_per_batch is not None and (
-            isinstance(trajs_per_batch, bool) or not isinstance(trajs_per_batch, int) or trajs_per_batch < 1
-        ):
-            raise ValueError(f"{cls}: trajs_per_batch must be None or a positive int, got {trajs_per_batch!r}.")
-        if traj_format is not None and trajs_per_batch is None:
-            raise ValueError(f"{cls}: traj_format={traj_format!r} needs trajs_per_batch (whole episodes per batch).")
-        if traj_format is not None and traj_format not in TRAJ_FORMATS:
-            raise ValueError(f"{cls}: traj_format must be one of {TRAJ_FORMATS}, got {traj_format!r}.")
-        if trajs_per_batch is not None and split_trajs:
-            raise ValueError(
-                f"{cls}: split_trajs pads each fixed-size batch; trajs_per_batch already yields whole, padded "
-                "episodes. Pass one of them."
-            )
+        self.traj_format = check_episode_args(cls, trajs_per_batch, traj_format, split_trajs)
         self.trajs_per_batch = trajs_per_batch
-        self.traj_format = traj_format or "padded"
         self.env, self._owns_env = _env_from(create_env_fn, create_env_kwargs, cls)
         env = self.env
         numel = env.batch_size.numel()

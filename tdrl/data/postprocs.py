@@ -3,7 +3,9 @@
 A post-processor maps a collector batch (time along the last batch dim) to another; pass
 it as a collector's ``postproc=``, or as a replay-buffer transform: in
 ``ReplayBuffer(transform=MultiStep(...))`` it acts on what ``extend`` writes (a collector
-batch), never on samples, which are not trajectories.
+batch), never on samples, which are not trajectories. It keeps nothing from one batch to
+the next; :class:`~tdrl.envs.transforms.MultiStepTransform` (a replay-buffer transform)
+holds a batch's last steps back until the next ``extend`` gives them their full windows.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import cast
 import torch
 from tensordict import TensorDictBase
 from torch import nn
+
+from tdrl.specs import NestedKey
 
 __all__ = ["MultiStep"]
 
@@ -46,7 +50,9 @@ class MultiStep(nn.Module):
     value, so the target of a step fewer than ``n_steps`` before a termination bootstraps
     from the terminal observation. ``("next", "done")`` and ``("next", "truncated")`` stay
     as they were (as in TorchRL), so trajectory boundaries do not move. The last steps of
-    a batch get shorter windows (the following steps are in the next batch).
+    a batch get shorter windows (the following steps are in the next batch: nothing is
+    kept across calls); in a replay buffer, :class:`~tdrl.envs.transforms.MultiStepTransform`
+    holds them back until the next ``extend`` and writes them with full windows.
 
     Args:
         gamma: discount factor, in ``(0, 1]``.
@@ -80,10 +86,10 @@ class MultiStep(nn.Module):
         self.gamma = gamma
         self.n_steps = n_steps
         self.register_buffer("gammas", torch.tensor([gamma**i for i in range(n_steps)], dtype=torch.float))
-        self.done_key = "done"
-        self.done_keys = _END_KEYS
-        self.reward_keys = ("reward",)
-        self.mask_key = ("collector", "mask")
+        self.done_key: NestedKey = "done"
+        self.done_keys: tuple[NestedKey, ...] = _END_KEYS
+        self.reward_keys: tuple[NestedKey, ...] = ("reward",)
+        self.mask_key: NestedKey | None = ("collector", "mask")
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Returns a new TensorDict (a shallow copy: the root entries are shared) with

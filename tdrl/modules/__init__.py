@@ -42,6 +42,7 @@ from tdrl.modules.exploration import (
     EGreedyModule,
     OrnsteinUhlenbeckProcessModule,
     RandomPolicy,
+    set_exploration_modules_spec_from_env,
 )
 from tdrl.modules.models import (
     MLP,
@@ -88,6 +89,7 @@ __all__ = [
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
     "RandomPolicy",
+    "set_exploration_modules_spec_from_env",
     # distributions
     "TanhNormal",
     "TanhDelta",

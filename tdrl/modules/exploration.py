@@ -29,11 +29,18 @@ import torch.nn.functional as F
 from tensordict import TensorDictBase
 from tensordict.nn import InteractionType, TensorDictModuleBase
 from tensordict.nn.probabilistic import interaction_type
+from torch import nn
 
 from tdrl.modules._lean import missing_key_error
 from tdrl.specs import Categorical, Composite, NestedKey, OneHot, TensorSpec
 
-__all__ = ["EGreedyModule", "AdditiveGaussianModule", "OrnsteinUhlenbeckProcessModule", "RandomPolicy"]
+__all__ = [
+    "EGreedyModule",
+    "AdditiveGaussianModule",
+    "OrnsteinUhlenbeckProcessModule",
+    "RandomPolicy",
+    "set_exploration_modules_spec_from_env",
+]
 
 
 def _exploring() -> bool:
@@ -301,6 +308,40 @@ class AdditiveGaussianModule(TensorDictModuleBase):
             action = self._action_spec.project(action)
         tensordict.set(self.action_key, action)
         return tensordict
+
+
+def set_exploration_modules_spec_from_env(policy: nn.Module, env: Any) -> None:
+    """Give every exploration module of ``policy`` built without a spec the env's action spec.
+
+    An :class:`AdditiveGaussianModule` may be built with ``spec=None`` before the env is
+    known; it then adds unbounded noise. This sets the spec of each such module found in
+    ``policy`` (``policy.modules()``) to ``env.action_spec_unbatched`` (``env.action_spec``
+    for an env without it), so that noisy actions are projected back into bounds. Modules
+    that have a spec keep it. The collectors call it on the policy they are given, as
+    TorchRL's do.
+
+    Args:
+        policy: the policy (any ``nn.Module``; its submodules are searched).
+        env: the env whose action spec to use.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from tensordict.nn import TensorDictSequential
+        >>> from tdrl.testing import ContinuousActionMock
+        >>> env = ContinuousActionMock()
+        >>> noise = AdditiveGaussianModule(sigma_init=100.0, sigma_end=100.0)
+        >>> policy = TensorDictSequential(noise)
+        >>> set_exploration_modules_spec_from_env(policy, env)
+        >>> noise.spec["action"] is not None
+        True
+        >>> bool(policy(TensorDict(action=torch.zeros(2)))["action"].abs().max() <= 1)
+        True
+    """
+    spec = env.action_spec_unbatched if hasattr(env, "action_spec_unbatched") else env.action_spec
+    for module in policy.modules():
+        if isinstance(module, AdditiveGaussianModule) and module.spec is None:
+            module.spec = spec
 
 
 class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):

@@ -78,6 +78,94 @@ def test_multisync_cat_results_and_split():
     collector.shutdown()
 
 
+def test_multisync_split_trajs_counts_the_frames_collected_not_the_padded_ones():
+    # each batch is 2 x 3 frames of 2-step episodes, split into 4 padded trajectories of 2 (8 entries): counting
+    # those stopped after 4 batches (32 >= 30) with 24 frames collected
+    fns = [functools.partial(CountingEnv, max_steps=2)] * 2
+    collector = MultiSyncDataCollector(fns, None, frames_per_batch=6, total_frames=30, split_trajs=True)
+    batches = list(collector)
+    assert len(batches) == 5
+    assert sum(int(b["collector", "mask"].sum()) for b in batches) == 30
+    collector.shutdown()
+
+
+def _check_whole_episodes(episodes: list, lengths: set[int]) -> None:
+    """CountingEnv episodes: observations 0..L-1, next 1..L, done only at the last step, one trajectory id."""
+    for ep in episodes:
+        n = ep.shape[0]
+        assert n in lengths
+        assert ep["observation"][:, 0].tolist() == list(range(n))
+        assert ep["next", "observation"][:, 0].tolist() == list(range(1, n + 1))
+        assert ep["next", "done"][:, 0].tolist() == [False] * (n - 1) + [True]
+        assert ep["collector", "traj_ids"].unique().numel() == 1
+
+
+def _padded_episodes(batch) -> list:
+    mask = batch["collector", "mask"]
+    return [batch[i][mask[i]] for i in range(batch.shape[0])]
+
+
+def _cat_episodes(batch) -> list:
+    ends = torch.nonzero(batch["next", "done"][:, 0]).squeeze(-1).tolist()
+    assert ends[-1] == batch.shape[0] - 1  # a cat batch ends with an episode's last step
+    return [batch[start : stop + 1] for start, stop in zip([0, *[e + 1 for e in ends[:-1]]], ends)]
+
+
+@pytest.mark.parametrize("traj_format", ["padded", "cat"])
+@pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])
+def test_trajs_per_batch_yields_whole_episodes_of_all_workers(cls, traj_format):
+    # 2 frames per request: the 5-step episodes span three internal batches each
+    fns = [functools.partial(CountingEnv, max_steps=5), functools.partial(CountingEnv, max_steps=3)]
+    frames = 4 if cls is MultiSyncDataCollector else 2
+    collector = cls(fns, None, frames_per_batch=frames, total_frames=60, trajs_per_batch=3, traj_format=traj_format)
+    batches = list(collector)
+    assert collector._frames == 60
+    assert len(batches) >= 4
+    episodes = []
+    for batch in batches:
+        got = _padded_episodes(batch) if traj_format == "padded" else _cat_episodes(batch)
+        assert len(got) == 3
+        if traj_format == "padded":
+            assert batch.shape == (3, max(e.shape[0] for e in got))
+        episodes += got
+    _check_whole_episodes(episodes, {5, 3})
+    ids = [int(e["collector", "traj_ids"][0]) for e in episodes]
+    assert len(set(ids)) == len(ids)  # no episode handed out twice
+    assert {i % 2 for i in ids} == {0, 1}  # both workers' episodes
+    collector.shutdown()
+
+
+def test_trajs_per_batch_after_reset_at_each_iter_drops_the_cut_episodes():
+    # each request resets the workers: a 3-step episode and a cut step per 4-frame worker batch
+    fns = [functools.partial(CountingEnv, max_steps=3)] * 2
+    collector = MultiaSyncDataCollector(
+        fns, None, frames_per_batch=4, total_frames=80, trajs_per_batch=2, reset_at_each_iter=True
+    )
+    batches = iter(collector)
+    episodes = []
+    for batch in batches:
+        episodes += _padded_episodes(batch)
+        assert len(batches._episodes.partial) <= 2  # at most one cut episode per worker is held, then dropped
+    _check_whole_episodes(episodes, {3})
+    assert len(episodes) == 20
+    collector.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"trajs_per_batch": 0}, "trajs_per_batch must be None or a positive int"),
+        ({"traj_format": "cat"}, "needs trajs_per_batch"),
+        ({"trajs_per_batch": 2, "traj_format": "stacked"}, "traj_format must be one of"),
+        ({"trajs_per_batch": 2, "split_trajs": True}, "Pass one of them"),
+    ],
+)
+def test_trajs_per_batch_bad_input(kwargs, match):
+    for cls in (MultiSyncDataCollector, MultiaSyncDataCollector):
+        with pytest.raises(ValueError, match=match):
+            cls([CountingEnv], None, frames_per_batch=2, **kwargs)
+
+
 def test_multiasync_batches():
     collector = MultiaSyncDataCollector([ContinuousActionMock] * 2, None, frames_per_batch=5, total_frames=20)
     batches = list(collector)
@@ -85,6 +173,29 @@ def test_multiasync_batches():
     assert all(b.batch_size == (5,) for b in batches)
     assert collector._frames == 20
     collector.shutdown()
+
+
+def _stacks_then_norm(max_steps: int, scale: float | None):
+    """CountingEnv through CatFrames, then (with ``scale``) ObservationNorm rewriting the stacks (kept inside)."""
+    from tdrl.envs import CatFrames, Compose, ObservationNorm, TransformedEnv
+
+    chain = Compose(CatFrames(N=3, dim=-1, in_keys=["observation"]))
+    if scale is not None:
+        chain.append(ObservationNorm(loc=0.5, scale=scale, in_keys=["observation"]))
+    return TransformedEnv(CountingEnv(max_steps=max_steps), chain)
+
+
+def test_workers_collect_the_stacks_cat_frames_keeps_inside():
+    batches = []
+    for scale in (None, 2.0):
+        fns = [functools.partial(_stacks_then_norm, n, scale) for n in (3, 4)]
+        collector = MultiSyncDataCollector(fns, None, frames_per_batch=12, total_frames=24)
+        batches.append(torch.cat(list(collector), -1))
+        collector.shutdown()
+    plain, normed = batches
+    assert plain["next", "done"].sum() >= 6
+    for key in ("observation", ("next", "observation")):
+        assert torch.equal(normed[key], plain[key] * 2.0 + 0.5), key
 
 
 @pytest.mark.parametrize("cls", [MultiSyncDataCollector, MultiaSyncDataCollector])

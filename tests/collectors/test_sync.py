@@ -377,6 +377,33 @@ def test_gym_env_with_transforms():
     collector.shutdown()
 
 
+def _stacks_then_norm(max_steps, batch_size=(), scale=None):
+    """CountingEnv through CatFrames, then (with ``scale``) ObservationNorm rewriting the stacks (kept inside)."""
+    from tdrl.envs import CatFrames, Compose, ObservationNorm, TransformedEnv
+
+    chain = Compose(CatFrames(N=3, dim=-1, in_keys=["observation"]))
+    if scale is not None:
+        chain.append(ObservationNorm(loc=0.5, scale=scale, in_keys=["observation"]))
+    return TransformedEnv(CountingEnv(max_steps=max_steps, batch_size=list(batch_size)), chain)
+
+
+@pytest.mark.parametrize("policy", [None, _zero_action], ids=["random", "policy"])
+@pytest.mark.parametrize("batch_size", [(), (2,)], ids=["single", "batched"])
+def test_cat_frames_with_its_stacks_inside_collects_the_stacks_of_raw_frames(batch_size, policy):
+    # the stacks stay inside CatFrames (ObservationNorm rewrites them): across batches and resets, a collected
+    # stack is the normalized stack of raw frames that the root-carried CatFrames collects
+    batches = []
+    for scale in (None, 2.0):
+        env = _stacks_then_norm(3, batch_size, scale)
+        collector = SyncDataCollector(env, policy, frames_per_batch=10, total_frames=30)
+        batches.append(torch.cat(list(collector), -1))
+        collector.shutdown()
+    plain, normed = batches
+    assert plain["next", "done"].sum() >= 8
+    for key in ("observation", ("next", "observation")):
+        assert torch.equal(normed[key], plain[key] * 2.0 + 0.5), key
+
+
 def test_split_trajectories_from_done_only():
     td = TensorDict({"x": torch.arange(5), ("next", "done"): torch.tensor([False, True, False, False, True])}, [5])
     out = split_trajectories(td)

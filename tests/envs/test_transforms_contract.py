@@ -246,6 +246,32 @@ class TestImageChain(TransformContractTests):
         return TransformTestEnv(pixels=(8, 7), batch_size=[3])
 
 
+class TestDQNTutorialChain(TransformContractTests):
+    """TorchRL's DQN tutorial chain: the stacks are normalized after CatFrames (which keeps the raw stacks inside)."""
+
+    def make_transform(self):
+        return Compose(
+            StepCounter(),
+            ToTensorImage(),
+            RewardScaling(loc=0.0, scale=0.1),
+            GrayScale(),
+            Resize(6, 5),
+            CatFrames(4, in_keys=["pixels"], dim=-3),
+            ObservationNorm(in_keys=["pixels"], loc=-0.5, scale=2.0),
+        )
+
+    def make_env(self):
+        return TransformTestEnv(pixels=(8, 7))
+
+    def make_batched_env(self):
+        return TransformTestEnv(pixels=(8, 7), batch_size=[3])
+
+
+class TestCatFramesThenUnsqueeze(TransformContractTests):
+    def make_transform(self):
+        return Compose(CatFrames(N=3, dim=-1, in_keys=["observation"]), UnsqueezeTransform(-2, in_keys=["observation"]))
+
+
 class TestSeedChain(TransformContractTests):
     """The seed tutorial's chain, with fixed normalization constants."""
 

@@ -239,6 +239,21 @@ def test_init_stats_batched_keep_dims_and_refit():
         env.transform.init_stats(num_iter=10, reduce_dim=0, cat_dim=1)
 
 
+def test_init_stats_takes_cat_dim_from_the_front_and_reduce_dims_from_the_back():
+    # TorchRL's DQN tutorial: init_stats(num_iter, cat_dim=0, reduce_dim=[-1, -2, -4], keep_dims=(-1, -2)) on
+    # stacked pixels [T, C, H, W]; cat_dim 0 is dim -4 of the collected data, which tdrl refused
+    env = TransformedEnv(
+        TransformTestEnv(pixels=(4, 5)),
+        Compose(ToTensorImage(), ObservationNorm(in_keys=["pixels"], standard_normal=True)),
+    )
+    env.transform[-1].init_stats(num_iter=30, cat_dim=0, reduce_dim=[-1, -2, -4], keep_dims=(-1, -2))
+    assert env.transform[-1].loc.shape == (3, 1, 1)
+    with pytest.raises(ValueError, match=r"cat_dim \(1\) must be one of reduce_dim \(\[-1, -2, -4\]\)"):
+        env.transform[-1].init_stats(num_iter=30, cat_dim=1, reduce_dim=[-1, -2, -4])
+    with pytest.raises(ValueError, match=r"must be dims of the collected data, which has 4 dims"):
+        env.transform[-1].init_stats(num_iter=30, cat_dim=0, reduce_dim=[0, 4])
+
+
 def test_vec_norm_converges_and_freezes():
     vn = VecNorm(in_keys=["observation"], decay=1.0)
     env = TransformedEnv(TransformTestEnv(batch_size=[4]), vn)
@@ -411,6 +426,17 @@ def test_image_transforms_values():
     torch.testing.assert_close(gray, (0.2989 * img[:, :1] + 0.587 * img[:, 1:2] + 0.114 * img[:, 2:]))
     crop = CenterCrop(4, 2)(TensorDict({"pixels": img.clone()}, [2]))["pixels"]
     assert torch.equal(crop, img[..., 2:4, 2:6])
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 1), (2, 6, 8, 3)], ids=["one-channel", "rgb"])
+def test_to_tensor_image_leaves_its_input_alone(shape):
+    # float pixels with one channel: movedim gave a contiguous view, .to() returned it, and the in-place
+    # division by 255 rescaled the frame the env (or the root) still holds
+    pixels = torch.rand(shape) * 255
+    before = pixels.clone()
+    out = ToTensorImage(from_int=True)(TensorDict({"pixels": pixels}, []))["pixels"]
+    assert torch.equal(pixels, before)
+    torch.testing.assert_close(out, before.movedim(-1, -3) / 255)
 
 
 def test_image_chain_specs_on_an_env():

@@ -10,6 +10,7 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictSequential
 from torch import nn
 
+from tdrl.collectors import SyncDataCollector
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import (
     Actor,
@@ -17,8 +18,10 @@ from tdrl.modules import (
     EGreedyModule,
     OrnsteinUhlenbeckProcessModule,
     QValueActor,
+    set_exploration_modules_spec_from_env,
 )
 from tdrl.specs import Bounded, Categorical, Composite, OneHot
+from tdrl.testing import ContinuousActionMock
 
 DETERMINISTIC_TYPES = [ExplorationType.MEAN, ExplorationType.MODE, ExplorationType.DETERMINISTIC]
 
@@ -94,6 +97,42 @@ def test_additive_gaussian_noise_projection_annealing_and_switch_off():
     for etype in DETERMINISTIC_TYPES:
         with set_exploration_type(etype):
             assert (module(td.clone())["action"] == 0).all()
+
+
+def test_set_exploration_modules_spec_from_env_fills_only_the_missing_specs():
+    env = ContinuousActionMock(action_dim=2, batch_size=[3])
+    kept = Bounded(-0.5, 0.5, shape=(2,))
+    missing = AdditiveGaussianModule(sigma_init=100.0, sigma_end=100.0)
+    given = AdditiveGaussianModule(kept, sigma_init=100.0, sigma_end=100.0)
+    policy = TensorDictSequential(Actor(nn.Linear(3, 2), spec=None), missing, given)
+    assert missing.spec is None
+    set_exploration_modules_spec_from_env(policy, env)
+    assert missing.spec["action"] == env.action_spec_unbatched  # the unbatched spec: it fits any batch
+    assert given.spec["action"] is kept
+    with set_exploration_type(ExplorationType.RANDOM):
+        action = TensorDictSequential(missing)(TensorDict(action=torch.zeros(3, 2), batch_size=[3]))["action"]
+    assert env.action_spec.is_in(action)
+    assert action.abs().max() == 1.0  # sigma 100: the noise was projected onto the env's bounds
+
+
+def test_a_collector_gives_its_env_action_spec_to_spec_less_noise():
+    env = ContinuousActionMock(action_dim=2)
+    noise = AdditiveGaussianModule(sigma_init=100.0, sigma_end=100.0)
+    policy = TensorDictSequential(Actor(nn.Linear(3, 2), spec=None), noise)
+    batch = next(iter(SyncDataCollector(env, policy, frames_per_batch=20, total_frames=20)))
+    assert noise.spec is not None
+    assert env.action_spec.is_in(batch["action"])
+
+
+def test_set_exploration_modules_spec_from_env_is_where_torchrl_has_it():
+    torchrl_modules = pytest.importorskip("torchrl.modules")
+    import tdrl.modules
+    import tdrl.modules.exploration
+
+    name = "set_exploration_modules_spec_from_env"
+    assert name in torchrl_modules.__all__
+    assert name in tdrl.modules.__all__
+    assert name in tdrl.modules.exploration.__all__
 
 
 def test_gaussian_after_deterministic_actor():

@@ -1,4 +1,4 @@
-"""ConvNet, the dueling Q-networks and DDPG's networks: shapes, initialisation, errors, and TorchRL parity."""
+"""ConvNet, the dueling Q-networks and DDPG's networks: shapes, initialisation, errors, and TorchRL parity (MLP too)."""
 
 from __future__ import annotations
 
@@ -180,6 +180,38 @@ def _obs_action(obs: tuple[int, ...], action: tuple[int, ...]) -> Callable[[], t
 
 
 PARITY_CASES = {
+    "mlp-default": ("MLP", {"out_features": 3}, _obs(4, 5)),
+    "mlp-single-bias": (
+        "MLP",
+        {"in_features": 5, "out_features": 3, "num_cells": [8, 6], "single_bias_last_layer": True},
+        _obs(4, 5),
+    ),
+    "mlp-lazy-single-bias-shaped": (
+        "MLP",
+        {
+            "out_features": (2, 3),
+            "depth": 2,
+            "num_cells": 7,
+            "single_bias_last_layer": True,
+            "activate_last_layer": True,
+        },
+        _obs(4, 5),
+    ),
+    "mlp-per-layer": (
+        "MLP",
+        {
+            "in_features": 5,
+            "out_features": 2,
+            "num_cells": [6, 4],
+            "activation_class": nn.LeakyReLU,
+            "activation_kwargs": [{"negative_slope": 0.1}, {"negative_slope": 0.3}],
+            "norm_class": nn.LayerNorm,
+            "norm_kwargs": [{"normalized_shape": 6}, {"normalized_shape": 4}],
+            "layer_kwargs": [{}, {"bias": False}, {}],
+            "single_bias_last_layer": True,
+        },
+        _obs(3, 5),
+    ),
     "convnet-default": ("ConvNet", {}, _obs(2, 3, 12, 12)),
     "convnet-per-layer": (
         "ConvNet",
@@ -255,7 +287,16 @@ def test_same_parameters_and_outputs_as_torchrl(case):
 
 @pytest.mark.parametrize(
     "name",
-    ["ConvNet", "DuelingMlpDQNet", "DuelingCnnDQNet", "DdpgMlpActor", "DdpgMlpQNet", "DdpgCnnActor", "DdpgCnnQNet"],
+    [
+        "MLP",
+        "ConvNet",
+        "DuelingMlpDQNet",
+        "DuelingCnnDQNet",
+        "DdpgMlpActor",
+        "DdpgMlpQNet",
+        "DdpgCnnActor",
+        "DdpgCnnQNet",
+    ],
 )
 def test_same_constructor_arguments_as_torchrl(name):
     trl_models = pytest.importorskip("torchrl.modules.models")

@@ -108,6 +108,41 @@ def test_mlp_shapes_and_options():
     assert len(MLP(in_features=2, out_features=1)) == 1
 
 
+def test_mlp_single_bias_last_layer_shares_one_learned_bias():
+    mlp = MLP(in_features=3, out_features=4, num_cells=[8], single_bias_last_layer=True)
+    last, shared = mlp[-2], mlp[-1]
+    assert last.bias is None
+    assert shared.bias.shape == (1,)
+    assert shared.bias.item() == 0.0
+    x = torch.randn(5, 3)
+    with torch.no_grad():
+        shared.bias.fill_(0.7)
+    torch.testing.assert_close(mlp(x), last(mlp[1](mlp[0](x))) + 0.7)
+    mlp(x).sum().backward()
+    assert shared.bias.grad.item() == pytest.approx(20.0)  # every one of the 5 x 4 outputs adds it once
+    # no bias at all wins over a shared one; a lazy first layer still works
+    assert len(MLP(in_features=3, out_features=2, single_bias_last_layer=True, bias_last_layer=False)) == 1
+    assert MLP(out_features=2, single_bias_last_layer=True)(torch.randn(2, 6)).shape == (2, 2)
+
+
+def test_mlp_per_layer_keyword_arguments():
+    mlp = MLP(
+        in_features=2,
+        out_features=1,
+        num_cells=[4, 4],
+        activation_class=nn.LeakyReLU,
+        activation_kwargs=[{"negative_slope": 0.1}, {"negative_slope": 0.2}],
+        norm_class=nn.LayerNorm,
+        norm_kwargs=[{"normalized_shape": 4}, {"normalized_shape": 4, "elementwise_affine": False}],
+        layer_kwargs=[{}, {"bias": False}, {"dtype": torch.float64}],
+    )
+    assert [m.negative_slope for m in mlp if isinstance(m, nn.LeakyReLU)] == [0.1, 0.2]
+    assert [m.elementwise_affine for m in mlp if isinstance(m, nn.LayerNorm)] == [True, False]
+    linears = [m for m in mlp if isinstance(m, nn.Linear)]
+    assert [m.bias is not None for m in linears] == [True, False, True]
+    assert linears[-1].weight.dtype == torch.float64
+
+
 def test_mlp_bad_input():
     with pytest.raises(ValueError, match="out_features"):
         MLP(in_features=2)
@@ -115,6 +150,10 @@ def test_mlp_bad_input():
         MLP(out_features=1, num_cells=32)
     with pytest.raises(ValueError, match="agree"):
         MLP(out_features=1, num_cells=[3, 3], depth=3)
+    with pytest.raises(ValueError, match=r"activation_kwargs has 1 dicts but the MLP has 2 activations \(depth=2"):
+        MLP(out_features=1, num_cells=[3, 3], activation_kwargs=[{}])
+    with pytest.raises(ValueError, match=r"layer_kwargs has 2 dicts but the MLP has 3 linear layers"):
+        MLP(out_features=1, num_cells=[3, 3], layer_kwargs=[{}, {}])
 
 
 # --- distributional (C51) -------------------------------------------------------------------------

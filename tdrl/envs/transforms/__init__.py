@@ -19,7 +19,7 @@ from tdrl.envs.transforms.keys import (
 )
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
-from tdrl.envs.transforms.rb_transforms import RandomCropTensorDict
+from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
 from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.transforms import Compose, Transform
@@ -51,4 +51,5 @@ __all__ = [
     "GrayScale",
     "CenterCrop",
     "RandomCropTensorDict",
+    "MultiStepTransform",
 ]

@@ -84,7 +84,8 @@ class ToTensorImage(Transform):
 
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
         scale = self.from_int if self.from_int is not None else not value.dtype.is_floating_point
-        out = value.movedim(-1, -3).to(self.dtype, memory_format=torch.contiguous_format)
+        # a copy whenever the division follows (a float frame with one channel would otherwise be a view of the input)
+        out = value.movedim(-1, -3).to(self.dtype, memory_format=torch.contiguous_format, copy=scale)
         return out.div_(255.0) if scale else out
 
     def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:

@@ -220,10 +220,6 @@ class ObservationNorm(Transform):
                 raise ValueError("ObservationNorm.init_stats: pass cat_dim when reduce_dim is a tuple.")
             cat_dim = reduce_dim
         reduce = [reduce_dim] if isinstance(reduce_dim, int) else list(reduce_dim)
-        if cat_dim not in reduce:
-            raise ValueError(
-                f"ObservationNorm.init_stats: cat_dim ({cat_dim}) must be one of reduce_dim ({reduce_dim})."
-            )
         if key is None:
             if len(self.in_keys) > 1:
                 raise ValueError(
@@ -237,11 +233,16 @@ class ObservationNorm(Transform):
                 "ObservationNorm.init_stats needs the env: attach the transform first "
                 "(TransformedEnv(env, ObservationNorm(...))), or pass loc= and scale= directly."
             )
+        observations = parent.full_observation_spec
+        if key in observations.keys(True, True):  # checked before the rollouts, when the spec says the dims
+            # a rollout collects [*batch, time, *feature]; the spec's shape is [*batch, *feature]
+            _check_cat_dim(cat_dim, reduce, len(observations[key].shape) + 1)
         data, collected = [], 0
         while collected < num_iter:
             rollout = parent.rollout(num_iter, break_when_any_done=False)
             collected += rollout.numel()
             data.append(rollout.get(key))
+        _check_cat_dim(cat_dim, reduce, data[0].ndim)
         values = torch.cat(data, cat_dim)
         values = values.to(_out_dtype(values.dtype))
         dims = sorted(d if d < 0 else d - values.ndim for d in reduce)
@@ -272,6 +273,17 @@ class ObservationNorm(Transform):
         if not self.initialized:
             return "loc=None, scale=None"
         return f"loc={tuple(self.loc.shape)}, scale={tuple(self.scale.shape)}, standard_normal={self.standard_normal}"
+
+
+def _check_cat_dim(cat_dim: int, reduce: list, ndim: int) -> None:
+    """Refuse a ``cat_dim`` that is not one of ``reduce`` (dims counted from the front or the back alike)."""
+    if not all(-ndim <= d < ndim for d in (cat_dim, *reduce)):
+        raise ValueError(
+            f"ObservationNorm.init_stats: cat_dim ({cat_dim}) and reduce_dim ({reduce}) must be dims of the collected "
+            f"data, which has {ndim} dims ([*batch, time, *feature])."
+        )
+    if cat_dim % ndim not in {d % ndim for d in reduce}:
+        raise ValueError(f"ObservationNorm.init_stats: cat_dim ({cat_dim}) must be one of reduce_dim ({reduce}).")
 
 
 class VecNorm(Transform):

@@ -1,14 +1,24 @@
-"""Transforms for sampled data: RandomCropTensorDict (sub-trajectories of sampled trajectories)."""
+"""Replay-buffer transforms: RandomCropTensorDict (sub-trajectories of sampled trajectories) and
+MultiStepTransform (n-step transitions, written across successive ``extend`` calls)."""
 
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 from tensordict import TensorDictBase
 
+from tdrl.data.postprocs import MultiStep
 from tdrl.envs.transforms.transforms import Transform, _unravel
-from tdrl.specs import NestedKey
+from tdrl.specs import Composite, NestedKey
 
-__all__ = ["RandomCropTensorDict"]
+__all__ = ["RandomCropTensorDict", "MultiStepTransform"]
+
+_HELD_MISMATCH = (
+    "MultiStepTransform: this batch has batch_size {new} but the {held} steps held from the previous extend have "
+    "{old}; successive extends must continue the same envs (time along the last batch dim, the same leading "
+    "dims). Fix: extend with the collector's successive batches, or use one MultiStepTransform per stream."
+)
 
 
 class RandomCropTensorDict(Transform):
@@ -91,3 +101,136 @@ class RandomCropTensorDict(Transform):
 
     def _extra_repr(self) -> str:
         return f"sub_seq_len={self.sub_seq_len}, sample_dim={self.sample_dim}, mask_key={self.mask_key!r}"
+
+
+class MultiStepTransform(Transform):
+    """n-step transitions written to a replay buffer, with the steps at a batch's end held for the next.
+
+    In a replay buffer (``ReplayBuffer(transform=MultiStepTransform(n_steps, gamma))``), each
+    ``extend`` receives the next piece of a stream of steps (a collector batch, time along
+    the last batch dim). The transform joins it to the ``n_steps`` steps it held back from
+    the previous piece, rewrites the steps as :class:`~tdrl.data.postprocs.MultiStep` does
+    (``("next", "reward")`` summed and discounted over up to ``n_steps`` steps, the other
+    ``"next"`` entries taken from the last step summed, plus ``"steps_to_next_obs"``,
+    ``"gamma"``, ``"nonterminal"`` and ``("next", "original_reward")``), writes all but the
+    last ``n_steps`` and holds those back. So every written step has its full window (or
+    its episode's end), even at the seam between two collector batches, where the
+    post-processor :class:`~tdrl.data.postprocs.MultiStep` gives the last steps of each
+    batch shorter windows. The first ``extend`` writes ``n_steps`` fewer steps than it is
+    given (none when it is given ``n_steps`` or fewer); the last steps held are never
+    written. Sampling returns the stored transitions unchanged. As TorchRL's, and with
+    :class:`~tdrl.data.postprocs.MultiStep`'s documented difference on
+    ``("next", "terminated")``.
+
+    tdrl's storages index items along the first dim: give the transform time-major pieces
+    ``[T]`` of an unbatched env; for a batched env (``[B, T]`` pieces), apply it yourself
+    and write the flattened result, ``rb.extend(transform.inv(batch).reshape(-1))``.
+
+    Args:
+        n_steps: the longest look-ahead (may be changed between extends).
+        gamma: discount factor, in ``(0, 1]``.
+
+    Keyword Args:
+        reward_keys: the ``"next"`` rewards to sum (default ``["reward"]``).
+        done_key: the end-of-episode flag (default ``"done"``).
+        done_keys: the ``"next"`` flags left in place (default done, truncated, terminated).
+        mask_key: a mask of the valid steps (default ``"mask"``).
+
+    Raises:
+        ValueError: for ``n_steps < 1`` or ``gamma`` outside ``(0, 1]``; when attached to an
+            env; when a piece does not continue the held steps (other leading dims).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from tdrl.data import LazyTensorStorage, ReplayBuffer
+        >>> def piece(start, steps):
+        ...     t = torch.arange(start, start + steps, dtype=torch.float32).unsqueeze(-1)
+        ...     flags = torch.zeros(steps, 1, dtype=torch.bool)
+        ...     return TensorDict({"observation": t, "next": {"observation": t + 1, "reward": torch.ones(steps, 1),
+        ...         "done": flags, "terminated": flags, "truncated": flags}}, [steps])
+        >>> rb = ReplayBuffer(storage=LazyTensorStorage(100), transform=MultiStepTransform(n_steps=3, gamma=0.5))
+        >>> len(rb.extend(piece(0, 4))), len(rb.extend(piece(4, 4)))
+        (1, 4)
+        >>> rb[:]["next", "reward"].flatten().tolist()  # steps 0 to 4: each sums 3 rewards, seam included
+        [1.75, 1.75, 1.75, 1.75, 1.75]
+        >>> rb[:]["next", "observation"].flatten().tolist()
+        [3.0, 4.0, 5.0, 6.0, 7.0]
+    """
+
+    _multi_step: MultiStep  # kept out of the module tree (see the n_steps setter)
+
+    def __init__(
+        self,
+        n_steps: int,
+        gamma: float,
+        *,
+        reward_keys: list[NestedKey] | None = None,
+        done_key: NestedKey | None = None,
+        done_keys: list[NestedKey] | None = None,
+        mask_key: NestedKey | None = None,
+    ) -> None:
+        super().__init__()
+        self.reward_keys = ["reward"] if reward_keys is None else [_unravel(k) for k in reward_keys]
+        self.done_key = "done" if done_key is None else _unravel(done_key)
+        self.done_keys = ["done", "truncated", "terminated"] if done_keys is None else [_unravel(k) for k in done_keys]
+        self.mask_key = "mask" if mask_key is None else _unravel(mask_key)
+        self._gamma = gamma
+        self.n_steps = n_steps  # builds the MultiStep that computes the transitions
+        self._held: TensorDictBase | None = None
+
+    @property
+    def n_steps(self) -> int:
+        """The look-ahead; setting it applies from the next ``extend`` on."""
+        return self._multi_step.n_steps
+
+    @n_steps.setter
+    def n_steps(self, value: int) -> None:
+        multi_step = MultiStep(self._gamma, value)  # validates n_steps and gamma
+        multi_step.reward_keys = tuple(self.reward_keys)
+        multi_step.done_key = self.done_key
+        multi_step.done_keys = tuple(self.done_keys)
+        multi_step.mask_key = self.mask_key
+        self.__dict__["_multi_step"] = multi_step  # not a submodule: no state of its own (TorchRL's has none)
+
+    @property
+    def gamma(self) -> float:
+        """The discount factor."""
+        return self._gamma
+
+    def _has_inverse(self) -> bool:
+        return True  # the work happens on write, in the replay buffer's inverse pass
+
+    def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if tensordict.batch_dims < 1:
+            raise ValueError(
+                f"MultiStepTransform: got batch_size {list(tensordict.batch_size)}; it needs a piece of a stream of "
+                "steps, time along the last batch dim (a collector batch)."
+            )
+        held = self._held
+        if held is None:
+            stream = tensordict
+        elif held.batch_size[:-1] != tensordict.batch_size[:-1]:
+            raise ValueError(
+                _HELD_MISMATCH.format(
+                    new=list(tensordict.batch_size), held=held.batch_size[-1], old=list(held.batch_size)
+                )
+            )
+        else:
+            # torch.cat hands TensorDicts to tensordict (__torch_function__)
+            stream = cast(TensorDictBase, torch.cat(cast("list[torch.Tensor]", [held, tensordict]), -1))
+        n = self.n_steps
+        # a copy: the caller may change its batch before the next extend
+        self._held = stream[..., -n:].clone()
+        if stream.batch_size[-1] <= n:
+            return stream[..., :0]
+        return self._multi_step(stream)[..., :-n]
+
+    def _transform_specs(self, output_spec: Composite, input_spec: Composite) -> tuple[Composite, Composite]:
+        raise ValueError(
+            "MultiStepTransform rewrites what a replay buffer writes: pass it as ReplayBuffer(transform=...), "
+            "not to an env (use the post-processor tdrl.data.postprocs.MultiStep on collector batches)."
+        )
+
+    def _extra_repr(self) -> str:
+        return f"n_steps={self.n_steps}, gamma={self.gamma}"

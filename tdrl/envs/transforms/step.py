@@ -1,7 +1,8 @@
 """Transforms that depend on the position in an episode: StepCounter, InitTracker, CatFrames, FrameSkipTransform.
 
 Their state travels in the TensorDict (the root holds the step count, the frame stack,
-...), so a reset of some sub-envs of a batched env restarts exactly those. Called on a
+...), so a reset of some sub-envs of a batched env restarts exactly those. (CatFrames
+keeps its stack inside itself when a later transform rewrites the stacked entry.) Called on a
 stored trajectory (time along the last batch dim), ``forward`` recomputes what stepping
 would have written, taking the first step and every step after a ``("next", "done")``
 as an episode start.
@@ -35,6 +36,12 @@ __all__ = ["StepCounter", "InitTracker", "CatFrames", "FrameSkipTransform"]
 _NOT_FROM_RESET = (
     "{name}: the tensordict passed to step has no {key!r} entry, which reset writes. Fix: start from "
     "td = env.reset() and move to the next step with step_mdp (or env.step_and_maybe_reset)."
+)
+
+
+_NOT_RESET_INSIDE = (
+    "CatFrames: step called before any reset; the stack of {key!r} is kept inside the transform (a later transform "
+    "rewrites the stacked entry) and starts at a reset. Fix: call env.reset() first."
 )
 
 
@@ -223,6 +230,14 @@ class CatFrames(Transform):
     ``padding_value`` frames followed by it (``padding="constant"``), so a stack never
     holds frames of two episodes.
 
+    On an env, the stack travels in the TensorDict: each step reads the root's stack and
+    appends the new frame, so stepping from any root continues that root's episode. When
+    a later transform of the chain rewrites or drops the stack (``ObservationNorm`` on the
+    same key, as in TorchRL's DQN tutorial), the raw stack is kept inside the transform
+    instead, one row per sub-env (a partial reset restarts only the rows it resets), as
+    TorchRL's CatFrames keeps it; each step then continues from the last step or reset
+    of the env, and policy-free rollouts take the per-step road.
+
     Args:
         N: how many frames to stack.
         dim: the (negative) feature dim to concatenate along, e.g. ``-3`` for ``[C, H, W]``
@@ -243,6 +258,16 @@ class CatFrames(Transform):
         tensor([[0., 0., 1.],
                 [0., 1., 2.],
                 [0., 0., 1.]])
+
+        Normalizing the stacks afterwards (``obs * scale + loc``; the raw stacks stay inside):
+
+        >>> from tdrl.envs import Compose, ObservationNorm
+        >>> stack = CatFrames(N=3, dim=-1, in_keys=["observation"])
+        >>> env = TransformedEnv(CountingEnv(max_steps=5), Compose(stack, ObservationNorm(loc=0.0, scale=10.0)))
+        >>> env.rollout(3)["next", "observation"]
+        tensor([[ 0.,  0., 10.],
+                [ 0., 10., 20.],
+                [10., 20., 30.]])
     """
 
     def __init__(
@@ -268,6 +293,32 @@ class CatFrames(Transform):
         self.dim = dim
         self.padding = padding
         self.padding_value = padding_value
+        self._stack_inside = False  # set when a later transform of the chain rewrites the stack (see _carry_inside)
+        self._stacks: dict = {}  # in_key -> the raw stack of the last step or reset, while _stack_inside
+
+    def set_container(self, container: Any) -> None:
+        """Attach to ``container``; where the stack lives is decided again when the chain's specs are built."""
+        if container is not self.container:
+            self._stack_inside = False
+            self._stacks = {}
+        super().set_container(container)
+
+    def _carry_inside(self, key: NestedKey) -> bool:
+        if key not in self.out_keys:
+            return False
+        # once inside, the stack stays inside for this chain: the inside road is right for any chain (a rebuilt
+        # chain that no longer rewrites the stack only loses the mapped rollout road), and a Transform.parent view
+        # rebuilding the specs of a prefix of the chain must not move it back to the root
+        self._stack_inside = True
+        return True
+
+    def _carried_keys(self) -> list:
+        return [] if self._stack_inside else list(self.out_keys)
+
+    @property
+    def _vectorizable(self) -> bool:
+        # a rollout mapped at once would leave the inner stacks at their last reset: the next step would be stale
+        return not self._stack_inside and super()._vectorizable
 
     def _first_stack(self, frame: torch.Tensor) -> torch.Tensor:
         if self.padding == "same":
@@ -276,10 +327,21 @@ class CatFrames(Transform):
         return torch.cat([pad] * (self.N - 1) + [frame], self.dim)
 
     def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        mask = None
+        if self._stack_inside and tensordict is not None and tensordict_reset.batch_dims:
+            mask = tensordict.get("_reset", None)
         for in_key, out_key in zip(self.in_keys, self.out_keys):
             frame = tensordict_reset.get(in_key, None)
-            if frame is not None:
-                tensordict_reset.set(out_key, self._first_stack(frame))
+            if frame is None:
+                continue
+            stack = self._first_stack(frame)
+            if self._stack_inside:
+                kept = self._stacks.get(in_key)
+                if mask is not None and kept is not None and kept.shape == stack.shape and not bool(mask.all()):
+                    rows = mask.reshape(tensordict_reset.batch_size)
+                    stack = torch.where(rows.view(*rows.shape, *([1] * (stack.ndim - rows.ndim))), stack, kept)
+                self._stacks[in_key] = stack
+            tensordict_reset.set(out_key, stack)
         return tensordict_reset
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
@@ -287,16 +349,20 @@ class CatFrames(Transform):
             frame = next_tensordict.get(in_key, None)
             if frame is None:
                 continue
-            stack = tensordict.get(out_key, None)
-            if stack is None:
-                raise KeyError(_NOT_FROM_RESET.format(name="CatFrames", key=out_key))
+            if self._stack_inside:
+                stack = self._stacks.get(in_key)
+                if stack is None:
+                    raise KeyError(_NOT_RESET_INSIDE.format(key=in_key))
+            else:
+                stack = tensordict.get(out_key, None)
+                if stack is None:
+                    raise KeyError(_NOT_FROM_RESET.format(name="CatFrames", key=out_key))
             size = frame.shape[self.dim]
-            kept = stack.narrow(self.dim, size, (self.N - 1) * size)
-            next_tensordict.set(out_key, torch.cat([kept, frame], self.dim))
+            stack = torch.cat([stack.narrow(self.dim, size, (self.N - 1) * size), frame], self.dim)
+            if self._stack_inside:
+                self._stacks[in_key] = stack
+            next_tensordict.set(out_key, stack)
         return next_tensordict
-
-    def _carried_keys(self) -> list:
-        return list(self.out_keys)
 
     #: in a replay buffer, the sampler must know trajectories (see forward)
     _needs_trajectories = True

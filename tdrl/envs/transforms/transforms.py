@@ -66,8 +66,8 @@ _MISSING_FORWARD_KEY = (
 )
 _REWRITES_CARRIED = (
     "{later} rewrites or drops {key!r}, which {owner} carries from one step to the next: it reads the root's "
-    "{key!r} at each step, so the next step would start from the rewritten value (stacking, summing or counting "
-    "it again, or failing to find it). Fix: have {later} write its result under another key (out_keys=[...]), or "
+    "{key!r} at each step, so the next step would start from the rewritten value (summing or counting it again, "
+    "or failing to find it). Fix: have {later} write its result under another key (out_keys=[...]), or "
     "place it before {owner}."
 )
 _ALREADY_ATTACHED = (
@@ -274,6 +274,14 @@ class Transform(nn.Module):
         """Entries whose values this transform replaces (a later transform may not replace a carried one)."""
         return set(self.out_keys)
 
+    def _carry_inside(self, key: NestedKey) -> bool:
+        """Asked when a later transform rewrites or drops the carried ``key``: keep that state inside instead.
+
+        Returns True when the transform can keep the state in itself from now on (it then
+        no longer lists ``key`` in ``_carried_keys``); False when the chain must be refused.
+        """
+        return False
+
     @property
     def _vectorizable(self) -> bool:
         """Whether a policy-free rollout may be mapped at once (no action map, and time-vectorizable)."""
@@ -411,6 +419,15 @@ def _name_of(transform: Transform) -> str:
     if isinstance(transform, Compose):
         return f"Compose({', '.join(type(t).__name__ for t in transform.transforms)})"
     return type(transform).__name__
+
+
+def _owner_name(owner: Transform, key: NestedKey) -> str:
+    """The class name of the transform that carries ``key`` (found inside a nested Compose)."""
+    if isinstance(owner, Compose):
+        for t in owner.transforms:
+            if key in t._carried_keys():
+                return _owner_name(t, key)
+    return type(owner).__name__
 
 
 def _spec_keys(spec: Composite, slots: tuple) -> list:
@@ -555,6 +572,10 @@ class Compose(Transform):
     def _rewritten_keys(self) -> set:
         return {key for t in self.transforms for key in t._rewritten_keys()}
 
+    def _carry_inside(self, key: NestedKey) -> bool:
+        owners = [t for t in self.transforms if key in t._carried_keys()]
+        return bool(owners) and all(t._carry_inside(key) for t in owners)
+
     # --- specs -----------------------------------------------------------------------
     def _transform_specs(self, output_spec: Composite, input_spec: Composite) -> tuple[Composite, Composite]:
         """Each transform's specs in turn; refuses a transform that rewrites or drops an entry an earlier one carries.
@@ -562,6 +583,9 @@ class Compose(Transform):
         StepCounter, RewardSum and CatFrames keep their state in the entry they write and
         read it back from the root at the next step; a later transform that replaced that
         entry (a normalization, a scaling, a rename) would feed its result back to them.
+        CatFrames then keeps its stack of raw frames inside itself instead (as TorchRL's
+        does, so ``CatFrames`` followed by ``ObservationNorm`` on the same key works);
+        StepCounter and RewardSum refuse the chain.
         """
         carried: dict = {}  # key -> the transform that reads it back at the next step
         casts_carried = False
@@ -571,10 +595,13 @@ class Compose(Transform):
                 observations = _slot(output_spec, "full_observation_spec")
                 rewards = _slot(output_spec, "full_reward_spec")
                 rewritten = t._rewritten_keys()
-                for key, owner in carried.items():
+                for key, owner in list(carried.items()):
                     if key in rewritten or (key not in observations and key not in rewards):
+                        if owner._carry_inside(key):
+                            del carried[key]  # the owner no longer reads it back from the root
+                            continue
                         raise ValueError(
-                            _REWRITES_CARRIED.format(later=_name_of(t), key=key, owner=type(owner).__name__)
+                            _REWRITES_CARRIED.format(later=_name_of(t), key=key, owner=_owner_name(owner, key))
                         )
                     casts_carried = casts_carried or key in t.out_keys  # a cast (rewrites nothing): allowed
             for key in t._carried_keys():

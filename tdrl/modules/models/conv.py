@@ -9,31 +9,18 @@ Examples:
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from tdrl.modules.models.mlp import MLP
-from tdrl.modules.models.utils import SquashDims, Squeeze2dLayer
+from tdrl.modules.models.utils import SquashDims, Squeeze2dLayer, per_layer_kwargs
 
 __all__ = ["ConvNet", "Conv2dNet"]
 
 _Size = int | tuple[int, int]
-
-
-def _per_layer_kwargs(name: str, kwargs: dict | Sequence[dict] | None, depth: int) -> Iterator[dict]:
-    """One dict of keyword arguments per layer, from ``None``, one dict, or a list of ``depth`` dicts."""
-    if kwargs is None:
-        return iter([{} for _ in range(depth)])
-    if isinstance(kwargs, dict):
-        return iter([copy.deepcopy(kwargs) for _ in range(depth)])
-    kwargs = list(kwargs)
-    if len(kwargs) != depth:
-        raise ValueError(f"ConvNet: {name} has {len(kwargs)} dicts but the network has depth={depth}; give one each.")
-    return iter([copy.deepcopy(k) for k in kwargs])
 
 
 def _depth(depth: int | None, named: dict[str, Any]) -> int:
@@ -147,8 +134,9 @@ class ConvNet(nn.Sequential):
         self.aggregator_kwargs = aggregator_kwargs
         self.squeeze_output = squeeze_output
 
-        act_kwargs = _per_layer_kwargs("activation_kwargs", activation_kwargs, depth)
-        nrm_kwargs = _per_layer_kwargs("norm_kwargs", norm_kwargs, depth)
+        counted = f"the network has depth={depth}"
+        act_kwargs = per_layer_kwargs("ConvNet", "activation_kwargs", activation_kwargs, depth, counted)
+        nrm_kwargs = per_layer_kwargs("ConvNet", "norm_kwargs", norm_kwargs, depth, counted)
         layers: list[nn.Module] = []
         channels_in: list[int | None] = [in_features, *self.num_cells[:-1]]
         for n_in, n_out, kernel, stride, padding in zip(

@@ -10,12 +10,34 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
 __all__ = ["SquashDims", "SqueezeLayer", "Squeeze2dLayer"]
+
+
+def per_layer_kwargs(
+    owner: str, name: str, kwargs: dict | Sequence[dict] | None, n: int, counted: str
+) -> Iterator[dict]:
+    """One dict of keyword arguments for each of ``n`` layers, from ``None``, one dict, or a list of ``n`` dicts.
+
+    Each layer gets its own copy (a layer may keep or change what it is given). ``counted``
+    says in the error where ``n`` comes from (e.g. ``"the network has depth=2"``).
+
+    Raises:
+        ValueError: when a list does not hold exactly ``n`` dicts.
+    """
+    if kwargs is None:
+        return iter([{} for _ in range(n)])
+    if isinstance(kwargs, dict):
+        return iter([copy.deepcopy(kwargs) for _ in range(n)])
+    kwargs = list(kwargs)
+    if len(kwargs) != n:
+        raise ValueError(f"{owner}: {name} has {len(kwargs)} dicts but {counted}; give one per layer.")
+    return iter([copy.deepcopy(k) for k in kwargs])
 
 
 class SquashDims(nn.Module):
