@@ -58,7 +58,7 @@ def assert_same(first: TensorDictBase, second: TensorDictBase) -> None:
         assert a.dtype == b.dtype, key
         assert a.shape == b.shape, key
         if a.is_floating_point():
-            as_int = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+            as_int = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]  # bits, not values
             a, b = a.view(as_int), b.view(as_int)
         assert torch.equal(a, b), key
 
@@ -68,7 +68,8 @@ class EnvStream:
     truncation with probability ``p_end`` per step, and the next episode starts from a fresh
     (reset) observation. ``values`` picks observations: ``"unique"`` (a counter), ``"few"``
     (0, 1 or 2: repeats within and across episodes), ``"bits"`` (0.0, -0.0, NaN, inf, ...),
-    ``"pixels"`` (uint8 images of a few values)."""
+    ``"bfloat16"`` (the same values in a dtype numpy lacks), ``"pixels"`` (uint8 images of a
+    few values)."""
 
     def __init__(self, n_envs: int, p_end: float, values: str, seed: int) -> None:
         self.n_envs, self.p_end, self.values = n_envs, p_end, values
@@ -84,8 +85,9 @@ class EnvStream:
             return torch.full((2,), float(self.counter))
         if self.values == "few":
             return torch.randint(0, 3, (2,), generator=self.gen).float()
-        if self.values == "bits":
-            return _BITS_POOL[torch.randint(0, len(_BITS_POOL), (2,), generator=self.gen)]
+        if self.values in ("bits", "bfloat16"):
+            value = _BITS_POOL[torch.randint(0, len(_BITS_POOL), (2,), generator=self.gen)]
+            return value if self.values == "bits" else value.to(torch.bfloat16)  # no numpy dtype: torch's paths
         return torch.randint(0, 3, (1, 2, 2), generator=self.gen, dtype=torch.uint8)
 
     def batch(self, steps: int) -> TensorDict:
@@ -188,7 +190,7 @@ def assert_buffers_agree(plain: ReplayBuffer, dedup: ReplayBuffer, sampler: str,
     order=st.sampled_from(["env", "time"]),
     steps=st.lists(st.integers(1, 9), min_size=1, max_size=6),
     p_end=st.sampled_from([0.0, 0.15, 0.5, 1.0]),
-    values=st.sampled_from(["unique", "few", "bits", "pixels"]),
+    values=st.sampled_from(["unique", "few", "bits", "bfloat16", "pixels"]),
     sampler=st.sampled_from(["random", "prioritized", "slice", "without"]),
     seed=st.integers(0, 2**16),
 )
@@ -206,7 +208,7 @@ def test_samples_are_exactly_those_of_a_plain_storage(max_size, n_envs, order, s
 @given(
     max_size=st.integers(2, 16),
     writes=st.lists(st.tuples(st.booleans(), st.integers(1, 8), st.integers(0, 2**16)), min_size=1, max_size=8),
-    values=st.sampled_from(["unique", "few", "bits"]),
+    values=st.sampled_from(["unique", "few", "bits", "bfloat16"]),
     seed=st.integers(0, 2**16),
 )
 def test_scattered_writes_never_leave_a_stale_next_observation(max_size, writes, values, seed):
@@ -504,15 +506,11 @@ def test_a_write_that_fails_after_the_items_were_stored_leaves_them_refused_not_
     storage = DedupNextStorage(LazyTensorStorage(10))
     stream = EnvStream(1, 0.0, "unique", 0)
     storage.set(slice(0, 4), flatten(stream.batch(4), "env"))
-    kept = storage._kept
-    original = type(kept).set
 
-    def failing(self, cursor, data):
-        if self is kept:
-            raise OSError("disk full")
-        return original(self, cursor, data)
+    def failing(self, slots, values):
+        raise OSError("disk full")
 
-    monkeypatch.setattr(type(kept), "set", failing)
+    monkeypatch.setattr(type(storage._kept), "write", failing)
     with pytest.raises(OSError, match="disk full"):
         storage.set(slice(4, 8), flatten(stream.batch(4), "env"))
     monkeypatch.undo()
@@ -531,3 +529,23 @@ def test_bitwise_comparison_tells_negative_zero_and_nan_apart():
     # item 0 keeps its 0.0 (the following slot holds -0.0, which == would take for it); item 1
     # shares its NaN with item 2 (which == would refuse); items 2 and 3 keep theirs
     assert storage.kept_next == 3
+
+
+@pytest.mark.parametrize("kind", ["tensor", "memmap"])
+def test_kept_rows_grow_as_needed(tmp_path, kind):
+    # interleaved envs share nothing: every item keeps its next observation, 256 -> 512 -> 1000 rows
+    stream = EnvStream(4, 0.1, "unique", 2)
+    plain = LazyTensorStorage(1000)
+    inner = LazyTensorStorage(1000) if kind == "tensor" else LazyMemmapStorage(1000, scratch_dir=tmp_path)
+    dedup = DedupNextStorage(inner)
+    cursor = 0
+    for _ in range(7):
+        data = flatten(stream.batch(50), "time")
+        index = (torch.arange(200) + cursor) % 1000
+        plain.set(index, data.clone())
+        dedup.set(index, data.clone())
+        cursor += 200
+    assert dedup.kept_next == 1000
+    assert_same(plain.get(torch.arange(1000)), dedup.get(torch.arange(1000)))
+    if kind == "memmap":  # the kept rows live beside the items, and only the newest columns remain
+        assert sorted(p.name for p in tmp_path.glob("next_kept_*")) == ["next_kept_1000"]

@@ -18,19 +18,20 @@ item's observation.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from tensordict.utils import NestedKey, unravel_key
 
 from tdrl.data.replay_buffers import _state_checks as checks
+from tdrl.data.replay_buffers._kept import KeptRows
 from tdrl.data.replay_buffers._layout import TensorLayout, key_str
 from tdrl.data.replay_buffers.storages import (
+    _NUMPY_DTYPES,
     EMPTY_STORAGE_ERROR,
     Index,
     LazyMemmapStorage,
@@ -43,9 +44,7 @@ __all__ = ["DedupNextStorage"]
 
 _LINKED = -1  # the next value is the following slot's observation
 _UNWRITTEN = -2  # no item at this slot
-_INITIAL_KEPT = 256  # first capacity of the store of kept next values (doubled when full)
 _AUTO_KEYS: tuple[NestedKey, ...] = ("observation", "pixels")
-_BIT_VIEWS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 _NOT_LAZY = (
     "DedupNextStorage wraps an empty LazyTensorStorage or LazyMemmapStorage, got {found}; "
@@ -74,21 +73,37 @@ def _key_list(keys: Any) -> str:
     return "[" + ", ".join(key_str(k) for k in keys) + "]"
 
 
-def _bits(value: torch.Tensor) -> torch.Tensor:
-    """``value`` as integers of the same bytes: equal exactly when the bits are (NaN, -0.0)."""
+def _row_words(value: torch.Tensor) -> torch.Tensor:
+    """``[n, ...]`` as ``[n, k]`` integers holding each row's bytes (as wide as the row allows)."""
     if value.is_complex():
         value = torch.view_as_real(value)
-    if value.is_floating_point():
-        return value.view(_BIT_VIEWS[value.element_size()])
-    return value
+    rows = value.reshape(value.shape[0], -1).contiguous().view(torch.uint8)
+    width = rows.shape[1]
+    for size, dtype in ((8, torch.int64), (4, torch.int32), (2, torch.int16)):
+        if width % size == 0:
+            try:
+                return rows.view(dtype)
+            except RuntimeError:  # a view whose offset does not align with the wider type
+                break
+    return rows
 
 
-def _same_rows(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Per row, whether two ``[n, ...]`` tensors hold the same bits."""
+def _same_rows(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
+    """Per row, whether two ``[n, ...]`` tensors hold the same bits (so NaN matches NaN and
+    -0.0 does not match 0.0)."""
     count = first.shape[0]
     if first.numel() == 0:
-        return torch.ones(count, dtype=torch.bool, device=first.device)
-    return (_bits(first) == _bits(second)).reshape(count, -1).all(1)
+        return np.ones(count, dtype=bool)
+    a, b = _row_words(first), _row_words(second)
+    if a.device.type != "cpu":
+        return (a == b).all(1).cpu().numpy()
+    differ = a.numpy() != b.numpy()
+    if differ.shape[1] >= 64:
+        return ~differ.any(1)
+    # numpy reduces short rows one by one; the few differing words are found faster
+    same = np.ones(count, dtype=bool)
+    same[np.flatnonzero(differ) // differ.shape[1]] = False
+    return same
 
 
 def _keys_argument(keys: Any) -> tuple[NestedKey, ...] | None:
@@ -117,8 +132,9 @@ class DedupNextStorage(Storage):
     Wraps an empty :class:`LazyTensorStorage` or :class:`LazyMemmapStorage` (which then holds
     the items without their ``("next", key)`` entries) and keeps, for each item, where its
     next value is: the ``key`` of the item in the following slot (``(i + 1) % max_size``)
-    when that one holds the same bits, else a copy of its own in a second storage of the
-    same kind that grows as needed. Reads put ``("next", key)`` back: a sample is exactly,
+    when that one holds the same bits, else a copy of its own among the "kept" rows, a
+    second set of columns (in memory, or memory-mapped beside a memory-mapped storage)
+    that grows as needed. Reads put ``("next", key)`` back: a sample is exactly,
     key for key and bit for bit, what the wrapped storage alone would return; samplers,
     writers, transforms (e.g. ``CatFrames``) and checkpoints see no difference.
 
@@ -184,10 +200,7 @@ class DedupNextStorage(Storage):
         self._sources: list[tuple[bool, int]] = []  # per leaf of _layout: (is a next value, its position)
         self._link = torch.empty(0, dtype=torch.long)  # per slot: a kept slot, _LINKED or _UNWRITTEN
         self._link_np = self._link.numpy()
-        self._kept: LazyTensorStorage | None = None  # the kept next values, by kept slot
-        self._kept_dir: Path | None = None  # its folder, for a memory-mapped one
-        self._free = torch.empty(0, dtype=torch.long)  # a stack of free kept slots
-        self._nfree = 0
+        self._kept: KeptRows | None = None  # the next values kept apart, by kept slot
 
     # ------------------------------------------------------------------ properties
     @property
@@ -215,46 +228,52 @@ class DedupNextStorage(Storage):
     def kept_next(self) -> int:
         """How many stored items keep their next values apart, because the following slot
         does not hold them (trajectory ends, the newest item, ...)."""
-        return int((self._link[: self._len] >= 0).sum()) if self._len else 0
+        return int((self._link_np[: self._len] >= 0).sum()) if self._len else 0
 
     # ------------------------------------------------------------------ writes
+    # Positions and slots are numpy arrays: the bookkeeping of a write is a few small index
+    # operations, which cost numpy about a microsecond each and torch several.
     def set(self, cursor: Index, data: TensorDictBase) -> None:
         if not isinstance(data, TensorDictBase):
             raise TypeError(
                 f"DedupNextStorage stores TensorDicts holding ('next', key) entries, got {type(data).__name__}"
             )
-        positions, inner_cursor, batch = self._positions(cursor, data)
-        if positions.numel() == 0:
+        positions, inner_cursor = self._positions(cursor, data)
+        if positions.size == 0:
             return
+        batched = not isinstance(inner_cursor, int)  # add(): one item, kept as it is for the wrapped storage
         layout, keys = self._layout, self._keys
         if layout is None or keys is None:
-            layout = TensorLayout.from_data(batch, batched=True)
-            keys = self._resolve_keys(batch)
-        roots, nexts = self._pairs(batch, keys)
+            layout = TensorLayout.from_data(data, batched=batched)
+            keys = self._resolve_keys(data)
+        roots, nexts = self._pairs(data, keys)
+        if not batched:
+            roots, nexts = [r.unsqueeze(0) for r in roots], [n.unsqueeze(0) for n in nexts]
         kept_layout = self._kept_layout or self._make_kept_layout(layout, keys)
-        next_td = TensorDict(dict(zip(keys, nexts)), batch.batch_size)
-        kept_layout.leaves_of(next_td, batched=True)  # the next values fit their column, before anything is written
-        shares = self._shares(positions, roots, nexts, contiguous=isinstance(inner_cursor, slice))
-        main = batch.exclude(*(_next_key(k) for k in keys))
+        for i, (key, nxt) in enumerate(zip(keys, nexts)):  # the next values fit their column, before any write
+            kept_layout._check_leaf(key, i, nxt, 1)
+        contiguous = not batched or isinstance(inner_cursor, slice) or self._contiguous(positions)
+        shares = self._shares(positions, roots, nexts, contiguous)
+        main = data.exclude(*(_next_key(k) for k in keys))
         if self._layout is None:
             self._allocate_links()
-        boundaries = self._boundaries(positions, contiguous=isinstance(inner_cursor, slice))
-        self._detach(boundaries)
+        items, following = self._boundaries(positions, contiguous)
+        self._detach(items, following)
         self._inner.set(inner_cursor, main)  # checks the rest; on a refusal nothing changed
         if self._layout is None:
             self._adopt(layout, keys, kept_layout)
         try:
-            self._commit(positions, shares, next_td, boundaries)
+            self._commit(positions, shares, nexts, items, following, contiguous)
         except BaseException:
-            self._link[positions] = _UNWRITTEN  # refused on read rather than stale
+            self._link_np[positions] = _UNWRITTEN  # refused on read rather than stale
             raise
         finally:
             self._len = len(self._inner)
             self._last_cursor = self._inner._last_cursor
             self._writes += 1
 
-    def _positions(self, cursor: Index, data: TensorDictBase) -> tuple[torch.Tensor, Any, TensorDictBase]:
-        """The written positions, the cursor for the wrapped storage, and ``data`` as a batch."""
+    def _positions(self, cursor: Index, data: TensorDictBase) -> tuple[np.ndarray, Any]:
+        """The written positions, and the cursor for the wrapped storage."""
         max_size = self.max_size
         if isinstance(cursor, (int, np.integer)):
             pos = int(cursor)
@@ -265,8 +284,7 @@ class DedupNextStorage(Storage):
                     f"add() writes one transition (batch_size []), got batch_size {list(data.batch_size)}; "
                     "use extend() for a batch"
                 )
-            index = torch.tensor([pos])
-            return index, index, data.unsqueeze(0)
+            return np.array([pos]), pos
         if data.batch_dims != 1:
             raise ValueError(
                 f"DedupNextStorage stores single transitions (data of batch_size [N]), got batch_size "
@@ -279,25 +297,25 @@ class DedupNextStorage(Storage):
                 raise ValueError(
                     f"cannot write a batch of {count} items at {cursor} of a storage of max_size {max_size}"
                 )
-            return torch.arange(start, stop), slice(start, stop), data
+            return np.arange(start, stop), slice(start, stop)
         index = _as_index_tensor(cursor)
         if index.numel() != count:
             raise ValueError(f"got a batch of {count} items for {index.numel()} positions")
+        positions = index.cpu().numpy()
         if count:
-            low, high = int(index.min()), int(index.max())
+            low, high = int(positions.min()), int(positions.max())
             if low < 0 or high >= max_size:
                 raise IndexError(f"positions {low}..{high} are out of range for a storage of max_size {max_size}")
-            if not self._contiguous(index) and torch.unique(index).numel() != count:
+            if not self._contiguous(positions) and np.unique(positions).size != count:
                 raise ValueError(
                     "DedupNextStorage writes each position once per call, got repeated positions; "
                     "write the items one call after another"
                 )
-        return index, index, data
+        return positions, index
 
-    def _contiguous(self, index: torch.Tensor) -> bool:
-        """Whether ``index`` runs through consecutive slots (wrapping at ``max_size``), each once."""
-        count = index.numel()
-        return count <= self.max_size and bool(((index[1:] - index[:-1]) % self.max_size == 1).all())
+    def _contiguous(self, positions: np.ndarray) -> bool:
+        """Whether ``positions`` run through consecutive slots (wrapping at ``max_size``), each once."""
+        return positions.size <= self.max_size and bool((np.diff(positions) % self.max_size == 1).all())
 
     def _resolve_keys(self, data: TensorDictBase) -> tuple[NestedKey, ...]:
         if self._keys_arg is not None:
@@ -337,88 +355,105 @@ class DedupNextStorage(Storage):
         return TensorLayout(list(keys), shapes, dtypes, torch.Size([]))
 
     def _shares(
-        self, positions: torch.Tensor, roots: list[torch.Tensor], nexts: list[torch.Tensor], contiguous: bool
-    ) -> torch.Tensor:
+        self, positions: np.ndarray, roots: list[torch.Tensor], nexts: list[torch.Tensor], contiguous: bool
+    ) -> np.ndarray:
         """Per written item, whether its next values are the root values of the item written
         to the following slot in the same call."""
-        count, max_size = positions.numel(), self.max_size
-        if contiguous or self._contiguous(positions):
-            shares = torch.zeros(count, dtype=torch.bool)
-            body = torch.ones(count - 1, dtype=torch.bool)
+        count, max_size = positions.size, self.max_size
+        shares = np.zeros(count, dtype=bool)
+        if contiguous:
+            shares[:-1] = True
             for root, nxt in zip(roots, nexts):
-                body &= _same_rows(nxt[:-1], root[1:]).cpu()
-            shares[:-1] = body
+                shares[:-1] &= _same_rows(nxt[:-1], root[1:])
             if count == max_size:  # the last item's following slot is the first item's
                 shares[-1] = all(bool(_same_rows(n[-1:], r[:1])[0]) for r, n in zip(roots, nexts))
             return shares
         following = (positions + 1) % max_size
-        ordered, order = torch.sort(positions)
-        at = torch.searchsorted(ordered, following).clamp_max(count - 1)
+        order = np.argsort(positions, kind="stable")
+        ordered = positions[order]
+        at = np.minimum(np.searchsorted(ordered, following), count - 1)
         found = ordered[at] == following
-        shares = found.clone()
-        if bool(found.any()):
-            rows, partner = found.nonzero().squeeze(-1), order[at[found]]
-            same = torch.ones(rows.numel(), dtype=torch.bool)
+        rows = np.flatnonzero(found)
+        if rows.size:
+            partner = torch.from_numpy(order[at[rows]])
+            same = np.ones(rows.size, dtype=bool)
             for root, nxt in zip(roots, nexts):
-                device = root.device
-                same &= _same_rows(nxt[rows.to(device)], root[partner.to(device)]).cpu()
+                same &= _same_rows(nxt[torch.from_numpy(rows).to(nxt.device)], root[partner.to(root.device)])
             shares[rows] = same
         return shares
 
-    def _boundaries(self, positions: torch.Tensor, contiguous: bool) -> torch.Tensor:
-        """Stored items whose following slot is written now while they are not: ``[k, 2]``
-        rows of (their position, the following one)."""
+    def _boundaries(self, positions: np.ndarray, contiguous: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Stored items whose following slot is written now while they are not: their
+        positions, and the following ones."""
         max_size = self.max_size
-        if contiguous or self._contiguous(positions):
-            if positions.numel() >= max_size:
-                return torch.zeros(0, 2, dtype=torch.long)
+        if contiguous:
+            if positions.size >= max_size:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
             first = positions[:1]
             before = (first - 1) % max_size
         else:
             before = (positions - 1) % max_size
-            outside = ~torch.isin(before, positions)
+            outside = ~np.isin(before, positions)
             first, before = positions[outside], before[outside]
-        stored = self._link[before] != _UNWRITTEN
-        return torch.stack([before[stored], first[stored]], dim=1)
+        stored = self._link_np[before] != _UNWRITTEN
+        return before[stored], first[stored]
 
-    def _detach(self, boundaries: torch.Tensor) -> None:
+    def _detach(self, items: np.ndarray, following: np.ndarray) -> None:
         """Copies aside the next values of stored items whose following slot is about to change."""
-        if boundaries.numel() == 0:
+        if items.size == 0:
             return
-        linked = self._link[boundaries[:, 0]] == _LINKED
-        if not bool(linked.any()):
+        linked = self._link_np[items] == _LINKED
+        if not linked.any():
             return
-        items, following = boundaries[linked, 0], boundaries[linked, 1]
-        values = {key: self._inner._take(key, following) for key in cast(tuple, self._keys)}
-        slots = self._allocate_kept(items.numel())
-        cast(LazyTensorStorage, self._kept).set(slots, TensorDict(values, [items.numel()]))
-        self._link[items] = slots
+        items, index = items[linked], torch.from_numpy(following[linked])
+        kept = self._kept_rows()
+        slots = kept.allocate(items.size)
+        kept.write(slots, [self._inner._take(key, index) for key in cast(tuple, self._keys)])
+        self._link_np[items] = slots
 
     def _commit(
-        self, positions: torch.Tensor, shares: torch.Tensor, next_td: TensorDictBase, boundaries: torch.Tensor
+        self,
+        positions: np.ndarray,
+        shares: np.ndarray,
+        nexts: list[torch.Tensor],
+        items: np.ndarray,
+        following: np.ndarray,
+        contiguous: bool,
     ) -> None:
-        """Bookkeeping after the wrapped storage took the items at ``positions``."""
-        old = self._link[positions]
-        self._release(old[old >= 0])
-        self._link[positions[shares]] = _LINKED
-        alone = ~shares
-        count = int(alone.sum())
-        if count:
-            slots = self._allocate_kept(count)
-            values = next_td if count == positions.numel() else next_td[alone.to(next_td.device)]
-            cast(LazyTensorStorage, self._kept).set(slots, values)
-            self._link[positions[alone]] = slots
-        if boundaries.numel():
-            # items before the written ones: share with their new successor when it holds their next values
-            items, following = boundaries[:, 0], boundaries[:, 1]
-            slots = self._link[items]
-            kept = cast(LazyTensorStorage, self._kept)
-            same = torch.ones(items.numel(), dtype=torch.bool)
-            for key in cast(tuple, self._keys):
-                same &= _same_rows(kept._take(key, slots), self._inner._take(key, following)).cpu()
-            if bool(same.any()):
-                self._release(slots[same])
-                self._link[items[same]] = _LINKED
+        """Bookkeeping after the wrapped storage took the items at ``positions``; ``items``
+        are the stored ones before them (see :meth:`_boundaries`)."""
+        link, kept = self._link_np, self._kept_rows()
+        region = self._region(positions, contiguous)
+        old = link[region]
+        kept.release(old[old >= 0])
+        new = np.full(positions.size, _LINKED, dtype=np.int64)
+        alone = np.flatnonzero(~shares)
+        if alone.size:
+            new[alone] = slots = kept.allocate(alone.size)
+            if alone.size == positions.size:
+                kept.write(slots, nexts)
+            else:
+                rows = torch.from_numpy(alone)
+                kept.write(slots, [n[rows.to(n.device)] for n in nexts])
+        link[region] = new
+        if items.size:
+            # share with the new successor when it holds the item's next values
+            slots = link[items]
+            same = np.ones(items.size, dtype=bool)
+            index = torch.from_numpy(following)
+            for i, key in enumerate(cast(tuple, self._keys)):
+                same &= _same_rows(kept.take(i, slots), self._inner._take(key, index))
+            if same.any():
+                kept.release(slots[same])
+                link[items[same]] = _LINKED
+
+    @staticmethod
+    def _region(positions: np.ndarray, contiguous: bool) -> slice | np.ndarray:
+        """``positions`` as a slice when they are a run that does not wrap (cheaper to index)."""
+        first, count = int(positions[0]), positions.size
+        if contiguous and positions[-1] == first + count - 1:
+            return slice(first, first + count)
+        return positions
 
     def _adopt(self, layout: TensorLayout, keys: tuple[NestedKey, ...], kept_layout: TensorLayout) -> None:
         """Takes the structure of the first data written."""
@@ -438,52 +473,15 @@ class DedupNextStorage(Storage):
             self._link_np = self._link.numpy()
 
     # ------------------------------------------------------------------ kept next values
-    def _allocate_kept(self, count: int) -> torch.Tensor:
-        """``count`` free slots of the kept store, growing it when needed."""
-        if count > self._nfree:
-            self._grow(count)
-        self._nfree -= count
-        return self._free[self._nfree : self._nfree + count].clone()
-
-    def _release(self, slots: torch.Tensor) -> None:
-        count = slots.numel()
-        if count:
-            self._free[self._nfree : self._nfree + count] = slots
-            self._nfree += count
-
-    def _grow(self, count: int) -> None:
-        old = self._kept
-        capacity = 0 if old is None else old.max_size
-        needed = capacity - self._nfree + count
-        new_capacity = max(capacity, min(self.max_size, _INITIAL_KEPT))
-        while new_capacity < needed:
-            new_capacity *= 2
-        new_capacity = min(new_capacity, self.max_size)
-        if new_capacity < needed:  # each item keeps at most one: cannot happen
-            raise RuntimeError(f"DedupNextStorage needs {needed} kept slots for {self.max_size} items")
-        kept, folder = self._new_kept(new_capacity)
-        if old is not None and len(old):
-            kept.set(slice(0, len(old)), old.get(slice(0, len(old))))
-        free = torch.empty(new_capacity, dtype=torch.long)
-        free[: self._nfree] = self._free[: self._nfree]
-        added = torch.arange(new_capacity - 1, capacity - 1, -1)  # the lowest slot is handed out first
-        free[self._nfree : self._nfree + added.numel()] = added
-        previous = self._kept_dir
-        self._kept, self._kept_dir, self._free = kept, folder, free
-        self._nfree += added.numel()
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
-
-    def _new_kept(self, capacity: int) -> tuple[LazyTensorStorage, Path | None]:
-        layout = cast(TensorLayout, self._kept_layout)
-        if isinstance(self._inner, LazyMemmapStorage):
-            folder = cast(Path, self._inner.scratch_dir) / f"next_kept_{capacity}"
-            kept: LazyTensorStorage = LazyMemmapStorage(capacity, scratch_dir=folder, existsok=True)
-            kept._allocate(layout)
-            return kept, folder
-        kept = LazyTensorStorage(capacity, device=self._inner.device)
-        kept._allocate(layout)
-        return kept, None
+    def _kept_rows(self) -> KeptRows:
+        if self._kept is None:
+            layout = cast(TensorLayout, self._kept_layout)
+            folder = None
+            if isinstance(self._inner, LazyMemmapStorage):
+                folder = cast(Path, self._inner.scratch_dir)  # allocated by the first write
+            device = self._inner.device if isinstance(self._inner.device, torch.device) else torch.device("cpu")
+            self._kept = KeptRows(list(layout.shapes), list(layout.dtypes), self.max_size, device, folder)
+        return self._kept
 
     # ------------------------------------------------------------------ reads
     def get(self, index: Index) -> TensorDictBase:
@@ -509,14 +507,18 @@ class DedupNextStorage(Storage):
             where = int(host[torch.from_numpy(link < _LINKED)][0])
             raise IndexError(f"position {where} holds no item: the storage holds {self._len} of {self.max_size}")
         leaves = self._inner._gather_leaves(index)
-        following = (host + 1) % self.max_size
+        following = host.numpy() + 1  # numpy: a few microseconds less per call than torch on a small index
+        following[following == self.max_size] = 0
         kept_rows = np.flatnonzero(link >= 0)
         nexts = []
-        for key in cast(tuple, self._keys):
-            value = self._inner._take(key, following)
+        for j, key in enumerate(cast(tuple, self._keys)):
+            value = self._inner._take(key, torch.from_numpy(following))
             if kept_rows.size:
-                kept = cast(LazyTensorStorage, self._kept)._take(key, torch.from_numpy(link[kept_rows]))
-                value[torch.from_numpy(kept_rows).to(value.device)] = kept.to(value.device)
+                kept = cast(KeptRows, self._kept).take(j, link[kept_rows])
+                if value.device.type == "cpu" and value.dtype in _NUMPY_DTYPES:
+                    value.numpy()[kept_rows] = kept.numpy()  # ~30x cheaper than torch's index_put here
+                else:
+                    value[torch.from_numpy(kept_rows).to(value.device)] = kept.to(value.device)
             nexts.append(value)
         out = [nexts[i] if is_next else leaves[i] for is_next, i in self._sources]
         return cast(TensorDictBase, layout.build(out, (index.shape[0],), self._inner._out_device))
@@ -539,10 +541,7 @@ class DedupNextStorage(Storage):
         if self._link.numel():
             self._link.fill_(_UNWRITTEN)
         if self._kept is not None:
-            self._kept._empty()
-            capacity = self._kept.max_size
-            self._free[:capacity] = torch.arange(capacity - 1, -1, -1)
-            self._nfree = capacity
+            self._kept.clear()
         self._len = 0
         self._last_cursor = None
         self._writes += 1
@@ -554,8 +553,8 @@ class DedupNextStorage(Storage):
         owned = link >= 0
         kept: list[torch.Tensor] = []
         if bool(owned.any()):
-            slots = link[owned]
-            kept = [cast(LazyTensorStorage, self._kept)._take(k, slots) for k in cast(tuple, self._keys)]
+            slots = link[owned].numpy()
+            kept = [cast(KeptRows, self._kept).take(i, slots) for i in range(len(cast(tuple, self._keys)))]
             link[owned] = torch.arange(int(owned.sum()))
         return {
             **self._bookkeeping(),
@@ -590,13 +589,16 @@ class DedupNextStorage(Storage):
             layout = TensorLayout.from_json(described)
         except ValueError as err:
             raise checks.StateError("layout", str(err)) from None
-        if self._layout is not None and self._layout.mismatch(layout) is not None:
+        problem = None if self._layout is None else self._layout.mismatch(layout)
+        if problem is not None:
             raise ValueError(
-                f"the checkpoint was written for another structure: {self._layout.mismatch(layout)}; load it "
-                "into a fresh storage, or one that holds the same keys, shapes and dtypes"
+                f"the checkpoint was written for another structure: {problem}; load it into a fresh "
+                "storage, or one that holds the same keys, shapes and dtypes"
             )
         if keys is None:
             raise checks.StateError("keys", f"is missing for a storage holding {length} items")
+        if items["layout"] is None:
+            raise checks.StateError("items.layout", "is missing while the storage describes its items")
         inner_layout = TensorLayout.from_json(items["layout"])
         next_keys = [_next_key(k) for k in keys]
         expected = {k for k in cast(tuple, layout.keys) if k not in next_keys}
@@ -653,16 +655,13 @@ class DedupNextStorage(Storage):
         link = state["link"]
         count = int((link >= 0).sum())
         if self._kept is not None:
-            self._kept._empty()
-            capacity = self._kept.max_size
-            self._free[:capacity] = torch.arange(capacity - 1, -1, -1)
-            self._nfree = capacity
+            self._kept.clear()
         if count:
-            slots = self._allocate_kept(count)
-            values = TensorDict(dict(zip(cast(tuple, self._keys), state["kept"])), [count])
-            cast(LazyTensorStorage, self._kept).set(slots, values)
+            kept = self._kept_rows()
+            slots = kept.allocate(count)
+            kept.write(slots, state["kept"])
             remapped = link.clone()
-            remapped[link >= 0] = slots
+            remapped[link >= 0] = torch.from_numpy(slots)
             link = remapped
         self._link.fill_(_UNWRITTEN)
         self._link[:length] = link
@@ -671,13 +670,13 @@ class DedupNextStorage(Storage):
         self._writes += 1
 
     def __getstate__(self) -> dict[str, Any]:
+        """The storage by value (a memory-mapped one comes back in a new temporary folder,
+        its kept rows in memory)."""
         return dict(self.__dict__, _link_np=None)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._link_np = self._link.numpy()
-        if self._kept_dir is not None:  # the pickled kept store lives in a folder of its own now
-            self._kept_dir = None
 
     def __repr__(self) -> str:
         return (
