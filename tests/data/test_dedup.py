@@ -549,3 +549,13 @@ def test_kept_rows_grow_as_needed(tmp_path, kind):
     assert_same(plain.get(torch.arange(1000)), dedup.get(torch.arange(1000)))
     if kind == "memmap":  # the kept rows live beside the items, and only the newest columns remain
         assert sorted(p.name for p in tmp_path.glob("next_kept_*")) == ["next_kept_1000"]
+
+
+def test_reopening_the_folder_gives_the_items_without_their_deduplicated_next(tmp_path):
+    data = flatten(EnvStream(1, 0.2, "unique", 4).batch(10), "env")
+    storage = DedupNextStorage(LazyMemmapStorage(16, scratch_dir=tmp_path))
+    storage.set(slice(0, 10), data.clone())
+    reopened = LazyMemmapStorage.open(tmp_path)  # as after a crash: the links were in memory
+    items = reopened.get(torch.arange(10))
+    assert ("next", "observation") not in items.keys(include_nested=True)
+    assert_same(items, data.exclude(("next", "observation")))

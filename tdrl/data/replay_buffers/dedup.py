@@ -148,7 +148,14 @@ class DedupNextStorage(Storage):
 
     Each write compares its observations with their successors' (one pass over them, as
     the copy into the storage makes); a sample reads the next observation of each item
-    from the following slot or from the kept copies (one gather each).
+    from the following slot or from the kept copies (one gather each). For 84x84 frames
+    both cost about what a plain storage's do (``benchmarks/bench_replay_memory.py``); for
+    small vector observations, where there is little to save, a write costs a fixed
+    ~0.1 ms more.
+
+    Where each next value is lives in memory: save the buffer with ``dumps`` (or
+    ``state_dict``) to restart from it. :meth:`LazyMemmapStorage.open` re-opens the items of
+    a killed process without their deduplicated ``("next", key)`` entries.
 
     Args:
         storage: the empty :class:`LazyTensorStorage` or :class:`LazyMemmapStorage` to
