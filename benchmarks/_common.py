@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from collections.abc import Callable
 
@@ -41,6 +42,25 @@ def interleaved(fns: dict[str, Callable[[], float]], rounds: int = 5) -> dict[st
         for name, fn in fns.items():
             best[name] = max(best[name], fn())
     return best
+
+
+def median_cpu_us(fns: dict[str, Callable[[], object]], calls: int, rounds: int = 7) -> dict[str, float]:
+    """Median over ``rounds`` of each function's mean thread CPU time per call, in microseconds.
+
+    The candidates alternate within each round, so that cache pressure and neighbours on a
+    shared machine hit them all alike; each is first called a few times to warm up.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        for _ in range(max(calls // 10, 3)):
+            fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.thread_time()
+            for _ in range(calls):
+                fn()
+            times[name].append((time.thread_time() - start) / calls * 1e6)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def row(

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from benchmarks._common import print_rows, row
+from benchmarks._common import median_cpu_us, print_rows, row
 
 CAPACITY = 1_000_000
 BATCH = 256
@@ -95,19 +95,7 @@ def half_cheetah(n: int = FRAMES) -> TensorDict:
 
 
 def _interleaved(fns: dict[str, Callable[[], Any]], calls: int, rounds: int = ROUNDS) -> dict[str, float]:
-    """Median over rounds of the mean thread CPU time per call (us); the candidates
-    alternate each round so that cache pressure from neighbours hits them all alike."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        for _ in range(max(calls // 10, 3)):
-            fn()
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.thread_time()
-            for _ in range(calls):
-                fn()
-            times[name].append((time.thread_time() - start) / calls * 1e6)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return median_cpu_us(fns, calls, rounds)
 
 
 def _row(figure: str, tdrl: float, reference: float, unit: str, bar: str, torchrl: float | None) -> dict[str, Any]:

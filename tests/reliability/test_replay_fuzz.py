@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from tensordict import TensorDict
 
 from tdrl.data.replay_buffers import (
+    DedupNextStorage,
     LazyMemmapStorage,
     LazyTensorStorage,
     ListStorage,
@@ -169,6 +170,18 @@ def _buffer(kind: str, scratch: Path, seed: int):
         )
         rb.extend(_transitions(45, seed))
         rb.sample()
+    elif kind == "dedup":  # observations stored once: episodes of 5 steps, 50 steps into 40 slots
+        data = _transitions(50, seed)
+        following = torch.roll(data["obs"], -1, 0)
+        ends = data["next", "done"][:, 0] | (torch.arange(50) % 5 == 4)
+        following[ends] = -following[ends]  # an episode's final observation is not the next one's first
+        data["next", "obs"] = following
+        rb = TensorDictReplayBuffer(
+            storage=DedupNextStorage(LazyTensorStorage(40), keys="obs"),
+            batch_size=6,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        rb.extend(data)
     elif kind == "list":
         rb = ReplayBuffer(storage=ListStorage(40), sampler=SamplerWithoutReplacement(), batch_size=6)
         rb.extend(list(_transitions(12, seed).unbind(0)))
@@ -181,7 +194,7 @@ def _buffer(kind: str, scratch: Path, seed: int):
     return rb
 
 
-_KINDS = ["without_replacement", "prioritized", "memmap_slices", "list", "max_value"]
+_KINDS = ["without_replacement", "prioritized", "memmap_slices", "list", "max_value", "dedup"]
 
 
 @pytest.fixture(scope="module")

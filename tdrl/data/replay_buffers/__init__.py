@@ -2,8 +2,11 @@
 
 ``ReplayBuffer(storage=LazyTensorStorage(n), sampler=SamplerWithoutReplacement())`` keeps
 the last ``n`` items and samples them without replacement; swap any part for another.
+``DedupNextStorage(LazyTensorStorage(n))`` stores each observation once rather than twice
+(at the root and under ``"next"``).
 """
 
+from tdrl.data.replay_buffers.dedup import DedupNextStorage
 from tdrl.data.replay_buffers.replay_buffers import (
     PrioritizedReplayBuffer,
     ReplayBuffer,
@@ -42,6 +45,7 @@ __all__ = [
     "TensorStorage",
     "LazyTensorStorage",
     "LazyMemmapStorage",
+    "DedupNextStorage",
     "Sampler",
     "RandomSampler",
     "SamplerWithoutReplacement",

@@ -504,7 +504,10 @@ class TensorStorage(Storage):
         """Rows at ``index`` (a 1-D long tensor of valid positions), as a fresh TensorDict."""
         layout = self._layout
         assert layout is not None
-        count = index.shape[0]
+        return layout.build(self._gather_leaves(index), (index.shape[0], *layout.item_batch), self._out_device)
+
+    def _gather_leaves(self, index: torch.Tensor) -> list[torch.Tensor]:
+        """Rows at ``index`` of every leaf, in storage order (fresh tensors)."""
         positions: np.ndarray | None
         if self._all_numpy and index.device.type == "cpu":
             positions = index.numpy()
@@ -518,7 +521,18 @@ class TensorStorage(Storage):
                     out.append(torch.from_numpy(array.take(positions, axis=0)))
                 else:
                     out.append(leaf.index_select(0, index.to(leaf.device)))
-        return layout.build(out, (count, *layout.item_batch), self._out_device)
+        return out
+
+    def _take(self, key: NestedKey, index: torch.Tensor) -> torch.Tensor:
+        """Rows at ``index`` (a 1-D long tensor of valid positions) of one leaf (a fresh tensor)."""
+        if self._layout is None:
+            raise RuntimeError(EMPTY_STORAGE_ERROR)
+        pos = self._layout.position(key)
+        array = self._numpy[pos]
+        if array is not None and index.device.type == "cpu":
+            return torch.from_numpy(array.take(index.numpy(), axis=0))
+        leaf = self._leaves[pos]
+        return leaf.index_select(0, index.to(leaf.device))
 
     def _leaf(self, key: NestedKey) -> torch.Tensor:
         """The stored rows ``[0, len)`` of one leaf (a view; for samplers)."""
