@@ -295,6 +295,54 @@ def test_td3_training_steps_match_torchrl():
         torch.testing.assert_close(value, theirs.target_qvalue_network_params.get(key), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("options", [{}, {"num_qvalue_nets": 3, "reduction": "none", "loss_function": "l2"}])
+def test_the_split_losses_match_torchrl_s(options):
+    """actor_loss / value_loss, as TorchRL's TD3 example calls them: values, metadata and gradients."""
+    pytest.importorskip("torchrl")
+    theirs, ours, net = _torchrl_pair(**options)
+    _estimator(theirs, "td0")
+    _estimator(ours, "td0")
+    data = batch().set("priority_weight", torch.rand(B) + 0.5)
+    d_theirs, d_ours = data.clone(), data.clone()
+    torch.manual_seed(3)
+    q_theirs, info_theirs = theirs.value_loss(d_theirs)
+    a_theirs, actor_info_theirs = theirs.actor_loss(d_theirs)
+    torch.manual_seed(3)
+    q_ours, info_ours = ours.value_loss(d_ours)
+    a_ours, actor_info_ours = ours.actor_loss(d_ours)
+    assert set(info_ours) == set(info_theirs)
+    assert set(actor_info_ours) == set(actor_info_theirs)
+    for key in info_theirs:
+        torch.testing.assert_close(info_ours[key], info_theirs[key], atol=1e-5, rtol=1e-5, msg=key)
+    torch.testing.assert_close(
+        actor_info_ours["state_action_value_actor"], actor_info_theirs["state_action_value_actor"], atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(q_ours, q_theirs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a_ours, a_theirs, atol=1e-5, rtol=1e-5)
+    assert "td_error" not in d_ours.keys()  # only forward writes the priority
+    g_theirs = torch.autograd.grad(a_theirs.sum(), list(net.parameters()))
+    g_ours = torch.autograd.grad(a_ours.sum(), list(net.parameters()))
+    g_theirs += torch.autograd.grad(q_theirs.sum(), list(theirs.qvalue_network_params.values(True, True)))
+    g_ours += torch.autograd.grad(q_ours.sum(), list(ours.qvalue_network_params.values(True, True)))
+    for a, b in zip(g_ours, g_theirs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_forward_is_the_two_split_losses_with_the_same_draws():
+    loss = TD3Loss(actor(), qvalue(), action_spec=SPEC)
+    data = batch()
+    torch.manual_seed(5)
+    out = loss(data.clone())
+    torch.manual_seed(5)
+    loss_actor, _ = loss.actor_loss(data)
+    loss_qvalue, info = loss.value_loss(data)
+    torch.testing.assert_close(out["loss_actor"], loss_actor)
+    torch.testing.assert_close(out["loss_qvalue"], loss_qvalue)
+    torch.testing.assert_close(out["target_value"], info["target_value"])
+    with pytest.raises(KeyError, match=re.escape("key 'observation' not found in the input")):
+        loss.actor_loss(TensorDict(batch_size=[4]))
+
+
 # ------------------------------------------------------------------------------ learning
 @pytest.fixture
 def one_thread():
