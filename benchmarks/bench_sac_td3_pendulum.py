@@ -12,8 +12,9 @@ Pendulum-v1, with a 1,000-frame random warm-up so that the budget leaves room to
 - **TD3** (``TD3Loss``): the actor of TorchRL's TD3 example (an MLP, then ``TanhModule``
   onto the action box), ``AdditiveGaussianModule`` exploration noise of std 0.1 (action
   units, the box is [-2, 2]), gamma 0.98, squared TD error, target policy noise 0.2
-  clipped at 0.5, the actor and the targets updated every second update, an Adam each
-  for actor and critics.
+  clipped at 0.5, an Adam each for actor and critics; each update steps the critics
+  (``TD3Loss.value_loss``), and every second one then the actor (``actor_loss``, against
+  the critics just updated) and the targets, as TorchRL's TD3 example does.
 
 Frames are the env's, the random warm-up included (``total_frames`` of the collector).
 Every 2,500 frames (and before training) the deterministic policy plays 10 episodes of 200
@@ -175,17 +176,18 @@ def _td3(lib: dict, env, hp: dict):
     delay = hp["policy_delay"]
 
     def update(sample, index: int) -> None:
-        out = loss(sample)
+        # as TorchRL's TD3 example: the critics first; every `delay`-th update, the actor
+        # (against the critics just updated) and the targets
+        loss_qvalue, _ = loss.value_loss(sample)
         critic_optim.zero_grad()
-        if index % delay == delay - 1:  # every `delay`-th update: the actor and the targets too
+        loss_qvalue.backward()
+        critic_optim.step()
+        if index % delay == delay - 1:
+            loss_actor, _ = loss.actor_loss(sample)
             actor_optim.zero_grad()
-            (out["loss_qvalue"] + out["loss_actor"]).backward()  # loss_actor does not reach the critics
-            critic_optim.step()
+            loss_actor.backward()  # it does not reach the critics
             actor_optim.step()
             target.step()
-        else:
-            out["loss_qvalue"].backward()
-            critic_optim.step()
 
     return actor, explore, update
 
