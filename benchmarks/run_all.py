@@ -7,8 +7,10 @@ the ratios hold on a noisy machine even when the absolute figures move.
 Usage::
 
     python -m benchmarks.run_all                 # everything (the end-to-end runs take ~10 min,
-                                                 # ppo_cartpole's 100k-frame training ~3 min)
-    python -m benchmarks.run_all --skip e2e ppo_cartpole   # leave out some benchmarks by name
+                                                 # ppo_cartpole's 100k-frame training ~3 min, the
+                                                 # learning runs of dqn_cartpole and sac_td3_pendulum
+                                                 # ~15 min each on a quiet 2-core machine)
+    python -m benchmarks.run_all --skip e2e ppo_cartpole dqn_cartpole sac_td3_pendulum   # leave out the long ones
     python -m benchmarks.run_all --only env gae  # just these
 """
 

@@ -99,3 +99,50 @@ def test_the_offpolicy_programs_run_past_their_first_updates(bench_offpolicy, al
         assert out["eval_return"] >= 8
     else:  # Pendulum's reward is in [-16.3, 0] per step, 200 steps
         assert -16.3 * 200 <= out["eval_return"] <= 0
+
+
+@pytest.fixture(scope="module")
+def bench_pendulum():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sac_td3_pendulum.py"
+    spec = importlib.util.spec_from_file_location("bench_sac_td3_pendulum_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_the_pendulum_learning_programs_update_once_per_frame_and_evaluate_on_schedule(bench_pendulum, algo):
+    # 1,100 frames: the 1,000 random ones, then two batches of 50 frames and 50 updates each
+    out = bench_pendulum.one_run(algo, seed=0, frames=1100, eval_every=550, eval_episodes=2)
+    assert (out["algo"], out["lib"], out["frames"], out["updates"]) == (algo, "tdrl", 1100, 100)
+    assert [frames for frames, _ in out["curve"]] == [0, 550, 1100]
+    assert len(out["final_episodes"]) == 2
+    # Pendulum pays between -16.3 and 0 per step, 200 steps an episode
+    assert all(-16.3 * 200 <= r <= 0 for r in out["final_episodes"])
+    assert out["eval_return"] == pytest.approx(sum(out["final_episodes"]) / 2)
+    # the evaluations draw no torch random numbers: evaluating less often trains the same policy
+    sparse = bench_pendulum.one_run(algo, seed=0, frames=1100, eval_every=1100, eval_episodes=2)
+    assert [frames for frames, _ in sparse["curve"]] == [0, 1100]
+    assert sparse["final_episodes"] == out["final_episodes"]
+
+
+def test_the_pendulum_rows_median_the_seeds_and_plot(bench_pendulum, monkeypatch, tmp_path):
+    def fake_run(algo, seed, final):
+        curve = [[0, -1300.0], [2500, final - 100], [5000, final]]
+        return {
+            "algo": algo, "lib": "tdrl", "seed": seed, "frames": 5000, "wall_s": 2.0, "eval_s": 1.0,
+            "eval_return": final, "final_episodes": [final - 1, final + 1], "first_above_bar_frames": None,
+            "curve": curve,
+        }  # fmt: skip
+
+    finals = {"sac": [-150.0, -400.0, -120.0], "td3": [-250.0, -180.0, -300.0]}
+    runs = [fake_run(algo, seed, final) for algo, values in finals.items() for seed, final in enumerate(values)]
+    monkeypatch.setattr(bench_pendulum, "run_all_seeds", lambda *args, **kwargs: runs)
+    rows = bench_pendulum.run(frames=5000, seeds=(0, 1, 2))
+    assert [r["tdrl"] for r in rows] == [-150.0, -250.0]  # the middle seed of each
+    assert rows[0]["ratio"] > 1  # -150 is above the -200 bar
+    assert rows[1]["ratio"] < 1  # -250 is below it
+    assert bench_pendulum.summarize(runs)["td3"]["met"] is False
+    png = tmp_path / "curve.png"
+    bench_pendulum.plot(runs, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

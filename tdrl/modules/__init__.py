@@ -21,6 +21,7 @@ from tdrl.modules.actors import (
     LOG_PROB_KEY,
     Actor,
     ProbabilisticActor,
+    TanhModule,
     ValueOperator,
     get_log_prob,
 )
@@ -62,6 +63,7 @@ __all__ = [
     # actors and values
     "ProbabilisticActor",
     "Actor",
+    "TanhModule",
     "ValueOperator",
     "ActorValueOperator",
     "ActorCriticOperator",

@@ -6,6 +6,8 @@
   distribution, the mode of a discrete one). Writes ``"action"`` and, with
   ``return_log_prob=True``, ``"sample_log_prob"`` (also written as ``"action_log_prob"``).
 - :class:`Actor`: a deterministic policy, ``"observation" -> "action"``.
+- :class:`TanhModule`: squashes a network's output onto the action bounds (deterministic
+  bounded actors, TD3 and DDPG).
 - :class:`ValueOperator`: ``"observation" -> "state_value"``, or
   ``("observation", "action") -> "state_action_value"``.
 
@@ -74,6 +76,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ProbabilisticActor",
     "Actor",
+    "TanhModule",
     "ValueOperator",
     "LOG_PROB_KEY",
     "LOG_PROB_ALIAS",
@@ -602,3 +605,119 @@ class Actor(_LeanTDModule):
             key = self.out_keys[0]
             out.set(key, cast(TensorSpec, self._action_spec).project(out.get(key)))  # safe: __init__ required it
         return out
+
+
+def _bound(
+    given: float | torch.Tensor | None, from_spec: torch.Tensor | None, default: float, name: str, key: NestedKey
+) -> torch.Tensor:
+    """A bound of a TanhModule output: the given one (it must match the spec's), else the spec's, else the default."""
+    if given is None:
+        value = from_spec if from_spec is not None else torch.tensor(default)
+    else:
+        value = torch.as_tensor(given)
+        if from_spec is not None and not bool((value == from_spec).all()):
+            raise ValueError(
+                f"TanhModule: {name}={given!r} for {key!r} differs from the spec's {name} {from_spec}; "
+                f"give one of the two (the spec's bounds are used when {name} is omitted)."
+            )
+    value = value.clone()
+    return value if value.is_floating_point() else value.to(torch.get_default_dtype())
+
+
+class TanhModule(TensorDictModuleBase):
+    """Squash entries onto a box with tanh: ``low + (high - low) * (tanh(x) + 1) / 2``.
+
+    The last layer of a deterministic actor with bounded actions (TD3, DDPG):
+    ``TensorDictSequential(TensorDictModule(net, ["observation"], ["param"]),
+    TanhModule(["param"], ["action"], spec=env.action_spec))``. The bounds of each output
+    are the buffers ``"<key>_low"`` and ``"<key>_high"`` (a nested key joined with ``_``),
+    as TorchRL names them, so state dicts load across the two.
+
+    Args:
+        in_keys: the entries to squash.
+        out_keys: where the squashed values go, one per in_key (default: the in_keys, in place).
+
+    Keyword Args:
+        spec: the output spec: one leaf spec for every out_key, or a ``Composite`` holding
+            them. An output's bounds default to its spec's ``space.low``/``space.high``.
+        low: the lower bound (a float or a tensor that broadcasts to the output). Default:
+            the spec's, or -1 without a spec. Given with a spec, it must equal the spec's.
+        high: the upper bound, as ``low`` (default: the spec's, or 1).
+        clamp: keep ``tanh(x)`` within ``[-1 + r, 1 - r]`` (``r`` the dtype's
+            resolution, 1e-6 for float32), so that an output can be mapped back.
+
+    Raises:
+        ValueError: for in_keys and out_keys of different lengths, a bound that contradicts
+            the spec, or ``high < low``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from tdrl.specs import Bounded
+        >>> squash = TanhModule(["param"], ["action"], spec=Bounded(-2.0, 2.0, shape=(2,)))
+        >>> squash(TensorDict(param=torch.tensor([0.0, 100.0])))["action"]
+        tensor([0., 2.])
+        >>> TanhModule(["x"], low=0.0, high=3.0)(TensorDict(x=torch.zeros(1)))["x"]
+        tensor([1.5000])
+    """
+
+    def __init__(
+        self,
+        in_keys: Sequence[NestedKey],
+        out_keys: Sequence[NestedKey] | None = None,
+        *,
+        spec: TensorSpec | Composite | None = None,
+        low: float | torch.Tensor | None = None,
+        high: float | torch.Tensor | None = None,
+        clamp: bool = False,
+    ) -> None:
+        super().__init__()
+        in_keys = [in_keys] if isinstance(in_keys, (str, tuple)) else list(in_keys)
+        if out_keys is None:
+            out_keys = list(in_keys)
+        out_keys = [out_keys] if isinstance(out_keys, (str, tuple)) else list(out_keys)
+        if len(in_keys) != len(out_keys):
+            raise ValueError(
+                f"TanhModule: in_keys {in_keys} and out_keys {out_keys} differ in length; give one out_key "
+                "per in_key, or omit out_keys to squash in place."
+            )
+        self.in_keys = in_keys
+        self.out_keys = out_keys
+        if spec is not None and not isinstance(spec, (TensorSpec, Composite)):
+            raise TypeError(f"TanhModule: spec must be a tdrl TensorSpec or Composite, got {type(spec).__name__}.")
+        if isinstance(spec, Composite):
+            leaves = [cast("TensorSpec | None", spec.get(key)) for key in out_keys]
+            self._spec: Composite | None = spec
+        else:
+            leaves = [spec] * len(out_keys)
+            self._spec = None if spec is None else Composite(dict.fromkeys(out_keys, spec))
+        self._bound_names: list[tuple[str, str]] = []
+        for key, leaf in zip(out_keys, leaves):
+            space = getattr(leaf, "space", None)
+            low_t = _bound(low, getattr(space, "low", None), -1.0, "low", key)
+            high_t = _bound(high, getattr(space, "high", None), 1.0, "high", key)
+            if bool((high_t < low_t).any()):
+                raise ValueError(f"TanhModule: high {high_t} is below low {low_t} for {key!r}; swap them.")
+            name = key if isinstance(key, str) else "_".join(key)
+            self.register_buffer(f"{name}_low", low_t)
+            self.register_buffer(f"{name}_high", high_t)
+            self._bound_names.append((f"{name}_low", f"{name}_high"))
+        self.clamp = bool(clamp)
+
+    @property
+    def spec(self) -> Composite | None:
+        """The output spec, as a ``Composite`` keyed by the out_keys (``None`` without one)."""
+        return self._spec
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        buffers = self._buffers
+        for in_key, out_key, (low_name, high_name) in zip(self.in_keys, self.out_keys, self._bound_names):
+            x = td_read(tensordict, in_key)
+            if x is None:
+                raise missing_key_error("TanhModule", in_key, tensordict)
+            y = x.tanh()
+            if self.clamp:
+                resolution = torch.finfo(y.dtype).resolution
+                y = y.clamp(-1 + resolution, 1 - resolution)
+            low, high = cast(torch.Tensor, buffers[low_name]), cast(torch.Tensor, buffers[high_name])
+            td_write(tensordict, out_key, low + (high - low) * (y + 1) / 2)
+        return tensordict

@@ -397,10 +397,10 @@ class OffPolicyLoss(LossModule):
         """The keys a forward call reads (for the missing-key diagnosis)."""
         raise NotImplementedError
 
-    def _diagnose(self, data: TensorDictBase, error: KeyError) -> KeyError:
-        """A KeyError naming the first missing input, else ``error`` itself."""
+    def _diagnose(self, data: TensorDictBase, error: KeyError, keys: list[NestedKey] | None = None) -> KeyError:
+        """A KeyError naming the first missing input (of ``keys``, default all a forward call reads), else ``error``."""
         present = {unravel_key(k) for k in data.keys(True, True)}
-        for key in self._input_keys():
+        for key in self._input_keys() if keys is None else keys:
             if unravel_key(key) not in present:
                 return MissingKeyError(
                     f"{type(self).__name__}: key {key!r} not found in the input (keys: {keys_repr(data)}). "

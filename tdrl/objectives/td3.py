@@ -295,6 +295,88 @@ class TD3Loss(OffPolicyLoss):
             next_action = (next_action + noise).clamp(self.min_action, self.max_action)
             return self._q(next_data, next_action, self.target_qvalue_network_params).min(0)[0]
 
+    def actor_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, dict[str, Tensor]]:
+        """The actor's loss alone, ``-Q_1(s, mu(s))`` (the Q-networks are not trained by it).
+
+        TorchRL's split of :meth:`forward`: a loop that updates the actor every
+        ``policy_delay`` updates computes it only then.
+
+        Args:
+            tensordict: ``[*B]`` transitions holding the actor's inputs.
+
+        Returns:
+            ``(loss_actor, {"state_action_value_actor": [N, *B]})``, the second detached.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from tensordict import TensorDict
+            >>> from tdrl.modules import MLP, Actor, ValueOperator
+            >>> actor = Actor(nn.Sequential(nn.Linear(3, 1), nn.Tanh()), in_keys=["observation"])
+            >>> qvalue = ValueOperator(MLP(in_features=4, out_features=1), in_keys=["observation", "action"])
+            >>> loss = TD3Loss(actor, qvalue, bounds=(-1.0, 1.0))
+            >>> loss_actor, info = loss.actor_loss(TensorDict(observation=torch.randn(8, 3), batch_size=[8]))
+            >>> loss_actor.shape, info["state_action_value_actor"].shape
+            (torch.Size([]), torch.Size([2, 8]))
+        """
+        try:
+            weights = self._priority_weights(tensordict)
+            actor_q = self._q(tensordict, self._act(tensordict, None), self._detached("qvalue_network"))
+        except KeyError as err:
+            raise self._diagnose(tensordict, err, [*self._actor_in, *self._q_obs_in]) from err
+        return self._reduce_weighted(-actor_q[0], weights), {"state_action_value_actor": actor_q.detach()}
+
+    def value_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, dict[str, Tensor]]:
+        """The Q-networks' loss alone, against the smoothed clipped double-Q target.
+
+        TorchRL's split of :meth:`forward`. It draws the target-action noise (so calling
+        it, then :meth:`actor_loss`, draws what :meth:`forward` draws) and, unlike
+        :meth:`forward`, writes nothing into ``tensordict``.
+
+        Args:
+            tensordict: ``[*B]`` transitions, as for :meth:`forward`.
+
+        Returns:
+            ``(loss_qvalue, metadata)`` with the detached ``"td_error"`` (squared, per
+            Q-network, ``[N, *B]``), ``"next_state_value"`` and ``"target_value"`` ``[*B]``
+            and ``"pred_value"`` ``[N, *B]``.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from tensordict import TensorDict
+            >>> from tdrl.modules import MLP, Actor, ValueOperator
+            >>> actor = Actor(nn.Sequential(nn.Linear(3, 1), nn.Tanh()), in_keys=["observation"])
+            >>> qvalue = ValueOperator(MLP(in_features=4, out_features=1), in_keys=["observation", "action"])
+            >>> loss = TD3Loss(actor, qvalue, bounds=(-1.0, 1.0))
+            >>> data = TensorDict({
+            ...     "observation": torch.randn(8, 3), "action": torch.rand(8, 1) * 2 - 1,
+            ...     "next": {"observation": torch.randn(8, 3), "reward": torch.randn(8, 1),
+            ...              "done": torch.zeros(8, 1, dtype=torch.bool),
+            ...              "terminated": torch.zeros(8, 1, dtype=torch.bool)}}, [8])
+            >>> loss_qvalue, info = loss.value_loss(data)
+            >>> loss_qvalue.shape, info["td_error"].shape, "td_error" in data.keys()
+            (torch.Size([]), torch.Size([2, 8]), False)
+        """
+        try:
+            weights = self._priority_weights(tensordict)
+            stored = self._require(tensordict, self.tensor_keys.action)
+            noise = (torch.randn_like(stored) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
+            next_value = self._next_state_value(tensordict, noise)
+            target = self._target(tensordict, next_value.unsqueeze(-1))
+            pred = self._q(tensordict, None, self.qvalue_network_params)
+        except KeyError as err:
+            raise self._diagnose(tensordict, err) from err
+        loss_qvalue = self._reduce_weighted(self._distance(pred, target.expand_as(pred)).sum(0), weights)
+        pred = pred.detach()
+        metadata = {
+            "td_error": (pred - target).pow(2),
+            "next_state_value": next_value,
+            "pred_value": pred,
+            "target_value": target,
+        }
+        return loss_qvalue, metadata
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Computes the TD3 losses of a batch of transitions.
 
@@ -308,29 +390,7 @@ class TD3Loss(OffPolicyLoss):
             ``pred_value`` ``[N, *B]``, ``state_action_value_actor`` ``[N, *B]``,
             ``next_state_value`` and ``target_value`` ``[*B]``.
         """
-        keys = self.tensor_keys
-        try:
-            weights = self._priority_weights(tensordict)
-            actor_q = self._q(tensordict, self._act(tensordict, None), self._detached("qvalue_network"))
-            loss_actor = self._reduce_weighted(-actor_q[0], weights)
-            stored = self._require(tensordict, keys.action)
-            noise = (torch.randn_like(stored) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
-            next_value = self._next_state_value(tensordict, noise)
-            target = self._target(tensordict, next_value.unsqueeze(-1))
-            pred = self._q(tensordict, None, self.qvalue_network_params)
-        except KeyError as err:
-            raise self._diagnose(tensordict, err) from err
-        loss_qvalue = self._reduce_weighted(self._distance(pred, target.expand_as(pred)).sum(0), weights)
-        pred = pred.detach()
-        tensordict.set(keys.priority, (pred - target).pow(2).max(0)[0])
-        return TensorDict(
-            {
-                "loss_actor": loss_actor,
-                "loss_qvalue": loss_qvalue,
-                "pred_value": pred,
-                "state_action_value_actor": actor_q.detach(),
-                "next_state_value": next_value,
-                "target_value": target,
-            },
-            batch_size=[],
-        )
+        loss_actor, actor_info = self.actor_loss(tensordict)
+        loss_qvalue, info = self.value_loss(tensordict)
+        tensordict.set(self.tensor_keys.priority, info.pop("td_error").max(0)[0])
+        return TensorDict({"loss_actor": loss_actor, "loss_qvalue": loss_qvalue, **actor_info, **info}, batch_size=[])
