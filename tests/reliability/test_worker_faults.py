@@ -453,11 +453,15 @@ def test_a_worker_stopped_at_a_random_instant_times_out(kind, seed, descendants)
 
 _PROGRAM = textwrap.dedent("""
     import functools
+    import signal
     from tdrl.collectors import MultiaSyncDataCollector
     from tdrl.envs import ParallelEnv
     from tdrl.testing import CountingEnv
 
     if __name__ == "__main__":
+        # as a program started from a terminal: Ctrl-C raises KeyboardInterrupt, even when the
+        # test runner was started in the background by a shell, whose children ignore SIGINT
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         inner = functools.partial(ParallelEnv, 2, CountingEnv, mp_start_method="fork")
         env = ParallelEnv(2, CountingEnv, mp_start_method="fork")
         collector = MultiaSyncDataCollector([inner, inner], None, frames_per_batch=8, mp_start_method="fork")
