@@ -60,6 +60,8 @@ __all__ = [
     "write_bytes",
     "write_json",
     "write_checkpoint",
+    "write_run",
+    "print_done",
     "fail",
     "build_parser",
     "run",
@@ -297,6 +299,22 @@ def write_checkpoint(path: Path, checkpoint: dict) -> None:
     write_file_atomic(path, lambda f: torch.save(checkpoint, f))
 
 
+def write_run(out_dir: Path, csv: bytes, checkpoint: dict, figure: Any, summary: dict) -> dict[str, Path]:
+    """Write a run's four outputs into ``out_dir`` (each crash-safe); their paths as ``{"plot", "csv",
+    "summary", "checkpoint"}``, the keys of a job's result."""
+    paths = {
+        "csv": out_dir / "log.csv",
+        "checkpoint": out_dir / "checkpoint.pt",
+        "plot": out_dir / "learning_curve.png",
+        "summary": out_dir / "summary.json",
+    }
+    write_bytes(paths["csv"], csv)
+    write_checkpoint(paths["checkpoint"], checkpoint)
+    write_png(figure, paths["plot"])
+    write_json(paths["summary"], summary)
+    return paths
+
+
 # --- command line --------------------------------------------------------------------------------
 def fail(prog: str, message: str) -> NoReturn:
     """Print a user error as one line on stderr and exit with code 2."""
@@ -357,6 +375,17 @@ def run(prog: str, cfg: Any, validate: Callable[[Any], None], train: Callable[[A
         return train(cfg)
     except ConfigError as err:  # raised before training starts (env, action space, out-dir)
         fail(prog, str(err))
+
+
+def print_done(result: dict) -> None:
+    """Print a finished run's frames, time and eval returns, then where its outputs went."""
+    logs = result["logs"]
+    print(
+        f"\ndone: {logs['frames'][-1]} frames in {result['wall_s']:.0f} s; "
+        f"eval return {logs['eval_return'][0]:.1f} -> {logs['eval_return'][-1]:.1f} "
+        f"(best {max(logs['eval_return']):.1f})"
+    )
+    print_outputs(result)
 
 
 def print_outputs(result: dict) -> None:

@@ -315,8 +315,6 @@ def _train(cfg: DQNConfig) -> dict:
     wall = time.perf_counter() - start
 
     config = asdict(cfg)
-    paths = {name: out_dir / name for name in ("log.csv", "checkpoint.pt", "learning_curve.png", "summary.json")}
-    _job.write_bytes(paths["log.csv"], _csv_bytes(logs))
     checkpoint = {
         "policy": actor.state_dict(),
         "loss": loss_module.state_dict(),  # the Q-network and its target copy
@@ -326,10 +324,6 @@ def _train(cfg: DQNConfig) -> dict:
         "frames": frames,
         "updates": updates,
     }
-    _job.write_checkpoint(paths["checkpoint.pt"], checkpoint)
-    _job.write_png(
-        plot_figure(logs, f"DQN on {cfg.env} ({frames:,} frames, {wall:.0f} s)"), paths["learning_curve.png"]
-    )
     summary = {
         "frames": frames,
         "updates": updates,
@@ -339,7 +333,13 @@ def _train(cfg: DQNConfig) -> dict:
         "best_eval_return": max(logs["eval_return"]),
         "config": config,
     }
-    _job.write_json(paths["summary.json"], summary)
+    paths = _job.write_run(
+        out_dir,
+        _csv_bytes(logs),
+        checkpoint,
+        plot_figure(logs, f"DQN on {cfg.env} ({frames:,} frames, {wall:.0f} s)"),
+        summary,
+    )
     env.close()
     eval_env.close()
     return {
@@ -349,10 +349,7 @@ def _train(cfg: DQNConfig) -> dict:
         "config": cfg,
         "policy": actor,
         "out_dir": out_dir,
-        "plot": paths["learning_curve.png"],
-        "csv": paths["log.csv"],
-        "summary": paths["summary.json"],
-        "checkpoint": paths["checkpoint.pt"],
+        **paths,
     }
 
 
@@ -373,14 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     A user error is printed as one line on stderr and ends the process with code 2; a
     failure during training is a genuine crash and keeps its traceback.
     """
-    result = _job.run(PROG, parse(argv), validate, train)
-    logs = result["logs"]
-    print(
-        f"\ndone: {logs['frames'][-1]} frames in {result['wall_s']:.0f} s; "
-        f"eval return {logs['eval_return'][0]:.1f} -> {logs['eval_return'][-1]:.1f} "
-        f"(best {max(logs['eval_return']):.1f})"
-    )
-    _job.print_outputs(result)
+    _job.print_done(_job.run(PROG, parse(argv), validate, train))
 
 
 if __name__ == "__main__":
