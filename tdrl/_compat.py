@@ -40,6 +40,7 @@ __all__ = [
     "FAST_PATHS",
     "td_read",
     "td_write",
+    "params_leaf",
     "td_unchecked",
     "has_forward_hooks",
     "tdmodule_kwarg_names",
@@ -129,13 +130,34 @@ def _td_unchecked_fast(source: dict, batch_size: torch.Size, device: torch.devic
     return TensorDict._new_unsafe(source, batch_size=batch_size, device=device)
 
 
+def _params_leaf_public(params: TensorDictBase, key: tuple[str, ...]) -> Any:
+    """``params.get(key)``."""
+    return params.get(key)
+
+
+def _params_leaf_fast(params: TensorDictBase, key: tuple[str, ...]) -> Any:
+    """``params.get(key)`` for a TensorDictParams, from its inner TensorDict's entry dicts.
+
+    ``TensorDictParams.get`` runs through several wrapping layers (about 20 us); a loss
+    that checks on each call whether its target parameters were replaced reads one leaf.
+    """
+    node = getattr(params, "_param_td", params)
+    for part in key:
+        if type(node) is not TensorDict:
+            return params.get(key)
+        node = node._tensordict.get(part)
+    return node if isinstance(node, torch.Tensor) else params.get(key)
+
+
 FAST_PATHS: dict[str, bool] = {"tensordict": _td_internals_work()}
 """Which private-name fast paths the installed libraries support (filled at import)."""
 
 if FAST_PATHS["tensordict"]:
     td_read, td_write, td_unchecked = _td_read_fast, _td_write_fast, _td_unchecked_fast
+    params_leaf = _params_leaf_fast
 else:  # pragma: no cover - taken on a tensordict whose internals moved
     td_read, td_write, td_unchecked = _td_read_public, _td_write_public, _td_unchecked_public
+    params_leaf = _params_leaf_public
 
 
 # --- nn.Module and TensorDictModule introspection -------------------------------------------------------------------

@@ -228,6 +228,19 @@ def test_the_default_generator_is_told_from_a_given_one():
     assert not _compat.draws_with_the_default_generator(head(generator=torch.Generator()))
 
 
+@pytest.mark.parametrize("leaf", [_compat._params_leaf_fast, _compat._params_leaf_public])
+def test_params_leaf_is_the_live_parameter_of_a_tensordictparams(leaf):
+    from tensordict.nn import TensorDictParams
+
+    net = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    params = TensorDictParams(TensorDict.from_module(net))
+    for key in params.keys(True, True):
+        key = key if isinstance(key, tuple) else (key,)
+        assert leaf(params, key) is params.get(key)
+    plain = TensorDict({"a": {"b": torch.ones(2)}}, [])
+    assert leaf(plain, ("a", "b")) is plain.get(("a", "b"))
+
+
 def test_tensor_version_moves_on_in_place_changes():
     t = torch.zeros(2)
     before = _compat.tensor_version(t)

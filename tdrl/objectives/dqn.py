@@ -49,8 +49,9 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
-from tdrl._compat import td_read, td_unchecked
+from tdrl._compat import params_leaf, td_read, td_unchecked, td_write
 from tdrl.modules.qvalue import DistributionalQValueActor, QValueActor, QValueModule
+from tdrl.objectives._dqn_fast import fast_inputs, fast_plan, values_network
 from tdrl.objectives._keys import MissingKeyError, keys_repr, next_key
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.utils import LOSS_CRITIC_TYPES, ValueEstimators, distance_loss
@@ -80,6 +81,7 @@ _SPACE_HINT = (
 _DISTANCES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 # Validity masks the losses honour, as TorchRL's: padding of split trajectories.
 _MASK_KEY = ("collector", "mask")
+_FAST_PATH = {"enabled": True}  # tests switch it off to compare with the general path
 _NO_BATCH = torch.Size([])
 
 
@@ -193,7 +195,7 @@ class _QLossBase(LossModule):
         storage is compared on each call.
         """
         params = self.target_value_network_params
-        probe = params.get(self._target_probe_key).data_ptr()
+        probe = params_leaf(params, self._target_probe_key).data_ptr()
         target = self.__dict__.get("_target_copy")
         if target is None or probe != self.__dict__["_target_probe"]:
             target = copy.deepcopy(self.value_network)
@@ -208,7 +210,8 @@ class _QLossBase(LossModule):
     def _register_network(self, module: nn.Module, name: str, create_target_params: bool = False) -> None:
         super()._register_network(module, name, create_target_params)
         if create_target_params:
-            self._target_probe_key = next(iter(self.target_value_network_params.keys(True, True)))
+            probe_key = next(iter(self.target_value_network_params.keys(True, True)))
+            self._target_probe_key = probe_key if isinstance(probe_key, tuple) else (probe_key,)
         self.__dict__["_target_copy"] = None
 
     def _get(self, data: TensorDictBase, key: NestedKey, hint: str) -> Tensor:
@@ -279,7 +282,11 @@ class _QLossBase(LossModule):
     def _write_priority(self, data: TensorDictBase, priority: Tensor) -> None:
         if data.device is not None and priority.device != data.device:
             priority = priority.to(data.device)
-        data.set(self.tensor_keys.priority, priority, inplace=True)
+        key = self.tensor_keys.priority
+        if type(key) is str and td_read(data, key) is None:
+            td_write(data, key, priority)  # a new entry: nothing to write in place into
+        else:
+            data.set(key, priority, inplace=True)
 
 
 class DQNLoss(_QLossBase):
@@ -426,6 +433,7 @@ class DQNLoss(_QLossBase):
 
     # ----------------------------------------------------------------- keys
     def _on_keys_changed(self) -> None:
+        self.__dict__["_fast_config"] = None  # the fast path's plan reads the keys: decide again
         keys = self.tensor_keys
         writes = set(self.value_network.out_keys)
         needed = [keys.action_value] + ([keys.action] if self.double_dqn else [keys.value])
@@ -517,6 +525,51 @@ class DQNLoss(_QLossBase):
                 return self._chosen(next_values, next_action, keepdim=True)
             return target(next_inputs).get(keys.value)
 
+    def _fast_forward(self, tensordict: TensorDictBase) -> TensorDictBase | None:
+        """The loss computed on the tensors (see ``_dqn_fast``), or ``None`` for the general path.
+
+        Same values, gradients and written TD errors as the general path; taken only when
+        the configuration and the batch provably reduce to the plain TD(0) DQN step.
+        """
+        estimator = self.value_estimator
+        config = (
+            id(estimator),
+            self.loss_function,
+            self.reduction,
+            self.use_prioritized_weights,
+            self.double_dqn,
+            self.delay_value,
+            estimator.tensor_keys.reward,
+            estimator.tensor_keys.terminated,
+        )
+        if self.__dict__.get("_fast_config") != config:
+            self.__dict__["_fast_plan"] = fast_plan(self) if _FAST_PATH["enabled"] else None
+            self.__dict__["_fast_config"] = config
+        plan = self.__dict__["_fast_plan"]
+        if plan is None:
+            return None
+        inputs = fast_inputs(plan, tensordict, _MASK_KEY)
+        if inputs is None:
+            return None
+        obs, action, next_obs, reward, terminated = inputs
+        values = plan.net(obs)
+        if values.shape[:-1] != obs.shape[:-1]:
+            return None  # an unusual network: the general path checks it and says what is wrong
+        chosen = values.gather(-1, action).squeeze(-1)
+        with torch.no_grad():
+            target_net = values_network(self._target_network()) if self.delay_value else plan.net
+            next_values = target_net(next_obs)
+            if self.double_dqn:
+                greedy = plan.net(next_obs).argmax(-1, keepdim=True)
+                next_value = next_values.gather(-1, greedy)
+            else:
+                next_value = next_values.max(-1, keepdim=True).values
+            gamma = estimator.gamma.item()
+            target = torch.addcmul(reward, ~terminated, next_value, value=gamma).squeeze(-1)
+        self._write_priority(tensordict, (chosen.detach() - target).square_().unsqueeze_(-1))
+        loss = _DISTANCES[self.loss_function](chosen, target, reduction=self.reduction)
+        return td_unchecked({"loss": loss}, _NO_BATCH)
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Computes the loss and writes each sample's squared TD error into ``tensordict``.
 
@@ -532,6 +585,9 @@ class DQNLoss(_QLossBase):
             KeyError: naming a missing entry.
             ValueError: for an action whose shape does not fit the action space.
         """
+        fast = self._fast_forward(tensordict)
+        if fast is not None:
+            return fast
         keys = self.tensor_keys
         net = self.value_network
         in_keys = self.value_network_in_keys

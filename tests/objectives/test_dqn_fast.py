@@ -1,0 +1,166 @@
+"""DQNLoss's tensor-only step: taken exactly when it is the same computation, and then equal to the general path."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+import tdrl.objectives.dqn as dqn_module
+from tdrl.modules import QValueActor
+from tdrl.objectives import DQNLoss
+from tdrl.specs import Categorical, OneHot
+
+OBS, N_ACT, N = 4, 3, 32
+
+
+def batch(seed: int = 0, one_hot: bool = False) -> TensorDict:
+    g = torch.Generator().manual_seed(seed)
+    action = torch.randint(N_ACT, (N,), generator=g)
+    terminated = torch.rand(N, 1, generator=g) < 0.2
+    return TensorDict(
+        {
+            "observation": torch.randn(N, OBS, generator=g),
+            "action": nn.functional.one_hot(action, N_ACT) if one_hot else action,
+            "next": {
+                "observation": torch.randn(N, OBS, generator=g),
+                "reward": torch.randn(N, 1, generator=g),
+                "done": terminated.clone(),
+                "terminated": terminated,
+            },
+        },
+        [N],
+    )
+
+
+def make_loss(one_hot: bool = False, **kwargs) -> DQNLoss:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(OBS, 16), nn.ReLU(), nn.Linear(16, N_ACT))
+    loss = DQNLoss(QValueActor(net, spec=OneHot(N_ACT) if one_hot else Categorical(N_ACT)), **kwargs)
+    with torch.no_grad():  # the live network moves away from the target copy
+        for p in loss.value_network.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return loss
+
+
+def run(loss: DQNLoss, data: TensorDict, fast: bool) -> tuple[torch.Tensor, list[torch.Tensor], TensorDict]:
+    dqn_module._FAST_PATH["enabled"] = fast
+    loss.__dict__["_fast_config"] = None
+    try:
+        out = loss(data)["loss"]
+        out.sum().backward()
+        grads = [p.grad.clone() for p in loss.value_network.parameters()]
+        loss.zero_grad()
+        taken = loss.__dict__["_fast_plan"] is not None
+    finally:
+        dqn_module._FAST_PATH["enabled"] = True
+    assert taken == fast
+    return out.detach(), grads, data
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"double_dqn": True},
+        {"delay_value": False},
+        {"loss_function": "smooth_l1"},
+        {"loss_function": "l1", "reduction": "sum"},
+        {"use_prioritized_weights": False},
+    ],
+)
+def test_the_fast_step_equals_the_general_path(kwargs):
+    loss = make_loss(**kwargs)
+    loss.make_value_estimator("td0", gamma=0.9)
+    general, general_grads, general_data = run(loss, batch(), fast=False)
+    fast, fast_grads, fast_data = run(loss, batch(), fast=True)
+    assert loss.__dict__["_fast_plan"] is not None
+    torch.testing.assert_close(fast, general, rtol=0, atol=1e-6)
+    for f, g in zip(fast_grads, general_grads):
+        torch.testing.assert_close(f, g, rtol=0, atol=1e-6)
+    torch.testing.assert_close(fast_data["td_error"], general_data["td_error"], rtol=0, atol=1e-6)
+
+
+def test_the_target_network_is_followed_after_a_target_update():
+    loss = make_loss()
+    before = loss(batch())["loss"].item()
+    loss.target_value_network_params.update_(loss.value_network_params)
+    after = loss(batch())["loss"].item()
+    assert loss.__dict__["_fast_plan"] is not None
+    dqn_module._FAST_PATH["enabled"] = False
+    loss.__dict__["_fast_config"] = None
+    try:
+        assert loss(batch())["loss"].item() == pytest.approx(after, abs=1e-6)
+    finally:
+        dqn_module._FAST_PATH["enabled"] = True
+    assert after != pytest.approx(before)
+
+
+def _masked(data: TensorDict) -> TensorDict:
+    data["collector", "mask"] = torch.ones(N, dtype=torch.bool)
+    return data
+
+
+def _weighted(data: TensorDict) -> TensorDict:
+    data["priority_weight"] = torch.rand(N)
+    return data
+
+
+def _multi_step(data: TensorDict) -> TensorDict:
+    data["steps_to_next_obs"] = torch.full((N, 1), 2)
+    return data
+
+
+@pytest.mark.parametrize("change", [_masked, _weighted, _multi_step])
+def test_batches_the_fast_step_does_not_cover_take_the_general_path(change, monkeypatch):
+    loss = make_loss()
+    calls = []
+    general = type(loss)._select
+    monkeypatch.setattr(type(loss), "_select", lambda self, *a: calls.append(a[1]) or general(self, *a))
+    loss(batch())
+    assert calls == []  # a plain batch: the tensor-only step
+    data = change(batch())
+    loss(data)
+    assert loss.__dict__["_fast_plan"] is not None  # the configuration fits; the batch does not
+    assert calls, "the general path reads the network inputs through _select"
+    assert "td_error" in data.keys()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: make_loss(one_hot=True),
+        lambda: make_loss().make_value_estimator("td_lambda", gamma=0.9, lmbda=0.8),
+        lambda: make_loss(reduction="none"),
+        lambda: make_loss(use_prioritized_weights=True),
+    ],
+)
+def test_configurations_the_fast_step_does_not_cover_have_no_plan(build):
+    loss = build()
+    data = batch(one_hot=loss.action_space == "one_hot")
+    if loss.use_prioritized_weights is True:
+        data["priority_weight"] = torch.ones(N)
+    loss(data)
+    assert loss.__dict__["_fast_plan"] is None
+
+
+def test_a_changed_estimator_is_picked_up():
+    loss = make_loss()
+    loss(batch())
+    assert loss.__dict__["_fast_plan"] is not None
+    loss.make_value_estimator("td1", gamma=0.9)
+    loss(batch())
+    assert loss.__dict__["_fast_plan"] is None
+    loss.make_value_estimator("td0", gamma=0.5)
+    data = batch()
+    got = loss(data)["loss"]
+    reference = copy.deepcopy(loss)
+    dqn_module._FAST_PATH["enabled"] = False
+    try:
+        reference.__dict__["_fast_config"] = None
+        torch.testing.assert_close(reference(batch())["loss"], got)
+    finally:
+        dqn_module._FAST_PATH["enabled"] = True
