@@ -190,8 +190,93 @@ class DDPGLoss(OffPolicyLoss):
             value_params = getattr(self, "target_value_network_params", None)
             return self._value(next_data, value_params).unsqueeze(-1)
 
+    def loss_value(self, tensordict: TensorDictBase) -> tuple[Tensor, dict[str, Tensor]]:
+        """The critic's loss alone (TorchRL's ``DDPGLoss.loss_value``), for a separate critic step.
+
+        Writes ``"td_error"`` ``[*B]`` into ``tensordict``.
+
+        Args:
+            tensordict: ``[*B]`` transitions, as for :meth:`forward`.
+
+        Returns:
+            ``(loss_value, metadata)``; ``metadata`` holds the detached ``td_error``,
+            ``pred_value``, ``target_value``, ``target_value_max`` and ``pred_value_max``.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from tensordict import TensorDict
+            >>> from tdrl.modules import MLP, Actor, ValueOperator
+            >>> actor = Actor(nn.Sequential(nn.Linear(3, 1), nn.Tanh()), in_keys=["observation"])
+            >>> value = ValueOperator(MLP(in_features=4, out_features=1, num_cells=[16]),
+            ...                       in_keys=["observation", "action"])
+            >>> loss = DDPGLoss(actor, value)
+            >>> data = TensorDict({
+            ...     "observation": torch.randn(8, 3), "action": torch.rand(8, 1) * 2 - 1,
+            ...     "next": {"observation": torch.randn(8, 3), "reward": torch.randn(8, 1),
+            ...              "done": torch.zeros(8, 1, dtype=torch.bool),
+            ...              "terminated": torch.zeros(8, 1, dtype=torch.bool)}}, [8])
+            >>> loss_value, meta = loss.loss_value(data)
+            >>> loss_value.shape, sorted(meta)
+            (torch.Size([]), ['pred_value', 'pred_value_max', 'target_value', 'target_value_max', 'td_error'])
+        """
+        try:
+            weights = self._priority_weights(tensordict)
+            pred = self._value(tensordict.select(*self.value_network.in_keys).detach(), None)
+            target = self._target(tensordict, self._next_state_value(tensordict))
+        except KeyError as err:
+            raise self._diagnose(tensordict, err) from err
+        loss_value = self._reduce_weighted(self._distance(pred, target), weights)
+        pred = pred.detach()
+        td_error = (pred - target).pow(2)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        metadata = {
+            "td_error": td_error,
+            "pred_value": pred,
+            "target_value": target,
+            "target_value_max": target.max(),
+            "pred_value_max": pred.max(),
+        }
+        return loss_value, metadata
+
+    def loss_actor(self, tensordict: TensorDictBase) -> tuple[Tensor, dict[str, Tensor]]:
+        """The actor's loss alone (TorchRL's ``DDPGLoss.loss_actor``): ``-Q(s, mu(s))``, critic frozen.
+
+        Args:
+            tensordict: ``[*B]`` transitions (the actor's and the critic's inputs at the root).
+
+        Returns:
+            ``(loss_actor, {})``.
+
+        Examples:
+            >>> import torch
+            >>> from torch import nn
+            >>> from tensordict import TensorDict
+            >>> from tdrl.modules import MLP, Actor, ValueOperator
+            >>> actor = Actor(nn.Sequential(nn.Linear(3, 1), nn.Tanh()), in_keys=["observation"])
+            >>> value = ValueOperator(MLP(in_features=4, out_features=1, num_cells=[16]),
+            ...                       in_keys=["observation", "action"])
+            >>> loss = DDPGLoss(actor, value)
+            >>> data = TensorDict({
+            ...     "observation": torch.randn(8, 3), "action": torch.rand(8, 1) * 2 - 1,
+            ...     "next": {"observation": torch.randn(8, 3), "reward": torch.randn(8, 1),
+            ...              "done": torch.zeros(8, 1, dtype=torch.bool),
+            ...              "terminated": torch.zeros(8, 1, dtype=torch.bool)}}, [8])
+            >>> actor_loss, meta = loss.loss_actor(data)
+            >>> actor_loss.shape, meta
+            (torch.Size([]), {})
+        """
+        try:
+            weights = self._priority_weights(tensordict)
+            actor_data = tensordict.select(*self.actor_in_keys, *self.value_exclusive_keys).detach()
+            self.actor_network(actor_data)
+            actor_q = self._value(actor_data, self._detached("value_network"))
+        except KeyError as err:
+            raise self._diagnose(tensordict, err) from err
+        return self._reduce_weighted(-actor_q, weights), {}
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Computes the DDPG losses of a batch of transitions.
+        """Computes the DDPG losses of a batch of transitions (:meth:`loss_value`, then :meth:`loss_actor`).
 
         Args:
             tensordict: ``[*B]`` transitions (the networks' inputs at the root and under
@@ -202,29 +287,6 @@ class DDPGLoss(OffPolicyLoss):
             A TensorDict with ``loss_actor``, ``loss_value`` and the detached ``td_error``,
             ``pred_value``, ``target_value`` (``[*B]``), ``pred_value_max``, ``target_value_max``.
         """
-        try:
-            weights = self._priority_weights(tensordict)
-            pred = self._value(tensordict.select(*self.value_network.in_keys).detach(), None)
-            target = self._target(tensordict, self._next_state_value(tensordict))
-            loss_value = self._reduce_weighted(self._distance(pred, target), weights)
-            actor_data = tensordict.select(*self.actor_in_keys, *self.value_exclusive_keys).detach()
-            self.actor_network(actor_data)
-            actor_q = self._value(actor_data, self._detached("value_network"))
-        except KeyError as err:
-            raise self._diagnose(tensordict, err) from err
-        loss_actor = self._reduce_weighted(-actor_q, weights)
-        pred = pred.detach()
-        td_error = (pred - target).pow(2)
-        tensordict.set(self.tensor_keys.priority, td_error)
-        return TensorDict(
-            {
-                "loss_actor": loss_actor,
-                "loss_value": loss_value,
-                "td_error": td_error,
-                "pred_value": pred,
-                "target_value": target,
-                "target_value_max": target.max(),
-                "pred_value_max": pred.max(),
-            },
-            batch_size=[],
-        )
+        loss_value, metadata = self.loss_value(tensordict)
+        loss_actor, _ = self.loss_actor(tensordict)
+        return TensorDict({"loss_actor": loss_actor, "loss_value": loss_value, **metadata}, batch_size=[])

@@ -199,3 +199,36 @@ def test_ddpg_matches_torchrl(estimator, options):
         g_ours = torch.autograd.grad(out_ours[loss_key], params, allow_unused=True)
         for a, b in zip(g_ours, g_theirs, strict=True):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=loss_key)
+
+
+def test_split_losses_match_torchrl_and_forward():
+    pytest.importorskip("torchrl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchrl.modules import Actor as TRLActor
+        from torchrl.modules import ValueOperator as TRLValue
+        from torchrl.objectives import DDPGLoss as TRLDDPG
+    net, q = actor_net(), CatQ()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = TRLDDPG(TRLActor(net, in_keys=["observation"]), TRLValue(q, in_keys=["observation", "action"]))
+    ours = DDPGLoss(*parts(net, q))
+    data = batch()
+    d_theirs, d_ours = data.clone(), data.clone()
+    value_theirs, meta_theirs = theirs.loss_value(d_theirs)
+    value_ours, meta_ours = ours.loss_value(d_ours)
+    torch.testing.assert_close(value_ours, value_theirs, atol=1e-5, rtol=1e-5)
+    assert sorted(meta_ours) == sorted(meta_theirs)
+    for key in meta_theirs:
+        torch.testing.assert_close(meta_ours[key], meta_theirs[key], atol=1e-5, rtol=1e-5, msg=key)
+    torch.testing.assert_close(d_ours["td_error"], d_theirs["td_error"], atol=1e-5, rtol=1e-5)
+    actor_theirs, _ = theirs.loss_actor(data.clone())
+    actor_ours, meta = ours.loss_actor(data.clone())
+    assert meta == {}
+    torch.testing.assert_close(actor_ours, actor_theirs, atol=1e-5, rtol=1e-5)
+    whole = ours(data.clone())
+    torch.testing.assert_close(whole["loss_actor"], actor_ours)
+    torch.testing.assert_close(whole["loss_value"], value_ours)
+    # the actor's loss moves the actor only; the critic's the critic only
+    assert all(g is None for g in torch.autograd.grad(actor_ours, list(q.parameters()), allow_unused=True))
+    assert all(g is None for g in torch.autograd.grad(value_ours, list(net.parameters()), allow_unused=True))
