@@ -2,7 +2,8 @@
 
 tdrl runs ``tdrl.examples.sac.train`` (what ``python -m tdrl.examples.sac --env HalfCheetah-v5
 --frames 100000 --seed S`` runs) and SB3 runs its ``SAC`` with the same hyperparameters:
-2x256 ReLU networks, batch 256, Adam 3e-4, gamma 0.99, tau 0.005, learnable entropy
+2x256 ReLU networks, batch 256, Adam 3e-4, gamma 0.99, tau 0.005, squared-error Q loss
+(SB3's; the job's ``--loss-function l2``), learnable entropy
 coefficient (target entropy -6, the action size), 10,000 uniformly random frames first, then
 50 frames collected and 50 gradient steps (one per frame), a 1M-transition buffer.
 
@@ -12,7 +13,8 @@ compares the median over seeds of tdrl's return with SB3's (the aim, issue 17: n
 Each run happens in its own subprocess on one torch thread; ``--jobs 2`` runs two at a time
 (learning figures only: the wall times then share the cores and are not a speed figure).
 
-Run: ``python -m benchmarks.bench_sac_halfcheetah [--seeds 0 1 2] [--frames 100000] [--jobs 2] [--json PATH]``
+Run: ``python -m benchmarks.bench_sac_halfcheetah [--seeds 0 1 2] [--frames 100000] [--jobs 2] [--libs tdrl sb3]
+[--json PATH]``
 """
 
 from __future__ import annotations
@@ -149,8 +151,15 @@ def in_subprocess(lib: str, seed: int, frames: int, out_dir: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _all_runs(seeds: tuple[int, ...], frames: int, jobs: int, out_dir: str, echo: bool = False) -> list[dict]:
-    tasks = [(lib, seed) for seed in seeds for lib in ("tdrl", "sb3")]
+def _all_runs(
+    seeds: tuple[int, ...],
+    frames: int,
+    jobs: int,
+    out_dir: str,
+    echo: bool = False,
+    libs: tuple[str, ...] = ("tdrl", "sb3"),
+) -> list[dict]:
+    tasks = [(lib, seed) for seed in seeds for lib in libs]
 
     def go(task: tuple[str, int]) -> dict:
         r = in_subprocess(task[0], task[1], frames, out_dir)
@@ -197,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each on one torch thread)")
     parser.add_argument("--out-dir", help="where the tdrl runs write (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="write every run (tdrl's eval curves included) here")
+    parser.add_argument("--libs", nargs="+", choices=["tdrl", "sb3"], default=["tdrl", "sb3"], help="which to run")
     parser.add_argument("--one", choices=["tdrl", "sb3"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -207,8 +217,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(fn(args.seeds[0], args.frames, args.out_dir or tempfile.mkdtemp())))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        runs = _all_runs(tuple(args.seeds), args.frames, args.jobs, args.out_dir or tmp, echo=True)
-    for lib in ("tdrl", "sb3"):
+        runs = _all_runs(
+            tuple(args.seeds), args.frames, args.jobs, args.out_dir or tmp, echo=True, libs=tuple(args.libs)
+        )
+    for lib in args.libs:
         mine = [r for r in runs if r["lib"] == lib]
         print(
             f"{lib}: median eval return {_median(runs, lib):.0f} over seeds "

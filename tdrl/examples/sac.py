@@ -79,6 +79,9 @@ class SACConfig:
     lr: float = _option(3e-4, "Adam's learning rate (actor, Q-networks and entropy coefficient)")
     gamma: float = _option(0.99, "discount (0 < gamma <= 1)")
     tau: float = _option(0.005, "Polyak weight of the online Q-networks in each target update (0 < tau <= 1)")
+    loss_function: str = _option(
+        "l2", "Q regression loss: l2 (as Stable-Baselines3 and TorchRL's SAC example), smooth_l1 or l1"
+    )
     alpha_init: float = _option(1.0, "initial entropy coefficient")
     fixed_alpha: bool = _option(False, "keep the entropy coefficient at --alpha-init instead of learning it")
     eval_every: int = _option(40, "evaluate the deterministic policy every this many batches (and after the last)")
@@ -120,6 +123,7 @@ def validate(cfg: SACConfig) -> None:
         )
     check.positive_numbers("lr", "alpha_init")
     check.need(0 < cfg.tau <= 1, "tau", "in (0, 1]")
+    check.need(cfg.loss_function in ("l2", "smooth_l1", "l1"), "loss_function", "one of l2, smooth_l1, l1")
 
 
 # --- env and modules -----------------------------------------------------------------------
@@ -263,7 +267,13 @@ def _train(cfg: SACConfig) -> dict:
     )
     buffer = ReplayBuffer(storage=LazyTensorStorage(max_size=cfg.buffer_size), batch_size=cfg.batch_size)
     loss_module = SACLoss(
-        actor, qnet, num_qvalue_nets=2, alpha_init=cfg.alpha_init, fixed_alpha=cfg.fixed_alpha, delay_qvalue=True
+        actor,
+        qnet,
+        num_qvalue_nets=2,
+        loss_function=cfg.loss_function,
+        alpha_init=cfg.alpha_init,
+        fixed_alpha=cfg.fixed_alpha,
+        delay_qvalue=True,
     )
     loss_module.make_value_estimator(gamma=cfg.gamma)
     target_updater = SoftUpdate(loss_module, tau=cfg.tau)

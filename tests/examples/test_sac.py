@@ -194,6 +194,7 @@ def test_the_default_budget_is_whole_batches_after_the_warm_up():
         (["--alpha-init", "0"], r"--alpha-init must be a positive number, got 0.0"),
         (["--gamma", "1.5"], r"--gamma must be in \(0, 1\], got 1.5"),
         (["--tau", "0"], r"--tau must be in \(0, 1\], got 0.0"),
+        (["--loss-function", "huber"], r"--loss-function must be one of l2, smooth_l1, l1, got .huber."),
         (["--seed", "-1"], r"--seed must be an integer from 0 to 2\*\*32 - 1, got -1"),
         (["--threads", "0"], r"--threads must be a positive integer, got 0"),
         (["--fixed-alpha", "yes"], r"unrecognized arguments: yes"),
