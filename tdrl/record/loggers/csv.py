@@ -122,9 +122,9 @@ class CSVExperiment:
 
     def add_video(self, tag: str, vid_tensor: torch.Tensor, global_step: int | None = None, **kwargs: Any) -> str:
         """Writes a checked ``[N, T, C, H, W]`` video to ``videos/<tag>_<step>.<format>``; returns the path."""
-        if global_step is None:
+        if global_step is None:  # the counter moves only for calls without a step (TorchRL's rule)
             global_step = self.videos_counter.get(tag, 0)
-        self.videos_counter[tag] = self.videos_counter.get(tag, 0) + 1
+            self.videos_counter[tag] = global_step + 1
         path = self._path("videos", f"{tag}_{global_step}", f".{self.video_format}")
         if self.video_format == "mp4":
             kwargs.setdefault("fps", self.video_fps)
@@ -139,17 +139,17 @@ class CSVExperiment:
 
     def add_text(self, tag: str, text: str, global_step: int | None = None) -> None:
         """Writes ``text`` to ``texts/<tag><step>.txt``."""
-        if global_step is None:
+        if global_step is None:  # the counter moves only for calls without a step (TorchRL's rule)
             global_step = self.text_counter.get(tag, 0)
-        self.text_counter[tag] = self.text_counter.get(tag, 0) + 1
+            self.text_counter[tag] = global_step + 1
         with open(self._path("texts", f"{tag}{global_step}", ".txt"), "w") as handle:
             handle.write(text)
 
     def add_histogram(self, tag: str, values: torch.Tensor, global_step: int | None = None, bins: int = 64) -> None:
         """Writes ``left,right,count`` rows of ``values``' histogram to ``histograms/<tag>_<step>.csv``."""
-        if global_step is None:
+        if global_step is None:  # the counter moves only for calls without a step (TorchRL's rule)
             global_step = self.histogram_counter.get(tag, 0)
-        self.histogram_counter[tag] = self.histogram_counter.get(tag, 0) + 1
+            self.histogram_counter[tag] = global_step + 1
         counts, edges = torch.histogram(values.detach().cpu().double().flatten(), bins=bins)
         lines = [f"{float(edges[i])!r},{float(edges[i + 1])!r},{int(counts[i])}" for i in range(len(counts))]
         with open(self._path("histograms", f"{tag}_{global_step}", ".csv"), "w") as handle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,14 @@ def generate_exp_name(model_name: str, experiment_name: str) -> str:
     return "_".join((model_name, experiment_name, uuid.uuid4().hex[:8], stamp))
 
 
-def get_logger(logger_type: str | None, logger_name: str, experiment_name: str, **kwargs: Any) -> Logger | None:
+def get_logger(
+    logger_type: str | None,
+    logger_name: str,
+    experiment_name: str,
+    *,
+    state_dict: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Logger | None:
     """Builds the logger named by ``logger_type``, or returns ``None`` for ``""`` / ``None``.
 
     Args:
@@ -33,6 +41,7 @@ def get_logger(logger_type: str | None, logger_name: str, experiment_name: str, 
         logger_name: the folder logs go under (``log_dir``; W&B's ``save_dir``; MLflow's
             tracking URI unless ``tracking_uri`` is in ``kwargs``).
         experiment_name: the run's name.
+        state_dict: a saved :meth:`Logger.state_dict` to continue (W&B: its run id is reused).
         **kwargs: passed to the logger's constructor (W&B: ``project`` defaults to ``experiment_name``).
 
     Raises:
@@ -48,6 +57,15 @@ def get_logger(logger_type: str | None, logger_name: str, experiment_name: str, 
     """
     if logger_type is None or logger_type == "":
         return None
+    logger = _build(logger_type, logger_name, experiment_name, state_dict, kwargs)
+    if state_dict is not None:
+        logger.load_state_dict(state_dict)
+    return logger
+
+
+def _build(
+    logger_type: str, logger_name: str, experiment_name: str, state: Mapping[str, Any] | None, kwargs: dict[str, Any]
+) -> Logger:
     if logger_type == "csv":
         from tdrl.record.loggers.csv import CSVLogger
 
@@ -60,6 +78,8 @@ def get_logger(logger_type: str | None, logger_name: str, experiment_name: str, 
         from tdrl.record.loggers.wandb import WandbLogger
 
         kwargs.setdefault("project", experiment_name)
+        if state is not None and state.get("local", {}).get("id"):
+            kwargs.setdefault("id", state["local"]["id"])
         return WandbLogger(save_dir=logger_name, exp_name=experiment_name, **kwargs)
     if logger_type == "mlflow":
         from tdrl.record.loggers.mlflow import MLFlowLogger

@@ -163,3 +163,41 @@ def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(TypeError, match="mapping"):
         logger.log_hparams([("lr", 1.0)])
     assert not os.path.exists(tmp_path / "escape.csv")
+
+
+def test_mp4_without_the_video_extra_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails as when not installed
+    logger = CSVLogger("run", log_dir=str(tmp_path), video_format="mp4")
+    with pytest.raises(ImportError, match=r"tdrl\[video\]"):
+        logger.log_video("clip", torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_same_files_and_rows_as_torchrl(tmp_path):
+    """TorchRL's CSVLogger and ours, fed the same calls, write the same files and rows (ours adds a header)."""
+    torchrl_loggers = pytest.importorskip("torchrl.record.loggers")
+    video = torch.randint(0, 256, (1, 3, 3, 4, 4), dtype=torch.uint8)
+    paths = {}
+    for label, cls in (("ours", CSVLogger), ("theirs", torchrl_loggers.CSVLogger)):
+        logger = cls("run", log_dir=str(tmp_path / label))
+        logger.log_scalar("loss", 0.5, step=3)
+        logger.log_scalar("loss", 0.1 + 0.2)  # a value whose text form needs every digit
+        logger.log_scalar("eval/reward", 7)
+        logger.log_video("episode", video, step=2)
+        logger.log_hparams({"lr": 0.001, "gamma": 0.99})
+        logger.log_video("episode", video)
+        folder = tmp_path / label / "run"
+        paths[label] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        for name in ("loss", "eval/reward"):
+            rows = _rows(folder / "scalars" / f"{name}.csv")
+            if label == "ours":
+                assert rows[0] == ["step", "value"]
+                rows = rows[1:]
+            paths[label, name] = [(int(s), float(v)) for s, v in rows]
+        paths[label, "hparams"] = (folder / "texts" / "hparams0.txt").read_text()
+        paths[label, "video"] = torch.load(folder / "videos" / "episode_2.pt", weights_only=True)
+    assert paths["ours"] == paths["theirs"]
+    for key in ("loss", "eval/reward", "hparams"):
+        assert paths["ours", key] == paths["theirs", key]
+    assert torch.equal(paths["ours", "video"], paths["theirs", "video"])

@@ -42,3 +42,21 @@ def test_get_logger_refuses_an_unknown_type(tmp_path):
 
 def test_every_logger_is_a_logger():
     assert issubclass(CSVLogger, Logger)
+
+
+def test_get_logger_resumes_from_a_state_dict(tmp_path):
+    first = get_logger("csv", str(tmp_path), "exp")
+    first.log_scalar("x", 1.0)
+    state = first.state_dict()
+    with pytest.warns(UserWarning, match="exp_1"):
+        resumed = get_logger("csv", str(tmp_path), "exp", state_dict=state)
+    resumed.log_scalar("x", 2.0)
+    assert resumed.read_scalars() == {"x": [(0, 1.0), (1, 2.0)]}
+
+
+def test_generated_names_have_torchrls_layout():
+    torchrl_utils = pytest.importorskip("torchrl.record.loggers.utils")
+    ours = generate_exp_name("SAC", "hopper").split("_")
+    theirs = torchrl_utils.generate_exp_name("SAC", "hopper").split("_")
+    assert [len(part) for part in ours] == [len(part) for part in theirs]
+    assert ours[:2] == theirs[:2]
