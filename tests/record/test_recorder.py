@@ -450,3 +450,46 @@ def test_frames_in_a_rollout_are_not_changed_by_recording():
     assert ro["next", "pixels"].dtype == torch.uint8
     env.transform.dump()
     assert env.transform.logger.videos[0][1].dtype == torch.uint8
+
+
+# --- against TorchRL 0.14.1 -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "shapes"),
+    [
+        ({"skip": 2}, [(8, 6, 3)] * 7),
+        ({"skip": 1}, [(3, 8, 6), (8, 6, 1), (1, 8, 6)]),
+        ({"skip": 1}, [(8, 6)] * 3),
+        ({"skip": 1, "make_grid": True}, [(3, 4, 5, 3), (3, 4, 5, 3)]),
+        ({"skip": 1, "make_grid": False, "max_frames": 5}, [(3, 4, 5, 3), (4, 4, 5, 3)]),
+        ({"skip": 3, "fps": 12, "max_frames": 2}, [(4, 5, 3)] * 12),
+    ],
+)
+def test_videos_match_torchrl(kwargs, shapes):
+    """Same frames, same arguments: the same videos, names, steps and log_video keywords as TorchRL's recorder."""
+    pytest.importorskip("torchrl")
+    from torchrl.record import VideoRecorder as TorchRLVideoRecorder
+
+    class Keep:
+        def __init__(self) -> None:
+            self.videos: list = []
+
+        def log_video(self, name: str, video: torch.Tensor, step: int | None = None, **kw: Any) -> None:
+            self.videos.append((name, video, step, kw))
+
+    ours_log, theirs_log = KeepLogger(), Keep()
+    ours = VideoRecorder(ours_log, tag="v", **kwargs)
+    theirs = TorchRLVideoRecorder(theirs_log, tag="v", **kwargs)
+    g = torch.Generator().manual_seed(0)
+    for round_ in range(2):
+        for shape in shapes:
+            frame = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+            batch = shape[:1] if len(shape) == 4 else ()
+            ours(TensorDict(pixels=frame, batch_size=batch))
+            theirs(TensorDict(pixels=frame.clone(), batch_size=batch))
+        ours.dump(suffix="s" if round_ else None)
+        theirs.dump(suffix="s" if round_ else None)
+    assert len(ours_log.videos) == len(theirs_log.videos) == 2
+    for (n1, v1, s1, k1), (n2, v2, s2, k2) in zip(ours_log.videos, theirs_log.videos):
+        assert (n1, s1, k1) == (n2, s2, k2)
+        assert v1.dtype == v2.dtype
+        assert torch.equal(v1, v2)
