@@ -375,6 +375,35 @@ def test_mujoco_renders_headless_from_pixels_and_through_the_transform():
     env.close()
 
 
+def test_a_gym_vector_env_renders_one_frame_per_sub_env():
+    _mujoco_or_skip()
+    from tdrl.envs import GymEnv
+
+    logger = KeepLogger()
+    env = TransformedEnv(
+        GymEnv("HalfCheetah-v5", num_envs=2, render_mode="rgb_array", width=32, height=24),
+        Compose(PixelRenderTransform(), VideoRecorder(logger, "vec")),
+    )
+    ro = env.rollout(2)
+    env.transform.dump()
+    assert ro["next", "pixels"].shape == (2, 2, 24, 32, 3)
+    assert logger.videos[0][1].shape == (1, 3, 3, 24, 64)  # reset + 2 steps, the two sub-envs side by side
+    env.close()
+
+
+def test_dm_control_renders_through_the_transform_with_render_kwargs():
+    _mujoco_or_skip()
+    pytest.importorskip("dm_control")
+    from tdrl.envs.libs.dm_control import DMControlEnv
+
+    env = TransformedEnv(DMControlEnv("cartpole", "balance"), PixelRenderTransform(height=24, width=32))
+    check_env_specs(env)
+    pixels = env.rollout(3)["next", "pixels"]
+    assert pixels.shape == (3, 24, 32, 3)
+    assert pixels.dtype == torch.uint8
+    assert pixels.float().std() > 0
+
+
 _BAD_GL_PROGRAM = textwrap.dedent(
     """
     from tdrl.envs import GymEnv, TransformedEnv
