@@ -278,7 +278,10 @@ class VideoRecorder(Transform):
         return self._call(tensordict_reset)
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
-        self._call(next_tensordict)
+        for key in self.in_keys:  # the per-step hook: no frame (recording off) costs one dict lookup per key
+            frames = td_read(next_tensordict, key)
+            if frames is not None:
+                self._record(key, frames)
         if self.dump_on_done and self._all_done(next_tensordict):
             self.dump()
         return next_tensordict
