@@ -327,6 +327,28 @@ def test_batched_worker_envs_render_and_the_outer_recorder_tiles_them():
     env.close()
 
 
+@pytest.mark.parametrize("batched", ["SerialEnv", "ParallelEnv"])
+def test_a_batched_env_renders_its_sub_envs_for_an_outer_transform(batched):
+    import tdrl.envs
+
+    env = TransformedEnv(getattr(tdrl.envs, batched)(2, RenderEnv), PixelRenderTransform())
+    try:
+        check_env_specs(env)
+        ro = env.rollout(3, break_when_any_done=False)
+        assert ro["next", "pixels"].shape == (2, 3, 6, 5, 3)
+        want = (ro["next", "observation"][..., :1] * 40 + 128).clamp(0, 255).to(torch.uint8)
+        assert torch.equal(ro["next", "pixels"][..., 0, 0, :], want.expand(2, 3, 3))  # each sub-env's own frame
+    finally:
+        env.close()
+
+
+def test_a_batched_env_of_envs_without_render_says_so():
+    from tdrl.envs import SerialEnv
+
+    with pytest.raises(ValueError, match=r"sub-env 0 \(TransformTestEnv\) has no render\(\) method"):
+        TransformedEnv(SerialEnv(2, TransformTestEnv), PixelRenderTransform())
+
+
 # --- real renderers ---------------------------------------------------------------------------------
 def test_gym_cartpole_renders_through_the_transform():
     pytest.importorskip("pygame")  # gymnasium's classic-control renderer
