@@ -98,9 +98,9 @@ def _td_read_fast(tensordict: TensorDictBase, key: Any) -> Any:
     """``tensordict.get(key, None)``; for a string key of a plain TensorDict, straight from its entry dict."""
     if type(key) is str and type(tensordict) is TensorDict:
         value = tensordict._tensordict.get(key)
-        if isinstance(value, torch.Tensor):
+        if value is None or isinstance(value, torch.Tensor):  # a string key absent from the entry dict is missing
             return value
-    return tensordict.get(key, None)  # missing keys, sub-TensorDicts and non-tensor data: tensordict decides
+    return tensordict.get(key, None)  # sub-TensorDicts and non-tensor data: tensordict decides
 
 
 def _td_write_fast(tensordict: TensorDictBase, key: Any, value: Any) -> TensorDictBase:

@@ -146,3 +146,16 @@ def test_the_pendulum_rows_median_the_seeds_and_plot(bench_pendulum, monkeypatch
     png = tmp_path / "curve.png"
     bench_pendulum.plot(runs, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_video_bench_measures_both_roads_with_recording_switched_off():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_video.py"
+    spec = importlib.util.spec_from_file_location("bench_video_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.measure("HalfCheetah-v5", steps=40, rounds=1)  # raises if the switched-off recorder kept a frame
+    assert len(rows) == 3
+    for r in rows:
+        assert r["tdrl"] > 0
+        assert r["reference"] > 0
+        assert r["ratio"] == r["tdrl"] / r["reference"]

@@ -62,6 +62,16 @@ def test_write_then_read_gives_back_the_tensor_itself(read, write):
     assert read(td, "y") is value
 
 
+@pytest.mark.parametrize("read", READS)
+def test_read_of_a_missing_key_is_none_and_other_entries_come_from_tensordict(read):
+    td = TensorDict({"x": torch.zeros(3), "sub": {"y": torch.ones(3)}}, [3])
+    assert read(td, "missing") is None
+    assert read(td, ("sub", "missing")) is None
+    assert read(td, ("missing", "y")) is None
+    assert torch.equal(read(td, ("sub", "y")), torch.ones(3))
+    assert read(td, "sub") is td.get("sub")
+
+
 @pytest.mark.parametrize("write", WRITES)
 def test_write_keeps_tensordicts_checks(write):
     td = TensorDict({"x": torch.zeros(3, 2)}, [3])

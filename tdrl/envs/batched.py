@@ -32,6 +32,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+import numpy as np
 import torch
 from tensordict import TensorDictBase
 from torch import nn
@@ -153,6 +154,24 @@ class _BatchedEnv(EnvBase):
         return self._seed_workers(seed)
 
     def _seed_workers(self, seed: int | None) -> int | None:
+        raise NotImplementedError
+
+    def render(self, **kwargs: Any) -> np.ndarray:
+        """Each sub-env's ``render(**kwargs)``, stacked: ``[N, *frame_shape]`` (what ``PixelRenderTransform`` reads).
+
+        Raises:
+            ValueError: when a sub-env has no ``render`` method, or the frames differ in shape.
+        """
+        frames = [np.asarray(f.detach().cpu() if isinstance(f, torch.Tensor) else f) for f in self._render_each(kwargs)]
+        shapes = {f.shape for f in frames}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"{type(self).__name__}.render: the sub-envs rendered frames of different shapes {sorted(shapes)}; "
+                "they are stacked into one array. Fix: render every sub-env at the same size."
+            )
+        return np.stack(frames)
+
+    def _render_each(self, kwargs: dict) -> list:
         raise NotImplementedError
 
     def _set_seed(self, seed: int | None) -> None:
@@ -290,10 +309,24 @@ class SerialEnv(_BatchedEnv):
         data = cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", batches), 0))
         return data, self._carry(root, cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", roots), 0)))
 
+    def _render_each(self, kwargs: dict) -> list:
+        return [_render_sub(env, i, kwargs) for i, env in enumerate(self.envs)]
+
     def close(self) -> None:
         super().close()
         for env in getattr(self, "envs", []):
             env.close()
+
+
+def _render_sub(env: Any, idx: int, kwargs: dict) -> Any:
+    """Sub-env ``idx``'s ``render(**kwargs)``, or a ValueError saying it has none."""
+    render = getattr(env, "render", None)
+    if not callable(render):
+        raise ValueError(
+            f"batched env: sub-env {idx} ({type(env).__name__}) has no render() method. Fix: build the sub-envs "
+            "so that they render (GymEnv(name, render_mode='rgb_array'), DMControlEnv, or an env with render())."
+        )
+    return render(**kwargs)
 
 
 # --- ParallelEnv ------------------------------------------------------------------------------
@@ -369,6 +402,9 @@ class _Worker:
             return self._run(steps, actions, out)
         if cmd == "seed":
             return self.env.set_seed(arg)
+        if cmd == "render":
+            frame = _render_sub(self.env, self.idx, arg)
+            return np.asarray(frame.detach().cpu() if isinstance(frame, torch.Tensor) else frame)
         if cmd == "buffers":
             inp, nxt, root = arg
             i = self.idx
@@ -562,6 +598,10 @@ class ParallelEnv(_BatchedEnv):
         return td_from_flat({k: v.clone() for k, v in buf.items()}, self.batch_size)
 
     # --- EnvBase ----------------------------------------------------------------------------
+    def _render_each(self, kwargs: dict) -> list:
+        self._idle()
+        return self._call(list(range(self.num_workers)), "render", kwargs)
+
     def _seed_workers(self, seed: int | None) -> int | None:
         self._idle()
         for i in range(self.num_workers):

@@ -1,4 +1,4 @@
-"""Recording a run: loggers (``tdrl.record.loggers``) and video."""
+"""Recording a run: loggers (``tdrl.record.loggers``) and video (``VideoRecorder``, ``PixelRenderTransform``)."""
 
 from tdrl.record.loggers import (
     CSVLogger,
@@ -10,12 +10,15 @@ from tdrl.record.loggers import (
     get_logger,
     read_csv_scalars,
 )
+from tdrl.record.recorder import PixelRenderTransform, VideoRecorder
 
 __all__ = [
     "CSVLogger",
     "Logger",
     "MLFlowLogger",
+    "PixelRenderTransform",
     "TensorboardLogger",
+    "VideoRecorder",
     "WandbLogger",
     "generate_exp_name",
     "get_logger",

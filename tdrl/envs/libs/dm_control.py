@@ -39,6 +39,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
+from tdrl.envs.libs._render import render_error
 from tdrl.envs.libs.gym import _torch_dtype
 from tdrl.specs import Bounded, Categorical, Composite, TensorSpec, Unbounded
 
@@ -229,18 +230,32 @@ class DMControlWrapper(EnvBase):
         self.action_spec = dm_spec_to_spec(dm_act, dev, dtype=torch.float32 if float_action else None)
         self.reward_spec = Unbounded(shape=(1,), device=dev)
 
-    def _render(self) -> torch.Tensor:
+    def render(self, **kwargs: Any) -> np.ndarray:
+        """The current frame, ``uint8 [H, W, 3]``, from ``physics.render``.
+
+        Args:
+            **kwargs: override ``render_kwargs`` (``height``, ``width``, ``camera_id``) for this call.
+
+        Raises:
+            ValueError: when the wrapped env has no ``physics``.
+            RuntimeError: when rendering fails (naming ``MUJOCO_GL`` when no OpenGL backend works).
+        """
         physics = getattr(self._env, "physics", None)
         if physics is None:
             raise ValueError(
-                f"{type(self).__name__}(from_pixels=True) needs a dm_control env with a `physics` "
+                f"{type(self).__name__}: rendering needs a dm_control env with a `physics` "
                 f"attribute; {type(self._env).__name__} has none."
             )
         try:
-            frame = physics.render(**self.render_kwargs)
+            return physics.render(**{**self.render_kwargs, **kwargs})
         except Exception as err:
+            clear = render_error(err, type(self).__name__)
+            if clear is not err:
+                raise clear from err
             raise RuntimeError(f"{type(self).__name__}: rendering pixels failed ({err}). {_RENDER_HINT}") from err
-        return torch.from_numpy(np.ascontiguousarray(frame))
+
+    def _render(self) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.render()))
 
     # --- conversions ----------------------------------------------------------------------
     def _observation(self, observation: Any, discount: float) -> dict:

@@ -29,6 +29,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_read, td_unchecked
 from tdrl.envs.common import EnvBase
+from tdrl.envs.libs._render import render_error
 from tdrl.specs import (
     Binary,
     Bounded,
@@ -248,11 +249,32 @@ class GymWrapper(EnvBase):
         self._is_reset = False
 
     # --- conversions ----------------------------------------------------------------------
+    def render(self) -> np.ndarray:
+        """The gymnasium env's current frame (``uint8 [H, W, 3]``; ``[N, H, W, 3]`` for a vector env).
+
+        The env must have been made with ``render_mode="rgb_array"`` and reset. This is what
+        :class:`~tdrl.record.PixelRenderTransform` calls.
+
+        Raises:
+            RuntimeError: naming ``MUJOCO_GL`` when MuJoCo finds no working OpenGL backend.
+
+        Examples:
+            >>> env = GymEnv("CartPole-v1", render_mode="rgb_array")
+            >>> _ = env.reset()
+            >>> env.render().shape
+            (400, 600, 3)
+            >>> env.close()
+        """
+        try:
+            frame = self._env.render()
+        except Exception as err:
+            raise render_error(err, type(self).__name__) from err
+        if self.is_vector and isinstance(frame, (list, tuple)):
+            frame = np.stack(frame)
+        return frame
+
     def _render(self) -> torch.Tensor:
-        frame = self._env.render()
-        if self.is_vector:
-            frame = np.stack(frame) if isinstance(frame, (list, tuple)) else frame
-        return torch.from_numpy(np.ascontiguousarray(frame))
+        return torch.from_numpy(np.ascontiguousarray(self.render()))
 
     def _obs_dict(self, obs: Any, info: dict | None) -> dict:
         out: dict = {}
@@ -443,6 +465,23 @@ def _suggest(name: str) -> str:
     return f" Did you mean {close}?" if close else " See gymnasium.envs.registry.keys() for the registered ids."
 
 
+def _make(gym: Any, env_name: str, num_envs: int | None, vectorization_mode: str, kwargs: dict) -> Any:
+    """``gymnasium.make`` (or ``make_vec`` with tdrl's autoreset mode when ``num_envs`` is given)."""
+    if num_envs is None:
+        return gym.make(env_name, **kwargs)
+    if num_envs < 1:
+        raise ValueError(f"GymEnv: num_envs must be >= 1, got {num_envs}.")
+    if vectorization_mode not in ("sync", "async"):
+        raise ValueError(f"GymEnv: vectorization_mode must be 'sync' or 'async', got {vectorization_mode!r}.")
+    return gym.make_vec(
+        env_name,
+        num_envs=num_envs,
+        vectorization_mode=vectorization_mode,
+        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
+        **kwargs,
+    )
+
+
 class GymEnv(GymWrapper):
     """Make a gymnasium env by id and wrap it.
 
@@ -486,20 +525,13 @@ class GymEnv(GymWrapper):
             raise ValueError(f"GymEnv: unknown gymnasium id {env_name!r}.{_suggest(env_name)}")
         if from_pixels:
             kwargs.setdefault("render_mode", "rgb_array")
-        if num_envs is not None:
-            if num_envs < 1:
-                raise ValueError(f"GymEnv: num_envs must be >= 1, got {num_envs}.")
-            if vectorization_mode not in ("sync", "async"):
-                raise ValueError(f"GymEnv: vectorization_mode must be 'sync' or 'async', got {vectorization_mode!r}.")
-            env = gym.make_vec(
-                env_name,
-                num_envs=num_envs,
-                vectorization_mode=vectorization_mode,
-                vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
-                **kwargs,
-            )
-        else:
-            env = gym.make(env_name, **kwargs)
+        try:
+            env = _make(gym, env_name, num_envs, vectorization_mode, kwargs)
+        except Exception as err:  # a MuJoCo env made with a render mode loads its OpenGL backend here
+            clear = render_error(err, "GymEnv") if kwargs.get("render_mode") else err
+            if clear is err:
+                raise
+            raise clear from err
         self.env_name = env_name
         super().__init__(
             env,

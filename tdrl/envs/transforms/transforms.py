@@ -413,6 +413,10 @@ class Transform(nn.Module):
     def _extra_repr(self) -> str:
         return ""
 
+    def dump(self, **kwargs: Any) -> None:
+        """Write out what the transform has recorded (a no-op but for recorders such as ``VideoRecorder``)."""
+        del kwargs
+
 
 def _name_of(transform: Transform) -> str:
     """A transform's class name (a Compose by its members), for messages."""
@@ -550,6 +554,11 @@ class Compose(Transform):
 
     def _has_inverse(self) -> bool:
         return any(t._has_inverse() for t in self.transforms)
+
+    def dump(self, **kwargs: Any) -> None:
+        """Call ``dump(**kwargs)`` on each transform in order (e.g. a ``VideoRecorder`` writes its video)."""
+        for t in self.transforms:
+            t.dump(**kwargs)
 
     @property
     def time_vectorizable(self) -> bool:  # type: ignore[override]  # read-only here; the base's is a class flag

@@ -1,0 +1,66 @@
+"""One clear error when MuJoCo cannot render (no OpenGL backend), shared by the gym and dm_control backends.
+
+MuJoCo picks its OpenGL backend from the ``MUJOCO_GL`` environment variable when its
+renderer is first loaded. A machine without a display needs ``egl`` (a GPU or Mesa's EGL)
+or ``osmesa`` (software); a wrong or missing value surfaces deep inside mujoco, PyOpenGL or
+gymnasium as an AttributeError, a FatalError or an EGL error. :func:`render_error` turns such
+a failure into one RuntimeError that names ``MUJOCO_GL``, its current value and the values
+to try; a failure elsewhere is left as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+__all__ = ["render_error"]
+
+#: the backends MuJoCo accepts, in the order worth trying on a headless machine
+MUJOCO_GL_VALUES = ("egl", "osmesa", "glfw")
+
+_NO_BACKEND = (
+    "{what}: MuJoCo could not render: no working OpenGL backend (MUJOCO_GL={current}). "
+    "Fix: set MUJOCO_GL in the environment before the program starts (before mujoco, gymnasium or "
+    "dm_control are imported): MUJOCO_GL=egl on a headless machine with EGL (a GPU driver or Mesa's libEGL), "
+    "MUJOCO_GL=osmesa for software rendering (needs libOSMesa), MUJOCO_GL=glfw with a display. "
+    "The backend's own error: {err}"
+)
+_GL_MODULES = ("/mujoco/", "/OpenGL/", "/dm_control/_render/", "mujoco_rendering")
+_GL_WORDS = ("MUJOCO_GL", "OpenGL", "EGL", "OSMesa", "GLFW", "mjr_makeContext", "glGetError")
+
+
+def _from_gl(err: BaseException) -> bool:
+    """Whether ``err`` (or an exception it was raised from) comes out of MuJoCo's OpenGL layer."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = f"{type(current).__name__} {current}"
+        if any(word in text for word in _GL_WORDS):
+            return True
+        frames = traceback.extract_tb(current.__traceback__)
+        if any(marker in frame.filename for frame in frames[-3:] for marker in _GL_MODULES):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def render_error(err: BaseException, what: str) -> BaseException:
+    """The error to raise for ``err``, raised by a render call of ``what`` (an env's name).
+
+    Returns:
+        A RuntimeError naming ``MUJOCO_GL`` when ``err`` comes from MuJoCo's OpenGL layer
+        (raise it ``from err``), else ``err`` itself.
+
+    Examples:
+        >>> render_error(ValueError("bad width"), "GymEnv")
+        ValueError('bad width')
+        >>> "MUJOCO_GL" in str(render_error(RuntimeError("invalid value for MUJOCO_GL: x"), "GymEnv"))
+        True
+    """
+    if not _from_gl(err):
+        return err
+    current = os.environ.get("MUJOCO_GL")
+    shown = "<unset>" if current is None else repr(current)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return RuntimeError(_NO_BACKEND.format(what=what, current=shown, err=f"{type(err).__name__}: {first}"))
