@@ -26,8 +26,9 @@ A checkpoint (:meth:`Trainer.save_trainer`) holds everything a resume needs to c
 exactly where the run stopped: the loss module, the optimizer, the collector, every
 registered hook's state (a replay buffer's content and sampler, a reward normalizer's
 statistics, counters), the logger's counters, the trainer's counters and the torch, numpy
-and Python RNG states. It is one file written crash-safe (:mod:`tdrl._safe_io`) and read
-back without unpickling code (``torch.load(weights_only=True)``).
+and Python RNG states. It is one file written crash-safe (:mod:`tdrl._safe_io`), with the
+size and CRC-32 of its payload in a header, and read back without unpickling code
+(``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import copy
 import io
 import os
 import random
+import struct
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,6 +100,43 @@ _UNSUPPORTED = (
 )
 
 _CHECKPOINT_FORMAT = "tdrl.Trainer/1"
+# a checkpoint file: this magic, the payload's size and CRC-32 (little-endian u64, u32), then
+# the payload (torch.save's zip of the state dict); torch's reader does not check its own CRCs
+_MAGIC = b"tdrl-trainer-checkpoint\x00"
+_HEADER = struct.Struct("<QI")
+
+
+def _encode_checkpoint(state: Mapping[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    payload = buffer.getvalue()
+    return _MAGIC + _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _decode_checkpoint(path: Path, data: bytes, **load_kwargs: Any) -> Any:
+    """The state in a checkpoint file's bytes, or a ValueError naming what is wrong."""
+    start = len(_MAGIC) + _HEADER.size
+    if not data.startswith(_MAGIC) or len(data) < start:
+        raise ValueError(
+            f"Trainer.load_from_file: {path} is not a tdrl trainer checkpoint (it does not start with "
+            f"{_MAGIC!r}); load checkpoints written by Trainer.save_trainer."
+        )
+    size, crc = _HEADER.unpack_from(data, len(_MAGIC))
+    payload = memoryview(data)[start:]
+    if len(payload) != size or zlib.crc32(payload) != crc:
+        raise ValueError(
+            f"Trainer.load_from_file: {path} is damaged (size {len(payload)} for {size} written, or a CRC-32 "
+            "mismatch); load an earlier checkpoint."
+        )
+    try:
+        return torch.load(io.BytesIO(payload), weights_only=True, **load_kwargs)
+    except Exception as err:  # an unpickling error: classes outside the weights-only set
+        raise ValueError(
+            f"Trainer.load_from_file: {path} holds objects other than tensors, numbers and containers ({err}); "
+            "tdrl does not unpickle them."
+        ) from None
+
+
 _TYPE_DESCR = {float: "4.4f", int: ""}
 
 
@@ -582,18 +622,17 @@ class Trainer:
             self._save_trainer()
 
     def _save_trainer(self) -> None:
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
+        data = _encode_checkpoint(self.state_dict())
         path = Path(os.fspath(self.save_trainer_file))  # type: ignore[arg-type]
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_file_atomic(path, lambda file: file.write(buffer.getbuffer()))
+        write_file_atomic(path, lambda file: file.write(data))
 
     def load_from_file(self, file: str | os.PathLike, **kwargs: Any) -> Trainer:
         """Restores a checkpoint written by :meth:`save_trainer`; returns the trainer.
 
-        The file is read with ``torch.load(weights_only=True)``: it can hold tensors,
-        numbers, strings and containers, never code. ``kwargs`` go to ``torch.load``
-        (e.g. ``map_location``).
+        The file's size and CRC-32 are checked, then its payload is read with
+        ``torch.load(weights_only=True)``: it can hold tensors, numbers, strings and
+        containers, never code. ``kwargs`` go to ``torch.load`` (e.g. ``map_location``).
 
         Raises:
             FileNotFoundError: when there is no such file.
@@ -606,22 +645,11 @@ class Trainer:
                 "Trainer.load_from_file: weights_only=False is refused; tdrl checkpoints hold only tensors, numbers "
                 "and containers and load without unpickling code."
             )
-        kwargs["weights_only"] = True
+        kwargs.pop("weights_only", None)
         path = Path(os.fspath(file))
         if not path.is_file():
             raise FileNotFoundError(f"Trainer.load_from_file: no checkpoint at {path}.")
-        try:
-            state = torch.load(path, **kwargs)
-        except (RuntimeError, EOFError, OSError) as err:
-            raise ValueError(
-                f"Trainer.load_from_file: {path} is not a readable trainer checkpoint ({err}); it is damaged or was "
-                "not written by Trainer.save_trainer."
-            ) from None
-        except Exception as err:  # an unpickling error: classes outside the weights-only set
-            raise ValueError(
-                f"Trainer.load_from_file: {path} holds objects other than tensors, numbers and containers ({err}); "
-                "tdrl does not unpickle them."
-            ) from None
+        state = _decode_checkpoint(path, path.read_bytes(), **kwargs)
         if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
             raise ValueError(
                 f"Trainer.load_from_file: {path} is not a tdrl trainer checkpoint (format "

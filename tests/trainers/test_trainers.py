@@ -31,6 +31,7 @@ from tdrl.trainers import (
     Trainer,
     UpdateWeights,
 )
+from tdrl.trainers.trainers import _decode_checkpoint, _encode_checkpoint
 
 FRAMES_PER_BATCH = 16  # 2 envs x 8 steps; CountingEnv episodes of 4 end on every batch boundary
 
@@ -259,6 +260,10 @@ def test_bad_arguments_say_what_to_pass(kwargs, match):
 
 
 # ------------------------------------------------------------------------------ checkpoints
+def read_checkpoint(path):
+    return _decode_checkpoint(path, path.read_bytes())
+
+
 def test_checkpoints_are_written_every_save_trainer_interval_frames(tmp_path, monkeypatch):
     saved: list[int] = []
     trainer = simple_trainer(total_frames=96, save_trainer_file=tmp_path / "t.pt", save_trainer_interval=20)
@@ -284,7 +289,7 @@ def test_a_checkpoint_loads_without_unpickling_and_restores_the_counters(tmp_pat
     logger = MemoryLogger("exp", "unused")
     trainer = simple_trainer(total_frames=48, save_trainer_file=path, logger=logger, log_interval=0)
     trainer.train()
-    state = torch.load(path, weights_only=True)  # raises on anything but tensors and containers
+    state = read_checkpoint(path)  # weights-only: raises on anything but tensors and containers
     assert state["state"]["collected_frames"] == 48
     fresh = simple_trainer(total_frames=48, logger=MemoryLogger("exp", "unused")).load_from_file(path)
     assert fresh.collected_frames == 48
@@ -299,12 +304,18 @@ def test_load_refuses_damaged_foreign_and_pickled_files(tmp_path):
     data = (tmp_path / "t.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     fresh = simple_trainer()
-    with pytest.raises(ValueError, match="not a readable trainer checkpoint"):
+    with pytest.raises(ValueError, match="is damaged"):
         fresh.load_from_file(tmp_path / "cut.pt")
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10  # one bit in the middle of the payload (torch's reader would not notice)
+    (tmp_path / "flipped.pt").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="CRC-32 mismatch"):
+        fresh.load_from_file(tmp_path / "flipped.pt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a tdrl trainer checkpoint"):
         fresh.load_from_file(tmp_path / "other.pt")
-    torch.save({"format": "tdrl.Trainer/1", "obj": MemoryLogger("x", "y")}, tmp_path / "pickled.pt")
+    pickled = _encode_checkpoint({"format": "tdrl.Trainer/1", "obj": MemoryLogger("x", "y")})
+    (tmp_path / "pickled.pt").write_bytes(pickled)
     with pytest.raises(ValueError, match="tdrl does not unpickle them"):
         fresh.load_from_file(tmp_path / "pickled.pt")
     with pytest.raises(ValueError, match="weights_only=False is refused"):
@@ -322,7 +333,7 @@ def test_load_names_missing_parts_and_changes_nothing_on_error(tmp_path):
     with pytest.raises(KeyError, match="no \\['count_frames_log'\\]"):
         fresh.load_from_file(tmp_path / "t.pt")
     # a checkpoint whose later part fails to load: the parts loaded before it are put back
-    state = torch.load(tmp_path / "t.pt", weights_only=True)
+    state = read_checkpoint(tmp_path / "t.pt")
     state["count_frames_log"] = {"wrong": 1}
     before = fresh.loss_module.weight.detach().clone()
     with pytest.raises(KeyError):
