@@ -1,0 +1,31 @@
+"""Trainers: the ``Trainer`` loop and its hooks (TorchRL's ``torchrl.trainers``)."""
+
+from tdrl.trainers.hooks import (
+    BatchSubSampler,
+    CountFramesLog,
+    LogScalar,
+    LogValidationReward,
+    OptimizerHook,
+    ReplayBufferTrainer,
+    RewardNormalizer,
+    SelectKeys,
+    UpdateWeights,
+    mask_batch,
+)
+from tdrl.trainers.trainers import HOOK_POINTS, Trainer, TrainerHookBase
+
+__all__ = [
+    "Trainer",
+    "TrainerHookBase",
+    "HOOK_POINTS",
+    "BatchSubSampler",
+    "CountFramesLog",
+    "LogScalar",
+    "LogValidationReward",
+    "OptimizerHook",
+    "ReplayBufferTrainer",
+    "RewardNormalizer",
+    "SelectKeys",
+    "UpdateWeights",
+    "mask_batch",
+]
