@@ -48,6 +48,7 @@ from tdrl.specs import NestedKey
 __all__ = ["Evaluator"]
 
 _BACKENDS = ("thread", "process")
+_SINGLE_ENV_STEPS = 64  # steps collected at a time from an env that is not batched (frames_per_batch=None)
 _BUSY_POLICIES = ("skip", "error", "queue")
 _SHUT = "Evaluator was shut down (its {what} is stopped); build a new one."
 _BUSY = (
@@ -138,8 +139,12 @@ class _Runner:
         self.policy = policy_factory(self.env) if policy_factory is not None else policy
         self.config = config
         numel = self.env.batch_size.numel()
-        steps = config["frames_per_batch"] or config["max_steps"] or 1000
-        self.frames_per_batch = config["frames_per_batch"] or -(-steps // numel) * numel
+        # a batched env steps once per internal batch, so that episodes are taken in the order they
+        # ended (within a batch the collector files them sub-env by sub-env, which would favour the
+        # short episodes of the first sub-envs); a single env takes a few steps at a time, and at
+        # most that many steps past the last episode needed are wasted
+        default = numel if numel > 1 else min(config["max_steps"] or _SINGLE_ENV_STEPS, _SINGLE_ENV_STEPS)
+        self.frames_per_batch = config["frames_per_batch"] or default
 
     def run(self, weights: TensorDictBase | None, step: int, isolate_rng: bool) -> dict[str, Any]:
         config = self.config
@@ -350,9 +355,11 @@ class Evaluator:
         num_trajectories: whole episodes per evaluation. Default: 10.
         max_steps: truncate an episode after this many steps (``None``: run until done;
             an env that never ends then never finishes an evaluation).
-        frames_per_batch: env steps collected at a time (default: ``max_steps`` or 1000,
-            rounded up to a multiple of the env's batch numel); it does not change the
-            results, only how the episodes are gathered.
+        frames_per_batch: frames collected at a time (a multiple of the env's batch numel).
+            Default: one step of every sub-env for a batched env, so that the episodes
+            kept are the first ``num_trajectories`` to end; else ``max_steps``, at most 64
+            (the steps run past the last episode needed). A larger value with a batched env
+            favours the episodes of the first sub-envs.
         collector_kwargs: more keyword arguments for the internal
             :class:`~tdrl.collectors.SyncDataCollector`.
         log_prefix: the metrics' prefix. Default: ``"eval"``.
