@@ -42,6 +42,7 @@ from torch import nn
 from tdrl._workers import StartMethod, WorkerPool, report_start, serve, setup_worker
 from tdrl.collectors.sync import SyncDataCollector
 from tdrl.envs.common import EnvBase
+from tdrl.envs.transforms import Compose, VecNorm
 from tdrl.envs.utils import ExplorationType
 from tdrl.specs import NestedKey
 
@@ -136,6 +137,7 @@ class _Runner:
         self.env: EnvBase = env() if _is_env_factory(env) else env
         if not isinstance(self.env, EnvBase):
             raise TypeError(f"Evaluator: the env factory returned a {type(self.env).__name__}, not a tdrl EnvBase.")
+        _freeze_vecnorm(self.env)
         self.policy = policy_factory(self.env) if policy_factory is not None else policy
         self.config = config
         numel = self.env.batch_size.numel()
@@ -189,12 +191,23 @@ class _Runner:
         return metrics
 
 
-def _dump_videos(env: EnvBase, step: int) -> None:
-    """Calls ``dump(step=...)`` on the env's transforms that record (``VideoRecorder``)."""
+def _transforms(env: EnvBase) -> list:
     transform = getattr(env, "transform", None)
     if transform is None:
-        return
-    for t in transform if hasattr(transform, "__iter__") else [transform]:
+        return []
+    return list(transform) if isinstance(transform, Compose) else [transform]
+
+
+def _freeze_vecnorm(env: EnvBase) -> None:
+    """Stops the evaluation env's VecNorm statistics from learning from evaluation episodes."""
+    for transform in _transforms(env):
+        if isinstance(transform, VecNorm):
+            transform.freeze()
+
+
+def _dump_videos(env: EnvBase, step: int) -> None:
+    """Calls ``dump(step=...)`` on the env's transforms that record (``VideoRecorder``)."""
+    for t in _transforms(env):
         dump = getattr(t, "dump", None)
         if callable(dump):
             dump(step=step)
@@ -335,7 +348,9 @@ class Evaluator:
     :meth:`maybe_evaluate` to evaluate on a schedule from a training loop, and ``seed`` for
     reproducible evaluations. Each evaluation plays ``num_trajectories`` whole episodes with
     a snapshot of the weights taken when it was requested, so training may change the
-    weights meanwhile.
+    weights meanwhile. The evaluation env's ``VecNorm`` transforms are frozen (as in
+    TorchRL): evaluation episodes do not move the statistics (pass an env of its own, e.g.
+    with ``VecNorm.frozen_copy()``, not the training env).
 
     Differences from TorchRL, on purpose: ``on_result`` and the logger run in the caller's
     thread when a result is collected (TorchRL calls ``on_result`` from its own thread, and
@@ -549,13 +564,13 @@ class Evaluator:
             RuntimeError: the evaluation raised (the cause and its traceback are in the
                 message), or the worker process died.
         """
+        self._submit_queued()
         if self._backend.outstanding == 0:
             return None
         raw = self._backend.ready(timeout)
         if raw is None:
             return None
-        if self._queued:
-            self._backend.submit(*self._queued.popleft())
+        self._submit_queued()
         return self._finish(raw)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
@@ -563,12 +578,17 @@ class Evaluator:
         return self.poll(timeout=timeout) if timeout is not None else self._wait_forever()
 
     def _wait_forever(self) -> dict[str, Any] | None:
+        self._submit_queued()
         if self._backend.outstanding == 0:
             return None
         raw = self._backend.ready(None)
-        if self._queued:
-            self._backend.submit(*self._queued.popleft())
+        self._submit_queued()
         return self._finish(raw) if raw is not None else None
+
+    def _submit_queued(self) -> None:
+        """Starts the next queued evaluation (busy_policy="queue") once nothing runs."""
+        if self._queued and self._backend.outstanding == 0:
+            self._backend.submit(*self._queued.popleft())
 
     @property
     def pending(self) -> bool:

@@ -12,7 +12,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 
 from tdrl.collectors import Evaluator
-from tdrl.envs import RewardSum, StepCounter, TransformedEnv
+from tdrl.envs import RewardSum, StepCounter, TransformedEnv, VecNorm
 from tdrl.envs.utils import ExplorationType, exploration_type
 from tdrl.record.loggers import Logger
 from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv
@@ -352,3 +352,30 @@ def test_bad_env_policy_and_schedule_are_refused():
         evaluator.maybe_evaluate()
     with pytest.raises(ValueError, match=r"frames must be an int >= 0"):
         Evaluator(CountingEnv(), zero_action, every_iters=1).maybe_evaluate(frames=-1)
+
+
+def test_a_queued_evaluation_still_runs_after_the_one_before_it_failed():
+    calls = []
+
+    def policy(td):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("first evaluation fails")
+        return zero_action(td)
+
+    evaluator = Evaluator(CountingEnv(max_steps=2), policy, num_trajectories=1, busy_policy="queue")
+    evaluator.trigger_eval(step=0)
+    evaluator.trigger_eval(step=1)
+    with pytest.raises(RuntimeError, match="evaluation thread raised"):
+        evaluator.wait(timeout=30)
+    assert evaluator.wait(timeout=30)["eval/step"] == 1
+    assert not evaluator.pending
+    evaluator.shutdown()
+
+
+def test_vecnorm_statistics_do_not_learn_from_evaluation_episodes():
+    env = TransformedEnv(ContinuousActionMock(max_steps=5), VecNorm(decay=1.0))
+    env.rollout(3)  # statistics from "training"
+    before = env.transform.stats.clone()
+    Evaluator(env, make_policy(), num_trajectories=2).evaluate()
+    assert (env.transform.stats == before).all()
