@@ -678,6 +678,8 @@ class Evaluator:
     def _check_open(self) -> None:
         if self._backend.closed:
             raise RuntimeError(_SHUT.format(what="thread" if self.backend == "thread" else "worker process"))
+        if isinstance(self._backend, _ProcessBackend):
+            self._backend.pool.check()  # a worker that died: every later use says so
 
     def _snapshot(self, weights: Any) -> TensorDictBase | None:
         if weights is None:

@@ -379,3 +379,16 @@ def test_vecnorm_statistics_do_not_learn_from_evaluation_episodes():
     before = env.transform.stats.clone()
     Evaluator(env, make_policy(), num_trajectories=2).evaluate()
     assert (env.transform.stats == before).all()
+
+
+def test_a_killed_evaluation_process_raises_in_the_caller_instead_of_hanging(descendants):
+    evaluator = Evaluator(lambda: SlowEnv(max_steps=5), make_policy(), num_trajectories=20, backend="process")
+    evaluator.trigger_eval()
+    worker = evaluator._backend.pool.procs[0]
+    worker.kill()
+    with pytest.raises(RuntimeError, match=r"Evaluator worker 0 died while '\w+' \(exit code -9\)"):
+        evaluator.wait()
+    with pytest.raises(RuntimeError, match="cannot be used any more"):
+        evaluator.trigger_eval()
+    evaluator.shutdown()
+    assert descendants() == []
