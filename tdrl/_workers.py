@@ -479,6 +479,32 @@ class WorkerPool:
             else:
                 self._timed_out(i, self._cmd(seq), limit)
 
+    def poll(self, i: int, seq: int, timeout: float | None = 0.0) -> bool:
+        """Whether worker ``i``'s reply to ``seq`` is in, reading what it sent for up to ``timeout`` s.
+
+        Unlike :meth:`wait`, running out of time is no failure: it returns ``False`` and the
+        reply stays owed (``timeout=None`` waits as long as the worker lives). A worker that
+        died raises ``RuntimeError``, as in :meth:`wait`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while seq not in self._replies:
+            if self._sending is not None or self._receiving is not None:
+                self._recover()
+                continue
+            self.check()
+            if seq not in self._requests:
+                return False
+            remaining = 1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+            poller = self._pollers[i]
+            ready = poller.poll(math.ceil(remaining * 1000))
+            if any(fd == poller.sock_fd for fd, _ in ready) or (ready and self._peek(i, 1)):
+                self._receive(i)
+            elif ready:
+                self._dead(i, self._cmd(seq), None)
+            elif deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
     def wait_any(self, requests: dict[int, int]) -> int:
         """The worker (a key of ``requests``: worker -> seq) whose reply came first.
 

@@ -45,3 +45,27 @@ def test_copies_in_one_process_are_the_same_lock():
     assert pickle.loads(pickle.dumps(lock)) is lock
     with lock:  # and it still works after a copy came and went
         pass
+
+
+def _sleeper(idx, sock, inherited, payload, parent_pid):
+    from tdrl._workers import report_start, serve, setup_worker
+
+    setup_worker(inherited)
+    report_start(sock, idx, lambda: None, lambda _: None)
+    serve(sock, parent_pid, lambda cmd, seconds: (time.sleep(seconds), seconds)[1])
+
+
+def test_poll_running_out_of_time_leaves_the_reply_owed_and_the_pool_usable():
+    from tdrl._workers import WorkerPool
+
+    pool = WorkerPool("Sleeper", _sleeper, [None], timeout=0.2)
+    try:
+        seq = pool.send(0, "sleep", 0.5)
+        assert not pool.poll(0, seq, 0.05)  # twice past the pool's timeout: no TimeoutError, no broken pool
+        assert not pool.poll(0, seq, 0.25)
+        assert pool.poll(0, seq, None)
+        assert pool.results([(0, seq)]) == [0.5]
+        pool.close()
+        assert [p.is_alive() for p in pool.procs] == [False]
+    finally:
+        pool.close()

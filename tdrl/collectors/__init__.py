@@ -1,5 +1,6 @@
 """Collectors: run a policy in envs and hand out fixed-size batches of frames."""
 
+from tdrl.collectors.evaluator import Evaluator
 from tdrl.collectors.multi import (
     MultiAsyncCollector,
     MultiaSyncDataCollector,
@@ -19,4 +20,5 @@ __all__ = [
     "MultiAsyncCollector",
     "RandomPolicy",
     "split_trajectories",
+    "Evaluator",
 ]
