@@ -88,6 +88,8 @@ class DQNConfig:
     double_dqn: bool = _option(False, "use double DQN (the online network picks the next action)")
     eval_every: int = _option(20, "evaluate the greedy policy every this many batches (and after the last)")
     eval_steps: int = _option(1000, "maximum length of an evaluation episode")
+    logger: str = _option("csv", _job.LOGGER_HELP, choices=_job.LOGGERS)
+    video: int = _option(0, _job.VIDEO_HELP)
     out_dir: str = _option(
         "runs/dqn", "parent folder: each run writes into a new subfolder <env>-<YYYYmmdd-HHMMSS> of it"
     )
@@ -218,19 +220,25 @@ def train(cfg: DQNConfig) -> dict:
 
 
 def _train(cfg: DQNConfig) -> dict:
+    if cfg.video:
+        _job.default_mujoco_gl()  # before the first env imports mujoco
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     base_env = make_base_env(cfg.env, device)
     try:
         check_spaces(base_env)
+        eval_base = _job.make_eval_base_env(cfg.env, device, cfg.video)  # a video that cannot render: refused here
     except ConfigError:
         base_env.close()
         raise
     out_dir = new_run_dir(Path(cfg.out_dir), cfg.env)
+    recording = _job.open_recording(cfg.logger, out_dir, "dqn", cfg.video)
+    recording.log_hparams(asdict(cfg))
 
     env = make_env(base_env, cfg.seed)
     check_env_specs(env)
-    eval_env = make_env(make_base_env(cfg.env, device), cfg.seed + 1)
+    eval_env = make_env(eval_base, cfg.seed + 1)
+    recording.attach(eval_env, cfg.seed + 1, _job.render_fps(eval_base))
     actor = make_actor(env, cfg.num_cells, device)
     explore = EGreedyModule(
         env.action_spec,
@@ -296,14 +304,21 @@ def _train(cfg: DQNConfig) -> dict:
         logs["epsilon"].append(explore.eps.item())
         logs["step_count"].append(int(batch["next", "step_count"].max().item()))
         logs["episode_return"].append(sum(returns) / len(returns) if returns else float("nan"))
-        if i % cfg.eval_every == 0 or frames >= cfg.frames:
+        recording.log(frames, {k: logs[k][-1] for k in ("loss", "epsilon", "step_count", "episode_return")})
+        filmed = recording.video_due(i, last=frames >= cfg.frames)
+        if filmed or i % cfg.eval_every == 0 or frames >= cfg.frames:
             eval_start = time.perf_counter()
-            with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+            with (
+                recording.filming(filmed, step=frames),
+                set_exploration_type(ExplorationType.DETERMINISTIC),
+                torch.no_grad(),
+            ):
                 ro = eval_env.rollout(cfg.eval_steps, actor)
             eval_s += time.perf_counter() - eval_start
             logs["eval_frames"].append(frames)
             logs["eval_return"].append(ro["next", "reward"].sum().item())
             logs["eval_steps"].append(int(ro["next", "step_count"].max().item()))
+            recording.log(frames, {"eval_return": logs["eval_return"][-1], "eval_steps": logs["eval_steps"][-1]})
         pbar.update(batch.numel())
         pbar.set_postfix(
             eps=f"{logs['epsilon'][-1]:.2f}",
@@ -340,9 +355,11 @@ def _train(cfg: DQNConfig) -> dict:
         plot_figure(logs, f"DQN on {cfg.env} ({frames:,} frames, {wall:.0f} s)"),
         summary,
     )
+    recording.close()
     env.close()
     eval_env.close()
     return {
+        "log_dir": recording.log_dir,
         "logs": logs,
         "wall_s": wall,
         "eval_s": eval_s,

@@ -88,6 +88,8 @@ class PPOConfig:
     entropy_coef: float = _option(1e-4, "weight of the entropy bonus (0 turns it off)")
     eval_every: int = _option(10, "evaluate the deterministic policy every this many batches (and after the last)")
     eval_steps: int = _option(1000, "maximum length of an evaluation episode")
+    logger: str = _option("csv", _job.LOGGER_HELP, choices=_job.LOGGERS)
+    video: int = _option(0, _job.VIDEO_HELP)
     out_dir: str = _option(
         "runs/ppo", "parent folder: each run writes into a new subfolder <env>-<YYYYmmdd-HHMMSS> of it"
     )
@@ -276,20 +278,26 @@ def train(cfg: PPOConfig) -> dict:
 
 
 def _train(cfg: PPOConfig) -> dict:
+    if cfg.video:
+        _job.default_mujoco_gl()  # before the first env imports mujoco
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     base_env = make_base_env(cfg.env, device)
     try:
         kind = action_kind(base_env)
+        eval_base = _job.make_eval_base_env(cfg.env, device, cfg.video)  # a video that cannot render: refused here
     except ConfigError:
         base_env.close()
         raise
     out_dir = new_run_dir(Path(cfg.out_dir), cfg.env)
+    recording = _job.open_recording(cfg.logger, out_dir, "ppo", cfg.video)
+    recording.log_hparams(asdict(cfg))
 
     env = make_env(base_env, cfg.seed)
     check_env_specs(env)
     # evaluating on the training env would leave the collector a simulator in another state
-    eval_env = make_env(make_base_env(cfg.env, device), cfg.seed + 1, obs_norm=observation_norm(env))
+    eval_env = make_env(eval_base, cfg.seed + 1, obs_norm=observation_norm(env))
+    recording.attach(eval_env, cfg.seed + 1, _job.render_fps(eval_base))
     policy, value = make_modules(env, cfg.num_cells, device)
 
     collector = SyncDataCollector(
@@ -335,14 +343,17 @@ def _train(cfg: PPOConfig) -> dict:
         logs["train_reward"].append(batch["next", "reward"].mean().item())
         logs["step_count"].append(int(batch["next", "step_count"].max().item()))
         logs["lr"].append(optim.param_groups[0]["lr"])
-        if i % cfg.eval_every == 0 or frames >= cfg.frames:
+        recording.log(frames, {k: logs[k][-1] for k in ("train_reward", "step_count", "lr")})
+        filmed = recording.video_due(i, last=frames >= cfg.frames)
+        if filmed or i % cfg.eval_every == 0 or frames >= cfg.frames:
             eval_start = time.perf_counter()
-            with set_exploration_type(ExplorationType.MEAN), torch.no_grad():
+            with recording.filming(filmed, step=frames), set_exploration_type(ExplorationType.MEAN), torch.no_grad():
                 ro = eval_env.rollout(cfg.eval_steps, policy)
             eval_s += time.perf_counter() - eval_start
             logs["eval_frames"].append(frames)
             logs["eval_return"].append(ro["next", "reward"].sum().item())
             logs["eval_steps"].append(int(ro["next", "step_count"].max().item()))
+            recording.log(frames, {"eval_return": logs["eval_return"][-1], "eval_steps": logs["eval_steps"][-1]})
         pbar.update(batch.numel())
         pbar.set_postfix(
             reward=f"{logs['train_reward'][-1]:.3f}",
@@ -378,9 +389,11 @@ def _train(cfg: PPOConfig) -> dict:
         "config": config,
     }
     _job.write_json(paths["summary.json"], summary)
+    recording.close()
     env.close()
     eval_env.close()
     return {
+        "log_dir": recording.log_dir,
         "logs": logs,
         "wall_s": wall,
         "eval_s": eval_s,

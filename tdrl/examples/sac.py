@@ -86,6 +86,8 @@ class SACConfig:
     fixed_alpha: bool = _option(False, "keep the entropy coefficient at --alpha-init instead of learning it")
     eval_every: int = _option(40, "evaluate the deterministic policy every this many batches (and after the last)")
     eval_steps: int = _option(1000, "maximum length of an evaluation episode")
+    logger: str = _option("csv", _job.LOGGER_HELP, choices=_job.LOGGERS)
+    video: int = _option(0, _job.VIDEO_HELP)
     out_dir: str = _option(
         "runs/sac", "parent folder: each run writes into a new subfolder <env>-<YYYYmmdd-HHMMSS> of it"
     )
@@ -242,19 +244,25 @@ def train(cfg: SACConfig) -> dict:
 
 
 def _train(cfg: SACConfig) -> dict:
+    if cfg.video:
+        _job.default_mujoco_gl()  # before the first env imports mujoco
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     base_env = make_base_env(cfg.env, device)
     try:
         check_spaces(base_env)
+        eval_base = _job.make_eval_base_env(cfg.env, device, cfg.video)  # a video that cannot render: refused here
     except ConfigError:
         base_env.close()
         raise
     out_dir = new_run_dir(Path(cfg.out_dir), cfg.env)
+    recording = _job.open_recording(cfg.logger, out_dir, "sac", cfg.video)
+    recording.log_hparams(asdict(cfg))
 
     env = make_env(base_env, cfg.seed)
     check_env_specs(env)
-    eval_env = make_env(make_base_env(cfg.env, device), cfg.seed + 1)
+    eval_env = make_env(eval_base, cfg.seed + 1)
+    recording.attach(eval_env, cfg.seed + 1, _job.render_fps(eval_base))
     actor, qnet = make_modules(env, cfg.num_cells, device)
     collector = SyncDataCollector(
         env,
@@ -310,14 +318,24 @@ def _train(cfg: SACConfig) -> dict:
             logs[key].append(value)
         logs["step_count"].append(int(batch["next", "step_count"].max().item()))
         logs["episode_return"].append(sum(returns) / len(returns) if returns else float("nan"))
-        if i % cfg.eval_every == 0 or frames >= cfg.frames:
+        recording.log(
+            frames,
+            {k: logs[k][-1] for k in ("loss_qvalue", "loss_actor", "alpha", "entropy", "episode_return", "step_count")},
+        )
+        filmed = recording.video_due(i, last=frames >= cfg.frames)
+        if filmed or i % cfg.eval_every == 0 or frames >= cfg.frames:
             eval_start = time.perf_counter()
-            with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+            with (
+                recording.filming(filmed, step=frames),
+                set_exploration_type(ExplorationType.DETERMINISTIC),
+                torch.no_grad(),
+            ):
                 ro = eval_env.rollout(cfg.eval_steps, actor)
             eval_s += time.perf_counter() - eval_start
             logs["eval_frames"].append(frames)
             logs["eval_return"].append(ro["next", "reward"].sum().item())
             logs["eval_steps"].append(int(ro["next", "step_count"].max().item()))
+            recording.log(frames, {"eval_return": logs["eval_return"][-1], "eval_steps": logs["eval_steps"][-1]})
         pbar.update(batch.numel())
         pbar.set_postfix(
             alpha=f"{logs['alpha'][-1]:.3f}",
@@ -352,9 +370,11 @@ def _train(cfg: SACConfig) -> dict:
         plot_figure(logs, f"SAC on {cfg.env} ({frames:,} frames, {wall:.0f} s)"),
         summary,
     )
+    recording.close()
     env.close()
     eval_env.close()
     return {
+        "log_dir": recording.log_dir,
         "logs": logs,
         "wall_s": wall,
         "eval_s": eval_s,

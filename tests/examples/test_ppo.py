@@ -53,6 +53,7 @@ def test_short_training_writes_its_outputs(tmp_path):
         "checkpoint.pt",
         "learning_curve.png",
         "log.csv",
+        "logs",  # the --logger csv default's files
         "summary.json",
     ]  # no temporary file left behind
     rows = list(csv.DictReader(result["csv"].open()))
