@@ -9,7 +9,10 @@ loop; this module holds the rest, so that every job has the same experience:
   (:func:`option`, :func:`build_parser`);
 - a new folder per run (:func:`new_run_dir`) holding a CSV log, a learning-curve PNG, a
   JSON summary and a checkpoint, each written crash-safe (a temporary file, synced, then
-  renamed over the name).
+  renamed over the name);
+- a logger of :mod:`tdrl.record` for the figures, the eval returns, the hyperparameters and
+  the evaluation videos (``--logger``, ``--video``: :func:`check_recording`,
+  :func:`open_recording`, :class:`Recording`).
 
 Examples:
     >>> from dataclasses import dataclass
