@@ -361,9 +361,10 @@ class PixelRenderTransform(Transform):
 
     Examples:
         >>> from tdrl.envs import GymEnv, TransformedEnv
-        >>> env = TransformedEnv(GymEnv("CartPole-v1", render_mode="rgb_array"), PixelRenderTransform())
+        >>> base = GymEnv("HalfCheetah-v5", render_mode="rgb_array", width=32, height=24)  # MUJOCO_GL=egl headless
+        >>> env = TransformedEnv(base, PixelRenderTransform())
         >>> env.rollout(3)["next", "pixels"].shape
-        torch.Size([3, 400, 600, 3])
+        torch.Size([3, 24, 32, 3])
         >>> env.transform.switch()  # off: no render call, no "pixels"
         >>> "pixels" in env.rollout(3)["next"].keys()
         False

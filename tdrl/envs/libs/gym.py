@@ -259,10 +259,10 @@ class GymWrapper(EnvBase):
             RuntimeError: naming ``MUJOCO_GL`` when MuJoCo finds no working OpenGL backend.
 
         Examples:
-            >>> env = GymEnv("CartPole-v1", render_mode="rgb_array")
+            >>> env = GymEnv("HalfCheetah-v5", render_mode="rgb_array", width=32, height=24)  # MUJOCO_GL=egl headless
             >>> _ = env.reset()
             >>> env.render().shape
-            (400, 600, 3)
+            (24, 32, 3)
             >>> env.close()
         """
         try:
