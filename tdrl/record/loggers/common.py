@@ -40,7 +40,7 @@ def _scalar(name: str, value: Any) -> float | int | bool:
 class Logger(abc.ABC):
     """Base class of the loggers: one experiment, named ``exp_name``, written under ``log_dir``.
 
-    Subclasses implement :meth:`_create_experiment` (called once by the constructor; its
+    Subclasses implement ``_create_experiment`` (called once by the constructor; its
     result is ``self.experiment``), :meth:`log_scalar`, :meth:`log_video`,
     :meth:`log_hparams`, :meth:`log_histogram` and ``__repr__``. :meth:`log_metrics`,
     :meth:`flush`, :meth:`close`, :meth:`state_dict` and :meth:`load_state_dict` have
