@@ -202,14 +202,14 @@ def run(
         log_interval=0,  # write every value at every batch
     )
     CountFramesLog(frame_skip=1).register(trainer)
-    LogScalar(("next", "episode_reward"), logname="max_episode_reward", log_pbar=True, reduction="max").register(
-        trainer
-    )
+    LogScalar(
+        ("next", "episode_reward"), logname="max_episode_reward", log_pbar=True, include_std=False, reduction="max"
+    ).register(trainer)
     trainer.register_op("pre_steps_log", episode_return)
     if video_every is not None:
         LogValidationReward(
             record_interval=video_every,
-            record_frames=min(1000, frames // 4),
+            record_frames=min(1000, frames // 8),  # at most one whole episode
             policy_exploration=policy,
             environment=make_env(seed + 1000, logger=logger),
             exploration_type=ExplorationType.DETERMINISTIC,
