@@ -345,7 +345,7 @@ for (baseline, length), by_step in sorted(curves.items()):
     mean = torch.stack([r.mean() for r in returns])
     spread = torch.stack([r.std() if len(r) > 1 else torch.tensor(0.0) for r in returns])
     label = f"{'with' if baseline == 'True' else 'no'} baseline, dataset_length={length}"
-    ax.plot(steps, mean, label=label)
+    ax.plot(steps, mean, marker=".", markersize=4, label=label)
     ax.fill_between(steps, mean - spread, mean + spread, alpha=0.25)
 ax.set_xlabel("frames")
 ax.set_ylabel("episode return (mean ± std over seeds)")
