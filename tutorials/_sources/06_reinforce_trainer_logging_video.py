@@ -224,7 +224,8 @@ def run(
 # ## The first run: REINFORCE with a baseline, a video every few epochs
 #
 # A batch of 1000 frames per epoch, and an evaluation episode filmed every `video_every`
-# epochs (about five videos over the run). The progress bar shows the largest running return
+# epochs (about five videos over the run). At the default budget (100,000 frames) the whole
+# notebook collects 700,000 frames: about half an hour on two CPU cores. The progress bar shows the largest running return
 # of the batch and the evaluation's return.
 
 # %%
@@ -354,10 +355,13 @@ ax.legend(loc="upper left", fontsize=8)
 plt.show()
 
 # %% [markdown]
-# With a small budget (`TDRL_TUTORIAL_FRAMES`) the curves are short and flat; at the default
-# budget the returns climb from about 5 toward the cap of 1000. The baseline mostly buys a
-# smaller spread between seeds; longer datasets give less noisy gradients but fewer updates
-# for the same frames.
+# With a small budget (`TDRL_TUTORIAL_FRAMES`) the curves are short and flat. For scale, the
+# first run's setting (baseline, `dataset_length=1000`, seed 0) trained for 100,000 frames on
+# two CPU cores: the mean training return went from 4 to 72 after 25,000 frames, 197 after
+# 41,000, and the cap of 1000 from 57,000 frames on (with one relapse to 254). The same run
+# without the baseline peaked at about 135 and ended near 50: the baseline's lower-variance
+# weights are what let it climb. A longer dataset gives less noisy gradients but fewer updates
+# for the same frames, which is the trade-off the blog's figure shows.
 #
 # ## Where to go from here
 #
