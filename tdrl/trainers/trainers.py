@@ -52,7 +52,6 @@ from tdrl._safe_io import write_file_atomic
 
 __all__ = ["Trainer", "TrainerHookBase", "HOOK_POINTS"]
 
-#: Where :meth:`Trainer.register_op` can put a hook, in the order one iteration reaches them.
 HOOK_POINTS: tuple[str, ...] = (
     "setup",
     "batch_process",
@@ -73,6 +72,7 @@ HOOK_POINTS: tuple[str, ...] = (
     "post_steps_log",
     "shutdown",
 )
+"""Where :meth:`Trainer.register_op` can put a hook, in the order one iteration reaches them."""
 
 # hook points whose ops return a dict of values to log (plus an optional "log_pbar" flag)
 _LOG_POINTS = frozenset(
