@@ -361,6 +361,8 @@ class PixelRenderTransform(Transform):
 
     Examples:
         >>> from tdrl.envs import GymEnv, TransformedEnv
+        >>> import pytest
+        >>> _ = pytest.importorskip("pygame")  # CartPole draws with pygame (the video extra)
         >>> env = TransformedEnv(GymEnv("CartPole-v1", render_mode="rgb_array"), PixelRenderTransform())
         >>> env.rollout(3)["next", "pixels"].shape
         torch.Size([3, 400, 600, 3])

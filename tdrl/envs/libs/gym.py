@@ -259,6 +259,8 @@ class GymWrapper(EnvBase):
             RuntimeError: naming ``MUJOCO_GL`` when MuJoCo finds no working OpenGL backend.
 
         Examples:
+            >>> import pytest
+            >>> _ = pytest.importorskip("pygame")  # CartPole draws with pygame (the video extra)
             >>> env = GymEnv("CartPole-v1", render_mode="rgb_array")
             >>> _ = env.reset()
             >>> env.render().shape
