@@ -10,7 +10,10 @@ to a :class:`~tdrl.record.loggers.Logger`.
 Where an evaluation runs (``backend``):
 
 - ``"thread"`` (TorchRL's default): in the caller's process. :meth:`Evaluator.evaluate` runs
-  in the calling thread; :meth:`Evaluator.trigger_eval` runs it in a daemon thread.
+  in the calling thread; :meth:`Evaluator.trigger_eval` runs it in a daemon thread, whose
+  exploration type stays in that thread (with tensordict >= 0.15; with an older tensordict,
+  which has one exploration type per process, ``trigger_eval`` evaluates at once in the
+  calling thread, with a warning).
 - ``"process"``: in one worker process (tdrl's :mod:`tdrl._workers` machinery), built from
   the env factory; weights travel through shared memory. The training loop never waits for
   it: results are collected when ready, a crash in the worker is raised in the caller with
@@ -25,11 +28,13 @@ Results are collected, logged and passed to ``on_result`` in the caller's thread
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 import queue
 import threading
 import time
 import traceback
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -37,6 +42,7 @@ from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import set_interaction_type
 from torch import nn
 
 from tdrl._workers import StartMethod, WorkerPool, report_start, serve, setup_worker
@@ -227,18 +233,38 @@ class _ThreadBackend:
         self.outstanding = 0
         self.thread: threading.Thread | None = None
         self.closed = False
+        self.warned = False
 
     def run(self, weights: TensorDictBase | None, step: int) -> dict[str, Any]:
         with self.lock:
             return self.runner.run(weights, step, isolate_rng=True)
 
     def submit(self, weights: TensorDictBase | None, step: int) -> None:
+        if not THREAD_LOCAL_EXPLORATION:
+            self._run_in_caller(weights, step)
+            return
         if self.thread is None:
             self.thread = threading.Thread(
                 target=_thread_loop, args=(self.runner, self.lock, self.requests, self.results), daemon=True
             )
             self.thread.start()
         self.requests.put((weights, step))
+        self.outstanding += 1
+
+    def _run_in_caller(self, weights: TensorDictBase | None, step: int) -> None:
+        if not self.warned:
+            self.warned = True
+            warnings.warn(
+                "Evaluator: this tensordict cannot keep the exploration type to one thread (tensordict "
+                ">= 0.15 can), so trigger_eval runs the evaluation now, in the caller's thread, instead "
+                "of in the background; pass backend='process' for a background evaluation.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        try:
+            self.results.put(("ok", self.run(weights, step)))
+        except Exception as err:  # raised by ready(), as the thread's would be
+            self.results.put(("error", (err, traceback.format_exc())))
         self.outstanding += 1
 
     def ready(self, timeout: float | None) -> dict[str, Any] | None:
@@ -259,14 +285,22 @@ class _ThreadBackend:
             self.thread.join(timeout)
 
 
+# The exploration type is one value for the whole process: an evaluation thread that set it would
+# switch the training loop's policy to the evaluation's mode while it runs (and could leave it set).
+# tensordict >= 0.15 can keep it to one thread (set_interaction_type(..., thread_local=True)); with
+# an older tensordict the background evaluation runs in the caller's thread instead.
+THREAD_LOCAL_EXPLORATION = "thread_local" in inspect.signature(set_interaction_type.__init__).parameters
+
+
 def _thread_loop(runner: _Runner, lock: threading.Lock, requests: queue.Queue, results: queue.Queue) -> None:
-    while (request := requests.get()) is not None:
-        try:
-            with lock:
-                weights, step = request
-                results.put(("ok", runner.run(weights, step, isolate_rng=False)))
-        except BaseException as err:  # handed to the caller, which raises it
-            results.put(("error", (err, traceback.format_exc())))
+    with set_interaction_type(runner.config["exploration_type"], thread_local=True):  # (see above)
+        while (request := requests.get()) is not None:
+            try:
+                with lock:
+                    weights, step = request
+                    results.put(("ok", runner.run(weights, step, isolate_rng=False)))
+            except BaseException as err:  # handed to the caller, which raises it
+                results.put(("error", (err, traceback.format_exc())))
 
 
 # --- the process backend -----------------------------------------------------------------------

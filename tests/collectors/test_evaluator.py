@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import threading
 import time
 
 import pytest
@@ -12,8 +13,9 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 
 from tdrl.collectors import Evaluator
+from tdrl.collectors.evaluator import THREAD_LOCAL_EXPLORATION
 from tdrl.envs import RewardSum, StepCounter, TransformedEnv, VecNorm
-from tdrl.envs.utils import ExplorationType, exploration_type
+from tdrl.envs.utils import ExplorationType, exploration_type, set_exploration_type
 from tdrl.record.loggers import Logger
 from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv
 
@@ -145,6 +147,48 @@ def test_the_policy_runs_deterministically_by_default_and_as_asked():
     modes.clear()
     Evaluator(CountingEnv(max_steps=2), policy, num_trajectories=1, exploration_type=ExplorationType.RANDOM).evaluate()
     assert set(modes) == {ExplorationType.RANDOM}
+
+
+@pytest.mark.skipif(not THREAD_LOCAL_EXPLORATION, reason="tensordict < 0.15 has one exploration type per process")
+def test_a_background_evaluation_keeps_its_exploration_type_to_its_thread():
+    inside, release = threading.Event(), threading.Event()
+    modes = []
+
+    def policy(td):
+        modes.append(exploration_type())
+        inside.set()
+        release.wait(10)
+        return zero_action(td)
+
+    evaluator = Evaluator(CountingEnv(max_steps=1), policy, num_trajectories=1)
+    with set_exploration_type(ExplorationType.RANDOM):  # the training loop's mode
+        assert evaluator.trigger_eval()
+        assert inside.wait(10)
+        assert exploration_type() is ExplorationType.RANDOM  # not switched by the evaluation thread
+        release.set()
+        assert evaluator.wait(timeout=30) is not None
+        assert exploration_type() is ExplorationType.RANDOM
+    assert exploration_type() is None  # nothing left set after the block
+    assert set(modes) == {ExplorationType.DETERMINISTIC}
+    evaluator.shutdown()
+
+
+@pytest.mark.skipif(THREAD_LOCAL_EXPLORATION, reason="this tensordict keeps the exploration type to a thread")
+def test_without_a_thread_local_exploration_type_trigger_eval_runs_in_the_caller_with_a_warning():
+    threads = []
+
+    def policy(td):
+        threads.append(threading.current_thread())
+        return zero_action(td)
+
+    evaluator = Evaluator(CountingEnv(max_steps=1), policy, num_trajectories=1)
+    with pytest.warns(RuntimeWarning, match="backend='process'"):
+        assert evaluator.trigger_eval(step=5)
+    result = evaluator.wait(timeout=30)
+    assert result["eval/step"] == 5 and result["eval/num_episodes"] == 1
+    assert set(threads) == {threading.main_thread()}
+    assert exploration_type() is None
+    evaluator.shutdown()
 
 
 # --- weights and reproducibility -------------------------------------------------------------------
