@@ -2,7 +2,7 @@
 
 Importing ``tdrl`` has no side effects: no start-method change, no warning filters,
 no global flags. The subpackages (``tdrl.envs``, ``tdrl.modules``, ``tdrl.collectors``,
-``tdrl.data``, ``tdrl.objectives``) hold the API.
+``tdrl.data``, ``tdrl.objectives``, ``tdrl.record``, ``tdrl.trainers``) hold the API.
 """
 
 from __future__ import annotations
