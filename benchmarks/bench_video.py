@@ -27,7 +27,7 @@ import torch
 from benchmarks._common import interleaved, print_rows, row
 
 ENVS = {"CartPole-v1": {}, "HalfCheetah-v5": {"width": 64, "height": 48}}
-STEPS = 2000
+STEPS = 8000
 ROUNDS = 7
 
 
