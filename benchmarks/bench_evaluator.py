@@ -117,8 +117,20 @@ def run() -> list[dict]:
     best = interleaved({mode: (lambda m=mode: _train(m)) for mode in ("none", "inline", "process")}, rounds=5)
     bar = ">= 0.97 (<= 3% added)"
     return [
-        row("PPO loop + CSV logging + evaluation every 10 batches, inline", best["inline"], best["none"], "frames/s", bar),
-        row("PPO loop + CSV logging + evaluation every 10 batches, process", best["process"], best["none"], "frames/s", bar),
+        row(
+            "PPO loop + CSV logging + evaluation every 10 batches, inline",
+            best["inline"],
+            best["none"],
+            "frames/s",
+            bar,
+        ),
+        row(
+            "PPO loop + CSV logging + evaluation every 10 batches, process",
+            best["process"],
+            best["none"],
+            "frames/s",
+            bar,
+        ),
     ]
 
 

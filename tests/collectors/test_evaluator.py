@@ -185,7 +185,8 @@ def test_without_a_thread_local_exploration_type_trigger_eval_runs_in_the_caller
     with pytest.warns(RuntimeWarning, match="backend='process'"):
         assert evaluator.trigger_eval(step=5)
     result = evaluator.wait(timeout=30)
-    assert result["eval/step"] == 5 and result["eval/num_episodes"] == 1
+    assert result["eval/step"] == 5
+    assert result["eval/num_episodes"] == 1
     assert set(threads) == {threading.main_thread()}
     assert exploration_type() is None
     evaluator.shutdown()
