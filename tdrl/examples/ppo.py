@@ -21,17 +21,10 @@ a temporary file, synced, then renamed over the name),
 and prints the folder. A user error (an unknown env id, an unavailable device, a bad
 number) is one line on stderr and exit code 2.
 
-The same per-batch figures, the eval returns and the hyperparameters also go to the
-``tdrl.record`` logger chosen with ``--logger`` (``csv`` by default; ``tensorboard``, ``wandb``,
-``mlflow``, ``none``), inside the run folder at ``<run>/logs`` (see ``tdrl.examples._job.open_recording``).
-``log.csv`` stays the job's one table (one row per batch, numbers rounded for reading);
-``logs/scalars/<name>.csv`` holds the CSV logger's figures, one file each, at full precision,
-with step = frames collected. ``--video N`` films an evaluation episode every N batches (and
-after the last) through the logger: ``logs/videos/eval_video_<frames>.mp4`` with ``csv``
-(frames subsampled to at most 320 pixels a side, one kept out of two); a batch filmed is also
-evaluated. On Linux without a display, the job sets ``MUJOCO_GL=egl`` when it is unset, so
-MuJoCo tasks render headless. A missing extra (tensorboard, wandb, mlflow, video) or an env
-that cannot render is a user error before training.
+The same figures, the eval returns and the hyperparameters also go to the logger chosen with
+``--logger`` (``csv`` by default, or ``tensorboard``, ``wandb``, ``mlflow``, ``none``) in
+``<run>/logs``; ``--video N`` films an evaluation episode every N batches through it
+(what goes where: the README's "The main job" section).
 
 Run it with ``python -m tdrl.examples.ppo`` (or the ``tdrl-ppo`` console script)::
 

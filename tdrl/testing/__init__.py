@@ -1,4 +1,4 @@
-"""Mock envs and contract-test mixins shipped with tdrl (used by its tests, usable by yours).
+"""Mock envs, an in-memory logger and contract-test mixins shipped with tdrl (used by its tests, usable by yours).
 
 The mock envs import nothing beyond tdrl's dependencies. The contract-test mixins
 (``EnvContractTests``, ``TransformContractTests``) need pytest and are imported on first use.
@@ -16,12 +16,14 @@ __all__ = [
     "IdentityEnv",
     "NestedKeyMock",
     "FailingEnv",
+    "MemoryLogger",
     "EnvContractTests",
     "TransformContractTests",
     "TransformTestEnv",
 ]
 
 _LAZY = {
+    "MemoryLogger": "tdrl.testing.loggers",
     "EnvContractTests": "tdrl.testing.contract",
     "TransformContractTests": "tdrl.testing.transform_contract",
     "TransformTestEnv": "tdrl.testing.transform_contract",

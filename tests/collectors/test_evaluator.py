@@ -16,32 +16,9 @@ from tdrl.collectors import Evaluator
 from tdrl.collectors.evaluator import THREAD_LOCAL_EXPLORATION
 from tdrl.envs import RewardSum, StepCounter, TransformedEnv, VecNorm
 from tdrl.envs.utils import ExplorationType, exploration_type, set_exploration_type
-from tdrl.record.loggers import Logger
-from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv
+from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv, MemoryLogger
 
 METRICS = ("eval/reward", "eval/reward_std", "eval/num_episodes", "eval/episode_length")
-
-
-class RecordingLogger(Logger):
-    """Keeps every scalar it is given, as (name, value, step)."""
-
-    def _create_experiment(self):
-        self.records = []
-
-    def log_scalar(self, name, value, step=None):
-        self.records.append((name, value, step))
-
-    def log_video(self, name, video, step=None, **kwargs):
-        pass
-
-    def log_hparams(self, cfg):
-        pass
-
-    def log_histogram(self, name, data, **kwargs):
-        pass
-
-    def __repr__(self):
-        return "RecordingLogger()"
 
 
 class StaggeredEnv(CountingEnv):
@@ -243,14 +220,14 @@ def test_weights_of_another_architecture_are_refused_naming_the_keys():
 
 
 def test_every_frames_triggers_once_per_interval_passed_and_logs_at_the_frame_count():
-    logger = RecordingLogger("run", "logs")
+    logger = MemoryLogger("run", "logs")
     evaluator = Evaluator(CountingEnv(max_steps=2), zero_action, num_trajectories=1, every_frames=25, logger=logger)
     results = [evaluator.maybe_evaluate(frames=10, wait=True) for _ in range(8)]
     # frames 10, 20, 30 (passes 25), 40, 50 (passes 50), 60, 70, 80 (passes 75)
     assert [r is not None for r in results] == [False, False, True, False, True, False, False, True]
-    steps = sorted({step for _, _, step in logger.records})
+    steps = sorted({step for _, _, step in logger.scalars})
     assert steps == [30, 50, 80]
-    names = {name for name, _, step in logger.records if step == 30}
+    names = {name for name, _, step in logger.scalars if step == 30}
     assert names == {"eval/reward", "eval/reward_std", "eval/num_episodes", "eval/episode_length", "eval/fps"}
 
 

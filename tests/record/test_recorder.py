@@ -16,36 +16,10 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl.envs import Compose, TransformedEnv
 from tdrl.envs.utils import check_env_specs
-from tdrl.record import Logger, PixelRenderTransform, VideoRecorder
-from tdrl.testing import TransformContractTests, TransformTestEnv
+from tdrl.record import PixelRenderTransform, VideoRecorder
+from tdrl.testing import MemoryLogger, TransformContractTests, TransformTestEnv
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class KeepLogger(Logger):
-    """A logger that keeps every video it is given (name, tensor, step, kwargs)."""
-
-    def __init__(self) -> None:
-        super().__init__("test", "unused")
-        self.videos: list[tuple[str, torch.Tensor, Any, dict]] = []
-
-    def _create_experiment(self) -> None:
-        return None
-
-    def log_scalar(self, name: str, value: float, step: int | None = None) -> None:
-        pass
-
-    def log_video(self, name: str, video: torch.Tensor, step: int | None = None, **kwargs: Any) -> None:
-        self.videos.append((name, video, step, kwargs))
-
-    def log_hparams(self, cfg: Any) -> None:
-        pass
-
-    def log_histogram(self, name: str, data: Any, **kwargs: Any) -> None:
-        pass
-
-    def __repr__(self) -> str:
-        return "KeepLogger()"
 
 
 class RenderEnv(TransformTestEnv):
@@ -71,7 +45,7 @@ def _frames(n: int, h: int = 8, w: int = 6, batch: tuple = ()) -> list[torch.Ten
 
 # --- VideoRecorder on its own --------------------------------------------------------------------
 def test_frames_are_kept_and_dumped_as_one_uint8_video():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     recorder = VideoRecorder(logger, tag="run", fps=7)
     frames = _frames(5)
     for f in frames:
@@ -86,7 +60,7 @@ def test_frames_are_kept_and_dumped_as_one_uint8_video():
 
 
 def test_dump_names_steps_and_forgets():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     recorder = VideoRecorder(logger, tag="clip")
     recorder(TensorDict(pixels=_frames(1)[0]))
     recorder.dump(suffix="eval")
@@ -100,7 +74,7 @@ def test_dump_names_steps_and_forgets():
 
 
 def test_channels_first_and_grayscale_frames():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     recorder = VideoRecorder(logger, tag="t")
     chw = torch.randint(0, 256, (3, 8, 6), dtype=torch.uint8)
     gray = torch.randint(0, 256, (8, 6, 1), dtype=torch.uint8)
@@ -113,7 +87,7 @@ def test_channels_first_and_grayscale_frames():
 
 
 def test_skip_keeps_one_call_out_of_skip():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     recorder = VideoRecorder(logger, tag="t", skip=3)
     frames = _frames(10)
     for f in frames:
@@ -125,7 +99,7 @@ def test_skip_keeps_one_call_out_of_skip():
 
 @pytest.mark.parametrize("size", [4, 5, 11])
 def test_center_crop_takes_the_middle_window(size):
-    logger = KeepLogger()
+    logger = MemoryLogger()
     recorder = VideoRecorder(logger, tag="t", center_crop=size)
     h, w = 9, 8
     frame = torch.arange(h * w * 3, dtype=torch.int64).remainder(256).to(torch.uint8).reshape(h, w, 3)
@@ -147,7 +121,7 @@ def test_center_crop_takes_the_middle_window(size):
 
 
 def test_max_frames_bounds_what_is_held():
-    recorder = VideoRecorder(KeepLogger(), tag="t", max_frames=3)
+    recorder = VideoRecorder(MemoryLogger(), tag="t", max_frames=3)
     for f in _frames(6):
         recorder(TensorDict(pixels=f))
     assert len(recorder.obs) == 3
@@ -157,7 +131,7 @@ def test_max_frames_bounds_what_is_held():
 
 
 def test_a_batch_is_tiled_into_a_grid_when_asked():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     recorder = VideoRecorder(logger, tag="t", make_grid=True)
     frames = _frames(1, h=4, w=5, batch=(3,))[0]
     recorder(TensorDict(pixels=frames, batch_size=[3]))
@@ -186,7 +160,7 @@ def test_bad_arguments_and_frames_raise_clear_errors():
 
 # --- VideoRecorder on envs ------------------------------------------------------------------------
 def test_on_a_single_env_reset_and_steps_are_recorded_every_other_call():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(TransformTestEnv(pixels=(6, 5), p_end=0.0, max_steps=100), VideoRecorder(logger, "ep"))
     ro = env.rollout(7)
     env.transform.dump()
@@ -196,7 +170,7 @@ def test_on_a_single_env_reset_and_steps_are_recorded_every_other_call():
 
 
 def test_a_new_episode_starts_with_its_reset_frame():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(TransformTestEnv(pixels=(6, 5), p_end=0.0, max_steps=100), VideoRecorder(logger, "ep", skip=1))
     first = env.rollout(3)
     env.transform.dump(suffix="a")
@@ -211,7 +185,7 @@ def test_a_new_episode_starts_with_its_reset_frame():
 
 
 def test_a_batched_env_is_recorded_as_one_grid_per_step():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(
         TransformTestEnv(pixels=(4, 5), batch_size=[4], p_end=0.0, max_steps=100), VideoRecorder(logger, "grid")
     )
@@ -224,7 +198,7 @@ def test_a_batched_env_is_recorded_as_one_grid_per_step():
 
 
 def test_dump_on_done_writes_each_episode():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(
         TransformTestEnv(pixels=(4, 5), p_end=0.0, max_steps=3), VideoRecorder(logger, "ep", skip=1, dump_on_done=True)
     )
@@ -234,7 +208,7 @@ def test_dump_on_done_writes_each_episode():
 
 
 def test_compose_dump_reaches_the_recorder():
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(TransformTestEnv(pixels=(4, 5)), Compose(VideoRecorder(logger, "a", skip=1)))
     env.rollout(2)
     env.transform.dump(suffix="x")
@@ -252,7 +226,7 @@ def test_pixels_come_from_env_render_and_match_the_spec():
 
 
 def test_switched_off_nothing_is_rendered_nor_written():
-    env = TransformedEnv(RenderEnv(), Compose(PixelRenderTransform(), VideoRecorder(KeepLogger(), "v", skip=1)))
+    env = TransformedEnv(RenderEnv(), Compose(PixelRenderTransform(), VideoRecorder(MemoryLogger(), "v", skip=1)))
     renderer, recorder = env.transform[0], env.transform[1]
     renderer.switch()
     assert not renderer.enabled
@@ -283,7 +257,7 @@ def test_render_frames_are_copies():
             buf[...] = super().render()
             return buf
 
-    env = TransformedEnv(SameBuffer(), Compose(PixelRenderTransform(), VideoRecorder(KeepLogger(), "v", skip=1)))
+    env = TransformedEnv(SameBuffer(), Compose(PixelRenderTransform(), VideoRecorder(MemoryLogger(), "v", skip=1)))
     env.rollout(4, break_when_any_done=False)
     levels = {int(f[0, 0, 0]) for f in env.transform[1].obs}
     assert len(levels) > 1
@@ -318,7 +292,7 @@ def test_batched_worker_envs_render_and_the_outer_recorder_tiles_them():
     def make() -> TransformedEnv:
         return TransformedEnv(RenderEnv(p_end=0.0, max_steps=100), PixelRenderTransform())
 
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(SerialEnv(2, make), VideoRecorder(logger, "workers"))
     ro = env.rollout(3)
     env.transform.dump()
@@ -354,7 +328,7 @@ def test_gym_cartpole_renders_through_the_transform():
     pytest.importorskip("pygame")  # gymnasium's classic-control renderer
     from tdrl.envs import GymEnv
 
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(
         GymEnv("CartPole-v1", render_mode="rgb_array"),
         Compose(PixelRenderTransform(), VideoRecorder(logger, "cartpole", skip=1)),
@@ -380,7 +354,7 @@ def test_mujoco_renders_headless_from_pixels_and_through_the_transform():
     _mujoco_or_skip()
     from tdrl.envs import GymEnv
 
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(
         GymEnv("HalfCheetah-v5", from_pixels=True, width=32, height=24), VideoRecorder(logger, "cheetah", skip=1)
     )
@@ -401,7 +375,7 @@ def test_a_gym_vector_env_renders_one_frame_per_sub_env():
     _mujoco_or_skip()
     from tdrl.envs import GymEnv
 
-    logger = KeepLogger()
+    logger = MemoryLogger()
     env = TransformedEnv(
         GymEnv("HalfCheetah-v5", num_envs=2, render_mode="rgb_array", width=32, height=24),
         Compose(PixelRenderTransform(), VideoRecorder(logger, "vec")),
@@ -473,7 +447,7 @@ class TestVideoRecorderContract(TransformContractTests):
         return TransformTestEnv(pixels=(6, 5), batch_size=[3])
 
     def make_transform(self) -> VideoRecorder:
-        return VideoRecorder(KeepLogger(), tag="contract")
+        return VideoRecorder(MemoryLogger(), tag="contract")
 
 
 class TestPixelRenderTransformContract(TransformContractTests):
@@ -495,7 +469,7 @@ class TestPixelRenderTransformContract(TransformContractTests):
 
 
 def test_frames_in_a_rollout_are_not_changed_by_recording():
-    env = TransformedEnv(TransformTestEnv(pixels=(6, 5)), VideoRecorder(KeepLogger(), "v"))
+    env = TransformedEnv(TransformTestEnv(pixels=(6, 5)), VideoRecorder(MemoryLogger(), "v"))
     ro = env.rollout(4, break_when_any_done=False)
     assert isinstance(ro, TensorDictBase)
     assert ro["next", "pixels"].dtype == torch.uint8
@@ -527,7 +501,7 @@ def test_videos_match_torchrl(kwargs, shapes):
         def log_video(self, name: str, video: torch.Tensor, step: int | None = None, **kw: Any) -> None:
             self.videos.append((name, video, step, kw))
 
-    ours_log, theirs_log = KeepLogger(), Keep()
+    ours_log, theirs_log = MemoryLogger(), Keep()
     ours = VideoRecorder(ours_log, tag="v", **kwargs)
     theirs = TorchRLVideoRecorder(theirs_log, tag="v", **kwargs)
     g = torch.Generator().manual_seed(0)

@@ -19,8 +19,7 @@ from tdrl.collectors import SyncDataCollector
 from tdrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from tdrl.modules import Categorical, ProbabilisticActor, QValueActor, ValueOperator
 from tdrl.objectives import ClipPPOLoss, DQNLoss, SoftUpdate
-from tdrl.record import Logger
-from tdrl.testing import CountingEnv
+from tdrl.testing import CountingEnv, MemoryLogger
 from tdrl.trainers import (
     HOOK_POINTS,
     BatchSubSampler,
@@ -36,27 +35,8 @@ from tdrl.trainers.trainers import _decode_checkpoint, _encode_checkpoint
 FRAMES_PER_BATCH = 16  # 2 envs x 8 steps; CountingEnv episodes of 4 end on every batch boundary
 
 
-class MemoryLogger(Logger):
+class CheckpointedLogger(MemoryLogger):
     """Keeps every scalar in memory, with a counter that a checkpoint saves."""
-
-    def _create_experiment(self):
-        self.scalars: list[tuple[str, float, int | None]] = []
-        return None
-
-    def log_scalar(self, name, value, step=None):
-        self.scalars.append((name, value, step))
-
-    def log_video(self, name, video, step=None, **kwargs):
-        pass
-
-    def log_hparams(self, cfg):
-        pass
-
-    def log_histogram(self, name, data, **kwargs):
-        pass
-
-    def __repr__(self):
-        return "MemoryLogger()"
 
     def _checkpoint_state(self):
         return {"count": len(self.scalars)}
@@ -180,7 +160,7 @@ def test_request_stop_ends_after_the_batch_with_a_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------------------ logging
 def test_log_hooks_reach_the_logger_every_log_interval():
-    logger = MemoryLogger("exp", "unused")
+    logger = CheckpointedLogger("exp", "unused")
     trainer = simple_trainer(total_frames=96, logger=logger, log_interval=FRAMES_PER_BATCH)
     LogScalar(logname="r_training").register(trainer)
     trainer.train()
@@ -286,12 +266,12 @@ def test_no_checkpoint_without_a_file(tmp_path):
 
 def test_a_checkpoint_loads_without_unpickling_and_restores_the_counters(tmp_path):
     path = tmp_path / "t.pt"
-    logger = MemoryLogger("exp", "unused")
+    logger = CheckpointedLogger("exp", "unused")
     trainer = simple_trainer(total_frames=48, save_trainer_file=path, logger=logger, log_interval=0)
     trainer.train()
     state = read_checkpoint(path)  # weights-only: raises on anything but tensors and containers
     assert state["state"]["collected_frames"] == 48
-    fresh = simple_trainer(total_frames=48, logger=MemoryLogger("exp", "unused")).load_from_file(path)
+    fresh = simple_trainer(total_frames=48, logger=CheckpointedLogger("exp", "unused")).load_from_file(path)
     assert fresh.collected_frames == 48
     assert fresh._optim_count == trainer._optim_count
     assert fresh.loss_module.weight.item() == trainer.loss_module.weight.item()
@@ -314,7 +294,7 @@ def test_load_refuses_damaged_foreign_and_pickled_files(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a tdrl trainer checkpoint"):
         fresh.load_from_file(tmp_path / "other.pt")
-    pickled = _encode_checkpoint({"format": "tdrl.Trainer/1", "obj": MemoryLogger("x", "y")})
+    pickled = _encode_checkpoint({"format": "tdrl.Trainer/1", "obj": CheckpointedLogger("x", "y")})
     (tmp_path / "pickled.pt").write_bytes(pickled)
     with pytest.raises(ValueError, match="tdrl does not unpickle them"):
         fresh.load_from_file(tmp_path / "pickled.pt")
