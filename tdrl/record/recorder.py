@@ -87,7 +87,7 @@ def _center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class VideoRecorder(Transform):
-    """Collects image frames at each reset and step, and hands them to a logger as a video on :meth:`dump`.
+    """Collects frames at each reset and step; :meth:`~tdrl.record.VideoRecorder.dump` logs them as a video.
 
     Frames are read from ``in_keys`` (uint8 ``[H, W, 3]`` or ``[3, H, W]``; ``[H, W]`` and
     ``[1, H, W]`` grayscale; leading batch dims allowed) and are not changed in the data.

@@ -181,7 +181,7 @@ class CSVLogger(Logger):
     A new logger never writes into another run's folder: when ``log_dir/exp_name`` exists and
     is not empty, the run goes to the first free ``exp_name_1``, ``exp_name_2``, ... with a
     warning naming it (``logger.exp_name`` and ``logger.experiment.log_dir`` say where).
-    Resuming a run is :meth:`load_state_dict` with the state of the run to continue: the
+    Resuming a run is :meth:`~tdrl.record.loggers.Logger.load_state_dict` with the state of the run to continue: the
     logger moves back to that run's folder and drops the lines logged after that state was
     saved, so a resumed trainer does not write them twice.
 

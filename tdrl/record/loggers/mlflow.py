@@ -23,7 +23,7 @@ _MISSING = (
 class MLFlowLogger(Logger):
     """Logs to an MLflow run of the experiment ``exp_name`` (created when missing) at ``tracking_uri``.
 
-    Each logger starts a new run, so runs never mix; :meth:`load_state_dict` goes back to a
+    Each logger starts a new run, so runs never mix; :meth:`~tdrl.record.loggers.Logger.load_state_dict` goes back to a
     saved run (its id) and continues it. The logger talks to its own ``MlflowClient``: it sets
     no global tracking URI and no active run, so several loggers can live side by side.
 

@@ -41,7 +41,7 @@ class TensorboardLogger(Logger):
 
     A new logger never writes into another run's folder: when ``log_dir/exp_name`` is taken,
     the run goes to the first free ``exp_name_1``, ``exp_name_2``, ... with a warning (as
-    :class:`~tdrl.record.loggers.CSVLogger`); :meth:`load_state_dict` moves back to a saved
+    :class:`~tdrl.record.loggers.CSVLogger`); :meth:`~tdrl.record.loggers.Logger.load_state_dict` moves back to a saved
     run's folder. ``log_dir`` becomes the run's folder after construction (TorchRL's rule).
 
     Videos are written as animated GIF image summaries (what TensorBoard plays, and what
