@@ -5,13 +5,13 @@ per-call work of the general path (sub-TensorDicts for the network inputs, the
 TensorDict module layers, the value estimator's key lookups) was 30% of the loss's
 forward. When the configuration provably reduces to
 
-    chosen = net(obs).gather(action)
+    chosen = net(obs).gather(action)         (or (net(obs) * action).sum(-1), one-hot)
     target = reward + gamma * (1 - terminated) * max_a target_net(next_obs)   (TD(0))
 
 the loss computes exactly that on the tensors. :func:`fast_plan` decides once per
 configuration whether that holds; :func:`fast_inputs` checks each batch (a plain
 TensorDict holding the expected entries with the expected shapes and dtypes). Anything
-else (masks, importance weights, one-hot actions, TD(lambda), a renamed or nested
+else (masks, importance weights, TD(lambda), a renamed or nested
 input, hooks) takes the general path, which also owns every error message.
 """
 
@@ -45,6 +45,7 @@ class FastPlan(NamedTuple):
     steps_key: Any
     weight_key: Any
     distance: str
+    one_hot: bool
 
 
 def _plain_network(actor: nn.Module) -> TensorDictModule | None:
@@ -76,7 +77,7 @@ def fast_plan(loss: DQNLoss) -> FastPlan | None:
     estimator = loss.value_estimator
     if not (
         loss._values_only
-        and loss.action_space == "categorical"
+        and loss.action_space in ("categorical", "one_hot")
         and loss.reduction in ("mean", "sum")
         and loss.use_prioritized_weights is not True
         and type(estimator) is TD0Estimator
@@ -100,11 +101,15 @@ def fast_plan(loss: DQNLoss) -> FastPlan | None:
         steps_key=est_keys.steps_to_next_obs,
         weight_key=keys.priority_weight if loss.use_prioritized_weights == "auto" else None,
         distance=loss.loss_function,
+        one_hot=loss.action_space == "one_hot",
     )
 
 
 def fast_inputs(plan: FastPlan, data: Any, mask_key: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
-    """``(obs, action[..., None], next_obs, reward, terminated)`` when ``data`` fits the plan, else ``None``."""
+    """``(obs, action, next_obs, reward, terminated)`` when ``data`` fits the plan, else ``None``.
+
+    An index action comes back as ``[B, 1]``, a one-hot action as it is.
+    """
     if type(data) is not TensorDict or skip_existing():
         return None
     nxt = data.get("next", None)
@@ -131,11 +136,14 @@ def fast_inputs(plan: FastPlan, data: Any, mask_key: Any) -> tuple[Tensor, Tenso
         or reward.shape != (*batch, 1)
         or terminated.shape != reward.shape
         or terminated.dtype != torch.bool
-        or action.dtype.is_floating_point
-        or action.dtype == torch.bool
     ):
         return None
-    if action.shape == batch:
+    if plan.one_hot:  # the general path's product with the values takes any dtype; the shape is checked there
+        if action.ndim != 2 or action.shape[0] != batch[0]:
+            return None
+    elif action.dtype.is_floating_point or action.dtype == torch.bool:
+        return None
+    elif action.shape == batch:
         action = action.unsqueeze(-1)
     elif action.shape != (*batch, 1):
         return None

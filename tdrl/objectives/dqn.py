@@ -335,7 +335,12 @@ class DQNLoss(_QLossBase):
         values = plan.net(obs)
         if values.shape[:-1] != obs.shape[:-1]:
             return None  # an unusual network: the general path checks it and says what is wrong
-        chosen = values.gather(-1, action).squeeze(-1)
+        if plan.one_hot:
+            if action.shape != values.shape:
+                return None  # the general path says what is wrong with the action
+            chosen = (values * action.to(values.dtype)).sum(-1)  # as the general path: same rounding
+        else:
+            chosen = values.gather(-1, action).squeeze(-1)
         with torch.no_grad():
             target_net = values_network(self._target_network()) if self.delay_value else plan.net
             next_values = target_net(next_obs)
