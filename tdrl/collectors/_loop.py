@@ -16,7 +16,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
-from tdrl.envs._stepping import StepRecorder, reward_exclusions, td_from_flat
+from tdrl.envs._stepping import StepRecorder, done_groups, end_in_groups, reward_exclusions, td_from_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.modules._lean import lean_policy
@@ -64,6 +64,7 @@ class StepLoop:
         # the next root drops the reward leaves only: ("agents", "reward") leaves the rest of "agents"
         self.reward_top, self.reward_nested = reward_exclusions(env.reward_keys)
         self.max_steps = collector.max_frames_per_traj
+        self.done_groups = done_groups(env.done_keys)  # max_frames_per_traj ends their episodes too
         self.reset_when_done = collector.reset_when_done
         # random actions do not depend on observations: a batched env can run them without a round trip per step
         self.open_loop = (
@@ -212,6 +213,8 @@ class StepLoop:
         if bool(over.any()):
             nxt.set("truncated", nxt.get("truncated") | over)
             nxt.set("done", nxt.get("done") | over)
+            if self.done_groups:
+                end_in_groups(nxt, over, self.done_groups)
         return over.reshape(self.batch)
 
     def _next_root(

@@ -9,7 +9,9 @@ from tdrl.envs.transforms import *  # noqa: F403
 from tdrl.envs.transforms import __all__ as _transform_names
 from tdrl.envs.utils import (
     ExplorationType,
+    MarlGroupMapType,
     check_env_specs,
+    check_marl_grouping,
     exploration_type,
     set_exploration_type,
     set_validation,
@@ -35,5 +37,7 @@ __all__ = [
     "set_validation",
     "validation_enabled",
     "step_mdp",
+    "MarlGroupMapType",
+    "check_marl_grouping",
     *_transform_names,
 ]

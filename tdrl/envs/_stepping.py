@@ -28,7 +28,16 @@ from tdrl._compat import td_unchecked
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 
-__all__ = ["td_from_flat", "group_dims", "set_group_dims", "reward_exclusions", "StepRecorder", "ActionRunner"]
+__all__ = [
+    "td_from_flat",
+    "group_dims",
+    "set_group_dims",
+    "done_groups",
+    "end_in_groups",
+    "reward_exclusions",
+    "StepRecorder",
+    "ActionRunner",
+]
 
 
 def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
@@ -71,6 +80,27 @@ def set_group_dims(td: TensorDictBase, groups: list) -> TensorDictBase:
             parent = td if len(key) == 1 else td.get(key[:-1])
             sub.batch_size = torch.Size([*parent.batch_size, *extra])
     return td
+
+
+def done_groups(done_keys: list) -> list[tuple]:
+    """The groups with their own done flag, e.g. ``[("agents",)]`` for ``("agents", "done")``."""
+    return [k[:-1] for k in done_keys if isinstance(k, tuple) and len(k) > 1 and k[-1] == "done"]
+
+
+def end_in_groups(next_td: TensorDictBase, ended: torch.Tensor, groups: list[tuple]) -> None:
+    """Set the ``truncated`` and ``done`` flags of every group where the env-level ``ended`` (``[*B, 1]``) is set.
+
+    A step limit that ends the episode at the top level ends it for every agent too: a value
+    estimator reading a group's per-agent ``done`` must not bootstrap across the reset.
+    """
+    for group in groups:
+        for name in ("truncated", "done"):
+            key = (*group, name)
+            value = next_td.get(key, None)
+            if value is None:
+                continue
+            mask = ended.reshape(*ended.shape[:-1], *([1] * (value.ndim - ended.ndim + 1)))
+            next_td.set(key, value | mask)
 
 
 def reward_exclusions(reward_keys: list) -> tuple[set[str], dict[str, list]]:

@@ -20,6 +20,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 from typing import TYPE_CHECKING, cast
 
 from tensordict import TensorDictBase
@@ -43,6 +44,8 @@ __all__ = [
     "validation_enabled",
     "DONE_KEYS",
     "RandomPolicy",
+    "MarlGroupMapType",
+    "check_marl_grouping",
 ]
 
 ExplorationType = InteractionType
@@ -217,3 +220,84 @@ def check_env_specs(
                 )
             _check_entries(root_spec, root, "", strict=False, values=validate)
             td = env._next_root(td)
+
+
+class MarlGroupMapType(Enum):
+    """Ready-made ways to group the agents of a multi-agent env (its ``group_map``).
+
+    A group's agents are stacked into one TensorDict under the group's name (entries
+    ``(group, "observation")`` of shape ``[*B, n_agents_in_group, ...]``), so that one
+    network processes them together; agents in different groups get different entries.
+
+    - ``ALL_IN_ONE_GROUP``: one group ``"agents"`` holding every agent;
+    - ``ONE_GROUP_PER_AGENT``: each agent is a group of its own, named after it.
+
+    Examples:
+        >>> MarlGroupMapType.ALL_IN_ONE_GROUP.get_group_map(["agent_0", "agent_1"])
+        {'agents': ['agent_0', 'agent_1']}
+        >>> MarlGroupMapType.ONE_GROUP_PER_AGENT.get_group_map(["agent_0", "agent_1"])
+        {'agent_0': ['agent_0'], 'agent_1': ['agent_1']}
+    """
+
+    ALL_IN_ONE_GROUP = 1
+    ONE_GROUP_PER_AGENT = 2
+
+    def get_group_map(self, agent_names: list[str]) -> dict[str, list[str]]:
+        """The ``{group name: [agent names]}`` this grouping gives ``agent_names``."""
+        if self is MarlGroupMapType.ALL_IN_ONE_GROUP:
+            return {"agents": list(agent_names)}
+        return {name: [name] for name in agent_names}
+
+
+def check_marl_grouping(group_map: dict[str, list[str]], agent_names: list[str]) -> None:
+    """Check that ``group_map`` puts every agent of ``agent_names`` in exactly one non-empty group.
+
+    Args:
+        group_map: ``{group name: [agent names]}``.
+        agent_names: every agent of the env.
+
+    Raises:
+        ValueError: no agents, duplicate agent names, more groups than agents, an empty
+            group, an agent that is not in the env, in two groups, or in none.
+
+    Examples:
+        >>> names = ["agent_0", "agent_1", "agent_2"]
+        >>> check_marl_grouping(MarlGroupMapType.ALL_IN_ONE_GROUP.get_group_map(names), names)
+        >>> check_marl_grouping({"team": ["agent_0", "agent_1"]}, names)
+        Traceback (most recent call last):
+        ...
+        ValueError: check_marl_grouping: agent 'agent_2' is in no group (groups: ['team']); add it to one.
+    """
+    fix = "Give each agent of the env exactly one group, e.g. MarlGroupMapType.ALL_IN_ONE_GROUP.get_group_map(names)."
+    if not agent_names:
+        raise ValueError("check_marl_grouping: the env has no agents (agent_names is empty).")
+    if len(set(agent_names)) != len(agent_names):
+        twice = sorted({n for n in agent_names if list(agent_names).count(n) > 1})
+        raise ValueError(f"check_marl_grouping: agent names must be unique; {twice} appear more than once.")
+    if len(group_map) > len(agent_names):
+        raise ValueError(
+            f"check_marl_grouping: {len(group_map)} groups for {len(agent_names)} agents; a group holds at least "
+            f"one agent. {fix}"
+        )
+    group_of: dict[str, str] = {}
+    known = set(agent_names)
+    for group, members in group_map.items():
+        if not len(members):
+            raise ValueError(f"check_marl_grouping: group {group!r} is empty. {fix}")
+        for name in members:
+            if name not in known:
+                raise ValueError(
+                    f"check_marl_grouping: group {group!r} names agent {name!r}, which is not in the env "
+                    f"(agents: {list(agent_names)}). {fix}"
+                )
+            if name in group_of:
+                raise ValueError(
+                    f"check_marl_grouping: agent {name!r} is in groups {group_of[name]!r} and {group!r}; "
+                    f"an agent belongs to one group. {fix}"
+                )
+            group_of[name] = group
+    for name in agent_names:
+        if name not in group_of:
+            raise ValueError(
+                f"check_marl_grouping: agent {name!r} is in no group (groups: {list(group_map)}); add it to one."
+            )

@@ -343,7 +343,12 @@ class ActorCriticLoss(LossModule):
         return value
 
     def _advantage(self, tensordict: TensorDictBase, normalize: bool) -> tuple[TensorDictBase, Tensor]:
-        """The ``[*B, 1]`` advantage; computed on a shallow copy when missing."""
+        """The ``[*B, 1]`` advantage, or ``[*B, n_agents, 1]`` per agent; computed on a shallow copy when missing.
+
+        The advantage's shape without its last dim is the shape of one log-probability per
+        sample: ``[*B]``, or ``[*B, n_agents]`` for a group of agents (keys such as
+        ``("agents", "advantage")``), as in TorchRL's multi-agent losses.
+        """
         advantage = tensordict.get(self.tensor_keys.advantage, None)
         if advantage is None:
             if self.critic_network is None and self._value_estimator is None:
@@ -354,14 +359,29 @@ class ActorCriticLoss(LossModule):
         batch_ndim = tensordict.batch_dims
         if advantage.ndim == batch_ndim:
             advantage = advantage.unsqueeze(-1)
-        if advantage.shape[:batch_ndim] != tensordict.batch_size or advantage.ndim != batch_ndim + 1:
+        if advantage.shape[:batch_ndim] != tensordict.batch_size or advantage.shape[-1] != 1:
             raise ValueError(
                 f"{type(self).__name__}: {self.tensor_keys.advantage!r} has shape "
-                f"{tuple(advantage.shape)}; expected {(*tensordict.batch_size, 1)} (batch shape + 1)."
+                f"{tuple(advantage.shape)}; expected {(*tensordict.batch_size, 1)} (batch shape + 1), or "
+                f"{(*tensordict.batch_size, 'n_agents', 1)} for a group of agents."
             )
         if normalize:
             advantage = standardize(advantage)
         return tensordict, advantage
+
+    def _per_sample(self, log_prob: Tensor, advantage: Tensor, what: str) -> Tensor:
+        """``log_prob`` summed over the action's event dims to the advantage's shape without its last dim."""
+        sample_ndim = advantage.ndim - 1
+        log_prob = to_batch_shape(log_prob, sample_ndim)
+        if log_prob.shape != advantage.shape[:-1]:
+            raise ValueError(
+                f"{type(self).__name__}: the {what} has shape {tuple(log_prob.shape)} per sample but "
+                f"{self.tensor_keys.advantage!r} has shape {tuple(advantage.shape)}; expected "
+                f"{tuple(advantage.shape[:-1])}. With a group of agents, compute the advantage per agent "
+                "(value estimator keys under the group, e.g. .set_keys(value=('agents', 'state_value'))) "
+                "and let the actor write one log-prob per agent."
+            )
+        return log_prob
 
     def _critic_term(
         self, data: TensorDictBase, inputs: TensorDictBase, log_explained_variance: bool

@@ -267,8 +267,12 @@ class OffPolicyLoss(LossModule):
         return hit[1]
 
     def _check_ensemble_out(self, value: Tensor, batch: torch.Size, key: NestedKey, trailing: int | None) -> None:
-        """``value`` must be ``[N, *batch, trailing]`` (``trailing=None``: any last dim)."""
-        ok = value.shape[1:-1] == batch and (trailing is None or value.shape[-1] == trailing)
+        """``value`` must be ``[N, *batch, trailing]``, or ``[N, *batch, n_agents, trailing]`` with group keys.
+
+        (``trailing=None``: any last dim.)
+        """
+        ok = value.shape[1 : 1 + len(batch)] == batch and (trailing is None or value.shape[-1] == trailing)
+        ok = ok and value.ndim <= len(batch) + 3
         if not ok:
             expected = (*batch, trailing if trailing is not None else "n_actions")
             raise ValueError(

@@ -75,18 +75,18 @@ class A2CLoss(ActorCriticLoss):
             and the detached ``entropy``.
         """
         data, advantage = self._advantage(tensordict, self.normalize_advantage)
-        batch_ndim = data.batch_dims
+        sample_ndim = advantage.ndim - 1  # [*B], or [*B, n_agents] for a group of agents
         action = self._get(data, self.tensor_keys.action, ac.ACTION_HINT)
         inputs = data.select(*self._net_in_keys)
         losses: dict[str, Tensor] = {}
         diagnostics: dict[str, Tensor] = {}
         with ac.fast_distributions():
             dist = self.actor_network.get_dist(inputs)
-            log_prob = ac.to_batch_shape(dist.log_prob(action), batch_ndim).unsqueeze(-1)
+            log_prob = self._per_sample(dist.log_prob(action), advantage, "actor's log-prob").unsqueeze(-1)
             losses["loss_objective"] = self._reduce(log_prob * advantage, self.reduction, squeeze=True).neg()
             if self.critic_coeff is not None:
                 losses["loss_critic"], critic_diag = self._critic_term(data, inputs, False)
                 diagnostics.update(critic_diag)
             if self.entropy_bonus:
-                losses["loss_entropy"], diagnostics["entropy"] = self._entropy_term(dist, batch_ndim)
+                losses["loss_entropy"], diagnostics["entropy"] = self._entropy_term(dist, sample_ndim)
         return self._finish(losses, diagnostics, data)

@@ -159,7 +159,7 @@ class DDPGLoss(OffPolicyLoss):
 
     # ------------------------------------------------------------------ terms
     def _value(self, data: TensorDictBase, params: TensorDictBase | None) -> Tensor:
-        """``Q`` ``[*B]`` of ``data`` (which holds the action), with ``params`` when given."""
+        """``Q`` ``[*B]`` (``[*B, n_agents]`` with group keys) of ``data`` (which holds the action)."""
         if params is not None:
             with params.to_module(self.value_network):
                 out = self.value_network(data)
@@ -170,10 +170,12 @@ class DDPGLoss(OffPolicyLoss):
         else:
             out = self.value_network(data)
         value = self._require(out, self.tensor_keys.state_action_value)
-        if value.shape != (*data.batch_size, 1):
+        batch = data.batch_size
+        if value.shape[: len(batch)] != batch or value.shape[-1] != 1 or value.ndim > len(batch) + 2:
             raise ValueError(
                 f"DDPGLoss: the value network wrote {self.tensor_keys.state_action_value!r} with shape "
-                f"{tuple(value.shape)}; expected {(*data.batch_size, 1)}. End it with a 1-unit layer."
+                f"{tuple(value.shape)}; expected {(*batch, 1)}, or {(*batch, 'n_agents', 1)} for a group of "
+                "agents. End it with a 1-unit layer."
             )
         return value.squeeze(-1)
 

@@ -194,7 +194,22 @@ class DQNLoss(_QLossBase):
             self._value_hyperparams["gamma"] = float(gamma)
         self._register_network(value_network, "value_network", create_target_params=self.delay_value)
         self.value_network_in_keys = list(value_network.in_keys)
+        self._adopt_head_keys(value_network)
         self._on_keys_changed()
+
+    def _adopt_head_keys(self, network: nn.Module) -> None:
+        """Read the keys from the network's greedy head when it writes none of the defaults.
+
+        A group of agents' Q-network writes ``("agents", "action_value")``, ... : the loss
+        follows it, as a later ``set_keys`` naming the same keys would.
+        """
+        keys = self.tensor_keys
+        if keys.action_value in list(getattr(network, "out_keys", [])):
+            return
+        head = next((m for m in network.modules() if isinstance(m, QValueModule)), None)
+        if head is None or len(head.out_keys) < 3:
+            return
+        keys.action, keys.action_value, keys.value = head.out_keys[:3]
 
     def _as_qvalue_actor(self, network: nn.Module, action_space: str | TensorSpec | None) -> TensorDictModuleBase:
         """The network as a TensorDict module writing the greedy action and values (wrapped if needed)."""

@@ -147,14 +147,14 @@ class PPOLoss(ActorCriticLoss):
         """
         keys = self.tensor_keys
         data, advantage = self._advantage(tensordict, self.normalize_advantage)
-        batch_ndim = data.batch_dims
-        prev_log_prob = ac.to_batch_shape(self._behaviour_log_prob(data), batch_ndim)
+        sample_ndim = advantage.ndim - 1  # [*B], or [*B, n_agents] for a group of agents
+        prev_log_prob = self._per_sample(self._behaviour_log_prob(data), advantage, "collected log-prob")
         action = self._get(data, keys.action, ac.ACTION_HINT)
         inputs = data.select(*self._net_in_keys)
         losses: dict[str, Tensor] = {}
         with ac.fast_distributions():
             dist = self.actor_network.get_dist(inputs)
-            log_prob = ac.to_batch_shape(dist.log_prob(action), batch_ndim)
+            log_prob = self._per_sample(dist.log_prob(action), advantage, "actor's log-prob")
             log_weight = (log_prob - prev_log_prob).unsqueeze(-1)
             ratio = log_weight.exp()
             gain, diagnostics = self._surrogate(ratio, advantage, data, dist)
@@ -163,7 +163,7 @@ class PPOLoss(ActorCriticLoss):
                 losses["loss_critic"], critic_diag = self._critic_term(data, inputs, self.log_explained_variance)
                 diagnostics.update(critic_diag)
             if self.entropy_bonus:
-                losses["loss_entropy"], diagnostics["entropy"] = self._entropy_term(dist, batch_ndim)
+                losses["loss_entropy"], diagnostics["entropy"] = self._entropy_term(dist, sample_ndim)
         with torch.no_grad():
             lw = log_weight.detach()
             diagnostics["kl_approx"] = lw.mean().neg()
@@ -327,14 +327,14 @@ class KLPENPPOLoss(PPOLoss):
             ) from err
 
     def _surrogate(self, ratio, advantage, data, dist):
-        batch_ndim = data.batch_dims
+        sample_ndim = advantage.ndim - 1
         previous = self._previous_dist(data)
         try:
             kl = kl_divergence(previous, dist)
         except NotImplementedError:
             x = previous.sample((self.samples_mc_kl,))
             kl = (previous.log_prob(x) - dist.log_prob(x)).mean(0)
-        kl = ac.to_batch_shape(kl, batch_ndim).unsqueeze(-1)
+        kl = ac.to_batch_shape(kl, sample_ndim).unsqueeze(-1)
         beta = self.beta.clone()  # the update below must not touch the graph's beta
         gain = ratio * advantage - beta * kl
         with torch.no_grad():

@@ -158,13 +158,12 @@ class ReinforceLoss(ActorCriticLoss):
             data = data.copy()
             data.set(self.tensor_keys.advantage, self.returns(data))
         data, advantage = self._advantage(data, self.normalize_advantage)
-        batch_ndim = data.batch_dims
         action = self._get(data, self.tensor_keys.action, ac.ACTION_HINT)
         inputs = data.select(*self._net_in_keys)
         losses: dict[str, Tensor] = {}
         with ac.fast_distributions():
             dist = self.actor_network.get_dist(inputs)
-            log_prob = ac.to_batch_shape(dist.log_prob(action), batch_ndim).unsqueeze(-1)
+            log_prob = self._per_sample(dist.log_prob(action), advantage, "actor's log-prob").unsqueeze(-1)
             losses["loss_actor"] = self._reduce(log_prob * advantage.detach(), self.reduction, squeeze=True).neg()
         diagnostics: dict[str, Tensor] = {}
         if self.critic_network is not None:

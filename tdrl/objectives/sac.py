@@ -287,11 +287,13 @@ class SACLoss(OffPolicyLoss):
         """``(a~, log pi(a~|s))`` for each state of ``data``; the log-prob is ``[*B]``."""
         dist = self.actor_network.get_dist(data.select(*self._actor_in))
         action, log_prob = rsample_and_log_prob("SACLoss", dist)
-        if log_prob.shape != data.batch_size:
+        # one log-prob per action vector: [*B], or [*B, n_agents] for a group of agents
+        expected = action.shape[:-1] if action.ndim > data.batch_dims else data.batch_size
+        if log_prob.shape != expected:
             raise ValueError(
-                f"SACLoss: the actor's log-probability has shape {tuple(log_prob.shape)}; expected the "
-                f"batch shape {tuple(data.batch_size)} (one value per action). Use a distribution over the "
-                "whole action vector (TanhNormal, IndependentNormal), not a per-element Normal."
+                f"SACLoss: the actor's log-probability has shape {tuple(log_prob.shape)}; expected "
+                f"{tuple(expected)} (one value per action vector of shape {tuple(action.shape)}). Use a "
+                "distribution over the whole action vector (TanhNormal, IndependentNormal), not a per-element Normal."
             )
         return action, log_prob
 

@@ -209,8 +209,12 @@ class TD3Loss(OffPolicyLoss):
         self._register_network(actor_network, "actor_network", create_target_params=delay_actor)
         actor_out = list(getattr(actor_network, "out_keys", []))
         q_in = list(getattr(qvalue_network, "in_keys", []))
-        renamed = len(actor_out) == 1 and actor_out[0] != "action" and actor_out[0] in q_in
-        action_key = actor_out[0] if renamed else None
+        # the actor's one output read by Q is the action: e.g. ("agents", "action") of a group
+        # (a ProbabilisticActor with TanhDelta also writes its distribution's parameters)
+        sampled = list(getattr(actor_network, "dist_sample_keys", None) or [])
+        written = [k for k in (sampled if len(sampled) == 1 else actor_out) if k in q_in]
+        renamed = "action" not in actor_out and len(written) == 1
+        action_key = written[0] if renamed else None
         shared = list(actor_network.parameters()) if separate_losses else []
         self._register_ensemble(
             qvalue_network, "qvalue_network", num_qvalue_nets, delay_qvalue, shared, deactivate_vmap

@@ -64,7 +64,7 @@ def test_other_layers_run_through_vmap():
     x = torch.randn(5, 4, 3)
     out = mlp(x)
     for agent in range(4):  # agent i's output is its own network, with its own weights, on its own input
-        weights = {".".join(k): v[agent] for k, v in mlp.params.items(True, True)}
+        weights = {name: value[agent] for name, value in mlp.params.named_parameters()}
         alone = torch.func.functional_call(mlp._template, weights, (x[:, agent],))
         torch.testing.assert_close(alone, out[:, agent])
 

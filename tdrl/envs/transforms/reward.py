@@ -28,9 +28,24 @@ class RewardSum(Transform):
     The root holds the return so far (0 after reset) and ``"next"`` the return
     including this step's reward.
 
+    A reward inside a group (``("agents", "reward")``, ``[*B, n_agents, 1]``) is summed per
+    agent into the group (``("agents", "episode_reward")``); the sums restart when the env
+    resets (a partial reset of a batched env restarts only the sub-envs it resets).
+
     Args:
         in_keys: the rewards to sum (default ``["reward"]``).
         out_keys: where to write the sums (default ``["episode_reward"]``).
+        reset_keys: TorchRL's reset entry of each reward (``"_reset"``, or a group's
+            ``("agents", "_reset")``), one per ``in_key``. tdrl's envs reset all the agents
+            of a sub-env together, so the sums restart with the env's reset whatever is given;
+            the argument is checked and kept for compatibility.
+
+    Keyword Args:
+        reward_spec: TorchRL's option to declare the sums in the reward spec; only ``False``
+            (they are observations) is supported.
+
+    Raises:
+        ValueError: ``reset_keys`` does not give one key per reward, or ``reward_spec=True``.
 
     Examples:
         >>> from tdrl.envs import TransformedEnv
@@ -44,8 +59,25 @@ class RewardSum(Transform):
         self,
         in_keys: NestedKey | Sequence[NestedKey] | None = None,
         out_keys: NestedKey | Sequence[NestedKey] | None = None,
+        reset_keys: Sequence[NestedKey] | None = None,
+        *,
+        reward_spec: bool = False,
     ) -> None:
         super().__init__(["reward"] if in_keys is None else in_keys, out_keys)
+        if reset_keys is not None:
+            reset_keys = [reset_keys] if isinstance(reset_keys, (str, tuple)) else list(reset_keys)
+            if len(reset_keys) != len(self.in_keys):
+                raise ValueError(
+                    f"RewardSum: reset_keys={reset_keys} must give one reset key per reward of in_keys="
+                    f"{self.in_keys} (e.g. ['_reset'] or [('agents', '_reset')]), or be left out."
+                )
+        if reward_spec:
+            raise ValueError(
+                "RewardSum: reward_spec=True (the sums as rewards) is not supported; the sums are observations "
+                "(e.g. ('next', 'episode_reward')). Leave reward_spec=False."
+            )
+        self.reset_keys = reset_keys
+        self.reward_spec = reward_spec
         if out_keys is None:  # "reward" -> "episode_reward"
             self.out_keys = [
                 (*k[:-1], f"episode_{k[-1]}") if isinstance(k, tuple) else f"episode_{k}" for k in self.in_keys

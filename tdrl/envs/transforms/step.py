@@ -28,6 +28,7 @@ from tensordict import TensorDictBase
 
 from tdrl._compat import td_read, td_write
 from tdrl.data.replay_buffers._sampling import SampleContext, current_sample_context, sampling_off
+from tdrl.envs._stepping import done_groups, end_in_groups
 from tdrl.envs.transforms.transforms import Compose, Transform, _slot, _unravel
 from tdrl.specs import Bounded, Categorical, Composite, NestedKey, TensorSpec, Unbounded
 
@@ -80,7 +81,8 @@ class StepCounter(Transform):
 
     The root holds the count of the current step (0 after reset) and ``"next"`` the
     count after the step. When the count reaches ``max_steps``, ``("next", "truncated")``
-    and (with ``update_done``) ``("next", "done")`` are set, so the episode ends.
+    and (with ``update_done``) ``("next", "done")`` are set, so the episode ends; so are
+    the ``truncated``/``done`` flags of a group of agents (``("agents", "done")``).
 
     Args:
         max_steps: the episode length at which to truncate (None: only count).
@@ -113,6 +115,7 @@ class StepCounter(Transform):
         self.truncated_key = _unravel(truncated_key)
         self.step_count_key = _unravel(step_count_key)
         self.update_done = update_done
+        self._groups: list[tuple] = []
 
     @property
     def time_vectorizable(self) -> bool:  # type: ignore[override]  # read-only here; the base's is a class flag
@@ -137,6 +140,8 @@ class StepCounter(Transform):
             next_tensordict.set(self.truncated_key, truncated)
             if self.update_done:
                 next_tensordict.set("done", next_tensordict.get("done") | truncated)
+                if self._groups and bool(truncated.any()):
+                    end_in_groups(next_tensordict, truncated, self._groups)
         return next_tensordict
 
     def _carried_keys(self) -> list:
@@ -161,6 +166,7 @@ class StepCounter(Transform):
                 f"StepCounter needs a 'done' entry in the env's done spec, which has {done_spec.keys(True)}."
             )
         shape, device = done_spec["done"].shape, done_spec["done"].device
+        self._groups = done_groups(done_spec.keys(True, True))  # their flags end with the env's
         _slot(output_spec, "full_observation_spec")[self.step_count_key] = Bounded(
             0, torch.iinfo(torch.int64).max, shape=shape, dtype=torch.int64, device=device
         )

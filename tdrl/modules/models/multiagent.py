@@ -31,6 +31,32 @@ from tdrl.modules.models.mlp import MLP
 
 __all__ = ["MultiAgentMLP"]
 
+
+class _ParameterTree(nn.Module):
+    """The agents' parameters by layer index (``params.0.weight``: TorchRL's state-dict keys).
+
+    Plain ``nn.Parameter`` s in sub-modules named after the MLP's layers, so that the losses'
+    target parameters and functional calls swap them like any module's. Indexing with a
+    key tuple (``params["0", "weight"]``) reads one, as on TorchRL's ``TensorDictParams``.
+    """
+
+    def __init__(self, tree: TensorDict) -> None:
+        super().__init__()
+        for key in tree.keys(True, True):
+            *path, name = key if isinstance(key, tuple) else (key,)
+            owner: nn.Module = self
+            for part in path:
+                child = dict(owner.named_children()).get(part)
+                if child is None:
+                    child = nn.Module()
+                    owner.add_module(part, child)
+                owner = child
+            owner.register_parameter(name, nn.Parameter(tree.get(key).detach().clone()))
+
+    def __getitem__(self, key: str | tuple[str, ...]) -> torch.Tensor:
+        return self.get_parameter(key if isinstance(key, str) else ".".join(key))
+
+
 _MISSING = (
     "MultiAgentMLP needs {name}=True or False (TorchRL has no default either): {what}. "
     "E.g. MultiAgentMLP(obs_dim, act_dim, n_agents, centralized=False, share_params=True)."
@@ -59,9 +85,11 @@ class MultiAgentMLP(nn.Module):
         depth: the number of hidden layers (TorchRL's :class:`~tdrl.modules.MLP` argument).
         num_cells: hidden sizes, an int or one per hidden layer.
         activation_class: the activation after each hidden layer (default ``nn.Tanh``).
-        use_td_params: keep the parameters in ``self.params`` (a ``TensorDictParams``,
-            state-dict keys ``params.0.weight``, ...); else in the layers of
-            ``self._empty_net`` (keys ``_empty_net.0.weight``, ...). Both are TorchRL's layouts.
+        use_td_params: keep the parameters in ``self.params`` (state-dict keys
+            ``params.0.weight``, ...; ``params["0", "weight"]`` reads one); else in the layers
+            of ``self._empty_net`` (keys ``_empty_net.0.weight``, ...). Both are TorchRL's
+            state-dict layouts. (TorchRL's ``self.params`` is a ``TensorDictParams``; ours is a
+            plain module tree, so that losses swap in target parameters as for any network.)
         **kwargs: passed to :class:`~tdrl.modules.MLP` (``activate_last_layer``,
             ``norm_class``, ``dropout``, ...).
 
@@ -152,14 +180,10 @@ class MultiAgentMLP(nn.Module):
             linear or not any(True for _ in layer.parameters()) for (_, linear), layer in zip(self._plan, nets[0])
         )
         if use_td_params:
-            self.params = (
-                TensorDict.from_module(nets[0], as_module=True)
-                if share_params
-                else TensorDict.from_modules(*nets, as_module=True)
-            )
+            tree = TensorDict.from_module(nets[0]) if share_params else TensorDict.from_modules(*nets)
+            self.params = _ParameterTree(tree)
             # the structure only: the parameters live in self.params (not registered, so not in state_dict)
             object.__setattr__(self, "_template", copy.deepcopy(nets[0]).to("meta"))
-            self._keys = [(".".join(k), k) for k in self.params.keys(True, True)]
         else:
             self._empty_net = nets[0]
             if not share_params:  # the stacked parameters replace the first net's own (TorchRL's layout)
@@ -169,14 +193,19 @@ class MultiAgentMLP(nn.Module):
                     delattr(layer, key[-1])
                     layer.register_parameter(key[-1], nn.Parameter(stacked.get(key).detach().clone()))
             object.__setattr__(self, "_template", self._empty_net)
-            self._keys = []
+        holder = self.params if use_td_params else self._empty_net
+        self._slots = [
+            (name, holder.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2])
+            for name, _ in holder.named_parameters()
+        ]
 
     def _weights(self) -> dict[str, torch.Tensor]:
-        """``{"0.weight": tensor, ...}``: stacked ``[n_agents, ...]`` unless shared."""
-        if self.use_td_params:
-            params = self.params
-            return {dotted: params.get(key) for dotted, key in self._keys}
-        return dict(self._empty_net.named_parameters())
+        """``{"0.weight": tensor, ...}``: stacked ``[n_agents, ...]`` unless shared.
+
+        Read from the layers at each call, so that tensors swapped in (a loss's target
+        parameters, ``TensorDict.to_module``) are used.
+        """
+        return {name: getattr(owner, attr) for name, owner, attr in self._slots}
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """``[*B, n_agents, n_agent_inputs]`` (several inputs: concatenated) to ``[*B, n_agents, n_agent_outputs]``."""

@@ -53,7 +53,9 @@ __all__ = [
 _SHAPE_ERR = (
     "{fn}: all inputs must share one shape [*B, T, *F] (time at time_dim={time_dim}); "
     "got {shapes}. Give reward, done and terminated the same trailing feature dim as "
-    "the values (e.g. reward of shape [*B, T, 1])."
+    "the values (e.g. reward of shape [*B, T, 1]). For a group of agents (values [*B, T, n_agents, 1]), "
+    "read the group's per-agent flags (.set_keys(done=('agents', 'done'), terminated=('agents', 'terminated'))) "
+    "or expand the env-level flags over the agents: done.unsqueeze(-2).expand(*reward.shape)."
 )
 _TIME_DIM_ERR = (
     "{fn}: time_dim={time_dim} is out of range for a tensor of shape {shape}. For "
