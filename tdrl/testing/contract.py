@@ -62,10 +62,12 @@ class EnvContractTests:
         ro = env.rollout(self.rollout_steps, break_when_any_done=False)
         assert ro.batch_size == (*env.batch_size, self.rollout_steps)
         # the root at t+1 is the next observation at t unless the episode ended at t
+        # (the time dim follows the env's batch dims; a group's entries have more dims after it)
+        time, steps = env.batch_dims, self.rollout_steps
+        done = ro.get(("next", "done")).narrow(time, 0, steps - 1)[..., 0]
         for key in env.observation_keys:
-            done = ro.get(("next", "done"))[..., :-1, 0]
-            now, nxt = ro.get(key)[..., 1:, :], ro.get(("next", key))[..., :-1, :]
-            same = (now == nxt).flatten(len(done.shape)).all(-1)
+            now, nxt = ro.get(key).narrow(time, 1, steps - 1), ro.get(("next", key)).narrow(time, 0, steps - 1)
+            same = (now == nxt).flatten(time + 1).all(-1)
             assert (same | done).all(), key
 
     def test_step_before_reset_raises(self) -> None:
