@@ -16,7 +16,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
-from tdrl.envs._stepping import StepRecorder, td_from_flat
+from tdrl.envs._stepping import StepRecorder, reward_exclusions, td_from_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.modules._lean import lean_policy
@@ -61,7 +61,8 @@ class StepLoop:
         self.direct = not self.smr and type(env).step is EnvBase.step
         self.action_keys = list(env.action_keys)
         self.action_top = {k if isinstance(k, str) else k[0] for k in self.action_keys}
-        self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
+        # the next root drops the reward leaves only: ("agents", "reward") leaves the rest of "agents"
+        self.reward_top, self.reward_nested = reward_exclusions(env.reward_keys)
         self.max_steps = collector.max_frames_per_traj
         self.reset_when_done = collector.reset_when_done
         # random actions do not depend on observations: a batched env can run them without a round trip per step
@@ -149,7 +150,7 @@ class StepLoop:
         env = self.env
         env_step = env._step
         smr, direct, recurrent = self.smr, self.direct and not checking, self.recurrent
-        reward_top = self.reward_top
+        reward_top, reward_nested = self.reward_top, self.reward_nested
         guarded = self.checks_left > 0 or self.guarded
         for t in range(steps):
             if actions is not None:
@@ -183,7 +184,7 @@ class StepLoop:
             if smr:
                 ns.record(nxt, t)
             else:
-                carry = ns.record_and_carry(nxt, t, reward_top)
+                carry = ns.record_and_carry(nxt, t, reward_top, reward_nested)
             if guarded:
                 ns.guard(self.checks_left > 0)
                 if self.checks_left:
@@ -284,11 +285,17 @@ class StepLoop:
                 if value is None:
                     value = torch.zeros((*self.batch, steps, *zero.shape[tdim:]), dtype=zero.dtype, device=zero.device)
                 src[key] = value
-        return TensorDict({k[0] if len(k) == 1 else k: v for k, v in src.items()}, batch_size=(*self.batch, steps))
+        out = TensorDict({k[0] if len(k) == 1 else k: v for k, v in src.items()}, batch_size=(*self.batch, steps))
+        self.root_slots.restore_group_dims(out, out.batch_size)
+        self.next_slots.restore_group_dims(out, out.batch_size, ("next",))
+        return out
 
     def _stack(self, steps: int) -> TensorDictBase:
         dim = len(self.batch)
         src: dict = {}
         self.root_slots.stack(dim, src)
         self.next_slots.stack(dim, src, ("next",))
-        return TensorDict({k[0] if len(k) == 1 else k: v for k, v in src.items()}, batch_size=(*self.batch, steps))
+        out = TensorDict({k[0] if len(k) == 1 else k: v for k, v in src.items()}, batch_size=(*self.batch, steps))
+        self.root_slots.restore_group_dims(out, out.batch_size)
+        self.next_slots.restore_group_dims(out, out.batch_size, ("next",))
+        return out

@@ -19,7 +19,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -28,7 +28,7 @@ from tdrl._compat import td_unchecked
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 
-__all__ = ["td_from_flat", "StepRecorder", "ActionRunner"]
+__all__ = ["td_from_flat", "group_dims", "set_group_dims", "reward_exclusions", "StepRecorder", "ActionRunner"]
 
 
 def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
@@ -36,6 +36,58 @@ def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | No
     if any(type(k) is tuple for k in source):
         return TensorDict(source, batch_size=batch_size, device=device)
     return td_unchecked(source, batch_size, device)
+
+
+def group_dims(*specs: Any) -> list[tuple[tuple, torch.Size]]:
+    """``(key, dims after the batch)`` of every sub-Composite with its own dims, e.g. ``("agents",): [n_agents]``.
+
+    A TensorDict built from flat keys (:func:`td_from_flat`) gives its sub-TensorDicts the
+    root's batch size only; :func:`set_group_dims` gives them back the group's dims.
+    """
+    out: list[tuple[tuple, torch.Size]] = []
+    seen: set = set()
+
+    def walk(spec: Any, prefix: tuple, ndim: int) -> None:
+        for key in spec.keys():
+            sub = spec[key]
+            if not hasattr(sub, "keys"):
+                continue
+            extra = sub.shape[ndim:]
+            if extra and (*prefix, key) not in seen:
+                seen.add((*prefix, key))
+                out.append(((*prefix, key), torch.Size(extra)))
+            walk(sub, (*prefix, key), len(sub.shape))
+
+    for spec in specs:
+        walk(spec, (), len(spec.shape))
+    return out
+
+
+def set_group_dims(td: TensorDictBase, groups: list) -> TensorDictBase:
+    """Give the sub-TensorDicts of ``td`` named in ``groups`` (from :func:`group_dims`) their dims, in place."""
+    for key, extra in groups:  # outer groups come first: a nested group extends its parent's dims
+        sub = td.get(key, None)
+        if isinstance(sub, TensorDictBase):
+            parent = td if len(key) == 1 else td.get(key[:-1])
+            sub.batch_size = torch.Size([*parent.batch_size, *extra])
+    return td
+
+
+def reward_exclusions(reward_keys: list) -> tuple[set[str], dict[str, list]]:
+    """What the next step's root leaves out of ``"next"``: the reward leaves, and only them.
+
+    Returns the top-level reward keys (dropped whole) and, for rewards inside a group such
+    as ``("agents", "reward")``, ``{group: [key inside the group]}``: the group itself
+    (observations, per-agent done flags) is carried to the next step without its reward.
+    """
+    top: set[str] = set()
+    nested: dict[str, list] = {}
+    for key in reward_keys:
+        if isinstance(key, str) or len(key) == 1:
+            top.add(key if isinstance(key, str) else key[0])
+        else:
+            nested.setdefault(key[0], []).append(key[1:] if len(key) > 2 else key[1])
+    return top, nested
 
 
 class StepRecorder:
@@ -46,9 +98,10 @@ class StepRecorder:
     step are zeros; :meth:`guard` clones the entries of a writer that reuses its tensors.
     """
 
-    __slots__ = ("clone", "lists", "n", "originals", "subs", "zeros")
+    __slots__ = ("batch", "clone", "lists", "n", "originals", "subs", "zeros")
 
     def __init__(self, td: TensorDictBase, skip: tuple = ()) -> None:
+        self.batch = td.batch_size  # a group's sub-TensorDict has more dims (e.g. [*B, n_agents])
         self.lists: dict[str, list] = {}
         self.subs: dict[str, StepRecorder] = {}
         self.zeros: dict[str, torch.Tensor] = {}
@@ -86,12 +139,14 @@ class StepRecorder:
         if seen != self.n:
             self._fill(t)
 
-    def record_and_carry(self, td: TensorDictBase, t: int, skip: set) -> dict:
+    def record_and_carry(self, td: TensorDictBase, t: int, skip: set, strip: dict | None = None) -> dict:
         """:meth:`record`, also returning the entries of ``td`` not in ``skip`` (the next step's root).
 
         One pass over ``td``: a collector reads each step's ``"next"`` once. Sub-TensorDicts
         are shallow-copied in the result, so that writing into the next root (a policy
-        writing an action under a nested key) cannot alter the recorded step.
+        writing an action under a nested key) cannot alter the recorded step; a sub-TensorDict
+        named in ``strip`` (``{key: [keys inside it]}``, e.g. a group's reward) is carried
+        without those entries.
         """
         lists, subs = self.lists, self.subs
         carry = {}
@@ -109,7 +164,11 @@ class StepRecorder:
                 sub.record(cast(TensorDictBase, value), t)  # a sub-recorder's key holds a TensorDict
                 seen += 1
             if key not in skip:
-                carry[key] = value.copy() if isinstance(value, TensorDictBase) else value
+                if isinstance(value, TensorDictBase):
+                    inner = strip.get(key) if strip else None
+                    carry[key] = value.exclude(*inner) if inner else value.copy()
+                else:
+                    carry[key] = value
         if seen != self.n:
             self._fill(t)
         return carry
@@ -159,6 +218,19 @@ class StepRecorder:
             out += sub.leaves((*prefix, key))
         return out
 
+    def restore_group_dims(self, out: TensorDictBase, lead: torch.Size, prefix: tuple = ()) -> None:
+        """Give each sub-TensorDict of the stacked ``out`` its own batch dims after ``lead``.
+
+        A group such as ``"agents"`` has batch size ``[*B, n_agents]`` at each step; built from
+        flat keys, the stacked batch would only have ``[*B, T]``.
+        """
+        for key, sub in self.subs.items():
+            extra = sub.batch[len(self.batch) :]
+            shape = torch.Size([*lead, *extra])
+            if extra:
+                out.get((*prefix, key)).batch_size = shape
+            sub.restore_group_dims(out, shape, (*prefix, key))
+
     def stack(self, dim: int, out: dict, prefix: tuple = ()) -> None:
         for key, lst in self.lists.items():
             out[(*prefix, key)] = torch.stack(lst, dim)
@@ -176,7 +248,7 @@ class ActionRunner:
     def __init__(self, env: EnvBase) -> None:
         self.env = env
         self.direct = type(env).step is EnvBase.step
-        self.reward_top = {k if isinstance(k, str) else k[0] for k in env.reward_keys}
+        self.reward_top, self.reward_nested = reward_exclusions(env.reward_keys)
         self.action_keys = list(env.action_keys)
         self.roots: StepRecorder | None = None
         self.nexts: StepRecorder | None = None
@@ -210,6 +282,9 @@ class ActionRunner:
             if self.guarded:
                 self._guard()
             src = {k: v for k, v in nxt.items() if k not in self.reward_top}
+            for group, inner in self.reward_nested.items():
+                if group in src:
+                    src[group] = src[group].exclude(*inner)
             root = td_unchecked(src, batch)
             done = src["done"]
             if bool(done.any() if batch else done):
@@ -222,7 +297,10 @@ class ActionRunner:
         roots, nexts = cast(StepRecorder, self.roots), cast(StepRecorder, self.nexts)  # the first step built them
         roots.stack(tdim, out)
         nexts.stack(tdim, out, ("next",))
-        return TensorDict({k[0] if len(k) == 1 else k: v for k, v in out.items()}, batch_size=(*batch, steps)), root
+        data = TensorDict({k[0] if len(k) == 1 else k: v for k, v in out.items()}, batch_size=(*batch, steps))
+        roots.restore_group_dims(data, data.batch_size)
+        nexts.restore_group_dims(data, data.batch_size, ("next",))
+        return data, root
 
     def _guard(self) -> None:
         checking = self.checks > 0

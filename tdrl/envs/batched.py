@@ -39,7 +39,7 @@ from torch import nn
 
 from tdrl._compat import td_unchecked
 from tdrl._workers import STARTUP_TIMEOUT, StartMethod, WorkerPool, report_start, serve, setup_worker
-from tdrl.envs._stepping import ActionRunner, td_from_flat
+from tdrl.envs._stepping import ActionRunner, group_dims, set_group_dims, td_from_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.specs import NestedKey, TensorSpec
@@ -112,6 +112,10 @@ class _BatchedEnv(EnvBase):
         self.input_spec = input_spec.expand(num_workers, *input_spec.shape)
         self._in_keys, self._next_keys, self._root_keys = _env_keys(self.sub_batch_size, input_spec, output_spec)
         self._action_set = set(self._in_keys)
+        # a group such as "agents" keeps its dims ([*B, n_agents]) in the TensorDicts built from flat keys
+        self._groups = group_dims(
+            *(output_spec[k] for k in output_spec.keys()), *(input_spec[k] for k in input_spec.keys())
+        )
 
     def _root_from(self, td: TensorDictBase, nxt: TensorDictBase, env_root: TensorDictBase) -> TensorDictBase:
         """The next step's root: the env's entries, then what ``step_mdp`` would carry over."""
@@ -243,7 +247,7 @@ class SerialEnv(_BatchedEnv):
         for key in keys:
             values = [o.get(key) for o in outs]
             src[key] = torch.stack(values) if len(values) > 1 else values[0].unsqueeze(0)
-        return td_from_flat(src, self.batch_size)
+        return set_group_dims(td_from_flat(src, self.batch_size), self._groups)
 
     def _reset_one(self, i: int, mask: torch.Tensor | None, **kwargs: Any) -> TensorDictBase:
         sub = None
@@ -595,7 +599,7 @@ class ParallelEnv(_BatchedEnv):
                 self._in_buf[key].copy_(value)
 
     def _read(self, buf: dict) -> TensorDictBase:
-        return td_from_flat({k: v.clone() for k, v in buf.items()}, self.batch_size)
+        return set_group_dims(td_from_flat({k: v.clone() for k, v in buf.items()}, self.batch_size), self._groups)
 
     # --- EnvBase ----------------------------------------------------------------------------
     def _render_each(self, kwargs: dict) -> list:
@@ -647,7 +651,7 @@ class ParallelEnv(_BatchedEnv):
                     if done:
                         value[i] = buf[i]  # the worker wrote its reset root there
                 src[key] = value
-            env_root = td_from_flat(src, self.batch_size)
+            env_root = set_group_dims(td_from_flat(src, self.batch_size), self._groups)
         return tensordict, self._root_from(tensordict, nxt, env_root)
 
     def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:

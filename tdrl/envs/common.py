@@ -418,7 +418,7 @@ class EnvBase(nn.Module):
             raise TypeError(_RESET_RETURNED.format(env=type(self).__name__, got=_shown(out)))
         for key in self.done_keys:
             if td_read(out, key) is None:
-                out.set(key, torch.zeros((*self.batch_size, 1), dtype=torch.bool, device=self.device))
+                out.set(key, self.full_done_spec[key].zero())  # [*B, 1], or [*B, n_agents, 1] in a group
         if tensordict is not None:
             if mask is not None and self.batch_size and not bool(mask.all()):
                 out = self._keep_unreset(out, tensordict, mask)
@@ -587,7 +587,7 @@ class EnvBase(nn.Module):
 
     def _next_root(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The root of the step after ``tensordict`` (already stepped), done sub-envs reset."""
-        root = step_mdp(tensordict)
+        root = step_mdp(tensordict, reward_keys=self.reward_keys)
         done = root.get("done")
         if done.any():
             if self.batch_size:
@@ -720,7 +720,7 @@ class EnvBase(nn.Module):
                 break
             if t < max_steps - 1:
                 if break_when_any_done:
-                    td = step_mdp(td)
+                    td = step_mdp(td, reward_keys=self.reward_keys)
                 else:
                     td = self._next_root(td)
         out = cast(TensorDictBase, out)  # rollout checked max_steps >= 1, so the first step built it

@@ -54,6 +54,7 @@ from tdrl.modules.models import (
     DdpgMlpQNet,
     DuelingCnnDQNet,
     DuelingMlpDQNet,
+    MultiAgentMLP,
     Squeeze2dLayer,
     SqueezeLayer,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "DdpgMlpQNet",
     "DdpgCnnActor",
     "DdpgCnnQNet",
+    "MultiAgentMLP",
     "SqueezeLayer",
     "Squeeze2dLayer",
     # exploration

@@ -31,6 +31,7 @@ from tensordict.nn import InteractionType, TensorDictModuleBase
 from tensordict.nn.probabilistic import interaction_type
 from torch import nn
 
+from tdrl._compat import td_read, td_write
 from tdrl.modules._lean import missing_key_error
 from tdrl.specs import Categorical, Composite, NestedKey, OneHot, TensorSpec
 
@@ -197,7 +198,7 @@ class EGreedyModule(TensorDictModuleBase):
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         if not _exploring():
             return tensordict
-        action = tensordict.get(self.action_key, None)
+        action = td_read(tensordict, self.action_key)
         if action is None:
             raise missing_key_error("EGreedyModule", self.action_key, tensordict)
         holder = tensordict if self._parent_key is None else tensordict.get(self._parent_key)
@@ -213,7 +214,7 @@ class EGreedyModule(TensorDictModuleBase):
             eps = eps.to(action.device)
         cond = (torch.rand(coin_shape, device=action.device) < eps).reshape(coin_view)
         random = self._random_action(tensordict, lead, action)
-        tensordict.set(self.action_key, torch.where(cond, random, action))
+        td_write(tensordict, self.action_key, torch.where(cond, random, action))
         return tensordict
 
 

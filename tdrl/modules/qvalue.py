@@ -29,6 +29,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import nn
 
+from tdrl._compat import td_read, td_write
 from tdrl.modules._lean import lean_steps, missing_key_error, run_steps, skip_existing
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec
 from tdrl.specs.base import one_hot
@@ -160,15 +161,14 @@ class QValueModule(TensorDictModuleBase):
                 actions.append(F.one_hot(idx.squeeze(-1), group.shape[-1]))
                 chosen = chosen + group.gather(-1, idx)
             return torch.cat(actions, -1).to(self._dtype), cast(torch.Tensor, chosen)  # one group at least
-        idx = values.argmax(-1, keepdim=True)
-        chosen = values.gather(-1, idx)
+        chosen, idx = values.max(-1, keepdim=True)  # one op: the first maximal index, as argmax gives
         if self.action_space == "one_hot":
             return one_hot(idx.squeeze(-1), values.shape[-1], self._dtype), chosen
         action = idx if self._keepdim else idx.squeeze(-1)
         return action.to(self._dtype), chosen
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        values = tensordict.get(self.action_value_key, None)
+        values = td_read(tensordict, self.action_value_key)
         if values is None:
             raise missing_key_error("QValueModule", self.action_value_key, tensordict)
         if self.action_mask_key is not None:
@@ -180,9 +180,9 @@ class QValueModule(TensorDictModuleBase):
         if self.safe:
             action = cast(TensorSpec, self._action_spec).project(action)  # safe: __init__ required the spec
         key_action, key_values, key_chosen = self.out_keys
-        tensordict.set(key_action, action)
-        tensordict.set(key_values, values)
-        tensordict.set(key_chosen, chosen)
+        td_write(tensordict, key_action, action)
+        td_write(tensordict, key_values, values)
+        td_write(tensordict, key_chosen, chosen)
         return tensordict
 
 

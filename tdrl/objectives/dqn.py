@@ -47,7 +47,7 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
-from tdrl._compat import td_unchecked
+from tdrl._compat import td_read, td_unchecked
 from tdrl.modules.qvalue import QValueActor, QValueModule
 from tdrl.objectives._dqn_fast import fast_inputs, fast_plan, values_network
 from tdrl.objectives._keys import next_key
@@ -344,9 +344,22 @@ class DQNLoss(_QLossBase):
                 next_value = next_values.gather(-1, greedy)
             else:
                 next_value = next_values.max(-1, keepdim=True).values
-            gamma = estimator.gamma.item()
-            target = torch.addcmul(reward, ~terminated, next_value, value=gamma).squeeze(-1)
-        self._write_priority(tensordict, (chosen.detach() - target).square_().unsqueeze_(-1))
+            # next_value is a fresh tensor: zero it where the episode terminated, in place
+            target = torch.add(reward, next_value.masked_fill_(terminated, 0.0), alpha=estimator.gamma.item())
+            target = target.squeeze(-1)
+            priority = td_read(tensordict, self.tensor_keys.priority)
+            if (
+                type(priority) is Tensor
+                and priority.shape == reward.shape
+                and priority.dtype == target.dtype
+                and priority.device == target.device
+                and priority.is_contiguous()
+            ):
+                # the batch already holds a TD-error entry (a replay sample written before): overwrite it
+                # in place without a temporary, as the general path's inplace set does
+                torch.sub(chosen.detach(), target, out=priority.view(target.shape)).square_()
+            else:
+                self._write_priority(tensordict, (chosen.detach() - target).square_().unsqueeze_(-1))
         loss = _DISTANCES[self.loss_function](chosen, target, reduction=self.reduction)
         return td_unchecked({"loss": loss}, _NO_BATCH)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tdrl.testing.mocks import ContinuousActionMock, CountingEnv, FailingEnv, IdentityEnv, NestedKeyMock
+from tdrl.testing.multiagent import MultiAgentNavigationMock
 
 __all__ = [
     "CountingEnv",
@@ -16,6 +17,7 @@ __all__ = [
     "IdentityEnv",
     "NestedKeyMock",
     "FailingEnv",
+    "MultiAgentNavigationMock",
     "MemoryLogger",
     "EnvContractTests",
     "TransformContractTests",

@@ -48,8 +48,8 @@ class EnvContractTests:
         assert td.batch_size == env.batch_size
         for key in env.full_observation_spec.keys(True, True):
             assert env.full_observation_spec[key].is_in(td.get(key)), key
-        for key in env.done_keys:
-            assert td.get(key).shape == (*env.batch_size, 1)
+        for key in env.done_keys:  # [*B, 1], or [*B, n_agents, 1] inside a group
+            assert td.get(key).shape == env.full_done_spec[key].shape, key
 
     def test_step_writes_next(self, env: EnvBase) -> None:
         td = env.rand_step(env.reset())
@@ -62,12 +62,14 @@ class EnvContractTests:
         ro = env.rollout(self.rollout_steps, break_when_any_done=False)
         assert ro.batch_size == (*env.batch_size, self.rollout_steps)
         # the root at t+1 is the next observation at t unless the episode ended at t
-        # (the time dim follows the env's batch dims; a group's entries have more dims after it)
-        time, steps = env.batch_dims, self.rollout_steps
-        done = ro.get(("next", "done")).narrow(time, 0, steps - 1)[..., 0]
         for key in env.observation_keys:
-            now, nxt = ro.get(key).narrow(time, 1, steps - 1), ro.get(("next", key)).narrow(time, 0, steps - 1)
-            same = (now == nxt).flatten(time + 1).all(-1)
+            done = ro.get(("next", "done"))[..., :-1, 0]
+            tdim = env.batch_dims
+            now, nxt = (
+                ro.get(key).narrow(tdim, 1, self.rollout_steps - 1),
+                ro.get(("next", key)).narrow(tdim, 0, self.rollout_steps - 1),
+            )
+            same = (now == nxt).flatten(len(done.shape)).all(-1)
             assert (same | done).all(), key
 
     def test_step_before_reset_raises(self) -> None:

@@ -84,6 +84,18 @@ def test_the_fast_step_equals_the_general_path(kwargs):
     torch.testing.assert_close(fast_data["td_error"], general_data["td_error"], rtol=0, atol=1e-6)
 
 
+def test_an_existing_td_error_entry_is_overwritten_in_place_with_the_general_paths_values():
+    loss = make_loss()
+    general_data = batch()
+    run(loss, general_data, fast=False)
+    data = batch()
+    stale = torch.full((N, 1), -1.0)
+    data["td_error"] = stale  # a replay sample that carries the TD errors of an earlier update
+    run(loss, data, fast=True)
+    assert data["td_error"] is stale  # written into, as the general path's inplace set does
+    torch.testing.assert_close(stale, general_data["td_error"], rtol=0, atol=1e-6)
+
+
 def test_the_target_network_is_followed_after_a_target_update():
     loss = make_loss()
     before = loss(batch())["loss"].item()
