@@ -1,10 +1,13 @@
-"""Backends: gymnasium (``GymEnv``, ``GymWrapper``) and dm_control (``DMControlEnv``, ``DMControlWrapper``).
+"""Backends: gymnasium (``GymEnv``, ``GymWrapper``), dm_control (``DMControlEnv``, ...) and VMAS (``VmasEnv``, ...).
 
-dm_control is an optional extra: it is imported only when a dm_control env is built, so
-``import tdrl.envs.libs`` works without it.
+VMAS (``VmasEnv``, ``VmasWrapper``) is multi-agent: its entries are grouped per agent group.
+
+dm_control and vmas are optional extras: each is imported only when one of its envs is built, so
+``import tdrl.envs.libs`` works without them.
 """
 
 from tdrl.envs.libs.dm_control import DMControlEnv, DMControlWrapper
 from tdrl.envs.libs.gym import GymEnv, GymWrapper
+from tdrl.envs.libs.vmas import VmasEnv, VmasWrapper
 
-__all__ = ["GymEnv", "GymWrapper", "DMControlEnv", "DMControlWrapper"]
+__all__ = ["GymEnv", "GymWrapper", "DMControlEnv", "DMControlWrapper", "VmasEnv", "VmasWrapper"]
