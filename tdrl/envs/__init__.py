@@ -4,7 +4,7 @@ from tdrl.envs.batched import ParallelEnv, SerialEnv
 from tdrl.envs.common import EnvBase, make_composite_from_td
 from tdrl.envs.custom import PendulumEnv
 from tdrl.envs.env_creator import EnvCreator
-from tdrl.envs.libs import DMControlEnv, DMControlWrapper, GymEnv, GymWrapper
+from tdrl.envs.libs import DMControlEnv, DMControlWrapper, GymEnv, GymWrapper, PettingZooEnv, PettingZooWrapper
 from tdrl.envs.transforms import *  # noqa: F403
 from tdrl.envs.transforms import __all__ as _transform_names
 from tdrl.envs.utils import (
@@ -27,6 +27,8 @@ __all__ = [
     "GymWrapper",
     "DMControlEnv",
     "DMControlWrapper",
+    "PettingZooEnv",
+    "PettingZooWrapper",
     "PendulumEnv",
     "ExplorationType",
     "check_env_specs",

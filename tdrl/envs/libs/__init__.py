@@ -1,10 +1,12 @@
-"""Backends: gymnasium (``GymEnv``, ``GymWrapper``) and dm_control (``DMControlEnv``, ``DMControlWrapper``).
+"""Backends: gymnasium (``GymEnv``, ``GymWrapper``), dm_control (``DMControlEnv``, ``DMControlWrapper``)
+and PettingZoo (``PettingZooEnv``, ``PettingZooWrapper``).
 
-dm_control is an optional extra: it is imported only when a dm_control env is built, so
-``import tdrl.envs.libs`` works without it.
+dm_control and pettingzoo are optional extras: each is imported only when one of its envs is
+built, so ``import tdrl.envs.libs`` works without them.
 """
 
 from tdrl.envs.libs.dm_control import DMControlEnv, DMControlWrapper
 from tdrl.envs.libs.gym import GymEnv, GymWrapper
+from tdrl.envs.libs.pettingzoo import PettingZooEnv, PettingZooWrapper
 
-__all__ = ["GymEnv", "GymWrapper", "DMControlEnv", "DMControlWrapper"]
+__all__ = ["GymEnv", "GymWrapper", "DMControlEnv", "DMControlWrapper", "PettingZooEnv", "PettingZooWrapper"]
