@@ -256,3 +256,13 @@ def test_done_on_any_false_waits_for_every_agent():
     rollout = env.rollout(5)
     assert rollout.batch_size == (3,)  # every agent is truncated together at max_cycles
     assert rollout["next", "done"][-1].item()
+
+
+def test_stepping_after_the_episode_ended_says_to_reset():
+    env = PettingZooEnv("simple_spread_v3", parallel=True, N=2, max_cycles=2)
+    td = env.reset()
+    for _ in range(2):
+        td = env.step(env.rand_action(td))["next"].clone()
+    assert td["done"].item()
+    with pytest.raises(RuntimeError, match=r"episode is over.*env.reset\(\)"):
+        env.step(env.rand_action(td))

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs.gym import space_to_spec
 from tdrl.specs import Bounded, Categorical, Composite, OneHot, TensorSpec, Unbounded
@@ -65,6 +66,10 @@ _AEC_NEEDS_MASK = (
 _DEAD_AGENT = (
     "{cls}: agent {agent!r} is no longer in the env (live agents: {live}), so its entries cannot be written. "
     "Build the env with use_mask=True: each group then writes a 'mask' that is False for finished agents."
+)
+_EPISODE_OVER = (
+    "{cls}.step: the episode is over (PettingZoo has no live agent left), so there is nothing to step. "
+    "Reset when the root 'done' is set: env.reset(), or env.rollout / a collector, which reset for you."
 )
 _UNEVEN_GROUP = (
     "{cls}: the agents of group {group!r} ({agents}) have different {what} spaces at {key!r}: {specs}. "
@@ -479,9 +484,14 @@ class PettingZooWrapper(EnvBase):
             rows = []
             for agent in group.agents:
                 data = source.get(agent) if isinstance(source, Mapping) else None
-                rows.append(field.zero if data is None else np.asarray(_read(data, field.path)))
-            value = torch.from_numpy(np.stack(rows)).to(device=self.device, dtype=field.dtype)
-            out[field.key if len(field.key) > 1 else field.key[0]] = value
+                rows.append(field.zero if data is None else _read(data, field.path))
+            value = torch.from_numpy(np.stack(rows).astype(field.zero.dtype, copy=False))
+            out[field.key if len(field.key) > 1 else field.key[0]] = value.to(self.device)
+
+    def _td(self, entries: dict, batch_size: tuple) -> TensorDictBase:
+        if any(isinstance(key, tuple) for key in entries):  # a dict observation: nested entries
+            return TensorDict(entries, batch_size=batch_size, device=self.device)
+        return td_unchecked(entries, torch.Size(batch_size), self.device)
 
     def _outputs(
         self,
@@ -491,12 +501,13 @@ class PettingZooWrapper(EnvBase):
         terminations: Mapping | None = None,
         truncations: Mapping | None = None,
     ) -> TensorDictBase:
+        """The TensorDict of a reset (no rewards) or a step, from PettingZoo's per-agent dicts."""
         masks = self._write_masks(observations, infos)
         acting = self._acting() if self.use_mask else set()
-        live_now = set(self._env.agents)
+        live_now = self._env.agents if rewards is not None else ()
         source: dict[str, Any] = {}
-        any_agent = {"done": False, "terminated": False, "truncated": False}
-        all_agents = {"done": True, "terminated": True, "truncated": True}
+        done_any = terminated_any = truncated_any = False
+        done_all = terminated_all = truncated_all = True
         for group in self._groups:
             n = len(group.agents)
             entries: dict[Any, Any] = {}
@@ -506,41 +517,49 @@ class PettingZooWrapper(EnvBase):
                 entries["action_mask"] = masks[group.name]
             if self.use_mask:
                 entries["mask"] = torch.tensor([agent in acting for agent in group.agents], device=self.device)
+            flags = np.zeros((3, n, 1), dtype=bool)  # terminated, truncated, done
             if rewards is not None:
                 terminations = cast(Mapping, terminations)
                 truncations = cast(Mapping, truncations)
-                reward, terminated, truncated = [0.0] * n, [False] * n, [False] * n
+                reward = np.zeros((n, 1), dtype=np.float32)
                 for i, agent in enumerate(group.agents):
                     if agent in observations:  # a live agent
-                        reward[i] = float(rewards.get(agent, 0.0))
-                        terminated[i] = bool(terminations.get(agent, False))
-                        truncated[i] = bool(truncations.get(agent, False))
+                        reward[i, 0] = rewards.get(agent, 0.0)
+                        flags[0, i, 0] = terminations.get(agent, False)
+                        flags[1, i, 0] = truncations.get(agent, False)
+                    elif not live_now:
+                        raise RuntimeError(_EPISODE_OVER.format(cls=type(self).__name__))
                     elif not self.use_mask or agent in live_now:
                         raise ValueError(
                             _DEAD_AGENT.format(cls=type(self).__name__, agent=agent, live=sorted(live_now))
                         )
                     else:  # gone: done, with the flags PettingZoo last gave it (else both set, as TorchRL)
-                        terminated[i] = bool(terminations.get(agent, True))
-                        truncated[i] = bool(truncations.get(agent, True))
-                done = [a or b for a, b in zip(terminated, truncated, strict=True)]
-                flags = {"done": done, "terminated": terminated, "truncated": truncated}
-                entries["reward"] = torch.tensor(reward, dtype=torch.float32, device=self.device).unsqueeze(-1)
-                for key, values in flags.items():
-                    entries[key] = torch.tensor(values, device=self.device).unsqueeze(-1)
-                    any_agent[key] = any_agent[key] or any(values)
-                    all_agents[key] = all_agents[key] and all(values)
-            else:
-                zeros = torch.zeros((n, 1), dtype=torch.bool, device=self.device)
-                entries.update(done=zeros, terminated=zeros.clone(), truncated=zeros.clone())
-            source[group.name] = TensorDict(entries, batch_size=(n,), device=self.device)
-        root = any_agent if self.done_on_any else all_agents
-        for key in ("done", "terminated", "truncated"):
-            value = root[key] if rewards is not None else False
-            source[key] = torch.tensor([value], device=self.device)
+                        flags[0, i, 0] = terminations.get(agent, True)
+                        flags[1, i, 0] = truncations.get(agent, True)
+                flags[2] = flags[0] | flags[1]
+                entries["reward"] = torch.from_numpy(reward).to(self.device)
+                done_any = done_any or bool(flags[2].any())
+                terminated_any = terminated_any or bool(flags[0].any())
+                truncated_any = truncated_any or bool(flags[1].any())
+                done_all = done_all and bool(flags[2].all())
+                terminated_all = terminated_all and bool(flags[0].all())
+                truncated_all = truncated_all and bool(flags[1].all())
+            tensors = torch.from_numpy(flags).to(self.device)
+            entries["terminated"], entries["truncated"], entries["done"] = tensors.unbind(0)
+            source[group.name] = self._td(entries, (n,))
+        if rewards is None:
+            root = (False, False, False)
+        elif self.done_on_any:
+            root = (done_any, terminated_any, truncated_any)
+        else:
+            root = (done_all, terminated_all, truncated_all)
+        source["done"], source["terminated"], source["truncated"] = (
+            torch.tensor([flag], device=self.device) for flag in root
+        )
         if self.return_state:
             state_spec = cast(TensorSpec, self.full_observation_spec["state"])
             source["state"] = state_spec.encode(np.asarray(self._env.state()))
-        return TensorDict(source, batch_size=(), device=self.device)
+        return td_unchecked(source, torch.Size(()), self.device)
 
     # --- EnvBase --------------------------------------------------------------------------
     def _set_seed(self, seed: int | None) -> None:
