@@ -20,6 +20,7 @@ __all__ = [
     "EnvContractTests",
     "TransformContractTests",
     "TransformTestEnv",
+    "relay_env",
 ]
 
 _LAZY = {
@@ -27,6 +28,7 @@ _LAZY = {
     "EnvContractTests": "tdrl.testing.contract",
     "TransformContractTests": "tdrl.testing.transform_contract",
     "TransformTestEnv": "tdrl.testing.transform_contract",
+    "relay_env": "tdrl.testing.pettingzoo",
 }
 
 

@@ -14,7 +14,7 @@ from mpe2 import simple_adversary_v3, simple_spread_v3, simple_tag_v3  # noqa: E
 
 from tdrl.envs import PettingZooEnv, PettingZooWrapper, check_env_specs  # noqa: E402
 from tdrl.specs import Bounded, Categorical, OneHot  # noqa: E402
-from tdrl.testing import EnvContractTests  # noqa: E402
+from tdrl.testing import EnvContractTests, relay_env  # noqa: E402
 
 
 def _tictactoe():
@@ -265,4 +265,34 @@ def test_stepping_after_the_episode_ended_says_to_reset():
         td = env.step(env.rand_action(td))["next"].clone()
     assert td["done"].item()
     with pytest.raises(RuntimeError, match=r"episode is over.*env.reset\(\)"):
+        env.step(env.rand_action(td))
+
+
+def test_agents_that_leave_are_masked_and_done_and_infos_are_written():
+    env = PettingZooWrapper(relay_env(), use_mask=True, done_on_any=False)
+    assert env.group_map == {"runner": ["runner_0", "runner_1"]}
+    spec = env.full_observation_spec["runner"]
+    assert set(spec.keys(True, True)) == {"observation", "action_mask", "mask", ("info", "distance")}
+    check_env_specs(env)
+    rollout = env.rollout(10, policy=lambda td: td.set(("runner", "action"), torch.tensor([1, 1])))
+    assert rollout.batch_size == (4,)  # the episode ends when the last agent does (done_on_any=False)
+    nxt = rollout["next", "runner"]
+    assert nxt["mask"].tolist() == [[True, True], [True, False], [True, False], [False, False]]
+    assert nxt["done"][..., 0].tolist() == [[False, False], [False, True], [False, True], [True, True]]
+    assert nxt["terminated"][..., 0].tolist() == [[False, False], [False, True], [False, True], [False, True]]
+    # runner_1 left after step 2: it writes zeros from then on, not stale data
+    assert nxt["observation"][:, 1].tolist() == [[1, 1], [2, 1], [0, 0], [0, 0]]
+    assert nxt["reward"][:, 1, 0].tolist() == [1, 1, 0, 0]
+    assert nxt["info", "distance"][:, 0].tolist() == [9, 8, 7, 6]
+    assert rollout["runner", "action_mask"][0].tolist() == [[True, True, False]] * 2
+    assert rollout["runner", "action_mask"][1].tolist() == [[True, True, True]] * 2
+    assert not rollout["next", "done"][:-1].any()
+
+
+def test_an_agent_leaving_without_use_mask_is_refused():
+    env = PettingZooWrapper(relay_env(), done_on_any=False)
+    td = env.reset()
+    td = env.step(env.rand_action(td))["next"].clone()
+    td = env.step(env.rand_action(td))["next"].clone()
+    with pytest.raises(ValueError, match=r"agent 'runner_1' is no longer in the env.*use_mask=True"):
         env.step(env.rand_action(td))

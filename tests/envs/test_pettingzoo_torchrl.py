@@ -20,6 +20,7 @@ from mpe2 import simple_spread_v3, simple_tag_v3
 from torchrl.envs.libs.pettingzoo import PettingZooWrapper as TorchRLWrapper
 
 from tdrl.envs import PettingZooWrapper
+from tdrl.testing import relay_env
 
 
 def _tictactoe():
@@ -50,6 +51,8 @@ CASES = {
         25,
     ),
     "tag-one-hot": (lambda: simple_tag_v3.parallel_env(max_cycles=10), {"seed": 2, "categorical_actions": False}, 12),
+    # agents that leave early: masks, done flags and zeros for the gone agent; info and action-mask paths
+    "relay-leaving-agents": (lambda: relay_env(info_note=False), {"use_mask": True, "done_on_any": False}, 10),
 }
 
 

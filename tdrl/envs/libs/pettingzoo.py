@@ -527,8 +527,6 @@ class PettingZooWrapper(EnvBase):
                         reward[i, 0] = rewards.get(agent, 0.0)
                         flags[0, i, 0] = terminations.get(agent, False)
                         flags[1, i, 0] = truncations.get(agent, False)
-                    elif not live_now:
-                        raise RuntimeError(_EPISODE_OVER.format(cls=type(self).__name__))
                     elif not self.use_mask or agent in live_now:
                         raise ValueError(
                             _DEAD_AGENT.format(cls=type(self).__name__, agent=agent, live=sorted(live_now))
@@ -572,6 +570,8 @@ class PettingZooWrapper(EnvBase):
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         env = self._env
+        if not env.agents:
+            raise RuntimeError(_EPISODE_OVER.format(cls=type(self).__name__))
         if self.parallel:
             observations, rewards, terminations, truncations, infos = env.step(self._group_actions(tensordict))
         else:
