@@ -320,6 +320,36 @@ def plot(run: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def run(iters: int = 5) -> list[dict]:
+    """``run_all``'s row: the wall time of ``iters`` iterations of this program in tdrl against TorchRL's.
+
+    Both run the same program (same hyperparameters and seed) in this process, one after the
+    other; the row is left out when TorchRL is not installed. The curve itself comes from
+    ``main`` (a longer run), not from here.
+    """
+    from benchmarks._common import row
+
+    try:
+        importlib.import_module("torchrl")
+    except ImportError:
+        return []
+    ours = train(0, "tdrl", iters=iters)
+    theirs = train(0, "torchrl", iters=iters)
+    per_iteration = {"tdrl": ours["wall_s"] / iters, "torchrl": theirs["wall_s"] / iters}
+    return [
+        row(
+            f"MADDPG on simple_tag_v3: s per iteration ({HYPERPARAMETERS['frames_per_batch']} frames + "
+            f"{HYPERPARAMETERS['updates']} updates per group), vs the same program in TorchRL",
+            per_iteration["tdrl"],
+            per_iteration["torchrl"],
+            "s",
+            "none set",
+            higher_is_better=False,
+            torchrl=per_iteration["torchrl"],
+        )
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--iters", type=int, default=HYPERPARAMETERS["iters"])
