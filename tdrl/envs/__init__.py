@@ -4,7 +4,16 @@ from tdrl.envs.batched import ParallelEnv, SerialEnv
 from tdrl.envs.common import EnvBase, make_composite_from_td
 from tdrl.envs.custom import PendulumEnv
 from tdrl.envs.env_creator import EnvCreator
-from tdrl.envs.libs import DMControlEnv, DMControlWrapper, GymEnv, GymWrapper, VmasEnv, VmasWrapper
+from tdrl.envs.libs import (
+    DMControlEnv,
+    DMControlWrapper,
+    GymEnv,
+    GymWrapper,
+    PettingZooEnv,
+    PettingZooWrapper,
+    VmasEnv,
+    VmasWrapper,
+)
 from tdrl.envs.transforms import *  # noqa: F403
 from tdrl.envs.transforms import __all__ as _transform_names
 from tdrl.envs.utils import (
@@ -31,6 +40,8 @@ __all__ = [
     "DMControlWrapper",
     "VmasEnv",
     "VmasWrapper",
+    "PettingZooEnv",
+    "PettingZooWrapper",
     "PendulumEnv",
     "ExplorationType",
     "check_env_specs",

@@ -22,6 +22,7 @@ __all__ = [
     "EnvContractTests",
     "TransformContractTests",
     "TransformTestEnv",
+    "relay_env",
 ]
 
 _LAZY = {
@@ -29,6 +30,7 @@ _LAZY = {
     "EnvContractTests": "tdrl.testing.contract",
     "TransformContractTests": "tdrl.testing.transform_contract",
     "TransformTestEnv": "tdrl.testing.transform_contract",
+    "relay_env": "tdrl.testing.pettingzoo",
 }
 
 

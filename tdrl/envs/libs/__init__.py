@@ -1,13 +1,24 @@
-"""Backends: gymnasium (``GymEnv``, ``GymWrapper``), dm_control (``DMControlEnv``, ...) and VMAS (``VmasEnv``, ...).
+"""Backends: gymnasium (``GymEnv``, ``GymWrapper``), dm_control (``DMControlEnv``, ``DMControlWrapper``),
+VMAS (``VmasEnv``, ``VmasWrapper``) and PettingZoo (``PettingZooEnv``, ``PettingZooWrapper``).
 
-VMAS (``VmasEnv``, ``VmasWrapper``) is multi-agent: its entries are grouped per agent group.
+VMAS and PettingZoo are multi-agent: their entries are grouped per agent group.
 
-dm_control and vmas are optional extras: each is imported only when one of its envs is built, so
-``import tdrl.envs.libs`` works without them.
+dm_control, vmas and pettingzoo are optional extras: each is imported only when one of its envs
+is built, so ``import tdrl.envs.libs`` works without them.
 """
 
 from tdrl.envs.libs.dm_control import DMControlEnv, DMControlWrapper
 from tdrl.envs.libs.gym import GymEnv, GymWrapper
+from tdrl.envs.libs.pettingzoo import PettingZooEnv, PettingZooWrapper
 from tdrl.envs.libs.vmas import VmasEnv, VmasWrapper
 
-__all__ = ["GymEnv", "GymWrapper", "DMControlEnv", "DMControlWrapper", "VmasEnv", "VmasWrapper"]
+__all__ = [
+    "GymEnv",
+    "GymWrapper",
+    "DMControlEnv",
+    "DMControlWrapper",
+    "VmasEnv",
+    "VmasWrapper",
+    "PettingZooEnv",
+    "PettingZooWrapper",
+]
