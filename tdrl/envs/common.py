@@ -706,7 +706,10 @@ class EnvBase(nn.Module):
         steps = max_steps
         for t in range(max_steps):
             td = policy(td) if policy is not None else self.rand_action(td)
+            preset = td.get("next", None)  # what the policy wrote for the next step (its recurrent state)
             td = self.step(td)
+            if preset is not None:
+                td.get("next").update(preset)
             if callback is not None:
                 callback(self, td)
             if out is None:
