@@ -689,7 +689,9 @@ class EnvBase(nn.Module):
             return fast
         if policy is not None:
             from tdrl.modules._lean import lean_policy  # (tdrl.modules imports tdrl.envs)
+            from tdrl.modules.rnn import check_recurrent_primers
 
+            check_recurrent_primers(policy, self, "rollout")
             policy = lean_policy(policy)  # the same calls, without tensordict's per-call dispatch
         return self._rollout_loop(
             td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated

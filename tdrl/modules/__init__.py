@@ -57,7 +57,7 @@ from tdrl.modules.models import (
     Squeeze2dLayer,
     SqueezeLayer,
 )
-from tdrl.modules.rnn import GRUModule, LSTMModule, recurrent_mode, set_recurrent_mode
+from tdrl.modules.rnn import GRUModule, LSTMModule, check_recurrent_primers, recurrent_mode, set_recurrent_mode
 from tdrl.modules.utils import get_primers_from_module
 from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
 
@@ -112,4 +112,5 @@ __all__ = [
     "set_recurrent_mode",
     "recurrent_mode",
     "get_primers_from_module",
+    "check_recurrent_primers",
 ]

@@ -43,7 +43,7 @@ from tensordict.utils import NestedKey, unravel_key, unravel_key_list
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["LSTMModule", "GRUModule", "set_recurrent_mode", "recurrent_mode"]
+__all__ = ["LSTMModule", "GRUModule", "set_recurrent_mode", "recurrent_mode", "check_recurrent_primers"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -62,6 +62,12 @@ MODE_SETTER = (
     "{cls}.set_recurrent_mode() was removed in TorchRL 0.8 and tdrl follows it: run the module inside "
     "`with set_recurrent_mode(True):` (tdrl.modules.set_recurrent_mode), or construct it with "
     "default_recurrent_mode=True."
+)
+MISSING_PRIMER = (
+    "{owner}: the policy's {module} reads its hidden state {key!r}, which the env does not declare, so the "
+    "state would restart from zero at every step instead of being carried. Add the module's primer to the "
+    "env: env.append_transform(module.make_tensordict_primer()) (or env.append_transform("
+    "get_primers_from_module(policy)) for every recurrent submodule), with InitTracker() for 'is_init'."
 )
 PRIMER_KEYS = (
     "{cls}.make_tensordict_primer needs each hidden out_key to be ('next', <its in_key>) so that the env "
@@ -629,3 +635,43 @@ class GRUModule(_RecurrentModuleBase):
         """Run ``nn.GRU``'s own kernel from now on (same parameters); returns self."""
         self._python_based = False
         return self
+
+
+def check_recurrent_primers(policy: Any, env: Any, owner: str = "rollout") -> None:
+    """Raise if a recurrent submodule of ``policy`` reads a hidden state that ``env`` does not declare.
+
+    Without the module's :class:`~tdrl.envs.TensorDictPrimer` the env neither carries nor
+    resets the state, and the module silently starts from zeros at every step. Rollouts
+    and collectors call this once, before their first step.
+
+    Args:
+        policy: the policy (anything that is not an ``nn.Module`` is not checked).
+        env: the env the policy runs in.
+        owner: who asks, for the message.
+
+    Raises:
+        ValueError: naming the module, the key and the fix.
+
+    Examples:
+        >>> from tdrl.envs import InitTracker, TransformedEnv
+        >>> from tdrl.testing import CountingEnv
+        >>> gru = GRUModule(input_size=1, hidden_size=2, in_key="observation", out_key="features")
+        >>> env = TransformedEnv(CountingEnv(), InitTracker())
+        >>> check_recurrent_primers(gru, env)
+        Traceback (most recent call last):
+        ...
+        ValueError: rollout: the policy's GRUModule reads its hidden state 'recurrent_state', ...
+        >>> env.append_transform(gru.make_tensordict_primer())
+        >>> check_recurrent_primers(gru, env)
+    """
+    if not isinstance(policy, nn.Module):
+        return
+    declared = None
+    for sub in policy.modules():
+        if not isinstance(sub, _RecurrentModuleBase):
+            continue
+        if declared is None:
+            declared = set(env.full_observation_spec.keys(True, True)) | set(env.full_state_spec.keys(True, True))
+        for key in sub.in_keys[1:-1]:
+            if unravel_key(key) not in declared:
+                raise ValueError(MISSING_PRIMER.format(owner=owner, module=type(sub).__name__, key=key))
