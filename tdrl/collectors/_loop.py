@@ -20,6 +20,7 @@ from tdrl.envs._stepping import StepRecorder, done_groups, end_in_groups, reward
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.modules._lean import lean_policy
+from tdrl.modules.rnn import check_recurrent_primers
 
 __all__ = ["StepLoop", "NO_ACTION", "BAD_ACTION"]
 
@@ -109,6 +110,7 @@ class StepLoop:
 
         The env is reset afterwards by the caller, so the first batch starts from a reset.
         """
+        check_recurrent_primers(self.c._policy, self.env, type(self.c).__name__)
         before = set(root.keys())
         with torch.random.fork_rng(devices=[]):  # the probe does not move the caller's random stream
             td = self.call_policy(root.clone())
@@ -127,6 +129,9 @@ class StepLoop:
             k for k in before if k not in self.next_carry and k not in self.action_top and k not in ("next", "_reset")
         ]
         self.recurrent = list(preset.keys()) if preset is not None else []
+        # the env resets the states it declares (a TensorDictPrimer's value); the others restart from zero
+        declared = set(self.env.full_observation_spec.keys())
+        self.zeroed_at_reset = [k for k in self.recurrent if k not in declared]
         self.carries = bool(self.recurrent or self.root_carry)
         self.validated = True
         self.checks_left = 3
@@ -248,8 +253,15 @@ class StepLoop:
 
     def _after_smr(self, nxt: TensorDictBase, root: TensorDictBase, over: torch.Tensor | None) -> TensorDictBase:
         done = nxt.get("done")
-        for key in self.recurrent:
-            root.set(key, nxt.get(key))
+        if self.recurrent:
+            any_done = bool(done.any())
+            for key in self.recurrent:
+                value = nxt.get(key)
+                reset_value = root.get(key, None) if any_done and key not in self.zeroed_at_reset else None
+                if reset_value is not None:  # the env just reset these sub-envs' state to its primer's value
+                    m = done.reshape(*self.batch, *([1] * (value.ndim - len(self.batch))))
+                    value = torch.where(m, reset_value, value)
+                root.set(key, value)
         if over is not None and bool(over.any()):
             extra = over.reshape(done.shape) & ~done
             if bool(extra.any()):
@@ -267,7 +279,7 @@ class StepLoop:
             steps.zero_()
         else:
             steps.masked_fill_(mask.reshape(steps.shape), 0)
-        for key in self.recurrent:
+        for key in self.zeroed_at_reset:
             value = root.get(key, None)
             if value is None:
                 continue

@@ -689,7 +689,9 @@ class EnvBase(nn.Module):
             return fast
         if policy is not None:
             from tdrl.modules._lean import lean_policy  # (tdrl.modules imports tdrl.envs)
+            from tdrl.modules.rnn import check_recurrent_primers
 
+            check_recurrent_primers(policy, self, "rollout")
             policy = lean_policy(policy)  # the same calls, without tensordict's per-call dispatch
         return self._rollout_loop(
             td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated
@@ -706,7 +708,10 @@ class EnvBase(nn.Module):
         steps = max_steps
         for t in range(max_steps):
             td = policy(td) if policy is not None else self.rand_action(td)
+            preset = td.get("next", None)  # what the policy wrote for the next step (its recurrent state)
             td = self.step(td)
+            if preset is not None:
+                td.get("next").update(preset)
             if callback is not None:
                 callback(self, td)
             if out is None:

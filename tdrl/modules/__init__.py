@@ -58,6 +58,8 @@ from tdrl.modules.models import (
     Squeeze2dLayer,
     SqueezeLayer,
 )
+from tdrl.modules.rnn import GRUModule, LSTMModule, check_recurrent_primers, recurrent_mode, set_recurrent_mode
+from tdrl.modules.utils import get_primers_from_module
 from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
 
 __all__ = [
@@ -106,4 +108,11 @@ __all__ = [
     "MaskedOneHotCategorical",
     "ReparamGradientStrategy",
     "NormalParamExtractor",
+    # recurrent
+    "LSTMModule",
+    "GRUModule",
+    "set_recurrent_mode",
+    "recurrent_mode",
+    "get_primers_from_module",
+    "check_recurrent_primers",
 ]
