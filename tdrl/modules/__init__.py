@@ -58,9 +58,9 @@ from tdrl.modules.models import (
     Squeeze2dLayer,
     SqueezeLayer,
 )
+from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
 from tdrl.modules.rnn import GRUModule, LSTMModule, check_recurrent_primers, recurrent_mode, set_recurrent_mode
 from tdrl.modules.utils import get_primers_from_module
-from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
 
 __all__ = [
     # actors and values

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from tensordict import TensorDictBase
@@ -193,8 +193,8 @@ class _RecurrentModuleBase(TensorDictModuleBase):
     """What LSTMModule and GRUModule share: keys, modes, the step and sequence paths."""
 
     _n_states: int
-    DEFAULT_IN_KEYS: list
-    DEFAULT_OUT_KEYS: list
+    DEFAULT_IN_KEYS: ClassVar[list[NestedKey]]
+    DEFAULT_OUT_KEYS: ClassVar[list[NestedKey]]
 
     def _set_keys(
         self,
@@ -203,17 +203,19 @@ class _RecurrentModuleBase(TensorDictModuleBase):
         out_key: NestedKey | None,
         out_keys: Sequence[NestedKey] | None,
     ) -> None:
-        cls = type(self).__name__
+        cls = f"{type(self).__name__}"
         if (in_key is None) == (in_keys is None):
-            raise ValueError(f"{cls}: pass exactly one of in_key and in_keys; got in_key={in_key!r}, in_keys={in_keys!r}.")
+            raise ValueError(
+                f"{cls}: pass exactly one of in_key and in_keys; got in_key={in_key!r}, in_keys={in_keys!r}."
+            )
         if (out_key is None) == (out_keys is None):
             raise ValueError(
                 f"{cls}: pass exactly one of out_key and out_keys; got out_key={out_key!r}, out_keys={out_keys!r}."
             )
-        ins = [in_key, *self.DEFAULT_IN_KEYS] if in_key is not None else list(in_keys or [])
-        outs = [out_key, *self.DEFAULT_OUT_KEYS] if out_key is not None else list(out_keys or [])
-        ins = unravel_key_list(ins)
-        outs = unravel_key_list(outs)
+        given_ins = [in_key, *self.DEFAULT_IN_KEYS] if in_key is not None else list(in_keys or [])
+        given_outs = [out_key, *self.DEFAULT_OUT_KEYS] if out_key is not None else list(out_keys or [])
+        ins: list[NestedKey] = list(unravel_key_list(given_ins))
+        outs: list[NestedKey] = list(unravel_key_list(given_outs))
         n = 1 + self._n_states
         if not (len(ins) == n or (len(ins) == n + 1 and ins[-1] == "is_init")):
             raise ValueError(
@@ -225,9 +227,9 @@ class _RecurrentModuleBase(TensorDictModuleBase):
                 f"{cls} expects {n} out_keys (the output and {self._n_states} hidden state(s)); got {outs}."
             )
         if "is_init" not in ins:
-            ins = [*ins, "is_init"]
-        self.in_keys = ins
-        self.out_keys = outs
+            ins.append("is_init")
+        self.in_keys = ins  # type: ignore[assignment]
+        self.out_keys = outs  # type: ignore[assignment]
 
     @property
     def _rnn(self) -> nn.RNNBase:
@@ -286,7 +288,7 @@ class _RecurrentModuleBase(TensorDictModuleBase):
 
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        cls = type(self).__name__
+        cls = f"{type(self).__name__}"
         n = self._n_states
         value = tensordict.get(self.in_keys[0], None)
         if value is None:
@@ -453,15 +455,16 @@ class LSTMModule(_RecurrentModuleBase):
         >>> env = TransformedEnv(ContinuousActionMock(obs_dim=3, action_dim=2), InitTracker())
         >>> lstm = LSTMModule(input_size=3, hidden_size=8, in_key="observation", out_key="features")
         >>> env.append_transform(lstm.make_tensordict_primer())
-        >>> head = TensorDictModule(torch.nn.Sequential(torch.nn.Linear(8, 2), torch.nn.Tanh()), ["features"], ["action"])
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 2), torch.nn.Tanh())
+        >>> head = TensorDictModule(net, ["features"], ["action"])
         >>> policy = TensorDictSequential(lstm, head)
         >>> data = env.rollout(3, policy)
         >>> torch.equal(data["recurrent_state_h"][1], data["next", "recurrent_state_h"][0])
         True
     """
 
-    DEFAULT_IN_KEYS = ["recurrent_state_h", "recurrent_state_c"]
-    DEFAULT_OUT_KEYS = [("next", "recurrent_state_h"), ("next", "recurrent_state_c")]
+    DEFAULT_IN_KEYS: ClassVar[list[NestedKey]] = ["recurrent_state_h", "recurrent_state_c"]
+    DEFAULT_OUT_KEYS: ClassVar[list[NestedKey]] = [("next", "recurrent_state_h"), ("next", "recurrent_state_c")]
     _n_states = 2
 
     def __init__(
@@ -486,7 +489,7 @@ class LSTMModule(_RecurrentModuleBase):
         default_recurrent_mode: bool | None = None,
     ) -> None:
         super().__init__()
-        cls = type(self).__name__
+        cls = f"{type(self).__name__}"
         _check_backend(cls, recurrent_backend)
         if lstm is not None:
             _check_wrapped(cls, lstm, "lstm", input_size, hidden_size)
@@ -498,7 +501,7 @@ class LSTMModule(_RecurrentModuleBase):
             if python_based and (bidirectional or proj_size):
                 raise ValueError(f"{cls}: python_based=True supports neither bidirectional nor proj_size.")
             lstm = nn.LSTM(
-                input_size=input_size,  # type: ignore[arg-type]
+                input_size=input_size,
                 hidden_size=hidden_size,
                 num_layers=num_layers,
                 bias=bias,
@@ -570,8 +573,8 @@ class GRUModule(_RecurrentModuleBase):
         torch.Size([2, 5, 1, 4])
     """
 
-    DEFAULT_IN_KEYS = ["recurrent_state"]
-    DEFAULT_OUT_KEYS = [("next", "recurrent_state")]
+    DEFAULT_IN_KEYS: ClassVar[list[NestedKey]] = ["recurrent_state"]
+    DEFAULT_OUT_KEYS: ClassVar[list[NestedKey]] = [("next", "recurrent_state")]
     _n_states = 1
 
     def __init__(
@@ -595,7 +598,7 @@ class GRUModule(_RecurrentModuleBase):
         default_recurrent_mode: bool | None = None,
     ) -> None:
         super().__init__()
-        cls = type(self).__name__
+        cls = f"{type(self).__name__}"
         _check_backend(cls, recurrent_backend)
         if gru is not None:
             _check_wrapped(cls, gru, "gru", input_size, hidden_size)
@@ -607,7 +610,7 @@ class GRUModule(_RecurrentModuleBase):
             if python_based and bidirectional:
                 raise ValueError(f"{cls}: python_based=True does not support bidirectional.")
             gru = nn.GRU(
-                input_size=input_size,  # type: ignore[arg-type]
+                input_size=input_size,
                 hidden_size=hidden_size,
                 num_layers=num_layers,
                 bias=bias,

@@ -50,7 +50,9 @@ def get_primers_from_module(module: nn.Module, warn: bool = True, strict: bool =
         )
     if not primers:
         if warn:
-            warnings.warn("get_primers_from_module: no submodule of the module needs a primer.", UserWarning, stacklevel=2)
+            warnings.warn(
+                "get_primers_from_module: no submodule of the module needs a primer.", UserWarning, stacklevel=2
+            )
         return None
     if len(primers) == 1:
         return primers[0]

@@ -108,7 +108,9 @@ def test_rollout_state_is_what_the_module_computes() -> None:
     env = TransformedEnv(_base(max_steps=50), InitTracker())
     lstm = LSTMModule(input_size=3, hidden_size=HIDDEN, in_key="observation", out_key="features")
     env.append_transform(lstm.make_tensordict_primer())
-    policy = TensorDictSequential(lstm, TensorDictModule(nn.Sequential(nn.Linear(HIDDEN, 2), nn.Tanh()), ["features"], ["action"]))
+    policy = TensorDictSequential(
+        lstm, TensorDictModule(nn.Sequential(nn.Linear(HIDDEN, 2), nn.Tanh()), ["features"], ["action"])
+    )
     env.set_seed(0)
     data = env.rollout(5, policy)
     h = c = torch.zeros(1, 1, HIDDEN)

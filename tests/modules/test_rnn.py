@@ -90,7 +90,8 @@ def test_step_mode_zeroes_the_state_at_episode_starts() -> None:
 
 def test_mode_context_decorator_and_default() -> None:
     module = LSTMModule(input_size=3, hidden_size=4, in_key="obs", out_key="y", default_recurrent_mode=True)
-    assert module.recurrent_mode and recurrent_mode() is None
+    assert module.recurrent_mode
+    assert recurrent_mode() is None
     with set_recurrent_mode(False):
         assert not module.recurrent_mode
         with set_recurrent_mode("recurrent"):

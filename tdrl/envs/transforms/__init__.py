@@ -4,7 +4,8 @@ One file per family: ``transforms.py`` (the Transform base and Compose), ``env.p
 (TransformedEnv), ``norm.py`` (ObservationNorm, VecNorm), ``observation.py`` (dtype casts,
 clipping), ``reward.py``, ``action.py``, ``step.py`` (step counting, frame stacking,
 frame skipping, init tracking), ``keys.py`` (rename, exclude, select, concatenate,
-unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``image.py`` and ``rb_transforms.py`` (transforms of sampled data).
+unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``image.py`` and
+``rb_transforms.py`` (transforms of sampled data).
 """
 
 from tdrl.envs.transforms.action import ActionScaling
@@ -18,8 +19,8 @@ from tdrl.envs.transforms.keys import (
     UnsqueezeTransform,
 )
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
-from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
+from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
 from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
