@@ -628,6 +628,29 @@ class EnvBase(nn.Module):
         root.set("next", nxt)
         return root
 
+    def append_transform(self, transform: Any) -> Any:
+        """Wrap this env and ``transform`` into a new ``TransformedEnv`` and return it (TorchRL's).
+
+        The env itself is left as it is; keep using the returned env. On a ``TransformedEnv``
+        the transform is appended in place and the same env is returned.
+
+        Args:
+            transform: a ``Transform`` (or a ``Compose``).
+
+        Returns:
+            ``TransformedEnv(self, transform)``.
+
+        Examples:
+            >>> from tdrl.envs import StepCounter
+            >>> from tdrl.testing import CountingEnv
+            >>> env = CountingEnv().append_transform(StepCounter(max_steps=3))
+            >>> type(env).__name__, env.rollout(10).shape
+            ('TransformedEnv', torch.Size([3]))
+        """
+        from tdrl.envs.transforms.env import TransformedEnv
+
+        return TransformedEnv(self, transform)
+
     def close(self) -> None:
         """Release the simulator's resources. Safe to call twice."""
         self._is_reset = False

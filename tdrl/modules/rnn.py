@@ -454,7 +454,7 @@ class LSTMModule(_RecurrentModuleBase):
         >>> from tdrl.testing import ContinuousActionMock
         >>> env = TransformedEnv(ContinuousActionMock(obs_dim=3, action_dim=2), InitTracker())
         >>> lstm = LSTMModule(input_size=3, hidden_size=8, in_key="observation", out_key="features")
-        >>> env.append_transform(lstm.make_tensordict_primer())
+        >>> env = env.append_transform(lstm.make_tensordict_primer())
         >>> net = torch.nn.Sequential(torch.nn.Linear(8, 2), torch.nn.Tanh())
         >>> head = TensorDictModule(net, ["features"], ["action"])
         >>> policy = TensorDictSequential(lstm, head)
@@ -664,7 +664,7 @@ def check_recurrent_primers(policy: Any, env: Any, owner: str = "rollout") -> No
         Traceback (most recent call last):
         ...
         ValueError: rollout: the policy's GRUModule reads its hidden state 'recurrent_state', ...
-        >>> env.append_transform(gru.make_tensordict_primer())
+        >>> env = env.append_transform(gru.make_tensordict_primer())
         >>> check_recurrent_primers(gru, env)
     """
     if not isinstance(policy, nn.Module):

@@ -139,6 +139,18 @@ class InitTrackerLike(Transform):
     """A do-nothing transform used to test the chain's order."""
 
 
+def test_append_and_insert_transform_return_the_env_as_torchrl_does():
+    base = CountingEnv(max_steps=5)
+    env = base.append_transform(StepCounter(max_steps=3))  # a base env: a new TransformedEnv
+    assert isinstance(env, TransformedEnv)
+    assert env.base_env is base
+    assert not isinstance(base, TransformedEnv)
+    assert env.append_transform(RewardSum()) is env  # in place, chained
+    assert env.insert_transform(0, InitTrackerLike()) is env
+    assert [type(t).__name__ for t in env.transform] == ["InitTrackerLike", "StepCounter", "RewardSum"]
+    assert env.rollout(10).shape == torch.Size([3])
+
+
 def test_transformed_env_chain_api():
     env = TransformedEnv(CountingEnv(max_steps=3), StepCounter())
     assert isinstance(env.transform, StepCounter)

@@ -19,7 +19,7 @@ Examples:
     >>> ro = env.rollout(5)
     >>> ro["next", "step_count"].squeeze(-1)
     tensor([1, 2, 3])
-    >>> env.append_transform(StepCounter(step_count_key="steps_again"))
+    >>> env = env.append_transform(StepCounter(step_count_key="steps_again"))
     >>> "steps_again" in env.observation_spec.keys()
     True
 """
@@ -139,13 +139,23 @@ class TransformedEnv(EnvBase):
                 )
         super().__setattr__(name, value)
 
-    def append_transform(self, transform: Transform) -> None:
-        """Append ``transform`` at the end of the chain (specs recomputed; undone on error)."""
-        self._as_compose().append(transform)
+    def append_transform(self, transform: Transform) -> TransformedEnv:
+        """Append ``transform`` at the end of the chain (specs recomputed; undone on error).
 
-    def insert_transform(self, index: int, transform: Transform) -> None:
-        """Insert ``transform`` at ``index`` of the chain (specs recomputed; undone on error)."""
+        Returns:
+            this env (TorchRL's return value, so calls chain).
+        """
+        self._as_compose().append(transform)
+        return self
+
+    def insert_transform(self, index: int, transform: Transform) -> TransformedEnv:
+        """Insert ``transform`` at ``index`` of the chain (specs recomputed; undone on error).
+
+        Returns:
+            this env (TorchRL's return value, so calls chain).
+        """
         self._as_compose().insert(index, transform)
+        return self
 
     def _as_compose(self) -> Compose:
         current = self.transform
