@@ -43,7 +43,9 @@ def collector_batch(frames: int = N_ENVS * T, seed: int = 0):
     env = MultiAgentNavigationMock(n_agents=N_AGENTS, batch_size=[N_ENVS], max_steps=4)
     env.set_seed(seed)
     policy = TensorDictModule(  # each agent steps toward its target
-        lambda obs: (4 * obs[..., 2:]).clamp(-1, 1), in_keys=[("agents", "observation")], out_keys=[("agents", "action")]
+        lambda obs: (4 * obs[..., 2:]).clamp(-1, 1),
+        in_keys=[("agents", "observation")],
+        out_keys=[("agents", "action")],
     )
     collector = SyncDataCollector(env, policy, frames_per_batch=frames, total_frames=frames)
     batch = next(iter(collector))
@@ -245,7 +247,9 @@ def test_same_samples_as_torchrl_under_the_same_seed(batch, tmp_path, storage):
         (RandomSampler(), data.RandomSampler()),
         (SamplerWithoutReplacement(), data.SamplerWithoutReplacement()),
     ]:
-        ours = TensorDictReplayBuffer(storage=STORAGES[storage](tmp_path / type(ours_sampler).__name__), sampler=ours_sampler)
+        ours = TensorDictReplayBuffer(
+            storage=STORAGES[storage](tmp_path / type(ours_sampler).__name__), sampler=ours_sampler
+        )
         theirs = _torchrl_buffer(storage, their_sampler)
         ours.extend(flat)
         theirs.extend(flat)
@@ -263,7 +267,9 @@ def test_same_samples_as_torchrl_under_the_same_seed(batch, tmp_path, storage):
 def test_per_agent_priority_weights_match_torchrl(batch, priority_key):
     data = pytest.importorskip("torchrl.data")
     flat = batch.reshape(-1)
-    ours = TensorDictPrioritizedReplayBuffer(alpha=0.7, beta=0.5, priority_key=priority_key, storage=LazyTensorStorage(100))
+    ours = TensorDictPrioritizedReplayBuffer(
+        alpha=0.7, beta=0.5, priority_key=priority_key, storage=LazyTensorStorage(100)
+    )
     theirs = data.TensorDictPrioritizedReplayBuffer(
         alpha=0.7, beta=0.5, priority_key=priority_key, storage=data.LazyTensorStorage(100)
     )
@@ -301,7 +307,7 @@ def test_slice_sampler_matches_torchrl_on_group_batches(batch):
 
 def test_multistep_transform_matches_torchrl_on_group_rewards(batch):
     transforms = pytest.importorskip("torchrl.envs.transforms")
-    keys = dict(reward_keys=[("agents", "reward")], done_keys=["done", "terminated", "truncated"])
+    keys = {"reward_keys": [("agents", "reward")], "done_keys": ["done", "terminated", "truncated"]}
     ours, theirs = MultiStepTransform(2, 0.9, **keys), transforms.MultiStepTransform(2, 0.9, **keys)
     stream = batch[0]
     for piece in (stream[:3], stream[3:]):
@@ -312,3 +318,34 @@ def test_multistep_transform_matches_torchrl_on_group_rewards(batch):
         assert mine["agents"].batch_size == ref["agents"].batch_size
         for key in (("next", "agents", "reward"), "steps_to_next_obs", ("next", "agents", "observation")):
             torch.testing.assert_close(mine.get(key), ref.get(key))
+
+
+def test_a_vmas_collector_batch_round_trips_with_its_agent_dims(tmp_path):
+    pytest.importorskip("vmas")
+    from tdrl.envs.libs.vmas import VmasEnv
+    from tdrl.modules import RandomPolicy
+
+    env = VmasEnv("navigation", num_envs=4, continuous_actions=True, max_steps=5, n_agents=2)
+    env.set_seed(0)
+    collector = SyncDataCollector(env, RandomPolicy(env.full_action_spec), frames_per_batch=24, total_frames=24)
+    data = next(iter(collector))
+    collector.shutdown()
+    assert data["agents"].batch_size == (4, 6, 2)
+    flat = data.reshape(-1)
+    rb = TensorDictReplayBuffer(
+        storage=LazyMemmapStorage(48, scratch_dir=tmp_path / "scratch"),
+        sampler=SamplerWithoutReplacement(),
+        batch_size=8,
+    )
+    rb.extend(flat)
+    sample = rb.sample()
+    assert sample["agents"].batch_size == (8, 2)
+    assert sample["next", "agents", "info"].batch_size == (8, 2)  # VMAS's per-agent info, nested one level deeper
+    assert torch.equal(sample["agents", "observation"], flat["agents", "observation"][sample["index"]])
+    rb.dumps(tmp_path / "checkpoint")
+    restored = TensorDictReplayBuffer(
+        storage=LazyMemmapStorage(48, scratch_dir=tmp_path / "restored"), sampler=SamplerWithoutReplacement()
+    )
+    restored.loads(tmp_path / "checkpoint")
+    assert (restored[:] == rb[:]).all()
+    assert restored[:]["agents"].batch_size == (24, 2)

@@ -70,7 +70,8 @@ def test_each_agent_runs_its_own_convnet(central):
 
 def test_shared_centralised_output_is_the_same_for_every_agent():
     out = _cnn(True, True)(_images(4))
-    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 0], out[:, 2])
+    assert torch.equal(out[:, 0], out[:, 1])
+    assert torch.equal(out[:, 0], out[:, 2])
 
 
 def test_no_batch_dim():

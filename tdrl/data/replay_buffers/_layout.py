@@ -444,7 +444,7 @@ def _groups_from_json(
     leaves all have room for the dims it adds (checked against the leaf shapes)."""
     if not isinstance(raw, list):
         raise ValueError(f"malformed storage layout: group_dims is {raw!r}, expected a list of [path, dims]")
-    paths = [(k,) if isinstance(k, str) else tuple(k) for k in keys or ()]
+    paths = [(k,) if isinstance(k, str) else cast("tuple[str, ...]", k) for k in keys or ()]
     groups: dict[tuple[str, ...], torch.Size] = {}
     for entry in raw:
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list)):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict
@@ -157,6 +157,7 @@ class MultiAgentMLP(nn.Module):
     """
 
     _template: MLP  # the layers' structure (the parameters are passed at each call)
+    _slots: list[tuple[str, nn.Module, str]]  # (name, owning layer, attribute) of each parameter
 
     def __init__(
         self,
@@ -367,6 +368,7 @@ class MultiAgentConvNet(nn.Module):
     """
 
     _template: nn.Module  # the layers' structure (the parameters are passed at each call)
+    _slots: list[tuple[str, nn.Module, str]]  # (name, owning layer, attribute) of each parameter
 
     def __init__(
         self,
@@ -386,7 +388,10 @@ class MultiAgentConvNet(nn.Module):
     ) -> None:
         super().__init__()
         centralized = kwargs.pop("centralised", centralized)
-        missing = "MultiAgentConvNet needs {name}=True or False: {what}. E.g. MultiAgentConvNet(n_agents, centralized=False, share_params=True)."
+        missing = (
+            "MultiAgentConvNet needs {name}=True or False: {what}. "
+            "E.g. MultiAgentConvNet(n_agents, centralized=False, share_params=True)."
+        )
         if centralized is None:
             raise TypeError(missing.format(name="centralized", what="whether each agent reads all agents' images"))
         if share_params is None:
@@ -423,12 +428,14 @@ class MultiAgentConvNet(nn.Module):
             for name, owner, attr in self._slots:
                 if name.startswith("0."):
                     delattr(owner, attr)
-                    owner.register_parameter(attr, nn.UninitializedParameter(device=device))
+                    placeholder = cast(nn.Parameter, nn.UninitializedParameter())  # materialize() sets the device
+                    owner.register_parameter(attr, placeholder)
 
     def _build_nets(self, channels: int) -> list[ConvNet]:
         in_channels = channels * self.n_agents if self.centralized else channels
         return [
-            ConvNet(in_features=in_channels, **self._conv_kwargs) for _ in range(1 if self.share_params else self.n_agents)
+            ConvNet(in_features=in_channels, **self._conv_kwargs)
+            for _ in range(1 if self.share_params else self.n_agents)
         ]
 
     def _materialize(self, channels: int) -> None:
@@ -443,8 +450,8 @@ class MultiAgentConvNet(nn.Module):
                     placeholder = getattr(owner, attr)
                     placeholder.materialize(value.shape, device=value.device, dtype=value.dtype)
                     placeholder.copy_(value)  # now a plain Parameter (the same object: optimizers keep it)
-        first_conv = self._template[0] if self.use_td_params else self._empty_net[0]
-        first_conv.in_channels = nets[0][0].in_channels
+        holder = cast(nn.Sequential, self._template if self.use_td_params else self._empty_net)
+        cast(nn.Conv2d, holder[0]).in_channels = cast(nn.Conv2d, nets[0][0]).in_channels
         if self.use_td_params:
             object.__setattr__(self, "_template", copy.deepcopy(nets[0]).to("meta"))
         self.in_features = channels
@@ -456,7 +463,7 @@ class MultiAgentConvNet(nn.Module):
         return torch.func.functional_call(self._template, weights, (x,))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """``[*B, n_agents, C, H, W]`` (several inputs: concatenated on the last dim) to ``[*B, n_agents, features]``."""
+        """``[*B, n_agents, C, H, W]`` (several inputs: concatenated on dim -1) to ``[*B, n_agents, features]``."""
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
         channels = self.in_features
         if x.ndim < 4 or x.shape[-4] != self.n_agents or (channels is not None and x.shape[-3] != channels):
