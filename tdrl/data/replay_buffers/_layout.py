@@ -41,15 +41,16 @@ def dtype_from_str(name: str) -> torch.dtype:
     return attr
 
 
-def _build_tree(keys: Sequence[NestedKey]) -> dict[str, Any]:
-    """Maps each leaf key to its position, as nested dicts mirroring the TensorDict."""
+def _build_tree(keys: Sequence[NestedKey], group_dims: dict[tuple[str, ...], torch.Size]) -> dict[str, Any]:
+    """Maps each leaf key to its position, as nested dicts mirroring the TensorDict; a nested
+    TensorDict is ``(its dict, the batch dims it adds to its parent's)``."""
     tree: dict[str, Any] = {}
     for pos, key in enumerate(keys):
         # a leaf key of ``items(include_nested=True)`` is a string or a flat tuple of strings
         path = (key,) if isinstance(key, str) else cast("tuple[str, ...]", key)
         node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(path[:-1]):
+            node = node.setdefault(part, ({}, group_dims.get(path[: depth + 1], torch.Size())))[0]
         node[path[-1]] = pos
     return tree
 
@@ -166,7 +167,7 @@ class TensorLayout:
         self.dtypes = tuple(dtypes)
         self.item_batch = torch.Size(item_batch)
         self.group_dims = {tuple(path): torch.Size(dims) for path, dims in (group_dims or {}).items() if len(dims)}
-        self._tree = None if self.keys is None else _build_tree(self.keys)
+        self._tree = None if self.keys is None else _build_tree(self.keys, self.group_dims)
         self._index: dict[NestedKey, int] = {} if self.keys is None else {k: i for i, k in enumerate(self.keys)}
 
     # ------------------------------------------------------------------ construction
@@ -317,24 +318,16 @@ class TensorLayout:
         if self._tree is None:
             return leaves[0]
         batch_size = torch.Size(batch_size)
-        return self._build_node(self._tree, leaves, batch_size, device, ())
+        return self._build_node(self._tree, leaves, batch_size, device)
 
     def _build_node(
-        self,
-        node: dict[str, Any],
-        leaves: Sequence[torch.Tensor],
-        batch_size: torch.Size,
-        device: Any,
-        path: tuple[str, ...],
+        self, node: dict[str, Any], leaves: Sequence[torch.Tensor], batch_size: torch.Size, device: Any
     ) -> TensorDict:
-        groups = self.group_dims
         source = {
             name: (
                 leaves[child]
                 if isinstance(child, int)
-                else self._build_node(
-                    child, leaves, batch_size + groups.get((*path, name), torch.Size()), device, (*path, name)
-                )
+                else self._build_node(child[0], leaves, batch_size + child[1] if child[1] else batch_size, device)
             )
             for name, child in node.items()
         }
