@@ -349,3 +349,22 @@ def test_a_vmas_collector_batch_round_trips_with_its_agent_dims(tmp_path):
     restored.loads(tmp_path / "checkpoint")
     assert (restored[:] == rb[:]).all()
     assert restored[:]["agents"].batch_size == (24, 2)
+
+
+def test_the_layout_records_group_dims_and_checks_them_when_read_back(batch):
+    from tdrl.data.replay_buffers._layout import TensorLayout
+
+    layout = TensorLayout.from_data(batch.reshape(-1), batched=True)
+    assert layout.group_dims == {("agents",): torch.Size([N_AGENTS]), ("next", "agents"): torch.Size([N_AGENTS])}
+    described = layout.to_json()
+    assert TensorLayout.from_json(described) == layout
+    older = {k: v for k, v in described.items() if k != "group_dims"}  # written before group dims were kept
+    assert TensorLayout.from_json(older).group_dims == {}
+    for bad, message in [
+        ([[["agents"], [N_AGENTS]], [["agents"], [N_AGENTS]]], "is not a new list of names"),
+        ([[["nowhere"], [2]]], "holds no leaf"),
+        ([[["agents"], [N_AGENTS + 1]]], r"does not start with the item's and its groups' batch dims \[4\]"),
+        ([["agents", [2]]], "is not \\[path, dims\\]"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            TensorLayout.from_json({**described, "group_dims": bad})
