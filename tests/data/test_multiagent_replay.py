@@ -368,3 +368,21 @@ def test_the_layout_records_group_dims_and_checks_them_when_read_back(batch):
     ]:
         with pytest.raises(ValueError, match=message):
             TensorLayout.from_json({**described, "group_dims": bad})
+
+
+def test_the_mappo_tutorial_loop_refills_a_batch_sized_buffer():
+    """TorchRL's multi-agent PPO tutorial: per-agent done flags added, the batch flattened and
+    written over the previous one, then minibatches drawn without replacement."""
+    frames = N_ENVS * T
+    rb = ReplayBuffer(storage=LazyTensorStorage(frames), sampler=SamplerWithoutReplacement(), batch_size=frames // 4)
+    for seed in (0, 1):
+        data = collector_batch(seed=seed)
+        reward_shape = data.get(("next", "agents", "reward")).shape
+        data.set(("next", "agents", "done"), data.get(("next", "done")).unsqueeze(-1).expand(reward_shape))
+        rb.extend(data.reshape(-1))
+        assert len(rb) == frames
+        drawn = [rb.sample() for _ in range(4)]
+        assert all(d["next", "agents", "done"].shape == (frames // 4, N_AGENTS, 1) for d in drawn)
+        every = torch.cat([d["agents", "observation"] for d in drawn])
+        order = torch.cat([d["frame"] for d in drawn]).argsort()
+        assert torch.equal(every[order], data.reshape(-1)["agents", "observation"])  # this batch, each frame once
