@@ -168,3 +168,14 @@ def test_matches_torchrl_defaults_and_lazy_input():
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
     ours.load_state_dict(theirs.state_dict())
     torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("share", "central"), COMBOS)
+@pytest.mark.parametrize("use_td_params", [True, False])
+def test_a_lazy_network_takes_its_input_size_from_a_state_dict(share, central, use_td_params):
+    sized = _cnn(share, central, use_td_params=use_td_params)
+    lazy = _cnn(share, central, in_features=None, use_td_params=use_td_params)
+    lazy.load_state_dict(sized.state_dict())
+    assert lazy.in_features == CHANNELS
+    x = _images(3)
+    torch.testing.assert_close(lazy(x), sized(x))

@@ -310,6 +310,18 @@ _BAD_IMAGE = (
 )
 
 
+class _ConvNetSizeFromState:
+    """Load-state-dict hook of a lazy :class:`MultiAgentConvNet`: sizes its first layer from the state's."""
+
+    def __call__(self, module: MultiAgentConvNet, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if module.in_features is not None:
+            return
+        where = "params." if module.use_td_params else "_empty_net."
+        weight = state_dict.get(f"{prefix}{where}0.weight")
+        if isinstance(weight, torch.Tensor) and weight.ndim >= 3:
+            module._materialize(weight.shape[-3] // (module.n_agents if module.centralized else 1))
+
+
 class MultiAgentConvNet(nn.Module):
     """A :class:`~tdrl.modules.ConvNet` per agent (or one shared), on each agent's image or on all of them.
 
@@ -326,9 +338,9 @@ class MultiAgentConvNet(nn.Module):
 
     Keyword Args:
         in_features: the channels of one agent's image; ``None`` (the default, as in
-            TorchRL) reads them from the first input, which creates the first layer's
-            parameters then: call the network once before building an optimizer or loading
-            a state dict.
+            TorchRL) reads them from the first input, or from the first state dict loaded,
+            whichever comes first; the first layer's parameters are created then, in place
+            (an optimizer built before holds them).
         device: where the parameters live.
         num_cells: output channels of each conv layer (default ``[32, 32, 32]``).
         kernel_sizes: kernel size(s) (default 5).
@@ -430,6 +442,7 @@ class MultiAgentConvNet(nn.Module):
                     delattr(owner, attr)
                     placeholder = cast(nn.Parameter, nn.UninitializedParameter())  # materialize() sets the device
                     owner.register_parameter(attr, placeholder)
+            self.register_load_state_dict_pre_hook(_ConvNetSizeFromState())
 
     def _build_nets(self, channels: int) -> list[ConvNet]:
         in_channels = channels * self.n_agents if self.centralized else channels
