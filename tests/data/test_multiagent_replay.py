@@ -258,7 +258,8 @@ def test_same_samples_as_torchrl_under_the_same_seed(batch, tmp_path, storage):
             mine = ours.sample(7)
             torch.manual_seed(draw)
             ref = theirs.sample(7)
-            assert mine["agents"].batch_size == ref["agents"].batch_size == (7, N_AGENTS)
+            # (the fourth draw without replacement ends the epoch: 3 items, in both)
+            assert mine["agents"].batch_size == ref["agents"].batch_size == (len(ref), N_AGENTS)
             assert mine["next", "agents"].batch_size == ref["next", "agents"].batch_size
             assert (mine.exclude("index") == ref.exclude("index")).all()
 
@@ -266,6 +267,10 @@ def test_same_samples_as_torchrl_under_the_same_seed(batch, tmp_path, storage):
 @pytest.mark.parametrize("priority_key", ["td_error", ("agents", "td_error")])
 def test_per_agent_priority_weights_match_torchrl(batch, priority_key):
     data = pytest.importorskip("torchrl.data")
+    try:
+        data.PrioritizedSampler(8, 0.7, 0.5)
+    except RuntimeError as err:  # a TorchRL wheel without its compiled segment trees
+        pytest.skip(f"TorchRL's PrioritizedSampler is unavailable here: {err}")
     flat = batch.reshape(-1)
     ours = TensorDictPrioritizedReplayBuffer(
         alpha=0.7, beta=0.5, priority_key=priority_key, storage=LazyTensorStorage(100)

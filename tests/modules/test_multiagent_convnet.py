@@ -163,7 +163,7 @@ def test_matches_torchrl_defaults_and_lazy_input():
     torchrl_models = pytest.importorskip("torchrl.modules")
     theirs = torchrl_models.MultiAgentConvNet(N_AGENTS, centralized=False, share_params=False)
     ours = MultiAgentConvNet(N_AGENTS, centralized=False, share_params=False)
-    x = torch.randn(2, N_AGENTS, CHANNELS, 24, 24)
+    x = torch.randn(2, N_AGENTS, CHANNELS, 40, 40)  # the defaults: three 5x5 convs of stride 2
     theirs(x), ours(x)  # both read the channels from the first input
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
     ours.load_state_dict(theirs.state_dict())
