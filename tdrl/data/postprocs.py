@@ -26,6 +26,11 @@ _BAD_DONE_SHAPE = (
     "one done flag per step (shape [*B, T] or [*B, T, 1], time along the last batch dim). Fix: pass "
     "a collector batch or a rollout (not a flat sample of unrelated transitions)."
 )
+_MISSING_KEY = (
+    "MultiStep: the batch has no {key} entry under 'next' (its {what}); it has {found}. Fix: name the batch's "
+    "keys, e.g. MultiStepTransform(n_steps, gamma, reward_keys=[('agents', 'reward')]) for a group's rewards "
+    "(or set MultiStep's reward_keys / done_key)."
+)
 
 
 class MultiStep(nn.Module):
@@ -97,7 +102,11 @@ class MultiStep(nn.Module):
         out = tensordict.clone(False)
         if out.batch_dims < 1:
             raise ValueError(_BAD_DONE_SHAPE.format(done="(missing)", batch=list(out.batch_size)))
-        nxt = out.get("next")
+        nxt = out.get("next", None)
+        found = [] if nxt is None else list(nxt.keys(include_nested=True, leaves_only=True))
+        for key, what in [(self.done_key, "done_key"), *((k, "reward_keys") for k in self.reward_keys)]:
+            if nxt is None or not isinstance(nxt.get(key, None), torch.Tensor):
+                raise KeyError(_MISSING_KEY.format(key=repr(key), what=what, found=found))
         done = nxt.get(self.done_key)
         batch = out.batch_size
         if done.shape == (*batch, 1):

@@ -54,6 +54,7 @@ from tdrl.modules.models import (
     DdpgMlpQNet,
     DuelingCnnDQNet,
     DuelingMlpDQNet,
+    MultiAgentConvNet,
     MultiAgentMLP,
     Squeeze2dLayer,
     SqueezeLayer,
@@ -88,6 +89,7 @@ __all__ = [
     "DdpgCnnActor",
     "DdpgCnnQNet",
     "MultiAgentMLP",
+    "MultiAgentConvNet",
     "SqueezeLayer",
     "Squeeze2dLayer",
     # exploration

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase
+from tensordict import MemoryMappedTensor, TensorDict, TensorDictBase, is_non_tensor
 
 from tdrl._safe_io import (
     UnsafePathError,
@@ -119,8 +119,13 @@ def save_state(state: dict[str, Any], directory: str | os.PathLike, name: str) -
                 files[filename] = {"bytes": digest.size, "crc32": digest.crc32}
                 return {_TENSOR_TAG: filename, "dtype": str(obj.dtype), "shape": list(obj.shape)}
             if isinstance(obj, TensorDictBase):
+                entries = obj.to_dict()
+                for entry in entries:  # a nested TensorDict keeps its own batch_size (a group's agent dim)
+                    value = obj.get(entry)
+                    if isinstance(value, TensorDictBase) and not is_non_tensor(value):
+                        entries[entry] = value
                 return {
-                    _TD_TAG: encode(obj.to_dict(), where),
+                    _TD_TAG: encode(entries, where),
                     "batch_size": list(obj.batch_size),
                     "device": None if obj.device is None else str(obj.device),
                 }

@@ -41,15 +41,16 @@ def dtype_from_str(name: str) -> torch.dtype:
     return attr
 
 
-def _build_tree(keys: Sequence[NestedKey]) -> dict[str, Any]:
-    """Maps each leaf key to its position, as nested dicts mirroring the TensorDict."""
+def _build_tree(keys: Sequence[NestedKey], group_dims: dict[tuple[str, ...], torch.Size]) -> dict[str, Any]:
+    """Maps each leaf key to its position, as nested dicts mirroring the TensorDict; a nested
+    TensorDict is ``(its dict, the batch dims it adds to its parent's)``."""
     tree: dict[str, Any] = {}
     for pos, key in enumerate(keys):
         # a leaf key of ``items(include_nested=True)`` is a string or a flat tuple of strings
         path = (key,) if isinstance(key, str) else cast("tuple[str, ...]", key)
         node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(path[:-1]):
+            node = node.setdefault(part, ({}, group_dims.get(path[: depth + 1], torch.Size())))[0]
         node[path[-1]] = pos
     return tree
 
@@ -102,6 +103,22 @@ def _check_range(key: NestedKey | None, leaf: torch.Tensor, column: torch.dtype)
     )
 
 
+def _group_dims(data: TensorDictBase) -> dict[tuple[str, ...], torch.Size]:
+    """The batch dims each nested TensorDict adds to its parent's, by path (only where it adds some)."""
+    found: dict[tuple[str, ...], torch.Size] = {}
+
+    def walk(node: TensorDictBase, path: tuple[str, ...]) -> None:
+        for name, value in node.items():
+            if isinstance(value, TensorDictBase):
+                extra = value.batch_size[node.batch_dims :]
+                if len(extra):
+                    found[(*path, name)] = extra
+                walk(value, (*path, name))
+
+    walk(data, ())
+    return found
+
+
 class TensorLayout:
     """Leaf keys, per-item shapes and dtypes of the data held by a tensor storage.
 
@@ -110,6 +127,10 @@ class TensorLayout:
         shapes: per-item shape of each leaf (the leaf's shape without the storage dimension).
         dtypes: dtype of each leaf.
         item_batch: batch size of one item (``torch.Size([])`` for single transitions).
+        group_dims: the batch dims that a nested TensorDict adds to its parent's, by path
+            (``{("agents",): torch.Size([3])}`` for a group of 3 agents); the nested
+            TensorDicts of a sample get them back, so ``sample["agents"].batch_size`` is
+            ``[B, 3]`` as in the data written.
 
     Examples:
         >>> import torch
@@ -120,9 +141,18 @@ class TensorLayout:
         ('obs', ('next', 'reward'))
         >>> [tuple(s) for s in layout.shapes]
         [(3,), (1,)]
+
+        A group of agents keeps its agent dim:
+
+        >>> agents = TensorDict({"obs": torch.zeros(4, 2, 3)}, [4, 2])
+        >>> layout = TensorLayout.from_data(TensorDict({"agents": agents}, [4]), batched=True)
+        >>> layout.group_dims
+        {('agents',): torch.Size([2])}
+        >>> layout.build([torch.zeros(5, 2, 3)], [5], None)["agents"].batch_size
+        torch.Size([5, 2])
     """
 
-    __slots__ = ("_index", "_tree", "dtypes", "item_batch", "keys", "shapes")
+    __slots__ = ("_index", "_tree", "dtypes", "group_dims", "item_batch", "keys", "shapes")
 
     def __init__(
         self,
@@ -130,12 +160,14 @@ class TensorLayout:
         shapes: Sequence[torch.Size],
         dtypes: Sequence[torch.dtype],
         item_batch: torch.Size,
+        group_dims: dict[tuple[str, ...], torch.Size] | None = None,
     ) -> None:
         self.keys: tuple[NestedKey, ...] | None = None if keys is None else tuple(keys)
         self.shapes = tuple(torch.Size(s) for s in shapes)
         self.dtypes = tuple(dtypes)
         self.item_batch = torch.Size(item_batch)
-        self._tree = None if self.keys is None else _build_tree(self.keys)
+        self.group_dims = {tuple(path): torch.Size(dims) for path, dims in (group_dims or {}).items() if len(dims)}
+        self._tree = None if self.keys is None else _build_tree(self.keys, self.group_dims)
         self._index: dict[NestedKey, int] = {} if self.keys is None else {k: i for i, k in enumerate(self.keys)}
 
     # ------------------------------------------------------------------ construction
@@ -171,7 +203,7 @@ class TensorLayout:
             dtypes.append(value.dtype)
         if not keys:
             raise ValueError("cannot store a TensorDict without any tensor entry")
-        return cls(keys, shapes, dtypes, data.batch_size[skip:])
+        return cls(keys, shapes, dtypes, data.batch_size[skip:], _group_dims(data))
 
     @property
     def is_tensordict(self) -> bool:
@@ -232,6 +264,15 @@ class TensorLayout:
                     else "reshape the data (e.g. data.reshape(-1)) to match"
                 )
             )
+        if any(isinstance(key, tuple) for key in self.keys):  # nested TensorDicts: check their batch dims
+            groups = _group_dims(data)
+            if groups != self.group_dims:
+                raise ValueError(
+                    f"data has nested batch dims {_groups_str(groups)} but this storage expects "
+                    f"{_groups_str(self.group_dims)} (the dims a nested TensorDict such as a group of agents adds "
+                    "to its parent's batch_size); write data with the structure of the first batch, e.g. "
+                    "TensorDict(..., batch_size=[N, n_agents]) for the group"
+                )
         skip = 1 if batched else 0
         items = list(data.items(include_nested=True, leaves_only=True))
         keys = tuple(k for k, _ in items)
@@ -283,7 +324,11 @@ class TensorLayout:
         self, node: dict[str, Any], leaves: Sequence[torch.Tensor], batch_size: torch.Size, device: Any
     ) -> TensorDict:
         source = {
-            name: (leaves[child] if isinstance(child, int) else self._build_node(child, leaves, batch_size, device))
+            name: (
+                leaves[child]
+                if isinstance(child, int)
+                else self._build_node(child[0], leaves, batch_size + child[1] if child[1] else batch_size, device)
+            )
             for name, child in node.items()
         }
         return td_unchecked(source, batch_size, device)  # the leaves are checked by construction
@@ -296,6 +341,7 @@ class TensorLayout:
             "shapes": [list(s) for s in self.shapes],
             "dtypes": [str(d) for d in self.dtypes],
             "item_batch": list(self.item_batch),
+            "group_dims": [[list(path), list(dims)] for path, dims in self.group_dims.items()],
         }
 
     @classmethod
@@ -345,7 +391,9 @@ class TensorLayout:
                 raise ValueError(f"malformed storage layout: dtype {name!r} is not a name")
             dtypes.append(dtype_from_str(name))
         shapes = [sizes(s, "a leaf shape") for s in raw_shapes]
-        return cls(keys, shapes, dtypes, sizes(obj["item_batch"], "item_batch"))
+        item_batch = sizes(obj["item_batch"], "item_batch")
+        groups = _groups_from_json(obj.get("group_dims", []), keys, shapes, item_batch, sizes)  # absent: older files
+        return cls(keys, shapes, dtypes, item_batch, groups)
 
     def mismatch(self, other: TensorLayout) -> str | None:
         """Describes the first difference with ``other`` (``None`` when they match)."""
@@ -354,6 +402,8 @@ class TensorLayout:
             return f"holds {kinds[other.is_tensordict]}, expected {kinds[self.is_tensordict]}"
         if self.item_batch != other.item_batch:
             return f"items have batch_size {list(other.item_batch)}, expected {list(self.item_batch)}"
+        if self.group_dims != other.group_dims:
+            return f"nested batch dims {_groups_str(other.group_dims)}, expected {_groups_str(self.group_dims)}"
         if self.keys != other.keys and set(self.keys or ()) != set(other.keys or ()):
             mine, theirs = set(self.keys or ()), set(other.keys or ())
             return f"missing keys {sorted(map(str, mine - theirs))}, unexpected keys {sorted(map(str, theirs - mine))}"
@@ -374,3 +424,36 @@ class TensorLayout:
             for k, s, d in zip(self.keys or [None], self.shapes, self.dtypes)
         )
         return f"TensorLayout({entries}; item_batch={list(self.item_batch)})"
+
+
+def _groups_str(groups: dict[tuple[str, ...], torch.Size]) -> str:
+    return "{" + ", ".join(f"{key_str(p if len(p) > 1 else p[0])}: {list(d)}" for p, d in groups.items()) + "}"
+
+
+def _groups_from_json(
+    raw: Any, keys: Sequence[NestedKey] | None, shapes: Sequence[torch.Size], item_batch: torch.Size, sizes: Any
+) -> dict[tuple[str, ...], torch.Size]:
+    """Reads ``group_dims`` back: each path must be a nested TensorDict above some leaf, whose
+    leaves all have room for the dims it adds (checked against the leaf shapes)."""
+    if not isinstance(raw, list):
+        raise ValueError(f"malformed storage layout: group_dims is {raw!r}, expected a list of [path, dims]")
+    paths = [(k,) if isinstance(k, str) else cast("tuple[str, ...]", k) for k in keys or ()]
+    groups: dict[tuple[str, ...], torch.Size] = {}
+    for entry in raw:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list)):
+            raise ValueError(f"malformed storage layout: group_dims entry {entry!r} is not [path, dims]")
+        path = tuple(entry[0])
+        if not path or not all(isinstance(p, str) and p for p in path) or path in groups:
+            raise ValueError(f"malformed storage layout: group_dims path {entry[0]!r} is not a new list of names")
+        below = [i for i, leaf in enumerate(paths) if len(leaf) > len(path) and leaf[: len(path)] == path]
+        if not below:
+            raise ValueError(f"malformed storage layout: group_dims path {list(path)} holds no leaf")
+        groups[path] = sizes(entry[1], "a group's dims")
+    for i, leaf in enumerate(paths):  # every leaf starts with the dims of the groups above it
+        dims = [*item_batch, *(d for n in range(1, len(leaf)) for d in groups.get(leaf[:n], ()))]
+        if list(shapes[i][: len(dims)]) != dims:
+            raise ValueError(
+                f"malformed storage layout: leaf {list(leaf)} has per-item shape {list(shapes[i])}, "
+                f"which does not start with the item's and its groups' batch dims {dims}"
+            )
+    return groups

@@ -751,7 +751,7 @@ class TensorDictReplayBuffer(ReplayBuffer):
         with self._lock:
             index = self._writer.add(data)
             self._sampler.add(index)
-            data.set("index", torch.as_tensor(index, device=data.device))
+            data.set("index", _expand_index(torch.as_tensor(index), data))  # an item may have batch dims
             if priority is not None and index >= 0:
                 self._sampler.update_priority(torch.tensor([index]), priority)
         return index

@@ -302,6 +302,14 @@ def check_priorities(priority: Any, count: int, index: np.ndarray | None = None)
         raise ValueError(
             f"got {values.numel()} priorities (shape {list(values.shape)}) for {count} items: "
             "pass one priority, or one per item"
+            + (
+                f"; for one per agent (or per step), reduce them to one per item first (e.g. "
+                f"td_error.amax(-1) for shape [{count}, n_agents]), or let a TensorDictPrioritizedReplayBuffer "
+                "read them from the batch (priority_key=('agents', 'td_error')), which reduces with the "
+                "sampler's reduction"
+                if values.ndim > 1 and values.shape[0] == count
+                else ""
+            )
         )
     out = values.reshape(-1).numpy()
     bad = ~((out >= 0) & (out < np.inf))

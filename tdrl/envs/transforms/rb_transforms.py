@@ -131,7 +131,8 @@ class MultiStepTransform(Transform):
         gamma: discount factor, in ``(0, 1]``.
 
     Keyword Args:
-        reward_keys: the ``"next"`` rewards to sum (default ``["reward"]``).
+        reward_keys: the ``"next"`` rewards to sum (default ``["reward"]``); for a group of
+            agents, ``[("agents", "reward")]`` sums each agent's rewards (``[T, n_agents, 1]``).
         done_key: the end-of-episode flag (default ``"done"``).
         done_keys: the ``"next"`` flags left in place (default done, truncated, terminated).
         mask_key: a mask of the valid steps (default ``"mask"``).

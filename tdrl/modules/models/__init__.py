@@ -4,7 +4,8 @@
 - dueling Q-networks for DQN: :class:`DuelingMlpDQNet`, :class:`DuelingCnnDQNet`;
 - DDPG's actors and critics: :class:`DdpgMlpActor`, :class:`DdpgMlpQNet`,
   :class:`DdpgCnnActor`, :class:`DdpgCnnQNet`;
-- :class:`MultiAgentMLP`, for a group of agents (shared or independent weights).
+- :class:`MultiAgentMLP` and :class:`MultiAgentConvNet`, for a group of agents (shared or
+  independent weights).
 
 Wrap one in a TensorDict module (``Actor``, ``ValueOperator``, ``QValueActor``) to read and
 write TensorDict entries. Names, arguments, defaults and initialisations are TorchRL's.
@@ -25,7 +26,7 @@ from tdrl.modules.models.conv import Conv2dNet, ConvNet
 from tdrl.modules.models.ddpg import DdpgCnnActor, DdpgCnnQNet, DdpgMlpActor, DdpgMlpQNet, ddpg_init_last_layer
 from tdrl.modules.models.dueling import DuelingCnnDQNet, DuelingMlpDQNet
 from tdrl.modules.models.mlp import MLP
-from tdrl.modules.models.multiagent import MultiAgentMLP
+from tdrl.modules.models.multiagent import MultiAgentConvNet, MultiAgentMLP
 from tdrl.modules.models.utils import SquashDims, Squeeze2dLayer, SqueezeLayer
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "DdpgCnnQNet",
     "ddpg_init_last_layer",
     "MultiAgentMLP",
+    "MultiAgentConvNet",
 ]

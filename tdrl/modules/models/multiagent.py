@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict
 from torch import nn
 
+from tdrl.modules.models.conv import ConvNet
 from tdrl.modules.models.mlp import MLP
 
-__all__ = ["MultiAgentMLP"]
+__all__ = ["MultiAgentMLP", "MultiAgentConvNet"]
 
 
 class _ParameterTree(nn.Module):
@@ -55,6 +56,47 @@ class _ParameterTree(nn.Module):
 
     def __getitem__(self, key: str | tuple[str, ...]) -> torch.Tensor:
         return self.get_parameter(key if isinstance(key, str) else ".".join(key))
+
+
+def _refuse_buffers(owner: str, nets: Sequence[nn.Module], example: str, instead: str) -> None:
+    if any(True for net in nets for _ in net.buffers()):
+        raise ValueError(
+            f"{owner}: layers with buffers (e.g. norm_class={example}) are not supported; "
+            f"use a norm without running statistics ({instead}) or none."
+        )
+
+
+def _hold_parameters(owner: Any, nets: Sequence[nn.Module]) -> None:
+    """Registers the agents' parameters on ``owner`` in TorchRL's layout and sets its call template.
+
+    One net (shared parameters) or one per agent, stacked on a leading agent dim. With
+    ``owner.use_td_params`` they live in ``owner.params`` (state-dict keys ``params.0.weight``)
+    and ``owner._template`` is a parameter-free copy of the structure; else in
+    ``owner._empty_net`` (keys ``_empty_net.0.weight``), which is also the template.
+    """
+    if owner.use_td_params:
+        tree = TensorDict.from_module(nets[0]) if owner.share_params else TensorDict.from_modules(*nets)
+        owner.params = _ParameterTree(tree)
+        # the structure only: the parameters live in owner.params (not registered, so not in state_dict)
+        object.__setattr__(owner, "_template", copy.deepcopy(nets[0]).to("meta"))
+    else:
+        owner._empty_net = nets[0]
+        if not owner.share_params:  # the stacked parameters replace the first net's own (TorchRL's layout)
+            stacked = TensorDict.from_modules(*nets)
+            for key in stacked.keys(True, True):
+                layer = owner._empty_net.get_submodule(".".join(key[:-1]))
+                delattr(layer, key[-1])
+                layer.register_parameter(key[-1], nn.Parameter(stacked.get(key).detach().clone()))
+        object.__setattr__(owner, "_template", owner._empty_net)
+    _find_slots(owner)
+
+
+def _find_slots(owner: Any) -> None:
+    holder = owner.params if owner.use_td_params else owner._empty_net
+    owner._slots = [
+        (name, holder.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2])
+        for name, _ in holder.named_parameters()
+    ]
 
 
 _MISSING = (
@@ -115,6 +157,7 @@ class MultiAgentMLP(nn.Module):
     """
 
     _template: MLP  # the layers' structure (the parameters are passed at each call)
+    _slots: list[tuple[str, nn.Module, str]]  # (name, owning layer, attribute) of each parameter
 
     def __init__(
         self,
@@ -169,35 +212,13 @@ class MultiAgentMLP(nn.Module):
             mlp_kwargs["activation_class"] = activation_class
         self._mlp_kwargs = mlp_kwargs
         nets = [MLP(**mlp_kwargs) for _ in range(1 if share_params else n_agents)]
-        if any(True for net in nets for _ in net.buffers()):
-            raise ValueError(
-                "MultiAgentMLP: layers with buffers (e.g. norm_class=nn.BatchNorm1d) are not supported; "
-                "use a norm without running statistics (nn.LayerNorm) or none."
-            )
+        _refuse_buffers("MultiAgentMLP", nets, "nn.BatchNorm1d", "nn.LayerNorm")
         # the layers' plan, fixed once: plain Linear layers and parameter-free activations run batched
         self._plan = [(str(i), type(layer) is nn.Linear) for i, layer in enumerate(nets[0])]
         self._batched = all(
             linear or not any(True for _ in layer.parameters()) for (_, linear), layer in zip(self._plan, nets[0])
         )
-        if use_td_params:
-            tree = TensorDict.from_module(nets[0]) if share_params else TensorDict.from_modules(*nets)
-            self.params = _ParameterTree(tree)
-            # the structure only: the parameters live in self.params (not registered, so not in state_dict)
-            object.__setattr__(self, "_template", copy.deepcopy(nets[0]).to("meta"))
-        else:
-            self._empty_net = nets[0]
-            if not share_params:  # the stacked parameters replace the first net's own (TorchRL's layout)
-                stacked = TensorDict.from_modules(*nets)
-                for key in stacked.keys(True, True):
-                    layer = self._empty_net.get_submodule(".".join(key[:-1]))
-                    delattr(layer, key[-1])
-                    layer.register_parameter(key[-1], nn.Parameter(stacked.get(key).detach().clone()))
-            object.__setattr__(self, "_template", self._empty_net)
-        holder = self.params if use_td_params else self._empty_net
-        self._slots = [
-            (name, holder.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2])
-            for name, _ in holder.named_parameters()
-        ]
+        _hold_parameters(self, nets)
 
     def _weights(self) -> dict[str, torch.Tensor]:
         """``{"0.weight": tensor, ...}``: stacked ``[n_agents, ...]`` unless shared.
@@ -274,6 +295,227 @@ class MultiAgentMLP(nn.Module):
                 for name, value in fresh.named_parameters():
                     target = weights[name]
                     (target if self.share_params else target[i]).copy_(value)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_agents={self.n_agents}, share_params={self.share_params}, centralized={self.centralized}, "
+            f"agent_dim={self.agent_dim}"
+        )
+
+
+_BAD_IMAGE = (
+    "MultiAgentConvNet expects inputs of shape [*B, n_agents={n_agents}, channels={channels}, height, width], "
+    "got {shape}. Pass the group's image entry (e.g. ('agents', 'pixels')) with the agents on dim -4 and "
+    "channels first (ToTensorImage moves them)."
+)
+
+
+class _ConvNetSizeFromState:
+    """Load-state-dict hook of a lazy :class:`MultiAgentConvNet`: sizes its first layer from the state's."""
+
+    def __call__(self, module: MultiAgentConvNet, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        if module.in_features is not None:
+            return
+        where = "params." if module.use_td_params else "_empty_net."
+        weight = state_dict.get(f"{prefix}{where}0.weight")
+        if isinstance(weight, torch.Tensor) and weight.ndim >= 3:
+            module._materialize(weight.shape[-3] // (module.n_agents if module.centralized else 1))
+
+
+class MultiAgentConvNet(nn.Module):
+    """A :class:`~tdrl.modules.ConvNet` per agent (or one shared), on each agent's image or on all of them.
+
+    Maps ``[*B, n_agents, C, H, W]`` to ``[*B, n_agents, features]``. With
+    ``centralized=True`` each agent reads the images of all agents, stacked on the channels
+    (``n_agents * C`` input channels). With ``share_params=False`` every agent has its own
+    weights, stored stacked (``[n_agents, ...]`` per parameter) under the same state-dict keys
+    as TorchRL's (``params.0.weight``, ...), so state dicts load across.
+
+    Args:
+        n_agents: the number of agents (the input's dim -4).
+        centralized: each agent reads all agents' images; else its own only. Required.
+        share_params: one network for all agents; else one per agent. Required.
+
+    Keyword Args:
+        in_features: the channels of one agent's image; ``None`` (the default, as in
+            TorchRL) reads them from the first input, or from the first state dict loaded,
+            whichever comes first; the first layer's parameters are created then, in place
+            (an optimizer built before holds them).
+        device: where the parameters live.
+        num_cells: output channels of each conv layer (default ``[32, 32, 32]``).
+        kernel_sizes: kernel size(s) (default 5).
+        strides: stride(s) (default 2).
+        paddings: padding(s) (default 0).
+        activation_class: the activation after each conv (default ``nn.ELU``).
+        use_td_params: keep the parameters in ``self.params`` (keys ``params.0.weight``);
+            else in ``self._empty_net`` (keys ``_empty_net.0.weight``). Both are TorchRL's layouts.
+        **kwargs: passed to :class:`~tdrl.modules.ConvNet` (``depth``, ``norm_class``,
+            ``aggregator_class``, ...). ``centralised`` is accepted for ``centralized``.
+
+    Raises:
+        TypeError: ``centralized`` or ``share_params`` not given.
+        ValueError: ``n_agents`` < 1, layers with buffers (``nn.BatchNorm2d``), or an input
+            that is not ``[*B, n_agents, C, H, W]`` (the message names the expected shape).
+
+    Examples:
+        Independent weights, each agent reading its own 3-channel image:
+
+        >>> import torch
+        >>> cnn = MultiAgentConvNet(
+        ...     n_agents=4, centralized=False, share_params=False, in_features=3, num_cells=[8, 8], kernel_sizes=3
+        ... )
+        >>> cnn.params["0", "weight"].shape  # one [8, 3, 3, 3] kernel per agent
+        torch.Size([4, 8, 3, 3, 3])
+        >>> cnn(torch.zeros(5, 4, 3, 16, 16)).shape  # [*B, n_agents, 8 * 3 * 3]
+        torch.Size([5, 4, 72])
+
+        A centralised, shared network with a lazy first layer:
+
+        >>> critic = MultiAgentConvNet(4, centralized=True, share_params=True, num_cells=[8], kernel_sizes=3)
+        >>> out = critic(torch.zeros(5, 4, 3, 16, 16))
+        >>> out.shape, critic.params["0", "weight"].shape  # 4 * 3 input channels
+        (torch.Size([5, 4, 392]), torch.Size([8, 12, 3, 3]))
+        >>> bool((out[:, 0] == out[:, 3]).all())  # one output, given to every agent
+        True
+    """
+
+    _template: nn.Module  # the layers' structure (the parameters are passed at each call)
+    _slots: list[tuple[str, nn.Module, str]]  # (name, owning layer, attribute) of each parameter
+
+    def __init__(
+        self,
+        n_agents: int,
+        centralized: bool | None = None,
+        share_params: bool | None = None,
+        *,
+        in_features: int | None = None,
+        device: torch.device | str | None = None,
+        num_cells: Sequence[int] | int | None = None,
+        kernel_sizes: Sequence[int | Sequence[int]] | int = 5,
+        strides: Sequence[int | Sequence[int]] | int = 2,
+        paddings: Sequence[int | Sequence[int]] | int = 0,
+        activation_class: type[nn.Module] = nn.ELU,
+        use_td_params: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        centralized = kwargs.pop("centralised", centralized)
+        missing = (
+            "MultiAgentConvNet needs {name}=True or False: {what}. "
+            "E.g. MultiAgentConvNet(n_agents, centralized=False, share_params=True)."
+        )
+        if centralized is None:
+            raise TypeError(missing.format(name="centralized", what="whether each agent reads all agents' images"))
+        if share_params is None:
+            raise TypeError(missing.format(name="share_params", what="whether the agents share one network"))
+        if n_agents < 1:
+            raise ValueError(f"MultiAgentConvNet: n_agents must be >= 1, got {n_agents}.")
+        kwargs.pop("agent_dim", None)  # TorchRL's base-class argument: always -4 for images
+        kwargs.pop("vmap_randomness", None)
+        self.n_agents = n_agents
+        self.centralized = centralized
+        self.share_params = share_params
+        self.in_features = in_features
+        self.num_cells = num_cells
+        self.kernel_sizes = kernel_sizes
+        self.strides = strides
+        self.paddings = paddings
+        self.activation_class = activation_class
+        self.agent_dim = -4
+        self.use_td_params = use_td_params
+        self._conv_kwargs = dict(
+            num_cells=num_cells,
+            kernel_sizes=kernel_sizes,
+            strides=strides,
+            paddings=paddings,
+            activation_class=activation_class,
+            device=device,
+            **kwargs,
+        )
+        # a lazy input size: build with one channel, then make the first conv's parameters placeholders
+        nets = self._build_nets(1 if in_features is None else in_features)
+        _refuse_buffers("MultiAgentConvNet", nets, "nn.BatchNorm2d", "nn.GroupNorm")
+        _hold_parameters(self, nets)
+        if in_features is None:
+            for name, owner, attr in self._slots:
+                if name.startswith("0."):
+                    delattr(owner, attr)
+                    placeholder = cast(nn.Parameter, nn.UninitializedParameter())  # materialize() sets the device
+                    owner.register_parameter(attr, placeholder)
+            self.register_load_state_dict_pre_hook(_ConvNetSizeFromState())
+
+    def _build_nets(self, channels: int) -> list[ConvNet]:
+        in_channels = channels * self.n_agents if self.centralized else channels
+        return [
+            ConvNet(in_features=in_channels, **self._conv_kwargs)
+            for _ in range(1 if self.share_params else self.n_agents)
+        ]
+
+    def _materialize(self, channels: int) -> None:
+        """Creates the first conv's parameters for ``channels`` input channels per agent (a lazy
+        network's first call), initialised as a ``Conv2d`` of that size initialises its own."""
+        nets = self._build_nets(channels)
+        fresh = TensorDict.from_module(nets[0]) if self.share_params else TensorDict.from_modules(*nets)
+        with torch.no_grad():
+            for name, owner, attr in self._slots:
+                if name.startswith("0."):
+                    value = fresh.get(tuple(name.split(".")))
+                    placeholder = getattr(owner, attr)
+                    placeholder.materialize(value.shape, device=value.device, dtype=value.dtype)
+                    placeholder.copy_(value)  # now a plain Parameter (the same object: optimizers keep it)
+        holder = cast(nn.Sequential, self._template if self.use_td_params else self._empty_net)
+        cast(nn.Conv2d, holder[0]).in_channels = cast(nn.Conv2d, nets[0][0]).in_channels
+        if self.use_td_params:
+            object.__setattr__(self, "_template", copy.deepcopy(nets[0]).to("meta"))
+        self.in_features = channels
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(owner, attr) for name, owner, attr in self._slots}
+
+    def _call(self, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self._template, weights, (x,))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``[*B, n_agents, C, H, W]`` (several inputs: concatenated on dim -1) to ``[*B, n_agents, features]``."""
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
+        channels = self.in_features
+        if x.ndim < 4 or x.shape[-4] != self.n_agents or (channels is not None and x.shape[-3] != channels):
+            raise ValueError(
+                _BAD_IMAGE.format(
+                    n_agents=self.n_agents, channels="C" if channels is None else channels, shape=tuple(x.shape)
+                )
+            )
+        if channels is None:
+            self._materialize(x.shape[-3])
+        if self.centralized:
+            x = x.flatten(-4, -3)  # [*B, n_agents * C, H, W]: every agent's channels
+        weights = self._weights()
+        if self.share_params:
+            out = self._call(weights, x)
+            if self.centralized:
+                out = out.unsqueeze(-2).expand(*out.shape[:-1], self.n_agents, out.shape[-1])
+            return out
+        call = torch.vmap(
+            self._call, in_dims=(0, None if self.centralized else -4), out_dims=-2, randomness="different"
+        )
+        return call(weights, x)
+
+    def reset_parameters(self) -> None:
+        """Draw new parameters for every agent, with each layer's own initialisation.
+
+        Raises:
+            RuntimeError: on a lazy network that has not been called yet (its input size is unknown).
+        """
+        if self.in_features is None:
+            raise RuntimeError(
+                "MultiAgentConvNet.reset_parameters: the first layer's input channels are not known yet; "
+                "call the network once (or pass in_features) first."
+            )
+        nets = self._build_nets(self.in_features)
+        fresh = TensorDict.from_module(nets[0]) if self.share_params else TensorDict.from_modules(*nets)
+        with torch.no_grad():
+            for name, value in self._weights().items():
+                value.copy_(fresh.get(tuple(name.split("."))))
 
     def extra_repr(self) -> str:
         return (
