@@ -171,9 +171,12 @@ class StepLoop:
                 rs.guard(self.checks_left > 0)
             preset = None
             if recurrent:
-                preset = td.get("next", None)
-                if preset is not None:
-                    td = td.exclude("next")
+                if td is root:  # the collector's own root, recorded above: drop "next" in place
+                    preset = td.pop("next", None)
+                else:
+                    preset = td.get("next", None)
+                    if preset is not None:
+                        td = td.exclude("next")
             if smr:
                 td, root_after = env.step_and_maybe_reset(td)
                 nxt = td.get("next")

@@ -205,7 +205,7 @@ class InitTracker(Transform):
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
         done = next_tensordict.get("done")
-        next_tensordict.set(self.init_key, torch.zeros_like(done, dtype=torch.bool))
+        td_write(next_tensordict, self.init_key, torch.zeros_like(done, dtype=torch.bool))
         return next_tensordict
 
     def _rewritten_keys(self) -> set:
