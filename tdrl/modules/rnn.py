@@ -239,14 +239,45 @@ def _kernel(rnn: nn.RNNBase) -> Callable[..., tuple] | None:
     """The ``torch.lstm``/``torch.gru`` call ``rnn.forward`` makes, or ``None`` where ``rnn(...)`` must run.
 
     ``nn.LSTM.forward`` spends about as long checking its arguments and weight references
-    as the kernel takes for one small step; the step path builds its inputs itself (batch
-    first, 3-D, hidden states of the right shape), so it calls the same kernel with the
-    module's current parameters. Subclasses (their own forward), hooked modules, scripted
-    modules and a torch without the weight-name list keep ``rnn(...)``.
+    as the kernel takes for one small step; the module builds the kernel's inputs itself
+    (batch first, 3-D, hidden states of the right shape), so it calls the same kernel with
+    the module's current parameters. Subclasses (their own forward), hooked modules and a
+    torch without the weight-name list keep ``rnn(...)``.
     """
     if not _HAS_FLAT_NAMES or has_forward_hooks(rnn):
         return None
     return _KERNELS.get(type(rnn))
+
+
+def _cell(rnn: nn.RNNBase) -> Callable[..., Any] | None:
+    """``torch.lstm_cell``/``torch.gru_cell`` where one step of ``rnn`` is exactly one cell call, else ``None``.
+
+    One layer, one direction, no projection: the cell computes the same gates from the same
+    parameters as the sequence kernel (to rounding), in a quarter of its time for one step.
+    """
+    if rnn.num_layers != 1 or rnn.bidirectional or getattr(rnn, "proj_size", 0) or _kernel(rnn) is None:
+        return None
+    return torch.lstm_cell if type(rnn) is nn.LSTM else torch.gru_cell
+
+
+def _run_cell(cell: Callable[..., Any], rnn: nn.RNNBase, value: torch.Tensor, states: list, lead: tuple) -> list:
+    """One step of a one-layer ``rnn`` through its cell: ``value`` [*B, F], states [*B, 1, H] each."""
+    weights = [getattr(rnn, name) for name in rnn._flat_weights_names]
+    if lead:
+        x = value.reshape(-1, value.shape[-1])
+        hx = [s.reshape(-1, s.shape[-1]) for s in states]
+    else:  # one env: the states' [1, H] is the cell's batch of one
+        x = value.unsqueeze(0)
+        hx = states
+    if len(hx) == 2:
+        finals = cell(x, (hx[0], hx[1]), *weights)
+    else:
+        finals = (cell(x, hx[0], *weights),)
+    # the output is the new h, as its own tensor (an in-place op on it must not change the stored state)
+    y = finals[0].clone()
+    if not lead:
+        return [y.reshape(y.shape[-1]), *finals]
+    return [y.reshape(*lead, y.shape[-1]), *(h.reshape(*lead, 1, h.shape[-1]) for h in finals)]
 
 
 class _RecurrentModuleBase(TensorDictModuleBase):
@@ -403,14 +434,18 @@ class _RecurrentModuleBase(TensorDictModuleBase):
         # one step per batch element: [*B, F] -> [N, 1, F], states [*B, L, H] -> [L, N, H]
         lead = tuple(batch)
         dims = len(lead)
-        x = value.reshape(-1, 1, *value.shape[dims:])
         if any(s is None for s in states):
+            x = value.reshape(-1, 1, *value.shape[dims:])
             hidden = tuple(x.new_zeros(layers, x.shape[0], size) for layers, size in self._state_shapes())
         else:
             # on the CPU, asking whether any episode starts is cheaper than masking every state
-            if is_init.device.type != "cpu" or bool(is_init.any()):
+            if is_init.device.type != "cpu" or (bool(is_init) if is_init.numel() == 1 else bool(is_init.any())):
                 starts = is_init.reshape(*lead, 1, 1)
                 states = [s.masked_fill(starts, 0.0) for s in states]
+            cell = None if self._python_based or value.ndim != dims + 1 else _cell(self._rnn)
+            if cell is not None:
+                return _run_cell(cell, self._rnn, value, states, lead)
+            x = value.reshape(-1, 1, *value.shape[dims:])
             if dims == 0:  # one env: [L, H] -> [L, 1, H]
                 hidden = tuple(s.unsqueeze(1) for s in states)
             else:
