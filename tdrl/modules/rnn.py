@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -43,7 +43,7 @@ from tensordict.utils import NestedKey, unravel_key, unravel_key_list
 from torch import nn
 from torch.nn import functional as F
 
-from tdrl._compat import has_forward_hooks, td_read, td_unchecked, td_write
+from tdrl._compat import FAST_PATHS, has_forward_hooks, rnn_weights, td_attach, td_read, td_unchecked, td_write
 
 __all__ = ["LSTMModule", "GRUModule", "set_recurrent_mode", "recurrent_mode", "check_recurrent_primers"]
 
@@ -206,17 +206,17 @@ def _write_outputs(tensordict: TensorDictBase, keys: Sequence[NestedKey], values
             td_write(tensordict, key, value)
     if not nested:
         return
-    if type(tensordict) is TensorDict and not tensordict.is_locked and "next" not in tensordict.keys():
+    if type(tensordict) is TensorDict and td_read(tensordict, "next") is None:
         device = tensordict.device
         if device is None or all(v.device == device for v in nested.values()):
-            tensordict.set("next", td_unchecked(nested, tensordict.batch_size, device))
+            td_attach(tensordict, "next", td_unchecked(nested, tensordict.batch_size, device))
             return
     for name, value in nested.items():
         tensordict.set(("next", name), value)
 
 
 def _lstm_kernel(rnn: nn.RNNBase, x: torch.Tensor, hidden: tuple) -> tuple:
-    weights = [getattr(rnn, name) for name in rnn._flat_weights_names]
+    weights = cast(list, rnn_weights(rnn))  # _kernel/_cell checked it is known
     y, h, c = torch.lstm(
         x, hidden, weights, rnn.bias, rnn.num_layers, rnn.dropout, rnn.training, rnn.bidirectional, True
     )
@@ -224,7 +224,7 @@ def _lstm_kernel(rnn: nn.RNNBase, x: torch.Tensor, hidden: tuple) -> tuple:
 
 
 def _gru_kernel(rnn: nn.RNNBase, x: torch.Tensor, hidden: tuple) -> tuple:
-    weights = [getattr(rnn, name) for name in rnn._flat_weights_names]
+    weights = cast(list, rnn_weights(rnn))  # _kernel/_cell checked it is known
     y, h = torch.gru(
         x, hidden[0], weights, rnn.bias, rnn.num_layers, rnn.dropout, rnn.training, rnn.bidirectional, True
     )
@@ -232,7 +232,6 @@ def _gru_kernel(rnn: nn.RNNBase, x: torch.Tensor, hidden: tuple) -> tuple:
 
 
 _KERNELS: dict[type, Callable[..., tuple]] = {nn.LSTM: _lstm_kernel, nn.GRU: _gru_kernel}
-_HAS_FLAT_NAMES = all(hasattr(cls(1, 1), "_flat_weights_names") for cls in _KERNELS)
 
 
 def _kernel(rnn: nn.RNNBase) -> Callable[..., tuple] | None:
@@ -242,9 +241,9 @@ def _kernel(rnn: nn.RNNBase) -> Callable[..., tuple] | None:
     as the kernel takes for one small step; the module builds the kernel's inputs itself
     (batch first, 3-D, hidden states of the right shape), so it calls the same kernel with
     the module's current parameters. Subclasses (their own forward), hooked modules and a
-    torch without the weight-name list keep ``rnn(...)``.
+    torch whose weight list tdrl does not know keep ``rnn(...)``.
     """
-    if not _HAS_FLAT_NAMES or has_forward_hooks(rnn):
+    if not FAST_PATHS["rnn_weights"] or has_forward_hooks(rnn):
         return None
     return _KERNELS.get(type(rnn))
 
@@ -262,7 +261,7 @@ def _cell(rnn: nn.RNNBase) -> Callable[..., Any] | None:
 
 def _run_cell(cell: Callable[..., Any], rnn: nn.RNNBase, value: torch.Tensor, states: list, lead: tuple) -> list:
     """One step of a one-layer ``rnn`` through its cell: ``value`` [*B, F], states [*B, 1, H] each."""
-    weights = [getattr(rnn, name) for name in rnn._flat_weights_names]
+    weights = cast(list, rnn_weights(rnn))  # _kernel/_cell checked it is known
     if lead:
         x = value.reshape(-1, value.shape[-1])
         hx = [s.reshape(-1, s.shape[-1]) for s in states]

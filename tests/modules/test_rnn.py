@@ -246,3 +246,18 @@ def test_matches_torchrl_outputs_and_gradients(kind: str, mode: str, num_layers:
     (b["y"] * weights).sum().backward()
     for ga, gb in zip(_grads(ours), _grads(twin)):
         torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_step_mode_uses_the_parameters_functional_call_swaps_in(kind: str, num_layers: int) -> None:
+    """The step path reads the RNN's parameters at each call, so torch.func.functional_call's swap applies."""
+    torch.manual_seed(5)
+    module = _make(kind, num_layers=num_layers)
+    td = TensorDict(obs=torch.randn(2, 3), is_init=torch.ones(2, 1, dtype=torch.bool), batch_size=[2])
+    swapped = {name: torch.randn_like(p) for name, p in module.named_parameters()}
+    got = torch.func.functional_call(module, swapped, (td.clone(),))
+    twin = _make(kind, num_layers=num_layers)
+    twin.load_state_dict(swapped)
+    torch.testing.assert_close(got["y"], twin(td.clone())["y"])
+    assert not torch.allclose(got["y"], module(td.clone())["y"])
