@@ -59,7 +59,8 @@ def test_attach_is_set_and_keeps_its_checks(attach):
     td = TensorDict({"x": torch.zeros(3, 2)}, [3])
     sub = TensorDict({"h": torch.ones(3, 4)}, [3])
     attach(td, "next", sub)
-    assert td.get("next") is sub and td.get(("next", "h")) is sub.get("h")
+    assert td.get("next") is sub
+    assert td.get(("next", "h")) is sub.get("h")
     named = TensorDict({"x": torch.zeros(3)}, [3], names=["env"])
     attach(named, "next", TensorDict({"h": torch.ones(3)}, [3]))
     assert named.get("next").names == ["env"]  # set's name refinement, not skipped

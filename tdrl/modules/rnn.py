@@ -254,7 +254,7 @@ def _cell(rnn: nn.RNNBase) -> Callable[..., Any] | None:
     One layer, one direction, no projection: the cell computes the same gates from the same
     parameters as the sequence kernel (to rounding), in a quarter of its time for one step.
     """
-    if rnn.num_layers != 1 or rnn.bidirectional or getattr(rnn, "proj_size", 0) or _kernel(rnn) is None:
+    if rnn.num_layers != 1 or rnn.bidirectional or rnn.proj_size or _kernel(rnn) is None:
         return None
     return torch.lstm_cell if type(rnn) is nn.LSTM else torch.gru_cell
 

@@ -44,7 +44,9 @@ def _stepwise(module, td: TensorDict) -> TensorDict:
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("python_based", [False, True])
 @pytest.mark.parametrize("num_layers", [1, 2])  # one layer steps through the fused cell, two through the kernel
-def test_recurrent_mode_equals_stepping_with_resets_mid_sequence(kind: str, python_based: bool, num_layers: int) -> None:
+def test_recurrent_mode_equals_stepping_with_resets_mid_sequence(
+    kind: str, python_based: bool, num_layers: int
+) -> None:
     torch.manual_seed(0)
     module = _make(kind, python_based, num_layers=num_layers)
     td = _sequence_td(3, 7, 3, resets=[(0, 3), (2, 1), (2, 5)])
