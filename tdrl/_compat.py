@@ -41,6 +41,7 @@ __all__ = [
     "td_read",
     "td_write",
     "td_attach",
+    "td_pop",
     "params_leaf",
     "td_unchecked",
     "has_forward_hooks",
@@ -154,6 +155,18 @@ def _td_attach_fast(tensordict: TensorDictBase, key: str, sub: TensorDictBase) -
     tensordict.set(key, sub)
 
 
+def _td_pop_public(tensordict: TensorDictBase, key: str) -> Any:
+    """``tensordict.pop(key, None)``."""
+    return tensordict.pop(key, None)
+
+
+def _td_pop_fast(tensordict: TensorDictBase, key: str) -> Any:
+    """``tensordict.pop(key, None)``; for a string key of a plain unlocked TensorDict, straight from its entry dict."""
+    if type(key) is str and type(tensordict) is TensorDict and not tensordict._is_locked:
+        return tensordict._tensordict.pop(key, None)
+    return tensordict.pop(key, None)
+
+
 def _td_unchecked_fast(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
     """A TensorDict from tensors already known to fit ``batch_size`` and ``device`` (no per-entry checks)."""
     return TensorDict._new_unsafe(source, batch_size=batch_size, device=device)
@@ -183,6 +196,7 @@ FAST_PATHS: dict[str, bool] = {"tensordict": _td_internals_work()}
 
 if FAST_PATHS["tensordict"]:
     td_read, td_write, td_unchecked, td_attach = _td_read_fast, _td_write_fast, _td_unchecked_fast, _td_attach_fast
+    td_pop = _td_pop_fast
     params_leaf = _params_leaf_fast
 else:  # pragma: no cover - taken on a tensordict whose internals moved
     td_read, td_write, td_unchecked, td_attach = (
@@ -191,6 +205,7 @@ else:  # pragma: no cover - taken on a tensordict whose internals moved
         _td_unchecked_public,
         _td_attach_public,
     )
+    td_pop = _td_pop_public
     params_leaf = _params_leaf_public
 
 

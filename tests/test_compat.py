@@ -71,6 +71,18 @@ def test_attach_is_set_and_keeps_its_checks(attach):
         attach(locked, "next", TensorDict({"h": torch.ones(3)}, [3]))
 
 
+@pytest.mark.parametrize("pop", [_compat._td_pop_fast, _compat._td_pop_public])
+def test_pop_is_tensordicts_pop(pop):
+    sub = TensorDict({"h": torch.ones(3)}, [3])
+    td = TensorDict({"x": torch.zeros(3), "next": sub}, [3])
+    assert pop(td, "next") is sub
+    assert list(td.keys()) == ["x"]
+    assert pop(td, "missing") is None
+    locked = TensorDict({"x": torch.zeros(3)}, [3]).lock_()
+    with pytest.raises(RuntimeError):
+        pop(locked, "x")
+
+
 def test_rnn_weights_are_what_getattr_finds():
     lstm = nn.LSTM(3, 4, num_layers=2, proj_size=2)
     assert [w is getattr(lstm, n) for n, w in zip(lstm._flat_weights_names, _compat.rnn_weights(lstm))] == [True] * 10
