@@ -13,6 +13,11 @@ chosen value, reward, done / terminated / truncated, next observation) written i
 preallocated tensors. Each contender runs one batch per round, in turn (interleaved); the
 ratio is the median of the rounds' ratios, the rates shown are the median rounds.
 
+An info row compares with the same hand loop stepping an ``nn.LSTMCell`` that holds the
+LSTM's weights (the fastest way to write one step of a one-layer LSTM by hand; tdrl's step
+mode calls the same fused cell), and, where TorchRL 0.14.1 is installed, one with its
+``SyncDataCollector`` and ``LSTMModule`` on the same env, transforms and weights.
+
 Clock: as ``bench_collector``, CPU time of the (single-threaded) loop, ``time.process_time``,
 so that other jobs on a shared machine do not decide the figure; ``CLOCK = time.perf_counter``
 gives wall-clock figures on a quiet box.
