@@ -40,9 +40,12 @@ __all__ = [
     "FAST_PATHS",
     "td_read",
     "td_write",
+    "td_attach",
+    "td_pop",
     "params_leaf",
     "td_unchecked",
     "has_forward_hooks",
+    "rnn_weights",
     "tdmodule_kwarg_names",
     "tdmodule_is_plain_call",
     "tdsequential_is_plain_call",
@@ -74,6 +77,8 @@ def _td_internals_work() -> bool:
         if probe._is_locked is not True:
             return False
         built = TensorDict._new_unsafe({"b": torch.ones(2)}, batch_size=torch.Size([2]), device=None)
+        if probe._td_dim_names is not None or built._td_dim_names is not None:
+            return False
         return type(built) is TensorDict and built.batch_size == (2,) and bool(built.get("b").sum() == 2)
     except Exception:  # any missing or changed name: use the public API
         return False
@@ -125,6 +130,43 @@ def _td_write_fast(tensordict: TensorDictBase, key: Any, value: Any) -> TensorDi
     return tensordict.set(key, value)  # anything that needs checking: tensordict's own path and errors
 
 
+def _td_attach_public(tensordict: TensorDictBase, key: str, sub: TensorDictBase) -> None:
+    """``tensordict.set(key, sub)``."""
+    tensordict.set(key, sub)
+
+
+def _td_attach_fast(tensordict: TensorDictBase, key: str, sub: TensorDictBase) -> None:
+    """``tensordict.set(key, sub)`` for a new sub-TensorDict built with the parent's batch size and device.
+
+    ``set`` would validate the sub-TensorDict's batch size, device and dim names against
+    the parent's; when all match exactly (and the key is new), there is nothing to adapt.
+    """
+    if (
+        type(tensordict) is TensorDict
+        and type(sub) is TensorDict
+        and not tensordict._is_locked
+        and sub._batch_size == tensordict._batch_size
+        and sub._device == tensordict._device
+        and tensordict._td_dim_names is None
+        and key not in tensordict._tensordict
+    ):
+        tensordict._tensordict[key] = sub
+        return
+    tensordict.set(key, sub)
+
+
+def _td_pop_public(tensordict: TensorDictBase, key: str) -> Any:
+    """``tensordict.pop(key, None)``."""
+    return tensordict.pop(key, None)
+
+
+def _td_pop_fast(tensordict: TensorDictBase, key: str) -> Any:
+    """``tensordict.pop(key, None)``; for a string key of a plain unlocked TensorDict, straight from its entry dict."""
+    if type(key) is str and type(tensordict) is TensorDict and not tensordict._is_locked:
+        return tensordict._tensordict.pop(key, None)
+    return tensordict.pop(key, None)
+
+
 def _td_unchecked_fast(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
     """A TensorDict from tensors already known to fit ``batch_size`` and ``device`` (no per-entry checks)."""
     return TensorDict._new_unsafe(source, batch_size=batch_size, device=device)
@@ -153,10 +195,17 @@ FAST_PATHS: dict[str, bool] = {"tensordict": _td_internals_work()}
 """Which private-name fast paths the installed libraries support (filled at import)."""
 
 if FAST_PATHS["tensordict"]:
-    td_read, td_write, td_unchecked = _td_read_fast, _td_write_fast, _td_unchecked_fast
+    td_read, td_write, td_unchecked, td_attach = _td_read_fast, _td_write_fast, _td_unchecked_fast, _td_attach_fast
+    td_pop = _td_pop_fast
     params_leaf = _params_leaf_fast
 else:  # pragma: no cover - taken on a tensordict whose internals moved
-    td_read, td_write, td_unchecked = _td_read_public, _td_write_public, _td_unchecked_public
+    td_read, td_write, td_unchecked, td_attach = (
+        _td_read_public,
+        _td_write_public,
+        _td_unchecked_public,
+        _td_attach_public,
+    )
+    td_pop = _td_pop_public
     params_leaf = _params_leaf_public
 
 
@@ -192,6 +241,34 @@ def _has_forward_hooks_fast(module: nn.Module) -> bool:
 def _has_forward_hooks_unknown(module: nn.Module) -> bool:
     """``True``: where hooks live is unknown, so callers take ``nn.Module.__call__``."""
     return True
+
+
+def _rnn_weight_names_work() -> bool:
+    try:
+        probe = nn.LSTM(2, 3, num_layers=2, proj_size=1)
+        names = list(probe._flat_weights_names)
+        return len(names) == 10 and all(probe._parameters[n] is getattr(probe, n) for n in names)
+    except Exception:
+        return False
+
+
+FAST_PATHS["rnn_weights"] = _rnn_weight_names_work()
+
+
+def rnn_weights(rnn: nn.RNNBase) -> list | None:
+    """The parameters ``nn.LSTM``/``nn.GRU.forward`` passes to its kernel, as they are now; ``None`` if unknown.
+
+    Read from the module's parameter dict, where ``getattr`` (and ``torch.func.functional_call``'s
+    swap) finds them; a weight that moved elsewhere falls back to ``getattr``.
+    """
+    if not FAST_PATHS["rnn_weights"]:
+        return None
+    names = rnn._flat_weights_names
+    params = rnn._parameters
+    try:
+        return [params[name] for name in names]
+    except KeyError:
+        return [getattr(rnn, name) for name in names]
 
 
 # chosen once here, not per call: the lean paths ask this at every step

@@ -45,13 +45,49 @@ def test_the_fast_paths_are_taken_on_the_tested_tensordict_range():
         "dist_sample": True,
         "generator_attrs": True,
         "foreach": True,
+        "rnn_weights": True,
     }, tensordict.__version__
     assert _compat.td_read is _compat._td_read_fast
+    assert _compat.td_attach is _compat._td_attach_fast
     assert _compat.td_write is _compat._td_write_fast
     assert _compat.has_forward_hooks is _compat._has_forward_hooks_fast
 
 
 # --- TensorDict entries ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("attach", [_compat._td_attach_fast, _compat._td_attach_public])
+def test_attach_is_set_and_keeps_its_checks(attach):
+    td = TensorDict({"x": torch.zeros(3, 2)}, [3])
+    sub = TensorDict({"h": torch.ones(3, 4)}, [3])
+    attach(td, "next", sub)
+    assert td.get("next") is sub
+    assert td.get(("next", "h")) is sub.get("h")
+    named = TensorDict({"x": torch.zeros(3)}, [3], names=["env"])
+    attach(named, "next", TensorDict({"h": torch.ones(3)}, [3]))
+    assert named.get("next").names == ["env"]  # set's name refinement, not skipped
+    with pytest.raises(RuntimeError):
+        attach(TensorDict({"x": torch.zeros(3)}, [3]), "next", TensorDict({"h": torch.ones(2)}, [2]))
+    locked = TensorDict({"x": torch.zeros(3)}, [3]).lock_()
+    with pytest.raises(RuntimeError):
+        attach(locked, "next", TensorDict({"h": torch.ones(3)}, [3]))
+
+
+@pytest.mark.parametrize("pop", [_compat._td_pop_fast, _compat._td_pop_public])
+def test_pop_is_tensordicts_pop(pop):
+    sub = TensorDict({"h": torch.ones(3)}, [3])
+    td = TensorDict({"x": torch.zeros(3), "next": sub}, [3])
+    assert pop(td, "next") is sub
+    assert list(td.keys()) == ["x"]
+    assert pop(td, "missing") is None
+    locked = TensorDict({"x": torch.zeros(3)}, [3]).lock_()
+    with pytest.raises(RuntimeError):
+        pop(locked, "x")
+
+
+def test_rnn_weights_are_what_getattr_finds():
+    lstm = nn.LSTM(3, 4, num_layers=2, proj_size=2)
+    assert [w is getattr(lstm, n) for n, w in zip(lstm._flat_weights_names, _compat.rnn_weights(lstm))] == [True] * 10
+
+
 @pytest.mark.parametrize("write", WRITES)
 @pytest.mark.parametrize("read", READS)
 def test_write_then_read_gives_back_the_tensor_itself(read, write):

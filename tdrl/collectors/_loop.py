@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl._compat import td_unchecked
+from tdrl._compat import td_pop, td_read, td_unchecked, td_write
 from tdrl.envs._stepping import StepRecorder, done_groups, end_in_groups, reward_exclusions, td_from_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
@@ -45,6 +45,21 @@ BAD_ACTION = (
     "(env batch_size {batch} + action spec shape {spec}). Fix the policy's output size "
     "(e.g. its last layer's out_features) or its in_keys."
 )
+
+
+def _merge_preset(nxt: TensorDictBase, preset: TensorDictBase, keys: list) -> None:
+    """``nxt.update(preset)``: the policy's ``"next"`` entries (a recurrent state) over the env's step.
+
+    When ``preset`` holds exactly the tensors ``keys`` found at setup, they are written one
+    by one (``update`` walks and checks the whole TensorDict); anything else is ``update``.
+    """
+    if len(keys) == len(preset.keys()):
+        values = [td_read(preset, key) for key in keys]
+        if all(isinstance(value, torch.Tensor) for value in values):
+            for key, value in zip(keys, values):
+                td_write(nxt, key, value)
+            return
+    nxt.update(preset)
 
 
 class StepLoop:
@@ -171,9 +186,12 @@ class StepLoop:
                 rs.guard(self.checks_left > 0)
             preset = None
             if recurrent:
-                preset = td.get("next", None)
-                if preset is not None:
-                    td = td.exclude("next")
+                if td is root:  # the collector's own root, recorded above: drop "next" in place
+                    preset = td_pop(td, "next")
+                else:
+                    preset = td.get("next", None)
+                    if preset is not None:
+                        td = td.exclude("next")
             if smr:
                 td, root_after = env.step_and_maybe_reset(td)
                 nxt = td.get("next")
@@ -182,7 +200,7 @@ class StepLoop:
             else:
                 nxt = env.step(td).get("next")
             if preset is not None:
-                nxt.update(preset)
+                _merge_preset(nxt, preset, recurrent)
             over = None
             if trunc_rec is not None:
                 over = self._count_steps(nxt)

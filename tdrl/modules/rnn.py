@@ -34,14 +34,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey, unravel_key, unravel_key_list
 from torch import nn
 from torch.nn import functional as F
+
+from tdrl._compat import FAST_PATHS, has_forward_hooks, rnn_weights, td_attach, td_read, td_unchecked, td_write
 
 __all__ = ["LSTMModule", "GRUModule", "set_recurrent_mode", "recurrent_mode", "check_recurrent_primers"]
 
@@ -189,6 +191,94 @@ def _python_loop(rnn: nn.RNNBase, x: torch.Tensor, hidden: tuple, lengths: torch
     return layer_input, tuple(torch.stack(f, 0) for f in finals)
 
 
+def _write_outputs(tensordict: TensorDictBase, keys: Sequence[NestedKey], values: Sequence[torch.Tensor]) -> None:
+    """``tensordict.set(key, value)`` for each pair; the ``("next", name)`` ones go in one sub-TensorDict.
+
+    The outputs have the TensorDict's batch dims and the inputs' device, so a missing
+    ``"next"`` of a plain unlocked TensorDict is built from them at once (what ``set``
+    would build entry by entry); anything else goes through ``set``.
+    """
+    nested: dict[str, torch.Tensor] = {}
+    for key, value in zip(keys, values):
+        if type(key) is tuple and len(key) == 2 and key[0] == "next" and type(key[1]) is str:
+            nested[key[1]] = value
+        else:
+            td_write(tensordict, key, value)
+    if not nested:
+        return
+    if type(tensordict) is TensorDict and td_read(tensordict, "next") is None:
+        device = tensordict.device
+        if device is None or all(v.device == device for v in nested.values()):
+            td_attach(tensordict, "next", td_unchecked(nested, tensordict.batch_size, device))
+            return
+    for name, value in nested.items():
+        tensordict.set(("next", name), value)
+
+
+def _lstm_kernel(rnn: nn.RNNBase, x: torch.Tensor, hidden: tuple) -> tuple:
+    weights = cast(list, rnn_weights(rnn))  # _kernel/_cell checked it is known
+    y, h, c = torch.lstm(
+        x, hidden, weights, rnn.bias, rnn.num_layers, rnn.dropout, rnn.training, rnn.bidirectional, True
+    )
+    return y, (h, c)
+
+
+def _gru_kernel(rnn: nn.RNNBase, x: torch.Tensor, hidden: tuple) -> tuple:
+    weights = cast(list, rnn_weights(rnn))  # _kernel/_cell checked it is known
+    y, h = torch.gru(
+        x, hidden[0], weights, rnn.bias, rnn.num_layers, rnn.dropout, rnn.training, rnn.bidirectional, True
+    )
+    return y, (h,)
+
+
+_KERNELS: dict[type, Callable[..., tuple]] = {nn.LSTM: _lstm_kernel, nn.GRU: _gru_kernel}
+
+
+def _kernel(rnn: nn.RNNBase) -> Callable[..., tuple] | None:
+    """The ``torch.lstm``/``torch.gru`` call ``rnn.forward`` makes, or ``None`` where ``rnn(...)`` must run.
+
+    ``nn.LSTM.forward`` spends about as long checking its arguments and weight references
+    as the kernel takes for one small step; the module builds the kernel's inputs itself
+    (batch first, 3-D, hidden states of the right shape), so it calls the same kernel with
+    the module's current parameters. Subclasses (their own forward), hooked modules and a
+    torch whose weight list tdrl does not know keep ``rnn(...)``.
+    """
+    if not FAST_PATHS["rnn_weights"] or has_forward_hooks(rnn):
+        return None
+    return _KERNELS.get(type(rnn))
+
+
+def _cell(rnn: nn.RNNBase) -> Callable[..., Any] | None:
+    """``torch.lstm_cell``/``torch.gru_cell`` where one step of ``rnn`` is exactly one cell call, else ``None``.
+
+    One layer, one direction, no projection: the cell computes the same gates from the same
+    parameters as the sequence kernel (to rounding), in a quarter of its time for one step.
+    """
+    if rnn.num_layers != 1 or rnn.bidirectional or rnn.proj_size or _kernel(rnn) is None:
+        return None
+    return torch.lstm_cell if type(rnn) is nn.LSTM else torch.gru_cell
+
+
+def _run_cell(cell: Callable[..., Any], rnn: nn.RNNBase, value: torch.Tensor, states: list, lead: tuple) -> list:
+    """One step of a one-layer ``rnn`` through its cell: ``value`` [*B, F], states [*B, 1, H] each."""
+    weights = cast(list, rnn_weights(rnn))  # _kernel/_cell checked it is known
+    if lead:
+        x = value.reshape(-1, value.shape[-1])
+        hx = [s.reshape(-1, s.shape[-1]) for s in states]
+    else:  # one env: the states' [1, H] is the cell's batch of one
+        x = value.unsqueeze(0)
+        hx = states
+    if len(hx) == 2:
+        finals = cell(x, (hx[0], hx[1]), *weights)
+    else:
+        finals = (cell(x, hx[0], *weights),)
+    # the output is the new h, as its own tensor (an in-place op on it must not change the stored state)
+    y = finals[0].clone()
+    if not lead:
+        return [y.reshape(y.shape[-1]), *finals]
+    return [y.reshape(*lead, y.shape[-1]), *(h.reshape(*lead, 1, h.shape[-1]) for h in finals)]
+
+
 class _RecurrentModuleBase(TensorDictModuleBase):
     """What LSTMModule and GRUModule share: keys, modes, the step and sequence paths."""
 
@@ -288,31 +378,33 @@ class _RecurrentModuleBase(TensorDictModuleBase):
 
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        cls = f"{type(self).__name__}"
-        n = self._n_states
-        value = tensordict.get(self.in_keys[0], None)
+        in_keys = self.in_keys
+        value = td_read(tensordict, in_keys[0])
         if value is None:
             raise KeyError(
-                NO_INPUT.format(cls=cls, key=self.in_keys[0], keys=sorted(map(str, tensordict.keys(True, True))))
+                NO_INPUT.format(
+                    cls=type(self).__name__, key=in_keys[0], keys=sorted(map(str, tensordict.keys(True, True)))
+                )
             )
-        is_init = tensordict.get(self.in_keys[-1], None)
+        is_init = td_read(tensordict, in_keys[-1])
         if is_init is None:
             raise KeyError(
-                NO_IS_INIT.format(cls=cls, key=self.in_keys[-1], keys=sorted(map(str, tensordict.keys(True, True))))
+                NO_IS_INIT.format(
+                    cls=type(self).__name__, key=in_keys[-1], keys=sorted(map(str, tensordict.keys(True, True)))
+                )
             )
-        states = [tensordict.get(k, None) for k in self.in_keys[1 : 1 + n]]
+        states = [td_read(tensordict, k) for k in in_keys[1:-1]]
         batch = tensordict.batch_size
         if self.recurrent_mode:
             if not batch:
                 raise ValueError(
-                    f"{cls} in recurrent mode needs a TensorDict with at least one batch dim (time, the last); "
-                    "got batch_size []. Unsqueeze a time dim or run it outside set_recurrent_mode(True)."
+                    f"{type(self).__name__} in recurrent mode needs a TensorDict with at least one batch dim (time, "
+                    "the last); got batch_size []. Unsqueeze a time dim or run it outside set_recurrent_mode(True)."
                 )
             outs = self._run_sequences(value, states, is_init, batch)
         else:
             outs = self._run_step(value, states, is_init, batch)
-        for key, out in zip(self.out_keys, outs):
-            tensordict.set(key, out)
+        _write_outputs(tensordict, self.out_keys, outs)
         return tensordict
 
     def _zeros(self, lead: tuple, like: torch.Tensor) -> list[torch.Tensor]:
@@ -324,29 +416,43 @@ class _RecurrentModuleBase(TensorDictModuleBase):
         lstm = self._n_states == 2
         if self._python_based:
             return _python_loop(rnn, x, hidden, lengths, lstm)
-        arg = hidden if lstm else hidden[0]
         if lengths is None:
+            kernel = _kernel(rnn)
+            if kernel is not None:
+                return kernel(rnn, x, hidden)
+            arg = hidden if lstm else hidden[0]
             y, h = rnn(x, arg)
         else:
+            arg = hidden if lstm else hidden[0]
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             packed_y, h = rnn(packed, arg)
             y, _ = nn.utils.rnn.pad_packed_sequence(packed_y, batch_first=True, total_length=x.shape[1])
         return y, (tuple(h) if lstm else (h,))
 
     def _run_step(self, value: torch.Tensor, states: list, is_init: torch.Tensor, batch: torch.Size) -> list:
+        # one step per batch element: [*B, F] -> [N, 1, F], states [*B, L, H] -> [L, N, H]
         lead = tuple(batch)
-        feat = value.shape[len(lead) :]
-        x = value.reshape(-1, 1, *feat)
+        dims = len(lead)
         if any(s is None for s in states):
-            flat_states = self._zeros((x.shape[0],), value)
+            x = value.reshape(-1, 1, *value.shape[dims:])
+            hidden = tuple(x.new_zeros(layers, x.shape[0], size) for layers, size in self._state_shapes())
         else:
-            starts = is_init.reshape(-1, 1, 1)
-            flat_states = [s.reshape(-1, *s.shape[len(lead) :]).masked_fill(starts, 0.0) for s in states]
-        hidden = tuple(s.transpose(0, 1).contiguous() for s in flat_states)
+            # on the CPU, asking whether any episode starts is cheaper than masking every state
+            if is_init.device.type != "cpu" or (bool(is_init) if is_init.numel() == 1 else bool(is_init.any())):
+                starts = is_init.reshape(*lead, 1, 1)
+                states = [s.masked_fill(starts, 0.0) for s in states]
+            cell = None if self._python_based or value.ndim != dims + 1 else _cell(self._rnn)
+            if cell is not None:
+                return _run_cell(cell, self._rnn, value, states, lead)
+            x = value.reshape(-1, 1, *value.shape[dims:])
+            if dims == 0:  # one env: [L, H] -> [L, 1, H]
+                hidden = tuple(s.unsqueeze(1) for s in states)
+            else:
+                hidden = tuple(s.reshape(-1, *s.shape[dims:]).transpose(0, 1).contiguous() for s in states)
         y, final = self._call_rnn(x, hidden, None)
-        out = [y[:, 0].reshape(*lead, *y.shape[2:])]
-        out += [h.transpose(0, 1).reshape(*lead, *h.shape[::2]) for h in final]
-        return out
+        if dims == 0:
+            return [y.reshape(y.shape[-1]), *(h.squeeze(1) for h in final)]
+        return [y.reshape(*lead, y.shape[-1]), *(h.transpose(0, 1).reshape(*lead, *h.shape[::2]) for h in final)]
 
     def _run_sequences(self, value: torch.Tensor, states: list, is_init: torch.Tensor, batch: torch.Size) -> list:
         lead = tuple(batch)

@@ -43,9 +43,12 @@ def _stepwise(module, td: TensorDict) -> TensorDict:
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("python_based", [False, True])
-def test_recurrent_mode_equals_stepping_with_resets_mid_sequence(kind: str, python_based: bool) -> None:
+@pytest.mark.parametrize("num_layers", [1, 2])  # one layer steps through the fused cell, two through the kernel
+def test_recurrent_mode_equals_stepping_with_resets_mid_sequence(
+    kind: str, python_based: bool, num_layers: int
+) -> None:
     torch.manual_seed(0)
-    module = _make(kind, python_based, num_layers=2)
+    module = _make(kind, python_based, num_layers=num_layers)
     td = _sequence_td(3, 7, 3, resets=[(0, 3), (2, 1), (2, 5)])
     stepped = _stepwise(module, td)
     with set_recurrent_mode(True):
@@ -70,6 +73,61 @@ def test_python_based_matches_the_kernel(kind: str) -> None:
         kernel = module(td.clone())
         python = module.make_python_based()(td.clone())
     torch.testing.assert_close(python["y"], kernel["y"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("batch", [(), (4,), (2, 3)])
+def test_one_step_equals_the_wrapped_rnn(kind: str, batch: tuple) -> None:
+    """The step path (the fused cell for one layer) gives what calling the nn.LSTM/nn.GRU gives, gradients too."""
+    torch.manual_seed(4)
+    module = _make(kind)
+    rnn = module.lstm if kind == "lstm" else module.gru
+    is_init = torch.zeros(*batch, 1, dtype=torch.bool)
+    if batch:
+        is_init.view(-1)[0] = True
+    td = TensorDict(obs=torch.randn(*batch, 3), is_init=is_init, batch_size=batch)
+    states = [torch.randn(*batch, 1, 5) for _ in _state_keys(module)]
+    for key, value in zip(_state_keys(module), states):
+        td.set(key, value)
+    out = module(td)
+    n = is_init.numel()
+    hidden = [s.masked_fill(is_init.reshape(*batch, 1, 1), 0.0).reshape(n, 1, 5).transpose(0, 1) for s in states]
+    y, final = rnn(td["obs"].reshape(n, 1, 3), tuple(hidden) if kind == "lstm" else hidden[0])
+    finals = final if kind == "lstm" else (final,)
+    torch.testing.assert_close(out["y"], y.reshape(*batch, 5), rtol=1e-6, atol=1e-6)
+    for key, h in zip(_state_keys(module), finals):
+        torch.testing.assert_close(out["next", key], h.transpose(0, 1).reshape(*batch, 1, 5), rtol=1e-6, atol=1e-6)
+    (out["y"].sum() + sum(out["next", key].sum() for key in _state_keys(module))).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in rnn.parameters())
+
+
+def test_step_output_is_not_the_stored_state() -> None:
+    """An in-place op on the output leaves the next hidden state as computed (they are distinct tensors)."""
+    module = _make("gru")
+    td = TensorDict(obs=torch.randn(3), is_init=torch.tensor([True]), batch_size=[])
+    out = module(td)
+    before = out["next", "recurrent_state"].clone()
+    out["y"].add_(100.0)
+    torch.testing.assert_close(out["next", "recurrent_state"], before)
+
+
+def test_hooked_or_subclassed_rnn_goes_through_its_forward() -> None:
+    calls = []
+
+    class Logged(torch.nn.GRU):
+        def forward(self, *args, **kwargs):
+            calls.append("subclass")
+            return super().forward(*args, **kwargs)
+
+    sub = GRUModule(gru=Logged(3, 5, batch_first=True), in_key="obs", out_key="y")
+    hooked = _make("lstm")
+    hooked.lstm.register_forward_hook(lambda *args: calls.append("hook"))
+    for module in (sub, hooked):
+        td = TensorDict(obs=torch.randn(2, 3), is_init=torch.ones(2, 1, dtype=torch.bool), batch_size=[2])
+        for key, shape in zip(_state_keys(module), module._state_shapes()):
+            td.set(key, torch.zeros(2, *shape))
+        module(td)
+    assert calls == ["subclass", "hook"]
 
 
 def test_step_mode_zeroes_the_state_at_episode_starts() -> None:
@@ -166,18 +224,19 @@ def _grads(module) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("mode", ["step", "recurrent"])
-def test_matches_torchrl_outputs_and_gradients(kind: str, mode: str) -> None:
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_matches_torchrl_outputs_and_gradients(kind: str, mode: str, num_layers: int) -> None:
     torch.manual_seed(3)
-    ours = _make(kind, num_layers=2)
+    ours = _make(kind, num_layers=num_layers)
     twin, trl_mode = _torchrl_twin(ours, kind)
     if mode == "step":
         td = TensorDict(obs=torch.randn(4, 3), is_init=torch.tensor([[True], [False], [True], [False]]), batch_size=[4])
         for key in _state_keys(ours):
-            td.set(key, torch.randn(4, 2, 5))
+            td.set(key, torch.randn(4, num_layers, 5))
     else:
         td = _sequence_td(3, 6, 3, resets=[(0, 2), (1, 4), (2, 1), (2, 3)])
         for key in _state_keys(ours):
-            td.set(key, torch.randn(3, 6, 2, 5))
+            td.set(key, torch.randn(3, 6, num_layers, 5))
     with set_recurrent_mode(mode == "recurrent"):
         a = ours(td.clone())
     with trl_mode(mode == "recurrent"):
@@ -189,3 +248,18 @@ def test_matches_torchrl_outputs_and_gradients(kind: str, mode: str) -> None:
     (b["y"] * weights).sum().backward()
     for ga, gb in zip(_grads(ours), _grads(twin)):
         torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_step_mode_uses_the_parameters_functional_call_swaps_in(kind: str, num_layers: int) -> None:
+    """The step path reads the RNN's parameters at each call, so torch.func.functional_call's swap applies."""
+    torch.manual_seed(5)
+    module = _make(kind, num_layers=num_layers)
+    td = TensorDict(obs=torch.randn(2, 3), is_init=torch.ones(2, 1, dtype=torch.bool), batch_size=[2])
+    swapped = {name: torch.randn_like(p) for name, p in module.named_parameters()}
+    got = torch.func.functional_call(module, swapped, (td.clone(),))
+    twin = _make(kind, num_layers=num_layers)
+    twin.load_state_dict(swapped)
+    torch.testing.assert_close(got["y"], twin(td.clone())["y"])
+    assert not torch.allclose(got["y"], module(td.clone())["y"])

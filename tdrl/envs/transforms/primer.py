@@ -17,6 +17,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey, unravel_key
 
+from tdrl._compat import td_read, td_write
 from tdrl.envs.transforms.transforms import Transform, _slot
 from tdrl.specs import Composite, TensorSpec
 
@@ -144,10 +145,10 @@ class TensorDictPrimer(Transform):
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
         for key, spec in self._batched.items():
-            if next_tensordict.get(key, None) is not None:
+            if td_read(next_tensordict, key) is not None:
                 continue
-            value = tensordict.get(key, None)
-            next_tensordict.set(key, value if value is not None else self._value(key, spec))
+            value = td_read(tensordict, key)
+            td_write(next_tensordict, key, value if value is not None else self._value(key, spec))
         return next_tensordict
 
     def _rewritten_keys(self) -> set:

@@ -204,8 +204,10 @@ class InitTracker(Transform):
         return tensordict_reset
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
-        done = next_tensordict.get("done")
-        next_tensordict.set(self.init_key, torch.zeros_like(done, dtype=torch.bool))
+        done = td_read(next_tensordict, "done")
+        if done is None:
+            done = next_tensordict.get("done")  # (the KeyError naming the key)
+        td_write(next_tensordict, self.init_key, torch.zeros_like(done, dtype=torch.bool))
         return next_tensordict
 
     def _rewritten_keys(self) -> set:
