@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 
@@ -31,7 +31,7 @@ from tdrl.modules import (
     set_recurrent_mode,
 )
 from tdrl.objectives import ClipPPOLoss, DQNLoss
-from tdrl.objectives.value import GAE
+from tdrl.objectives.value import GAE, TD0Estimator, TDLambdaEstimator
 from tdrl.testing import RecallEnv
 
 ENVS, STEPS, DELAY, HIDDEN = 4, 12, 2, 6  # episodes of 3 steps: 4 per collected row
@@ -102,17 +102,26 @@ def test_slice_sampled_sequences_reproduce_the_collected_outputs(kind: str, slic
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_gae_over_sequences_equals_gae_on_stored_states(kind: str) -> None:
+@pytest.mark.parametrize("estimator", ["gae", "td0", "td_lambda"])
+@pytest.mark.parametrize("with_params", [False, True])
+def test_value_estimates_over_sequences_equal_estimates_on_stored_states(
+    kind: str, estimator: str, with_params: bool
+) -> None:
     features, actor, critic = _ppo_parts(kind)
     data = _collect(_env(features), actor)
-    gae = GAE(gamma=0.9, lmbda=0.8, value_network=critic)
+    if estimator == "gae":
+        value_estimator = GAE(gamma=0.9, lmbda=0.8, value_network=critic)
+    elif estimator == "td0":
+        value_estimator = TD0Estimator(gamma=0.9, value_network=critic)
+    else:
+        value_estimator = TDLambdaEstimator(gamma=0.9, lmbda=0.8, value_network=critic)
+    kwargs = {"params": TensorDict.from_module(critic)} if with_params else {}
     with torch.no_grad():
-        stepped = gae(data.clone())  # step mode: every step reads its stored state
+        stepped = value_estimator(data.clone(), **kwargs)  # step mode: every step reads its stored state
         with set_recurrent_mode(True):
-            sequenced = gae(data.clone())
-    for key in ("state_value", "advantage", "value_target"):
+            sequenced = value_estimator(data.clone(), **kwargs)
+    for key in ("state_value", ("next", "state_value"), "advantage", "value_target"):
         torch.testing.assert_close(sequenced[key], stepped[key], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(sequenced["next", "state_value"], stepped["next", "state_value"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
