@@ -705,8 +705,8 @@ def next_sequence_inputs(root: TensorDictBase, next_inputs: TensorDictBase, modu
         module: the network about to run on ``next_inputs``.
 
     Returns:
-        ``next_inputs``, or a shallow copy with each recurrent submodule's ``is_init`` taken
-        from ``root``.
+        ``next_inputs``, or a shallow copy whose ``is_init`` of each recurrent submodule also
+        holds the root's (TorchRL's value estimators mark the next inputs the same way).
 
     Examples:
         >>> import torch
@@ -733,5 +733,6 @@ def next_sequence_inputs(root: TensorDictBase, next_inputs: TensorDictBase, modu
             continue
         if out is next_inputs:
             out = next_inputs.copy()
-        out.set(key, starts)
+        marked = out.get(key, None)
+        out.set(key, starts if marked is None else marked | starts)
     return out

@@ -173,3 +173,26 @@ def test_dqn_loss_over_slice_sampled_sequences_equals_step_mode(kind: str, slice
     with set_recurrent_mode(True):
         sequenced = loss(batch.clone())
     torch.testing.assert_close(sequenced["loss"], stepped["loss"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gae_over_sequences_matches_torchrl(kind: str) -> None:
+    trl_modules = pytest.importorskip("torchrl.modules")
+    trl_value = pytest.importorskip("torchrl.objectives.value")
+    features, actor, critic = _ppo_parts(kind)
+    data = _collect(_env(features), actor)
+    rnn = features.lstm if kind == "lstm" else features.gru
+    twin_cls = trl_modules.LSTMModule if kind == "lstm" else trl_modules.GRUModule
+    twin = twin_cls(input_size=rnn.input_size, hidden_size=rnn.hidden_size,
+                    in_keys=list(features.in_keys), out_keys=list(features.out_keys))  # fmt: skip
+    (twin.lstm if kind == "lstm" else twin.gru).load_state_dict(rnn.state_dict())
+    twin_critic = TensorDictSequential(twin, critic[1])
+    plain = data.exclude("collector").to_tensordict()
+    with torch.no_grad():
+        with set_recurrent_mode(True):
+            ours = GAE(gamma=0.9, lmbda=0.8, value_network=critic)(plain.clone())
+        with trl_modules.set_recurrent_mode(True):
+            gae = trl_value.GAE(gamma=0.9, lmbda=0.8, value_network=twin_critic, deactivate_vmap=True)
+            theirs = gae(plain.clone())
+    for key in ("state_value", ("next", "state_value"), "advantage", "value_target"):
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
