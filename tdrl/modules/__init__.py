@@ -60,7 +60,14 @@ from tdrl.modules.models import (
     SqueezeLayer,
 )
 from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
-from tdrl.modules.rnn import GRUModule, LSTMModule, check_recurrent_primers, recurrent_mode, set_recurrent_mode
+from tdrl.modules.rnn import (
+    GRUModule,
+    LSTMModule,
+    check_recurrent_primers,
+    next_sequence_inputs,
+    recurrent_mode,
+    set_recurrent_mode,
+)
 from tdrl.modules.utils import get_primers_from_module
 
 __all__ = [
@@ -117,4 +124,5 @@ __all__ = [
     "recurrent_mode",
     "get_primers_from_module",
     "check_recurrent_primers",
+    "next_sequence_inputs",
 ]

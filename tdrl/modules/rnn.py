@@ -45,7 +45,14 @@ from torch.nn import functional as F
 
 from tdrl._compat import FAST_PATHS, has_forward_hooks, rnn_weights, td_attach, td_read, td_unchecked, td_write
 
-__all__ = ["LSTMModule", "GRUModule", "set_recurrent_mode", "recurrent_mode", "check_recurrent_primers"]
+__all__ = [
+    "LSTMModule",
+    "GRUModule",
+    "set_recurrent_mode",
+    "recurrent_mode",
+    "check_recurrent_primers",
+    "next_sequence_inputs",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -784,3 +791,54 @@ def check_recurrent_primers(policy: Any, env: Any, owner: str = "rollout") -> No
         for key in sub.in_keys[1:-1]:
             if unravel_key(key) not in declared:
                 raise ValueError(MISSING_PRIMER.format(owner=owner, module=type(sub).__name__, key=key))
+
+
+def next_sequence_inputs(root: TensorDictBase, next_inputs: TensorDictBase, module: Any) -> TensorDictBase:
+    """The ``"next"`` inputs of a ``[*B, T]`` batch, ready for ``module`` to run them as sequences.
+
+    In recurrent mode, a recurrent module runs the next observations ``o[t+1]`` of each row
+    as one sequence, starting from the state stored under ``"next"`` at the first step.
+    Where an episode starts at step ``t`` (``is_init`` at the root), the state carried
+    along that sequence belongs to the previous episode; the right one is the state stored
+    after step ``t``, ``("next", <state>)[t]``. Marking ``is_init`` of the next inputs where
+    the root's is set makes the module restart from it there, so the next-state values are
+    those the module computed while stepping. Value estimators and losses call this before
+    running a network on the next inputs; outside recurrent mode it returns them unchanged.
+
+    Args:
+        root: the batch (holding the root ``is_init`` entries).
+        next_inputs: the inputs read under ``"next"`` (a selection; it is not modified).
+        module: the network about to run on ``next_inputs``.
+
+    Returns:
+        ``next_inputs``, or a shallow copy whose ``is_init`` of each recurrent submodule also
+        holds the root's (TorchRL's value estimators mark the next inputs the same way).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> gru = GRUModule(input_size=1, hidden_size=2, in_key="obs", out_key="y")
+        >>> starts = torch.tensor([[True, False, True]]).unsqueeze(-1)
+        >>> root = TensorDict(is_init=starts, batch_size=[1, 3])
+        >>> nxt = TensorDict(is_init=torch.zeros_like(starts), batch_size=[1, 3])
+        >>> with set_recurrent_mode(True):
+        ...     next_sequence_inputs(root, nxt, gru)["is_init"].squeeze(-1)
+        tensor([[ True, False,  True]])
+        >>> next_sequence_inputs(root, nxt, gru) is nxt  # step mode: every step reads its stored state
+        True
+    """
+    if not isinstance(module, nn.Module) or next_inputs.batch_dims < 1:
+        return next_inputs
+    out = next_inputs
+    for sub in module.modules():
+        if not isinstance(sub, _RecurrentModuleBase) or not sub.recurrent_mode:
+            continue
+        key = sub.in_keys[-1]
+        starts = root.get(key, None)
+        if starts is None:
+            continue
+        if out is next_inputs:
+            out = next_inputs.copy()
+        marked = out.get(key, None)
+        out.set(key, starts if marked is None else marked | starts)
+    return out

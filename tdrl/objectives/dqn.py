@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from tdrl._compat import td_read, td_unchecked
 from tdrl.modules.qvalue import QValueActor, QValueModule
+from tdrl.modules.rnn import next_sequence_inputs
 from tdrl.objectives._dqn_fast import fast_inputs, fast_plan, values_network
 from tdrl.objectives._keys import next_key
 from tdrl.objectives._q_common import (
@@ -416,7 +417,7 @@ class DQNLoss(_QLossBase):
         else:
             values = net(inputs).get(keys.action_value)
         chosen = self._chosen(values, action, keepdim=False)
-        next_value = self._next_value(self._select(nxt, in_keys, "under 'next'"))
+        next_value = self._next_value(next_sequence_inputs(tensordict, self._select(nxt, in_keys, "under 'next'"), net))
         target = self.value_estimator.value_estimate(tensordict, next_value=next_value).squeeze(-1)
         self._write_priority(tensordict, (chosen.detach() - target).square_().unsqueeze_(-1))
         weights = self._weights(tensordict, chosen.shape)

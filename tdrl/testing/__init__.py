@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tdrl.testing.memory import RecallEnv
 from tdrl.testing.mocks import ContinuousActionMock, CountingEnv, FailingEnv, IdentityEnv, NestedKeyMock
 from tdrl.testing.multiagent import MultiAgentNavigationMock
 
@@ -18,6 +19,7 @@ __all__ = [
     "NestedKeyMock",
     "FailingEnv",
     "MultiAgentNavigationMock",
+    "RecallEnv",
     "MemoryLogger",
     "EnvContractTests",
     "TransformContractTests",

@@ -33,6 +33,7 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
+from tdrl.modules.rnn import next_sequence_inputs
 from tdrl.objectives._keys import MissingKeyError, keys_repr, next_key, rename_keys
 from tdrl.objectives.value.functional import (
     generalized_advantage_estimate,
@@ -247,7 +248,8 @@ class ValueEstimatorBase(nn.Module):
                     "the next observation to bootstrap."
                 )
         n = data.shape[0]
-        root, nxt_in = data.select(*in_keys), nxt.select(*in_keys)
+        root = data.select(*in_keys)
+        nxt_in = next_sequence_inputs(data, nxt.select(*in_keys), net)
         fresh = self._fresh_next_rows(root, nxt_in, in_keys) if self.reuse_next_values else None
         # One network call over root and next states, concatenated on the first dim.
         if fresh is None:
@@ -393,7 +395,8 @@ class ValueEstimatorBase(nn.Module):
         with params.to_module(net):
             value = net(data.select(*net.in_keys)).get(key)
         with target_params.to_module(net):
-            next_value = net(data.get("next").select(*net.in_keys)).get(key)
+            next_inputs = next_sequence_inputs(data, data.get("next").select(*net.in_keys), net)
+            next_value = net(next_inputs).get(key)
         self._check_value_shape(value, reward_shape)
         data.set(key, value)
         data.set(("next", key), next_value)
