@@ -50,6 +50,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
+from tdrl.envs.libs._pettingzoo_rollout import fast_rollout
 from tdrl.envs.libs.gym import space_to_spec
 from tdrl.specs import Bounded, Categorical, Composite, OneHot, TensorSpec, Unbounded
 
@@ -579,6 +580,9 @@ class PettingZooWrapper(EnvBase):
             observations = {agent: env.observe(agent) for agent in self.possible_agents}
             rewards, terminations, truncations, infos = env.rewards, env.terminations, env.truncations, env.infos
         return self._outputs(observations, infos, rewards, terminations, truncations)
+
+    def _rollout_fast(self, td: TensorDictBase, max_steps: int, break_when_any_done: bool) -> TensorDictBase | None:
+        return fast_rollout(self, td, max_steps, break_when_any_done)
 
     def close(self) -> None:
         super().close()
