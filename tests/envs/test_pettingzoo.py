@@ -343,3 +343,41 @@ def test_fast_rollout_is_not_taken_where_it_does_not_apply():
     spread = PettingZooEnv("simple_spread_v3", parallel=True, N=2, seed=0)
     extra = spread.reset().set("other", torch.zeros(1))  # a root entry the fast path does not carry
     assert spread._rollout_fast(extra, 3, False) is None
+
+
+def _legal_moves_only(batch) -> int:
+    """Checks every move played in ``batch`` against the mover's action mask; returns the number of moves."""
+    moves = 0
+    for player in ("player_1", "player_2"):
+        acting = batch[player, "mask"][:, 0]
+        action = batch[player, "action"][acting, 0]
+        mask = batch[player, "action_mask"][acting, 0]
+        assert mask.gather(-1, action[:, None]).all(), f"{player} played an illegal move"
+        moves += int(acting.sum())
+    # a forfeit (illegal move) ends a game with rewards -1/0; legal games end in (1, -1), (-1, 1) or (0, 0)
+    ends = batch["next", "done"][:, 0]
+    rewards = torch.stack([batch["next", p, "reward"][ends, 0, 0] for p in ("player_1", "player_2")], -1)
+    assert all(tuple(r) in {(1.0, -1.0), (-1.0, 1.0), (0.0, 0.0)} for r in rewards.tolist())
+    return moves
+
+
+def test_collector_random_frames_follow_the_action_masks():
+    from tdrl.collectors import SyncDataCollector
+
+    env = PettingZooWrapper(_tictactoe(), use_mask=True, seed=0)
+    # no policy: every frame is random
+    collector = SyncDataCollector(env, None, frames_per_batch=120, total_frames=240)
+    assert sum(_legal_moves_only(batch) for batch in collector) == 240
+    collector.shutdown()
+
+    def first_cell(td):  # a policy that always plays cell 0 (illegal once taken)
+        for player in ("player_1", "player_2"):
+            td.set((player, "action"), torch.zeros(1, dtype=torch.int64))
+        return td
+
+    env = PettingZooWrapper(_tictactoe(), use_mask=True, seed=1)
+    collector = SyncDataCollector(env, first_cell, frames_per_batch=100, total_frames=200, init_random_frames=100)
+    random_batch, policy_batch = list(collector)
+    collector.shutdown()
+    assert _legal_moves_only(random_batch) == 100
+    assert (policy_batch["player_1", "action"] == 0).all()  # after init_random_frames the policy plays
