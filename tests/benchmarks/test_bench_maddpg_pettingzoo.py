@@ -78,7 +78,8 @@ def test_maddpg_program_writes_its_curve(tmp_path, monkeypatch):
 def test_maddpg_program_runs_under_tdrl_at_miniature_size(maddpg):
     """The whole program (collector on group keys, DDPGLoss per group with a centralised critic) in a second."""
     run = bench.train(seed=0, lib_name="tdrl", maddpg=maddpg, iters=2, **MINIATURE)
-    assert run["lib"] == "tdrl" and run["maddpg"] is maddpg
+    assert run["lib"] == "tdrl"
+    assert run["maddpg"] is maddpg
     assert [p["frames"] for p in run["curve"]] == [40, 80]
     assert len(run["critic_losses"]["adversary"]) == 2 * MINIATURE["updates"]
     assert len(run["critic_losses"]["agent"]) == MINIATURE["updates"]  # the evader stops after half the run
