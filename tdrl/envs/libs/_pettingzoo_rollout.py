@@ -35,7 +35,7 @@ def _supported(env: PettingZooWrapper, td: TensorDictBase) -> bool:
         return False
     if any(group.action_mask is not None or group.info for group in env._groups):
         return False
-    expected = {(group.name, *field.key) for group in env._groups for field in group.observation}
+    expected: set[Any] = {(group.name, *field.key) for group in env._groups for field in group.observation}
     expected |= {(group.name, flag) for group in env._groups for flag in _FLAGS}
     expected |= set(_FLAGS)
     return set(td.keys(True, True)) == expected

@@ -552,7 +552,8 @@ class PettingZooWrapper(EnvBase):
                         flags[1, i, 0] = truncations.get(agent, True)
                 flags[2] = flags[0] | flags[1]
                 entries["reward"] = torch.from_numpy(reward) if on_cpu else torch.from_numpy(reward).to(self.device)
-                anys, alls = flags.any(axis=(1, 2)).tolist(), flags.all(axis=(1, 2)).tolist()
+                anys = cast(list, flags.any(axis=(1, 2)).tolist())
+                alls = cast(list, flags.all(axis=(1, 2)).tolist())
                 terminated_any, truncated_any, done_any = (
                     terminated_any or anys[0],
                     truncated_any or anys[1],
