@@ -740,10 +740,11 @@ class EnvBase(nn.Module):
 
     @staticmethod
     def _write_step(writers: list, td: TensorDictBase, t: int, time_dim: int) -> bool:
-        if len(writers) != len(td.keys(True, True)):
+        leaves = dict(td.items(True, True))  # one walk of the tree, not one nested get per leaf
+        if len(writers) != len(leaves):
             return False
         for key, dst in writers:
-            src = td.get(key, None)
+            src = leaves.get(key)
             if src is None or src.shape != dst.shape[:time_dim] + dst.shape[time_dim + 1 :]:
                 return False
             dst.select(time_dim, t).copy_(src)
