@@ -306,8 +306,8 @@ def test_centralised_critic_on_group_keys_matches_torchrl(estimator, options):
     theirs, ours = losses
     with torch.no_grad():  # targets that differ from the live networks, the same in both
         for name in ("actor_network", "value_network"):
-            target = getattr(theirs, f"target_{name}_params", None)
-            if target is not None:
+            if getattr(ours, f"target_{name}_params", None) is not None:  # TorchRL's alias the live ones otherwise
+                target = getattr(theirs, f"target_{name}_params")
                 target.apply_(lambda t: t.add_(0.05 * torch.randn_like(t)))
                 getattr(ours, f"target_{name}_params").data.update_(target.data)
     data = group_batch()
