@@ -574,7 +574,24 @@ class RandomPolicy:
         ]
 
     def reads_masks(self, tensordict: TensorDictBase) -> bool:
-        """Whether ``tensordict`` holds an action mask that this policy's draws follow (collectors ask it)."""
+        """Whether ``tensordict`` holds an action mask that this policy's draws follow (collectors ask it).
+
+        Args:
+            tensordict: the input the policy would be called on.
+
+        Returns:
+            True when an ``"action_mask"`` sits beside one of the policy's discrete action keys.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> from tdrl.specs import Categorical
+            >>> policy = RandomPolicy(Categorical(3))
+            >>> policy.reads_masks(TensorDict(action_mask=torch.tensor([True, False, True])))
+            True
+            >>> policy.reads_masks(TensorDict(observation=torch.zeros(2)))
+            False
+        """
         return any(td_read(tensordict, mask_key) is not None for _, mask_key, _ in self._maskable)
 
     def set_action_spec_from_env(self, env: Any) -> None:
