@@ -683,8 +683,12 @@ class EnvBase(nn.Module):
         else:
             td = tensordict
         fast = None
+        # without batch dims "all done" is "done"; with them the fast paths, which stop on any, do not apply
+        all_done = break_when_all_done and not break_when_any_done
         if policy is None and callback is None and not set_truncated and not _validation.outputs:
-            fast = self._rollout_fast(td, max_steps, break_when_any_done)  # steps without env.step's checks
+            if not (all_done and self.batch_size):
+                # steps without env.step's checks
+                fast = self._rollout_fast(td, max_steps, break_when_any_done or break_when_all_done)
         if fast is not None:
             return fast
         if policy is not None:

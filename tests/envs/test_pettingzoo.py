@@ -381,3 +381,10 @@ def test_collector_random_frames_follow_the_action_masks():
     collector.shutdown()
     assert _legal_moves_only(random_batch) == 100
     assert (policy_batch["player_1", "action"] == 0).all()  # after init_random_frames the policy plays
+
+
+def test_fast_rollout_stops_on_done_with_break_when_all_done():
+    env = PettingZooEnv("simple_spread_v3", parallel=True, N=2, max_cycles=3, seed=0)
+    rollout = env.rollout(10, break_when_any_done=False, break_when_all_done=True)
+    assert rollout.batch_size == (3,)  # one env, no batch dims: all done is done
+    assert rollout["next", "done"][-1].item()
