@@ -684,11 +684,10 @@ class EnvBase(nn.Module):
             td = tensordict
         fast = None
         # without batch dims "all done" is "done"; with them the fast paths, which stop on any, do not apply
-        all_done = break_when_all_done and not break_when_any_done
-        if policy is None and callback is None and not set_truncated and not _validation.outputs:
-            if not (all_done and self.batch_size):
-                # steps without env.step's checks
-                fast = self._rollout_fast(td, max_steps, break_when_any_done or break_when_all_done)
+        all_done = break_when_all_done and not break_when_any_done and bool(self.batch_size)
+        if policy is None and callback is None and not set_truncated and not _validation.outputs and not all_done:
+            # steps without env.step's checks
+            fast = self._rollout_fast(td, max_steps, break_when_any_done or break_when_all_done)
         if fast is not None:
             return fast
         if policy is not None:
