@@ -159,7 +159,10 @@ class StepLoop:
         rs.new_batch()
         ns.new_batch()
         trunc_rec: list | None = [] if self.max_steps is not None else None
-        actions = self.c._random.draw(steps) if random_batch else None
+        # with action masks in the data (legal moves change per step), random actions are drawn step by step
+        per_step_random = random_batch and self.c._random.reads_masks(root)
+        actions = self.c._random.draw(steps) if random_batch and not per_step_random else None
+        policy = self.c._random if per_step_random else (self.call_policy if self.move else self.policy)
         # under set_validation every step goes through env.step, which checks it (read once per batch)
         checking = _validation.actions or _validation.outputs
         if actions is not None and self.open_loop and not self.recurrent and not checking:
@@ -167,7 +170,6 @@ class StepLoop:
             seq = td_from_flat({k: v.movedim(0, tdim) for k, v in actions}, torch.Size([*self.batch, steps]))
             data, root = cast("_OpenLoopEnv", self.env)._rollout_actions(root, seq)  # open_loop: it has one
             return self._conform(data, steps), root
-        policy = self.call_policy if self.move else self.policy
         env = self.env
         env_step = env._step
         smr, direct, recurrent = self.smr, self.direct and not checking, self.recurrent

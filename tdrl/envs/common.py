@@ -706,8 +706,11 @@ class EnvBase(nn.Module):
         else:
             td = tensordict
         fast = None
-        if policy is None and callback is None and not set_truncated and not _validation.outputs:
-            fast = self._rollout_fast(td, max_steps, break_when_any_done)  # steps without env.step's checks
+        # without batch dims "all done" is "done"; with them the fast paths, which stop on any, do not apply
+        all_done = break_when_all_done and not break_when_any_done and bool(self.batch_size)
+        if policy is None and callback is None and not set_truncated and not _validation.outputs and not all_done:
+            # steps without env.step's checks
+            fast = self._rollout_fast(td, max_steps, break_when_any_done or break_when_all_done)
         if fast is not None:
             return fast
         if policy is not None:
@@ -763,10 +766,11 @@ class EnvBase(nn.Module):
 
     @staticmethod
     def _write_step(writers: list, td: TensorDictBase, t: int, time_dim: int) -> bool:
-        if len(writers) != len(td.keys(True, True)):
+        leaves = dict(td.items(True, True))  # one walk of the tree, not one nested get per leaf
+        if len(writers) != len(leaves):
             return False
         for key, dst in writers:
-            src = td.get(key, None)
+            src = leaves.get(key)
             if src is None or src.shape != dst.shape[:time_dim] + dst.shape[time_dim + 1 :]:
                 return False
             dst.select(time_dim, t).copy_(src)

@@ -485,6 +485,13 @@ class OrnsteinUhlenbeckProcessModule(TensorDictModuleBase):
         return tensordict
 
 
+def _mask_key(action_key: NestedKey) -> NestedKey:
+    """Where the mask of ``action_key`` is read: ``"action_mask"`` beside it."""
+    if isinstance(action_key, tuple) and len(action_key) > 1:
+        return (*action_key[:-1], "action_mask")
+    return "action_mask"
+
+
 _NO_SPEC = (
     "RandomPolicy has no action spec yet: pass one (RandomPolicy(env.action_spec)), set "
     "policy.action_spec = ..., or hand the policy to a collector with its env, which fills it in."
@@ -496,6 +503,15 @@ class RandomPolicy:
 
     The spec can be left out and filled in later: a collector given ``RandomPolicy()`` with
     an env calls :meth:`set_action_spec_from_env`, as in TorchRL.
+
+    Action masks: when the input holds an ``"action_mask"`` next to a discrete action key
+    (``"action_mask"`` for ``"action"``, ``(group, "action_mask")`` for ``(group, "action")``,
+    as ``PettingZooWrapper`` and the ``ActionMask`` convention write them), that action is
+    drawn among the allowed values only. TorchRL's ``RandomPolicy`` draws from a copy of the
+    spec taken at construction and so ignores masks that change at every step (a tic-tac-toe
+    board). A collector's random frames (``init_random_frames``, or no policy) go through this
+    policy step by step when masks are present, so they are legal moves too (in TorchRL,
+    ``init_random_frames`` asks the env, whose live spec holds the mask).
 
     Args:
         action_spec: a leaf spec (its action is written under ``action_key``) or a
@@ -518,6 +534,12 @@ class RandomPolicy:
         >>> lazy.set_action_spec_from_env(CountingEnv())
         >>> sorted(lazy(TensorDict()).keys())
         ['action']
+        >>> from tdrl.specs import Categorical
+        >>> masked = RandomPolicy(Categorical(4))
+        >>> draws = {int(masked(TensorDict(action_mask=torch.tensor([False, True, False, True])))["action"])
+        ...          for _ in range(50)}
+        >>> sorted(draws)
+        [1, 3]
     """
 
     def __init__(self, action_spec: TensorSpec | Composite | None = None, action_key: NestedKey = "action") -> None:
@@ -544,6 +566,33 @@ class RandomPolicy:
             self._leaves = [(k, cast(TensorSpec, self._action_spec[k])) for k in self._action_spec.keys(True, True)]
         else:
             self._leaves = [(self.action_key, cast(TensorSpec, self._action_spec))]
+        # discrete leaves: (leaf, where its mask would be in the input, the spec's own mask)
+        self._maskable = [
+            (i, _mask_key(key), spec_.mask)
+            for i, (key, spec_) in enumerate(self._leaves)
+            if isinstance(spec_, (Categorical, OneHot))
+        ]
+
+    def reads_masks(self, tensordict: TensorDictBase) -> bool:
+        """Whether ``tensordict`` holds an action mask that this policy's draws follow (collectors ask it).
+
+        Args:
+            tensordict: the input the policy would be called on.
+
+        Returns:
+            True when an ``"action_mask"`` sits beside one of the policy's discrete action keys.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict import TensorDict
+            >>> from tdrl.specs import Categorical
+            >>> policy = RandomPolicy(Categorical(3))
+            >>> policy.reads_masks(TensorDict(action_mask=torch.tensor([True, False, True])))
+            True
+            >>> policy.reads_masks(TensorDict(observation=torch.zeros(2)))
+            False
+        """
+        return any(td_read(tensordict, mask_key) is not None for _, mask_key, _ in self._maskable)
 
     def set_action_spec_from_env(self, env: Any) -> None:
         """Take ``env.full_action_spec`` as the spec, unless one is set already (collectors call it)."""
@@ -553,12 +602,19 @@ class RandomPolicy:
     def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self._action_spec is None:
             raise RuntimeError(_NO_SPEC)
+        for i, mask_key, own in self._maskable:
+            mask = td_read(tensordict, mask_key)
+            cast(Categorical, self._leaves[i][1]).update_mask(own if mask is None else mask)
         for key, spec in self._leaves:
             tensordict.set(key, spec.rand())
         return tensordict
 
     def draw(self, steps: int) -> list[tuple[NestedKey, torch.Tensor]]:
-        """``steps`` random actions per key at once, stacked along a new first dim (for collectors)."""
+        """``steps`` random actions per key at once, stacked along a new first dim (for collectors).
+
+        The draws follow the spec's own masks only: with masks that change per step (see
+        :meth:`reads_masks`), call the policy at each step instead.
+        """
         if self._action_spec is None:
             raise RuntimeError(_NO_SPEC)
         return [(key, spec.rand((steps,))) for key, spec in self._leaves]

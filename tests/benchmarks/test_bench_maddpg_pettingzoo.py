@@ -12,6 +12,7 @@ pytest.importorskip("mpe2")
 
 from benchmarks import bench_maddpg_pettingzoo as bench
 
+MINIATURE = {"frames_per_batch": 40, "updates": 3, "max_cycles": 10, "memory_size": 200, "cells": 8, "batch_size": 16}
 TINY = {"iters": 2, "frames_per_batch": 200, "updates": 40, "max_cycles": 25, "memory_size": 10_000, "cells": 64}
 
 
@@ -71,3 +72,16 @@ def test_maddpg_program_writes_its_curve(tmp_path, monkeypatch):
     written = json.loads(json_path.read_text())
     assert [p["frames"] for p in written["curve"]] == [100, 200]
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("maddpg", [True, False])
+def test_maddpg_program_runs_under_tdrl_at_miniature_size(maddpg):
+    """The whole program (collector on group keys, DDPGLoss per group with a centralised critic) in a second."""
+    run = bench.train(seed=0, lib_name="tdrl", maddpg=maddpg, iters=2, **MINIATURE)
+    assert run["lib"] == "tdrl"
+    assert run["maddpg"] is maddpg
+    assert [p["frames"] for p in run["curve"]] == [40, 80]
+    assert len(run["critic_losses"]["adversary"]) == 2 * MINIATURE["updates"]
+    assert len(run["critic_losses"]["agent"]) == MINIATURE["updates"]  # the evader stops after half the run
+    for point in run["curve"]:
+        assert all(math.isfinite(v) for k, v in point.items() if "loss" in k), point

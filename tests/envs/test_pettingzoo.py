@@ -12,7 +12,7 @@ pytest.importorskip("pettingzoo")
 mpe2 = pytest.importorskip("mpe2")
 from mpe2 import simple_adversary_v3, simple_spread_v3, simple_tag_v3  # noqa: E402
 
-from tdrl.envs import PettingZooEnv, PettingZooWrapper, check_env_specs  # noqa: E402
+from tdrl.envs import PettingZooEnv, PettingZooWrapper, check_env_specs, step_mdp  # noqa: E402
 from tdrl.specs import Bounded, Categorical, OneHot  # noqa: E402
 from tdrl.testing import EnvContractTests, relay_env  # noqa: E402
 
@@ -296,3 +296,95 @@ def test_an_agent_leaving_without_use_mask_is_refused():
     td = env.step(env.rand_action(td))["next"].clone()
     with pytest.raises(ValueError, match=r"agent 'runner_1' is no longer in the env.*use_mask=True"):
         env.step(env.rand_action(td))
+
+
+def _replay(actions: dict):
+    """A policy that writes the recorded actions of each group, one step after the other."""
+    step = iter(range(10**6))
+
+    def policy(td):
+        t = next(step)
+        for group, action in actions.items():
+            td.set((group, "action"), action[t])
+        return td
+
+    return policy
+
+
+@pytest.mark.parametrize("break_when_any_done", [False, True])
+@pytest.mark.parametrize("continuous", [False, True])
+def test_fast_rollout_equals_stepping_the_same_actions(continuous, break_when_any_done):
+    def make():
+        return PettingZooEnv("simple_tag_v3", parallel=True, max_cycles=4, continuous_actions=continuous, seed=3)
+
+    env = make()
+    assert env._rollout_fast(env.reset(), 2, False) is not None  # the policy-free rollout takes the fast path
+    env = make()
+    fast = env.rollout(11, break_when_any_done=break_when_any_done)  # crosses two resets when not breaking
+    assert fast.batch_size == ((4,) if break_when_any_done else (11,))
+    actions = {group: fast[group, "action"] for group in env.group_map}
+    slow = make().rollout(11, policy=_replay(actions), break_when_any_done=break_when_any_done)
+    assert set(fast.keys(True, True)) == set(slow.keys(True, True))
+    for key in slow.keys(True, True):
+        assert fast.get(key).dtype == slow.get(key).dtype, key
+        assert torch.equal(fast.get(key), slow.get(key)), key
+    if not break_when_any_done:  # the env goes on from where the fast rollout left it
+        after = env.rollout(2, auto_reset=False, tensordict=step_mdp(fast[-1]), break_when_any_done=False)
+        both = {group: torch.cat([fast[group, "action"], after[group, "action"]]) for group in env.group_map}
+        reference = make().rollout(13, policy=_replay(both), break_when_any_done=False)
+        assert torch.equal(after["next", "agent", "observation"], reference["next", "agent", "observation"][11:])
+
+
+def test_fast_rollout_is_not_taken_where_it_does_not_apply():
+    masked = PettingZooWrapper(_tictactoe(), use_mask=True, seed=0)  # AEC, action masks
+    assert masked._rollout_fast(masked.reset(), 3, False) is None
+    with_state = PettingZooEnv("simple_spread_v3", parallel=True, N=2, return_state=True, seed=0)
+    assert with_state._rollout_fast(with_state.reset(), 3, False) is None
+    spread = PettingZooEnv("simple_spread_v3", parallel=True, N=2, seed=0)
+    extra = spread.reset().set("other", torch.zeros(1))  # a root entry the fast path does not carry
+    assert spread._rollout_fast(extra, 3, False) is None
+
+
+def _legal_moves_only(batch) -> int:
+    """Checks every move played in ``batch`` against the mover's action mask; returns the number of moves."""
+    moves = 0
+    for player in ("player_1", "player_2"):
+        acting = batch[player, "mask"][:, 0]
+        action = batch[player, "action"][acting, 0]
+        mask = batch[player, "action_mask"][acting, 0]
+        assert mask.gather(-1, action[:, None]).all(), f"{player} played an illegal move"
+        moves += int(acting.sum())
+    # a forfeit (illegal move) ends a game with rewards -1/0; legal games end in (1, -1), (-1, 1) or (0, 0)
+    ends = batch["next", "done"][:, 0]
+    rewards = torch.stack([batch["next", p, "reward"][ends, 0, 0] for p in ("player_1", "player_2")], -1)
+    assert all(tuple(r) in {(1.0, -1.0), (-1.0, 1.0), (0.0, 0.0)} for r in rewards.tolist())
+    return moves
+
+
+def test_collector_random_frames_follow_the_action_masks():
+    from tdrl.collectors import SyncDataCollector
+
+    env = PettingZooWrapper(_tictactoe(), use_mask=True, seed=0)
+    # no policy: every frame is random
+    collector = SyncDataCollector(env, None, frames_per_batch=120, total_frames=240)
+    assert sum(_legal_moves_only(batch) for batch in collector) == 240
+    collector.shutdown()
+
+    def first_cell(td):  # a policy that always plays cell 0 (illegal once taken)
+        for player in ("player_1", "player_2"):
+            td.set((player, "action"), torch.zeros(1, dtype=torch.int64))
+        return td
+
+    env = PettingZooWrapper(_tictactoe(), use_mask=True, seed=1)
+    collector = SyncDataCollector(env, first_cell, frames_per_batch=100, total_frames=200, init_random_frames=100)
+    random_batch, policy_batch = list(collector)
+    collector.shutdown()
+    assert _legal_moves_only(random_batch) == 100
+    assert (policy_batch["player_1", "action"] == 0).all()  # after init_random_frames the policy plays
+
+
+def test_fast_rollout_stops_on_done_with_break_when_all_done():
+    env = PettingZooEnv("simple_spread_v3", parallel=True, N=2, max_cycles=3, seed=0)
+    rollout = env.rollout(10, break_when_any_done=False, break_when_all_done=True)
+    assert rollout.batch_size == (3,)  # one env, no batch dims: all done is done
+    assert rollout["next", "done"][-1].item()

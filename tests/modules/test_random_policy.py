@@ -89,3 +89,25 @@ def test_same_draws_as_torchrl_under_the_same_seed():
     torch.manual_seed(3)
     theirs = trl_modules.RandomPolicy(trl_specs.Bounded(low, high, shape=(3,)))(TensorDict())["action"]
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_action_mask_beside_the_action_restricts_the_draws():
+    policy = RandomPolicy(Composite({"team": Composite({"action": Categorical(5, shape=(2,))}, shape=(2,))}))
+    mask = torch.tensor([[False, False, True, False, True], [True, False, False, False, False]])
+    td = TensorDict({"team": TensorDict({"action_mask": mask}, [2])})
+    assert policy.reads_masks(td)
+    draws = torch.stack([policy(td.clone())["team", "action"] for _ in range(100)])
+    assert set(draws[:, 0].tolist()) == {2, 4}
+    assert set(draws[:, 1].tolist()) == {0}
+    # without a mask in the input, every value is drawn again (the spec's own mask, none here)
+    free = torch.stack([policy(TensorDict())["team", "action"] for _ in range(200)])
+    assert set(free[:, 0].tolist()) == {0, 1, 2, 3, 4}
+    assert not policy.reads_masks(TensorDict())
+
+
+def test_one_hot_action_mask_and_the_specs_own_mask_as_fallback():
+    own = torch.tensor([True, True, False])
+    policy = RandomPolicy(OneHot(3, mask=own))
+    step_mask = torch.tensor([False, False, True])
+    assert {int(policy(TensorDict(action_mask=step_mask))["action"].long().argmax()) for _ in range(20)} == {2}
+    assert {int(policy(TensorDict())["action"].long().argmax()) for _ in range(100)} == {0, 1}

@@ -232,3 +232,93 @@ def test_split_losses_match_torchrl_and_forward():
     # the actor's loss moves the actor only; the critic's the critic only
     assert all(g is None for g in torch.autograd.grad(actor_ours, list(q.parameters()), allow_unused=True))
     assert all(g is None for g in torch.autograd.grad(value_ours, list(net.parameters()), allow_unused=True))
+
+
+N_AGENTS = 3
+
+
+class CentralQ(nn.Module):
+    """A MADDPG critic: each agent's ``Q`` reads every agent's observation and action of the group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(N_AGENTS * (OBS + ACT), 32), nn.Tanh(), nn.Linear(32, N_AGENTS))
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        joint = torch.cat([obs, act], -1).flatten(-2, -1)  # [*B, n_agents * (obs + act)]
+        return self.net(joint).unsqueeze(-1)  # [*B, n_agents, 1]: one value per agent
+
+
+def group_batch(n: int = B, seed: int = 0) -> TensorDict:
+    gen = torch.Generator().manual_seed(seed)
+    terminated = torch.rand(n, N_AGENTS, 1, generator=gen) < 0.2
+    truncated = (torch.rand(n, N_AGENTS, 1, generator=gen) < 0.2) & ~terminated
+    team = {"observation": torch.randn(n, N_AGENTS, OBS, generator=gen)}
+    nxt = {
+        "observation": torch.randn(n, N_AGENTS, OBS, generator=gen),
+        "reward": torch.randn(n, N_AGENTS, 1, generator=gen),
+        "done": terminated | truncated,
+        "terminated": terminated,
+        "truncated": truncated,
+    }
+    return TensorDict(
+        {
+            "team": TensorDict({**team, "action": torch.rand(n, N_AGENTS, ACT, generator=gen) * 2 - 1}, [n, N_AGENTS]),
+            "next": {"team": TensorDict(nxt, [n, N_AGENTS])},
+        },
+        [n],
+    )
+
+
+@pytest.mark.parametrize("estimator", ["td0", "td_lambda"])
+@pytest.mark.parametrize("options", [{}, {"delay_actor": True}, {"separate_losses": True}])
+def test_centralised_critic_on_group_keys_matches_torchrl(estimator, options):
+    """MADDPG's loss: the critic reads the whole group's observations and actions, keys live in the group."""
+    pytest.importorskip("torchrl")
+    from tensordict.nn import TensorDictModule
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchrl.objectives import DDPGLoss as TRLDDPG
+        from torchrl.objectives import ValueEstimators as TRLEstimators
+    net, q = actor_net(), CentralQ()
+    obs, act, value = ("team", "observation"), ("team", "action"), ("team", "state_action_value")
+    keys = {
+        "state_action_value": value,
+        "reward": ("team", "reward"),
+        "done": ("team", "done"),
+        "terminated": ("team", "terminated"),
+    }
+    losses = []
+    for cls in (TRLDDPG, DDPGLoss):
+        actor = TensorDictModule(net, in_keys=[obs], out_keys=[act])
+        critic = TensorDictModule(q, in_keys=[obs, act], out_keys=[value])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loss = cls(actor, critic, **options)
+        loss.set_keys(**keys)
+        hp = {"gamma": 0.9, **({"lmbda": 0.8} if estimator == "td_lambda" else {})}
+        if cls is TRLDDPG:
+            loss.make_value_estimator(TRLEstimators.TD0 if estimator == "td0" else TRLEstimators.TDLambda, **hp)
+        else:
+            loss.make_value_estimator(estimator, **hp)
+        losses.append(loss)
+    theirs, ours = losses
+    with torch.no_grad():  # targets that differ from the live networks, the same in both
+        for name in ("actor_network", "value_network"):
+            if getattr(ours, f"target_{name}_params", None) is not None:  # TorchRL's alias the live ones otherwise
+                target = getattr(theirs, f"target_{name}_params")
+                target.apply_(lambda t: t.add_(0.05 * torch.randn_like(t)))
+                getattr(ours, f"target_{name}_params").data.update_(target.data)
+    data = group_batch()
+    d_theirs, d_ours = data.clone(), data.clone()
+    out_theirs, out_ours = theirs(d_theirs), ours(d_ours)
+    assert out_ours["pred_value"].shape == out_theirs["pred_value"].shape == (B, N_AGENTS)
+    for key in [*theirs.out_keys, "td_error"]:
+        torch.testing.assert_close(out_ours[key], out_theirs[key], atol=1e-5, rtol=1e-5, msg=key)
+    torch.testing.assert_close(d_ours["td_error"], d_theirs["td_error"], atol=1e-5, rtol=1e-5)
+    for loss_key, params in (("loss_actor", list(net.parameters())), ("loss_value", list(q.parameters()))):
+        g_theirs = torch.autograd.grad(out_theirs[loss_key], params, allow_unused=True)
+        g_ours = torch.autograd.grad(out_ours[loss_key], params, allow_unused=True)
+        for a, b in zip(g_ours, g_theirs, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=loss_key)

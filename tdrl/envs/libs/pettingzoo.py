@@ -50,6 +50,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
+from tdrl.envs.libs._pettingzoo_rollout import fast_rollout
 from tdrl.envs.libs.gym import space_to_spec
 from tdrl.specs import Bounded, Categorical, Composite, OneHot, TensorSpec, Unbounded
 
@@ -462,7 +463,9 @@ class PettingZooWrapper(EnvBase):
     # --- conversions -------------------------------------------------------------------------
     def _write_masks(self, observations: Mapping, infos: Mapping) -> dict[str, torch.Tensor]:
         """Each group's action mask (all True for agents not acting), also set on its action spec."""
-        masks = {}
+        masks: dict[str, torch.Tensor] = {}
+        if all(group.action_mask is None for group in self._groups):
+            return masks
         acting = self._acting()
         for group in self._groups:
             if group.action_mask is None:
@@ -480,13 +483,20 @@ class PettingZooWrapper(EnvBase):
         return masks
 
     def _fill(self, fields: list[_Field], group: _Group, source: Mapping, out: dict) -> None:
+        if not fields:
+            return
+        data = (
+            [source.get(agent) for agent in group.agents] if isinstance(source, Mapping) else [None] * len(group.agents)
+        )
+        on_cpu = self.device.type == "cpu"
         for field in fields:
-            rows = []
-            for agent in group.agents:
-                data = source.get(agent) if isinstance(source, Mapping) else None
-                rows.append(field.zero if data is None else _read(data, field.path))
-            value = torch.from_numpy(np.stack(rows).astype(field.zero.dtype, copy=False))
-            out[field.key if len(field.key) > 1 else field.key[0]] = value.to(self.device)
+            path, zero = field.path, field.zero
+            if path:
+                rows = [zero if d is None else _read(d, path) for d in data]
+            else:
+                rows = [zero if d is None else d for d in data]
+            value = torch.from_numpy(np.stack(rows).astype(zero.dtype, copy=False))
+            out[field.key if len(field.key) > 1 else field.key[0]] = value if on_cpu else value.to(self.device)
 
     def _td(self, entries: dict, batch_size: tuple) -> TensorDictBase:
         if any(isinstance(key, tuple) for key in entries):  # a dict observation: nested entries
@@ -504,6 +514,7 @@ class PettingZooWrapper(EnvBase):
         """The TensorDict of a reset (no rewards) or a step, from PettingZoo's per-agent dicts."""
         masks = self._write_masks(observations, infos)
         acting = self._acting() if self.use_mask else set()
+        on_cpu = self.device.type == "cpu"
         live_now = self._env.agents if rewards is not None else ()
         source: dict[str, Any] = {}
         done_any = terminated_any = truncated_any = False
@@ -522,7 +533,12 @@ class PettingZooWrapper(EnvBase):
                 terminations = cast(Mapping, terminations)
                 truncations = cast(Mapping, truncations)
                 reward = np.zeros((n, 1), dtype=np.float32)
-                for i, agent in enumerate(group.agents):
+                everyone = all(agent in observations for agent in group.agents)
+                if everyone:  # every agent of the group is live (the common case): one pass per entry
+                    reward[:, 0] = [rewards.get(agent, 0.0) for agent in group.agents]
+                    flags[0, :, 0] = [terminations.get(agent, False) for agent in group.agents]
+                    flags[1, :, 0] = [truncations.get(agent, False) for agent in group.agents]
+                for i, agent in enumerate(() if everyone else group.agents):
                     if agent in observations:  # a live agent
                         reward[i, 0] = rewards.get(agent, 0.0)
                         flags[0, i, 0] = terminations.get(agent, False)
@@ -535,14 +551,20 @@ class PettingZooWrapper(EnvBase):
                         flags[0, i, 0] = terminations.get(agent, True)
                         flags[1, i, 0] = truncations.get(agent, True)
                 flags[2] = flags[0] | flags[1]
-                entries["reward"] = torch.from_numpy(reward).to(self.device)
-                done_any = done_any or bool(flags[2].any())
-                terminated_any = terminated_any or bool(flags[0].any())
-                truncated_any = truncated_any or bool(flags[1].any())
-                done_all = done_all and bool(flags[2].all())
-                terminated_all = terminated_all and bool(flags[0].all())
-                truncated_all = truncated_all and bool(flags[1].all())
-            tensors = torch.from_numpy(flags).to(self.device)
+                entries["reward"] = torch.from_numpy(reward) if on_cpu else torch.from_numpy(reward).to(self.device)
+                anys = cast(list, flags.any(axis=(1, 2)).tolist())
+                alls = cast(list, flags.all(axis=(1, 2)).tolist())
+                terminated_any, truncated_any, done_any = (
+                    terminated_any or anys[0],
+                    truncated_any or anys[1],
+                    done_any or anys[2],
+                )
+                terminated_all, truncated_all, done_all = (
+                    terminated_all and alls[0],
+                    truncated_all and alls[1],
+                    done_all and alls[2],
+                )
+            tensors = torch.from_numpy(flags) if on_cpu else torch.from_numpy(flags).to(self.device)
             entries["terminated"], entries["truncated"], entries["done"] = tensors.unbind(0)
             source[group.name] = self._td(entries, (n,))
         if rewards is None:
@@ -551,9 +573,10 @@ class PettingZooWrapper(EnvBase):
             root = (done_any, terminated_any, truncated_any)
         else:
             root = (done_all, terminated_all, truncated_all)
+        root_flags = torch.from_numpy(np.array(root, dtype=bool).reshape(3, 1))
         source["done"], source["terminated"], source["truncated"] = (
-            torch.tensor([flag], device=self.device) for flag in root
-        )
+            root_flags if on_cpu else root_flags.to(self.device)
+        ).unbind(0)
         if self.return_state:
             state_spec = cast(TensorSpec, self.full_observation_spec["state"])
             source["state"] = state_spec.encode(np.asarray(self._env.state()))
@@ -579,6 +602,9 @@ class PettingZooWrapper(EnvBase):
             observations = {agent: env.observe(agent) for agent in self.possible_agents}
             rewards, terminations, truncations, infos = env.rewards, env.terminations, env.truncations, env.infos
         return self._outputs(observations, infos, rewards, terminations, truncations)
+
+    def _rollout_fast(self, td: TensorDictBase, max_steps: int, break_when_any_done: bool) -> TensorDictBase | None:
+        return fast_rollout(self, td, max_steps, break_when_any_done)
 
     def close(self) -> None:
         super().close()
