@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = ROOT / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("[0-9]*.ipynb"))
+# optional dependencies a notebook cannot run without (the others need only the test extras)
+NEEDS = {"07_multi_agent_ppo": ("vmas",)}
 
 
 def _builder():
@@ -43,6 +45,8 @@ def test_notebook_matches_its_source(path):
 def test_notebook_runs(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    for module in NEEDS.get(path.stem, ()):
+        pytest.importorskip(module)
     monkeypatch.setenv("TDRL_TUTORIAL_FRAMES", os.environ.get("TDRL_TUTORIAL_FRAMES", "2000"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TDRL_TUTORIAL_DIR", str(tmp_path))
