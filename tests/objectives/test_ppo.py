@@ -458,3 +458,57 @@ def test_clip_ppo_matches_torchrl(options):
     g_theirs = torch.autograd.grad(theirs_out["loss_objective"], list(net.parameters()))
     for a, b in zip(g_ours, g_theirs):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_network_params_match_torchrl():
+    """The same entries as TorchRL's ``critic_network_params`` / ``target_critic_network_params``, and the same GAE."""
+    pytest.importorskip("torchrl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchrl.modules import ProbabilisticActor as TRLActor
+        from torchrl.modules import TanhNormal as TRLTanhNormal
+        from torchrl.objectives import ClipPPOLoss as TRLClip
+        from torchrl.objectives.value import GAE as TRLGAE
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(OBS, 16), nn.Tanh(), nn.Linear(16, 2 * ACT), NormalParamExtractor())
+    value = critic()
+    kwargs = {"in_keys": ["loc", "scale"], "distribution_kwargs": {"low": -1.0, "high": 1.0}, "return_log_prob": True}
+    theirs = TRLClip(
+        TRLActor(TensorDictModule(net, ["observation"], ["loc", "scale"]), distribution_class=TRLTanhNormal, **kwargs),
+        value,
+    )
+    ours = ClipPPOLoss(
+        ProbabilisticActor(
+            TensorDictModule(net, ["observation"], ["loc", "scale"]), distribution_class=TanhNormal, **kwargs
+        ),
+        value,
+    )
+    for name in ("critic_network_params", "target_critic_network_params", "actor_network_params"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        assert set(a.keys(True, True)) == set(b.keys(True, True)), name
+        for key in a.keys(True, True):
+            torch.testing.assert_close(a.get(key), b.get(key))
+            assert a.get(key).requires_grad == b.get(key).requires_grad, (name, key)
+    g = torch.Generator().manual_seed(2)
+    data = TensorDict(
+        {
+            "observation": torch.randn(3, 7, OBS, generator=g),
+            "next": {
+                "observation": torch.randn(3, 7, OBS, generator=g),
+                "reward": torch.randn(3, 7, 1, generator=g),
+                "done": torch.rand(3, 7, 1, generator=g) < 0.3,
+                "terminated": torch.rand(3, 7, 1, generator=g) < 0.2,
+            },
+        },
+        [3, 7],
+    )
+    data["next", "done"] |= data["next", "terminated"]
+    with torch.no_grad():
+        mine = GAE(gamma=0.9, lmbda=0.8, value_network=value)(
+            data.clone(), params=ours.critic_network_params, target_params=ours.target_critic_network_params
+        )
+        ref = TRLGAE(gamma=0.9, lmbda=0.8, value_network=value)(
+            data.clone(), params=theirs.critic_network_params, target_params=theirs.target_critic_network_params
+        )
+    torch.testing.assert_close(mine["advantage"], ref["advantage"])
+    torch.testing.assert_close(mine["value_target"], ref["value_target"])
