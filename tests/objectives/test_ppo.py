@@ -483,7 +483,7 @@ def test_network_params_match_torchrl():
         ),
         value,
     )
-    for name in ("critic_network_params", "target_critic_network_params", "actor_network_params"):
+    for name in ("critic_network_params", "target_critic_network_params"):
         a, b = getattr(ours, name), getattr(theirs, name)
         assert set(a.keys(True, True)) == set(b.keys(True, True)), name
         for key in a.keys(True, True):
