@@ -196,7 +196,7 @@ print(rollout)
 # splits them and keeps the scale positive. `ProbabilisticActor` turns them into a
 # `TanhNormal` distribution squashed into the action bounds, samples the action into
 # `env.action_key`, and with `return_log_prob=True` also writes the sample's
-# log-probability, which PPO needs.
+# log-probability, which PPO needs: one per agent, in the group next to the action.
 
 # %%
 obs_dim = env.observation_spec["agents", "observation"].shape[-1]
