@@ -91,6 +91,32 @@ LOG_PROB_ALIAS = "action_log_prob"
 _DETERMINISTIC = (InteractionType.DETERMINISTIC, InteractionType.MEAN, InteractionType.MODE)
 
 
+def _log_prob_keys_for(
+    action_key: NestedKey, log_prob_key: NestedKey, log_prob_alias: NestedKey | None
+) -> tuple[NestedKey, NestedKey | None]:
+    """The log-prob keys of an actor writing ``action_key``: next to a nested action, as TorchRL.
+
+    An action under a group (``("agents", "action")``) has one log-prob per agent, shape
+    ``[*B, n_agents]``: it belongs in the group's sub-TensorDict, where TorchRL writes it
+    (``("agents", "action_log_prob")``), not at the root, where the actors of two groups would
+    overwrite each other's. Keys the caller chose (other than the defaults) are kept.
+
+    Examples:
+        >>> _log_prob_keys_for(("agents", "action"), LOG_PROB_KEY, LOG_PROB_ALIAS)
+        (('agents', 'sample_log_prob'), ('agents', 'action_log_prob'))
+        >>> _log_prob_keys_for("action", LOG_PROB_KEY, LOG_PROB_ALIAS)
+        ('sample_log_prob', 'action_log_prob')
+    """
+    if not isinstance(action_key, tuple) or len(action_key) < 2:
+        return log_prob_key, log_prob_alias
+    group, leaf = action_key[:-1], action_key[-1]
+    if log_prob_key == LOG_PROB_KEY:
+        log_prob_key = (*group, LOG_PROB_KEY)
+    if log_prob_alias == LOG_PROB_ALIAS:
+        log_prob_alias = (*group, f"{leaf}_log_prob")
+    return log_prob_key, log_prob_alias
+
+
 def _is_discrete(dist: D.Distribution) -> bool:
     try:
         return bool(getattr(dist.support, "is_discrete", False))
@@ -348,9 +374,11 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
         distribution_kwargs: fixed keyword arguments of the distribution (e.g. ``low``/``high``,
             or TorchRL's older ``min``/``max``).
         return_log_prob: also write the action's log-probability.
-        log_prob_key: where to write it (default ``"sample_log_prob"``).
+        log_prob_key: where to write it (default ``"sample_log_prob"``; for an action under a
+            group, e.g. ``("agents", "action")``, in the group: ``("agents", "sample_log_prob")``).
         log_prob_alias: a second key holding the same tensor (default ``"action_log_prob"``,
-            the name today's TorchRL uses; ``None`` writes only ``log_prob_key``).
+            the name today's TorchRL uses, or ``("agents", "action_log_prob")`` for a grouped
+            action as TorchRL writes it; ``None`` writes only ``log_prob_key``).
         default_interaction_type: the exploration type used outside any
             ``set_exploration_type`` block (default ``DETERMINISTIC``, as TorchRL; collectors
             set ``RANDOM``).
@@ -427,6 +455,7 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
             else [k[-1] if isinstance(k, tuple) else k for k in in_keys]
         )
         _check_dist_kwargs(distribution_class, dist_keys, distribution_kwargs)
+        log_prob_key, log_prob_alias = _log_prob_keys_for(out_keys[0], log_prob_key, log_prob_alias)
         spec = _as_composite(spec, out_keys[0])
         head = _DistModule(
             in_keys=in_keys,

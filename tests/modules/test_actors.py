@@ -186,6 +186,64 @@ def test_custom_log_prob_key_and_no_alias():
     assert get_log_prob(td, "lp") is td["lp"]
 
 
+def _group_actor(**kwargs):
+    net = nn.Sequential(nn.Linear(OBS, 2 * ACT), NormalParamExtractor())
+    return ProbabilisticActor(
+        TensorDictModule(net, [("agents", "observation")], [("agents", "loc"), ("agents", "scale")]),
+        in_keys=[("agents", "loc"), ("agents", "scale")],
+        out_keys=[("agents", "action")],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -1.0, "high": 1.0},
+        return_log_prob=True,
+        **kwargs,
+    )
+
+
+def test_grouped_action_log_prob_goes_in_the_group():
+    """An action under a group gets its per-agent log-prob in that group, where TorchRL writes it
+    (("agents", "action_log_prob")), not at the root, where two groups' actors would collide."""
+    actor = _group_actor()
+    data = TensorDict({"agents": TensorDict(observation=torch.randn(4, 3, OBS), batch_size=[4, 3])}, [4])
+    td = actor(data)
+    assert actor.log_prob_key == ("agents", "sample_log_prob")
+    assert td["agents", "sample_log_prob"].shape == (4, 3)
+    assert td["agents", "action_log_prob"] is td["agents", "sample_log_prob"]
+    assert "sample_log_prob" not in td.keys()
+    assert "action_log_prob" not in td.keys()
+    assert ("agents", "action_log_prob") in actor.out_keys
+    dist = actor.get_dist(td)
+    torch.testing.assert_close(dist.log_prob(td["agents", "action"]), td["agents", "sample_log_prob"])
+    # keys the caller chose are kept
+    data = TensorDict({"agents": TensorDict(observation=torch.randn(4, 3, OBS), batch_size=[4, 3])}, [4])
+    own = _group_actor(log_prob_key="lp", log_prob_alias=None)(data)
+    assert own["lp"].shape == (4, 3)
+    assert ("agents", "action_log_prob") not in own.keys(True)
+
+
+def test_grouped_action_log_prob_keys_match_torchrl():
+    pytest.importorskip("torchrl")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchrl.modules import ProbabilisticActor as TRLActor
+        from torchrl.modules import TanhNormal as TRLTanhNormal
+    net = nn.Sequential(nn.Linear(OBS, 2 * ACT), NormalParamExtractor())
+    theirs = TRLActor(
+        TensorDictModule(net, [("agents", "observation")], [("agents", "loc"), ("agents", "scale")]),
+        in_keys=[("agents", "loc"), ("agents", "scale")],
+        out_keys=[("agents", "action")],
+        distribution_class=TRLTanhNormal,
+        return_log_prob=True,
+    )
+    data = TensorDict({"agents": TensorDict(observation=torch.randn(4, 3, OBS), batch_size=[4, 3])}, [4])
+    ref = theirs(data.clone())
+    ours = _group_actor()(data.clone())
+    for key in ref.keys(True, True):
+        assert key in ours.keys(True, True), key
+        assert ours.get(key).shape == ref.get(key).shape, key
+
+
 def test_get_log_prob_reads_either_name():
     td = TensorDict(sample_log_prob=torch.ones(2), batch_size=[2])
     assert get_log_prob(td) is td["sample_log_prob"]

@@ -352,6 +352,52 @@ def test_constructor_errors():
         ClipPPOLoss(tdrl_actor(), critic(), clip_epsilon=1.5)
 
 
+def test_network_params_for_the_value_estimator():
+    """TorchRL's ``GAE(data, params=loss.critic_network_params, target_params=loss.target_critic_network_params)``."""
+    torch.manual_seed(0)
+    actor, value = tdrl_actor(), critic()
+    loss = ClipPPOLoss(actor, value)
+    keys = set(loss.critic_network_params.keys(True, True))
+    assert keys == {tuple(name.split(".")) for name, _ in value.named_parameters()}
+    # the entries are the critic's own tensors; the targets hold the same values, detached
+    for name, p in value.named_parameters():
+        key = tuple(name.split("."))
+        assert loss.critic_network_params.get(key) is p
+        target = loss.target_critic_network_params.get(key)
+        assert not target.requires_grad
+        assert target.data_ptr() == p.data_ptr()
+    for name, p in actor.named_parameters():
+        key = tuple(name.split("."))
+        assert loss.actor_network_params.get(key) is p
+        assert not loss.target_actor_network_params.get(key).requires_grad
+
+    g = torch.Generator().manual_seed(1)
+    data = TensorDict(
+        {
+            "observation": torch.randn(4, 6, OBS, generator=g),
+            "next": {
+                "observation": torch.randn(4, 6, OBS, generator=g),
+                "reward": torch.randn(4, 6, 1, generator=g),
+                "done": torch.rand(4, 6, 1, generator=g) < 0.2,
+                "terminated": torch.zeros(4, 6, 1, dtype=torch.bool),
+            },
+        },
+        [4, 6],
+    )
+    gae = GAE(gamma=0.9, lmbda=0.8, value_network=value)
+    plain = gae(data.clone())
+    with_params = gae(data.clone(), params=loss.critic_network_params, target_params=loss.target_critic_network_params)
+    torch.testing.assert_close(with_params["advantage"], plain["advantage"])
+    torch.testing.assert_close(with_params["value_target"], plain["value_target"])
+    # live: a change to the critic shows in the next read, and in what the estimator computes
+    perturb(value)
+    changed = gae(data.clone(), params=loss.critic_network_params, target_params=loss.target_critic_network_params)
+    torch.testing.assert_close(changed["advantage"], gae(data.clone())["advantage"])
+    assert not torch.allclose(changed["advantage"], plain["advantage"])
+    assert ClipPPOLoss(actor, critic_coeff=None).critic_network_params is None
+    assert ClipPPOLoss(actor, critic_coeff=None).target_critic_network_params is None
+
+
 # ------------------------------------------------------------------------------ TorchRL
 @pytest.mark.parametrize("options", [{}, {"clip_value": 0.1}, {"normalize_advantage": True, "loss_critic_type": "l2"}])
 def test_clip_ppo_matches_torchrl(options):
@@ -412,3 +458,57 @@ def test_clip_ppo_matches_torchrl(options):
     g_theirs = torch.autograd.grad(theirs_out["loss_objective"], list(net.parameters()))
     for a, b in zip(g_ours, g_theirs):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_network_params_match_torchrl():
+    """The same entries as TorchRL's ``critic_network_params`` / ``target_critic_network_params``, and the same GAE."""
+    pytest.importorskip("torchrl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchrl.modules import ProbabilisticActor as TRLActor
+        from torchrl.modules import TanhNormal as TRLTanhNormal
+        from torchrl.objectives import ClipPPOLoss as TRLClip
+        from torchrl.objectives.value import GAE as TRLGAE
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(OBS, 16), nn.Tanh(), nn.Linear(16, 2 * ACT), NormalParamExtractor())
+    value = critic()
+    kwargs = {"in_keys": ["loc", "scale"], "distribution_kwargs": {"low": -1.0, "high": 1.0}, "return_log_prob": True}
+    theirs = TRLClip(
+        TRLActor(TensorDictModule(net, ["observation"], ["loc", "scale"]), distribution_class=TRLTanhNormal, **kwargs),
+        value,
+    )
+    ours = ClipPPOLoss(
+        ProbabilisticActor(
+            TensorDictModule(net, ["observation"], ["loc", "scale"]), distribution_class=TanhNormal, **kwargs
+        ),
+        value,
+    )
+    for name in ("critic_network_params", "target_critic_network_params"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        assert set(a.keys(True, True)) == set(b.keys(True, True)), name
+        for key in a.keys(True, True):
+            torch.testing.assert_close(a.get(key), b.get(key))
+            assert a.get(key).requires_grad == b.get(key).requires_grad, (name, key)
+    g = torch.Generator().manual_seed(2)
+    data = TensorDict(
+        {
+            "observation": torch.randn(3, 7, OBS, generator=g),
+            "next": {
+                "observation": torch.randn(3, 7, OBS, generator=g),
+                "reward": torch.randn(3, 7, 1, generator=g),
+                "done": torch.rand(3, 7, 1, generator=g) < 0.3,
+                "terminated": torch.rand(3, 7, 1, generator=g) < 0.2,
+            },
+        },
+        [3, 7],
+    )
+    data["next", "done"] |= data["next", "terminated"]
+    with torch.no_grad():
+        mine = GAE(gamma=0.9, lmbda=0.8, value_network=value)(
+            data.clone(), params=ours.critic_network_params, target_params=ours.target_critic_network_params
+        )
+        ref = TRLGAE(gamma=0.9, lmbda=0.8, value_network=value)(
+            data.clone(), params=theirs.critic_network_params, target_params=theirs.target_critic_network_params
+        )
+    torch.testing.assert_close(mine["advantage"], ref["advantage"])
+    torch.testing.assert_close(mine["value_target"], ref["value_target"])
