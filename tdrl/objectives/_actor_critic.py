@@ -316,6 +316,34 @@ class ActorCriticLoss(LossModule):
         if len(lp_keys) == 1:
             self.tensor_keys.sample_log_prob = lp_keys[0]
 
+    # ------------------------------------------------------------ parameters
+    # TorchRL's names for the networks' parameters, as passed to a value estimator:
+    # ``GAE(data, params=loss.critic_network_params, target_params=loss.target_critic_network_params)``.
+    # Read from the networks at each access, so they follow ``loss.to(device)`` and
+    # ``load_state_dict``; the targets are the same values, detached (these losses keep no
+    # separate target copies).
+    @property
+    def actor_network_params(self) -> TensorDictBase:
+        """The actor's parameters and buffers as a TensorDict (live: they are the module's tensors)."""
+        return TensorDict.from_module(self.actor_network)
+
+    @property
+    def target_actor_network_params(self) -> TensorDictBase:
+        """The actor's parameters, detached (no separate target copy is kept)."""
+        return self.actor_network_params.detach()
+
+    @property
+    def critic_network_params(self) -> TensorDictBase | None:
+        """The critic's parameters and buffers as a TensorDict (live); ``None`` without a critic."""
+        critic = self.critic_network
+        return None if critic is None else TensorDict.from_module(critic)
+
+    @property
+    def target_critic_network_params(self) -> TensorDictBase | None:
+        """The critic's parameters, detached, for the next-state values; ``None`` without a critic."""
+        params = self.critic_network_params
+        return None if params is None else params.detach()
+
     # ------------------------------------------------------------------ keys
     def _on_keys_changed(self) -> None:
         keys: list[NestedKey] = []

@@ -352,6 +352,52 @@ def test_constructor_errors():
         ClipPPOLoss(tdrl_actor(), critic(), clip_epsilon=1.5)
 
 
+def test_network_params_for_the_value_estimator():
+    """TorchRL's ``GAE(data, params=loss.critic_network_params, target_params=loss.target_critic_network_params)``."""
+    torch.manual_seed(0)
+    actor, value = tdrl_actor(), critic()
+    loss = ClipPPOLoss(actor, value)
+    keys = set(loss.critic_network_params.keys(True, True))
+    assert keys == {tuple(name.split(".")) for name, _ in value.named_parameters()}
+    # the entries are the critic's own tensors; the targets hold the same values, detached
+    for name, p in value.named_parameters():
+        key = tuple(name.split("."))
+        assert loss.critic_network_params.get(key) is p
+        target = loss.target_critic_network_params.get(key)
+        assert not target.requires_grad
+        assert target.data_ptr() == p.data_ptr()
+    for name, p in actor.named_parameters():
+        key = tuple(name.split("."))
+        assert loss.actor_network_params.get(key) is p
+        assert not loss.target_actor_network_params.get(key).requires_grad
+
+    g = torch.Generator().manual_seed(1)
+    data = TensorDict(
+        {
+            "observation": torch.randn(4, 6, OBS, generator=g),
+            "next": {
+                "observation": torch.randn(4, 6, OBS, generator=g),
+                "reward": torch.randn(4, 6, 1, generator=g),
+                "done": torch.rand(4, 6, 1, generator=g) < 0.2,
+                "terminated": torch.zeros(4, 6, 1, dtype=torch.bool),
+            },
+        },
+        [4, 6],
+    )
+    gae = GAE(gamma=0.9, lmbda=0.8, value_network=value)
+    plain = gae(data.clone())
+    with_params = gae(data.clone(), params=loss.critic_network_params, target_params=loss.target_critic_network_params)
+    torch.testing.assert_close(with_params["advantage"], plain["advantage"])
+    torch.testing.assert_close(with_params["value_target"], plain["value_target"])
+    # live: a change to the critic shows in the next read, and in what the estimator computes
+    perturb(value)
+    changed = gae(data.clone(), params=loss.critic_network_params, target_params=loss.target_critic_network_params)
+    torch.testing.assert_close(changed["advantage"], gae(data.clone())["advantage"])
+    assert not torch.allclose(changed["advantage"], plain["advantage"])
+    assert ClipPPOLoss(actor, critic_coeff=None).critic_network_params is None
+    assert ClipPPOLoss(actor, critic_coeff=None).target_critic_network_params is None
+
+
 # ------------------------------------------------------------------------------ TorchRL
 @pytest.mark.parametrize("options", [{}, {"clip_value": 0.1}, {"normalize_advantage": True, "loss_critic_type": "l2"}])
 def test_clip_ppo_matches_torchrl(options):
