@@ -179,7 +179,7 @@ def train(seed: int = 0, lib_name: str = "tdrl", mappo: bool = True, log=None, *
         actor_network=policy,
         critic_network=critic,
         clip_epsilon=hp["clip_epsilon"],
-        entropy_coef=hp["entropy_eps"],
+        entropy_coeff=hp["entropy_eps"],
         normalize_advantage=False,
     )
     loss_module.set_keys(

@@ -67,7 +67,11 @@ def test_the_program_writes_its_runs_and_curve(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_mappo_learns_to_navigate():
-    """A shortened run of the tutorial's setup: the episode reward per agent rises from the first batch."""
-    out = bench.train(seed=0, mappo=True, iters=3, num_envs=30, num_epochs=10)
+    """The tutorial's setup, cut to 3 of its 10 iterations: the episode reward per agent rises from the first batch.
+
+    In the full runs (benchmarks/mappo_vmas_tdrl.json) it rose by 1.1 to 1.7 from the first
+    to the third batch for every seed and both algorithms.
+    """
+    out = bench.train(seed=0, mappo=True, iters=3)
     curve = [p["episode_reward_mean"] for p in out["curve"]]
     assert curve[-1] > curve[0] + 0.5, curve
