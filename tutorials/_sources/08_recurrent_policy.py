@@ -178,8 +178,10 @@ except ValueError as err:
 # `"next"` hidden state.
 #
 # One function trains either variant, so that the only difference is the network. Epsilon-greedy
-# exploration goes from 1 to 0.05 over the first third of the frames; every 2000 frames the
-# greedy policy plays 3 episodes on a separate env.
+# exploration goes from 1 to 0.05 over the first third of the frames; 32 updates follow each batch
+# of 200 frames, and the target network is refreshed every 4 batches (a faster refresh made the
+# recurrent variant much less stable here). Every 2000 frames the greedy policy plays 3 episodes
+# on a separate env.
 
 
 # %%
@@ -205,14 +207,14 @@ def train(recurrent, total_frames=frames, seed=0, slice_len=16, slices=16, frame
     )
     loss = DQNLoss(policy, action_space=env.action_spec, delay_value=True)
     loss.make_value_estimator(gamma=0.99)
-    target = HardUpdate(loss, value_network_update_interval=1)
-    optim = torch.optim.Adam(loss.parameters(), lr=2e-3)
+    target = HardUpdate(loss, value_network_update_interval=4)
+    optim = torch.optim.Adam(loss.parameters(), lr=1e-3)
     curve, start = [], time.perf_counter()
     for i, batch in enumerate(collector):
         buffer.extend(batch)
         explore.step(batch.numel())
         if len(buffer) >= min(1000, total_frames // 4):
-            target.step()  # the target network copies the live one once per collected batch
+            target.step()  # counts collected batches: the target copies the live network every 4th
             for _ in range(updates):
                 sample = buffer.sample().reshape(slices, slice_len)
                 with set_recurrent_mode(True):
@@ -233,6 +235,7 @@ for name, recurrent in (("LSTM", True), ("MLP (no memory)", False)):
     curves[name], seconds = train(recurrent)
     best = max(r for _, r in curves[name])
     print(f"{name:>16}: eval return {curves[name][-1][1]:.0f} after {frames} frames (best {best:.0f}), {seconds:.0f} s")
+    print(" " * 18 + "curve:", [round(r) for _, r in curves[name]])
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
@@ -245,7 +248,11 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# One seed per curve: read it as an illustration. RESULTS_PLACEHOLDER
+# One seed per curve: read it as an illustration, not a measurement. With this budget the MLP
+# stays around 30 to 50 whatever it is trained on: without velocities it can only react to where
+# the pole is, not to where it is going. The LSTM climbs into the hundreds once exploration has
+# decayed, but DQN's greedy evaluation swings from one evaluation to the next (on one run it reached
+# 404 and ended at 173); more frames, a slower target refresh or a longer slice help it settle.
 #
 # ## What to change for your task
 #
