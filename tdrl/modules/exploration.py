@@ -34,6 +34,7 @@ from torch import nn
 from tdrl._compat import td_read, td_write
 from tdrl.modules._lean import missing_key_error
 from tdrl.specs import Categorical, Composite, NestedKey, OneHot, TensorSpec
+from tdrl.specs.base import one_hot
 
 __all__ = [
     "EGreedyModule",
@@ -168,6 +169,7 @@ class EGreedyModule(TensorDictModuleBase):
         self.annealing_num_steps = int(annealing_num_steps)
         self._layout: tuple | None = None  # (action shape, holder batch size) last checked
         self._shapes: tuple = ()
+        self._one_coin: tuple | None = None
 
     @property
     def spec(self) -> Composite:
@@ -195,6 +197,38 @@ class EGreedyModule(TensorDictModuleBase):
             return F.one_hot(idx, n).to(like.dtype).expand_as(like)
         return idx.to(like.dtype).reshape(like.shape)
 
+    def _one_coin_plan(self, action: torch.Tensor, lead: torch.Size, coin_shape: torch.Size) -> tuple | None:
+        """``(n, draw shape)`` when a step is one coin and one index draw (one env, no mask), else None.
+
+        Then a step needs no ``torch.where``: the coin is read as a number and the random
+        action is encoded only when the coin says so. The draws are the general path's, in
+        the same order (``torch.rand(coin_shape)``, then the spec's ``torch.randint``), so
+        the random stream and the actions are the same.
+        """
+        spec = self._action_spec
+        if coin_shape or self.action_mask_key is not None or getattr(spec, "mask", None) is not None:
+            return None
+        if type(spec) not in (OneHot, Categorical) or action.device.type != "cpu" or action.dtype != spec.dtype:
+            return None
+        if (spec.device is not None and spec.device.type != "cpu") or self.eps.device.type != "cpu":
+            return None
+        full = (*lead, *(spec.shape[:-1] if type(spec) is OneHot else spec.shape))
+        return cast("OneHot | Categorical", spec).space.n, torch.Size(full)
+
+    def _one_coin_step(self, tensordict: TensorDictBase, action: torch.Tensor) -> TensorDictBase:
+        n, full = cast(tuple, self._one_coin)  # set by forward before it calls this
+        spec = self._action_spec
+        # float32 draws and a float32 eps compare the same as Python floats (both exact in a double)
+        heads = torch.rand(()).item() < self.eps.item()
+        if type(spec) is OneHot:
+            idx = torch.randint(0, n, full)
+            out = one_hot(idx, n, spec.dtype) if heads else action.clone()
+        else:
+            random = torch.randint(0, n, full, dtype=spec.dtype)
+            out = random if heads else action.clone()
+        td_write(tensordict, self.action_key, out)
+        return tensordict
+
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         if not _exploring():
             return tensordict
@@ -202,12 +236,15 @@ class EGreedyModule(TensorDictModuleBase):
         if action is None:
             raise missing_key_error("EGreedyModule", self.action_key, tensordict)
         holder = tensordict if self._parent_key is None else tensordict.get(self._parent_key)
-        layout = (action.shape, holder.batch_size)
+        layout = (action.shape, holder.batch_size, action.dtype, action.device)
         if layout != self._layout:  # checked once per layout (the same at every step of a collector)
             lead = _lead_dims(action, self._action_spec, "EGreedyModule")
             coin_shape = holder.batch_size if len(holder.batch_size) <= action.ndim else lead
             self._layout = layout
             self._shapes = (lead, coin_shape, (*coin_shape, *([1] * (action.ndim - len(coin_shape)))))
+            self._one_coin = self._one_coin_plan(action, lead, coin_shape)
+        if self._one_coin is not None:
+            return self._one_coin_step(tensordict, action)
         lead, coin_shape, coin_view = self._shapes
         eps = self.eps
         if eps.device != action.device:

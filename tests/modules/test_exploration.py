@@ -356,3 +356,65 @@ def test_egreedy_checks_each_new_layout():
             assert td["action"].shape == (n, 3)
         with pytest.raises(ValueError, match=r"shape \(4, 2\).*\(3,\)"):
             module(TensorDict(action=torch.zeros(4, 2, dtype=torch.long), batch_size=[4]))
+
+
+ONE_ENV_SPECS = {
+    "one_hot": (lambda m: m.OneHot(4), lambda a: torch.nn.functional.one_hot(a, 4).bool()),
+    "one_hot_long": (lambda m: m.OneHot(4, dtype=torch.long), lambda a: torch.nn.functional.one_hot(a, 4)),
+    # an action whose dtype is not the spec's: torch.where's promotion decides the dtype
+    "one_hot_other_dtype": (lambda m: m.OneHot(4), lambda a: torch.nn.functional.one_hot(a, 4)),
+    "categorical": (lambda m: m.Categorical(4), lambda a: a),
+    "categorical_keepdim": (lambda m: m.Categorical(4, shape=(1,)), lambda a: a.unsqueeze(-1)),
+}
+
+
+def _one_env_actions(module, encode, steps=200):
+    """Step ``module`` as a collector does with one env (batch ()), annealing eps; the actions it writes."""
+    greedy = torch.randint(4, (steps,), generator=torch.Generator().manual_seed(5))
+    out = []
+    with set_exploration_type(ExplorationType.RANDOM):
+        for t in range(steps):
+            action = encode(greedy[t])
+            td = module(TensorDict(action=action, batch_size=[]))
+            assert td["action"] is not action  # a new tensor at every step, as torch.where gives
+            out.append(td["action"])
+            module.step(1)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("space", sorted(ONE_ENV_SPECS))
+def test_egreedy_one_env_draws_equal_the_general_formula(space):
+    """One env, no mask: the coin and the random action are the general path's draws, in its order."""
+    import tdrl.specs as specs
+
+    make, encode = ONE_ENV_SPECS[space]
+    spec = make(specs)
+    torch.manual_seed(3)
+    mine = _one_env_actions(EGreedyModule(spec, 1.0, 0.0, annealing_num_steps=150), encode)
+    torch.manual_seed(3)
+    greedy = torch.randint(4, (200,), generator=torch.Generator().manual_seed(5))
+    eps = torch.tensor(1.0)
+    expected = []
+    for t in range(200):
+        coin = torch.rand(()) < eps
+        expected.append(torch.where(coin, spec.rand(), encode(greedy[t])))
+        eps = torch.maximum(torch.tensor(0.0), eps - 1.0 / 150)
+    expected = torch.stack(expected)
+    assert torch.equal(mine, expected)
+    assert mine.dtype == expected.dtype
+    assert 0 < (mine != encode(greedy)).reshape(200, -1).any(-1).sum() < 200  # some steps explored, some not
+
+
+@pytest.mark.parametrize("space", sorted(ONE_ENV_SPECS))
+def test_egreedy_one_env_equals_torchrl_step_by_step(space):
+    trl = pytest.importorskip("torchrl.modules")
+    trl_data = pytest.importorskip("torchrl.data")
+    import tdrl.specs as specs
+
+    make, encode = ONE_ENV_SPECS[space]
+    torch.manual_seed(7)
+    mine = _one_env_actions(EGreedyModule(make(specs), 1.0, 0.05, annealing_num_steps=150), encode)
+    torch.manual_seed(7)
+    theirs = _one_env_actions(trl.EGreedyModule(make(trl_data), 1.0, 0.05, annealing_num_steps=150), encode)
+    assert torch.equal(mine, theirs)
+    assert mine.dtype == theirs.dtype
