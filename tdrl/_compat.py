@@ -45,6 +45,8 @@ __all__ = [
     "params_leaf",
     "td_unchecked",
     "has_forward_hooks",
+    "global_module_hooks",
+    "module_call_is_forward",
     "rnn_weights",
     "tdmodule_kwarg_names",
     "tdmodule_is_plain_call",
@@ -270,6 +272,65 @@ def rnn_weights(rnn: nn.RNNBase) -> list | None:
     except KeyError:
         return [getattr(rnn, name) for name in names]
 
+
+def _module_call_internals_work() -> bool:
+    try:
+        from torch.nn.modules import module as module_mod
+
+        probe = nn.Identity()
+        if probe._compiled_call_impl is not None or probe._backward_hooks or probe._backward_pre_hooks:
+            return False
+        handle = module_mod.register_module_forward_hook(lambda *args: None)
+        seen = bool(module_mod._global_forward_hooks)
+        handle.remove()
+        handle = probe.register_full_backward_hook(lambda *args: None)
+        seen = seen and bool(probe._backward_hooks)
+        handle.remove()
+        return seen and not module_mod._global_forward_hooks and FAST_PATHS["module_hooks"]
+    except Exception:
+        return False
+
+
+FAST_PATHS["module_call"] = _module_call_internals_work()
+if FAST_PATHS["module_call"]:
+    from torch.nn.modules import module as _module_mod
+
+
+def _global_module_hooks_fast() -> bool:
+    """Whether a global module hook (``register_module_forward_hook`` and the like) is registered."""
+    return bool(
+        _module_mod._global_forward_hooks
+        or _module_mod._global_forward_pre_hooks
+        or _module_mod._global_backward_hooks
+        or _module_mod._global_backward_pre_hooks
+    )
+
+
+def _module_call_is_forward_fast(module: nn.Module) -> bool:
+    """Whether ``module(x)`` would run only ``module.forward(x)``: no hook of its own, not compiled.
+
+    Ask :func:`global_module_hooks` too: a global hook runs for every module.
+    """
+    return not (
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or module._compiled_call_impl is not None
+    )
+
+
+def _global_module_hooks_unknown() -> bool:
+    """``True``: where hooks live is unknown, so callers take ``nn.Module.__call__``."""
+    return True
+
+
+def _module_call_is_forward_unknown(module: nn.Module) -> bool:
+    return False
+
+
+global_module_hooks = _global_module_hooks_fast if FAST_PATHS["module_call"] else _global_module_hooks_unknown
+module_call_is_forward = _module_call_is_forward_fast if FAST_PATHS["module_call"] else _module_call_is_forward_unknown
 
 # chosen once here, not per call: the lean paths ask this at every step
 has_forward_hooks = _has_forward_hooks_fast if FAST_PATHS["module_hooks"] else _has_forward_hooks_unknown

@@ -40,6 +40,7 @@ def test_the_fast_paths_are_taken_on_the_tested_tensordict_range():
     assert _compat.FAST_PATHS == {
         "tensordict": True,
         "module_hooks": True,
+        "module_call": True,
         "tdmodule_layout": True,
         "parameter_slots": True,
         "dist_sample": True,
@@ -50,6 +51,7 @@ def test_the_fast_paths_are_taken_on_the_tested_tensordict_range():
     assert _compat.td_read is _compat._td_read_fast
     assert _compat.td_attach is _compat._td_attach_fast
     assert _compat.td_write is _compat._td_write_fast
+    assert _compat.module_call_is_forward is _compat._module_call_is_forward_fast
     assert _compat.has_forward_hooks is _compat._has_forward_hooks_fast
 
 
@@ -481,3 +483,23 @@ def test_parameter_slots_is_none_for_a_name_that_is_no_parameter():
     net = nn.Sequential(nn.Linear(2, 3))
     assert _compat.parameter_slots(net, ["0.missing"]) is None
     assert _compat.parameter_slots(net, ["5.weight"]) is None
+
+
+def test_module_call_checks_see_hooks_and_compiled_modules():
+    layer = nn.Linear(2, 2)
+    assert _compat.module_call_is_forward(layer)
+    assert not _compat.global_module_hooks()
+    for register in (
+        layer.register_forward_hook,
+        layer.register_forward_pre_hook,
+        layer.register_full_backward_hook,
+        layer.register_full_backward_pre_hook,
+    ):
+        handle = register(lambda *args: None)
+        assert not _compat.module_call_is_forward(layer), register.__name__
+        handle.remove()
+    assert _compat.module_call_is_forward(layer)
+    handle = nn.modules.module.register_module_forward_pre_hook(lambda *args: None)
+    assert _compat.global_module_hooks()
+    handle.remove()
+    assert not _compat.global_module_hooks()
