@@ -238,6 +238,7 @@ class StateDictCheckpointAdapter(CheckpointAdapter):
 
     Args:
         payload_format: ``"directory"`` or ``"torch"``.
+        archive_compression: accepted for TorchRL's signature; unused (tdrl writes no archives).
 
     Examples:
         >>> from tdrl.checkpoint import StateDictCheckpointAdapter
@@ -250,13 +251,14 @@ class StateDictCheckpointAdapter(CheckpointAdapter):
     tensors_filename = "tensors.bin"
     torch_filename = "state.pt"
 
-    def __init__(self, payload_format: StateDictFormat = "directory") -> None:
+    def __init__(self, payload_format: StateDictFormat = "directory", *, archive_compression: Any = None) -> None:
         if payload_format not in ("directory", "torch"):
             raise ValueError(
                 f"payload_format must be 'directory' (JSON + raw tensors, no pickle) or 'torch' (torch.save), "
                 f"got {payload_format!r}"
             )
         self.payload_format = payload_format
+        self.archive_compression = archive_compression
 
     def save(self, component: Any, path: Path, *, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         path.mkdir(parents=True, exist_ok=True)

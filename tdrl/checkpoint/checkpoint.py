@@ -306,6 +306,11 @@ class Checkpoint:
             FileNotFoundError: when there is no checkpoint at ``path``.
             CheckpointError: for a manifest that is not tdrl's, of an unknown version, or damaged.
         """
+        return cls._read_manifest(path)[0]
+
+    @classmethod
+    def _read_manifest(cls, path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
+        """The checked manifest and the folder it was read from (the backup after a cut save)."""
         folder = committed_folder(os.path.expanduser(path))
         if folder is None:
             raise FileNotFoundError(f"no checkpoint at {path}: save one there with Checkpoint(...).save(path)")
@@ -350,8 +355,7 @@ class Checkpoint:
                 _plain_relative(rel, "file")
                 if f"{record['path']}/{rel}" not in digests:
                     raise CheckpointError(f"{file}: file {rel!r} of component {name!r} has no checksum; {_DAMAGED}")
-        manifest["_folder"] = str(folder)
-        return manifest
+        return manifest, folder
 
     @classmethod
     def is_checkpoint(cls, path: str | os.PathLike) -> bool:
@@ -399,8 +403,7 @@ class Checkpoint:
         """
         strictness = self.strict if strict is None else strict
         self._check_strict(strictness)
-        manifest = self.manifest(path)
-        folder = Path(manifest.pop("_folder"))
+        manifest, folder = self._read_manifest(path)
         requested = self._selection(components)
         saved = manifest["components"]
         options = dict(component_options or {})
