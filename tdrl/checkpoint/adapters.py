@@ -27,7 +27,6 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from tdrl._safe_io import write_new_file
 from tdrl.checkpoint._encoding import TensorFile, decode, encode
 
 __all__ = [
@@ -196,6 +195,12 @@ class CheckpointAdapter(abc.ABC):
         return None
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    """Creates ``path`` with ``data``; the checkpoint fsyncs every file of a component once, after its adapter."""
+    with open(path, "xb") as file:
+        file.write(data)
+
+
 # ------------------------------------------------------------------------------ state dicts
 def _check_module_state(module: nn.Module, state: Mapping[str, Any], strict: bool) -> None:
     """Raises naming the first key or shape that does not fit ``module``; changes nothing."""
@@ -272,7 +277,7 @@ class StateDictCheckpointAdapter(CheckpointAdapter):
         with open(path / self.tensors_filename, "xb") as file:
             for chunk in tensors.chunks:
                 file.write(chunk)
-        write_new_file(path / self.schema_filename, json.dumps(schema, separators=(",", ":")).encode())
+        _write_new(path / self.schema_filename, json.dumps(schema, separators=(",", ":")).encode())
         return state
 
     def read(self, path: Path, *, map_location: Any = None, tensor_load_kwargs: Mapping[str, Any] | None = None) -> Any:
@@ -405,7 +410,7 @@ class JSONCheckpointAdapter(CheckpointAdapter):
         if args or kwargs:
             raise TypeError("a JSON component takes no save options")
         path.mkdir(parents=True, exist_ok=True)
-        write_new_file(path / self.state_filename, json.dumps(component, indent=1, sort_keys=True).encode())
+        _write_new(path / self.state_filename, json.dumps(component, indent=1, sort_keys=True).encode())
         return component
 
     def prepare_load(

@@ -106,7 +106,8 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_loadable(tmp_pa
         monkeypatch.setattr(run.buffer, "dumps", broken_dumps)
     else:  # the third state file, or the manifest (the last file), is torn by a full disk
         module = adapters_module if where == "state_dict payload" else checkpoint_module
-        real_write = module.write_new_file
+        name = "_write_new" if where == "state_dict payload" else "write_new_file"
+        real_write = getattr(module, name)
         calls = []
 
         def torn_write(path, data):
@@ -116,7 +117,7 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_loadable(tmp_pa
                 raise OSError("disk full")
             return real_write(path, data)
 
-        monkeypatch.setattr(module, "write_new_file", torn_write)
+        monkeypatch.setattr(module, name, torn_write)
     with pytest.raises(OSError, match="disk full"):
         run.checkpoint().save(tmp_path / "ckpt")
     monkeypatch.undo()
