@@ -555,9 +555,21 @@ def _seal(folder: Path) -> dict[str, Any]:
 
 
 def _verify(folder: Path, record: Mapping[str, Any], digests: Mapping[str, Any]) -> None:
-    """Checks each file of a component: inside the checkpoint, a regular file, size and CRC-32."""
+    """Checks a component's folder: exactly the files listed, none a symlink, each of its size and CRC-32."""
     home = Path(os.path.realpath(folder))
     base = _plain_relative(record["path"], "component folder")
+    component = folder / base
+    if component.is_symlink() or home not in Path(os.path.realpath(component)).parents:
+        raise CheckpointError(f"component folder {component} is a symlink or lies outside the checkpoint; {_DAMAGED}")
+    on_disk = set()
+    for root, dirs, files in os.walk(component):
+        for name in dirs + files:
+            if (Path(root) / name).is_symlink():
+                raise CheckpointError(f"{Path(root) / name} is a symlink; checkpoints hold plain files only")
+        on_disk.update((Path(root) / name).relative_to(component).as_posix() for name in files)
+    unlisted = sorted(on_disk - set(record["files"]))
+    if unlisted:
+        raise CheckpointError(f"{component} holds files the manifest does not list: {unlisted[:5]}; {_DAMAGED}")
     for rel in record["files"]:
         file = folder / base / _plain_relative(rel, "file")
         real = Path(os.path.realpath(file))

@@ -314,3 +314,16 @@ def test_rotation_keeps_the_newest_and_resumes_from_the_latest(tmp_path):
     assert torch.equal(fresh.weight, torch.full((2, 2), 3.0))
     with pytest.raises(KeyError, match="'return'"):
         CheckpointRotation(tmp_path, keep_last=1, keep_best=("return", "max")).save(Checkpoint(net=net), step=9)
+
+
+@pytest.mark.parametrize("planted", ["an unlisted file", "a symlink out"])
+def test_a_component_folder_holds_only_the_files_its_manifest_lists(tmp_path, planted):
+    Checkpoint(net=torch.nn.Linear(2, 2)).save(tmp_path / "ckpt")
+    folder = next((tmp_path / "ckpt" / "components").iterdir())
+    if planted == "an unlisted file":
+        (folder / "extra.bin").write_bytes(b"x")
+    else:
+        (tmp_path / "outside.bin").write_bytes(b"x")
+        (folder / "link.bin").symlink_to(tmp_path / "outside.bin")
+    with pytest.raises(CheckpointError, match=r"does not list|symlink"):
+        Checkpoint(net=torch.nn.Linear(2, 2)).load(tmp_path / "ckpt")
