@@ -561,7 +561,7 @@ def _verify(folder: Path, record: Mapping[str, Any], digests: Mapping[str, Any])
     component = folder / base
     if component.is_symlink() or home not in Path(os.path.realpath(component)).parents:
         raise CheckpointError(f"component folder {component} is a symlink or lies outside the checkpoint; {_DAMAGED}")
-    on_disk = set()
+    on_disk: set[str] = set()
     for root, dirs, files in os.walk(component):
         for name in dirs + files:
             if (Path(root) / name).is_symlink():
