@@ -24,6 +24,7 @@ from tdrl.modules import (
     MLP,
     ConvNet,
     EGreedyModule,
+    GRUModule,
     LSTMModule,
     NormalParamExtractor,
     ProbabilisticActor,
@@ -178,30 +179,31 @@ def test_a_tanh_normal_actor_exports_deterministic_or_sampling(tmp_path, explora
         assert not torch.equal(actions[1][0], actions[2][0])
 
 
-@pytest.mark.parametrize("python_based", [False, True])
-def test_an_lstm_policy_exports_and_carries_its_state(tmp_path, python_based):
-    lstm = LSTMModule(
+@pytest.mark.parametrize(("kind", "python_based"), [("lstm", False), ("lstm", True), ("gru", False)])
+def test_a_recurrent_policy_exports_and_carries_its_state(tmp_path, kind, python_based):
+    states = ("h", "c") if kind == "lstm" else ("h",)
+    module = LSTMModule if kind == "lstm" else GRUModule
+    rnn = module(
         input_size=3,
         hidden_size=16,
         num_layers=2,
-        in_keys=["observation", "h", "c", "is_init"],
-        out_keys=["features", ("next", "h"), ("next", "c")],
+        in_keys=["observation", *states, "is_init"],
+        out_keys=["features", *(("next", s) for s in states)],
         python_based=python_based,
     )
     head = TensorDictModule(torch.nn.Linear(16, 2), ["features"], ["action"])
-    policy = TensorDictSequential(lstm, head).requires_grad_(False)
-    policy = policy.select_out_keys("action", ("next", "h"), ("next", "c"))
+    policy = TensorDictSequential(rnn, head).requires_grad_(False)
+    policy = policy.select_out_keys("action", *(("next", s) for s in states))
 
     def step_input(i):
         return {
             "observation": torch.randn(3),
-            "h": torch.zeros(2, 16),
-            "c": torch.zeros(2, 16),
+            **{s: torch.zeros(2, 16) for s in states},
             "is_init": torch.tensor([i == 0 or i == 4]),  # a new episode at steps 0 and 4
         }
 
     calls = _calls(step_input, n=7)
-    outputs = _check(tmp_path, policy, calls, ExplorationType.DETERMINISTIC, state_keys=("h", "c"))
+    outputs = _check(tmp_path, policy, calls, ExplorationType.DETERMINISTIC, state_keys=states)
     assert not torch.equal(outputs[1][1], outputs[2][1])  # the state moved
 
 
