@@ -243,7 +243,9 @@ class EGreedyModule(TensorDictModuleBase):
             self._layout = layout
             self._shapes = (lead, coin_shape, (*coin_shape, *([1] * (action.ndim - len(coin_shape)))))
             self._one_coin = self._one_coin_plan(action, lead, coin_shape)
-        if self._one_coin is not None:
+        # the one-coin step reads its coin as a Python number: a graph capture (torch.export,
+        # torch.compile) cannot, so it takes the torch.where path, which draws the same numbers
+        if self._one_coin is not None and not torch.compiler.is_compiling():
             return self._one_coin_step(tensordict, action)
         lead, coin_shape, coin_view = self._shapes
         eps = self.eps

@@ -444,8 +444,13 @@ class _RecurrentModuleBase(TensorDictModuleBase):
             x = value.reshape(-1, 1, *value.shape[dims:])
             hidden = tuple(x.new_zeros(layers, x.shape[0], size) for layers, size in self._state_shapes())
         else:
-            # on the CPU, asking whether any episode starts is cheaper than masking every state
-            if is_init.device.type != "cpu" or (bool(is_init) if is_init.numel() == 1 else bool(is_init.any())):
+            # on the CPU, asking whether any episode starts is cheaper than masking every state;
+            # a graph capture (torch.export, torch.compile) cannot ask, and always masks
+            if (
+                is_init.device.type != "cpu"
+                or torch.compiler.is_compiling()
+                or (bool(is_init) if is_init.numel() == 1 else bool(is_init.any()))
+            ):
                 starts = is_init.reshape(*lead, 1, 1)
                 states = [s.masked_fill(starts, 0.0) for s in states]
             cell = None if self._python_based or value.ndim != dims + 1 else _cell(self._rnn)
