@@ -9,6 +9,7 @@ unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``imag
 """
 
 from tdrl.envs.transforms.action import ActionScaling
+from tdrl.envs.transforms.action_mask import ActionMask
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
@@ -55,4 +56,5 @@ __all__ = [
     "RandomCropTensorDict",
     "MultiStepTransform",
     "TensorDictPrimer",
+    "ActionMask",
 ]
