@@ -9,6 +9,7 @@ unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``imag
 """
 
 from tdrl.envs.transforms.action import ActionScaling
+from tdrl.envs.transforms.action_discrete import ActionDiscretizer, DiscreteActionProjection
 from tdrl.envs.transforms.action_mask import ActionMask
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
@@ -57,4 +58,6 @@ __all__ = [
     "MultiStepTransform",
     "TensorDictPrimer",
     "ActionMask",
+    "DiscreteActionProjection",
+    "ActionDiscretizer",
 ]
