@@ -24,6 +24,7 @@ from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
 from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
+from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
 from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.transforms import Compose, Transform
@@ -60,4 +61,6 @@ __all__ = [
     "ActionMask",
     "DiscreteActionProjection",
     "ActionDiscretizer",
+    "Reward2GoTransform",
+    "TargetReturn",
 ]
