@@ -11,6 +11,7 @@ unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``imag
 from tdrl.envs.transforms.action import ActionScaling
 from tdrl.envs.transforms.action_discrete import ActionDiscretizer, DiscreteActionProjection
 from tdrl.envs.transforms.action_mask import ActionMask
+from tdrl.envs.transforms.burn_in import BurnInTransform
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
@@ -63,4 +64,5 @@ __all__ = [
     "ActionDiscretizer",
     "Reward2GoTransform",
     "TargetReturn",
+    "BurnInTransform",
 ]
