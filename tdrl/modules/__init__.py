@@ -45,6 +45,7 @@ from tdrl.modules.exploration import (
     RandomPolicy,
     set_exploration_modules_spec_from_env,
 )
+from tdrl.modules.gsde import gSDEModule
 from tdrl.modules.models import (
     MLP,
     ConvNet,
@@ -104,6 +105,7 @@ __all__ = [
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
     "RandomPolicy",
+    "gSDEModule",
     "set_exploration_modules_spec_from_env",
     # distributions
     "TanhNormal",

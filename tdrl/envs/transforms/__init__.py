@@ -13,6 +13,7 @@ from tdrl.envs.transforms.action_discrete import ActionDiscretizer, DiscreteActi
 from tdrl.envs.transforms.action_mask import ActionMask
 from tdrl.envs.transforms.burn_in import BurnInTransform
 from tdrl.envs.transforms.env import TransformedEnv
+from tdrl.envs.transforms.gsde import gSDENoise
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
     CatTensors,
@@ -65,4 +66,5 @@ __all__ = [
     "Reward2GoTransform",
     "TargetReturn",
     "BurnInTransform",
+    "gSDENoise",
 ]
