@@ -22,6 +22,7 @@ from tdrl.envs.transforms.keys import (
     SelectTransform,
     UnsqueezeTransform,
 )
+from tdrl.envs.transforms.next_obs import NextObservationDelta, NextStateReconstructor
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
 from tdrl.envs.transforms.primer import TensorDictPrimer
@@ -67,4 +68,6 @@ __all__ = [
     "TargetReturn",
     "BurnInTransform",
     "gSDENoise",
+    "NextObservationDelta",
+    "NextStateReconstructor",
 ]
