@@ -548,7 +548,8 @@ class RandomPolicy:
     spec taken at construction and so ignores masks that change at every step (a tic-tac-toe
     board). Without a mask in the input, draws follow the mask that the spec the policy was given
     holds at the time of the call: ``RandomPolicy(env.action_spec)`` on an env with an
-    :class:`~tdrl.envs.ActionMask` (whatever its ``mask_key``) draws legal actions. A collector's random frames (``init_random_frames``, or no policy) go through this
+    :class:`~tdrl.envs.ActionMask` (whatever its ``mask_key``) draws legal actions. A collector's
+    random frames (``init_random_frames``, or no policy) go through this
     policy step by step when masks are present, so they are legal moves too (in TorchRL,
     ``init_random_frames`` asks the env, whose live spec holds the mask).
 
@@ -608,8 +609,8 @@ class RandomPolicy:
         # discrete leaves: (leaf, where its mask would be in the input, the given spec's leaf). The given
         # leaf is kept, not copied: an env's ActionMask updates its mask at every step, and draws follow it.
         given = [] if spec is None else ([spec[k] for k, _ in self._leaves] if isinstance(spec, Composite) else [spec])
-        self._maskable = [
-            (i, _mask_key(key), given[i])
+        self._maskable: list[tuple[int, NestedKey, Categorical | OneHot]] = [
+            (i, _mask_key(key), cast("Categorical | OneHot", given[i]))
             for i, (key, spec_) in enumerate(self._leaves)
             if isinstance(spec_, (Categorical, OneHot))
         ]

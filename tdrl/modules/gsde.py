@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict.nn import InteractionType as ExplorationType
@@ -30,7 +30,7 @@ from torch import nn
 __all__ = ["gSDEModule"]
 
 
-class gSDEModule(nn.Module):  # noqa: N801  (TorchRL's name)
+class gSDEModule(nn.Module):
     """State-dependent exploration noise added to a deterministic action ``mu``.
 
     ``forward(mu, state, _eps_gSDE)`` returns ``(mu, scale, action, _eps_gSDE)``: with
@@ -103,11 +103,14 @@ class gSDEModule(nn.Module):  # noqa: N801  (TorchRL's name)
     @property
     def sigma(self) -> torch.Tensor:
         """The per-(action, state) noise scale, at least ``scale_min``."""
-        raw = nn.functional.softplus(self.log_sigma) if self.learn_sigma else self._sigma
+        raw = nn.functional.softplus(self.log_sigma) if self.learn_sigma else cast(torch.Tensor, self._sigma)
         return raw.clamp_min(self.scale_min)
 
     def forward(
-        self, mu: torch.Tensor, state: torch.Tensor, _eps_gSDE: torch.Tensor | None  # noqa: N803  (TorchRL's key)
+        self,
+        mu: torch.Tensor,
+        state: torch.Tensor,
+        _eps_gSDE: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         sigma = self.sigma.clamp_max(self.scale_max)
         mode = exploration_type()
@@ -121,7 +124,8 @@ class gSDEModule(nn.Module):  # noqa: N801  (TorchRL's name)
         eps = _eps_gSDE
         if eps is not None and eps.shape[: len(batch)] != batch:
             raise RuntimeError(
-                f"gSDEModule: the noise {tuple(eps.shape)} and the state {tuple(state.shape)} must share their batch dims."
+                f"gSDEModule: the noise {tuple(eps.shape)} and the state {tuple(state.shape)} "
+                "must share their batch dims."
             )
         fresh = eps is None or (eps.numel() == math.prod(batch) and bool((eps == 0).all()))
         if eps is None and mode != ExplorationType.RANDOM:

@@ -26,8 +26,9 @@ class TestDiscreteActionProjection(TransformContractTests):
     def make_batched_env(self):
         return MaskedDiscreteEnv(n=4, one_hot=True, batch_size=[3])
 
-    def test_rollout_roads_agree(self, batched=False):
-        pytest.skip("out-of-range choices are redrawn at random at each step")
+    @pytest.mark.skip(reason="out-of-range choices are redrawn at random at each step")
+    def test_rollout_roads_agree(self) -> None:
+        raise AssertionError("skipped")
 
     def test_in_replay_buffer(self) -> None:
         from tdrl.data import LazyTensorStorage, ReplayBuffer
@@ -63,8 +64,9 @@ class TestActionDiscretizerRandom(TransformContractTests):
     def make_transform(self):
         return ActionDiscretizer(3, sampling=ActionDiscretizer.SamplingStrategy.RANDOM)
 
-    def test_rollout_roads_agree(self, batched=False):
-        pytest.skip("each step draws the point inside its interval anew")
+    @pytest.mark.skip(reason="each step draws the point inside its interval anew")
+    def test_rollout_roads_agree(self) -> None:
+        raise AssertionError("skipped")
 
     test_forward_on_tensordict = test_rollout_roads_agree
     test_in_replay_buffer = test_rollout_roads_agree
@@ -74,7 +76,8 @@ def test_projection_keeps_legal_choices_and_redraws_the_others():
     t = DiscreteActionProjection(3, 5)
     actions = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3, 4] * 40), 5)
     out = t.inv(TensorDict(action=actions, batch_size=[200]))["action"]
-    assert out.shape == (200, 3) and out.dtype == torch.int64
+    assert out.shape == (200, 3)
+    assert out.dtype == torch.int64
     idx = out.argmax(-1)
     assert torch.equal(idx[actions.argmax(-1) < 3], actions.argmax(-1)[actions.argmax(-1) < 3])
     assert set(idx[actions.argmax(-1) >= 3].tolist()) == {0, 1, 2}
@@ -90,7 +93,8 @@ def test_projection_errors_name_the_fix():
     with pytest.raises(ValueError, match="must be OneHot\\(3\\)"):
         TransformedEnv(MaskedDiscreteEnv(n=4, one_hot=True), DiscreteActionProjection(3, 5))
     env = TransformedEnv(MaskedDiscreteEnv(n=4, one_hot=True), DiscreteActionProjection(4, 7))
-    assert isinstance(env.action_spec, OneHot) and env.action_spec.n == 7
+    assert isinstance(env.action_spec, OneHot)
+    assert env.action_spec.n == 7
 
 
 @pytest.mark.parametrize("sampling", [0, 1, 2])
@@ -112,15 +116,18 @@ def test_discretizer_random_stays_in_its_interval():
 def test_discretizer_renamed_records_the_continuous_action():
     env = TransformedEnv(TransformTestEnv(batch_size=[2]), ActionDiscretizer(5, out_action_key="action_disc"))
     check_env_specs(env)
-    assert "action" in env.full_state_spec.keys() and env.action_keys == ["action_disc"]
+    assert "action" in env.full_state_spec.keys()
+    assert env.action_keys == ["action_disc"]
     ro = env.rollout(4, break_when_any_done=False)
-    assert ro["action"].dtype == torch.float32 and ro["action_disc"].dtype == torch.int64
+    assert ro["action"].dtype == torch.float32
+    assert ro["action_disc"].dtype == torch.int64
     torch.testing.assert_close(ro["action"], -0.8 + 0.4 * ro["action_disc"].float())
 
 
 def test_discretizer_one_hot_spec_and_map():
     env = TransformedEnv(TransformTestEnv(), ActionDiscretizer(torch.tensor([2, 3]), categorical=False))
-    assert isinstance(env.action_spec, MultiOneHot) and env.action_spec.shape == (5,)
+    assert isinstance(env.action_spec, MultiOneHot)
+    assert env.action_spec.shape == (5,)
     action = torch.tensor([0, 1, 0, 0, 1])
     torch.testing.assert_close(env.transform.inv(TensorDict(action=action))["action"], torch.tensor([0.5, 2 / 3]))
     assert isinstance(env.transform.intervals, list)

@@ -69,7 +69,8 @@ def test_lstm_refreshes_both_states_and_zero_burn_in_is_identity():
         [3, 5],
     )
     out = t(data)
-    assert out["h"][:, 0].abs().sum() > 0 and out["c"][:, 0].abs().sum() > 0
+    assert out["h"][:, 0].abs().sum() > 0
+    assert out["c"][:, 0].abs().sum() > 0
     assert BurnInTransform(lstm, burn_in=0)(data) is data
 
 

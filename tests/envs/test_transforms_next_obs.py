@@ -46,7 +46,9 @@ def test_delta_is_the_transition_and_the_buffer_stores_only_it():
     assert ("next", "observation") not in stored.keys(True, True)
     assert ("delta", "observation") not in stored.keys(True, True)
     rebuilt = rb[:]
-    torch.testing.assert_close(rebuilt["next", "observation"], data["next", "observation"].reshape(20, 3), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        rebuilt["next", "observation"], data["next", "observation"].reshape(20, 3), atol=2e-3, rtol=0
+    )
     assert ("next", "delta") not in rebuilt.keys(True)
     assert rb.sample()["next", "observation"].dtype == torch.float32
 
@@ -79,7 +81,8 @@ def test_reconstructor_follows_trajectories_dones_and_step_counts():
     out = NextStateReconstructor(traj_key=None, done_key=None)(_flat())["next", "observation"].squeeze(-1)
     torch.testing.assert_close(out[:-1], torch.arange(1.0, 10.0))
     out = NextStateReconstructor(fill_value=-1.0)(_flat())["next", "observation"].squeeze(-1)
-    assert out[2] == -1 and out[8] == 9
+    assert out[2] == -1
+    assert out[8] == 9
 
 
 def test_reconstructor_with_a_slice_sampler_matches_the_full_data():

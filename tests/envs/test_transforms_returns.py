@@ -62,12 +62,12 @@ def test_reward2go_as_collector_postproc():
 
 
 def test_reward2go_refuses_envs_and_open_trajectories():
-    with pytest.raises(ValueError, match="replay\\s+buffer"):
+    with pytest.raises(ValueError, match=r"replay\s+buffer"):
         TransformedEnv(CountingEnv(), Reward2GoTransform())
     with pytest.raises(ValueError, match="whole trajectories"):
         TransformedEnv(CountingEnv(), Compose(StepCounter(), Reward2GoTransform()))
+    env = TransformedEnv(CountingEnv(), StepCounter())
     with pytest.raises(ValueError, match="whole trajectories"):
-        env = TransformedEnv(CountingEnv(), StepCounter())
         env.append_transform(Reward2GoTransform())
     data = _trajectories()
     data["next", "done"][1] = False

@@ -43,15 +43,26 @@ def _masked_env(base_cls, specs, n=4):
         def _reset(self, tensordict=None, **kwargs):
             self.mask = torch.ones(n, dtype=torch.bool)
             done = torch.zeros(1, dtype=torch.bool)
-            return TensorDict(observation=self.mask.float(), action_mask=self.mask.clone(), done=done,
-                              terminated=done.clone(), truncated=done.clone())
+            return TensorDict(
+                observation=self.mask.float(),
+                action_mask=self.mask.clone(),
+                done=done,
+                terminated=done.clone(),
+                truncated=done.clone(),
+            )
 
         def _step(self, tensordict):
             self.mask = self.mask.clone()
             self.mask[tensordict["action"]] = False
             done = (~self.mask.any()).view(1)
-            return TensorDict(observation=self.mask.float(), action_mask=self.mask.clone(), reward=torch.ones(1),
-                              done=done, terminated=done.clone(), truncated=torch.zeros(1, dtype=torch.bool))
+            return TensorDict(
+                observation=self.mask.float(),
+                action_mask=self.mask.clone(),
+                reward=torch.ones(1),
+                done=done,
+                terminated=done.clone(),
+                truncated=torch.zeros(1, dtype=torch.bool),
+            )
 
         def _set_seed(self, seed):
             return seed
@@ -78,7 +89,8 @@ def test_discrete_action_projection_matches():
     actions = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 2, 0]), 5)
     a = theirs.inv(TensorDict(action=actions, batch_size=[5]))["action"]
     b = ours.inv(TensorDict(action=actions, batch_size=[5]))["action"]
-    assert torch.equal(a, b) and a.dtype == b.dtype
+    assert torch.equal(a, b)
+    assert a.dtype == b.dtype
     data = TensorDict(action=torch.nn.functional.one_hot(torch.tensor([4, 1]), 5), batch_size=[2])
     assert torch.equal(theirs(data.clone())["action"], ours(data.clone())["action"])
     spec_theirs = rl_envs.TransformedEnv(
@@ -89,7 +101,8 @@ def test_discrete_action_projection_matches():
         GymEnv("CartPole-v1", categorical_action_encoding=False), td_envs.DiscreteActionProjection(2, 7)
     ).action_spec
     assert type(spec_theirs).__name__ == type(spec_ours).__name__ == "OneHot"
-    assert spec_theirs.shape == spec_ours.shape and spec_theirs.space.n == spec_ours.space.n
+    assert spec_theirs.shape == spec_ours.shape
+    assert spec_theirs.space.n == spec_ours.space.n
 
 
 @pytest.mark.parametrize("sampling", [0, 1, 2])
@@ -157,8 +170,13 @@ def test_burn_in_matches():
 
     from tdrl.modules import GRUModule
 
-    kwargs = dict(input_size=3, hidden_size=4, in_keys=["observation", "hidden"],
-                  out_keys=["features", ("next", "hidden")], default_recurrent_mode=True)
+    kwargs = {
+        "input_size": 3,
+        "hidden_size": 4,
+        "in_keys": ["observation", "hidden"],
+        "out_keys": ["features", ("next", "hidden")],
+        "default_recurrent_mode": True,
+    }
     theirs, ours = RLGRUModule(**kwargs), GRUModule(**kwargs)
     ours.gru.load_state_dict(theirs.gru.state_dict())
     generator = torch.Generator().manual_seed(0)
@@ -211,8 +229,9 @@ def test_next_observation_delta_matches():
     a["action"], b["action"] = action, action
     a, b = theirs.step(a), ours.step(b)
     assert torch.equal(a["next", "delta", "observation"], b["next", "delta", "observation"])
-    data = TensorDict(observation=torch.randn(5, 3), next={"delta": {"observation": torch.randn(5, 3).half()}},
-                      batch_size=[5])
+    data = TensorDict(
+        observation=torch.randn(5, 3), next={"delta": {"observation": torch.randn(5, 3).half()}}, batch_size=[5]
+    )
     rebuilt_a = rl_envs.NextObservationDelta(["observation"])(data.clone())
     rebuilt_b = td_envs.NextObservationDelta(["observation"])(data.clone())
     torch.testing.assert_close(rebuilt_a["next", "observation"], rebuilt_b["next", "observation"])

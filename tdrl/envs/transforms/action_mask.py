@@ -126,13 +126,22 @@ class ActionMask(Transform):
         n = spec.n
         want = (*spec.shape, n) if isinstance(spec, Categorical) else tuple(spec.shape)
         if tuple(mask.shape) != want:
-            if isinstance(spec, Categorical) and spec.shape and spec.shape[-1] == 1 and tuple(mask.shape) == want[:-2] + (n,):
+            if (
+                isinstance(spec, Categorical)
+                and spec.shape
+                and spec.shape[-1] == 1
+                and tuple(mask.shape) == (*want[:-2], n)
+            ):
                 mask = mask.unsqueeze(-2)  # an action of shape [..., 1] and a mask [..., n]
             elif mask.shape[-1] != n or not _expands(tuple(mask.shape), want):
                 raise ValueError(
                     _BAD_MASK.format(
-                        key=self.mask_key, shape=tuple(mask.shape), action=self.action_key,
-                        spec_shape=tuple(spec.shape), n=n, want=want,
+                        key=self.mask_key,
+                        shape=tuple(mask.shape),
+                        action=self.action_key,
+                        spec_shape=tuple(spec.shape),
+                        n=n,
+                        want=want,
                     )
                 )
         spec.update_mask(mask.to(device=spec.device, dtype=torch.bool).expand(want))

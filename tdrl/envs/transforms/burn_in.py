@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -121,7 +121,9 @@ class BurnInTransform(Transform):
                     keys.append(_unravel(parts))
         super().__init__(in_keys, in_keys)
         self.out_keys = keys
-        self.modules = list(modules)
+        # a plain list, as in TorchRL (not submodules: the transform's state_dict does not hold the policy's
+        # weights); it shadows nn.Module.modules(), which TorchRL's transform does too
+        self.modules = list(modules)  # type: ignore[method-assign,assignment]
         self.burn_in = int(burn_in)
 
     def _check_key_lengths(self) -> None:
@@ -150,8 +152,9 @@ class BurnInTransform(Transform):
         burnt = tensordict[:, : self.burn_in]
         rest = tensordict[:, self.burn_in :]
         with torch.no_grad():
-            for module in self.modules:
-                burnt = module(burnt.to(_device_of(module, burnt.device)))
+            for module in cast("list[TensorDictModuleBase]", self.modules):
+                target = _device_of(module, burnt.device)
+                burnt = module(burnt.to(target) if target is not None else burnt)
         burnt = burnt.to(device) if device is not None else burnt
         last_next = burnt.get("next")[:, -1]
         rest = rest.clone(False)  # new tensordict (shallow): the input's entries stay untouched
@@ -170,7 +173,7 @@ class BurnInTransform(Transform):
         return f"BurnInTransform(burn_in={self.burn_in}, in_keys={self.in_keys}, out_keys={self.out_keys})"
 
 
-def _device_of(module: Any, default: torch.device) -> torch.device:
+def _device_of(module: Any, default: torch.device | None) -> torch.device | None:
     """The device of a module's first parameter (``default`` for a module without parameters)."""
     for param in module.parameters():
         return param.device

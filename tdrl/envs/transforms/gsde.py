@@ -19,7 +19,7 @@ from tdrl.specs import Unbounded
 __all__ = ["gSDENoise"]
 
 
-class gSDENoise(TensorDictPrimer):  # noqa: N801  (TorchRL's name)
+class gSDENoise(TensorDictPrimer):
     """Declares ``"_eps_gSDE"`` and sets it at each reset, so that ``gSDEModule`` draws a new noise matrix.
 
     With both ``state_dim`` and ``action_dim`` the entry is a ``[*shape, action_dim,

@@ -96,9 +96,7 @@ class NextObservationDelta(Transform):
     ) -> None:
         if not delta_dtype.is_floating_point:
             raise ValueError(f"NextObservationDelta: delta_dtype must be a floating dtype, got {delta_dtype}.")
-        if restore_dtype != "root" and not (
-            isinstance(restore_dtype, torch.dtype) and restore_dtype.is_floating_point
-        ):
+        if restore_dtype != "root" and not (isinstance(restore_dtype, torch.dtype) and restore_dtype.is_floating_point):
             raise ValueError(
                 f"NextObservationDelta: restore_dtype must be a floating dtype or 'root', got {restore_dtype!r}."
             )
@@ -178,7 +176,8 @@ class NextObservationDelta(Transform):
         return tensordict
 
     def __repr__(self) -> str:
-        return f"NextObservationDelta(in_keys={self.in_keys if self._given_keys else None}, delta_dtype={self.delta_dtype})"
+        keys = self.in_keys if self._given_keys else None
+        return f"NextObservationDelta(in_keys={keys}, delta_dtype={self.delta_dtype})"
 
 
 class NextStateReconstructor(Transform):
@@ -207,10 +206,11 @@ class NextStateReconstructor(Transform):
         >>> import torch
         >>> from tensordict import TensorDict
         >>> from tdrl.data import LazyTensorStorage, ReplayBuffer, SliceSampler
-        >>> rb = ReplayBuffer(storage=LazyTensorStorage(20), sampler=SliceSampler(slice_len=4, traj_key=("collector", "traj_ids")),
+        >>> sampler = SliceSampler(slice_len=4, traj_key=("collector", "traj_ids"))
+        >>> rb = ReplayBuffer(storage=LazyTensorStorage(20), sampler=sampler,
         ...                   transform=NextStateReconstructor(), batch_size=8)
         >>> data = TensorDict({"observation": torch.arange(8.0).unsqueeze(-1),
-        ...                    "next": {"done": torch.tensor([False] * 3 + [True] + [False] * 3 + [True]).unsqueeze(-1)},
+        ...                    "next": {"done": torch.tensor([0, 0, 0, 1, 0, 0, 0, 1]).bool().unsqueeze(-1)},
         ...                    "collector": {"traj_ids": torch.tensor([0] * 4 + [1] * 4)}}, [8])
         >>> _ = rb.extend(data)
         >>> sample = rb.sample()
@@ -282,7 +282,11 @@ class NextStateReconstructor(Transform):
         follows = self._has_next(tensordict, size)
         for key in self.keys:
             root = tensordict.get(key)
-            if not root.is_floating_point() and isinstance(self.fill_value, float) and self.fill_value != self.fill_value:
+            if (
+                not root.is_floating_point()
+                and isinstance(self.fill_value, float)
+                and self.fill_value != self.fill_value
+            ):
                 raise TypeError(
                     f"NextStateReconstructor: {key!r} has dtype {root.dtype}, which cannot hold NaN. Fix: pass an "
                     f"integer fill_value (e.g. fill_value=0)."
@@ -299,5 +303,6 @@ class NextStateReconstructor(Transform):
         return observation_spec
 
     def __repr__(self) -> str:
-        return f"NextStateReconstructor(keys={list(self.keys)}, traj_key={self.traj_key!r}, fill_value={self.fill_value})"
-
+        return (
+            f"NextStateReconstructor(keys={list(self.keys)}, traj_key={self.traj_key!r}, fill_value={self.fill_value})"
+        )

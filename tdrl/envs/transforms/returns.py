@@ -107,7 +107,8 @@ class Reward2GoTransform(Transform):
         if done is None:
             raise KeyError(
                 f"Reward2GoTransform: no done entry {done_key!r} in the data (keys "
-                f"{sorted(map(str, tensordict.keys(True, True)))}). Fix: pass done_key naming the done flag under 'next'."
+                f"{sorted(map(str, tensordict.keys(True, True)))}). "
+                "Fix: pass done_key naming the done flag under 'next'."
             )
         if not bool(done.any(-2).all()):
             raise RuntimeError(
@@ -121,7 +122,9 @@ class Reward2GoTransform(Transform):
             if reward is None:
                 continue
             found = True
-            tensordict.set(out_key, reward2go(reward, done.expand_as(reward), self.gamma.to(reward.dtype)))
+            tensordict.set(
+                out_key, reward2go(reward, done.expand_as(reward), cast(torch.Tensor, self.gamma).to(reward.dtype))
+            )
         if not found:
             raise KeyError(
                 f"Reward2GoTransform: none of the rewards {self.in_keys_inv} is in the data. Fix: pass in_keys "
