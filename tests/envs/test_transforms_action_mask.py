@@ -103,3 +103,14 @@ def test_refuses_a_missing_mask_or_a_continuous_action():
         env.append_transform(ActionMask())
     with pytest.raises(TypeError, match="mask_key"):
         ActionMask(mask_key=3)
+
+
+def test_outside_a_batched_env_the_mask_covers_every_sub_env():
+    from tdrl.envs import SerialEnv
+
+    torch.manual_seed(0)
+    env = TransformedEnv(SerialEnv(2, MaskedDiscreteEnv), ActionMask())
+    ro = env.rollout(12, break_when_any_done=False)
+    assert (ro["next", "reward"] == 1).all()
+    assert env.action_spec.mask.shape == (2, 4)
+    env.close()
