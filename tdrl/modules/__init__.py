@@ -45,7 +45,6 @@ from tdrl.modules.exploration import (
     RandomPolicy,
     set_exploration_modules_spec_from_env,
 )
-from tdrl.modules.gsde import gSDEModule
 from tdrl.modules.models import (
     MLP,
     ConvNet,
@@ -60,6 +59,7 @@ from tdrl.modules.models import (
     Squeeze2dLayer,
     SqueezeLayer,
 )
+from tdrl.modules.models.exploration import gSDEModule
 from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
 from tdrl.modules.rnn import (
     GRUModule,

@@ -1,4 +1,7 @@
-"""gSDEModule: generalized state-dependent exploration (Raffin et al., 2021).
+"""Exploration models: gSDEModule, generalized state-dependent exploration (Raffin et al., 2021).
+
+The module lives at TorchRL's path (``torchrl.modules.models.exploration``) and is exported
+from ``tdrl.modules``.
 
 The exploration noise is a linear function of the state, ``eps = (sigma * E) @ state``,
 with a noise matrix ``E`` drawn once per episode (or when the env's ``gSDENoise``
