@@ -116,3 +116,18 @@ def test_reconstructor_errors_name_the_fix():
         NextStateReconstructor()(integer)
     out = NextStateReconstructor(fill_value=0)(integer)["next", "observation"]
     assert out.dtype == torch.int64
+
+
+def test_delta_through_a_collector_into_a_buffer():
+    from tdrl.collectors import SyncDataCollector
+
+    t = NextObservationDelta()
+    env = TransformedEnv(TransformTestEnv(), t)
+    collector = SyncDataCollector(env, None, frames_per_batch=16, total_frames=16)
+    batch = next(iter(collector))
+    collector.shutdown()
+    assert batch["next", "delta", "observation"].dtype == torch.float16
+    rb = ReplayBuffer(storage=LazyTensorStorage(32), transform=t, batch_size=8)
+    rb.extend(batch)
+    assert ("next", "observation") not in rb.storage[:].keys(True, True)
+    torch.testing.assert_close(rb[:]["next", "observation"], batch["next", "observation"], atol=2e-3, rtol=0)
