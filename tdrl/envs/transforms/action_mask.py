@@ -88,6 +88,7 @@ class ActionMask(Transform):
         self.mask_key = _as_key_list(mask_key)[0]
         self.in_keys = [self.action_key, self.mask_key]  # TorchRL's in_keys; no out_keys: it writes nothing
         self.out_keys = []
+        self._spec_cache: tuple | None = None  # (the live action spec, the mask shape it takes)
 
     # --- specs -----------------------------------------------------------------------------
     def _check_spec_keys(self, output_spec: Composite, input_spec: Composite) -> None:
@@ -107,25 +108,33 @@ class ActionMask(Transform):
         if not isinstance(spec, (Categorical, OneHot)):
             raise ValueError(_BAD_SPEC.format(key=self.action_key, spec=spec))
 
-    def _live_spec(self) -> Categorical | OneHot:
-        """The action spec of the env at the top of the chain (the one ``rand_action`` draws from)."""
+    def _transform_specs(self, output_spec: Composite, input_spec: Composite) -> tuple[Composite, Composite]:
+        self._spec_cache = None  # the env's specs are being rebuilt: find the live spec again at the next call
+        return super()._transform_specs(output_spec, input_spec)
+
+    def _live_spec(self) -> tuple[Categorical | OneHot, tuple]:
+        """The live action spec (the one ``rand_action`` draws from) and the mask shape it takes."""
+        cached = self.__dict__.get("_spec_cache")
+        if cached is not None:
+            return cached
         env = self._env_of_chain()
         if env is None:
             raise RuntimeError(_NOT_IN_ENV)
         spec = cast(TensorSpec, env.full_action_spec[self.action_key])
         if not isinstance(spec, (Categorical, OneHot)):  # a later transform replaced it
             raise ValueError(_BAD_SPEC.format(key=self.action_key, spec=spec))
-        return spec
+        want = (*spec.shape, spec.n) if isinstance(spec, Categorical) else tuple(spec.shape)
+        self._spec_cache = (spec, want)
+        return spec, want
 
     # --- hooks -----------------------------------------------------------------------------
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        spec = self._live_spec()
+        spec, want = self._live_spec()
         mask = td_read(tensordict, self.mask_key)
         if mask is None:
             return tensordict  # nothing new: the spec keeps the last mask
         n = spec.n
-        want = (*spec.shape, n) if isinstance(spec, Categorical) else tuple(spec.shape)
-        if tuple(mask.shape) != want:
+        if mask.shape != want:
             if (
                 isinstance(spec, Categorical)
                 and spec.shape
@@ -144,7 +153,9 @@ class ActionMask(Transform):
                         want=want,
                     )
                 )
-        spec.update_mask(mask.to(device=spec.device, dtype=torch.bool).expand(want))
+        if mask.dtype != torch.bool or mask.device != torch.device(spec.device or "cpu"):
+            mask = mask.to(device=spec.device, dtype=torch.bool)
+        spec.update_mask(mask if mask.shape == want else mask.expand(want))
         return tensordict
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
