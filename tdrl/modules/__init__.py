@@ -59,6 +59,7 @@ from tdrl.modules.models import (
     Squeeze2dLayer,
     SqueezeLayer,
 )
+from tdrl.modules.models.exploration import gSDEModule
 from tdrl.modules.qvalue import DistributionalQValueActor, DistributionalQValueModule, QValueActor, QValueModule
 from tdrl.modules.rnn import (
     GRUModule,
@@ -104,6 +105,7 @@ __all__ = [
     "AdditiveGaussianModule",
     "OrnsteinUhlenbeckProcessModule",
     "RandomPolicy",
+    "gSDEModule",
     "set_exploration_modules_spec_from_env",
     # distributions
     "TanhNormal",

@@ -548,14 +548,17 @@ class RandomPolicy:
     as ``PettingZooWrapper`` and the ``ActionMask`` convention write them), that action is
     drawn among the allowed values only. TorchRL's ``RandomPolicy`` draws from a copy of the
     spec taken at construction and so ignores masks that change at every step (a tic-tac-toe
-    board). A collector's random frames (``init_random_frames``, or no policy) go through this
+    board). Without a mask in the input, draws follow the mask that the spec the policy was given
+    holds at the time of the call: ``RandomPolicy(env.action_spec)`` on an env with an
+    :class:`~tdrl.envs.ActionMask` (whatever its ``mask_key``) draws legal actions. A collector's
+    random frames (``init_random_frames``, or no policy) go through this
     policy step by step when masks are present, so they are legal moves too (in TorchRL,
     ``init_random_frames`` asks the env, whose live spec holds the mask).
 
     Args:
         action_spec: a leaf spec (its action is written under ``action_key``) or a
-            ``Composite`` (each leaf written under its own key). The policy keeps a copy.
-            ``None`` until set (see above).
+            ``Composite`` (each leaf written under its own key). The policy keeps a copy
+            (and reads the given spec's mask at each call). ``None`` until set (see above).
         action_key: where a leaf spec's action goes (default ``"action"``).
 
     Raises:
@@ -605,9 +608,11 @@ class RandomPolicy:
             self._leaves = [(k, cast(TensorSpec, self._action_spec[k])) for k in self._action_spec.keys(True, True)]
         else:
             self._leaves = [(self.action_key, cast(TensorSpec, self._action_spec))]
-        # discrete leaves: (leaf, where its mask would be in the input, the spec's own mask)
-        self._maskable = [
-            (i, _mask_key(key), spec_.mask)
+        # discrete leaves: (leaf, where its mask would be in the input, the given spec's leaf). The given
+        # leaf is kept, not copied: an env's ActionMask updates its mask at every step, and draws follow it.
+        given = [] if spec is None else ([spec[k] for k, _ in self._leaves] if isinstance(spec, Composite) else [spec])
+        self._maskable: list[tuple[int, NestedKey, Categorical | OneHot]] = [
+            (i, _mask_key(key), cast("Categorical | OneHot", given[i]))
             for i, (key, spec_) in enumerate(self._leaves)
             if isinstance(spec_, (Categorical, OneHot))
         ]
@@ -619,7 +624,8 @@ class RandomPolicy:
             tensordict: the input the policy would be called on.
 
         Returns:
-            True when an ``"action_mask"`` sits beside one of the policy's discrete action keys.
+            True when an ``"action_mask"`` sits beside one of the policy's discrete action keys, or
+            when the spec the policy was given carries a mask (which an ``ActionMask`` may change).
 
         Examples:
             >>> import torch
@@ -631,7 +637,9 @@ class RandomPolicy:
             >>> policy.reads_masks(TensorDict(observation=torch.zeros(2)))
             False
         """
-        return any(td_read(tensordict, mask_key) is not None for _, mask_key, _ in self._maskable)
+        return any(
+            td_read(tensordict, mask_key) is not None or live.mask is not None for _, mask_key, live in self._maskable
+        )
 
     def set_action_spec_from_env(self, env: Any) -> None:
         """Take ``env.full_action_spec`` as the spec, unless one is set already (collectors call it)."""
@@ -641,9 +649,9 @@ class RandomPolicy:
     def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self._action_spec is None:
             raise RuntimeError(_NO_SPEC)
-        for i, mask_key, own in self._maskable:
+        for i, mask_key, live in self._maskable:
             mask = td_read(tensordict, mask_key)
-            cast(Categorical, self._leaves[i][1]).update_mask(own if mask is None else mask)
+            cast(Categorical, self._leaves[i][1]).update_mask(live.mask if mask is None else mask)
         for key, spec in self._leaves:
             tensordict.set(key, spec.rand())
         return tensordict

@@ -9,7 +9,11 @@ unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``imag
 """
 
 from tdrl.envs.transforms.action import ActionScaling
+from tdrl.envs.transforms.action_discrete import ActionDiscretizer, DiscreteActionProjection
+from tdrl.envs.transforms.action_mask import ActionMask
+from tdrl.envs.transforms.burn_in import BurnInTransform
 from tdrl.envs.transforms.env import TransformedEnv
+from tdrl.envs.transforms.gsde import gSDENoise
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
     CatTensors,
@@ -18,10 +22,12 @@ from tdrl.envs.transforms.keys import (
     SelectTransform,
     UnsqueezeTransform,
 )
+from tdrl.envs.transforms.next_obs import NextObservationDelta, NextStateReconstructor
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
 from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
+from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
 from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.transforms import Compose, Transform
@@ -55,4 +61,13 @@ __all__ = [
     "RandomCropTensorDict",
     "MultiStepTransform",
     "TensorDictPrimer",
+    "ActionMask",
+    "DiscreteActionProjection",
+    "ActionDiscretizer",
+    "Reward2GoTransform",
+    "TargetReturn",
+    "BurnInTransform",
+    "gSDENoise",
+    "NextObservationDelta",
+    "NextStateReconstructor",
 ]

@@ -9,10 +9,11 @@ import torch
 from tensordict import TensorDictBase
 
 from tdrl.data.postprocs import MultiStep
+from tdrl.envs.transforms.next_obs import NextStateReconstructor  # TorchRL's path for it
 from tdrl.envs.transforms.transforms import Transform, _unravel
 from tdrl.specs import Composite, NestedKey
 
-__all__ = ["RandomCropTensorDict", "MultiStepTransform"]
+__all__ = ["RandomCropTensorDict", "MultiStepTransform", "NextStateReconstructor"]
 
 _HELD_MISMATCH = (
     "MultiStepTransform: this batch has batch_size {new} but the {held} steps held from the previous extend have "
