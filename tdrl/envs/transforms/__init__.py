@@ -18,10 +18,14 @@ from tdrl.envs.transforms.keys import (
     SelectTransform,
     UnsqueezeTransform,
 )
+from tdrl.envs.transforms.lives import EndOfLifeTransform
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
+from tdrl.envs.transforms.pooling import TimeMaxPool
 from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
+from tdrl.envs.transforms.shape import FlattenObservation, PermuteTransform, SqueezeTransform
+from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
 from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.transforms import Compose, Transform
@@ -55,4 +59,11 @@ __all__ = [
     "RandomCropTensorDict",
     "MultiStepTransform",
     "TensorDictPrimer",
+    "PermuteTransform",
+    "SqueezeTransform",
+    "FlattenObservation",
+    "SignTransform",
+    "BinarizeReward",
+    "TimeMaxPool",
+    "EndOfLifeTransform",
 ]

@@ -291,6 +291,15 @@ class Transform(nn.Module):
     def _frame_skip(self) -> int:
         return 1
 
+    # --- what the env looks like from outside -----------------------------------------
+    def transform_env_device(self, device: torch.device) -> torch.device:
+        """The device of the env seen through this transform, given the device of the env it reads from."""
+        return device
+
+    def transform_env_batch_size(self, batch_size: torch.Size) -> torch.Size:
+        """The batch size of the env seen through this transform, given that of the env it reads from."""
+        return batch_size
+
     # --- plain TensorDicts -----------------------------------------------------------
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Apply the transform to ``tensordict``'s root and its ``"next"`` entry, in place.
@@ -574,6 +583,16 @@ class Compose(Transform):
         for t in self.transforms:
             n *= t._frame_skip
         return n
+
+    def transform_env_device(self, device: torch.device) -> torch.device:
+        for t in self.transforms:
+            device = t.transform_env_device(device)
+        return device
+
+    def transform_env_batch_size(self, batch_size: torch.Size) -> torch.Size:
+        for t in self.transforms:
+            batch_size = t.transform_env_batch_size(batch_size)
+        return batch_size
 
     def _carried_keys(self) -> list:
         return [key for t in self.transforms for key in t._carried_keys()]
