@@ -9,6 +9,7 @@ unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``imag
 """
 
 from tdrl.envs.transforms.action import ActionScaling
+from tdrl.envs.transforms.device import DeviceCastTransform
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
@@ -66,4 +67,5 @@ __all__ = [
     "BinarizeReward",
     "TimeMaxPool",
     "EndOfLifeTransform",
+    "DeviceCastTransform",
 ]

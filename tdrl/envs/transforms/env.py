@@ -39,6 +39,12 @@ from tdrl.envs.transforms.transforms import Compose, Transform
 __all__ = ["TransformedEnv"]
 
 
+def _has_reset_preprocess(transform: Transform) -> bool:
+    if isinstance(transform, Compose):
+        return any(_has_reset_preprocess(t) for t in transform.transforms)
+    return type(transform)._reset_env_preprocess is not Transform._reset_env_preprocess
+
+
 class TransformedEnv(EnvBase):
     """An env whose outputs (and inputs) go through ``transform``.
 
@@ -82,6 +88,7 @@ class TransformedEnv(EnvBase):
         self._link = _link
         self._frame_skip = 1
         self._has_inv = False
+        self._reset_preprocess = False
         self._register_transform(transform)
         if _link:
             transform.set_container(self)
@@ -179,6 +186,8 @@ class TransformedEnv(EnvBase):
         self._action_checks = None
         self._frame_skip = self.transform._frame_skip
         self._has_inv = self.transform._has_inverse()
+        # the reset's input goes through the chain's preprocess only for chains that have one (DeviceCastTransform)
+        self._reset_preprocess = _has_reset_preprocess(self.transform)
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -188,7 +197,10 @@ class TransformedEnv(EnvBase):
     # --- EnvBase -------------------------------------------------------------------------
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         base, transform = self._chain
-        out = base._reset(tensordict, **kwargs)
+        base_in = tensordict
+        if tensordict is not None and self._reset_preprocess:
+            base_in = transform._reset_env_preprocess(tensordict)
+        out = base._reset(base_in, **kwargs)
         for key in base.done_keys:
             if td_read(out, key) is None:
                 out.set(key, torch.zeros((*base.batch_size, 1), dtype=torch.bool, device=base.device))

@@ -300,6 +300,10 @@ class Transform(nn.Module):
         """The batch size of the env seen through this transform, given that of the env it reads from."""
         return batch_size
 
+    def _reset_env_preprocess(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Map the reset's input before the base env reads it (e.g. back to its device); identity by default."""
+        return tensordict
+
     # --- plain TensorDicts -----------------------------------------------------------
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Apply the transform to ``tensordict``'s root and its ``"next"`` entry, in place.
@@ -593,6 +597,11 @@ class Compose(Transform):
         for t in self.transforms:
             batch_size = t.transform_env_batch_size(batch_size)
         return batch_size
+
+    def _reset_env_preprocess(self, tensordict: TensorDictBase) -> TensorDictBase:
+        for t in reversed(self.transforms):
+            tensordict = t._reset_env_preprocess(tensordict)
+        return tensordict
 
     def _carried_keys(self) -> list:
         return [key for t in self.transforms for key in t._carried_keys()]
