@@ -9,6 +9,7 @@ unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``imag
 """
 
 from tdrl.envs.transforms.action import ActionScaling
+from tdrl.envs.transforms.batch_size import BatchSizeTransform
 from tdrl.envs.transforms.device import DeviceCastTransform
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
@@ -20,6 +21,7 @@ from tdrl.envs.transforms.keys import (
     UnsqueezeTransform,
 )
 from tdrl.envs.transforms.lives import EndOfLifeTransform
+from tdrl.envs.transforms.noop_reset import NoopResetEnv
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
 from tdrl.envs.transforms.pooling import TimeMaxPool
@@ -68,4 +70,6 @@ __all__ = [
     "TimeMaxPool",
     "EndOfLifeTransform",
     "DeviceCastTransform",
+    "NoopResetEnv",
+    "BatchSizeTransform",
 ]
