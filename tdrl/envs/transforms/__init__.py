@@ -9,6 +9,7 @@ unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``imag
 """
 
 from tdrl.envs.transforms.action import ActionScaling
+from tdrl.envs.transforms.auto_reset import AutoResetEnv, AutoResetTransform
 from tdrl.envs.transforms.batch_size import BatchSizeTransform
 from tdrl.envs.transforms.device import DeviceCastTransform
 from tdrl.envs.transforms.env import TransformedEnv
@@ -72,4 +73,6 @@ __all__ = [
     "DeviceCastTransform",
     "NoopResetEnv",
     "BatchSizeTransform",
+    "AutoResetTransform",
+    "AutoResetEnv",
 ]
