@@ -203,7 +203,7 @@ class TransformedEnv(EnvBase):
         out = base._reset(base_in, **kwargs)
         for key in base.done_keys:
             if td_read(out, key) is None:
-                out.set(key, torch.zeros((*base.batch_size, 1), dtype=torch.bool, device=base.device))
+                out.set(key, torch.zeros((*out.batch_size, 1), dtype=torch.bool, device=base.device))
         if not base._is_reset:  # nn.Module.__setattr__ is slow
             base._is_reset = True
         return transform._reset(tensordict, out)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from tensordict import TensorDictBase
 
 from tdrl.envs.transforms.transforms import Transform
 from tdrl.specs import Composite, NestedKey, TensorSpec
@@ -192,6 +193,22 @@ class SqueezeTransform(Transform):
 
     squeeze_dim = dim
 
+    # a positive dim counts after the batch dims of the data at hand (a step's, or a whole rollout's)
+    def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._dim >= 0:
+            self._batch_dims = tensordict.batch_dims
+        return super()._call(tensordict)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._dim >= 0:
+            self._batch_dims = tensordict.batch_dims
+        return super().forward(tensordict)
+
+    def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._dim >= 0:
+            self._batch_dims = tensordict.batch_dims
+        return super()._inv_call(tensordict)
+
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
         return value.squeeze(self.dim)
 
@@ -283,6 +300,17 @@ class FlattenObservation(Transform):
 
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
         return torch.flatten(value, self.first_dim, self.last_dim)
+
+    # positive dims count after the batch dims of the data at hand (a step's, or a whole rollout's)
+    def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._first_dim >= 0 or self._last_dim >= 0:
+            self._batch_dims = tensordict.batch_dims
+        return super()._call(tensordict)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._first_dim >= 0 or self._last_dim >= 0:
+            self._batch_dims = tensordict.batch_dims
+        return super().forward(tensordict)
 
     def transform_output_spec(self, output_spec: Composite) -> Composite:
         self._batch_dims = len(output_spec.shape)
