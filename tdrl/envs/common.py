@@ -233,7 +233,7 @@ class EnvBase(nn.Module):
             return super().__new__(cls)
         rest = {k: v for k, v in kwargs.items() if k not in ("auto_reset", "auto_reset_replace")}
         env = super().__new__(cls)
-        env.__init__(*args, **rest)  # the AutoResetEnv returned is not a cls: Python will not call __init__ again
+        cls.__init__(env, *args, **rest)  # the AutoResetEnv returned is not a cls: Python will not call __init__ again
         from tdrl.envs.transforms.auto_reset import _wrap_auto_reset  # (the transforms import this module)
 
         return _wrap_auto_reset(env, replace=kwargs.get("auto_reset_replace", True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+
 import pytest
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -107,8 +108,10 @@ class TestDeviceCastAction(TransformContractTests):
 def test_noop_reset_takes_the_steps_through_the_transforms_before_it():
     env = TransformedEnv(CountingEnv(max_steps=5), Compose(StepCounter(), NoopResetEnv(3, random=False)))
     td = env.reset()
-    assert td["observation"].item() == 3 and td["step_count"].item() == 3
-    assert "reward" not in td.keys() and "action" not in td.keys()
+    assert td["observation"].item() == 3
+    assert td["step_count"].item() == 3
+    assert "reward" not in td.keys()
+    assert "action" not in td.keys()
     ro = env.rollout(6, break_when_any_done=False)
     assert ro["observation"].squeeze(-1).tolist() == [3.0, 4.0, 3.0, 4.0, 3.0, 4.0]
 
@@ -123,13 +126,13 @@ def test_noop_reset_random_count_follows_the_global_generator():
 
 def test_noop_reset_restarts_an_episode_that_ends_and_gives_up_after_ten():
     env = TransformedEnv(CountingEnv(max_steps=4), NoopResetEnv(6, random=False))
-    with pytest.raises(RuntimeError, match="ended its episode before 6 random steps.*11 times"):
+    with pytest.raises(RuntimeError, match=r"ended its episode before 6 random steps.*11 times"):
         env.reset()
-    with pytest.raises(ValueError, match="batch size \\(2,\\).*ParallelEnv"):
+    with pytest.raises(ValueError, match=r"batch size \(2,\).*ParallelEnv"):
         TransformedEnv(CountingEnv(batch_size=[2]), NoopResetEnv())
-    with pytest.raises(ValueError, match="noops must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"noops must be an int >= 1"):
         NoopResetEnv(0)
-    with pytest.raises(RuntimeError, match="no parent env"):
+    with pytest.raises(RuntimeError, match=r"no parent env"):
         NoopResetEnv()._reset(None, TensorDict({}, []))
 
 
@@ -138,7 +141,8 @@ def test_noop_reset_restarts_an_episode_that_ends_and_gives_up_after_ten():
 
 def test_auto_reset_next_observation_is_filled_and_the_next_root_is_the_new_episode():
     env = SelfResettingCounter(max_steps=3, batch_size=[2], auto_reset=True)
-    assert isinstance(env, AutoResetEnv) and isinstance(env.transform, AutoResetTransform)
+    assert isinstance(env, AutoResetEnv)
+    assert isinstance(env.transform, AutoResetTransform)
     ro = env.rollout(7, break_when_any_done=False)
     nan = float("nan")
     expected_next = torch.tensor([1.0, 2.0, nan, 1.0, 2.0, nan, 1.0])
@@ -158,7 +162,9 @@ def test_auto_reset_replace_false_keeps_the_returned_values_and_fills_follow_dty
     )
     td["next", "done"] = done
     out = t(td)["next"]
-    assert out["i"].tolist() == [-7, 4] and out["b"].tolist() == [True, False] and out["u"].tolist() == [1, 6]
+    assert out["i"].tolist() == [-7, 4]
+    assert out["b"].tolist() == [True, False]
+    assert out["u"].tolist() == [1, 6]
 
 
 def test_auto_reset_in_a_collector_and_after_a_transform():
@@ -176,9 +182,9 @@ def test_auto_reset_env_copies_and_refuses_misuse():
     env = SelfResettingCounter(max_steps=3, auto_reset=True)
     assert type(copy.deepcopy(env)) is AutoResetEnv
     assert type(pickle.loads(pickle.dumps(CountingEnv()))) is CountingEnv
-    with pytest.raises(ValueError, match="inside an AutoResetEnv.*auto_reset=True"):
+    with pytest.raises(ValueError, match=r"inside an AutoResetEnv.*auto_reset=True"):
         TransformedEnv(CountingEnv(), AutoResetTransform())
-    with pytest.raises(RuntimeError, match="append_transform"):
+    with pytest.raises(RuntimeError, match=r"append_transform"):
         env.insert_transform(0, StepCounter())
     assert env.reset()["observation"].item() == 0.0  # a plain reset resets the simulator
 
@@ -203,7 +209,8 @@ def test_device_cast_keys_keep_the_original_and_move_actions_back():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_device_cast_moves_the_env_to_cuda_and_back():
     env = TransformedEnv(TransformTestEnv(batch_size=[2]), DeviceCastTransform("cuda"))
-    assert env.device.type == "cuda" and env.action_spec.device.type == "cuda"
+    assert env.device.type == "cuda"
+    assert env.action_spec.device.type == "cuda"
     ro = env.rollout(5, break_when_any_done=False)
     assert ro["next", "observation"].device.type == "cuda"
     root = env.reset()
@@ -215,5 +222,5 @@ def test_device_cast_moves_the_env_to_cuda_and_back():
     td = keys.rand_action(keys.reset())
     td["action"] = td["action"].cuda()
     out = keys.step(td)
-    assert out["next", "observation"].device.type == "cuda" and out["next", "reward"].device.type == "cpu"
-
+    assert out["next", "observation"].device.type == "cuda"
+    assert out["next", "reward"].device.type == "cpu"

@@ -141,7 +141,7 @@ class TestBatchSize(TransformContractTests):
 
     make_batched_env = make_env
 
-    def test_forward_on_tensordict(self, batched: bool = False) -> None:
+    def test_forward_on_tensordict(self) -> None:  # type: ignore[override]
         # overrides the mixin's: a base rollout of a stateless env has no batch to replay 4 sub-envs' actions into
         td = TensorDict({"observation": torch.ones(4, 2)}, [4])
         assert BatchSizeTransform(batch_size=[4])(td.clone())["observation"].shape == (4, 2)
@@ -154,7 +154,7 @@ class TestBatchSizeReshape(TransformContractTests):
     def make_transform(self):
         return BatchSizeTransform(reshape_fn=lambda data: data.unsqueeze(0))
 
-    def test_forward_on_tensordict(self, batched: bool = False) -> None:
+    def test_forward_on_tensordict(self) -> None:  # type: ignore[override]
         # overrides the mixin's: forward applies reshape_fn as it is to a rollout, whose time dim it does not expect
         out = self.make_transform()(TensorDict({"observation": torch.ones(3, 2)}, [3]))
         assert out.batch_size == (1, 3)
@@ -206,13 +206,13 @@ def test_squeeze_positive_dim_counts_after_the_batch_dims():
 
 
 def test_squeeze_errors_name_the_problem():
-    with pytest.raises(ValueError, match="positive dim"):
+    with pytest.raises(ValueError, match=r"positive dim"):
         SqueezeTransform(1, in_keys=["observation"])
-    with pytest.raises(TypeError, match="needs dim"):
+    with pytest.raises(TypeError, match=r"needs dim"):
         SqueezeTransform(in_keys=["observation"])
-    with pytest.raises(ValueError, match="'observation' has shape \\(3,\\); dim -1 is not a dim of size 1"):
+    with pytest.raises(ValueError, match=r"'observation' has shape \(3,\); dim -1 is not a dim of size 1"):
         TransformedEnv(TransformTestEnv(), SqueezeTransform(-1, in_keys=["observation"]))
-    with pytest.warns(DeprecationWarning, match="squeeze_dim"):
+    with pytest.warns(DeprecationWarning, match=r"squeeze_dim"):
         assert SqueezeTransform(squeeze_dim=-1).dim == -1
 
 
@@ -223,9 +223,9 @@ def test_flatten_merges_dims_and_bounds():
     assert spec.space.high.shape == (2, 20, 3)
     ro = env.rollout(3, break_when_any_done=False)
     assert ro["pixels"].shape == (2, 3, 20, 3)
-    with pytest.raises(ValueError, match="last_dim=0 is a positive dim"):
+    with pytest.raises(ValueError, match=r"last_dim=0 is a positive dim"):
         FlattenObservation(-2, 0)
-    with pytest.raises(ValueError, match="cannot flatten dims -5..-1 of 'observation'"):
+    with pytest.raises(ValueError, match=r"cannot flatten dims -5..-1 of 'observation'"):
         TransformedEnv(TransformTestEnv(), FlattenObservation(-5, -1, in_keys=["observation"]))
 
 
@@ -276,7 +276,8 @@ def test_batch_size_sets_the_batch_of_a_stateless_env_and_uses_reset_func():
     env = TransformedEnv(StatelessEnv(), BatchSizeTransform(batch_size=[5], reset_func=reset_func, env_kwarg=True))
     assert env.batch_size == (5,)
     td = env.reset()
-    assert td.batch_size == (5,) and bool((td["observation"] == 1).all())
+    assert td.batch_size == (5,)
+    assert bool((td["observation"] == 1).all())
     assert seen["env"] is env
     ro = env.rollout(4, break_when_any_done=False)
     assert ro.batch_size == (5, 4)
@@ -284,11 +285,11 @@ def test_batch_size_sets_the_batch_of_a_stateless_env_and_uses_reset_func():
 
 
 def test_batch_size_errors_name_the_fix():
-    with pytest.raises(ValueError, match="one of batch_size"):
+    with pytest.raises(ValueError, match=r"one of batch_size"):
         BatchSizeTransform()
-    with pytest.raises(ValueError, match="one of batch_size"):
+    with pytest.raises(ValueError, match=r"one of batch_size"):
         BatchSizeTransform(batch_size=[2], reshape_fn=lambda d: d)
     with pytest.raises(ValueError, match=r"batch size \(6,\) cannot expand to \(4,\)"):
         TransformedEnv(CountingEnv(batch_size=[6]), BatchSizeTransform(batch_size=[4]))
-    with pytest.raises(ValueError, match="another number of sub-envs"):
+    with pytest.raises(ValueError, match=r"another number of sub-envs"):
         TransformedEnv(CountingEnv(batch_size=[6]), BatchSizeTransform(reshape_fn=lambda d: d[:3]))

@@ -1,6 +1,8 @@
-"""Differential tests against TorchRL 0.14.1 for the shape, sign, pooling, lives, device, no-op, auto-reset and
-batch-size transforms: the same mock env (written once on each library's EnvBase), the same transform and the same
-actions give the same data and specs."""
+"""Differential tests against TorchRL 0.14.1: shape, sign, pooling, lives, device, no-op, auto-reset, batch size.
+
+The same mock env (written once on each library's EnvBase), the same transform and the
+same actions give the same data and specs.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ def _mock(lib, specs, batch_size=(), lengths=(5,), self_reset=False, stateless=F
     The state counts steps (plus 1 when the action's first entry is positive); sub-env ``b``
     terminates after ``lengths[b]`` steps. Entries: ``observation`` [3] (negative, zero and
     positive values), ``vec`` [1, 3], ``pixels`` uint8 [H, W, 3]; the action is [1, 2] in
-    [-1, 1] (or [-1, -0.5] with ``negative_actions``); the reward is in {-1, -0.5, 0, 0.5}. With ``self_reset`` the step that ends an
-    episode restarts it and returns the new episode's first observation. Lives:
-    ``env.unwrapped.ale.lives()`` = 4 - count // 2.
+    [-1, 1] (or [-1, -0.5] with ``negative_actions``); the reward is in {-1, -0.5, 0, 0.5}.
+    With ``self_reset`` the step that ends an episode restarts it and returns the new
+    episode's first observation. Lives: ``env.unwrapped.ale.lives()`` = 4 - count // 2.
     """
     from tensordict import TensorDict
 
@@ -186,7 +188,8 @@ def test_permute_matches_torchrl(batch_size):
     _same_spec(theirs.observation_spec["pixels"], ours.observation_spec["pixels"])
     _same_spec(theirs.action_spec, ours.action_spec)
     a, b = _rollouts(theirs, ours, 12)
-    assert b["pixels"].shape[-3:] == (3, _H, _W) and b["action"].shape[-2:] == (2, 1)
+    assert b["pixels"].shape[-3:] == (3, _H, _W)
+    assert b["action"].shape[-2:] == (2, 1)
     _same(a, b, _ALL)
 
 
@@ -301,7 +304,8 @@ def test_batch_size_reshape_matches_torchrl():
     assert theirs.batch_size == ours.batch_size == (2, 2)
     _same_spec(theirs.action_spec, ours.action_spec)
     a, b = _rollouts(theirs, ours, 10)
-    assert b.batch_size == (2, 2, 10) and b["next", "done"].sum() >= 4
+    assert b.batch_size == (2, 2, 10)
+    assert b["next", "done"].sum() >= 4
     _same(a, b, _ALL)
 
 

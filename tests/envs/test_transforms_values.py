@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict
 
 from tdrl.envs import (
     BinarizeReward,
@@ -101,8 +101,10 @@ class TestEndOfLife(TransformContractTests):
 def test_sign_specs_are_bounded_in_the_entry_dtype():
     env = TransformedEnv(TransformTestEnv(dtype=torch.float64), SignTransform(in_keys=["observation", "reward"]))
     obs = env.observation_spec["observation"]
-    assert isinstance(obs, Bounded) and obs.dtype == torch.float64
-    assert obs.space.low.unique().tolist() == [-1.0] and obs.space.high.unique().tolist() == [1.0]
+    assert isinstance(obs, Bounded)
+    assert obs.dtype == torch.float64
+    assert obs.space.low.unique().tolist() == [-1.0]
+    assert obs.space.high.unique().tolist() == [1.0]
     assert isinstance(env.reward_spec, Bounded)
     ro = env.rollout(6, break_when_any_done=False)
     assert set(ro["next", "observation"].unique().tolist()) <= {-1.0, 0.0, 1.0}
@@ -117,13 +119,14 @@ def test_sign_inverse_sends_the_sign_of_the_action():
 
 def test_binarize_reward_values_and_spec():
     env = TransformedEnv(TransformTestEnv(batch_size=[2]), BinarizeReward())
-    assert isinstance(env.reward_spec, Binary) and env.reward_spec.dtype == torch.int8
+    assert isinstance(env.reward_spec, Binary)
+    assert env.reward_spec.dtype == torch.int8
     assert env.reward_spec.shape == (2, 1)
     td = TensorDict({"reward": torch.tensor([[-1.0], [0.0], [2.0]])}, [3])
     assert BinarizeReward()(td)["reward"].squeeze(-1).tolist() == [0, 0, 1]
     with pytest.raises(ValueError, match=r"must end with a dim of size 1, got shape \(3,\)"):
         BinarizeReward(in_keys=["observation"])._apply_transform(torch.zeros(3))
-    with pytest.raises(ValueError, match="'observation' must end with a dim of size 1"):
+    with pytest.raises(ValueError, match=r"'observation' must end with a dim of size 1"):
         TransformedEnv(TransformTestEnv(), BinarizeReward(in_keys=["observation"]))
 
 
@@ -178,9 +181,9 @@ def test_time_max_pool_forward_on_a_trajectory():
 
 
 def test_time_max_pool_errors():
-    with pytest.raises(ValueError, match="T .* must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"T .* must be an int >= 1, got 0"):
         TimeMaxPool(T=0)
-    with pytest.raises(ValueError, match="trajectory with time along the last batch dim"):
+    with pytest.raises(ValueError, match=r"trajectory with time along the last batch dim"):
         TimeMaxPool()(TensorDict({"observation": torch.zeros(2), "next": {"done": torch.zeros(1)}}, []))
 
 
@@ -195,7 +198,8 @@ def test_end_of_life_flags_lost_lives_and_done():
     assert torch.equal(ro["next", "end-of-life"], expected)
     assert env.observation_spec["end-of-life"].dtype == torch.bool
     assert "end-of-life" not in env.full_done_spec.keys()  # the env does not reset on it
-    assert ro["next", "lives"].dtype == torch.int64 and ro["next", "lives"].shape == (2, 14)
+    assert ro["next", "lives"].dtype == torch.int64
+    assert ro["next", "lives"].shape == (2, 14)
 
 
 def test_end_of_life_register_keys_and_errors():
@@ -205,11 +209,12 @@ def test_end_of_life_register_keys_and_errors():
     actor = QValueActor(torch.nn.Linear(1, 2), in_keys=["observation"], action_space="one-hot")
     loss = DQNLoss(actor, action_space="one-hot")
     EndOfLifeTransform(eol_key="eol").register_keys(loss)
-    assert loss.tensor_keys.done == "eol" and loss.tensor_keys.terminated == "eol"
+    assert loss.tensor_keys.done == "eol"
+    assert loss.tensor_keys.terminated == "eol"
     env = TransformedEnv(CountingEnv(), EndOfLifeTransform())
-    with pytest.raises(AttributeError, match="has no attribute 'unwrapped'.*Fix: pass eol_attribute"):
+    with pytest.raises(AttributeError, match=r"has no attribute 'unwrapped'.*Fix: pass eol_attribute"):
         env.reset()
-    with pytest.raises(KeyError, match="lives.* at the root and under .*next"):
+    with pytest.raises(KeyError, match=r"lives.* at the root and under .*next"):
         EndOfLifeTransform()(TensorDict({"next": {"done": torch.zeros(2, 1, dtype=torch.bool)}}, [2]))
-    with pytest.raises(RuntimeError, match="attach"):
+    with pytest.raises(RuntimeError, match=r"attach"):
         EndOfLifeTransform()._reset(None, TensorDict({"done": torch.zeros(1, dtype=torch.bool)}, []))

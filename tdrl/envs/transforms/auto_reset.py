@@ -43,7 +43,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl.envs.common import EnvBase
 from tdrl.envs.transforms.env import TransformedEnv
-from tdrl.envs.transforms.transforms import Transform
+from tdrl.envs.transforms.transforms import Transform, _slot
 from tdrl.envs.utils import step_mdp
 from tdrl.specs import Composite
 
@@ -158,13 +158,13 @@ class AutoResetTransform(Transform):
         env = self._env_of_chain()
         if env is not None and not isinstance(env, AutoResetEnv):
             raise ValueError(_NOT_IN_AUTO_RESET_ENV.format(env=type(env).__name__))
-        done_keys = output_spec["full_done_spec"].keys(True, True)
+        done_keys = _slot(output_spec, "full_done_spec").keys(True, True)
         if any(not isinstance(key, str) for key in done_keys):
             raise ValueError(
                 f"AutoResetTransform handles done flags at the root; the env has {done_keys}. Fix: group the "
                 "agents' done flags at the root, or reset the groups yourself."
             )
-        self._observation_keys = list(output_spec["full_observation_spec"].keys(True, True))
+        self._observation_keys = list(_slot(output_spec, "full_observation_spec").keys(True, True))
         return output_spec
 
     def _extra_repr(self) -> str:
@@ -227,4 +227,3 @@ class AutoResetEnv(TransformedEnv):
 def _wrap_auto_reset(env: EnvBase, replace: bool) -> AutoResetEnv:
     """``env`` inside an AutoResetEnv (what ``EnvClass(..., auto_reset=True)`` returns)."""
     return AutoResetEnv(env, AutoResetTransform(replace=replace))
-

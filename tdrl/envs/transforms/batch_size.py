@@ -35,7 +35,7 @@ def _rebatch(spec: Any, batch_dims: int, new_batch: torch.Size, fn: Callable[[to
     """``spec`` with its leading ``batch_dims`` dims replaced by ``new_batch`` (bounds mapped with ``fn``)."""
     if isinstance(spec, Composite):
         entries = {key: _rebatch(spec[key], batch_dims, new_batch, fn) for key in spec.keys()}
-        return Composite(entries, shape=(*new_batch, *spec.shape[batch_dims:]), device=spec._device)
+        return Composite(entries, shape=(*new_batch, *spec.shape[batch_dims:]), device=spec.device)
     leaf = cast(TensorSpec, spec)
     return leaf._reshaped(torch.Size((*new_batch, *leaf.shape[batch_dims:])), fn)
 

@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 from tensordict import TensorDictBase
@@ -25,6 +24,7 @@ from tdrl.envs.transforms.transforms import Transform
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 __all__ = ["DeviceCastTransform"]
+
 
 def _ordinal(device: torch.device | str | int) -> torch.device:
     """``device`` with an index for accelerators (``"cuda"`` -> ``cuda:0``), so comparisons are exact."""
@@ -152,7 +152,7 @@ class DeviceCastTransform(Transform):
         return super()._map_inv_spec(spec)
 
     def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
-        return cast(TensorSpec, spec.to(self.device))
+        return spec.to(self.device)
 
     _transform_inv_spec = _transform_spec
 

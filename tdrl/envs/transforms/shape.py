@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.transforms.transforms import Transform
+from tdrl.envs.transforms.transforms import Transform, _leaf
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 __all__ = ["PermuteTransform", "SqueezeTransform", "FlattenObservation"]
@@ -117,7 +117,7 @@ class PermuteTransform(Transform):
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:
         for in_key in self.in_keys:
             if in_key in observation_spec:
-                self._check_rank(observation_spec[in_key], in_key, _batch_dims_of(observation_spec))
+                self._check_rank(_leaf(observation_spec, in_key), in_key, _batch_dims_of(observation_spec))
         return self._map_spec(observation_spec)
 
     def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
@@ -169,7 +169,9 @@ class SqueezeTransform(Transform):
         **kwargs: Any,
     ) -> None:
         if dim is None and "squeeze_dim" in kwargs:
-            warnings.warn("SqueezeTransform: squeeze_dim is TorchRL's older name; pass dim.", DeprecationWarning)
+            warnings.warn(
+                "SqueezeTransform: squeeze_dim is TorchRL's older name; pass dim.", DeprecationWarning, stacklevel=2
+            )
             dim = kwargs.pop("squeeze_dim")
         if kwargs:
             raise TypeError(f"SqueezeTransform got unexpected arguments {sorted(kwargs)}.")
