@@ -686,3 +686,17 @@ class Compose(Transform):
     def __repr__(self) -> str:
         inner = ",\n".join("    " + repr(t).replace("\n", "\n    ") for t in self.transforms)
         return f"Compose(\n{inner})" if inner else "Compose()"
+
+
+def __getattr__(name: str) -> Any:
+    """The other transforms, read through this module's path as TorchRL's ``torchrl.envs.transforms.transforms``.
+
+    Programs written for TorchRL import transforms from that module
+    (``from torchrl.envs.transforms.transforms import TransformedEnv``); the names live in
+    the modules of ``tdrl.envs.transforms`` and are looked up there on first use.
+    """
+    import tdrl.envs.transforms as package
+
+    if name in package.__all__:
+        return getattr(package, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
