@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from tensordict import TensorDictBase
@@ -32,6 +33,16 @@ def _ordinal(device: torch.device | str | int) -> torch.device:
     if device.type == "cuda" and device.index is None and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return device
+
+
+def _to(data: Any, device: torch.device) -> Any:
+    """``data`` (a tensor or a TensorDict) on ``device``.
+
+    A copy to an accelerator is queued on its stream (``non_blocking``), which orders it
+    before the kernels that read it; a copy back to the CPU waits for its data, so the CPU
+    never reads a buffer the device is still writing.
+    """
+    return data.to(device, non_blocking=device.type != "cpu")
 
 
 def _without_device(spec: Composite) -> Composite:
@@ -99,29 +110,29 @@ class DeviceCastTransform(Transform):
 
     # --- data -------------------------------------------------------------------------------
     def _move(self, value: torch.Tensor) -> torch.Tensor:
-        return value.to(self.device, non_blocking=True)
+        return _to(value, self.device)
 
     _apply_transform = _move
 
     def _inv_apply_transform(self, value: torch.Tensor) -> torch.Tensor:
         orig = self.orig_device
-        return value if orig is None else value.to(orig, non_blocking=True)
+        return value if orig is None else _to(value, orig)
 
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self._map_env_device:
-            return tensordict.to(self.device, non_blocking=True)
+            return _to(tensordict, self.device)
         return super()._call(tensordict)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Move the selected entries (or the whole tensordict) to ``device``; returns the moved tensordict."""
         if self._map_env_device:
-            return tensordict.to(self.device, non_blocking=True)
+            return _to(tensordict, self.device)
         return super().forward(tensordict)
 
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self._map_env_device:
             orig = self.orig_device
-            return tensordict if orig is None else tensordict.to(orig, non_blocking=True)
+            return tensordict if orig is None else _to(tensordict, orig)
         return super()._inv_call(tensordict)
 
     def _has_inverse(self) -> bool:
