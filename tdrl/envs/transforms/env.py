@@ -178,7 +178,7 @@ class TransformedEnv(EnvBase):
         """Recompute the specs from the base env's through the chain."""
         base = self.base_env
         output_spec, input_spec = self.transform._transform_specs(base.output_spec.clone(), base.input_spec.clone())
-        # set before the specs: the spec setters check leaves against the env's batch size
+        # the env's batch size and device follow the chain (BatchSizeTransform, DeviceCastTransform)
         self.batch_size = torch.Size(self.transform.transform_env_batch_size(base.batch_size))
         self.device = torch.device(self.transform.transform_env_device(base.device))
         self.output_spec = output_spec
