@@ -221,6 +221,23 @@ class EnvBase(nn.Module):
         input_spec: Composite holding ``full_action_spec`` and ``full_state_spec``.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """Build the env; ``auto_reset=True`` (TorchRL's constructor argument) returns it inside an ``AutoResetEnv``.
+
+        ``auto_reset=True`` says the env starts the next episode inside the step that ends
+        one; ``auto_reset_replace`` (default True) is the ``replace`` argument of the
+        :class:`~tdrl.envs.AutoResetTransform` put around it. Without ``auto_reset`` the
+        env is built as usual.
+        """
+        if not kwargs.get("auto_reset", False):
+            return super().__new__(cls)
+        rest = {k: v for k, v in kwargs.items() if k not in ("auto_reset", "auto_reset_replace")}
+        env = super().__new__(cls)
+        cls.__init__(env, *args, **rest)  # the AutoResetEnv returned is not a cls: Python will not call __init__ again
+        from tdrl.envs.transforms.auto_reset import _wrap_auto_reset  # (the transforms import this module)
+
+        return _wrap_auto_reset(env, replace=kwargs.get("auto_reset_replace", True))
+
     def __init__(
         self,
         device: torch.device | str | None = None,

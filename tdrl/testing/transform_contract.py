@@ -11,7 +11,8 @@ and a batched env (through ``check_env_specs``, which also catches a transform w
 data and spec disagree), inside a replay buffer, through both rollout roads of
 ``TransformedEnv`` (per step, and mapped at once for time-vectorizable chains), and
 its inverse when it has one. Override ``make_env`` / ``make_batched_env`` when the
-transform needs other entries than :class:`TransformTestEnv` offers.
+transform needs other entries than :class:`TransformTestEnv` offers, and ``wrap`` when it
+lives in a TransformedEnv subclass (``AutoResetEnv``).
 
 :class:`TransformTestEnv` is the default env: a continuous-control mock whose episodes
 end at random (so a batched copy resets its sub-envs at different steps), with optional
@@ -166,9 +167,13 @@ class TransformContractTests:
     def make_batched_env(self) -> EnvBase:
         return TransformTestEnv(batch_size=[3])
 
+    def wrap(self, env: EnvBase, transform: Transform) -> TransformedEnv:
+        """The transformed env the tests use; override for transforms that need a TransformedEnv subclass."""
+        return TransformedEnv(env, transform)
+
     # --- helpers ---------------------------------------------------------------------------
     def _env(self, batched: bool) -> TransformedEnv:
-        return TransformedEnv(self.make_batched_env() if batched else self.make_env(), self.make_transform())
+        return self.wrap(self.make_batched_env() if batched else self.make_env(), self.make_transform())
 
     def _rollouts(self, batched: bool) -> tuple[TensorDictBase, TensorDictBase, TransformedEnv]:
         """Two fresh envs, same seed: the policy-free rollout (mapped at once when the chain
@@ -187,19 +192,19 @@ class TransformContractTests:
 
     # --- the contract ----------------------------------------------------------------------
     def test_check_env_specs_single(self) -> None:
-        env = TransformedEnv(self.make_env(), self.make_transform())
+        env = self.wrap(self.make_env(), self.make_transform())
         check_env_specs(env)
         env.close()
 
     def test_check_env_specs_batched(self) -> None:
-        env = TransformedEnv(self.make_batched_env(), self.make_transform())
+        env = self.wrap(self.make_batched_env(), self.make_transform())
         check_env_specs(env)
         ro = env.rollout(self.rollout_steps, break_when_any_done=False)
         assert ro.batch_size == (*env.batch_size, self.rollout_steps)
         env.close()
 
     def test_in_compose(self) -> None:
-        env = TransformedEnv(self.make_env(), Compose(self.make_transform()))
+        env = self.wrap(self.make_env(), Compose(self.make_transform()))
         check_env_specs(env)
         assert isinstance(cast(Compose, env.transform)[0], Transform)
         env.close()
@@ -225,7 +230,7 @@ class TransformContractTests:
         env.close()
 
     def test_standalone_compose_matches(self) -> None:
-        env = TransformedEnv(self.make_env(), self.make_transform())
+        env = self.wrap(self.make_env(), self.make_transform())
         if not env.transform.time_vectorizable:
             return  # stateful across calls: two applications would differ by design
         raw = env.base_env.rollout(self.rollout_steps, break_when_any_done=False)
@@ -258,7 +263,7 @@ class TransformContractTests:
         env.close()
 
     def test_inverse(self) -> None:
-        env = TransformedEnv(self.make_env(), self.make_transform())
+        env = self.wrap(self.make_env(), self.make_transform())
         td = env.rand_action(env.reset())
         before = td.clone()
         base_td = env.transform.inv(td)
@@ -273,9 +278,9 @@ class TransformContractTests:
         env.close()
 
     def test_state_dict_and_copy(self) -> None:
-        env = TransformedEnv(self.make_env(), self.make_transform())
+        env = self.wrap(self.make_env(), self.make_transform())
         env.rollout(3, break_when_any_done=False)
-        other = TransformedEnv(self.make_env(), self.make_transform())
+        other = self.wrap(self.make_env(), self.make_transform())
         other.load_state_dict(env.state_dict())
         clone = copy.deepcopy(env)
         check_env_specs(clone)

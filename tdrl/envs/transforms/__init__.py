@@ -11,7 +11,10 @@ unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``imag
 from tdrl.envs.transforms.action import ActionScaling
 from tdrl.envs.transforms.action_discrete import ActionDiscretizer, DiscreteActionProjection
 from tdrl.envs.transforms.action_mask import ActionMask
+from tdrl.envs.transforms.auto_reset import AutoResetEnv, AutoResetTransform
+from tdrl.envs.transforms.batch_size import BatchSizeTransform
 from tdrl.envs.transforms.burn_in import BurnInTransform
+from tdrl.envs.transforms.device import DeviceCastTransform
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.gsde import gSDENoise
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
@@ -22,13 +25,18 @@ from tdrl.envs.transforms.keys import (
     SelectTransform,
     UnsqueezeTransform,
 )
+from tdrl.envs.transforms.lives import EndOfLifeTransform
 from tdrl.envs.transforms.next_obs import NextObservationDelta, NextStateReconstructor
+from tdrl.envs.transforms.noop_reset import NoopResetEnv
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
+from tdrl.envs.transforms.pooling import TimeMaxPool
 from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
 from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
 from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
+from tdrl.envs.transforms.shape import FlattenObservation, PermuteTransform, SqueezeTransform
+from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.transforms import Compose, Transform
 
@@ -70,4 +78,16 @@ __all__ = [
     "gSDENoise",
     "NextObservationDelta",
     "NextStateReconstructor",
+    "PermuteTransform",
+    "SqueezeTransform",
+    "FlattenObservation",
+    "SignTransform",
+    "BinarizeReward",
+    "TimeMaxPool",
+    "EndOfLifeTransform",
+    "DeviceCastTransform",
+    "NoopResetEnv",
+    "BatchSizeTransform",
+    "AutoResetTransform",
+    "AutoResetEnv",
 ]

@@ -39,6 +39,12 @@ from tdrl.envs.transforms.transforms import Compose, Transform
 __all__ = ["TransformedEnv"]
 
 
+def _has_reset_preprocess(transform: Transform) -> bool:
+    if isinstance(transform, Compose):
+        return any(_has_reset_preprocess(t) for t in transform.transforms)
+    return type(transform)._reset_env_preprocess is not Transform._reset_env_preprocess
+
+
 class TransformedEnv(EnvBase):
     """An env whose outputs (and inputs) go through ``transform``.
 
@@ -82,6 +88,7 @@ class TransformedEnv(EnvBase):
         self._link = _link
         self._frame_skip = 1
         self._has_inv = False
+        self._reset_preprocess = False
         self._register_transform(transform)
         if _link:
             transform.set_container(self)
@@ -171,11 +178,16 @@ class TransformedEnv(EnvBase):
         """Recompute the specs from the base env's through the chain."""
         base = self.base_env
         output_spec, input_spec = self.transform._transform_specs(base.output_spec.clone(), base.input_spec.clone())
+        # the env's batch size and device follow the chain (BatchSizeTransform, DeviceCastTransform)
+        self.batch_size = torch.Size(self.transform.transform_env_batch_size(base.batch_size))
+        self.device = torch.device(self.transform.transform_env_device(base.device))
         self.output_spec = output_spec
         self.input_spec = input_spec
         self._action_checks = None
         self._frame_skip = self.transform._frame_skip
         self._has_inv = self.transform._has_inverse()
+        # the reset's input goes through the chain's preprocess only for chains that have one (DeviceCastTransform)
+        self._reset_preprocess = _has_reset_preprocess(self.transform)
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -185,10 +197,13 @@ class TransformedEnv(EnvBase):
     # --- EnvBase -------------------------------------------------------------------------
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         base, transform = self._chain
-        out = base._reset(tensordict, **kwargs)
+        base_in = tensordict
+        if tensordict is not None and self._reset_preprocess:
+            base_in = transform._reset_env_preprocess(tensordict)
+        out = base._reset(base_in, **kwargs)
         for key in base.done_keys:
             if td_read(out, key) is None:
-                out.set(key, torch.zeros((*base.batch_size, 1), dtype=torch.bool, device=base.device))
+                out.set(key, torch.zeros((*out.batch_size, 1), dtype=torch.bool, device=base.device))
         if not base._is_reset:  # nn.Module.__setattr__ is slow
             base._is_reset = True
         return transform._reset(tensordict, out)

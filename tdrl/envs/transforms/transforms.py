@@ -291,6 +291,19 @@ class Transform(nn.Module):
     def _frame_skip(self) -> int:
         return 1
 
+    # --- what the env looks like from outside -----------------------------------------
+    def transform_env_device(self, device: torch.device) -> torch.device:
+        """The device of the env seen through this transform, given the device of the env it reads from."""
+        return device
+
+    def transform_env_batch_size(self, batch_size: torch.Size) -> torch.Size:
+        """The batch size of the env seen through this transform, given that of the env it reads from."""
+        return batch_size
+
+    def _reset_env_preprocess(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Map the reset's input before the base env reads it (e.g. back to its device); identity by default."""
+        return tensordict
+
     # --- plain TensorDicts -----------------------------------------------------------
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Apply the transform to ``tensordict``'s root and its ``"next"`` entry, in place.
@@ -575,6 +588,21 @@ class Compose(Transform):
             n *= t._frame_skip
         return n
 
+    def transform_env_device(self, device: torch.device) -> torch.device:
+        for t in self.transforms:
+            device = t.transform_env_device(device)
+        return device
+
+    def transform_env_batch_size(self, batch_size: torch.Size) -> torch.Size:
+        for t in self.transforms:
+            batch_size = t.transform_env_batch_size(batch_size)
+        return batch_size
+
+    def _reset_env_preprocess(self, tensordict: TensorDictBase) -> TensorDictBase:
+        for t in reversed(self.transforms):
+            tensordict = t._reset_env_preprocess(tensordict)
+        return tensordict
+
     def _carried_keys(self) -> list:
         return [key for t in self.transforms for key in t._carried_keys()]
 
@@ -658,3 +686,17 @@ class Compose(Transform):
     def __repr__(self) -> str:
         inner = ",\n".join("    " + repr(t).replace("\n", "\n    ") for t in self.transforms)
         return f"Compose(\n{inner})" if inner else "Compose()"
+
+
+def __getattr__(name: str) -> Any:
+    """The other transforms, read through this module's path as TorchRL's ``torchrl.envs.transforms.transforms``.
+
+    Programs written for TorchRL import transforms from that module
+    (``from torchrl.envs.transforms.transforms import TransformedEnv``); the names live in
+    the modules of ``tdrl.envs.transforms`` and are looked up there on first use.
+    """
+    import tdrl.envs.transforms as package
+
+    if name in package.__all__:
+        return getattr(package, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
