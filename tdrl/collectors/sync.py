@@ -68,8 +68,20 @@ def _env_from(create_env_fn: Any, kwargs: dict | None, cls: str) -> tuple[EnvBas
     return env, True
 
 
+def _materialize_lazy_layers(policy: Any, env: EnvBase) -> None:
+    """Run a policy with lazy layers (``MLP`` without ``in_features``) once on a zero input, as TorchRL does.
+
+    Their sizes are then set when the collector is built, so that a loss or an optimizer
+    made afterwards (e.g. a DQN loss copying target parameters) sees real parameters.
+    """
+    if isinstance(policy, nn.Module) and any(nn.parameter.is_lazy(p) for p in policy.parameters()):
+        with torch.no_grad():
+            policy(env.fake_tensordict().exclude("next"))
+
+
 def _as_policy(policy: Any, env: EnvBase) -> Callable[[TensorDictBase], TensorDictBase]:
     """Accept a TensorDict module, a callable on TensorDicts, or a plain module on tensors."""
+    _materialize_lazy_layers(policy, env)
     if policy is None:
         return RandomPolicy(env.full_action_spec)
     if isinstance(policy, RandomPolicy):

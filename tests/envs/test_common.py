@@ -165,6 +165,10 @@ class _WritesNoDone(EnvBase):
             return out
         if self.returns == "no-truncated":
             out.update(done=torch.zeros(1, dtype=torch.bool), terminated=torch.zeros(1, dtype=torch.bool))
+        if self.returns in ("done-only", "terminated-only", "done-and-truncated"):
+            ended = torch.ones(1, dtype=torch.bool)
+            for flag in self.returns.replace("-only", "").split("-and-"):
+                out[flag] = ended
         return TensorDict(out, [])
 
     def _set_seed(self, seed):
@@ -194,9 +198,23 @@ def test_step_output_without_done_names_the_env_the_key_and_the_contract(call):
         call(env)
 
 
-def test_step_output_missing_one_done_flag_is_named():
-    env = _WritesNoDone("no-truncated")
-    with pytest.raises(KeyError, match=r"no 'truncated' entry"):
+@pytest.mark.parametrize(
+    ("writes", "expected"),
+    [
+        ("no-truncated", {"done": False, "terminated": False, "truncated": False}),
+        ("done-only", {"done": True, "terminated": True, "truncated": False}),
+        ("terminated-only", {"done": True, "terminated": True, "truncated": False}),
+    ],
+)
+def test_step_output_missing_done_flags_are_completed_as_torchrl_does(writes, expected):
+    env = _WritesNoDone(writes)
+    out = env.rand_step(env.reset())["next"]
+    assert {flag: out[flag].item() for flag in expected} == expected
+
+
+def test_step_output_with_done_and_truncated_but_no_terminated_is_ambiguous():
+    env = _WritesNoDone("done-and-truncated")
+    with pytest.raises(KeyError, match=r"no 'terminated' entry"):
         env.rand_step(env.reset())
 
 
