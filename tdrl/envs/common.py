@@ -452,7 +452,9 @@ class EnvBase(nn.Module):
             **kwargs: passed to ``_reset``.
 
         Returns:
-            A TensorDict of batch size ``env.batch_size`` with the observation and done flags.
+            A TensorDict of batch size ``env.batch_size`` with the observation and done flags:
+            ``tensordict`` itself, updated in place, when one was given without a ``"_reset"``
+            mask or a ``"next"`` entry (as in TorchRL: ``env.reset(td) is td``).
         """
         mask = None
         if tensordict is not None:
@@ -475,6 +477,14 @@ class EnvBase(nn.Module):
             self._is_reset = True
         if _validation.outputs:
             self._validate_outputs(out, "reset", (self.full_observation_spec, self.full_done_spec), ())
+        if (
+            tensordict is not None
+            and mask is None
+            and "next" not in tensordict.keys()
+            and tensordict.batch_size == out.batch_size
+            and not tensordict.is_locked
+        ):
+            return tensordict.update(out)  # TorchRL's env.reset(td) fills td in place and returns it
         return out
 
     def _keep_unreset(self, out: TensorDictBase, old: TensorDictBase, mask: torch.Tensor) -> TensorDictBase:

@@ -470,6 +470,21 @@ class GymWrapper(EnvBase):
         if env is not None:
             env.close()
 
+    def __getattr__(self, name: str) -> Any:
+        """Public attributes the wrapper lacks come from the gymnasium env (``env.spec``, as in TorchRL)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            wrapped = self.__dict__.get("_env")
+            if name.startswith("_") or wrapped is None:
+                raise
+            try:
+                return getattr(wrapped, name)
+            except AttributeError:
+                raise AttributeError(
+                    f"{type(self).__name__} (and the {type(wrapped).__name__} it wraps) has no attribute {name!r}."
+                ) from None
+
 
 def _suggest(name: str) -> str:
     ids = list(_gym().envs.registry.keys())
