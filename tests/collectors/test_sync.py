@@ -496,7 +496,7 @@ def test_a_policy_with_lazy_layers_is_materialized_when_the_collector_is_built()
     from tdrl.modules import MLP
 
     env = ContinuousActionMock(max_steps=5)
-    policy = TensorDictModule(MLP(out_features=1, num_cells=[8]), in_keys=["observation"], out_keys=["action"])
+    policy = TensorDictModule(MLP(out_features=2, num_cells=[8]), in_keys=["observation"], out_keys=["action"])
     assert any(nn.parameter.is_lazy(p) for p in policy.parameters())
     collector = SyncDataCollector(env, policy, frames_per_batch=4, total_frames=4)
     assert not any(nn.parameter.is_lazy(p) for p in policy.parameters())  # a loss made now copies real weights
