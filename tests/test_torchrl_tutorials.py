@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "torchrl_tutorials"
 # optional packages a tutorial cannot run without
-NEEDS: dict[str, tuple[str, ...]] = {}
+NEEDS: dict[str, tuple[str, ...]] = {"multiagent_ppo": ("vmas",), "torchrl_envs": ("dm_control",)}
 # tutorials that take more than a few seconds even on their cut budget
 SLOW: set[str] = set()
 TIMEOUT_S = 300
