@@ -68,8 +68,20 @@ def _env_from(create_env_fn: Any, kwargs: dict | None, cls: str) -> tuple[EnvBas
     return env, True
 
 
+def _materialize_lazy_layers(policy: Any, env: EnvBase) -> None:
+    """Run a policy with lazy layers (``MLP`` without ``in_features``) once on a zero input, as TorchRL does.
+
+    Their sizes are then set when the collector is built, so that a loss or an optimizer
+    made afterwards (e.g. a DQN loss copying target parameters) sees real parameters.
+    """
+    if isinstance(policy, nn.Module) and any(nn.parameter.is_lazy(p) for p in policy.parameters()):
+        with torch.no_grad():
+            policy(env.fake_tensordict().exclude("next"))
+
+
 def _as_policy(policy: Any, env: EnvBase) -> Callable[[TensorDictBase], TensorDictBase]:
     """Accept a TensorDict module, a callable on TensorDicts, or a plain module on tensors."""
+    _materialize_lazy_layers(policy, env)
     if policy is None:
         return RandomPolicy(env.full_action_spec)
     if isinstance(policy, RandomPolicy):
@@ -174,8 +186,12 @@ class SyncDataCollector(DataCollectorBase):
             ``("collector", "mask")`` entry marking its steps; ``"cat"`` concatenates them
             along time (``[total steps]``), delimited by ``("next", "done")`` and
             ``("collector", "traj_ids")``.
+        replay_buffer: if given, each batch (after ``postproc``) is written into it with
+            ``replay_buffer.extend(batch)`` and the iterator yields ``None`` (TorchRL's
+            contract): the training loop samples from the buffer.
 
     Raises:
+        TypeError: ``replay_buffer`` has no ``extend`` method.
         ValueError: ``frames_per_batch`` is not a positive multiple of the env's batch numel,
             ``total_frames`` is neither -1 nor positive, or ``trajs_per_batch`` /
             ``traj_format`` is invalid (or combined with ``split_trajs``).
@@ -216,8 +232,15 @@ class SyncDataCollector(DataCollectorBase):
         return_same_td: bool = False,
         trajs_per_batch: int | None = None,
         traj_format: str | None = None,
+        replay_buffer: Any = None,
     ) -> None:
         cls = type(self).__name__
+        if replay_buffer is not None and not callable(getattr(replay_buffer, "extend", None)):
+            raise TypeError(
+                f"{cls}: replay_buffer must have an extend(batch) method (a tdrl ReplayBuffer), "
+                f"got {type(replay_buffer).__name__}."
+            )
+        self.replay_buffer = replay_buffer
         self.traj_format = check_episode_args(cls, trajs_per_batch, traj_format, split_trajs)
         self.trajs_per_batch = trajs_per_batch
         self.env, self._owns_env = _env_from(create_env_fn, create_env_kwargs, cls)
@@ -323,6 +346,13 @@ class SyncDataCollector(DataCollectorBase):
             out = out.to(self.storing_device)
         return out
 
+    def _deliver(self, batch: TensorDictBase) -> TensorDictBase:
+        """The batch to yield; with ``replay_buffer``, it goes into the buffer and None is yielded (TorchRL)."""
+        if self.replay_buffer is None:
+            return batch
+        self.replay_buffer.extend(batch)
+        return None  # type: ignore[return-value]
+
     def __iter__(self) -> Iterator[TensorDictBase]:
         bar = self._progress(self.progress_bar)
         episodes = EpisodeAssembler() if self.trajs_per_batch is not None else None
@@ -338,13 +368,13 @@ class SyncDataCollector(DataCollectorBase):
                         episodes.drop_partial()
                     episodes.ingest(batch)
                     while (whole := episodes.emit(cast(int, self.trajs_per_batch), self.traj_format)) is not None:
-                        yield self.postproc(whole) if self.postproc is not None else whole
+                        yield self._deliver(self.postproc(whole) if self.postproc is not None else whole)
                     continue
                 if self.split_trajs:
                     batch = split_trajectories(batch)
                 if self.postproc is not None:
                     batch = self.postproc(batch)
-                yield batch
+                yield self._deliver(batch)
         finally:
             if bar is not None:
                 bar.close()

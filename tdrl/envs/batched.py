@@ -117,6 +117,33 @@ class _BatchedEnv(EnvBase):
             *(output_spec[k] for k in output_spec.keys()), *(input_spec[k] for k in input_spec.keys())
         )
 
+    # --- the sub-envs' attributes (TorchRL: ``parallel_env.foo`` lists each worker's ``foo``) -------
+    def start(self) -> None:
+        """Kept for TorchRL programs: tdrl starts the workers when the env is built."""
+
+    def __getattr__(self, name: str) -> Any:
+        """A public attribute the batched env lacks: one value per sub-env, or a method calling each."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("_") or "_action_set" not in self.__dict__:  # private, or still being built
+                raise
+        try:
+            kinds = self._attr_each(name)
+        except RuntimeError as err:  # closed workers: getattr(env, name, default) must still work
+            raise AttributeError(f"{type(self).__name__}.{name}: the sub-envs cannot be asked ({err})") from err
+        if all(kind == "missing" for kind, _ in kinds):
+            raise AttributeError(f"{type(self).__name__} (and its sub-envs) has no attribute {name!r}.")
+        if all(kind == "method" for kind, _ in kinds):
+            return lambda *args, **kwargs: self._call_each(name, args, kwargs)
+        return [value for _, value in kinds]
+
+    def _attr_each(self, name: str) -> list:
+        raise NotImplementedError
+
+    def _call_each(self, name: str, args: tuple, kwargs: dict) -> list:
+        raise NotImplementedError
+
     def _root_from(self, td: TensorDictBase, nxt: TensorDictBase, env_root: TensorDictBase) -> TensorDictBase:
         """The next step's root: the env's entries, then what ``step_mdp`` would carry over."""
         src = dict(env_root.items())
@@ -234,6 +261,15 @@ class SerialEnv(_BatchedEnv):
             seed = cast(EnvBase, env).set_seed(seed)
         return seed
 
+    def _attr_each(self, name: str) -> list:
+        envs = self._modules.get("envs")
+        if envs is None:  # still being built
+            raise AttributeError(f"SerialEnv has no attribute {name!r} yet.")
+        return [_describe_attr(env, name) for env in cast(nn.ModuleList, envs)]
+
+    def _call_each(self, name: str, args: tuple, kwargs: dict) -> list:
+        return [getattr(env, name)(*args, **kwargs) for env in self.envs]
+
     def _sub_td(self, tensordict: TensorDictBase, i: int) -> TensorDictBase:
         src = {}
         for key in self._in_keys:
@@ -322,6 +358,15 @@ class SerialEnv(_BatchedEnv):
             env.close()
 
 
+def _describe_attr(env: Any, name: str) -> tuple[str, Any]:
+    """``("value", v)``, ``("method", None)`` or ``("missing", None)`` for ``env.<name>``."""
+    try:
+        value = getattr(env, name)
+    except AttributeError:
+        return "missing", None
+    return ("method", None) if callable(value) else ("value", value)
+
+
 def _render_sub(env: Any, idx: int, kwargs: dict) -> Any:
     """Sub-env ``idx``'s ``render(**kwargs)``, or a ValueError saying it has none."""
     render = getattr(env, "render", None)
@@ -406,6 +451,11 @@ class _Worker:
             return self._run(steps, actions, out)
         if cmd == "seed":
             return self.env.set_seed(arg)
+        if cmd == "getattr":
+            return _describe_attr(self.env, arg)
+        if cmd == "call":
+            name, args, kwargs = arg
+            return getattr(self.env, name)(*args, **kwargs)
         if cmd == "render":
             frame = _render_sub(self.env, self.idx, arg)
             return np.asarray(frame.detach().cpu() if isinstance(frame, torch.Tensor) else frame)
@@ -591,6 +641,14 @@ class ParallelEnv(_BatchedEnv):
 
     def _call(self, workers: Sequence[int], cmd: str, arg: Any = None, args: Sequence[Any] | None = None) -> list:
         return self._workers.call(workers, cmd, arg, args)
+
+    def _attr_each(self, name: str) -> list:
+        self._idle()
+        return self._call(range(self.num_workers), "getattr", name)
+
+    def _call_each(self, name: str, args: tuple, kwargs: dict) -> list:
+        self._idle()
+        return self._call(range(self.num_workers), "call", (name, args, kwargs))
 
     def _write_inputs(self, tensordict: TensorDictBase) -> None:
         for key in self._in_keys:

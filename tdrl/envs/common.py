@@ -33,7 +33,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
-from tdrl._compat import td_read
+from tdrl._compat import td_read, td_write
 from tdrl.envs._validation import _validation, _value_problem
 from tdrl.envs.utils import DONE_KEYS, step_mdp
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec, Unbounded
@@ -92,6 +92,43 @@ _NO_DONE = (
     "observation, the reward and the done flags {done_keys} (bool, shape [*batch_size, 1]; "
     "done = terminated | truncated): add the missing entry to what _step returns."
 )
+
+
+def _complete_done_flags(next_td: TensorDictBase, done_keys: list, env: str) -> None:
+    """Fill the done flags ``_step`` left out, as TorchRL does, or raise naming the missing one.
+
+    Per group (root or nested): ``terminated`` missing is ``done`` (when ``truncated`` is
+    missing too); ``done`` missing is ``terminated | truncated``; ``truncated`` missing is
+    False. A group with neither ``done`` nor ``terminated`` is an error: nothing says
+    when its episodes end.
+    """
+    written = {key for key in done_keys if td_read(next_td, key) is not None}
+
+    def sibling(key: NestedKey, name: str) -> NestedKey:
+        return (*key[:-1], name) if isinstance(key, tuple) else name
+
+    def missing(key: NestedKey) -> KeyError:
+        keys = sorted(map(str, next_td.keys(True, True)))
+        return KeyError(_NO_DONE.format(env=env, key=key, keys=keys, done_keys=done_keys))
+
+    for key in done_keys:
+        if key in written:
+            continue
+        name = key[-1] if isinstance(key, tuple) else key
+        done, terminated = sibling(key, "done"), sibling(key, "terminated")
+        truncated = sibling(key, "truncated")
+        if name == "terminated" and done in written and truncated not in written:
+            value = td_read(next_td, done)
+        elif name == "done" and terminated in written:
+            value = td_read(next_td, terminated)
+            if truncated in written:
+                value = value | td_read(next_td, truncated)
+        elif name == "truncated" and (done in written or terminated in written):
+            value = torch.zeros_like(td_read(next_td, done if done in written else terminated))
+        else:
+            raise missing(key)
+        td_write(next_td, key, value)
+        written.add(key)
 
 
 def _shown(value: Any) -> str:
@@ -219,7 +256,14 @@ class EnvBase(nn.Module):
         output_spec: Composite holding ``full_observation_spec``, ``full_reward_spec`` and
             ``full_done_spec``.
         input_spec: Composite holding ``full_action_spec`` and ``full_state_spec``.
+        batch_locked: True (the default) when inputs must have the env's batch size. A
+            subclass sets it to False (as a class attribute, TorchRL's convention) when its
+            ``_reset``/``_step`` take any batch of inputs, e.g. a stateless env run on
+            ``env.reset(params_with_batch_size_10)``: actions are then checked on their
+            trailing (spec) dims only, and missing done flags take the input's batch size.
     """
+
+    batch_locked: bool = True
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         """Build the env; ``auto_reset=True`` (TorchRL's constructor argument) returns it inside an ``AutoResetEnv``.
@@ -425,7 +469,9 @@ class EnvBase(nn.Module):
             **kwargs: passed to ``_reset``.
 
         Returns:
-            A TensorDict of batch size ``env.batch_size`` with the observation and done flags.
+            A TensorDict of batch size ``env.batch_size`` with the observation and done flags:
+            ``tensordict`` itself, updated in place, when one was given without a ``"_reset"``
+            mask or a ``"next"`` entry (as in TorchRL: ``env.reset(td) is td``).
         """
         mask = None
         if tensordict is not None:
@@ -433,9 +479,10 @@ class EnvBase(nn.Module):
         out = self._reset(tensordict, **kwargs)
         if type(out) is not TensorDict and not isinstance(out, TensorDictBase):
             raise TypeError(_RESET_RETURNED.format(env=type(self).__name__, got=_shown(out)))
+        leading = out.batch_size[: max(0, out.batch_dims - self.batch_dims)]  # a non-batch-locked env's own batch
         for key in self.done_keys:
             if td_read(out, key) is None:
-                out.set(key, self.full_done_spec[key].zero())  # [*B, 1], or [*B, n_agents, 1] in a group
+                out.set(key, self.full_done_spec[key].zero(leading))  # [*B, 1], or [*B, n_agents, 1] in a group
         if tensordict is not None:
             if mask is not None and self.batch_size and not bool(mask.all()):
                 out = self._keep_unreset(out, tensordict, mask)
@@ -447,6 +494,14 @@ class EnvBase(nn.Module):
             self._is_reset = True
         if _validation.outputs:
             self._validate_outputs(out, "reset", (self.full_observation_spec, self.full_done_spec), ())
+        if (
+            tensordict is not None
+            and mask is None
+            and "next" not in tensordict.keys()
+            and tensordict.batch_size == out.batch_size
+            and not tensordict.is_locked
+        ):
+            return tensordict.update(out)  # TorchRL's env.reset(td) fills td in place and returns it
         return out
 
     def _keep_unreset(self, out: TensorDictBase, old: TensorDictBase, mask: torch.Tensor) -> TensorDictBase:
@@ -505,7 +560,7 @@ class EnvBase(nn.Module):
                 raise KeyError(
                     _NO_ACTION.format(env=type(self).__name__, key=key, keys=sorted(map(str, tensordict.keys())))
                 )
-            if action.shape != shape:
+            if action.shape != shape and (self.batch_locked or action.shape[action.ndim - len(shape) :] != shape):
                 raise ValueError(
                     _BAD_ACTION_SHAPE.format(
                         env=type(self).__name__,
@@ -532,14 +587,8 @@ class EnvBase(nn.Module):
             raise TypeError(_STEP_RETURNED.format(env=type(self).__name__, got=_shown(next_td)))
         for key in self._done_checks:
             if td_read(next_td, key) is None:
-                raise KeyError(
-                    _NO_DONE.format(
-                        env=type(self).__name__,
-                        key=key,
-                        keys=sorted(map(str, next_td.keys(True, True))),
-                        done_keys=self.done_keys,
-                    )
-                )
+                _complete_done_flags(next_td, self.done_keys, type(self).__name__)
+                break
         if _validation.outputs:
             specs = (self.full_observation_spec, self.full_reward_spec, self.full_done_spec)
             self._validate_outputs(next_td, "step", specs, ("next",))
@@ -616,8 +665,9 @@ class EnvBase(nn.Module):
         """Write a random action drawn from the action spec into ``tensordict``."""
         if tensordict is None:
             tensordict = TensorDict({}, batch_size=self.batch_size, device=self.device)
+        leading = () if self.batch_locked else tensordict.batch_size[: max(0, tensordict.batch_dims - self.batch_dims)]
         for key in self.action_keys:
-            tensordict.set(key, self.full_action_spec[key].rand())
+            tensordict.set(key, self.full_action_spec[key].rand(leading))
         return tensordict
 
     def rand_step(self, tensordict: TensorDictBase | None = None) -> TensorDictBase:
@@ -747,7 +797,8 @@ class EnvBase(nn.Module):
     def _rollout_loop(self, td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated):
         out = None
         writers: list = []
-        time_dim = self.batch_dims
+        # time goes after the data's batch dims: the env's, or any a non-batch-locked env is given
+        time_dim = self.batch_dims if self.batch_locked else td.batch_dims
         steps = max_steps
         for t in range(max_steps):
             td = policy(td) if policy is not None else self.rand_action(td)
@@ -758,7 +809,7 @@ class EnvBase(nn.Module):
             if callback is not None:
                 callback(self, td)
             if out is None:
-                out = td.unsqueeze(time_dim).expand(*self.batch_size, max_steps).clone()
+                out = td.unsqueeze(time_dim).expand(*td.batch_size[:time_dim], max_steps).clone()
                 writers = [(key, out.get(key)) for key in td.keys(True, True)]
             if not self._write_step(writers, td, t, time_dim):
                 out[(slice(None),) * time_dim + (t,)] = td

@@ -205,11 +205,13 @@ def check_env_specs(
         next_spec.update(part.clone())
     known = set(root_spec.keys(True, True)) | set(next_spec.keys(True, True))
     known |= set(env.full_state_spec.keys(True, True))
+    observed = set(env.full_observation_spec.keys())
+    state_only = [key for key in env.full_state_spec.keys() if key not in observed]  # a stateless env has both
     with set_validation(validate):
         td = env.reset()
         for _ in range(num_steps):
             td = env.step(env.rand_action(td))
-            nxt = td.get("next").exclude(*env.full_state_spec.keys())
+            nxt = td.get("next").exclude(*state_only)
             _check_entries(next_spec, nxt, "next", strict=True, values=validate)
             root = td.exclude("next")
             extra_root = [k for k in root.keys(True, True) if k not in known]

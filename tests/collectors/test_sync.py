@@ -490,3 +490,30 @@ def test_rollout_does_not_count_frames_and_storing_device():
     assert collector._frames == 0
     assert batch.device == torch.device("cpu") or batch.device is None
     assert len(list(collector)) == 2
+
+
+def test_a_policy_with_lazy_layers_is_materialized_when_the_collector_is_built():
+    from tdrl.modules import MLP
+
+    env = ContinuousActionMock(max_steps=5)
+    policy = TensorDictModule(MLP(out_features=2, num_cells=[8]), in_keys=["observation"], out_keys=["action"])
+    assert any(nn.parameter.is_lazy(p) for p in policy.parameters())
+    collector = SyncDataCollector(env, policy, frames_per_batch=4, total_frames=4)
+    assert not any(nn.parameter.is_lazy(p) for p in policy.parameters())  # a loss made now copies real weights
+    assert next(iter(collector)).batch_size == (4,)
+    collector.shutdown()
+
+
+def test_a_replay_buffer_given_to_the_collector_receives_each_batch():
+    from tdrl.data import LazyTensorStorage, ReplayBuffer
+
+    rb = ReplayBuffer(storage=LazyTensorStorage(100))
+    collector = SyncDataCollector(
+        ContinuousActionMock(max_steps=5), None, frames_per_batch=4, total_frames=12, replay_buffer=rb
+    )
+    yielded = list(collector)
+    assert yielded == [None, None, None]
+    assert len(rb) == 12
+    collector.shutdown()
+    with pytest.raises(TypeError, match="replay_buffer must have an extend"):
+        SyncDataCollector(ContinuousActionMock(), None, frames_per_batch=4, total_frames=4, replay_buffer=object())

@@ -468,3 +468,15 @@ def test_memmap_load_interrupted_while_replacing_items_is_named_on_reopening(tmp
         storage.load_state_dict(source.state_dict())
     with pytest.raises(ValueError, match=r"stopped while it overwrote items 0..5"):
         LazyMemmapStorage.open(folder)
+
+
+def test_memmap_storage_takes_a_temporary_directory_as_scratch_dir():
+    import tempfile
+
+    from tdrl.data import LazyMemmapStorage, ReplayBuffer
+
+    folder = tempfile.TemporaryDirectory()
+    buffer = ReplayBuffer(storage=LazyMemmapStorage(10, scratch_dir=folder))
+    buffer.extend(torch.arange(4.0))
+    assert any(os.scandir(folder.name))
+    folder.cleanup()

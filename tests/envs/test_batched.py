@@ -406,3 +406,24 @@ def test_spawn_start_method():
         assert ro["next", "observation"].squeeze(-1).tolist() == [[1.0, 2.0, 1.0]]
     finally:
         env.close()
+
+
+class _Labelled(CountingEnv):
+    """A CountingEnv with a public attribute and a method of its own (TorchRL's tutorial reads both)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.label = f"counting-{self.max_steps}"
+
+    def describe(self, suffix: str) -> str:
+        return self.label + suffix
+
+
+def test_sub_env_attributes_and_methods_are_read_from_every_worker(batched):
+    env = batched(2, functools.partial(_Labelled, max_steps=7))
+    env.start()  # TorchRL's name; the workers already run
+    assert env.label == ["counting-7", "counting-7"]
+    assert env.describe("!") == ["counting-7!", "counting-7!"]
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        _ = env.no_such_thing
+    assert getattr(env, "no_such_thing", None) is None

@@ -165,6 +165,10 @@ class _WritesNoDone(EnvBase):
             return out
         if self.returns == "no-truncated":
             out.update(done=torch.zeros(1, dtype=torch.bool), terminated=torch.zeros(1, dtype=torch.bool))
+        if self.returns in ("done-only", "terminated-only", "done-and-truncated"):
+            ended = torch.ones(1, dtype=torch.bool)
+            for flag in self.returns.replace("-only", "").split("-and-"):
+                out[flag] = ended
         return TensorDict(out, [])
 
     def _set_seed(self, seed):
@@ -194,9 +198,23 @@ def test_step_output_without_done_names_the_env_the_key_and_the_contract(call):
         call(env)
 
 
-def test_step_output_missing_one_done_flag_is_named():
-    env = _WritesNoDone("no-truncated")
-    with pytest.raises(KeyError, match=r"no 'truncated' entry"):
+@pytest.mark.parametrize(
+    ("writes", "expected"),
+    [
+        ("no-truncated", {"done": False, "terminated": False, "truncated": False}),
+        ("done-only", {"done": True, "terminated": True, "truncated": False}),
+        ("terminated-only", {"done": True, "terminated": True, "truncated": False}),
+    ],
+)
+def test_step_output_missing_done_flags_are_completed_as_torchrl_does(writes, expected):
+    env = _WritesNoDone(writes)
+    out = env.rand_step(env.reset())["next"]
+    assert {flag: out[flag].item() for flag in expected} == expected
+
+
+def test_step_output_with_done_and_truncated_but_no_terminated_is_ambiguous():
+    env = _WritesNoDone("done-and-truncated")
+    with pytest.raises(KeyError, match=r"no 'terminated' entry"):
         env.rand_step(env.reset())
 
 
@@ -268,3 +286,58 @@ def test_infinite_values_for_a_batched_binary_action_are_refused():
     td["action"] = torch.tensor([[0.0, 1.0], [float("inf"), 0.0], [1.0, 1.0]])
     with pytest.raises(ValueError, match=r"must hold only 0 and 1, got \[inf, 0\.0\] at batch index \[1\]"):
         env.step(td)
+
+
+class _StatelessDrift(EnvBase):
+    """A stateless env in the pendulum tutorial's style: the input's batch is the env's batch."""
+
+    batch_locked = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_spec = Composite(x=Unbounded(shape=(1,)))
+        self.state_spec = self.observation_spec.clone()
+        self.action_spec = Bounded(-1.0, 1.0, shape=(1,))
+
+    def _reset(self, tensordict, **kwargs):
+        shape = tensordict.shape if tensordict is not None else torch.Size([])
+        return TensorDict({"x": torch.zeros(*shape, 1)}, shape)
+
+    def _step(self, tensordict):
+        x = tensordict["x"] + tensordict["action"]
+        return TensorDict({"x": x, "reward": -x.abs(), "done": torch.zeros_like(x, dtype=torch.bool)}, x.shape[:-1])
+
+    def _set_seed(self, seed):
+        pass
+
+
+def test_non_batch_locked_env_runs_any_input_batch():
+    from tdrl.envs.utils import check_env_specs
+
+    env = _StatelessDrift()
+    check_env_specs(env)  # its state spec repeats the observation spec, as the tutorial writes it
+    start = env.reset(TensorDict({}, [4]))
+    assert start["done"].shape == (4, 1)
+    stepped = env.rand_step(start)
+    assert stepped["action"].shape == (4, 1)
+    assert stepped["next", "terminated"].shape == (4, 1)
+    rollout = env.rollout(3, auto_reset=False, tensordict=env.reset(TensorDict({}, [5])))
+    assert rollout.batch_size == (5, 3)
+
+
+def test_batch_locked_env_still_refuses_a_batched_action():
+    env = CountingEnv()
+    td = env.reset()
+    td["action"] = torch.ones(4, 1)
+    with pytest.raises(ValueError, match="action"):
+        env.step(td)
+
+
+def test_reset_fills_the_given_tensordict_in_place_as_torchrl():
+    env = CountingEnv()
+    given = TensorDict({"note": torch.ones(1)}, [])
+    out = env.reset(given)
+    assert out is given
+    assert set(out.keys()) >= {"observation", "done", "note"}
+    stepped = env.rand_step(env.reset())
+    assert env.reset(stepped) is not stepped  # a step's output (with "next") gets a fresh root

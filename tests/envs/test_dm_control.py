@@ -125,7 +125,7 @@ def test_specs_of_a_suite_task():
         assert spec.dtype == torch.float64, name
     assert env.action_spec == Bounded(-1.0, 1.0, shape=(1,), dtype=torch.float32)
     assert env.reward_spec == Unbounded(shape=(1,))
-    assert env.observation_spec["discount"].dtype == torch.float32
+    assert sorted(env.observation_spec.keys()) == ["position", "velocity"]  # no "discount", as in TorchRL
     check_env_specs(env)
 
 
@@ -146,9 +146,9 @@ def test_concatenated_observation_matches_the_named_entries():
     named = DMControlEnv("walker", "walk", seed=1)
     cat = DMControlEnv("walker", "walk", seed=1, concat_observations=True)
     a, b = named.reset(), cat.reset()
-    parts = [a[k].reshape(-1) for k in named.observation_keys if k != "discount"]
+    parts = [a[k].reshape(-1) for k in named.observation_keys]
     torch.testing.assert_close(b["observation"], torch.cat(parts))
-    assert cat.observation_keys == ["observation", "discount"]
+    assert cat.observation_keys == ["observation"]
 
 
 def test_time_limit_is_a_truncation():
@@ -157,8 +157,6 @@ def test_time_limit_is_a_truncation():
     assert ro.batch_size == (10,)
     assert ro["next", "truncated"][-1].item()
     assert not ro["next", "terminated"].any()
-    assert ro["next", "discount"][-1].item() == 1.0
-    assert ro["discount"].eq(1.0).all()
 
 
 def test_terminal_step_with_zero_discount_is_terminated():
@@ -167,7 +165,6 @@ def test_terminal_step_with_zero_discount_is_terminated():
     assert ro.batch_size == (3,)
     assert ro["next", "terminated"][-1].item()
     assert not ro["next", "truncated"].any()
-    assert ro["next", "discount"][-1].item() == 0.0
     cut = DMControlWrapper(_CountdownEnv(terminal_discount=0.5)).rollout(10)
     assert cut["next", "truncated"][-1].item()
     assert not cut["next", "terminated"].any()
@@ -230,7 +227,7 @@ def test_pixels():
     only = DMControlEnv(
         "cartpole", "swingup", from_pixels=True, pixels_only=True, render_kwargs={"height": 16, "width": 16}
     )
-    assert sorted(only.observation_keys) == ["discount", "pixels"]
+    assert only.observation_keys == ["pixels"]
     check_env_specs(only)
 
 
@@ -277,3 +274,36 @@ def test_libs_import_without_dm_control():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert 'pip install "tdrl[dm_control]"' in out.stdout
+
+
+def test_all_observation_entries_concatenate_as_in_torchrl_tutorials():
+    from tdrl.envs import CatTensors, TransformedEnv
+
+    env = DMControlEnv("cheetah", "run", seed=0)
+    keys = list(env.observation_spec.keys())
+    cat = TransformedEnv(env, CatTensors(keys, "observation_vector"))
+    check_env_specs(cat)
+    ro = cat.rollout(3)
+    assert ro["next", "observation_vector"].shape == (3, 17)
+    assert ro["next", "observation_vector"].dtype == torch.float64
+
+
+def test_available_envs_pairs_each_domain_with_its_tasks():
+    pairs = DMControlEnv.available_envs
+    listed = {(domain, task) for domain, tasks in pairs for task in tasks}
+    assert listed == set(suite.ALL_TASKS)
+    assert [domain for domain, _ in pairs][:3] == ["acrobot", "ball_in_cup", "cartpole"]
+    assert DMControlWrapper.available_envs == pairs
+    assert DMControlEnv("cartpole", "balance").available_envs == pairs
+
+
+def test_observation_spec_and_available_envs_match_torchrl():
+    torchrl_dm = pytest.importorskip("torchrl.envs.libs.dm_control")
+    assert DMControlEnv.available_envs == torchrl_dm.DMControlEnv.available_envs
+    for domain, task in [("cartpole", "swingup"), ("cheetah", "run"), ("walker", "walk")]:
+        ours = DMControlEnv(domain, task).observation_spec
+        theirs = torchrl_dm.DMControlEnv(domain, task).observation_spec
+        assert list(ours.keys()) == list(theirs.keys()), (domain, task)
+        for key in theirs.keys():
+            assert ours[key].shape == theirs[key].shape, (domain, task, key)
+            assert ours[key].dtype == theirs[key].dtype, (domain, task, key)

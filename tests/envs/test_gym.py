@@ -271,3 +271,25 @@ def test_a_one_hot_action_steps_as_its_index():
         if a["next", "done"]:
             break
         a, b = a["next"].clone(), b["next"].clone()
+
+
+def test_available_envs_lists_gymnasium_registry_sorted():
+    names = GymEnv.available_envs
+    assert names == sorted(gym.envs.registry.keys())
+    assert "CartPole-v1" in names
+    assert GymWrapper.available_envs == names
+    assert GymEnv("CartPole-v1").available_envs == names
+
+
+def test_available_envs_match_torchrl():
+    torchrl_gym = pytest.importorskip("torchrl.envs.libs.gym")
+    assert GymEnv.available_envs == torchrl_gym.GymEnv.available_envs
+
+
+def test_public_attributes_of_the_gymnasium_env_are_read_through():
+    env = GymEnv("CartPole-v1")
+    assert env.spec.id == "CartPole-v1"  # gymnasium's EnvSpec, as TorchRL's wrapper forwards it
+    env._env.foo = "bar"
+    assert env.foo == "bar"
+    with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
+        _ = env.nothing_here

@@ -674,8 +674,8 @@ class LazyMemmapStorage(LazyTensorStorage):
 
     Args:
         max_size: capacity, in items.
-        scratch_dir: folder for the files. ``None``: a temporary folder, deleted with
-            the storage.
+        scratch_dir: folder for the files (a path or a ``tempfile.TemporaryDirectory``).
+            ``None``: a temporary folder, deleted with the storage.
         device: must be ``"cpu"``.
         existsok: overwrite a storage already present in ``scratch_dir`` (otherwise
             that is an error: re-open it with :meth:`open` instead).
@@ -695,7 +695,7 @@ class LazyMemmapStorage(LazyTensorStorage):
         self,
         max_size: int,
         *,
-        scratch_dir: str | os.PathLike | None = None,
+        scratch_dir: str | os.PathLike | tempfile.TemporaryDirectory | None = None,
         device: torch.device | str = "cpu",
         existsok: bool = False,
     ) -> None:
@@ -707,7 +707,9 @@ class LazyMemmapStorage(LazyTensorStorage):
         super().__init__(max_size, device="cpu")
         self.existsok = existsok
         self._temporary = scratch_dir is None
-        self.scratch_dir: Path | None = None if scratch_dir is None else Path(scratch_dir)
+        if isinstance(scratch_dir, tempfile.TemporaryDirectory):  # as TorchRL's tutorial passes it
+            scratch_dir = scratch_dir.name
+        self.scratch_dir: Path | None = None if scratch_dir is None else Path(cast(str, scratch_dir))
         if self.scratch_dir is not None and (self.scratch_dir / memmap_files.META_FILE).exists() and not existsok:
             raise FileExistsError(
                 f"{self.scratch_dir} already holds a LazyMemmapStorage; re-open it with "

@@ -10,7 +10,9 @@ Actions are float32, like gymnasium's ``Box`` actions, and are cast to dm_contro
 dm_env signals the end of an episode with ``StepType.LAST`` and a discount: a LAST step
 with discount 0 ends in a terminal state (``terminated``); with a positive discount the
 episode was cut short, e.g. by dm_control's time limit (``truncated``), and a value
-estimator should bootstrap. The per-step discount is written under ``"discount"``.
+estimator should bootstrap. The discount itself is not written out (as in TorchRL): it is
+read into ``terminated``/``truncated``, so ``observation_spec`` holds only the task's
+observations and e.g. ``CatTensors(list(env.observation_spec.keys()), "observation")`` works.
 
 Rendering pixels uses MuJoCo's offscreen renderer: on a machine without a display, set
 ``MUJOCO_GL=egl`` (or ``MUJOCO_GL=osmesa``) before dm_control is imported.
@@ -18,7 +20,7 @@ Rendering pixels uses MuJoCo's offscreen renderer: on a machine without a displa
 Examples:
     >>> env = DMControlEnv("cartpole", "swingup")
     >>> sorted(env.observation_spec.keys())
-    ['discount', 'position', 'velocity']
+    ['position', 'velocity']
     >>> env.set_seed(0)
     1
     >>> env.rollout(3)["next", "position"].shape
@@ -39,6 +41,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
+from tdrl.envs.libs._class_property import ClassProperty
 from tdrl.envs.libs._render import render_error
 from tdrl.envs.libs.gym import _torch_dtype
 from tdrl.specs import Bounded, Categorical, Composite, TensorSpec, Unbounded
@@ -49,7 +52,7 @@ _MISSING = (
     "{what} needs dm_control, an optional dependency of tdrl. Install it with "
     '`pip install "tdrl[dm_control]"` (it brings dm_control and a compatible mujoco).'
 )
-_RESERVED = ("discount", "pixels", "reward", "done", "terminated", "truncated", "action")
+_RESERVED = ("pixels", "reward", "done", "terminated", "truncated", "action")
 _RENDER_HINT = (
     "Rendering needs an OpenGL backend: on a machine without a display set MUJOCO_GL=egl "
     "(or MUJOCO_GL=osmesa) in the environment before dm_control is imported."
@@ -153,7 +156,21 @@ class DMControlWrapper(EnvBase):
         Bounded(shape=(1,), dtype=torch.float32, device=cpu, low=-1.0, high=1.0)
         >>> env.reset()["observation"].dtype
         torch.float64
+        >>> DMControlWrapper.available_envs[0]
+        ('acrobot', ['swingup', 'swingup_sparse'])
     """
+
+    @ClassProperty
+    def available_envs(cls) -> list[tuple[str, list[str]]]:
+        """The suite's ``(domain, [tasks])`` pairs, benchmarking tasks first (``[]`` without dm_control)."""
+        try:
+            suite = _import_suite()
+        except ImportError:
+            return []
+        by_domain: dict[str, list[str]] = {}
+        for domain, task in (*suite.BENCHMARKING, *suite.EXTRA):
+            by_domain.setdefault(domain, []).append(task)
+        return list(by_domain.items())
 
     def __init__(
         self,
@@ -213,7 +230,6 @@ class DMControlWrapper(EnvBase):
             else:
                 for key, spec in leaf_specs.items():
                     obs_spec[key] = spec
-        obs_spec["discount"] = Bounded(0.0, 1.0, shape=(1,), device=dev)
         if self.from_pixels:
             frame = self._render()
             obs_spec["pixels"] = Bounded(0, 255, shape=frame.shape, dtype=torch.uint8, device=dev)
@@ -258,7 +274,7 @@ class DMControlWrapper(EnvBase):
         return torch.from_numpy(np.ascontiguousarray(self.render()))
 
     # --- conversions ----------------------------------------------------------------------
-    def _observation(self, observation: Any, discount: float) -> dict:
+    def _observation(self, observation: Any) -> dict:
         out: dict = {}
         if not self.pixels_only:
             tree = {"observation": observation} if self._single_obs else observation
@@ -269,7 +285,6 @@ class DMControlWrapper(EnvBase):
                 for key, value in _flat_items(tree):
                     tensor = torch.tensor(np.asarray(value))  # a copy: dm_control may return views of its state
                     out[key if len(key) > 1 else key[0]] = tensor.reshape(1) if tensor.ndim == 0 else tensor
-        out["discount"] = torch.tensor([discount], dtype=torch.float32)
         if self.from_pixels:
             out["pixels"] = self._render()
         return out
@@ -294,7 +309,7 @@ class DMControlWrapper(EnvBase):
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         timestep = self._env.reset()
-        return self._to_td(self._observation(timestep.observation, 1.0))
+        return self._to_td(self._observation(timestep.observation))
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = tensordict.get("action").detach().cpu().numpy().astype(self._act_dtype).reshape(self._act_shape)
@@ -306,7 +321,7 @@ class DMControlWrapper(EnvBase):
                 break
         discount = 1.0 if timestep.discount is None else float(timestep.discount)
         last = timestep.last()
-        source = self._observation(timestep.observation, discount)
+        source = self._observation(timestep.observation)
         source["reward"] = torch.tensor([reward], dtype=torch.float32)
         source["done"] = torch.tensor([last])
         source["terminated"] = torch.tensor([last and discount == 0.0])

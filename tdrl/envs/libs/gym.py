@@ -29,6 +29,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_read, td_unchecked
 from tdrl.envs.common import EnvBase
+from tdrl.envs.libs._class_property import ClassProperty
 from tdrl.envs.libs._render import render_error
 from tdrl.specs import (
     Binary,
@@ -150,7 +151,18 @@ class GymWrapper(EnvBase):
         >>> env = GymWrapper(gym.make("CartPole-v1"), categorical_action_encoding=True)
         >>> env.action_spec
         Categorical(shape=(), dtype=torch.int64, device=cpu, n=2)
+        >>> "CartPole-v1" in GymWrapper.available_envs
+        True
     """
+
+    @ClassProperty
+    def available_envs(cls) -> list[str]:
+        """Every id registered with gymnasium, sorted (``[]`` without gymnasium), as TorchRL lists them."""
+        try:
+            gym = _gym()
+        except ImportError:
+            return []
+        return sorted(gym.envs.registry.keys())
 
     def __init__(
         self,
@@ -457,6 +469,21 @@ class GymWrapper(EnvBase):
         env = getattr(self, "_env", None)
         if env is not None:
             env.close()
+
+    def __getattr__(self, name: str) -> Any:
+        """Public attributes the wrapper lacks come from the gymnasium env (``env.spec``, as in TorchRL)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            wrapped = self.__dict__.get("_env")
+            if name.startswith("_") or wrapped is None:
+                raise
+            try:
+                return getattr(wrapped, name)
+            except AttributeError:
+                raise AttributeError(
+                    f"{type(self).__name__} (and the {type(wrapped).__name__} it wraps) has no attribute {name!r}."
+                ) from None
 
 
 def _suggest(name: str) -> str:

@@ -50,6 +50,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
+from tdrl.envs.libs._class_property import ClassProperty
 from tdrl.envs.libs._pettingzoo_rollout import fast_rollout
 from tdrl.envs.libs.gym import space_to_spec
 from tdrl.specs import Bounded, Categorical, Composite, OneHot, TensorSpec, Unbounded
@@ -79,16 +80,6 @@ _UNEVEN_GROUP = (
 )
 _FAMILIES = ("atari", "butterfly", "classic", "sisl")  # pettingzoo.<family>.<task>_vN
 _TASK_NAME = re.compile(r"^\w+_v\d+$")
-
-
-class _ClassProperty:
-    """A read-only property of the class (``PettingZooEnv.available_envs``)."""
-
-    def __init__(self, getter: Callable[[Any], Any]) -> None:
-        self.getter = getter
-
-    def __get__(self, instance: Any, owner: type) -> Any:
-        return self.getter(owner)
 
 
 def _import_pettingzoo(what: str) -> Any:
@@ -352,7 +343,7 @@ class PettingZooWrapper(EnvBase):
         """The agent that acts next in an AEC env."""
         return self._env.agent_selection
 
-    @_ClassProperty
+    @ClassProperty
     def available_envs(cls) -> list[str]:
         """The task names ``PettingZooEnv`` accepts (``"family/task_vN"``; the bare ``"task_vN"`` works too)."""
         if importlib.util.find_spec("pettingzoo") is None:

@@ -55,6 +55,7 @@ from tensordict import TensorDictBase
 
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
+from tdrl.envs.libs._class_property import ClassProperty
 from tdrl.envs.libs.gym import _torch_dtype
 from tdrl.specs import (
     Bounded,
@@ -97,17 +98,6 @@ def _import_vmas(what: str) -> Any:
         return importlib.import_module("vmas")
     except ImportError as err:
         raise ImportError(_MISSING.format(what=what)) from err
-
-
-class _ClassProperty:
-    """A read-only property of the class (``VmasEnv.available_envs``), as TorchRL has."""
-
-    def __init__(self, getter: Any) -> None:
-        self.getter = getter
-        self.__doc__ = getter.__doc__
-
-    def __get__(self, instance: Any, owner: type) -> Any:
-        return self.getter(owner)
 
 
 def _scenarios() -> list[str]:
@@ -241,7 +231,7 @@ class VmasWrapper(EnvBase):
         torch.Size([4, 3, 3, 1])
     """
 
-    available_envs = _ClassProperty(lambda cls: _scenarios())
+    available_envs = ClassProperty(lambda cls: _scenarios())
     """The scenario names ``VmasEnv`` accepts (``[]`` when vmas is not installed)."""
 
     def __init__(

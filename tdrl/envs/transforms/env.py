@@ -194,6 +194,11 @@ class TransformedEnv(EnvBase):
         if self.__dict__.get("_link", True):
             self.transform.__dict__["_container"] = self  # not nn.Module's setattr: no env-in-transform cycle
 
+    @property
+    def batch_locked(self) -> bool:  # type: ignore[override]
+        """The base env's: a transformed env takes the batches its base env takes."""
+        return self.base_env.batch_locked
+
     # --- EnvBase -------------------------------------------------------------------------
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         base, transform = self._chain
@@ -202,7 +207,7 @@ class TransformedEnv(EnvBase):
             base_in = transform._reset_env_preprocess(tensordict)
         out = base._reset(base_in, **kwargs)
         for key in base.done_keys:
-            if td_read(out, key) is None:
+            if td_read(out, key) is None:  # out's batch: a non-batch-locked base env may run a larger one
                 out.set(key, torch.zeros((*out.batch_size, 1), dtype=torch.bool, device=base.device))
         if not base._is_reset:  # nn.Module.__setattr__ is slow
             base._is_reset = True
