@@ -51,7 +51,7 @@ extensions = [
     "tdrl_apigen",  # writes docs/api/ from the __all__ lists at builder-inited
 ]
 
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "_ext"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "_ext", "_generated"]
 html_theme = "furo"
 html_title = f"tdrl {release}"
 
