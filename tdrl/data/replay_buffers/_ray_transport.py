@@ -26,7 +26,7 @@ _VIEWED = {torch.bfloat16: torch.int16, torch.float8_e4m3fn: torch.int8, torch.f
 class Packed:
     """A TensorDict flattened for Ray: the batch size of every node and one array per leaf."""
 
-    __slots__ = ("batch_sizes", "arrays", "viewed")
+    __slots__ = ("arrays", "batch_sizes", "viewed")
 
     def __init__(
         self, batch_sizes: dict[tuple[str, ...], tuple[int, ...]], arrays: dict[tuple[str, ...], np.ndarray]

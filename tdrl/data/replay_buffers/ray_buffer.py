@@ -229,8 +229,9 @@ class RayReplayBuffer(RayReplayBufferClient):
             :class:`~tdrl.data.replay_buffers.TensorDictPrioritizedReplayBuffer`.
         ray_init_config: ``ray.init`` arguments when Ray is started here (updates
             :data:`DEFAULT_RAY_INIT_CONFIG`).
-        remote_config: the actor's ``ray.remote`` options (updates :data:`DEFAULT_REMOTE_CONFIG`:
-            one CPU, no GPU).
+        remote_config: the actor's options (``num_cpus``, ``num_gpus``, ``memory``, ``name``
+            to find it with ``ray.get_actor``...; updates :data:`DEFAULT_REMOTE_CONFIG`: one
+            CPU, no GPU).
         address: the cluster to connect to (``"auto"``: the one ``ray start`` runs on this
             machine); shorthand for ``ray_init_config={"address": ...}``.
         transform_factory: called in the actor to build the transform applied to samples.
@@ -295,7 +296,9 @@ class RayReplayBuffer(RayReplayBufferClient):
         self._closed = False
         try:
             options = {**DEFAULT_REMOTE_CONFIG, **(remote_config or {})}
-            actor = ray.remote(**options)(_BufferHost).remote(replay_buffer_cls, kwargs, transform_factory, seed)
+            actor = (
+                ray.remote(_BufferHost).options(**options).remote(replay_buffer_cls, kwargs, transform_factory, seed)
+            )
             self._actor = actor
             try:
                 description = wait(actor.describe.remote(), timeout, "RayReplayBuffer: starting the actor")
@@ -360,9 +363,7 @@ class RayReplayBuffer(RayReplayBufferClient):
         self._call("append_transform", transform, invert=invert)
         return self
 
-    def insert_transform(
-        self, index: int, transform: Callable[[Any], Any], *, invert: bool = False
-    ) -> RayReplayBuffer:
+    def insert_transform(self, index: int, transform: Callable[[Any], Any], *, invert: bool = False) -> RayReplayBuffer:
         """Sends ``transform`` (pickled) to the actor, at position ``index`` of its chain."""
         self._call("insert_transform", index, transform, invert=invert)
         return self
@@ -394,7 +395,7 @@ class RayReplayBuffer(RayReplayBufferClient):
 
                 try:
                     ray.kill(actor, no_restart=True)
-                except Exception:  # noqa: S110 - already dead, or Ray already shut down
+                except Exception:  # already dead, or Ray already shut down
                     pass
         finally:
             release_runtime(self._owns_runtime)
