@@ -9,7 +9,7 @@ actor, written by collectors in other processes (needs ``pip install "tdrl[ray]"
 """
 
 from tdrl.data.replay_buffers.dedup import DedupNextStorage
-from tdrl.data.replay_buffers.ray_buffer import RayReplayBuffer, RayReplayBufferClient
+from tdrl.data.replay_buffers.ray_buffer import RayReplayBuffer
 from tdrl.data.replay_buffers.replay_buffers import (
     PrioritizedReplayBuffer,
     ReplayBuffer,
@@ -44,7 +44,6 @@ __all__ = [
     "PrioritizedReplayBuffer",
     "TensorDictPrioritizedReplayBuffer",
     "RayReplayBuffer",
-    "RayReplayBufferClient",
     "Storage",
     "ListStorage",
     "TensorStorage",

@@ -128,16 +128,7 @@ class RayReplayBufferClient:
     Every call waits at most ``timeout`` seconds for the actor; errors raised by the buffer
     (a key missing from the data, a bad shape) come out as the buffer raised them.
 
-    Examples:
-        >>> import pytest
-        >>> ray = pytest.importorskip("ray")
-        >>> import pickle
-        >>> from functools import partial
-        >>> from tdrl.data import LazyTensorStorage, RayReplayBuffer
-        >>> with RayReplayBuffer(storage=partial(LazyTensorStorage, 10), ray_init_config={"num_cpus": 1}) as rb:
-        ...     writer = pickle.loads(pickle.dumps(rb.client()))  # as a remote process receives it
-        ...     writer.extend(torch.arange(3)).tolist(), len(rb)
-        ([0, 1, 2], 3)
+    See the example of :class:`RayReplayBuffer`.
     """
 
     def __init__(self, actor: Any, description: dict[str, Any], timeout: float | None) -> None:
@@ -257,13 +248,17 @@ class RayReplayBuffer(RayReplayBufferClient):
         ...     replay_buffer_cls=TensorDictReplayBuffer,
         ...     storage=partial(LazyTensorStorage, 100),
         ...     batch_size=4,
-        ...     ray_init_config={"num_cpus": 1},  # starts a local Ray, shut down by close()
+        ...     address="local",  # starts a Ray runtime here, shut down by close()
+        ...     ray_init_config={"num_cpus": 1},
         ... )
         >>> rb.extend(TensorDict({"obs": torch.arange(8.0)}, [8])).tolist()
         [0, 1, 2, 3, 4, 5, 6, 7]
         >>> batch = rb.sample()
         >>> batch.batch_size, sorted(batch.keys())
         (torch.Size([4]), ['index', 'obs'])
+        >>> writer = rb.client()  # picklable: give it to a collector in another Ray actor
+        >>> writer.extend(TensorDict({"obs": torch.zeros(2)}, [2])).tolist(), len(rb)
+        ([8, 9], 10)
         >>> rb.close()
     """
 
