@@ -6,8 +6,11 @@ Figures, all measured in one run on a local Ray runtime (``num_cpus=2``):
   ``multiprocessing.Pipe`` to a child process (what tdrl's own workers use).
 - (b) ``ray.get(ray.put(x))`` in the driver for payloads of ``PAYLOADS`` bytes, as a torch
   tensor and as a TensorDict of ten leaves; reference: ``x.clone()`` (one memory copy).
+  The TensorDict is also timed as :class:`~tdrl.data.RayReplayBuffer` ships it: flattened
+  into numpy arrays, which Ray passes without pickling their bytes.
 - (c) one ``ray.put`` read by ``N`` actors (``READERS``), the weight-broadcast pattern, for
-  the seed's 3x256 policy weights and for ``BROADCAST_BYTES``; reference: ``N = 1``.
+  the seed's 3x256 policy weights (as a TensorDict, and packed) and for ``BROADCAST_BYTES``;
+  reference: ``N = 1``.
 - (d) :class:`~tdrl.data.RayReplayBuffer` ``extend`` of a ``FRAMES``-frame CartPole-like
   collector batch and ``sample(BATCH)``; reference: the same buffer held locally. Also the
   transport chosen for TensorDicts (flat numpy dict) against pickling the TensorDict whole.
@@ -121,6 +124,7 @@ def measure() -> dict[str, Any]:
     import ray
 
     from tdrl.data import LazyTensorStorage, RayReplayBuffer, TensorDictReplayBuffer
+    from tdrl.data.replay_buffers._ray_transport import pack, unpack
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -164,6 +168,7 @@ def measure() -> dict[str, Any]:
                 {
                     "tensor": lambda t=tensor: ray.get(ray.put(t), timeout=60),
                     "tensordict": lambda t=td: ray.get(ray.put(t), timeout=60),
+                    "packed_tensordict": lambda t=td: unpack(ray.get(ray.put(pack(t)), timeout=60), writable=False),
                     "clone": lambda t=tensor: t.clone(),
                 },
                 _calls(nbytes),
@@ -173,12 +178,18 @@ def measure() -> dict[str, Any]:
                 **{f"{k}_us": v for k, v in b.items()},
                 "tensor_MBps": nbytes / b["tensor"],  # bytes per us = MB/s
                 "tensordict_MBps": nbytes / b["tensordict"],
+                "packed_tensordict_MBps": nbytes / b["packed_tensordict"],
             }
 
         # (c) one put, read by N actors
         out["broadcast"] = {}
-        for name, payload in (("policy_3x256", policy_weights()), ("10MB", torch.randn(BROADCAST_BYTES // 4))):
-            leaves = payload.values(True, True) if isinstance(payload, TensorDict) else [payload]
+        weights = policy_weights()
+        for name, payload in (
+            ("policy_3x256", weights),
+            ("policy_3x256_packed", pack(weights)),
+            ("10MB", torch.randn(BROADCAST_BYTES // 4)),
+        ):
+            leaves = weights.values(True, True) if name.startswith("policy") else [payload]
             nbytes = sum(v.numel() * v.element_size() for v in leaves)
 
             def broadcast(n: int, payload: Any = payload) -> None:
@@ -249,7 +260,8 @@ def run() -> list[dict[str, Any]]:
                 higher_is_better=False,
                 note=(
                     f"{name}: tensor {fig['tensor_MBps']:.0f} MB/s, TensorDict of 10 leaves "
-                    f"{fig['tensordict_us']:.0f} us ({fig['tensordict_MBps']:.0f} MB/s)"
+                    f"{fig['tensordict_us']:.0f} us ({fig['tensordict_MBps']:.0f} MB/s), the same packed as "
+                    f"numpy arrays {fig['packed_tensordict_us']:.0f} us ({fig['packed_tensordict_MBps']:.0f} MB/s)"
                 ),
             )
         )

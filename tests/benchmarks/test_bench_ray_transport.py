@@ -29,7 +29,7 @@ def tiny(monkeypatch):
 def test_run_reports_every_message_cost_against_its_reference(tiny):
     rows = tiny.run()
     figures = [r["figure"] for r in rows]
-    assert len(rows) == 6
+    assert len(rows) == 7
     assert figures[0].startswith("Ray: empty actor call")
     assert any("read by 2 actors" in f for f in figures)
     assert figures[-2:] == [
