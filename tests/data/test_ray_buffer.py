@@ -172,8 +172,12 @@ def test_a_client_pickles_but_cannot_close_and_close_leaves_no_actor():
     assert ray.get_actor("tdrl-test-rb") is not None
     client = pickle.loads(pickle.dumps(rb.client()))
     client.extend(TensorDict({"x": torch.arange(4)}, [4]))
-    assert len(rb) == 4
+    assert client.add(TensorDict({"x": torch.tensor(9)}, [])) == 4
+    assert len(rb) == 5
     assert client.sample()["x"].shape == (2,)
+    with pytest.raises(KeyError, match="unexpected keys"):  # the buffer's own error, as it raised it
+        client.extend(TensorDict({"y": torch.arange(2)}, [2]))
+    assert rb.write_count == 5
     assert not hasattr(client, "close")
     assert not hasattr(client, "client")
     with pytest.raises(TypeError, match=r"rb\.client"):
