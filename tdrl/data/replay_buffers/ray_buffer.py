@@ -14,6 +14,7 @@ numpy arrays (see :mod:`tdrl.data.replay_buffers._ray_transport`); samples come 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -53,6 +54,24 @@ def _build(name: str, value: Any) -> Any:
             f"{name}=functools.partial(LazyTensorStorage, 1000)"
         )
     return built
+
+
+_DEATH_WAIT_S = 30.0
+
+
+def _wait_for_death(ray: Any, actor: Any, limit: float) -> None:
+    """Returns once ``actor`` answers as dead (``ray.kill`` only asks for it), or after ``limit`` s."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.length.remote(), timeout=1.0)
+        except ray.exceptions.RayActorError:
+            return
+        except ray.exceptions.GetTimeoutError:
+            continue
+        except Exception:  # e.g. an error of the half-built buffer: ask again
+            pass
+        time.sleep(0.02)
 
 
 class _BufferHost:
@@ -107,7 +126,7 @@ class _BufferHost:
         return pack(self.buffer[index])
 
     def length(self) -> int:
-        return len(self.buffer)
+        return len(self.buffer) if self.error is None else 0
 
     def write_count(self) -> int:
         return self.buffer.write_count
@@ -392,13 +411,16 @@ class RayReplayBuffer(RayReplayBufferClient):
                     ray.kill(actor, no_restart=True)
                 except Exception:  # already dead, or Ray already shut down
                     pass
+                else:
+                    _wait_for_death(ray, actor, _DEATH_WAIT_S)
         finally:
             release_runtime(self._owns_runtime)
             self._owns_runtime = False
 
     def close(self) -> None:
         """Kills the actor (the content is lost; clients raise from then on) and shuts down
-        Ray if this object started it. Closing twice does nothing."""
+        Ray if this object started it. Returns once the actor is dead (at most 30 s); closing
+        twice does nothing."""
         if not self._closed:
             self._kill()
 
