@@ -4,9 +4,12 @@
 the last ``n`` items and samples them without replacement; swap any part for another.
 ``DedupNextStorage(LazyTensorStorage(n))`` stores each observation once rather than twice
 (at the root and under ``"next"``).
+``RayReplayBuffer(storage=partial(LazyTensorStorage, n))`` serves such a buffer from a Ray
+actor, written by collectors in other processes (needs ``pip install "tdrl[ray]"``).
 """
 
 from tdrl.data.replay_buffers.dedup import DedupNextStorage
+from tdrl.data.replay_buffers.ray_buffer import RayReplayBuffer
 from tdrl.data.replay_buffers.replay_buffers import (
     PrioritizedReplayBuffer,
     ReplayBuffer,
@@ -40,6 +43,7 @@ __all__ = [
     "TensorDictReplayBuffer",
     "PrioritizedReplayBuffer",
     "TensorDictPrioritizedReplayBuffer",
+    "RayReplayBuffer",
     "Storage",
     "ListStorage",
     "TensorStorage",
