@@ -40,6 +40,14 @@ def local_cluster():
         ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _kill_leftover_actors():
+    """A failed test may leave its actors: kill them, so that the next test counts only its own."""
+    yield
+    for name in _live_actors():
+        ray.kill(ray.get_actor(name), no_restart=True)
+
+
 def _live_actors() -> list[str]:
     return [name for name in ray.util.list_named_actors() if name.startswith(PREFIX)]
 
@@ -54,6 +62,17 @@ def _check_trajectories(batches: list, key=("next", "observation")) -> int:
     for traj, obs in steps.items():
         assert obs == [obs[0] + k for k in range(len(obs))], (traj, obs)
     return len(steps)
+
+
+def _wait_until_dead(actor, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.ready.remote(), timeout=timeout)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the killed actor still answers after {timeout}s")
 
 
 def _zero_policy(obs_dim: int = 3, action_dim: int = 2) -> TensorDictModule:
@@ -239,7 +258,9 @@ def test_a_dead_actor_is_rebuilt_and_its_batch_collected_again(tmp_path):
     assert sum(b.numel() for b in batches) == 24
     _check_trajectories(batches)  # the lost batch was collected again, nothing twice
 
-    ray.kill(collector.remote_collectors[1], no_restart=False)  # a kill between batches
+    killed = collector.remote_collectors[1]
+    ray.kill(killed, no_restart=False)  # a kill between batches
+    _wait_until_dead(killed)  # (ray.kill returns before the actor is gone)
     collector.total_frames = -1
     batch = collector.next()
     _check_trajectories([*batches, batch])
