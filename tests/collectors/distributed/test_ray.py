@@ -87,6 +87,8 @@ def test_a_missing_ray_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r'pip install "tdrl\[ray\]"'):
         import_ray()
+    with pytest.raises(ImportError, match=r'^tdrl.collectors.distributed needs Ray.*pip install "tdrl\[ray\]"$'):
+        RayCollector(CountingEnv, frames_per_batch=4)  # the arguments are fine: building it needs Ray
 
 
 @pytest.mark.parametrize(
