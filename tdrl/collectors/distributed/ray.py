@@ -38,8 +38,8 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
 from tdrl.collectors.distributed._actor import CollectorWorker
+from tdrl.collectors.distributed._plan import DEFAULT_REMOTE_CONFIG, plan_actors
 from tdrl.collectors.distributed._runtime import acquire_runtime, import_ray, init_config, release_runtime
-from tdrl.collectors.multi import MultiaSyncDataCollector, MultiSyncDataCollector
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
 from tdrl.envs.common import EnvBase
@@ -47,27 +47,9 @@ from tdrl.envs.utils import ExplorationType
 
 __all__ = ["RayCollector", "DEFAULT_REMOTE_CONFIG"]
 
-DEFAULT_REMOTE_CONFIG: dict[str, Any] = {"num_cpus": 1}
-"""``ray.remote`` options of each collector actor when ``remote_configs`` is not given: one CPU, no GPU."""
-
 _TRAJ = ("collector", "traj_ids")
-_CLASS_NAMES = {"single": SyncDataCollector, "sync": MultiSyncDataCollector, "async": MultiaSyncDataCollector}
-_SET_HERE = ("create_env_fn", "policy", "policy_factory", "frames_per_batch", "total_frames", "postproc", "split_trajs")
-_DEVICE_ARGS = ("device", "storing_device", "env_device", "policy_device")
 _CLOSED = "RayCollector was shut down; build a new one to collect again."
 _RESEED_STRIDE = 1_000_003  # a restarted actor's seed: its collector's seed + generation * stride
-
-
-def _per_collector(value: Any, name: str, n: int) -> list:
-    """One value per collector: a list of ``n``, or one value repeated."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(
-                f"RayCollector: {name} is a list of {len(value)} but there are {n} collectors "
-                f"(num_collectors, or the length of create_env_fn): pass one per collector, or one for all."
-            )
-        return list(value)
-    return [value] * n
 
 
 def _summary(err: BaseException) -> str:
@@ -209,105 +191,38 @@ class RayCollector(DataCollectorBase):
             raise ValueError(f"RayCollector: max_restarts must be an int >= 0, got {max_restarts!r}.")
         if not timeout > 0:
             raise ValueError(f"RayCollector: timeout must be a positive number of seconds, got {timeout!r}.")
-        if policy is not None and policy_factory is not None:
-            raise ValueError("RayCollector: pass policy or policy_factory, not both (the factory builds the policy).")
-        if isinstance(create_env_fn, (list, tuple)):
-            n = len(create_env_fn)
-            if num_collectors is not None and num_collectors != n:
-                raise ValueError(f"RayCollector: num_collectors={num_collectors} but {n} create_env_fn were given.")
-        else:
-            n = 1 if num_collectors is None else num_collectors
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"RayCollector: needs at least one collector, got num_collectors={n!r}.")
-        self.num_collectors = n
-        fns = _per_collector(create_env_fn, "create_env_fn", n)
-        for fn in fns:
-            if isinstance(fn, EnvBase) or not callable(fn):
-                raise TypeError(
-                    f"RayCollector: create_env_fn must be callables that build an env (each actor builds its own), "
-                    f"got a {type(fn).__name__}. Pass e.g. lambda: GymEnv('CartPole-v1')."
-                )
-        if isinstance(collector_class, str):
-            if collector_class not in _CLASS_NAMES:
-                raise ValueError(f"RayCollector: collector_class={collector_class!r}; use {sorted(_CLASS_NAMES)}.")
-            collector_class = _CLASS_NAMES[collector_class]
-        if not isinstance(collector_class, type) or not issubclass(collector_class, DataCollectorBase):
-            raise TypeError(
-                f"RayCollector: collector_class must be a tdrl collector class (SyncDataCollector, "
-                f"MultiSyncDataCollector, MultiaSyncDataCollector), got {collector_class!r}."
-            )
-        multi = issubclass(collector_class, (MultiSyncDataCollector, MultiaSyncDataCollector))
-        workers = num_workers_per_collector
-        if not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"RayCollector: num_workers_per_collector must be >= 1, got {workers!r}.")
-        if num_workers_per_collector > 1 and not multi:
-            raise ValueError(
-                f"RayCollector: num_workers_per_collector={num_workers_per_collector} needs a multi-process "
-                f"collector_class (MultiSyncDataCollector or MultiaSyncDataCollector), not {collector_class.__name__}."
-            )
-        if sync and frames_per_batch % n:
-            lo = frames_per_batch - frames_per_batch % n
-            raise ValueError(
-                f"RayCollector: with sync=True, frames_per_batch={frames_per_batch} is split evenly over the "
-                f"num_collectors={n} collectors, so it must be a multiple of {n}. Use {lo or n} or {lo + n}."
-            )
-        per_actor = frames_per_batch // n if sync else frames_per_batch
-        if issubclass(collector_class, MultiSyncDataCollector) and per_actor % workers:
-            raise ValueError(
-                f"RayCollector: each collector collects {per_actor} frames per batch, which its MultiSyncDataCollector "
-                f"splits over num_workers_per_collector={workers}: make frames_per_batch a multiple of "
-                f"{workers * (n if sync else 1)}."
-            )
-        if isinstance(policy, nn.Module) and any(
-            isinstance(p, nn.parameter.UninitializedParameter) for p in policy.parameters()
-        ):
-            raise ValueError(
-                "RayCollector: the policy has uninitialized (lazy) parameters, which cannot be sent to the actors. "
-                "Run it once first, e.g. policy(env.reset()), then build the collector."
-            )
-        kwargs_list = [dict(k or {}) for k in _per_collector(collector_kwargs, "collector_kwargs", n)]
-        for kwargs in kwargs_list:
-            clash = [k for k in _SET_HERE if k in kwargs]
-            if clash:
-                raise ValueError(
-                    f"RayCollector: collector_kwargs sets {clash}, which RayCollector sets itself: pass them to "
-                    "RayCollector (frames_per_batch, total_frames and postproc apply to the batches it hands out)."
-                )
-        remote = [
-            dict(DEFAULT_REMOTE_CONFIG if c is None else c) for c in _per_collector(remote_configs, "remote_configs", n)
-        ]
-        factories = _per_collector(policy_factory, "policy_factory", n)
-        devices = {
-            name: _per_collector(value, name, n)
-            for name, value in zip(_DEVICE_ARGS, (device, storing_device, env_device, policy_device))
-        }
-        no_limit = max_frames_per_traj is None or max_frames_per_traj < 0
-        random_frames = max(0, int(init_random_frames or 0))
-        for i, kwargs in enumerate(kwargs_list):
-            for name in _DEVICE_ARGS:
-                if devices[name][i] is not None:
-                    kwargs[name] = devices[name][i]
-            kwargs.update(
-                frames_per_batch=per_actor,
-                max_frames_per_traj=None if no_limit else max_frames_per_traj,
-                init_random_frames=random_frames // n,
-                reset_at_each_iter=reset_at_each_iter,
-                exploration_type=exploration_type,
-            )
+        plan = plan_actors(
+            create_env_fn,
+            policy,
+            policy_factory,
+            frames_per_batch=frames_per_batch,
+            sync=sync,
+            num_collectors=num_collectors,
+            collector_class=collector_class,
+            collector_kwargs=collector_kwargs,
+            num_workers_per_collector=num_workers_per_collector,
+            remote_configs=remote_configs,
+            device_args=(device, storing_device, env_device, policy_device),
+            max_frames_per_traj=max_frames_per_traj,
+            init_random_frames=init_random_frames,
+            reset_at_each_iter=reset_at_each_iter,
+            exploration_type=exploration_type,
+        )
+        self.num_collectors = n = len(plan.env_fns)
         self.frames_per_batch = frames_per_batch
         self.total_frames = total_frames
         self.policy = policy
         self.policy_factory = policy_factory
         self.postproc = postproc
         self.split_trajs = split_trajs
-        self.collector_class = collector_class
-        self.num_workers_per_collector = workers
+        self.collector_class = plan.collector_class
+        self.num_workers_per_collector = num_workers_per_collector
         self.update_after_each_batch = update_after_each_batch
         self.max_weight_update_interval = max_weight_update_interval
         self.max_restarts = max_restarts
         self.timeout = float(timeout)
         self._sync = bool(sync)
-        self._remote_configs = remote
+        self._remote_configs = plan.remote_configs
         self._frames = 0
         self._iter = 0
         self._iterator = None
@@ -330,8 +245,8 @@ class RayCollector(DataCollectorBase):
             self._actor_class = ray.remote(CollectorWorker)
             policy_ref = ray.put(policy) if policy is not None else None
             self._specs = [
-                (collector_class, [fn] * workers if multi else fn, policy_ref, factory, kwargs)
-                for fn, factory, kwargs in zip(fns, factories, kwargs_list)
+                (plan.collector_class, fn, policy_ref, factory, kwargs)
+                for fn, factory, kwargs in zip(plan.env_fns, plan.policy_factories, plan.collector_kwargs)
             ]
             self._actors = [self._create(i) for i in range(n)]
             for i in range(n):
