@@ -242,4 +242,4 @@ def test_without_ray_import_works_and_construction_names_the_extra():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == 'Ray is not installed, and RayReplayBuffer runs on Ray: pip install "tdrl[ray]"'
+    assert out.stdout.strip() == 'RayReplayBuffer needs Ray, which is not installed: pip install "tdrl[ray]"'

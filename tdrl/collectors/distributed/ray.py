@@ -37,9 +37,9 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
+from tdrl._ray import acquire_runtime, import_ray, init_config, release_runtime
 from tdrl.collectors.distributed._actor import CollectorWorker
 from tdrl.collectors.distributed._plan import DEFAULT_REMOTE_CONFIG, plan_actors
-from tdrl.collectors.distributed._runtime import acquire_runtime, import_ray, init_config, release_runtime
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
 from tdrl.envs.common import EnvBase
@@ -238,7 +238,7 @@ class RayCollector(DataCollectorBase):
         self._next_id = [0] * n  # the first (shifted) id the collector has not handed out
         self._name = f"tdrl-RayCollector-{uuid.uuid4().hex[:8]}"
 
-        ray = self._ray = import_ray()
+        ray = self._ray = import_ray("tdrl.collectors.distributed")
         self._owns_runtime = acquire_runtime(init_config(ray_init_config, address))
         try:
             self._check_resources(ray)
@@ -582,7 +582,7 @@ class RayCollector(DataCollectorBase):
             self._acks.clear()
         if getattr(self, "_owns_runtime", False):
             self._owns_runtime = False
-            release_runtime()
+            release_runtime(True)
         if getattr(self, "_closed", None) is None:
             self._closed = _CLOSED
 

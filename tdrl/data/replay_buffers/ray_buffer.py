@@ -22,7 +22,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 
-from tdrl.data.replay_buffers._ray_runtime import acquire_runtime, call, import_ray, release_runtime, wait
+from tdrl._ray import acquire_runtime, call, import_ray, release_runtime, wait
 from tdrl.data.replay_buffers._ray_transport import pack, unpack
 from tdrl.data.replay_buffers.replay_buffers import ReplayBuffer, TensorDictReplayBuffer
 from tdrl.data.replay_buffers.samplers import Sampler

@@ -19,9 +19,9 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
 
+from tdrl._ray import import_ray
 from tdrl.collectors import MultiSyncDataCollector
 from tdrl.collectors.distributed import RayCollector
-from tdrl.collectors.distributed._runtime import import_ray
 from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv
 
 ray = pytest.importorskip("ray")

@@ -1,4 +1,8 @@
-"""Ray as an optional dependency: the lazy import, who started the runtime, and waits that end.
+"""Ray as an optional dependency, shared by RayCollector and RayReplayBuffer: the lazy import, who started the
+runtime, and waits that end.
+
+One ownership count for the whole process: a collector and a buffer that share a runtime tdrl started keep it
+alive until the last of them is closed.
 
 - :func:`import_ray` imports Ray on first use, with a one-line fix when it is missing.
 - :func:`acquire_runtime` / :func:`release_runtime`: connect to the running Ray runtime, or
@@ -13,13 +17,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-RAY_MISSING = 'Ray is not installed, and {what} runs on Ray: pip install "tdrl[ray]"'
+RAY_MISSING = '{what} needs Ray, which is not installed: pip install "tdrl[ray]"'
 
 _lock = threading.Lock()
 _owners = 0  # live objects sharing a runtime that acquire_runtime started
 
 
-def import_ray(what: str) -> Any:
+def import_ray(what: str = "this object") -> Any:
     """The ``ray`` module; ``ImportError`` naming the ``ray`` extra when it is not installed."""
     try:
         import ray
@@ -28,8 +32,28 @@ def import_ray(what: str) -> Any:
     return ray
 
 
-def acquire_runtime(init_config: dict[str, Any]) -> bool:
-    """Connects to the Ray runtime of this process, or starts one with ``ray.init(**init_config)``.
+def init_config(ray_init_config: dict[str, Any] | None, address: str | None) -> dict[str, Any]:
+    """The keyword arguments for ``ray.init``: ``ray_init_config`` with ``address`` merged in.
+
+    Raises:
+        TypeError: ``ray_init_config`` is not a dict.
+        ValueError: ``address`` and ``ray_init_config["address"]`` disagree.
+    """
+    if ray_init_config is not None and not isinstance(ray_init_config, dict):
+        raise TypeError(f"ray_init_config must be a dict of ray.init arguments, got {type(ray_init_config).__name__}.")
+    config = dict(ray_init_config or {})
+    if address is not None:
+        given = config.get("address")
+        if given is not None and given != address:
+            raise ValueError(
+                f"address={address!r} but ray_init_config['address']={given!r}: pass the cluster address once."
+            )
+        config["address"] = address
+    return config
+
+
+def acquire_runtime(config: dict[str, Any]) -> bool:
+    """Connects to the Ray runtime of this process, or starts one with ``ray.init(**config)``.
 
     Returns whether the caller shares a runtime started here (and so must call
     :func:`release_runtime`).
@@ -42,7 +66,7 @@ def acquire_runtime(init_config: dict[str, Any]) -> bool:
                 _owners += 1
                 return True
             return False
-        ray.init(**init_config)
+        ray.init(**config)
         _owners = 1
         return True
 
