@@ -19,6 +19,7 @@
 # %%
 import os
 from collections import defaultdict
+from functools import partial
 
 import matplotlib.pyplot as plt
 import torch
@@ -67,31 +68,21 @@ entropy_coef = 1e-4
 # A Ray actor runs in another process (on a cluster, on another machine), so it cannot share
 # the env object of this notebook: the collector gets a function that builds one. Everything
 # the function needs must travel with it. The observation statistics are computed once here
-# and handed to the function, so every actor normalizes with the same `loc` and `scale`.
+# and bound to the function with `functools.partial`, so every actor normalizes with the same
+# `loc` and `scale`.
 
 
 # %%
-def base_env():
-    return TransformedEnv(
-        GymEnv("InvertedDoublePendulum-v5"),
-        Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()),
-    )
+def make_env(loc=None, scale=None):
+    norm = ObservationNorm(in_keys=["observation"]) if loc is None else ObservationNorm(loc, scale, in_keys=["observation"])
+    return TransformedEnv(GymEnv("InvertedDoublePendulum-v5"), Compose(norm, DoubleToFloat(), StepCounter()))
 
 
-probe = base_env()
+probe = make_env()
 probe.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
-loc, scale = probe.transform[0].loc.clone(), probe.transform[0].scale.clone()
-
-
-def make_env():
-    env = base_env()
-    env.transform[0].loc.copy_(loc)
-    env.transform[0].scale.copy_(scale)
-    return env
-
-
-env = make_env()  # the learner's copy: specs, evaluation
-print("loc[:4]", loc[:4])
+env_maker = partial(make_env, probe.transform[0].loc.clone(), probe.transform[0].scale.clone())
+env = env_maker()  # the learner's copy: specs, evaluation
+print(env.transform[0].loc[:4])
 
 # %% [markdown]
 # ## Policy and value network
@@ -128,8 +119,9 @@ value(env.reset())
 # %% [markdown]
 # ## The collector
 #
-# `RayCollector` starts a local Ray runtime when none is running (with the arguments in
-# `ray_init_config`) and creates one actor per entry of `create_env_fn`. Each actor asks Ray
+# `RayCollector` starts a Ray runtime when none is running in this process, with the
+# arguments in `ray_init_config` (`"address": "local"`: a new local one, even if a Ray cluster
+# is already running on this machine) and creates one actor per entry of `create_env_fn`. Each actor asks Ray
 # for the resources in `remote_configs` (here one CPU, no GPU) and runs a `SyncDataCollector`
 # over its env with its own copy of the policy. `sync=True` waits for every actor and
 # concatenates their frames; `sync=False` hands out each actor's batch as soon as it is ready
@@ -138,12 +130,12 @@ value(env.reset())
 
 # %%
 collector = RayCollector(
-    [make_env] * num_collectors,
+    [env_maker] * num_collectors,
     policy,
     frames_per_batch=frames_per_batch,
     total_frames=total_frames,
     sync=True,
-    ray_init_config={"num_cpus": num_collectors, "include_dashboard": False},
+    ray_init_config={"address": "local", "num_cpus": num_collectors, "include_dashboard": False},
     remote_configs={"num_cpus": 1},
 )
 
@@ -214,12 +206,12 @@ plt.show()
 # ray start --address=<head-ip>:6379      # on each worker node
 # ```
 #
-# Then run the same program on the head node with `address="auto"` (or the head's address)
-# in `ray_init_config`, and ask for the resources each collector needs:
+# Then run the same program on the head node with `"address": "auto"` (or the head's address)
+# in `ray_init_config`, instead of `"local"` and `num_cpus`, and ask for the resources each collector needs:
 #
 # ```python
 # collector = RayCollector(
-#     [make_env] * 64,
+#     [env_maker] * 64,
 #     policy,
 #     frames_per_batch=64_000,
 #     total_frames=10_000_000,
@@ -231,7 +223,7 @@ plt.show()
 # )
 # ```
 #
-# Everything `make_env` and the policy need (packages, data files) must exist on every node:
+# Everything `env_maker` and the policy need (packages, data files) must exist on every node:
 # install tdrl there, or pass Ray a `runtime_env` through `ray_init_config`. A collector that
 # connects to a running cluster leaves it running on `shutdown()`; it only stops a runtime it
 # started. The docs page "Distributed collection" gives the measured per-message costs and how
