@@ -21,6 +21,8 @@ from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 
 __all__ = ["CollectorWorker"]
 
+_TRAJ = ("collector", "traj_ids")
+
 
 class CollectorWorker:
     """A tdrl collector that hands out one batch per :meth:`collect` call.
@@ -32,6 +34,11 @@ class CollectorWorker:
         policy: the policy (the same object for every batch; weights are loaded into it).
         policy_factory: called once here to build the policy when ``policy`` is None.
         collector_kwargs: the collector's other keyword arguments (``frames_per_batch``, ...).
+        replay_buffer: a :class:`~tdrl.data.RayReplayBuffer` client: each batch is written
+            into it here, and :meth:`collect` returns only what the driver counts.
+        postproc: with ``replay_buffer``, applied here to each batch before it is written.
+        index: this collector's index, and ``stride`` the number of collectors: with
+            ``replay_buffer``, trajectory ids are made unique here as the driver does otherwise.
 
     Examples:
         >>> from tdrl.testing import CountingEnv
@@ -48,7 +55,14 @@ class CollectorWorker:
         policy: Any,
         policy_factory: Callable[[], Any] | None,
         collector_kwargs: dict[str, Any],
+        replay_buffer: Any = None,
+        postproc: Callable[[TensorDictBase], TensorDictBase] | None = None,
+        index: int = 0,
+        stride: int = 1,
     ) -> None:
+        self.replay_buffer = replay_buffer
+        self.postproc = postproc
+        self.index, self.stride = index, stride
         self.collector_class = collector_class
         self.create_env_fn = create_env_fn
         self.policy = policy if policy is not None or policy_factory is None else policy_factory()
@@ -64,9 +78,32 @@ class CollectorWorker:
         """The worker's process id (answering at all means the collector was built)."""
         return os.getpid()
 
-    def collect(self) -> TensorDictBase:
-        """The collector's next batch."""
-        return next(self.batches)
+    def collect(self, id_base: int = 0) -> TensorDictBase | dict[str, int]:
+        """The collector's next batch; with a replay buffer, written into it and summed up.
+
+        Args:
+            id_base: with a replay buffer, added to the batch's trajectory ids before they
+                are spread over the collectors (``(id + id_base) * stride + index``).
+
+        Returns:
+            The batch; with a replay buffer, ``{"frames": n, "next_id": k}``: the frames
+            collected and the first trajectory id (before spreading) not used yet.
+        """
+        batch = next(self.batches)
+        if self.replay_buffer is None:
+            return batch
+        frames = batch.numel()
+        next_id = id_base
+        ids = batch.get(_TRAJ, None)
+        if ids is not None:
+            ids = ids + id_base
+            if ids.numel():
+                next_id = int(ids.max()) + 1
+            batch.set(_TRAJ, ids * self.stride + self.index)
+        if self.postproc is not None:
+            batch = self.postproc(batch)
+        self.replay_buffer.extend(batch)
+        return {"frames": frames, "next_id": next_id}
 
     def load_weights(self, weights: TensorDictBase | dict) -> None:
         """Load a TensorDict of parameters (``TensorDict.from_module``) or a ``state_dict`` into the policy."""

@@ -121,6 +121,14 @@ class RayCollector(DataCollectorBase):
         max_weight_update_interval: push the policy's weights to a collector once it has
             collected more than this many batches since its last push (-1: only when
             :meth:`update_policy_weights_` is called).
+        replay_buffer: a :class:`~tdrl.data.RayReplayBuffer` (or its ``client()``): each
+            actor writes its batches straight into it (after ``postproc``, which then runs on
+            the actors), trajectory ids already made unique, and iterating yields ``None``
+            once per batch (TorchRL's contract): the learner samples from the buffer. An
+            in-process buffer is refused (each actor would fill its own copy), and so is
+            ``split_trajs``. If an actor dies after writing a batch but before answering, the
+            batch it collects again is written too (other frames, not a duplicate), so the
+            buffer may hold up to one batch more than the collector counted.
         address: the Ray cluster to connect to: ``"auto"`` (the one running on this
             machine), ``"host:port"``, or ``"local"`` (always start a new local one). None
             (default): ``ray_init_config["address"]`` or Ray's own choice (``RAY_ADDRESS``,
@@ -176,6 +184,7 @@ class RayCollector(DataCollectorBase):
         num_collectors: int | None = None,
         update_after_each_batch: bool = False,
         max_weight_update_interval: int = -1,
+        replay_buffer: Any = None,
         address: str | None = None,
         max_restarts: int = 3,
         timeout: float = 600.0,
@@ -191,6 +200,7 @@ class RayCollector(DataCollectorBase):
             raise ValueError(f"RayCollector: max_restarts must be an int >= 0, got {max_restarts!r}.")
         if not timeout > 0:
             raise ValueError(f"RayCollector: timeout must be a positive number of seconds, got {timeout!r}.")
+        buffer_client = _buffer_client(replay_buffer, split_trajs)
         plan = plan_actors(
             create_env_fn,
             policy,
@@ -215,6 +225,7 @@ class RayCollector(DataCollectorBase):
         self.policy_factory = policy_factory
         self.postproc = postproc
         self.split_trajs = split_trajs
+        self.replay_buffer = replay_buffer
         self.collector_class = plan.collector_class
         self.num_workers_per_collector = num_workers_per_collector
         self.update_after_each_batch = update_after_each_batch
@@ -244,9 +255,12 @@ class RayCollector(DataCollectorBase):
             self._check_resources(ray)
             self._actor_class = ray.remote(CollectorWorker)
             policy_ref = ray.put(policy) if policy is not None else None
+            remote_postproc = postproc if buffer_client is not None else None
             self._specs = [
-                (plan.collector_class, fn, policy_ref, factory, kwargs)
-                for fn, factory, kwargs in zip(plan.env_fns, plan.policy_factories, plan.collector_kwargs)
+                (plan.collector_class, fn, policy_ref, factory, kwargs, buffer_client, remote_postproc, i, n)
+                for i, (fn, factory, kwargs) in enumerate(
+                    zip(plan.env_fns, plan.policy_factories, plan.collector_kwargs)
+                )
             ]
             self._actors = [self._create(i) for i in range(n)]
             for i in range(n):
@@ -257,14 +271,15 @@ class RayCollector(DataCollectorBase):
 
     # --- actors -------------------------------------------------------------------------------
     def _check_resources(self, ray: ModuleType) -> None:
-        have = ray.cluster_resources()
+        free = ray.available_resources()  # what other actors (a RayReplayBuffer...) hold is not free
         for key, option in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
             need = sum(float(config.get(option) or 0) for config in self._remote_configs)
-            if need > have.get(key, 0.0):
+            if need > free.get(key, 0.0):
                 msg = (
                     f"RayCollector: the {self.num_collectors} collectors ask for {need:g} {key}s in all "
-                    f"(remote_configs {option}) but the Ray cluster has {have.get(key, 0.0):g}. Ask for less per "
-                    f"collector (fractions such as {option}=0.5 are allowed), use fewer collectors, or give the "
+                    f"(remote_configs {option}) but the Ray cluster has {free.get(key, 0.0):g} free. Ask for less "
+                    f"per collector (fractions such as {option}=0.5 are allowed), use fewer collectors, free what "
+                    f"other actors hold (e.g. RayReplayBuffer(remote_config={{'{option}': 0}})), or give the "
                     f"cluster more (ray_init_config={{'{option}': ...}} for a local one)."
                 )
                 if self._owns_runtime:
@@ -321,7 +336,7 @@ class RayCollector(DataCollectorBase):
         if seed is not None:
             actor.set_seed.remote(seed + _RESEED_STRIDE * self._generation[i])
         if i in self._pending:
-            self._pending[i] = actor.collect.remote()
+            self._pending[i] = self._ask(i)
 
     def _wait_one(self) -> int:
         """The collector whose pending request finished first (TimeoutError after ``timeout`` seconds)."""
@@ -334,8 +349,16 @@ class RayCollector(DataCollectorBase):
             )
         return by_ref[ready[0]]
 
-    def _take(self, i: int) -> TensorDictBase | None:
-        """Collector ``i``'s finished batch (ids made unique), or None if it failed and was asked again."""
+    def _ask(self, i: int) -> Any:
+        """Ask collector ``i`` for its next batch (the request's object ref)."""
+        return self._actors[i].collect.remote(self._id_base[i])
+
+    def _take(self, i: int) -> Any:
+        """Collector ``i``'s finished batch (ids made unique), or None if it failed and was asked again.
+
+        With a replay buffer, the actor wrote the batch itself and this is its summary
+        (``{"frames": n, "next_id": k}``).
+        """
         ray = self._ray
         try:
             batch = ray.get(self._pending[i], timeout=self.timeout)
@@ -347,6 +370,9 @@ class RayCollector(DataCollectorBase):
         del self._pending[i]
         for ack in self._acks.pop(i, []):  # loaded before that batch: a failed load raises here
             ray.get(ack, timeout=self.timeout)
+        if isinstance(batch, dict):  # written into the replay buffer by the actor
+            self._next_id[i] = max(self._next_id[i], batch["next_id"])
+            return batch
         ids = batch.get(_TRAJ, None)
         if ids is not None:
             ids = ids + self._id_base[i]
@@ -389,6 +415,8 @@ class RayCollector(DataCollectorBase):
         self._check_open()
         try:
             batch = self._collect_sync() if self._sync else self._collect_async()
+            if batch is None:  # written into the replay buffer (postproc ran on the actors); yield None
+                return batch  # type: ignore[return-value]
             if self.split_trajs:
                 batch = split_trajectories(batch)
             if self.postproc is not None:
@@ -404,7 +432,7 @@ class RayCollector(DataCollectorBase):
         interval = self.max_weight_update_interval
         return interval >= 0 and self._since_update[i] > interval
 
-    def _collect_sync(self) -> TensorDictBase:
+    def _collect_sync(self) -> TensorDictBase | None:
         n = self.num_collectors
         if not self._pending and not self._round:  # a new round (else: finish one a timeout interrupted)
             if 0 <= self.total_frames <= self._frames:
@@ -413,13 +441,18 @@ class RayCollector(DataCollectorBase):
             if due:
                 self.update_policy_weights_(worker_ids=due)
             for i in range(n):
-                self._pending[i] = self._actors[i].collect.remote()
+                self._pending[i] = self._ask(i)
         while self._pending:
             i = self._wait_one()
             batch = self._take(i)
             if batch is not None:
                 self._round[i] = batch
         parts = [self._round.pop(i) for i in range(n)]
+        if self.replay_buffer is not None:
+            self._frames += sum(part["frames"] for part in parts)
+            self._iter += 1
+            self._since_update = [k + 1 for k in self._since_update]
+            return None
         batch = cast(TensorDictBase, torch.stack(cast("list[torch.Tensor]", parts), 0))  # tensordict's stack
         self._frames += batch.numel()
         self._iter += 1
@@ -430,7 +463,7 @@ class RayCollector(DataCollectorBase):
         """Whether one more batch is needed, counting the ``busy`` ones in flight."""
         return self.total_frames < 0 or self._frames + busy * self.frames_per_batch < self.total_frames
 
-    def _collect_async(self) -> TensorDictBase:
+    def _collect_async(self) -> TensorDictBase | None:
         while True:
             if 0 <= self.total_frames <= self._frames:
                 raise StopIteration
@@ -438,17 +471,17 @@ class RayCollector(DataCollectorBase):
                 if i not in self._pending and self._wanted(len(self._pending)):
                     if self._push_due(i):
                         self.update_policy_weights_(worker_ids=[i])
-                    self._pending[i] = self._actors[i].collect.remote()
+                    self._pending[i] = self._ask(i)
             i = self._wait_one()
             batch = self._take(i)
             if batch is None:  # its actor was rebuilt and asked again
                 continue
-            self._frames += batch.numel()
+            self._frames += batch["frames"] if isinstance(batch, dict) else batch.numel()
             self._iter += 1
             self._since_update[i] += 1
             if self._wanted(len(self._pending)) and not self._push_due(i):  # its next batch, while the caller works
-                self._pending[i] = self._actors[i].collect.remote()
-            return batch
+                self._pending[i] = self._ask(i)
+            return None if isinstance(batch, dict) else batch
 
     # --- control ------------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -611,3 +644,24 @@ def _per_collector_ids(worker_ids: Any, n: int) -> list[int]:
     if bad:
         raise ValueError(f"RayCollector: worker_ids {bad} are not collector indices (0 to {n - 1}).")
     return ids
+
+
+def _buffer_client(replay_buffer: Any, split_trajs: bool) -> Any:
+    """The picklable client the actors write through, or None; refuses a buffer the actors cannot share."""
+    if replay_buffer is None:
+        return None
+    from tdrl.data.replay_buffers.ray_buffer import RayReplayBufferClient
+
+    if not isinstance(replay_buffer, RayReplayBufferClient):
+        raise TypeError(
+            f"RayCollector: replay_buffer must be a RayReplayBuffer (or its client()), got "
+            f"{type(replay_buffer).__name__}. Each actor would write into its own copy of an in-process buffer; "
+            "build the buffer with tdrl.data.RayReplayBuffer(...) so that every actor writes into the same one."
+        )
+    if split_trajs:
+        raise ValueError(
+            "RayCollector: split_trajs=True pads batches per trajectory, which a replay buffer would store as "
+            "padding; leave split_trajs out with replay_buffer (sample trajectories with a SliceSampler)."
+        )
+    client = getattr(replay_buffer, "client", None)
+    return client() if callable(client) else replay_buffer

@@ -156,6 +156,56 @@ def test_async_batches_come_whole_from_one_collector_and_stop_at_total_frames():
     collector.shutdown()
 
 
+# --- into a RayReplayBuffer --------------------------------------------------------------------
+@pytest.mark.parametrize("sync", [True, False])
+def test_actors_write_into_a_ray_replay_buffer_and_iteration_yields_none(sync):
+    from tdrl.data import LazyTensorStorage, RayReplayBuffer
+
+    buffer = RayReplayBuffer(
+        storage=functools.partial(LazyTensorStorage, 100), batch_size=5, remote_config={"num_cpus": 0}
+    )
+    seen = []
+    with RayCollector(
+        functools.partial(CountingEnv, max_steps=3),
+        frames_per_batch=8,
+        total_frames=24,
+        num_collectors=2,
+        sync=sync,
+        replay_buffer=buffer,
+        postproc=lambda td: td.set("seen_by_postproc", torch.ones(td.shape)),  # runs on the actors
+    ) as collector:
+        for out in collector:
+            assert out is None  # TorchRL's contract: the data is in the buffer
+            seen.append(len(buffer))
+    assert len(buffer) == 24 == seen[-1]  # every frame written once, counted by the driver
+    assert seen == sorted(seen)
+    stored = buffer[:24]
+    assert stored["seen_by_postproc"].all()
+    ids = stored["collector", "traj_ids"]
+    obs = stored["next", "observation"].squeeze(-1)
+    for traj in ids.unique().tolist():  # each id holds one collector's steps 1, 2, ... in order
+        steps = obs[ids == traj].tolist()
+        assert steps == [steps[0] + k for k in range(len(steps))], (traj, steps)
+    assert set((ids % 2).tolist()) == {0, 1}  # both collectors wrote, with ids spread over them
+    assert buffer.sample().shape == torch.Size([5])
+    buffer.close()
+
+
+def test_a_replay_buffer_the_actors_cannot_share_is_refused():
+    from tdrl.data import ReplayBuffer
+
+    with pytest.raises(TypeError, match="RayReplayBuffer"):
+        RayCollector(CountingEnv, frames_per_batch=4, replay_buffer=ReplayBuffer())
+    from tdrl.data import LazyTensorStorage, RayReplayBuffer
+
+    buffer = RayReplayBuffer(storage=functools.partial(LazyTensorStorage, 10), remote_config={"num_cpus": 0})
+    try:
+        with pytest.raises(ValueError, match="split_trajs"):
+            RayCollector(CountingEnv, frames_per_batch=4, replay_buffer=buffer, split_trajs=True)
+    finally:
+        buffer.close()
+
+
 # --- policies and weights ---------------------------------------------------------------------
 def test_weights_seeds_and_state_reach_every_actor():
     policy = _zero_policy()
