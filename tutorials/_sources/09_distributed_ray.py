@@ -74,7 +74,11 @@ entropy_coef = 1e-4
 
 # %%
 def make_env(loc=None, scale=None):
-    norm = ObservationNorm(in_keys=["observation"]) if loc is None else ObservationNorm(loc, scale, in_keys=["observation"])
+    norm = (
+        ObservationNorm(in_keys=["observation"])
+        if loc is None
+        else ObservationNorm(loc, scale, in_keys=["observation"])
+    )
     return TransformedEnv(GymEnv("InvertedDoublePendulum-v5"), Compose(norm, DoubleToFloat(), StepCounter()))
 
 
