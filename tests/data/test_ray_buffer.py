@@ -13,6 +13,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from tdrl._ray_transport import Packed, pack, unpack
 from tdrl.data.replay_buffers import (
     LazyTensorStorage,
     RayReplayBuffer,
@@ -20,7 +21,6 @@ from tdrl.data.replay_buffers import (
     TensorDictPrioritizedReplayBuffer,
     TensorDictReplayBuffer,
 )
-from tdrl.data.replay_buffers._ray_transport import Packed, pack, unpack
 
 ray = pytest.importorskip("ray")
 

@@ -17,6 +17,7 @@ from typing import Any
 from tensordict import TensorDictBase
 from torch import nn
 
+from tdrl._ray_transport import unpack
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 
 __all__ = ["CollectorWorker"]
@@ -113,6 +114,7 @@ class CollectorWorker:
                 f"RayCollector: weights were pushed but the worker's policy is a {type(policy).__name__}, "
                 "not an nn.Module with parameters to load them into."
             )
+        weights = unpack(weights, writable=False)  # read only: copied into the policy's parameters
         if isinstance(weights, TensorDictBase):
             weights.to_module(policy, inplace=True)
         else:

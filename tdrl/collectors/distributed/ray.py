@@ -38,6 +38,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
 from tdrl._ray import acquire_runtime, import_ray, init_config, release_runtime
+from tdrl._ray_transport import pack
 from tdrl.collectors.distributed._actor import CollectorWorker
 from tdrl.collectors.distributed._plan import DEFAULT_REMOTE_CONFIG, plan_actors
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
@@ -529,7 +530,8 @@ class RayCollector(DataCollectorBase):
                 f"got {type(source).__name__}."
             )
         ids = range(self.num_collectors) if worker_ids is None else _per_collector_ids(worker_ids, self.num_collectors)
-        ref = self._weights_ref = ray.put(weights)  # also what a rebuilt actor loads
+        # flat numpy arrays: cheaper to put and to read than a pickled TensorDict (bench_ray_transport)
+        ref = self._weights_ref = ray.put(pack(weights))  # also what a rebuilt actor loads
         idle = []
         for i in ids:
             ack = self._actors[i].load_weights.remote(ref)

@@ -8,7 +8,7 @@
 The actor holds an ordinary tdrl buffer (``replay_buffer_cls``, built in the actor from the
 same storages, samplers and writers as a local one) and runs one call at a time, so that
 concurrent writers never interleave inside a write. TensorDicts travel as flat dicts of
-numpy arrays (see :mod:`tdrl.data.replay_buffers._ray_transport`); samples come back on CPU.
+numpy arrays (see :mod:`tdrl._ray_transport`); samples come back on CPU.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 
 from tdrl._ray import acquire_runtime, call, import_ray, release_runtime, wait
-from tdrl.data.replay_buffers._ray_transport import pack, unpack
+from tdrl._ray_transport import pack, unpack
 from tdrl.data.replay_buffers.replay_buffers import ReplayBuffer, TensorDictReplayBuffer
 from tdrl.data.replay_buffers.samplers import Sampler
 from tdrl.data.replay_buffers.storages import Storage
