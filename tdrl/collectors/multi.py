@@ -56,7 +56,13 @@ from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
-__all__ = ["MultiSyncDataCollector", "MultiaSyncDataCollector", "MultiSyncCollector", "MultiAsyncCollector"]
+__all__ = [
+    "MultiCollector",
+    "MultiSyncDataCollector",
+    "MultiaSyncDataCollector",
+    "MultiSyncCollector",
+    "MultiAsyncCollector",
+]
 
 _TRAJ = ("collector", "traj_ids")
 
@@ -152,7 +158,7 @@ class _Episodes(Iterator[TensorDictBase]):
     error, Ctrl-C) leaves the assembly as it was, and the next one carries on.
     """
 
-    def __init__(self, collector: _MultiCollectorBase, bar: Any) -> None:
+    def __init__(self, collector: MultiCollector, bar: Any) -> None:
         self._collector, self._bar = collector, bar
         self._episodes = EpisodeAssembler()
 
@@ -184,16 +190,59 @@ def _summary(err: BaseException) -> str:
     return lines[-1].strip() if lines else type(err).__name__
 
 
-class _MultiCollectorBase(DataCollectorBase):
-    """Worker processes, weights and bookkeeping shared by the two multi-process collectors."""
+_SYNC_MISSING = (
+    "MultiCollector: pass sync=True (every batch gathers frames from all workers at once: "
+    "MultiSyncCollector) or sync=False (each batch is one worker's, handed out as soon as it is ready: "
+    "MultiAsyncCollector), or build one of those two classes directly."
+)
+
+
+class MultiCollector(DataCollectorBase):
+    """The multi-process collector, synchronous or not as ``sync`` says (TorchRL's unified name).
+
+    ``MultiCollector(..., sync=True)`` builds a :class:`MultiSyncDataCollector` and
+    ``sync=False`` a :class:`MultiaSyncDataCollector`; both are subclasses of this class,
+    which holds their worker processes, weights and bookkeeping. The other arguments are
+    those of the class built.
+
+    Args:
+        *args: the positional arguments of the class built (``create_env_fn``, ``policy``).
+        sync: ``True`` for :class:`MultiSyncDataCollector`, ``False`` for
+            :class:`MultiaSyncDataCollector`. Required when building ``MultiCollector``
+            itself; a subclass accepts it when it agrees with the subclass.
+        **kwargs: the keyword arguments of the class built.
+
+    Raises:
+        TypeError: ``MultiCollector`` is built without ``sync``.
+        ValueError: a subclass is given a ``sync`` that contradicts it.
+
+    Examples:
+        >>> from tdrl.collectors import MultiCollector, MultiSyncCollector
+        >>> from tdrl.testing import CountingEnv
+        >>> collector = MultiCollector([CountingEnv, CountingEnv], None, sync=True, frames_per_batch=4, total_frames=4)
+        >>> type(collector).__name__, isinstance(collector, MultiCollector)
+        ('MultiSyncDataCollector', True)
+        >>> next(iter(collector)).batch_size
+        torch.Size([2, 2])
+        >>> collector.shutdown()
+    """
 
     _per_worker_frames: Callable[[int, int], int]
+    _sync: bool | None = None  # what a concrete subclass is
+
+    def __new__(cls, *args: Any, sync: bool | None = None, **kwargs: Any) -> MultiCollector:
+        if cls is MultiCollector:
+            if sync is None:
+                raise TypeError(_SYNC_MISSING)
+            cls = MultiSyncDataCollector if sync else MultiaSyncDataCollector
+        return super().__new__(cls)
 
     def __init__(
         self,
         create_env_fn: Sequence[Callable[..., EnvBase]] | Callable[..., EnvBase],
         policy: Any = None,
         *,
+        sync: bool | None = None,
         num_workers: int | None = None,
         frames_per_batch: int,
         total_frames: int = -1,
@@ -217,6 +266,11 @@ class _MultiCollectorBase(DataCollectorBase):
         traj_format: str | None = None,
     ) -> None:
         cls = type(self).__name__
+        if sync is not None and self._sync is not None and bool(sync) != self._sync:
+            raise ValueError(
+                f"{cls} collects {'synchronously' if self._sync else 'asynchronously'} but got sync={sync!r}: "
+                f"drop sync=, or build MultiCollector(..., sync={sync!r})."
+            )
         self.traj_format = check_episode_args(cls, trajs_per_batch, traj_format, split_trajs)
         self.trajs_per_batch = trajs_per_batch
         fns = list(create_env_fn) if isinstance(create_env_fn, (list, tuple)) else None
@@ -417,7 +471,10 @@ class _MultiCollectorBase(DataCollectorBase):
             pass
 
 
-class MultiSyncDataCollector(_MultiCollectorBase):
+_MultiCollectorBase = MultiCollector  # the name this class had before it took TorchRL's
+
+
+class MultiSyncDataCollector(MultiCollector):
     """Collect each batch from ``num_workers`` processes at once; batches are stacked per worker.
 
     Takes :class:`~tdrl.collectors.SyncDataCollector`'s arguments, plus:
@@ -455,6 +512,8 @@ class MultiSyncDataCollector(_MultiCollectorBase):
         torch.Size([6])
         >>> collector.shutdown()
     """
+
+    _sync = True
 
     def __init__(self, *args: Any, cat_results: str | int | None = None, **kwargs: Any) -> None:
         if cat_results is not None and cat_results != "stack" and not isinstance(cat_results, int):
@@ -509,7 +568,7 @@ class MultiSyncDataCollector(_MultiCollectorBase):
         return batch, None
 
 
-class MultiaSyncDataCollector(_MultiCollectorBase):
+class MultiaSyncDataCollector(MultiCollector):
     """Hand out each worker's batch as soon as it is ready; the worker goes on collecting meanwhile.
 
     Takes :class:`MultiSyncDataCollector`'s arguments (except ``cat_results``); each batch
@@ -530,6 +589,8 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
         ([1.0, 2.0, 3.0, 1.0, 2.0, 3.0], [False, False, True, False, False, True])
         >>> episodes.shutdown()
     """
+
+    _sync = False
 
     @staticmethod
     def _per_worker_frames(frames_per_batch: int, n: int) -> int:

@@ -46,7 +46,7 @@ from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules.exploration import set_exploration_modules_spec_from_env
 from tdrl.specs import NestedKey
 
-__all__ = ["SyncDataCollector", "Collector", "DataCollectorBase"]
+__all__ = ["SyncDataCollector", "Collector", "DataCollectorBase", "BaseCollector"]
 
 
 def _env_from(create_env_fn: Any, kwargs: dict | None, cls: str) -> tuple[EnvBase, bool]:
@@ -114,7 +114,17 @@ def _policy_device(policy: Any) -> torch.device | None:
 
 
 class DataCollectorBase:
-    """What every collector offers: iteration, frame counting, and ``total_frames``."""
+    """What every collector offers: iteration, frame counting, and ``total_frames``.
+
+    The common base of tdrl's collectors, also exported as :data:`BaseCollector` (TorchRL's
+    current name), so ``isinstance(collector, BaseCollector)`` holds for each of them.
+
+    Examples:
+        >>> from tdrl.collectors import BaseCollector, SyncDataCollector
+        >>> from tdrl.testing import CountingEnv
+        >>> isinstance(SyncDataCollector(CountingEnv(), None, frames_per_batch=4, total_frames=8), BaseCollector)
+        True
+    """
 
     total_frames: int
     frames_per_batch: int
@@ -458,3 +468,6 @@ class SyncDataCollector(DataCollectorBase):
 
 
 Collector = SyncDataCollector
+
+BaseCollector = DataCollectorBase
+"""TorchRL's current name for :class:`DataCollectorBase`, the base of every tdrl collector."""
