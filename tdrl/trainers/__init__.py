@@ -1,5 +1,7 @@
 """Trainers: the ``Trainer`` loop and its hooks (TorchRL's ``torchrl.trainers``)."""
 
+from tdrl.trainers.control_hooks import EarlyStopping, LRSchedulerHook, TargetNetUpdaterHook, ValueEstimatorHook
+from tdrl.trainers.diagnostic_hooks import ClearCudaCache, LogTiming, UTDRHook
 from tdrl.trainers.hooks import (
     BatchSubSampler,
     CountFramesLog,
@@ -28,4 +30,11 @@ __all__ = [
     "SelectKeys",
     "UpdateWeights",
     "mask_batch",
+    "LRSchedulerHook",
+    "TargetNetUpdaterHook",
+    "ValueEstimatorHook",
+    "EarlyStopping",
+    "LogTiming",
+    "UTDRHook",
+    "ClearCudaCache",
 ]

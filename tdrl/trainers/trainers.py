@@ -395,6 +395,11 @@ class Trainer:
             )
         self._modules[module_name] = module
 
+    @property
+    def registered_modules(self) -> dict[str, Any]:
+        """The objects registered with :meth:`register_module`, by name (a copy)."""
+        return dict(self._modules)
+
     def set_seed(self) -> None:
         """Seeds the collector's env with ``seed``, then torch and numpy with the seed it returns."""
         seed = self.collector.set_seed(self.seed, static_seed=False)
@@ -407,6 +412,29 @@ class Trainer:
         """Ends :meth:`train` after the current batch (a checkpoint is written first)."""
         self._stop_training = True
         self._stop_reason = reason
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` was called (the loop ends after the current batch)."""
+        return self._stop_training
+
+    @property
+    def optim_count(self) -> int:
+        """Optimization steps run so far (checkpointed)."""
+        return self._optim_count
+
+    def last_logged(self, name: str) -> Any:
+        """The last value logged under ``name`` by a log hook (or the trainer itself).
+
+        Raises:
+            KeyError: nothing was logged under ``name`` yet (the message lists what was).
+        """
+        if name not in self._log_dict:
+            raise KeyError(
+                f"Trainer: nothing was logged under {name!r} yet; logged so far: {sorted(self._log_dict)}. "
+                "Register the hook that logs it (e.g. LogScalar, LogValidationReward) before the one reading it."
+            )
+        return self._log_dict[name]
 
     # ------------------------------------------------------------------ the loop
     def _run(self, point: str, *args: Any) -> None:
