@@ -97,6 +97,7 @@ class VTrace(ValueEstimatorBase):
         action: NestedKey = "action"
 
     default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
     rho_thresh: Tensor
     c_thresh: Tensor
 
