@@ -47,7 +47,7 @@ def test_what_tdrl_specs_cannot_describe_is_refused():
     with pytest.raises(ValueError, match="static shapes"):
         make_composite_from_td(_data(), dynamic_shape=True)
     data = TensorDict({"obs": torch.zeros(3), "text": NonTensorData("hello")}, [])
-    with pytest.raises(TypeError, match="'text'.*no tdrl spec"):
+    with pytest.raises(TypeError, match=r"'text'.*no tdrl spec"):
         make_composite_from_td(data)
 
 
