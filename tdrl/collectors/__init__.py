@@ -11,6 +11,7 @@ from tdrl.collectors.multi import (
 )
 from tdrl.collectors.sync import BaseCollector, Collector, DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import RandomPolicy, split_trajectories
+from tdrl.collectors.weight_update import MultiProcessedWeightUpdater, VanillaWeightUpdater, WeightUpdaterBase
 
 __all__ = [
     "SyncDataCollector",
@@ -26,4 +27,7 @@ __all__ = [
     "RandomPolicy",
     "split_trajectories",
     "Evaluator",
+    "WeightUpdaterBase",
+    "VanillaWeightUpdater",
+    "MultiProcessedWeightUpdater",
 ]

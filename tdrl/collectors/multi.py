@@ -52,6 +52,7 @@ from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool, report
 from tdrl.collectors._episodes import EpisodeAssembler, check_episode_args
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
+from tdrl.collectors.weight_update import WeightUpdaterBase
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
@@ -264,6 +265,7 @@ class MultiCollector(DataCollectorBase):
         timeout: float = 600.0,
         trajs_per_batch: int | None = None,
         traj_format: str | None = None,
+        weight_updater: WeightUpdaterBase | Callable[[], WeightUpdaterBase] | None = None,
     ) -> None:
         cls = type(self).__name__
         if sync is not None and self._sync is not None and bool(sync) != self._sync:
@@ -317,6 +319,7 @@ class MultiCollector(DataCollectorBase):
         self._frames = 0
         self._iter = 0
         self._iterator = None
+        self.weight_updater = weight_updater
         worker_frames = self._per_worker_frames(frames_per_batch, n)
         try:
             import cloudpickle
@@ -417,13 +420,22 @@ class MultiCollector(DataCollectorBase):
         return batch
 
     # --- control --------------------------------------------------------------------------
-    def update_policy_weights_(self, policy_or_weights: Any = None) -> None:
+    def update_policy_weights_(self, policy_or_weights: Any = None, *, worker_ids: Any = None) -> None:
         """Push the parent policy's weights (or the given ``state_dict`` / module) to every worker.
 
         The weights are copied into shared memory now; each worker loads them before its
-        next batch (a worker busy collecting finishes its current batch first).
+        next batch (a worker busy collecting finishes its current batch first). A collector
+        built with ``weight_updater=`` hands the call (and ``worker_ids``) to it instead.
+
+        Raises:
+            TypeError: ``worker_ids`` without a ``weight_updater``.
         """
         self._workers.check()
+        if not self._push_with_updater(policy_or_weights, worker_ids):
+            self._push_shared(policy_or_weights)
+
+    def _push_shared(self, policy_or_weights: Any = None) -> None:
+        """Copy the weights into the shared memory the workers load from before their next batch."""
         if self._weights is None:
             return
         if policy_or_weights is None:
@@ -456,7 +468,8 @@ class MultiCollector(DataCollectorBase):
         self._iter = int(state_dict["iter"])
         if "policy_state_dict" in state_dict and isinstance(self.policy, nn.Module):
             self.policy.load_state_dict(state_dict["policy_state_dict"])
-            self.update_policy_weights_()
+            self._workers.check()
+            self._push_shared()
 
     def shutdown(self) -> None:
         """Stop the workers (idempotent; also run on garbage collection and at exit)."""
@@ -497,6 +510,8 @@ class MultiSyncDataCollector(MultiCollector):
             the frames collected.
         traj_format: with ``trajs_per_batch``: ``"padded"`` (default) or ``"cat"``, as
             for :class:`~tdrl.collectors.SyncDataCollector`.
+        weight_updater: a :class:`~tdrl.collectors.WeightUpdaterBase` (or a callable
+            returning one) that ``update_policy_weights_`` delegates to.
 
     Raises:
         ValueError: ``frames_per_batch`` is not a multiple of ``num_workers``, the

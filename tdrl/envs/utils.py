@@ -346,7 +346,7 @@ def make_composite_from_td(
             "make_composite_from_td: dynamic_shape=True is not supported: tdrl's specs have static shapes. "
             "Pass dynamic_shape=False (the default) and give variable-length entries their largest shape."
         )
-    specs: dict[str, TensorSpec] = {}
+    specs: dict[str, TensorSpec | Composite] = {}
     for key, value in data.items():
         if is_tensor_collection(value) and isinstance(value, TensorDictBase):
             specs[key] = make_composite_from_td(value, unsqueeze_null_shapes=unsqueeze_null_shapes)
