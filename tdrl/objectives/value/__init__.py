@@ -24,6 +24,7 @@ from tdrl.objectives.value.functional import (
     td_lambda_return_estimate,
     vtrace_advantage_estimate,
 )
+from tdrl.objectives.value.multiagent import MultiAgentGAE
 from tdrl.objectives.value.vtrace import VTrace
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "TD1Estimate",
     "TDLambdaEstimate",
     "VTrace",
+    "MultiAgentGAE",
     "functional",
     "generalized_advantage_estimate",
     "td0_return_estimate",
