@@ -14,6 +14,7 @@ from tdrl.trainers.hooks import (
     UpdateWeights,
     mask_batch,
 )
+from tdrl.trainers.steppers import DefaultOptimizationStepper, OptimizationStepper
 from tdrl.trainers.trainers import HOOK_POINTS, Trainer, TrainerHookBase
 
 __all__ = [
@@ -37,4 +38,6 @@ __all__ = [
     "LogTiming",
     "UTDRHook",
     "ClearCudaCache",
+    "OptimizationStepper",
+    "DefaultOptimizationStepper",
 ]

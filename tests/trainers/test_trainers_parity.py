@@ -174,3 +174,32 @@ def test_clear_cuda_cache_counts_as_torchrl_does():
         mine()
         theirs()
     assert mine.state_dict() == theirs.state_dict()
+
+
+@pytest.mark.parametrize("loss_components", [None, ["loss_fit"]])
+def test_default_optimization_stepper_matches_torchrl(loss_components):
+    def run(module):
+        torch.manual_seed(0)
+        loss = FitLoss()
+        collector = SyncDataCollector(
+            CountingEnv(max_steps=4, batch_size=[2]), None, frames_per_batch=FRAMES_PER_BATCH, total_frames=64
+        )
+        optimizer = torch.optim.Adam(loss.parameters(), lr=1e-2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = module.Trainer(
+                collector=collector,
+                total_frames=64,
+                frame_skip=1,
+                optim_steps_per_batch=3,
+                loss_module=loss,
+                optimizer=optimizer,
+                optimization_stepper=module.DefaultOptimizationStepper(loss_components=loss_components),
+                clip_norm=0.5,
+                progress_bar=False,
+            )
+            trainer.train()
+        return loss
+
+    for (name, p), q in zip(run(ours).named_parameters(), run(trl).parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=name)
