@@ -14,7 +14,7 @@ from tdrl.trainers.hooks import (
     UpdateWeights,
     mask_batch,
 )
-from tdrl.trainers.steppers import DefaultOptimizationStepper, OptimizationStepper
+from tdrl.trainers.steppers import DefaultOptimizationStepper, MixedPrecisionOptimizationStepper, OptimizationStepper
 from tdrl.trainers.trainers import HOOK_POINTS, Trainer, TrainerHookBase
 
 __all__ = [
@@ -40,4 +40,5 @@ __all__ = [
     "ClearCudaCache",
     "OptimizationStepper",
     "DefaultOptimizationStepper",
+    "MixedPrecisionOptimizationStepper",
 ]

@@ -538,7 +538,8 @@ class Trainer:
                     average_losses = detached
                 else:
                     for key, item in detached.items():
-                        average_losses.set(key, average_losses.get(key) * j / (j + 1) + item / (j + 1))
+                        previous = average_losses.get(key, None)  # e.g. a grad_norm only on accumulation ends
+                        average_losses.set(key, item if previous is None else previous * j / (j + 1) + item / (j + 1))
             self._run_log("post_epoch_log", batch)
             self._run("post_epoch")
         if j >= 0:

@@ -9,7 +9,7 @@ from torch import nn
 
 from tdrl.collectors import SyncDataCollector
 from tdrl.testing import CountingEnv
-from tdrl.trainers import DefaultOptimizationStepper, OptimizationStepper, Trainer
+from tdrl.trainers import DefaultOptimizationStepper, MixedPrecisionOptimizationStepper, OptimizationStepper, Trainer
 
 
 class FitLoss(nn.Module):
@@ -88,3 +88,59 @@ def test_a_custom_stepper_with_post_optim_hooks_and_bad_steppers():
         make_trainer(object())
     with pytest.raises(RuntimeError, match="no optimizer"):
         DefaultOptimizationStepper().step(make_trainer(optimizer=None), TensorDict())
+
+
+# ------------------------------------------------------------------------------ MixedPrecisionOptimizationStepper
+def test_mixed_precision_stepper_accumulates_inside_a_trainer(tmp_path):
+    loss = FitLoss()
+    stepper = MixedPrecisionOptimizationStepper(
+        torch.optim.Adam(loss.parameters(), lr=0.05), mixed_precision=True, gradient_accumulation_steps=3
+    )
+    collector = SyncDataCollector(CountingEnv(max_steps=4), None, frames_per_batch=8, total_frames=32)
+    trainer = Trainer(
+        collector=collector,
+        total_frames=32,
+        frame_skip=1,
+        optim_steps_per_batch=3,
+        loss_module=loss,
+        optimization_stepper=stepper,
+        progress_bar=False,
+        save_trainer_file=tmp_path / "t.pt",
+    )
+    trainer.train()
+    assert stepper.optimizer_step_count == 4  # 12 calls, one step per 3
+    assert trainer.last_logged("grad_norm") >= 0.0  # averaged over the calls that stepped
+    restored = MixedPrecisionOptimizationStepper(torch.optim.Adam(FitLoss().parameters(), lr=0.05))
+    restored.load_state_dict(stepper.state_dict())
+    assert restored.optimizer_step_count == 4
+
+
+class _Holder:
+    def __init__(self, value) -> None:
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.value = value
+
+    def compute_loss(self, batch):
+        return TensorDict({"loss_x": (self.weight * self.value).sum()})
+
+
+def test_a_non_finite_loss_restarts_the_window_and_warns():
+    holder = _Holder(float("nan"))
+    stepper = MixedPrecisionOptimizationStepper(torch.optim.SGD([holder.weight], lr=1.0), gradient_accumulation_steps=2)
+    with pytest.warns(RuntimeWarning, match="loss is not finite"):
+        metrics = stepper.step(holder, TensorDict())
+    assert "grad_norm" not in metrics.keys()
+    assert holder.weight.item() == 0.0
+    assert stepper.optimizer_step_count == 0
+
+
+def test_mixed_precision_stepper_refuses_bad_settings_and_half_windows():
+    holder = _Holder(1.0)
+    with pytest.raises(ValueError, match="gradient_accumulation_steps must be >= 1"):
+        MixedPrecisionOptimizationStepper(torch.optim.SGD([holder.weight], lr=1.0), gradient_accumulation_steps=0)
+    stepper = MixedPrecisionOptimizationStepper(torch.optim.SGD([holder.weight], lr=1.0), gradient_accumulation_steps=2)
+    stepper.step(holder, TensorDict())
+    with pytest.raises(RuntimeError, match="middle of an accumulation window"):
+        stepper.state_dict()
+    with pytest.raises(RuntimeError, match="no 'loss_\\*' entry"):
+        stepper.step(type("NoLoss", (), {"compute_loss": lambda self, b: TensorDict({"x": torch.ones(())})})(), None)
