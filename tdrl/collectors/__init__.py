@@ -1,19 +1,25 @@
 """Collectors: run a policy in envs and hand out fixed-size batches of frames."""
 
+from tdrl.collectors.background import AsyncCollector
 from tdrl.collectors.evaluator import Evaluator
 from tdrl.collectors.multi import (
     MultiAsyncCollector,
     MultiaSyncDataCollector,
+    MultiCollector,
     MultiSyncCollector,
     MultiSyncDataCollector,
 )
-from tdrl.collectors.sync import Collector, DataCollectorBase, SyncDataCollector
+from tdrl.collectors.sync import BaseCollector, Collector, DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import RandomPolicy, split_trajectories
+from tdrl.collectors.weight_update import MultiProcessedWeightUpdater, VanillaWeightUpdater, WeightUpdaterBase
 
 __all__ = [
     "SyncDataCollector",
     "Collector",
     "DataCollectorBase",
+    "BaseCollector",
+    "MultiCollector",
+    "AsyncCollector",
     "MultiSyncDataCollector",
     "MultiaSyncDataCollector",
     "MultiSyncCollector",
@@ -21,4 +27,7 @@ __all__ = [
     "RandomPolicy",
     "split_trajectories",
     "Evaluator",
+    "WeightUpdaterBase",
+    "VanillaWeightUpdater",
+    "MultiProcessedWeightUpdater",
 ]

@@ -52,11 +52,18 @@ from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool, report
 from tdrl.collectors._episodes import EpisodeAssembler, check_episode_args
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
+from tdrl.collectors.weight_update import WeightUpdaterBase
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
-__all__ = ["MultiSyncDataCollector", "MultiaSyncDataCollector", "MultiSyncCollector", "MultiAsyncCollector"]
+__all__ = [
+    "MultiCollector",
+    "MultiSyncDataCollector",
+    "MultiaSyncDataCollector",
+    "MultiSyncCollector",
+    "MultiAsyncCollector",
+]
 
 _TRAJ = ("collector", "traj_ids")
 
@@ -152,7 +159,7 @@ class _Episodes(Iterator[TensorDictBase]):
     error, Ctrl-C) leaves the assembly as it was, and the next one carries on.
     """
 
-    def __init__(self, collector: _MultiCollectorBase, bar: Any) -> None:
+    def __init__(self, collector: MultiCollector, bar: Any) -> None:
         self._collector, self._bar = collector, bar
         self._episodes = EpisodeAssembler()
 
@@ -184,16 +191,59 @@ def _summary(err: BaseException) -> str:
     return lines[-1].strip() if lines else type(err).__name__
 
 
-class _MultiCollectorBase(DataCollectorBase):
-    """Worker processes, weights and bookkeeping shared by the two multi-process collectors."""
+_SYNC_MISSING = (
+    "MultiCollector: pass sync=True (every batch gathers frames from all workers at once: "
+    "MultiSyncCollector) or sync=False (each batch is one worker's, handed out as soon as it is ready: "
+    "MultiAsyncCollector), or build one of those two classes directly."
+)
+
+
+class MultiCollector(DataCollectorBase):
+    """The multi-process collector, synchronous or not as ``sync`` says (TorchRL's unified name).
+
+    ``MultiCollector(..., sync=True)`` builds a :class:`MultiSyncDataCollector` and
+    ``sync=False`` a :class:`MultiaSyncDataCollector`; both are subclasses of this class,
+    which holds their worker processes, weights and bookkeeping. The other arguments are
+    those of the class built.
+
+    Args:
+        *args: the positional arguments of the class built (``create_env_fn``, ``policy``).
+        sync: ``True`` for :class:`MultiSyncDataCollector`, ``False`` for
+            :class:`MultiaSyncDataCollector`. Required when building ``MultiCollector``
+            itself; a subclass accepts it when it agrees with the subclass.
+        **kwargs: the keyword arguments of the class built.
+
+    Raises:
+        TypeError: ``MultiCollector`` is built without ``sync``.
+        ValueError: a subclass is given a ``sync`` that contradicts it.
+
+    Examples:
+        >>> from tdrl.collectors import MultiCollector, MultiSyncCollector
+        >>> from tdrl.testing import CountingEnv
+        >>> collector = MultiCollector([CountingEnv, CountingEnv], None, sync=True, frames_per_batch=4, total_frames=4)
+        >>> type(collector).__name__, isinstance(collector, MultiCollector)
+        ('MultiSyncDataCollector', True)
+        >>> next(iter(collector)).batch_size
+        torch.Size([2, 2])
+        >>> collector.shutdown()
+    """
 
     _per_worker_frames: Callable[[int, int], int]
+    _sync: bool | None = None  # what a concrete subclass is
+
+    def __new__(cls, *args: Any, sync: bool | None = None, **kwargs: Any) -> MultiCollector:
+        if cls is MultiCollector:
+            if sync is None:
+                raise TypeError(_SYNC_MISSING)
+            cls = MultiSyncDataCollector if sync else MultiaSyncDataCollector
+        return super().__new__(cls)
 
     def __init__(
         self,
         create_env_fn: Sequence[Callable[..., EnvBase]] | Callable[..., EnvBase],
         policy: Any = None,
         *,
+        sync: bool | None = None,
         num_workers: int | None = None,
         frames_per_batch: int,
         total_frames: int = -1,
@@ -215,8 +265,14 @@ class _MultiCollectorBase(DataCollectorBase):
         timeout: float = 600.0,
         trajs_per_batch: int | None = None,
         traj_format: str | None = None,
+        weight_updater: WeightUpdaterBase | Callable[[], WeightUpdaterBase] | None = None,
     ) -> None:
         cls = type(self).__name__
+        if sync is not None and self._sync is not None and bool(sync) != self._sync:
+            raise ValueError(
+                f"{cls} collects {'synchronously' if self._sync else 'asynchronously'} but got sync={sync!r}: "
+                f"drop sync=, or build MultiCollector(..., sync={sync!r})."
+            )
         self.traj_format = check_episode_args(cls, trajs_per_batch, traj_format, split_trajs)
         self.trajs_per_batch = trajs_per_batch
         fns = list(create_env_fn) if isinstance(create_env_fn, (list, tuple)) else None
@@ -263,6 +319,7 @@ class _MultiCollectorBase(DataCollectorBase):
         self._frames = 0
         self._iter = 0
         self._iterator = None
+        self.weight_updater = weight_updater
         worker_frames = self._per_worker_frames(frames_per_batch, n)
         try:
             import cloudpickle
@@ -363,13 +420,22 @@ class _MultiCollectorBase(DataCollectorBase):
         return batch
 
     # --- control --------------------------------------------------------------------------
-    def update_policy_weights_(self, policy_or_weights: Any = None) -> None:
+    def update_policy_weights_(self, policy_or_weights: Any = None, *, worker_ids: Any = None) -> None:
         """Push the parent policy's weights (or the given ``state_dict`` / module) to every worker.
 
         The weights are copied into shared memory now; each worker loads them before its
-        next batch (a worker busy collecting finishes its current batch first).
+        next batch (a worker busy collecting finishes its current batch first). A collector
+        built with ``weight_updater=`` hands the call (and ``worker_ids``) to it instead.
+
+        Raises:
+            TypeError: ``worker_ids`` without a ``weight_updater``.
         """
         self._workers.check()
+        if not self._push_with_updater(policy_or_weights, worker_ids):
+            self._push_shared(policy_or_weights)
+
+    def _push_shared(self, policy_or_weights: Any = None) -> None:
+        """Copy the weights into the shared memory the workers load from before their next batch."""
         if self._weights is None:
             return
         if policy_or_weights is None:
@@ -402,7 +468,8 @@ class _MultiCollectorBase(DataCollectorBase):
         self._iter = int(state_dict["iter"])
         if "policy_state_dict" in state_dict and isinstance(self.policy, nn.Module):
             self.policy.load_state_dict(state_dict["policy_state_dict"])
-            self.update_policy_weights_()
+            self._workers.check()
+            self._push_shared()
 
     def shutdown(self) -> None:
         """Stop the workers (idempotent; also run on garbage collection and at exit)."""
@@ -417,7 +484,10 @@ class _MultiCollectorBase(DataCollectorBase):
             pass
 
 
-class MultiSyncDataCollector(_MultiCollectorBase):
+_MultiCollectorBase = MultiCollector  # the name this class had before it took TorchRL's
+
+
+class MultiSyncDataCollector(MultiCollector):
     """Collect each batch from ``num_workers`` processes at once; batches are stacked per worker.
 
     Takes :class:`~tdrl.collectors.SyncDataCollector`'s arguments, plus:
@@ -440,6 +510,8 @@ class MultiSyncDataCollector(_MultiCollectorBase):
             the frames collected.
         traj_format: with ``trajs_per_batch``: ``"padded"`` (default) or ``"cat"``, as
             for :class:`~tdrl.collectors.SyncDataCollector`.
+        weight_updater: a :class:`~tdrl.collectors.WeightUpdaterBase` (or a callable
+            returning one) that ``update_policy_weights_`` delegates to.
 
     Raises:
         ValueError: ``frames_per_batch`` is not a multiple of ``num_workers``, the
@@ -455,6 +527,8 @@ class MultiSyncDataCollector(_MultiCollectorBase):
         torch.Size([6])
         >>> collector.shutdown()
     """
+
+    _sync = True
 
     def __init__(self, *args: Any, cat_results: str | int | None = None, **kwargs: Any) -> None:
         if cat_results is not None and cat_results != "stack" and not isinstance(cat_results, int):
@@ -509,7 +583,7 @@ class MultiSyncDataCollector(_MultiCollectorBase):
         return batch, None
 
 
-class MultiaSyncDataCollector(_MultiCollectorBase):
+class MultiaSyncDataCollector(MultiCollector):
     """Hand out each worker's batch as soon as it is ready; the worker goes on collecting meanwhile.
 
     Takes :class:`MultiSyncDataCollector`'s arguments (except ``cat_results``); each batch
@@ -530,6 +604,8 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
         ([1.0, 2.0, 3.0, 1.0, 2.0, 3.0], [False, False, True, False, False, True])
         >>> episodes.shutdown()
     """
+
+    _sync = False
 
     @staticmethod
     def _per_worker_frames(frames_per_batch: int, n: int) -> int:

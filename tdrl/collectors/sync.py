@@ -41,12 +41,13 @@ from torch import nn
 from tdrl.collectors._episodes import EpisodeAssembler, check_episode_args
 from tdrl.collectors._loop import StepLoop
 from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
+from tdrl.collectors.weight_update import WeightUpdaterBase
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules.exploration import set_exploration_modules_spec_from_env
 from tdrl.specs import NestedKey
 
-__all__ = ["SyncDataCollector", "Collector", "DataCollectorBase"]
+__all__ = ["SyncDataCollector", "Collector", "DataCollectorBase", "BaseCollector"]
 
 
 def _env_from(create_env_fn: Any, kwargs: dict | None, cls: str) -> tuple[EnvBase, bool]:
@@ -114,7 +115,17 @@ def _policy_device(policy: Any) -> torch.device | None:
 
 
 class DataCollectorBase:
-    """What every collector offers: iteration, frame counting, and ``total_frames``."""
+    """What every collector offers: iteration, frame counting, and ``total_frames``.
+
+    The common base of tdrl's collectors, also exported as :data:`BaseCollector` (TorchRL's
+    current name), so ``isinstance(collector, BaseCollector)`` holds for each of them.
+
+    Examples:
+        >>> from tdrl.collectors import BaseCollector, SyncDataCollector
+        >>> from tdrl.testing import CountingEnv
+        >>> isinstance(SyncDataCollector(CountingEnv(), None, frames_per_batch=4, total_frames=8), BaseCollector)
+        True
+    """
 
     total_frames: int
     frames_per_batch: int
@@ -139,6 +150,38 @@ class DataCollectorBase:
         except StopIteration:
             self._iterator = None
             raise
+
+    _weight_updater: WeightUpdaterBase | None = None
+
+    @property
+    def weight_updater(self) -> WeightUpdaterBase | None:
+        """The :class:`~tdrl.collectors.WeightUpdaterBase` that ``update_policy_weights_`` delegates to, if any."""
+        return self._weight_updater
+
+    @weight_updater.setter
+    def weight_updater(self, value: WeightUpdaterBase | Callable[[], WeightUpdaterBase] | None) -> None:
+        if value is not None and not isinstance(value, WeightUpdaterBase):
+            value = value() if callable(value) else value  # a factory, as TorchRL accepts
+            if not isinstance(value, WeightUpdaterBase):
+                raise TypeError(
+                    f"{type(self).__name__}: weight_updater must be a WeightUpdaterBase (or a callable returning "
+                    f"one), got {type(value).__name__}."
+                )
+        if value is not None:
+            value.register_collector(self)
+        self._weight_updater = value
+
+    def _push_with_updater(self, policy_or_weights: Any, worker_ids: Any) -> bool:
+        """Hands the push to the weight updater; False when there is none (the collector pushes itself)."""
+        if self._weight_updater is None:
+            if worker_ids is not None:
+                raise TypeError(
+                    f"{type(self).__name__}.update_policy_weights_: worker_ids= needs a weight_updater "
+                    "(build the collector with weight_updater=...); without one every worker is updated."
+                )
+            return False
+        self._weight_updater(policy_or_weights, worker_ids)
+        return True
 
     def _progress(self, enabled: bool):
         if not enabled:
@@ -189,6 +232,8 @@ class SyncDataCollector(DataCollectorBase):
         replay_buffer: if given, each batch (after ``postproc``) is written into it with
             ``replay_buffer.extend(batch)`` and the iterator yields ``None`` (TorchRL's
             contract): the training loop samples from the buffer.
+        weight_updater: a :class:`~tdrl.collectors.WeightUpdaterBase` (or a callable
+            returning one) that :meth:`update_policy_weights_` delegates to.
 
     Raises:
         TypeError: ``replay_buffer`` has no ``extend`` method.
@@ -233,6 +278,7 @@ class SyncDataCollector(DataCollectorBase):
         trajs_per_batch: int | None = None,
         traj_format: str | None = None,
         replay_buffer: Any = None,
+        weight_updater: WeightUpdaterBase | Callable[[], WeightUpdaterBase] | None = None,
     ) -> None:
         cls = type(self).__name__
         if replay_buffer is not None and not callable(getattr(replay_buffer, "extend", None)):
@@ -305,6 +351,7 @@ class SyncDataCollector(DataCollectorBase):
         self._traj_steps = torch.zeros((*self._batch, 1), dtype=torch.int64)
         self._loop: StepLoop | None = None
         self._iterator = None
+        self.weight_updater = weight_updater
 
     # --- one batch ---------------------------------------------------------------------------
     def _reset_all(self) -> TensorDictBase:
@@ -384,13 +431,19 @@ class SyncDataCollector(DataCollectorBase):
         """Seed the env; returns the next seed (for another env)."""
         return self.env.set_seed(seed, static_seed=static_seed)
 
-    def update_policy_weights_(self, policy_or_weights: Any = None) -> None:
+    def update_policy_weights_(self, policy_or_weights: Any = None, *, worker_ids: Any = None) -> None:
         """Load new weights into the policy the collector runs.
 
         With no argument, copies the weights of the policy given at construction into the
         collector's copy (a no-op when the collector runs that very module). A
         ``TensorDict`` of parameters, a ``state_dict`` or a module can be passed instead.
+        A collector built with ``weight_updater=`` hands the call (and ``worker_ids``) to it.
+
+        Raises:
+            TypeError: ``worker_ids`` without a ``weight_updater``.
         """
+        if self._push_with_updater(policy_or_weights, worker_ids):
+            return
         target = self._policy
         if not isinstance(target, nn.Module):
             return
@@ -458,3 +511,6 @@ class SyncDataCollector(DataCollectorBase):
 
 
 Collector = SyncDataCollector
+
+BaseCollector = DataCollectorBase
+"""TorchRL's current name for :class:`DataCollectorBase`, the base of every tdrl collector."""

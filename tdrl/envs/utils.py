@@ -23,13 +23,14 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, cast
 
-from tensordict import TensorDictBase
+import torch
+from tensordict import TensorDictBase, is_tensor_collection
 from tensordict.nn import InteractionType, set_interaction_type
 from tensordict.nn.probabilistic import interaction_type as _interaction_type
 
 from tdrl.envs._validation import _value_problem, set_validation, validation_enabled
 from tdrl.modules.exploration import RandomPolicy  # importable here too, as in TorchRL
-from tdrl.specs import Composite, NestedKey, TensorSpec
+from tdrl.specs import Composite, NestedKey, TensorSpec, Unbounded
 
 if TYPE_CHECKING:
     from tdrl.envs.common import EnvBase
@@ -46,6 +47,7 @@ __all__ = [
     "RandomPolicy",
     "MarlGroupMapType",
     "check_marl_grouping",
+    "make_composite_from_td",
 ]
 
 ExplorationType = InteractionType
@@ -303,3 +305,57 @@ def check_marl_grouping(group_map: dict[str, list[str]], agent_names: list[str])
             raise ValueError(
                 f"check_marl_grouping: agent {name!r} is in no group (groups: {list(group_map)}); add it to one."
             )
+
+
+def make_composite_from_td(
+    data: TensorDictBase, *, unsqueeze_null_shapes: bool = True, dynamic_shape: bool = False
+) -> Composite:
+    """A :class:`~tdrl.specs.Composite` of unbounded specs shaped like ``data``'s entries.
+
+    Each tensor becomes an :class:`~tdrl.specs.Unbounded` with its shape, dtype and device;
+    each nested TensorDict a nested ``Composite`` with its batch size. Handy to write the
+    specs of a custom env from one example step.
+
+    Args:
+        data: the TensorDict to describe.
+        unsqueeze_null_shapes: a scalar entry (shape ``()``) gets the spec shape ``(1,)``.
+        dynamic_shape: TorchRL marks the last dim as dynamic (``-1``); tdrl's specs have
+            static shapes, so only ``False`` is accepted.
+
+    Returns:
+        The ``Composite``, with ``data``'s batch size as its shape.
+
+    Raises:
+        ValueError: ``dynamic_shape=True``.
+        TypeError: an entry is neither a tensor nor a TensorDict (non-tensor data has no spec in tdrl).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> data = TensorDict({"obs": torch.randn(3), "action": torch.zeros(2, dtype=torch.int32),
+        ...                    "next": {"obs": torch.randn(3), "reward": torch.tensor(0.5)}}, [])
+        >>> spec = make_composite_from_td(data)
+        >>> spec["next", "reward"].shape, spec["action"].dtype
+        (torch.Size([1]), torch.int32)
+        >>> spec.is_in(TensorDict({"obs": torch.zeros(3), "action": torch.ones(2, dtype=torch.int32),
+        ...                        "next": {"obs": torch.ones(3), "reward": torch.ones(1)}}, []))
+        True
+    """
+    if dynamic_shape:
+        raise ValueError(
+            "make_composite_from_td: dynamic_shape=True is not supported: tdrl's specs have static shapes. "
+            "Pass dynamic_shape=False (the default) and give variable-length entries their largest shape."
+        )
+    specs: dict[str, TensorSpec | Composite] = {}
+    for key, value in data.items():
+        if is_tensor_collection(value) and isinstance(value, TensorDictBase):
+            specs[key] = make_composite_from_td(value, unsqueeze_null_shapes=unsqueeze_null_shapes)
+        elif isinstance(value, torch.Tensor):
+            shape = value.shape if value.shape or not unsqueeze_null_shapes else torch.Size([1])
+            specs[key] = Unbounded(shape=shape, dtype=value.dtype, device=value.device)
+        else:
+            raise TypeError(
+                f"make_composite_from_td: entry {key!r} is a {type(value).__name__}, which has no tdrl spec; "
+                "keep only tensors and TensorDicts (data.exclude(...)) before describing the data."
+            )
+    return Composite(specs, shape=data.shape, device=data.device)

@@ -11,6 +11,7 @@ from tdrl.record.loggers import (
     read_csv_scalars,
 )
 from tdrl.record.recorder import PixelRenderTransform, VideoRecorder
+from tdrl.record.tensordict_recorder import TensorDictRecorder
 
 __all__ = [
     "CSVLogger",
@@ -18,6 +19,7 @@ __all__ = [
     "MLFlowLogger",
     "PixelRenderTransform",
     "TensorboardLogger",
+    "TensorDictRecorder",
     "VideoRecorder",
     "WandbLogger",
     "generate_exp_name",

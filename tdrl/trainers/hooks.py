@@ -28,6 +28,7 @@ import torch
 from tensordict import NestedKey, TensorDictBase, pad
 from torch import nn
 
+from tdrl.trainers._grads import clip_gradients
 from tdrl.trainers.trainers import Trainer, TrainerHookBase
 
 __all__ = [
@@ -233,18 +234,8 @@ class OptimizerHook(TrainerHookBase):
         self.optimizer = optimizer
         self.loss_components = None if loss_components is None else set(loss_components)
 
-    def _params(self) -> list[torch.Tensor]:
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
-
     def _grad_clip(self, clip_grad_norm: bool, clip_norm: float | None) -> float:
-        params = self._params()
-        if clip_grad_norm and clip_norm is not None:
-            return float(nn.utils.clip_grad_norm_(params, clip_norm))
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = float(torch.stack([g.pow(2).sum() for g in grads]).sum().sqrt()) if grads else 0.0
-        if clip_norm is not None:
-            nn.utils.clip_grad_value_(params, clip_norm)
-        return norm
+        return clip_gradients(self.optimizer, clip_grad_norm, clip_norm)
 
     def __call__(
         self, losses_td: TensorDictBase, clip_grad_norm: bool, clip_norm: float | None, index: int

@@ -81,7 +81,6 @@ _LOG_POINTS = frozenset(
 
 _UNSUPPORTED = (
     # (argument, default, what to do instead)
-    ("optimization_stepper", None, "register hooks at 'optimizer' / 'process_loss' (OptimizerHook is the default)"),
     ("replay_buffer", None, "register a ReplayBufferTrainer hook (ReplayBufferTrainer(rb).register(trainer))"),
     (
         "target_net_updater",
@@ -215,7 +214,7 @@ class Trainer:
 
     TorchRL's ``Trainer`` with its arguments in its order. The arguments of TorchRL's
     remote-learner, asynchronous-collection and ``torchrl.checkpoint`` features
-    (``optimization_stepper``, ``replay_buffer``, ``target_net_updater``, ``batch_size``,
+    (``replay_buffer``, ``target_net_updater``, ``batch_size``,
     ``learner_backend*``, ``checkpoint*``, ``async_collection``, ``log_timings``) are
     refused with a ``ValueError`` that says what to use instead.
 
@@ -233,8 +232,12 @@ class Trainer:
         optim_steps_per_batch: optimization steps per batch (``None``: until a
             ``process_optim_batch`` hook raises ``StopIteration``).
         loss_module: maps a sub-batch to a TensorDict of losses (``loss_*`` entries).
-        optimizer: when given, an :class:`~tdrl.trainers.OptimizerHook` over all ``loss_*``
-            entries is registered under the name ``"optimizer"``.
+        optimizer: when given (and no ``optimization_stepper``), an
+            :class:`~tdrl.trainers.OptimizerHook` over all ``loss_*`` entries is registered
+            under the name ``"optimizer"``.
+        optimization_stepper: an :class:`~tdrl.trainers.OptimizationStepper` that runs each
+            optimization step itself (its ``step(trainer, sub_batch)`` replaces the
+            ``post_loss`` / ``process_loss`` / ``optimizer`` hooks; ``post_optim`` still runs).
         logger: a :class:`~tdrl.record.Logger` for the values the log hooks return.
         clip_grad_norm: clip the gradients' total norm to ``clip_norm`` (``True``), or
             each partial derivative to ``[-clip_norm, clip_norm]`` (``False``).
@@ -348,7 +351,15 @@ class Trainer:
         self._modules: dict[str, Any] = {}
         if seed is not None:
             self.set_seed()
-        if optimizer is not None:
+        self.optimization_stepper = optimization_stepper
+        if optimization_stepper is not None:
+            if not callable(getattr(optimization_stepper, "step", None)):
+                raise TypeError(
+                    "Trainer: optimization_stepper must have step(trainer, sub_batch) (an OptimizationStepper), "
+                    f"got {type(optimization_stepper).__name__}."
+                )
+            optimization_stepper.register(self, name="optimization_stepper")
+        elif optimizer is not None:  # a stepper owns the optimization step: no OptimizerHook beside it
             from tdrl.trainers.hooks import OptimizerHook
 
             OptimizerHook(optimizer).register(self)
@@ -395,6 +406,11 @@ class Trainer:
             )
         self._modules[module_name] = module
 
+    @property
+    def registered_modules(self) -> dict[str, Any]:
+        """The objects registered with :meth:`register_module`, by name (a copy)."""
+        return dict(self._modules)
+
     def set_seed(self) -> None:
         """Seeds the collector's env with ``seed``, then torch and numpy with the seed it returns."""
         seed = self.collector.set_seed(self.seed, static_seed=False)
@@ -407,6 +423,29 @@ class Trainer:
         """Ends :meth:`train` after the current batch (a checkpoint is written first)."""
         self._stop_training = True
         self._stop_reason = reason
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` was called (the loop ends after the current batch)."""
+        return self._stop_training
+
+    @property
+    def optim_count(self) -> int:
+        """Optimization steps run so far (checkpointed)."""
+        return self._optim_count
+
+    def last_logged(self, name: str) -> Any:
+        """The last value logged under ``name`` by a log hook (or the trainer itself).
+
+        Raises:
+            KeyError: nothing was logged under ``name`` yet (the message lists what was).
+        """
+        if name not in self._log_dict:
+            raise KeyError(
+                f"Trainer: nothing was logged under {name!r} yet; logged so far: {sorted(self._log_dict)}. "
+                "Register the hook that logs it (e.g. LogScalar, LogValidationReward) before the one reading it."
+            )
+        return self._log_dict[name]
 
     # ------------------------------------------------------------------ the loop
     def _run(self, point: str, *args: Any) -> None:
@@ -489,24 +528,18 @@ class Trainer:
                     break
                 if sub_batch is None:
                     break
-                losses = self.loss_module(sub_batch)
-                self._run_map("post_loss", sub_batch)
-                for op, kwargs in self._ops["process_loss"]:
-                    out = op(sub_batch, losses, **kwargs)
-                    if isinstance(out, TensorDictBase):
-                        losses = out
-                for index, (op, kwargs) in enumerate(self._ops["optimizer"]):
-                    out = op(losses, self.clip_grad_norm, self.clip_norm, index, **kwargs)
-                    if isinstance(out, TensorDictBase):
-                        losses = out
-                detached = losses.detach()
+                if self.optimization_stepper is not None:
+                    detached = self.optimization_stepper.step(self, sub_batch).detach()
+                else:
+                    detached = self._optimize(sub_batch)
                 self._run("post_optim")
                 self._run_log("post_optim_log", sub_batch)
                 if average_losses is None:
                     average_losses = detached
                 else:
                     for key, item in detached.items():
-                        average_losses.set(key, average_losses.get(key) * j / (j + 1) + item / (j + 1))
+                        previous = average_losses.get(key, None)  # e.g. a grad_norm only on accumulation ends
+                        average_losses.set(key, item if previous is None else previous * j / (j + 1) + item / (j + 1))
             self._run_log("post_epoch_log", batch)
             self._run("post_epoch")
         if j >= 0:
@@ -514,6 +547,26 @@ class Trainer:
             if self.auto_log_optim_steps:
                 extra: dict[str, Any] = {} if average_losses is None else dict(average_losses.items())
                 self._log(optim_steps=self._optim_count, **extra)
+
+    def _optimize(self, sub_batch: TensorDictBase) -> TensorDictBase:
+        """One optimization step through the hooks: loss, ``post_loss``, ``process_loss``, ``optimizer``."""
+        losses = self.compute_loss(sub_batch)
+        self._run_map("post_loss", sub_batch)
+        for op, kwargs in self._ops["process_loss"]:
+            out = op(sub_batch, losses, **kwargs)
+            if isinstance(out, TensorDictBase):
+                losses = out
+        for index, (op, kwargs) in enumerate(self._ops["optimizer"]):
+            out = op(losses, self.clip_grad_norm, self.clip_norm, index, **kwargs)
+            if isinstance(out, TensorDictBase):
+                losses = out
+        return losses.detach()
+
+    def compute_loss(self, sub_batch: TensorDictBase, method: str | None = None) -> Any:
+        """The loss module's output for ``sub_batch`` (``method``: call that method of the module instead)."""
+        if method is None:
+            return self.loss_module(sub_batch)
+        return getattr(self.loss_module, method)(sub_batch)
 
     # ------------------------------------------------------------------ logging
     def _log(self, log_pbar: bool = False, **kwargs: Any) -> None:

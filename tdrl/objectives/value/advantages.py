@@ -24,6 +24,7 @@ Examples:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -47,6 +48,9 @@ __all__ = [
     "TD0Estimator",
     "TD1Estimator",
     "TDLambdaEstimator",
+    "TD0Estimate",
+    "TD1Estimate",
+    "TDLambdaEstimate",
 ]
 
 _MISSING_SIGNAL = (
@@ -642,3 +646,33 @@ class TD1Estimator(TDLambdaEstimator):
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma.item():.4g}, differentiable={self.differentiable}"
+
+
+def _deprecated_name(old: str, new: type[ValueEstimatorBase]) -> type[ValueEstimatorBase]:
+    """A subclass of ``new`` named ``old`` that warns, when built, to use ``new``."""
+
+    def __init__(self: ValueEstimatorBase, *args: Any, **kwargs: Any) -> None:
+        warnings.warn(
+            f"{old} is the old name of {new.__name__} (TorchRL deprecated it too): use {new.__name__}, "
+            "which takes the same arguments.",
+            UserWarning,
+            stacklevel=2,
+        )
+        new.__init__(self, *args, **kwargs)
+
+    doc = f"""Deprecated name of :class:`{new.__name__}` (TorchRL's older name); warns when built.
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     estimator = {old}(gamma=0.9, {"lmbda=0.9, " if new is TDLambdaEstimator else ""}value_network=None)
+        >>> isinstance(estimator, {new.__name__}), "use {new.__name__}" in str(caught[0].message)
+        (True, True)
+    """
+    return type(old, (new,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+
+
+TD0Estimate = _deprecated_name("TD0Estimate", TD0Estimator)
+TD1Estimate = _deprecated_name("TD1Estimate", TD1Estimator)
+TDLambdaEstimate = _deprecated_name("TDLambdaEstimate", TDLambdaEstimator)

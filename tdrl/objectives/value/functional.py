@@ -48,6 +48,7 @@ __all__ = [
     "vec_td_lambda_return_estimate",
     "td_lambda_advantage_estimate",
     "vec_td_lambda_advantage_estimate",
+    "vtrace_advantage_estimate",
 ]
 
 _SHAPE_ERR = (
@@ -459,3 +460,83 @@ vec_td1_return_estimate = td1_return_estimate
 vec_td1_advantage_estimate = td1_advantage_estimate
 vec_td_lambda_return_estimate = td_lambda_return_estimate
 vec_td_lambda_advantage_estimate = td_lambda_advantage_estimate
+
+
+def vtrace_advantage_estimate(
+    gamma: float | Tensor,
+    log_pi: Tensor,
+    log_mu: Tensor,
+    state_value: Tensor,
+    next_state_value: Tensor,
+    reward: Tensor,
+    done: Tensor,
+    terminated: Tensor | None = None,
+    rho_thresh: float | Tensor = 1.0,
+    c_thresh: float | Tensor = 1.0,
+    time_dim: int = -2,
+) -> tuple[Tensor, Tensor]:
+    """V-trace targets and advantages for off-policy actor-critic (IMPALA, Espeholt et al., 2018).
+
+    With the importance ratio ``rho[t] = exp(log_pi[t] - log_mu[t])`` of the learner's policy
+    ``pi`` over the behaviour policy ``mu`` that acted, clipped as ``rho_bar = min(rho, rho_thresh)``
+    and ``c = min(rho, c_thresh)``:
+    ``delta[t] = rho_bar[t] * (r[t] + gamma * (1 - terminated[t]) * V(s'[t]) - V(s[t]))``,
+    ``vs[t] - V(s[t]) = delta[t] + gamma * (1 - done[t]) * c[t] * (vs[t+1] - V(s[t+1]))``, and the
+    policy-gradient advantage ``rho_bar[t] * (r[t] + gamma * (1 - terminated[t]) * vs'[t] - V(s[t]))``,
+    where ``vs'[t]`` is ``vs[t+1]`` inside a trajectory and ``V(s'[t])`` where it stops (``done``,
+    or the last step of the batch). On-policy (``log_pi == log_mu``) with thresholds of at least 1,
+    ``vs`` is the TD(1) return.
+
+    Args:
+        gamma: discount factor (scalar or a tensor of the inputs' shape).
+        log_pi: log-probability of the taken actions under the policy being trained.
+        log_mu: log-probability of the taken actions under the policy that collected them.
+        state_value: ``V(s[t])``, shape ``[*B, T, *F]``.
+        next_state_value: ``V(s'[t])``.
+        reward: ``("next", "reward")``.
+        done: ``("next", "done")``: cuts the recursion.
+        terminated: ``("next", "terminated")``: stops bootstrapping. Defaults to ``done``.
+        rho_thresh: clip of the importance weight in the targets and advantage (``rho-bar``).
+        c_thresh: clip of the importance weight in the trace (``c-bar``).
+        time_dim: the time dimension.
+
+    Returns:
+        ``(advantage, value_target)``, both shaped like ``state_value``.
+
+    Raises:
+        ValueError: the inputs do not share one shape.
+
+    Examples:
+        >>> v = torch.zeros(1, 3, 1)
+        >>> r = torch.ones(1, 3, 1)
+        >>> nd = torch.zeros(1, 3, 1, dtype=torch.bool)
+        >>> log_pi, log_mu = torch.zeros(1, 3, 1), torch.full((1, 3, 1), 0.5)  # pi is less likely: rho < 1
+        >>> adv, vs = vtrace_advantage_estimate(1.0, log_pi, log_mu, v, v, r, nd, nd)
+        >>> vs.flatten()
+        tensor([1.1975, 0.9744, 0.6065])
+    """
+    if terminated is None:
+        terminated = done
+    _check_shapes(
+        "vtrace_advantage_estimate",
+        time_dim,
+        log_pi=log_pi,
+        log_mu=log_mu,
+        state_value=state_value,
+        next_state_value=next_state_value,
+        reward=reward,
+        done=done,
+        terminated=terminated,
+    )
+    rho = (log_pi - log_mu).exp()
+    rho_bar = rho.clamp_max(rho_thresh) if not isinstance(rho_thresh, Tensor) else torch.minimum(rho, rho_thresh)
+    c = rho.clamp_max(c_thresh) if not isinstance(c_thresh, Tensor) else torch.minimum(rho, c_thresh)
+    bootstrap = _scaled(_not(terminated), gamma, state_value)
+    delta = rho_bar * (reward + bootstrap * next_state_value - state_value)
+    vs = _scan(delta, _scaled(_not(done), gamma, state_value) * c, time_dim) + state_value
+    # vs[t + 1] within a trajectory; the true next value where it stops (done, or the batch's last step)
+    vs_next = torch.cat([vs.narrow(time_dim, 1, vs.shape[time_dim] - 1), vs.narrow(time_dim, 0, 1)], time_dim)
+    cut = _cut_last_step(_not(done), time_dim)
+    vs_next = torch.where(cut, vs_next, next_state_value)
+    advantage = rho_bar * (reward + bootstrap * vs_next - state_value)
+    return advantage, vs
