@@ -14,7 +14,10 @@ from tdrl.envs.transforms.action_mask import ActionMask
 from tdrl.envs.transforms.auto_reset import AutoResetEnv, AutoResetTransform
 from tdrl.envs.transforms.batch_size import BatchSizeTransform
 from tdrl.envs.transforms.burn_in import BurnInTransform
+from tdrl.envs.transforms.checks import FiniteTensorDictCheck
+from tdrl.envs.transforms.counters import Timer, TrajCounter
 from tdrl.envs.transforms.device import DeviceCastTransform
+from tdrl.envs.transforms.empty_specs import RemoveEmptySpecs
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.gsde import gSDENoise
 from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
@@ -90,4 +93,8 @@ __all__ = [
     "BatchSizeTransform",
     "AutoResetTransform",
     "AutoResetEnv",
+    "TrajCounter",
+    "Timer",
+    "FiniteTensorDictCheck",
+    "RemoveEmptySpecs",
 ]

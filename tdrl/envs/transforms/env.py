@@ -203,7 +203,7 @@ class TransformedEnv(EnvBase):
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         base, transform = self._chain
         base_in = tensordict
-        if tensordict is not None and self._reset_preprocess:
+        if self._reset_preprocess:  # called without an input too: a transform may act before every reset
             base_in = transform._reset_env_preprocess(tensordict)
         out = base._reset(base_in, **kwargs)
         for key in base.done_keys:
