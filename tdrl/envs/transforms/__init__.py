@@ -37,8 +37,8 @@ from tdrl.envs.transforms.pooling import TimeMaxPool
 from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
 from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
-from tdrl.envs.transforms.reward import RewardClipping, RewardScaling, RewardSum
-from tdrl.envs.transforms.shape import FlattenObservation, PermuteTransform, SqueezeTransform
+from tdrl.envs.transforms.reward import LineariseRewards, RewardClipping, RewardScaling, RewardSum
+from tdrl.envs.transforms.shape import FlattenAction, FlattenObservation, PermuteTransform, SqueezeTransform
 from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.transforms import Compose, Transform
@@ -97,4 +97,6 @@ __all__ = [
     "Timer",
     "FiniteTensorDictCheck",
     "RemoveEmptySpecs",
+    "LineariseRewards",
+    "FlattenAction",
 ]
