@@ -20,7 +20,7 @@ from tdrl.envs.transforms.device import DeviceCastTransform
 from tdrl.envs.transforms.empty_specs import RemoveEmptySpecs
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.gsde import gSDENoise
-from tdrl.envs.transforms.image import CenterCrop, GrayScale, Resize, ToTensorImage
+from tdrl.envs.transforms.image import CenterCrop, Crop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
     CatTensors,
     ExcludeTransform,
@@ -99,4 +99,5 @@ __all__ = [
     "RemoveEmptySpecs",
     "LineariseRewards",
     "FlattenAction",
+    "Crop",
 ]
