@@ -303,8 +303,8 @@ class Crop(Transform):
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
         if not self._fits(value.shape):
             raise ValueError(
-                f"Crop: the window rows {self.top}..{self.top + self.h - 1}, columns {self.left}..{self.left + self.w - 1} "
-                f"does not fit an image of shape {tuple(value.shape)}. Fix: a smaller window or offset."
+                f"Crop: the {self.h}x{self.w} window at (top={self.top}, left={self.left}) does not fit an image of "
+                f"shape {tuple(value.shape)}. Fix: a smaller window or offset."
             )
         return value[..., self.top : self.top + self.h, self.left : self.left + self.w]
 
