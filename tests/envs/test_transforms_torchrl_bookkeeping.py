@@ -1,0 +1,201 @@
+"""Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
+LineariseRewards and FlattenAction give TorchRL's data and specs on the same env and actions.
+
+(TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+torchrl = pytest.importorskip("torchrl")
+
+
+def _libs():
+    import torchrl.data as torchrl_specs
+    import torchrl.envs as torchrl_envs
+
+    import tdrl.envs as tdrl_envs
+    import tdrl.specs as tdrl_specs
+
+    return (torchrl_envs, torchrl_specs), (tdrl_envs, tdrl_specs)
+
+
+def _mock(lib, specs, batch_size=(), lengths=(5,), empty_groups=False, nan_at=None):
+    """A deterministic env on ``lib.EnvBase``, the same dynamics for both libraries.
+
+    Sub-env ``b`` terminates after ``lengths[b]`` steps. Entries: ``observation`` [3],
+    ``pixels`` float [3, 6, 6] in [0, 1]; the action is [2, 2] in [-1, 1]; the reward is a
+    two-objective vector in [-4, 0] x [0, 1]. With ``empty_groups``, the observation and
+    reward specs declare empty Composites that the data fills with empty TensorDicts.
+    """
+    from tensordict import TensorDict
+
+    class Mock(lib.EnvBase):
+        def __init__(self):
+            super().__init__(batch_size=batch_size)
+            b = self.batch_size
+            self.observation_spec = specs.Composite(
+                observation=specs.Unbounded(shape=(*b, 3)),
+                pixels=specs.Bounded(0.0, 1.0, shape=(*b, 3, 6, 6)),
+                shape=b,
+            )
+            if empty_groups:
+                self.observation_spec["info"] = specs.Composite(inner=specs.Composite(shape=b), shape=b)
+            self.action_spec = specs.Bounded(-1.0, 1.0, shape=(*b, 2, 2))
+            low, high = torch.tensor([-4.0, 0.0]).expand(*b, 2), torch.tensor([0.0, 1.0]).expand(*b, 2)
+            self.reward_spec = specs.Bounded(low.clone(), high.clone(), shape=(*b, 2))
+            if empty_groups:
+                self.full_reward_spec["other_reward"] = specs.Composite(shape=b)
+            flag = specs.Categorical(2, shape=(*b, 1), dtype=torch.bool)
+            self.full_done_spec = specs.Composite(done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=b)
+            self.limit = torch.tensor(lengths, dtype=torch.int64).view(*b, 1)
+            self.count = torch.zeros(*b, 1, dtype=torch.int64)
+
+        def _obs(self):
+            c = self.count.float()
+            obs = torch.cat([c, c.sin(), -c], -1)
+            if nan_at is not None:
+                obs = torch.where(self.count == nan_at, torch.full_like(obs, float("nan")), obs)
+            grid = torch.arange(3 * 36, dtype=torch.float32).view(3, 6, 6)
+            pixels = ((c.view(*c.shape[:-1], 1, 1, 1) * 7 + grid) % 13) / 13
+            out = {"observation": obs, "pixels": pixels}
+            if empty_groups:
+                out["info"] = TensorDict({"inner": TensorDict({}, self.batch_size)}, self.batch_size)
+            return out
+
+        def _reset(self, tensordict=None, **kwargs):
+            mask = torch.ones_like(self.count, dtype=torch.bool)
+            if tensordict is not None and "_reset" in tensordict.keys():
+                mask = tensordict.get("_reset").view(self.count.shape)
+            self.count = torch.where(mask, torch.zeros_like(self.count), self.count)
+            done = torch.zeros_like(mask)
+            flags = {"done": done, "terminated": done.clone(), "truncated": done.clone()}
+            return TensorDict({**self._obs(), **flags}, self.batch_size)
+
+        def _step(self, tensordict):
+            action = tensordict.get("action")
+            self.count = self.count + 1
+            done = self.count >= self.limit
+            flags = {"done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done)}
+            cost = -(action * action).sum((-2, -1)).unsqueeze(-1)
+            reward = torch.cat([cost, (self.count.float() * 0.3) % 1], -1)
+            out = {**self._obs(), "reward": reward, **flags}
+            if empty_groups:
+                out["other_reward"] = TensorDict({}, self.batch_size)
+            return TensorDict(out, self.batch_size)
+
+        def _set_seed(self, seed):
+            return seed
+
+    return Mock
+
+
+def _both(make_transform, batch_size=(), lengths=(5,), **kwargs):
+    """(TorchRL's env, tdrl's env): the mock wrapped with ``make_transform(lib)`` of each library."""
+    envs = []
+    for lib, specs in _libs():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base = _mock(lib, specs, batch_size, lengths, **kwargs)()
+            envs.append(lib.TransformedEnv(base, make_transform(lib)))
+    return envs
+
+
+def _replay(actions, key="action"):
+    state = {"t": 0}
+
+    def policy(td):
+        td.set(key, actions[state["t"]].clone())
+        state["t"] += 1
+        return td
+
+    return policy
+
+
+def _rollouts(theirs, ours, steps, key="action"):
+    shape = ours.full_action_spec[key].shape
+    actions = torch.rand(steps, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = theirs.rollout(steps, _replay(actions, key), break_when_any_done=False)
+    b = ours.rollout(steps, _replay(actions, key), break_when_any_done=False)
+    return a, b
+
+
+def _same(a, b, keys):
+    for key in keys:
+        x, y = a.get(key), b.get(key)
+        assert x.shape == y.shape, (key, x.shape, y.shape)
+        assert x.dtype == y.dtype, (key, x.dtype, y.dtype)
+        torch.testing.assert_close(y, x, equal_nan=True, msg=str(key))
+
+
+def _same_spec(theirs, ours):
+    assert tuple(theirs.shape) == tuple(ours.shape), (theirs, ours)
+    assert theirs.dtype == ours.dtype, (theirs, ours)
+    assert type(theirs).__name__.startswith(type(ours).__name__), (theirs, ours)  # TorchRL's BoundedContinuous...
+    if type(ours).__name__ == "Bounded":
+        torch.testing.assert_close(ours.space.low, theirs.space.low.to(ours.space.low.dtype))
+        torch.testing.assert_close(ours.space.high, theirs.space.high.to(ours.space.high.dtype))
+
+
+_BATCHES = pytest.mark.parametrize("batch_size", [(), (2,)], ids=["single", "batched"])
+
+
+def _lengths(batch_size):
+    return (3, 5)[: batch_size[0]] if batch_size else (4,)
+
+
+@_BATCHES
+def test_traj_counter_matches_torchrl(batch_size):
+    theirs, ours = _both(lambda lib: lib.TrajCounter(), batch_size, _lengths(batch_size))
+    _same_spec(theirs.observation_spec["traj_count"], ours.observation_spec["traj_count"])
+    a, b = _rollouts(theirs, ours, 11)
+    _same(a, b, ["traj_count", ("next", "traj_count"), ("next", "done")])
+
+
+@_BATCHES
+def test_finite_check_matches_torchrl(batch_size):
+    theirs, ours = _both(lambda lib: lib.FiniteTensorDictCheck(), batch_size, _lengths(batch_size))
+    a, b = _rollouts(theirs, ours, 6)
+    _same(a, b, ["observation", ("next", "observation"), ("next", "reward")])
+    theirs, ours = _both(lambda lib: lib.FiniteTensorDictCheck(), batch_size, (9, 9)[: len(batch_size) + 1], nan_at=2)
+    for env in (theirs, ours):
+        with pytest.raises(ValueError), warnings.catch_warnings():  # noqa: PT012
+            warnings.simplefilter("ignore")
+            env.rollout(4)
+
+
+@_BATCHES
+def test_remove_empty_specs_matches_torchrl(batch_size):
+    theirs, ours = _both(lambda lib: lib.RemoveEmptySpecs(), batch_size, _lengths(batch_size), empty_groups=True)
+    for slot in ("full_observation_spec", "full_reward_spec", "full_done_spec"):
+        assert set(theirs.output_spec[slot].keys(True)) == set(ours.output_spec[slot].keys(True)), slot
+    a, b = _rollouts(theirs, ours, 6)
+    assert set(a.keys(True)) == set(b.keys(True))
+    _same(a, b, ["observation", ("next", "observation"), ("next", "reward")])
+
+
+@_BATCHES
+@pytest.mark.parametrize("weights", [None, [1.0, -2.0]], ids=["sum", "weighted"])
+def test_linearise_rewards_matches_torchrl(batch_size, weights):
+    theirs, ours = _both(
+        lambda lib: lib.LineariseRewards(in_keys=["reward"], weights=weights), batch_size, _lengths(batch_size)
+    )
+    _same_spec(theirs.reward_spec, ours.reward_spec)
+    a, b = _rollouts(theirs, ours, 6)
+    _same(a, b, [("next", "reward")])
+
+
+@_BATCHES
+def test_flatten_action_matches_torchrl(batch_size):
+    theirs, ours = _both(lambda lib: lib.FlattenAction(-2, -1), batch_size, _lengths(batch_size))
+    _same_spec(theirs.action_spec, ours.action_spec)
+    a, b = _rollouts(theirs, ours, 6)
+    _same(a, b, ["action", ("next", "reward")])
+    stored = a.clone()
+    stored["action"] = stored["action"].unflatten(-1, (2, 2))
+    _same(theirs.transform(stored.clone()), ours.transform(stored.clone()), ["action"])
