@@ -164,7 +164,7 @@ def test_finite_check_matches_torchrl(batch_size):
     _same(a, b, ["observation", ("next", "observation"), ("next", "reward")])
     theirs, ours = _both(lambda lib: lib.FiniteTensorDictCheck(), batch_size, (9, 9)[: len(batch_size) + 1], nan_at=2)
     for env in (theirs, ours):
-        with pytest.raises(ValueError), warnings.catch_warnings():  # noqa: PT012
+        with pytest.raises(ValueError, match="finite"), warnings.catch_warnings():  # noqa: PT012
             warnings.simplefilter("ignore")
             env.rollout(4)
 
