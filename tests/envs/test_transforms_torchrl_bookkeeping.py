@@ -1,5 +1,5 @@
 """Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
-LineariseRewards and FlattenAction give TorchRL's data and specs on the same env and actions.
+LineariseRewards, FlattenAction and TerminateTransform give TorchRL's data and specs on the same env and actions.
 
 (TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
 
@@ -199,3 +199,26 @@ def test_flatten_action_matches_torchrl(batch_size):
     stored = a.clone()
     stored["action"] = stored["action"].unflatten(-1, (2, 2))
     _same(theirs.transform(stored.clone()), ours.transform(stored.clone()), ["action"])
+
+
+@_BATCHES
+def test_terminate_matches_torchrl(batch_size):
+    def stop(nxt):
+        return nxt["observation"][..., 0] >= 2
+
+    theirs, ours = _both(lambda lib: lib.TerminateTransform(stop), batch_size, (9, 9)[: len(batch_size) + 1])
+    a, b = _rollouts(theirs, ours, 7)
+    _same(a, b, [("next", "terminated"), ("next", "done"), ("next", "truncated"), "observation"])
+    for write_done in (False, True):
+        theirs, ours = _both(
+            lambda lib, w=write_done: lib.TerminateTransform(stop, write_done=w),
+            batch_size,
+            (9, 9)[: len(batch_size) + 1],
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a, b = theirs.rollout(5), ours.rollout(5)
+        # TorchRL's rollout also stops on a terminated flag whose done is unset; tdrl's stops on done (the
+        # data of the steps both ran is the same)
+        _same(a, b[..., : a.shape[-1]], [("next", "terminated"), ("next", "done")])
+        assert a.shape[-1] == (2 if not write_done else b.shape[-1])

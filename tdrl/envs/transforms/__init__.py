@@ -41,6 +41,7 @@ from tdrl.envs.transforms.reward import LineariseRewards, RewardClipping, Reward
 from tdrl.envs.transforms.shape import FlattenAction, FlattenObservation, PermuteTransform, SqueezeTransform
 from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
+from tdrl.envs.transforms.terminate import TerminateTransform
 from tdrl.envs.transforms.transforms import Compose, Transform
 
 __all__ = [
@@ -100,4 +101,5 @@ __all__ = [
     "LineariseRewards",
     "FlattenAction",
     "Crop",
+    "TerminateTransform",
 ]
