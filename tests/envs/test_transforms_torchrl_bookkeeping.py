@@ -1,5 +1,6 @@
 """Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
-LineariseRewards, FlattenAction and TerminateTransform give TorchRL's data and specs on the same env and actions.
+LineariseRewards, FlattenAction, TerminateTransform and UnaryTransform give TorchRL's data and specs on
+the same env and actions.
 
 (TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
 
@@ -222,3 +223,26 @@ def test_terminate_matches_torchrl(batch_size):
         # data of the steps both ran is the same)
         _same(a, b[..., : a.shape[-1]], [("next", "terminated"), ("next", "done")])
         assert a.shape[-1] == (2 if not write_done else b.shape[-1])
+
+
+def _sq(x):
+    return x * x
+
+
+def _half(x):
+    return x / 2
+
+
+@_BATCHES
+def test_unary_matches_torchrl(batch_size):
+    def make(lib):
+        return lib.UnaryTransform(
+            in_keys=["observation"], out_keys=["obs_sq"], in_keys_inv=["action"], out_keys_inv=["action"],
+            fn=_sq, inv_fn=_half,
+        )  # fmt: skip
+
+    theirs, ours = _both(make, batch_size, _lengths(batch_size))
+    _same_spec(theirs.observation_spec["obs_sq"], ours.observation_spec["obs_sq"])
+    _same_spec(theirs.action_spec, ours.action_spec)
+    a, b = _rollouts(theirs, ours, 6)
+    _same(a, b, ["obs_sq", ("next", "obs_sq"), ("next", "reward"), "action"])

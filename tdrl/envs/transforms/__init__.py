@@ -43,6 +43,7 @@ from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.terminate import TerminateTransform
 from tdrl.envs.transforms.transforms import Compose, Transform
+from tdrl.envs.transforms.unary import UnaryTransform
 
 __all__ = [
     "Transform",
@@ -102,4 +103,5 @@ __all__ = [
     "FlattenAction",
     "Crop",
     "TerminateTransform",
+    "UnaryTransform",
 ]
