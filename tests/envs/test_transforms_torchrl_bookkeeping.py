@@ -1,5 +1,5 @@
 """Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
-LineariseRewards, FlattenAction, TerminateTransform and UnaryTransform give TorchRL's data and specs on
+LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform and ExpandAs give TorchRL's data and specs on
 the same env and actions.
 
 (TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
@@ -246,3 +246,13 @@ def test_unary_matches_torchrl(batch_size):
     _same_spec(theirs.action_spec, ours.action_spec)
     a, b = _rollouts(theirs, ours, 6)
     _same(a, b, ["obs_sq", ("next", "obs_sq"), ("next", "reward"), "action"])
+
+
+@_BATCHES
+def test_expand_as_matches_torchrl(batch_size):
+    theirs, ours = _both(
+        lambda lib: lib.ExpandAs("done", "pixels", out_key="done_px"), batch_size, _lengths(batch_size)
+    )
+    _same_spec(theirs.observation_spec["done_px"], ours.observation_spec["done_px"])
+    a, b = _rollouts(theirs, ours, 6)
+    _same(a, b, ["done_px", ("next", "done_px")])

@@ -19,6 +19,7 @@ from tdrl.envs.transforms.counters import Timer, TrajCounter
 from tdrl.envs.transforms.device import DeviceCastTransform
 from tdrl.envs.transforms.empty_specs import RemoveEmptySpecs
 from tdrl.envs.transforms.env import TransformedEnv
+from tdrl.envs.transforms.expand import ExpandAs
 from tdrl.envs.transforms.gsde import gSDENoise
 from tdrl.envs.transforms.image import CenterCrop, Crop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
@@ -104,4 +105,5 @@ __all__ = [
     "Crop",
     "TerminateTransform",
     "UnaryTransform",
+    "ExpandAs",
 ]
