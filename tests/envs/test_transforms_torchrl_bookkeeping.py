@@ -1,6 +1,6 @@
 """Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
-LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform and ExpandAs give TorchRL's data and specs on
-the same env and actions.
+LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform, ExpandAs and ModuleTransform give
+TorchRL's data and specs on the same env and actions.
 
 (TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
 
@@ -256,3 +256,31 @@ def test_expand_as_matches_torchrl(batch_size):
     _same_spec(theirs.observation_spec["done_px"], ours.observation_spec["done_px"])
     a, b = _rollouts(theirs, ours, 6)
     _same(a, b, ["done_px", ("next", "done_px")])
+
+
+@_BATCHES
+def test_module_transform_matches_torchrl(batch_size):
+    from tensordict.nn import TensorDictModule
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(3, 4)
+
+    def make(lib):
+        specs = torchrl.data if lib.__name__.startswith("torchrl") else __import__("tdrl.specs").specs
+
+        def add(spec):
+            spec["embedding"] = specs.Unbounded(shape=(*spec.shape, 4))
+            return spec
+
+        module = TensorDictModule(linear, in_keys=["observation"], out_keys=["embedding"])
+        # TorchRL exports it from torchrl.envs.transforms only
+        return lib.transforms.ModuleTransform(module=module, no_grad=True, observation_spec_transform=add)
+
+    theirs, ours = _both(make, batch_size, _lengths(batch_size))
+    _same_spec(theirs.observation_spec["embedding"], ours.observation_spec["embedding"])
+    a, b = _rollouts(theirs, ours, 6)
+    # TorchRL's runs the module on step outputs only (its rollout's root lacks the embedding); tdrl's also at reset
+    _same(a, b, [("next", "embedding"), ("next", "observation")])
+    assert "embedding" not in a.keys()
+    with torch.no_grad():
+        torch.testing.assert_close(b["embedding"], linear(b["observation"]))

@@ -30,6 +30,7 @@ from tdrl.envs.transforms.keys import (
     UnsqueezeTransform,
 )
 from tdrl.envs.transforms.lives import EndOfLifeTransform
+from tdrl.envs.transforms.module import ModuleTransform
 from tdrl.envs.transforms.next_obs import NextObservationDelta, NextStateReconstructor
 from tdrl.envs.transforms.noop_reset import NoopResetEnv
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
@@ -106,4 +107,5 @@ __all__ = [
     "TerminateTransform",
     "UnaryTransform",
     "ExpandAs",
+    "ModuleTransform",
 ]
