@@ -11,7 +11,6 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 from tensordict import TensorDictBase
@@ -321,8 +320,7 @@ class LineariseRewards(Transform):
         shape = torch.Size([*spec.shape[:-1], 1])
         if isinstance(spec, Unbounded):
             return Unbounded(shape=shape, dtype=spec.dtype, device=spec.device)
-        bounded = cast(Bounded, spec)
-        low, high = bounded.space.low, bounded.space.high
+        low, high = spec.space.low, spec.space.high
         w = (
             torch.ones(spec.shape[-1], dtype=spec.dtype, device=spec.device)
             if self.weights is None
