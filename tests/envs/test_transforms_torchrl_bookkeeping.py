@@ -1,6 +1,6 @@
 """Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
-LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform, ExpandAs and ModuleTransform give
-TorchRL's data and specs on the same env and actions.
+LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform, ExpandAs, ModuleTransform and Stack
+give TorchRL's data and specs on the same env and actions.
 
 (TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
 
@@ -284,3 +284,19 @@ def test_module_transform_matches_torchrl(batch_size):
     assert "embedding" not in a.keys()
     with torch.no_grad():
         torch.testing.assert_close(b["embedding"], linear(b["observation"]))
+
+
+@_BATCHES
+def test_stack_matches_torchrl(batch_size):
+    def make(lib):
+        return lib.Compose(
+            lib.UnaryTransform(in_keys=["observation"], out_keys=["obs_sq"], fn=_sq),
+            lib.Stack(in_keys=["observation", "obs_sq"], out_key="both", dim=-2),
+        )
+
+    theirs, ours = _both(make, batch_size, _lengths(batch_size))
+    _same_spec(theirs.observation_spec["both"], ours.observation_spec["both"])
+    assert set(theirs.observation_spec.keys()) == set(ours.observation_spec.keys())
+    a, b = _rollouts(theirs, ours, 6)
+    _same(a, b, ["both", ("next", "both")])
+    assert set(a.keys()) == set(b.keys())

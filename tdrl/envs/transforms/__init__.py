@@ -42,6 +42,7 @@ from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
 from tdrl.envs.transforms.reward import LineariseRewards, RewardClipping, RewardScaling, RewardSum
 from tdrl.envs.transforms.shape import FlattenAction, FlattenObservation, PermuteTransform, SqueezeTransform
 from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
+from tdrl.envs.transforms.stack import Stack
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.terminate import TerminateTransform
 from tdrl.envs.transforms.transforms import Compose, Transform
@@ -108,4 +109,5 @@ __all__ = [
     "UnaryTransform",
     "ExpandAs",
     "ModuleTransform",
+    "Stack",
 ]
