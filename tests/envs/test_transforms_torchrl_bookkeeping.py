@@ -1,6 +1,6 @@
 """Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
-LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform, ExpandAs, ModuleTransform and Stack
-give TorchRL's data and specs on the same env and actions.
+LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform, ExpandAs, ModuleTransform, Stack and
+RandomTruncationTransform give TorchRL's data and specs on the same env and actions.
 
 (TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
 
@@ -300,3 +300,20 @@ def test_stack_matches_torchrl(batch_size):
     a, b = _rollouts(theirs, ours, 6)
     _same(a, b, ["both", ("next", "both")])
     assert set(a.keys()) == set(b.keys())
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.5], ids=["spread-only", "redraws"])
+def test_random_truncation_matches_torchrl(prob):
+    # both draw horizons from torch's global RNG in the same order: the same seed gives the same episodes
+    theirs, ours = _both(
+        lambda lib: lib.Compose(lib.StepCounter(), lib.RandomTruncationTransform(2, 5, prob=prob)), (4,), (50,) * 4
+    )
+    shape = ours.full_action_spec["action"].shape
+    actions = torch.rand(15, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    runs = []
+    for env in (theirs, ours):
+        torch.manual_seed(3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs.append(env.rollout(15, _replay(actions), break_when_any_done=False))
+    _same(runs[0], runs[1], [("next", "step_count"), ("next", "truncated"), ("next", "done"), "step_count"])

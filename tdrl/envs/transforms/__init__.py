@@ -46,6 +46,7 @@ from tdrl.envs.transforms.stack import Stack
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.terminate import TerminateTransform
 from tdrl.envs.transforms.transforms import Compose, Transform
+from tdrl.envs.transforms.truncation import RandomTruncationTransform
 from tdrl.envs.transforms.unary import UnaryTransform
 
 __all__ = [
@@ -110,4 +111,5 @@ __all__ = [
     "ExpandAs",
     "ModuleTransform",
     "Stack",
+    "RandomTruncationTransform",
 ]
