@@ -35,6 +35,7 @@ from tdrl.envs.transforms.next_obs import NextObservationDelta, NextStateReconst
 from tdrl.envs.transforms.noop_reset import NoopResetEnv
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
+from tdrl.envs.transforms.pin_memory import PinMemoryTransform
 from tdrl.envs.transforms.pooling import TimeMaxPool
 from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
@@ -112,4 +113,5 @@ __all__ = [
     "ModuleTransform",
     "Stack",
     "RandomTruncationTransform",
+    "PinMemoryTransform",
 ]
