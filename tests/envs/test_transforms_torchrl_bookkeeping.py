@@ -1,6 +1,6 @@
 """Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
-LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform, ExpandAs, ModuleTransform, Stack and
-RandomTruncationTransform give TorchRL's data and specs on the same env and actions.
+LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform, ExpandAs, ModuleTransform, Stack,
+RandomTruncationTransform and ConditionalPolicySwitch give TorchRL's data and specs on the same env and actions.
 
 (TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
 
@@ -317,3 +317,21 @@ def test_random_truncation_matches_torchrl(prob):
             warnings.simplefilter("ignore")
             runs.append(env.rollout(15, _replay(actions), break_when_any_done=False))
     _same(runs[0], runs[1], [("next", "step_count"), ("next", "truncated"), ("next", "done"), "step_count"])
+
+
+def _still(td):
+    return td.set("action", torch.zeros_like(td["action"]) if "action" in td.keys() else torch.zeros(*td.shape, 2, 2))
+
+
+@_BATCHES
+def test_policy_switch_matches_torchrl(batch_size):
+    def odd(td):
+        return (td["observation"][..., 0] % 2 == 1).all()
+
+    theirs, ours = _both(
+        lambda lib: lib.ConditionalPolicySwitch(_still, odd), batch_size, (9, 9)[: len(batch_size) + 1]
+    )
+    a, b = _rollouts(theirs, ours, 6)
+    _same(a, b, ["observation", ("next", "observation"), ("next", "reward"), ("next", "done")])
+    count, done = b["next", "observation"][..., 0], b["next", "done"][..., 0]
+    assert bool((done | (count % 2 == 0)).all())  # the other policy played every odd step

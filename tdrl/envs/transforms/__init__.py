@@ -36,6 +36,7 @@ from tdrl.envs.transforms.noop_reset import NoopResetEnv
 from tdrl.envs.transforms.norm import ObservationNorm, VecNorm
 from tdrl.envs.transforms.observation import ClipTransform, DoubleToFloat, DTypeCastTransform
 from tdrl.envs.transforms.pin_memory import PinMemoryTransform
+from tdrl.envs.transforms.policy_switch import ConditionalPolicySwitch
 from tdrl.envs.transforms.pooling import TimeMaxPool
 from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
@@ -114,4 +115,5 @@ __all__ = [
     "Stack",
     "RandomTruncationTransform",
     "PinMemoryTransform",
+    "ConditionalPolicySwitch",
 ]
