@@ -1,6 +1,7 @@
 """Differential tests against TorchRL 0.14.1: TrajCounter, FiniteTensorDictCheck, RemoveEmptySpecs,
 LineariseRewards, FlattenAction, TerminateTransform, UnaryTransform, ExpandAs, ModuleTransform, Stack,
-RandomTruncationTransform and ConditionalPolicySwitch give TorchRL's data and specs on the same env and actions.
+RandomTruncationTransform, ConditionalPolicySwitch and ConditionalSkip give TorchRL's data and specs on the same env
+and actions.
 
 (TorchRL's Crop calls torchvision, which the comparison venv lacks: Crop is tested on its own.)"""
 
@@ -335,3 +336,17 @@ def test_policy_switch_matches_torchrl(batch_size):
     _same(a, b, ["observation", ("next", "observation"), ("next", "reward"), ("next", "done")])
     count, done = b["next", "observation"][..., 0], b["next", "done"][..., 0]
     assert bool((done | (count % 2 == 0)).all())  # the other policy played every odd step
+
+
+@_BATCHES
+def test_conditional_skip_matches_torchrl(batch_size):
+    def held(td):
+        # count 2, 5, 8: the base env is not stepped (sub-envs run in lockstep, so the batch agrees)
+        return (td["observation"][..., 0] % 3) == 2
+
+    theirs, ours = _both(
+        lambda lib: lib.Compose(lib.ConditionalSkip(held), lib.StepCounter()), batch_size, (9, 9)[: len(batch_size) + 1]
+    )
+    a, b = _rollouts(theirs, ours, 5)
+    _same(a, b, ["observation", ("next", "observation"), ("next", "reward"), ("next", "done"), ("next", "step_count")])
+    assert bool((b["next", "reward"] == 0).any())  # some steps were skipped

@@ -44,6 +44,7 @@ from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
 from tdrl.envs.transforms.reward import LineariseRewards, RewardClipping, RewardScaling, RewardSum
 from tdrl.envs.transforms.shape import FlattenAction, FlattenObservation, PermuteTransform, SqueezeTransform
 from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
+from tdrl.envs.transforms.skip import ConditionalSkip
 from tdrl.envs.transforms.stack import Stack
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.terminate import TerminateTransform
@@ -116,4 +117,5 @@ __all__ = [
     "RandomTruncationTransform",
     "PinMemoryTransform",
     "ConditionalPolicySwitch",
+    "ConditionalSkip",
 ]
