@@ -67,6 +67,7 @@ class ConditionalPolicySwitch(Transform):
     """
 
     time_vectorizable = False
+    policy: Callable[[TensorDictBase], TensorDictBase]
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from tensordict import TensorDictBase
@@ -188,7 +189,7 @@ class Stack(Transform):
                 del spec[key]
             for parent in self._parents:
                 parent_key = parent[0] if len(parent) == 1 else parent
-                if parent_key in spec.keys(True) and len(spec[parent_key].keys()) == 0:
+                if parent_key in spec.keys(True) and len(cast(Composite, spec[parent_key]).keys()) == 0:
                     del spec[parent_key]
         return spec
 

@@ -136,8 +136,9 @@ class RandomTruncationTransform(Transform):
         return output_spec
 
     def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        count = td_read(tensordict_reset, self._count_key) if self._count_key is not None else None
-        if count is None:
+        count_key = self._count_key
+        count = td_read(tensordict_reset, count_key) if count_key is not None else None
+        if count is None or count_key is None:
             return tensordict_reset
         truncated_key, done_key = self._flags()
         done = td_read(tensordict_reset, done_key)
@@ -149,7 +150,7 @@ class RandomTruncationTransform(Transform):
             return tensordict_reset
         if tensordict is None:
             return tensordict_reset  # a fresh env.reset() keeps the horizons (as TorchRL's)
-        reset_key = _next_to(_key_tuple(self._count_key), "_reset")
+        reset_key = _next_to(_key_tuple(count_key), "_reset")
         mask = tensordict.get(reset_key, None)
         if mask is None:
             mask = tensordict.get("_reset", None)
