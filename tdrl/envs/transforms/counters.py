@@ -63,12 +63,16 @@ class TrajCounter(Transform):
     """
 
     time_vectorizable = False
+    traj_count: torch.Tensor
 
     def __init__(self, out_key: NestedKey = "traj_count", *, repeats: int | None = None) -> None:
         super().__init__(in_keys=[], out_keys=[])
         self.out_keys = [_unravel(out_key)]
         self.repeats = 0 if repeats is None else int(repeats)
         self._count: Any = multiprocessing.get_context().Value("q", 0)
+        self.register_buffer("traj_count", torch.zeros((), dtype=torch.int64))
+        self.register_state_dict_pre_hook(self._refresh_buffer)
+        self.register_load_state_dict_post_hook(self._load_buffer)
         self._initialized = False
         self._current: torch.Tensor | None = None
 
@@ -109,35 +113,18 @@ class TrajCounter(Transform):
         super().__setstate__(state)
         self._count = multiprocessing.get_context().Value("q", int(count))
 
-    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "traj_count"] = torch.tensor(int(self._count.value))
+    # the count is saved as the buffer "traj_count" (TorchRL's state_dict key), refreshed from the shared counter
+    def _refresh_buffer(self, *args: Any) -> None:
+        self.traj_count.fill_(int(self._count.value))
 
-    def _load_from_state_dict(
-        self,
-        state_dict: dict,
-        prefix: str,
-        local_metadata: dict,
-        strict: bool,
-        missing_keys: list,
-        unexpected_keys: list,
-        error_msgs: list,
-    ) -> None:
-        key = prefix + "traj_count"
-        if key in state_dict:
-            with self._count.get_lock():
-                self._count.value = int(state_dict[key])
-        elif strict:
-            missing_keys.append(key)
-        super()._load_from_state_dict(
-            {k: v for k, v in state_dict.items() if k != key},
-            prefix,
-            local_metadata,
-            strict,
-            missing_keys,
-            unexpected_keys,
-            error_msgs,
-        )
+    def _load_buffer(self, *args: Any) -> None:
+        lock = self._count.get_lock()
+        if not lock.acquire(timeout=_LOCK_TIMEOUT_S):
+            raise RuntimeError("TrajCounter: the shared trajectory counter stayed locked; cannot load a state.")
+        try:
+            self._count.value = int(self.traj_count)
+        finally:
+            lock.release()
 
     # --- env hooks ----------------------------------------------------------------------------
     def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
