@@ -12,10 +12,12 @@ from tdrl.envs import (
     BatchSizeTransform,
     Compose,
     EnvBase,
+    FlattenAction,
     FlattenObservation,
     PermuteTransform,
     SqueezeTransform,
     StepCounter,
+    Transform,
     TransformedEnv,
     UnsqueezeTransform,
     check_env_specs,
@@ -293,3 +295,77 @@ def test_batch_size_errors_name_the_fix():
         TransformedEnv(CountingEnv(batch_size=[6]), BatchSizeTransform(batch_size=[4]))
     with pytest.raises(ValueError, match=r"another number of sub-envs"):
         TransformedEnv(CountingEnv(batch_size=[6]), BatchSizeTransform(reshape_fn=lambda d: d[:3]))
+
+
+# --- FlattenAction ------------------------------------------------------------------------------------------------
+
+
+class TestFlattenAction(TransformContractTests):
+    has_inverse = True
+
+    def make_transform(self):
+        return FlattenAction(-2, -1)
+
+    def make_env(self):
+        return _with_unsqueezed(obs=False, action=True)
+
+    def make_batched_env(self):
+        return _with_unsqueezed([3], obs=False, action=True)
+
+
+class TestFlattenActionRenamed(TestFlattenAction):
+    forward_matches_env = False  # the policy's flat_action is another entry than the stored base action
+
+    def make_transform(self):
+        return FlattenAction(0, 1, out_keys_inv=["flat_action"], in_keys=[], allow_positive_dim=True)
+
+
+def _action_3x2(batch_size: Any = ()) -> EnvBase:
+    """TransformTestEnv whose policy writes [3, 2] actions (the base env reads their first row)."""
+
+    class FirstRow(Transform):
+        def _inv_call(self, td):
+            td.set("action", td.get("action")[..., 0, :])
+            return td
+
+        def _has_inverse(self):
+            return True
+
+        def transform_input_spec(self, input_spec):
+            spec = input_spec["full_action_spec", "action"]
+            input_spec["full_action_spec", "action"] = Bounded(-1.0, 1.0, shape=(*spec.shape[:-1], 3, 2))
+            return input_spec
+
+    return TransformedEnv(TransformTestEnv(batch_size=batch_size), FirstRow())
+
+
+def test_flatten_action_unflattens_what_the_policy_writes():
+    env = TransformedEnv(_action_3x2([4]), FlattenAction())
+    assert env.action_spec.shape == (4, 6)
+    assert env.action_spec.space.low.shape == (4, 6)
+    check_env_specs(env)
+    td = env.reset()
+    td.set("action", torch.arange(24.0).view(4, 6) / 24)
+    base_td = env.transform.inv(td)
+    assert base_td["action"].shape == (4, 3, 2)
+    assert torch.equal(base_td["action"].flatten(-2), td["action"])
+    assert "action" in td.keys()
+    assert td["action"].shape == (4, 6)
+
+
+def test_flatten_action_on_data_needs_no_env():
+    t = FlattenAction(action_shape=[3, 2])
+    td = TensorDict({"action": torch.arange(12.0).view(2, 6)}, [2])
+    assert t.inv(td)["action"].shape == (2, 3, 2)
+    assert t(TensorDict({"action": torch.zeros(2, 3, 2)}, [2]))["action"].shape == (2, 6)
+    with pytest.raises(RuntimeError, match="action_shape"):
+        FlattenAction().inv(td)
+
+
+def test_flatten_action_argument_errors():
+    with pytest.raises(ValueError, match="positive dim"):
+        FlattenAction(0, -1)
+    with pytest.raises(ValueError, match="first_dim"):
+        FlattenAction(-1, -2)
+    with pytest.raises(ValueError, match="not feature dims of 'action'"):
+        TransformedEnv(TransformTestEnv(), FlattenAction(-3, -1))

@@ -186,8 +186,8 @@ class BatchSizeTransform(Transform):
         extra = tensordict.batch_size[len(outer) :]
         return tensordict.reshape(*parent, *extra)
 
-    def _reset_env_preprocess(self, tensordict: TensorDictBase) -> TensorDictBase:
-        return self._inv_call(tensordict)
+    def _reset_env_preprocess(self, tensordict: TensorDictBase | None) -> TensorDictBase | None:
+        return None if tensordict is None else self._inv_call(tensordict)
 
     def _extra_repr(self) -> str:
         if self.batch_size is not None:

@@ -104,9 +104,11 @@ class DeviceCastTransform(Transform):
         self._parent_device = torch.device(device)
         return self.device if self._map_env_device else device
 
-    def _reset_env_preprocess(self, tensordict: TensorDictBase) -> TensorDictBase:
+    def _reset_env_preprocess(self, tensordict: TensorDictBase | None) -> TensorDictBase | None:
         """The reset's input, moved to the base env's device (it may hold ``"_reset"`` or a state)."""
-        return self._inv_call(tensordict.copy()) if self._has_inverse() else tensordict
+        if tensordict is None or not self._has_inverse():
+            return tensordict
+        return self._inv_call(tensordict.copy())
 
     # --- data -------------------------------------------------------------------------------
     def _move(self, value: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,20 @@ from tdrl.envs.transforms.transforms import Compose, Transform
 __all__ = ["TransformedEnv"]
 
 
+def _skip_whole_step(tensordict: TensorDictBase) -> bool:
+    """Pop the ``"_step"`` mask a ConditionalSkip wrote; True when no sub-env steps (a partial skip is refused)."""
+    mask = tensordict.get("_step")
+    del tensordict["_step"]
+    if bool(mask.all()):
+        return False
+    if bool(mask.any()):
+        raise RuntimeError(
+            f"ConditionalSkip: the condition skips some sub-envs of the batch and not others "
+            f"({mask.flatten().tolist()}); tdrl skips whole steps only. Fix: make the condition agree across the batch."
+        )
+    return True
+
+
 def _has_reset_preprocess(transform: Transform) -> bool:
     if isinstance(transform, Compose):
         return any(_has_reset_preprocess(t) for t in transform.transforms)
@@ -203,7 +217,7 @@ class TransformedEnv(EnvBase):
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         base, transform = self._chain
         base_in = tensordict
-        if tensordict is not None and self._reset_preprocess:
+        if self._reset_preprocess:  # called without an input too: a transform may act before every reset
             base_in = transform._reset_env_preprocess(tensordict)
         out = base._reset(base_in, **kwargs)
         for key in base.done_keys:
@@ -216,11 +230,26 @@ class TransformedEnv(EnvBase):
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         base, transform = self._chain
         base_in = transform._inv_call(tensordict.copy()) if self._has_inv else tensordict
+        # a ConditionalSkip may ask to skip this step
+        if self._has_inv and "_step" in base_in.keys() and _skip_whole_step(base_in):
+            return self._skipped_step(base_in)
         if self._frame_skip == 1:
             next_td = base._step(base_in)
         else:
             next_td = self._skip_frames(base_in)
         return transform._step(tensordict, next_td)
+
+    def _skipped_step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """The output of a skipped step: the root's state again, zero reward (the transforms do not run)."""
+        lead = tensordict.batch_size[: max(0, tensordict.batch_dims - self.batch_dims)]
+        out = self.full_done_spec.zero(lead)
+        out.update(self.full_observation_spec.zero(lead))
+        out.update(self.full_reward_spec.zero(lead))
+        for key in list(out.keys(True, True)):
+            value = tensordict.get(key, None)
+            if value is not None:
+                out.set(key, value.clone())
+        return out
 
     def _skip_frames(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Repeat the action ``frame_skip`` times, summing rewards; stop early when any sub-env is done."""

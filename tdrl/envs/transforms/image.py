@@ -1,7 +1,7 @@
 """Image transforms for pixel envs, written with torch ops (no torchvision).
 
 ``ToTensorImage`` turns ``uint8 [*, H, W, C]`` frames into ``float [*, C, H, W]`` in
-``[0, 1]``; the others (``Resize``, ``GrayScale``, ``CenterCrop``) then work on
+``[0, 1]``; the others (``Resize``, ``GrayScale``, ``CenterCrop``, ``Crop``) then work on
 ``[*, C, H, W]`` floating-point images.
 
 Examples:
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tdrl.envs.transforms.transforms import Transform
 from tdrl.specs import Bounded, NestedKey, TensorSpec, Unbounded
 
-__all__ = ["ToTensorImage", "Resize", "GrayScale", "CenterCrop"]
+__all__ = ["ToTensorImage", "Resize", "GrayScale", "CenterCrop", "Crop"]
 
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as PIL and torchvision use
 
@@ -246,3 +246,76 @@ class CenterCrop(Transform):
 
     def _extra_repr(self) -> str:
         return f"w={self.w}, h={self.h}"
+
+
+class Crop(Transform):
+    """Crop the ``h x w`` window of images ``[*, H, W]`` whose top-left pixel is at ``(top, left)``.
+
+    The last two dims are cropped, so the transform works on ``[*, C, H, W]`` images of
+    any dtype; a bounded spec keeps the bounds of the cropped window.
+
+    ``h`` counts rows and ``w`` columns, as for :class:`CenterCrop`. (TorchRL 0.14.1
+    hands ``w`` to torchvision as the height, so its non-square crops come out transposed;
+    square crops are the same.)
+
+    Args:
+        w: the crop width (columns).
+        h: the crop height (rows); default ``w``.
+        top: the first row kept (default 0).
+        left: the first column kept (default 0).
+        in_keys: the images (default ``["pixels"]``).
+        out_keys: where to write them (default ``in_keys``).
+
+    Raises:
+        ValueError: for non-positive sizes or negative offsets; at attach time (or when
+            called) for a window that does not fit the image.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> img = torch.arange(16.0).view(1, 4, 4)
+        >>> Crop(w=2, h=3, top=1, left=2)(TensorDict({"pixels": img}, []))["pixels"]
+        tensor([[[ 6.,  7.],
+                 [10., 11.],
+                 [14., 15.]]])
+    """
+
+    def __init__(
+        self,
+        w: int,
+        h: int | None = None,
+        top: int = 0,
+        left: int = 0,
+        in_keys: NestedKey | Sequence[NestedKey] | None = None,
+        out_keys: NestedKey | Sequence[NestedKey] | None = None,
+    ) -> None:
+        h = w if h is None else h
+        if w < 1 or h < 1 or top < 0 or left < 0:
+            raise ValueError(
+                f"Crop: w and h must be >= 1 and top, left >= 0, got w={w}, h={h}, top={top}, left={left}."
+            )
+        super().__init__(["pixels"] if in_keys is None else in_keys, out_keys)
+        self.w, self.h, self.top, self.left = int(w), int(h), int(top), int(left)
+
+    def _fits(self, shape: torch.Size) -> bool:
+        return len(shape) >= 2 and self.top + self.h <= shape[-2] and self.left + self.w <= shape[-1]
+
+    def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
+        if not self._fits(value.shape):
+            raise ValueError(
+                f"Crop: the {self.h}x{self.w} window at (top={self.top}, left={self.left}) does not fit an image of "
+                f"shape {tuple(value.shape)}. Fix: a smaller window or offset."
+            )
+        return value[..., self.top : self.top + self.h, self.left : self.left + self.w]
+
+    def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
+        if not self._fits(spec.shape):
+            raise ValueError(
+                f"Crop: the {self.h}x{self.w} window at (top={self.top}, left={self.left}) does not fit {key!r} of "
+                f"shape {tuple(spec.shape)} (the last two dims are cropped). Fix: a smaller window or offset, or "
+                "ToTensorImage() first for [H, W, C] frames."
+            )
+        return spec._reshaped(torch.Size([*spec.shape[:-2], self.h, self.w]), self._apply_transform)
+
+    def _extra_repr(self) -> str:
+        return f"w={self.w}, h={self.h}, top={self.top}, left={self.left}"

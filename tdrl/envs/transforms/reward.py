@@ -1,4 +1,4 @@
-"""Reward transforms: RewardSum (episode return), RewardScaling, RewardClipping.
+"""Reward transforms: RewardSum (episode return), RewardScaling, RewardClipping, LineariseRewards.
 
 Examples:
     >>> from tdrl.envs import TransformedEnv
@@ -19,7 +19,7 @@ from tdrl.envs.transforms.step import _NOT_FROM_RESET, _trajectory_starts
 from tdrl.envs.transforms.transforms import Transform, _leaf, _slot
 from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec, Unbounded
 
-__all__ = ["RewardSum", "RewardScaling", "RewardClipping"]
+__all__ = ["RewardSum", "RewardScaling", "RewardClipping", "LineariseRewards"]
 
 
 class RewardSum(Transform):
@@ -239,3 +239,97 @@ class RewardClipping(Transform):
 
     def _extra_repr(self) -> str:
         return f"clamp_min={self.clamp_min}, clamp_max={self.clamp_max}"
+
+
+class LineariseRewards(Transform):
+    """Turn a vector of rewards (multi-objective, ``[..., n]``) into one reward, their weighted sum (``[..., 1]``).
+
+    The reward spec follows: an unbounded reward stays unbounded (its last dim becomes 1);
+    a bounded one gets the bounds of the weighted sum (each weight takes the low or high
+    bound that minimizes or maximizes its term). The same weights apply to every entry of
+    ``in_keys``.
+
+    Args:
+        in_keys: the reward vectors.
+        out_keys: where to write the sums (default ``in_keys``, replacing them).
+        weights: one weight per reward (default all ones); a list or a 1-D tensor.
+
+    Raises:
+        ValueError: for weights of more than one dim, or (when attached or called) a
+            reward whose last dim does not match the number of weights.
+        NotImplementedError: for a discrete reward spec (a sum of categories has no spec).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> t = LineariseRewards(in_keys=["reward"], weights=[1.0, -0.5])
+        >>> t(TensorDict({"reward": torch.tensor([[2.0, 2.0], [0.0, 4.0]])}, [2]))["reward"]
+        tensor([[ 1.],
+                [-2.]])
+        >>> from tdrl.specs import Bounded, Composite
+        >>> spec = t.transform_reward_spec(Composite(reward=Bounded(0.0, 1.0, shape=(2,))))["reward"]
+        >>> spec.shape, spec.space.low, spec.space.high
+        (torch.Size([1]), tensor([-0.5000]), tensor([1.]))
+    """
+
+    weights: torch.Tensor | None
+
+    def __init__(
+        self,
+        in_keys: NestedKey | Sequence[NestedKey],
+        out_keys: NestedKey | Sequence[NestedKey] | None = None,
+        *,
+        weights: Sequence[float] | torch.Tensor | None = None,
+    ) -> None:
+        super().__init__(in_keys, out_keys)
+        if weights is None:
+            self.weights = None
+        else:
+            w = weights if isinstance(weights, torch.Tensor) else torch.tensor(weights)
+            if w.ndim >= 2:
+                raise ValueError(
+                    f"LineariseRewards: weights must be one-dimensional (one weight per reward), got shape "
+                    f"{tuple(w.shape)}. Fix: pass a list or a 1-D tensor; for per-group weights, chain one "
+                    "LineariseRewards per group."
+                )
+            self.register_buffer("weights", w)
+
+    def _check_count(self, n: int, key: NestedKey | None) -> None:
+        if self.weights is not None and self.weights.numel() != n:
+            where = f" {key!r}" if key is not None else ""
+            raise ValueError(
+                f"LineariseRewards: the reward{where} has {n} entries in its last dim but {self.weights.numel()} "
+                "weights were given. Fix: pass one weight per reward entry."
+            )
+
+    def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
+        self._check_count(value.shape[-1], None)
+        if self.weights is None:
+            return value.sum(dim=-1, keepdim=True)
+        return (self.weights * value).sum(dim=-1, keepdim=True)
+
+    def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
+        if not isinstance(spec, (Bounded, Unbounded)) or not spec.dtype.is_floating_point:
+            raise NotImplementedError(
+                f"LineariseRewards: {key!r} has a discrete spec ({type(spec).__name__}, {spec.dtype}); only "
+                "continuous rewards can be summed. Fix: cast it first (DTypeCastTransform) or leave it out of in_keys."
+            )
+        if not spec.shape:
+            raise ValueError(f"LineariseRewards: {key!r} has no reward dim (shape ()). Fix: pass reward vectors.")
+        self._check_count(spec.shape[-1], key)
+        shape = torch.Size([*spec.shape[:-1], 1])
+        if isinstance(spec, Unbounded):
+            return Unbounded(shape=shape, dtype=spec.dtype, device=spec.device)
+        low, high = spec.space.low, spec.space.high
+        w = (
+            torch.ones(spec.shape[-1], dtype=spec.dtype, device=spec.device)
+            if self.weights is None
+            else self.weights.to(device=spec.device)
+        )
+        w_pos, w_neg = w.clamp(min=0), w.clamp(max=0)
+        new_low = (w_pos * low + w_neg * high).sum(-1, keepdim=True).to(spec.dtype)
+        new_high = (w_pos * high + w_neg * low).sum(-1, keepdim=True).to(spec.dtype)
+        return Bounded(new_low, new_high, shape=shape, dtype=spec.dtype, device=spec.device)
+
+    def _extra_repr(self) -> str:
+        return f"weights={None if self.weights is None else self.weights.tolist()}"

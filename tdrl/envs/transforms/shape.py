@@ -1,4 +1,5 @@
-"""Transforms that rearrange the feature dims of entries: PermuteTransform, SqueezeTransform, FlattenObservation.
+"""Transforms that rearrange the feature dims of entries: PermuteTransform, SqueezeTransform, FlattenObservation,
+FlattenAction.
 
 They act on the dims after the env's batch dims (counted from the end, so the same
 transform works on a single env, a batched env and a stacked rollout) and reshape the
@@ -25,10 +26,10 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.transforms.transforms import Transform, _leaf
+from tdrl.envs.transforms.transforms import Transform, _leaf, _slot, _unravel
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
-__all__ = ["PermuteTransform", "SqueezeTransform", "FlattenObservation"]
+__all__ = ["PermuteTransform", "SqueezeTransform", "FlattenObservation", "FlattenAction"]
 
 _POSITIVE_DIM = (
     "{name}: {what}={dim} is a positive dim; dims are counted from the end so that batch dims do not matter. "
@@ -326,6 +327,154 @@ class FlattenObservation(Transform):
                 f"FlattenObservation: cannot flatten dims {self.first_dim}..{self.last_dim} of {key!r} "
                 f"(shape {tuple(spec.shape)}): {err}. Fix: pass dims inside the entry's feature dims."
             ) from None
+
+    def _extra_repr(self) -> str:
+        return f"first_dim={self.first_dim}, last_dim={self.last_dim}"
+
+
+class FlattenAction(Transform):
+    """Let the policy write a flat action: merge the action dims ``first_dim`` to ``last_dim`` into one.
+
+    The action spec the policy sees is flattened (bounds included); on the inverse path
+    the flat action is unflattened to the base env's shape before the base env reads it.
+    Called on data (a stored rollout, a replay buffer), ``in_keys`` are flattened, so
+    stored base-env actions take the policy's shape.
+
+    Args:
+        first_dim: the first action dim to merge, negative (counted from the end), default -2.
+        last_dim: the last action dim to merge (included), negative, default -1.
+        in_keys_inv: the base env's actions (default ``["action"]``).
+        out_keys_inv: the flat actions the policy writes (default ``in_keys_inv``).
+        in_keys: the entries flattened when called on data (default ``in_keys_inv``).
+        out_keys: where those go (default ``in_keys``).
+        allow_positive_dim: accept positive dims (counted after the env's batch dims).
+        action_shape: the shape of the merged dims, for use without an env (e.g. only in a
+            replay buffer); when attached, it is read from the base env's action spec.
+
+    Raises:
+        ValueError: for a positive dim without ``allow_positive_dim``, ``first_dim > last_dim``,
+            or (when attached) dims outside the action's feature dims.
+        RuntimeError: on the inverse path, when the unflattened shape is unknown.
+
+    Examples:
+        >>> from tdrl.envs import TransformedEnv, UnsqueezeTransform
+        >>> from tdrl.testing.transform_contract import TransformTestEnv
+        >>> base = TransformedEnv(TransformTestEnv(), UnsqueezeTransform(-2, in_keys_inv=["action"]))
+        >>> base.action_spec.shape
+        torch.Size([1, 2])
+        >>> env = TransformedEnv(base, FlattenAction(-2, -1))
+        >>> env.action_spec.shape, env.rollout(3, break_when_any_done=False)["action"].shape
+        (torch.Size([2]), torch.Size([3, 2]))
+    """
+
+    def __init__(
+        self,
+        first_dim: int = -2,
+        last_dim: int = -1,
+        in_keys_inv: NestedKey | Sequence[NestedKey] | None = None,
+        out_keys_inv: NestedKey | Sequence[NestedKey] | None = None,
+        in_keys: NestedKey | Sequence[NestedKey] | None = None,
+        out_keys: NestedKey | Sequence[NestedKey] | None = None,
+        allow_positive_dim: bool = False,
+        *,
+        action_shape: Sequence[int] | None = None,
+    ) -> None:
+        for what, dim in (("first_dim", first_dim), ("last_dim", last_dim)):
+            if not isinstance(dim, int):
+                raise TypeError(f"FlattenAction: {what} must be an int, got {dim!r}.")
+            if dim >= 0 and not allow_positive_dim:
+                raise ValueError(_POSITIVE_DIM.format(name="FlattenAction", what=what, dim=dim))
+        if (first_dim >= 0) == (last_dim >= 0) and first_dim > last_dim:
+            raise ValueError(
+                f"FlattenAction: first_dim ({first_dim}) must be <= last_dim ({last_dim}). Fix: swap them."
+            )
+        inv = ["action"] if in_keys_inv is None else in_keys_inv
+        super().__init__(in_keys if in_keys is not None else inv, out_keys, inv, out_keys_inv)
+        self.allow_positive_dim = allow_positive_dim
+        self._first_dim, self._last_dim = first_dim, last_dim
+        self._batch_dims: int | None = None
+        self._unflatten_shapes: dict = {}
+        if action_shape is not None:
+            span = tuple(int(n) for n in action_shape)
+            self._unflatten_shapes = dict.fromkeys(self.in_keys_inv, span)
+
+    def _resolve(self, dim: int) -> int:
+        if dim >= 0 and self._batch_dims is not None:
+            return self._batch_dims + dim
+        return dim
+
+    @property
+    def first_dim(self) -> int:
+        """The first merged dim (a positive one shifted past the env's batch dims)."""
+        return self._resolve(self._first_dim)
+
+    @property
+    def last_dim(self) -> int:
+        """The last merged dim (a positive one shifted past the env's batch dims)."""
+        return self._resolve(self._last_dim)
+
+    @property
+    def _flat_dim(self) -> int:
+        # where the merged dim sits once flattened: counted from the start for positive dims, from the end otherwise
+        return self.first_dim if self._first_dim >= 0 else self.last_dim
+
+    def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(value, self.first_dim, self.last_dim)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._first_dim >= 0 or self._last_dim >= 0:
+            self._batch_dims = tensordict.batch_dims
+        return super().forward(tensordict)
+
+    def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._first_dim >= 0 or self._last_dim >= 0:
+            self._batch_dims = tensordict.batch_dims
+        for in_key, out_key in zip(self.in_keys_inv, self.out_keys_inv):
+            value = tensordict.get(out_key, None)
+            if value is None:
+                continue
+            span = self._unflatten_shapes.get(in_key)
+            if span is None:
+                raise RuntimeError(
+                    f"FlattenAction: the shape to unflatten {out_key!r} into is unknown. Fix: attach the "
+                    "transform to an env (it reads the base env's action spec) or pass action_shape=[...]."
+                )
+            tensordict.set(in_key, torch.unflatten(value, self._flat_dim, span))
+        return tensordict
+
+    def _check_spec_keys(self, output_spec: Composite, input_spec: Composite) -> None:
+        # in_keys name actions (flattened when the transform is called on stored data), not outputs of the env
+        saved, self.in_keys = self.in_keys, []
+        try:
+            super()._check_spec_keys(output_spec, input_spec)
+        finally:
+            self.in_keys = saved
+
+    def _span(self, spec: TensorSpec, key: NestedKey) -> tuple:
+        ndim, batch = len(spec.shape), self._batch_dims or 0
+        first = self.first_dim if self.first_dim >= 0 else ndim + self.first_dim
+        last = self.last_dim if self.last_dim >= 0 else ndim + self.last_dim
+        if first < batch or last >= ndim or first > last:
+            raise ValueError(
+                f"FlattenAction: dims {self.first_dim}..{self.last_dim} are not feature dims of {key!r} "
+                f"(shape {tuple(spec.shape)}, {batch} batch dims). Fix: pass dims inside the action's own dims."
+            )
+        return tuple(int(n) for n in spec.shape[first : last + 1])
+
+    def transform_input_spec(self, input_spec: Composite) -> Composite:
+        self._batch_dims = len(input_spec.shape)
+        actions = _slot(input_spec, "full_action_spec")
+        for in_key, out_key in zip(self.in_keys_inv, self.out_keys_inv):
+            in_key = _unravel(in_key)
+            if in_key not in actions.keys(True, True):
+                continue
+            spec = _leaf(actions, in_key)
+            self._unflatten_shapes[in_key] = self._span(spec, in_key)
+            flat = _reshape_leaf(spec, self._apply_transform)
+            if out_key != in_key:
+                del actions[in_key]
+            actions[out_key] = flat
+        return input_spec
 
     def _extra_repr(self) -> str:
         return f"first_dim={self.first_dim}, last_dim={self.last_dim}"

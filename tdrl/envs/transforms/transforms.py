@@ -301,8 +301,11 @@ class Transform(nn.Module):
         """The batch size of the env seen through this transform, given that of the env it reads from."""
         return batch_size
 
-    def _reset_env_preprocess(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """Map the reset's input before the base env reads it (e.g. back to its device); identity by default."""
+    def _reset_env_preprocess(self, tensordict: TensorDictBase | None) -> TensorDictBase | None:
+        """Map the reset's input before the base env reads it (e.g. back to its device); identity by default.
+
+        Called before every reset of the env, with None when the reset has no input.
+        """
         return tensordict
 
     # --- plain TensorDicts -----------------------------------------------------------
@@ -599,7 +602,7 @@ class Compose(Transform):
             batch_size = t.transform_env_batch_size(batch_size)
         return batch_size
 
-    def _reset_env_preprocess(self, tensordict: TensorDictBase) -> TensorDictBase:
+    def _reset_env_preprocess(self, tensordict: TensorDictBase | None) -> TensorDictBase | None:
         for t in reversed(self.transforms):
             tensordict = t._reset_env_preprocess(tensordict)
         return tensordict
