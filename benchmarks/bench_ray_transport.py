@@ -123,8 +123,8 @@ def measure() -> dict[str, Any]:
     """The raw figures (microseconds, MB/s, ratios), measured in this run."""
     import ray
 
+    from tdrl._ray_transport import pack, unpack
     from tdrl.data import LazyTensorStorage, RayReplayBuffer, TensorDictReplayBuffer
-    from tdrl.data.replay_buffers._ray_transport import pack, unpack
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
