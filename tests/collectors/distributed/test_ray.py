@@ -288,9 +288,13 @@ def test_a_dead_actor_is_rebuilt_and_its_batch_collected_again(tmp_path):
 
         def policy(td):
             calls[0] += 1
-            if calls[0] == 6 and not os.path.exists(marker):  # the first actor to reach step 6 dies, once
-                open(marker, "w").close()
-                os._exit(1)
+            if calls[0] == 6:  # the first actor to reach step 6 dies, once
+                try:  # O_EXCL: of two actors reaching it together, only one creates the marker
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    pass
+                else:
+                    os._exit(1)
             return td.set("action", torch.zeros(1, dtype=torch.int64))
 
         return policy
