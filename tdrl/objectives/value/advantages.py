@@ -360,6 +360,19 @@ class ValueEstimatorBase(nn.Module):
         Returns:
             ``tensordict``, updated in place.
         """
+        time_dim, reward, done, terminated = self._signals(tensordict, time_dim)
+        with torch.set_grad_enabled(self.differentiable):
+            value, next_value = self._values(tensordict, reward.shape, params, target_params)
+            gamma = self._gamma(tensordict, reward)
+            advantage, value_target = self._estimate(value, next_value, reward, done, terminated, gamma, time_dim)
+            if getattr(self, "average_gae", False):
+                advantage = _standardize(advantage)
+        tensordict.set(self.tensor_keys.advantage, advantage)
+        tensordict.set(self.tensor_keys.value_target, value_target)
+        return tensordict
+
+    def _signals(self, tensordict: TensorDictBase, time_dim: int | None) -> tuple[int, Tensor, Tensor, Tensor]:
+        """The time dim, and the step's reward, done and terminated (terminated defaults to done)."""
         if tensordict.batch_dims < 1:
             raise ValueError(
                 f"{type(self).__name__}: expected a TensorDict with at least one batch dim "
@@ -368,19 +381,15 @@ class ValueEstimatorBase(nn.Module):
         time_dim = self._get_time_dim(time_dim, tensordict)
         reward = self._signal(tensordict, "reward")
         done = self._signal(tensordict, "done")
-        terminated = self._signal(tensordict, "terminated", default=done)
-        with torch.set_grad_enabled(self.differentiable):
-            if params is not None or target_params is not None:
-                value, next_value = self._values_with_params(tensordict, reward.shape, params, target_params)
-            else:
-                value, next_value = self._call_value_network(tensordict, reward.shape)
-            gamma = self._gamma(tensordict, reward)
-            advantage, value_target = self._estimate(value, next_value, reward, done, terminated, gamma, time_dim)
-            if getattr(self, "average_gae", False):
-                advantage = _standardize(advantage)
-        tensordict.set(self.tensor_keys.advantage, advantage)
-        tensordict.set(self.tensor_keys.value_target, value_target)
-        return tensordict
+        return time_dim, reward, done, self._signal(tensordict, "terminated", default=done)
+
+    def _values(
+        self, tensordict: TensorDictBase, reward_shape: torch.Size, params: Any, target_params: Any
+    ) -> tuple[Tensor, Tensor]:
+        """The values of the step and of the next one, with ``params``/``target_params`` if given."""
+        if params is not None or target_params is not None:
+            return self._values_with_params(tensordict, reward_shape, params, target_params)
+        return self._call_value_network(tensordict, reward_shape)
 
     def _values_with_params(
         self,

@@ -179,20 +179,9 @@ class VTrace(ValueEstimatorBase):
         Returns:
             ``tensordict``, updated in place.
         """
-        if tensordict.batch_dims < 1:
-            raise ValueError(
-                f"VTrace: expected a TensorDict with at least one batch dim (time), "
-                f"got batch_size {tuple(tensordict.batch_size)}."
-            )
-        time_dim = self._get_time_dim(time_dim, tensordict)
-        reward = self._signal(tensordict, "reward")
-        done = self._signal(tensordict, "done")
-        terminated = self._signal(tensordict, "terminated", default=done)
+        time_dim, reward, done, terminated = self._signals(tensordict, time_dim)
         with torch.set_grad_enabled(self.differentiable):
-            if params is not None or target_params is not None:
-                value, next_value = self._values_with_params(tensordict, reward.shape, params, target_params)
-            else:
-                value, next_value = self._call_value_network(tensordict, reward.shape)
+            value, next_value = self._values(tensordict, reward.shape, params, target_params)
             log_mu = _per_step(self._behaviour_log_prob(tensordict), value, "stored log-probability")
             log_pi = _per_step(self._policy_log_prob(tensordict), value, "actor's log-probability")
             rho_thresh, c_thresh = self.rho_thresh.to(value.device), self.c_thresh.to(value.device)
