@@ -245,7 +245,30 @@ class SqueezeTransform(Transform):
         return f"dim={self.dim}"
 
 
-class FlattenObservation(Transform):
+class _MergedDims:
+    """``first_dim``/``last_dim`` of a flattening transform: positive dims count past the env's batch dims."""
+
+    _first_dim: int
+    _last_dim: int
+    _batch_dims: int | None
+
+    def _resolve(self, dim: int) -> int:
+        if dim >= 0 and self._batch_dims is not None:
+            return self._batch_dims + dim
+        return dim
+
+    @property
+    def first_dim(self) -> int:
+        """The first merged dim (a positive one shifted past the env's batch dims)."""
+        return self._resolve(self._first_dim)
+
+    @property
+    def last_dim(self) -> int:
+        """The last merged dim (a positive one shifted past the env's batch dims)."""
+        return self._resolve(self._last_dim)
+
+
+class FlattenObservation(_MergedDims, Transform):
     """Merge the dims ``first_dim`` to ``last_dim`` (included) of entries into one.
 
     Args:
@@ -286,21 +309,6 @@ class FlattenObservation(Transform):
         self._last_dim = last_dim
         self._batch_dims: int | None = None
 
-    def _resolve(self, dim: int) -> int:
-        if dim >= 0 and self._batch_dims is not None:
-            return self._batch_dims + dim
-        return dim
-
-    @property
-    def first_dim(self) -> int:
-        """The first merged dim (a positive one shifted past the env's batch dims)."""
-        return self._resolve(self._first_dim)
-
-    @property
-    def last_dim(self) -> int:
-        """The last merged dim (a positive one shifted past the env's batch dims)."""
-        return self._resolve(self._last_dim)
-
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
         return torch.flatten(value, self.first_dim, self.last_dim)
 
@@ -332,7 +340,7 @@ class FlattenObservation(Transform):
         return f"first_dim={self.first_dim}, last_dim={self.last_dim}"
 
 
-class FlattenAction(Transform):
+class FlattenAction(_MergedDims, Transform):
     """Let the policy write a flat action: merge the action dims ``first_dim`` to ``last_dim`` into one.
 
     The action spec the policy sees is flattened (bounds included); on the inverse path
@@ -397,21 +405,6 @@ class FlattenAction(Transform):
         if action_shape is not None:
             span = tuple(int(n) for n in action_shape)
             self._unflatten_shapes = dict.fromkeys(self.in_keys_inv, span)
-
-    def _resolve(self, dim: int) -> int:
-        if dim >= 0 and self._batch_dims is not None:
-            return self._batch_dims + dim
-        return dim
-
-    @property
-    def first_dim(self) -> int:
-        """The first merged dim (a positive one shifted past the env's batch dims)."""
-        return self._resolve(self._first_dim)
-
-    @property
-    def last_dim(self) -> int:
-        """The last merged dim (a positive one shifted past the env's batch dims)."""
-        return self._resolve(self._last_dim)
 
     @property
     def _flat_dim(self) -> int:
