@@ -27,6 +27,7 @@ during ``next()`` shuts the collector down (no actor is left behind) before it p
 
 from __future__ import annotations
 
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -39,8 +40,9 @@ from torch import nn
 
 from tdrl._ray import acquire_runtime, import_ray, init_config, release_runtime
 from tdrl._ray_transport import pack
+from tdrl.collectors.distributed import _plan
 from tdrl.collectors.distributed._actor import CollectorWorker
-from tdrl.collectors.distributed._plan import DEFAULT_REMOTE_CONFIG, plan_actors
+from tdrl.collectors.distributed._plan import plan_actors
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
 from tdrl.envs.common import EnvBase
@@ -48,7 +50,14 @@ from tdrl.envs.utils import ExplorationType
 
 __all__ = ["RayCollector", "DEFAULT_REMOTE_CONFIG"]
 
+DEFAULT_REMOTE_CONFIG: dict[str, Any] = _plan.DEFAULT_REMOTE_CONFIG
+"""``ray.remote`` options of each collector actor when ``remote_configs`` is not given: one CPU, no GPU.
+
+TorchRL's default also asks for a fifth of a GPU, which a machine without one cannot give.
+"""
+
 _TRAJ = ("collector", "traj_ids")
+_RESOURCE_GRACE_S = 10.0  # how long a new collector waits for resources that killed actors still hold
 _CLOSED = "RayCollector was shut down; build a new one to collect again."
 _RESEED_STRIDE = 1_000_003  # a restarted actor's seed: its collector's seed + generation * stride
 
@@ -272,9 +281,19 @@ class RayCollector(DataCollectorBase):
 
     # --- actors -------------------------------------------------------------------------------
     def _check_resources(self, ray: ModuleType) -> None:
-        free = ray.available_resources()  # what other actors (a RayReplayBuffer...) hold is not free
+        needs = {
+            key: sum(float(config.get(option) or 0) for config in self._remote_configs)
+            for key, option in (("CPU", "num_cpus"), ("GPU", "num_gpus"))
+        }
+        # what other actors (a RayReplayBuffer...) hold is not free; actors killed just before
+        # (a previous collector's shutdown) give theirs back within moments, so wait a little
+        deadline = time.monotonic() + min(self.timeout, _RESOURCE_GRACE_S)
+        free = ray.available_resources()
+        while any(needs[key] > free.get(key, 0.0) for key in needs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            free = ray.available_resources()
         for key, option in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
-            need = sum(float(config.get(option) or 0) for config in self._remote_configs)
+            need = needs[key]
             if need > free.get(key, 0.0):
                 msg = (
                     f"RayCollector: the {self.num_collectors} collectors ask for {need:g} {key}s in all "
