@@ -84,11 +84,12 @@ class timeit:
         >>> timer.elapsed() >= 0.0
         True
         >>> logger.setLevel("WARNING")  # print() logs each line at INFO; keep this example quiet
-        >>> timeit.print(prefix="time").splitlines()[0]  # doctest: +ELLIPSIS
-        'time -- rollout took ... msec (total = ... sec since last reset).'
+        >>> lines = timeit.print(prefix="time").splitlines()  # one line per record
+        >>> [line for line in lines if " rollout " in line]  # doctest: +ELLIPSIS
+        ['time -- rollout took ... msec (total = ... sec since last reset).']
         >>> logger.setLevel("INFO")
-        >>> timeit.erase(); timeit.todict()
-        {'rollout': 0.0, 'update': 0.0}
+        >>> timeit.erase(); timeit.todict()["rollout"], timeit.count("update")
+        (0.0, 0)
     """
 
     _REG: ClassVar[dict[str, list[float]]] = {}  # name -> [mean seconds per call, total seconds, calls]

@@ -7,6 +7,7 @@ import importlib
 import multiprocessing
 import os
 import signal
+import time
 import warnings
 
 import pytest
@@ -72,10 +73,17 @@ def _descendants(pid: int) -> list[int]:
 
 @pytest.fixture
 def descendants():
-    """``descendants(pid=os.getpid())``: the live processes below ``pid`` (to check that none is left)."""
+    """``descendants(pid=os.getpid())``: the live processes below ``pid`` (to check that none is left).
+
+    For this process, only those that were not there when the test started: what an earlier
+    test left exiting (a Ray runtime winding down after ``ray.shutdown()``) is not this test's.
+    """
+    before = set(_descendants(os.getpid()))
 
     def descendants_of(pid: int | None = None) -> list[int]:
-        return _descendants(os.getpid() if pid is None else pid)
+        if pid is None:
+            return [p for p in _descendants(os.getpid()) if p not in before]
+        return _descendants(pid)
 
     return descendants_of
 
@@ -176,3 +184,36 @@ class CheckpointKit:
 @pytest.fixture(scope="session")
 def checkpoint_kit() -> type[CheckpointKit]:
     return CheckpointKit
+
+
+def _ray_processes() -> list[int]:
+    """This process's live descendants that belong to a Ray runtime (raylet, gcs_server, workers...)."""
+    found = []
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"ray" in f.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def ray_local_runtime():
+    """A local Ray runtime of the module's own (2 CPUs), stopped at its end with every process it started.
+
+    ``address="local"`` starts a new one even when another Ray cluster runs on this machine.
+    ``ray.shutdown()`` returns before Ray's processes have exited; the next module waits
+    until they have (30 s at most), so a later test that counts child processes sees none.
+    """
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+        deadline = time.monotonic() + 30.0
+        while _ray_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)

@@ -26,11 +26,9 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    # address="local": a cluster of our own, even when another one runs on this machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+def local_ray(ray_local_runtime):
+    """A Ray runtime of the module's own (tests/conftest.py), even when another cluster runs here."""
+    return ray_local_runtime
 
 
 @pytest.fixture(scope="module")

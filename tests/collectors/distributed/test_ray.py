@@ -30,14 +30,9 @@ PREFIX = "tdrl-RayCollector"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_cluster():
+def local_cluster(ray_local_runtime):
     """One local Ray runtime for the module (RayCollector uses it and leaves it running)."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
+    return ray_local_runtime
 
 
 @pytest.fixture(autouse=True)
