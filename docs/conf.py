@@ -74,7 +74,10 @@ napoleon_preprocess_types = True  # "int, optional" is a type and a remark, not 
 # other libraries' names as the type hints spell them.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|tensordict|numpy|np|nn|collections\.abc|contextlib|typing|abc|enum|numbers|os|pathlib)(\..*)?"),
+    (
+        r"py:.*",
+        r"(torch|tensordict|numpy|np|nn|collections\.abc|contextlib|typing|abc|enum|numbers|os|pathlib|tempfile)(\..*)?",
+    ),
     # short names that other libraries' docstrings use unqualified (tensordict's NormalParamExtractor
     # writes `Number`, which tdrl re-exports from tdrl.modules); without intersphinx they cannot resolve
     (r"py:class", r"(Tensor|TensorDict|TensorDictBase|Module|Sequence|Callable|Iterator|Any|Number)"),

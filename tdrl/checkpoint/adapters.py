@@ -390,7 +390,7 @@ class JSONCheckpointAdapter(CheckpointAdapter):
     """For JSON values: counters, metrics, a config.
 
     A dict or list component is updated in place at load; any other value is handed back
-    in :attr:`CheckpointLoadResult.values`.
+    in the ``values`` of :class:`CheckpointLoadResult`.
 
     Examples:
         >>> import tempfile

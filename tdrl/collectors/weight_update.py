@@ -29,8 +29,8 @@ class WeightUpdaterBase(abc.ABC):
     """Sends new policy weights to where the policy runs (the local policy, or workers).
 
     :meth:`push_weights` (also ``__call__``) takes the weights (a module, a TensorDict or a
-    ``state_dict``; ``None``: ask :meth:`_get_server_weights`), maps them with
-    :meth:`_maybe_map_weights`, hands them to :meth:`_sync_weights_with_worker` for each
+    ``state_dict``; ``None``: ask ``_get_server_weights``), maps them with
+    ``_maybe_map_weights``, hands them to ``_sync_weights_with_worker`` for each
     worker of ``worker_ids`` (default :meth:`all_worker_ids`; ``None``: a single call with
     no worker), then runs the post-hooks. Subclassing it outside tdrl warns with a
     ``DeprecationWarning``, as TorchRL's does.

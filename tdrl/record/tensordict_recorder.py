@@ -16,7 +16,8 @@ __all__ = ["TensorDictRecorder"]
 
 
 class TensorDictRecorder(Transform):
-    """Records the steps an env outputs (every ``skip``-th, resets included) and saves them with :meth:`dump`.
+    """Records the steps an env outputs (every ``skip``-th, resets included) and saves them with
+    :meth:`~tdrl.record.TensorDictRecorder.dump`.
 
     :meth:`dump` stacks the recorded TensorDicts along a new first dim and writes them with
     ``torch.save`` to ``"<out_file_base>[_<suffix>]_tensordict.t"`` (read back with

@@ -25,10 +25,10 @@ __all__ = ["DefaultOptimizationStepper", "MixedPrecisionOptimizationStepper", "O
 
 
 class OptimizationStepper(TrainerHookBase):
-    """Base class: :meth:`step` runs one optimization step and returns what to log.
+    """Base class: :meth:`~tdrl.trainers.OptimizationStepper.step` runs one optimization step and returns what to log.
 
     Subclasses implement :meth:`step`; :meth:`register` (called by the Trainer) names the
-    stepper ``"optimization_stepper"`` in checkpoints, which hold its :meth:`state_dict`.
+    stepper ``"optimization_stepper"`` in checkpoints, which hold its ``state_dict()``.
 
     Examples:
         >>> import torch

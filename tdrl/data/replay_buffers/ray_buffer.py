@@ -8,7 +8,7 @@
 The actor holds an ordinary tdrl buffer (``replay_buffer_cls``, built in the actor from the
 same storages, samplers and writers as a local one) and runs one call at a time, so that
 concurrent writers never interleave inside a write. TensorDicts travel as flat dicts of
-numpy arrays (see :mod:`tdrl._ray_transport`); samples come back on CPU.
+numpy arrays (see ``tdrl._ray_transport``); samples come back on CPU.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ class RayReplayBuffer(RayReplayBufferClient):
             :class:`~tdrl.data.replay_buffers.TensorDictReplayBuffer` or
             :class:`~tdrl.data.replay_buffers.TensorDictPrioritizedReplayBuffer`.
         ray_init_config: ``ray.init`` arguments when Ray is started here (updates
-            :data:`DEFAULT_RAY_INIT_CONFIG`).
+            ``DEFAULT_RAY_INIT_CONFIG``).
         remote_config: the actor's options (``num_cpus``, ``num_gpus``, ``memory``, ``name``
             to find it with ``ray.get_actor``...; updates :data:`DEFAULT_REMOTE_CONFIG`: one
             CPU, no GPU).

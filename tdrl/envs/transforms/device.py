@@ -96,7 +96,7 @@ class DeviceCastTransform(Transform):
 
     @property
     def orig_device(self) -> torch.device | None:
-        """The device inside: ``orig_device`` if given, else the attached env's (None when standalone)."""
+        """The device inside (``orig_device`` if given, else the attached env's; None when standalone)."""
         return self._given_orig if self._given_orig is not None else self._parent_device
 
     # --- the env seen from outside ------------------------------------------------------

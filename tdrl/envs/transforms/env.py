@@ -210,7 +210,7 @@ class TransformedEnv(EnvBase):
 
     @property
     def batch_locked(self) -> bool:  # type: ignore[override]
-        """The base env's: a transformed env takes the batches its base env takes."""
+        """Whether the base env is batch-locked (a transformed env takes the batches its base env takes)."""
         return self.base_env.batch_locked
 
     # --- EnvBase -------------------------------------------------------------------------

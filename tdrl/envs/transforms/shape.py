@@ -189,7 +189,7 @@ class SqueezeTransform(Transform):
 
     @property
     def dim(self) -> int:
-        """The dim removed: ``dim`` itself, or a positive one shifted past the env's batch dims."""
+        """The dim removed (``dim`` itself, or a positive one shifted past the env's batch dims)."""
         if self._dim >= 0 and self._batch_dims is not None:
             return self._batch_dims + self._dim
         return self._dim
