@@ -194,7 +194,14 @@ def test_a_client_pickles_but_cannot_close_and_close_leaves_no_actor():
 def test_a_killed_actor_raises_a_clear_error_at_once():
     with _buffer(batch_size=2) as rb:
         rb.extend(TensorDict({"x": torch.arange(4)}, [4]))
-        ray.kill(rb._actor, no_restart=True)
+        ray.kill(rb._actor, no_restart=True)  # returns before the actor is gone: wait until it is
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                ray.get(rb._actor.__ray_ready__.remote(), timeout=5)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                break
+            time.sleep(0.1)
         start = time.monotonic()
         with pytest.raises(RuntimeError, match=r"RayReplayBuffer.sample: the actor is dead .*Create a new one"):
             rb.sample()
