@@ -19,7 +19,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from tdrl._compat import no_distribution_validation
+from tdrl._compat import no_distribution_validation, td_read, td_unchecked
 from tdrl.objectives._keys import MissingKeyError, keys_repr
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.utils import LOSS_CRITIC_TYPES, ValueEstimators, distance_loss
@@ -40,6 +40,7 @@ ACTION_HINT = "The actor writes it while collecting; rename with .set_keys(actio
 VALUE_TARGET_HINT = "The value estimator (GAE, TD0Estimator, TDLambdaEstimator) writes it next to the advantage."
 
 _ANALYTIC_ENTROPY: dict[type, bool] = {}
+_SCALAR = torch.Size([])
 _CRITIC_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 _LOG_PROB_SYNONYMS = {"sample_log_prob": "action_log_prob", "action_log_prob": "sample_log_prob"}
 
@@ -353,6 +354,24 @@ class ActorCriticLoss(LossModule):
                     keys.append(k)
         self._net_in_keys = keys
 
+    def _net_inputs(self, data: TensorDictBase) -> TensorDictBase:
+        """``data.select(*networks' in_keys)``: a shallow copy the networks write into.
+
+        For a plain TensorDict holding every (string) key as a tensor, the entries are
+        picked one by one (``select`` parses its keys on each call); anything else goes
+        through ``select`` (and its errors).
+        """
+        if type(data) is TensorDict:
+            picked = {}
+            for key in self._net_in_keys:
+                value = td_read(data, key) if type(key) is str else None
+                if not isinstance(value, Tensor):
+                    break
+                picked[key] = value
+            else:
+                return td_unchecked(picked, data.batch_size, data.device)
+        return data.select(*self._net_in_keys)
+
     # ------------------------------------------------------------- terms
     def _get(self, data: TensorDictBase, key: NestedKey, hint: str) -> Tensor:
         value = data.get(key, None)
@@ -460,7 +479,7 @@ class ActorCriticLoss(LossModule):
                 if not finite:
                     self._raise_non_finite(data, self.in_keys)
         losses.update(diagnostics)
-        return TensorDict(losses, batch_size=[])
+        return td_unchecked(losses, _SCALAR)  # scalars: nothing to check against batch_size=[]
 
     @property
     def in_keys(self) -> list[NestedKey]:

@@ -150,7 +150,7 @@ class PPOLoss(ActorCriticLoss):
         sample_ndim = advantage.ndim - 1  # [*B], or [*B, n_agents] for a group of agents
         prev_log_prob = self._per_sample(self._behaviour_log_prob(data), advantage, "collected log-prob")
         action = self._get(data, keys.action, ac.ACTION_HINT)
-        inputs = data.select(*self._net_in_keys)
+        inputs = self._net_inputs(data)
         losses: dict[str, Tensor] = {}
         with ac.fast_distributions():
             dist = self.actor_network.get_dist(inputs)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tensordict import MemoryMappedTensor
 
-from tdrl.data.replay_buffers.storages import _NUMPY_DTYPES
+from tdrl.data.replay_buffers._storage_base import _NUMPY_DTYPES
 
 __all__ = ["KeptRows"]
 

@@ -30,15 +30,8 @@ from tensordict.utils import NestedKey, unravel_key
 from tdrl.data.replay_buffers import _state_checks as checks
 from tdrl.data.replay_buffers._kept import KeptRows
 from tdrl.data.replay_buffers._layout import TensorLayout, key_str
-from tdrl.data.replay_buffers.storages import (
-    _NUMPY_DTYPES,
-    EMPTY_STORAGE_ERROR,
-    Index,
-    LazyMemmapStorage,
-    LazyTensorStorage,
-    Storage,
-    _as_index_tensor,
-)
+from tdrl.data.replay_buffers._storage_base import _NUMPY_DTYPES, EMPTY_STORAGE_ERROR, Index, _as_index_tensor
+from tdrl.data.replay_buffers.storages import LazyMemmapStorage, LazyTensorStorage, Storage
 
 __all__ = ["DedupNextStorage"]
 
