@@ -533,7 +533,7 @@ class ParallelEnv(_BatchedEnv):
     Inputs (actions, reset masks) and outputs live in shared-memory tensors allocated
     once; each step sends one short message to each worker and waits for its answer.
 
-    Faults (see ``tdrl/_workers.py`` for the protocol):
+    Faults (see ``tdrl/_workers/`` for the protocol):
 
     - a worker that raises makes the call raise ``RuntimeError`` with the worker's
       traceback; the env stays usable (as an env whose ``step`` raised);
