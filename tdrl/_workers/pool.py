@@ -38,8 +38,8 @@ class _Void:
 VOID: Any = _Void()
 """The result of a request whose reply was lost to an interrupt, or that was never sent."""
 
-_BROKEN = "{owner} cannot be used any more: {why}. Call {close} and build a new one."
-_CLOSED = "{owner} was {closed} (its workers are stopped); build a new one."
+_BROKEN = "{owner} cannot be used any more: {why}. Call {close}."
+_CLOSED = "{owner} was {closed} (its workers are stopped); {after}."
 _TORN = (
     "an exception (e.g. KeyboardInterrupt) cut a message to worker {i} half-way (one too large to be written at "
     "once), so its socket may hold part of a message and no later reply can be trusted"
@@ -92,6 +92,7 @@ class WorkerPool:
         start_method: the multiprocessing start method (``None``: the platform's).
         timeout: seconds a worker may take to answer a request.
         close: how the owner is closed, for messages (``"close()"``, ``"shutdown()"``).
+        after: what to do once closed, for messages (default: build a new one).
 
     The constructor only starts the processes; :meth:`started` waits for each worker's
     start report.
@@ -105,8 +106,10 @@ class WorkerPool:
         start_method: StartMethod = None,
         timeout: float = 300.0,
         close: str = "close()",
+        after: str = "build a new one",
     ) -> None:
-        self.owner, self.timeout, self._close_name = owner, float(timeout), close
+        self.owner, self.timeout = owner, float(timeout)
+        self._close_name, self._after = f"{close} and {after}", after
         ctx = mp.get_context(start_method)
         self.start_method = ctx.get_start_method()
         fork = self.start_method == "fork"
@@ -164,7 +167,7 @@ class WorkerPool:
         """Raise ``RuntimeError`` if the pool is closed or cannot be trusted any more."""
         if self._broken is not None or self._closed is not None or self._torn >= 0:
             if self._closed is not None:
-                raise RuntimeError(_CLOSED.format(owner=self.owner, closed=self._closed))
+                raise RuntimeError(_CLOSED.format(owner=self.owner, closed=self._closed, after=self._after))
             if self._broken is None:  # an exception cut a large message
                 self._break(_TORN.format(i=self._torn), worker=self._torn)
             raise RuntimeError(_BROKEN.format(owner=self.owner, why=self._broken, close=self._close_name))
