@@ -56,6 +56,27 @@ _received = threading.local()  # the worker's side: the descriptors of the messa
 _MAX_FDS = 250  # per message (Linux takes 253); a message with more lets the resource sharer serve them
 
 
+_SMALL: dict[tuple[str, Any], bytes] = {}  # (word, flag) -> its pickle: the per-step messages, pickled once
+
+
+def _small(obj: Any) -> bytes | None:
+    """The pickle of a ``(str, None | bool)`` pair (a step request, its reply), made once; else None.
+
+    Such a pair holds no tensor, so it pickles the same with either pickler.
+    """
+    if type(obj) is not tuple or len(obj) != 2 or type(obj[0]) is not str:
+        return None
+    flag = obj[1]
+    if flag is not None and type(flag) is not bool:
+        return None
+    data = _SMALL.get(obj)
+    if data is None:
+        if len(_SMALL) >= 256:  # words come from code, not data; a bound all the same
+            _SMALL.clear()
+        data = _SMALL[obj] = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
+
+
 def _frame(seq: int, obj: Any, shared: bool = True) -> tuple[bytes, list[int]]:
     """A message and the descriptors that go with it.
 
@@ -65,6 +86,9 @@ def _frame(seq: int, obj: Any, shared: bool = True) -> tuple[bytes, list[int]]:
     """
     fds: list[int] = []
     data: bytes | memoryview
+    small = _small(obj)
+    if small is not None:
+        return _HEADER.pack(len(small), seq) + small, fds
     if shared:
         collector = _FdCollector()
         previous = mp_context.get_spawning_popen()
