@@ -468,3 +468,17 @@ def test_sub_env_attributes_and_methods_are_read_from_every_worker(batched):
     with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
         _ = env.no_such_thing
     assert getattr(env, "no_such_thing", None) is None
+
+
+def test_a_collector_restarts_a_closed_env_on_the_open_loop_road():
+    from tdrl.collectors import SyncDataCollector
+
+    env = PEnv(2, functools.partial(CountingEnv, max_steps=3))
+    first = next(iter(SyncDataCollector(env, None, frames_per_batch=8, total_frames=8)))
+    env.close()
+    collector = SyncDataCollector(env, None, frames_per_batch=8, total_frames=8)  # random actions: open loop
+    again = next(iter(collector))
+    collector.shutdown()
+    assert not env.is_closed
+    assert torch.equal(again["next", "observation"], first["next", "observation"])
+    env.close()
