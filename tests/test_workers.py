@@ -69,3 +69,17 @@ def test_poll_running_out_of_time_leaves_the_reply_owed_and_the_pool_usable():
         assert [p.is_alive() for p in pool.procs] == [False]
     finally:
         pool.close()
+
+
+def test_per_step_messages_are_pickled_once_and_read_back_the_same():
+    from tdrl._workers.frames import _HEADER, _frame, _small
+
+    for obj in (("step_reset", None), ("ok", False), ("ok", True)):
+        frame, fds = _frame(7, obj)
+        assert fds == []
+        size, seq = _HEADER.unpack_from(frame)
+        assert seq == 7
+        assert pickle.loads(frame[_HEADER.size : _HEADER.size + size]) == obj
+        assert _small(obj) is _small(obj)  # the same bytes, made once
+    for obj in (("ok", 1), ("ok", torch.zeros(2)), ("seed", 3), ["ok", None]):  # anything else: pickled each time
+        assert _small(obj) is None

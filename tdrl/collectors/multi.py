@@ -14,7 +14,7 @@ copies the parent policy's ``state_dict`` into a shared-memory copy that the wor
 load before their next batch. Trajectory ids are made unique across workers
 (``id * num_workers + worker``).
 
-Faults (the protocol is in ``tdrl/_workers.py``):
+Faults (the protocol is in ``tdrl/_workers/``):
 
 - a worker that raises makes the parent raise ``RuntimeError`` with its traceback; one
   that dies, with its exit code; one that hangs, ``TimeoutError`` naming it after

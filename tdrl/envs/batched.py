@@ -52,6 +52,7 @@ _NOT_A_FACTORY = (
     "{cls}: create_env_fn must be a callable that returns an env (e.g. lambda: GymEnv('Pendulum-v1')), "
     "got {what}. Pass a function or a class, not an env instance: each worker builds its own copy."
 )
+_AFTER_CLOSE = "use it again (the next call starts new workers)"
 _SPEC_MISMATCH = (
     "{cls}: the env built for worker {i} differs from worker 0's: its {what} is {theirs}, worker 0's is {ours}. "
     "Every worker must build the same kind of env (same batch size and specs)."
@@ -533,7 +534,7 @@ class ParallelEnv(_BatchedEnv):
     Inputs (actions, reset masks) and outputs live in shared-memory tensors allocated
     once; each step sends one short message to each worker and waits for its answer.
 
-    Faults (see ``tdrl/_workers.py`` for the protocol):
+    Faults (see ``tdrl/_workers/`` for the protocol):
 
     - a worker that raises makes the call raise ``RuntimeError`` with the worker's
       traceback; the env stays usable (as an env whose ``step`` raised);
@@ -544,7 +545,12 @@ class ParallelEnv(_BatchedEnv):
       owed and drops them, so a result always belongs to its own request (the copies may
       have taken the interrupted step: reset for a known state);
     - after a worker died, missed two deadlines in a row, or an exception cut a message
-      half-way, every call raises ``RuntimeError`` saying so: ``close()`` and build a new env.
+      half-way, every call raises ``RuntimeError`` saying so: ``close()`` it, and its next
+      ``reset()`` starts new workers.
+
+    A closed env starts new workers when it is used again (``reset``, ``step``,
+    ``rollout``, ``set_seed``), as TorchRL's does; the new copies are built afresh, so seed
+    them again for reproducible data. :attr:`is_closed` tells whether the workers are stopped.
 
     ``close()``, garbage collection and interpreter exit stop the workers; a worker whose
     parent is killed exits by itself within about a second. A worker may start processes
@@ -592,12 +598,13 @@ class ParallelEnv(_BatchedEnv):
         except ImportError:  # pragma: no cover - gymnasium depends on cloudpickle
             cloudpickle = pickle
         payloads = [cloudpickle.dumps(factory) for factory in factories]
-        workers = WorkerPool("ParallelEnv", _worker_main, payloads, mp_start_method, timeout)
+        workers = WorkerPool("ParallelEnv", _worker_main, payloads, mp_start_method, timeout, after=_AFTER_CLOSE)
         try:
             metas = workers.started(max(timeout, STARTUP_TIMEOUT))
             _meta_mismatch("ParallelEnv", metas)
             super().__init__(num_workers, metas[0], device if device is not None else metas[0][2].device)
             self._workers, self.timeout = workers, timeout
+            self._payloads, self._start_method, self._metas = payloads, mp_start_method, metas
             self._run_actions: dict = {}
             self._run_out: dict = {}
             self._alloc_buffers()
@@ -630,10 +637,52 @@ class ParallelEnv(_BatchedEnv):
         self._in_buf, self._next_buf, self._root_buf = inp, nxt, root
         self._call(range(self.num_workers), "buffers", (inp, nxt, root))
 
+    # --- starting and stopping --------------------------------------------------------------
+    @property
+    def is_closed(self) -> bool:
+        """Whether the workers are stopped (by :meth:`close`); the next use starts new ones."""
+        return self._workers.closed
+
+    def start(self) -> None:
+        """Start the workers again after :meth:`close` (a running env is left as it is).
+
+        Any use of a closed env (``reset``, ``step``, ``rollout``, ``set_seed``, a sub-env
+        attribute) calls this first, as TorchRL's ``ParallelEnv`` does. The new workers
+        build their env copies afresh: seed them again for reproducible data.
+        """
+        if not self._workers.closed:
+            return
+        workers = WorkerPool(
+            "ParallelEnv", _worker_main, self._payloads, self._start_method, self.timeout, after=_AFTER_CLOSE
+        )
+        try:
+            metas = workers.started(max(self.timeout, STARTUP_TIMEOUT))
+            for i, (ours, theirs) in enumerate(zip(self._metas, metas)):
+                for what, a, b in zip(("batch_size", "input_spec", "output_spec"), ours, theirs):
+                    if a != b:
+                        raise ValueError(
+                            f"ParallelEnv.start: the env rebuilt for worker {i} differs from the first build: its "
+                            f"{what} is {b}, it was {a}. create_env_fn must build the same env every time."
+                        )
+            workers.call(range(self.num_workers), "buffers", (self._in_buf, self._next_buf, self._root_buf))
+        except BaseException:
+            workers.close(grace=1.0)
+            raise
+        self._workers = workers
+        self._run_out = {}  # the new workers have not seen the rollout buffers yet
+        self._is_reset = False
+
     # --- messaging --------------------------------------------------------------------------
-    def _idle(self) -> None:
-        """Make sure no worker still works on an interrupted request before the shared buffers are touched."""
+    def _idle(self, start: bool = False) -> None:
+        """Make sure no worker still works on an interrupted request before the shared buffers are touched.
+
+        ``start``: a closed env starts new workers (what its env methods do; attribute
+        look-ups on a closed env raise instead, so that introspection never starts processes).
+        """
         workers = self._workers
+        if start and workers.closed:
+            self.start()
+            return
         if workers.owed:
             workers.drain()
         else:
@@ -665,14 +714,14 @@ class ParallelEnv(_BatchedEnv):
         return self._call(list(range(self.num_workers)), "render", kwargs)
 
     def _seed_workers(self, seed: int | None) -> int | None:
-        self._idle()
+        self._idle(start=True)
         for i in range(self.num_workers):
             seed = self._call([i], "seed", seed)[0]
         return seed
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: Any) -> TensorDictBase:
         mask = self._reset_mask(tensordict)
-        self._idle()
+        self._idle(start=True)
         if mask is None:
             workers = list(range(self.num_workers))
             self._in_buf["_reset"].fill_(True)
@@ -683,7 +732,7 @@ class ParallelEnv(_BatchedEnv):
         return self._read(self._root_buf)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        self._idle()
+        self._idle(start=True)
         self._write_inputs(tensordict)
         self._call(range(self.num_workers), "step")
         return self._read(self._next_buf)
@@ -694,7 +743,7 @@ class ParallelEnv(_BatchedEnv):
             # the first step (and every step under set_validation) goes through EnvBase: it validates
             tensordict = self.step(tensordict)
             return tensordict, self._next_root(tensordict)
-        self._idle()
+        self._idle(start=True)
         self._write_inputs(tensordict)
         dones = self._call(range(self.num_workers), "step_reset")
         nxt = self._read(self._next_buf)
@@ -714,7 +763,7 @@ class ParallelEnv(_BatchedEnv):
 
     def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         steps = actions.shape[-1]
-        self._idle()
+        self._idle(start=True)
         for key, buf in self._root_buf.items():  # the workers start from the caller's root
             value = root.get(key, None)
             if value is not None:
@@ -736,7 +785,7 @@ class ParallelEnv(_BatchedEnv):
         return data, self._carry(root, self._read(self._root_buf))
 
     def close(self) -> None:
-        """Stop the workers (idempotent). Called on garbage collection and at exit too."""
+        """Stop the workers (idempotent; a later use starts new ones). Called on garbage collection and at exit too."""
         super().close()
         workers = getattr(self, "_workers", None)
         if workers is not None:

@@ -188,8 +188,49 @@ def test_worker_exception_reaches_parent_with_traceback():
     env.close()
     env.close()  # idempotent
     assert not any(p.is_alive() for p in procs)
-    with pytest.raises(RuntimeError, match="closed"):
+    assert env.is_closed
+
+
+def test_closed_env_restarts_on_use_as_torchrl_does():
+    env = PEnv(2, functools.partial(CountingEnv, max_steps=3))
+    env.set_seed(0)
+    first = env.rollout(5, break_when_any_done=False)
+    old = list(env._procs)
+    env.close()
+    assert env.is_closed
+    assert not any(p.is_alive() for p in old)
+    with pytest.raises(AttributeError):  # a look-up never starts processes
+        env.some_sub_env_attribute  # noqa: B018
+    assert env.is_closed
+    again = env.rollout(5, break_when_any_done=False)  # rollout resets first: new workers
+    assert not env.is_closed
+    assert all(p.is_alive() for p in env._procs)
+    assert not set(env._procs) & set(old)
+    obs = ("next", "observation")
+    assert torch.equal(again[obs], first[obs])
+    assert again[obs].max() == 3
+    pids = [p.pid for p in env._procs]
+    env.start()  # a running env is left as it is
+    assert [p.pid for p in env._procs] == pids
+    env.close()
+    assert env.set_seed(0) == 2  # seeding restarts it too
+    assert torch.equal(env.rollout(5, break_when_any_done=False)[obs], first[obs])
+    env.close()
+
+
+def test_dead_worker_then_close_then_reset_starts_afresh():
+    env = PEnv(2, CountingEnv)
+    td = env.rand_step(env.reset())["next"].exclude("reward")
+    os.kill(env._procs[1].pid, signal.SIGKILL)
+    env._procs[1].join(5)
+    with pytest.raises(RuntimeError, match=r"died.*|cannot be used"):
+        env.rand_step(td)
+    with pytest.raises(RuntimeError, match=r"close\(\) and use it again"):
         env.reset()
+    env.close()
+    td = env.reset()
+    assert td["observation"].shape == (2, 1)
+    env.close()
 
 
 def test_dead_worker_is_reported():
@@ -427,3 +468,17 @@ def test_sub_env_attributes_and_methods_are_read_from_every_worker(batched):
     with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
         _ = env.no_such_thing
     assert getattr(env, "no_such_thing", None) is None
+
+
+def test_a_collector_restarts_a_closed_env_on_the_open_loop_road():
+    from tdrl.collectors import SyncDataCollector
+
+    env = PEnv(2, functools.partial(CountingEnv, max_steps=3))
+    first = next(iter(SyncDataCollector(env, None, frames_per_batch=8, total_frames=8)))
+    env.close()
+    collector = SyncDataCollector(env, None, frames_per_batch=8, total_frames=8)  # random actions: open loop
+    again = next(iter(collector))
+    collector.shutdown()
+    assert not env.is_closed
+    assert torch.equal(again["next", "observation"], first["next", "observation"])
+    env.close()

@@ -1,83 +1,23 @@
-"""Worker processes that answer requests over sockets: start, exchange, failures, shutdown.
-
-:class:`~tdrl.envs.ParallelEnv` and the multi-process collectors run their workers through
-a :class:`WorkerPool`; this module is the one place that knows the protocol.
-
-The exchange protocol
----------------------
-
-Each worker has a socket to its parent. A message is one frame: a header (the payload's
-length and the request's sequence number) and a pickled payload. A worker answers its
-requests one at a time, in order; the parent files each reply under the request it
-answers, so a reply is only ever handed to the request it belongs to.
-
-An exception in the parent (Ctrl-C, a ``TimeoutError``) can land at any instant of an
-exchange, and never costs the pool its footing:
-
-- a request is recorded before it is written, and written whole by one non-blocking send
-  that the socket has room for (the parent counts the bytes its workers have not answered
-  yet), so it went out whole or not at all: if an exception leaves that unknown, the next
-  use sends a ``sync`` request and reads up to its reply, which settles it;
-- a reply is peeked before it is consumed, and consumed by one copy of bytes already
-  there; if an exception lands meanwhile, the next use tells from the sequence number
-  whether the frame was consumed, and files it from the copy it kept;
-- the replies an interrupted exchange was owed stay owed. Their owner either claims them
-  later (the collectors resume an interrupted batch request: no frame lost, none handed
-  out twice) or drains them (:meth:`WorkerPool.drain`: ``ParallelEnv`` waits, up to its
-  timeout, for what its interrupted call was owed before it touches its shared buffers).
-
-A request that settles as never sent gets the result :data:`VOID`; its owner asks again.
-Replies hold their tensors by value (requests may hold shared-memory handles: the parent
-serves those itself), so reading one needs nothing from the worker, which may since have
-stopped or died.
-
-The pool refuses further use (every call raises ``RuntimeError`` saying why, and that its
-owner must be closed and built again) when a worker died (its exit code is in the
-message), missed its deadline twice in a row (a first ``TimeoutError`` leaves its reply
-owed, in case it was only slow), when its owner declared it failed (:meth:`WorkerPool.fail`:
-a collector whose worker raised), or when an exception cut a message that did not fit the
-socket's buffer (a message of hundreds of kilobytes; none of tdrl's messages is).
-
-Cleanup: workers are daemonic children (the interpreter stops them at exit), stopped by
-:meth:`WorkerPool.close` and by garbage collection; each one may start workers of its own
-(a ``ParallelEnv`` inside a collector worker), and exits by itself within about a second
-of its parent's death (its parent pid changes, or its socket reaches EOF). Workers ignore
-``SIGINT``: Ctrl-C is the parent's to handle.
-
-:class:`ProcessLock` is a lock shared by processes however they were started (fork,
-spawn, forkserver), which travels with pickled objects (``VecNorm``'s shared statistics).
-"""
+"""The parent's side: :class:`WorkerPool` starts the workers, exchanges requests, and stops them."""
 
 from __future__ import annotations
 
-import array
 import math
 import os
 import pickle
 import select
 import signal
 import socket
-import struct
 import threading
 import time
-import traceback
 import weakref
 from collections.abc import Callable, Sequence
 from multiprocessing import connection as mp_connection
-from multiprocessing import context as mp_context
-from multiprocessing import current_process
-from multiprocessing.reduction import DupFd, ForkingPickler
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, Literal
 
-import torch
 from torch import multiprocessing as mp
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no fcntl, and so no ProcessLock
-    fcntl = None  # type: ignore[assignment]
-
-__all__ = ["WorkerPool", "VOID", "StartMethod", "ProcessLock", "serve", "setup_worker", "report_start"]
+from tdrl._workers.frames import _FRAME_COST, _HEADER, _PEEK, _frame, _send_frame
 
 StartMethod = Literal["fork", "spawn", "forkserver"] | None  # None: the platform's default
 
@@ -98,8 +38,8 @@ class _Void:
 VOID: Any = _Void()
 """The result of a request whose reply was lost to an interrupt, or that was never sent."""
 
-_BROKEN = "{owner} cannot be used any more: {why}. Call {close} and build a new one."
-_CLOSED = "{owner} was {closed} (its workers are stopped); build a new one."
+_BROKEN = "{owner} cannot be used any more: {why}. Call {close}."
+_CLOSED = "{owner} was {closed} (its workers are stopped); {after}."
 _TORN = (
     "an exception (e.g. KeyboardInterrupt) cut a message to worker {i} half-way (one too large to be written at "
     "once), so its socket may hold part of a message and no later reply can be trusted"
@@ -114,78 +54,6 @@ _TIMEOUT = (
     "the next call waits for it once more. Raise {owner}(timeout=...) for slow work."
 )
 _HUNG = "worker {i} did not answer {cmd!r} within {timeout} s twice in a row ({state})"
-
-_HEADER = struct.Struct("!Iq")  # payload length, sequence number
-_PEEK = 4096  # bytes peeked at once: a whole frame, for nearly every message tdrl sends
-_FRAME_COST = 1024  # with twice its size: what a frame may cost a socket's buffer (kernel bookkeeping, rounding)
-
-
-class _FdSlot:
-    """A file descriptor that travels with its message (SCM_RIGHTS): the receiver's copy, by its place."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def detach(self) -> int:
-        fds = _received.fds
-        fd, fds[self.index] = fds[self.index], -1
-        return fd
-
-
-class _FdCollector:
-    """Stands in for a spawning ``Popen`` while the parent pickles a request.
-
-    The descriptors of shared tensors (torch's "file_descriptor" strategy) and of
-    ProcessLocks are collected, to travel inside the message itself, rather than be served
-    later by the parent's resource-sharer thread: one thread that a stopped worker, caught
-    half-way through fetching one, would block for every other worker.
-    """
-
-    def __init__(self) -> None:
-        self.fds: list[int] = []
-
-    def duplicate_for_child(self, fd: int) -> int:
-        self.fds.append(fd)
-        return len(self.fds) - 1
-
-    def DupFd(self, index: int) -> _FdSlot:
-        return _FdSlot(index)
-
-
-_received = threading.local()  # the worker's side: the descriptors of the message being read
-_MAX_FDS = 250  # per message (Linux takes 253); a message with more lets the resource sharer serve them
-
-
-def _frame(seq: int, obj: Any, shared: bool = True) -> tuple[bytes, list[int]]:
-    """A message and the descriptors that go with it.
-
-    ``shared``: tensors in shared memory travel as handles, their descriptors with the
-    message (the parent's requests); else by value (the workers' replies: reading them
-    then needs nothing from a worker, which may since have stopped or died).
-    """
-    fds: list[int] = []
-    data: bytes | memoryview
-    if shared:
-        collector = _FdCollector()
-        previous = mp_context.get_spawning_popen()
-        mp_context.set_spawning_popen(cast(Any, collector))
-        try:
-            data = ForkingPickler.dumps(obj)
-        finally:
-            mp_context.set_spawning_popen(previous)
-        fds = collector.fds
-        if len(fds) > _MAX_FDS:
-            data, fds = ForkingPickler.dumps(obj), []
-    else:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(data), seq) + bytes(data), fds
-
-
-def _send_frame(sock: socket.socket, frame: bytes, fds: list[int], flags: int = 0) -> int:
-    """Send ``frame`` (its first bytes carry ``fds``); returns the bytes sent."""
-    if not fds:
-        return sock.send(frame, flags)
-    return sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))], flags)
 
 
 def _state(proc: Any) -> str:
@@ -224,6 +92,7 @@ class WorkerPool:
         start_method: the multiprocessing start method (``None``: the platform's).
         timeout: seconds a worker may take to answer a request.
         close: how the owner is closed, for messages (``"close()"``, ``"shutdown()"``).
+        after: what to do once closed, for messages (default: build a new one).
 
     The constructor only starts the processes; :meth:`started` waits for each worker's
     start report.
@@ -237,8 +106,10 @@ class WorkerPool:
         start_method: StartMethod = None,
         timeout: float = 300.0,
         close: str = "close()",
+        after: str = "build a new one",
     ) -> None:
-        self.owner, self.timeout, self._close_name = owner, float(timeout), close
+        self.owner, self.timeout = owner, float(timeout)
+        self._close_name, self._after = f"{close} and {after}", after
         ctx = mp.get_context(start_method)
         self.start_method = ctx.get_start_method()
         fork = self.start_method == "fork"
@@ -296,7 +167,7 @@ class WorkerPool:
         """Raise ``RuntimeError`` if the pool is closed or cannot be trusted any more."""
         if self._broken is not None or self._closed is not None or self._torn >= 0:
             if self._closed is not None:
-                raise RuntimeError(_CLOSED.format(owner=self.owner, closed=self._closed))
+                raise RuntimeError(_CLOSED.format(owner=self.owner, closed=self._closed, after=self._after))
             if self._broken is None:  # an exception cut a large message
                 self._break(_TORN.format(i=self._torn), worker=self._torn)
             raise RuntimeError(_BROKEN.format(owner=self.owner, why=self._broken, close=self._close_name))
@@ -680,169 +551,3 @@ def _stop(procs: list, socks: list, state: dict) -> None:
     finally:
         if blocked:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-# --- the worker's side -------------------------------------------------------------------------
-
-
-def setup_worker(inherited: socket.socket | None) -> None:
-    """What every worker does first: close the parent's end, ignore Ctrl-C, allow children."""
-    if inherited is not None:
-        inherited.close()  # fork: the parent's end of our own socket, so that EOF reaches us
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
-    # The parent stops this process at exit as a daemon; the flag itself would forbid this
-    # worker to start processes of its own (a ParallelEnv inside a collector worker). Those
-    # are its daemonic children: they stop when it stops, and notice if it is killed.
-    current_process().daemon = False
-    torch.set_num_threads(1)
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = sock.recv(size, socket.MSG_WAITALL)
-    if len(data) < size:
-        raise EOFError
-    return data
-
-
-def _read_request(sock: socket.socket) -> tuple[int, str, Any]:
-    """One request: its header (whose first byte carries the message's descriptors), then its payload."""
-    head, fds, flags, _ = socket.recv_fds(sock, _HEADER.size, _MAX_FDS + 3, socket.MSG_WAITALL)
-    _received.fds = list(fds)
-    try:
-        if len(head) < _HEADER.size:
-            raise EOFError
-        if flags & socket.MSG_CTRUNC:
-            raise OSError("a request's file descriptors were truncated")
-        size, seq = _HEADER.unpack(head)
-        cmd, arg = ForkingPickler.loads(_recv_exactly(sock, size))
-    finally:
-        for fd in _received.fds:  # those the request did not use
-            if fd >= 0:
-                os.close(fd)
-        _received.fds = []
-    return seq, cmd, arg
-
-
-def _reply(sock: socket.socket, seq: int, status: str, payload: Any) -> None:
-    try:
-        frame = _frame(seq, (status, payload), shared=False)[0]
-    except Exception:  # a result that does not pickle
-        frame = _frame(seq, ("error", traceback.format_exc()), shared=False)[0]
-    sock.sendall(frame)
-
-
-def report_start(sock: socket.socket, idx: int, build: Callable[[], Any], describe: Callable[[Any], Any]) -> Any:
-    """Build worker ``idx``'s object and report ``describe(obj)`` (or the traceback); None on failure."""
-    seq = -(idx + 1)  # the start report's sequence number (WorkerPool.started)
-    try:
-        obj = build()
-        _reply(sock, seq, "ok", describe(obj))
-        return obj
-    except BaseException:
-        try:
-            _reply(sock, seq, "error", traceback.format_exc())
-        except OSError:
-            pass
-        return None
-
-
-def serve(sock: socket.socket, parent_pid: int, handle: Callable[[str, Any], Any]) -> None:
-    """Answer requests with ``handle(cmd, arg)`` until "close", EOF, or the parent's death."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    while True:
-        if not poller.poll(1000):
-            if os.getppid() != parent_pid:  # orphaned: the parent died without closing us
-                return
-            continue
-        try:
-            seq, cmd, arg = _read_request(sock)
-        except (EOFError, OSError):
-            return
-        if cmd == "close":
-            return
-        if cmd == "sync":
-            result: Any = None
-            status = "ok"
-        else:
-            try:
-                result, status = handle(cmd, arg), "ok"
-            except BaseException:
-                result, status = traceback.format_exc(), "error"
-        try:
-            _reply(sock, seq, status, result)
-        except OSError:  # the parent is gone
-            return
-
-
-# --- a lock for processes --------------------------------------------------------------------
-
-
-class ProcessLock:
-    """A lock shared by processes (forked, spawned or forkserver-started) and threads.
-
-    It is an ``fcntl`` record lock on an anonymous file (deleted when created, so nothing
-    is left behind even after a kill), plus a thread lock. Pickled, it travels as a
-    duplicate of the file's descriptor, as torch's shared tensors do
-    (``multiprocessing.reduction.DupFd``); in any process, every copy of one lock is the
-    same object.
-
-    Examples:
-        >>> lock = ProcessLock()
-        >>> with lock:
-        ...     pass
-    """
-
-    # (device, inode, pid) -> the lock: one object per lock and process
-    _by_file: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()
-
-    def __init__(self, fd: int | None = None) -> None:
-        if fcntl is None:  # pragma: no cover - Windows
-            raise NotImplementedError("ProcessLock needs fcntl (POSIX); pass a multiprocessing lock instead.")
-        if fd is None:
-            import tempfile
-
-            with tempfile.TemporaryFile() as file:  # anonymous: nothing to delete, even after a kill
-                fd = os.dup(file.fileno())
-        self._fd = fd
-        self._pid = os.getpid()
-        self._thread_lock = threading.Lock()
-        st = os.fstat(fd)
-        ProcessLock._by_file[(st.st_dev, st.st_ino, self._pid)] = self
-        self._closer = weakref.finalize(self, os.close, fd)
-
-    def __enter__(self) -> ProcessLock:
-        if self._pid != os.getpid():  # inherited through fork: a fresh thread lock
-            self._thread_lock = threading.Lock()
-            self._pid = os.getpid()
-        self._thread_lock.acquire()
-        try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread_lock.release()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.lockf(self._fd, fcntl.LOCK_UN)
-        self._thread_lock.release()
-
-    def __reduce__(self) -> tuple:
-        return (_rebuild_lock, (DupFd(self._fd),))
-
-    def __deepcopy__(self, memo: dict) -> ProcessLock:
-        return self
-
-    def __copy__(self) -> ProcessLock:
-        return self
-
-
-def _rebuild_lock(dup: Any) -> ProcessLock:
-    fd = dup.detach()
-    st = os.fstat(fd)
-    known = ProcessLock._by_file.get((st.st_dev, st.st_ino, os.getpid()))
-    if known is not None:
-        with known._thread_lock:  # closing a descriptor drops this process's record locks on the file
-            os.close(fd)
-        return known
-    return ProcessLock(fd)
