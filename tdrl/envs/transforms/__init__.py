@@ -42,6 +42,7 @@ from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
 from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
 from tdrl.envs.transforms.reward import LineariseRewards, RewardClipping, RewardScaling, RewardSum
+from tdrl.envs.transforms.running_stats import RunningMeanStd
 from tdrl.envs.transforms.shape import FlattenAction, FlattenObservation, PermuteTransform, SqueezeTransform
 from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
 from tdrl.envs.transforms.skip import ConditionalSkip
@@ -51,6 +52,7 @@ from tdrl.envs.transforms.terminate import TerminateTransform
 from tdrl.envs.transforms.transforms import Compose, Transform
 from tdrl.envs.transforms.truncation import RandomTruncationTransform
 from tdrl.envs.transforms.unary import UnaryTransform
+from tdrl.envs.transforms.vecnorm import VecNormV2
 
 __all__ = [
     "Transform",
@@ -58,6 +60,8 @@ __all__ = [
     "TransformedEnv",
     "ObservationNorm",
     "VecNorm",
+    "VecNormV2",
+    "RunningMeanStd",
     "DoubleToFloat",
     "DTypeCastTransform",
     "ClipTransform",
