@@ -403,6 +403,16 @@ class VecNorm(Transform):
         super().share_memory()
         return self.share_memory_()
 
+    def _share_state(self) -> tuple[TensorDictBase | None, Any]:
+        """The shared statistics and lock (for EnvCreator), sharing them first."""
+        self.share_memory_()
+        return self._stats, self.lock
+
+    def _use_shared_state(self, stats: TensorDictBase | None, lock: Any) -> None:
+        """Read and update ``stats`` (another copy's shared statistics) from now on."""
+        if stats is not None:
+            self._stats, self.lock, self._shared = stats, lock, True
+
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         stats = state.get("_stats")
