@@ -13,6 +13,8 @@ from tdrl.envs.libs import (
     PettingZooWrapper,
     VmasEnv,
     VmasWrapper,
+    gym_backend,
+    set_gym_backend,
 )
 from tdrl.envs.transforms import *  # noqa: F403
 from tdrl.envs.transforms import __all__ as _transform_names
@@ -22,9 +24,12 @@ from tdrl.envs.utils import (
     check_env_specs,
     check_marl_grouping,
     exploration_type,
+    get_available_libraries,
+    make_tensordict,
     set_exploration_type,
     set_validation,
     step_mdp,
+    terminated_or_truncated,
     validation_enabled,
 )
 
@@ -52,5 +57,10 @@ __all__ = [
     "step_mdp",
     "MarlGroupMapType",
     "check_marl_grouping",
+    "terminated_or_truncated",
+    "make_tensordict",
+    "get_available_libraries",
+    "gym_backend",
+    "set_gym_backend",
     *_transform_names,
 ]

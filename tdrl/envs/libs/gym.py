@@ -31,6 +31,7 @@ from tdrl._compat import td_read, td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
 from tdrl.envs.libs._render import render_error
+from tdrl.envs.libs.gym_backend import gym_backend, set_gym_backend  # noqa: F401  (TorchRL imports them from here)
 from tdrl.specs import (
     Binary,
     Bounded,
