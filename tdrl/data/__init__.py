@@ -1,5 +1,6 @@
 """Data containers: specs (re-exported from :mod:`tdrl.specs`), replay buffers and post-processors."""
 
+from tdrl.data.hash import RandomProjectionHash, SipHash
 from tdrl.data.postprocs import MultiStep
 from tdrl.data.prefill import prefill_replay_buffer
 from tdrl.data.replay_buffers import *  # noqa: F403
@@ -26,4 +27,6 @@ __all__ = [
     "contains_lazy_spec",
     "check_no_exclusive_keys",
     "prefill_replay_buffer",
+    "SipHash",
+    "RandomProjectionHash",
 ]

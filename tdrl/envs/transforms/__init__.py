@@ -21,6 +21,7 @@ from tdrl.envs.transforms.empty_specs import RemoveEmptySpecs
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.expand import ExpandAs
 from tdrl.envs.transforms.gsde import gSDENoise
+from tdrl.envs.transforms.hash import Hash
 from tdrl.envs.transforms.image import CenterCrop, Crop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
     CatTensors,
@@ -61,6 +62,7 @@ __all__ = [
     "ObservationNorm",
     "VecNorm",
     "VecNormV2",
+    "Hash",
     "RunningMeanStd",
     "DoubleToFloat",
     "DTypeCastTransform",
