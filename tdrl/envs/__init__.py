@@ -4,6 +4,7 @@ from tdrl.envs.batched import ParallelEnv, SerialEnv
 from tdrl.envs.common import EnvBase, make_composite_from_td
 from tdrl.envs.custom import PendulumEnv
 from tdrl.envs.env_creator import EnvCreator
+from tdrl.envs.gym_like import default_info_dict_reader
 from tdrl.envs.libs import (
     DMControlEnv,
     DMControlWrapper,
@@ -60,6 +61,7 @@ __all__ = [
     "terminated_or_truncated",
     "make_tensordict",
     "get_available_libraries",
+    "default_info_dict_reader",
     "gym_backend",
     "set_gym_backend",
     *_transform_names,
