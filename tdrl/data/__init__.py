@@ -13,6 +13,7 @@ from tdrl.data.spec_utils import (
     consolidate_spec,
     contains_lazy_spec,
 )
+from tdrl.data.trajectories import find_start_stop_traj
 from tdrl.specs import *  # noqa: F403
 from tdrl.specs import __all__ as _spec_names
 
@@ -29,4 +30,5 @@ __all__ = [
     "prefill_replay_buffer",
     "SipHash",
     "RandomProjectionHash",
+    "find_start_stop_traj",
 ]
