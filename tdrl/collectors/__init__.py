@@ -11,7 +11,13 @@ from tdrl.collectors.multi import (
 )
 from tdrl.collectors.sync import BaseCollector, Collector, DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import RandomPolicy, split_trajectories
-from tdrl.collectors.weight_update import MultiProcessedWeightUpdater, VanillaWeightUpdater, WeightUpdaterBase
+from tdrl.collectors.weight_update import (
+    MultiProcessedWeightUpdater,
+    RayWeightUpdater,
+    RemoteModuleWeightUpdater,
+    VanillaWeightUpdater,
+    WeightUpdaterBase,
+)
 
 __all__ = [
     "SyncDataCollector",
@@ -30,4 +36,6 @@ __all__ = [
     "WeightUpdaterBase",
     "VanillaWeightUpdater",
     "MultiProcessedWeightUpdater",
+    "RayWeightUpdater",
+    "RemoteModuleWeightUpdater",
 ]

@@ -20,7 +20,13 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
-__all__ = ["MultiProcessedWeightUpdater", "VanillaWeightUpdater", "WeightUpdaterBase"]
+__all__ = [
+    "MultiProcessedWeightUpdater",
+    "VanillaWeightUpdater",
+    "WeightUpdaterBase",
+    "RayWeightUpdater",
+    "RemoteModuleWeightUpdater",
+]
 
 WorkerIds = int | torch.device | list[int] | list[torch.device] | None
 
@@ -248,3 +254,110 @@ class MultiProcessedWeightUpdater(WeightUpdaterBase):
                 f"workers are {list(self._policy_weights)}."
             )
         _copy_into(self._policy_weights[worker_id], server_weights)
+
+
+class RemoteModuleWeightUpdater(WeightUpdaterBase):
+    """For policies the collector cannot reach (built by a ``policy_factory`` in workers): weights must be given.
+
+    A push with weights is accepted and does nothing here (the program moves the weights
+    itself); a push without weights raises, so that a forgotten argument is not a silent
+    no-op.
+
+    Raises:
+        RuntimeError: on a push without weights.
+
+    Examples:
+        >>> import torch
+        >>> updater = RemoteModuleWeightUpdater()
+        >>> updater(torch.nn.Linear(2, 1))  # accepted
+        >>> updater()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        RuntimeError: RemoteModuleWeightUpdater: weights must be passed explicitly ...
+    """
+
+    def __init__(self) -> None:
+        pass
+
+    def _sync_weights_with_worker(self, *, worker_id: int | torch.device | None = None, server_weights: Any) -> None:
+        if server_weights is None:
+            raise RuntimeError(
+                "RemoteModuleWeightUpdater: weights must be passed explicitly (the collector cannot reach the "
+                "remote policies). Fix: call update_policy_weights_(weights)."
+            )
+
+
+class RayWeightUpdater(WeightUpdaterBase):
+    """Pushes policy weights to remote collectors (Ray actors): one ``ray.put``, every actor loads that object.
+
+    The actors are tdrl's :class:`~tdrl.collectors.distributed.RayCollector` actors
+    (``collector.remote_collectors``, which load weights with ``load_weights``) or any actor
+    with TorchRL's ``update_policy_weights_(policy_weights=...)``. The calls are not
+    awaited: Ray runs them before the next call this process makes on each actor (e.g.
+    its next batch).
+
+    Args:
+        policy_weights: the weights pushed when none are given, a TensorDict of parameters
+            (``TensorDict.from_module(policy)``), read at each push.
+        remote_collectors: the actor handles, one per worker (worker id = index).
+        max_interval: push to a worker only on every ``max_interval + 1``-th call (0: every
+            call), counting the calls since that worker's last push.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> weights = TensorDict.from_module(torch.nn.Linear(2, 1))
+        >>> updater = RayWeightUpdater(weights, remote_collectors=[], max_interval=2)
+        >>> updater.all_worker_ids(), updater.max_interval
+        ([], 2)
+    """
+
+    def __init__(self, policy_weights: TensorDictBase, remote_collectors: list, max_interval: int = 0) -> None:
+        self.policy_weights = policy_weights
+        self.remote_collectors = remote_collectors
+        self.max_interval = max(0, int(max_interval))
+        self._batches_since_weight_update = [0] * len(remote_collectors)
+
+    def all_worker_ids(self) -> list[int]:
+        return list(range(len(self.remote_collectors)))
+
+    def _get_server_weights(self) -> Any:
+        return self.policy_weights
+
+    def _maybe_map_weights(self, server_weights: Any) -> Any:
+        from tdrl._ray import import_ray
+        from tdrl._ray_transport import pack
+
+        ray = import_ray("RayWeightUpdater")
+        if isinstance(server_weights, ray.ObjectRef):
+            return server_weights
+        weights = super()._maybe_map_weights(server_weights)
+        if isinstance(weights, TensorDictBase):
+            weights = weights.data.to("cpu")
+        return ray.put(pack(weights))  # flat arrays, as RayCollector's own pushes
+
+    def _sync_weights_with_worker(self, *, worker_id: int | torch.device | None = None, server_weights: Any) -> None:
+        if not isinstance(worker_id, int) or not 0 <= worker_id < len(self.remote_collectors):
+            raise IndexError(
+                f"RayWeightUpdater: worker {worker_id!r} is not one of the {len(self.remote_collectors)} remote "
+                "collectors (ids 0..n-1)."
+            )
+        actor = self.remote_collectors[worker_id]
+        if _has_method(actor, "load_weights"):
+            actor.load_weights.remote(server_weights)
+        else:
+            actor.update_policy_weights_.remote(policy_weights=server_weights)
+        self._batches_since_weight_update[worker_id] = 0
+
+    def _skip_update(self, worker_id: int | torch.device) -> bool:
+        index = int(worker_id)  # type: ignore[arg-type]
+        self._batches_since_weight_update[index] += 1
+        return self._batches_since_weight_update[index] <= self.max_interval
+
+
+def _has_method(actor: Any, name: str) -> bool:
+    try:
+        getattr(actor, name)
+    except AttributeError:
+        return False
+    return True

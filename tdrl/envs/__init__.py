@@ -4,6 +4,7 @@ from tdrl.envs.batched import ParallelEnv, SerialEnv
 from tdrl.envs.common import EnvBase, make_composite_from_td
 from tdrl.envs.custom import PendulumEnv
 from tdrl.envs.env_creator import EnvCreator
+from tdrl.envs.gym_like import default_info_dict_reader
 from tdrl.envs.libs import (
     DMControlEnv,
     DMControlWrapper,
@@ -13,6 +14,8 @@ from tdrl.envs.libs import (
     PettingZooWrapper,
     VmasEnv,
     VmasWrapper,
+    gym_backend,
+    set_gym_backend,
 )
 from tdrl.envs.transforms import *  # noqa: F403
 from tdrl.envs.transforms import __all__ as _transform_names
@@ -22,9 +25,12 @@ from tdrl.envs.utils import (
     check_env_specs,
     check_marl_grouping,
     exploration_type,
+    get_available_libraries,
+    make_tensordict,
     set_exploration_type,
     set_validation,
     step_mdp,
+    terminated_or_truncated,
     validation_enabled,
 )
 
@@ -52,5 +58,11 @@ __all__ = [
     "step_mdp",
     "MarlGroupMapType",
     "check_marl_grouping",
+    "terminated_or_truncated",
+    "make_tensordict",
+    "get_available_libraries",
+    "default_info_dict_reader",
+    "gym_backend",
+    "set_gym_backend",
     *_transform_names,
 ]

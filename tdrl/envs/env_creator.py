@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from tdrl.envs.common import EnvBase
@@ -15,6 +16,22 @@ _NOT_AN_ENV = (
     "EnvCreator: create_env_fn returned a {kind}, not an EnvBase. Fix: pass a callable that builds "
     "the env (e.g. EnvCreator(lambda: GymEnv('Pendulum-v1')))."
 )
+
+
+def _shareable_transforms(env: Any) -> Iterator[Any]:
+    """The transforms of ``env``'s chain (outermost first, then the base env's) that can share their state."""
+    from tdrl.envs.transforms import Compose, TransformedEnv
+
+    def walk(transform: Any) -> Iterator[Any]:
+        if isinstance(transform, Compose):
+            for member in transform:
+                yield from walk(member)
+        elif hasattr(transform, "_share_state"):
+            yield transform
+
+    while isinstance(env, TransformedEnv):
+        yield from walk(env.transform)
+        env = env.base_env
 
 
 def _dumps(fn: Any) -> bytes:
@@ -40,10 +57,12 @@ class EnvCreator:
         create_env_fn: a callable returning an :class:`~tdrl.envs.EnvBase`.
         create_env_kwargs: keyword arguments for each call (a call's own keyword arguments
             override them).
-        share_memory: accepted for TorchRL compatibility. TorchRL shares the first env's
-            state dict between the envs a creator builds; in tdrl the envs share no state
-            through the creator (a :class:`~tdrl.envs.VecNorm` shares its statistics
-            through its ``shared_td`` argument).
+        share_memory: share the running statistics of the env's :class:`~tdrl.envs.VecNorm`
+            and :class:`~tdrl.envs.VecNormV2` transforms (stateful ones) among every env
+            the creator builds, in this process and in worker processes (shared memory,
+            and a lock that keeps concurrent updates whole), as TorchRL's creator does. The
+            statistics are those of the env built when the creator is made: an env built
+            here in the parent process (``creator()``) reads what the workers update.
 
     Raises:
         TypeError: when ``create_env_fn`` is not callable, is an env instance, or builds
@@ -61,6 +80,18 @@ class EnvCreator:
         >>> penv.batch_size
         torch.Size([2])
         >>> penv.close()
+
+        Workers share one VecNorm's statistics:
+
+        >>> from tdrl.envs import TransformedEnv, VecNorm
+        >>> vec_norm = lambda: VecNorm(new_api=True, in_keys=["observation"])
+        >>> creator = EnvCreator(lambda: TransformedEnv(CountingEnv(max_steps=9), vec_norm()))
+        >>> local = creator()
+        >>> penv = ParallelEnv(2, creator)
+        >>> _ = penv.rollout(3)
+        >>> penv.close()
+        >>> int(local.transform.shared_data["count", "observation"])  # 2 workers x (1 reset + 3 steps)
+        8
     """
 
     def __init__(
@@ -87,6 +118,9 @@ class EnvCreator:
             self.input_spec: Composite = env.input_spec.clone()
             names = ("observation_spec", "action_spec", "reward_spec", "done_spec")
             self._specs = {name: getattr(env, name).clone() for name in names}
+            self._shared_states: list = []
+            if share_memory:
+                self._shared_states = [t._share_state() for t in _shareable_transforms(env)]
         finally:
             env.close()
 
@@ -97,8 +131,26 @@ class EnvCreator:
         return env
 
     def __call__(self, **kwargs: Any) -> EnvBase:
-        """A new env (``kwargs`` override the creator's ``create_env_kwargs``)."""
-        return self._build(kwargs)
+        """A new env (``kwargs`` override the creator's ``create_env_kwargs``), sharing the creator's statistics."""
+        env = self._build(kwargs)
+        if self._shared_states:
+            for transform, (stats, lock) in zip(_shareable_transforms(env), self._shared_states):
+                transform._use_shared_state(stats, lock)
+        return env
+
+    def make_variant(self, **kwargs: Any) -> EnvCreator:
+        """A creator with other keyword arguments that shares this one's statistics and specs.
+
+        Examples:
+            >>> from tdrl.testing import CountingEnv
+            >>> creator = EnvCreator(CountingEnv, max_steps=3)
+            >>> creator.make_variant(max_steps=5)().max_steps
+            5
+        """
+        out = type(self).__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.create_env_kwargs = {**self.create_env_kwargs, **kwargs}
+        return out
 
     @property
     def observation_spec(self) -> Any:
@@ -131,11 +183,15 @@ class EnvCreator:
         }
 
     def __getstate__(self) -> dict:
-        return dict(self.__dict__, create_env_fn=_dumps(self.create_env_fn))
+        state = dict(self.__dict__, create_env_fn=_dumps(self.create_env_fn))
+        # the shared statistics travel as shared-memory handles, whatever pickler the caller uses
+        state["_shared_states"] = bytes(ForkingPickler.dumps(self.__dict__.get("_shared_states", [])))
+        return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         state["create_env_fn"] = pickle.loads(state["create_env_fn"])
+        state["_shared_states"] = pickle.loads(state.get("_shared_states", pickle.dumps([])))
         self.__dict__.update(state)
 
     def __repr__(self) -> str:

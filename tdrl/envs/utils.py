@@ -19,7 +19,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.util
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, cast
 
@@ -48,6 +49,9 @@ __all__ = [
     "MarlGroupMapType",
     "check_marl_grouping",
     "make_composite_from_td",
+    "terminated_or_truncated",
+    "make_tensordict",
+    "get_available_libraries",
 ]
 
 ExplorationType = InteractionType
@@ -359,3 +363,122 @@ def make_composite_from_td(
                 "keep only tensors and TensorDicts (data.exclude(...)) before describing the data."
             )
     return Composite(specs, shape=data.shape, device=data.device)
+
+
+_END_FLAGS = ("done", "terminated", "truncated")
+
+
+def terminated_or_truncated(
+    data: TensorDictBase,
+    full_done_spec: Composite | None = None,
+    key: NestedKey | None = "_reset",
+    write_full_false: bool = False,
+) -> bool:
+    """Aggregate the end-of-episode flags of ``data``, at every nesting level, into ``key`` (in place).
+
+    At each level of ``data`` that holds ``"done"``, ``"terminated"`` or ``"truncated"``
+    (or, given ``full_done_spec``, the leaves that spec lists), the OR of those flags is
+    written under ``key`` at that level (e.g. ``"_reset"`` for a partial reset, or
+    ``("agents", "_reset")`` for a group of agents). When no flag is set anywhere, the
+    written entries are removed again unless ``write_full_false``.
+
+    Args:
+        data: a step's output (e.g. ``td["next"]``).
+        full_done_spec: the env's ``full_done_spec``, naming the flags to read (a flag
+            missing from ``data`` counts as False). Default: the three standard names.
+        key: where each level's aggregate goes; ``None`` writes nothing.
+        write_full_false: keep the written entries even when every flag is False.
+
+    Returns:
+        Whether any flag was set (a Python bool).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> data = TensorDict({"done": torch.tensor([[False], [True]]), "truncated": torch.tensor([[True], [False]]),
+        ...                    "agents": {"done": torch.zeros(2, 1, dtype=torch.bool)}}, [2])
+        >>> terminated_or_truncated(data)
+        True
+        >>> data["_reset"].squeeze(-1), data["agents", "_reset"].squeeze(-1)
+        (tensor([True, True]), tensor([False, False]))
+    """
+    written: list[tuple] = []
+
+    def visit(node: TensorDictBase, spec: Composite | None, prefix: tuple) -> bool:
+        found = False
+        aggregate: torch.Tensor | None = None
+        items = spec.items() if spec is not None else node.items()
+        for name, item in items:
+            if isinstance(item, Composite) or (spec is None and isinstance(item, TensorDictBase)):
+                child = node.get(name, None)
+                if isinstance(child, TensorDictBase):
+                    found = visit(child, item if isinstance(item, Composite) else None, (*prefix, name)) or found
+                continue
+            if spec is None and name not in _END_FLAGS:
+                continue
+            flag = node.get(name, None)
+            if flag is None:
+                flag = torch.zeros((*node.batch_size, 1), dtype=torch.bool, device=node.device)
+            aggregate = flag.bool() if aggregate is None else aggregate | flag.bool()
+        if aggregate is not None:
+            if key is not None:
+                node.set(key, aggregate)
+                written.append((*prefix, *(key if isinstance(key, tuple) else (key,))))
+            found = bool(aggregate.any()) or found
+        return found
+
+    any_end = visit(data, full_done_spec, ())
+    if not any_end and not write_full_false:
+        for entry in written:
+            data.del_(entry)
+    return any_end
+
+
+def make_tensordict(env: EnvBase, policy: Callable[[TensorDictBase], TensorDictBase] | None = None) -> TensorDictBase:
+    """A zeroed TensorDict with every entry of one full step of ``env`` (reset, action, step).
+
+    Useful to preallocate storage or to trace a module: it holds the root entries, the
+    action (from ``policy`` or a random draw) and the ``"next"`` entries, all set to zero.
+
+    Args:
+        env: the env.
+        policy: writes the action (default: a random action from ``env.action_spec``).
+
+    Examples:
+        >>> from tdrl.testing import CountingEnv
+        >>> td = make_tensordict(CountingEnv())
+        >>> sorted(td.keys()), float(td["next", "observation"].sum())
+        (['action', 'done', 'next', 'observation', 'terminated', 'truncated'], 0.0)
+    """
+    with torch.no_grad():
+        tensordict = env.reset()
+        if policy is not None:
+            tensordict = policy(tensordict)
+        else:
+            tensordict = env.rand_action(tensordict)
+        tensordict = env.step(tensordict)
+    return tensordict.zero_()
+
+
+_LIBRARIES = {
+    "gymnasium": "gymnasium",
+    "dm_control": "dm_control",
+    "mujoco": "mujoco",
+    "vmas": "vmas",
+    "pettingzoo": "pettingzoo",
+}
+
+
+def get_available_libraries() -> dict[str, bool]:
+    """The env backends tdrl supports, each with whether it is installed (nothing is imported).
+
+    Returns:
+        ``{"gymnasium": bool, "dm_control": bool, "mujoco": bool, "vmas": bool, "pettingzoo": bool}``.
+        TorchRL also lists ``gym`` and others, which tdrl does not wrap.
+
+    Examples:
+        >>> libraries = get_available_libraries()
+        >>> libraries["gymnasium"]
+        True
+    """
+    return {name: importlib.util.find_spec(module) is not None for name, module in _LIBRARIES.items()}

@@ -33,7 +33,7 @@ from torch import nn
 
 from tdrl._compat import td_read, td_write
 from tdrl.modules._lean import missing_key_error
-from tdrl.specs import Categorical, Composite, NestedKey, OneHot, TensorSpec
+from tdrl.specs import Categorical, Composite, MultiCategorical, MultiOneHot, NestedKey, OneHot, TensorSpec
 from tdrl.specs.base import one_hot
 
 __all__ = [
@@ -614,7 +614,7 @@ class RandomPolicy:
         self._maskable: list[tuple[int, NestedKey, Categorical | OneHot]] = [
             (i, _mask_key(key), cast("Categorical | OneHot", given[i]))
             for i, (key, spec_) in enumerate(self._leaves)
-            if isinstance(spec_, (Categorical, OneHot))
+            if isinstance(spec_, (Categorical, OneHot, MultiCategorical, MultiOneHot))
         ]
 
     def reads_masks(self, tensordict: TensorDictBase) -> bool:

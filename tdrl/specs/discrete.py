@@ -45,6 +45,28 @@ def _not_one_hot(value: torch.Tensor, blocks: list[int]) -> str | None:
     return None
 
 
+def _checked_mask(name: str, mask: torch.Tensor | None, want: tuple) -> torch.Tensor | None:
+    """``mask`` expanded to ``want`` (bool), or a ValueError naming both shapes."""
+    if mask is None:
+        return None
+    try:
+        return mask.to(torch.bool).expand(want)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{name}.update_mask: a mask of shape {tuple(mask.shape)} does not expand to {want} (one bool per value "
+            f"of each block, blocks concatenated along the last dim). Fix: pass a mask of shape {want}."
+        ) from err
+
+
+def _masked_blocks(mask: torch.Tensor, blocks: list[int], full: tuple) -> list[torch.Tensor]:
+    """For each block of ``mask`` (split along its last dim), an index drawn uniformly among its True values."""
+    out = []
+    for part, n in zip(mask.split(blocks, -1), blocks):
+        probs = part.float().expand(*full, n).reshape(-1, n)
+        out.append(torch.multinomial(probs, 1).reshape(full))
+    return out
+
+
 class _IndexSpec(TensorSpec):
     """What ``Categorical`` and ``OneHot`` share: ``n`` values and an optional action mask."""
 
@@ -203,11 +225,16 @@ class MultiCategorical(TensorSpec):
         shape: the shape (default ``(len(nvec),)``).
         device: where the tensors live.
         dtype: ``torch.int64`` by default.
+        mask: bool ``[*shape[:-1], sum(nvec)]``: which values of each entry ``rand`` may draw
+            (the entries' blocks concatenated); see :meth:`update_mask`.
 
     Examples:
         >>> spec = MultiCategorical([2, 3])
         >>> spec.rand().shape
         torch.Size([2])
+        >>> spec.update_mask(torch.tensor([False, True, True, False, False]))
+        >>> spec.rand().tolist()
+        [1, 0]
     """
 
     def __init__(
@@ -216,6 +243,7 @@ class MultiCategorical(TensorSpec):
         shape: ShapeLike | None = None,
         device: DeviceLike = None,
         dtype: torch.dtype = torch.int64,
+        mask: torch.Tensor | None = None,
     ) -> None:
         nvec_t = torch.as_tensor(nvec, dtype=torch.int64)
         shape = _as_shape(shape if shape is not None else nvec_t.shape)
@@ -228,8 +256,27 @@ class MultiCategorical(TensorSpec):
             ) from err
         if (self.nvec < 1).any():
             raise ValueError(f"MultiCategorical: every nvec entry must be >= 1, got {self.nvec.tolist()}.")
+        self.mask: torch.Tensor | None = None
+        self.update_mask(mask)
+
+    def _blocks(self) -> list[int]:
+        """The number of values of each entry along the last dim."""
+        return [int(n) for n in self.nvec.reshape(-1, self.shape[-1])[0]] if self.shape else [int(self.nvec)]
+
+    def update_mask(self, mask: torch.Tensor | None) -> None:
+        """Restrict ``rand`` to the values where ``mask`` is True (None lifts the mask).
+
+        ``mask`` is bool ``[*shape[:-1], sum(nvec)]``: for each entry, one bool per value.
+
+        Raises:
+            ValueError: when ``mask`` does not expand to that shape.
+        """
+        self.mask = _checked_mask(type(self).__name__, mask, (*self.shape[:-1], sum(self._blocks())))
 
     def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
+        if self.mask is not None:
+            full = (*_as_shape(shape), *self.shape[:-1])
+            return torch.stack(_masked_blocks(self.mask, self._blocks(), full), -1).to(self.dtype)
         full = (*_as_shape(shape), *self.shape)
         r = torch.rand(full, device=self.device)
         return (r * self.nvec).floor().to(self.dtype)
@@ -259,6 +306,7 @@ class MultiCategorical(TensorSpec):
             shape=shape,
             device=changes.get("device", self.device),
             dtype=changes.get("dtype", self.dtype),
+            mask=self.mask if shape == self.shape else None,
         )
 
     def _same_domain(self, other: MultiCategorical) -> bool:
@@ -271,10 +319,16 @@ class MultiCategorical(TensorSpec):
 class MultiOneHot(TensorSpec):
     """Several one-hot vectors concatenated along the last dim (sizes ``nvec``).
 
+    ``mask`` (bool, the spec's shape) restricts ``rand`` to the values where it is True;
+    see :meth:`update_mask`.
+
     Examples:
         >>> spec = MultiOneHot([2, 3])
         >>> spec.rand().sum().item()
         2
+        >>> spec.update_mask(torch.tensor([True, False, False, False, True]))
+        >>> spec.rand().long().tolist()
+        [1, 0, 0, 0, 1]
     """
 
     def __init__(
@@ -283,6 +337,7 @@ class MultiOneHot(TensorSpec):
         shape: ShapeLike | None = None,
         device: DeviceLike = None,
         dtype: torch.dtype = torch.bool,
+        mask: torch.Tensor | None = None,
     ) -> None:
         self.nvec = [int(n) for n in nvec]
         if not self.nvec or min(self.nvec) < 1:
@@ -291,10 +346,24 @@ class MultiOneHot(TensorSpec):
         if shape[-1] != sum(self.nvec):
             raise ValueError(f"MultiOneHot: last dim of shape {tuple(shape)} must be sum(nvec)={sum(self.nvec)}.")
         super().__init__(shape, dtype, device)
+        self.mask: torch.Tensor | None = None
+        self.update_mask(mask)
+
+    def update_mask(self, mask: torch.Tensor | None) -> None:
+        """Restrict ``rand`` to the values where ``mask`` (the spec's shape) is True (None lifts the mask).
+
+        Raises:
+            ValueError: when ``mask`` does not expand to the spec's shape.
+        """
+        self.mask = _checked_mask(type(self).__name__, mask, tuple(self.shape))
 
     def rand(self, shape: ShapeLike | None = None) -> torch.Tensor:
         full = (*_as_shape(shape), *self.shape[:-1])
-        parts = [torch.nn.functional.one_hot(torch.randint(0, n, full, device=self.device), n) for n in self.nvec]
+        if self.mask is not None:
+            indices = _masked_blocks(self.mask, self.nvec, full)
+        else:
+            indices = [torch.randint(0, n, full, device=self.device) for n in self.nvec]
+        parts = [torch.nn.functional.one_hot(idx, n) for idx, n in zip(indices, self.nvec)]
         return torch.cat(parts, -1).to(self.dtype)
 
     def _mismatch(self, value: torch.Tensor) -> str | None:
@@ -315,11 +384,13 @@ class MultiOneHot(TensorSpec):
         return out
 
     def _clone_to(self, **changes: Any) -> MultiOneHot:
+        shape = changes.get("shape", self.shape)
         return MultiOneHot(
             self.nvec,
-            shape=changes.get("shape", self.shape),
+            shape=shape,
             device=changes.get("device", self.device),
             dtype=changes.get("dtype", self.dtype),
+            mask=self.mask if shape == self.shape else None,
         )
 
     def _same_domain(self, other: MultiOneHot) -> bool:

@@ -133,3 +133,12 @@ def test_vanilla_updater_copies_what_torchrls_copies():
     VanillaWeightUpdater.from_policy(ours_policy)(TensorDict.from_module(trained).data)
     for mine, reference in zip(ours_policy.parameters(), theirs_policy.parameters()):
         assert torch.equal(mine, reference)
+
+
+def test_remote_module_updater_needs_weights():
+    from tdrl.collectors import RemoteModuleWeightUpdater
+
+    updater = RemoteModuleWeightUpdater()
+    updater(TensorDict({"w": torch.zeros(1)}))  # given weights: accepted
+    with pytest.raises(RuntimeError, match="weights must be passed explicitly"):
+        updater()

@@ -9,6 +9,7 @@ is built, so ``import tdrl.envs.libs`` works without them.
 
 from tdrl.envs.libs.dm_control import DMControlEnv, DMControlWrapper
 from tdrl.envs.libs.gym import GymEnv, GymWrapper
+from tdrl.envs.libs.gym_backend import gym_backend, set_gym_backend
 from tdrl.envs.libs.pettingzoo import PettingZooEnv, PettingZooWrapper
 from tdrl.envs.libs.vmas import VmasEnv, VmasWrapper
 
@@ -21,4 +22,6 @@ __all__ = [
     "VmasWrapper",
     "PettingZooEnv",
     "PettingZooWrapper",
+    "gym_backend",
+    "set_gym_backend",
 ]

@@ -31,6 +31,7 @@ from tdrl._compat import td_read, td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
 from tdrl.envs.libs._render import render_error
+from tdrl.envs.libs.gym_backend import gym_backend, set_gym_backend  # noqa: F401  (TorchRL imports them from here)
 from tdrl.specs import (
     Binary,
     Bounded,
@@ -204,6 +205,35 @@ class GymWrapper(EnvBase):
         self.info_keys = list(info_keys or [])
         self._seed: int | None = None
         self._build_specs()
+
+    def set_info_dict_reader(self, info_dict_reader: Any = None, ignore_private: bool = True) -> GymWrapper:
+        """Copy the ``info`` entries a :class:`~tdrl.envs.default_info_dict_reader` names into each output.
+
+        The specs of those entries are read off a probe step (as with ``info_keys``), or
+        taken from the reader's ``spec`` when it has one. Call it before wrapping the env
+        in transforms. Returns the env.
+
+        Args:
+            info_dict_reader: the reader (default: one reading every public ``info`` entry).
+            ignore_private: for the default reader, leave out entries starting with ``_``.
+        """
+        from tdrl.envs.gym_like import default_info_dict_reader
+
+        reader = (
+            info_dict_reader if info_dict_reader is not None else default_info_dict_reader(None, None, ignore_private)
+        )
+        keys = reader.keys
+        if keys is None:
+            self._env.reset()
+            keys = reader.select_keys(self._env.step(self._env.action_space.sample())[4])
+        self.info_keys = list(dict.fromkeys([*self.info_keys, *keys]))
+        self._build_specs()
+        if reader.info_spec is not None:
+            for key in keys:
+                if key in reader.info_spec.keys():
+                    given = reader.info_spec[key]
+                    self.observation_spec[key] = given.to(self.device)
+        return self
 
     # --- construction ---------------------------------------------------------------------
     @property

@@ -21,6 +21,7 @@ from tdrl.envs.transforms.empty_specs import RemoveEmptySpecs
 from tdrl.envs.transforms.env import TransformedEnv
 from tdrl.envs.transforms.expand import ExpandAs
 from tdrl.envs.transforms.gsde import gSDENoise
+from tdrl.envs.transforms.hash import Hash
 from tdrl.envs.transforms.image import CenterCrop, Crop, GrayScale, Resize, ToTensorImage
 from tdrl.envs.transforms.keys import (
     CatTensors,
@@ -42,6 +43,7 @@ from tdrl.envs.transforms.primer import TensorDictPrimer
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
 from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
 from tdrl.envs.transforms.reward import LineariseRewards, RewardClipping, RewardScaling, RewardSum
+from tdrl.envs.transforms.running_stats import RunningMeanStd
 from tdrl.envs.transforms.shape import FlattenAction, FlattenObservation, PermuteTransform, SqueezeTransform
 from tdrl.envs.transforms.sign import BinarizeReward, SignTransform
 from tdrl.envs.transforms.skip import ConditionalSkip
@@ -51,6 +53,7 @@ from tdrl.envs.transforms.terminate import TerminateTransform
 from tdrl.envs.transforms.transforms import Compose, Transform
 from tdrl.envs.transforms.truncation import RandomTruncationTransform
 from tdrl.envs.transforms.unary import UnaryTransform
+from tdrl.envs.transforms.vecnorm import VecNormV2
 
 __all__ = [
     "Transform",
@@ -58,6 +61,9 @@ __all__ = [
     "TransformedEnv",
     "ObservationNorm",
     "VecNorm",
+    "VecNormV2",
+    "Hash",
+    "RunningMeanStd",
     "DoubleToFloat",
     "DTypeCastTransform",
     "ClipTransform",

@@ -18,14 +18,16 @@ Examples:
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
 
 from tdrl._compat import td_read
 from tdrl.envs.transforms.transforms import Transform, _as_key_list, _leaf_list, _spec_keys
-from tdrl.specs import Categorical, Composite, NestedKey, OneHot, TensorSpec
+from tdrl.specs import Categorical, Composite, MultiCategorical, MultiOneHot, NestedKey, OneHot, TensorSpec
+
+_MASKABLE = (Categorical, OneHot, MultiCategorical, MultiOneHot)
 
 __all__ = ["ActionMask"]
 
@@ -34,7 +36,8 @@ _NOT_IN_ENV = (
     "(a replay buffer or a module chain). Fix: use it inside TransformedEnv(env, ActionMask(...))."
 )
 _BAD_SPEC = (
-    "ActionMask: the action {key!r} has spec {spec}; a mask needs a Categorical or OneHot action. "
+    "ActionMask: the action {key!r} has spec {spec}; a mask needs a MultiCategorical, MultiOneHot, "
+    "Categorical or OneHot action. "
     "Fix: pass action_key naming a discrete action of the env."
 )
 _BAD_MASK = (
@@ -47,7 +50,9 @@ class ActionMask(Transform):
     """Masks the env's discrete action spec with the mask the env writes at each reset and step.
 
     Reads ``mask_key`` from each reset and step output and stores it as the mask of the
-    spec of ``action_key`` (``Categorical`` or ``OneHot``) of the env it is attached to;
+    spec of ``action_key`` (``Categorical``, ``OneHot``, ``MultiCategorical`` or
+    ``MultiOneHot``; for the last two, one bool per value of each sub-action, the blocks
+    concatenated along the last dim) of the env it is attached to;
     random actions drawn from that spec (``env.rand_action``, a rollout without a policy,
     ``RandomPolicy(env.action_spec)``) are then legal. Writes no entry and leaves the
     specs' shapes unchanged. Only works attached to an env.
@@ -59,7 +64,7 @@ class ActionMask(Transform):
     Raises:
         TypeError: when a key is not a string or tuple of strings.
         KeyError: (at attach time) when the env writes no ``mask_key`` or reads no ``action_key``.
-        ValueError: (at attach time) when the action is not ``Categorical``/``OneHot``; at a step
+        ValueError: (at attach time) when the action is not one of those specs; at a step
             when the mask's shape does not fit the action spec.
         RuntimeError: when called on a plain tensordict (no env).
 
@@ -105,14 +110,14 @@ class ActionMask(Transform):
                 f"{_leaf_list(list(actions.keys(True, True)))}). Fix: pass action_key naming one of them."
             )
         spec = actions[self.action_key]
-        if not isinstance(spec, (Categorical, OneHot)):
+        if not isinstance(spec, _MASKABLE):
             raise ValueError(_BAD_SPEC.format(key=self.action_key, spec=spec))
 
     def _transform_specs(self, output_spec: Composite, input_spec: Composite) -> tuple[Composite, Composite]:
         self._spec_cache = None  # the env's specs are being rebuilt: find the live spec again at the next call
         return super()._transform_specs(output_spec, input_spec)
 
-    def _live_spec(self) -> tuple[Categorical | OneHot, tuple]:
+    def _live_spec(self) -> tuple[Any, tuple]:
         """The live action spec (the one ``rand_action`` draws from) and the mask shape it takes."""
         cached = self.__dict__.get("_spec_cache")
         if cached is not None:
@@ -121,9 +126,14 @@ class ActionMask(Transform):
         if env is None:
             raise RuntimeError(_NOT_IN_ENV)
         spec = cast(TensorSpec, env.full_action_spec[self.action_key])
-        if not isinstance(spec, (Categorical, OneHot)):  # a later transform replaced it
+        if not isinstance(spec, _MASKABLE):  # a later transform replaced it
             raise ValueError(_BAD_SPEC.format(key=self.action_key, spec=spec))
-        want = (*spec.shape, spec.n) if isinstance(spec, Categorical) else tuple(spec.shape)
+        if isinstance(spec, Categorical):
+            want = (*spec.shape, spec.n)
+        elif isinstance(spec, MultiCategorical):
+            want = (*spec.shape[:-1], int(spec.nvec.reshape(-1, spec.shape[-1])[0].sum()))
+        else:
+            want = tuple(spec.shape)
         self._spec_cache = (spec, want)
         return spec, want
 
@@ -133,7 +143,7 @@ class ActionMask(Transform):
         mask = td_read(tensordict, self.mask_key)
         if mask is None:
             return tensordict  # nothing new: the spec keeps the last mask
-        n = spec.n
+        n = want[-1]
         if mask.shape != want:
             if (
                 isinstance(spec, Categorical)

@@ -308,6 +308,8 @@ class VecNorm(Transform):
             separately, updates the same ``shared_td``.
         decay: the weight of past statistics at each update.
         eps: the smallest variance used.
+        new_api: ``True`` builds a :class:`~tdrl.envs.VecNormV2` instead, with the other
+            arguments (as TorchRL's ``VecNorm(..., new_api=True)``); ``None``/``False`` this class.
 
     Examples:
         >>> import torch
@@ -322,6 +324,14 @@ class VecNorm(Transform):
 
     time_vectorizable = False  # each step updates the statistics the next step reads
 
+    def __new__(cls, *args: Any, new_api: bool | None = None, **kwargs: Any) -> Any:
+        # TorchRL's switch: VecNorm(..., new_api=True) builds a VecNormV2 (then __init__ is not run here)
+        if new_api and cls is VecNorm:
+            from tdrl.envs.transforms.vecnorm import VecNormV2
+
+            return VecNormV2(*args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         in_keys: NestedKey | Sequence[NestedKey] | None = None,
@@ -330,6 +340,7 @@ class VecNorm(Transform):
         lock: Any = None,
         decay: float = 0.9999,
         eps: float = 1e-4,
+        new_api: bool | None = None,
     ) -> None:
         super().__init__(["observation"] if in_keys is None else in_keys, out_keys)
         if not 0.0 < decay <= 1.0:
@@ -391,6 +402,16 @@ class VecNorm(Transform):
     def share_memory(self) -> VecNorm:
         super().share_memory()
         return self.share_memory_()
+
+    def _share_state(self) -> tuple[TensorDictBase | None, Any]:
+        """The shared statistics and lock (for EnvCreator), sharing them first."""
+        self.share_memory_()
+        return self._stats, self.lock
+
+    def _use_shared_state(self, stats: TensorDictBase | None, lock: Any) -> None:
+        """Read and update ``stats`` (another copy's shared statistics) from now on."""
+        if stats is not None:
+            self._stats, self.lock, self._shared = stats, lock, True
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
