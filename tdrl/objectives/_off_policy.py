@@ -112,6 +112,9 @@ class _MemberLoop:
         # the cache is checked against the leaves and their storage: ``.to()``/``.double()``
         # may replace a leaf, or keep it and swap its ``.data`` (the kept views hold the old
         # storage alive, so its address cannot be reused)
+        if torch.compiler.is_compiling():
+            # torch.compile traces the views directly (the cache's id()/data_ptr() cannot be traced)
+            return list(zip(*[params.get(k).unbind(0) for k in self.keys]))
         hit = self._cache.get(id(params))
         if hit is not None and hit[0] is params:
             _, leaves, ptrs, members = hit
@@ -258,6 +261,8 @@ class OffPolicyLoss(LossModule):
         """Detached views of ``<name>_params``: they follow in-place optimizer steps, and are
         rebuilt when the parameters moved (``.to()``, ``.double()``: new storage)."""
         params = getattr(self, f"{name}_params")
+        if torch.compiler.is_compiling():
+            return params.detach()  # traced into the graph: no cache to check (data_ptr() cannot be traced)
         cache = self.__dict__.setdefault("_detached_cache", {})
         first = next(iter(params.values(True, True)))
         stamp = (first.data_ptr(), first.dtype, first.device)
