@@ -12,12 +12,12 @@ from __future__ import annotations
 import pytest
 import torch
 from tensordict import TensorDict
-from tensordict.nn import TensorDictModule
+from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules import MLP, NormalParamExtractor, ProbabilisticActor, QValueActor, TanhNormal, ValueOperator
-from tdrl.objectives import ClipPPOLoss, DQNLoss, SACLoss
+from tdrl.objectives import A2CLoss, ClipPPOLoss, DQNLoss, ReinforceLoss, SACLoss
 from tdrl.objectives.value import GAE
 from tdrl.specs import Bounded, OneHot
 
@@ -164,6 +164,13 @@ def test_clip_ppo_loss_forward_and_backward_compile_without_break():
     _check_loss(loss, data, _ppo_total, "aot_eager")
 
 
+@pytest.mark.parametrize("loss_class", [A2CLoss, ReinforceLoss])
+def test_a2c_and_reinforce_losses_compile_without_break(loss_class):
+    loss, data = _ppo_setup(cells=16)
+    loss = loss_class(loss.actor_network, loss.critic_network)
+    _check_loss(loss, data, lambda out: sum(v for k, v in out.items() if k.startswith("loss_")), "aot_eager")
+
+
 def test_clip_ppo_loss_skips_the_finite_check_only_when_compiled():
     loss, data = _ppo_setup(cells=16)
     data["advantage"][0] = float("nan")
@@ -173,7 +180,12 @@ def test_clip_ppo_loss_skips_the_finite_check_only_when_compiled():
     assert torch.isnan(out["loss_objective"])
 
 
-def _sac_setup(cells: int, batch: int) -> tuple[SACLoss, TensorDict]:
+class _Concat(nn.Module):
+    def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return torch.cat([observation, action], -1)
+
+
+def _sac_setup(cells: int, batch: int, two_step_q: bool = False, **kwargs) -> tuple[SACLoss, TensorDict]:
     actor = ProbabilisticActor(
         TensorDictModule(
             nn.Sequential(MLP(in_features=3, out_features=2, num_cells=[cells] * 2), NormalParamExtractor()),
@@ -184,8 +196,16 @@ def _sac_setup(cells: int, batch: int) -> tuple[SACLoss, TensorDict]:
         spec=Bounded(-1.0, 1.0, shape=(1,)),
         distribution_class=TanhNormal,
     )
-    qvalue = ValueOperator(MLP(in_features=4, out_features=1, num_cells=[cells] * 2), in_keys=["observation", "action"])
-    loss = SACLoss(actor, qvalue)
+    if two_step_q:  # not one plain module: the ensemble runs through torch.vmap (or a loop)
+        qvalue = TensorDictSequential(
+            TensorDictModule(_Concat(), ["observation", "action"], ["observation_action"]),
+            TensorDictModule(
+                MLP(in_features=4, out_features=1, num_cells=[cells] * 2), ["observation_action"], ["state_action_value"]
+            ),
+        )
+    else:
+        qvalue = ValueOperator(MLP(in_features=4, out_features=1, num_cells=[cells] * 2), in_keys=["observation", "action"])
+    loss = SACLoss(actor, qvalue, **kwargs)
     loss.make_value_estimator("td0", gamma=0.99)
     return loss, _transitions(batch, 3, torch.rand(batch, 1) * 2 - 1)
 
@@ -194,12 +214,12 @@ def _sac_total(out: TensorDict) -> torch.Tensor:
     return out["loss_actor"] + out["loss_qvalue"] + out["loss_alpha"]
 
 
-@pytest.mark.parametrize("deactivate_vmap", [False, True])
-def test_sac_loss_forward_and_backward_compile_without_break(deactivate_vmap):
-    loss, data = _sac_setup(cells=64, batch=64)
-    loss.deactivate_vmap = deactivate_vmap
-    loss.set_keys()  # rebuilds the ensemble caller with the flag
-    _check_loss(loss, data, _sac_total, "aot_eager")
+@pytest.mark.parametrize(
+    "two_step_q, deactivate_vmap", [(False, False), (True, False), (True, True)], ids=["plain-q", "vmap", "loop"]
+)
+def test_sac_loss_forward_and_backward_compile_without_break(two_step_q, deactivate_vmap):
+    loss, data = _sac_setup(cells=64, batch=64, two_step_q=two_step_q, deactivate_vmap=deactivate_vmap)
+    _check_loss(loss, data, _sac_total, "aot_eager", rtol=1e-5, atol=1e-6)
 
 
 def test_compiled_sac_loss_writes_the_td_error_and_follows_optimizer_steps():

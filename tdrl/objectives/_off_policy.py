@@ -73,8 +73,13 @@ def rsample_and_log_prob(owner: str, dist: torch.distributions.Distribution) -> 
 
 
 def _one_member(module: nn.Module, key: NestedKey, data: TensorDictBase, params: TensorDictBase) -> Tensor:
-    with params.to_module(module):
-        out = module(data)
+    if torch.compiler.is_compiling():
+        # tensordict's to_module builds nn.Parameter objects, which torch.compile cannot trace
+        named = {".".join(k) if isinstance(k, tuple) else k: v for k, v in params.items(True, True)}
+        out = torch.func.functional_call(module, named, (data,))
+    else:
+        with params.to_module(module):
+            out = module(data)
     value = out.get(key, None)
     if value is None:
         raise MissingKeyError(
@@ -247,15 +252,24 @@ class OffPolicyLoss(LossModule):
     def _ensemble_caller(self, module: nn.Module, key: NestedKey) -> Callable[[TensorDictBase, TensorDictBase], Tensor]:
         """``call(data, params) -> [N, *B, ...]``: ``module``'s ``key`` under each parameter set."""
         member = functools.partial(_one_member, module, key)
-        if not self.deactivate_vmap:
-            return torch.vmap(member, in_dims=(None, 0), randomness="different")
 
         def loop(data: TensorDictBase, params: TensorDictBase) -> Tensor:
             # unbind: one view per member, whose backward stacks the members' gradients
             # (indexing would build a zero-filled full-size gradient per member)
             return torch.stack([member(data.copy(), member_params) for member_params in params.unbind(0)])
 
-        return loop
+        if self.deactivate_vmap:
+            return loop
+        vmapped = torch.vmap(member, in_dims=(None, 0), randomness="different")
+
+        def call(data: TensorDictBase, params: TensorDictBase) -> Tensor:
+            if torch.compiler.is_compiling():
+                # torch.compile fails inside torch.vmap over TensorDicts (torch 2.13): the loop
+                # computes the same values and traces into one graph
+                return loop(data, params)
+            return vmapped(data, params)
+
+        return call
 
     def _detached(self, name: str) -> TensorDictBase:
         """Detached views of ``<name>_params``: they follow in-place optimizer steps, and are
