@@ -130,7 +130,9 @@ def test_gae_on_a_batch_compiles_without_break_and_matches_eager():
 # ---------------------------------------------------------------------------------------- losses
 def _ppo_setup(cells: int) -> tuple[ClipPPOLoss, TensorDict]:
     actor, critic = _seed_actor(cells), _critic(cells)
-    loss = ClipPPOLoss(actor, critic, clip_epsilon=0.2, entropy_coef=1e-4, critic_coef=1.0, loss_critic_type="smooth_l1")
+    loss = ClipPPOLoss(
+        actor, critic, clip_epsilon=0.2, entropy_coef=1e-4, critic_coef=1.0, loss_critic_type="smooth_l1"
+    )
     with torch.no_grad():
         data = actor(TensorDict({"observation": torch.randn(64, OBS)}, [64]))
     data["advantage"] = torch.randn(64, 1)
@@ -200,11 +202,15 @@ def _sac_setup(cells: int, batch: int, two_step_q: bool = False, **kwargs) -> tu
         qvalue = TensorDictSequential(
             TensorDictModule(_Concat(), ["observation", "action"], ["observation_action"]),
             TensorDictModule(
-                MLP(in_features=4, out_features=1, num_cells=[cells] * 2), ["observation_action"], ["state_action_value"]
+                MLP(in_features=4, out_features=1, num_cells=[cells] * 2),
+                ["observation_action"],
+                ["state_action_value"],
             ),
         )
     else:
-        qvalue = ValueOperator(MLP(in_features=4, out_features=1, num_cells=[cells] * 2), in_keys=["observation", "action"])
+        qvalue = ValueOperator(
+            MLP(in_features=4, out_features=1, num_cells=[cells] * 2), in_keys=["observation", "action"]
+        )
     loss = SACLoss(actor, qvalue, **kwargs)
     loss.make_value_estimator("td0", gamma=0.99)
     return loss, _transitions(batch, 3, torch.rand(batch, 1) * 2 - 1)
@@ -215,7 +221,7 @@ def _sac_total(out: TensorDict) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "two_step_q, deactivate_vmap", [(False, False), (True, False), (True, True)], ids=["plain-q", "vmap", "loop"]
+    ("two_step_q", "deactivate_vmap"), [(False, False), (True, False), (True, True)], ids=["plain-q", "vmap", "loop"]
 )
 def test_sac_loss_forward_and_backward_compile_without_break(two_step_q, deactivate_vmap):
     loss, data = _sac_setup(cells=64, batch=64, two_step_q=two_step_q, deactivate_vmap=deactivate_vmap)

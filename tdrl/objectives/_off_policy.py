@@ -13,7 +13,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
@@ -75,7 +75,9 @@ def rsample_and_log_prob(owner: str, dist: torch.distributions.Distribution) -> 
 def _one_member(module: nn.Module, key: NestedKey, data: TensorDictBase, params: TensorDictBase) -> Tensor:
     if torch.compiler.is_compiling():
         # tensordict's to_module builds nn.Parameter objects, which torch.compile cannot trace
-        named = {".".join(k) if isinstance(k, tuple) else k: v for k, v in params.items(True, True)}
+        named: dict[str, Tensor] = {
+            ".".join(k) if isinstance(k, tuple) else k: cast(Tensor, v) for k, v in params.items(True, True)
+        }
         out = torch.func.functional_call(module, named, (data,))
     else:
         with params.to_module(module):

@@ -74,9 +74,9 @@ class LossModule(nn.Module):
         >>> from tensordict.nn import TensorDictModule
         >>> from tdrl.modules import MLP, NormalParamExtractor, ProbabilisticActor, TanhNormal, ValueOperator
         >>> from tdrl.objectives import ClipPPOLoss
+        >>> net = nn.Sequential(MLP(in_features=3, out_features=2, num_cells=[16]), NormalParamExtractor())
         >>> actor = ProbabilisticActor(
-        ...     TensorDictModule(nn.Sequential(MLP(in_features=3, out_features=2, num_cells=[16]), NormalParamExtractor()),
-        ...                      in_keys=["observation"], out_keys=["loc", "scale"]),
+        ...     TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]),
         ...     in_keys=["loc", "scale"], distribution_class=TanhNormal, return_log_prob=True)
         >>> critic = ValueOperator(MLP(in_features=3, out_features=1, num_cells=[16]), in_keys=["observation"])
         >>> loss = ClipPPOLoss(actor, critic)
