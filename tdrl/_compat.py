@@ -563,6 +563,11 @@ def no_distribution_validation() -> Iterator[None]:
     A distribution built with an explicit ``validate_args=True`` still validates. The
     previous default is restored on exit, exceptions included.
     """
+    if torch.compiler.is_compiling():
+        # torch.compile cannot trace a class attribute being set; the distributions
+        # tdrl builds in a loss pass validate_args=False themselves (see the callers)
+        yield
+        return
     previous = getattr(Distribution, "_validate_args", __debug__)
     Distribution.set_default_validate_args(False)
     try:

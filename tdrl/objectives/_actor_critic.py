@@ -473,7 +473,8 @@ class ActorCriticLoss(LossModule):
         scalars (``.item()``: a host sync, ~0.3 us each on CPU) is the whole check; the
         inputs are scanned only to name the culprit once a loss is not finite.
         """
-        if self.check_finite:
+        if self.check_finite and not torch.compiler.is_compiling():
+            # under torch.compile a host read of the losses would split the graph: skipped
             for value in losses.values():
                 finite = math.isfinite(value.item()) if value.ndim == 0 else bool(torch.isfinite(value).all())
                 if not finite:

@@ -13,7 +13,7 @@ import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
@@ -73,8 +73,15 @@ def rsample_and_log_prob(owner: str, dist: torch.distributions.Distribution) -> 
 
 
 def _one_member(module: nn.Module, key: NestedKey, data: TensorDictBase, params: TensorDictBase) -> Tensor:
-    with params.to_module(module):
-        out = module(data)
+    if torch.compiler.is_compiling():
+        # tensordict's to_module builds nn.Parameter objects, which torch.compile cannot trace
+        named: dict[str, Tensor] = {
+            ".".join(k) if isinstance(k, tuple) else k: cast(Tensor, v) for k, v in params.items(True, True)
+        }
+        out = torch.func.functional_call(module, named, (data,))
+    else:
+        with params.to_module(module):
+            out = module(data)
     value = out.get(key, None)
     if value is None:
         raise MissingKeyError(
@@ -112,6 +119,9 @@ class _MemberLoop:
         # the cache is checked against the leaves and their storage: ``.to()``/``.double()``
         # may replace a leaf, or keep it and swap its ``.data`` (the kept views hold the old
         # storage alive, so its address cannot be reused)
+        if torch.compiler.is_compiling():
+            # torch.compile traces the views directly (the cache's id()/data_ptr() cannot be traced)
+            return list(zip(*[params.get(k).unbind(0) for k in self.keys]))
         hit = self._cache.get(id(params))
         if hit is not None and hit[0] is params:
             _, leaves, ptrs, members = hit
@@ -244,20 +254,31 @@ class OffPolicyLoss(LossModule):
     def _ensemble_caller(self, module: nn.Module, key: NestedKey) -> Callable[[TensorDictBase, TensorDictBase], Tensor]:
         """``call(data, params) -> [N, *B, ...]``: ``module``'s ``key`` under each parameter set."""
         member = functools.partial(_one_member, module, key)
-        if not self.deactivate_vmap:
-            return torch.vmap(member, in_dims=(None, 0), randomness="different")
 
         def loop(data: TensorDictBase, params: TensorDictBase) -> Tensor:
             # unbind: one view per member, whose backward stacks the members' gradients
             # (indexing would build a zero-filled full-size gradient per member)
             return torch.stack([member(data.copy(), member_params) for member_params in params.unbind(0)])
 
-        return loop
+        if self.deactivate_vmap:
+            return loop
+        vmapped = torch.vmap(member, in_dims=(None, 0), randomness="different")
+
+        def call(data: TensorDictBase, params: TensorDictBase) -> Tensor:
+            if torch.compiler.is_compiling():
+                # torch.compile fails inside torch.vmap over TensorDicts (torch 2.13): the loop
+                # computes the same values and traces into one graph
+                return loop(data, params)
+            return vmapped(data, params)
+
+        return call
 
     def _detached(self, name: str) -> TensorDictBase:
         """Detached views of ``<name>_params``: they follow in-place optimizer steps, and are
         rebuilt when the parameters moved (``.to()``, ``.double()``: new storage)."""
         params = getattr(self, f"{name}_params")
+        if torch.compiler.is_compiling():
+            return params.detach()  # traced into the graph: no cache to check (data_ptr() cannot be traced)
         cache = self.__dict__.setdefault("_detached_cache", {})
         first = next(iter(params.values(True, True)))
         stamp = (first.data_ptr(), first.dtype, first.device)

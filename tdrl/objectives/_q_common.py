@@ -156,9 +156,13 @@ class _QLossBase(LossModule):
         (``loss.to(device)``, a new ``target_value_network_params``): the first leaf's
         storage is compared on each call.
         """
+        target = self.__dict__.get("_target_copy")
+        if target is not None and torch.compiler.is_compiling():
+            # torch.compile cannot trace data_ptr()/deepcopy: it uses the copy built eagerly
+            # (at construction, and again by the first eager call after the tensors moved)
+            return target
         params = self.target_value_network_params
         probe = params_leaf(params, self._target_probe_key).data_ptr()
-        target = self.__dict__.get("_target_copy")
         if target is None or probe != self.__dict__["_target_probe"]:
             target = copy.deepcopy(self.value_network)
             params.to_module(target)
@@ -175,6 +179,8 @@ class _QLossBase(LossModule):
             probe_key = next(iter(self.target_value_network_params.keys(True, True)))
             self._target_probe_key = probe_key if isinstance(probe_key, tuple) else (probe_key,)
         self.__dict__["_target_copy"] = None
+        if create_target_params and not any(nn.parameter.is_lazy(p) for p in module.parameters()):
+            self._target_network()  # built now, so that a compiled loss finds it
 
     def _get(self, data: TensorDictBase, key: NestedKey, hint: str) -> Tensor:
         value = data.get(key, None)

@@ -326,7 +326,11 @@ class DQNLoss(_QLossBase):
 
         Same values, gradients and written TD errors as the general path; taken only when
         the configuration and the batch provably reduce to the plain TD(0) DQN step.
+        Under ``torch.compile`` the general path is traced instead (its plan cache and
+        ``gamma.item()`` cannot be).
         """
+        if torch.compiler.is_compiling():
+            return None
         estimator = self.value_estimator
         config = (
             id(estimator),
