@@ -30,7 +30,7 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequ
 from torch import nn
 
 from tdrl._compat import td_read, td_write
-from tdrl.modules._lean import lean_steps, missing_key_error, run_steps, skip_existing
+from tdrl.modules._lean import call_direct, lean_steps, missing_key_error, run_steps, skip_existing
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec
 from tdrl.specs.base import one_hot
 
@@ -296,7 +296,7 @@ class QValueActor(TensorDictSequential):
             and not skip_existing()
             and run_steps(self._lean_steps, self._lean_owners, args[0])
         ):
-            return self._head(args[0])
+            return call_direct(self._head, args[0])
         return super().forward(*args, **kwargs)
 
 

@@ -369,7 +369,7 @@ def test_gym_env_with_transforms():
     from tdrl.envs.libs.gym import GymEnv
 
     env = TransformedEnv(GymEnv("Pendulum-v1"), Compose(DoubleToFloat(), StepCounter(max_steps=5)))
-    policy = TensorDictModule(nn.Linear(3, 1), in_keys=["observation"], out_keys=["action"])
+    policy = TensorDictModule(nn.Linear(3, 2), in_keys=["observation"], out_keys=["action"])
     collector = SyncDataCollector(env, policy, frames_per_batch=12, total_frames=12, progress_bar=True)
     batch = next(iter(collector))
     assert batch["step_count"][:, 0].tolist() == [0, 1, 2, 3, 4] * 2 + [0, 1]
@@ -517,3 +517,17 @@ def test_a_replay_buffer_given_to_the_collector_receives_each_batch():
     collector.shutdown()
     with pytest.raises(TypeError, match="replay_buffer must have an extend"):
         SyncDataCollector(ContinuousActionMock(), None, frames_per_batch=4, total_frames=4, replay_buffer=object())
+
+
+def test_a_hook_on_a_module_policy_runs_at_every_step():
+    """The collector calls a hook-free module policy's forward directly; a hook sends it through its call."""
+    env = ContinuousActionMock()
+    policy = TensorDictModule(nn.Linear(3, 2), in_keys=["observation"], out_keys=["action"])
+    collector = SyncDataCollector(env, policy, frames_per_batch=6, total_frames=12)
+    batches = iter(collector)
+    first = next(batches)
+    calls = []
+    policy.register_forward_hook(lambda module, args, out: calls.append(1))
+    second = next(batches)
+    assert first.numel() == second.numel() == 6
+    assert len(calls) == 6
