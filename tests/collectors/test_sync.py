@@ -369,7 +369,7 @@ def test_gym_env_with_transforms():
     from tdrl.envs.libs.gym import GymEnv
 
     env = TransformedEnv(GymEnv("Pendulum-v1"), Compose(DoubleToFloat(), StepCounter(max_steps=5)))
-    policy = TensorDictModule(nn.Linear(3, 2), in_keys=["observation"], out_keys=["action"])
+    policy = TensorDictModule(nn.Linear(3, 1), in_keys=["observation"], out_keys=["action"])
     collector = SyncDataCollector(env, policy, frames_per_batch=12, total_frames=12, progress_bar=True)
     batch = next(iter(collector))
     assert batch["step_count"][:, 0].tolist() == [0, 1, 2, 3, 4] * 2 + [0, 1]
