@@ -22,7 +22,7 @@ from torch import nn
 def seed_collector(batches: int = 5):
     from benchmarks.bench_collector import _net, _tdrl
 
-    run, _, collector = _tdrl(_net(11, 1))
+    run, _, _collector = _tdrl(_net(11, 1))
     return lambda: [run() for _ in range(batches)]
 
 
