@@ -10,16 +10,18 @@ check it (an env that writes into the same tensor each step is cloned from then 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from torch import nn
 
 from tdrl._compat import td_pop, td_read, td_unchecked, td_write
 from tdrl.envs._stepping import StepRecorder, done_groups, end_in_groups, reward_exclusions, td_from_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
-from tdrl.modules._lean import lean_policy
+from tdrl.modules._lean import call_direct, lean_policy
 from tdrl.modules.rnn import check_recurrent_primers
 
 __all__ = ["StepLoop", "NO_ACTION", "BAD_ACTION"]
@@ -71,7 +73,9 @@ class StepLoop:
         self.env = env
         self.batch = env.batch_size
         self.single = not self.batch
-        self.policy = lean_policy(collector._policy)  # the same calls, without tensordict's per-call dispatch
+        policy = lean_policy(collector._policy)  # the same calls, without tensordict's per-call dispatch
+        # a module policy runs its forward directly while it has no hooks (checked at each call)
+        self.policy = partial(call_direct, policy) if isinstance(policy, nn.Module) else policy
         self.move = collector.policy_device != collector.env_device
         self.smr = type(env).step_and_maybe_reset is not EnvBase.step_and_maybe_reset
         self.direct = not self.smr and type(env).step is EnvBase.step

@@ -23,7 +23,9 @@ from tensordict.nn import TensorDictModule, TensorDictSequential
 from tensordict.nn.utils import skip_existing
 
 from tdrl._compat import (
+    global_module_hooks,
     has_forward_hooks,
+    module_call_is_forward,
     td_read,
     td_write,
     tdmodule_is_plain_call,
@@ -41,7 +43,29 @@ __all__ = [
     "skip_existing",
     "LeanSequence",
     "lean_policy",
+    "call_direct",
 ]
+
+
+_MODULE_CALL = torch.nn.Module.__call__
+
+
+def call_direct(module: Any, *args: Any) -> Any:
+    """``module(*args)``; a hook-free ``nn.Module`` runs its ``forward`` without ``Module.__call__``.
+
+    ``Module.__call__`` then calls ``forward`` and nothing else; on the per-step paths its
+    bookkeeping costs about as much as a small op. A module with hooks (its own or global),
+    a compiled module, or a call under ``torch.jit`` tracing goes through ``__call__``.
+    """
+    if (
+        isinstance(module, torch.nn.Module)
+        and type(module).__call__ is _MODULE_CALL
+        and module_call_is_forward(module)
+        and not global_module_hooks()
+        and not torch._C._get_tracing_state()
+    ):
+        return module.forward(*args)
+    return module(*args)
 
 
 def _keys_repr(tensordict: TensorDictBase) -> list[str]:
@@ -87,7 +111,7 @@ class LeanStep:
         args = [td_read(tensordict, key) for key in self.in_keys]
         try:
             if self.kwarg_names is None:
-                out = self.net(*args)
+                out = call_direct(self.net, *args)
             else:
                 out = self.net(**dict(zip(self.kwarg_names, args)))
         except Exception:
@@ -220,7 +244,7 @@ class LeanSequence:
                     for lean in step:
                         lean(current)
                 else:
-                    current = step(current)
+                    current = call_direct(step, current)
             except Exception as err:
                 err.add_note(f"Failed while executing module '{number}'.")
                 raise

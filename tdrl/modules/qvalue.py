@@ -30,7 +30,7 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequ
 from torch import nn
 
 from tdrl._compat import td_read, td_write
-from tdrl.modules._lean import lean_steps, missing_key_error, run_steps, skip_existing
+from tdrl.modules._lean import call_direct, lean_steps, missing_key_error, run_steps, skip_existing
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec
 from tdrl.specs.base import one_hot
 
@@ -82,6 +82,19 @@ def _leaf(spec: TensorSpec | Composite | None, key: NestedKey) -> TensorSpec | N
     if isinstance(spec, Composite):
         return cast("TensorSpec | None", spec.get(key, None))  # an action entry is a leaf
     return spec
+
+
+_ROW_MAX = 512  # identities up to this size are cached
+_identities: dict = {}
+
+
+def _identity(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The cached ``n x n`` identity of ``dtype`` on ``device`` (its rows are one-hot actions; never written)."""
+    key = (n, dtype, device)
+    eye = _identities.get(key)
+    if eye is None:
+        eye = _identities[key] = torch.eye(n, dtype=dtype, device=device)
+    return eye
 
 
 class QValueModule(TensorDictModuleBase):
@@ -163,7 +176,10 @@ class QValueModule(TensorDictModuleBase):
             return torch.cat(actions, -1).to(self._dtype), cast(torch.Tensor, chosen)  # one group at least
         chosen, idx = values.max(-1, keepdim=True)  # one op: the first maximal index, as argmax gives
         if self.action_space == "one_hot":
-            return one_hot(idx.squeeze(-1), values.shape[-1], self._dtype), chosen
+            n = values.shape[-1]
+            if values.ndim == 1 and n <= _ROW_MAX:  # one env (a collector's step): one row of a cached identity
+                return _identity(n, self._dtype, values.device).index_select(0, idx).view(n), chosen
+            return one_hot(idx.squeeze(-1), n, self._dtype), chosen
         action = idx if self._keepdim else idx.squeeze(-1)
         return action.to(self._dtype), chosen
 
@@ -296,7 +312,7 @@ class QValueActor(TensorDictSequential):
             and not skip_existing()
             and run_steps(self._lean_steps, self._lean_owners, args[0])
         ):
-            return self._head(args[0])
+            return call_direct(self._head, args[0])
         return super().forward(*args, **kwargs)
 
 

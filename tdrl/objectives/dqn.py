@@ -38,6 +38,7 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -321,6 +322,14 @@ class DQNLoss(_QLossBase):
                 return self._chosen(next_values, next_action, keepdim=True)
             return target(next_inputs).get(keys.value)
 
+    def _target_values(self) -> Callable[..., Tensor]:
+        """The plain network inside the target copy (looked up again only when the copy is rebuilt)."""
+        actor = self._target_network()
+        cached = self.__dict__.get("_target_values_of")
+        if cached is None or cached[0] is not actor:
+            cached = self.__dict__["_target_values_of"] = (actor, values_network(actor))
+        return cached[1]
+
     def _fast_forward(self, tensordict: TensorDictBase) -> TensorDictBase | None:
         """The loss computed on the tensors (see ``_dqn_fast``), or ``None`` for the general path.
 
@@ -362,7 +371,7 @@ class DQNLoss(_QLossBase):
         else:
             chosen = values.gather(-1, action).squeeze(-1)
         with torch.no_grad():
-            target_net = values_network(self._target_network()) if self.delay_value else plan.net
+            target_net = self._target_values() if self.delay_value else plan.net
             next_values = target_net(next_obs)
             if self.double_dqn:
                 greedy = plan.net(next_obs).argmax(-1, keepdim=True)

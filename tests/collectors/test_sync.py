@@ -517,3 +517,17 @@ def test_a_replay_buffer_given_to_the_collector_receives_each_batch():
     collector.shutdown()
     with pytest.raises(TypeError, match="replay_buffer must have an extend"):
         SyncDataCollector(ContinuousActionMock(), None, frames_per_batch=4, total_frames=4, replay_buffer=object())
+
+
+def test_a_hook_on_a_module_policy_runs_at_every_step():
+    """The collector calls a hook-free module policy's forward directly; a hook sends it through its call."""
+    env = ContinuousActionMock()
+    policy = TensorDictModule(nn.Linear(3, 2), in_keys=["observation"], out_keys=["action"])
+    collector = SyncDataCollector(env, policy, frames_per_batch=6, total_frames=12)
+    batches = iter(collector)
+    first = next(batches)
+    calls = []
+    policy.register_forward_hook(lambda module, args, out: calls.append(1))
+    second = next(batches)
+    assert first.numel() == second.numel() == 6
+    assert len(calls) == 6

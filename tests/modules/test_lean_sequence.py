@@ -132,3 +132,39 @@ def test_a_module_returning_a_new_tensordict():
         assert (returned is given) == (inplace is True)  # as the sequence: in place only with inplace=True
         assert (policy(given) is given) == (inplace is True)
         assert "extra" in returned.keys()
+
+
+def test_hooks_on_modules_run_directly_are_honoured():
+    """The exploration step and the Q-network run their forward directly; a hook on either still runs."""
+    policy = _policy()
+    lean = lean_policy(policy)
+    calls: list[str] = []
+    explore, net = policy[1], policy[0].module[0].module
+    explore.register_forward_hook(lambda *args: calls.append("explore"))
+    net.register_forward_pre_hook(lambda *args: calls.append("net"))
+    lean(_obs())
+    assert calls == ["net", "explore"]
+
+
+def test_a_global_hook_sends_every_module_through_its_call():
+    from torch.nn.modules.module import register_module_forward_hook
+
+    policy = _policy()
+    lean = lean_policy(policy)
+    seen: list[type] = []
+    handle = register_module_forward_hook(lambda module, args, out: seen.append(type(module)))
+    try:
+        lean(_obs())
+    finally:
+        handle.remove()
+    assert EGreedyModule in seen
+    assert MLP in seen
+
+
+def test_call_direct_equals_the_module_call():
+    from tdrl.modules._lean import call_direct
+
+    layer = nn.Linear(3, 2)
+    x = torch.randn(4, 3)
+    assert torch.equal(call_direct(layer, x), layer(x))
+    assert call_direct(lambda v: v + 1, 1) == 2  # a plain callable is called as it is
