@@ -22,7 +22,7 @@ SCRIPTS = ROOT / "tests" / "torchrl_tutorials"
 # optional packages a tutorial cannot run without
 NEEDS: dict[str, tuple[str, ...]] = {"multiagent_ppo": ("vmas",), "torchrl_envs": ("dm_control",)}
 # tutorials that take more than a few seconds even on their cut budget
-SLOW = {"dqn_with_rnn", "coding_dqn"}
+SLOW = {"dqn_with_rnn", "coding_dqn", "export"}
 TIMEOUT_S = 300
 
 
