@@ -16,6 +16,7 @@ Examples:
 from __future__ import annotations
 
 from tdrl.modules.actor_critic import ActorCriticOperator, ActorCriticWrapper, ActorValueOperator
+from tdrl.modules.safe import SafeModule
 from tdrl.modules.actors import (
     LOG_PROB_ALIAS,
     LOG_PROB_KEY,
@@ -72,6 +73,7 @@ from tdrl.modules.rnn import (
 from tdrl.modules.utils import get_primers_from_module
 
 __all__ = [
+    "SafeModule",
     # actors and values
     "ProbabilisticActor",
     "Actor",
