@@ -26,7 +26,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "multi_task": ("dm_control",),
 }
 # tutorials that take more than a few seconds even on their cut budget
-SLOW = {"dqn_with_rnn", "coding_dqn", "export", "multi_task"}
+SLOW = {"dqn_with_rnn", "coding_dqn", "export", "multi_task", "torchrl_demo"}
 TIMEOUT_S = 300
 
 
