@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 from tdrl.modules.actor_critic import ActorCriticOperator, ActorCriticWrapper, ActorValueOperator
-from tdrl.modules.safe import SafeModule
 from tdrl.modules.actors import (
     LOG_PROB_ALIAS,
     LOG_PROB_KEY,
@@ -70,6 +69,7 @@ from tdrl.modules.rnn import (
     recurrent_mode,
     set_recurrent_mode,
 )
+from tdrl.modules.safe import SafeModule
 from tdrl.modules.utils import get_primers_from_module
 
 __all__ = [

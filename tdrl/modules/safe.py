@@ -7,7 +7,6 @@ out-of-domain value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from tensordict import TensorDictBase
@@ -53,8 +52,8 @@ class SafeModule(TensorDictModule):
     def __init__(
         self,
         module: nn.Module | Any,
-        in_keys: NestedKey | Sequence[NestedKey],
-        out_keys: NestedKey | Sequence[NestedKey],
+        in_keys: NestedKey | list[NestedKey],
+        out_keys: NestedKey | list[NestedKey],
         spec: TensorSpec | Composite | None = None,
         safe: bool = False,
         inplace: bool | str = True,

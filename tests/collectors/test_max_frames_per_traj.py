@@ -18,7 +18,9 @@ def test_no_limit_spellings_leave_episodes_to_the_env(limit):
 
 
 def test_a_positive_limit_truncates_and_a_non_int_is_refused():
-    collector = SyncDataCollector(CountingEnv(max_steps=6), None, frames_per_batch=12, total_frames=12, max_frames_per_traj=4)
+    collector = SyncDataCollector(
+        CountingEnv(max_steps=6), None, frames_per_batch=12, total_frames=12, max_frames_per_traj=4
+    )
     batch = next(iter(collector))
     assert int(batch["next", "truncated"].sum()) == 3
     collector.shutdown()

@@ -7,7 +7,9 @@ from tdrl.testing import CountingEnv
 
 
 def test_single_worker_becomes_serial_env_with_the_same_batch_size():
-    env = ParallelEnv(1, CountingEnv, create_env_kwargs={"max_steps": 3}, mp_start_method="spawn", serial_for_single=True)
+    env = ParallelEnv(
+        1, CountingEnv, create_env_kwargs={"max_steps": 3}, mp_start_method="spawn", serial_for_single=True
+    )
     assert type(env) is SerialEnv
     assert env.batch_size == (1,)
     td = env.rollout(5)

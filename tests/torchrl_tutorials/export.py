@@ -25,6 +25,7 @@ from tensordict.nn import TensorDictSequential as Seq
 from torch.optim import Adam
 
 from tdrl._utils import timeit
+
 # the tutorial imports SyncDataCollector, which TorchRL 0.14.1 no longer has: its spelling
 from tdrl.collectors import Collector
 from tdrl.data import Bounded, Categorical, Composite, LazyTensorStorage, ReplayBuffer, Unbounded
