@@ -24,9 +24,10 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "multiagent_ppo": ("vmas",),
     "torchrl_envs": ("dm_control",),
     "multi_task": ("dm_control",),
+    "multiagent_competitive_ddpg": ("vmas",),
 }
 # tutorials that take more than a few seconds even on their cut budget
-SLOW = {"dqn_with_rnn", "coding_dqn", "export", "multi_task", "torchrl_demo"}
+SLOW = {"dqn_with_rnn", "coding_dqn", "export", "multi_task", "torchrl_demo", "multiagent_competitive_ddpg"}
 TIMEOUT_S = 300
 
 
