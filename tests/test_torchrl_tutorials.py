@@ -20,9 +20,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "torchrl_tutorials"
 # optional packages a tutorial cannot run without
-NEEDS: dict[str, tuple[str, ...]] = {"multiagent_ppo": ("vmas",), "torchrl_envs": ("dm_control",)}
+NEEDS: dict[str, tuple[str, ...]] = {
+    "multiagent_ppo": ("vmas",),
+    "torchrl_envs": ("dm_control",),
+    "multi_task": ("dm_control",),
+    "multiagent_competitive_ddpg": ("vmas",),
+}
 # tutorials that take more than a few seconds even on their cut budget
-SLOW = {"dqn_with_rnn"}
+SLOW = {"dqn_with_rnn", "coding_dqn", "export", "multi_task", "torchrl_demo", "multiagent_competitive_ddpg"}
 TIMEOUT_S = 300
 
 

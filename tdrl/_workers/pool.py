@@ -128,6 +128,8 @@ class WorkerPool:
         # what an exception may leave half-done (see the module's docstring)
         self._sending: tuple[int, int] | None = None  # (worker, seq): a request that may or may not be out
         self._receiving: tuple[int, int, bytes] | None = None  # (worker, seq, payload): a frame being consumed
+        # worker -> (frame length, bytes so far) of a reply larger than a socket's buffer, read in pieces
+        self._partial: dict[int, tuple[int, bytearray]] = {}
         self._unsure: dict[int, int] = {}  # seq -> worker: requests that may not have gone out (a sync follows)
         self._torn = -1  # a worker whose socket may hold half a message
         self._broken: str | None = None
@@ -416,12 +418,21 @@ class WorkerPool:
 
     def _receive(self, i: int) -> None:
         """Read one reply of worker ``i`` if a whole one is there, and file it under its request."""
+        if i in self._partial:
+            self._receive_piece(i)
+            return
         head = self._peek(i, _PEEK)
         if head is None:
             return
         if not head:
             self._dead(i, self._oldest_cmd(i), None)
         total = _HEADER.size + _HEADER.unpack_from(head)[0] if len(head) >= _HEADER.size else _PEEK
+        if len(head) >= _HEADER.size and total > self._room:
+            # more than the socket can hold: the worker waits for us to read, so the whole frame
+            # never shows at once; take it in pieces, kept here between calls
+            self._partial[i] = (total, bytearray())
+            self._receive_piece(i)
+            return
         if len(head) < total and total > _PEEK:
             head = self._peek(i, total) or b""
         if len(head) < total:
@@ -433,6 +444,25 @@ class WorkerPool:
         self.socks[i].recv(total, socket.MSG_WAITALL)  # the bytes are there: one copy, which nothing cuts
         self._file(i, seq, data)
         self._receiving = None
+
+    def _receive_piece(self, i: int) -> None:
+        """Read what has come of worker ``i``'s large reply; file the reply once it is whole."""
+        total, buf = self._partial[i]
+        try:
+            piece = self.socks[i].recv(total - len(buf), socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            piece = b""
+        if not piece:
+            del self._partial[i]
+            self._dead(i, self._oldest_cmd(i), None)
+        buf += piece
+        if len(buf) < total:
+            return
+        del self._partial[i]
+        seq = _HEADER.unpack_from(buf)[1]
+        self._file(i, seq, bytes(buf[_HEADER.size :]))
 
     def _file(self, i: int, seq: int, data: bytes, again: bool = False) -> None:
         """File worker ``i``'s reply to ``seq`` (``again``: our copy, after an interrupt; it may be filed)."""

@@ -87,6 +87,17 @@ def _build_collector(payload: bytes) -> SyncDataCollector:
     return SyncDataCollector(spec.pop("create_env_fn"), spec.pop("policy"), **spec)
 
 
+def _per_worker(cls: str, name: str, value: Any, n: int) -> list:
+    """``value`` for each of ``n`` workers: a list/tuple gives one each, anything else is shared."""
+    if not isinstance(value, (list, tuple)):
+        return [value] * n
+    if len(value) != n:
+        raise ValueError(
+            f"{cls}: {name} has {len(value)} entries for {n} workers; pass one device per worker or a single one."
+        )
+    return list(value)
+
+
 class _CollectorWorker:
     """The worker's side: collect into a shared-memory batch, load pushed weights, seed."""
 
@@ -325,18 +336,25 @@ class MultiCollector(DataCollectorBase):
             import cloudpickle
         except ImportError:  # pragma: no cover - gymnasium depends on cloudpickle
             cloudpickle = pickle
+        # a device argument may be one device for all workers or a sequence of one per worker (TorchRL's)
+        devices = {
+            name: _per_worker(cls, name, value, n)
+            for name, value in (
+                ("device", device),
+                ("storing_device", storing_device),
+                ("policy_device", policy_device),
+                ("env_device", env_device),
+            )
+        }
         payloads = []
-        for fn, kw in zip(fns, kwargs_list):
+        for w, (fn, kw) in enumerate(zip(fns, kwargs_list)):
             spec = {
                 "create_env_fn": fn,
                 "policy": policy,
                 "create_env_kwargs": kw,
                 "frames_per_batch": worker_frames,
                 "total_frames": -1,
-                "device": device,
-                "storing_device": storing_device,
-                "policy_device": policy_device,
-                "env_device": env_device,
+                **{name: values[w] for name, values in devices.items()},
                 "max_frames_per_traj": max_frames_per_traj,
                 "init_random_frames": (init_random_frames or 0) // n,
                 "reset_at_each_iter": reset_at_each_iter,

@@ -207,7 +207,8 @@ class SyncDataCollector(DataCollectorBase):
         policy_device: where the policy runs (its inputs are moved there).
         env_device: where the env's outputs live (default: the env's device).
         create_env_kwargs: keyword arguments for ``create_env_fn``.
-        max_frames_per_traj: truncate (and reset) an episode after this many steps.
+        max_frames_per_traj: truncate (and reset) an episode after this many steps; None, 0 or -1:
+            no limit (TorchRL's convention).
         init_random_frames: collect the first frames (whole batches) with random actions.
         reset_at_each_iter: reset every env at the start of each batch.
         postproc: a callable applied to each batch before it is returned.
@@ -303,8 +304,10 @@ class SyncDataCollector(DataCollectorBase):
             )
         if not isinstance(total_frames, int) or (total_frames < 1 and total_frames != -1):
             raise ValueError(f"{cls}: total_frames must be -1 (run forever) or a positive int, got {total_frames!r}.")
+        if isinstance(max_frames_per_traj, bool) or not isinstance(max_frames_per_traj, (int, type(None))):
+            raise ValueError(f"{cls}: max_frames_per_traj must be None or an int, got {max_frames_per_traj!r}.")
         if max_frames_per_traj is not None and max_frames_per_traj < 1:
-            raise ValueError(f"{cls}: max_frames_per_traj must be None or >= 1, got {max_frames_per_traj}.")
+            max_frames_per_traj = None  # TorchRL's convention: 0 or -1 means no limit, as None does
         self.frames_per_batch = frames_per_batch
         self.total_frames = total_frames
         self.max_frames_per_traj = max_frames_per_traj

@@ -565,6 +565,8 @@ class ParallelEnv(_BatchedEnv):
         timeout: seconds to wait for a worker's answer before raising ``TimeoutError``
             (env construction gets at least 300 s).
         device: the device of the batched env (default: the copies' device).
+        serial_for_single: with ``num_workers=1``, build a :class:`SerialEnv` instead (same
+            batch size, no worker process); no effect with more workers. Default ``False``.
 
     Raises:
         TypeError: ``create_env_fn`` is an env instance or not callable.
@@ -581,7 +583,18 @@ class ParallelEnv(_BatchedEnv):
         >>> env.rand_step(env.reset())["next", "observation"].squeeze(-1)
         tensor([1., 1.])
         >>> env.close()
+        >>> type(ParallelEnv(1, CountingEnv, serial_for_single=True)).__name__
+        'SerialEnv'
     """
+
+    def __new__(cls, *args: Any, serial_for_single: bool = False, **kwargs: Any) -> Any:
+        num_workers = kwargs.get("num_workers", args[0] if args else None)
+        if serial_for_single and num_workers == 1:
+            # one copy needs no worker process: an in-process SerialEnv keeps the batch size
+            kwargs.pop("mp_start_method", None)
+            kwargs.pop("timeout", None)
+            return SerialEnv(*args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -591,6 +604,7 @@ class ParallelEnv(_BatchedEnv):
         mp_start_method: StartMethod = None,
         timeout: float = 300.0,
         device: Any = None,
+        serial_for_single: bool = False,
     ) -> None:
         factories = _normalize_factories("ParallelEnv", num_workers, create_env_fn, create_env_kwargs)
         try:

@@ -69,9 +69,11 @@ from tdrl.modules.rnn import (
     recurrent_mode,
     set_recurrent_mode,
 )
+from tdrl.modules.safe import SafeModule
 from tdrl.modules.utils import get_primers_from_module
 
 __all__ = [
+    "SafeModule",
     # actors and values
     "ProbabilisticActor",
     "Actor",

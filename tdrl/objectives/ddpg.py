@@ -137,7 +137,11 @@ class DDPGLoss(OffPolicyLoss):
         self.actor_in_keys = list(getattr(actor_network, "in_keys", []))
         self.value_exclusive_keys = [k for k in value_in if k not in self.actor_in_keys and k not in actor_out]
         value_out = list(getattr(value_network, "out_keys", []))
-        self.set_keys(state_action_value=value_out[0] if len(value_out) == 1 else None)  # Q's one output
+        # Q's one output; a critic writing more (e.g. a concatenated input, then a group's Q-values) names
+        # its Q entry "state_action_value" under some prefix, which set_keys may rename afterwards
+        named = [k for k in value_out if (k[-1] if isinstance(k, tuple) else k) == "state_action_value"]
+        q_key = value_out[0] if len(value_out) == 1 else named[0] if len(named) == 1 else None
+        self.set_keys(state_action_value=q_key)
 
     def _on_keys_changed(self) -> None:
         check_writes(
