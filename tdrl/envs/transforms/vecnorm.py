@@ -314,7 +314,7 @@ class VecNormV2(Transform):
 
     @property
     def standard_normal(self) -> bool:
-        """Always True: ``out = (x - loc) / scale``, as ``ObservationNorm(standard_normal=True)``."""
+        """Whether the output is ``(x - loc) / scale`` (always, as ``ObservationNorm(standard_normal=True)``)."""
         return True
 
     def to_observation_norm(self) -> ObservationNorm | Compose:
