@@ -498,15 +498,21 @@ def compare_returns(
     """Each of ``libs`` on seeds ``0..seeds-1``; writes the runs to ``out`` (JSON) and prints the
     medians and a rank-sum test of the first against each other."""
     tasks = [(lib, seed) for seed in range(seeds) for lib in libs]
+    note = (
+        f"{', '.join(libs)}: the seed tutorial at {frames} frames, seeds 0-{seeds - 1}, {jobs} runs at a time "
+        f"(started {time.strftime('%Y-%m-%d %H:%M')}); wall times are not comparable, returns are"
+    )
+    runs: list[dict] = []
+
+    def one(task: tuple[str, int]) -> None:
+        result = _in_subprocess(task[0], frames, task[1])
+        if result is not None:
+            runs.append(dict(result, seed=task[1]))
+            if out is not None:  # after each run, so that a run cut short keeps what finished
+                out.write_text(json.dumps({"note": note, "runs": runs}, indent=1) + "\n")
+
     with ThreadPoolExecutor(jobs) as pool:
-        results = list(pool.map(lambda task: _in_subprocess(task[0], frames, task[1]), tasks))
-    runs = [dict(r, seed=seed) for r, (_, seed) in zip(results, tasks) if r is not None]
-    if out is not None:
-        note = (
-            f"seed tutorial, {frames} frames, seeds 0-{seeds - 1}, {jobs} runs at a time "
-            f"({time.strftime('%Y-%m-%d %H:%M')}); wall times are not comparable, returns are"
-        )
-        out.write_text(json.dumps({"note": note, "runs": runs}, indent=1) + "\n")
+        list(pool.map(one, tasks))
     by_lib = {lib: [r["eval_return"] for r in runs if r["lib"] == lib] for lib in libs}
     for lib, returns in by_lib.items():
         ordered = sorted(returns)
