@@ -13,9 +13,14 @@ Bar (issue 8): tdrl >= 3x faster than TorchRL and >= 1.5x faster than SB3, with 
 return no worse at equal frames.
 
 Run: ``python -m benchmarks.bench_e2e [--frames 50000]``. The eval return of one run is
-mostly seed noise at 50k frames; ``python -m benchmarks.bench_e2e --returns 12`` trains both
-libraries on seeds 0-11 (two runs at a time: wall times are not comparable, returns are),
-writes ``benchmarks/e2e_seeds.json`` and prints the medians and a rank-sum test.
+mostly seed noise at 50k frames; ``python -m benchmarks.bench_e2e --returns 12`` trains the
+seed tutorial on tdrl and the hand-written program on seeds 0-11 (two runs at a time: wall
+times are not comparable, returns are), writes ``benchmarks/e2e_seeds_tdrl_hand.json`` after
+each run, and prints the medians and a rank-sum test of the first program against the others.
+``--libs tdrl,torchrl`` compares the libraries (``e2e_seeds.json``); ``hand_fast`` is the
+earlier hand-written program and ``tdrl_fast`` the tutorial on tdrl with its choices (see
+:func:`hand_tutorial` and :func:`seed_tutorial`). ``benchmarks/lockstep_e2e.py`` runs the
+tutorial and the hand-written program side by side from equal starts.
 """
 
 from __future__ import annotations
@@ -34,14 +39,24 @@ from pathlib import Path
 ENV = "InvertedDoublePendulum-v4"
 
 
-def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
+def seed_tutorial(lib: str, frames: int, seed: int = 0, variant: str = "tutorial") -> dict:
     """The seed tutorial's program, against ``lib`` ("tdrl" or "torchrl").
 
     As the tutorial writes it: ``device`` passed to the env, the layers and the collector,
     each minibatch moved ``.to(device)``, per-batch logs and a tqdm bar, and an evaluation
     rollout (up to 1,000 steps under ``ExplorationType.MEAN``) every 10 batches. Left out:
     the tutorial's printouts before training and its plots.
+
+    ``variant="fast"`` makes, with the library's own arguments, the choices of the earlier
+    hand-written program (``hand_tutorial(variant="fast")``): statistics of the observations
+    after each step (``init_stats(key=("next", "observation"))``), the scale floor 1e-4
+    (``NormalParamExtractor(scale_mapping="biased_softplus_1.0_0.0001")``), a fresh permutation
+    per epoch (``SamplerWithoutReplacement(drop_last=True)``), and the evaluations on a second
+    env with the same statistics under ``ExplorationType.DETERMINISTIC`` (the squashed location).
     """
+    if variant not in ("tutorial", "fast"):
+        raise ValueError(f"seed_tutorial: variant must be 'tutorial' or 'fast', got {variant!r}")
+    fast = variant == "fast"
     warnings.filterwarnings("ignore")
     from collections import defaultdict
 
@@ -75,8 +90,24 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
         GymEnv(ENV, device=device),
         envs.Compose(envs.ObservationNorm(in_keys=["observation"]), envs.DoubleToFloat(), envs.StepCounter()),
     )
-    env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
+    if fast:
+        env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0, key=("next", "observation"))
+    else:
+        env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
     env.set_seed(seed)
+    eval_env, eval_type = env, utils.ExplorationType.MEAN
+    if fast:
+        norm = env.transform[0]
+        eval_env = envs.TransformedEnv(
+            GymEnv(ENV, device=device),
+            envs.Compose(
+                envs.ObservationNorm(loc=norm.loc.clone(), scale=norm.scale.clone(), in_keys=["observation"]),
+                envs.DoubleToFloat(),
+                envs.StepCounter(),
+            ),
+        )
+        eval_env.set_seed(seed + 1)
+        eval_type = utils.ExplorationType.DETERMINISTIC
 
     def mlp(out: int) -> nn.Sequential:
         return nn.Sequential(
@@ -91,7 +122,10 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
 
     policy = modules.ProbabilisticActor(
         module=TensorDictModule(
-            nn.Sequential(mlp(2 * env.action_spec.shape[-1]), NormalParamExtractor()),
+            nn.Sequential(
+                mlp(2 * env.action_spec.shape[-1]),
+                NormalParamExtractor(scale_mapping="biased_softplus_1.0_0.0001") if fast else NormalParamExtractor(),
+            ),
             in_keys=["observation"],
             out_keys=["loc", "scale"],
         ),
@@ -107,7 +141,9 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
     collector = SyncDataCollector(
         env, policy, frames_per_batch=frames_per_batch, total_frames=frames, split_trajs=False, device=device
     )
-    buffer = ReplayBuffer(storage=LazyTensorStorage(max_size=frames_per_batch), sampler=SamplerWithoutReplacement())
+    buffer = ReplayBuffer(
+        storage=LazyTensorStorage(max_size=frames_per_batch), sampler=SamplerWithoutReplacement(drop_last=fast)
+    )
     advantage = GAE(gamma=0.99, lmbda=0.95, value_network=value, average_gae=True)
     loss_module = ClipPPOLoss(
         actor_network=policy,
@@ -142,8 +178,8 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
         logs["step_count"].append(batch["step_count"].max().item())
         logs["lr"].append(optim.param_groups[0]["lr"])
         if i % 10 == 0:
-            with utils.set_exploration_type(utils.ExplorationType.MEAN), torch.no_grad():
-                rollout = env.rollout(1000, policy)
+            with utils.set_exploration_type(eval_type), torch.no_grad():
+                rollout = eval_env.rollout(1000, policy)
                 logs["eval reward (sum)"].append(rollout["next", "reward"].sum().item())
                 logs["eval step_count"].append(rollout["step_count"].max().item())
                 eval_str = f"eval cumulative reward: {logs['eval reward (sum)'][-1]: 4.4f}"
@@ -153,11 +189,11 @@ def seed_tutorial(lib: str, frames: int, seed: int = 0) -> dict:
         t0 = time.perf_counter()
     pbar.close()
     train_time = time.perf_counter() - start
-    with utils.set_exploration_type(utils.ExplorationType.MEAN), torch.no_grad():
-        returns = [env.rollout(1000, policy)["next", "reward"].sum().item() for _ in range(5)]
+    with utils.set_exploration_type(eval_type), torch.no_grad():
+        returns = [eval_env.rollout(1000, policy)["next", "reward"].sum().item() for _ in range(5)]
     collector.shutdown()
     return {
-        "lib": lib,
+        "lib": f"{lib}_fast" if fast else lib,
         "frames": frames,
         "wall_s": train_time,
         "collect_fps": frames / collect_time,
@@ -533,12 +569,14 @@ def compare_returns(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=50_000)
-    parser.add_argument("--one", choices=["tdrl", "hand", "hand_fast", "torchrl", "sb3"])
+    parser.add_argument("--one", choices=["tdrl", "tdrl_fast", "hand", "hand_fast", "torchrl", "sb3"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--returns", type=int, metavar="SEEDS", help="compare eval returns over this many seeds")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
-        "--libs", default="tdrl,hand", help="programs for --returns, comma-separated (tdrl, hand, hand_fast, torchrl)"
+        "--libs",
+        default="tdrl,hand",
+        help="programs for --returns, comma-separated (tdrl, tdrl_fast, hand, hand_fast, torchrl)",
     )
     args = parser.parse_args()
     if args.one:
@@ -550,6 +588,8 @@ if __name__ == "__main__":
         elif args.one in ("hand", "hand_fast"):
             out = hand_tutorial(args.frames, args.seed, "fast" if args.one == "hand_fast" else "tutorial")
             out["lib"] = args.one
+        elif args.one == "tdrl_fast":
+            out = seed_tutorial("tdrl", args.frames, args.seed, "fast")
         else:
             out = seed_tutorial(args.one, args.frames, args.seed)
         print(json.dumps(out))
