@@ -26,6 +26,10 @@ what remains is a difference nobody has named yet): ``--hand-floor`` (``library`
 and ``--hand-eval`` (``train``: the evaluation every 10 batches runs on the training env, as the
 tutorial does; ``separate``: on a second env, as the hand program does).
 
+``--max-episode-steps 5`` shortens gymnasium's time limit so that most episodes end truncated:
+the bootstrapping of the next value at a truncation (and not at a termination) is then on
+every few steps of the batch.
+
 Run: ``python -m benchmarks.lockstep_e2e --iterations 50 [--seed 0] [--resync]``.
 """
 
@@ -61,7 +65,7 @@ class Parting:
             self.first[quantity] = (iteration, where, diff)
 
 
-def build_tdrl(seed: int, frames: int) -> dict[str, Any]:
+def build_tdrl(seed: int, frames: int, max_episode_steps: int | None = None) -> dict[str, Any]:
     """The seed tutorial's objects on tdrl, built with the tutorial's calls (see ``seed_tutorial``)."""
     import torch
     from tensordict.nn import TensorDictModule
@@ -79,7 +83,10 @@ def build_tdrl(seed: int, frames: int) -> dict[str, Any]:
     from tdrl.objectives.value import GAE
 
     torch.manual_seed(seed)
-    env = TransformedEnv(GymEnv(ENV), Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()))
+    env = TransformedEnv(
+        GymEnv(ENV, **_make_kwargs(max_episode_steps)),
+        Compose(ObservationNorm(in_keys=["observation"]), DoubleToFloat(), StepCounter()),
+    )
     env.transform[0].init_stats(num_iter=1000, reduce_dim=0, cat_dim=0)
     env.set_seed(seed)
 
@@ -133,6 +140,11 @@ def build_tdrl(seed: int, frames: int) -> dict[str, Any]:
     }
 
 
+def _make_kwargs(max_episode_steps: int | None) -> dict[str, Any]:
+    """``gymnasium.make``'s arguments: a shorter time limit sends many episodes down the truncation path."""
+    return {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+
+
 def _record_resets(gym_env: Any) -> list:
     """Wraps the gymnasium env's ``reset`` (on the instance) to log the mujoco state it reset to."""
     log: list = []
@@ -166,7 +178,15 @@ def _record_indices(buffer: Any) -> list:
 class Hand:
     """The loop of ``hand_tutorial``, from given weights and statistics, with injected draws."""
 
-    def __init__(self, tdrl: dict[str, Any], seed: int, frames: int, floor: str, eval_on: str) -> None:
+    def __init__(
+        self,
+        tdrl: dict[str, Any],
+        seed: int,
+        frames: int,
+        floor: str,
+        eval_on: str,
+        max_episode_steps: int | None = None,
+    ) -> None:
         import gymnasium as gym
         import torch
 
@@ -177,8 +197,8 @@ class Hand:
         norm = tdrl["env"].transform[0]
         # y = x * scale + loc (ObservationNorm's standard_normal=False form)
         self.norm_scale, self.norm_loc = norm.scale.double(), norm.loc.double()
-        self.env = gym.make(ENV)
-        self.eval_env = gym.make(ENV) if eval_on == "separate" else self.env
+        self.env = gym.make(ENV, **_make_kwargs(max_episode_steps))
+        self.eval_env = gym.make(ENV, **_make_kwargs(max_episode_steps)) if eval_on == "separate" else self.env
         self.eval_env.reset(seed=seed + 1)
         self.floor = floor
         self.obs: Any = None
@@ -212,7 +232,15 @@ class Hand:
         return self.env.unwrapped._get_obs()
 
 
-def run(iterations: int, seed: int, resync: bool, floor: str, eval_on: str, verbose: bool = True) -> dict:
+def run(
+    iterations: int,
+    seed: int,
+    resync: bool,
+    floor: str,
+    eval_on: str,
+    verbose: bool = True,
+    max_episode_steps: int | None = None,
+) -> dict:
     """Both loops for ``iterations`` batches; returns the first parting per quantity and per-iteration maxima."""
     import numpy as np
     import torch
@@ -224,8 +252,8 @@ def run(iterations: int, seed: int, resync: bool, floor: str, eval_on: str, verb
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     frames = iterations * FRAMES_PER_BATCH
-    t = build_tdrl(seed, frames)
-    hand = Hand(t, seed, frames, floor, eval_on)
+    t = build_tdrl(seed, frames, max_episode_steps)
+    hand = Hand(t, seed, frames, floor, eval_on, max_episode_steps)
     lim = 1.0 - torch.finfo(torch.float32).resolution
     parting, rows = Parting(), []
     it = iter(t["collector"])
@@ -424,8 +452,16 @@ if __name__ == "__main__":
     parser.add_argument("--resync", action="store_true", help="copy tdrl's weights into the hand program each batch")
     parser.add_argument("--hand-floor", choices=["library", "hand"], default="library")
     parser.add_argument("--hand-eval", choices=["train", "separate"], default="train")
+    parser.add_argument("--max-episode-steps", type=int, help="a shorter time limit (gymnasium's), to test truncation")
     args = parser.parse_args()
-    out = run(args.iterations, args.seed, args.resync, args.hand_floor, args.hand_eval)
+    out = run(
+        args.iterations,
+        args.seed,
+        args.resync,
+        args.hand_floor,
+        args.hand_eval,
+        max_episode_steps=args.max_episode_steps,
+    )
     print("first parting (quantity: iteration, where, difference):", file=sys.stderr)
     for quantity, (iteration, where, diff) in sorted(out["first_parting"].items(), key=lambda kv: kv[1][0]):
         print(f"  {quantity}: iteration {iteration}, {where}, {diff:.3g}", file=sys.stderr)

@@ -46,3 +46,19 @@ def test_a_different_scale_floor_parts_within_the_first_batch() -> None:
     assert iteration == 0
     assert where.startswith("step ")
     assert diff > lockstep_e2e.TOL["action"]
+
+
+@pytest.mark.slow
+def test_truncated_episodes_bootstrap_alike() -> None:
+    # a 5-step time limit: most episodes end truncated (the next value counts), the others
+    # terminated (it does not); the value targets and advantages must still agree
+    out = lockstep_e2e.run(
+        iterations=1, seed=0, resync=True, floor="library", eval_on="train", verbose=False, max_episode_steps=5
+    )
+    (row,) = out["iterations"]
+    assert row["truncated"] > 50
+    assert row["episodes_ended"] > row["truncated"]  # some terminated too
+    assert row["flags_differ"] == 0
+    assert row["target"] < 1e-4
+    assert row["advantage"] < 1e-4
+    assert row["loss_first_minibatch"] < 1e-4
