@@ -39,13 +39,17 @@ def test_rank_sum(bench_e2e):
     assert p == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("which", ["hand", "tdrl"])
+@pytest.mark.parametrize("which", ["hand", "hand_fast", "tdrl", "tdrl_fast"])
 def test_the_e2e_programs_run(bench_e2e, which):
     if which == "hand":
         out = bench_e2e.hand_tutorial(1000, seed=0)
+    elif which == "hand_fast":  # the earlier hand program (its own statistics, floor, sampler, evaluation)
+        out = bench_e2e.hand_tutorial(1000, seed=0, variant="fast")
+    elif which == "tdrl_fast":  # the tutorial with those choices, by the library's arguments
+        out = bench_e2e.seed_tutorial("tdrl", 1000, seed=0, variant="fast")
     else:
         out = bench_e2e.seed_tutorial("tdrl", 1000, seed=0)
-    assert out["lib"] == which
+    assert out["lib"] == ("hand" if which == "hand_fast" else which)
     assert out["frames"] == 1000
     assert out["wall_s"] > 0
     assert out["collect_fps"] > 0
