@@ -62,7 +62,7 @@ def call_direct(module: Any, *args: Any) -> Any:
         and type(module).__call__ is _MODULE_CALL
         and module_call_is_forward(module)
         and not global_module_hooks()
-        and not torch._C._get_tracing_state()
+        and not torch.jit.is_tracing()
     ):
         return module.forward(*args)
     return module(*args)
