@@ -484,7 +484,8 @@ def run(frames: int = 50_000) -> list[dict]:
             higher_is_better=False,
             **peers,
             note=f"collection: tdrl {tdrl['collect_fps']:.0f} frames/s, by hand {hand['collect_fps']:.0f} frames/s; "
-            f"eval return: tdrl {tdrl['eval_return']:.1f}, by hand {hand['eval_return']:.1f} (both under ExplorationType.MEAN)",
+            f"eval return: tdrl {tdrl['eval_return']:.1f}, by hand {hand['eval_return']:.1f} "
+            "(both under ExplorationType.MEAN)",
         )
     ]
     for peer, bar in (("torchrl", ">= 3"), ("sb3", ">= 1.5")):
