@@ -18,9 +18,7 @@ Examples:
 from __future__ import annotations
 
 import copy
-import pickle
 from collections.abc import Sequence
-from multiprocessing.reduction import ForkingPickler
 from typing import Any, cast
 
 import torch
@@ -28,6 +26,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import module_buffers, register_load_state_dict_pre_hook, td_read, td_write
 from tdrl._workers import ProcessLock
+from tdrl.envs.transforms._shared_stats import pickled_state, restore_shared_stats
 from tdrl.envs.transforms.transforms import Transform, _key_tuple
 from tdrl.specs import NestedKey, TensorSpec, Unbounded
 
@@ -414,20 +413,13 @@ class VecNorm(Transform):
             self._stats, self.lock, self._shared = stats, lock, True
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        stats = state.get("_stats")
-        if self._shared and stats is not None and stats.is_shared():
-            # pickled as shared-memory handles, so that a copy in a worker process (ParallelEnv
-            # pickles its env factory) updates the same statistics as this one
-            state["_stats"] = None
-            state["_shared_stats"] = bytes(ForkingPickler.dumps(stats))
-        return state
+        return pickled_state(super().__getstate__(), self._shared)
 
     def __setstate__(self, state: dict) -> None:
-        blob = state.pop("_shared_stats", None)
+        stats = restore_shared_stats(state)
         super().__setstate__(state)
-        if blob is not None:
-            self._stats = pickle.loads(blob)
+        if stats is not None:
+            self._stats = stats
 
     def _ensure_stats(self, key: NestedKey, shape: torch.Size, device: torch.device) -> None:
         if self._stats is None:

@@ -33,15 +33,14 @@ Examples:
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Sequence
-from multiprocessing.reduction import ForkingPickler
 from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tdrl._workers import ProcessLock
+from tdrl.envs.transforms._shared_stats import pickled_state, restore_shared_stats
 from tdrl.envs.transforms.norm import ObservationNorm
 from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _leaf, _slot
 from tdrl.specs import Composite, NestedKey, TensorSpec, Unbounded
@@ -235,19 +234,13 @@ class VecNormV2(Transform):
         self._stats, self.lock, self._shared = stats, lock, True
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        stats = state.get("_stats")
-        if self._shared and stats is not None and stats.is_shared():
-            # as shared-memory handles: a copy in a worker process updates these statistics
-            state["_stats"] = None
-            state["_shared_stats"] = bytes(ForkingPickler.dumps(stats))
-        return state
+        return pickled_state(super().__getstate__(), self._shared)
 
     def __setstate__(self, state: dict) -> None:
-        blob = state.pop("_shared_stats", None)
+        stats = restore_shared_stats(state)
         super().__setstate__(state)
-        if blob is not None:
-            self._stats = pickle.loads(blob)
+        if stats is not None:
+            self._stats = stats
 
     def get_extra_state(self) -> dict:
         if not self.stateful or self._stats is None:
