@@ -438,6 +438,46 @@ def test_no_rendering_backend_gives_one_error_naming_mujoco_gl(value):
         assert "osmesa" in line
 
 
+_RENDER_TWICE_PROGRAM = textwrap.dedent(
+    """
+    from tdrl.envs import GymEnv
+    for _ in range(3):
+        env = GymEnv("HalfCheetah-v5", render_mode="rgb_array", width=16, height=16)
+        env.reset()
+        try:
+            env.render()
+        except RuntimeError as err:
+            print("ERROR:", err)
+        else:
+            print("RENDERED")
+        env.close()
+    print("ALIVE")
+    """
+)
+
+
+def test_rendering_again_after_a_failed_opengl_start_raises_instead_of_aborting():
+    # MUJOCO_GL unset and no display: MuJoCo's glfw start fails, and a second call into its
+    # renderer used to abort the process in native code (libc++abi); now every call raises
+    if importlib.util.find_spec("mujoco") is None:
+        pytest.skip("mujoco is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "PYOPENGL_PLATFORM")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *sys.path])
+    out = subprocess.run(
+        [sys.executable, "-c", _RENDER_TWICE_PROGRAM], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith(("ERROR:", "RENDERED", "ALIVE"))]
+    if lines[:1] == ["RENDERED"]:
+        pytest.skip("MuJoCo renders here without MUJOCO_GL")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(lines) == 4, out.stdout + out.stderr
+    assert lines[-1] == "ALIVE"
+    for line in lines[:3]:
+        assert line.startswith("ERROR:")
+        assert "MUJOCO_GL" in line
+    assert "an earlier render in this process" in lines[1]
+
+
 # --- the transform contract ----------------------------------------------------------------------------
 class TestVideoRecorderContract(TransformContractTests):
     def make_env(self) -> TransformTestEnv:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import traceback
 
-__all__ = ["render_error"]
+__all__ = ["refuse_after_gl_failure", "render_error"]
 
 #: the backends MuJoCo accepts, in the order worth trying on a headless machine
 MUJOCO_GL_VALUES = ("egl", "osmesa", "glfw")
@@ -25,6 +25,10 @@ _NO_BACKEND = (
     "MUJOCO_GL=osmesa for software rendering (needs libOSMesa), MUJOCO_GL=glfw with a display. "
     "The backend's own error: {err}"
 )
+# MuJoCo's first failed OpenGL start in a process breaks its renderer for good: a second render
+# call aborts the whole process in native code (libc++abi, recursive static initialization)
+_gl_failure: str | None = None
+
 _GL_MODULES = ("/mujoco/", "/OpenGL/", "/dm_control/_render/", "mujoco_rendering")
 _GL_WORDS = ("MUJOCO_GL", "OpenGL", "EGL", "OSMesa", "GLFW", "mjr_makeContext", "glGetError")
 
@@ -63,4 +67,28 @@ def render_error(err: BaseException, what: str) -> BaseException:
     current = os.environ.get("MUJOCO_GL")
     shown = "<unset>" if current is None else repr(current)
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return RuntimeError(_NO_BACKEND.format(what=what, current=shown, err=f"{type(err).__name__}: {first}"))
+    global _gl_failure
+    _gl_failure = f"{type(err).__name__}: {first}"
+    return RuntimeError(_NO_BACKEND.format(what=what, current=shown, err=_gl_failure))
+
+
+def refuse_after_gl_failure(what: str) -> None:
+    """Raise the clear MuJoCo-rendering error again if MuJoCo's OpenGL start already failed here.
+
+    Call it before each MuJoCo render: after one failure, calling MuJoCo's renderer again
+    aborts the process (a native crash, no exception), and the backend cannot change within a
+    process anyway (``MUJOCO_GL`` is read when mujoco is imported).
+
+    Raises:
+        RuntimeError: naming ``MUJOCO_GL``, when an earlier render in this process failed for
+            want of an OpenGL backend.
+
+    Examples:
+        >>> refuse_after_gl_failure("GymEnv")  # nothing failed yet: returns None
+    """
+    if _gl_failure is not None:
+        current = os.environ.get("MUJOCO_GL")
+        shown = "<unset>" if current is None else repr(current)
+        raise RuntimeError(
+            _NO_BACKEND.format(what=what, current=shown, err=f"(an earlier render in this process) {_gl_failure}")
+        )

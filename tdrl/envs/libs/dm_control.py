@@ -42,7 +42,7 @@ from tensordict import TensorDict, TensorDictBase
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
-from tdrl.envs.libs._render import render_error
+from tdrl.envs.libs._render import refuse_after_gl_failure, render_error
 from tdrl.envs.libs.gym import _torch_dtype
 from tdrl.specs import Bounded, Categorical, Composite, TensorSpec, Unbounded
 
@@ -262,6 +262,7 @@ class DMControlWrapper(EnvBase):
                 f"{type(self).__name__}: rendering needs a dm_control env with a `physics` "
                 f"attribute; {type(self._env).__name__} has none."
             )
+        refuse_after_gl_failure(type(self).__name__)
         try:
             return physics.render(**{**self.render_kwargs, **kwargs})
         except Exception as err:

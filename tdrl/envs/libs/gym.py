@@ -30,7 +30,7 @@ from tensordict import TensorDict, TensorDictBase
 from tdrl._compat import td_read, td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
-from tdrl.envs.libs._render import render_error
+from tdrl.envs.libs._render import refuse_after_gl_failure, render_error
 from tdrl.envs.libs.gym_backend import gym_backend, set_gym_backend  # noqa: F401  (TorchRL imports them from here)
 from tdrl.specs import (
     Binary,
@@ -307,6 +307,8 @@ class GymWrapper(EnvBase):
             (24, 32, 3)
             >>> env.close()
         """
+        if "mujoco" in type(self._env.unwrapped).__module__:
+            refuse_after_gl_failure(type(self).__name__)
         try:
             frame = self._env.render()
         except Exception as err:
