@@ -188,7 +188,8 @@ def main(scale: float = 1.0):
     make_env = EnvCreator(lambda: TransformedEnv(GymEnv("CartPole-v1"), VecNorm(decay=1.0)))
     env = ParallelEnv(3, make_env)
     # a gap: TorchRL's EnvCreator shares the first env's state (VecNorm's running sums, read back
-    # through make_env.state_dict()); tdrl's creator shares VecNorm statistics among the envs it builds, as TorchRL's does
+    # through make_env.state_dict()); tdrl's creator shares VecNorm statistics among the envs it
+    # builds, as TorchRL's does
     try:
         stats = make_env.state_dict()["_extra_state"]["td"]
     except AttributeError as err:
