@@ -2,10 +2,10 @@
 
 Our own program making the tutorial's imports and calls in order, ``torchrl`` swapped for
 ``tdrl``: a standalone ``Checkpoint`` of a policy, optimizer, progress dict, RNG state and
-config saved as a directory, a partial load of the policy alone, a single-file archive and
-its manifest (which tdrl refuses, as docs/compatibility.md says), a trainer-style checkpoint object, and a custom ``CheckpointAdapter``. The
-tutorial has no frame budget: ``scale`` is not used. Run by
-tests/test_torchrl_tutorials.py; nothing runs on import.
+config saved as a directory, a partial load of the policy alone, a single-file archive
+(which tdrl refuses, as docs/compatibility.md says), a trainer-style checkpoint object,
+and a custom ``CheckpointAdapter``. The tutorial has no frame budget: ``scale`` is not
+used. Run by tests/test_torchrl_tutorials.py; nothing runs on import.
 """
 
 from __future__ import annotations
