@@ -25,9 +25,18 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "torchrl_envs": ("dm_control",),
     "multi_task": ("dm_control",),
     "multiagent_competitive_ddpg": ("vmas",),
+    "coding_ddpg": ("mujoco",),
 }
 # tutorials that take more than a few seconds even on their cut budget
-SLOW = {"dqn_with_rnn", "coding_dqn", "export", "multi_task", "torchrl_demo", "multiagent_competitive_ddpg"}
+SLOW = {
+    "dqn_with_rnn",
+    "coding_dqn",
+    "export",
+    "multi_task",
+    "torchrl_demo",
+    "multiagent_competitive_ddpg",
+    "coding_ddpg",
+}
 TIMEOUT_S = 300
 
 

@@ -20,6 +20,7 @@ from typing import cast
 
 import torch
 from tensordict import TensorDictBase
+from torch import Tensor
 
 from tdrl.modules.exploration import RandomPolicy
 from tdrl.specs import NestedKey
@@ -68,6 +69,7 @@ def split_trajectories(
     prefix: NestedKey | None = None,
     trajectory_key: NestedKey | None = None,
     done_key: NestedKey | None = None,
+    as_nested: bool | torch.layout = False,
 ) -> TensorDictBase:
     """Pad a batch per trajectory: the result has shape ``[num_trajectories, max_length]``.
 
@@ -81,9 +83,13 @@ def split_trajectories(
         prefix: where ``traj_ids`` and ``mask`` live (default ``"collector"``).
         trajectory_key: the trajectory-id key (overrides ``prefix``).
         done_key: the done key used when there are no trajectory ids (default ``"done"``).
+        as_nested: return nested tensors instead, one ragged row per trajectory (no padding
+            and no mask; batch size ``[num_trajectories, -1]``). ``True`` or ``torch.strided``;
+            other layouts (``torch.jagged``) cannot sit in a TensorDict with that batch size.
 
     Raises:
         KeyError: when neither the trajectory ids nor the done key are present.
+        ValueError: ``as_nested`` is a layout other than ``torch.strided``.
     """
     if prefix is None:
         prefix = "collector"
@@ -118,6 +124,13 @@ def split_trajectories(
     lengths = torch.bincount(seg, minlength=n_seg)
     first = torch.nonzero(starts).squeeze(-1)
     pos = torch.arange(flat_ids.numel()) - first[seg]
+    if isinstance(as_nested, torch.layout) and as_nested is not torch.strided:
+        raise ValueError(
+            f"split_trajectories(as_nested={as_nested}): only the strided nested layout can be stored with "
+            "batch size [num_trajectories, -1]. Fix: pass as_nested=True."
+        )
+    if as_nested is not False and n_seg:
+        return _nested(flat, lengths)
     max_len = int(lengths.max()) if n_seg else 0
     # apply returns None only when it writes in place (inplace=True), which this call does not
     out = cast(TensorDictBase, flat[:1].expand(n_seg, max_len).apply(torch.zeros_like)) if n_seg else flat[:0]
@@ -127,3 +140,13 @@ def split_trajectories(
     mask[seg, pos] = True
     out.set(mask_key, mask)
     return out
+
+
+def _nested(flat: TensorDictBase, lengths: Tensor) -> TensorDictBase:
+    """One nested tensor per entry, its rows the trajectories (contiguous runs of ``flat``)."""
+    pieces = flat.split(lengths.tolist(), 0)
+
+    def nest(*rows: Tensor) -> Tensor:
+        return torch.nested.nested_tensor(list(rows))
+
+    return cast(TensorDictBase, pieces[0].apply(nest, *pieces[1:], batch_size=[len(pieces), -1]))

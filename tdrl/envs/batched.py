@@ -101,6 +101,15 @@ def _meta_mismatch(cls: str, metas: list) -> None:
                 raise ValueError(_SPEC_MISMATCH.format(cls=cls, i=i, what=what, theirs=theirs, ours=ours))
 
 
+def _check_pin_memory(cls_name: str, pin_memory: bool) -> None:
+    """TorchRL 0.14.1 keeps ``pin_memory`` in the batched envs' signature but refuses ``True``."""
+    if pin_memory:
+        raise ValueError(
+            f"{cls_name}(pin_memory=True): batched envs no longer pin their buffers (TorchRL 0.14.1 refuses it "
+            "too). Fix: pass pin_memory=False, and append a PinMemoryTransform to pin the outputs."
+        )
+
+
 class _BatchedEnv(EnvBase):
     """What SerialEnv and ParallelEnv share: specs expanded by ``num_workers``, key lists, seeding."""
 
@@ -219,6 +228,8 @@ class SerialEnv(_BatchedEnv):
             or a list of them, one per copy.
         create_env_kwargs: keyword arguments for ``create_env_fn`` (a dict, or one per copy).
         device: the device of the batched env (default: the copies' device).
+        pin_memory: accepted for TorchRL programs, which pass ``False``; ``True`` raises
+            ``ValueError`` as in TorchRL 0.14.1.
 
     Raises:
         TypeError: ``create_env_fn`` is an env instance or not callable.
@@ -239,7 +250,9 @@ class SerialEnv(_BatchedEnv):
         create_env_fn: EnvFactory | Sequence[EnvFactory],
         create_env_kwargs: dict | Sequence[dict] | None = None,
         device: Any = None,
+        pin_memory: bool = False,
     ) -> None:
+        _check_pin_memory("SerialEnv", pin_memory)
         factories = _normalize_factories("SerialEnv", num_workers, create_env_fn, create_env_kwargs)
         envs = []
         for i, (fn, kwargs) in enumerate(factories):
@@ -567,6 +580,8 @@ class ParallelEnv(_BatchedEnv):
         device: the device of the batched env (default: the copies' device).
         serial_for_single: with ``num_workers=1``, build a :class:`SerialEnv` instead (same
             batch size, no worker process); no effect with more workers. Default ``False``.
+        pin_memory: accepted for TorchRL programs, which pass ``False``; ``True`` raises
+            ``ValueError`` as in TorchRL 0.14.1 (append a ``PinMemoryTransform`` instead).
 
     Raises:
         TypeError: ``create_env_fn`` is an env instance or not callable.
@@ -605,7 +620,9 @@ class ParallelEnv(_BatchedEnv):
         timeout: float = 300.0,
         device: Any = None,
         serial_for_single: bool = False,
+        pin_memory: bool = False,
     ) -> None:
+        _check_pin_memory("ParallelEnv", pin_memory)
         factories = _normalize_factories("ParallelEnv", num_workers, create_env_fn, create_env_kwargs)
         try:
             import cloudpickle

@@ -221,6 +221,65 @@ class LossModule(nn.Module):
             if name not in self._target_names:
                 self._target_names.append(name)
 
+    def convert_to_functional(
+        self,
+        module: nn.Module,
+        module_name: str,
+        expand_dim: int | None = None,
+        create_target_params: bool = False,
+        compare_against: list[nn.Parameter] | None = None,
+    ) -> None:
+        """Registers ``module`` for a hand-written loss, as TorchRL's method of that name.
+
+        After the call, ``self.<module_name>`` is the module, ``self.<module_name>_params``
+        a TensorDict of its parameters (run the module with other parameters through
+        ``params.to_module(self.<module_name>)``), and ``self.target_<module_name>_params``
+        either a copy kept in sync by :class:`~tdrl.objectives.SoftUpdate` /
+        :class:`~tdrl.objectives.HardUpdate` (``create_target_params=True``) or a detached
+        view of the live parameters.
+
+        Args:
+            module: the network (a ``TensorDictModule`` or any ``nn.Module``).
+            module_name: the attribute to store it under.
+            expand_dim: not supported: tdrl builds ensembles with
+                ``tensordict.nn.EnsembleModule``; only ``None`` is accepted.
+            create_target_params: whether to keep a separate target copy.
+            compare_against: parameters the loss already trains (e.g. the actor's); those the
+                module shares with them enter ``<module_name>_params`` detached, so they are
+                trained once, through their first owner.
+
+        Raises:
+            ValueError: ``expand_dim`` is given.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict.nn import TensorDictModule
+            >>> class MyLoss(LossModule):
+            ...     def __init__(self, actor, critic):
+            ...         super().__init__()
+            ...         self.convert_to_functional(actor, "actor_network")
+            ...         self.convert_to_functional(critic, "value_network", create_target_params=True)
+            >>> actor = TensorDictModule(torch.nn.Linear(3, 1), ["obs"], ["action"])
+            >>> loss = MyLoss(actor, TensorDictModule(torch.nn.Linear(4, 1), ["x"], ["state_action_value"]))
+            >>> sorted(loss.value_network_params.keys(True, True))
+            [('module', 'bias'), ('module', 'weight')]
+            >>> loss.target_actor_network_params["module", "weight"].requires_grad
+            False
+        """
+        if expand_dim is not None:
+            raise ValueError(
+                f"{type(self).__name__}.convert_to_functional({module_name!r}, expand_dim={expand_dim}): tdrl does "
+                "not expand parameters here. Fix: build the ensemble with tensordict.nn.EnsembleModule and pass it."
+            )
+        trained = set(self.parameters())
+        self._register_network(module, module_name, create_target_params=create_target_params)
+        params = self.__dict__[f"{module_name}_params"]
+        for key, value in list(params.items(True, True)):
+            if compare_against is not None and value in trained and any(value is p for p in compare_against):
+                params.set(key, value.data)
+        if not create_target_params:
+            self.__dict__[f"target_{module_name}_params"] = params.data
+
     # --------------------------------------------------------------- checks
     def _missing_key_error(self, data: TensorDictBase, key: NestedKey, hint: str) -> KeyError:
         return MissingKeyError(
