@@ -558,3 +558,13 @@ def test_videos_match_torchrl(kwargs, shapes):
         assert (n1, s1, k1) == (n2, s2, k2)
         assert v1.dtype == v2.dtype
         assert torch.equal(v1, v2)
+
+
+def test_building_the_rendering_error_does_not_mark_rendering_as_broken():
+    # only a failure of a real MuJoCo render call stops later renders; turning some error into
+    # the MUJOCO_GL message (as the doctests and tests do) must not (CI caught the doctests
+    # of GymEnv.render refused after render_error's own doctest)
+    from tdrl.envs.libs._render import refuse_after_gl_failure, render_error
+
+    assert "MUJOCO_GL" in str(render_error(RuntimeError("invalid value for MUJOCO_GL: x"), "GymEnv"))
+    assert refuse_after_gl_failure("GymEnv") is None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import traceback
 
-__all__ = ["refuse_after_gl_failure", "render_error"]
+__all__ = ["note_gl_failure", "refuse_after_gl_failure", "render_error"]
 
 #: the backends MuJoCo accepts, in the order worth trying on a headless machine
 MUJOCO_GL_VALUES = ("egl", "osmesa", "glfw")
@@ -67,9 +67,19 @@ def render_error(err: BaseException, what: str) -> BaseException:
     current = os.environ.get("MUJOCO_GL")
     shown = "<unset>" if current is None else repr(current)
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return RuntimeError(_NO_BACKEND.format(what=what, current=shown, err=f"{type(err).__name__}: {first}"))
+
+
+def note_gl_failure(err: BaseException) -> None:
+    """Remember that MuJoCo's own renderer failed here for want of OpenGL (``err`` from its render call).
+
+    Call it only with an error a real MuJoCo render raised: from then on
+    :func:`refuse_after_gl_failure` raises instead of letting MuJoCo try again.
+    """
     global _gl_failure
-    _gl_failure = f"{type(err).__name__}: {first}"
-    return RuntimeError(_NO_BACKEND.format(what=what, current=shown, err=_gl_failure))
+    if _from_gl(err):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _gl_failure = f"{type(err).__name__}: {first}"
 
 
 def refuse_after_gl_failure(what: str) -> None:

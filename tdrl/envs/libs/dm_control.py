@@ -42,7 +42,7 @@ from tensordict import TensorDict, TensorDictBase
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
-from tdrl.envs.libs._render import refuse_after_gl_failure, render_error
+from tdrl.envs.libs._render import note_gl_failure, refuse_after_gl_failure, render_error
 from tdrl.envs.libs.gym import _torch_dtype
 from tdrl.specs import Bounded, Categorical, Composite, TensorSpec, Unbounded
 
@@ -266,6 +266,7 @@ class DMControlWrapper(EnvBase):
         try:
             return physics.render(**{**self.render_kwargs, **kwargs})
         except Exception as err:
+            note_gl_failure(err)
             clear = render_error(err, type(self).__name__)
             if clear is not err:
                 raise clear from err

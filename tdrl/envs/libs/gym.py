@@ -30,7 +30,7 @@ from tensordict import TensorDict, TensorDictBase
 from tdrl._compat import td_read, td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
-from tdrl.envs.libs._render import refuse_after_gl_failure, render_error
+from tdrl.envs.libs._render import note_gl_failure, refuse_after_gl_failure, render_error
 from tdrl.envs.libs.gym_backend import gym_backend, set_gym_backend  # noqa: F401  (TorchRL imports them from here)
 from tdrl.specs import (
     Binary,
@@ -307,11 +307,14 @@ class GymWrapper(EnvBase):
             (24, 32, 3)
             >>> env.close()
         """
-        if "mujoco" in type(self._env.unwrapped).__module__:
+        mujoco = "mujoco" in type(self._env.unwrapped).__module__
+        if mujoco:
             refuse_after_gl_failure(type(self).__name__)
         try:
             frame = self._env.render()
         except Exception as err:
+            if mujoco:
+                note_gl_failure(err)
             raise render_error(err, type(self).__name__) from err
         if self.is_vector and isinstance(frame, (list, tuple)):
             frame = np.stack(frame)
