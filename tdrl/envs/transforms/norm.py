@@ -26,7 +26,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import module_buffers, register_load_state_dict_pre_hook, td_read, td_write
 from tdrl._workers import ProcessLock
-from tdrl.envs.transforms._shared_stats import pickled_state, restore_shared_stats
+from tdrl.envs.transforms._shared_stats import SharedStatsMixin
 from tdrl.envs.transforms.transforms import Transform, _key_tuple
 from tdrl.specs import NestedKey, TensorSpec, Unbounded
 
@@ -285,7 +285,7 @@ def _check_cat_dim(cat_dim: int, reduce: list, ndim: int) -> None:
         raise ValueError(f"ObservationNorm.init_stats: cat_dim ({cat_dim}) must be one of reduce_dim ({reduce}).")
 
 
-class VecNorm(Transform):
+class VecNorm(SharedStatsMixin, Transform):
     """Normalize entries with running mean and standard deviation, updated as data flows.
 
     The statistics are exponentially-decayed sums (``sum``, ``ssq``, ``count``) per key,
@@ -401,25 +401,6 @@ class VecNorm(Transform):
     def share_memory(self) -> VecNorm:
         super().share_memory()
         return self.share_memory_()
-
-    def _share_state(self) -> tuple[TensorDictBase | None, Any]:
-        """The shared statistics and lock (for EnvCreator), sharing them first."""
-        self.share_memory_()
-        return self._stats, self.lock
-
-    def _use_shared_state(self, stats: TensorDictBase | None, lock: Any) -> None:
-        """Read and update ``stats`` (another copy's shared statistics) from now on."""
-        if stats is not None:
-            self._stats, self.lock, self._shared = stats, lock, True
-
-    def __getstate__(self) -> dict:
-        return pickled_state(super().__getstate__(), self._shared)
-
-    def __setstate__(self, state: dict) -> None:
-        stats = restore_shared_stats(state)
-        super().__setstate__(state)
-        if stats is not None:
-            self._stats = stats
 
     def _ensure_stats(self, key: NestedKey, shape: torch.Size, device: torch.device) -> None:
         if self._stats is None:

@@ -40,7 +40,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tdrl._workers import ProcessLock
-from tdrl.envs.transforms._shared_stats import pickled_state, restore_shared_stats
+from tdrl.envs.transforms._shared_stats import SharedStatsMixin
 from tdrl.envs.transforms.norm import ObservationNorm
 from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _leaf, _slot
 from tdrl.specs import Composite, NestedKey, TensorSpec, Unbounded
@@ -63,7 +63,7 @@ def _float_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype.is_floating_point else torch.get_default_dtype()
 
 
-class VecNormV2(Transform):
+class VecNormV2(SharedStatsMixin, Transform):
     """Normalize entries with bias-corrected exponential moving averages of their mean and square.
 
     See the module docstring for the formula. ``VecNorm(..., new_api=True)`` builds one.
@@ -221,26 +221,15 @@ class VecNormV2(Transform):
         return self
 
     def _share_state(self) -> tuple[TensorDictBase | None, Any]:
-        """The shared statistics and lock (for EnvCreator), sharing them first."""
+        """The shared statistics and lock (for EnvCreator); a stateless VecNormV2 has none."""
         if not self.stateful:
             return None, None
-        self.share_memory_()
-        return self._stats, self.lock
+        return super()._share_state()
 
     def _use_shared_state(self, stats: TensorDictBase | None, lock: Any) -> None:
-        """Read and update ``stats`` (another copy's shared statistics) from now on."""
-        if stats is None or not self.stateful:
-            return
-        self._stats, self.lock, self._shared = stats, lock, True
-
-    def __getstate__(self) -> dict:
-        return pickled_state(super().__getstate__(), self._shared)
-
-    def __setstate__(self, state: dict) -> None:
-        stats = restore_shared_stats(state)
-        super().__setstate__(state)
-        if stats is not None:
-            self._stats = stats
+        """Read and update ``stats`` (another copy's shared statistics) from now on (stateful only)."""
+        if self.stateful:
+            super()._use_shared_state(stats, lock)
 
     def get_extra_state(self) -> dict:
         if not self.stateful or self._stats is None:
