@@ -3,8 +3,9 @@
 Our own program making the tutorial's imports and calls in order, ``torchrl`` swapped for
 ``tdrl``: a collector with ``compact_obs=True``, ``NextStateReconstructor`` and
 ``NextObservationDelta`` in replay buffers, GAE over rebuilt next observations with NaN at
-trajectory ends, and a memory-mapped storage. The rollouts are ``200 * scale`` frames (at
-least 40). Run by tests/test_torchrl_tutorials.py; nothing runs on import.
+trajectory ends, and a memory-mapped storage. The rollouts keep the tutorial's 200 frames
+(slices of 20 steps need trajectories that long); the envs are seeded so that the run is
+reproducible. Run by tests/test_torchrl_tutorials.py; nothing runs on import.
 """
 
 import tempfile
@@ -22,10 +23,12 @@ from tdrl.objectives.value import GAE
 
 def main(scale: float = 1.0):
     torch.manual_seed(0)
-    frames = max(40, int(200 * scale) // 20 * 20)
+    frames = 200
 
     def env_maker():
-        return GymEnv("CartPole-v1")
+        env = GymEnv("CartPole-v1")
+        env.set_seed(0)
+        return env
 
     # where the memory goes: a default rollout holds every observation twice
     collector = SyncDataCollector(create_env_fn=env_maker, frames_per_batch=frames, total_frames=frames)
@@ -67,7 +70,9 @@ def main(scale: float = 1.0):
 
     # knob 2b: a low-precision delta instead, exact at trajectory ends
     def env_maker_delta():
-        return TransformedEnv(GymEnv("CartPole-v1"), NextObservationDelta())
+        env = TransformedEnv(GymEnv("CartPole-v1"), NextObservationDelta())
+        env.set_seed(0)
+        return env
 
     delta_collector = SyncDataCollector(create_env_fn=env_maker_delta, frames_per_batch=frames, total_frames=frames)
     delta_data = next(iter(delta_collector))
