@@ -49,6 +49,7 @@ from tdrl.collectors._policy_transforms import (
 from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
 from tdrl.collectors.weight_update import WeightUpdaterBase
 from tdrl.envs.common import EnvBase
+from tdrl.envs.transforms import InitTracker
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules.exploration import set_exploration_modules_spec_from_env
 from tdrl.specs import NestedKey
@@ -439,7 +440,7 @@ class SyncDataCollector(DataCollectorBase):
         if self._auto_register_policy_transforms is True:
             return
         missing = missing_policy_transforms(self.env, self.policy)
-        if any(type(t).__name__ != "InitTracker" for t in missing):
+        if any(not isinstance(t, InitTracker) for t in missing):  # a primer is missing
             names = ", ".join(type(t).__name__ for t in missing)
             err.add_note(
                 f"{type(self).__name__}(..., auto_register_policy_transforms=True) appends what the policy needs "
