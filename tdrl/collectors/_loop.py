@@ -18,6 +18,8 @@ from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
 from tdrl._compat import td_pop, td_read, td_unchecked, td_write
+from tdrl.collectors._compact import stop_recording
+from tdrl.collectors._index_actions import IndexActionEncoder, index_action_specs
 from tdrl.envs._stepping import StepRecorder, done_groups, end_in_groups, reward_exclusions, td_from_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
@@ -133,6 +135,10 @@ class StepLoop:
         before = set(root.keys())
         with torch.random.fork_rng(devices=[]):  # the probe does not move the caller's random stream
             td = self.call_policy(root.clone())
+            index_actions = index_action_specs(td, self.env.full_action_spec, self.action_keys)
+            if index_actions:  # an argmax policy for one-hot actions: encode what it writes from now on
+                self.policy = IndexActionEncoder(self.policy, index_actions)
+                td = IndexActionEncoder(lambda x: x, index_actions)(td)
             self.check_policy(td)
             preset = td.get("next", None)
             if preset is not None:
@@ -143,6 +149,9 @@ class StepLoop:
             nxt.update(preset)
         self.root_slots = StepRecorder(td, skip=("next", "_reset"))
         self.next_slots = StepRecorder(nxt)
+        compact = getattr(self.c, "_compact_next_keys", ())
+        if compact:  # compact_obs: carried to the next root, not recorded
+            stop_recording(self.next_slots, [k[1:] for k in compact])
         self.next_carry = [k for k in nxt.keys() if k not in self.reward_top]
         self.root_carry = [
             k for k in before if k not in self.next_carry and k not in self.action_top and k not in ("next", "_reset")

@@ -50,6 +50,7 @@ from torch import nn
 
 from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool, report_start, serve, setup_worker
 from tdrl.collectors._episodes import EpisodeAssembler, check_episode_args
+from tdrl.collectors._policy_transforms import check_auto_register_flag
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
 from tdrl.collectors.weight_update import WeightUpdaterBase
@@ -277,8 +278,16 @@ class MultiCollector(DataCollectorBase):
         trajs_per_batch: int | None = None,
         traj_format: str | None = None,
         weight_updater: WeightUpdaterBase | Callable[[], WeightUpdaterBase] | None = None,
+        auto_register_policy_transforms: bool | None = None,
+        compact_obs: bool = False,
     ) -> None:
         cls = type(self).__name__
+        check_auto_register_flag(auto_register_policy_transforms, cls)
+        if not isinstance(compact_obs, bool):
+            raise TypeError(
+                f"{cls}: compact_obs must be True or False, got {compact_obs!r} ({type(compact_obs).__name__})."
+            )
+        self.compact_obs = compact_obs
         if sync is not None and self._sync is not None and bool(sync) != self._sync:
             raise ValueError(
                 f"{cls} collects {'synchronously' if self._sync else 'asynchronously'} but got sync={sync!r}: "
@@ -360,6 +369,8 @@ class MultiCollector(DataCollectorBase):
                 "reset_at_each_iter": reset_at_each_iter,
                 "exploration_type": exploration_type,
                 "reset_when_done": reset_when_done,
+                "auto_register_policy_transforms": auto_register_policy_transforms,
+                "compact_obs": compact_obs,
             }
             payloads.append(cloudpickle.dumps(spec))
         self._workers = WorkerPool(cls, _collector_worker, payloads, mp_start_method, timeout, close="shutdown()")
@@ -530,6 +541,11 @@ class MultiSyncDataCollector(MultiCollector):
             for :class:`~tdrl.collectors.SyncDataCollector`.
         weight_updater: a :class:`~tdrl.collectors.WeightUpdaterBase` (or a callable
             returning one) that ``update_policy_weights_`` delegates to.
+        auto_register_policy_transforms: given to each worker's collector: ``True``
+            appends the ``InitTracker`` / ``TensorDictPrimer`` the policy needs to the
+            env each worker builds (see :class:`~tdrl.collectors.SyncDataCollector`).
+        compact_obs: given to each worker's collector: the observation and state
+            entries are left out of ``"next"`` (see :class:`~tdrl.collectors.SyncDataCollector`).
 
     Raises:
         ValueError: ``frames_per_batch`` is not a multiple of ``num_workers``, the

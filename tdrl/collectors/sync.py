@@ -38,11 +38,18 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 
+from tdrl.collectors._compact import compact_next_keys
 from tdrl.collectors._episodes import EpisodeAssembler, check_episode_args
 from tdrl.collectors._loop import StepLoop
+from tdrl.collectors._policy_transforms import (
+    check_auto_register_flag,
+    missing_policy_transforms,
+    register_policy_transforms,
+)
 from tdrl.collectors.utils import RandomPolicy, split_trajectories, traj_ids_from_resets
 from tdrl.collectors.weight_update import WeightUpdaterBase
 from tdrl.envs.common import EnvBase
+from tdrl.envs.transforms import InitTracker
 from tdrl.envs.utils import ExplorationType, set_exploration_type
 from tdrl.modules.exploration import set_exploration_modules_spec_from_env
 from tdrl.specs import NestedKey
@@ -235,6 +242,23 @@ class SyncDataCollector(DataCollectorBase):
             contract): the training loop samples from the buffer.
         weight_updater: a :class:`~tdrl.collectors.WeightUpdaterBase` (or a callable
             returning one) that :meth:`update_policy_weights_` delegates to.
+        auto_register_policy_transforms: ``True``: when the policy (an ``nn.Module``)
+            needs env transforms the env lacks, judged from the env's specs, append
+            them to the env before the first step: an :class:`~tdrl.envs.InitTracker`
+            when there is no ``is_init``, and the :class:`~tdrl.envs.TensorDictPrimer`
+            of each recurrent submodule (``LSTMModule``, ``GRUModule``, anything with
+            ``make_tensordict_primer()``) whose states are not declared. ``self.env``
+            is then the wrapped env. ``False`` or ``None`` (default): the env is left
+            as it is (a recurrent policy without its primer is refused at the first
+            batch, with this option named as a fix). TorchRL 0.14.1 warns on ``None``
+            that its default will change; tdrl does not warn.
+        compact_obs: leave the observation and state entries (every leaf of the env's
+            observation and state specs, e.g. ``("next", "observation")``, recurrent
+            states, ``("next", "is_init")``) out of ``"next"`` in the batches: within a
+            trajectory they are the root entries of the following step. Reward and
+            done flags stay. Rebuild them when sampling with
+            :class:`~tdrl.envs.transforms.NextStateReconstructor` (NaN at trajectory
+            ends, which tdrl's value estimators replace by the root observation).
 
     Raises:
         TypeError: ``replay_buffer`` has no ``extend`` method.
@@ -280,8 +304,15 @@ class SyncDataCollector(DataCollectorBase):
         traj_format: str | None = None,
         replay_buffer: Any = None,
         weight_updater: WeightUpdaterBase | Callable[[], WeightUpdaterBase] | None = None,
+        auto_register_policy_transforms: bool | None = None,
+        compact_obs: bool = False,
     ) -> None:
         cls = type(self).__name__
+        self._auto_register_policy_transforms = check_auto_register_flag(auto_register_policy_transforms, cls)
+        if not isinstance(compact_obs, bool):
+            raise TypeError(
+                f"{cls}: compact_obs must be True or False, got {compact_obs!r} ({type(compact_obs).__name__})."
+            )
         if replay_buffer is not None and not callable(getattr(replay_buffer, "extend", None)):
             raise TypeError(
                 f"{cls}: replay_buffer must have an extend(batch) method (a tdrl ReplayBuffer), "
@@ -291,7 +322,11 @@ class SyncDataCollector(DataCollectorBase):
         self.traj_format = check_episode_args(cls, trajs_per_batch, traj_format, split_trajs)
         self.trajs_per_batch = trajs_per_batch
         self.env, self._owns_env = _env_from(create_env_fn, create_env_kwargs, cls)
+        if self._auto_register_policy_transforms:  # before the policy's lazy layers run on the env's specs
+            self.env = register_policy_transforms(self.env, policy)
         env = self.env
+        self.compact_obs = compact_obs
+        self._compact_next_keys = compact_next_keys(env) if compact_obs else ()
         numel = env.batch_size.numel()
         if isinstance(frames_per_batch, bool) or not isinstance(frames_per_batch, int) or frames_per_batch < 1:
             raise ValueError(f"{cls}: frames_per_batch must be a positive int, got {frames_per_batch!r}.")
@@ -377,8 +412,13 @@ class SyncDataCollector(DataCollectorBase):
         numel = self._batch.numel()
         with set_exploration_type(self.exploration_type):
             if self._loop is None:
-                self._loop = StepLoop(self)
-                self._loop.setup(self._root if self._root is not None else self.env.reset())
+                loop = StepLoop(self)
+                try:
+                    loop.setup(self._root if self._root is not None else self.env.reset())
+                except ValueError as err:
+                    self._note_missing_transforms(err)
+                    raise
+                self._loop = loop
                 self._root = None  # the validation step moved the env: start from a reset
             if self._root is None or self.reset_at_each_iter:
                 self._root = self._reset_all()
@@ -395,6 +435,17 @@ class SyncDataCollector(DataCollectorBase):
         if self.storing_device != self.env_device:
             out = out.to(self.storing_device)
         return out
+
+    def _note_missing_transforms(self, err: ValueError) -> None:
+        if self._auto_register_policy_transforms is True:
+            return
+        missing = missing_policy_transforms(self.env, self.policy)
+        if any(not isinstance(t, InitTracker) for t in missing):  # a primer is missing
+            names = ", ".join(type(t).__name__ for t in missing)
+            err.add_note(
+                f"{type(self).__name__}(..., auto_register_policy_transforms=True) appends what the policy needs "
+                f"to the env ({names})."
+            )
 
     def _deliver(self, batch: TensorDictBase) -> TensorDictBase:
         """The batch to yield; with ``replay_buffer``, it goes into the buffer and None is yielded (TorchRL)."""

@@ -81,6 +81,20 @@ def _as_buffer(x: float | Tensor, device: torch.device | None) -> Tensor:
     return torch.tensor(float(x), device=device)
 
 
+def _nan_to_root(nxt: TensorDictBase, root: TensorDictBase, in_keys: list) -> TensorDictBase:
+    """``nxt`` (a selection of ``"next"`` inputs) with its NaN entries taken from ``root`` (written in place)."""
+    for key in in_keys:
+        value, fallback = nxt.get(key, None), root.get(key, None)
+        if not isinstance(value, Tensor) or not isinstance(fallback, Tensor) or not value.is_floating_point():
+            continue
+        if value.shape != fallback.shape:
+            continue
+        missing = torch.isnan(value)
+        if bool(missing.any()):
+            nxt.set(key, torch.where(missing, fallback, value))
+    return nxt
+
+
 class ValueEstimatorBase(nn.Module):
     """Shared machinery of the estimators: keys, value-network calls, checks.
 
@@ -106,6 +120,15 @@ class ValueEstimatorBase(nn.Module):
             evaluates both (e.g. for a critic with per-call noise). Default ``True``.
         device: device of the ``gamma``/``lmbda`` buffers.
         advantage_key, value_target_key, value_key: key renames (same as ``set_keys``).
+        shifted: TorchRL's one-pass ``[T + 1]`` value-network mode. Only ``False`` (the
+            default) is accepted; ``reuse_next_values`` already saves the second pass.
+
+    A ``NaN`` in a ``"next"`` input of the value network (what
+    :class:`~tdrl.envs.transforms.NextStateReconstructor` writes at trajectory ends of
+    data collected with ``compact_obs=True``) is replaced by the root input of the same
+    step before the network runs, as TorchRL does: at a terminal step the next value is
+    then masked out; at a truncated one it stands for the missing next observation.
+    The caller's data is not changed.
     """
 
     @dataclass
@@ -142,8 +165,16 @@ class ValueEstimatorBase(nn.Module):
         advantage_key: NestedKey | None = None,
         value_target_key: NestedKey | None = None,
         value_key: NestedKey | None = None,
+        shifted: bool = False,
     ) -> None:
         super().__init__()
+        if shifted is not False:
+            raise ValueError(
+                f"{type(self).__name__}: shifted={shifted!r} is not supported; tdrl runs the value network over the "
+                "root and 'next' inputs, and reuse_next_values=True (the default) skips the next rows that repeat "
+                "the following root. Fix: drop shifted= (or pass shifted=False)."
+            )
+        self.shifted = False
         self.reuse_next_values = bool(reuse_next_values)
         # Not registered as a submodule: the loss (or the user) owns the network's
         # parameters; the estimator only calls it.
@@ -253,7 +284,7 @@ class ValueEstimatorBase(nn.Module):
                 )
         n = data.shape[0]
         root = data.select(*in_keys)
-        nxt_in = next_sequence_inputs(data, nxt.select(*in_keys), net)
+        nxt_in = next_sequence_inputs(data, _nan_to_root(nxt.select(*in_keys), root, in_keys), net)
         fresh = self._fresh_next_rows(root, nxt_in, in_keys) if self.reuse_next_values else None
         # One network call over root and next states, concatenated on the first dim.
         if fresh is None:
@@ -408,7 +439,8 @@ class ValueEstimatorBase(nn.Module):
         with params.to_module(net):
             value = net(data.select(*net.in_keys)).get(key)
         with target_params.to_module(net):
-            next_inputs = next_sequence_inputs(data, data.get("next").select(*net.in_keys), net)
+            nxt_in = _nan_to_root(data.get("next").select(*net.in_keys), data, net.in_keys)
+            next_inputs = next_sequence_inputs(data, nxt_in, net)
             next_value = net(next_inputs).get(key)
         self._check_value_shape(value, reward_shape)
         data.set(key, value)
