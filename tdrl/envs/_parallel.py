@@ -9,7 +9,8 @@ from typing import Any, cast
 import torch
 from tensordict import TensorDictBase
 
-from tdrl._workers import STARTUP_TIMEOUT, StartMethod, WorkerPool
+from tdrl._workers import LANE_AVAILABLE, STARTUP_TIMEOUT, Lane, StartMethod, WorkerPool
+from tdrl._workers.lane import TRUE
 from tdrl.envs._batched_base import EnvFactory, _BatchedEnv, _check_pin_memory, _meta_mismatch, _normalize_factories
 from tdrl.envs._parallel_worker import _worker_main
 from tdrl.envs._serial import SerialEnv
@@ -147,7 +148,17 @@ class ParallelEnv(_BatchedEnv):
             for t in bufs.values():
                 t.share_memory_()
         self._in_buf, self._next_buf, self._root_buf = inp, nxt, root
-        self._call(range(self.num_workers), "buffers", (inp, nxt, root))
+        # steps go through a lane (shared counters, one wake-up for all workers) where the OS has one
+        self._lane = Lane(self.num_workers, ("step", "step_reset")) if LANE_AVAILABLE else None
+        self._send_buffers(self._workers)
+
+    def _send_buffers(self, workers: WorkerPool) -> None:
+        lane = self._lane
+        if lane is not None:
+            lane.restart()
+        bufs = (self._in_buf, self._next_buf, self._root_buf)
+        args = [(*bufs, None if lane is None else lane.handles(i)) for i in range(self.num_workers)]
+        workers.call(range(self.num_workers), "buffers", args=args)
 
     # --- starting and stopping --------------------------------------------------------------
     @property
@@ -176,7 +187,7 @@ class ParallelEnv(_BatchedEnv):
                             f"ParallelEnv.start: the env rebuilt for worker {i} differs from the first build: its "
                             f"{what} is {b}, it was {a}. create_env_fn must build the same env every time."
                         )
-            workers.call(range(self.num_workers), "buffers", (self._in_buf, self._next_buf, self._root_buf))
+            self._send_buffers(workers)
         except BaseException:
             workers.close(grace=1.0)
             raise
@@ -195,6 +206,9 @@ class ParallelEnv(_BatchedEnv):
         if start and workers.closed:
             self.start()
             return
+        if self._lane is not None and self._lane.owed():
+            workers.check()
+            self._lane.drain(workers)
         if workers.owed:
             workers.drain()
         else:
@@ -202,6 +216,15 @@ class ParallelEnv(_BatchedEnv):
 
     def _call(self, workers: Sequence[int], cmd: str, arg: Any = None, args: Sequence[Any] | None = None) -> list:
         return self._workers.call(workers, cmd, arg, args)
+
+    def _call_steps(self, cmd: str) -> list:
+        """Every worker's answer to ``cmd`` ("step", or "step_reset": whether it reset its copy)."""
+        workers = range(self.num_workers)
+        lane = self._lane
+        if lane is None:
+            return self._call(workers, cmd)
+        lane.send(workers, cmd)
+        return [out == TRUE for out in lane.wait(self._workers, workers, cmd)]
 
     def _attr_each(self, name: str) -> list:
         self._idle()
@@ -246,7 +269,7 @@ class ParallelEnv(_BatchedEnv):
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         self._idle(start=True)
         self._write_inputs(tensordict)
-        self._call(range(self.num_workers), "step")
+        self._call_steps("step")
         return self._read(self._next_buf)
 
     def step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
@@ -257,7 +280,7 @@ class ParallelEnv(_BatchedEnv):
             return tensordict, self._next_root(tensordict)
         self._idle(start=True)
         self._write_inputs(tensordict)
-        dones = self._call(range(self.num_workers), "step_reset")
+        dones = self._call_steps("step_reset")
         nxt = self._read(self._next_buf)
         tensordict.set("next", nxt)
         env_root = nxt.select(*self._root_keys, strict=False)  # shares the step's tensors, as step_mdp does

@@ -11,7 +11,7 @@ import torch
 from tensordict import TensorDictBase
 
 from tdrl._compat import td_unchecked
-from tdrl._workers import report_start, serve, setup_worker
+from tdrl._workers import WorkerLane, report_start, serve, setup_worker
 from tdrl.envs._batched_base import _describe_attr, _env_keys, _render_sub
 from tdrl.envs._stepping import ActionRunner, td_from_flat
 from tdrl.envs.common import EnvBase
@@ -35,7 +35,8 @@ def _worker_main(
     if env is None:
         return
     try:
-        serve(sock, parent_pid, _Worker(idx, env).handle)
+        worker = _Worker(idx, env)
+        serve(sock, parent_pid, worker.handle, worker.lane)
     finally:
         env.close()
 
@@ -57,6 +58,7 @@ class _Worker:
         self.runner: ActionRunner | None = None
         self.run_actions: dict = {}
         self.run_out: dict = {}
+        self.lane = WorkerLane()  # attached by "buffers" when the parent has a lane
 
     def handle(self, cmd: str, arg: Any) -> Any:
         if cmd == "step":
@@ -97,7 +99,9 @@ class _Worker:
             frame = _render_sub(self.env, self.idx, arg)
             return np.asarray(frame.detach().cpu() if isinstance(frame, torch.Tensor) else frame)
         if cmd == "buffers":
-            inp, nxt, root = arg
+            inp, nxt, root, lane = arg
+            if lane is not None:
+                self.lane.attach(lane)
             i = self.idx
             self.inp = {k: v[i] for k, v in inp.items()}
             self.next = [(k, v[i]) for k, v in nxt.items()]
