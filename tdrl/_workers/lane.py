@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import select
 import time
 import traceback
@@ -39,6 +40,15 @@ from typing import Any
 import torch
 
 LANE_AVAILABLE = hasattr(os, "eventfd") and hasattr(select, "epoll")
+
+SPIN_S = float(os.environ.get("TDRL_LANE_SPIN_US", "0")) * 1e-6
+"""Seconds a side checks the shared words before it sleeps. 0 by default: on a machine with
+fewer free cores than processes, a spinning process takes the core that the one it waits
+for needs (measured with ``benchmarks/bench_parallel.py``). ``TDRL_LANE_SPIN_US`` sets it."""
+
+# Spinning reads a word and then the data written before it: safe where stores are seen in order (x86's
+# TSO); elsewhere only the wake-up's system call orders them, so the lane never spins there.
+_SPIN_OK = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 OK, TRUE, ERROR = 0, 1, 2  # outcomes: the handler returned something other than True, True, or raised
 _BITS = 4
@@ -74,12 +84,15 @@ class Lane:
     Args:
         num_workers: how many workers (one row each).
         commands: the command names the lane carries (at most 16), in a fixed order.
+        spin: seconds each side checks the shared words before it sleeps (the parent for the
+            replies, a worker for its next request). Default :data:`SPIN_S`.
     """
 
-    def __init__(self, num_workers: int, commands: Sequence[str]) -> None:
+    def __init__(self, num_workers: int, commands: Sequence[str], spin: float | None = None) -> None:
         if len(commands) > 1 << _BITS:
             raise ValueError(f"Lane: at most {1 << _BITS} commands, got {len(commands)}.")
         self.commands = tuple(commands)
+        self.spin = (SPIN_S if spin is None else float(spin)) if _SPIN_OK else 0.0
         self.ctl = torch.zeros((num_workers, 2), dtype=torch.int64).share_memory_()
         self._words = self.ctl.numpy()  # a view: reading a word costs no tensor op
         self.bell, self.answer = EventFd(), EventFd()
@@ -88,7 +101,7 @@ class Lane:
 
     def handles(self, i: int) -> tuple:
         """What worker ``i``'s :class:`WorkerLane` attaches: its row, the bell, the answer eventfd, the commands."""
-        return self.ctl, i, self.bell, self.answer, self.commands
+        return self.ctl, i, self.bell, self.answer, self.commands, self.spin
 
     def restart(self) -> None:
         """Forget every request (new workers, whose rows start at zero)."""
@@ -123,6 +136,10 @@ class Lane:
         sent = {i: int(words[i, 0]) >> _BITS for i in workers}
         poll, sentinels = self._poll_for(pool)
         answer = self.answer.fd
+        if self.spin > 0:
+            until = time.perf_counter() + self.spin
+            while time.perf_counter() < until and any(int(words[i, 1]) >> _BITS < sent[i] for i in workers):
+                pass
         while True:
             pending = [i for i in workers if int(words[i, 1]) >> _BITS < sent[i]]
             if not pending:
@@ -175,7 +192,7 @@ class WorkerLane:
         self._done = 0
 
     def attach(self, handles: tuple) -> None:
-        ctl, i, bell, answer, commands = handles
+        ctl, i, bell, answer, commands, self._spin = handles
         self._keep = (ctl, bell, answer)  # the descriptors live as long as these objects
         self._row = ctl[i].numpy()
         self._answer, self._commands = answer, commands
@@ -189,6 +206,17 @@ class WorkerLane:
         seq = word >> _BITS
         if seq <= self._done:
             return
+        while True:
+            seq = self._answer_one(handle, word)
+            until = time.perf_counter() + self._spin
+            while time.perf_counter() < until and int(row[0]) >> _BITS <= seq:
+                pass
+            word = int(row[0])
+            if word >> _BITS <= seq:
+                return
+
+    def _answer_one(self, handle: Callable[[str, Any], Any], word: int) -> int:
+        row, seq = self._row, word >> _BITS
         try:
             outcome = TRUE if handle(self._commands[word & ((1 << _BITS) - 1)], None) is True else OK
         except BaseException:
@@ -196,3 +224,4 @@ class WorkerLane:
         self._done = seq
         row[1] = seq << _BITS | outcome
         self._answer.ring()
+        return seq

@@ -27,7 +27,10 @@ class ParallelEnv(_BatchedEnv):
     """``num_workers`` copies of an env, each stepped in its own worker process.
 
     Inputs (actions, reset masks) and outputs live in shared-memory tensors allocated
-    once; each step sends one short message to each worker and waits for its answer.
+    once. On Linux a step is a word written per worker in shared memory and one eventfd
+    write that wakes them all; each worker answers with a word and an eventfd write
+    (``tdrl/_workers/lane.py``): nothing is pickled per step. Other requests (reset,
+    seeding, attributes) and steps elsewhere go over each worker's socket.
 
     Faults (see ``tdrl/_workers/`` for the protocol):
 

@@ -2,8 +2,9 @@
 
 - :class:`SerialEnv` steps its copies one after the other in this process.
 - :class:`ParallelEnv` runs each copy in a worker process. Actions and results travel
-  through shared-memory tensors allocated once; a step costs one small message per
-  worker over a pipe. A worker that raises makes the parent raise with the worker's
+  through shared-memory tensors allocated once; a step costs a shared-memory word per
+  worker and one wake-up for all (on Linux; a small socket message per worker
+  elsewhere). A worker that raises makes the parent raise with the worker's
   traceback; a worker that dies or hangs (past ``timeout``) raises too; ``close()``
   (and garbage collection, and interpreter exit) stops every worker.
 
