@@ -86,6 +86,15 @@ class Lane:
         commands: the command names the lane carries (at most 16), in a fixed order.
         spin: seconds each side checks the shared words before it sleeps (the parent for the
             replies, a worker for its next request). Default :data:`SPIN_S`.
+
+    Examples:
+        >>> lane = Lane(2, ("step", "step_reset"))
+        >>> lane.send([1], "step")  # worker 1's word now asks for a step; no worker answers here
+        >>> lane.owed()
+        [1]
+        >>> lane.restart()
+        >>> lane.owed()
+        []
     """
 
     def __init__(self, num_workers: int, commands: Sequence[str], spin: float | None = None) -> None:
