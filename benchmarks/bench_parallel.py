@@ -9,6 +9,9 @@ Two ``InvertedDoublePendulum-v4`` copies, collected in batches of 2,000 frames:
   theirs at the same time with one round trip per batch.
 - the same with a policy in the loop (a small torch module on the observation): one
   round trip per step. Bar (issue 22): >= 1.2x.
+- ``ParallelEnv(2)``'s per-step protocols against each other, policy in the loop: the
+  lane (shared-memory words, one eventfd wake-up for all workers; the default on Linux)
+  against the socket messages it replaced (one pickled frame per worker and step).
 - ``MultiSyncDataCollector(2)`` against one ``SyncDataCollector`` (issue 22, bar >= 1.4x):
   the same env (``DoubleToFloat`` only), the seed tutorial's 3x256 ``ProbabilisticActor``
   (``TanhNormal``) and 2,000 frames per batch; each worker runs its own copy of the
@@ -76,7 +79,7 @@ def _rate(batches, procs: Callable[[], list]) -> Callable[[], tuple[float, float
     return run
 
 
-def _collector(lib: str, cls_name: str, policy_kind: str):
+def _collector(lib: str, cls_name: str, policy_kind: str, sockets: bool = False):
     if lib == "tdrl":
         import tdrl.envs as envs
         from tdrl.collectors import SyncDataCollector
@@ -88,6 +91,8 @@ def _collector(lib: str, cls_name: str, policy_kind: str):
 
         SyncDataCollector = getattr(trl_collectors, "SyncDataCollector", None) or trl_collectors.Collector
     env = getattr(envs, cls_name)(2, functools.partial(GymEnv, ENV))
+    if sockets:
+        env._lane = None  # steps over the sockets, as where the OS has no lane
     env.set_seed(0)
     policy = None
     if policy_kind == "module":
@@ -190,6 +195,12 @@ def run(rounds: int = 7) -> list[dict]:
         pairs = {name: _collector("tdrl", name, kind) for name in ("ParallelEnv", "SerialEnv")}
         figure = f"ParallelEnv(2) vs SerialEnv(2), {ENV}, {what}, frames/s"
         rows.append(_pair_row(figure, pairs, bar, rounds, *((torchrl, extra) if kind == "random" else ())))
+    pairs = {
+        "lane": _collector("tdrl", "ParallelEnv", "module"),
+        "sockets": _collector("tdrl", "ParallelEnv", "module", True),
+    }
+    figure = f"ParallelEnv(2) step protocol: lane vs socket messages, {ENV}, policy in the loop, frames/s"
+    rows.append(_pair_row(figure, pairs, "> 1.0", rounds))
     figure = (
         f"MultiSyncDataCollector(2) vs SyncDataCollector, {ENV} + DoubleToFloat, 3x256 TanhNormal actor, "
         f"{FRAMES} frames per batch, frames/s"

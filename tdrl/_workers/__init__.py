@@ -26,6 +26,10 @@ exchange, and never costs the pool its footing:
   out twice) or drains them (:meth:`WorkerPool.drain`: ``ParallelEnv`` waits, up to its
   timeout, for what its interrupted call was owed before it touches its shared buffers).
 
+Requests sent every step whose data already lives in shared memory (``ParallelEnv``'s
+steps) may go through a :class:`Lane` instead: shared-memory counters and one eventfd
+wake-up, nothing pickled (see :mod:`tdrl._workers.lane`).
+
 A request that settles as never sent gets the result :data:`VOID`; its owner asks again.
 Replies hold their tensors by value (requests may hold shared-memory handles: the parent
 serves those itself), so reading one needs nothing from the worker, which may since have
@@ -50,6 +54,7 @@ spawn, forkserver), which travels with pickled objects (``VecNorm``'s shared sta
 
 from __future__ import annotations
 
+from tdrl._workers.lane import LANE_AVAILABLE, Lane, WorkerLane
 from tdrl._workers.lock import ProcessLock
 from tdrl._workers.pool import SPAWN_HINT, STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool
 from tdrl._workers.worker import report_start, serve, setup_worker
@@ -59,6 +64,9 @@ __all__ = [
     "VOID",
     "StartMethod",
     "ProcessLock",
+    "Lane",
+    "WorkerLane",
+    "LANE_AVAILABLE",
     "serve",
     "setup_worker",
     "report_start",

@@ -479,9 +479,7 @@ class WorkerPool:
             self._receiving = None
             self._break(f"worker {i}'s reply to {self._cmd(seq)!r} could not be read ({err!r})", worker=i)
             raise RuntimeError(_BROKEN.format(owner=self.owner, why=self._broken, close=self._close_name)) from err
-        self._late[i] = False
-        self._stop_state["late"].discard(i)
-        self._since[i] = time.monotonic()
+        self.answered(i)
         if entry[1] != "sync":
             self._replies[seq] = (status, payload)
             return
@@ -493,6 +491,20 @@ class WorkerPool:
                     self._replies[unsure] = ("void", None)
                 del self._unsure[unsure]
         self._requests.pop(seq, None)  # last: an interrupt before this files the sync again
+
+    def answered(self, i: int) -> None:
+        """Worker ``i`` answered (over its socket or a :class:`~tdrl._workers.lane.Lane`): it is not late."""
+        self._late[i] = False
+        self._stop_state["late"].discard(i)
+        self._since[i] = time.monotonic()
+
+    def timed_out(self, i: int, cmd: str, timeout: float) -> None:
+        """Raise ``TimeoutError`` for worker ``i``, as a missed reply does (twice in a row breaks the pool)."""
+        self._timed_out(i, cmd, timeout)
+
+    def died(self, i: int, cmd: str) -> None:
+        """Raise ``RuntimeError`` for worker ``i``, whose process ended while it owed ``cmd`` (the pool breaks)."""
+        self._dead(i, cmd, None)
 
     def _timed_out(self, i: int, cmd: str, timeout: float) -> None:
         state = _state(self.procs[i])

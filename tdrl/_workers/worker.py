@@ -78,30 +78,49 @@ def report_start(sock: socket.socket, idx: int, build: Callable[[], Any], descri
         return None
 
 
-def serve(sock: socket.socket, parent_pid: int, handle: Callable[[str, Any], Any]) -> None:
-    """Answer requests with ``handle(cmd, arg)`` until "close", EOF, or the parent's death."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    while True:
-        if not poller.poll(1000):
-            if os.getppid() != parent_pid:  # orphaned: the parent died without closing us
-                return
-            continue
-        try:
-            seq, cmd, arg = _read_request(sock)
-        except (EOFError, OSError):
-            return
-        if cmd == "close":
-            return
-        if cmd == "sync":
-            result: Any = None
-            status = "ok"
-        else:
+def serve(sock: socket.socket, parent_pid: int, handle: Callable[[str, Any], Any], lane: Any = None) -> None:
+    """Answer requests with ``handle(cmd, arg)`` until "close", EOF, or the parent's death.
+
+    ``lane``: a :class:`~tdrl._workers.lane.WorkerLane` that ``handle`` may attach; from
+    then on its requests are answered too (its bell is watched edge-triggered).
+    """
+    poller = select.epoll()
+    poller.register(sock.fileno(), select.EPOLLIN)
+    bell = None
+    try:
+        while True:
+            if lane is not None and bell is None and lane.fd is not None:
+                bell = lane.fd
+                poller.register(bell, select.EPOLLIN | select.EPOLLET)
+                lane.run(handle)  # (a request rung before the bell was watched)
+            events = poller.poll(1.0)
+            if not events:
+                if os.getppid() != parent_pid:  # orphaned: the parent died without closing us
+                    return
+                continue
+            if bell is not None and any(fd == bell for fd, _ in events):
+                lane.run(handle)
+            if not any(fd == sock.fileno() for fd, _ in events):
+                continue
             try:
-                result, status = handle(cmd, arg), "ok"
-            except BaseException:
-                result, status = traceback.format_exc(), "error"
-        try:
-            _reply(sock, seq, status, result)
-        except OSError:  # the parent is gone
-            return
+                seq, cmd, arg = _read_request(sock)
+            except (EOFError, OSError):
+                return
+            if cmd == "close":
+                return
+            if cmd == "sync":
+                result: Any = None
+                status = "ok"
+            elif cmd == "lane_error":
+                result, status = (lane.error if lane is not None else ""), "ok"
+            else:
+                try:
+                    result, status = handle(cmd, arg), "ok"
+                except BaseException:
+                    result, status = traceback.format_exc(), "error"
+            try:
+                _reply(sock, seq, status, result)
+            except OSError:  # the parent is gone
+                return
+    finally:
+        poller.close()

@@ -295,6 +295,12 @@ def _actions(env, steps: int):
     return env.full_action_spec.zero().unsqueeze(-1).expand(*env.batch_size, steps).clone()
 
 
+def _socket_steps(env):
+    """``env`` with its steps sent over the sockets (as where the OS has no lane): these tests cut socket calls."""
+    env._lane = None
+    return env
+
+
 class _InterruptAfter:
     """A worker's socket whose ``method`` raises KeyboardInterrupt once, right after doing its work."""
 
@@ -317,7 +323,7 @@ class _InterruptAfter:
 
 
 def test_a_reply_consumed_when_ctrl_c_lands_is_not_lost():
-    env = PEnv(2, CountingEnv)
+    env = _socket_steps(PEnv(2, CountingEnv))
     td = env.reset()
     sock = env._workers.socks[1]
     # Ctrl-C lands right after worker 1's reply was taken off its socket (not a peek)
@@ -330,7 +336,7 @@ def test_a_reply_consumed_when_ctrl_c_lands_is_not_lost():
 
 
 def test_a_request_sent_when_ctrl_c_lands_is_settled():
-    env = PEnv(2, CountingEnv)
+    env = _socket_steps(PEnv(2, CountingEnv))
     td = env.reset()
     sock = env._workers.socks[0]
     env._workers.socks[0] = _InterruptAfter(sock, "send")  # sent, but the parent cannot know it

@@ -1,0 +1,236 @@
+"""A light lane for a pool's per-step requests: shared-memory counters and eventfd wake-ups.
+
+The socket protocol (:mod:`tdrl._workers.pool`) pickles, frames and files every message:
+right for rare requests, heavy for the one a ``ParallelEnv`` sends every step, whose data
+already lives in shared memory. A :class:`Lane` carries such requests instead:
+
+- each worker has a row of a shared ``int64`` tensor: ``[request, reply]``. A request word
+  is ``seq << 4 | command``, a reply word ``seq << 4 | outcome`` (``OK``, ``TRUE``,
+  ``ERROR``): one aligned 64-bit store each, so a reader never sees half of one;
+- the parent writes the request words, then wakes every worker with one write to one
+  eventfd, which each worker watches edge-triggered (``epoll``): one system call per step
+  however many workers, and no token that one worker could take from another;
+- each worker writes its reply word, then writes to the parent's eventfd; the parent
+  sleeps in ``poll`` on that eventfd and on the workers' process sentinels.
+
+Nothing is pickled per step. Every wait has a deadline (the pool's timeout: a first miss
+raises ``TimeoutError`` and leaves the reply owed, a second breaks the pool, as for socket
+requests) and notices a worker that died. A worker that raised answers ``ERROR`` and keeps
+its traceback, which the parent fetches over the socket (``"lane_error"``). The sequence
+numbers make an interrupted wait harmless: what is still owed is ``sent > replied``, and
+the next use waits for it (:meth:`Lane.drain`) before touching the shared buffers.
+
+Linux only (eventfd, epoll): elsewhere :data:`LANE_AVAILABLE` is ``False`` and the owner
+keeps the socket protocol.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import select
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Sequence
+from multiprocessing.reduction import DupFd
+from typing import Any
+
+import torch
+
+LANE_AVAILABLE = hasattr(os, "eventfd") and hasattr(select, "epoll")
+
+SPIN_S = float(os.environ.get("TDRL_LANE_SPIN_US", "0")) * 1e-6
+"""Seconds a side checks the shared words before it sleeps. 0 by default: on a machine with
+fewer free cores than processes, a spinning process takes the core that the one it waits
+for needs (measured with ``benchmarks/bench_parallel.py``). ``TDRL_LANE_SPIN_US`` sets it."""
+
+# Spinning reads a word and then the data written before it: safe where stores are seen in order (x86's
+# TSO); elsewhere only the wake-up's system call orders them, so the lane never spins there.
+_SPIN_OK = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+OK, TRUE, ERROR = 0, 1, 2  # outcomes: the handler returned something other than True, True, or raised
+_BITS = 4
+
+
+class EventFd:
+    """An eventfd that travels with pickled requests (a duplicate of its descriptor, as a lock's does)."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) if fd is None else fd
+        self._closer = weakref.finalize(self, os.close, self.fd)
+
+    def ring(self) -> None:
+        os.eventfd_write(self.fd, 1)
+
+    def clear(self) -> None:
+        try:
+            os.eventfd_read(self.fd)
+        except BlockingIOError:
+            pass
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild_eventfd, (DupFd(self.fd),))
+
+
+def _rebuild_eventfd(dup: Any) -> EventFd:
+    return EventFd(dup.detach())
+
+
+class Lane:
+    """The parent's side of a lane to ``num_workers`` workers, for the commands ``commands``.
+
+    Args:
+        num_workers: how many workers (one row each).
+        commands: the command names the lane carries (at most 16), in a fixed order.
+        spin: seconds each side checks the shared words before it sleeps (the parent for the
+            replies, a worker for its next request). Default :data:`SPIN_S`.
+
+    Examples:
+        >>> lane = Lane(2, ("step", "step_reset"))
+        >>> lane.send([1], "step")  # worker 1's word now asks for a step; no worker answers here
+        >>> lane.owed()
+        [1]
+        >>> lane.restart()
+        >>> lane.owed()
+        []
+    """
+
+    def __init__(self, num_workers: int, commands: Sequence[str], spin: float | None = None) -> None:
+        if len(commands) > 1 << _BITS:
+            raise ValueError(f"Lane: at most {1 << _BITS} commands, got {len(commands)}.")
+        self.commands = tuple(commands)
+        self.spin = (SPIN_S if spin is None else float(spin)) if _SPIN_OK else 0.0
+        self.ctl = torch.zeros((num_workers, 2), dtype=torch.int64).share_memory_()
+        self._words = self.ctl.numpy()  # a view: reading a word costs no tensor op
+        self.bell, self.answer = EventFd(), EventFd()
+        self.last = [""] * num_workers  # per worker: the command of its last request
+        self._poller: tuple[Any, Any, dict[int, int]] | None = None  # (pool, poll object, sentinel -> worker)
+
+    def handles(self, i: int) -> tuple:
+        """What worker ``i``'s :class:`WorkerLane` attaches: its row, the bell, the answer eventfd, the commands."""
+        return self.ctl, i, self.bell, self.answer, self.commands, self.spin
+
+    def restart(self) -> None:
+        """Forget every request (new workers, whose rows start at zero)."""
+        self.ctl.zero_()
+        self.answer.clear()
+
+    def owed(self) -> list[int]:
+        """The workers whose last request has no reply yet."""
+        words = self._words
+        return [i for i in range(len(words)) if int(words[i, 1]) >> _BITS < int(words[i, 0]) >> _BITS]
+
+    def send(self, workers: Sequence[int], cmd: str) -> None:
+        """Ask each of ``workers`` to run ``cmd`` (one wake-up for all)."""
+        code = self.commands.index(cmd)
+        words = self._words
+        for i in workers:
+            self.last[i] = cmd
+            # the shared word is the only record of what was sent: an interrupt leaves no other to disagree
+            words[i, 0] = ((int(words[i, 0]) >> _BITS) + 1) << _BITS | code
+        self.bell.ring()
+
+    def wait(self, pool: Any, workers: Sequence[int], cmd: str, timeout: float | None = None) -> list[int]:
+        """The outcomes of ``workers``' last requests, once all are in.
+
+        Raises ``TimeoutError`` (the replies stay owed) when a worker misses ``timeout``
+        (default: the pool's), ``RuntimeError`` when one died or the pool is broken, and
+        ``RuntimeError`` with the tracebacks when any raised.
+        """
+        limit = pool.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        words = self._words
+        sent = {i: int(words[i, 0]) >> _BITS for i in workers}
+        poll, sentinels = self._poll_for(pool)
+        answer = self.answer.fd
+        if self.spin > 0:
+            until = time.perf_counter() + self.spin
+            while time.perf_counter() < until and any(int(words[i, 1]) >> _BITS < sent[i] for i in workers):
+                pass
+        while True:
+            pending = [i for i in workers if int(words[i, 1]) >> _BITS < sent[i]]
+            if not pending:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pool.timed_out(pending[0], cmd, limit)
+            for fd, _ in poll(max(math.ceil(remaining * 1000), 0)):
+                if fd == answer:
+                    self.answer.clear()
+                elif sentinels[fd] in pending and int(words[sentinels[fd], 1]) >> _BITS < sent[sentinels[fd]]:
+                    pool.died(sentinels[fd], cmd)
+        outcomes = []
+        for i in workers:
+            pool.answered(i)
+            outcomes.append(int(words[i, 1]) & ((1 << _BITS) - 1))
+        failed = [i for i, out in zip(workers, outcomes) if out == ERROR]
+        if failed:
+            tracebacks = pool.call(failed, "lane_error")
+            raise RuntimeError(
+                "\n".join(f"{pool.owner} worker {i} raised while {cmd!r}:\n{tb}" for i, tb in zip(failed, tracebacks))
+            )
+        return outcomes
+
+    def drain(self, pool: Any) -> None:
+        """Wait for what an interrupted call was owed (each worker gets the pool's timeout from now)."""
+        owed = self.owed()
+        if owed:
+            self.bell.ring()  # the interrupt may have come before the bell rang (a spare ring wakes no one twice)
+            self.wait(pool, owed, self.last[owed[0]])
+
+    def _poll_for(self, pool: Any) -> tuple[Callable, dict[int, int]]:
+        if self._poller is None or self._poller[0] is not pool:
+            poller = select.poll()
+            poller.register(self.answer.fd, select.POLLIN)
+            sentinels = {}
+            for i, proc in enumerate(pool.procs):
+                poller.register(proc.sentinel, select.POLLIN)
+                sentinels[proc.sentinel] = i
+            self._poller = (pool, poller, sentinels)
+        return self._poller[1].poll, self._poller[2]
+
+
+class WorkerLane:
+    """A worker's side of a lane: attached by its owner's handler, served by :func:`~tdrl._workers.serve`."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None  # the bell's descriptor, once attached
+        self.error = ""
+        self._done = 0
+
+    def attach(self, handles: tuple) -> None:
+        ctl, i, bell, answer, commands, self._spin = handles
+        self._keep = (ctl, bell, answer)  # the descriptors live as long as these objects
+        self._row = ctl[i].numpy()
+        self._answer, self._commands = answer, commands
+        self._done = int(self._row[1]) >> _BITS
+        self.fd = bell.fd
+
+    def run(self, handle: Callable[[str, Any], Any]) -> None:
+        """Answer the request waiting in this worker's row, if a new one is there."""
+        row = self._row
+        word = int(row[0])
+        seq = word >> _BITS
+        if seq <= self._done:
+            return
+        while True:
+            seq = self._answer_one(handle, word)
+            until = time.perf_counter() + self._spin
+            while time.perf_counter() < until and int(row[0]) >> _BITS <= seq:
+                pass
+            word = int(row[0])
+            if word >> _BITS <= seq:
+                return
+
+    def _answer_one(self, handle: Callable[[str, Any], Any], word: int) -> int:
+        row, seq = self._row, word >> _BITS
+        try:
+            outcome = TRUE if handle(self._commands[word & ((1 << _BITS) - 1)], None) is True else OK
+        except BaseException:
+            self.error, outcome = traceback.format_exc(), ERROR
+        self._done = seq
+        row[1] = seq << _BITS | outcome
+        self._answer.ring()
+        return seq
