@@ -83,7 +83,7 @@ class R3MTransform(_PretrainedEncoder):
         >>> env = TransformedEnv(TransformTestEnv(pixels=(16, 16)), r3m)
         >>> env.observation_spec["r3m_vec"].shape
         torch.Size([512])
-        >>> env.rollout(2)["next", "r3m_vec"].shape
+        >>> env.rollout(2, break_when_any_done=False)["next", "r3m_vec"].shape
         torch.Size([2, 512])
     """
 
