@@ -162,3 +162,27 @@ def test_published_checkpoint_layout_loads_as_in_torchrl(libs, tmp_path, cls, mo
     theirs = getattr(theirs_lib, cls)(model, **kwargs)
     data = _data({}, (2,))
     _assert_same_entries(ours(data.clone()), theirs(data.clone()))
+
+
+def test_torchvision_weights_load_as_in_torchrl(libs, monkeypatch):
+    """``download="IMAGENET1K_V1"``: torchvision's ImageNet backbone (its classifier dropped), as TorchRL.
+
+    The weights file is replaced by a fixed state dict (no network here)."""
+    models = _torchvision().models
+    theirs_lib, ours_lib = libs
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        imagenet = models.resnet18().state_dict()
+
+    def offline_weights(self, *args, **kwargs):
+        return imagenet
+
+    monkeypatch.setattr(type(models.ResNet18_Weights.IMAGENET1K_V1), "get_state_dict", offline_weights)
+    ours = ours_lib.R3MTransform("resnet18", ["pixels"], size=_SIZE, download="IMAGENET1K_V1")
+    theirs = theirs_lib.R3MTransform("resnet18", ["pixels"], size=_SIZE, download="IMAGENET1K_V1")
+    for name, value in ours.network.convnet.state_dict().items():
+        assert torch.equal(value, imagenet[name]), name
+    data = _data({}, (2,))
+    _assert_same_entries(ours(data.clone()), theirs(data.clone()))
+    with pytest.raises(ValueError, match=r"'IMAGENET9K' is not a torchvision ResNet18_Weights member"):
+        ours_lib.R3MTransform("resnet18", ["pixels"], download="IMAGENET9K")
