@@ -245,3 +245,12 @@ def test_non_rgb_entries_are_refused():
         network.transform_observation_spec(Composite(pixels=Bounded(0.0, 1.0, shape=(2, 4, 8, 8))))
     with pytest.raises(KeyError, match="camera"):
         TransformedEnv(_pixels_env(), R3MTransform("resnet18", ["camera"], size=_SIZE))
+
+
+def test_train_mode_embeds_a_rollout_step_by_step():
+    env = TransformedEnv(_pixels_env(), R3MTransform("resnet18", ["pixels"], size=_SIZE))
+    assert env.transform.time_vectorizable
+    env.transform.train()  # batch-norm on batch statistics: a whole rollout at once would differ
+    assert not env.transform.time_vectorizable
+    env.transform.eval()
+    assert env.transform.time_vectorizable

@@ -4,7 +4,8 @@ One file per family: ``transforms.py`` (the Transform base and Compose), ``env.p
 (TransformedEnv), ``norm.py`` (ObservationNorm, VecNorm), ``observation.py`` (dtype casts,
 clipping), ``reward.py``, ``action.py``, ``step.py`` (step counting, frame stacking,
 frame skipping, init tracking), ``keys.py`` (rename, exclude, select, concatenate,
-unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``image.py`` and
+unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``image.py``,
+``r3m.py`` and ``vip.py`` (pretrained visual encoders, on the ResNets of ``_resnet.py``) and
 ``rb_transforms.py`` (transforms of sampled data).
 """
 

@@ -113,6 +113,11 @@ class _EncoderNet(Transform):
         self.del_keys = del_keys
         self.requires_grad = requires_grad
 
+    @property
+    def time_vectorizable(self) -> bool:  # type: ignore[override]  # the base's is a class flag
+        """In train mode batch-norm mixes the images of a batch: a rollout is then embedded step by step."""
+        return not self.training
+
     # --- what differs between R3M and VIP -------------------------------------------------
     def _head(self, features: int) -> nn.Module:
         raise NotImplementedError
