@@ -254,3 +254,13 @@ def test_train_mode_embeds_a_rollout_step_by_step():
     assert not env.transform.time_vectorizable
     env.transform.eval()
     assert env.transform.time_vectorizable
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_network_on_cuda_embeds_cpu_frames_on_the_cpu():
+    env = TransformedEnv(_pixels_env(batch_size=[2]), R3MTransform("resnet18", ["pixels"], size=_SIZE))
+    env.transform.to("cuda")
+    assert env.transform.device == torch.device("cuda")
+    out = env.rollout(2, break_when_any_done=False)
+    assert out["next", "r3m_vec"].device == torch.device("cpu")  # where the spec says, with the frames
+    assert env.observation_spec["r3m_vec"].device == torch.device("cpu")
