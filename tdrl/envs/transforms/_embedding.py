@@ -80,8 +80,8 @@ class _ResizeLikeTorchvision(Resize):
 class _EncoderNet(Transform):
     """The network step: ``float [*, 3, H, W]`` images -> ``[*, outdim]`` embeddings.
 
-    Subclasses set ``label``, ``checkpoint_root`` and ``models`` and implement ``_url`` and
-    ``_head``. The batch dims are flattened for the network and restored after; the
+    Subclasses set ``label``, ``checkpoint_root`` and ``models`` and implement ``_head``,
+    ``_outdim`` and ``_url``. The batch dims are flattened for the network and restored after; the
     embedding comes back on the device of the images (the spec's device).
     """
 
