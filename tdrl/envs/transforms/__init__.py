@@ -4,7 +4,8 @@ One file per family: ``transforms.py`` (the Transform base and Compose), ``env.p
 (TransformedEnv), ``norm.py`` (ObservationNorm, VecNorm), ``observation.py`` (dtype casts,
 clipping), ``reward.py``, ``action.py``, ``step.py`` (step counting, frame stacking,
 frame skipping, init tracking), ``keys.py`` (rename, exclude, select, concatenate,
-unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``image.py`` and
+unsqueeze), ``primer.py`` (TensorDictPrimer: a policy's recurrent state), ``image.py``,
+``r3m.py`` and ``vip.py`` (pretrained visual encoders, on the ResNets of ``_resnet.py``) and
 ``rb_transforms.py`` (transforms of sampled data).
 """
 
@@ -40,6 +41,7 @@ from tdrl.envs.transforms.pin_memory import PinMemoryTransform
 from tdrl.envs.transforms.policy_switch import ConditionalPolicySwitch
 from tdrl.envs.transforms.pooling import TimeMaxPool
 from tdrl.envs.transforms.primer import TensorDictPrimer
+from tdrl.envs.transforms.r3m import R3MTransform
 from tdrl.envs.transforms.rb_transforms import MultiStepTransform, RandomCropTensorDict
 from tdrl.envs.transforms.returns import Reward2GoTransform, TargetReturn
 from tdrl.envs.transforms.reward import LineariseRewards, RewardClipping, RewardScaling, RewardSum
@@ -54,6 +56,7 @@ from tdrl.envs.transforms.transforms import Compose, Transform
 from tdrl.envs.transforms.truncation import RandomTruncationTransform
 from tdrl.envs.transforms.unary import UnaryTransform
 from tdrl.envs.transforms.vecnorm import VecNormV2
+from tdrl.envs.transforms.vip import VIPTransform
 
 __all__ = [
     "Transform",
@@ -124,4 +127,6 @@ __all__ = [
     "PinMemoryTransform",
     "ConditionalPolicySwitch",
     "ConditionalSkip",
+    "R3MTransform",
+    "VIPTransform",
 ]
