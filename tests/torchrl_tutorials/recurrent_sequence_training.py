@@ -3,8 +3,9 @@
 Our own program making the tutorial's imports and calls in order, ``torchrl`` swapped for
 ``tdrl``: a collector that adds the ``InitTracker`` and the LSTM's primer to the env
 (``auto_register_policy_transforms=True``), slices sampled with ``SliceSampler``, the LSTM
-run over whole sequences under ``set_recurrent_mode(True)`` (hidden states reset at
-``is_init`` inside a batch), and a few supervised updates. The collector runs
+run over whole sequences under ``set_recurrent_mode(True)`` (the sampler marks each
+slice's first step ``is_init``, so hidden states restart at every slice start and at
+resets inside a slice), and a few supervised updates. The collector runs
 ``512 * scale`` frames (at least one batch of 64). Run by tests/test_torchrl_tutorials.py;
 nothing runs on import.
 """
@@ -76,7 +77,14 @@ def main(scale: float = 1.0):
     rb.extend(data)
     sample = rb.sample()
     print("Sampled batch shape:", sample.shape)
-    print("is_init True positions (slice starts):", sample["is_init"].nonzero().squeeze(-1).tolist())
+    positions = sample["is_init"].reshape(-1).nonzero().squeeze(-1).tolist()
+    print("is_init True positions (slice starts):", positions)
+    # the sampler marks every slice's first step (TorchRL's init_key): the slices end where
+    # ("next", "truncated") is set, so each following row starts one
+    ends = sample["next", "truncated"].reshape(-1).nonzero().squeeze(-1)
+    starts = [0, *(ends[:-1] + 1).tolist()]
+    print("slice starts:", starts)
+    assert set(starts) <= set(positions), (starts, positions)
 
     # the LSTM over the whole flat sample at once
     with set_recurrent_mode(True):
