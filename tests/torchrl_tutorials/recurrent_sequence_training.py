@@ -10,6 +10,8 @@ resets inside a slice), and a few supervised updates. The collector runs
 nothing runs on import.
 """
 
+import itertools
+
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule as Mod
@@ -91,6 +93,12 @@ def main(scale: float = 1.0):
         out = policy(sample.clone())
     print("Recurrent-mode output shape:", out["features"].shape, "(total_steps, hidden)")
     print("Recurrent-mode logits shape:", out["logits"].shape, "(total_steps, n_actions)")
+    # each slice restarts from its own stored hidden state: running the slices one by one gives the same features
+    with set_recurrent_mode(True):
+        bounds = [*starts, sample.shape[0]]
+        parts = [policy(sample[a:b].clone())["features"] for a, b in itertools.pairwise(bounds)]
+    torch.testing.assert_close(out["features"], torch.cat(parts), rtol=1e-5, atol=1e-6)
+    print("No hidden state crosses a slice boundary: verified.")
 
     # no hidden state crosses an is_init boundary inside a packed batch
     t_a = t_b = 4
