@@ -23,6 +23,7 @@ from tdrl.collectors._index_actions import IndexActionEncoder, index_action_spec
 from tdrl.envs._stepping import StepRecorder, done_groups, end_in_groups, reward_exclusions, td_from_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
+from tdrl.envs.transforms.next_obs import _delta_layout
 from tdrl.modules._lean import call_direct, lean_policy
 from tdrl.modules.rnn import check_recurrent_primers
 
@@ -84,7 +85,9 @@ class StepLoop:
         self.action_keys = list(env.action_keys)
         self.action_top = {k if isinstance(k, str) else k[0] for k in self.action_keys}
         # the next root drops the reward leaves only: ("agents", "reward") leaves the rest of "agents"
-        self.reward_top, self.reward_nested = reward_exclusions(env.reward_keys)
+        # NextObservationDelta: ("next", k) is carried to the next root but not recorded, its delta is not carried
+        self.delta_layout = _delta_layout(env)
+        self.reward_top, self.reward_nested = reward_exclusions([*env.reward_keys, *self.delta_layout.root_keys])
         self.max_steps = collector.max_frames_per_traj
         self.done_groups = done_groups(env.done_keys)  # max_frames_per_traj ends their episodes too
         self.reset_when_done = collector.reset_when_done
@@ -149,7 +152,7 @@ class StepLoop:
             nxt.update(preset)
         self.root_slots = StepRecorder(td, skip=("next", "_reset"))
         self.next_slots = StepRecorder(nxt)
-        compact = getattr(self.c, "_compact_next_keys", ())
+        compact = (*getattr(self.c, "_compact_next_keys", ()), *self.delta_layout.next_keys)
         if compact:  # compact_obs: carried to the next root, not recorded
             stop_recording(self.next_slots, [k[1:] for k in compact])
         self.next_carry = [k for k in nxt.keys() if k not in self.reward_top]

@@ -110,6 +110,9 @@ class _EnvRollouts:
         return None
 
     def _rollout_loop(self, td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated):
+        from tdrl.envs.transforms.next_obs import _delta_layout  # (tdrl.envs.transforms imports tdrl.envs)
+
+        layout = _delta_layout(self)  # NextObservationDelta: keep ("next", "delta", k), not ("next", k)
         out = None
         writers: list = []
         # time goes after the data's batch dims: the env's, or any a non-batch-locked env is given
@@ -118,9 +121,11 @@ class _EnvRollouts:
         for t in range(max_steps):
             td = policy(td) if policy is not None else self.rand_action(td)
             preset = td.get("next", None)  # what the policy wrote for the next step (its recurrent state)
-            td = self.step(td)
+            td = stepped = self.step(td)
             if preset is not None:
                 td.get("next").update(preset)
+            if layout.next_keys:
+                td = layout.recorded(stepped)
             if callback is not None:
                 callback(self, td)
             if out is None:
@@ -134,9 +139,10 @@ class _EnvRollouts:
                 break
             if t < max_steps - 1:
                 if break_when_any_done:
-                    td = step_mdp(td, reward_keys=self.reward_keys)
+                    td = step_mdp(stepped, reward_keys=self.reward_keys)
                 else:
-                    td = self._next_root(td)
+                    td = self._next_root(stepped)
+                td = layout.next_root(td)
         out = cast(TensorDictBase, out)  # rollout checked max_steps >= 1, so the first step built it
         if steps < max_steps:
             out = out[(slice(None),) * time_dim + (slice(0, steps),)].clone()

@@ -243,8 +243,11 @@ class EnvBase(_EnvSpecs, _EnvChecks, _EnvRollouts, nn.Module):
             ``(tensordict, next_root)``: the stepped input (with ``"next"``) and the
             TensorDict to feed the policy at the following step.
         """
+        from tdrl.envs.transforms.next_obs import _delta_layout  # (tdrl.envs.transforms imports tdrl.envs)
+
         tensordict = self.step(tensordict)
-        return tensordict, self._next_root(tensordict)
+        layout = _delta_layout(self)  # NextObservationDelta: the step keeps ("next", "delta", k), not ("next", k)
+        return layout.recorded(tensordict), layout.next_root(self._next_root(tensordict))
 
     def _next_root(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The root of the step after ``tensordict`` (already stepped), done sub-envs reset."""
@@ -288,7 +291,9 @@ class EnvBase(_EnvSpecs, _EnvChecks, _EnvRollouts, nn.Module):
         nxt.update(self.full_done_spec.zero())
         nxt.update(self.full_reward_spec.zero())
         root.set("next", nxt)
-        return root
+        from tdrl.envs.transforms.next_obs import _delta_layout  # (tdrl.envs.transforms imports tdrl.envs)
+
+        return _delta_layout(self).fake(root)  # NextObservationDelta: ("next", "delta", k) for ("next", k)
 
     def append_transform(self, transform: Any) -> Any:
         """Wrap this env and ``transform`` into a new ``TransformedEnv`` and return it (TorchRL's).

@@ -213,6 +213,10 @@ def check_env_specs(
     known |= set(env.full_state_spec.keys(True, True))
     observed = set(env.full_observation_spec.keys())
     state_only = [key for key in env.full_state_spec.keys() if key not in observed]  # a stateless env has both
+    from tdrl.envs.transforms.next_obs import _delta_layout  # (tdrl.envs.transforms imports tdrl.envs.utils)
+
+    layout = _delta_layout(env)  # NextObservationDelta's deltas: written under "next" only, not declared
+    state_only += layout.root_keys
     with set_validation(validate):
         td = env.reset()
         for _ in range(num_steps):
@@ -227,7 +231,7 @@ def check_env_specs(
                     f"Declare them in observation_spec (or state_spec for inputs)."
                 )
             _check_entries(root_spec, root, "", strict=False, values=validate)
-            td = env._next_root(td)
+            td = layout.next_root(env._next_root(td))
 
 
 class MarlGroupMapType(Enum):

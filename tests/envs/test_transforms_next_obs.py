@@ -32,25 +32,63 @@ class TestNextObservationDeltaFloat64(TransformContractTests):
         return TransformTestEnv(dtype=torch.float64, pixels=(2, 2), batch_size=[3])
 
 
-def test_delta_is_the_transition_and_the_buffer_stores_only_it():
+class _Replay:
+    """A policy writing recorded actions ``[*batch, T, ...]``, one step at a time."""
+
+    def __init__(self, actions):
+        self.actions, self.t = actions, 0
+
+    def __call__(self, td):
+        td.set("action", self.actions[:, self.t])
+        self.t += 1
+        return td
+
+
+def test_delta_is_the_transition_and_rollouts_keep_only_it():
+    base = TransformTestEnv(batch_size=[2])
+    base.set_seed(0)
+    plain = base.rollout(10, break_when_any_done=False)  # the full next observations
     t = NextObservationDelta()
     env = TransformedEnv(TransformTestEnv(batch_size=[2]), t)
-    data = env.rollout(10, break_when_any_done=False)
+    env.set_seed(0)
+    data = env.rollout(10, _Replay(plain["action"]), break_when_any_done=False)
     assert t.in_keys == ["observation"]  # pixels-free env: the float observation only
+    assert ("next", "observation") not in data.keys(True, True)
+    assert "delta" not in data.keys()  # the delta is not carried to the root
+    assert "delta" not in env.observation_spec.keys()
+    assert "delta" not in env.reset().keys()
+    assert torch.equal(data["observation"], plain["observation"])
+    next_obs = plain["next", "observation"]
     delta = data["next", "delta", "observation"]
     assert delta.dtype == torch.float16
-    torch.testing.assert_close(delta, (data["next", "observation"] - data["observation"]).half())
+    assert torch.equal(delta, (next_obs - data["observation"]).half())
+    # the buffer stores what the rollout holds and rebuilds k + delta, trajectory ends included
     rb = ReplayBuffer(storage=LazyTensorStorage(40), transform=t, batch_size=4)
     rb.extend(data.reshape(-1))
-    stored = rb.storage[:]
-    assert ("next", "observation") not in stored.keys(True, True)
-    assert ("delta", "observation") not in stored.keys(True, True)
+    assert set(rb.storage[:].keys(True, True)) == set(data.keys(True, True))
     rebuilt = rb[:]
-    torch.testing.assert_close(
-        rebuilt["next", "observation"], data["next", "observation"].reshape(20, 3), atol=2e-3, rtol=0
-    )
+    assert torch.equal(rebuilt["next", "observation"], (data["observation"] + delta.float()).reshape(20, 3))
+    torch.testing.assert_close(rebuilt["next", "observation"], next_obs.reshape(20, 3), atol=2e-3, rtol=0)
     assert ("next", "delta") not in rebuilt.keys(True)
     assert rb.sample()["next", "observation"].dtype == torch.float32
+
+
+def test_env_step_keeps_both_and_step_and_maybe_reset_drops():
+    env = TransformedEnv(TransformTestEnv(), NextObservationDelta())
+    td = env.rand_action(env.reset())
+    stepped = env.step(td.clone())
+    assert ("next", "observation") in stepped.keys(True, True)
+    assert ("next", "delta", "observation") in stepped.keys(True, True)
+    env.set_seed(0)
+    td = env.rand_action(env.reset())
+    out, root = env.step_and_maybe_reset(td)
+    assert ("next", "observation") not in out.keys(True, True)
+    assert ("next", "delta", "observation") in out.keys(True, True)
+    assert "delta" not in root.keys()
+    assert "observation" in root.keys()
+    fake = env.fake_tensordict()
+    assert ("next", "observation") not in fake.keys(True, True)
+    assert fake["next", "delta", "observation"].dtype == torch.float16
 
 
 def test_integer_observations_are_left_alone_and_bad_dtypes_refused():
@@ -118,16 +156,107 @@ def test_reconstructor_errors_name_the_fix():
     assert out.dtype == torch.int64
 
 
-def test_delta_through_a_collector_into_a_buffer():
+@pytest.mark.parametrize("compact_obs", [False, True])
+def test_delta_through_a_collector_into_a_buffer(compact_obs):
     from tdrl.collectors import SyncDataCollector
 
     t = NextObservationDelta()
     env = TransformedEnv(TransformTestEnv(), t)
-    collector = SyncDataCollector(env, None, frames_per_batch=16, total_frames=16)
+    collector = SyncDataCollector(env, None, frames_per_batch=16, total_frames=16, compact_obs=compact_obs)
     batch = next(iter(collector))
     collector.shutdown()
     assert batch["next", "delta", "observation"].dtype == torch.float16
+    assert ("next", "observation") not in batch.keys(True, True)
+    assert "delta" not in batch.keys()
+    # within a trajectory, the delta is the step to the next root
+    same = ~batch["next", "done"].squeeze(-1)[:-1]
+    step = (batch["observation"][1:] - batch["observation"][:-1]).half()
+    assert torch.equal(batch["next", "delta", "observation"][:-1][same], step[same])
     rb = ReplayBuffer(storage=LazyTensorStorage(32), transform=t, batch_size=8)
     rb.extend(batch)
-    assert ("next", "observation") not in rb.storage[:].keys(True, True)
-    torch.testing.assert_close(rb[:]["next", "observation"], batch["next", "observation"], atol=2e-3, rtol=0)
+    rebuilt = rb[:]["next", "observation"]
+    torch.testing.assert_close(rebuilt[:-1][same], batch["observation"][1:][same], atol=2e-3, rtol=0)
+
+
+def _gym_pair(name, first_reset=True):
+    """The same Gym env with ``NextObservationDelta`` in TorchRL and in tdrl, seeded alike."""
+    pytest.importorskip("torchrl")
+    pytest.importorskip("gymnasium")
+    import warnings
+
+    import torchrl.envs as rl_envs
+
+    import tdrl.envs as td_envs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = rl_envs.TransformedEnv(rl_envs.GymEnv(name), rl_envs.NextObservationDelta())
+        ours = td_envs.TransformedEnv(td_envs.GymEnv(name), td_envs.NextObservationDelta())
+    theirs.set_seed(0)
+    ours.set_seed(0)
+    if first_reset:  # TorchRL's set_seed resets the gym env once: tdrl's next reset is TorchRL's first
+        ours.reset()
+    return theirs, ours
+
+
+class _Actions:
+    """A deterministic policy of the step count, the same in both libraries (one-hot for CartPole)."""
+
+    def __init__(self, name):
+        self.name, self.count = name, 0
+
+    def __call__(self, td):
+        if self.name == "CartPole-v1":
+            action = torch.zeros(2, dtype=torch.long)
+            action[1] = 1  # always right: episodes end within about ten steps and reset
+        else:
+            action = torch.full((1,), ((self.count * 7) % 5 - 2) * 0.5)
+        self.count += 1
+        td.set("action", action)
+        return td
+
+
+def _assert_same_data(theirs, ours):
+    keys = set(theirs.keys(True, True))
+    assert set(ours.keys(True, True)) == keys
+    for key in keys:
+        a, b = theirs.get(key), ours.get(key)
+        assert a.dtype == b.dtype, key
+        assert a.shape == b.shape, key
+        if key[0] != "collector":
+            torch.testing.assert_close(b, a, rtol=0, atol=0, msg=f"{key!r} differs")
+
+
+@pytest.mark.parametrize("name", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("break_when_any_done", [True, False])
+def test_rollout_layout_and_values_match_torchrl(break_when_any_done, name):
+    pytest.importorskip("torchrl")
+    from torchrl.data import LazyTensorStorage as RLStorage
+    from torchrl.data import ReplayBuffer as RLReplayBuffer
+    from torchrl.envs import NextObservationDelta as RLDelta
+
+    out = [env.rollout(30, _Actions(name), break_when_any_done=break_when_any_done) for env in _gym_pair(name)]
+    theirs, ours = out
+    _assert_same_data(theirs, ours)
+    # the replay-buffer side rebuilds the same next observations from the same stored data
+    rl_rb = RLReplayBuffer(storage=RLStorage(40), transform=RLDelta(["observation"]))
+    rl_rb.extend(theirs)
+    rb = ReplayBuffer(storage=LazyTensorStorage(40), transform=NextObservationDelta(["observation"]))
+    rb.extend(ours)
+    _assert_same_data(rl_rb[:].exclude("index"), rb[:].exclude("index"))
+
+
+@pytest.mark.parametrize("name", ["Pendulum-v1", "CartPole-v1"])
+def test_collector_batch_layout_and_values_match_torchrl(name):
+    pytest.importorskip("torchrl")
+    from torchrl.collectors import Collector as RLCollector
+
+    from tdrl.collectors import Collector
+
+    batches = []
+    for env, cls in zip(_gym_pair(name, first_reset=False), (RLCollector, Collector)):
+        collector = cls(env, _Actions(name), frames_per_batch=24, total_frames=24)
+        batches.append(next(iter(collector)))
+        collector.shutdown()
+    _assert_same_data(*batches)
+    assert ("next", "observation") not in batches[1].keys(True, True)

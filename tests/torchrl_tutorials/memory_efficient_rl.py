@@ -80,6 +80,12 @@ def main(scale: float = 1.0):
     print(f"default {data.bytes()} B, compact {compact_data.bytes()} B, NextObservationDelta {delta_data.bytes()} B")
     print("delta key dtype:", delta_data["next", "delta", "observation"].dtype)
     print("('next', 'observation') in rollout?", ("next", "observation") in delta_data.keys(True, True))
+    # TorchRL's layout: the collector keeps the float16 delta instead of ("next", "observation")
+    # and no root "delta", so the batch saves half of the next observations' bytes
+    expected = (set(data.keys(True, True)) - {("next", "observation")}) | {("next", "delta", "observation")}
+    assert set(delta_data.keys(True, True)) == expected, set(delta_data.keys(True, True)) ^ expected
+    next_obs_bytes = next_obs.numel() * next_obs.element_size()
+    assert delta_data.bytes() == data.bytes() - next_obs_bytes + next_obs_bytes // 2
     rb_delta = ReplayBuffer(
         storage=LazyTensorStorage(frames),
         sampler=SliceSampler(slice_len=20, traj_key=("collector", "traj_ids")),

@@ -3,11 +3,14 @@
 Our own program making the tutorial's imports and calls in order, ``torchrl`` swapped for
 ``tdrl``: a collector that adds the ``InitTracker`` and the LSTM's primer to the env
 (``auto_register_policy_transforms=True``), slices sampled with ``SliceSampler``, the LSTM
-run over whole sequences under ``set_recurrent_mode(True)`` (hidden states reset at
-``is_init`` inside a batch), and a few supervised updates. The collector runs
+run over whole sequences under ``set_recurrent_mode(True)`` (the sampler marks each
+slice's first step ``is_init``, so hidden states restart at every slice start and at
+resets inside a slice), and a few supervised updates. The collector runs
 ``512 * scale`` frames (at least one batch of 64). Run by tests/test_torchrl_tutorials.py;
 nothing runs on import.
 """
+
+import itertools
 
 import torch
 from tensordict import TensorDict
@@ -76,13 +79,26 @@ def main(scale: float = 1.0):
     rb.extend(data)
     sample = rb.sample()
     print("Sampled batch shape:", sample.shape)
-    print("is_init True positions (slice starts):", sample["is_init"].nonzero().squeeze(-1).tolist())
+    positions = sample["is_init"].reshape(-1).nonzero().squeeze(-1).tolist()
+    print("is_init True positions (slice starts):", positions)
+    # the sampler marks every slice's first step (TorchRL's init_key): the slices end where
+    # ("next", "truncated") is set, so each following row starts one
+    ends = sample["next", "truncated"].reshape(-1).nonzero().squeeze(-1)
+    starts = [0, *(ends[:-1] + 1).tolist()]
+    print("slice starts:", starts)
+    assert set(starts) <= set(positions), (starts, positions)
 
     # the LSTM over the whole flat sample at once
     with set_recurrent_mode(True):
         out = policy(sample.clone())
     print("Recurrent-mode output shape:", out["features"].shape, "(total_steps, hidden)")
     print("Recurrent-mode logits shape:", out["logits"].shape, "(total_steps, n_actions)")
+    # each slice restarts from its own stored hidden state: running the slices one by one gives the same features
+    with set_recurrent_mode(True):
+        bounds = [*starts, sample.shape[0]]
+        parts = [policy(sample[a:b].clone())["features"] for a, b in itertools.pairwise(bounds)]
+    torch.testing.assert_close(out["features"], torch.cat(parts), rtol=1e-5, atol=1e-6)
+    print("No hidden state crosses a slice boundary: verified.")
 
     # no hidden state crosses an is_init boundary inside a packed batch
     t_a = t_b = 4

@@ -21,6 +21,16 @@ def _replace_last(key: NestedKey, name: str) -> NestedKey:
     return name if isinstance(key, str) else (*key[:-1], name)
 
 
+def _checked_key(key: Any, name: str) -> NestedKey:
+    """``key`` unravelled, or a TypeError naming ``name`` when it is not a key."""
+    if isinstance(key, str) or (isinstance(key, tuple) and key and all(isinstance(k, (str, tuple)) for k in key)):
+        return unravel_key(key)
+    raise TypeError(
+        f"SliceSampler: {name} must be a key (a string or a tuple of strings) or None, got {key!r}; "
+        f'pass e.g. {name}="is_init"'
+    )
+
+
 class SliceSampler(Sampler):
     """Contiguous slices of stored trajectories; a slice never crosses a boundary.
 
@@ -31,7 +41,10 @@ class SliceSampler(Sampler):
     (an id per item) or ``end_key`` (an end flag); without either, the sampler uses
     ``("collector", "traj_ids")`` or ``"episode"`` when stored, else ``("next", "done")``.
     ``info`` marks the last step of each slice as truncated (and done) under
-    ``truncated_key``, so value estimators never bootstrap across slices.
+    ``truncated_key``, so value estimators never bootstrap across slices, and the first
+    step of each slice under ``init_key`` (OR-ed with the stored flags), so a recurrent
+    module restarts from the stored hidden state at every slice start instead of
+    carrying its state from one slice into the next.
 
     Args:
         num_slices: slices per batch (exclusive with ``slice_len``).
@@ -41,6 +54,10 @@ class SliceSampler(Sampler):
         cache_values: accepted for TorchRL compatibility; boundaries are always cached
             until the next write.
         truncated_key: where ``info`` marks slice ends (``None``: not at all).
+        init_key: where ``info`` marks slice starts (default ``"is_init"``, the key
+            :class:`~tdrl.envs.InitTracker` writes). The marks are written only when the
+            storage holds that key, OR-ed with the stored flags so resets inside a slice
+            stay marked; ``None`` leaves the stored flags as they are.
         strict_length: skip trajectories shorter than a slice. ``False`` takes them
             whole, so a batch may hold fewer than ``batch_size`` items.
 
@@ -55,6 +72,15 @@ class SliceSampler(Sampler):
         >>> rows = storage.get(index)["episode"].reshape(2, 4)
         >>> bool((rows == rows[:, :1]).all())
         True
+
+        With an ``"is_init"`` entry in the data, every slice starts with ``True``:
+
+        >>> flags = LazyTensorStorage(100)
+        >>> no_reset = torch.zeros(10, 1, dtype=torch.bool)
+        >>> flags.set(slice(0, 10), TensorDict({"episode": episode, "is_init": no_reset}, [10]))
+        >>> index, info = SliceSampler(slice_len=4, traj_key="episode").sample(flags, 8)
+        >>> info["is_init"].squeeze(-1).tolist()
+        [True, False, False, False, True, False, False, False]
     """
 
     def __init__(
@@ -66,6 +92,7 @@ class SliceSampler(Sampler):
         traj_key: NestedKey | None = None,
         cache_values: bool = False,
         truncated_key: NestedKey | None = ("next", "truncated"),
+        init_key: NestedKey | None = "is_init",
         strict_length: bool = True,
     ) -> None:
         if (num_slices is None) == (slice_len is None):
@@ -82,6 +109,7 @@ class SliceSampler(Sampler):
         self.traj_key = None if traj_key is None else unravel_key(traj_key)
         self.end_key = None if end_key is None else unravel_key(end_key)
         self.truncated_key = None if truncated_key is None else unravel_key(truncated_key)
+        self.init_key = None if init_key is None else _checked_key(init_key, "init_key")
         self.strict_length = bool(strict_length)
         self.cache_values = cache_values
         self._cache: tuple[int, int, tuple[torch.Tensor, ...]] | None = None
@@ -160,6 +188,8 @@ class SliceSampler(Sampler):
         info: dict[NestedKey, Any] = {}
         if self.truncated_key is not None:
             info.update(self._end_marks(storage, index, span))
+        if self.init_key is not None:
+            info.update(self._start_marks(storage, index, span))
         device = _index_device(storage)
         if device is not None and device.type != "cpu":
             index = index.to(device)
@@ -181,6 +211,26 @@ class SliceSampler(Sampler):
         terminated = torch.zeros_like(truncated) if stored is None else stored[index].reshape(truncated.shape).bool()
         return {key: truncated, done_key: done, terminated_key: terminated}
 
+    def _start_marks(self, storage: Storage, index: torch.Tensor, span: torch.Tensor) -> dict[NestedKey, torch.Tensor]:
+        """The stored ``init_key`` flags of the sampled steps, with each slice's first step set.
+
+        Nothing when the storage does not hold ``init_key``: without an ``InitTracker`` the
+        data says nothing about resets, and a new entry would only mark slice starts.
+        """
+        key = self.init_key
+        assert key is not None
+        if not getattr(storage, "_has_key", lambda k: False)(key):
+            return {}
+        stored = cast(TensorStorage, storage)._leaf(key)
+        if stored.dtype.is_floating_point or stored.dtype.is_complex:
+            raise ValueError(
+                f"SliceSampler: the stored {key!r} entry has dtype {stored.dtype}, expected bool (the flags "
+                "InitTracker writes); store it as bool, or pass init_key=None (or another key) to the sampler"
+            )
+        marks = stored[index.to(stored.device)].cpu()  # a new tensor: the storage is not written
+        marks[torch.cumsum(span, 0) - span] = True
+        return {key: marks}
+
     def _empty(self) -> None:
         self._cache = None
         self._ranks = None
@@ -198,8 +248,8 @@ class SliceSamplerWithoutReplacement(SliceSampler):
     when the number of eligible trajectories changes.
 
     Args:
-        num_slices, slice_len, end_key, traj_key, truncated_key, strict_length: as in
-            :class:`SliceSampler`.
+        num_slices, slice_len, end_key, traj_key, truncated_key, init_key, strict_length:
+            as in :class:`SliceSampler`.
         drop_last: skip an epoch's last batch when it would have fewer slices.
         shuffle: ``False`` visits trajectories in time order.
 
@@ -224,6 +274,7 @@ class SliceSamplerWithoutReplacement(SliceSampler):
         end_key: NestedKey | None = None,
         traj_key: NestedKey | None = None,
         truncated_key: NestedKey | None = ("next", "truncated"),
+        init_key: NestedKey | None = "is_init",
         strict_length: bool = True,
         shuffle: bool = True,
     ) -> None:
@@ -233,6 +284,7 @@ class SliceSamplerWithoutReplacement(SliceSampler):
             end_key=end_key,
             traj_key=traj_key,
             truncated_key=truncated_key,
+            init_key=init_key,
             strict_length=strict_length,
         )
         self.drop_last = bool(drop_last)

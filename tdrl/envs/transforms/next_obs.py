@@ -4,8 +4,9 @@ Stored transitions hold each observation twice: at the root of step ``t + 1`` an
 ``"next"`` at step ``t``. Two ways to store it once:
 
 - ``NextObservationDelta``: the env writes ``("next", "delta", k) = next - obs`` in a low
-  precision dtype; in a replay buffer, writing drops the full ``("next", k)`` and sampling
-  rebuilds it as ``k + delta`` (lossy, but exact at trajectory ends).
+  precision dtype; rollouts and collector batches keep it instead of the full
+  ``("next", k)``, and sampling from a replay buffer rebuilds ``k + delta`` (lossy, but
+  exact at trajectory ends).
 - ``NextStateReconstructor``: the data is stored without ``("next", k)`` (e.g. a
   collector's ``postproc=lambda td: td.exclude(("next", "observation"))``) and sampling
   rebuilds it from row ``i + 1`` of the same trajectory, ``fill_value`` (NaN) where there
@@ -23,14 +24,14 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, cast
+from typing import Literal, NamedTuple, cast
 
 import torch
 from tensordict import TensorDictBase
 
 from tdrl._compat import td_read
 from tdrl.envs.transforms.transforms import Transform, _key_tuple, _unravel
-from tdrl.specs import Composite, NestedKey, TensorSpec, Unbounded
+from tdrl.specs import Composite, NestedKey, TensorSpec
 
 __all__ = ["NextObservationDelta", "NextStateReconstructor"]
 
@@ -42,16 +43,20 @@ def _next(key: NestedKey) -> tuple:
 
 
 class NextObservationDelta(Transform):
-    """Writes ``("next", "delta", k) = (next_obs - obs).to(delta_dtype)``; a replay buffer stores only the delta.
+    """Keeps ``("next", k)`` as a low-precision delta ``("next", "delta", k) = (next_obs - obs).to(delta_dtype)``.
 
-    In an env, each step writes the delta of every observation ``k`` of ``in_keys`` (a
-    reset writes zeros; the entries are declared in the observation spec). The full
-    ``("next", k)`` stays in env rollouts, so the policy and ``step_mdp`` see full-precision
-    observations. Attached to a replay buffer, the same instance (or one with the same
-    ``in_keys``) drops ``("next", k)`` when data is written (its ``inv``) and rebuilds it as
-    ``(k + delta)`` when data is sampled (its forward call), removing the delta when
-    ``drop_delta``. (TorchRL drops ``("next", k)`` already in the rollout, through a
-    post-``step_mdp`` hook of its collectors; tdrl drops it on the way into the buffer.)
+    In an env, each step writes the delta of every observation ``k`` of ``in_keys`` next
+    to the full ``("next", k)``; ``env.step`` returns both. Rollouts
+    (``env.rollout``, ``env.step_and_maybe_reset``) and collector batches then keep the
+    delta only: ``("next", k)`` is left out of what they record, after it became the root
+    ``k`` of the following step, so the policy always reads full-precision observations;
+    the delta is not carried to that root either. The delta is not declared in the
+    observation spec (``check_env_specs`` knows it). Attached to a replay buffer, the same
+    instance (or one with the same ``in_keys``) rebuilds ``("next", k) = k + delta`` in
+    sampled data (its forward call) and removes the delta when ``drop_delta``; the rebuilt
+    value is exact up to ``delta_dtype``'s rounding of the transition, trajectory ends
+    included. Keep it outside batched envs (``TransformedEnv(ParallelEnv(...),
+    NextObservationDelta())``): the rollout layout is applied by the outermost env.
 
     Args:
         in_keys: the observations (default: every floating-point observation of the env,
@@ -74,12 +79,12 @@ class NextObservationDelta(Transform):
         >>> data = env.rollout(5)
         >>> data["next", "delta", "observation"].dtype
         torch.float16
+        >>> ("next", "observation") in data.keys(True, True), "delta" in data.keys()
+        (False, False)
         >>> rb = ReplayBuffer(storage=LazyTensorStorage(10), transform=t)
         >>> _ = rb.extend(data)
-        >>> ("next", "observation") in rb.storage[:].keys(True, True)  # stored: the delta only
-        False
         >>> rebuilt = rb[:]["next", "observation"]
-        >>> bool(torch.allclose(rebuilt, data["next", "observation"], atol=1e-2))
+        >>> bool(torch.allclose(rebuilt[:-1], data["observation"][1:], atol=1e-2))
         True
     """
 
@@ -117,28 +122,14 @@ class NextObservationDelta(Transform):
             chosen = []
             for key in observation_spec.keys(True, True):
                 spec = cast(TensorSpec, observation_spec[key])
-                if _key_tuple(key)[0] == "delta" or spec.dtype in self.excluded_dtypes:
+                if spec.dtype in self.excluded_dtypes or not spec.dtype.is_floating_point:
                     continue
-                if spec.dtype.is_floating_point:
-                    chosen.append(_unravel(key))
+                chosen.append(_unravel(key))
             self.in_keys, self.out_keys = chosen, list(chosen)
-        for key in self.in_keys:
-            if key in observation_spec.keys(True, True):
-                spec = cast(TensorSpec, observation_spec[key])
-                observation_spec[self._delta_key(key)] = Unbounded(
-                    shape=spec.shape, dtype=self.delta_dtype, device=spec.device
-                )
-        return observation_spec
+        return observation_spec  # the delta is a next-only entry: no spec (as in TorchRL)
 
     def transform_reward_spec(self, reward_spec: Composite) -> Composite:
         return reward_spec
-
-    def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        for key in self.in_keys:
-            obs = td_read(tensordict_reset, key)
-            if obs is not None:
-                tensordict_reset.set(self._delta_key(key), torch.zeros_like(obs, dtype=self.delta_dtype))
-        return tensordict_reset
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
         for key in self.in_keys:
@@ -149,15 +140,6 @@ class NextObservationDelta(Transform):
         return next_tensordict
 
     # --- replay-buffer side ----------------------------------------------------------------------
-    def inv(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """On write: drop each ``("next", k)`` whose delta is present (and the root copy of the delta)."""
-        out = tensordict.copy()
-        for key in self.in_keys:
-            if td_read(out, _next(self._delta_key(key))) is None:
-                continue
-            out = out.exclude(_next(key), self._delta_key(key))
-        return out
-
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """On sample: ``("next", k) = k + ("next", "delta", k)`` (entries missing either side are skipped)."""
         for key in self.in_keys:
@@ -178,6 +160,98 @@ class NextObservationDelta(Transform):
     def __repr__(self) -> str:
         keys = self.in_keys if self._given_keys else None
         return f"NextObservationDelta(in_keys={keys}, delta_dtype={self.delta_dtype})"
+
+
+class _DeltaLayout(NamedTuple):
+    """What rollouts and collector batches of an env with :class:`NextObservationDelta` leave out.
+
+    Built by :func:`_delta_layout`; the rollout loop, ``step_and_maybe_reset``, the
+    collectors and ``check_env_specs`` read it.
+
+    Attributes:
+        next_keys: the full ``("next", k)`` entries, kept as deltas only.
+        root_keys: the delta entries not carried from ``"next"`` to the following root
+            (``("delta",)`` as a whole when no spec declares a ``"delta"`` entry).
+        delta_dtypes: the dtype of each delta, in the order of ``next_keys``.
+    """
+
+    next_keys: tuple[tuple, ...] = ()
+    root_keys: tuple[tuple, ...] = ()
+    delta_dtypes: tuple[torch.dtype, ...] = ()
+
+    def recorded(self, stepped: TensorDictBase) -> TensorDictBase:
+        """``stepped`` without the full next observations (a shallow copy; ``stepped`` is unchanged)."""
+        return stepped.exclude(*self.next_keys) if self.next_keys else stepped
+
+    def fake(self, fake: TensorDictBase) -> TensorDictBase:
+        """``env.fake_tensordict()``'s layout: each ``("next", k)`` replaced by its delta (in place)."""
+        for key, dtype in zip(self.next_keys, self.delta_dtypes):
+            leaf = td_read(fake, key)
+            if leaf is not None:
+                fake.set(("next", "delta", *key[1:]), leaf.to(dtype))
+                fake.del_(key)
+        return fake
+
+    def next_root(self, root: TensorDictBase) -> TensorDictBase:
+        """The following step's root without the deltas."""
+        if not self.root_keys:
+            return root
+        root = root.exclude(*self.root_keys)
+        deltas = root.get("delta", None)
+        if isinstance(deltas, TensorDictBase) and deltas.is_empty():
+            root = root.exclude("delta")
+        return root
+
+
+_NO_LAYOUT = _DeltaLayout()
+
+
+def _chain_transforms(env: object) -> list[Transform]:
+    """The transforms of ``env`` and of the transformed envs it wraps, outermost first."""
+    found: list[Transform] = []
+    chain = getattr(env, "__dict__", {}).get("_chain")  # a TransformedEnv: (base env, transform)
+    while chain is not None:
+        base, transform = chain
+        stack = [transform]
+        while stack:
+            t = stack.pop(0)
+            inner = t.__dict__.get("_modules", {}).get("transforms") if isinstance(t, Transform) else None
+            if inner is not None:  # a Compose
+                stack[:0] = list(inner)
+            else:
+                found.append(t)
+        chain = getattr(base, "__dict__", {}).get("_chain")
+    return found
+
+
+def _delta_layout(env: object) -> _DeltaLayout:
+    """The :class:`_DeltaLayout` of ``env``: empty unless its transforms hold a :class:`NextObservationDelta`.
+
+    Examples:
+        >>> from tdrl.envs import TransformedEnv
+        >>> from tdrl.testing import CountingEnv
+        >>> _delta_layout(TransformedEnv(CountingEnv(), NextObservationDelta(["observation"])))
+        _DeltaLayout(next_keys=(('next', 'observation'),), root_keys=(('delta',),), delta_dtypes=(torch.float16,))
+        >>> _delta_layout(CountingEnv()).next_keys
+        ()
+    """
+    deltas = [t for t in _chain_transforms(env) if isinstance(t, NextObservationDelta)]
+    if not deltas:
+        return _NO_LAYOUT
+    keys: list[tuple] = []
+    dtypes: list[torch.dtype] = []
+    for t in deltas:
+        for key in map(_key_tuple, t.in_keys):
+            if key not in keys:
+                keys.append(key)
+                dtypes.append(t.delta_dtype)
+    declared = any(
+        "delta" in cast(Composite, spec).keys()
+        for spec in (getattr(env, "full_observation_spec", None), getattr(env, "full_state_spec", None))
+        if spec is not None
+    )
+    root_keys = tuple(("delta", *k) for k in keys) if declared else (("delta",),)
+    return _DeltaLayout(tuple(("next", *k) for k in keys), root_keys, tuple(dtypes))
 
 
 class NextStateReconstructor(Transform):
