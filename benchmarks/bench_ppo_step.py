@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +72,9 @@ def _data(actor_net: nn.Module) -> TensorDict:
     return data
 
 
-def _plain(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):
-    """The step a user writes by hand: closed-form tanh-normal log-prob, MC entropy."""
+def _plain_parts(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict) -> dict[str, Callable[[], object]]:
+    """The step a user writes by hand (closed-form tanh-normal log-prob, MC entropy), in parts:
+    ``forward`` (the loss), ``fwd+bwd`` (and its gradients, dropped), ``step`` (the update)."""
     actor_net, critic_net = copy.deepcopy(actor_net), copy.deepcopy(critic_net)
     params = list(actor_net.parameters()) + list(critic_net.parameters())
     optim = torch.optim.Adam(params, LR)
@@ -85,7 +88,7 @@ def _plain(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):
         lp = -0.5 * z * z - scale.log() - half_log_2pi - 2.0 * (log2 - u - F.softplus(-2.0 * u))
         return lp.sum(-1)
 
-    def step() -> None:
+    def forward() -> torch.Tensor:
         loc, scale = actor_net(obs)
         lp = log_prob(action.clamp(-lim, lim).atanh(), loc, scale)
         u = loc + scale * torch.randn_like(loc)
@@ -93,31 +96,53 @@ def _plain(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):
         ratio = (lp - old_lp).exp().unsqueeze(-1)
         gain = torch.minimum(ratio * adv, ratio.clamp(1 - CLIP, 1 + CLIP) * adv)
         loss_critic = F.smooth_l1_loss(critic_net(obs), target)
-        loss = -gain.mean() + loss_critic - ENT * entropy.mean()
-        loss.backward()
+        return -gain.mean() + loss_critic - ENT * entropy.mean()
+
+    def forward_backward() -> None:
+        forward().backward()
+        optim.zero_grad()
+
+    def step() -> None:
+        forward().backward()
         nn.utils.clip_grad_norm_(params, MAX_NORM)
         optim.step()
         optim.zero_grad()
 
-    return step
+    return {"forward": forward, "fwd+bwd": forward_backward, "step": step}
 
 
-def _loss_step(loss_module: nn.Module, data: TensorDict):
+def _plain(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict) -> Callable[[], None]:
+    """The plain-torch update (see ``_plain_parts``)."""
+    return cast("Callable[[], None]", _plain_parts(actor_net, critic_net, data)["step"])
+
+
+def _loss_parts(loss_module: nn.Module, data: TensorDict) -> dict[str, Callable[[], object]]:
+    """A loss module's update in the parts of ``_plain_parts``."""
     params = list(loss_module.parameters())  # as the plain step: the loss is what is compared
     optim = torch.optim.Adam(params, LR)
 
-    def step() -> None:
+    def forward() -> torch.Tensor:
         out = loss_module(data)
-        loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
-        loss.backward()
+        return out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+
+    def forward_backward() -> None:
+        forward().backward()
+        optim.zero_grad()
+
+    def step() -> None:
+        forward().backward()
         nn.utils.clip_grad_norm_(params, MAX_NORM)
         optim.step()
         optim.zero_grad()
 
-    return step
+    return {"forward": forward, "fwd+bwd": forward_backward, "step": step}
 
 
-def _tdrl(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):
+def _loss_step(loss_module: nn.Module, data: TensorDict) -> Callable[[], None]:
+    return cast("Callable[[], None]", _loss_parts(loss_module, data)["step"])
+
+
+def _tdrl_loss(actor_net: nn.Module, critic_net: nn.Module) -> nn.Module:
     from tdrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
     from tdrl.objectives import ClipPPOLoss
 
@@ -138,7 +163,15 @@ def _tdrl(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):
         critic_coef=1.0,
         loss_critic_type="smooth_l1",
     )
-    return _loss_step(loss, data)
+    return loss
+
+
+def _tdrl_parts(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict) -> dict[str, Callable[[], object]]:
+    return _loss_parts(_tdrl_loss(actor_net, critic_net), data)
+
+
+def _tdrl(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict) -> Callable[[], None]:
+    return _loss_step(_tdrl_loss(actor_net, critic_net), data)
 
 
 def _torchrl(actor_net: nn.Module, critic_net: nn.Module, data: TensorDict):

@@ -19,7 +19,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from tdrl._compat import no_distribution_validation, td_read, td_unchecked
+from tdrl._compat import no_distribution_validation, td_read, td_unchecked, tensor_version
 from tdrl.objectives._keys import MissingKeyError, keys_repr
 from tdrl.objectives.common import LossModule
 from tdrl.objectives.utils import LOSS_CRITIC_TYPES, ValueEstimators, distance_loss
@@ -112,7 +112,9 @@ def neg_entropy(dist: Distribution, samples: int, batch_ndim: int) -> Tensor:
             _ANALYTIC_ENTROPY[cls] = False
     # One draw needs no sample dim (which would broadcast, and cost reductions in backward).
     shape = torch.Size() if samples == 1 else torch.Size((samples,))
-    if hasattr(dist, "rsample_and_log_prob"):  # tdrl's TanhNormal: scored before the squash
+    if hasattr(dist, "rsample_log_prob"):  # tdrl's TanhNormal: scored before the squash, draw not squashed
+        log_prob = dist.rsample_log_prob(shape)
+    elif hasattr(dist, "rsample_and_log_prob"):
         _, log_prob = dist.rsample_and_log_prob(shape)
     else:
         x = dist.rsample(shape) if dist.has_rsample else dist.sample(shape)
@@ -152,7 +154,7 @@ def critic_values(
         out = torch.func.functional_call(critic, overrides, (data,))
     else:
         out = critic(data)
-    value = out.get(value_key, None)
+    value = td_read(out, value_key)
     if value is None:
         raise MissingKeyError(
             f"{owner}: the critic did not write {value_key!r} (it wrote {keys_repr(out)}); "
@@ -195,6 +197,20 @@ def critic_loss(
         clip_fraction = (delta != clipped).float().mean()
     loss = torch.maximum(loss, loss_clipped)
     return LossModule._reduce(loss, reduction, squeeze=True), clip_fraction
+
+
+def batch_means(values: list[Tensor]) -> tuple[Tensor, ...]:
+    """The means of detached per-sample tensors of one shape, in one stack and one reduction.
+
+    A loss reports several such means per minibatch (``kl_approx``, ``ESS``,
+    ``clip_fraction``); on small batches each separate reduction costs more than the
+    arithmetic, so they are reduced together. Booleans count as 0/1.
+    """
+    dtype = next((v.dtype for v in values if v.is_floating_point()), torch.get_default_dtype())
+    stacked = torch.stack([v if v.dtype == dtype else v.to(dtype) for v in values])
+    if stacked.ndim == 1:  # one scalar each: nothing to average
+        return stacked.unbind(0)
+    return stacked.mean(dim=tuple(range(1, stacked.ndim))).unbind(0)
 
 
 def explained_variance(target: Tensor, value: Tensor) -> Tensor:
@@ -300,6 +316,8 @@ class ActorCriticLoss(LossModule):
             "critic_coeff", None if critic_coeff is None else torch.tensor(float(critic_coeff), device=device)
         )
         self.clip_value = None if clip_value is None else float(clip_value)
+        # coefficient buffer id -> (buffer, version, equals 1): see _weighted
+        self._unit_coeffs: dict[int, tuple[Tensor, object, bool]] = {}
         if gamma is not None:
             self._value_hyperparams["gamma"] = gamma
         self._shared_names = (
@@ -374,7 +392,7 @@ class ActorCriticLoss(LossModule):
 
     # ------------------------------------------------------------- terms
     def _get(self, data: TensorDictBase, key: NestedKey, hint: str) -> Tensor:
-        value = data.get(key, None)
+        value = td_read(data, key)
         if value is None:
             raise self._missing_key_error(data, key, hint)
         return value
@@ -382,9 +400,9 @@ class ActorCriticLoss(LossModule):
     def _behaviour_log_prob(self, data: TensorDictBase) -> Tensor:
         """The collected log-prob; ``sample_log_prob`` and ``action_log_prob`` are synonyms."""
         key = self.tensor_keys.sample_log_prob
-        value = data.get(key, None)
+        value = td_read(data, key)
         if value is None and key in _LOG_PROB_SYNONYMS:
-            value = data.get(_LOG_PROB_SYNONYMS[key], None)
+            value = td_read(data, _LOG_PROB_SYNONYMS[key])
         if value is None:
             raise self._missing_key_error(data, key, LOG_PROB_HINT)
         return value
@@ -396,7 +414,7 @@ class ActorCriticLoss(LossModule):
         sample: ``[*B]``, or ``[*B, n_agents]`` for a group of agents (keys such as
         ``("agents", "advantage")``), as in TorchRL's multi-agent losses.
         """
-        advantage = tensordict.get(self.tensor_keys.advantage, None)
+        advantage = td_read(tensordict, self.tensor_keys.advantage)
         if advantage is None:
             if self.critic_network is None and self._value_estimator is None:
                 raise self._missing_key_error(tensordict, self.tensor_keys.advantage, ADVANTAGE_HINT)
@@ -457,7 +475,24 @@ class ActorCriticLoss(LossModule):
             diag["explained_variance"] = explained_variance(target, value)
         if clip_fraction is not None:
             diag["value_clip_fraction"] = clip_fraction
-        return loss * coeff, diag
+        return self._weighted(loss, coeff), diag
+
+    def _weighted(self, value: Tensor, coeff: Tensor) -> Tensor:
+        """``value * coeff``, or ``value`` itself when ``coeff`` is exactly 1 (the same numbers
+        and gradients, one op and one graph node fewer: the seed's ``critic_coeff=1.0``).
+
+        Whether the coefficient is 1 is read once, and again only after the buffer changed
+        (replaced, or written in place: its version counter moves). Under ``torch.compile``
+        the product is always taken.
+        """
+        if value.dtype != coeff.dtype or torch.compiler.is_compiling():
+            return value * coeff
+        version = tensor_version(coeff)
+        cached = self._unit_coeffs.get(id(coeff))
+        if cached is None or cached[0] is not coeff or cached[1] != version:
+            cached = (coeff, version, bool(coeff == 1))
+            self._unit_coeffs[id(coeff)] = cached
+        return value if cached[2] else value * coeff
 
     def _entropy_term(self, dist: Distribution, batch_ndim: int) -> tuple[Tensor, Tensor]:
         """``-entropy_coeff * reduce(entropy)`` and the detached mean entropy."""

@@ -127,9 +127,15 @@ class PPOLoss(ActorCriticLoss):
 
     def _surrogate(
         self, ratio: Tensor, advantage: Tensor, data: TensorDictBase, dist: Distribution
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The gain to maximize (per sample, from ``ratio = pi / pi_old``) and its diagnostics."""
-        return ratio * advantage, {}
+    ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """The gain to maximize (per sample, from ``ratio = pi / pi_old``) and its diagnostics.
+
+        Returns:
+            ``(gain, diagnostics, per_sample)``: ``per_sample`` maps a diagnostic's name to
+            detached values of ``ratio``'s shape whose mean is reported (reduced together
+            with the loss's other means, see ``batch_means``).
+        """
+        return ratio * advantage, {}, {}
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Computes the losses of one minibatch.
@@ -157,7 +163,7 @@ class PPOLoss(ActorCriticLoss):
             log_prob = self._per_sample(dist.log_prob(action), advantage, "actor's log-prob")
             log_weight = (log_prob - prev_log_prob).unsqueeze(-1)
             ratio = log_weight.exp()
-            gain, diagnostics = self._surrogate(ratio, advantage, data, dist)
+            gain, diagnostics, per_sample = self._surrogate(ratio, advantage, data, dist)
             losses["loss_objective"] = self._reduce(gain, self.reduction, squeeze=True).neg()
             if self.critic_coeff is not None:
                 losses["loss_critic"], critic_diag = self._critic_term(data, inputs, self.log_explained_variance)
@@ -165,11 +171,13 @@ class PPOLoss(ActorCriticLoss):
             if self.entropy_bonus:
                 losses["loss_entropy"], diagnostics["entropy"] = self._entropy_term(dist, sample_ndim)
         with torch.no_grad():
-            lw = log_weight.detach()
-            diagnostics["kl_approx"] = lw.mean().neg()
+            # kl_approx = -mean(log w) and ESS / n = mean(w)^2 / mean(w^2), w the importance
+            # weights, reduced in one pass with the surrogate's per-sample diagnostics.
             weight = ratio.detach()
-            # ESS / n = (sum w)^2 / (n * sum w^2), w the importance weights.
-            diagnostics["ESS"] = weight.sum().square_().div_(weight.square().sum()).div_(weight.numel())
+            means = ac.batch_means([log_weight.detach(), weight, weight.square(), *per_sample.values()])
+            diagnostics["kl_approx"] = means[0].neg()
+            diagnostics["ESS"] = means[1].square().div_(means[2])
+            diagnostics.update(zip(per_sample, means[3:]))
         return self._finish(losses, diagnostics, data)
 
 
@@ -241,9 +249,8 @@ class ClipPPOLoss(PPOLoss):
     def _surrogate(self, ratio, advantage, data, dist):
         clipped = ratio.clamp(*self._bounds)
         gain = torch.minimum(ratio * advantage, clipped * advantage)
-        with torch.no_grad():
-            clip_fraction = (clipped != ratio).float().mean()
-        return gain, {"clip_fraction": clip_fraction}
+        # a comparison records no graph; forward averages it into clip_fraction
+        return gain, {}, {"clip_fraction": clipped != ratio}
 
 
 class KLPENPPOLoss(PPOLoss):
@@ -343,4 +350,4 @@ class KLPENPPOLoss(PPOLoss):
                 self.beta.mul_(self.increment)
             elif kl_mean < self.dtarg / 1.5:
                 self.beta.mul_(self.decrement)
-        return gain, {"kl": kl_mean, "beta": beta}
+        return gain, {"kl": kl_mean, "beta": beta}, {}

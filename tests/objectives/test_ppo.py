@@ -512,3 +512,30 @@ def test_network_params_match_torchrl():
         )
     torch.testing.assert_close(mine["advantage"], ref["advantage"])
     torch.testing.assert_close(mine["value_target"], ref["value_target"])
+
+
+def test_critic_coeff_changed_in_place_after_a_call_scales_the_critic_loss():
+    # critic_coeff == 1 skips its multiply; a coefficient written later must still count
+    actor, value = tdrl_actor(), critic()
+    loss = ClipPPOLoss(actor, value, critic_coeff=1.0)
+    data = batch(actor)
+    unit = loss(data)["loss_critic"].detach()
+    loss.critic_coeff.fill_(0.25)
+    torch.testing.assert_close(loss(data)["loss_critic"], 0.25 * unit)
+    loss.load_state_dict({**loss.state_dict(), "critic_coeff": torch.tensor(1.0)})
+    torch.testing.assert_close(loss(data)["loss_critic"], unit)
+
+
+def test_diagnostics_reduced_together_match_their_definitions():
+    actor, value = tdrl_actor(), critic()
+    loss = ClipPPOLoss(actor, value, clip_epsilon=0.1)
+    data = batch(actor)
+    perturb(actor)
+    out = loss(data)
+    with torch.no_grad():
+        log_weight = actor.get_dist(data.select("observation")).log_prob(data["action"]) - data["sample_log_prob"]
+    weight = log_weight.exp()
+    torch.testing.assert_close(out["kl_approx"], -log_weight.mean())
+    torch.testing.assert_close(out["ESS"], weight.mean() ** 2 / (weight**2).mean())
+    torch.testing.assert_close(out["clip_fraction"], ((weight - 1).abs() > 0.1).float().mean())
+    assert all(not out[k].requires_grad for k in ("kl_approx", "ESS", "clip_fraction", "entropy"))

@@ -276,6 +276,25 @@ class TanhNormal(D.Distribution):
         u = torch.addcmul(self.loc, self.scale, eps)
         return self._squash(u), self._sum_event(self._log_prob_pre(u))
 
+    def rsample_log_prob(self, sample_shape: Sequence[int] | torch.Size = torch.Size()) -> torch.Tensor:
+        """The log-probability of a reparametrised draw, without squashing the draw itself.
+
+        The Monte-Carlo entropy estimate ``-rsample_log_prob((n,)).mean(0)`` needs only the
+        score: this is the second output of :meth:`rsample_and_log_prob` (same random
+        numbers, same value) without the two ops that map the draw onto ``[low, high]``.
+
+        Examples:
+            >>> dist = TanhNormal(torch.zeros(3), torch.ones(3))
+            >>> _ = torch.manual_seed(0)
+            >>> lp = dist.rsample_log_prob((2,))
+            >>> _ = torch.manual_seed(0)
+            >>> torch.equal(lp, dist.rsample_and_log_prob((2,))[1])
+            True
+        """
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self._sum_event(self._log_prob_pre(torch.addcmul(self.loc, self.scale, eps)))
+
     def sample_and_log_prob(
         self, sample_shape: Sequence[int] | torch.Size = torch.Size()
     ) -> tuple[torch.Tensor, torch.Tensor]:
