@@ -95,7 +95,7 @@ def _timed(acc: dict, label: str, fn):
 
 def breakdown(batches: int = 5) -> None:
     """Microseconds per step of the seed collector and of the hand loop, split by part."""
-    from benchmarks.bench_collector import FRAMES, _hand, _net, _tdrl
+    from benchmarks.bench_collector import FRAMES, _net, _tdrl
     from tdrl.envs import _stepping
 
     net = _net(11, 1)
