@@ -25,9 +25,8 @@ def test_gc_paused_restores_the_collector_also_on_error(gc_enabled):
     with gc_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
-    with pytest.raises(RuntimeError, match="boom"):
-        with gc_paused():
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), gc_paused():
+        raise RuntimeError("boom")
     assert gc.isenabled()
 
 
@@ -75,5 +74,6 @@ def test_action_runner_pauses_gc_and_restores_it(gc_enabled):
     actions = td_from_flat({"action": torch.zeros(3, 1, dtype=torch.int64)}, torch.Size([3]))
     data, _ = ActionRunner(env).run(env.reset(), actions, 3)
     assert data["next", "observation"].squeeze(-1).tolist() == [1.0, 2.0, 1.0]
-    assert states and not any(states)
+    assert states
+    assert not any(states)
     assert gc.isenabled()
