@@ -5,7 +5,13 @@ checked against its profile before and after. Not a timing benchmark: cProfile's
 overhead inflates Python-heavy code; use ``bench_collector`` and ``bench_offpolicy_e2e``
 for ratios.
 
-Run: ``python -m benchmarks.profile_collection [--what seed dqn update] [--top 25]``.
+``--what breakdown`` prints instead the seed collector's time per step split by part (the
+policy, gymnasium's step, the gym wrapper's conversion, the transforms, the recording, the
+next root and resets, the rest of the loop) next to the same split of the hand-written loop
+of ``bench_collector``. Each part is timed with ``time.process_time`` around its call, so
+the parts carry the timers' own cost (about a microsecond each); compare splits from one run.
+
+Run: ``python -m benchmarks.profile_collection [--what seed dqn update breakdown] [--top 25]``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import time
 import warnings
+from collections import defaultdict
 
 import torch
 from torch import nn
@@ -72,18 +80,121 @@ def dqn_update(updates: int = 300):
     return run
 
 
+def _timed(acc: dict, label: str, fn):
+    clock = time.process_time
+
+    def timed(*args, **kwargs):
+        start = clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            acc[label] += clock() - start
+
+    return timed
+
+
+def breakdown(batches: int = 5) -> None:
+    """Microseconds per step of the seed collector and of the hand loop, split by part."""
+    from benchmarks.bench_collector import FRAMES, _net, _tdrl
+    from tdrl.envs import _stepping
+
+    net = _net(11, 1)
+    run, (loc, scale), collector = _tdrl(net)
+    run()  # builds the collector's loop
+    loop, env = collector._loop, collector.env
+    base, chain = env._chain
+    acc: dict = defaultdict(float)
+    loop.policy = _timed(acc, "policy", loop.policy)
+    loop._next_root = _timed(acc, "next root + resets", loop._next_root)
+    env.reset = _timed(acc, "env.reset (incl. gymnasium)", env.reset)
+    base._env.reset = _timed(acc, "gymnasium reset", base._env.reset)
+    base._env.step = _timed(acc, "gymnasium step", base._env.step)
+    base._step = _timed(acc, "gym wrapper _step (incl. gymnasium)", base._step)
+    chain._step = _timed(acc, "transforms _step", chain._step)
+    recorder = _stepping.StepRecorder
+    record, record_and_carry = recorder.record, recorder.record_and_carry
+    recorder.record = _timed(acc, "record root", record)  # type: ignore[method-assign]
+    recorder.record_and_carry = _timed(acc, "record next", record_and_carry)  # type: ignore[method-assign]
+    try:
+        run()
+        acc.clear()
+        start = time.process_time()
+        for _ in range(batches):
+            run()
+        total = time.process_time() - start
+    finally:
+        recorder.record, recorder.record_and_carry = record, record_and_carry  # type: ignore[method-assign]
+    steps = batches * FRAMES
+    print(f"=== seed collector: {total / steps * 1e6:.1f} us/step ===")
+    inner = {"gymnasium step", "gymnasium reset", "env.reset (incl. gymnasium)"}
+    for label, value in acc.items():
+        print(f"  {label:38s} {value / steps * 1e6:7.1f}")
+    rest = total - sum(v for k, v in acc.items() if k not in inner)
+    print(f"  {'rest (loop, stacking, gc)':38s} {rest / steps * 1e6:7.1f}")
+    hand_parts: dict = defaultdict(float)
+    _hand_parts(net, loc, scale, steps // 5, hand_parts)  # warm-up
+    hand_parts.clear()
+    total = _hand_parts(net, loc, scale, steps, hand_parts)
+    print(f"=== hand loop: {total / steps * 1e6:.1f} us/step ===")
+    for label, value in hand_parts.items():
+        print(f"  {label:38s} {value / steps * 1e6:7.1f}")
+
+
+def _hand_parts(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor, steps: int, parts: dict) -> float:
+    """``bench_collector``'s hand-written loop with a timer around each part; returns the total CPU time."""
+    import gymnasium as gym
+    from torch import distributions as D
+
+    from benchmarks.bench_collector import ENV
+
+    env = gym.make(ENV)
+    obs = env.reset(seed=0)[0]
+    buffers = [torch.empty(steps, 11), torch.empty(steps, 1), torch.empty(steps, 1)]
+    done_buf, logp_buf = torch.empty(steps, 1, dtype=torch.bool), torch.empty(steps)
+    clock = time.process_time
+    start = clock()
+    with torch.no_grad():
+        for t in range(steps):
+            t0 = clock()
+            x = torch.addcmul(loc, torch.from_numpy(obs), scale).float()
+            t1 = clock()
+            mu, sigma = net(x)
+            dist = D.Normal(mu, sigma, validate_args=False)
+            u = dist.sample()
+            a = torch.tanh(u)
+            logp = (dist.log_prob(u) - torch.log(1 - a.pow(2) + 1e-6)).sum(-1)
+            action = -1.0 + (a + 1) * 2.0 / 2
+            t2 = clock()
+            obs, reward, terminated, truncated, _ = env.step(action.numpy())
+            t3 = clock()
+            buffers[0][t], buffers[1][t], buffers[2][t] = x, action, reward
+            done_buf[t], logp_buf[t] = terminated or truncated, logp
+            t4 = clock()
+            if terminated or truncated:
+                obs, _ = env.reset()
+            t5 = clock()
+            for label, value in (("normalize", t1 - t0), ("policy", t2 - t1), ("gymnasium step", t3 - t2)):
+                parts[label] += value
+            parts["store"] += t4 - t3
+            parts["reset"] += t5 - t4
+    return clock() - start
+
+
 WHAT = {"seed": seed_collector, "dqn": dqn_collector, "update": dqn_update}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--what", nargs="+", default=list(WHAT), choices=list(WHAT))
+    parser.add_argument("--what", nargs="+", default=list(WHAT), choices=[*WHAT, "breakdown"])
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     for name in args.what:
+        if name == "breakdown":
+            breakdown()
+            continue
         fn = WHAT[name]()
         fn()  # warm-up
         prof = cProfile.Profile()

@@ -20,7 +20,14 @@ from torch import nn
 from tdrl._compat import td_pop, td_read, td_unchecked, td_write
 from tdrl.collectors._compact import stop_recording
 from tdrl.collectors._index_actions import IndexActionEncoder, index_action_specs
-from tdrl.envs._stepping import StepRecorder, done_groups, end_in_groups, reward_exclusions, td_from_flat
+from tdrl.envs._stepping import (
+    StepRecorder,
+    done_groups,
+    end_in_groups,
+    gc_paused,
+    reward_exclusions,
+    td_from_flat,
+)
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 from tdrl.envs.transforms.next_obs import _delta_layout
@@ -171,6 +178,10 @@ class StepLoop:
     # --- the loop ----------------------------------------------------------------------------
     def run(self, root: TensorDictBase, steps: int, random_batch: bool) -> tuple[TensorDictBase, TensorDictBase]:
         """Collect ``steps`` steps from ``root``; returns the stacked batch and the next root."""
+        with gc_paused():  # the batch's steps are kept until stacked: no garbage for the collector to scan
+            return self._run(root, steps, random_batch)
+
+    def _run(self, root: TensorDictBase, steps: int, random_batch: bool) -> tuple[TensorDictBase, TensorDictBase]:
         rs, ns = self.root_slots, self.next_slots
         rs.new_batch()
         ns.new_batch()

@@ -19,6 +19,9 @@ Examples:
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import torch
@@ -37,7 +40,30 @@ __all__ = [
     "reward_exclusions",
     "StepRecorder",
     "ActionRunner",
+    "gc_paused",
 ]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch of steps is recorded (restored after, also on error).
+
+    A batch keeps every step's tensors alive until it is stacked, so the collector's
+    youngest generation fills with objects that are not garbage: each collection scans
+    them and promotes them to the older generations, whose full collections then grow
+    with every batch (tens of milliseconds each once a training script holds a replay
+    buffer and a model). tdrl's stepping creates no reference cycles; those an env or a
+    policy creates are collected once the batch is done. Reentrant: an inner pause leaves
+    the collector as the outer one set it.
+    """
+    enabled = gc.isenabled()
+    if enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
@@ -262,8 +288,10 @@ class StepRecorder:
             sub.restore_group_dims(out, shape, (*prefix, key))
 
     def stack(self, dim: int, out: dict, prefix: tuple = ()) -> None:
+        """Stack each key's steps into ``out``, then let go of the steps (they are freed now, not at the next batch)."""
         for key, lst in self.lists.items():
             out[(*prefix, key)] = torch.stack(lst, dim)
+            lst.clear()
         for key, sub in self.subs.items():
             sub.stack(dim, out, (*prefix, key))
 
@@ -287,6 +315,10 @@ class ActionRunner:
 
     def run(self, root: TensorDictBase, actions: TensorDictBase, steps: int) -> tuple[TensorDictBase, TensorDictBase]:
         """``steps`` steps from ``root``; returns the stacked steps (time last) and the next root."""
+        with gc_paused():  # every step is kept until stacked (see gc_paused)
+            return self._run(root, actions, steps)
+
+    def _run(self, root: TensorDictBase, actions: TensorDictBase, steps: int) -> tuple[TensorDictBase, TensorDictBase]:
         env, batch = self.env, self.env.batch_size
         direct = self.direct and not (_validation.actions or _validation.outputs)  # set_validation: env.step checks
         tdim = len(batch)

@@ -140,9 +140,11 @@ class EnvBase(_EnvSpecs, _EnvChecks, _EnvRollouts, nn.Module):
         out = self._reset(tensordict, **kwargs)
         if type(out) is not TensorDict and not isinstance(out, TensorDictBase):
             raise TypeError(_RESET_RETURNED.format(env=type(self).__name__, got=_shown(out)))
-        leading = out.batch_size[: max(0, out.batch_dims - self.batch_dims)]  # a non-batch-locked env's own batch
-        for key in self.done_keys:
+        if self._action_checks is None:  # the done keys are cached with the action checks (per spec change)
+            self._prepare_action_checks()
+        for key in self._done_checks:
             if td_read(out, key) is None:
+                leading = out.batch_size[: max(0, out.batch_dims - self.batch_dims)]  # a non-batch-locked env's batch
                 out.set(key, self.full_done_spec[key].zero(leading))  # [*B, 1], or [*B, n_agents, 1] in a group
         if tensordict is not None:
             if mask is not None and self.batch_size and not bool(mask.all()):

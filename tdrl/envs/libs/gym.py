@@ -46,6 +46,10 @@ from tdrl.specs import (
 
 __all__ = ["GymEnv", "GymWrapper", "space_to_spec"]
 
+# numpy dtypes looked up once: the lean step builds its arrays with them at every step
+_BOOL = np.dtype(bool)
+_F32 = np.dtype(np.float32)
+
 _TORCH_DTYPES = {
     np.dtype("float64"): torch.float64,
     np.dtype("float32"): torch.float32,
@@ -377,12 +381,13 @@ class GymWrapper(EnvBase):
             self._seed = None
         if self._lean:
             obs, _ = self._env.reset(seed=seed, **kwargs)
+            from_numpy = torch.from_numpy
             return td_unchecked(
                 {
-                    "observation": torch.from_numpy(np.array(obs)),
-                    "done": torch.zeros(1, dtype=torch.bool),
-                    "terminated": torch.zeros(1, dtype=torch.bool),
-                    "truncated": torch.zeros(1, dtype=torch.bool),
+                    "observation": from_numpy(np.array(obs)),
+                    "done": from_numpy(np.zeros(1, _BOOL)),
+                    "terminated": from_numpy(np.zeros(1, _BOOL)),
+                    "truncated": from_numpy(np.zeros(1, _BOOL)),
                 },
                 self.batch_size,
             )
@@ -431,13 +436,14 @@ class GymWrapper(EnvBase):
         if self._lean_one_hot:
             action = action.argmax(-1)
         obs, r, terminated, truncated, _ = self._env.step(action.numpy())
+        from_numpy = torch.from_numpy
         return td_unchecked(
             {
-                "observation": torch.from_numpy(np.array(obs)),
-                "reward": torch.from_numpy(np.array([r], dtype=np.float32)),
-                "terminated": torch.from_numpy(np.array([terminated], dtype=bool)),
-                "truncated": torch.from_numpy(np.array([truncated], dtype=bool)),
-                "done": torch.from_numpy(np.array([terminated or truncated], dtype=bool)),
+                "observation": from_numpy(np.array(obs)),
+                "reward": from_numpy(np.array((r,), _F32)),
+                "terminated": from_numpy(np.array((terminated,), _BOOL)),
+                "truncated": from_numpy(np.array((truncated,), _BOOL)),
+                "done": from_numpy(np.array((terminated or truncated,), _BOOL)),
             },
             self.batch_size,
         )

@@ -220,7 +220,9 @@ class TransformedEnv(EnvBase):
         if self._reset_preprocess:  # called without an input too: a transform may act before every reset
             base_in = transform._reset_env_preprocess(tensordict)
         out = base._reset(base_in, **kwargs)
-        for key in base.done_keys:
+        if base._action_checks is None:  # the base env's done keys, cached with its action checks
+            base._prepare_action_checks()
+        for key in base._done_checks:
             if td_read(out, key) is None:  # out's batch: a non-batch-locked base env may run a larger one
                 out.set(key, torch.zeros((*out.batch_size, 1), dtype=torch.bool, device=base.device))
         if not base._is_reset:  # nn.Module.__setattr__ is slow

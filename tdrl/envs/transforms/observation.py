@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from tensordict import TensorDictBase
 
+from tdrl._compat import td_read, td_write
 from tdrl.envs.transforms.transforms import Transform, _leaf, _slot
 from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec
 
@@ -71,7 +72,14 @@ class DTypeCastTransform(Transform):
 
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self._resolved:
-            return super()._call(tensordict)
+            if type(self)._apply_transform is not DTypeCastTransform._apply_transform:
+                return super()._call(tensordict)
+            dtype = self.dtype_out  # Transform._call with the cast inlined: this runs at every step
+            for in_key, out_key in zip(self.in_keys, self.out_keys):
+                value = td_read(tensordict, in_key)
+                if value is not None:
+                    td_write(tensordict, out_key, value.to(dtype))
+            return tensordict
         for key in list(tensordict.keys(True, True)):
             value = tensordict.get(key)
             if value.dtype == self.dtype_in:
