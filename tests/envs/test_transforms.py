@@ -632,3 +632,33 @@ def test_a_cast_of_a_carried_entry_takes_the_stepping_road_so_both_roads_agree()
 
     mapped, stepped = rollout(True), rollout(False)
     assert torch.equal(mapped["next", "episode_reward"], stepped["next", "episode_reward"])
+
+
+def test_compose_takes_functions_lists_and_keyword():
+    seen = []
+
+    def mark(td):
+        seen.append(td.batch_size)
+        td.set("marked", torch.ones(td.batch_size, dtype=torch.bool))
+        return td
+
+    env = TransformedEnv(CountingEnv(), Compose(mark, StepCounter()))
+    td = env.rollout(3)
+    assert td["next", "marked"].all()  # each step's output went through the function
+    assert len(seen) == 1 + 3  # the reset and three steps
+    assert isinstance(env.transform[0].func, type(mark))
+    as_list = Compose([RewardScaling(0.0, 2.0), mark])
+    as_keyword = Compose(transforms=[RewardScaling(0.0, 2.0), mark])
+    assert [type(t).__name__ for t in as_list] == [type(t).__name__ for t in as_keyword]
+    out = as_list(TensorDict({"reward": torch.ones(2, 1)}, [2]))
+    assert (out["reward"] == 2).all()
+    assert out["marked"].all()  # forward applies the function too
+    with pytest.raises(TypeError, match=r"Compose takes Transform instances or functions.*int"):
+        Compose(StepCounter(), 3)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        Compose(StepCounter(), tranforms=[])
+    with pytest.raises(TypeError, match="not both"):
+        Compose(StepCounter(), transforms=[StepCounter()])
+    chain = Compose(StepCounter())
+    chain.append(mark)
+    assert len(chain) == 2

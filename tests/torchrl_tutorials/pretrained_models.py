@@ -9,8 +9,9 @@ when sampled. ``scale`` cuts the rollout lengths, the stored frames and the batc
 One change besides the imports and the budgets: the tutorial passes ``download=True`` to
 fetch R3M's published weights (https://pytorch.s3.amazonaws.com/models/rl/r3m/r3m_50.pt);
 this script passes ``download=False`` (random weights), so that it runs without network
-and gives the same program. And where tdrl's ``Compose`` refuses a lambda (see ``known_gap``),
-the replay buffer takes ``r3m`` alone, as an earlier text of the tutorial does.
+and gives the same program. And where tdrl's ``Compose`` refuses to take ``r3m`` from the env it
+lives in (see ``known_gap``), the replay buffer takes ``r3m`` alone, as an earlier text of the
+tutorial does.
 Run by tests/test_torchrl_tutorials.py; nothing runs on import.
 """
 
@@ -70,11 +71,12 @@ def main(scale: float = 1.0):
     storage = LazyMemmapStorage(frames)
     try:
         rb = ReplayBuffer(storage=storage, transform=Compose(lambda td: td.to(device), r3m))
-    except TypeError as err:
-        # a known difference: tdrl's Compose takes Transform instances only (TorchRL's wraps a
-        # callable) and refuses a transform that already lives in another env (r3m is in
-        # env_transformed); the tutorial's earlier text passes r3m alone, which tdrl runs
-        known_gap(err, "Compose takes Transform instances")
+    except ValueError as err:
+        # a known difference: tdrl refuses to move a transform that already lives in another
+        # chain (r3m is in env_transformed; TorchRL silently re-parents a Compose, leaving
+        # env_transformed's chain pointing at the buffer's); the tutorial's earlier text passes
+        # r3m alone, which tdrl runs
+        known_gap(err, "already attached")
         rb = ReplayBuffer(storage=storage, transform=r3m)
 
     total = 0

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -462,6 +462,40 @@ def _leaf_list(keys: list) -> list:
     return sorted({str(k) for k in keys})
 
 
+def _as_transform(item: Any, where: str) -> Transform:
+    """``item`` itself if it is a Transform, a plain callable wrapped in one; TypeError otherwise."""
+    if isinstance(item, Transform):
+        return item
+    if callable(item) and not isinstance(item, nn.Module):
+        return _CallableTransform(item)
+    raise TypeError(
+        f"{where} takes Transform instances or functions tensordict -> tensordict, got {type(item).__name__}."
+    )
+
+
+class _CallableTransform(Transform):
+    """A function ``tensordict -> tensordict`` inside a Compose (TorchRL accepts those too).
+
+    Applied to each step's and reset's output and in ``forward``; no inverse, no spec change.
+    It may return a new TensorDict (``td.to(device)``), so it is not mapped over time at once.
+    """
+
+    time_vectorizable = False
+
+    def __init__(self, func: Callable[[TensorDictBase], TensorDictBase]) -> None:
+        super().__init__()
+        self.func = func
+
+    def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return self.func(tensordict)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return self.func(tensordict)
+
+    def extra_repr(self) -> str:
+        return f"func={self.func!r}"
+
+
 class Compose(Transform):
     """A chain of transforms applied in order (inverses in reverse order).
 
@@ -471,7 +505,10 @@ class Compose(Transform):
     undo the change if the new transform cannot accept them.
 
     Args:
-        *transforms: the transforms, first applied first.
+        *transforms: the transforms, first applied first (or one list of them, or
+            ``transforms=[...]``). A plain function ``tensordict -> tensordict`` (say
+            ``lambda td: td.to(device)``) is accepted as in TorchRL: it is applied to each
+            step's and reset's output and in ``forward``, has no inverse and changes no spec.
 
     Examples:
         >>> from tdrl.envs import Compose, DoubleToFloat, StepCounter, TransformedEnv
@@ -488,14 +525,26 @@ class Compose(Transform):
     # Transforms it holds: what mypy sees through ModuleList is nn.Module.
     transforms: Sequence[Transform]
 
-    def __init__(self, *transforms: Transform, _link: bool = True) -> None:
+    def __init__(
+        self,
+        *transforms: Transform | Callable[[TensorDictBase], TensorDictBase] | Sequence[Transform],
+        _link: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
-        for t in transforms:
-            if not isinstance(t, Transform):
-                raise TypeError(f"Compose takes Transform instances, got {type(t).__name__}.")
-            if _link:
+        if "transforms" in kwargs:
+            if transforms:
+                raise TypeError("Compose: give the transforms as arguments or as transforms=[...], not both.")
+            transforms = tuple(kwargs.pop("transforms"))
+        if kwargs:
+            raise TypeError(f"Compose: unexpected keyword arguments {sorted(kwargs)}; it takes transforms=[...] only.")
+        if len(transforms) == 1 and isinstance(transforms[0], (list, tuple)):
+            transforms = tuple(transforms[0])
+        items = [_as_transform(t, "Compose") for t in transforms]
+        if _link:
+            for t in items:
                 t.set_container(self)
-        self.transforms = cast("Sequence[Transform]", nn.ModuleList(transforms))
+        self.transforms = cast("Sequence[Transform]", nn.ModuleList(items))
 
     # --- sequence API ------------------------------------------------------------------
     def __getitem__(self, item: int | slice) -> Transform:
@@ -515,14 +564,13 @@ class Compose(Transform):
                 return list(self.transforms[:i])
         return list(self.transforms)
 
-    def append(self, transform: Transform) -> None:
+    def append(self, transform: Transform | Callable[[TensorDictBase], TensorDictBase]) -> None:
         """Append ``transform``; if attached to an env, its specs are recomputed (undone on error)."""
         self.insert(len(self.transforms), transform)
 
-    def insert(self, index: int, transform: Transform) -> None:
+    def insert(self, index: int, transform: Transform | Callable[[TensorDictBase], TensorDictBase]) -> None:
         """Insert ``transform`` at ``index``; if attached to an env, its specs are recomputed (undone on error)."""
-        if not isinstance(transform, Transform):
-            raise TypeError(f"Compose.insert takes a Transform, got {type(transform).__name__}.")
+        transform = _as_transform(transform, "Compose.insert")
         transform.set_container(self)
         items = list(self.transforms)
         if index < 0:
