@@ -394,8 +394,7 @@ class DQNLoss(_QLossBase):
                 torch.sub(chosen.detach(), target, out=priority.view(target.shape)).square_()
             else:
                 self._write_priority(tensordict, (chosen.detach() - target).square_().unsqueeze_(-1))
-        loss = _DISTANCES[self.loss_function](chosen, target, reduction=self.reduction)
-        return td_unchecked({"loss": loss}, _NO_BATCH)
+        return td_unchecked({"loss": plan.loss_fn(chosen, target)}, _NO_BATCH)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Computes the loss and writes each sample's squared TD error into ``tensordict``.
