@@ -390,10 +390,11 @@ class DQNLoss(_QLossBase):
                 and priority.is_contiguous()
             ):
                 # the batch already holds a TD-error entry (a replay sample written before): overwrite it
-                # in place without a temporary, as the general path's inplace set does
-                torch.sub(chosen.detach(), target, out=priority.view(target.shape)).square_()
+                # in place without a temporary, as the general path's inplace set does (under no_grad,
+                # chosen needs no detach: nothing here is recorded for backward)
+                torch.sub(chosen, target, out=priority.view(target.shape)).square_()
             else:
-                self._write_priority(tensordict, (chosen.detach() - target).square_().unsqueeze_(-1))
+                self._write_priority(tensordict, (chosen - target).square_().unsqueeze_(-1))
         return td_unchecked({"loss": plan.loss_fn(chosen, target)}, _NO_BATCH)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

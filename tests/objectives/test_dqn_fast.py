@@ -85,6 +85,7 @@ def test_the_fast_step_equals_the_general_path(kwargs, one_hot):
     for f, g in zip(fast_grads, general_grads):
         torch.testing.assert_close(f, g, rtol=0, atol=1e-6)
     torch.testing.assert_close(fast_data["td_error"], general_data["td_error"], rtol=0, atol=1e-6)
+    assert not fast_data["td_error"].requires_grad
 
 
 @pytest.mark.parametrize("distance", ["l1", "l2", "smooth_l1"])
@@ -115,6 +116,7 @@ def test_an_existing_td_error_entry_is_overwritten_in_place_with_the_general_pat
     data["td_error"] = stale  # a replay sample that carries the TD errors of an earlier update
     run(loss, data, fast=True)
     assert data["td_error"] is stale  # written into, as the general path's inplace set does
+    assert not stale.requires_grad
     torch.testing.assert_close(stale, general_data["td_error"], rtol=0, atol=1e-6)
 
 
