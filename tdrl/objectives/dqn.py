@@ -367,7 +367,10 @@ class DQNLoss(_QLossBase):
         if plan.one_hot:
             if action.shape != values.shape:
                 return None  # the general path says what is wrong with the action
-            chosen = (values * action.to(values.dtype)).sum(-1)  # as the general path: same rounding
+            # as the general path: same rounding; an integer or bool one-hot is promoted to the values' dtype
+            # inside the product, the same numbers as converting it first, one op less
+            convert = action.dtype.is_floating_point or action.dtype.is_complex
+            chosen = (values * (action.to(values.dtype) if convert else action)).sum(-1)
         else:
             chosen = values.gather(-1, action).squeeze(-1)
         with torch.no_grad():

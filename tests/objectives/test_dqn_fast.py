@@ -88,6 +88,19 @@ def test_the_fast_step_equals_the_general_path(kwargs, one_hot):
     assert not fast_data["td_error"].requires_grad
 
 
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float64])
+def test_a_one_hot_action_of_any_dtype_gives_the_general_paths_values(dtype):
+    loss = make_loss(one_hot=True)
+    loss.make_value_estimator("td0", gamma=0.9)
+    data = batch(one_hot=True)
+    data["action"] = data["action"].to(dtype)
+    general, general_grads, _ = run(loss, data.clone(), fast=False)
+    fast, fast_grads, _ = run(loss, data.clone(), fast=True)
+    assert torch.equal(fast, general)
+    for f, g in zip(fast_grads, general_grads):
+        assert torch.equal(f, g)
+
+
 @pytest.mark.parametrize("distance", ["l1", "l2", "smooth_l1"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_distance_kernels_equal_the_functionals_and_pickle(distance, reduction):
