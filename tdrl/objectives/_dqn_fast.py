@@ -54,9 +54,10 @@ def _kernels_match() -> bool:
 def distance_kernel_of(distance: str, reduction: str) -> Callable[[Tensor, Tensor], Tensor]:
     """The kernel ``F.mse_loss`` / ``F.smooth_l1_loss`` end in, with the reduction bound."""
     enum = _REDUCTIONS[reduction]
+    # torch's stubs type the kernels' reduction as a str; they take the enum (an int), as F passes it
     if distance == "l2":
-        return partial(torch._C._nn.mse_loss, reduction=enum)
-    return partial(torch._C._nn.smooth_l1_loss, reduction=enum, beta=1.0)
+        return partial(torch._C._nn.mse_loss, reduction=enum)  # type: ignore[arg-type]
+    return partial(torch._C._nn.smooth_l1_loss, reduction=enum, beta=1.0)  # type: ignore[arg-type]
 
 
 _KERNELS = _kernels_match()
