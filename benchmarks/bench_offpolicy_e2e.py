@@ -27,7 +27,10 @@ eval return: DQN >= 475, SAC >= -200 (one seed here; ``benchmarks/bench_dqn_cart
 and the SAC learning benchmark take the median of 5 seeds).
 
 Run: ``python -m benchmarks.bench_offpolicy_e2e [--algo dqn sac] [--dqn-frames 50000]
-[--sac-frames 20000]``; ``--one LIB --algo ALGO`` runs one program and prints its JSON.
+[--sac-frames 20000] [--rounds 1] [--peers torchrl sb3]``; ``--rounds N`` repeats all the programs
+N times in interleaved order (medians; the ratio is the median of the rounds' tdrl/hand ratios);
+``--peers`` with no name skips TorchRL and SB3 (quicker iterations); ``--one LIB --algo ALGO``
+runs one program and prints its JSON.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import subprocess
 import sys
 import time
 import warnings
+from typing import cast
 
 DQN_ENV, SAC_ENV = "CartPole-v1", "Pendulum-v1"
 DQN = {
@@ -506,33 +510,52 @@ def _in_subprocess(algo: str, lib: str, frames: int, seed: int = 0) -> dict | No
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(algos: tuple[str, ...] = ("dqn", "sac"), dqn_frames: int = 50_000, sac_frames: int = 20_000) -> list[dict]:
+def run(
+    algos: tuple[str, ...] = ("dqn", "sac"),
+    dqn_frames: int = 50_000,
+    sac_frames: int = 20_000,
+    rounds: int = 1,
+    peers: tuple[str, ...] = ("torchrl", "sb3"),
+) -> list[dict]:
+    """Each program in its own subprocess, ``rounds`` times in interleaved order; medians of the rounds."""
+    import os
+    from statistics import median
+
     from benchmarks._common import row
 
     rows = []
     for algo in algos:
         frames = dqn_frames if algo == "dqn" else sac_frames
-        results = {lib: _in_subprocess(algo, lib, frames) for lib in ("tdrl", "hand", "torchrl", "sb3")}
-        tdrl, hand = results["tdrl"], results["hand"]
-        if tdrl is None or hand is None:
+        libs = ("tdrl", "hand", *peers)
+        runs: dict[str, list[dict]] = {lib: [] for lib in libs}
+        for _ in range(rounds):
+            for lib in libs:
+                result = _in_subprocess(algo, lib, frames)
+                if result is not None:
+                    runs[lib].append(result)
+        tdrl, hand = runs["tdrl"], runs["hand"]
+        if len(tdrl) != rounds or len(hand) != rounds:
             raise RuntimeError(f"the tdrl or the hand-written {algo} run failed; see stderr")
-        peers = {p: results[p]["wall_s"] if results[p] else None for p in ("torchrl", "sb3")}
-        returns = ", ".join(f"{lib} {r['eval_return']:.1f}" for lib, r in results.items() if r is not None)
-        cpu = ", ".join(f"{lib} {r['cpu_s']:.1f}" for lib, r in results.items() if r is not None)
+        wall = {lib: median(r["wall_s"] for r in rs) if rs else None for lib, rs in runs.items()}
+        returns = ", ".join(f"{lib} {median(r['eval_return'] for r in rs):.1f}" for lib, rs in runs.items() if rs)
+        cpu = ", ".join(f"{lib} {median(r['cpu_s'] for r in rs):.1f}" for lib, rs in runs.items() if rs)
         task = DQN_ENV if algo == "dqn" else SAC_ENV
-        rows.append(
-            row(
-                f"{algo.upper()} on {task}, {frames} frames end to end, wall s (vs the same program in plain torch)",
-                tdrl["wall_s"],
-                hand["wall_s"],
-                "s",
-                ">= 0.95",
-                higher_is_better=False,
-                **peers,
-                note=f"eval return (mean of {EVAL_EPISODES} episodes, greedy / mean action): {returns}; "
-                f"CPU s of the training (one thread: the wall time on an idle machine): {cpu}",
-            )
+        result_row = row(
+            f"{algo.upper()} on {task}, {frames} frames end to end, wall s (vs the same program in plain torch)",
+            cast(float, wall["tdrl"]),
+            cast(float, wall["hand"]),
+            "s",
+            ">= 0.95",
+            higher_is_better=False,
+            torchrl=wall.get("torchrl"),
+            sb3=wall.get("sb3"),
+            note=f"eval return (mean of {EVAL_EPISODES} episodes, greedy / mean action; median of {rounds} "
+            f"round(s)): {returns}; CPU s of the training (one thread: the wall time on an idle machine): {cpu}; "
+            f"load average at the end {os.getloadavg()[0]:.2f}",
         )
+        # each round's tdrl and hand runs are neighbours in time: the ratio is the median of the rounds' ratios
+        result_row["ratio"] = median(h["wall_s"] / t["wall_s"] for t, h in zip(tdrl, hand))
+        rows.append(result_row)
     return rows
 
 
@@ -544,6 +567,10 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dqn-frames", type=int, default=50_000)
     parser.add_argument("--sac-frames", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of all programs (medians)")
+    parser.add_argument(
+        "--peers", nargs="*", choices=["torchrl", "sb3"], default=["torchrl", "sb3"], help="peer programs to run too"
+    )
     args = parser.parse_args()
     if args.one:
         import torch
@@ -555,7 +582,7 @@ if __name__ == "__main__":
     else:
         from benchmarks._common import print_rows
 
-        rows = run(tuple(args.algo), args.dqn_frames, args.sac_frames)
+        rows = run(tuple(args.algo), args.dqn_frames, args.sac_frames, args.rounds, tuple(args.peers))
         print_rows(rows)
         for r in rows:
             print(r["note"])

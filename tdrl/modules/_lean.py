@@ -119,6 +119,10 @@ class LeanStep:
                 if arg is None:
                     raise missing_key_error(self.name, key, tensordict) from None
             raise
+        self.write(tensordict, out)
+
+    def write(self, tensordict: TensorDictBase, out: Any) -> None:
+        """Write the net's output ``out`` (a tensor, a sequence or a mapping) to the out_keys."""
         out_keys = self.out_keys
         if isinstance(out, torch.Tensor):
             if len(out_keys) != 1:

@@ -31,7 +31,7 @@ from tensordict.nn import InteractionType, TensorDictModuleBase
 from tensordict.nn.probabilistic import interaction_type
 from torch import nn
 
-from tdrl._compat import td_read, td_write
+from tdrl._compat import module_buffers, td_read, td_write
 from tdrl.modules._lean import missing_key_error
 from tdrl.specs import Categorical, Composite, MultiCategorical, MultiOneHot, NestedKey, OneHot, TensorSpec
 from tdrl.specs.base import one_hot
@@ -198,7 +198,9 @@ class EGreedyModule(TensorDictModuleBase):
         return idx.to(like.dtype).reshape(like.shape)
 
     def _one_coin_plan(self, action: torch.Tensor, lead: torch.Size, coin_shape: torch.Size) -> tuple | None:
-        """``(n, draw shape)`` when a step is one coin and one index draw (one env, no mask), else None.
+        """``(n, draw shape, draw dtype, one-hot dtype or None, scratch)`` for a one-coin step, else None.
+
+        A step is one coin and one index draw with one env and no mask.
 
         Then a step needs no ``torch.where``: the coin is read as a number and the random
         action is encoded only when the coin says so. The draws are the general path's, in
@@ -212,21 +214,25 @@ class EGreedyModule(TensorDictModuleBase):
             return None
         if (spec.device is not None and spec.device.type != "cpu") or self.eps.device.type != "cpu":
             return None
-        full = (*lead, *(spec.shape[:-1] if type(spec) is OneHot else spec.shape))
-        return cast("OneHot | Categorical", spec).space.n, torch.Size(full)
+        one_hot_dtype = spec.dtype if type(spec) is OneHot else None
+        dtype = torch.long if one_hot_dtype is not None else spec.dtype
+        full = torch.Size((*lead, *(spec.shape[:-1] if one_hot_dtype is not None else spec.shape)))
+        # a greedy step's unused draw goes into this buffer: ``random_(0, n)`` takes the same
+        # numbers from the generator as ``torch.randint(0, n, full)`` (``empty(full).random_(0, n)``)
+        discard = torch.empty(full, dtype=dtype)
+        return cast("OneHot | Categorical", spec).space.n, full, dtype, one_hot_dtype, discard
 
     def _one_coin_step(self, tensordict: TensorDictBase, action: torch.Tensor) -> TensorDictBase:
-        n, full = cast(tuple, self._one_coin)  # set by forward before it calls this
-        spec = self._action_spec
+        n, full, dtype, one_hot_dtype, discard = cast(tuple, self._one_coin)  # set by forward before this call
         # float32 draws and a float32 eps compare the same as Python floats (both exact in a double)
-        heads = torch.rand(()).item() < self.eps.item()
-        if type(spec) is OneHot:
-            idx = torch.randint(0, n, full)
-            out = one_hot(idx, n, spec.dtype) if heads else action.clone()
-        else:
-            random = torch.randint(0, n, full, dtype=spec.dtype)
-            out = random if heads else action.clone()
-        td_write(tensordict, self.action_key, out)
+        if torch.rand(()).item() < module_buffers(self)["eps"].item():  # type: ignore[union-attr]
+            random = torch.randint(0, n, full, dtype=dtype)
+            td_write(
+                tensordict, self.action_key, random if one_hot_dtype is None else one_hot(random, n, one_hot_dtype)
+            )
+        else:  # the random action is still drawn (the random stream stays TorchRL's), into a scratch buffer
+            discard.random_(0, n)
+            td_write(tensordict, self.action_key, action.clone())
         return tensordict
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

@@ -29,8 +29,8 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import nn
 
-from tdrl._compat import td_read, td_write
-from tdrl.modules._lean import call_direct, lean_steps, missing_key_error, run_steps, skip_existing
+from tdrl._compat import global_module_hooks, has_forward_hooks, module_call_is_forward, td_read, td_write
+from tdrl.modules._lean import LeanStep, call_direct, lean_steps, missing_key_error, run_steps, skip_existing
 from tdrl.specs import Binary, Categorical, Composite, MultiOneHot, NestedKey, OneHot, TensorSpec
 from tdrl.specs.base import one_hot
 
@@ -160,6 +160,7 @@ class QValueModule(TensorDictModuleBase):
         self._keepdim = (
             self.action_space == "categorical" and leaf is not None and leaf.ndim > 0 and leaf.shape[-1] == 1
         )
+        self._eye: torch.Tensor | None = None  # the last identity used for a one-env one-hot action
 
     @property
     def spec(self) -> Composite | None:
@@ -178,7 +179,10 @@ class QValueModule(TensorDictModuleBase):
         if self.action_space == "one_hot":
             n = values.shape[-1]
             if values.ndim == 1 and n <= _ROW_MAX:  # one env (a collector's step): one row of a cached identity
-                return _identity(n, self._dtype, values.device).index_select(0, idx).view(n), chosen
+                eye = self._eye
+                if eye is None or eye.shape[0] != n or eye.device != values.device:
+                    eye = self._eye = _identity(n, self._dtype, values.device)
+                return eye.index_select(0, idx).view(n), chosen
             return one_hot(idx.squeeze(-1), n, self._dtype), chosen
         action = idx if self._keepdim else idx.squeeze(-1)
         return action.to(self._dtype), chosen
@@ -200,6 +204,23 @@ class QValueModule(TensorDictModuleBase):
         td_write(tensordict, key_values, values)
         td_write(tensordict, key_chosen, chosen)
         return tensordict
+
+
+def _fused_step(steps: list[LeanStep] | None, head: QValueModule) -> LeanStep | None:
+    """The network's lean step when the actor's forward is ``values = net(obs)`` then the plain greedy head.
+
+    One step with one string in_key and the action values as its only output, no keyword
+    inputs, and exactly a :class:`QValueModule` (not a subclass) with no action mask; else
+    ``None`` (the lean steps, then the head's own forward).
+    """
+    if steps is None or len(steps) != 1 or type(head) is not QValueModule or head.action_mask_key is not None:
+        return None
+    step = steps[0]
+    if step.kwarg_names is not None or len(step.in_keys) != 1 or type(step.in_keys[0]) is not str:
+        return None
+    if list(step.out_keys) != [head.action_value_key] or head.action_value_key == "_":
+        return None
+    return step
 
 
 class QValueActor(TensorDictSequential):
@@ -271,6 +292,7 @@ class QValueActor(TensorDictSequential):
         self._lean_steps = lean_steps(module, owners)
         self._lean_owners = owners
         self.__dict__["_head"] = head  # a plain reference: the head is registered as module[-1]
+        self.__dict__["_fused"] = _fused_step(self._lean_steps, head)
 
     @property
     def spec(self) -> Composite | None:
@@ -303,7 +325,48 @@ class QValueActor(TensorDictSequential):
                 tensordict = step(tensordict)
         return tensordict.get(self.head.action_value_key)
 
+    def _fused_forward(self, tensordict: TensorDictBase) -> bool:
+        """The network and the greedy head as one step (see :func:`_fused_step`); ``False``: nothing ran.
+
+        The same reads, calls and writes as the lean steps followed by the head's forward,
+        without their per-call layers; a hook on the network's TensorDict module or on the
+        head, a global module hook, ``skip_existing`` or a missing input take the general path.
+        """
+        step = cast(LeanStep, self.__dict__["_fused"])
+        head = self._head
+        if (
+            skip_existing()
+            or has_forward_hooks(step.owner)
+            or not module_call_is_forward(head)
+            or global_module_hooks()
+            or torch.jit.is_tracing()
+        ):
+            return False
+        obs = td_read(tensordict, step.in_keys[0])
+        if obs is None:
+            return False  # the general path names the missing key
+        values = call_direct(step.net, obs)
+        if not isinstance(values, torch.Tensor):
+            step.write(tensordict, values)  # the lean step's own handling of other outputs
+            values = td_read(tensordict, head.action_value_key)
+        action, chosen = head._greedy(values)
+        if head.safe:
+            action = cast(TensorSpec, head._action_spec).project(action)  # safe: __init__ required the spec
+        key_action, key_values, key_chosen = head.out_keys
+        td_write(tensordict, key_action, action)
+        td_write(tensordict, key_values, values)
+        td_write(tensordict, key_chosen, chosen)
+        return True
+
     def forward(self, *args: Any, **kwargs: Any) -> TensorDictBase:
+        if (
+            self.__dict__.get("_fused") is not None
+            and len(args) == 1
+            and not kwargs
+            and isinstance(args[0], TensorDictBase)
+            and self._fused_forward(args[0])
+        ):
+            return args[0]
         if (
             self._lean_steps is not None
             and len(args) == 1

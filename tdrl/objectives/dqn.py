@@ -367,7 +367,10 @@ class DQNLoss(_QLossBase):
         if plan.one_hot:
             if action.shape != values.shape:
                 return None  # the general path says what is wrong with the action
-            chosen = (values * action.to(values.dtype)).sum(-1)  # as the general path: same rounding
+            # as the general path: same rounding; an integer or bool one-hot is promoted to the values' dtype
+            # inside the product, the same numbers as converting it first, one op less
+            convert = action.dtype.is_floating_point or action.dtype.is_complex
+            chosen = (values * (action.to(values.dtype) if convert else action)).sum(-1)
         else:
             chosen = values.gather(-1, action).squeeze(-1)
         with torch.no_grad():
@@ -390,12 +393,12 @@ class DQNLoss(_QLossBase):
                 and priority.is_contiguous()
             ):
                 # the batch already holds a TD-error entry (a replay sample written before): overwrite it
-                # in place without a temporary, as the general path's inplace set does
-                torch.sub(chosen.detach(), target, out=priority.view(target.shape)).square_()
+                # in place without a temporary, as the general path's inplace set does (under no_grad,
+                # chosen needs no detach: nothing here is recorded for backward)
+                torch.sub(chosen, target, out=priority.view(target.shape)).square_()
             else:
-                self._write_priority(tensordict, (chosen.detach() - target).square_().unsqueeze_(-1))
-        loss = _DISTANCES[self.loss_function](chosen, target, reduction=self.reduction)
-        return td_unchecked({"loss": loss}, _NO_BATCH)
+                self._write_priority(tensordict, (chosen - target).square_().unsqueeze_(-1))
+        return td_unchecked({"loss": plan.loss_fn(chosen, target)}, _NO_BATCH)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Computes the loss and writes each sample's squared TD error into ``tensordict``.

@@ -82,6 +82,55 @@ def test_qvalue_actor_plain_and_tensordict_module():
         QValueActor(TensorDictModule(net, in_keys=["obs"], out_keys=["q"]), action_space="categorical")
 
 
+class _TupleNet(nn.Module):
+    """A network that returns its values in a 1-tuple (a TensorDictModule accepts either)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.linear(obs),)
+
+
+@pytest.mark.parametrize("spec", [OneHot(3), Categorical(3), Categorical(3, shape=(1,))], ids=str)
+@pytest.mark.parametrize("batch", [(), (5,)])
+@pytest.mark.parametrize("safe", [False, True])
+@pytest.mark.parametrize("tuple_net", [False, True])
+def test_qvalue_actor_one_step_path_equals_the_module_by_module_path(spec, batch, safe, tuple_net):
+    """The actor's single-step forward writes what its TensorDict module and greedy head write."""
+    net = _TupleNet() if tuple_net else nn.Linear(4, 3)
+    actor = QValueActor(net, spec=spec, safe=safe)
+    assert actor.__dict__["_fused"] is not None  # the configuration the single step is for
+    obs = torch.randn(*batch, 4)
+    fused = actor(TensorDict(observation=obs, batch_size=batch))
+    handle = actor.module[0].register_forward_hook(lambda *args: None)  # takes tensordict's path
+    try:
+        reference = actor(TensorDict(observation=obs, batch_size=batch))
+    finally:
+        handle.remove()
+    assert (
+        set(fused.keys()) == set(reference.keys()) == {"observation", "action", "action_value", "chosen_action_value"}
+    )
+    for key in reference.keys():
+        assert torch.equal(fused[key], reference[key]), key
+        assert fused[key].dtype == reference[key].dtype, key
+
+
+def test_qvalue_actor_one_step_path_respects_head_hooks_and_missing_keys():
+    actor = QValueActor(nn.Linear(4, 2), spec=OneHot(2))
+    seen = []
+    handle = actor.module[1].register_forward_hook(lambda module, args, out: seen.append(out["action"].clone()))
+    try:
+        td = actor(TensorDict(observation=torch.randn(4)))
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    assert torch.equal(seen[0], td["action"])
+    with pytest.raises(KeyError, match="observation"):
+        actor(TensorDict(obs=torch.randn(4)))
+
+
 def test_mlp_shapes_and_options():
     mlp = MLP(in_features=3, out_features=2, num_cells=[8, 8], activation_class=nn.ReLU)
     assert [type(m) for m in mlp] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]

@@ -68,6 +68,8 @@ def run(loss: DQNLoss, data: TensorDict, fast: bool) -> tuple[torch.Tensor, list
         {"double_dqn": True},
         {"delay_value": False},
         {"loss_function": "smooth_l1"},
+        {"reduction": "sum"},
+        {"loss_function": "smooth_l1", "reduction": "sum"},
         {"loss_function": "l1", "reduction": "sum"},
         {"use_prioritized_weights": False},
     ],
@@ -83,6 +85,39 @@ def test_the_fast_step_equals_the_general_path(kwargs, one_hot):
     for f, g in zip(fast_grads, general_grads):
         torch.testing.assert_close(f, g, rtol=0, atol=1e-6)
     torch.testing.assert_close(fast_data["td_error"], general_data["td_error"], rtol=0, atol=1e-6)
+    assert not fast_data["td_error"].requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float64])
+def test_a_one_hot_action_of_any_dtype_gives_the_general_paths_values(dtype):
+    loss = make_loss(one_hot=True)
+    loss.make_value_estimator("td0", gamma=0.9)
+    data = batch(one_hot=True)
+    data["action"] = data["action"].to(dtype)
+    general, general_grads, _ = run(loss, data.clone(), fast=False)
+    fast, fast_grads, _ = run(loss, data.clone(), fast=True)
+    assert torch.equal(fast, general)
+    for f, g in zip(fast_grads, general_grads):
+        assert torch.equal(f, g)
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2", "smooth_l1"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_distance_kernels_equal_the_functionals_and_pickle(distance, reduction):
+    import pickle
+
+    from tdrl.objectives._dqn_fast import distance_kernel
+
+    functional = {"l1": nn.functional.l1_loss, "l2": nn.functional.mse_loss, "smooth_l1": nn.functional.smooth_l1_loss}
+    a = torch.randn(64, requires_grad=True)
+    b = torch.randn(64) * 2
+    kernel = pickle.loads(pickle.dumps(distance_kernel(distance, reduction)))  # a loss holding its plan pickles
+    got = kernel(a, b)
+    (grad,) = torch.autograd.grad(got.sum(), a)
+    expected = functional[distance](a, b, reduction=reduction)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), a)
+    assert torch.equal(got, expected)
+    assert torch.equal(grad, expected_grad)
 
 
 def test_an_existing_td_error_entry_is_overwritten_in_place_with_the_general_paths_values():
@@ -94,6 +129,7 @@ def test_an_existing_td_error_entry_is_overwritten_in_place_with_the_general_pat
     data["td_error"] = stale  # a replay sample that carries the TD errors of an earlier update
     run(loss, data, fast=True)
     assert data["td_error"] is stale  # written into, as the general path's inplace set does
+    assert not stale.requires_grad
     torch.testing.assert_close(stale, general_data["td_error"], rtol=0, atol=1e-6)
 
 
