@@ -27,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -62,6 +63,7 @@ __all__ = [
     "foreach_copy_",
     "foreach_lerp_",
     "no_distribution_validation",
+    "loss_kernel",
 ]
 
 
@@ -574,3 +576,47 @@ def no_distribution_validation() -> Iterator[None]:
         yield
     finally:
         Distribution.set_default_validate_args(previous)
+
+
+# --- torch's loss kernels -------------------------------------------------------------------------------------------
+
+_REDUCTIONS = {"mean": 1, "sum": 2}  # the enum torch's loss kernels take (torch.nn._reduction)
+
+
+def _loss_kernel_of(distance: str, reduction: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The kernel ``F.mse_loss`` / ``F.smooth_l1_loss`` end in, with the reduction bound."""
+    enum = _REDUCTIONS[reduction]
+    # torch's stubs type the kernels' reduction as a str; they take the enum (an int), as F passes it
+    if distance == "l2":
+        return functools.partial(torch._C._nn.mse_loss, reduction=enum)  # type: ignore[arg-type]
+    return functools.partial(torch._C._nn.smooth_l1_loss, reduction=enum, beta=1.0)  # type: ignore[arg-type]
+
+
+def _loss_kernels_match() -> bool:
+    """Whether torch's loss kernels take (input, target, reduction enum) as ``F.mse_loss`` passes them."""
+    import torch.nn.functional as F
+
+    try:
+        a, b = torch.tensor([0.5, -2.0, 3.0]), torch.tensor([1.0, 0.0, 1.5])
+        return all(
+            torch.equal(_loss_kernel_of(name, r)(a, b), functional(a, b, reduction=r))
+            for name, functional in (("l2", F.mse_loss), ("smooth_l1", F.smooth_l1_loss))
+            for r in _REDUCTIONS
+        )
+    except Exception:  # a renamed kernel or a changed signature: the callers use the functional API
+        return False
+
+
+_LOSS_KERNELS = _loss_kernels_match()
+
+
+def loss_kernel(distance: str, reduction: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The kernel ``F.mse_loss`` (``"l2"``) or ``F.smooth_l1_loss`` ends in, or None.
+
+    On inputs of equal shape the functionals only add a broadcast (two views, two autograd
+    nodes) before calling it. None when the kernels differ from what this torch's
+    functionals pass them (checked once, at import), or for another distance or reduction.
+    """
+    if _LOSS_KERNELS and reduction in _REDUCTIONS and distance in ("l2", "smooth_l1"):
+        return _loss_kernel_of(distance, reduction)
+    return None

@@ -27,40 +27,13 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import Tensor, nn
 
-from tdrl._compat import td_read
+from tdrl._compat import loss_kernel, td_read
 from tdrl.modules._lean import hooks_free, skip_existing
 
 if TYPE_CHECKING:
     from tdrl.objectives.dqn import DQNLoss
 
 __all__ = ["FastPlan", "fast_plan", "fast_inputs", "values_network", "distance_kernel"]
-
-_REDUCTIONS = {"mean": 1, "sum": 2}  # the enum the loss kernels take (torch.nn._reduction)
-
-
-def _kernels_match() -> bool:
-    """Whether torch's loss kernels take (input, target, reduction enum) as ``F.mse_loss`` passes them."""
-    try:
-        a, b = torch.tensor([0.5, -2.0, 3.0]), torch.tensor([1.0, 0.0, 1.5])
-        return all(
-            torch.equal(distance_kernel_of(name, r)(a, b), functional(a, b, reduction=r))
-            for name, functional in (("l2", F.mse_loss), ("smooth_l1", F.smooth_l1_loss))
-            for r in _REDUCTIONS
-        )
-    except Exception:  # a renamed kernel or a changed signature: the functional API
-        return False
-
-
-def distance_kernel_of(distance: str, reduction: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """The kernel ``F.mse_loss`` / ``F.smooth_l1_loss`` end in, with the reduction bound."""
-    enum = _REDUCTIONS[reduction]
-    # torch's stubs type the kernels' reduction as a str; they take the enum (an int), as F passes it
-    if distance == "l2":
-        return partial(torch._C._nn.mse_loss, reduction=enum)  # type: ignore[arg-type]
-    return partial(torch._C._nn.smooth_l1_loss, reduction=enum, beta=1.0)  # type: ignore[arg-type]
-
-
-_KERNELS = _kernels_match()
 
 
 def distance_kernel(distance: str, reduction: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -71,8 +44,9 @@ def distance_kernel(distance: str, reduction: str) -> Callable[[Tensor, Tensor],
     kernel they end in, with the same arguments. Other distances, or a torch whose kernels
     differ, get the functional.
     """
-    if _KERNELS and reduction in _REDUCTIONS and distance in ("l2", "smooth_l1"):
-        return distance_kernel_of(distance, reduction)
+    kernel = loss_kernel(distance, reduction)
+    if kernel is not None:
+        return kernel
     functional = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}[distance]
     return partial(functional, reduction=reduction)
 
