@@ -90,7 +90,8 @@ def _nan_to_root(nxt: TensorDictBase, root: TensorDictBase, in_keys: list) -> Te
         if value.shape != fallback.shape:
             continue
         missing = torch.isnan(value)
-        if bool(missing.any()):
+        # compiled: no data-dependent branch (a graph break); the where is cheap either way
+        if torch.compiler.is_compiling() or bool(missing.any()):
             nxt.set(key, torch.where(missing, fallback, value))
     return nxt
 
