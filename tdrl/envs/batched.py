@@ -28,8 +28,8 @@ the same data, from worker processes (see its docstring).
 
 from __future__ import annotations
 
-from tdrl.envs._batched_base import EnvFactory
+from tdrl.envs._batched_base import EnvFactory as EnvFactory  # (the type was importable from here)
 from tdrl.envs._parallel import ParallelEnv
 from tdrl.envs._serial import SerialEnv
 
-__all__ = ["SerialEnv", "ParallelEnv", "EnvFactory"]
+__all__ = ["SerialEnv", "ParallelEnv"]

@@ -30,7 +30,7 @@ import torch
 from tensordict import TensorDictBase
 
 from tdrl._compat import td_read
-from tdrl.envs.transforms.transforms import Transform, _key_tuple, _unravel
+from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _unravel
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 __all__ = ["NextObservationDelta", "NextStateReconstructor"]
@@ -215,9 +215,8 @@ def _chain_transforms(env: object) -> list[Transform]:
         stack = [transform]
         while stack:
             t = stack.pop(0)
-            inner = t.__dict__.get("_modules", {}).get("transforms") if isinstance(t, Transform) else None
-            if inner is not None:  # a Compose
-                stack[:0] = list(inner)
+            if isinstance(t, Compose):
+                stack[:0] = list(t.transforms)
             else:
                 found.append(t)
         chain = getattr(base, "__dict__", {}).get("_chain")
