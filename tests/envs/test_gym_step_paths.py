@@ -8,6 +8,8 @@ fresh tensors at every step, since the collectors keep each step's tensors until
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ FLAGS = ("done", "terminated", "truncated")
 class _Probe(gym.Env):
     """Observation ``[t, t, t]`` at step ``t``; terminated at ``horizon``; records actions and resets."""
 
-    metadata: dict = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, action_space=None, obs_dtype=np.float32, horizon=5, reward=1.0, reuse_buffer=False):
         self.action_space = action_space if action_space is not None else S.Discrete(3)
@@ -74,7 +76,10 @@ ACTION_CASES = [
     (S.Box(-1.0, 1.0, (2,), np.float32), False, 2, np.ndarray),
     (S.MultiBinary(3), False, 1, np.ndarray),
 ]
-ACTION_IDS = ["one-hot", "index", "one-hot-skip", "index-skip", "multi-one-hot", "multi-index", "box", "box-skip", "bin"]
+ACTION_IDS = [
+    *("one-hot", "index", "one-hot-skip", "index-skip"),
+    *("multi-one-hot", "multi-index", "box", "box-skip", "bin"),
+]
 
 
 @pytest.mark.parametrize(("space", "categorical", "frame_skip", "kind"), ACTION_CASES, ids=ACTION_IDS)
@@ -104,7 +109,8 @@ def test_straight_through_one_hot_reaches_gymnasium_as_its_index_on_the_collecto
     probs = torch.tensor([0.2, 0.5, 0.3], requires_grad=True)
     td["action"] = torch.tensor([0.0, 0.0, 1.0]) + probs - probs.detach()
     env._step(td)
-    assert probe.actions == [2] and type(probe.actions[0]) is int
+    assert probe.actions == [2]
+    assert type(probe.actions[0]) is int
     td["action"] = torch.tensor([True, False, False])
     env._step(td)
     assert probe.actions[-1] == 0
@@ -128,14 +134,17 @@ def test_lean_and_general_paths_return_the_same_tensors(obs_dtype, reward):
         x, y = lean._step(a), general._step(b)
         assert set(x.keys()) == set(y.keys()) == {"observation", "reward", *FLAGS}
         for key in x.keys():
-            assert x[key].dtype == y[key].dtype and x[key].shape == y[key].shape, key
+            assert (x[key].dtype, x[key].shape) == (y[key].dtype, y[key].shape), key
             assert torch.equal(x[key], y[key]), key
         assert x["observation"].dtype == torch.from_numpy(np.zeros(1, obs_dtype)).dtype
         assert x["observation"].tolist() == [step + 1] * 3
-        assert x["reward"].dtype == torch.float32 and x["reward"].tolist() == [float(np.float32(reward))]
+        assert x["reward"].dtype == torch.float32
+        assert x["reward"].tolist() == [float(np.float32(reward))]
         for key in FLAGS:
-            assert x[key].dtype == torch.bool and x[key].shape == (1,)
-        assert x["terminated"].item() == x["done"].item() == (step == 2) and not x["truncated"].item()
+            assert x[key].dtype == torch.bool
+            assert x[key].shape == (1,)
+        assert x["terminated"].item() == x["done"].item() == (step == 2)
+        assert not x["truncated"].item()
     for out in (lean.reset(), general.reset()):
         assert out["observation"].tolist() == [0, 0, 0]
         assert all(out[key].dtype == torch.bool and out[key].shape == (1,) and not out[key].item() for key in FLAGS)
@@ -150,9 +159,11 @@ def test_every_step_returns_fresh_tensors_even_when_gymnasium_reuses_its_array(l
     root = env.reset()
     root["action"] = torch.tensor(1)
     first, second = env._step(root), env._step(root)
-    assert first["observation"].tolist() == [1, 1, 1] and second["observation"].tolist() == [2, 2, 2]
+    assert first["observation"].tolist() == [1, 1, 1]
+    assert second["observation"].tolist() == [2, 2, 2]
     probe.buffer[:] = -7  # gymnasium's array changes later: the tensors already returned do not
-    assert first["observation"].tolist() == [1, 1, 1] and root["observation"].tolist() == [0, 0, 0]
+    assert first["observation"].tolist() == [1, 1, 1]
+    assert root["observation"].tolist() == [0, 0, 0]
     for key in first.keys():
         assert first[key].data_ptr() != second[key].data_ptr(), key
     ptrs = [first[key].data_ptr() for key in first.keys()]
@@ -220,10 +231,21 @@ def test_actions_and_outputs_match_torchrl(space, categorical, frame_skip, kind)
         b, root_b = theirs.step_and_maybe_reset(b)
         for key in ("observation", "reward", *FLAGS):
             x, y = a["next", key], b["next", key]
-            assert x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y), key
+            assert (x.dtype, x.shape) == (y.dtype, y.shape), key
+            assert torch.equal(x, y), key
         a, b = root_a, root_b
     assert len(ours_probe.actions) == len(theirs_probe.actions)
     for got, want in zip(ours_probe.actions, theirs_probe.actions, strict=True):
         assert type(got) is type(want) is kind
         np.testing.assert_array_equal(got, want)
     assert ours_probe.resets == theirs_probe.resets
+
+
+@pytest.mark.parametrize("categorical", [False, True], ids=["one-hot", "index"])
+def test_policy_free_rollout_hands_gymnasium_python_ints(categorical):
+    probe = _Probe(S.Discrete(3), horizon=1000)
+    env = GymWrapper(probe, categorical_action_encoding=categorical)
+    ro = env.rollout(5)
+    assert all(type(a) is int for a in probe.actions)
+    indices = ro["action"].argmax(-1) if not categorical else ro["action"]
+    assert probe.actions == indices.tolist()

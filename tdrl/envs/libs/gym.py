@@ -6,6 +6,8 @@ MultiDiscrete -> MultiOneHot or MultiCategorical, MultiBinary -> Binary, Dict an
 ``terminated``/``truncated`` become the done keys. ``GymEnv(name, num_envs=N)`` wraps a
 gymnasium vector env with batch size ``[N]``; its autoreset is disabled and tdrl resets
 the finished sub-envs itself, so no frame of a finished episode leaks into the next.
+One env's Discrete action (one-hot or index) reaches gymnasium as a python ``int``, as
+TorchRL passes it; other actions as numpy arrays of the action spec's dtype.
 
 Examples:
     >>> env = GymEnv("Pendulum-v1")
@@ -488,7 +490,9 @@ class GymWrapper(EnvBase):
         if self.device.type != "cpu" or set(td.keys()) != {"observation", *self.done_keys}:
             return None
         actions = self.full_action_spec["action"].rand((max_steps,))
-        act_np = self._action_to_numpy(actions)
+        act_np: Any = self._action_to_numpy(actions)
+        if self._lean_decode != _AS_ARRAY:
+            act_np = act_np.tolist()  # python ints, as a step hands one env's Discrete action to gymnasium
         obs0 = td.get("observation")
         observation = torch.empty((max_steps, *obs0.shape), dtype=obs0.dtype)
         next_obs = torch.empty_like(observation)
