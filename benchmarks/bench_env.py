@@ -3,7 +3,7 @@
 Bar (issue 2): tdrl's rollout reaches >= 0.9x the raw loop's steps/s, in the same run.
 Both loops draw random actions and reset on done; tdrl also stores every step.
 
-The step and reset rows (issue 22, diagnostics) time one call in microseconds of thread CPU
+The step and reset rows (issue 22, "info" rows) time one call in microseconds of thread CPU
 time, medians over interleaved rounds (``median_cpu_us``), against the hand-written call in
 the same run:
 
@@ -138,6 +138,7 @@ def _hand_step(name: str, actions: list) -> Callable[[], None]:
 def _tdrl_step(name: str, actions: list, public: bool, **kwargs) -> Callable[[], None]:
     import numpy as np
 
+    from tdrl._compat import td_read as read
     from tdrl.envs.libs.gym import GymEnv
 
     env = GymEnv(name, **kwargs)
@@ -160,8 +161,8 @@ def _tdrl_step(name: str, actions: list, public: bool, **kwargs) -> Callable[[],
         i = state["i"]
         state["i"] = (i + 1) % len(tds)
         out = step(tds[i])
-        nxt = out.get("next") if public else out
-        if nxt.get("done").item():
+        nxt = read(out, "next") if public else out
+        if read(nxt, "done").item():  # (the collectors read the flag as cheaply)
             gym_reset()
 
     return call
@@ -185,7 +186,7 @@ def step_rows(rounds: int) -> list[dict]:
         ("GymEnv._step(td), CartPole-v1 index, us/step", "tdrl cartpole index _step", hc),
         (f"GymEnv._step(td), {ENV}, us/step", "tdrl idp _step", hi),
     ]
-    return [row(figure, us[name], ref, "us", "diagnostic", higher_is_better=False) for figure, name, ref in figures]
+    return [row(figure, us[name], ref, "us", "info", higher_is_better=False) for figure, name, ref in figures]
 
 
 # --- one reset --------------------------------------------------------------------------------------------------------
@@ -222,14 +223,14 @@ def reset_rows(rounds: int) -> list[dict]:
     us = median_cpu_us(fns, RESET_CALLS, rounds)
     hc, hi = us["hand cartpole"], us["hand idp"]
     return [
-        row("GymEnv.reset(), CartPole-v1, us/reset", us["tdrl cartpole"], hc, "us", "diagnostic", False),
-        row(f"GymEnv.reset(), {ENV}, us/reset", us["tdrl idp"], hi, "us", "diagnostic", False),
+        row("GymEnv.reset(), CartPole-v1, us/reset", us["tdrl cartpole"], hc, "us", "info", False),
+        row(f"GymEnv.reset(), {ENV}, us/reset", us["tdrl idp"], hi, "us", "info", False),
         row(
             f"TransformedEnv(seed's 3 transforms).reset(), {ENV}, us/reset",
             us["tdrl idp seed transforms"],
             hi,
             "us",
-            "diagnostic",
+            "info",
             False,
         ),
     ]
