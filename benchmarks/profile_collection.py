@@ -5,13 +5,16 @@ checked against its profile before and after. Not a timing benchmark: cProfile's
 overhead inflates Python-heavy code; use ``bench_collector`` and ``bench_offpolicy_e2e``
 for ratios.
 
+``--what breakdown-dqn`` does the same for the DQN collector (CartPole-v1, ``QValueActor`` +
+``EGreedyModule`` at the epsilon of ``profile_dqn_split``) against that script's hand loop.
+
 ``--what breakdown`` prints instead the seed collector's time per step split by part (the
 policy, gymnasium's step, the gym wrapper's conversion, the transforms, the recording, the
 next root and resets, the rest of the loop) next to the same split of the hand-written loop
 of ``bench_collector``. Each part is timed with ``time.process_time`` around its call, so
 the parts carry the timers' own cost (about a microsecond each); compare splits from one run.
 
-Run: ``python -m benchmarks.profile_collection [--what seed dqn update breakdown] [--top 25]``.
+Run: ``python -m benchmarks.profile_collection [--what seed dqn update breakdown breakdown-dqn] [--top 25]``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ def seed_collector(batches: int = 5):
     return lambda: [run() for _ in range(batches)]
 
 
-def dqn_collector(batches: int = 20):
+_LAST: dict = {}
+
+
+def dqn_collector(batches: int = 20, eps: float = 0.5):
     from tensordict.nn import TensorDictSequential
 
     from tdrl.collectors import SyncDataCollector
@@ -45,8 +51,9 @@ def dqn_collector(batches: int = 20):
     env.set_seed(0)
     net = MLP(in_features=4, out_features=2, num_cells=[256, 256], activation_class=nn.ReLU)
     actor = QValueActor(net, in_keys=["observation"], spec=env.action_spec)
-    explore = EGreedyModule(env.action_spec, eps_init=0.5, eps_end=0.5, annealing_num_steps=1)
+    explore = EGreedyModule(env.action_spec, eps_init=eps, eps_end=eps, annealing_num_steps=1)
     collector = SyncDataCollector(env, TensorDictSequential(actor, explore), frames_per_batch=256, total_frames=-1)
+    _LAST["dqn"] = collector
     it = iter(collector)
     next(it)
     return lambda: [next(it) for _ in range(batches)]
@@ -180,12 +187,90 @@ def _hand_parts(net: nn.Module, loc: torch.Tensor, scale: torch.Tensor, steps: i
     return clock() - start
 
 
+def breakdown_dqn(batches: int = 20, eps: float = 0.04) -> None:
+    """Microseconds per step of the DQN collector (CartPole-v1, 2x256 QValueActor + EGreedy) and of its hand loop."""
+    from tdrl.envs import _stepping
+
+    run = dqn_collector(batches, eps)
+    run()  # warm-up (the loop is built by dqn_collector's first batch)
+    collector = _LAST["dqn"]
+    loop, env = collector._loop, collector.env
+    acc: dict = defaultdict(float)
+    loop.policy = _timed(acc, "policy (QValueActor + EGreedy)", loop.policy)
+    loop._next_root = _timed(acc, "next root + resets", loop._next_root)
+    loop._stack = _timed(acc, "stack the batch", loop._stack)
+    env.reset = _timed(acc, "env.reset (incl. gymnasium)", env.reset)
+    env._env.step = _timed(acc, "gymnasium step", env._env.step)
+    env._step = _timed(acc, "gym wrapper _step (incl. gymnasium)", env._step)
+    recorder = _stepping.StepRecorder
+    record, record_and_carry = recorder.record, recorder.record_and_carry
+    recorder.record = _timed(acc, "record root", record)  # type: ignore[method-assign]
+    recorder.record_and_carry = _timed(acc, "record next", record_and_carry)  # type: ignore[method-assign]
+    try:
+        acc.clear()
+        start = time.process_time()
+        run()
+        total = time.process_time() - start
+    finally:
+        recorder.record, recorder.record_and_carry = record, record_and_carry  # type: ignore[method-assign]
+    steps = batches * 256
+    print(f"=== DQN collector: {total / steps * 1e6:.1f} us/step ===")
+    for label, value in acc.items():
+        print(f"  {label:38s} {value / steps * 1e6:7.1f}")
+    inner = {"gymnasium step", "env.reset (incl. gymnasium)"}  # counted in the wrapper's step and the next root
+    rest = total - sum(v for k, v in acc.items() if k not in inner)
+    print(f"  {'rest (loop, batch bookkeeping)':38s} {rest / steps * 1e6:7.1f}")
+    hand_parts: dict = defaultdict(float)
+    _hand_dqn_parts(steps // 5, eps, hand_parts)  # warm-up
+    hand_parts.clear()
+    total = _hand_dqn_parts(steps, eps, hand_parts)
+    print(f"=== hand DQN loop: {total / steps * 1e6:.1f} us/step ===")
+    for label, value in hand_parts.items():
+        print(f"  {label:38s} {value / steps * 1e6:7.1f}")
+
+
+def _hand_dqn_parts(steps: int, eps: float, parts: dict) -> float:
+    """``profile_dqn_split``'s hand collection loop with a timer around each part; returns the total CPU time."""
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    obs = torch.as_tensor(env.reset(seed=0)[0], dtype=torch.float32)
+    qnet = nn.Sequential(nn.Linear(4, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 2))
+    b_obs, b_next = torch.zeros(steps, 4), torch.zeros(steps, 4)
+    b_act, b_rew, b_term = torch.zeros(steps, dtype=torch.long), torch.zeros(steps), torch.zeros(steps)
+    gen = torch.Generator().manual_seed(0)
+    clock = time.process_time
+    start = clock()
+    with torch.no_grad():
+        for t in range(steps):
+            t0 = clock()
+            if torch.rand((), generator=gen).item() < eps:
+                action = int(torch.randint(2, (), generator=gen))
+            else:
+                action = int(qnet(obs).argmax())
+            t1 = clock()
+            next_np, reward, terminated, truncated, _ = env.step(action)
+            t2 = clock()
+            nxt = torch.as_tensor(next_np, dtype=torch.float32)
+            b_obs[t], b_next[t], b_act[t] = obs, nxt, action
+            b_rew[t], b_term[t] = float(reward), float(terminated)
+            t3 = clock()
+            if terminated or truncated:
+                nxt = torch.as_tensor(env.reset()[0], dtype=torch.float32)
+            obs = nxt
+            parts["policy"] += t1 - t0
+            parts["gymnasium step"] += t2 - t1
+            parts["store"] += t3 - t2
+            parts["reset"] += clock() - t3
+    return clock() - start
+
+
 WHAT = {"seed": seed_collector, "dqn": dqn_collector, "update": dqn_update}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--what", nargs="+", default=list(WHAT), choices=[*WHAT, "breakdown"])
+    parser.add_argument("--what", nargs="+", default=list(WHAT), choices=[*WHAT, "breakdown", "breakdown-dqn"])
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -194,6 +279,9 @@ def main() -> None:
     for name in args.what:
         if name == "breakdown":
             breakdown()
+            continue
+        if name == "breakdown-dqn":
+            breakdown_dqn()
             continue
         fn = WHAT[name]()
         fn()  # warm-up

@@ -53,6 +53,7 @@ __all__ = [
     "tdmodule_is_plain_call",
     "tdsequential_is_plain_call",
     "module_buffers",
+    "module_parameters",
     "parameter_slots",
     "fill_slots",
     "register_load_state_dict_pre_hook",
@@ -383,6 +384,19 @@ def module_buffers(module: nn.Module) -> dict[str, torch.Tensor | None]:
     if isinstance(buffers, dict):
         return buffers
     return {name: getattr(module, name, None) for name, _ in module.named_buffers(recurse=False)}  # pragma: no cover
+
+
+def module_parameters(module: nn.Module) -> dict[str, torch.Tensor | None]:
+    """The module's own registered parameters by name, ``None`` entries included (read on per-step paths).
+
+    ``module.weight`` goes through ``nn.Module.__getattr__`` (about a microsecond); this dict
+    holds the same tensors while the name is not also an instance attribute (tensordict's
+    ``to_module`` moves a swapped-in plain tensor there: callers check ``module.__dict__``).
+    """
+    params = getattr(module, "_parameters", None)
+    if isinstance(params, dict):
+        return params
+    return dict(module.named_parameters(recurse=False))  # pragma: no cover
 
 
 def _parameter_slots_work() -> bool:

@@ -245,11 +245,27 @@ class EnvBase(_EnvSpecs, _EnvChecks, _EnvRollouts, nn.Module):
             ``(tensordict, next_root)``: the stepped input (with ``"next"``) and the
             TensorDict to feed the policy at the following step.
         """
+        tensordict = self.step(tensordict)
+        layout = self._step_layout()  # NextObservationDelta: the step keeps ("next", "delta", k), not ("next", k)
+        return layout.recorded(tensordict), layout.next_root(self._next_root(tensordict))
+
+    def _step_layout(self) -> Any:
+        """The env's ``_DeltaLayout``, computed once per spec or transform change (not on every step).
+
+        It is cached beside the action checks, which every spec or transform change clears:
+        a cache made for the current checks is current. Without checks yet (``step`` not
+        called), it is computed each time.
+        """
+        checks = self._action_checks
+        cached = self.__dict__.get("_delta_layout_cache")
+        if cached is not None and checks is not None and cached[0] is checks:
+            return cached[1]
         from tdrl.envs.transforms.next_obs import _delta_layout  # (tdrl.envs.transforms imports tdrl.envs)
 
-        tensordict = self.step(tensordict)
-        layout = _delta_layout(self)  # NextObservationDelta: the step keeps ("next", "delta", k), not ("next", k)
-        return layout.recorded(tensordict), layout.next_root(self._next_root(tensordict))
+        layout = _delta_layout(self)
+        if checks is not None:  # (not nn.Module.__setattr__: slow, and this is no module state)
+            self.__dict__["_delta_layout_cache"] = (checks, layout)
+        return layout
 
     def _next_root(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The root of the step after ``tensordict`` (already stepped), done sub-envs reset."""

@@ -234,6 +234,11 @@ class LeanSequence:
         self.owners = owners
         self.inplace = getattr(policy, "inplace", None) is True
         self.out_keys = list(policy.out_keys)
+        # per module: a plain nn.Module, whose __call__ runs only its forward while no hook is registered
+        self.direct = [
+            not isinstance(step, list) and isinstance(step, torch.nn.Module) and type(step).__call__ is _MODULE_CALL
+            for step in steps
+        ]
 
     def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
         if skip_existing():
@@ -242,13 +247,18 @@ class LeanSequence:
             if has_forward_hooks(owner):
                 return self.policy(tensordict)
         current = tensordict
+        # call_direct's checks, the global ones once per call rather than once per module
+        plain = not global_module_hooks() and not torch.jit.is_tracing()
+        direct = self.direct
         for number, step in enumerate(self.steps):
             try:
                 if isinstance(step, list):
                     for lean in step:
                         lean(current)
+                elif plain and direct[number] and module_call_is_forward(step):
+                    current = step.forward(current)
                 else:
-                    current = call_direct(step, current)
+                    current = step(current)
             except Exception as err:
                 err.add_note(f"Failed while executing module '{number}'.")
                 raise

@@ -198,7 +198,7 @@ class EGreedyModule(TensorDictModuleBase):
         return idx.to(like.dtype).reshape(like.shape)
 
     def _one_coin_plan(self, action: torch.Tensor, lead: torch.Size, coin_shape: torch.Size) -> tuple | None:
-        """``(n, draw shape, draw dtype, one-hot dtype or None, scratch)`` for a one-coin step, else None.
+        """``(n, draw shape, draw dtype, one-hot dtype or None, scratch, coin)`` for a one-coin step, else None.
 
         A step is one coin and one index draw with one env and no mask.
 
@@ -220,12 +220,18 @@ class EGreedyModule(TensorDictModuleBase):
         # a greedy step's unused draw goes into this buffer: ``random_(0, n)`` takes the same
         # numbers from the generator as ``torch.randint(0, n, full)`` (``empty(full).random_(0, n)``)
         discard = torch.empty(full, dtype=dtype)
-        return cast("OneHot | Categorical", spec).space.n, full, dtype, one_hot_dtype, discard
+        # the coin is drawn into this scalar: ``uniform_()`` takes the same number from the generator as
+        # ``torch.rand(())`` (which is ``empty(()).uniform_()``), without a new tensor per step
+        coin = torch.empty(())
+        return cast("OneHot | Categorical", spec).space.n, full, dtype, one_hot_dtype, discard, coin
 
     def _one_coin_step(self, tensordict: TensorDictBase, action: torch.Tensor) -> TensorDictBase:
-        n, full, dtype, one_hot_dtype, discard = cast(tuple, self._one_coin)  # set by forward before this call
+        n, full, dtype, one_hot_dtype, discard, coin = cast(tuple, self._one_coin)  # set by forward before this call
+        if coin.dtype is not torch.get_default_dtype():  # torch.rand(()) draws in the default dtype
+            coin = torch.empty(())
+            self._one_coin = (n, full, dtype, one_hot_dtype, discard, coin)
         # float32 draws and a float32 eps compare the same as Python floats (both exact in a double)
-        if torch.rand(()).item() < module_buffers(self)["eps"].item():  # type: ignore[union-attr]
+        if coin.uniform_().item() < module_buffers(self)["eps"].item():  # type: ignore[union-attr]
             random = torch.randint(0, n, full, dtype=dtype)
             td_write(
                 tensordict, self.action_key, random if one_hot_dtype is None else one_hot(random, n, one_hot_dtype)

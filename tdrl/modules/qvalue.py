@@ -161,6 +161,7 @@ class QValueModule(TensorDictModuleBase):
             self.action_space == "categorical" and leaf is not None and leaf.ndim > 0 and leaf.shape[-1] == 1
         )
         self._eye: torch.Tensor | None = None  # the last identity used for a one-env one-hot action
+        self._rows: tuple[torch.Tensor, ...] | None = None  # its rows (views), when it is on the CPU
 
     @property
     def spec(self) -> Composite | None:
@@ -182,6 +183,11 @@ class QValueModule(TensorDictModuleBase):
                 eye = self._eye
                 if eye is None or eye.shape[0] != n or eye.device != values.device:
                     eye = self._eye = _identity(n, self._dtype, values.device)
+                    self._rows = eye.unbind(0) if eye.device.type == "cpu" else None
+                rows = self.__dict__.get("_rows")  # (absent from a module pickled before it existed)
+                # on the CPU the index is a number at no cost: copy that row (a new tensor); graph captures keep the op
+                if rows is not None and not torch.compiler.is_compiling():
+                    return rows[int(idx)].clone(), chosen
                 return eye.index_select(0, idx).view(n), chosen
             return one_hot(idx.squeeze(-1), n, self._dtype), chosen
         action = idx if self._keepdim else idx.squeeze(-1)
@@ -292,7 +298,11 @@ class QValueActor(TensorDictSequential):
         self._lean_steps = lean_steps(module, owners)
         self._lean_owners = owners
         self.__dict__["_head"] = head  # a plain reference: the head is registered as module[-1]
-        self.__dict__["_fused"] = _fused_step(self._lean_steps, head)
+        fused = self.__dict__["_fused"] = _fused_step(self._lean_steps, head)
+        # a plain nn.Module network: its forward is what its __call__ runs when it has no hooks
+        self.__dict__["_net_direct"] = (
+            fused is not None and isinstance(fused.net, nn.Module) and type(fused.net).__call__ is nn.Module.__call__
+        )
 
     @property
     def spec(self) -> Composite | None:
@@ -345,7 +355,12 @@ class QValueActor(TensorDictSequential):
         obs = td_read(tensordict, step.in_keys[0])
         if obs is None:
             return False  # the general path names the missing key
-        values = call_direct(step.net, obs)
+        net = step.net
+        # the hooks and tracing that call_direct asks about were checked above: only the network's own hooks remain
+        if self.__dict__.get("_net_direct") and module_call_is_forward(cast(nn.Module, net)):
+            values = cast(nn.Module, net).forward(obs)
+        else:
+            values = net(obs)
         if not isinstance(values, torch.Tensor):
             step.write(tensordict, values)  # the lean step's own handling of other outputs
             values = td_read(tensordict, head.action_value_key)

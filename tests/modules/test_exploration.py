@@ -405,6 +405,29 @@ def test_egreedy_one_env_draws_equal_the_general_formula(space):
     assert 0 < (mine != encode(greedy)).reshape(200, -1).any(-1).sum() < 200  # some steps explored, some not
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_egreedy_one_env_coin_follows_the_default_dtype(dtype):
+    """The one-env coin is torch.rand(()) in the default dtype at the call, also when it changes between calls."""
+    spec = Categorical(4)
+    module = EGreedyModule(spec, 0.5, 0.5, annealing_num_steps=1)
+    previous = torch.get_default_dtype()
+    try:
+        with set_exploration_type(ExplorationType.RANDOM):
+            module(TensorDict(action=torch.tensor(0), batch_size=[]))  # the one-env layout, planned in float32
+            torch.set_default_dtype(dtype)
+            torch.manual_seed(11)
+            mine = [int(module(TensorDict(action=torch.tensor(0), batch_size=[]))["action"]) for _ in range(64)]
+            torch.manual_seed(11)
+            expected = []
+            for _ in range(64):
+                coin = torch.rand(()) < torch.tensor(0.5)
+                expected.append(int(torch.where(coin, spec.rand(), torch.tensor(0))))
+    finally:
+        torch.set_default_dtype(previous)
+    assert mine == expected
+    assert 0 < sum(a != 0 for a in mine) < 64
+
+
 @pytest.mark.parametrize("space", sorted(ONE_ENV_SPECS))
 def test_egreedy_one_env_equals_torchrl_step_by_step(space):
     trl = pytest.importorskip("torchrl.modules")

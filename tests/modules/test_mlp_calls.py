@@ -84,3 +84,26 @@ def test_a_layer_backward_hook_still_fires():
     mlp(torch.randn(3, 4)).sum().backward()
     handle.remove()
     assert seen == [torch.Size([3, 8])]
+
+
+def test_swapped_and_replaced_parameters_are_the_ones_used():
+    """The layers' parameters are read where Module.__getattr__ would find them: swaps and replacements count."""
+    from tensordict import TensorDict
+
+    mlp = _mlp()
+    x = torch.randn(3, 4)
+    zeros = TensorDict.from_module(mlp).detach().apply(torch.zeros_like)
+    with zeros.to_module(mlp):  # plain tensors swapped in (tensordict keeps them as instance attributes)
+        assert torch.equal(mlp(x), torch.zeros(3, 3))
+        assert torch.equal(mlp(x), _layerwise(mlp, x))
+    assert torch.equal(mlp(x), _layerwise(mlp, x))
+    mlp[0].weight = nn.Parameter(torch.ones(8, 4))  # a new parameter object
+    assert torch.equal(mlp(x), _layerwise(mlp, x))
+    no_bias = MLP(in_features=4, out_features=3, num_cells=[8], activation_class=nn.ReLU, bias_last_layer=False)
+    assert no_bias[-1].bias is None
+    assert torch.equal(no_bias(x), _layerwise(no_bias, x))
+    functional = torch.func.functional_call(mlp, {"0.weight": torch.zeros(8, 4), "0.bias": torch.zeros(8)}, (x,))
+    expected = torch.zeros(3, 8)  # relu(first layer) with zero weights and bias
+    for layer in list(mlp)[2:]:
+        expected = layer(expected)
+    assert torch.equal(functional, expected)

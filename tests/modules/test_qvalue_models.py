@@ -117,6 +117,25 @@ def test_qvalue_actor_one_step_path_equals_the_module_by_module_path(spec, batch
         assert fused[key].dtype == reference[key].dtype, key
 
 
+@pytest.mark.parametrize("dtype", [torch.long, torch.bool])
+def test_one_env_one_hot_actions_are_new_tensors(dtype):
+    """One env's one-hot action is a copy of an identity row: equal to one_hot, sharing memory with nothing."""
+    actor = QValueActor(nn.Linear(4, 3), spec=OneHot(3, dtype=dtype))
+    obs = torch.randn(4)
+    first = actor(TensorDict(observation=obs))["action"]
+    second = actor(TensorDict(observation=obs))["action"]
+    index = int(actor.module[0](TensorDict(observation=obs))["action_value"].argmax())
+    expected = torch.nn.functional.one_hot(torch.tensor(index), 3).to(dtype)
+    assert torch.equal(first, expected)
+    assert torch.equal(second, expected)
+    assert first.dtype == dtype
+    assert first.shape == (3,)
+    assert first.is_contiguous()
+    assert first.data_ptr() != second.data_ptr()
+    first.zero_()  # writing into a step's action changes neither the next step's nor the cached identity
+    assert torch.equal(actor(TensorDict(observation=obs))["action"], expected)
+
+
 def test_qvalue_actor_one_step_path_respects_head_hooks_and_missing_keys():
     actor = QValueActor(nn.Linear(4, 2), spec=OneHot(2))
     seen = []

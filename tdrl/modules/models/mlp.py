@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tdrl._compat import global_module_hooks, module_call_is_forward
+from tdrl._compat import global_module_hooks, module_call_is_forward, module_parameters
 from tdrl.modules.models.utils import per_layer_kwargs
 
 __all__ = ["MLP"]
@@ -51,7 +51,12 @@ def _call_plain(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     kind = type(layer)
     if (kind is nn.Linear or kind is nn.ReLU) and module_call_is_forward(layer):
         if kind is nn.Linear:
-            return F.linear(x, cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias))  # its forward
+            # its forward, with the parameters read from the module's parameter dict (not Module.__getattr__)
+            params, own = module_parameters(layer), layer.__dict__
+            weight = params.get("weight")
+            if weight is not None and "bias" in params and "weight" not in own and "bias" not in own:
+                return F.linear(x, weight, params["bias"])
+            return F.linear(x, cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias))
         if not layer.inplace:
             return torch.relu(x)  # ReLU.forward's call (F.relu, not in place)
     return layer(x)
