@@ -34,7 +34,8 @@ from tensordict import TensorDictBase
 
 from tdrl._compat import td_read
 from tdrl.envs.common import EnvBase
-from tdrl.envs.transforms.transforms import Compose, Transform
+from tdrl.envs.transforms.compose import Compose
+from tdrl.envs.transforms.transforms import Transform
 
 __all__ = ["TransformedEnv"]
 
