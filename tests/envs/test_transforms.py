@@ -317,9 +317,10 @@ def test_replacing_the_transform_with_a_bad_one_is_undone():
 
 def test_transform_lives_in_one_chain():
     t = StepCounter()
-    TransformedEnv(CountingEnv(), t)
+    env = TransformedEnv(CountingEnv(), t)  # (kept: the link to the container is weak, as in TorchRL)
     with pytest.raises(ValueError, match=r"already attached.*clone"):
         TransformedEnv(CountingEnv(), t)
+    assert env.transform is t
 
 
 def test_forward_missing_key():

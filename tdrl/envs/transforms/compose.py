@@ -10,7 +10,7 @@ from tensordict import TensorDictBase
 from torch import nn
 
 from tdrl.envs.transforms._callable import _as_transform
-from tdrl.envs.transforms.transforms import Transform, _slot
+from tdrl.envs.transforms.transforms import Transform, _link_container, _slot
 from tdrl.specs import Composite, NestedKey
 
 __all__ = ["Compose"]
@@ -132,7 +132,7 @@ class Compose(Transform):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         for t in self.transforms:
-            t.__dict__["_container"] = self
+            _link_container(t, self)
 
     # --- hooks -----------------------------------------------------------------------
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -160,17 +161,21 @@ class Transform(nn.Module):
             )
 
     # --- where the transform lives ----------------------------------------------------
+    # The link to the container is a weak reference: the container holds the transform, so a
+    # strong link back would make a reference cycle, and a TransformedEnv (with the ParallelEnv
+    # workers it owns) would then be freed only by Python's cycle collector, not when the last
+    # reference goes.
     @property
     def container(self) -> Any:
         """The ``Compose`` or ``TransformedEnv`` holding this transform (None when standalone)."""
-        return self.__dict__.get("_container")
+        return _container_of(self)
 
     def set_container(self, container: Any) -> None:
         """Attach to ``container``; raises if the transform already lives elsewhere."""
-        current = self.__dict__.get("_container")
+        current = _container_of(self)
         if current is not None and current is not container:
             raise ValueError(_ALREADY_ATTACHED.format(name=type(self).__name__, other=type(current).__name__))
-        self.__dict__["_container"] = container
+        _link_container(self, container)
 
     def reset_parent(self) -> None:
         """Detach from its container."""
@@ -204,7 +209,7 @@ class Transform(nn.Module):
 
         node: Any = self
         while node is not None and not isinstance(node, TransformedEnv):
-            node = node.__dict__.get("_container") if isinstance(node, Transform) else None
+            node = _container_of(node) if isinstance(node, Transform) else None
         return node
 
     def _notify_spec_change(self) -> None:
@@ -430,6 +435,17 @@ class Transform(nn.Module):
     def dump(self, **kwargs: Any) -> None:
         """Write out what the transform has recorded (a no-op but for recorders such as ``VideoRecorder``)."""
         del kwargs
+
+
+def _container_of(transform: Transform) -> Any:
+    """The container ``transform`` is linked to (None when standalone, or when the container is gone)."""
+    ref = transform.__dict__.get("_container")
+    return None if ref is None else ref()
+
+
+def _link_container(transform: Transform, container: Any) -> None:
+    """Link ``transform`` to ``container`` by a weak reference (no cycle: see ``Transform.container``)."""
+    transform.__dict__["_container"] = weakref.ref(container)
 
 
 def _spec_keys(spec: Composite, slots: tuple) -> list:
