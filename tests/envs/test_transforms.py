@@ -340,7 +340,7 @@ def test_step_without_reset_entries():
     ("make", "match"),
     [
         (lambda: ObservationNorm(loc=0.0), "both loc and scale"),
-        (lambda: ObservationNorm(loc=0.0, scale=0.0), "non-zero"),
+        (lambda: ObservationNorm(loc=0.0, scale=0.0, standard_normal=True), "non-zero"),
         (lambda: StepCounter(max_steps=0), "positive int"),
         (lambda: CatFrames(N=2, dim=1), "negative int"),
         (lambda: Transform(in_keys=["a", "b"], out_keys=["c"]), "same length"),
