@@ -65,7 +65,7 @@ def _allocate_missing_stats(module: ObservationNorm, state_dict: dict, prefix: s
         value = state_dict.get(prefix + name)
         if getattr(module, name) is None and value is not None:
             setattr(module, name, torch.empty_like(value))
-    state_dict.setdefault(prefix + "standard_normal", module.standard_normal.clone())
+    state_dict.setdefault(prefix + "standard_normal", cast(torch.Tensor, module.standard_normal).clone())
 
 
 def _mirror_standard_normal(module: ObservationNorm, incompatible_keys: Any) -> None:
@@ -151,7 +151,7 @@ class ObservationNorm(Transform):
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "standard_normal" and "_affine" in self.__dict__:
             # a bool is accepted too (TorchRL takes a tensor only); the step-time mirror follows
-            value = torch.tensor(bool(value), device=self._buffers["standard_normal"].device)
+            value = torch.tensor(bool(value), device=cast(torch.Tensor, self._buffers["standard_normal"]).device)
             self.__dict__["_affine"] = not bool(value)
         super().__setattr__(name, value)
 
