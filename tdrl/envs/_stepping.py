@@ -19,15 +19,13 @@ Examples:
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_unchecked
+from tdrl._gc import gc_paused  # (re-exported: the collectors import it from here)
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
 
@@ -42,28 +40,6 @@ __all__ = [
     "ActionRunner",
     "gc_paused",
 ]
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a batch of steps is recorded (restored after, also on error).
-
-    A batch keeps every step's tensors alive until it is stacked, so the collector's
-    youngest generation fills with objects that are not garbage: each collection scans
-    them and promotes them to the older generations, whose full collections then grow
-    with every batch (tens of milliseconds each once a training script holds a replay
-    buffer and a model). tdrl's stepping creates no reference cycles; those an env or a
-    policy creates are collected once the batch is done. Reentrant: an inner pause leaves
-    the collector as the outer one set it.
-    """
-    enabled = gc.isenabled()
-    if enabled:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def td_from_flat(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:

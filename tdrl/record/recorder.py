@@ -30,7 +30,8 @@ from tensordict import TensorDictBase
 
 from tdrl._compat import td_read
 from tdrl.envs.libs._render import render_error
-from tdrl.envs.transforms.transforms import Compose, Transform
+from tdrl.envs.transforms.compose import Compose
+from tdrl.envs.transforms.transforms import Transform
 from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec, Unbounded
 
 __all__ = ["VideoRecorder", "PixelRenderTransform"]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -193,7 +195,35 @@ def test_from_pixels_mujoco():
     td = env.rand_step(env.reset())
     assert td["next", "pixels"].shape == (32, 32, 3)
     assert td["next", "pixels"].dtype == torch.uint8
-    assert "observation" in td.keys()
+    assert "observation" not in td.keys()  # pixels_only=True by default, as TorchRL's GymEnv
+    env.close()
+    env = GymEnv("InvertedPendulum-v5", from_pixels=True, pixels_only=False, width=32, height=32)
+    td = env.rand_step(env.reset())
+    assert td["next", "pixels"].shape == (32, 32, 3)
+    assert td["next", "observation"].shape == (4,)
+    env.close()
+
+
+def test_from_pixels_drops_the_observation_unless_pixels_only_is_false():
+    # TorchRL 0.14.1: GymEnv(..., from_pixels=True) defaults to pixels_only=True; GymWrapper to False
+    env = GymEnv("CartPole-v1", from_pixels=True)
+    assert env.pixels_only
+    assert sorted(env.observation_spec.keys()) == ["pixels"]
+    assert sorted(env.reset().exclude("done", "terminated", "truncated").keys()) == ["pixels"]
+    env.close()
+    env = GymEnv("CartPole-v1", from_pixels=True, pixels_only=False)
+    assert sorted(env.observation_spec.keys()) == ["observation", "pixels"]
+    assert env.rollout(2)["next", "observation"].shape == (2, 4)
+    env.close()
+    wrapped = GymWrapper(gym.make("CartPole-v1", render_mode="rgb_array"), from_pixels=True)
+    assert sorted(wrapped.observation_spec.keys()) == ["observation", "pixels"]
+    wrapped.close()
+
+
+def test_pixels_only_without_pixels_is_ignored_by_gym_env():
+    env = GymEnv("CartPole-v1", pixels_only=True)  # TorchRL ignores it too (GymWrapper refuses it)
+    assert not env.pixels_only
+    assert sorted(env.observation_spec.keys()) == ["observation"]
     env.close()
 
 
@@ -284,6 +314,20 @@ def test_available_envs_lists_gymnasium_registry_sorted():
 def test_available_envs_match_torchrl():
     torchrl_gym = pytest.importorskip("torchrl.envs.libs.gym")
     assert GymEnv.available_envs == torchrl_gym.GymEnv.available_envs
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"pixels_only": True}, {"pixels_only": False}], ids=["default", "only", "both"])
+def test_from_pixels_keys_match_torchrl(kwargs):
+    torchrl_gym = pytest.importorskip("torchrl.envs.libs.gym")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = torchrl_gym.GymEnv("CartPole-v1", from_pixels=True, **kwargs)
+    ours = GymEnv("CartPole-v1", from_pixels=True, **kwargs)
+    assert sorted(ours.observation_spec.keys(True, True)) == sorted(theirs.observation_spec.keys(True, True))
+    assert sorted(ours.reset().keys(True, True)) == sorted(theirs.reset().keys(True, True))
+    assert ours.pixels_only == theirs.pixels_only
+    theirs.close()
+    ours.close()
 
 
 def test_public_attributes_of_the_gymnasium_env_are_read_through():

@@ -17,7 +17,9 @@ def gc_enabled():
     was = gc.isenabled()
     gc.enable()
     yield
-    if not was:
+    if was:  # (a test may have turned it off)
+        gc.enable()
+    else:
         gc.disable()
 
 

@@ -317,9 +317,10 @@ def test_replacing_the_transform_with_a_bad_one_is_undone():
 
 def test_transform_lives_in_one_chain():
     t = StepCounter()
-    TransformedEnv(CountingEnv(), t)
+    env = TransformedEnv(CountingEnv(), t)  # (kept: the link to the container is weak, as in TorchRL)
     with pytest.raises(ValueError, match=r"already attached.*clone"):
         TransformedEnv(CountingEnv(), t)
+    assert env.transform is t
 
 
 def test_forward_missing_key():
@@ -339,7 +340,7 @@ def test_step_without_reset_entries():
     ("make", "match"),
     [
         (lambda: ObservationNorm(loc=0.0), "both loc and scale"),
-        (lambda: ObservationNorm(loc=0.0, scale=0.0), "non-zero"),
+        (lambda: ObservationNorm(loc=0.0, scale=0.0, standard_normal=True), "non-zero"),
         (lambda: StepCounter(max_steps=0), "positive int"),
         (lambda: CatFrames(N=2, dim=1), "negative int"),
         (lambda: Transform(in_keys=["a", "b"], out_keys=["c"]), "same length"),

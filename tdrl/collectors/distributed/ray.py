@@ -15,7 +15,10 @@ batch per request (see :mod:`tdrl.collectors.distributed._actor`). The driver:
 - pushes weights through Ray's object store: one ``ray.put`` of a TensorDict of the
   parameters, whose reference every actor receives (one put, many gets).
 
-Faults: an actor that dies (or whose collector raises) is killed and built again, up to
+Faults: an exception raised by the user's code in an actor (the env's, the policy's, a
+``postproc``'s) is raised at once, the remote traceback in its message, and the collector is
+shut down: it would raise again if retried, as TorchRL's, which never retries, raises it.
+An actor that dies (or a node lost, or an object lost with it) is killed and built again, up to
 ``max_restarts`` times per collector; the batch it owed is asked of the new actor (the
 frames of the lost batch were never handed out: nothing is duplicated), which first
 loads the newest weights pushed and, if the collector was seeded, a seed of its own.
@@ -69,6 +72,17 @@ def _summary(err: BaseException) -> str:
         return type(err).__name__
     cause = getattr(err, "cause", None)
     return f"{type(err).__name__}: {lines[-1] if isinstance(cause, BaseException) else lines[0]}"
+
+
+def _user_error(ray: ModuleType, err: BaseException | None) -> bool:
+    """Whether ``err`` is an exception the user's code raised in an actor (deterministic: not retried).
+
+    A dead actor, a lost node or object, an out-of-memory kill: Ray's own errors, worth a new actor.
+    A task error whose cause is one of those (the actor's code waited on a lost object) is too.
+    """
+    if not isinstance(err, ray.exceptions.RayTaskError):
+        return False
+    return not isinstance(getattr(err, "cause", None), ray.exceptions.RayError)
 
 
 class _Batches(Iterator[TensorDictBase]):
@@ -145,8 +159,10 @@ class RayCollector(DataCollectorBase):
             else the cluster last started on this machine, else a new local one). Ignored if
             Ray is already initialized. A Ray runtime the collector started is shut down by
             :meth:`shutdown`; one it found running is left running.
-        max_restarts: how many times each collector's actor is rebuilt after dying (or
-            raising) before the collector gives up with ``RuntimeError``.
+        max_restarts: how many times each collector's actor is rebuilt after dying (a
+            crash, a kill, a lost node) before the collector gives up with ``RuntimeError``.
+            An exception raised by the env's or the policy's code is not retried: it is
+            raised at once (see Raises).
         timeout: seconds to wait for an actor (to start, or for a batch) before ``TimeoutError``.
 
     Raises:
@@ -156,6 +172,10 @@ class RayCollector(DataCollectorBase):
         TypeError: ``create_env_fn`` is not callable, or ``collector_class`` is not a tdrl collector.
         ImportError: Ray is not installed (``pip install "tdrl[ray]"``).
         RuntimeError: an actor could not be built, or failed more than ``max_restarts`` times.
+        ray.exceptions.RayTaskError: the env's or the policy's code raised in an actor (the
+            first time: it is not retried); the error is also an instance of the raised
+            exception's class (``except ValueError`` catches a remote ``ValueError``), its
+            message holds the remote traceback, and the collector is shut down.
 
     Examples:
         >>> from tdrl.testing import CountingEnv
@@ -346,6 +366,8 @@ class RayCollector(DataCollectorBase):
                 self._ready(i)
                 break
             except RuntimeError as failed:
+                if _user_error(ray, failed.__cause__):  # the rebuilt actor's create_env_fn raised: it would again
+                    self._raise_user_error(i, cast(BaseException, failed.__cause__))
                 err = failed
         self._acks.pop(i, None)
         self._id_base[i] = self._next_id[i]  # the new actor numbers its trajectories from 0 again
@@ -357,6 +379,22 @@ class RayCollector(DataCollectorBase):
             actor.set_seed.remote(seed + _RESEED_STRIDE * self._generation[i])
         if i in self._pending:
             self._pending[i] = self._ask(i)
+
+    def _raise_user_error(self, i: int, err: BaseException) -> None:
+        """Shut down and raise ``err``, which the user's code raised in collector ``i``'s actor (not retried).
+
+        Raised as Ray gives it: an instance of the remote exception's class too, with the
+        remote traceback in its message; a note names the collector.
+        """
+        summary = _summary(err)
+        self.shutdown()
+        self._closed = f"RayCollector was shut down after collector {i}'s env or policy raised: {summary}"
+        if hasattr(err, "add_note"):  # Python >= 3.11
+            err.add_note(
+                f"RayCollector: raised by collector {i}'s env or policy code in its actor; not retried "
+                "(max_restarts is for dead actors and lost nodes). The collector was shut down."
+            )
+        raise err
 
     def _wait_one(self) -> int:
         """The collector whose pending request finished first (TimeoutError after ``timeout`` seconds)."""
@@ -385,6 +423,8 @@ class RayCollector(DataCollectorBase):
         except ray.exceptions.GetTimeoutError:
             raise TimeoutError(f"RayCollector: collector {i}'s batch was unreadable for {self.timeout:g}s.") from None
         except ray.exceptions.RayError as err:
+            if _user_error(ray, err):
+                self._raise_user_error(i, err)
             self._restart(i, err)
             return None
         del self._pending[i]
@@ -424,6 +464,8 @@ class RayCollector(DataCollectorBase):
             try:
                 ray.get(ref, timeout=self.timeout)
             except ray.exceptions.RayError as err:
+                if _user_error(ray, err):
+                    self._raise_user_error(i, err)
                 self._restart(i, err)
         self._round.clear()
 

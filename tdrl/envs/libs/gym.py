@@ -594,7 +594,9 @@ class GymEnv(GymWrapper):
         device: where output tensors live.
         frame_skip: repeat each action this many times.
         from_pixels: add rendered ``"pixels"`` (the env is made with ``render_mode="rgb_array"``).
-        pixels_only: keep only the pixels.
+        pixels_only: with ``from_pixels``, keep only the pixels (default ``True``, as TorchRL's
+            ``GymEnv``: no ``"observation"``); ``False`` keeps the state observation too.
+            Ignored without ``from_pixels`` (``GymWrapper``'s default is ``False``).
         info_keys: ``info`` entries to copy into the output.
         **kwargs: passed to ``gymnasium.make``.
 
@@ -617,7 +619,7 @@ class GymEnv(GymWrapper):
         device: Any = None,
         frame_skip: int = 1,
         from_pixels: bool = False,
-        pixels_only: bool = False,
+        pixels_only: bool = True,
         info_keys: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -640,7 +642,7 @@ class GymEnv(GymWrapper):
             device=device,
             frame_skip=frame_skip,
             from_pixels=from_pixels,
-            pixels_only=pixels_only,
+            pixels_only=pixels_only and from_pixels,  # (as TorchRL's: no meaning without pixels)
             info_keys=info_keys,
         )
 

@@ -16,6 +16,7 @@ from tdrl.envs.transforms.auto_reset import AutoResetEnv, AutoResetTransform
 from tdrl.envs.transforms.batch_size import BatchSizeTransform
 from tdrl.envs.transforms.burn_in import BurnInTransform
 from tdrl.envs.transforms.checks import FiniteTensorDictCheck
+from tdrl.envs.transforms.compose import Compose
 from tdrl.envs.transforms.counters import Timer, TrajCounter
 from tdrl.envs.transforms.device import DeviceCastTransform
 from tdrl.envs.transforms.empty_specs import RemoveEmptySpecs
@@ -52,7 +53,7 @@ from tdrl.envs.transforms.skip import ConditionalSkip
 from tdrl.envs.transforms.stack import Stack
 from tdrl.envs.transforms.step import CatFrames, FrameSkipTransform, InitTracker, StepCounter
 from tdrl.envs.transforms.terminate import TerminateTransform
-from tdrl.envs.transforms.transforms import Compose, Transform
+from tdrl.envs.transforms.transforms import Transform
 from tdrl.envs.transforms.truncation import RandomTruncationTransform
 from tdrl.envs.transforms.unary import UnaryTransform
 from tdrl.envs.transforms.vecnorm import VecNormV2

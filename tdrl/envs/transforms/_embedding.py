@@ -27,11 +27,12 @@ from torch import nn
 
 from tdrl._compat import td_read, td_write
 from tdrl.envs.transforms._resnet import resnet
+from tdrl.envs.transforms.compose import Compose
 from tdrl.envs.transforms.image import Resize, ToTensorImage
 from tdrl.envs.transforms.keys import CatTensors, UnsqueezeTransform
 from tdrl.envs.transforms.norm import ObservationNorm
 from tdrl.envs.transforms.shape import FlattenObservation
-from tdrl.envs.transforms.transforms import Compose, Transform, _leaf
+from tdrl.envs.transforms.transforms import Transform, _leaf
 from tdrl.specs import Composite, NestedKey, Unbounded
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)

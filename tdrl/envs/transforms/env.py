@@ -34,7 +34,8 @@ from tensordict import TensorDictBase
 
 from tdrl._compat import td_read
 from tdrl.envs.common import EnvBase
-from tdrl.envs.transforms.transforms import Compose, Transform
+from tdrl.envs.transforms.compose import Compose
+from tdrl.envs.transforms.transforms import Transform, _link_container
 
 __all__ = ["TransformedEnv"]
 
@@ -206,7 +207,7 @@ class TransformedEnv(EnvBase):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         if self.__dict__.get("_link", True):
-            self.transform.__dict__["_container"] = self  # not nn.Module's setattr: no env-in-transform cycle
+            _link_container(self.transform, self)  # not nn.Module's setattr: no env-in-transform cycle
 
     @property
     def batch_locked(self) -> bool:  # type: ignore[override]

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import torch
 from tensordict import TensorDictBase
 
-from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _leaf, _slot, _unravel  # noqa: F401 (doctests)
+from tdrl.envs.transforms.compose import Compose  # noqa: F401 (doctests)
+from tdrl.envs.transforms.transforms import Transform, _key_tuple, _leaf, _slot, _unravel
 from tdrl.envs.utils import DONE_KEYS
 from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec, Unbounded
 

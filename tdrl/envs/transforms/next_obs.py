@@ -30,7 +30,8 @@ import torch
 from tensordict import TensorDictBase
 
 from tdrl._compat import td_read
-from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _unravel
+from tdrl.envs.transforms.compose import Compose
+from tdrl.envs.transforms.transforms import Transform, _key_tuple, _unravel
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 __all__ = ["NextObservationDelta", "NextStateReconstructor"]

@@ -57,19 +57,37 @@ def _as_buffer(value: Any) -> torch.Tensor | None:
 
 
 def _allocate_missing_stats(module: ObservationNorm, state_dict: dict, prefix: str, *args: Any) -> None:
-    """Before loading: give an uninitialized ``loc``/``scale`` a tensor the saved one can be copied into."""
+    """Before loading: give an uninitialized ``loc``/``scale`` a tensor the saved one can be copied into.
+
+    A state saved while ``standard_normal`` was not a buffer yet lacks it: the module's own is kept.
+    """
     for name in ("loc", "scale"):
         value = state_dict.get(prefix + name)
         if getattr(module, name) is None and value is not None:
             setattr(module, name, torch.empty_like(value))
+    state_dict.setdefault(prefix + "standard_normal", cast(torch.Tensor, module.standard_normal).clone())
+
+
+def _mirror_standard_normal(module: ObservationNorm, incompatible_keys: Any) -> None:
+    """After loading: refresh the Python bool read at each step (no device sync per step)."""
+    del incompatible_keys
+    module.__dict__["_affine"] = not bool(module.standard_normal)
 
 
 class ObservationNorm(Transform):
     """Affine normalization: ``(x - loc) / scale`` (``standard_normal=True``) or ``x * scale + loc``.
 
-    ``loc`` and ``scale`` are buffers (saved in ``state_dict``). Leave them unset and
-    call :meth:`init_stats` once the transform is attached to an env to fit them on a
-    random rollout, so that the output has zero mean and unit variance.
+    ``loc``, ``scale`` and ``standard_normal`` (a bool tensor) are buffers, saved in
+    ``state_dict`` as TorchRL saves them. Leave ``loc`` and ``scale`` unset and call
+    :meth:`init_stats` once the transform is attached to an env to fit them on a random
+    rollout, so that the output has zero mean and unit variance.
+
+    Dtypes, as in TorchRL: ``loc`` and ``scale`` keep the dtype they are given in (numbers
+    become tensors of the default dtype; ``init_stats`` fits them in the data's floating
+    dtype), and the output has the dtype torch's type promotion gives ``x``, ``loc`` and
+    ``scale``: a ``float32`` entry with ``float64`` ``loc``/``scale`` vectors comes out
+    ``float64``, an integer entry comes out floating. Unlike TorchRL's, the output spec says
+    that dtype (TorchRL's keeps the input's).
 
     Args:
         loc: the location (a number or a tensor broadcastable to the entry).
@@ -80,10 +98,13 @@ class ObservationNorm(Transform):
         out_keys_inv: entries the inverse reads.
         standard_normal: ``(x - loc) / scale`` when True, ``x * scale + loc`` when False
             (TorchRL's convention; ``init_stats`` fits either form).
-        eps: the smallest standard deviation treated as variation.
+        eps: the smallest standard deviation treated as variation by ``init_stats``.
+            Default, as TorchRL's: the machine epsilon of ``scale``'s dtype when ``scale``
+            is a floating tensor, else ``1e-6``.
 
     Raises:
-        ValueError: when only one of ``loc``/``scale`` is given, or scale is 0 somewhere.
+        ValueError: when only one of ``loc``/``scale`` is given, or ``scale`` is 0
+            somewhere with ``standard_normal=True`` (a division by zero).
 
     Examples:
         >>> import torch
@@ -101,25 +122,38 @@ class ObservationNorm(Transform):
         out_keys: NestedKey | Sequence[NestedKey] | None = None,
         in_keys_inv: NestedKey | Sequence[NestedKey] | None = None,
         out_keys_inv: NestedKey | Sequence[NestedKey] | None = None,
-        standard_normal: bool = False,
-        eps: float = 1e-6,
+        standard_normal: bool | torch.Tensor = False,
+        eps: float | None = None,
     ) -> None:
         super().__init__(["observation"] if in_keys is None else in_keys, out_keys, in_keys_inv, out_keys_inv)
         if (loc is None) != (scale is None):
             raise ValueError(
                 "ObservationNorm: pass both loc and scale, or neither (and call init_stats once attached to an env)."
             )
-        self.standard_normal = standard_normal
+        standard_normal = bool(standard_normal)
+        self.register_buffer("standard_normal", torch.tensor(standard_normal))
+        self.__dict__["_affine"] = not standard_normal  # what each step reads (a bool: no device sync)
+        if eps is None:
+            floating = isinstance(scale, torch.Tensor) and scale.dtype.is_floating_point
+            eps = torch.finfo(scale.dtype).eps if floating else 1e-6  # type: ignore[union-attr]
         self.eps = eps
         loc_t, scale_t = _as_buffer(loc), _as_buffer(scale)
-        if scale_t is not None and (scale_t == 0).any():
+        if standard_normal and scale_t is not None and (scale_t == 0).any():
             raise ValueError(
-                f"ObservationNorm: scale must be non-zero everywhere, got {scale_t.tolist()}. Fix: use a small "
-                f"positive scale where the entry does not vary."
+                f"ObservationNorm: scale must be non-zero everywhere with standard_normal=True (it divides), got "
+                f"{scale_t.tolist()}. Fix: use a small positive scale where the entry does not vary."
             )
         self.register_buffer("loc", loc_t)
         self.register_buffer("scale", scale_t)
         register_load_state_dict_pre_hook(self, _allocate_missing_stats)
+        self.register_load_state_dict_post_hook(_mirror_standard_normal)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "standard_normal" and "_affine" in self.__dict__:
+            # a bool is accepted too (TorchRL takes a tensor only); the step-time mirror follows
+            value = torch.tensor(bool(value), device=cast(torch.Tensor, self._buffers["standard_normal"]).device)
+            self.__dict__["_affine"] = not bool(value)
+        super().__setattr__(name, value)
 
     @property
     def initialized(self) -> bool:
@@ -135,7 +169,7 @@ class ObservationNorm(Transform):
                 if tensordict.get(key, None) is not None:
                     raise RuntimeError(_NOT_INITIALIZED.format(keys=self.in_keys, key=key))
             return tensordict
-        forward = not self.standard_normal
+        forward = self.__dict__["_affine"]
         for in_key, out_key in zip(self.in_keys, self.out_keys):
             x = td_read(tensordict, in_key)
             if x is not None:
@@ -144,16 +178,19 @@ class ObservationNorm(Transform):
 
     @staticmethod
     def _map(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, affine: bool) -> torch.Tensor:
-        """``x * scale + loc`` (``affine``) or ``(x - loc) / scale``, in ``x``'s floating dtype."""
-        if x.dtype != loc.dtype or not x.dtype.is_floating_point:
-            dtype = _out_dtype(x.dtype)
-            x, loc, scale = x.to(dtype), loc.to(dtype), scale.to(dtype)
+        """``x * scale + loc`` (``affine``) or ``(x - loc) / scale``, in the dtype torch's promotion gives."""
+        if x.dtype == loc.dtype == scale.dtype and x.dtype.is_floating_point:
+            if affine:
+                return torch.addcmul(loc, x, scale)  # one kernel
+            return (x - loc) / scale
+        if not (x.dtype.is_floating_point or loc.dtype.is_floating_point or scale.dtype.is_floating_point):
+            x = x.to(torch.get_default_dtype())  # integers all round: the output is floating still
         if affine:
-            return torch.addcmul(loc, x, scale)
+            return x * scale + loc
         return (x - loc) / scale
 
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
-        return self._map(value, self.loc, self.scale, not self.standard_normal)
+        return self._map(value, self.loc, self.scale, self.__dict__["_affine"])
 
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self.in_keys_inv and not self.initialized:
@@ -161,7 +198,7 @@ class ObservationNorm(Transform):
         return super()._inv_call(tensordict)
 
     def _inv_apply_transform(self, value: torch.Tensor) -> torch.Tensor:
-        return self._map(value, self.loc, self.scale, self.standard_normal)
+        return self._map(value, self.loc, self.scale, not self.__dict__["_affine"])
 
     def _transform_spec(self, spec: TensorSpec, key: NestedKey) -> TensorSpec:
         if self.initialized:
@@ -175,7 +212,12 @@ class ObservationNorm(Transform):
                         f"ObservationNorm: {name} has shape {tuple(value.shape)}, which does not broadcast to "
                         f"{key!r}'s shape {tuple(spec.shape)}. Fix: give {name} the entry's trailing shape."
                     )
-        return Unbounded(shape=spec.shape, dtype=_out_dtype(spec.dtype), device=spec.device)
+            # the dtype the map gives the entry (with a batch dim, as data has): torch's promotion
+            sample = torch.zeros((1, *spec.shape), dtype=spec.dtype)
+            dtype = self._map(sample, self.loc.cpu(), self.scale.cpu(), True).dtype
+        else:
+            dtype = _out_dtype(spec.dtype)
+        return Unbounded(shape=spec.shape, dtype=dtype, device=spec.device)
 
     _transform_inv_spec = _transform_spec
 
@@ -261,7 +303,7 @@ class ObservationNorm(Transform):
         if bool(flat.all()):
             raise ValueError(_NO_VARIANCE.format(key=key, n=collected))
         std = torch.where(flat, torch.ones_like(std), std)
-        if self.standard_normal:
+        if not self.__dict__["_affine"]:
             self.loc, self.scale = loc, std
         else:
             self.scale = 1.0 / std
@@ -271,7 +313,8 @@ class ObservationNorm(Transform):
     def _extra_repr(self) -> str:
         if not self.initialized:
             return "loc=None, scale=None"
-        return f"loc={tuple(self.loc.shape)}, scale={tuple(self.scale.shape)}, standard_normal={self.standard_normal}"
+        standard_normal = not self.__dict__["_affine"]
+        return f"loc={tuple(self.loc.shape)}, scale={tuple(self.scale.shape)}, standard_normal={standard_normal}"
 
 
 def _check_cat_dim(cat_dim: int, reduce: list, ndim: int) -> None:
@@ -505,7 +548,11 @@ class VecNorm(SharedStatsMixin, Transform):
         count = node.get("count").clamp_min(1e-12)
         mean = node.get("sum") / count
         std = (node.get("ssq") / count - mean * mean).clamp_min(self.eps).sqrt()
-        return ObservationNorm(loc=mean, scale=std, in_keys=self.in_keys, out_keys=self.out_keys, standard_normal=True)
+        # in the default dtype (the statistics are float64): the output keeps the entry's dtype, as this one's does
+        dtype = torch.get_default_dtype()
+        return ObservationNorm(
+            loc=mean.to(dtype), scale=std.to(dtype), in_keys=self.in_keys, out_keys=self.out_keys, standard_normal=True
+        )
 
     def _extra_repr(self) -> str:
         return f"decay={self.decay}, eps={self.eps}, frozen={self.frozen}"

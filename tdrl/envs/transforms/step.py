@@ -29,7 +29,8 @@ from tensordict import TensorDictBase
 from tdrl._compat import td_read, td_write
 from tdrl.data.replay_buffers._sampling import SampleContext, current_sample_context, sampling_off
 from tdrl.envs._stepping import done_groups, end_in_groups
-from tdrl.envs.transforms.transforms import Compose, Transform, _slot, _unravel
+from tdrl.envs.transforms.compose import Compose
+from tdrl.envs.transforms.transforms import Transform, _slot, _unravel
 from tdrl.specs import Bounded, Categorical, Composite, NestedKey, TensorSpec, Unbounded
 
 __all__ = ["StepCounter", "InitTracker", "CatFrames", "FrameSkipTransform"]

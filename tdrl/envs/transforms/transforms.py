@@ -1,4 +1,4 @@
-"""The Transform base class and Compose, the container that chains transforms.
+"""The Transform base class (Compose, the container that chains transforms, is in ``compose``).
 
 A transform maps TensorDicts and says how it changes the env's specs. The same object
 works in three places:
@@ -37,8 +37,9 @@ Examples:
 from __future__ import annotations
 
 import copy
-import functools
-from collections.abc import Callable, Iterator, Sequence
+import importlib
+import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -50,6 +51,8 @@ from tdrl.specs import Composite, NestedKey, TensorSpec
 
 if TYPE_CHECKING:
     from tdrl.envs.common import EnvBase
+    from tdrl.envs.transforms._spec_decorators import _apply_to_composite, _apply_to_composite_inv  # noqa: F401
+    from tdrl.envs.transforms.compose import Compose
 
 __all__ = ["Transform", "Compose"]
 
@@ -64,12 +67,6 @@ _MISSING_INV_KEY = (
 _MISSING_FORWARD_KEY = (
     "{name}: in_key {key!r} is neither at the root nor under 'next' of the tensordict (root keys {root}, "
     "'next' keys {nxt}). Fix: pass in_keys naming entries the data has."
-)
-_REWRITES_CARRIED = (
-    "{later} rewrites or drops {key!r}, which {owner} carries from one step to the next: it reads the root's "
-    "{key!r} at each step, so the next step would start from the rewritten value (summing or counting it again, "
-    "or failing to find it). Fix: have {later} write its result under another key (out_keys=[...]), or "
-    "place it before {owner}."
 )
 _ALREADY_ATTACHED = (
     "{name} is already attached to {other}; a transform instance lives in one chain. "
@@ -164,17 +161,21 @@ class Transform(nn.Module):
             )
 
     # --- where the transform lives ----------------------------------------------------
+    # The link to the container is a weak reference: the container holds the transform, so a
+    # strong link back would make a reference cycle, and a TransformedEnv (with the ParallelEnv
+    # workers it owns) would then be freed only by Python's cycle collector, not when the last
+    # reference goes.
     @property
     def container(self) -> Any:
         """The ``Compose`` or ``TransformedEnv`` holding this transform (None when standalone)."""
-        return self.__dict__.get("_container")
+        return _container_of(self)
 
     def set_container(self, container: Any) -> None:
         """Attach to ``container``; raises if the transform already lives elsewhere."""
-        current = self.__dict__.get("_container")
+        current = _container_of(self)
         if current is not None and current is not container:
             raise ValueError(_ALREADY_ATTACHED.format(name=type(self).__name__, other=type(current).__name__))
-        self.__dict__["_container"] = container
+        _link_container(self, container)
 
     def reset_parent(self) -> None:
         """Detach from its container."""
@@ -186,6 +187,7 @@ class Transform(nn.Module):
 
         None when the transform is not attached to an env.
         """
+        from tdrl.envs.transforms.compose import Compose
         from tdrl.envs.transforms.env import TransformedEnv
 
         container = self.container
@@ -207,7 +209,7 @@ class Transform(nn.Module):
 
         node: Any = self
         while node is not None and not isinstance(node, TransformedEnv):
-            node = node.__dict__.get("_container") if isinstance(node, Transform) else None
+            node = _container_of(node) if isinstance(node, Transform) else None
         return node
 
     def _notify_spec_change(self) -> None:
@@ -435,20 +437,15 @@ class Transform(nn.Module):
         del kwargs
 
 
-def _name_of(transform: Transform) -> str:
-    """A transform's class name (a Compose by its members), for messages."""
-    if isinstance(transform, Compose):
-        return f"Compose({', '.join(type(t).__name__ for t in transform.transforms)})"
-    return type(transform).__name__
+def _container_of(transform: Transform) -> Any:
+    """The container ``transform`` is linked to (None when standalone, or when the container is gone)."""
+    ref = transform.__dict__.get("_container")
+    return None if ref is None else ref()
 
 
-def _owner_name(owner: Transform, key: NestedKey) -> str:
-    """The class name of the transform that carries ``key`` (found inside a nested Compose)."""
-    if isinstance(owner, Compose):
-        for t in owner.transforms:
-            if key in t._carried_keys():
-                return _owner_name(t, key)
-    return type(owner).__name__
+def _link_container(transform: Transform, container: Any) -> None:
+    """Link ``transform`` to ``container`` by a weak reference (no cycle: see ``Transform.container``)."""
+    transform.__dict__["_container"] = weakref.ref(container)
 
 
 def _spec_keys(spec: Composite, slots: tuple) -> list:
@@ -462,354 +459,15 @@ def _leaf_list(keys: list) -> list:
     return sorted({str(k) for k in keys})
 
 
-def _as_transform(item: Any, where: str) -> Transform:
-    """``item`` itself if it is a Transform, a plain callable wrapped in one; TypeError otherwise."""
-    if isinstance(item, Transform):
-        return item
-    if callable(item) and not isinstance(item, nn.Module):
-        return _CallableTransform(item)
-    raise TypeError(
-        f"{where} takes Transform instances or functions tensordict -> tensordict, got {type(item).__name__}."
-    )
-
-
-class _CallableTransform(Transform):
-    """A function ``tensordict -> tensordict`` inside a Compose (TorchRL accepts those too).
-
-    Applied to each step's and reset's output and in ``forward``; no inverse, no spec change.
-    It may return a new TensorDict (``td.to(device)``), so it is not mapped over time at once.
-    """
-
-    time_vectorizable = False
-
-    def __init__(self, func: Callable[[TensorDictBase], TensorDictBase]) -> None:
-        super().__init__()
-        self.func = func
-
-    def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        return self.func(tensordict)
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        return self.func(tensordict)
-
-    def extra_repr(self) -> str:
-        return f"func={self.func!r}"
-
-
-class Compose(Transform):
-    """A chain of transforms applied in order (inverses in reverse order).
-
-    Indexable (``compose[0]``), sliceable (``compose[1:]`` is a Compose sharing the same
-    transform objects, not attached to the env), iterable and appendable. When the
-    Compose is attached to an env, ``append``/``insert`` recompute the env's specs and
-    undo the change if the new transform cannot accept them.
-
-    Args:
-        *transforms: the transforms, first applied first (or one list of them, or
-            ``transforms=[...]``). A plain function ``tensordict -> tensordict`` (say
-            ``lambda td: td.to(device)``) is accepted as in TorchRL: it is applied to each
-            step's and reset's output and in ``forward``, has no inverse and changes no spec.
-
-    Examples:
-        >>> from tdrl.envs import Compose, DoubleToFloat, StepCounter, TransformedEnv
-        >>> from tdrl.testing import CountingEnv
-        >>> env = TransformedEnv(CountingEnv(), Compose(StepCounter(), DoubleToFloat()))
-        >>> env.transform[0]
-        StepCounter(max_steps=None)
-        >>> env.transform[1:]
-        Compose(
-            DoubleToFloat(in_keys=[], out_keys=[]))
-    """
-
-    # An nn.ModuleList at runtime (so the transforms are submodules), declared as the sequence of
-    # Transforms it holds: what mypy sees through ModuleList is nn.Module.
-    transforms: Sequence[Transform]
-
-    def __init__(
-        self,
-        *transforms: Transform | Callable[[TensorDictBase], TensorDictBase] | Sequence[Transform],
-        _link: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__()
-        if "transforms" in kwargs:
-            if transforms:
-                raise TypeError("Compose: give the transforms as arguments or as transforms=[...], not both.")
-            transforms = tuple(kwargs.pop("transforms"))
-        if kwargs:
-            raise TypeError(f"Compose: unexpected keyword arguments {sorted(kwargs)}; it takes transforms=[...] only.")
-        if len(transforms) == 1 and isinstance(transforms[0], (list, tuple)):
-            transforms = tuple(transforms[0])
-        items = [_as_transform(t, "Compose") for t in transforms]
-        if _link:
-            for t in items:
-                t.set_container(self)
-        self.transforms = cast("Sequence[Transform]", nn.ModuleList(items))
-
-    # --- sequence API ------------------------------------------------------------------
-    def __getitem__(self, item: int | slice) -> Transform:
-        if isinstance(item, slice):
-            return Compose(*self.transforms[item], _link=False)
-        return self.transforms[item]
-
-    def __len__(self) -> int:
-        return len(self.transforms)
-
-    def __iter__(self) -> Iterator[Transform]:
-        return iter(self.transforms)
-
-    def _before(self, transform: Transform) -> list:
-        for i, t in enumerate(self.transforms):
-            if t is transform:
-                return list(self.transforms[:i])
-        return list(self.transforms)
-
-    def append(self, transform: Transform | Callable[[TensorDictBase], TensorDictBase]) -> None:
-        """Append ``transform``; if attached to an env, its specs are recomputed (undone on error)."""
-        self.insert(len(self.transforms), transform)
-
-    def insert(self, index: int, transform: Transform | Callable[[TensorDictBase], TensorDictBase]) -> None:
-        """Insert ``transform`` at ``index``; if attached to an env, its specs are recomputed (undone on error)."""
-        transform = _as_transform(transform, "Compose.insert")
-        transform.set_container(self)
-        items = list(self.transforms)
-        if index < 0:
-            index += len(items) + 1
-        items.insert(index, transform)
-        old = self.transforms
-        self.transforms = cast("Sequence[Transform]", nn.ModuleList(items))
-        try:
-            self._notify_spec_change()
-        except Exception:
-            self.transforms = old
-            transform.reset_parent()
-            self._notify_spec_change()
-            raise
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        for t in self.transforms:
-            t.__dict__["_container"] = self
-
-    # --- hooks -----------------------------------------------------------------------
-    def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        for t in self.transforms:
-            tensordict = t._call(tensordict)
-        return tensordict
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        for t in self.transforms:
-            tensordict = t(tensordict)
-        return tensordict
-
-    def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        for t in self.transforms:
-            tensordict_reset = t._reset(tensordict, tensordict_reset)
-        return tensordict_reset
-
-    def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
-        for t in self.transforms:
-            next_tensordict = t._step(tensordict, next_tensordict)
-        return next_tensordict
-
-    def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        for t in reversed(self.transforms):
-            tensordict = t._inv_call(tensordict)
-        return tensordict
-
-    def _has_inverse(self) -> bool:
-        return any(t._has_inverse() for t in self.transforms)
-
-    def dump(self, **kwargs: Any) -> None:
-        """Call ``dump(**kwargs)`` on each transform in order (e.g. a ``VideoRecorder`` writes its video)."""
-        for t in self.transforms:
-            t.dump(**kwargs)
-
-    @property
-    def time_vectorizable(self) -> bool:  # type: ignore[override]  # read-only here; the base's is a class flag
-        return all(t.time_vectorizable for t in self.transforms)
-
-    @property
-    def _vectorizable(self) -> bool:
-        return not self.__dict__.get("_casts_carried", False) and all(t._vectorizable for t in self.transforms)
-
-    @property
-    def _frame_skip(self) -> int:
-        n = 1
-        for t in self.transforms:
-            n *= t._frame_skip
-        return n
-
-    def transform_env_device(self, device: torch.device) -> torch.device:
-        for t in self.transforms:
-            device = t.transform_env_device(device)
-        return device
-
-    def transform_env_batch_size(self, batch_size: torch.Size) -> torch.Size:
-        for t in self.transforms:
-            batch_size = t.transform_env_batch_size(batch_size)
-        return batch_size
-
-    def _reset_env_preprocess(self, tensordict: TensorDictBase | None) -> TensorDictBase | None:
-        for t in reversed(self.transforms):
-            tensordict = t._reset_env_preprocess(tensordict)
-        return tensordict
-
-    def _carried_keys(self) -> list:
-        return [key for t in self.transforms for key in t._carried_keys()]
-
-    def _rewritten_keys(self) -> set:
-        return {key for t in self.transforms for key in t._rewritten_keys()}
-
-    def _carry_inside(self, key: NestedKey) -> bool:
-        owners = [t for t in self.transforms if key in t._carried_keys()]
-        return bool(owners) and all(t._carry_inside(key) for t in owners)
-
-    # --- specs -----------------------------------------------------------------------
-    def _transform_specs(self, output_spec: Composite, input_spec: Composite) -> tuple[Composite, Composite]:
-        """Each transform's specs in turn; refuses a transform that rewrites or drops an entry an earlier one carries.
-
-        StepCounter, RewardSum and CatFrames keep their state in the entry they write and
-        read it back from the root at the next step; a later transform that replaced that
-        entry (a normalization, a scaling, a rename) would feed its result back to them.
-        CatFrames then keeps its stack of raw frames inside itself instead (as TorchRL's
-        does, so ``CatFrames`` followed by ``ObservationNorm`` on the same key works);
-        StepCounter and RewardSum refuse the chain.
-        """
-        carried: dict = {}  # key -> the transform that reads it back at the next step
-        casts_carried = False
-        for t in self.transforms:
-            output_spec, input_spec = t._transform_specs(output_spec, input_spec)
-            if carried:
-                observations = _slot(output_spec, "full_observation_spec")
-                rewards = _slot(output_spec, "full_reward_spec")
-                rewritten = t._rewritten_keys()
-                for key, owner in list(carried.items()):
-                    if key in rewritten or (key not in observations and key not in rewards):
-                        if owner._carry_inside(key):
-                            del carried[key]  # the owner no longer reads it back from the root
-                            continue
-                        raise ValueError(
-                            _REWRITES_CARRIED.format(later=_name_of(t), key=key, owner=_owner_name(owner, key))
-                        )
-                    casts_carried = casts_carried or key in t.out_keys  # a cast (rewrites nothing): allowed
-            for key in t._carried_keys():
-                carried[key] = t
-        # stepping re-reads the cast state at each step (rounded each time); mapping a whole rollout would
-        # cast once at the end: such a chain takes the stepping road, so that both give the same data
-        self.__dict__["_casts_carried"] = casts_carried
-        return output_spec, input_spec
-
-    def transform_output_spec(self, output_spec: Composite) -> Composite:
-        for t in self.transforms:
-            output_spec = t.transform_output_spec(output_spec)
-        return output_spec
-
-    def transform_input_spec(self, input_spec: Composite) -> Composite:
-        for t in self.transforms:
-            input_spec = t.transform_input_spec(input_spec)
-        return input_spec
-
-    def transform_observation_spec(self, observation_spec: Composite) -> Composite:
-        for t in self.transforms:
-            observation_spec = t.transform_observation_spec(observation_spec)
-        return observation_spec
-
-    def transform_reward_spec(self, reward_spec: Composite) -> Composite:
-        for t in self.transforms:
-            reward_spec = t.transform_reward_spec(reward_spec)
-        return reward_spec
-
-    def transform_done_spec(self, done_spec: Composite) -> Composite:
-        for t in self.transforms:
-            done_spec = t.transform_done_spec(done_spec)
-        return done_spec
-
-    def transform_action_spec(self, action_spec: Composite) -> Composite:
-        for t in self.transforms:
-            action_spec = t.transform_action_spec(action_spec)
-        return action_spec
-
-    def transform_state_spec(self, state_spec: Composite) -> Composite:
-        for t in self.transforms:
-            state_spec = t.transform_state_spec(state_spec)
-        return state_spec
-
-    def __repr__(self) -> str:
-        inner = ",\n".join("    " + repr(t).replace("\n", "\n    ") for t in self.transforms)
-        return f"Compose(\n{inner})" if inner else "Compose()"
-
-
-# --- helpers for user transforms written against TorchRL ------------------------------------
-# TorchRL's tutorials decorate a per-entry spec function with these (imported from
-# ``torchrl.envs.transforms.transforms``); they keep that import path working.
-
-
-def _apply_to_composite(function: Any) -> Any:
-    """Turn ``fn(self, leaf_spec) -> leaf_spec`` into a ``transform_observation_spec`` (or reward) method.
-
-    The decorated method receives a ``Composite`` and, for each ``in_key``/``out_key`` pair of
-    the transform whose ``in_key`` it holds, writes ``fn(self, spec[in_key].clone())`` under
-    ``out_key``. A leaf spec passed directly goes to ``fn`` unchanged.
-
-    Examples:
-        >>> from tdrl.specs import Bounded, Unbounded
-        >>> class Sin(Transform):
-        ...     def _apply_transform(self, x):
-        ...         return x.sin()
-        ...
-        ...     @_apply_to_composite
-        ...     def transform_observation_spec(self, spec):
-        ...         return Bounded(-1.0, 1.0, shape=spec.shape, dtype=spec.dtype)
-        >>> out = Sin(in_keys=["th"], out_keys=["sin"]).transform_observation_spec(Composite(th=Unbounded(())))
-        >>> sorted(out.keys()), out["sin"].space.high
-        (['sin', 'th'], tensor(1.))
-    """
-
-    @functools.wraps(function)
-    def per_entry(self: Transform, spec: Any) -> Any:
-        if not isinstance(spec, Composite):
-            return function(self, spec)
-        for in_key, out_key in zip(self.in_keys, self.out_keys):
-            if in_key in spec:
-                spec[out_key] = function(self, _leaf(spec, in_key).clone())
-        return spec
-
-    return per_entry
-
-
-def _apply_to_composite_inv(function: Any) -> Any:
-    """Turn ``fn(self, leaf_spec) -> leaf_spec`` into a ``transform_input_spec`` over ``in_keys_inv``.
-
-    For each ``in_keys_inv``/``out_keys_inv`` pair, the entry is looked up in the action
-    spec, then the state spec, and the result written under ``out_key`` there (the
-    ``in_key`` entry is dropped when the names differ).
-
-    Examples:
-        >>> from tdrl.specs import Unbounded
-        >>> class Half(Transform):
-        ...     @_apply_to_composite_inv
-        ...     def transform_input_spec(self, spec):
-        ...         return Unbounded(spec.shape, dtype=torch.float16)
-        >>> inputs = Composite(full_action_spec=Composite(action=Unbounded((2,))), full_state_spec=Composite())
-        >>> Half(in_keys_inv=["action"]).transform_input_spec(inputs)["full_action_spec", "action"].dtype
-        torch.float16
-    """
-
-    @functools.wraps(function)
-    def per_entry(self: Transform, input_spec: Composite) -> Composite:
-        slots = [_slot(input_spec, name) for name in ("full_action_spec", "full_state_spec") if name in input_spec]
-        for in_key, out_key in zip(self.in_keys_inv, self.out_keys_inv):
-            for slot in slots:
-                if in_key in slot:
-                    new = function(self, _leaf(slot, in_key).clone())
-                    if out_key != in_key:
-                        del slot[in_key]
-                    slot[out_key] = new
-                    break
-        return input_spec
-
-    return per_entry
+# Names defined in other modules and still importable from this one (TorchRL's path, or code
+# written before the split): read on first use, since those modules import this one.
+_MOVED = {
+    "Compose": "tdrl.envs.transforms.compose",
+    "_as_transform": "tdrl.envs.transforms._callable",
+    "_CallableTransform": "tdrl.envs.transforms._callable",
+    "_apply_to_composite": "tdrl.envs.transforms._spec_decorators",
+    "_apply_to_composite_inv": "tdrl.envs.transforms._spec_decorators",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -819,6 +477,9 @@ def __getattr__(name: str) -> Any:
     (``from torchrl.envs.transforms.transforms import TransformedEnv``); the names live in
     the modules of ``tdrl.envs.transforms`` and are looked up there on first use.
     """
+    if name in _MOVED:  # names that lived here before the module was split (same objects)
+        module = importlib.import_module(_MOVED[name])
+        return getattr(module, name)
     import tdrl.envs.transforms as package
 
     if name in package.__all__:

@@ -41,8 +41,9 @@ from tensordict import TensorDict, TensorDictBase
 
 from tdrl._workers import ProcessLock
 from tdrl.envs.transforms._shared_stats import SharedStatsMixin
+from tdrl.envs.transforms.compose import Compose
 from tdrl.envs.transforms.norm import ObservationNorm
-from tdrl.envs.transforms.transforms import Compose, Transform, _key_tuple, _leaf, _slot
+from tdrl.envs.transforms.transforms import Transform, _key_tuple, _leaf, _slot
 from tdrl.specs import Composite, NestedKey, TensorSpec, Unbounded
 
 __all__ = ["VecNormV2"]

@@ -319,12 +319,36 @@ def test_a_dead_actor_is_rebuilt_and_its_batch_collected_again(tmp_path):
     collector.shutdown()
 
 
+def _dying_policy(td):
+    os._exit(1)  # every actor dies at its first step: a system failure, retried
+
+
 def test_beyond_max_restarts_the_collector_raises_and_kills_its_actors():
-    collector = RayCollector(functools.partial(FailingEnv, fail_after=2), frames_per_batch=4, max_restarts=1)
-    with pytest.raises(RuntimeError, match=r"collector 0 failed 2 times \(max_restarts=1\).*failing on purpose"):
+    collector = RayCollector(CountingEnv, policy_factory=lambda: _dying_policy, frames_per_batch=4, max_restarts=1)
+    with pytest.raises(RuntimeError, match=r"collector 0 failed 2 times \(max_restarts=1\).*Actor"):
         collector.next()
     assert _live_actors() == []
     with pytest.raises(RuntimeError, match="collector 0 failed"):
+        collector.next()
+
+
+def test_an_exception_from_the_users_env_is_raised_at_once_with_the_remote_traceback():
+    # TorchRL 0.14.1's RayCollector never retries: ray.get raises the task's error as it comes
+    collector = RayCollector(functools.partial(FailingEnv, fail_after=2), frames_per_batch=4, max_restarts=3)
+    first = collector.remote_collectors
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        collector.next()
+    err = info.value
+    assert isinstance(err, RuntimeError)  # also an instance of the remote exception's class, as Ray gives it
+    assert "FailingEnv: failing on purpose at step 2" in str(err)
+    assert "mocks.py" in str(err)  # the remote traceback: the file...
+    assert "in _step" in str(err)  # ...down to the env's own frame
+    assert collector._restarts == [0]  # not retried
+    assert first == [first[0]]
+    if sys.version_info >= (3, 11):
+        assert any("not retried" in note for note in err.__notes__)
+    assert _live_actors() == []  # shut down: no actor left behind
+    with pytest.raises(RuntimeError, match=r"shut down after collector 0's env or policy raised.*failing on purpose"):
         collector.next()
 
 
