@@ -315,7 +315,7 @@ class ParallelEnv(_BatchedEnv):
         batch = self.batch_size
         src = {k: v.clone() for k, v in self._next_buf.items()}
         td_attach(tensordict, "next", td_unchecked(src, batch))
-        root = {k: src[k] for k in self._root_keys if k in src}  # shares the step's tensors, as step_mdp does
+        root: dict[NestedKey, Any] = {k: src[k] for k in self._root_keys if k in src}  # shares the step's tensors
         if any(dones):
             for key, buf in self._root_buf.items():
                 value = root.get(key)

@@ -133,9 +133,12 @@ def test_step_and_maybe_reset_gives_serial_envs_entries_with_what_the_policy_wro
             td, roots[i] = env.step_and_maybe_reset(td)
             outs.append((td, roots[i]))
         (ptd, proot), (std, sroot) = outs
-        assert set(ptd.keys(True)) == set(std.keys(True)) and set(proot.keys(True)) == set(sroot.keys(True))
-        assert (ptd == std).all() and (proot == sroot).all()
-        assert "action" not in proot.keys() and "reward" not in proot.keys()
+        assert set(ptd.keys(True)) == set(std.keys(True))
+        assert set(proot.keys(True)) == set(sroot.keys(True))
+        assert (ptd == std).all()
+        assert (proot == sroot).all()
+        assert "action" not in proot.keys()
+        assert "reward" not in proot.keys()
         assert (proot["hidden"] == t).all()
     for env in envs:
         env.close()
