@@ -29,7 +29,8 @@ class ParallelEnv(_BatchedEnv):
 
     Inputs (actions, reset masks) and outputs live in shared-memory tensors allocated
     once. On Linux a step is a word written per worker in shared memory and one eventfd
-    write that wakes them all; each worker answers with a word and an eventfd write
+    write that wakes them all; each worker answers with a word, and the last one to answer
+    wakes the parent with an eventfd write (every worker does, off x86)
     (``tdrl/_workers/lane.py``): nothing is pickled per step. Other requests (reset,
     seeding, attributes) and steps elsewhere go over each worker's socket.
 
