@@ -12,6 +12,8 @@ Two ``InvertedDoublePendulum-v4`` copies, collected in batches of 2,000 frames:
 - ``ParallelEnv(2)``'s per-step protocols against each other, policy in the loop: the
   lane (shared-memory words, one eventfd wake-up for all workers; the default on Linux)
   against the socket messages it replaced (one pickled frame per worker and step).
+- the lane's wake-ups (x86): the last worker to answer a step rings the parent alone
+  against every worker ringing (the parent then wakes up to once per worker and step).
 - ``MultiSyncDataCollector(2)`` against one ``SyncDataCollector`` (issue 22, bar >= 1.4x):
   the same env (``DoubleToFloat`` only), the seed tutorial's 3x256 ``ProbabilisticActor``
   (``TanhNormal``) and 2,000 frames per batch; each worker runs its own copy of the
@@ -79,7 +81,7 @@ def _rate(batches, procs: Callable[[], list]) -> Callable[[], tuple[float, float
     return run
 
 
-def _collector(lib: str, cls_name: str, policy_kind: str, sockets: bool = False):
+def _collector(lib: str, cls_name: str, policy_kind: str, sockets: bool = False, every_ring: bool = False):
     if lib == "tdrl":
         import tdrl.envs as envs
         from tdrl.collectors import SyncDataCollector
@@ -90,7 +92,16 @@ def _collector(lib: str, cls_name: str, policy_kind: str, sockets: bool = False)
         from torchrl.envs.libs.gym import GymEnv
 
         SyncDataCollector = getattr(trl_collectors, "SyncDataCollector", None) or trl_collectors.Collector
-    env = getattr(envs, cls_name)(2, functools.partial(GymEnv, ENV))
+    if every_ring:  # every worker rings the parent after each step, as before the last one rang alone
+        import tdrl._workers.lane as lane_mod
+
+        saved, lane_mod._LAST_RINGS = lane_mod._LAST_RINGS, False
+        try:
+            env = getattr(envs, cls_name)(2, functools.partial(GymEnv, ENV))
+        finally:
+            lane_mod._LAST_RINGS = saved
+    else:
+        env = getattr(envs, cls_name)(2, functools.partial(GymEnv, ENV))
     if sockets:
         env._lane = None  # steps over the sockets, as where the OS has no lane
     env.set_seed(0)
@@ -154,6 +165,13 @@ def _measure(pairs: dict, rounds: int) -> tuple[dict, float, dict]:
     return {k: median(v) for k, v in rates.items()}, ratio, cpu_med
 
 
+def lane_rings_alone() -> bool:
+    """Whether this machine's lanes let the last worker of a step ring alone (x86, not turned off)."""
+    import tdrl._workers.lane as lane_mod
+
+    return lane_mod.LANE_AVAILABLE and lane_mod._LAST_RINGS
+
+
 def _note(load: tuple[float, float], cpu: dict) -> str:
     parts = [f"load average {load[0]:.1f} -> {load[1]:.1f} on {os.cpu_count()} cores; CPU us/frame"]
     for name, (parent, workers) in cpu.items():
@@ -201,6 +219,13 @@ def run(rounds: int = 7) -> list[dict]:
     }
     figure = f"ParallelEnv(2) step protocol: lane vs socket messages, {ENV}, policy in the loop, frames/s"
     rows.append(_pair_row(figure, pairs, "> 1.0", rounds))
+    if lane_rings_alone():
+        pairs = {
+            "last rings": _collector("tdrl", "ParallelEnv", "module"),
+            "every ring": _collector("tdrl", "ParallelEnv", "module", every_ring=True),
+        }
+        figure = f"ParallelEnv(2) lane: the last worker of a step rings vs every worker rings, {ENV}, frames/s"
+        rows.append(_pair_row(figure, pairs, ">= 1.0", rounds))
     figure = (
         f"MultiSyncDataCollector(2) vs SyncDataCollector, {ENV} + DoubleToFloat, 3x256 TanhNormal actor, "
         f"{FRAMES} frames per batch, frames/s"

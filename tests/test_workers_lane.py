@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import tdrl._workers.lane as lane_mod
-from tdrl._workers import LANE_AVAILABLE, Lane
+from tdrl._workers import LANE_AVAILABLE, Lane, WorkerLane
 from tdrl.envs import ParallelEnv, SerialEnv
 from tdrl.testing import CountingEnv, FailingEnv
 
@@ -131,3 +131,62 @@ def test_spinning_sides_give_the_same_data(monkeypatch):
 def test_a_lane_takes_at_most_16_commands():
     with pytest.raises(ValueError, match="at most 16 commands, got 17"):
         Lane(1, [f"cmd{i}" for i in range(17)])
+
+
+def _attached(lane: Lane, i: int) -> WorkerLane:
+    worker = WorkerLane()
+    worker.attach(lane.handles(i))
+    return worker
+
+
+def _rings(lane: Lane) -> int:
+    """How many times the workers rang the parent's eventfd since it was last read (and reads it)."""
+    try:
+        return os.eventfd_read(lane.answer.fd)
+    except BlockingIOError:
+        return 0
+
+
+@pytest.mark.skipif(not lane_mod._SPIN_OK, reason="the last worker rings alone only where stores are seen in order")
+def test_only_the_last_worker_of_a_round_rings_the_parent():
+    # both workers' sides in this process: the handler answers at once
+    lane = Lane(2, ("step",), last_rings=True)
+    first, last = _attached(lane, 0), _attached(lane, 1)
+    lane.send([0, 1], "step")
+    first.run(lambda cmd, arg: None)
+    assert _rings(lane) == 0  # worker 1 still owes its reply: it will ring
+    last.run(lambda cmd, arg: None)
+    assert _rings(lane) == 1
+    assert lane.owed() == []
+    # a round that asks one worker only: it is the last one
+    lane.send([1], "step")
+    last.run(lambda cmd, arg: None)
+    assert _rings(lane) == 1
+
+
+def test_every_worker_rings_when_last_rings_is_off():
+    lane = Lane(2, ("step",), last_rings=False)
+    workers = [_attached(lane, 0), _attached(lane, 1)]
+    lane.send([0, 1], "step")
+    for worker in workers:
+        worker.run(lambda cmd, arg: None)
+    assert _rings(lane) == 2
+
+
+def test_steps_complete_when_no_worker_rings(monkeypatch):
+    """Two replies that cross may each miss the other and leave the round unrung: the parent re-reads the words."""
+    attach = WorkerLane.attach
+
+    def never_last(self, handles):
+        attach(self, handles)
+        busy = torch.tensor([[1 << 4, 0]], dtype=torch.int64).numpy()  # a row whose request is never answered
+        self._others = [busy[0]]
+
+    monkeypatch.setattr(WorkerLane, "attach", never_last)  # the fork-started workers inherit it
+    par = PEnv(2, functools.partial(CountingEnv, max_steps=3))
+    ser = SerialEnv(2, functools.partial(CountingEnv, max_steps=3))
+    par._lane.last_rings = True  # the parent re-reads the words every RECHECK_S, as on x86
+    a, b = par.rollout(7, break_when_any_done=False), ser.rollout(7, break_when_any_done=False)
+    assert torch.equal(a["next", "observation"], b["next", "observation"])
+    assert torch.equal(a["next", "done"], b["next", "done"])
+    par.close()

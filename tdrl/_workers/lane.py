@@ -11,7 +11,13 @@ already lives in shared memory. A :class:`Lane` carries such requests instead:
   eventfd, which each worker watches edge-triggered (``epoll``): one system call per step
   however many workers, and no token that one worker could take from another;
 - each worker writes its reply word, then writes to the parent's eventfd; the parent
-  sleeps in ``poll`` on that eventfd and on the workers' process sentinels.
+  sleeps in ``poll`` on that eventfd and on the workers' process sentinels. On x86 (whose
+  stores are seen in order) a worker that sees another worker's request still open leaves
+  the ringing to the last one: the parent wakes once per round, not once per worker (each
+  wake-up costs both sides a context switch and, across cores, an interrupt). Two workers
+  that finish at the same instant may each miss the other's reply and neither ring; the
+  parent's sleep is therefore cut into slices of :data:`RECHECK_S`, after each of which it
+  reads the words again.
 
 Nothing is pickled per step. Every wait has a deadline (the pool's timeout: a first miss
 raises ``TimeoutError`` and leaves the reply owed, a second breaks the pool, as for socket
@@ -49,6 +55,14 @@ for needs (measured with ``benchmarks/bench_parallel.py``). ``TDRL_LANE_SPIN_US`
 # Spinning reads a word and then the data written before it: safe where stores are seen in order (x86's
 # TSO); elsewhere only the wake-up's system call orders them, so the lane never spins there.
 _SPIN_OK = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_LAST_RINGS = _SPIN_OK and os.environ.get("TDRL_LANE_EVERY_RING", "") != "1"  # set to 1: every worker rings
+
+RECHECK_S = 0.002
+"""Where workers leave the ringing to the last one (x86): the longest the parent sleeps before it
+reads the reply words again (bounds the delay when two workers that finish together both miss
+the other's reply and neither rings)."""
+
+_RECHECK_MS = max(1, round(RECHECK_S * 1000))
 
 OK, TRUE, ERROR = 0, 1, 2  # outcomes: the handler returned something other than True, True, or raised
 _BITS = 4
@@ -86,6 +100,8 @@ class Lane:
         commands: the command names the lane carries (at most 16), in a fixed order.
         spin: seconds each side checks the shared words before it sleeps (the parent for the
             replies, a worker for its next request). Default :data:`SPIN_S`.
+        last_rings: whether only the last worker of a round rings the parent (see
+            :data:`RECHECK_S`). Default: on x86, unless ``TDRL_LANE_EVERY_RING=1``; never elsewhere.
 
     Examples:
         >>> lane = Lane(2, ("step", "step_reset"))
@@ -97,11 +113,14 @@ class Lane:
         []
     """
 
-    def __init__(self, num_workers: int, commands: Sequence[str], spin: float | None = None) -> None:
+    def __init__(
+        self, num_workers: int, commands: Sequence[str], spin: float | None = None, last_rings: bool | None = None
+    ) -> None:
         if len(commands) > 1 << _BITS:
             raise ValueError(f"Lane: at most {1 << _BITS} commands, got {len(commands)}.")
         self.commands = tuple(commands)
         self.spin = (SPIN_S if spin is None else float(spin)) if _SPIN_OK else 0.0
+        self.last_rings = (_LAST_RINGS if last_rings is None else bool(last_rings)) and _SPIN_OK
         self.ctl = torch.zeros((num_workers, 2), dtype=torch.int64).share_memory_()
         self._words = self.ctl.numpy()  # a view: reading a word costs no tensor op
         self.bell, self.answer = EventFd(), EventFd()
@@ -110,7 +129,7 @@ class Lane:
 
     def handles(self, i: int) -> tuple:
         """What worker ``i``'s :class:`WorkerLane` attaches: its row, the bell, the answer eventfd, the commands."""
-        return self.ctl, i, self.bell, self.answer, self.commands, self.spin
+        return self.ctl, i, self.bell, self.answer, self.commands, self.spin, self.last_rings
 
     def restart(self) -> None:
         """Forget every request (new workers, whose rows start at zero)."""
@@ -156,7 +175,10 @@ class Lane:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 pool.timed_out(pending[0], cmd, limit)
-            for fd, _ in poll(max(math.ceil(remaining * 1000), 0)):
+            ms = max(math.ceil(remaining * 1000), 0)
+            if self.last_rings:
+                ms = min(ms, _RECHECK_MS)  # a round whose last two replies crossed rings no one
+            for fd, _ in poll(ms):
                 if fd == answer:
                     self.answer.clear()
                 elif sentinels[fd] in pending and int(words[sentinels[fd], 1]) >> _BITS < sent[sentinels[fd]]:
@@ -201,9 +223,12 @@ class WorkerLane:
         self._done = 0
 
     def attach(self, handles: tuple) -> None:
-        ctl, i, bell, answer, commands, self._spin = handles
+        ctl, i, bell, answer, commands, self._spin, last_rings = handles
         self._keep = (ctl, bell, answer)  # the descriptors live as long as these objects
         self._row = ctl[i].numpy()
+        words = ctl.numpy()
+        # the other workers' rows: the last of a round to answer rings the parent (see RECHECK_S)
+        self._others = [words[j] for j in range(len(words)) if j != i] if last_rings else []
         self._answer, self._commands = answer, commands
         self._done = int(self._row[1]) >> _BITS
         self.fd = bell.fd
@@ -232,5 +257,8 @@ class WorkerLane:
             self.error, outcome = traceback.format_exc(), ERROR
         self._done = seq
         row[1] = seq << _BITS | outcome
+        for other in self._others:
+            if int(other[1]) >> _BITS < int(other[0]) >> _BITS:  # still working: it will ring
+                return seq
         self._answer.ring()
         return seq

@@ -9,6 +9,7 @@ from typing import Any, cast
 import torch
 from tensordict import TensorDictBase
 
+from tdrl._compat import td_attach, td_read, td_unchecked
 from tdrl._workers import LANE_AVAILABLE, STARTUP_TIMEOUT, Lane, StartMethod, WorkerPool
 from tdrl._workers.lane import TRUE
 from tdrl.envs._batched_base import EnvFactory, _BatchedEnv, _check_pin_memory, _meta_mismatch, _normalize_factories
@@ -28,7 +29,8 @@ class ParallelEnv(_BatchedEnv):
 
     Inputs (actions, reset masks) and outputs live in shared-memory tensors allocated
     once. On Linux a step is a word written per worker in shared memory and one eventfd
-    write that wakes them all; each worker answers with a word and an eventfd write
+    write that wakes them all; each worker answers with a word, and the last one to answer
+    wakes the parent with an eventfd write (every worker does, off x86)
     (``tdrl/_workers/lane.py``): nothing is pickled per step. Other requests (reset,
     seeding, attributes) and steps elsewhere go over each worker's socket.
 
@@ -151,6 +153,10 @@ class ParallelEnv(_BatchedEnv):
             for t in bufs.values():
                 t.share_memory_()
         self._in_buf, self._next_buf, self._root_buf = inp, nxt, root
+        self._in_pairs = [(k, inp[k]) for k in self._in_keys]
+        # with string keys only (no nested groups), a step builds its results from plain dicts
+        self._flat = not self._groups and all(type(k) is str for k in (*self._next_keys, *self._root_keys))
+        self._reward_set = set(self.reward_keys)
         # steps go through a lane (shared counters, one wake-up for all workers) where the OS has one
         self._lane = Lane(self.num_workers, ("step", "step_reset")) if LANE_AVAILABLE else None
         self._send_buffers(self._workers)
@@ -238,10 +244,10 @@ class ParallelEnv(_BatchedEnv):
         return self._call(range(self.num_workers), "call", (name, args, kwargs))
 
     def _write_inputs(self, tensordict: TensorDictBase) -> None:
-        for key in self._in_keys:
-            value = tensordict.get(key, None)
+        for key, buf in self._in_pairs:
+            value = td_read(tensordict, key)
             if value is not None:
-                self._in_buf[key].copy_(value)
+                buf.copy_(value)
 
     def _read(self, buf: dict) -> TensorDictBase:
         return set_group_dims(td_from_flat({k: v.clone() for k, v in buf.items()}, self.batch_size), self._groups)
@@ -284,6 +290,8 @@ class ParallelEnv(_BatchedEnv):
         self._idle(start=True)
         self._write_inputs(tensordict)
         dones = self._call_steps("step_reset")
+        if self._flat:
+            return tensordict, self._flat_results(tensordict, dones)
         nxt = self._read(self._next_buf)
         tensordict.set("next", nxt)
         env_root = nxt.select(*self._root_keys, strict=False)  # shares the step's tensors, as step_mdp does
@@ -298,6 +306,33 @@ class ParallelEnv(_BatchedEnv):
                 src[key] = value
             env_root = set_group_dims(td_from_flat(src, self.batch_size), self._groups)
         return tensordict, self._root_from(tensordict, nxt, env_root)
+
+    def _flat_results(self, tensordict: TensorDictBase, dones: list[bool]) -> TensorDictBase:
+        """``step_and_maybe_reset``'s results where every key is a string: "next" set, the next root returned.
+
+        The same entries as the general path (``_root_from``), built from dicts: no
+        ``select``, no checked ``set``.
+        """
+        batch = self.batch_size
+        src = {k: v.clone() for k, v in self._next_buf.items()}
+        td_attach(tensordict, "next", td_unchecked(src, batch))
+        root: dict[NestedKey, Any] = {k: src[k] for k in self._root_keys if k in src}  # shares the step's tensors
+        if any(dones):
+            for key, buf in self._root_buf.items():
+                value = root.get(key)
+                value = buf.clone() if value is None else value.clone()
+                for i, done in enumerate(dones):
+                    if done:
+                        value[i] = buf[i]  # the worker wrote its reset root there
+                root[key] = value
+        reward = self._reward_set
+        for key, value in src.items():
+            if key not in root and key not in reward:
+                root[key] = value
+        for key, value in tensordict.items():
+            if key not in root and key != "next" and key not in self._action_set:
+                root[key] = value
+        return td_unchecked(root, batch, None)
 
     def _rollout_actions(self, root: TensorDictBase, actions: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         steps = actions.shape[-1]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 
-from tdrl._compat import td_unchecked
+from tdrl._compat import td_read, td_unchecked
 from tdrl._workers import WorkerLane, report_start, serve, setup_worker
 from tdrl.envs._batched_base import _describe_attr, _env_keys, _render_sub
 from tdrl.envs._stepping import ActionRunner, td_from_flat
@@ -48,6 +48,7 @@ class _Worker:
     inp: dict[NestedKey, torch.Tensor]
     next: list[tuple[NestedKey, torch.Tensor]]
     root: list[tuple[NestedKey, torch.Tensor]]
+    step_in: dict[NestedKey, torch.Tensor]  # the inputs a step reads
 
     def __init__(self, idx: int, env: EnvBase) -> None:
         self.idx, self.env = idx, env
@@ -66,8 +67,10 @@ class _Worker:
             return None
         if cmd == "step_reset":
             nxt = self._step()
-            done = nxt.get("done")
-            if not bool(done.any()):
+            done = td_read(nxt, "done")
+            if done is None:
+                done = nxt.get("done")  # tensordict's KeyError
+            if not done.any():
                 return False
             # the next root: reset values where done, the step's values elsewhere
             fresh = self._reset(done)
@@ -106,6 +109,7 @@ class _Worker:
             self.inp = {k: v[i] for k, v in inp.items()}
             self.next = [(k, v[i]) for k, v in nxt.items()]
             self.root = [(k, v[i]) for k, v in root.items()]
+            self.step_in = {k: self.inp[k] for k in self.in_keys}
             return None
         raise ValueError(f"ParallelEnv worker: unknown command {cmd!r}")
 
@@ -136,7 +140,7 @@ class _Worker:
         return self.env.reset(sub, **kwargs)
 
     def _step(self) -> TensorDictBase:
-        td = td_from_flat({k: self.inp[k] for k in self.in_keys}, self.batch)
+        td = td_from_flat(dict(self.step_in), self.batch)
         if self.direct and self.checked:
             nxt = self.env._step(td)
         else:
@@ -144,7 +148,8 @@ class _Worker:
             self._check(nxt)
             self.checked = True
         for key, dst in self.next:
-            dst.copy_(nxt.get(key))
+            value = td_read(nxt, key)
+            dst.copy_(nxt.get(key) if value is None else value)  # (a missing key: tensordict's KeyError)
         return nxt
 
     def _check(self, nxt: TensorDictBase) -> None:

@@ -120,6 +120,30 @@ def test_step_and_maybe_reset_resets_only_done_workers(batched):
     ]
 
 
+def test_step_and_maybe_reset_gives_serial_envs_entries_with_what_the_policy_wrote():
+    make = [functools.partial(CountingEnv, max_steps=2), functools.partial(CountingEnv, max_steps=3)]
+    envs = [PEnv(2, make), SerialEnv(2, make)]
+    roots = [env.reset() for env in envs]
+    for t in range(5):
+        outs = []
+        for i, env in enumerate(envs):
+            td = env.rand_action(roots[i])
+            td["action"] = torch.ones_like(td["action"])
+            td["hidden"] = torch.full((2, 3), float(t))  # a policy's extra entry: carried to the next root
+            td, roots[i] = env.step_and_maybe_reset(td)
+            outs.append((td, roots[i]))
+        (ptd, proot), (std, sroot) = outs
+        assert set(ptd.keys(True)) == set(std.keys(True))
+        assert set(proot.keys(True)) == set(sroot.keys(True))
+        assert (ptd == std).all()
+        assert (proot == sroot).all()
+        assert "action" not in proot.keys()
+        assert "reward" not in proot.keys()
+        assert (proot["hidden"] == t).all()
+    for env in envs:
+        env.close()
+
+
 def test_step_and_maybe_reset_sub_batched(batched):
     env = batched(2, [functools.partial(CountingEnv, max_steps=2, batch_size=[2])] * 2)
     root = env.reset()
