@@ -18,12 +18,12 @@ from tensordict.utils import NestedKey
 
 from tdrl.data.replay_buffers import _state_checks as checks
 from tdrl.data.replay_buffers._checkpoint import load_into, save_state
+from tdrl.data.replay_buffers._sampler_base import _index_device
 from tdrl.data.replay_buffers._sampling import (
     NEEDS_TRAJECTORIES_ERROR,
     SampleContext,
     needs_trajectories,
 )
-from tdrl.data.replay_buffers._sampler_base import _index_device
 from tdrl.data.replay_buffers._transform_chain import TransformChain, _Inverted
 from tdrl.data.replay_buffers.samplers import RandomSampler, Sampler
 from tdrl.data.replay_buffers.storages import LazyTensorStorage, ListStorage, Storage, TensorStorage
