@@ -7,7 +7,12 @@ epsilon, fixed), and a ``DQNLoss`` + Adam step (batch 64, gradients clipped thro
 ``loss.parameters()``) against the hand program's update. A diagnostic for where the end-to-end
 gap sits, not a bar.
 
-Run: ``python -m benchmarks.profile_dqn_split [--eps 0.04] [--rounds 15]``.
+With ``--parts``, one update is also split into its steps (sample, loss, zero_grad,
+backward, clip_grad_norm_ with the parameter list, Adam step), tdrl's and the hand program's
+interleaved update by update (perf-counter medians: each step's own cost, cache effects of
+the step before included).
+
+Run: ``python -m benchmarks.profile_dqn_split [--eps 0.04] [--rounds 15] [--parts]``.
 """
 
 from __future__ import annotations
@@ -63,7 +68,23 @@ def _tdrl_parts(eps: float):
             optim.step()
         return (CLOCK() - start) / UPDATES
 
-    return collect, update
+    def update_parts() -> list[float]:
+        t0 = time.perf_counter()
+        batch = buffer.sample()
+        t1 = time.perf_counter()
+        value = loss(batch)["loss"]
+        t2 = time.perf_counter()
+        optim.zero_grad()
+        t3 = time.perf_counter()
+        value.backward()
+        t4 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(loss.parameters(), 10.0)
+        t5 = time.perf_counter()
+        optim.step()
+        t6 = time.perf_counter()
+        return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]
+
+    return collect, update, update_parts
 
 
 def _hand_parts(eps: float):
@@ -121,20 +142,64 @@ def _hand_parts(eps: float):
             optim.step()
         return (CLOCK() - start) / UPDATES
 
-    return collect, update
+    def update_parts() -> list[float]:
+        stored = pos["stored"]
+        t0 = time.perf_counter()
+        idx = torch.randint(stored, (BATCH,))
+        obs, nxt, act, rew, term = b_obs[idx], b_next[idx], b_act[idx, None], b_rew[idx], b_term[idx]
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            best = target(nxt).max(-1).values
+            y = rew + 0.99 * (1.0 - term) * best
+        q = qnet(obs).gather(-1, act).squeeze(-1)
+        value = (q - y).pow(2).mean()
+        t2 = time.perf_counter()
+        optim.zero_grad()
+        t3 = time.perf_counter()
+        value.backward()
+        t4 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(qnet.parameters(), 10.0)
+        t5 = time.perf_counter()
+        optim.step()
+        t6 = time.perf_counter()
+        return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]
+
+    return collect, update, update_parts
+
+
+PARTS = ("sample", "loss", "zero_grad", "backward", "clip", "adam step")
+
+
+def _print_parts(tdrl_parts, hand_parts, updates: int) -> None:
+    """Per-step medians (us) of ``updates`` updates, tdrl's and the hand program's interleaved."""
+    got: dict[str, list[list[float]]] = {"tdrl": [], "hand": []}
+    for _ in range(updates):
+        got["tdrl"].append(tdrl_parts())
+        got["hand"].append(hand_parts())
+    skip = updates // 10  # warm-up
+    total = {"tdrl": 0.0, "hand": 0.0}
+    print(f"{'step':10s} {'tdrl us':>9s} {'hand us':>9s} {'tdrl-hand':>10s}")
+    for i, part in enumerate(PARTS):
+        t = median(r[i] for r in got["tdrl"][skip:]) * 1e6
+        h = median(r[i] for r in got["hand"][skip:]) * 1e6
+        total["tdrl"] += t
+        total["hand"] += h
+        print(f"{part:10s} {t:9.1f} {h:9.1f} {t - h:10.1f}")
+    print(f"{'sum':10s} {total['tdrl']:9.1f} {total['hand']:9.1f} {total['tdrl'] - total['hand']:10.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--eps", type=float, default=0.04)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--parts", action="store_true", help="also split one update into its steps")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     fns = {}
-    fns["tdrl_collect"], fns["tdrl_update"] = _tdrl_parts(args.eps)
-    fns["hand_collect"], fns["hand_update"] = _hand_parts(args.eps)
+    fns["tdrl_collect"], fns["tdrl_update"], tdrl_steps = _tdrl_parts(args.eps)
+    fns["hand_collect"], fns["hand_update"], hand_steps = _hand_parts(args.eps)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(args.rounds):
         for name, fn in fns.items():
@@ -146,6 +211,8 @@ def main() -> None:
             f"{part:8s} tdrl {median(t) * scale:8.2f} {unit}  hand {median(h) * scale:8.2f} {unit}  "
             f"speed ratio tdrl/hand {ratio:.3f}"
         )
+    if args.parts:
+        _print_parts(tdrl_steps, hand_steps, updates=100 * args.rounds)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import Tensor, nn
 
-from tdrl._compat import loss_kernel, td_read
+from tdrl._compat import FAST_PATHS, loss_kernel
 from tdrl.modules._lean import hooks_free, skip_existing
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class FastPlan(NamedTuple):
     terminated_key: Any
     steps_key: Any
     weight_key: Any
+    absent: tuple[tuple[str, ...], ...]
     distance: str
     one_hot: bool
     loss_fn: Callable[[Tensor, Tensor], Tensor]
@@ -110,6 +111,11 @@ def fast_plan(loss: DQNLoss) -> FastPlan | None:
     step = _plain_network(loss.value_network)
     if step is None or step.out_keys[0] != keys.action_value:
         return None
+    weight_key = keys.priority_weight if loss.use_prioritized_weights == "auto" else None
+    # entries whose presence changes the computation: the batch then takes the general path
+    absent = tuple(_key_path(k) for k in (est_keys.steps_to_next_obs, weight_key) if k is not None)
+    if not FAST_PATHS["tensordict"] or any(path is None for path in absent):
+        return None  # fast_inputs reads the entry dicts, and needs the keys as strings
     return FastPlan(
         net=step.module,
         obs_key=step.in_keys[0],
@@ -117,59 +123,88 @@ def fast_plan(loss: DQNLoss) -> FastPlan | None:
         reward_key=est_keys.reward,
         terminated_key=est_keys.terminated,
         steps_key=est_keys.steps_to_next_obs,
-        weight_key=keys.priority_weight if loss.use_prioritized_weights == "auto" else None,
+        weight_key=weight_key,
+        absent=cast("tuple[tuple[str, ...], ...]", absent),
         distance=loss.loss_function,
         one_hot=loss.action_space == "one_hot",
         loss_fn=distance_kernel(loss.loss_function, loss.reduction),
     )
 
 
+def _key_path(key: Any) -> tuple[str, ...] | None:
+    """``key`` as a tuple of strings (``None`` for a key of another form)."""
+    path = (key,) if type(key) is str else key
+    if type(path) is not tuple or not path or not all(type(part) is str for part in path):
+        return None
+    return path
+
+
+def _absent(data: TensorDict, path: tuple[str, ...]) -> bool:
+    """Whether the entry at ``path`` is provably absent from ``data`` (read from the entry dicts)."""
+    node: Any = data
+    for part in path:
+        if type(node) is not TensorDict:
+            return False  # not a plain TensorDict on the way: let the general path decide
+        node = node._tensordict.get(part)
+        if node is None:
+            return True
+    return False
+
+
 def fast_inputs(plan: FastPlan, data: Any, mask_key: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
     """``(obs, action, next_obs, reward, terminated)`` when ``data`` fits the plan, else ``None``.
 
-    An index action comes back as ``[B, 1]``, a one-hot action as it is.
+    An index action comes back as ``[B, 1]``, a one-hot action as it is. The entries are
+    read from the plain TensorDicts' entry dicts (the plan exists only where tensordict's
+    internals were found as expected); any entry that is not a plain tensor, and any
+    entry the plan needs absent (``mask_key``, multi-step counts, importance weights)
+    that may be present, sends the batch to the general path.
     """
     if type(data) is not TensorDict or skip_existing():
         return None
-    nxt = data.get("next", None)
+    entries = data._tensordict
+    nxt = entries.get("next")
     if type(nxt) is not TensorDict:
         return None
-    obs = td_read(data, plan.obs_key)
-    action = td_read(data, plan.action_key)
-    next_obs = td_read(nxt, plan.obs_key)
-    reward = td_read(nxt, plan.reward_key)
-    terminated = td_read(nxt, plan.terminated_key)
+    following = nxt._tensordict
+    obs = entries.get(plan.obs_key)
+    action = entries.get(plan.action_key)
+    next_obs = following.get(plan.obs_key)
+    reward = following.get(plan.reward_key)
+    terminated = following.get(plan.terminated_key)
     if not (
-        isinstance(obs, Tensor)
-        and isinstance(action, Tensor)
-        and isinstance(next_obs, Tensor)
-        and isinstance(reward, Tensor)
-        and isinstance(terminated, Tensor)
+        type(obs) is Tensor
+        and type(action) is Tensor
+        and type(next_obs) is Tensor
+        and type(reward) is Tensor
+        and type(terminated) is Tensor
     ):
         return None
     batch = data.batch_size
+    if len(batch) != 1 or obs.ndim == 0:
+        return None
+    size = batch[0]
     if (
-        len(batch) != 1
-        or obs.shape[:1] != batch
+        obs.shape[0] != size
         or next_obs.shape != obs.shape
-        or reward.shape != (*batch, 1)
+        or reward.shape != (size, 1)
         or terminated.shape != reward.shape
         or terminated.dtype != torch.bool
     ):
         return None
     if plan.one_hot:  # the general path's product with the values takes any dtype; the shape is checked there
-        if action.ndim != 2 or action.shape[0] != batch[0]:
+        if action.ndim != 2 or action.shape[0] != size:
             return None
     elif action.dtype.is_floating_point or action.dtype == torch.bool:
         return None
     elif action.shape == batch:
         action = action.unsqueeze(-1)
-    elif action.shape != (*batch, 1):
+    elif action.shape != (size, 1):
         return None
-    if (
-        td_read(data, mask_key) is not None
-        or td_read(data, plan.steps_key) is not None
-        or (plan.weight_key is not None and td_read(data, plan.weight_key) is not None)
-    ):
+    mask_path = _key_path(mask_key)
+    if mask_path is None or not _absent(data, mask_path):
         return None
+    for path in plan.absent:
+        if not _absent(data, path):
+            return None
     return obs, action, next_obs, reward, terminated

@@ -26,7 +26,9 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, cast
 
 import torch
@@ -110,6 +112,53 @@ class LossModule(nn.Module):
         self.__dict__["_value_estimator"] = None
         self._value_hyperparams: dict[str, Any] = {}
         self._target_names: list[str] = []
+
+    # ----------------------------------------------------------- parameters
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
+        """The trainable parameters of the loss's networks, as ``nn.Module.parameters``.
+
+        The target copies (``target_<name>_params``) are buffers, so they are not among them.
+        The list is remembered between calls (a DQN step calls this once per update, for
+        gradient clipping, and walking the module tree costs about as much as a small
+        optimizer step's Python overhead). It is rebuilt whenever it could be stale: each
+        call checks that every module of the tree still holds the same parameter and
+        submodule objects, so a module added later (``loss.extra = nn.Linear(...)``), a
+        parameter replaced (even by a direct write into ``_parameters``, as
+        ``TensorDict.to_module`` does) or removed, is seen on the next call.
+
+        Examples:
+            >>> import torch
+            >>> from tensordict.nn import TensorDictModule
+            >>> from tdrl.modules import QValueActor
+            >>> from tdrl.objectives import DQNLoss
+            >>> loss = DQNLoss(QValueActor(torch.nn.Linear(3, 2), action_space="categorical"))
+            >>> len(list(loss.parameters()))  # the target copy is not trained
+            2
+            >>> loss.extra = torch.nn.Linear(2, 2)
+            >>> len(list(loss.parameters()))
+            4
+        """
+        if not recurse:
+            return super().parameters(recurse=False)
+        cache = self.__dict__.get("_parameters_cache")
+        if cache is not None:
+            _, holders, seen, params = cache
+            if [*map(id, chain.from_iterable(map(dict.values, holders)))] == seen:
+                return iter(params)
+        # the cache holds the modules and parameters it saw, so that none of their ids can be
+        # reused by a new object while it lives
+        modules = list(self.modules())
+        holders = [d for m in modules for d in (m._parameters, m._modules)]
+        seen = [*map(id, chain.from_iterable(map(dict.values, holders)))]
+        params = list(super().parameters(recurse=True))
+        self.__dict__["_parameters_cache"] = (modules, holders, seen, params)
+        return iter(params)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the cache holds object ids, meaningless in a copy: the copy builds its own
+        state = dict(super().__getstate__())
+        state.pop("_parameters_cache", None)
+        return state
 
     # ----------------------------------------------------------------- keys
     def set_keys(self, **kwargs: NestedKey | None) -> LossModule:

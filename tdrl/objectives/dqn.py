@@ -48,7 +48,7 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
-from tdrl._compat import td_read, td_unchecked
+from tdrl._compat import td_read, td_unchecked, td_write
 from tdrl.modules.qvalue import QValueActor, QValueModule
 from tdrl.modules.rnn import next_sequence_inputs
 from tdrl.objectives._dqn_fast import fast_inputs, fast_plan, values_network
@@ -364,15 +364,18 @@ class DQNLoss(_QLossBase):
         values = plan.net(obs)
         if values.shape[:-1] != obs.shape[:-1]:
             return None  # an unusual network: the general path checks it and says what is wrong
+        # every tensor stays [B, 1] (chosen values, targets, TD errors): the reduced loss is the same
+        # number as on [B], and no squeeze / unsqueeze is spent (each small op costs as much as the
+        # arithmetic in an update whose caches the optimizer step just flushed)
         if plan.one_hot:
             if action.shape != values.shape:
                 return None  # the general path says what is wrong with the action
             # as the general path: same rounding; an integer or bool one-hot is promoted to the values' dtype
             # inside the product, the same numbers as converting it first, one op less
             convert = action.dtype.is_floating_point or action.dtype.is_complex
-            chosen = (values * (action.to(values.dtype) if convert else action)).sum(-1)
+            chosen = (values * (action.to(values.dtype) if convert else action)).sum(-1, keepdim=True)
         else:
-            chosen = values.gather(-1, action).squeeze(-1)
+            chosen = values.gather(-1, action)
         with torch.no_grad():
             target_net = self._target_values() if self.delay_value else plan.net
             next_values = target_net(next_obs)
@@ -380,14 +383,17 @@ class DQNLoss(_QLossBase):
                 greedy = plan.net(next_obs).argmax(-1, keepdim=True)
                 next_value = next_values.gather(-1, greedy)
             else:
-                next_value = next_values.max(-1, keepdim=True).values
+                next_value = next_values.amax(-1, keepdim=True)  # the max's value, without its index
             # next_value is a fresh tensor: zero it where the episode terminated, in place
             target = torch.add(reward, next_value.masked_fill_(terminated, 0.0), alpha=estimator.gamma.item())
-            target = target.squeeze(-1)
-            priority = td_read(tensordict, self.tensor_keys.priority)
-            if (
+            key = self.tensor_keys.priority
+            priority = td_read(tensordict, key)
+            if priority is None and type(key) is str:
+                # a new entry (a fresh replay sample): fast_inputs checked that the batch is a plain TensorDict
+                td_write(tensordict, key, torch.sub(chosen, target).square_())
+            elif (
                 type(priority) is Tensor
-                and priority.shape == reward.shape
+                and priority.shape == target.shape
                 and priority.dtype == target.dtype
                 and priority.device == target.device
                 and priority.is_contiguous()
@@ -395,9 +401,9 @@ class DQNLoss(_QLossBase):
                 # the batch already holds a TD-error entry (a replay sample written before): overwrite it
                 # in place without a temporary, as the general path's inplace set does (under no_grad,
                 # chosen needs no detach: nothing here is recorded for backward)
-                torch.sub(chosen, target, out=priority.view(target.shape)).square_()
+                torch.sub(chosen, target, out=priority).square_()
             else:
-                self._write_priority(tensordict, (chosen - target).square_().unsqueeze_(-1))
+                self._write_priority(tensordict, torch.sub(chosen, target).square_())
         return td_unchecked({"loss": plan.loss_fn(chosen, target)}, _NO_BATCH)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

@@ -169,3 +169,69 @@ def test_distance_loss_errors():
         distance_loss(torch.zeros(3, 1), torch.zeros(3), "l2")
     with pytest.raises(ValueError, match="loss_critic_type='cosine'"):
         distance_loss(torch.zeros(3), torch.zeros(3), "cosine")
+
+
+# ----------------------------------------------------------------- the remembered parameters() list
+def _dqn_loss():
+    from tdrl.modules import QValueActor
+    from tdrl.objectives import DQNLoss
+
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    return DQNLoss(QValueActor(net, action_space="categorical"), delay_value=True)
+
+
+def _walked(loss: nn.Module) -> list[nn.Parameter]:
+    return list(nn.Module.parameters(loss))  # nn.Module's own walk of the tree, nothing remembered
+
+
+def test_parameters_are_the_trees_and_exclude_the_target_copy():
+    loss = _dqn_loss()
+    first = list(loss.parameters())
+    assert [id(p) for p in first] == [id(p) for p in _walked(loss)]
+    assert [id(p) for p in loss.parameters()] == [id(p) for p in first]
+    targets = {id(t) for t in loss.target_value_network_params.values(True, True)}
+    assert len(first) == 4
+    assert not targets & {id(p) for p in first}
+    assert list(loss.parameters(recurse=False)) == []
+
+
+def test_parameters_follow_modules_added_or_removed_later():
+    loss = _dqn_loss()
+    assert len(list(loss.parameters())) == 4
+    loss.extra = nn.Linear(2, 2)  # at the top
+    assert len(list(loss.parameters())) == 6
+    net = loss.value_network.module[0].module
+    net.append(nn.Linear(2, 2))  # deep inside the value network
+    assert [id(p) for p in loss.parameters()] == [id(p) for p in _walked(loss)]
+    assert len(list(loss.parameters())) == 8
+    del loss.extra
+    del net[-1]
+    assert len(list(loss.parameters())) == 4
+    assert [id(p) for p in loss.parameters()] == [id(p) for p in _walked(loss)]
+
+
+def test_parameters_follow_replaced_parameters():
+    loss = _dqn_loss()
+    layer = loss.value_network.module[0].module[0]
+    list(loss.parameters())
+    layer.weight = nn.Parameter(torch.zeros(8, 3))  # through setattr
+    assert any(p is layer.weight for p in loss.parameters())
+    direct = nn.Parameter(torch.ones(8))
+    layer._parameters["bias"] = direct  # a direct write, as TensorDict.to_module does
+    assert any(p is direct for p in loss.parameters())
+    layer.register_parameter("extra", nn.Parameter(torch.ones(1)))
+    assert [id(p) for p in loss.parameters()] == [id(p) for p in _walked(loss)]
+
+
+def test_a_copied_loss_lists_its_own_parameters():
+    import copy
+    import pickle
+
+    loss = _dqn_loss()
+    list(loss.parameters())
+    for clone in (copy.deepcopy(loss), pickle.loads(pickle.dumps(loss))):
+        mine = {id(p) for p in loss.parameters()}
+        assert [id(p) for p in clone.parameters()] == [id(p) for p in _walked(clone)]
+        assert not mine & {id(p) for p in clone.parameters()}
+        optim = torch.optim.Adam(clone.parameters())  # the copy trains its own tensors
+        assert [id(p) for p in optim.param_groups[0]["params"]] == [id(p) for p in _walked(clone)]

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from tensordict.utils import NestedKey
 
 from tdrl.data.replay_buffers import _state_checks as checks
 from tdrl.data.replay_buffers._checkpoint import load_into, save_state
+from tdrl.data.replay_buffers._sampler_base import _index_device
 from tdrl.data.replay_buffers._sampling import (
     NEEDS_TRAJECTORIES_ERROR,
     SampleContext,
@@ -25,7 +26,7 @@ from tdrl.data.replay_buffers._sampling import (
 )
 from tdrl.data.replay_buffers._transform_chain import TransformChain, _Inverted
 from tdrl.data.replay_buffers.samplers import RandomSampler, Sampler
-from tdrl.data.replay_buffers.storages import ListStorage, Storage
+from tdrl.data.replay_buffers.storages import LazyTensorStorage, ListStorage, Storage, TensorStorage
 from tdrl.data.replay_buffers.writers import RoundRobinWriter, Writer
 
 EMPTY_BUFFER_ERROR = "cannot sample from an empty replay buffer: add data with extend() or add() first"
@@ -186,6 +187,26 @@ class ReplayBuffer:
         self._queue: deque[Future] = deque()
         self._executor: ThreadPoolExecutor | None = None
         self._last_ran_out = False
+        self._plain = self._is_plain()
+
+    def _is_plain(self) -> bool:
+        """Whether a sample is one index draw and one gather from the storage, nothing more.
+
+        True for a ``RandomSampler`` over a ``TensorStorage`` / ``LazyTensorStorage`` without
+        collate function, pinning or prefetching, in a buffer class that adds nothing to a
+        sample; :meth:`sample` then skips the general path's bookkeeping, as long as the
+        buffer holds data and has no transform (checked on each call). The batch, the
+        positions and the generator's state are those of the general path.
+        """
+        return (
+            type(self._sampler) is RandomSampler
+            and type(self._storage) in (TensorStorage, LazyTensorStorage)
+            and self._collate_fn is None
+            and not self._pin_memory
+            and not self._prefetch_cap
+            and type(self)._sample is ReplayBuffer._sample
+            and type(self)._postprocess is ReplayBuffer._postprocess
+        )
 
     def _default_writer(self) -> Writer:
         return RoundRobinWriter()
@@ -307,6 +328,19 @@ class ReplayBuffer:
             RuntimeError: when the buffer is empty.
         """
         batch_size = self._resolve_batch_size(batch_size)
+        if self._plain and not self._transform._items:
+            storage = cast(TensorStorage, self._storage)
+            with self._lock:
+                count = storage._len
+                if count:  # else the general path says that the buffer is empty
+                    # RandomSampler.sample's draw, then TensorStorage.get's gather for a 1-D long index
+                    index = torch.randint(
+                        0, count, (batch_size,), generator=self._sampler._rng, device=_index_device(storage)
+                    )
+                    data = storage._gather(index)
+            if count:
+                self._last_ran_out = False
+                return (data, {"index": index}) if return_info else data
         if self._prefetch_cap:
             data, info, ran_out, _, _ = self._prefetched(batch_size)
         else:
@@ -534,6 +568,7 @@ class ReplayBuffer:
         self._lock = threading.RLock()
         self._executor = None
         self._queue = deque()
+        self._plain = self._is_plain()  # a buffer pickled by an older version lacks it
         for batch in drawn:
             future: Future = Future()
             future.set_result(batch)
