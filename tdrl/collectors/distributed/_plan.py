@@ -17,7 +17,7 @@ from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.envs.common import EnvBase
 from tdrl.envs.utils import ExplorationType
 
-__all__ = ["ActorPlan", "plan_actors", "per_collector", "DEFAULT_REMOTE_CONFIG"]
+__all__ = ["ActorPlan", "plan_actors", "per_collector", "buffer_client", "DEFAULT_REMOTE_CONFIG"]
 
 DEFAULT_REMOTE_CONFIG: dict[str, Any] = {"num_cpus": 1}
 """``ray.remote`` options of each collector actor when ``remote_configs`` is not given: one CPU, no GPU."""
@@ -157,3 +157,24 @@ def plan_actors(
         collector_kwargs=kwargs_list,
         remote_configs=remote,
     )
+
+
+def buffer_client(replay_buffer: Any, split_trajs: bool) -> Any:
+    """The picklable client the actors write through, or None; refuses a buffer the actors cannot share."""
+    if replay_buffer is None:
+        return None
+    from tdrl.data.replay_buffers.ray_buffer import RayReplayBufferClient
+
+    if not isinstance(replay_buffer, RayReplayBufferClient):
+        raise TypeError(
+            f"RayCollector: replay_buffer must be a RayReplayBuffer (or its client()), got "
+            f"{type(replay_buffer).__name__}. Each actor would write into its own copy of an in-process buffer; "
+            "build the buffer with tdrl.data.RayReplayBuffer(...) so that every actor writes into the same one."
+        )
+    if split_trajs:
+        raise ValueError(
+            "RayCollector: split_trajs=True pads batches per trajectory, which a replay buffer would store as "
+            "padding; leave split_trajs out with replay_buffer (sample trajectories with a SliceSampler)."
+        )
+    client = getattr(replay_buffer, "client", None)
+    return client() if callable(client) else replay_buffer

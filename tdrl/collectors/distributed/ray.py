@@ -2,7 +2,8 @@
 
 Each of the ``num_collectors`` actors runs a :class:`~tdrl.collectors.SyncDataCollector`
 (or a multi-process collector over ``num_workers_per_collector`` envs) and hands out one
-batch per request (see :mod:`tdrl.collectors.distributed._actor`). The driver:
+batch per request (see :mod:`tdrl.collectors.distributed._actor`). The driver (here; the
+actors' bookkeeping and the fault policy below are :mod:`tdrl.collectors.distributed._pool`'s):
 
 - asks every actor for ``frames_per_batch / num_collectors`` frames and stacks the answers
   (``sync=True``), or hands out each actor's ``frames_per_batch`` frames as soon as they are
@@ -30,22 +31,22 @@ during ``next()`` shuts the collector down (no actor is left behind) before it p
 
 from __future__ import annotations
 
-import time
 import uuid
-import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
-from types import ModuleType
 from typing import Any, cast
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torch import nn
 
 from tdrl._ray import acquire_runtime, import_ray, init_config, release_runtime
 from tdrl._ray_transport import pack
 from tdrl.collectors.distributed import _plan
 from tdrl.collectors.distributed._actor import CollectorWorker
-from tdrl.collectors.distributed._plan import plan_actors
+from tdrl.collectors.distributed._plan import buffer_client, plan_actors
+from tdrl.collectors.distributed._pool import ActorPool, check_resources
+from tdrl.collectors.distributed._weights import cpu_weights, worker_indices
 from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
 from tdrl.collectors.utils import split_trajectories
 from tdrl.envs.common import EnvBase
@@ -59,30 +60,7 @@ DEFAULT_REMOTE_CONFIG: dict[str, Any] = _plan.DEFAULT_REMOTE_CONFIG
 TorchRL's default also asks for a fifth of a GPU, which a machine without one cannot give.
 """
 
-_TRAJ = ("collector", "traj_ids")
-_RESOURCE_GRACE_S = 10.0  # how long a new collector waits for resources that killed actors still hold
 _CLOSED = "RayCollector was shut down; build a new one to collect again."
-_RESEED_STRIDE = 1_000_003  # a restarted actor's seed: its collector's seed + generation * stride
-
-
-def _summary(err: BaseException) -> str:
-    """One line for a Ray error: the raised exception for a task error, the first line for a death."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    if not lines:
-        return type(err).__name__
-    cause = getattr(err, "cause", None)
-    return f"{type(err).__name__}: {lines[-1] if isinstance(cause, BaseException) else lines[0]}"
-
-
-def _user_error(ray: ModuleType, err: BaseException | None) -> bool:
-    """Whether ``err`` is an exception the user's code raised in an actor (deterministic: not retried).
-
-    A dead actor, a lost node or object, an out-of-memory kill: Ray's own errors, worth a new actor.
-    A task error whose cause is one of those (the actor's code waited on a lost object) is too.
-    """
-    if not isinstance(err, ray.exceptions.RayTaskError):
-        return False
-    return not isinstance(getattr(err, "cause", None), ray.exceptions.RayError)
 
 
 class _Batches(Iterator[TensorDictBase]):
@@ -219,7 +197,6 @@ class RayCollector(DataCollectorBase):
         max_restarts: int = 3,
         timeout: float = 600.0,
     ) -> None:
-        self._actors: list[Any] = []
         self._owns_runtime = False
         self._closed: str | None = None
         if isinstance(frames_per_batch, bool) or not isinstance(frames_per_batch, int) or frames_per_batch < 1:
@@ -230,7 +207,7 @@ class RayCollector(DataCollectorBase):
             raise ValueError(f"RayCollector: max_restarts must be an int >= 0, got {max_restarts!r}.")
         if not timeout > 0:
             raise ValueError(f"RayCollector: timeout must be a positive number of seconds, got {timeout!r}.")
-        buffer_client = _buffer_client(replay_buffer, split_trajs)
+        client = buffer_client(replay_buffer, split_trajs)
         plan = plan_actors(
             create_env_fn,
             policy,
@@ -263,211 +240,33 @@ class RayCollector(DataCollectorBase):
         self.max_restarts = max_restarts
         self.timeout = float(timeout)
         self._sync = bool(sync)
-        self._remote_configs = plan.remote_configs
         self._frames = 0
         self._iter = 0
         self._iterator = None
-        self._pending: dict[int, Any] = {}  # collector -> its collect request in flight
         self._round: dict[int, TensorDictBase] = {}  # sync: the batches of the current round received so far
-        self._acks: dict[int, list] = {}  # collector -> weight loads it had not done when they were sent
-        self._weights_ref: Any = None  # the newest weights pushed to all collectors (given to a rebuilt actor)
         self._since_update = [0] * n  # batches each collector handed out since its last weight push
-        self._restarts = [0] * n
-        self._generation = [0] * n
-        self._seeds: list[int | None] = [None] * n
-        self._id_base = [0] * n  # added to a collector's trajectory ids (moved on when its actor is rebuilt)
-        self._next_id = [0] * n  # the first (shifted) id the collector has not handed out
-        self._name = f"tdrl-RayCollector-{uuid.uuid4().hex[:8]}"
 
         ray = self._ray = import_ray("tdrl.collectors.distributed")
         self._owns_runtime = acquire_runtime(init_config(ray_init_config, address))
+        name = f"tdrl-RayCollector-{uuid.uuid4().hex[:8]}"
+        pool = ActorPool(
+            ray, plan.remote_configs, name=name, timeout=self.timeout, max_restarts=max_restarts, close=_closer(self)
+        )
+        self._pool = pool
         try:
-            self._check_resources(ray)
-            self._actor_class = ray.remote(CollectorWorker)
+            check_resources(ray, plan.remote_configs, self.timeout, strict=self._owns_runtime)
             policy_ref = ray.put(policy) if policy is not None else None
-            remote_postproc = postproc if buffer_client is not None else None
-            self._specs = [
-                (plan.collector_class, fn, policy_ref, factory, kwargs, buffer_client, remote_postproc, i, n)
+            remote_postproc = postproc if client is not None else None
+            specs = [
+                (plan.collector_class, fn, policy_ref, factory, kwargs, client, remote_postproc, i, n)
                 for i, (fn, factory, kwargs) in enumerate(
                     zip(plan.env_fns, plan.policy_factories, plan.collector_kwargs)
                 )
             ]
-            self._actors = [self._create(i) for i in range(n)]
-            for i in range(n):
-                self._ready(i)
+            pool.start(ray.remote(CollectorWorker), specs)
         except BaseException:
             self.shutdown()
             raise
-
-    # --- actors -------------------------------------------------------------------------------
-    def _check_resources(self, ray: ModuleType) -> None:
-        needs = {
-            key: sum(float(config.get(option) or 0) for config in self._remote_configs)
-            for key, option in (("CPU", "num_cpus"), ("GPU", "num_gpus"))
-        }
-        # what other actors (a RayReplayBuffer...) hold is not free; actors killed just before
-        # (a previous collector's shutdown) give theirs back within moments, so wait a little
-        deadline = time.monotonic() + min(self.timeout, _RESOURCE_GRACE_S)
-        free = ray.available_resources()
-        while any(needs[key] > free.get(key, 0.0) for key in needs) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            free = ray.available_resources()
-        for key, option in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
-            need = needs[key]
-            if need > free.get(key, 0.0):
-                msg = (
-                    f"RayCollector: the {self.num_collectors} collectors ask for {need:g} {key}s in all "
-                    f"(remote_configs {option}) but the Ray cluster has {free.get(key, 0.0):g} free. Ask for less "
-                    f"per collector (fractions such as {option}=0.5 are allowed), use fewer collectors, free what "
-                    f"other actors hold (e.g. RayReplayBuffer(remote_config={{'{option}': 0}})), or give the "
-                    f"cluster more (ray_init_config={{'{option}': ...}} for a local one)."
-                )
-                if self._owns_runtime:
-                    raise ValueError(msg)
-                warnings.warn(msg + " The actors wait for the resources (up to timeout).", stacklevel=3)
-
-    def _create(self, i: int) -> Any:
-        options = dict(self._remote_configs[i], name=f"{self._name}-{i}.{self._generation[i]}", max_restarts=0)
-        return self._actor_class.options(**options).remote(*self._specs[i])
-
-    def _ready(self, i: int) -> None:
-        """Wait for actor ``i`` to be built; RuntimeError if it failed, TimeoutError if it did not start."""
-        ray = self._ray
-        try:
-            ray.get(self._actors[i].ready.remote(), timeout=self.timeout)
-        except ray.exceptions.GetTimeoutError:
-            raise TimeoutError(
-                f"RayCollector: collector {i}'s actor did not start within timeout={self.timeout:g}s; the cluster "
-                f"may lack the resources it asks for (remote_configs {self._remote_configs[i]})."
-            ) from None
-        except ray.exceptions.RayError as err:
-            raise RuntimeError(f"RayCollector: collector {i}'s actor could not be built: {_summary(err)}") from err
-
-    def _restart(self, i: int, err: BaseException) -> None:
-        """Rebuild collector ``i``'s actor after ``err``; give it the newest weights and ask again what it owed."""
-        ray = self._ray
-        while True:
-            self._restarts[i] += 1
-            if self._restarts[i] > self.max_restarts:
-                msg = (
-                    f"RayCollector: collector {i} failed {self._restarts[i]} times (max_restarts={self.max_restarts}); "
-                    f"last failure: {_summary(err)}"
-                )
-                self.shutdown()
-                self._closed = msg
-                raise RuntimeError(msg) from err
-            try:
-                ray.kill(self._actors[i], no_restart=True)
-            except Exception:
-                pass
-            self._generation[i] += 1
-            self._actors[i] = self._create(i)
-            try:
-                self._ready(i)
-                break
-            except RuntimeError as failed:
-                if _user_error(ray, failed.__cause__):  # the rebuilt actor's create_env_fn raised: it would again
-                    self._raise_user_error(i, cast(BaseException, failed.__cause__))
-                err = failed
-        self._acks.pop(i, None)
-        self._id_base[i] = self._next_id[i]  # the new actor numbers its trajectories from 0 again
-        actor = self._actors[i]
-        if self._weights_ref is not None:
-            self._acks[i] = [actor.load_weights.remote(self._weights_ref)]
-        seed = self._seeds[i]
-        if seed is not None:
-            actor.set_seed.remote(seed + _RESEED_STRIDE * self._generation[i])
-        if i in self._pending:
-            self._pending[i] = self._ask(i)
-
-    def _raise_user_error(self, i: int, err: BaseException) -> None:
-        """Shut down and raise ``err``, which the user's code raised in collector ``i``'s actor (not retried).
-
-        Raised as Ray gives it: an instance of the remote exception's class too, with the
-        remote traceback in its message; a note names the collector.
-        """
-        summary = _summary(err)
-        self.shutdown()
-        self._closed = f"RayCollector was shut down after collector {i}'s env or policy raised: {summary}"
-        if hasattr(err, "add_note"):  # Python >= 3.11
-            err.add_note(
-                f"RayCollector: raised by collector {i}'s env or policy code in its actor; not retried "
-                "(max_restarts is for dead actors and lost nodes). The collector was shut down."
-            )
-        raise err
-
-    def _wait_one(self) -> int:
-        """The collector whose pending request finished first (TimeoutError after ``timeout`` seconds)."""
-        by_ref = {ref: i for i, ref in self._pending.items()}
-        ready, _ = self._ray.wait(list(by_ref), num_returns=1, timeout=self.timeout)
-        if not ready:
-            raise TimeoutError(
-                f"RayCollector: no batch from collectors {sorted(self._pending)} within timeout={self.timeout:g}s. "
-                "The requests stay in flight: the next next() waits for them again."
-            )
-        return by_ref[ready[0]]
-
-    def _ask(self, i: int) -> Any:
-        """Ask collector ``i`` for its next batch (the request's object ref)."""
-        return self._actors[i].collect.remote(self._id_base[i])
-
-    def _take(self, i: int) -> Any:
-        """Collector ``i``'s finished batch (ids made unique), or None if it failed and was asked again.
-
-        With a replay buffer, the actor wrote the batch itself and this is its summary
-        (``{"frames": n, "next_id": k}``).
-        """
-        ray = self._ray
-        try:
-            batch = ray.get(self._pending[i], timeout=self.timeout)
-        except ray.exceptions.GetTimeoutError:
-            raise TimeoutError(f"RayCollector: collector {i}'s batch was unreadable for {self.timeout:g}s.") from None
-        except ray.exceptions.RayError as err:
-            if _user_error(ray, err):
-                self._raise_user_error(i, err)
-            self._restart(i, err)
-            return None
-        del self._pending[i]
-        for ack in self._acks.pop(i, []):  # loaded before that batch: a failed load raises here
-            ray.get(ack, timeout=self.timeout)
-        if isinstance(batch, dict):  # written into the replay buffer by the actor
-            self._next_id[i] = max(self._next_id[i], batch["next_id"])
-            return batch
-        ids = batch.get(_TRAJ, None)
-        if ids is not None:
-            ids = ids + self._id_base[i]
-            if ids.numel():
-                self._next_id[i] = max(self._next_id[i], int(ids.max()) + 1)
-            batch.set(_TRAJ, ids * self.num_collectors + i)
-        return batch
-
-    def _call(self, i: int, method: str, *args: Any) -> Any:
-        """Call ``method`` on collector ``i``'s actor and wait (rebuilding it once if it died)."""
-        ray = self._ray
-        for attempt in range(2):
-            try:
-                return ray.get(getattr(self._actors[i], method).remote(*args), timeout=self.timeout)
-            except ray.exceptions.GetTimeoutError:
-                raise TimeoutError(f"RayCollector: collector {i} gave no {method} in {self.timeout:g}s.") from None
-            except ray.exceptions.RayActorError as err:
-                if attempt:
-                    raise
-                self._restart(i, err)
-        return None  # pragma: no cover - the loop returns or raises
-
-    def _drain(self) -> None:
-        """Wait for the batches in flight and drop them (before a reset or a state load)."""
-        ray = self._ray
-        while self._pending:
-            i = self._wait_one()
-            ref = self._pending.pop(i)
-            try:
-                ray.get(ref, timeout=self.timeout)
-            except ray.exceptions.RayError as err:
-                if _user_error(ray, err):
-                    self._raise_user_error(i, err)
-                self._restart(i, err)
-        self._round.clear()
 
     # --- batches ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[TensorDictBase]:
@@ -496,17 +295,18 @@ class RayCollector(DataCollectorBase):
 
     def _collect_sync(self) -> TensorDictBase | None:
         n = self.num_collectors
-        if not self._pending and not self._round:  # a new round (else: finish one a timeout interrupted)
+        pool = self._pool
+        if not pool.pending and not self._round:  # a new round (else: finish one a timeout interrupted)
             if 0 <= self.total_frames <= self._frames:
                 raise StopIteration
             due = [i for i in range(n) if self._push_due(i)]
             if due:
                 self.update_policy_weights_(worker_ids=due)
             for i in range(n):
-                self._pending[i] = self._ask(i)
-        while self._pending:
-            i = self._wait_one()
-            batch = self._take(i)
+                pool.pending[i] = pool.ask(i)
+        while pool.pending:
+            i = pool.wait_one()
+            batch = pool.take(i)
             if batch is not None:
                 self._round[i] = batch
         parts = [self._round.pop(i) for i in range(n)]
@@ -526,23 +326,24 @@ class RayCollector(DataCollectorBase):
         return self.total_frames < 0 or self._frames + busy * self.frames_per_batch < self.total_frames
 
     def _collect_async(self) -> TensorDictBase | None:
+        pool = self._pool
         while True:
             if 0 <= self.total_frames <= self._frames:
                 raise StopIteration
             for i in range(self.num_collectors):
-                if i not in self._pending and self._wanted(len(self._pending)):
+                if i not in pool.pending and self._wanted(len(pool.pending)):
                     if self._push_due(i):
                         self.update_policy_weights_(worker_ids=[i])
-                    self._pending[i] = self._ask(i)
-            i = self._wait_one()
-            batch = self._take(i)
+                    pool.pending[i] = pool.ask(i)
+            i = pool.wait_one()
+            batch = pool.take(i)
             if batch is None:  # its actor was rebuilt and asked again
                 continue
             self._frames += batch["frames"] if isinstance(batch, dict) else batch.numel()
             self._iter += 1
             self._since_update[i] += 1
-            if self._wanted(len(self._pending)) and not self._push_due(i):  # its next batch, while the caller works
-                self._pending[i] = self._ask(i)
+            if self._wanted(len(pool.pending)) and not self._push_due(i):  # its next batch, while the caller works
+                pool.pending[i] = pool.ask(i)
             return None if isinstance(batch, dict) else batch
 
     # --- control ------------------------------------------------------------------------------
@@ -553,7 +354,7 @@ class RayCollector(DataCollectorBase):
     @property
     def remote_collectors(self) -> list[Any]:
         """The Ray actor handles, one per collector (a rebuilt actor replaces its predecessor)."""
-        return list(self._actors)
+        return list(self._pool.actors)
 
     @property
     def num_workers(self) -> int:
@@ -575,56 +376,40 @@ class RayCollector(DataCollectorBase):
         (``sync=False``) loads them before its next batch.
         """
         self._check_open()
-        ray = self._ray
         source = self.policy if policy_or_weights is None else policy_or_weights
-        if isinstance(source, nn.Module):
-            weights: Any = TensorDict.from_module(source).data.to("cpu")
-        elif isinstance(source, TensorDictBase):
-            weights = source.data.to("cpu")
-        elif isinstance(source, dict):
-            weights = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in source.items()}
-        elif policy_or_weights is None:
-            return  # no module to take weights from (random actions, or a policy_factory)
-        else:
+        weights = cpu_weights(source)
+        if weights is None:
+            if policy_or_weights is None:
+                return  # no module to take weights from (random actions, or a policy_factory)
             raise TypeError(
                 f"RayCollector.update_policy_weights_: expected a module, a TensorDict or a state_dict, "
                 f"got {type(source).__name__}."
             )
-        ids = range(self.num_collectors) if worker_ids is None else _per_collector_ids(worker_ids, self.num_collectors)
+        ids = range(self.num_collectors) if worker_ids is None else worker_indices(worker_ids, self.num_collectors)
         # flat numpy arrays: cheaper to put and to read than a pickled TensorDict (bench_ray_transport)
-        ref = self._weights_ref = ray.put(pack(weights))  # also what a rebuilt actor loads
-        idle = []
+        idle = self._pool.send_weights(pack(weights), ids)  # also what a rebuilt actor loads
         for i in ids:
-            ack = self._actors[i].load_weights.remote(ref)
             self._since_update[i] = 0
-            if i in self._pending:
-                self._acks.setdefault(i, []).append(ack)
-            else:
-                idle.append((i, ack))
-        for i, ack in idle:
-            try:
-                ray.get(ack, timeout=self.timeout)
-            except ray.exceptions.GetTimeoutError:
-                raise TimeoutError(f"RayCollector: collector {i} did not load weights in {self.timeout:g}s.") from None
-            except ray.exceptions.RayActorError as err:
-                self._restart(i, err)  # the rebuilt actor loads them first
+        self._pool.wait_loaded(idle)
 
     def set_seed(self, seed: int, static_seed: bool = False) -> int | None:
         """Seed collector ``i`` with the seed collector ``i - 1`` hands on (distinct seeds); returns the next one."""
         self._check_open()
         next_seed: int | None = seed
         for i in range(self.num_collectors):
-            self._seeds[i] = next_seed
-            next_seed = self._call(i, "set_seed", next_seed, static_seed)
+            self._pool.seeds[i] = next_seed
+            next_seed = self._pool.call(i, "set_seed", next_seed, static_seed)
         return next_seed
 
     def reset(self) -> None:
         """Drop the batches in flight and start every collector's next batch from reset envs."""
         self._check_open()
-        self._drain()
+        pool = self._pool
+        pool.drain()
+        self._round.clear()
         for i in range(self.num_collectors):
-            self._call(i, "reset")
-            self._id_base[i] = self._next_id[i]
+            pool.call(i, "reset")
+            pool.id_base[i] = pool.next_id[i]
 
     def state_dict(self) -> dict:
         """The frame counters, each collector's ``state_dict`` and the policy's."""
@@ -632,9 +417,9 @@ class RayCollector(DataCollectorBase):
         out: dict = {
             "frames": self._frames,
             "iter": self._iter,
-            "traj_id_base": list(self._id_base),
-            "next_traj_id": list(self._next_id),
-            "workers": [self._call(i, "state_dict") for i in range(self.num_collectors)],
+            "traj_id_base": list(self._pool.id_base),
+            "next_traj_id": list(self._pool.next_id),
+            "workers": [self._pool.call(i, "state_dict") for i in range(self.num_collectors)],
         }
         if isinstance(self.policy, nn.Module):
             out["policy_state_dict"] = self.policy.state_dict()
@@ -652,35 +437,35 @@ class RayCollector(DataCollectorBase):
                 f"RayCollector.load_state_dict: the state holds {len(workers)} collectors' states, "
                 f"this collector has {self.num_collectors}."
             )
-        self._drain()
+        pool = self._pool
+        pool.drain()
+        self._round.clear()
         for i, worker_state in enumerate(workers):
-            self._call(i, "load_state_dict", worker_state)
+            pool.call(i, "load_state_dict", worker_state)
         self._frames, self._iter = int(state_dict["frames"]), int(state_dict["iter"])
-        self._id_base = list(state_dict.get("traj_id_base", self._id_base))
-        self._next_id = list(state_dict.get("next_traj_id", self._next_id))
+        pool.id_base = list(state_dict.get("traj_id_base", pool.id_base))
+        pool.next_id = list(state_dict.get("next_traj_id", pool.next_id))
         if "policy_state_dict" in state_dict and isinstance(self.policy, nn.Module):
             self.policy.load_state_dict(state_dict["policy_state_dict"])
             self.update_policy_weights_()
 
     def shutdown(self) -> None:
         """Kill the actors this collector created; stop the Ray runtime if it started it (idempotent)."""
-        ray = getattr(self, "_ray", None)
-        actors, self._actors = list(getattr(self, "_actors", [])), []
-        if ray is not None and ray.is_initialized():
-            for actor in actors:
-                try:
-                    ray.kill(actor, no_restart=True)
-                except Exception:
-                    pass
-        if hasattr(self, "_pending"):
-            self._pending.clear()
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.kill_all()
+        if hasattr(self, "_round"):
             self._round.clear()
-            self._acks.clear()
         if getattr(self, "_owns_runtime", False):
             self._owns_runtime = False
             release_runtime(True)
         if getattr(self, "_closed", None) is None:
             self._closed = _CLOSED
+
+    def _close(self, reason: str) -> None:
+        """Shut down, and make every later call raise ``RuntimeError(reason)``."""
+        self.shutdown()
+        self._closed = reason
 
     def __enter__(self) -> RayCollector:
         return self
@@ -701,30 +486,17 @@ class RayCollector(DataCollectorBase):
         )
 
 
-def _per_collector_ids(worker_ids: Any, n: int) -> list[int]:
-    ids = [worker_ids] if isinstance(worker_ids, int) else list(worker_ids)
-    bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < n]
-    if bad:
-        raise ValueError(f"RayCollector: worker_ids {bad} are not collector indices (0 to {n - 1}).")
-    return ids
+def _closer(collector: RayCollector) -> Callable[[str], None]:
+    """``collector._close`` through a weak reference: the pool must not keep its collector alive.
 
+    Without a reference cycle, a collector nobody holds is shut down at once (``__del__``),
+    its actors killed, not whenever the garbage collector runs.
+    """
+    ref = weakref.ref(collector)
 
-def _buffer_client(replay_buffer: Any, split_trajs: bool) -> Any:
-    """The picklable client the actors write through, or None; refuses a buffer the actors cannot share."""
-    if replay_buffer is None:
-        return None
-    from tdrl.data.replay_buffers.ray_buffer import RayReplayBufferClient
+    def close(reason: str) -> None:
+        owner = ref()
+        if owner is not None:
+            owner._close(reason)
 
-    if not isinstance(replay_buffer, RayReplayBufferClient):
-        raise TypeError(
-            f"RayCollector: replay_buffer must be a RayReplayBuffer (or its client()), got "
-            f"{type(replay_buffer).__name__}. Each actor would write into its own copy of an in-process buffer; "
-            "build the buffer with tdrl.data.RayReplayBuffer(...) so that every actor writes into the same one."
-        )
-    if split_trajs:
-        raise ValueError(
-            "RayCollector: split_trajs=True pads batches per trajectory, which a replay buffer would store as "
-            "padding; leave split_trajs out with replay_buffer (sample trajectories with a SliceSampler)."
-        )
-    client = getattr(replay_buffer, "client", None)
-    return client() if callable(client) else replay_buffer
+    return close

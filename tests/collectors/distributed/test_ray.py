@@ -147,7 +147,7 @@ def test_async_batches_come_whole_from_one_collector_and_stop_at_total_frames():
     workers = [set((b["collector", "traj_ids"] % 2).tolist()) for b in batches]
     assert all(len(w) == 1 for w in workers)  # each batch is one collector's
     _check_trajectories(batches)
-    assert collector._pending == {}  # no batch was asked for that would not be handed out
+    assert collector._pool.pending == {}  # no batch was asked for that would not be handed out
     collector.shutdown()
 
 
@@ -343,7 +343,7 @@ def test_an_exception_from_the_users_env_is_raised_at_once_with_the_remote_trace
     assert "FailingEnv: failing on purpose at step 2" in str(err)
     assert "mocks.py" in str(err)  # the remote traceback: the file...
     assert "in _step" in str(err)  # ...down to the env's own frame
-    assert collector._restarts == [0]  # not retried
+    assert collector._pool.restarts == [0]  # not retried
     assert first == [first[0]]
     if sys.version_info >= (3, 11):
         assert any("not retried" in note for note in err.__notes__)
