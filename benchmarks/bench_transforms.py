@@ -91,6 +91,7 @@ def _hand(loc: torch.Tensor, scale: torch.Tensor):
     def step() -> None:
         obs, reward, terminated, truncated, _ = env.step(action)
         state["obs"] = torch.addcmul(loc, torch.as_tensor(obs), scale).float()
+        state["reward"] = reward
         state["count"] += 1
         if terminated or truncated:
             env.reset()
@@ -185,6 +186,7 @@ if __name__ == "__main__":
         warnings.filterwarnings("ignore")
         torch.set_num_threads(1)
         for r in hook_rows():
-            print(f"{r['figure']}: tdrl {r['tdrl']:.1f} us, hand {r['reference']:.1f} us, ratio {r['ratio']:.2f}; {r['note']}")
+            figures = f"tdrl {r['tdrl']:.1f} us, hand {r['reference']:.1f} us, ratio {r['ratio']:.2f}"
+            print(f"{r['figure']}: {figures}; {r['note']}")
     else:
         print_rows(run())

@@ -32,7 +32,8 @@ def test_standard_normal_gives_the_bits_of_the_plain_expression(x_shape, stat_sh
     norm = ObservationNorm(loc=loc, scale=scale, in_keys=["obs"], standard_normal=True)
     out = norm(TensorDict({"obs": x.clone()}, []))["obs"]
     expected = (x - loc) / scale
-    assert out.dtype == expected.dtype and out.shape == expected.shape
+    assert out.dtype == expected.dtype
+    assert out.shape == expected.shape
     assert torch.equal(out, expected)
 
 
@@ -57,7 +58,8 @@ def test_double_to_float_leaves_float32_entries_as_they_are():
     td = TensorDict({"a": single, "b": double}, [])
     DoubleToFloat(in_keys=["a", "b"])(td)
     assert td["a"] is single
-    assert td["b"].dtype == torch.float32 and torch.equal(td["b"], single)
+    assert td["b"].dtype == torch.float32
+    assert torch.equal(td["b"], single)
     out = DoubleToFloat(in_keys=["a"], out_keys=["a32"])(TensorDict({"a": single}, []))
     assert out["a32"] is single  # written under the new key all the same
 
@@ -65,7 +67,8 @@ def test_double_to_float_leaves_float32_entries_as_they_are():
 def test_step_counter_reset_writes_int64_zeros_shaped_like_done():
     env = TransformedEnv(CountingEnv(max_steps=3, batch_size=(2,)), StepCounter())
     td = env.reset()
-    assert td["step_count"].dtype == torch.int64 and td["step_count"].shape == td["done"].shape
+    assert td["step_count"].dtype == torch.int64
+    assert td["step_count"].shape == td["done"].shape
     td = env.rand_step(td)
     root = td["next"].clone()
     root.set("_reset", torch.tensor([[True], [False]]))
@@ -93,6 +96,6 @@ def test_a_copied_compose_runs_its_own_members(how):
     env = TransformedEnv(CountingEnv(), Compose(StepCounter(step_count_key="count_a"), DoubleToFloat()))
     other = copy.deepcopy(env) if how == "deepcopy" else pickle.loads(pickle.dumps(env))
     assert other.transform._members is other.transform.transforms
-    assert list(other.transform._members)[0] is not env.transform[0]
+    assert other.transform[0] is not env.transform[0]
     assert _counts(other) == ["count_a"]
     assert other.rollout(3)["next", "count_a"].squeeze(-1).tolist() == [1, 2, 3]
