@@ -14,9 +14,9 @@ A second row shows the per-step road (a policy is given, so every step goes thro
 same policy; and TorchRL 0.14.1's transformed env for reference.
 
 The last rows time one reset and one step (the collectors' calls: ``env.reset()`` and
-``env._step(td)``) of the transformed env, of its own base env, and of the hand-written
+``env._step(td)``) of the transformed env, of its own base env, of the hand-written
 loop (gymnasium, ``torch.as_tensor``, ``torch.addcmul(loc, x, scale).float()``, a step
-count), in microseconds of CPU time per call, medians over interleaved rounds
+count) and of gymnasium alone, in microseconds of CPU time per call, medians over interleaved rounds
 (``python -m benchmarks.bench_transforms --hooks`` runs only those).
 """
 
@@ -96,7 +96,15 @@ def _hand(loc: torch.Tensor, scale: torch.Tensor):
         if terminated or truncated:
             env.reset()
 
-    return reset, step
+    def gym_reset() -> None:
+        env.reset()
+
+    def gym_step() -> None:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+
+    return reset, step, gym_reset, gym_step
 
 
 def _stepper(env, gym_env):
@@ -117,13 +125,15 @@ def hook_rows(rounds: int = 9) -> list[dict]:
     """One reset and one step: the transformed env, its base env and the hand loop, us per call."""
     base, env = _tdrl_envs()
     norm = env.transform[0]
-    hand_reset, hand_step = _hand(norm.loc.clone(), norm.scale.clone())
+    hand_reset, hand_step, gym_reset, gym_step = _hand(norm.loc.clone(), norm.scale.clone())
     gym_env = base._env
     resets = median_cpu_us(
-        {"hand": hand_reset, "base": base.reset, "transformed": env.reset}, calls=HOOK_CALLS, rounds=rounds
+        {"gym": gym_reset, "hand": hand_reset, "base": base.reset, "transformed": env.reset},
+        calls=HOOK_CALLS,
+        rounds=rounds,
     )
     steps = median_cpu_us(
-        {"hand": hand_step, "base": _stepper(base, gym_env), "transformed": _stepper(env, gym_env)},
+        {"gym": gym_step, "hand": hand_step, "base": _stepper(base, gym_env), "transformed": _stepper(env, gym_env)},
         calls=HOOK_CALLS,
         rounds=rounds,
     )
@@ -138,7 +148,8 @@ def hook_rows(rounds: int = 9) -> list[dict]:
                 "us",
                 "info",
                 higher_is_better=False,
-                note=f"base env alone {us['base']:.1f} us; the transform chain adds {chain:.1f} us",
+                note=f"gymnasium alone {us['gym']:.1f} us, base env alone {us['base']:.1f} us; "
+                f"the transform chain adds {chain:.1f} us",
             )
         )
     return rows
