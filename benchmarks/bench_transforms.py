@@ -12,16 +12,23 @@ less; both envs replay the same seeded actions on the same gymnasium instance.
 A second row shows the per-step road (a policy is given, so every step goes through
 ``TransformedEnv._step`` and the three transforms' hooks), against the bare env with the
 same policy; and TorchRL 0.14.1's transformed env for reference.
+
+The last rows time one reset and one step (the collectors' calls: ``env.reset()`` and
+``env._step(td)``) of the transformed env, of its own base env, of the hand-written
+loop (gymnasium, ``torch.as_tensor``, ``torch.addcmul(loc, x, scale).float()``, a step
+count) and of gymnasium alone, in microseconds of CPU time per call, medians over interleaved rounds
+(``python -m benchmarks.bench_transforms --hooks`` runs only those).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 import warnings
 
 import torch
 
-from benchmarks._common import interleaved, print_rows, row
+from benchmarks._common import interleaved, median_cpu_us, print_rows, row
 
 ENV = "InvertedDoublePendulum-v4"
 STEPS = 2000
@@ -63,6 +70,91 @@ def _torchrl_rate():
     return _rate(env, steps=STEPS // 4)
 
 
+# --- one reset, one step ----------------------------------------------------------------------------------------------
+HOOK_CALLS = 400
+
+
+def _hand(loc: torch.Tensor, scale: torch.Tensor):
+    """The hand loop's reset and step: gymnasium, the observation normalized by hand, a step count."""
+    import gymnasium as gym
+
+    env = gym.make(ENV)
+    env.reset(seed=0)
+    action = torch.zeros(1).numpy()
+    state = {"count": 0}
+
+    def reset() -> None:
+        obs, _ = env.reset()
+        state["obs"] = torch.addcmul(loc, torch.as_tensor(obs), scale).float()
+        state["count"] = 0
+
+    def step() -> None:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        state["obs"] = torch.addcmul(loc, torch.as_tensor(obs), scale).float()
+        state["reward"] = reward
+        state["count"] += 1
+        if terminated or truncated:
+            env.reset()
+
+    def gym_reset() -> None:
+        env.reset()
+
+    def gym_step() -> None:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+
+    return reset, step, gym_reset, gym_step
+
+
+def _stepper(env, gym_env):
+    """``env._step`` on a fixed root (the collectors' direct call); a finished episode restarts gymnasium."""
+    from tdrl._compat import td_read
+
+    root = env.reset()
+    root.set("action", torch.zeros(1))
+
+    def step() -> None:
+        if td_read(env._step(root), "done").item():
+            gym_env.reset()
+
+    return step
+
+
+def hook_rows(rounds: int = 9) -> list[dict]:
+    """One reset and one step: the transformed env, its base env and the hand loop, us per call."""
+    base, env = _tdrl_envs()
+    norm = env.transform[0]
+    hand_reset, hand_step, gym_reset, gym_step = _hand(norm.loc.clone(), norm.scale.clone())
+    gym_env = base._env
+    resets = median_cpu_us(
+        {"gym": gym_reset, "hand": hand_reset, "base": base.reset, "transformed": env.reset},
+        calls=HOOK_CALLS,
+        rounds=rounds,
+    )
+    steps = median_cpu_us(
+        {"gym": gym_step, "hand": hand_step, "base": _stepper(base, gym_env), "transformed": _stepper(env, gym_env)},
+        calls=HOOK_CALLS,
+        rounds=rounds,
+    )
+    rows = []
+    for what, us in (("reset()", resets), ("_step(td)", steps)):
+        chain = us["transformed"] - us["base"]
+        rows.append(
+            row(
+                f"TransformedEnv(seed's 3 transforms).{what} vs the hand loop ({ENV}), us/call",
+                us["transformed"],
+                us["hand"],
+                "us",
+                "info",
+                higher_is_better=False,
+                note=f"gymnasium alone {us['gym']:.1f} us, base env alone {us['base']:.1f} us; "
+                f"the transform chain adds {chain:.1f} us",
+            )
+        )
+    return rows
+
+
 def run() -> list[dict]:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
@@ -93,8 +185,19 @@ def run() -> list[dict]:
             "info",
             note="TransformedEnv._step + 3 transform hooks per step",
         ),
+        *hook_rows(),
     ]
 
 
 if __name__ == "__main__":
-    print_rows(run())
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hooks", action="store_true", help="time only one reset and one step")
+    args = parser.parse_args()
+    if args.hooks:
+        warnings.filterwarnings("ignore")
+        torch.set_num_threads(1)
+        for r in hook_rows():
+            figures = f"tdrl {r['tdrl']:.1f} us, hand {r['reference']:.1f} us, ratio {r['ratio']:.2f}"
+            print(f"{r['figure']}: {figures}; {r['note']}")
+    else:
+        print_rows(run())

@@ -67,6 +67,9 @@ class Compose(Transform):
     # An nn.ModuleList at runtime (so the transforms are submodules), declared as the sequence of
     # Transforms it holds: what mypy sees through ModuleList is nn.Module.
     transforms: Sequence[Transform]
+    # The same ModuleList as a plain instance attribute: the per-step hooks read it without
+    # nn.Module's attribute lookup (about a microsecond a read). ``__setattr__`` keeps it in step.
+    _members: Sequence[Transform]
 
     def __init__(
         self,
@@ -88,6 +91,11 @@ class Compose(Transform):
             for t in items:
                 t.set_container(self)
         self.transforms = cast("Sequence[Transform]", nn.ModuleList(items))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "transforms":
+            self.__dict__["_members"] = value
 
     # --- sequence API ------------------------------------------------------------------
     def __getitem__(self, item: int | slice) -> Transform:
@@ -131,12 +139,13 @@ class Compose(Transform):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        self.__dict__["_members"] = self.transforms  # (a Compose pickled before the mirror existed)
         for t in self.transforms:
             _link_container(t, self)
 
     # --- hooks -----------------------------------------------------------------------
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        for t in self.transforms:
+        for t in self._members:
             tensordict = t._call(tensordict)
         return tensordict
 
@@ -146,17 +155,17 @@ class Compose(Transform):
         return tensordict
 
     def _reset(self, tensordict: TensorDictBase | None, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        for t in self.transforms:
+        for t in self._members:
             tensordict_reset = t._reset(tensordict, tensordict_reset)
         return tensordict_reset
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
-        for t in self.transforms:
+        for t in self._members:
             next_tensordict = t._step(tensordict, next_tensordict)
         return next_tensordict
 
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        for t in reversed(self.transforms):
+        for t in tuple(self._members)[::-1]:  # (reversed() on a ModuleList indexes it item by item: slow)
             tensordict = t._inv_call(tensordict)
         return tensordict
 

@@ -234,7 +234,7 @@ class TransformedEnv(EnvBase):
         base, transform = self._chain
         base_in = transform._inv_call(tensordict.copy()) if self._has_inv else tensordict
         # a ConditionalSkip may ask to skip this step
-        if self._has_inv and "_step" in base_in.keys() and _skip_whole_step(base_in):
+        if self._has_inv and td_read(base_in, "_step") is not None and _skip_whole_step(base_in):
             return self._skipped_step(base_in)
         if self._frame_skip == 1:
             next_td = base._step(base_in)

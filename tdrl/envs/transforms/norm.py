@@ -169,11 +169,17 @@ class ObservationNorm(Transform):
                 if tensordict.get(key, None) is not None:
                     raise RuntimeError(_NOT_INITIALIZED.format(keys=self.in_keys, key=key))
             return tensordict
-        forward = self.__dict__["_affine"]
+        affine = self.__dict__["_affine"]
+        dtype = loc.dtype
+        same = dtype is scale.dtype and dtype.is_floating_point  # then an entry of that dtype takes one kernel
         for in_key, out_key in zip(self.in_keys, self.out_keys):
             x = td_read(tensordict, in_key)
             if x is not None:
-                td_write(tensordict, out_key, self._map(x, loc, scale, forward))
+                if same and x.dtype is dtype:
+                    y = torch.addcmul(loc, x, scale) if affine else _standardize(x, loc, scale)
+                else:
+                    y = self._map(x, loc, scale, affine)
+                td_write(tensordict, out_key, y)
         return tensordict
 
     @staticmethod
@@ -182,7 +188,7 @@ class ObservationNorm(Transform):
         if x.dtype == loc.dtype == scale.dtype and x.dtype.is_floating_point:
             if affine:
                 return torch.addcmul(loc, x, scale)  # one kernel
-            return (x - loc) / scale
+            return _standardize(x, loc, scale)
         if not (x.dtype.is_floating_point or loc.dtype.is_floating_point or scale.dtype.is_floating_point):
             x = x.to(torch.get_default_dtype())  # integers all round: the output is floating still
         if affine:
@@ -315,6 +321,18 @@ class ObservationNorm(Transform):
             return "loc=None, scale=None"
         standard_normal = not self.__dict__["_affine"]
         return f"loc={tuple(self.loc.shape)}, scale={tuple(self.scale.shape)}, standard_normal={standard_normal}"
+
+
+def _standardize(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``(x - loc) / scale`` for operands of one floating dtype, dividing the fresh difference in place.
+
+    The same two kernels as ``(x - loc) / scale`` (so the same bits), one allocation fewer;
+    when ``scale`` would broadcast the difference to a larger shape, the plain expression.
+    """
+    diff = x - loc
+    if scale.ndim <= diff.ndim and scale.shape == diff.shape[diff.ndim - scale.ndim :]:
+        return diff.div_(scale)
+    return diff / scale
 
 
 def _check_cat_dim(cat_dim: int, reduce: list, ndim: int) -> None:

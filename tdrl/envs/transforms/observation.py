@@ -78,7 +78,10 @@ class DTypeCastTransform(Transform):
             for in_key, out_key in zip(self.in_keys, self.out_keys):
                 value = td_read(tensordict, in_key)
                 if value is not None:
-                    td_write(tensordict, out_key, value.to(dtype))
+                    if value.dtype is not dtype:
+                        td_write(tensordict, out_key, value.to(dtype))
+                    elif out_key != in_key:  # already in dtype_out (.to would return it as it is)
+                        td_write(tensordict, out_key, value)
             return tensordict
         for key in list(tensordict.keys(True, True)):
             value = tensordict.get(key)

@@ -251,9 +251,9 @@ class Transform(nn.Module):
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
         """Read ``out_keys_inv``, write ``in_keys_inv`` (in place)."""
         for in_key, out_key in zip(self.in_keys_inv, self.out_keys_inv):
-            value = tensordict.get(out_key, None)
+            value = td_read(tensordict, out_key)
             if value is not None:
-                tensordict.set(in_key, self._inv_apply_transform(value))
+                td_write(tensordict, in_key, self._inv_apply_transform(value))
         return tensordict
 
     def _inv_apply_transform(self, value: torch.Tensor) -> torch.Tensor:
