@@ -269,3 +269,17 @@ def test_a_loss_moved_to_another_dtype_replans_on_the_new_tensors():
     assert got.dtype == torch.float64
     assert loss.__dict__["_fast_state"] is not before
     torch.testing.assert_close(got, _fast_reference(loss, data.clone()), rtol=0, atol=1e-9)
+
+
+def test_the_target_probe_chain_ends_at_the_leaf_params_leaf_reads():
+    from tdrl._compat import FAST_PATHS, params_leaf, params_leaf_chain
+
+    loss = make_loss()
+    key = loss._target_probe_key
+    chain = params_leaf_chain(loss.target_value_network_params, key)
+    if not FAST_PATHS["tensordict"]:
+        assert chain is None
+        return
+    assert chain is not None and [part for _, part, _ in chain] == list(key)
+    assert chain[-1][2] is params_leaf(loss.target_value_network_params, key)
+    assert all(entries.get(part) is held for entries, part, held in chain)
