@@ -280,6 +280,7 @@ def test_the_target_probe_chain_ends_at_the_leaf_params_leaf_reads():
     if not FAST_PATHS["tensordict"]:
         assert chain is None
         return
-    assert chain is not None and [part for _, part, _ in chain] == list(key)
+    assert chain is not None
+    assert [part for _, part, _ in chain] == list(key)
     assert chain[-1][2] is params_leaf(loss.target_value_network_params, key)
     assert all(entries.get(part) is held for entries, part, held in chain)
