@@ -65,6 +65,7 @@ __all__ = [
     "foreach_lerp_",
     "no_distribution_validation",
     "loss_kernel",
+    "params_leaf_chain",
 ]
 
 
@@ -634,3 +635,25 @@ def loss_kernel(distance: str, reduction: str) -> Callable[[torch.Tensor, torch.
     if _LOSS_KERNELS and reduction in _REDUCTIONS and distance in ("l2", "smooth_l1"):
         return _loss_kernel_of(distance, reduction)
     return None
+
+
+def params_leaf_chain(params: TensorDictBase, key: tuple[str, ...]) -> tuple[tuple[dict, str, Any], ...] | None:
+    """The entry dicts on the way from ``params`` to its leaf at ``key``, each with the object it holds.
+
+    A loss that keeps a copy of its network running on ``params`` checks on each call that
+    the leaf (and each sub-TensorDict above it) is still the one it saw: a few dict
+    lookups, where :func:`params_leaf` walks from the module down. ``None`` where
+    tensordict's internals are not where the fast paths look (the caller then reads the
+    leaf with :func:`params_leaf` each time).
+    """
+    if not FAST_PATHS["tensordict"]:
+        return None
+    node: Any = getattr(params, "_param_td", params)
+    chain = []
+    for part in key:
+        if type(node) is not TensorDict:
+            return None
+        entries = node._tensordict
+        node = entries.get(part)
+        chain.append((entries, part, node))
+    return tuple(chain) if isinstance(node, torch.Tensor) else None

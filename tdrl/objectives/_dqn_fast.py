@@ -27,13 +27,14 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import Tensor, nn
 
-from tdrl._compat import FAST_PATHS, loss_kernel
+from tdrl._compat import FAST_PATHS, loss_kernel, params_leaf_chain
 from tdrl.modules._lean import hooks_free, skip_existing
 
 if TYPE_CHECKING:
     from tdrl.objectives.dqn import DQNLoss
+    from tdrl.objectives.value import ValueEstimatorBase
 
-__all__ = ["FastPlan", "fast_plan", "fast_inputs", "values_network", "distance_kernel"]
+__all__ = ["FastPlan", "FastState", "fast_plan", "fast_state", "fast_inputs", "values_network", "distance_kernel"]
 
 
 def distance_kernel(distance: str, reduction: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -129,6 +130,78 @@ def fast_plan(loss: DQNLoss) -> FastPlan | None:
         one_hot=loss.action_space == "one_hot",
         loss_fn=distance_kernel(loss.loss_function, loss.reduction),
     )
+
+
+class FastState(NamedTuple):
+    """The plan of one configuration, with what tells, on each call, that it still holds.
+
+    ``version`` is the loss's ``_config_version`` (bumped by attribute assignment,
+    ``set_keys``, ``make_value_estimator``, ``to`` / ``double``, ``load_state_dict``);
+    the estimator and its reward / terminated keys are compared as well, since they can
+    be changed on the estimator itself. With a target network, ``target`` is the plain
+    network inside the loss's target copy, valid while the target parameters' first leaf
+    (``probe``: each entry dict on the way, with what it held) is the same tensor on the
+    same storage (``probe_ptr``), and the copy is in the live network's train / eval mode.
+    """
+
+    version: int
+    estimator: ValueEstimatorBase
+    est_keys: Any
+    reward: Any
+    terminated: Any
+    plan: FastPlan | None
+    target: Callable[..., Tensor] | None
+    network: nn.Module
+    target_copy: nn.Module | None
+    probe: tuple[tuple[dict, str, Any], ...] | None
+    probe_ptr: int
+
+
+def fast_state(loss: DQNLoss, enabled: bool) -> FastState:
+    """The plan for ``loss``'s current configuration (``plan=None`` where the general path must run)."""
+    estimator = loss.value_estimator  # built here on first use (which bumps the version: read it after)
+    version = loss.__dict__.get("_config_version", 0)
+    plan = fast_plan(loss) if enabled else None
+    target = target_copy = probe = None
+    probe_ptr = 0
+    if plan is not None and loss.delay_value:
+        target_copy = loss._target_network()  # rebuilt here when the target tensors were replaced
+        target = values_network(target_copy)
+        probe = params_leaf_chain(loss.target_value_network_params, loss._target_probe_key)
+        if probe is None:
+            plan = None  # the target tensors cannot be watched cheaply: the general path checks them each call
+        else:
+            probe_ptr = probe[-1][2].data_ptr()
+    keys = estimator.tensor_keys
+    return FastState(
+        version,
+        estimator,
+        keys,
+        keys.reward,
+        keys.terminated,
+        plan,
+        target,
+        loss.value_network,
+        target_copy,
+        probe,
+        probe_ptr,
+    )
+
+
+def fast_state_holds(state: FastState, version: int, estimator: Any) -> bool:
+    """Whether ``state`` still describes the loss (one counter and a few identities)."""
+    if state.version != version or state.estimator is not estimator:
+        return False
+    keys = estimator.tensor_keys
+    if keys is not state.est_keys or keys.reward != state.reward or keys.terminated != state.terminated:
+        return False
+    if state.probe is None:
+        return True
+    for entries, part, held in state.probe:
+        if entries.get(part) is not held:
+            return False
+    copy = cast(nn.Module, state.target_copy)
+    return state.probe[-1][2].data_ptr() == state.probe_ptr and copy.training == state.network.training
 
 
 def _key_path(key: Any) -> tuple[str, ...] | None:

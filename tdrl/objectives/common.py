@@ -155,10 +155,42 @@ class LossModule(nn.Module):
         return iter(params)
 
     def __getstate__(self) -> dict[str, Any]:
-        # the cache holds object ids, meaningless in a copy: the copy builds its own
+        # the caches hold object ids and storage addresses, meaningless in a copy: the copy builds its own
         state = dict(super().__getstate__())
         state.pop("_parameters_cache", None)
+        state.pop("_fast_state", None)
         return state
+
+    # --------------------------------------------------------- configuration
+    def _configuration_changed(self) -> None:
+        """Bumps ``_config_version``: something that can alter what the loss computes changed.
+
+        Attribute assignment and deletion on the loss (a new network, new target parameters,
+        ``loss_function`` ...), :meth:`set_keys`, :meth:`make_value_estimator` and the
+        ``value_estimator`` setter, ``to`` / ``double`` / ``cuda`` (new parameter storage) and
+        ``load_state_dict`` call it. A loss that caches a plan of its computation compares the
+        counter on each call instead of re-reading its configuration.
+        """
+        self.__dict__["_config_version"] = self.__dict__.get("_config_version", 0) + 1
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        self._configuration_changed()
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        self._configuration_changed()
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> LossModule:
+        out = super()._apply(fn, *args, **kwargs)  # may give parameters and buffers new tensors
+        self._configuration_changed()
+        return out
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``; ``assign=True`` replaces the loss's tensors, so its plans are redone."""
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._configuration_changed()
+        return out
 
     # ----------------------------------------------------------------- keys
     def set_keys(self, **kwargs: NestedKey | None) -> LossModule:
@@ -172,6 +204,7 @@ class LossModule(nn.Module):
         """
         rename_keys(type(self).__name__, self.tensor_keys, kwargs)
         self._forward_value_estimator_keys()
+        self._configuration_changed()
         self._on_keys_changed()
         return self
 
@@ -201,6 +234,7 @@ class LossModule(nn.Module):
     def value_estimator(self, estimator: ValueEstimatorBase) -> None:
         self.__dict__["_value_estimator"] = estimator
         self._forward_value_estimator_keys()
+        self._configuration_changed()
 
     def _value_network_for_estimator(self) -> nn.Module | None:
         for name in ("critic_network", "value_network"):
@@ -249,6 +283,7 @@ class LossModule(nn.Module):
         hp.setdefault("value_network", self._value_network_for_estimator())
         self.__dict__["_value_estimator"] = _ESTIMATOR_CLASSES[value_type](**hp)
         self._forward_value_estimator_keys()
+        self._configuration_changed()
         return self
 
     # ------------------------------------------------------------- networks

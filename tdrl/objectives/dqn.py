@@ -38,7 +38,6 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -51,7 +50,7 @@ from torch import Tensor, nn
 from tdrl._compat import td_read, td_unchecked, td_write
 from tdrl.modules.qvalue import QValueActor, QValueModule
 from tdrl.modules.rnn import next_sequence_inputs
-from tdrl.objectives._dqn_fast import fast_inputs, fast_plan, values_network
+from tdrl.objectives._dqn_fast import fast_inputs, fast_state, fast_state_holds
 from tdrl.objectives._keys import next_key
 from tdrl.objectives._q_common import (
     _DISTANCES,
@@ -230,7 +229,6 @@ class DQNLoss(_QLossBase):
 
     # ----------------------------------------------------------------- keys
     def _on_keys_changed(self) -> None:
-        self.__dict__["_fast_config"] = None  # the fast path's plan reads the keys: decide again
         keys = self.tensor_keys
         writes = set(self.value_network.out_keys)
         needed = [keys.action_value] + ([keys.action] if self.double_dqn else [keys.value])
@@ -322,39 +320,26 @@ class DQNLoss(_QLossBase):
                 return self._chosen(next_values, next_action, keepdim=True)
             return target(next_inputs).get(keys.value)
 
-    def _target_values(self) -> Callable[..., Tensor]:
-        """The plain network inside the target copy (looked up again only when the copy is rebuilt)."""
-        actor = self._target_network()
-        cached = self.__dict__.get("_target_values_of")
-        if cached is None or cached[0] is not actor:
-            cached = self.__dict__["_target_values_of"] = (actor, values_network(actor))
-        return cached[1]
-
     def _fast_forward(self, tensordict: TensorDictBase) -> TensorDictBase | None:
         """The loss computed on the tensors (see ``_dqn_fast``), or ``None`` for the general path.
 
         Same values, gradients and written TD errors as the general path; taken only when
         the configuration and the batch provably reduce to the plain TD(0) DQN step.
+        The plan is redone when the loss's configuration counter moved (any attribute
+        assignment, ``set_keys``, ``make_value_estimator``, ``to``, ``load_state_dict``),
+        the estimator or its keys changed, or the target tensors were replaced.
         Under ``torch.compile`` the general path is traced instead (its plan cache and
         ``gamma.item()`` cannot be).
         """
         if torch.compiler.is_compiling():
             return None
-        estimator = self.value_estimator
-        config = (
-            id(estimator),
-            self.loss_function,
-            self.reduction,
-            self.use_prioritized_weights,
-            self.double_dqn,
-            self.delay_value,
-            estimator.tensor_keys.reward,
-            estimator.tensor_keys.terminated,
-        )
-        if self.__dict__.get("_fast_config") != config:
-            self.__dict__["_fast_plan"] = fast_plan(self) if _FAST_PATH["enabled"] else None
-            self.__dict__["_fast_config"] = config
-        plan = self.__dict__["_fast_plan"]
+        attrs = self.__dict__
+        state = attrs.get("_fast_state")
+        estimator = attrs["_value_estimator"]
+        if state is None or not fast_state_holds(state, attrs.get("_config_version", 0), estimator):
+            state = attrs["_fast_state"] = fast_state(self, _FAST_PATH["enabled"])
+            estimator = state.estimator
+        plan = state.plan
         if plan is None:
             return None
         inputs = fast_inputs(plan, tensordict, _MASK_KEY)
@@ -377,7 +362,7 @@ class DQNLoss(_QLossBase):
         else:
             chosen = values.gather(-1, action)
         with torch.no_grad():
-            target_net = self._target_values() if self.delay_value else plan.net
+            target_net = state.target if state.target is not None else plan.net
             next_values = target_net(next_obs)
             if self.double_dqn:
                 greedy = plan.net(next_obs).argmax(-1, keepdim=True)

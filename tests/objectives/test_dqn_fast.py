@@ -48,13 +48,13 @@ def make_loss(one_hot: bool = False, **kwargs) -> DQNLoss:
 
 def run(loss: DQNLoss, data: TensorDict, fast: bool) -> tuple[torch.Tensor, list[torch.Tensor], TensorDict]:
     dqn_module._FAST_PATH["enabled"] = fast
-    loss.__dict__["_fast_config"] = None
+    loss.__dict__["_fast_state"] = None
     try:
         out = loss(data)["loss"]
         out.sum().backward()
         grads = [p.grad.clone() for p in loss.value_network.parameters()]
         loss.zero_grad()
-        taken = loss.__dict__["_fast_plan"] is not None
+        taken = loss.__dict__["_fast_state"].plan is not None
     finally:
         dqn_module._FAST_PATH["enabled"] = True
     assert taken == fast
@@ -80,7 +80,7 @@ def test_the_fast_step_equals_the_general_path(kwargs, one_hot):
     loss.make_value_estimator("td0", gamma=0.9)
     general, general_grads, general_data = run(loss, batch(one_hot=one_hot), fast=False)
     fast, fast_grads, fast_data = run(loss, batch(one_hot=one_hot), fast=True)
-    assert loss.__dict__["_fast_plan"] is not None
+    assert loss.__dict__["_fast_state"].plan is not None
     torch.testing.assert_close(fast, general, rtol=0, atol=1e-6)
     for f, g in zip(fast_grads, general_grads):
         torch.testing.assert_close(f, g, rtol=0, atol=1e-6)
@@ -138,9 +138,9 @@ def test_the_target_network_is_followed_after_a_target_update():
     before = loss(batch())["loss"].item()
     loss.target_value_network_params.update_(loss.value_network_params)
     after = loss(batch())["loss"].item()
-    assert loss.__dict__["_fast_plan"] is not None
+    assert loss.__dict__["_fast_state"].plan is not None
     dqn_module._FAST_PATH["enabled"] = False
-    loss.__dict__["_fast_config"] = None
+    loss.__dict__["_fast_state"] = None
     try:
         assert loss(batch())["loss"].item() == pytest.approx(after, abs=1e-6)
     finally:
@@ -173,7 +173,7 @@ def test_batches_the_fast_step_does_not_cover_take_the_general_path(change, monk
     assert calls == []  # a plain batch: the tensor-only step
     data = change(batch())
     loss(data)
-    assert loss.__dict__["_fast_plan"] is not None  # the configuration fits; the batch does not
+    assert loss.__dict__["_fast_state"].plan is not None  # the configuration fits; the batch does not
     assert calls, "the general path reads the network inputs through _select"
     assert "td_error" in data.keys()
 
@@ -192,23 +192,95 @@ def test_configurations_the_fast_step_does_not_cover_have_no_plan(build):
     if loss.use_prioritized_weights is True:
         data["priority_weight"] = torch.ones(N)
     loss(data)
-    assert loss.__dict__["_fast_plan"] is None
+    assert loss.__dict__["_fast_state"].plan is None
 
 
 def test_a_changed_estimator_is_picked_up():
     loss = make_loss()
     loss(batch())
-    assert loss.__dict__["_fast_plan"] is not None
+    assert loss.__dict__["_fast_state"].plan is not None
     loss.make_value_estimator("td1", gamma=0.9)
     loss(batch())
-    assert loss.__dict__["_fast_plan"] is None
+    assert loss.__dict__["_fast_state"].plan is None
     loss.make_value_estimator("td0", gamma=0.5)
     data = batch()
     got = loss(data)["loss"]
     reference = copy.deepcopy(loss)
     dqn_module._FAST_PATH["enabled"] = False
     try:
-        reference.__dict__["_fast_config"] = None
+        reference.__dict__["_fast_state"] = None
         torch.testing.assert_close(reference(batch())["loss"], got)
     finally:
         dqn_module._FAST_PATH["enabled"] = True
+
+
+def _fast_reference(loss: DQNLoss, data: TensorDict) -> torch.Tensor:
+    """The general path's loss on a copy of ``loss``."""
+    reference = copy.deepcopy(loss)
+    dqn_module._FAST_PATH["enabled"] = False
+    try:
+        reference.__dict__["_fast_state"] = None
+        return reference(data)["loss"]
+    finally:
+        dqn_module._FAST_PATH["enabled"] = True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda loss: setattr(loss, "loss_function", "smooth_l1"),
+        lambda loss: setattr(loss, "reduction", "sum"),
+        lambda loss: setattr(loss, "double_dqn", True),
+        lambda loss: loss.value_estimator.set_keys(reward="other_reward"),
+        lambda loss: setattr(loss.value_estimator.tensor_keys, "terminated", "done"),
+        lambda loss: loss.make_value_estimator("td0", gamma=0.5),
+        lambda loss: loss.target_value_network_params.set(
+            ("module", "0", "module", "0", "weight"),
+            torch.zeros_like(loss.target_value_network_params["module", "0", "module", "0", "weight"]),
+        ),
+        lambda loss: loss.target_value_network_params.set(
+            ("module", "0", "module", "2", "bias"),
+            torch.ones_like(loss.target_value_network_params["module", "0", "module", "2", "bias"]),
+            inplace=True,
+        ),
+        lambda loss: loss.load_state_dict({k: v * 0.5 for k, v in loss.state_dict().items()}, assign=True),
+        lambda loss: loss.value_network.eval(),
+    ],
+)
+def test_a_change_after_the_first_call_is_seen_by_the_next(change):
+    loss = make_loss()
+    loss.make_value_estimator("td0", gamma=0.9)
+    data = batch()
+    data["next", "other_reward"] = data["next", "reward"] * 2
+    loss(data.clone())
+    change(loss)
+    got = loss(data.clone())["loss"]
+    assert loss.__dict__["_fast_state"].plan is not None
+    torch.testing.assert_close(got, _fast_reference(loss, data.clone()), rtol=0, atol=1e-6)
+
+
+def test_a_loss_moved_to_another_dtype_replans_on_the_new_tensors():
+    loss = make_loss()
+    loss(batch())
+    before = loss.__dict__["_fast_state"]
+    loss.double()
+    data = batch().apply(lambda t: t.double() if t.is_floating_point() else t)
+    got = loss(data.clone())["loss"]
+    assert got.dtype == torch.float64
+    assert loss.__dict__["_fast_state"] is not before
+    torch.testing.assert_close(got, _fast_reference(loss, data.clone()), rtol=0, atol=1e-9)
+
+
+def test_the_target_probe_chain_ends_at_the_leaf_params_leaf_reads():
+    from tdrl._compat import FAST_PATHS, params_leaf, params_leaf_chain
+
+    loss = make_loss()
+    key = loss._target_probe_key
+    chain = params_leaf_chain(loss.target_value_network_params, key)
+    if not FAST_PATHS["tensordict"]:
+        assert chain is None
+        return
+    assert chain is not None
+    assert [part for _, part, _ in chain] == list(key)
+    assert chain[-1][2] is params_leaf(loss.target_value_network_params, key)
+    assert all(entries.get(part) is held for entries, part, held in chain)
