@@ -66,6 +66,9 @@ __all__ = [
     "no_distribution_validation",
     "loss_kernel",
     "params_leaf_chain",
+    "td_entries",
+    "module_children",
+    "ConversionNotice",
 ]
 
 
@@ -657,3 +660,38 @@ def params_leaf_chain(params: TensorDictBase, key: tuple[str, ...]) -> tuple[tup
         node = entries.get(part)
         chain.append((entries, part, node))
     return tuple(chain) if isinstance(node, torch.Tensor) else None
+
+
+def td_entries(tensordict: Any) -> dict | None:
+    """The entry dict of a plain ``TensorDict`` (string key -> tensor or sub-TensorDict), read-only use.
+
+    ``None`` for anything else, or where tensordict's internals are not where the fast paths
+    look: the caller then goes through ``get``.
+    """
+    if type(tensordict) is TensorDict and FAST_PATHS["tensordict"]:
+        return tensordict._tensordict
+    return None
+
+
+def module_children(module: nn.Module) -> dict[str, nn.Module | None]:
+    """The module's own registered submodules by name, ``None`` entries included (read, not written)."""
+    children = getattr(module, "_modules", None)
+    if isinstance(children, dict):
+        return children
+    return dict(module.named_children())  # pragma: no cover
+
+
+class ConversionNotice(nn.Module):
+    """An ``nn.Module`` told when ``to`` / ``double`` / ``cuda`` / ... give its tensors new storage.
+
+    Every such conversion goes through ``nn.Module._apply`` (a private name of torch, hence
+    here); after it, :meth:`_tensors_converted` runs on the module it was called on.
+    """
+
+    def _tensors_converted(self) -> None:
+        """Called after a conversion of the module's parameters and buffers; does nothing here."""
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        out = super()._apply(fn, *args, **kwargs)
+        self._tensors_converted()
+        return out

@@ -27,7 +27,7 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import Tensor, nn
 
-from tdrl._compat import FAST_PATHS, loss_kernel, params_leaf_chain
+from tdrl._compat import FAST_PATHS, loss_kernel, params_leaf_chain, td_entries
 from tdrl.modules._lean import hooks_free, skip_existing
 
 if TYPE_CHECKING:
@@ -218,7 +218,10 @@ def _absent(data: TensorDict, path: tuple[str, ...]) -> bool:
     for part in path:
         if type(node) is not TensorDict:
             return False  # not a plain TensorDict on the way: let the general path decide
-        node = node._tensordict.get(part)
+        entries = td_entries(node)
+        if entries is None:
+            return False
+        node = entries.get(part)
         if node is None:
             return True
     return False
@@ -235,11 +238,15 @@ def fast_inputs(plan: FastPlan, data: Any, mask_key: Any) -> tuple[Tensor, Tenso
     """
     if type(data) is not TensorDict or skip_existing():
         return None
-    entries = data._tensordict
+    entries = td_entries(data)
+    if entries is None:
+        return None
     nxt = entries.get("next")
     if type(nxt) is not TensorDict:
         return None
-    following = nxt._tensordict
+    following = td_entries(nxt)
+    if following is None:
+        return None
     obs = entries.get(plan.obs_key)
     action = entries.get(plan.action_key)
     next_obs = following.get(plan.obs_key)

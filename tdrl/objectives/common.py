@@ -36,6 +36,7 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
+from tdrl._compat import ConversionNotice, module_children, module_parameters
 from tdrl.objectives._keys import MissingKeyError, keys_repr, rename_keys
 from tdrl.objectives.utils import ValueEstimators, default_value_kwargs
 from tdrl.objectives.value import GAE, TD0Estimator, TD1Estimator, TDLambdaEstimator, ValueEstimatorBase
@@ -51,7 +52,7 @@ _ESTIMATOR_CLASSES: dict[ValueEstimators, type[ValueEstimatorBase]] = {
 _NO_LAMBDA = (ValueEstimators.TD0, ValueEstimators.TD1)
 
 
-class LossModule(nn.Module):
+class LossModule(ConversionNotice):
     """Base class of the loss modules.
 
     Subclasses declare their keys in a nested ``_AcceptedKeys`` dataclass (set as
@@ -148,7 +149,7 @@ class LossModule(nn.Module):
         # the cache holds the modules and parameters it saw, so that none of their ids can be
         # reused by a new object while it lives
         modules = list(self.modules())
-        holders = [d for m in modules for d in (m._parameters, m._modules)]
+        holders = [d for m in modules for d in (module_parameters(m), module_children(m))]
         seen = [*map(id, chain.from_iterable(map(dict.values, holders)))]
         params = list(super().parameters(recurse=True))
         self.__dict__["_parameters_cache"] = (modules, holders, seen, params)
@@ -181,10 +182,9 @@ class LossModule(nn.Module):
         super().__delattr__(name)
         self._configuration_changed()
 
-    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> LossModule:
-        out = super()._apply(fn, *args, **kwargs)  # may give parameters and buffers new tensors
+    def _tensors_converted(self) -> None:
+        # to / double / cuda may give parameters and buffers new tensors
         self._configuration_changed()
-        return out
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """``nn.Module.load_state_dict``; ``assign=True`` replaces the loss's tensors, so its plans are redone."""
