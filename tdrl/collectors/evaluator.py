@@ -28,13 +28,7 @@ Results are collected, logged and passed to ``on_result`` in the caller's thread
 from __future__ import annotations
 
 import copy
-import inspect
 import pickle
-import queue
-import threading
-import time
-import traceback
-import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -42,20 +36,18 @@ from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import set_interaction_type
 from torch import nn
 
-from tdrl._workers import StartMethod, WorkerPool, report_start, serve, setup_worker
-from tdrl.collectors.sync import SyncDataCollector
+from tdrl._workers import StartMethod
+from tdrl.collectors._eval_backends import _ProcessBackend, _ThreadBackend
+from tdrl.collectors._eval_runner import _is_env_factory, _Runner
 from tdrl.envs.common import EnvBase
-from tdrl.envs.transforms import Compose, VecNorm
 from tdrl.envs.utils import ExplorationType
 from tdrl.specs import NestedKey
 
 __all__ = ["Evaluator"]
 
 _BACKENDS = ("thread", "process")
-_SINGLE_ENV_STEPS = 64  # steps collected at a time from an env that is not batched (frames_per_batch=None)
 _BUSY_POLICIES = ("skip", "error", "queue")
 _SHUT = "Evaluator was shut down (its {what} is stopped); build a new one."
 _BUSY = (
@@ -72,10 +64,6 @@ def _check_count(name: str, value: Any, allow_none: bool = True) -> None:
         raise ValueError(f"Evaluator: {name} must be {expected}, got {value!r}.")
 
 
-def _is_env_factory(env: Any) -> bool:
-    return callable(env) and not isinstance(env, EnvBase)
-
-
 def _snapshot(weights: Any) -> TensorDictBase:
     """A detached CPU copy of ``weights`` (a module or a TensorDict of parameters)."""
     if isinstance(weights, nn.Module):
@@ -86,292 +74,6 @@ def _snapshot(weights: Any) -> TensorDictBase:
         f"Evaluator: weights must be an nn.Module or a TensorDict of parameters "
         f"(TensorDict.from_module(policy)), got {type(weights).__name__}."
     )
-
-
-def _load_weights(policy: Any, weights: TensorDictBase) -> None:
-    """Copies ``weights`` into ``policy``'s parameters and buffers, in place."""
-    if not isinstance(policy, nn.Module):
-        raise TypeError(
-            f"Evaluator: weights were given, but the evaluation policy is a {type(policy).__name__}, not an "
-            "nn.Module whose weights can be set. Pass weights=None, or a module as the policy."
-        )
-    target = TensorDict.from_module(policy)
-    ours, theirs = set(target.keys(True, True)), set(weights.keys(True, True))
-    if ours != theirs:
-        raise KeyError(
-            f"Evaluator: the weights do not fit the evaluation policy: missing {sorted(map(str, ours - theirs))}, "
-            f"unexpected {sorted(map(str, theirs - ours))}. Pass the weights of a policy with the same architecture."
-        )
-    target.data.update_(weights)
-
-
-def _episode_metrics(batch: TensorDictBase, reward_key: NestedKey) -> dict[str, Any]:
-    """TorchRL's episode metrics of a padded batch of whole episodes ``[N, T]`` with ``("collector", "mask")``."""
-    mask = batch.get(("collector", "mask"))
-    n, t = mask.shape
-    lengths = mask.sum(-1)
-    last = (lengths - 1).clamp_min(0)
-    rows = torch.arange(n)
-    episode_reward = batch.get(("next", "episode_reward"), None)
-    if episode_reward is not None:  # a RewardSum in the env: its running total at the last step
-        returns = episode_reward.reshape(n, t, -1).sum(-1)[rows, last]
-    else:
-        reward = batch.get(reward_key, None)
-        if reward is None:
-            raise KeyError(
-                f"Evaluator: the evaluation batch has no reward entry {reward_key!r} (and no RewardSum's "
-                f"('next', 'episode_reward')); its keys are {sorted(map(str, batch.keys(True, True)))}. "
-                "Pass reward_keys= naming the env's reward."
-            )
-        returns = (reward.reshape(n, t, -1).sum(-1) * mask).sum(-1)
-    step_count = batch.get(("next", "step_count"), None)
-    episode_lengths = step_count.reshape(n, t)[rows, last] if step_count is not None else lengths
-    returns = returns.double()
-    return {
-        "reward": returns.mean().item(),
-        "reward_std": returns.std().item() if n > 1 else 0.0,
-        "num_episodes": n,
-        "episode_length": episode_lengths.double().mean().item(),
-        "frame_count": int(lengths.sum()),
-    }
-
-
-class _Runner:
-    """The evaluation itself, the same in every mode: an env, a private policy, and ``run(weights)``."""
-
-    def __init__(self, env: Any, policy: Any, policy_factory: Any, config: dict[str, Any]) -> None:
-        self.env: EnvBase = env() if _is_env_factory(env) else env
-        if not isinstance(self.env, EnvBase):
-            raise TypeError(f"Evaluator: the env factory returned a {type(self.env).__name__}, not a tdrl EnvBase.")
-        _freeze_vecnorm(self.env)
-        self.policy = policy_factory(self.env) if policy_factory is not None else policy
-        self.config = config
-        numel = self.env.batch_size.numel()
-        # a batched env steps once per internal batch, so that episodes are taken in the order they
-        # ended (within a batch the collector files them sub-env by sub-env, which would favour the
-        # short episodes of the first sub-envs); a single env takes a few steps at a time, and at
-        # most that many steps past the last episode needed are wasted
-        default = numel if numel > 1 else min(config["max_steps"] or _SINGLE_ENV_STEPS, _SINGLE_ENV_STEPS)
-        self.frames_per_batch = config["frames_per_batch"] or default
-
-    def run(self, weights: TensorDictBase | None, step: int, isolate_rng: bool) -> dict[str, Any]:
-        config = self.config
-        if weights is not None:
-            _load_weights(self.policy, weights)
-        seed = config["seed"]
-        with torch.random.fork_rng(devices=[], enabled=isolate_rng):
-            if seed is not None:
-                if isolate_rng:  # (a thread must not reseed the training's RNG)
-                    torch.manual_seed(seed)
-                self.env.set_seed(seed)
-            collector = SyncDataCollector(
-                self.env,
-                self.policy,
-                frames_per_batch=self.frames_per_batch,
-                total_frames=-1,
-                max_frames_per_traj=config["max_steps"],
-                exploration_type=config["exploration_type"],
-                trajs_per_batch=config["num_trajectories"],
-                **config["collector_kwargs"],
-            )
-            training = isinstance(self.policy, nn.Module) and self.policy.training
-            if training:
-                self.policy.eval()
-            start = time.perf_counter()
-            try:
-                batch = next(iter(collector))
-            finally:
-                if training:
-                    self.policy.train()
-            elapsed = time.perf_counter() - start
-        metrics = _episode_metrics(batch, config["reward_keys"])
-        if elapsed > 0:
-            metrics["fps"] = metrics["frame_count"] / elapsed
-        metrics_fn = config["metrics_fn"]
-        if metrics_fn is not None:
-            for name, value in metrics_fn(batch).items():
-                metrics[f"custom/{name}"] = value
-        if config["dump_video"]:
-            _dump_videos(self.env, step)
-        metrics["_step"] = step
-        return metrics
-
-
-def _transforms(env: EnvBase) -> list:
-    transform = getattr(env, "transform", None)
-    if transform is None:
-        return []
-    return list(transform) if isinstance(transform, Compose) else [transform]
-
-
-def _freeze_vecnorm(env: EnvBase) -> None:
-    """Stops the evaluation env's VecNorm statistics from learning from evaluation episodes."""
-    for transform in _transforms(env):
-        if isinstance(transform, VecNorm):
-            transform.freeze()
-
-
-def _dump_videos(env: EnvBase, step: int) -> None:
-    """Calls ``dump(step=...)`` on the env's transforms that record (``VideoRecorder``)."""
-    for t in _transforms(env):
-        dump = getattr(t, "dump", None)
-        if callable(dump):
-            dump(step=step)
-
-
-# --- the thread backend ------------------------------------------------------------------------
-
-
-class _ThreadBackend:
-    """Evaluations in the caller's process: synchronous in the caller, asynchronous in a daemon thread."""
-
-    def __init__(self, runner: _Runner) -> None:
-        self.runner = runner
-        self.lock = threading.Lock()  # one evaluation at a time on the runner's env
-        self.requests: queue.Queue = queue.Queue()
-        self.results: queue.Queue = queue.Queue()
-        self.outstanding = 0
-        self.thread: threading.Thread | None = None
-        self.closed = False
-        self.warned = False
-
-    def run(self, weights: TensorDictBase | None, step: int) -> dict[str, Any]:
-        with self.lock:
-            return self.runner.run(weights, step, isolate_rng=True)
-
-    def submit(self, weights: TensorDictBase | None, step: int) -> None:
-        if not THREAD_LOCAL_EXPLORATION:
-            self._run_in_caller(weights, step)
-            return
-        if self.thread is None:
-            self.thread = threading.Thread(
-                target=_thread_loop, args=(self.runner, self.lock, self.requests, self.results), daemon=True
-            )
-            self.thread.start()
-        self.requests.put((weights, step))
-        self.outstanding += 1
-
-    def _run_in_caller(self, weights: TensorDictBase | None, step: int) -> None:
-        if not self.warned:
-            self.warned = True
-            warnings.warn(
-                "Evaluator: this tensordict cannot keep the exploration type to one thread (tensordict "
-                ">= 0.15 can), so trigger_eval runs the evaluation now, in the caller's thread, instead "
-                "of in the background; pass backend='process' for a background evaluation.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        try:
-            self.results.put(("ok", self.run(weights, step)))
-        except Exception as err:  # raised by ready(), as the thread's would be
-            self.results.put(("error", (err, traceback.format_exc())))
-        self.outstanding += 1
-
-    def ready(self, timeout: float | None) -> dict[str, Any] | None:
-        try:
-            status, payload = self.results.get(timeout=timeout) if timeout != 0 else self.results.get_nowait()
-        except queue.Empty:
-            return None
-        self.outstanding -= 1
-        if status == "error":
-            err, text = payload
-            raise RuntimeError(f"Evaluator: the evaluation thread raised:\n{text}") from err
-        return payload
-
-    def close(self, timeout: float) -> None:
-        self.closed = True
-        if self.thread is not None:
-            self.requests.put(None)
-            self.thread.join(timeout)
-
-
-# The exploration type is one value for the whole process: an evaluation thread that set it would
-# switch the training loop's policy to the evaluation's mode while it runs (and could leave it set).
-# tensordict >= 0.15 can keep it to one thread (set_interaction_type(..., thread_local=True)); with
-# an older tensordict the background evaluation runs in the caller's thread instead.
-THREAD_LOCAL_EXPLORATION = "thread_local" in inspect.signature(set_interaction_type.__init__).parameters
-
-
-def _thread_loop(runner: _Runner, lock: threading.Lock, requests: queue.Queue, results: queue.Queue) -> None:
-    with set_interaction_type(runner.config["exploration_type"], thread_local=True):  # (see above)
-        while (request := requests.get()) is not None:
-            try:
-                with lock:
-                    weights, step = request
-                    results.put(("ok", runner.run(weights, step, isolate_rng=False)))
-            except BaseException as err:  # handed to the caller, which raises it
-                results.put(("error", (err, traceback.format_exc())))
-
-
-# --- the process backend -----------------------------------------------------------------------
-
-
-def _evaluator_worker(idx: int, sock: Any, inherited: Any, payload: bytes, parent_pid: int) -> None:
-    setup_worker(inherited)
-    runner = report_start(sock, idx, lambda: _build_runner(payload), lambda _: None)
-    if runner is None:
-        return
-    try:
-        serve(sock, parent_pid, lambda cmd, arg: runner.run(arg[0], arg[1], isolate_rng=True))
-    finally:
-        runner.env.close()
-
-
-def _build_runner(payload: bytes) -> _Runner:
-    env_factory, policy, policy_factory, config, init_fn = pickle.loads(payload)
-    if init_fn is not None:
-        init_fn()
-    return _Runner(env_factory, policy, policy_factory, config)
-
-
-class _ProcessBackend:
-    """Evaluations in one worker process; requests are answered in order."""
-
-    def __init__(self, payload: bytes, start_method: StartMethod) -> None:
-        self.pool = WorkerPool("Evaluator", _evaluator_worker, [payload], start_method, close="shutdown()")
-        self.started = False
-        self.seqs: deque[int] = deque()  # asynchronous requests whose result was not collected
-
-    @property
-    def outstanding(self) -> int:
-        return len(self.seqs)
-
-    def _check_started(self, timeout: float | None) -> bool:
-        if not self.started:
-            if not self.pool.poll(0, -1, timeout):
-                return False
-            self.pool.started()  # raises with the worker's traceback if it failed to build
-            self.started = True
-        return True
-
-    def run(self, weights: TensorDictBase | None, step: int) -> dict[str, Any]:
-        self._check_started(None)
-        seq = self.pool.send(0, "evaluate", (weights, step))
-        self.pool.poll(0, seq, None)
-        return self.pool.results([(0, seq)])[0]
-
-    def submit(self, weights: TensorDictBase | None, step: int) -> None:
-        self.seqs.append(self.pool.send(0, "evaluate", (weights, step)))
-
-    def ready(self, timeout: float | None) -> dict[str, Any] | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._check_started(timeout):
-            return None
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if not self.pool.poll(0, self.seqs[0], remaining):
-            return None
-        seq = self.seqs.popleft()
-        return self.pool.results([(0, seq)])[0]
-
-    def close(self, timeout: float) -> None:
-        self.pool.close(grace=timeout, closed="shut down")
-
-    @property
-    def closed(self) -> bool:
-        return self.pool.closed
-
-
-# --- the evaluator -----------------------------------------------------------------------------
 
 
 class Evaluator:

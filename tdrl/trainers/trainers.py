@@ -34,13 +34,8 @@ size and CRC-32 of its payload in a header, and read back without unpickling cod
 from __future__ import annotations
 
 import copy
-import io
 import os
-import random
-import struct
-import zlib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +43,14 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from tdrl._safe_io import write_file_atomic
+from tdrl.trainers._checkpoint import (
+    _CHECKPOINT_FORMAT,
+    _rng_states,
+    _set_rng_states,
+    read_checkpoint,
+    write_checkpoint,
+)
+from tdrl.trainers._hook_base import TrainerHookBase
 
 __all__ = ["Trainer", "TrainerHookBase", "HOOK_POINTS"]
 
@@ -98,84 +100,7 @@ _UNSUPPORTED = (
     ("log_timings", False, "profile the loop instead (py-spy, torch.profiler)"),
 )
 
-_CHECKPOINT_FORMAT = "tdrl.Trainer/1"
-# a checkpoint file: this magic, the payload's size and CRC-32 (little-endian u64, u32), then
-# the payload (torch.save's zip of the state dict); torch's reader does not check its own CRCs
-_MAGIC = b"tdrl-trainer-checkpoint\x00"
-_HEADER = struct.Struct("<QI")
-
-
-def _encode_checkpoint(state: Mapping[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(dict(state), buffer)
-    payload = buffer.getvalue()
-    return _MAGIC + _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-def _decode_checkpoint(path: Path, data: bytes, **load_kwargs: Any) -> Any:
-    """The state in a checkpoint file's bytes, or a ValueError naming what is wrong."""
-    start = len(_MAGIC) + _HEADER.size
-    if not data.startswith(_MAGIC) or len(data) < start:
-        raise ValueError(
-            f"Trainer.load_from_file: {path} is not a tdrl trainer checkpoint (it does not start with "
-            f"{_MAGIC!r}); load checkpoints written by Trainer.save_trainer."
-        )
-    size, crc = _HEADER.unpack_from(data, len(_MAGIC))
-    payload = memoryview(data)[start:]
-    if len(payload) != size or zlib.crc32(payload) != crc:
-        raise ValueError(
-            f"Trainer.load_from_file: {path} is damaged (size {len(payload)} for {size} written, or a CRC-32 "
-            "mismatch); load an earlier checkpoint."
-        )
-    try:
-        return torch.load(io.BytesIO(payload), weights_only=True, **load_kwargs)
-    except Exception as err:  # an unpickling error: classes outside the weights-only set
-        raise ValueError(
-            f"Trainer.load_from_file: {path} holds objects other than tensors, numbers and containers ({err}); "
-            "tdrl does not unpickle them."
-        ) from None
-
-
 _TYPE_DESCR = {float: "4.4f", int: ""}
-
-
-class TrainerHookBase:
-    """Base class of the trainer hooks: a state to checkpoint and a default place in the loop.
-
-    Subclasses implement :meth:`register` (which calls :meth:`Trainer.register_op` and
-    :meth:`Trainer.register_module`), and :meth:`state_dict` / :meth:`load_state_dict` when
-    they hold state that a resume needs (the defaults hold none).
-
-    Examples:
-        >>> class CountBatches(TrainerHookBase):
-        ...     def __init__(self):
-        ...         self.count = 0
-        ...     def __call__(self, batch):
-        ...         self.count += 1
-        ...         return {"batches": self.count}
-        ...     def state_dict(self):
-        ...         return {"count": self.count}
-        ...     def load_state_dict(self, state_dict):
-        ...         self.count = state_dict["count"]
-        ...     def register(self, trainer, name="count_batches"):
-        ...         trainer.register_op("pre_steps_log", self)
-        ...         trainer.register_module(name, self)
-        >>> hook = CountBatches()
-        >>> hook(None), hook.state_dict()
-        ({'batches': 1}, {'count': 1})
-    """
-
-    def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint saves of this hook (nothing by default)."""
-        return {}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restores :meth:`state_dict` (nothing by default)."""
-        del state_dict
-
-    def register(self, trainer: Trainer, name: str) -> None:
-        """Registers the hook in ``trainer`` at its default point, under ``name`` for checkpoints."""
-        raise NotImplementedError(f"{type(self).__name__} must implement register(trainer, name)")
 
 
 def _check_count(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> None:
@@ -183,30 +108,6 @@ def _check_count(name: str, value: Any, *, allow_none: bool = False, minimum: in
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"Trainer: {name} must be an int >= {minimum}, got {value!r}.")
-
-
-def _rng_states() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002 (the global state users seed)
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "kind": kind,
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_states(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    npy = state["numpy"]
-    keys = npy["keys"].numpy().astype(np.uint32)
-    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))  # noqa: NPY002
-    python = state["python"]
-    random.setstate((python[0], tuple(python[1]), python[2]))
 
 
 class Trainer:
@@ -675,10 +576,7 @@ class Trainer:
             self._save_trainer()
 
     def _save_trainer(self) -> None:
-        data = _encode_checkpoint(self.state_dict())
-        path = Path(os.fspath(self.save_trainer_file))  # type: ignore[arg-type]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_file_atomic(path, lambda file: file.write(data))
+        write_checkpoint(self.save_trainer_file, self.state_dict())  # type: ignore[arg-type]
 
     def load_from_file(self, file: str | os.PathLike, **kwargs: Any) -> Trainer:
         """Restores a checkpoint written by :meth:`save_trainer`; returns the trainer.
@@ -699,17 +597,7 @@ class Trainer:
                 "and containers and load without unpickling code."
             )
         kwargs.pop("weights_only", None)
-        path = Path(os.fspath(file))
-        if not path.is_file():
-            raise FileNotFoundError(f"Trainer.load_from_file: no checkpoint at {path}.")
-        state = _decode_checkpoint(path, path.read_bytes(), **kwargs)
-        if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"Trainer.load_from_file: {path} is not a tdrl trainer checkpoint (format "
-                f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r}, expected "
-                f"{_CHECKPOINT_FORMAT!r})."
-            )
-        self.load_state_dict(state)
+        self.load_state_dict(read_checkpoint(file, **kwargs))
         return self
 
     def shutdown(self) -> None:

@@ -13,7 +13,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 
 from tdrl.collectors import Evaluator
-from tdrl.collectors.evaluator import THREAD_LOCAL_EXPLORATION
+from tdrl.collectors._eval_backends import THREAD_LOCAL_EXPLORATION
 from tdrl.envs import RewardSum, StepCounter, TransformedEnv, VecNorm
 from tdrl.envs.utils import ExplorationType, exploration_type, set_exploration_type
 from tdrl.testing import ContinuousActionMock, CountingEnv, FailingEnv, MemoryLogger

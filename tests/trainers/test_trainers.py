@@ -30,7 +30,7 @@ from tdrl.trainers import (
     Trainer,
     UpdateWeights,
 )
-from tdrl.trainers.trainers import _decode_checkpoint, _encode_checkpoint
+from tdrl.trainers._checkpoint import _decode_checkpoint, _encode_checkpoint
 
 FRAMES_PER_BATCH = 16  # 2 envs x 8 steps; CountingEnv episodes of 4 end on every batch boundary
 
@@ -323,7 +323,7 @@ def test_load_names_missing_parts_and_changes_nothing_on_error(tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
-    import tdrl.trainers.trainers as module
+    import tdrl.trainers._checkpoint as module
 
     path = tmp_path / "t.pt"
     trainer = simple_trainer(total_frames=32, save_trainer_file=path)
