@@ -168,9 +168,12 @@ def test_flat_build_keeps_tensors_and_sub_tensordicts_as_given(build):
     obs = torch.arange(6.0).reshape(3, 2)
     built = build({"obs": obs, "nested": sub}, torch.Size([3]), None)
     expected = TensorDict({"obs": obs, "nested": sub}, batch_size=[3])
-    assert type(built) is TensorDict and built.batch_size == expected.batch_size and built.device is None
+    assert type(built) is TensorDict
+    assert built.batch_size == expected.batch_size
+    assert built.device is None
     assert (built == expected).all()
-    assert built.get("obs") is obs and built.get("nested") is sub  # taken by reference, as the constructor does
+    assert built.get("obs") is obs  # taken by reference, as the constructor does
+    assert built.get("nested") is sub
     assert built.get(("nested", "r")) is sub.get("r")
     assert build({"a": torch.zeros(2)}, torch.Size([2]), torch.device("cpu")).device == torch.device("cpu")
 
