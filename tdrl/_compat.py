@@ -45,6 +45,7 @@ __all__ = [
     "td_pop",
     "params_leaf",
     "td_unchecked",
+    "td_flat",
     "has_forward_hooks",
     "global_module_hooks",
     "module_call_is_forward",
@@ -88,7 +89,10 @@ def _td_internals_work() -> bool:
         built = TensorDict._new_unsafe({"b": torch.ones(2)}, batch_size=torch.Size([2]), device=None)
         if probe._td_dim_names is not None or built._td_dim_names is not None:
             return False
-        return type(built) is TensorDict and built.batch_size == (2,) and bool(built.get("b").sum() == 2)
+        if not (type(built) is TensorDict and built.batch_size == (2,) and bool(built.get("b").sum() == 2)):
+            return False
+        flat = TensorDict._new_unsafe({"c": torch.ones(2)}, batch_size=torch.Size([2]), device=None, nested=False)
+        return type(flat) is TensorDict and list(flat.keys()) == ["c"] and flat._td_dim_names is None
     except Exception:  # any missing or changed name: use the public API
         return False
 
@@ -181,6 +185,17 @@ def _td_unchecked_fast(source: dict, batch_size: torch.Size, device: torch.devic
     return TensorDict._new_unsafe(source, batch_size=batch_size, device=device)
 
 
+def _td_flat_fast(source: dict, batch_size: torch.Size, device: torch.device | None = None) -> TensorDict:
+    """:func:`td_unchecked` for a ``source`` whose values are tensors or TensorDicts, never dicts.
+
+    Without dict values there is nothing to nest: the entries are taken as they are (one
+    ``dict.update`` on recent tensordicts, no per-entry type test). The per-step callers
+    (an env's step output, a collector's next root) build their sources from tensors and
+    TensorDicts only.
+    """
+    return TensorDict._new_unsafe(source, batch_size=batch_size, device=device, nested=False)
+
+
 def _params_leaf_public(params: TensorDictBase, key: tuple[str, ...]) -> Any:
     """``params.get(key)``."""
     return params.get(key)
@@ -206,6 +221,7 @@ FAST_PATHS: dict[str, bool] = {"tensordict": _td_internals_work()}
 if FAST_PATHS["tensordict"]:
     td_read, td_write, td_unchecked, td_attach = _td_read_fast, _td_write_fast, _td_unchecked_fast, _td_attach_fast
     td_pop = _td_pop_fast
+    td_flat = _td_flat_fast
     params_leaf = _params_leaf_fast
 else:  # pragma: no cover - taken on a tensordict whose internals moved
     td_read, td_write, td_unchecked, td_attach = (
@@ -215,6 +231,7 @@ else:  # pragma: no cover - taken on a tensordict whose internals moved
         _td_attach_public,
     )
     td_pop = _td_pop_public
+    td_flat = _td_unchecked_public
     params_leaf = _params_leaf_public
 
 

@@ -32,6 +32,7 @@ from tdrl import _compat
 READS = [_compat._td_read_fast, _compat._td_read_public]
 WRITES = [_compat._td_write_fast, _compat._td_write_public]
 BUILDS = [_compat._td_unchecked_fast, _compat._td_unchecked_public]
+FLAT_BUILDS = [_compat._td_flat_fast, _compat._td_unchecked_public]
 
 
 def test_the_fast_paths_are_taken_on_the_tested_tensordict_range():
@@ -159,6 +160,22 @@ def test_unchecked_build_equals_the_public_constructor(build):
     assert (built == expected).all()
     on_cpu = build({"a": torch.zeros(2)}, torch.Size([2]), torch.device("cpu"))
     assert on_cpu.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("build", FLAT_BUILDS)
+def test_flat_build_keeps_tensors_and_sub_tensordicts_as_given(build):
+    sub = TensorDict({"r": torch.ones(3, 1)}, [3])
+    obs = torch.arange(6.0).reshape(3, 2)
+    built = build({"obs": obs, "nested": sub}, torch.Size([3]), None)
+    expected = TensorDict({"obs": obs, "nested": sub}, batch_size=[3])
+    assert type(built) is TensorDict
+    assert built.batch_size == expected.batch_size
+    assert built.device is None
+    assert (built == expected).all()
+    assert built.get("obs") is obs  # taken by reference, as the constructor does
+    assert built.get("nested") is sub
+    assert built.get(("nested", "r")) is sub.get("r")
+    assert build({"a": torch.zeros(2)}, torch.Size([2]), torch.device("cpu")).device == torch.device("cpu")
 
 
 # --- modules ---------------------------------------------------------------------------------------------------------

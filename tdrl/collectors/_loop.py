@@ -17,7 +17,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
-from tdrl._compat import td_pop, td_read, td_unchecked, td_write
+from tdrl._compat import td_flat, td_pop, td_read, td_write
 from tdrl.collectors._compact import stop_recording
 from tdrl.collectors._index_actions import IndexActionEncoder, index_action_specs
 from tdrl.envs._stepping import (
@@ -277,7 +277,7 @@ class StepLoop:
             value = td.get(key, None)
             if value is not None and key not in src:
                 src[key] = value
-        root = td_unchecked(src, self.batch)
+        root = td_flat(src, self.batch)  # src holds the step's tensors and (copied) sub-TensorDicts, no dicts
         done = src.get("done")
         if done is None:
             done = nxt.get("done")

@@ -24,7 +24,7 @@ from typing import Any, cast
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl._compat import td_unchecked
+from tdrl._compat import td_flat, td_unchecked
 from tdrl._gc import gc_paused  # (re-exported: the collectors import it from here)
 from tdrl.envs._validation import _validation
 from tdrl.envs.common import EnvBase
@@ -323,7 +323,7 @@ class ActionRunner:
             for group, inner in self.reward_nested.items():
                 if group in src:
                     src[group] = src[group].exclude(*inner)
-            root = td_unchecked(src, batch)
+            root = td_flat(src, batch)  # the step's tensors and sub-TensorDicts, no dicts
             done = src["done"]
             if bool(done.any() if batch else done):
                 if batch:

@@ -32,7 +32,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
-from tdrl._compat import td_read
+from tdrl._compat import td_attach, td_read
 from tdrl.envs._env_checks import (
     _BAD_ACTION_DTYPE,
     _BAD_ACTION_SHAPE,
@@ -198,7 +198,7 @@ class EnvBase(_EnvSpecs, _EnvChecks, _EnvRollouts, nn.Module):
             raise RuntimeError(_NOT_RESET.format(env=type(self).__name__))
         checks = self._action_checks or self._prepare_action_checks()
         for key, shape, dtype, castable, exact in checks:
-            action = tensordict.get(key, None)
+            action = td_read(tensordict, key)
             if action is None:
                 raise KeyError(
                     _NO_ACTION.format(env=type(self).__name__, key=key, keys=sorted(map(str, tensordict.keys())))
@@ -235,7 +235,7 @@ class EnvBase(_EnvSpecs, _EnvChecks, _EnvRollouts, nn.Module):
         if _validation.outputs:
             specs = (self.full_observation_spec, self.full_reward_spec, self.full_done_spec)
             self._validate_outputs(next_td, "step", specs, ("next",))
-        tensordict.set("next", next_td)
+        td_attach(tensordict, "next", next_td)  # tensordict.set, without its checks when the layouts match
         return tensordict
 
     def step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:

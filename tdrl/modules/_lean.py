@@ -239,6 +239,14 @@ class LeanSequence:
             not isinstance(step, list) and isinstance(step, torch.nn.Module) and type(step).__call__ is _MODULE_CALL
             for step in steps
         ]
+        # per module: a QValueActor-like module with a fused network + greedy step, which this
+        # call can run without repeating the checks made once per call here
+        self.fused = [
+            self.direct[number]
+            and callable(getattr(step, "_fused_forward", None))
+            and step.__dict__.get("_fused") is not None
+            for number, step in enumerate(steps)
+        ]
 
     def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
         if skip_existing():
@@ -249,14 +257,18 @@ class LeanSequence:
         current = tensordict
         # call_direct's checks, the global ones once per call rather than once per module
         plain = not global_module_hooks() and not torch.jit.is_tracing()
-        direct = self.direct
+        direct, fused = self.direct, self.fused
         for number, step in enumerate(self.steps):
             try:
                 if isinstance(step, list):
                     for lean in step:
                         lean(current)
                 elif plain and direct[number] and module_call_is_forward(step):
-                    current = step.forward(current)
+                    # skip_existing, the global hooks and tracing were checked above; False: nothing ran
+                    if not (
+                        fused[number] and isinstance(current, TensorDictBase) and step._fused_forward(current, True)
+                    ):
+                        current = step.forward(current)
                 else:
                     current = step(current)
             except Exception as err:

@@ -335,22 +335,20 @@ class QValueActor(TensorDictSequential):
                 tensordict = step(tensordict)
         return tensordict.get(self.head.action_value_key)
 
-    def _fused_forward(self, tensordict: TensorDictBase) -> bool:
+    def _fused_forward(self, tensordict: TensorDictBase, checked: bool = False) -> bool:
         """The network and the greedy head as one step (see :func:`_fused_step`); ``False``: nothing ran.
 
         The same reads, calls and writes as the lean steps followed by the head's forward,
         without their per-call layers; a hook on the network's TensorDict module or on the
         head, a global module hook, ``skip_existing`` or a missing input take the general path.
+        ``checked``: the caller (a ``LeanSequence`` call) has just checked ``skip_existing``,
+        the global hooks and tracing; only this module's own hooks remain to check.
         """
         step = cast(LeanStep, self.__dict__["_fused"])
         head = self._head
-        if (
-            skip_existing()
-            or has_forward_hooks(step.owner)
-            or not module_call_is_forward(head)
-            or global_module_hooks()
-            or torch.jit.is_tracing()
-        ):
+        if not checked and (skip_existing() or global_module_hooks() or torch.jit.is_tracing()):
+            return False
+        if has_forward_hooks(step.owner) or not module_call_is_forward(head):
             return False
         obs = td_read(tensordict, step.in_keys[0])
         if obs is None:

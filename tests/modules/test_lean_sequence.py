@@ -168,3 +168,26 @@ def test_call_direct_equals_the_module_call():
     x = torch.randn(4, 3)
     assert torch.equal(call_direct(layer, x), layer(x))
     assert call_direct(lambda v: v + 1, 1) == 2  # a plain callable is called as it is
+
+
+def test_a_q_value_actor_runs_fused_and_still_sees_hooks_added_later():
+    policy = _policy()
+    lean = lean_policy(policy)
+    assert isinstance(lean, LeanSequence)
+    assert lean.fused == [True, False, False]  # the QValueActor: network and greedy head in one step
+    actor = policy[0]
+    td = _obs(1)[0]  # one env, as a collector steps it
+    torch.manual_seed(2)
+    full = policy(td.clone())
+    torch.manual_seed(2)
+    fast = lean(td.clone())
+    for key in full.keys():
+        assert torch.equal(full[key], fast[key]), key
+    seen = []
+    handle = actor.module[0].register_forward_hook(lambda *args: seen.append("net"))  # the network's TensorDictModule
+    lean(td.clone())
+    handle.remove()
+    handle = actor.register_forward_hook(lambda *args: seen.append("actor"))
+    lean(td.clone())
+    handle.remove()
+    assert seen == ["net", "actor"]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl._compat import td_read, td_unchecked
+from tdrl._compat import td_flat, td_read, td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
 from tdrl.envs.libs._render import note_gl_failure, refuse_after_gl_failure, render_error
@@ -409,7 +409,7 @@ class GymWrapper(EnvBase):
         if self._lean:
             obs, _ = self._env.reset(seed=seed, **kwargs)
             from_numpy = torch.from_numpy
-            return td_unchecked(
+            return td_flat(  # tensors only
                 {
                     "observation": from_numpy(np.array(obs)),
                     "done": from_numpy(np.zeros(1, _BOOL)),
@@ -468,7 +468,7 @@ class GymWrapper(EnvBase):
         else:
             obs, r, terminated, truncated, _ = self._env.step(action.numpy())
         from_numpy = torch.from_numpy
-        return td_unchecked(
+        return td_flat(  # tensors only
             {
                 "observation": from_numpy(np.array(obs)),
                 "reward": from_numpy(np.array((r,), _F32)),
