@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import multiprocessing
 import os
@@ -69,6 +70,18 @@ def _descendants(pid: int) -> list[int]:
         found += children
         todo += children
     return found
+
+
+@pytest.fixture
+def gc_enabled():
+    """Python's garbage collector on during the test, and as it was afterwards (a test may turn it off)."""
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if was:
+        gc.enable()
+    else:
+        gc.disable()
 
 
 @pytest.fixture

@@ -14,17 +14,6 @@ from tdrl._gc import gc_paused
 _WAIT = 10.0  # seconds: every wait is bounded (a missed signal fails the test instead of hanging it)
 
 
-@pytest.fixture
-def gc_enabled():
-    was = gc.isenabled()
-    gc.enable()
-    yield
-    if was:  # (a test may have turned it off)
-        gc.enable()
-    else:
-        gc.disable()
-
-
 def _pause_until(entered: threading.Event, leave: threading.Event, seen: list) -> None:
     with gc_paused():
         entered.set()

@@ -12,17 +12,6 @@ from tdrl.envs._stepping import ActionRunner, gc_paused, td_from_flat
 from tdrl.testing import CountingEnv
 
 
-@pytest.fixture
-def gc_enabled():
-    was = gc.isenabled()
-    gc.enable()
-    yield
-    if was:  # (a test may have turned it off)
-        gc.enable()
-    else:
-        gc.disable()
-
-
 def test_gc_paused_restores_the_collector_also_on_error(gc_enabled):
     with gc_paused():
         assert not gc.isenabled()
