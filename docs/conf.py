@@ -76,7 +76,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (
         r"py:.*",
-        r"(torch|tensordict|numpy|np|nn|collections\.abc|contextlib|typing|abc|enum|numbers|os|pathlib|tempfile|types)(\..*)?",
+        r"(torch|tensordict|ray|numpy|np|nn|collections\.abc|contextlib|typing|abc|enum|numbers|os|pathlib|tempfile|types)(\..*)?",
     ),
     # short names that other libraries' docstrings use unqualified (tensordict's NormalParamExtractor
     # writes `Number`, which tdrl re-exports from tdrl.modules); without intersphinx they cannot resolve
