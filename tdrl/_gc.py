@@ -22,7 +22,9 @@ from contextlib import contextmanager
 
 __all__ = ["gc_paused"]
 
-_lock = threading.Lock()
+# reentrant: a collection that runs while this thread holds it (an allocation before gc.disable())
+# may call finalizers that pause again in the same thread; a plain Lock would wait for itself
+_lock = threading.RLock()
 _depth = 0  # pauses in progress, all threads together
 _restore = False  # whether the last pause to end turns the collector back on
 _epoch = 0  # bumped in a forked child: pauses begun before the fork do not count there
@@ -72,7 +74,7 @@ def _after_fork_in_child() -> None:
     would run with the collector off for good.
     """
     global _lock, _depth, _restore, _epoch
-    _lock = threading.Lock()  # another thread may have held it at the fork
+    _lock = threading.RLock()  # another thread may have held it at the fork
     if _depth and _restore:
         gc.enable()
     _depth, _restore, _epoch = 0, False, _epoch + 1
