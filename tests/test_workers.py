@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing as mp
+import os
 import pickle
 import time
 
@@ -83,3 +84,55 @@ def test_per_step_messages_are_pickled_once_and_read_back_the_same():
         assert _small(obj) is _small(obj)  # the same bytes, made once
     for obj in (("ok", 1), ("ok", torch.zeros(2)), ("seed", 3), ["ok", None]):  # anything else: pickled each time
         assert _small(obj) is None
+
+
+def _crasher(idx, sock, inherited, payload, parent_pid):
+    import ctypes
+
+    from tdrl._workers import report_start, serve, setup_worker
+
+    def crash_in_native_code():
+        ctypes.string_at(0)  # reads address 0: SIGSEGV in C
+
+    setup_worker(inherited)
+    if payload == "starting":
+        crash_in_native_code()
+    report_start(sock, idx, lambda: None, lambda _: None)
+    serve(sock, parent_pid, lambda cmd, arg: crash_in_native_code())
+
+
+@pytest.mark.parametrize("when", ["starting", "step"])
+def test_a_native_crash_comes_back_with_the_workers_python_traceback(when):
+    from tdrl._workers import WorkerPool
+
+    pool = WorkerPool("Test", _crasher, [when], start_method="fork", timeout=30)
+    paths = list(pool._crash_paths)
+
+    def start_and_step():
+        pool.started()
+        pool.results([(0, pool.send(0, "step", None))])
+
+    try:
+        with pytest.raises(RuntimeError) as info:
+            start_and_step()
+    finally:
+        pool.close()
+    message = str(info.value)
+    assert f"worker 0 died while {when!r} (exit code -11)" in message
+    assert "Where it crashed (Python's faulthandler in the worker)" in message
+    assert "Fatal Python error: Segmentation fault" in message
+    assert "in crash_in_native_code" in message  # the Python frame that made the native call
+    assert ("It was forked from a process running" in message) == (when == "starting" and pool._threads_at_start > 1)
+    assert not any(os.path.exists(p) for p in paths)  # close() removes the reports
+
+
+def test_a_worker_that_ends_cleanly_leaves_no_crash_report():
+    from tdrl._workers import WorkerPool
+
+    pool = WorkerPool("Test", _sleeper, [None])
+    paths = list(pool._crash_paths)
+    pool.started()
+    assert pool.results([(0, pool.send(0, "sleep", 0.0))]) == [0.0]
+    pool.close()
+    assert paths
+    assert not any(os.path.exists(p) for p in paths)

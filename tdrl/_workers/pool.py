@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import faulthandler
 import math
 import os
 import pickle
 import select
 import signal
 import socket
+import tempfile
 import threading
 import time
 import weakref
@@ -49,6 +51,35 @@ _DIED = (
     "{owner} worker {i} died while {cmd!r} (exit code {code}); it did not report an exception "
     "(killed, or crashed in native code)."
 )
+_CRASHED = "Where it crashed (Python's faulthandler in the worker):\n{report}"
+_FORK_THREADS = (
+    "It was forked from a process running {threads} threads: a fork copies locks that other threads held "
+    "and the child can crash or hang on them (Ray, for one, leaves native threads after ray.shutdown()). "
+    "Create the workers before starting such threads, or pass mp_start_method='spawn' or 'forkserver'."
+)
+
+_crash_file: Any = None  # the worker's open crash report (faulthandler writes to its descriptor)
+
+
+def _run_worker(target: Callable[..., None], crash_path: str, *args: Any) -> None:
+    """Every worker's entry point: native crashes go to ``crash_path`` (read by the parent), then ``target``."""
+    global _crash_file
+    try:
+        _crash_file = open(crash_path, "w")  # noqa: SIM115  # open for the life of the process
+        faulthandler.enable(file=_crash_file, all_threads=True)
+    except OSError:  # no report: the worker still runs
+        pass
+    target(*args)
+
+
+def _native_threads() -> int:
+    """How many threads this process runs (Python's and native ones); 1 where that cannot be read."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
 _TIMEOUT = (
     "{owner} worker {i} did not answer {cmd!r} within {timeout} s (it is {state}). Its reply stays owed: "
     "the next call waits for it once more. Raise {owner}(timeout=...) for slow work."
@@ -117,7 +148,9 @@ class WorkerPool:
         self.socks: list[socket.socket] = []
         # what close() reads: a dict, so that the finalizer sees later changes
         self._stop_state: dict[str, Any] = {"grace": 5.0, "late": set(), "torn": set()}
-        self._finalizer = weakref.finalize(self, _stop, self.procs, self.socks, self._stop_state)
+        self._crash_paths: list[str] = []  # per worker: where its faulthandler writes (removed by close())
+        self._threads_at_start = _native_threads() if fork else 1
+        self._finalizer = weakref.finalize(self, _stop, self.procs, self.socks, self._stop_state, self._crash_paths)
         self._requests: dict[int, tuple[int, str, int]] = {}  # seq -> (worker, cmd, frame size): result not taken
         self._replies: dict[int, tuple[str, Any]] = {}  # seq -> (status, payload): read, result not taken yet
         self._since: list[float] = []  # per worker: since when it owes a reply without giving one
@@ -137,9 +170,12 @@ class WorkerPool:
         try:
             for i, payload in enumerate(payloads):
                 parent_end, child_end = socket.socketpair()
+                fd, crash_path = tempfile.mkstemp(prefix=f"tdrl-{owner}-{i}-", suffix=".crash")
+                os.close(fd)
+                self._crash_paths.append(crash_path)
                 proc = ctx.Process(
-                    target=target,
-                    args=(i, child_end, parent_end if fork else None, payload, os.getpid()),
+                    target=_run_worker,
+                    args=(target, crash_path, i, child_end, parent_end if fork else None, payload, os.getpid()),
                     daemon=True,
                     name=f"tdrl-{owner}-worker-{i}",
                 )
@@ -522,10 +558,24 @@ class WorkerPool:
         self.procs[i].join(0.5)
         code = self.procs[i].exitcode
         message = _DIED.format(owner=self.owner, i=i, cmd=cmd, code=code)
+        report = self._crash_report(i)
+        if report:
+            message = f"{message}\n{_CRASHED.format(report=report)}"
+        if code is not None and code < 0 and self._threads_at_start > 1 and -(i + 1) in self._requests:
+            message = f"{message}\n{_FORK_THREADS.format(threads=self._threads_at_start)}"
         self._break(f"worker {i} died (exit code {code})")
         if self.start_method != "fork" and -(i + 1) in self._requests:  # it died starting
             raise RuntimeError(f"{message}\n{SPAWN_HINT}") from err
         raise RuntimeError(message) from err
+
+    def _crash_report(self, i: int, limit: int = 6000) -> str:
+        """What worker ``i``'s faulthandler wrote (its last ``limit`` characters), or ``""``."""
+        try:
+            with open(self._crash_paths[i], errors="replace") as f:
+                report = f.read().strip()
+        except (OSError, IndexError):
+            return ""
+        return report if len(report) <= limit else "...\n" + report[-limit:]
 
     def _cmd(self, seq: int) -> str:
         entry = self._requests.get(seq)
@@ -557,7 +607,7 @@ class WorkerPool:
         return self._closed is not None
 
 
-def _stop(procs: list, socks: list, state: dict) -> None:
+def _stop(procs: list, socks: list, state: dict, crash_paths: list[str]) -> None:
     """Ask every worker to close, then join, terminate and kill what is left. Never raises.
 
     Ctrl-C is held back meanwhile (in the main thread), so that it cannot leave a worker running.
@@ -588,6 +638,11 @@ def _stop(procs: list, socks: list, state: dict) -> None:
         for sock in socks:
             try:
                 sock.close()
+            except OSError:
+                pass
+        for path in crash_paths:
+            try:
+                os.unlink(path)
             except OSError:
                 pass
     finally:
