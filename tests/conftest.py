@@ -20,6 +20,25 @@ import torch
 multiprocessing.get_start_method(allow_none=False)
 
 
+def _starts_ray_here(item: pytest.Item) -> bool:
+    """Whether ``item`` comes from a module about Ray (``test_ray*.py``, ``bench_ray_*``, ``ray_buffer.py``...)."""
+    return "ray" in item.path.stem.split("_")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that start Ray in this process run last (in their own order).
+
+    ``ray.shutdown()`` leaves Ray's native threads running in the process (9 of them here),
+    and forking a process whose other threads may hold a lock (malloc's, gRPC's) can crash
+    or hang the child: a later test's ParallelEnv worker once died with SIGSEGV while
+    starting, right after the RayReplayBuffer doctest. Nothing forks the test process after
+    these tests.
+    """
+    items[:] = [item for item in items if not _starts_ray_here(item)] + [
+        item for item in items if _starts_ray_here(item)
+    ]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """With ``TDRL_REQUIRE_PEERS=1`` (set by scripts/test.sh on its TorchRL venv), missing peers fail the run.
 
