@@ -39,6 +39,63 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     ]
 
 
+_SESSION_MARK = "TDRL_TEST_SESSION"
+_leftovers: list[str] = []
+
+
+def _processes_of_this_session() -> list[tuple[int, str]]:
+    """(pid, command line) of every other live process that inherited this session's mark, orphans included."""
+    mark = f"{_SESSION_MARK}={os.getpid()}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if mark not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "multiprocessing.resource_tracker" in cmdline or "multiprocessing.forkserver" in cmdline:
+            continue  # Python's own helpers: they end when this process does
+        found.append((int(entry), cmdline[:160]))
+    return found
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Mark this session's environment, which every process it starts inherits (see pytest_sessionfinish)."""
+    os.environ[_SESSION_MARK] = str(os.getpid())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests stop the servers and workers they start: whatever still runs 30 s after the last
+    test (a Ray runtime orphaned by a killed driver, a worker that outlived its owner) is
+    named in the summary, then killed so that it cannot outlive the run."""
+    if os.environ.get(_SESSION_MARK) != str(os.getpid()):
+        return
+    deadline = time.monotonic() + 30.0
+    left = _processes_of_this_session()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = _processes_of_this_session()
+    for pid, cmdline in left:
+        _leftovers.append(f"pid {pid}: {cmdline}")
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _leftovers:
+        terminalreporter.write_sep("=", "processes the tests left running (now killed)", red=True)
+        for line in _leftovers:
+            terminalreporter.write_line(line)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """With ``TDRL_REQUIRE_PEERS=1`` (set by scripts/test.sh on its TorchRL venv), missing peers fail the run.
 
