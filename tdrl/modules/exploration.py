@@ -6,6 +6,9 @@ exploration type is set, as in TorchRL); under ``MEAN``/``MODE``/``DETERMINISTIC
 modules pass the action through untouched. ``step(frames)`` anneals the noise level; a
 collector or the training loop calls it with the number of frames collected.
 
+The checks the modules share are in ``_exploration_checks.py``; how ``EGreedyModule``
+draws its random actions in ``_egreedy_draws.py``.
+
 Examples:
     >>> import torch
     >>> from tensordict import TensorDict

@@ -14,6 +14,9 @@ Which items share is decided by comparing the values themselves, bit for bit, wh
 written: nothing is inferred from done flags or trajectory ids, so no combination of
 terminations, truncations, interleaved envs or overwrites can make a sample read another
 item's observation.
+
+Choosing and checking the paired keys, and the bitwise comparison, are in ``_dedup_keys.py``;
+the saved state's link codes and its checks before a load in ``_dedup_state.py``.
 """
 
 from __future__ import annotations
