@@ -14,6 +14,9 @@ copies the parent policy's ``state_dict`` into a shared-memory copy that the wor
 load before their next batch. Trajectory ids are made unique across workers
 (``id * num_workers + worker``).
 
+The worker's side is in ``_multi_worker.py``, the iterators (batches, or whole episodes
+with ``trajs_per_batch``) in ``_multi_iterators.py``.
+
 Faults (the protocol is in ``tdrl/_workers/``):
 
 - a worker that raises makes the parent raise ``RuntimeError`` with its traceback; one
@@ -40,7 +43,6 @@ Usage (see the classes' examples)::
 from __future__ import annotations
 
 import pickle
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
@@ -48,10 +50,14 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool, report_start, serve, setup_worker
-from tdrl.collectors._episodes import EpisodeAssembler, check_episode_args
+from tdrl._workers import STARTUP_TIMEOUT, VOID, StartMethod, WorkerPool
+from tdrl.collectors._episodes import check_episode_args
+from tdrl.collectors._multi_iterators import _Batches, _Episodes
+from tdrl.collectors._multi_worker import _build_collector as _build_collector
+from tdrl.collectors._multi_worker import _collector_worker
+from tdrl.collectors._multi_worker import _CollectorWorker as _CollectorWorker
 from tdrl.collectors._policy_transforms import check_auto_register_flag
-from tdrl.collectors.sync import DataCollectorBase, SyncDataCollector
+from tdrl.collectors.sync import DataCollectorBase
 from tdrl.collectors.utils import split_trajectories
 from tdrl.collectors.weight_update import WeightUpdaterBase
 from tdrl.envs._validation import _validation
@@ -69,25 +75,6 @@ __all__ = [
 _TRAJ = ("collector", "traj_ids")
 
 
-def _collector_worker(
-    idx: int, sock: socket.socket, inherited: socket.socket | None, payload: bytes, parent_pid: int
-) -> None:
-    """A collector worker: build a SyncDataCollector, then serve requests until "close"."""
-    setup_worker(inherited)
-    collector = report_start(sock, idx, lambda: _build_collector(payload), lambda _: None)
-    if collector is None:
-        return
-    try:
-        serve(sock, parent_pid, _CollectorWorker(collector).handle)
-    finally:
-        collector.shutdown()
-
-
-def _build_collector(payload: bytes) -> SyncDataCollector:
-    spec = pickle.loads(payload)
-    return SyncDataCollector(spec.pop("create_env_fn"), spec.pop("policy"), **spec)
-
-
 def _per_worker(cls: str, name: str, value: Any, n: int) -> list:
     """``value`` for each of ``n`` workers: a list/tuple gives one each, anything else is shared."""
     if not isinstance(value, (list, tuple)):
@@ -97,104 +84,6 @@ def _per_worker(cls: str, name: str, value: Any, n: int) -> list:
             f"{cls}: {name} has {len(value)} entries for {n} workers; pass one device per worker or a single one."
         )
     return list(value)
-
-
-class _CollectorWorker:
-    """The worker's side: collect into a shared-memory batch, load pushed weights, seed."""
-
-    def __init__(self, collector: SyncDataCollector) -> None:
-        self.collector = collector
-        self.batches = iter(collector)
-        self.shared: TensorDictBase | None = None
-        self.weights: dict | None = None
-
-    def handle(self, cmd: str, arg: Any) -> Any:
-        if cmd == "collect":
-            load_weights, buffer, checks = arg
-            _validation.actions, _validation.outputs = checks  # the parent's set_validation, for this batch
-            if load_weights:
-                self._load()
-            if buffer is not None:  # the parent's shared buffer, made from our first batch
-                self.shared = buffer
-            batch = next(self.batches)
-            if self.shared is None:
-                return batch  # by value: the parent makes the shared buffer from it
-            self.shared.update_(batch)
-            return None
-        if cmd == "weights":
-            if arg is not None:
-                self.weights = arg
-            self._load()
-            return None
-        if cmd == "seed":
-            return self.collector.set_seed(arg)
-        raise ValueError(f"collector worker: unknown command {cmd!r}")
-
-    def _load(self) -> None:
-        policy = self.collector._policy
-        if self.weights is not None and isinstance(policy, nn.Module):
-            policy.load_state_dict(self.weights)
-
-
-class _Batches(Iterator[TensorDictBase]):
-    """A multi-process collector's iterator: each ``next()`` asks the collector for a batch.
-
-    Not a generator: a generator that raised once (a worker error, Ctrl-C) only raises
-    ``StopIteration`` after; this one asks again, and the collector resumes or explains.
-    """
-
-    def __init__(self, next_batch: Callable[[], TensorDictBase], bar: Any) -> None:
-        self._next_batch, self._bar = next_batch, bar
-
-    def __iter__(self) -> _Batches:
-        return self
-
-    def __next__(self) -> TensorDictBase:
-        try:
-            batch = self._next_batch()
-        except StopIteration:
-            if self._bar is not None:
-                self._bar.close()
-                self._bar = None
-            raise
-        if self._bar is not None:
-            self._bar.update(batch.numel())
-        return batch
-
-
-class _Episodes(Iterator[TensorDictBase]):
-    """A multi-process collector's iterator with ``trajs_per_batch``: batches of whole episodes.
-
-    The workers' batches are assembled here, in the parent (trajectory ids are unique
-    across workers), so an episode may span several batches and a yielded batch may hold
-    episodes of several workers. Like :class:`_Batches`, a ``next()`` that raised (a worker
-    error, Ctrl-C) leaves the assembly as it was, and the next one carries on.
-    """
-
-    def __init__(self, collector: MultiCollector, bar: Any) -> None:
-        self._collector, self._bar = collector, bar
-        self._episodes = EpisodeAssembler()
-
-    def __iter__(self) -> _Episodes:
-        return self
-
-    def __next__(self) -> TensorDictBase:
-        collector, episodes = self._collector, self._episodes
-        count = cast(int, collector.trajs_per_batch)  # set: this iterator is only made with it
-        while (whole := episodes.emit(count, collector.traj_format)) is None:
-            try:
-                batch, worker = collector._collect()
-            except StopIteration:
-                if self._bar is not None:
-                    self._bar.close()
-                    self._bar = None
-                raise
-            if self._bar is not None:
-                self._bar.update(batch.numel())
-            if collector.reset_at_each_iter:  # the worker(s) reset before this batch: their episodes never end
-                episodes.drop_partial(worker, collector.num_workers)
-            episodes.ingest(batch)
-        return collector.postproc(whole) if collector.postproc is not None else whole
 
 
 def _summary(err: BaseException) -> str:

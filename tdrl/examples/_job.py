@@ -14,6 +14,9 @@ loop; this module holds the rest, so that every job has the same experience:
   the evaluation videos (``--logger``, ``--video``: :func:`check_recording`,
   :func:`open_recording`, :class:`Recording`).
 
+The writing of the outputs (``_job_outputs.py``) and the :class:`Recording` a logger gets
+(``_job_recording.py``) live beside this module; a job reaches them through it.
+
 Examples:
     >>> from dataclasses import dataclass
     >>> @dataclass
@@ -28,36 +31,44 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import difflib
 import importlib.util
-import io
-import json
 import math
 import os
 import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
-from tdrl._safe_io import write_file_atomic
-from tdrl.envs import TransformedEnv
+from tdrl._safe_io import write_file_atomic as write_file_atomic  # every output of a job goes through it
 from tdrl.envs.libs._render import render_error
 from tdrl.envs.libs.gym import GymEnv
+from tdrl.examples._job_outputs import (
+    Panel,
+    csv_bytes,
+    episode_returns,
+    plot_panels,
+    write_bytes,
+    write_checkpoint,
+    write_json,
+    write_png,
+    write_run,
+)
+from tdrl.examples._job_recording import _VIDEO_MAX_SIDE as _VIDEO_MAX_SIDE
+from tdrl.examples._job_recording import _VIDEO_SKIP as _VIDEO_SKIP
+from tdrl.examples._job_recording import Recording, render_fps
+from tdrl.examples._job_recording import _downsample as _downsample
 from tdrl.record import (
     CSVLogger,
     Logger,
     MLFlowLogger,
-    PixelRenderTransform,
     TensorboardLogger,
-    VideoRecorder,
     WandbLogger,
 )
 
@@ -242,8 +253,6 @@ _LOGGER_PACKAGES = {
     "mlflow": ("mlflow", "mlflow"),
 }
 _VIDEO_PACKAGES = ("imageio", "imageio_ffmpeg")
-_VIDEO_MAX_SIDE = 320  # frames are subsampled to at most this many pixels a side (memory of a long episode)
-_VIDEO_SKIP = 2  # one frame kept out of two (TorchRL's VideoRecorder default for a single env)
 
 
 def _installed(module: str) -> bool:
@@ -331,88 +340,6 @@ def make_eval_base_env(name: str, device: torch.device, video: int) -> GymEnv:
     return env
 
 
-def _downsample(frame: Any) -> Any:
-    """Every k-th row and column of an ``[H, W, C]`` frame, k the smallest that brings both sides to
-    at most ``_VIDEO_MAX_SIDE`` pixels (an episode of full-size frames can take gigabytes)."""
-    step = max(1, math.ceil(max(frame.shape[0], frame.shape[1]) / _VIDEO_MAX_SIDE))
-    return frame[::step, ::step] if step > 1 else frame
-
-
-class Recording:
-    """What a job sends to a :mod:`tdrl.record` logger: hyperparameters, per-batch figures, eval returns, videos.
-
-    Built by :func:`open_recording`. Figures are logged at ``step`` = frames collected so far,
-    under the names of the job's ``log.csv`` columns; a figure the batch does not have (NaN:
-    no update yet, no episode ended) is not logged, as ``log.csv`` leaves its cell empty.
-    With ``video_every``, :meth:`attach` adds a :class:`~tdrl.record.PixelRenderTransform`
-    (switched off) and a :class:`~tdrl.record.VideoRecorder` to the evaluation env, and
-    :meth:`filming` switches rendering on for one evaluation episode, then logs it as the
-    video ``eval_video`` at that step.
-
-    Args:
-        logger: the logger, or ``None`` (``--logger none``: every method does nothing).
-        video_every: record a video every this many batches and after the last (0: never).
-        log_dir: the folder the logger writes in (``None`` when it writes elsewhere, or nowhere).
-    """
-
-    def __init__(self, logger: Logger | None, video_every: int = 0, log_dir: Path | None = None) -> None:
-        self.logger = logger
-        self.log_dir = log_dir if logger is not None else None
-        self.video_every = video_every if logger is not None else 0
-        self.renderer: PixelRenderTransform | None = None
-        self.recorder: VideoRecorder | None = None
-
-    def attach(self, eval_env: TransformedEnv, seed: int, fps: int) -> None:
-        """Add the (switched-off) renderer and the recorder at the end of ``eval_env``'s transforms.
-
-        Adding the renderer resets the env once (to find the frame's shape), so the env is
-        seeded again with ``seed``: its evaluation episodes stay those of a run without video.
-        """
-        if not self.video_every:
-            return
-        self.renderer = PixelRenderTransform(preproc=_downsample)
-        self.recorder = VideoRecorder(self.logger, tag="eval_video", skip=_VIDEO_SKIP, fps=max(1, fps))
-        eval_env.append_transform(self.renderer)
-        eval_env.append_transform(self.recorder)
-        self.renderer.switch("off")
-        eval_env.set_seed(seed)
-
-    def video_due(self, batch: int, last: bool) -> bool:
-        """Whether the evaluation after batch number ``batch`` (from 0) is filmed."""
-        return bool(self.video_every) and (batch % self.video_every == 0 or last)
-
-    @contextlib.contextmanager
-    def filming(self, on: bool, step: int) -> Iterator[None]:
-        """Render the evaluation episode run inside the block and log it as a video at ``step`` (when ``on``)."""
-        if not on or self.renderer is None or self.recorder is None:
-            yield
-            return
-        self.renderer.switch("on")
-        try:
-            yield
-        except BaseException:
-            self.recorder.obs.clear()
-            raise
-        finally:
-            self.renderer.switch("off")
-        self.recorder.dump(step=step)
-
-    def log_hparams(self, config: dict[str, Any]) -> None:
-        """Log the run's configuration."""
-        if self.logger is not None:
-            self.logger.log_hparams(config)
-
-    def log(self, step: int, figures: dict[str, float]) -> None:
-        """Log the figures that are numbers (not NaN) at ``step``."""
-        if self.logger is not None:
-            self.logger.log_metrics({k: v for k, v in figures.items() if v == v}, step=step)
-
-    def close(self) -> None:
-        """Flush and close the logger."""
-        if self.logger is not None:
-            self.logger.close()
-
-
 def open_recording(kind: str, run_dir: Path, job: str, video_every: int) -> Recording:
     """The :class:`Recording` of a run: its logger writes inside ``run_dir`` (under ``run_dir/logs``).
 
@@ -456,13 +383,7 @@ def open_recording(kind: str, run_dir: Path, job: str, video_every: int) -> Reco
     return Recording(logger, video_every, log_dir=folder)
 
 
-def render_fps(env: GymEnv) -> int:
-    """Frames per second of the recorded video: the env's ``render_fps`` over the frames skipped (30 if unknown)."""
-    fps = env.env.metadata.get("render_fps") or 30 * _VIDEO_SKIP
-    return max(1, round(fps / _VIDEO_SKIP))
-
-
-# --- outputs -------------------------------------------------------------------------------------
+# --- outputs (the files themselves are written by _job_outputs) ---------------------------------
 def new_run_dir(parent: Path, env_id: str) -> Path:
     """A new folder ``parent/<env>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``, ... when taken).
 
@@ -489,103 +410,6 @@ def new_run_dir(parent: Path, env_id: str) -> Path:
             continue
         return path
     raise ConfigError(f"--out-dir {str(parent)!r}: 9,999 runs named {stem} already exist")
-
-
-def csv_bytes(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
-    """A CSV file's bytes: ``header`` then ``rows`` (values written as given)."""
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return text.getvalue().encode()
-
-
-def episode_returns(reward: torch.Tensor, done: torch.Tensor, running: float) -> tuple[list[float], float]:
-    """The returns of the episodes that end in a batch of consecutive steps, and the running return carried over.
-
-    Examples:
-        >>> episode_returns(torch.ones(5), torch.tensor([False, True, False, False, True]), 2.0)
-        ([4.0, 3.0], 0.0)
-    """
-    returns = []
-    for r, d in zip(reward.reshape(-1).tolist(), done.reshape(-1).tolist()):
-        running += r
-        if d:
-            returns.append(running)
-            running = 0.0
-    return returns, running
-
-
-@dataclass
-class Panel:
-    """One subplot of a learning curve: ``y`` against frames ``x``."""
-
-    x: Sequence[float]
-    y: Sequence[float]
-    title: str
-    ylabel: str
-    markers: bool = False  # a marker per point while they stay apart (at most 40)
-
-
-def plot_panels(panels: Sequence[Panel], title: str) -> Any:
-    """A matplotlib ``Figure`` with one subplot per panel, every axis labelled, x ticks written 20k, 1M, ..."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import EngFormatter, MaxNLocator
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(14, 3.8))
-    for ax, panel in zip(axes, panels):
-        if panel.x:
-            few = panel.markers and len(panel.x) <= 40
-            ax.plot(panel.x, panel.y, marker="o" if few else None, markersize=4)
-        ax.set(title=panel.title, xlabel="frames", ylabel=panel.ylabel)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, min_n_ticks=3))
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def write_png(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure to ``path`` as a PNG (crash-safe) and close it."""
-    import matplotlib.pyplot as plt
-
-    write_file_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (crash-safe)."""
-    write_file_atomic(path, lambda f: f.write(data))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (crash-safe)."""
-    write_file_atomic(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
-
-
-def write_checkpoint(path: Path, checkpoint: dict) -> None:
-    """``torch.save`` a dict of tensors, numbers and strings (crash-safe; loads with ``weights_only=True``)."""
-    write_file_atomic(path, lambda f: torch.save(checkpoint, f))
-
-
-def write_run(out_dir: Path, csv: bytes, checkpoint: dict, figure: Any, summary: dict) -> dict[str, Path]:
-    """Write a run's four outputs into ``out_dir`` (each crash-safe); their paths as ``{"plot", "csv",
-    "summary", "checkpoint"}``, the keys of a job's result."""
-    paths = {
-        "csv": out_dir / "log.csv",
-        "checkpoint": out_dir / "checkpoint.pt",
-        "plot": out_dir / "learning_curve.png",
-        "summary": out_dir / "summary.json",
-    }
-    write_bytes(paths["csv"], csv)
-    write_checkpoint(paths["checkpoint"], checkpoint)
-    write_png(figure, paths["plot"])
-    write_json(paths["summary"], summary)
-    return paths
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ exploration type is set, as in TorchRL); under ``MEAN``/``MODE``/``DETERMINISTIC
 modules pass the action through untouched. ``step(frames)`` anneals the noise level; a
 collector or the training loop calls it with the number of frames collected.
 
+The checks the modules share are in ``_exploration_checks.py``; how ``EGreedyModule``
+draws its random actions in ``_egreedy_draws.py``.
+
 Examples:
     >>> import torch
     >>> from tensordict import TensorDict
@@ -22,16 +25,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, cast, overload
+from typing import Any, cast
 
 import torch
-import torch.nn.functional as F
 from tensordict import TensorDictBase
-from tensordict.nn import InteractionType, TensorDictModuleBase
-from tensordict.nn.probabilistic import interaction_type
+from tensordict.nn import TensorDictModuleBase
 from torch import nn
 
 from tdrl._compat import module_buffers, td_read, td_write
+from tdrl.modules._egreedy_draws import one_coin_plan, random_action
+from tdrl.modules._exploration_checks import _check_annealing, _exploring, _lead_dims, _leaf_spec, _project_in_place
 from tdrl.modules._lean import missing_key_error
 from tdrl.specs import Categorical, Composite, MultiCategorical, MultiOneHot, NestedKey, OneHot, TensorSpec
 from tdrl.specs.base import one_hot
@@ -45,61 +48,11 @@ __all__ = [
 ]
 
 
-def _exploring() -> bool:
-    mode = interaction_type()
-    return mode is None or mode is InteractionType.RANDOM
-
-
-@overload
-def _leaf_spec(spec: TensorSpec | Composite, key: NestedKey, owner: str) -> TensorSpec: ...
-
-
-@overload
-def _leaf_spec(spec: TensorSpec | Composite | None, key: NestedKey, owner: str) -> TensorSpec | None: ...
-
-
-def _leaf_spec(spec: TensorSpec | Composite | None, key: NestedKey, owner: str) -> TensorSpec | None:
-    if spec is None:
-        return None
-    if isinstance(spec, Composite):
-        if key not in spec:
-            raise KeyError(f"{owner}: the Composite spec has no {key!r} entry; keys are {spec.keys(True, True)}.")
-        return cast(TensorSpec, spec[key])  # an action entry is a leaf
-    if not isinstance(spec, TensorSpec):
-        raise TypeError(f"{owner}: spec must be a tdrl TensorSpec or Composite, got {type(spec).__name__}.")
-    return spec
-
-
-def _lead_dims(action: torch.Tensor, spec: TensorSpec, owner: str) -> torch.Size:
-    """The dims of ``action`` in front of ``spec.shape`` (the spec may itself carry batch dims)."""
-    n = spec.ndim
-    if action.ndim < n or tuple(action.shape[action.ndim - n :]) != tuple(spec.shape):
-        raise ValueError(
-            f"{owner}: the action has shape {tuple(action.shape)}, which does not end with the spec's "
-            f"shape {tuple(spec.shape)}. Pass the env's action_spec (env.action_spec)."
-        )
-    return action.shape[: action.ndim - n]
-
-
 _NO_IS_INIT = (
     "OrnsteinUhlenbeckProcessModule: the TensorDict has no {key!r} entry, so the noise is not reset when an "
     "episode starts and carries over from the previous one. Add the InitTracker transform to the env: "
     "TransformedEnv(env, InitTracker())."
 )
-
-
-def _project_in_place(tensordict: TensorDictBase, key: NestedKey, spec: TensorSpec) -> None:
-    """Project the entry onto ``spec`` if it is there (a safe module outside exploration)."""
-    value = tensordict.get(key, None)
-    if value is not None:
-        tensordict.set(key, spec.project(value))
-
-
-def _check_annealing(init: float, end: float, steps: int, owner: str, name: str) -> None:
-    if end > init:
-        raise ValueError(f"{owner}: {name}_end={end} must not exceed {name}_init={init} (the noise anneals down).")
-    if steps <= 0:
-        raise ValueError(f"{owner}: annealing_num_steps must be > 0, got {steps}.")
 
 
 class EGreedyModule(TensorDictModuleBase):
@@ -180,51 +133,6 @@ class EGreedyModule(TensorDictModuleBase):
         delta = (self.eps_init - self.eps_end) * (frames / self.annealing_num_steps)
         self.eps.copy_(torch.maximum(self.eps_end, self.eps - delta))
 
-    def _random_action(self, tensordict: TensorDictBase, lead: torch.Size, like: torch.Tensor) -> torch.Tensor:
-        spec = self._action_spec
-        if self.action_mask_key is None:
-            return spec.rand(lead).to(like.device)
-        mask = tensordict.get(self.action_mask_key, None)
-        if mask is None:
-            raise missing_key_error("EGreedyModule", self.action_mask_key, tensordict, "action mask")
-        if not isinstance(spec, (Categorical, OneHot)):
-            raise ValueError(
-                f"EGreedyModule: an action mask needs a Categorical or OneHot spec, got {type(spec).__name__}."
-            )
-        n = mask.shape[-1]
-        idx = torch.multinomial(mask.float().reshape(-1, n), 1).reshape(mask.shape[:-1])
-        if isinstance(spec, OneHot):
-            return F.one_hot(idx, n).to(like.dtype).expand_as(like)
-        return idx.to(like.dtype).reshape(like.shape)
-
-    def _one_coin_plan(self, action: torch.Tensor, lead: torch.Size, coin_shape: torch.Size) -> tuple | None:
-        """``(n, draw shape, draw dtype, one-hot dtype or None, scratch, coin)`` for a one-coin step, else None.
-
-        A step is one coin and one index draw with one env and no mask.
-
-        Then a step needs no ``torch.where``: the coin is read as a number and the random
-        action is encoded only when the coin says so. The draws are the general path's, in
-        the same order (``torch.rand(coin_shape)``, then the spec's ``torch.randint``), so
-        the random stream and the actions are the same.
-        """
-        spec = self._action_spec
-        if coin_shape or self.action_mask_key is not None or getattr(spec, "mask", None) is not None:
-            return None
-        if type(spec) not in (OneHot, Categorical) or action.device.type != "cpu" or action.dtype != spec.dtype:
-            return None
-        if (spec.device is not None and spec.device.type != "cpu") or self.eps.device.type != "cpu":
-            return None
-        one_hot_dtype = spec.dtype if type(spec) is OneHot else None
-        dtype = torch.long if one_hot_dtype is not None else spec.dtype
-        full = torch.Size((*lead, *(spec.shape[:-1] if one_hot_dtype is not None else spec.shape)))
-        # a greedy step's unused draw goes into this buffer: ``random_(0, n)`` takes the same
-        # numbers from the generator as ``torch.randint(0, n, full)`` (``empty(full).random_(0, n)``)
-        discard = torch.empty(full, dtype=dtype)
-        # the coin is drawn into this scalar: ``uniform_()`` takes the same number from the generator as
-        # ``torch.rand(())`` (which is ``empty(()).uniform_()``), without a new tensor per step
-        coin = torch.empty(())
-        return cast("OneHot | Categorical", spec).space.n, full, dtype, one_hot_dtype, discard, coin
-
     def _one_coin_step(self, tensordict: TensorDictBase, action: torch.Tensor) -> TensorDictBase:
         n, full, dtype, one_hot_dtype, discard, coin = cast(tuple, self._one_coin)  # set by forward before this call
         if coin.dtype is not torch.get_default_dtype():  # torch.rand(()) draws in the default dtype
@@ -254,7 +162,7 @@ class EGreedyModule(TensorDictModuleBase):
             coin_shape = holder.batch_size if len(holder.batch_size) <= action.ndim else lead
             self._layout = layout
             self._shapes = (lead, coin_shape, (*coin_shape, *([1] * (action.ndim - len(coin_shape)))))
-            self._one_coin = self._one_coin_plan(action, lead, coin_shape)
+            self._one_coin = one_coin_plan(self._action_spec, self.action_mask_key, self.eps, action, lead, coin_shape)
         # the one-coin step reads its coin as a Python number: a graph capture (torch.export,
         # torch.compile) cannot, so it takes the torch.where path, which draws the same numbers
         if self._one_coin is not None and not torch.compiler.is_compiling():
@@ -264,7 +172,7 @@ class EGreedyModule(TensorDictModuleBase):
         if eps.device != action.device:
             eps = eps.to(action.device)
         cond = (torch.rand(coin_shape, device=action.device) < eps).reshape(coin_view)
-        random = self._random_action(tensordict, lead, action)
+        random = random_action(self._action_spec, self.action_mask_key, tensordict, lead, action)
         td_write(tensordict, self.action_key, torch.where(cond, random, action))
         return tensordict
 

@@ -51,6 +51,9 @@ from tdrl.trainers._checkpoint import (
     write_checkpoint,
 )
 from tdrl.trainers._hook_base import TrainerHookBase
+from tdrl.trainers._trainer_args import _UNSUPPORTED as _UNSUPPORTED
+from tdrl.trainers._trainer_args import _check_count as _check_count
+from tdrl.trainers._trainer_args import check_trainer_args
 
 __all__ = ["Trainer", "TrainerHookBase", "HOOK_POINTS"]
 
@@ -81,33 +84,7 @@ _LOG_POINTS = frozenset(
     {"pre_steps_log", "post_steps_log", "post_optim_log", "pre_epoch_log", "post_epoch_log", "post_optim_complete_log"}
 )
 
-_UNSUPPORTED = (
-    # (argument, default, what to do instead)
-    ("replay_buffer", None, "register a ReplayBufferTrainer hook (ReplayBufferTrainer(rb).register(trainer))"),
-    (
-        "target_net_updater",
-        None,
-        "call the updater from a 'post_optim' hook: trainer.register_op('post_optim', updater.step)",
-    ),
-    ("batch_size", None, "give the batch size to ReplayBufferTrainer or BatchSubSampler"),
-    ("learner_backend", "local", "train locally (learner_backend='local')"),
-    ("learner_backend_options", None, "leave it unset (there is only the local learner)"),
-    ("learner_poll_interval", 0.05, "leave it unset (there is only the local learner)"),
-    ("checkpoint", None, "pass save_trainer_file (one crash-safe file) and save_trainer_interval"),
-    ("checkpoint_rotation", None, "pass save_trainer_file; copy the file aside to keep older checkpoints"),
-    ("checkpoint_metadata", None, "pass save_trainer_file; log metadata through the logger"),
-    ("async_collection", False, "collect synchronously (async_collection=False)"),
-    ("log_timings", False, "profile the loop instead (py-spy, torch.profiler)"),
-)
-
 _TYPE_DESCR = {float: "4.4f", int: ""}
-
-
-def _check_count(name: str, value: Any, *, allow_none: bool = False, minimum: int = 1) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"Trainer: {name} must be an int >= {minimum}, got {value!r}.")
 
 
 class Trainer:
@@ -207,21 +184,7 @@ class Trainer:
         log_timings: bool = False,
         auto_log_optim_steps: bool = True,
     ) -> None:
-        given = locals()
-        for name, default, instead in _UNSUPPORTED:
-            value = given[name]
-            if value is not default and value != default:
-                raise ValueError(f"Trainer: {name}={value!r} is not supported by tdrl's Trainer; {instead}.")
-        _check_count("total_frames", total_frames)
-        _check_count("frame_skip", frame_skip)
-        _check_count("optim_steps_per_batch", optim_steps_per_batch, allow_none=True)
-        _check_count("num_epochs", num_epochs)
-        _check_count("save_trainer_interval", save_trainer_interval, minimum=0)
-        _check_count("log_interval", log_interval, minimum=0)
-        if not callable(loss_module):
-            raise TypeError(f"Trainer: loss_module must be callable (an nn.Module), got {type(loss_module).__name__}.")
-        if clip_norm is not None and not clip_norm > 0:
-            raise ValueError(f"Trainer: clip_norm must be a positive number or None, got {clip_norm!r}.")
+        check_trainer_args(locals())
         self.collector = collector
         self.total_frames = total_frames
         self.frame_skip = frame_skip

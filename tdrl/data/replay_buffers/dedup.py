@@ -14,6 +14,9 @@ Which items share is decided by comparing the values themselves, bit for bit, wh
 written: nothing is inferred from done flags or trajectory ids, so no combination of
 terminations, truncations, interleaved envs or overwrites can make a sample read another
 item's observation.
+
+Choosing and checking the paired keys, and the bitwise comparison, are in ``_dedup_keys.py``;
+the saved state's link codes and its checks before a load in ``_dedup_state.py``.
 """
 
 from __future__ import annotations
@@ -28,95 +31,32 @@ from tensordict import TensorDictBase
 from tensordict.utils import NestedKey, unravel_key
 
 from tdrl.data.replay_buffers import _state_checks as checks
+from tdrl.data.replay_buffers._dedup_keys import _AUTO_KEYS as _AUTO_KEYS
+from tdrl.data.replay_buffers._dedup_keys import _MISSING_PAIR as _MISSING_PAIR
+from tdrl.data.replay_buffers._dedup_keys import _NO_AUTO_KEY as _NO_AUTO_KEY
+from tdrl.data.replay_buffers._dedup_keys import _PAIR_MISMATCH as _PAIR_MISMATCH
+from tdrl.data.replay_buffers._dedup_keys import _key_list as _key_list
+from tdrl.data.replay_buffers._dedup_keys import (
+    _keys_argument,
+    _make_kept_layout,
+    _next_key,
+    _pairs,
+    _resolve_keys,
+    _same_rows,
+)
+from tdrl.data.replay_buffers._dedup_keys import _row_words as _row_words
+from tdrl.data.replay_buffers._dedup_state import _LINKED, _UNWRITTEN, check_state, saved_keys
 from tdrl.data.replay_buffers._kept import KeptRows
-from tdrl.data.replay_buffers._layout import TensorLayout, key_str
+from tdrl.data.replay_buffers._layout import TensorLayout
 from tdrl.data.replay_buffers._storage_base import _NUMPY_DTYPES, EMPTY_STORAGE_ERROR, Index, _as_index_tensor
 from tdrl.data.replay_buffers.storages import LazyMemmapStorage, LazyTensorStorage, Storage
 
 __all__ = ["DedupNextStorage"]
 
-_LINKED = -1  # the next value is the following slot's observation
-_UNWRITTEN = -2  # no item at this slot
-_AUTO_KEYS: tuple[NestedKey, ...] = ("observation", "pixels")
-
 _NOT_LAZY = (
     "DedupNextStorage wraps an empty LazyTensorStorage or LazyMemmapStorage, got {found}; "
     "pass e.g. DedupNextStorage(LazyTensorStorage(100_000))"
 )
-_MISSING_PAIR = (
-    "DedupNextStorage stores {key} once for it and for ('next', {key}), but the data lacks {missing}; "
-    "it holds keys {keys}. Pass keys= naming entries that the data holds at the root and under 'next'"
-)
-_NO_AUTO_KEY = (
-    "DedupNextStorage found none of {auto} both at the root and under 'next' in the data, which holds "
-    "keys {keys}; pass keys=[...] naming the observations to store once"
-)
-_PAIR_MISMATCH = (
-    "DedupNextStorage stores {key} and ('next', {key}) in one column, so they need one shape and "
-    "dtype: got {root} and {nxt}; store them in a plain storage, or leave {key} out of keys="
-)
-
-
-def _next_key(key: NestedKey) -> NestedKey:
-    return cast(NestedKey, ("next", *key) if isinstance(key, tuple) else ("next", key))
-
-
-def _key_list(keys: Any) -> str:
-    """``['obs', ('next', 'obs')]``: keys as an error message lists them."""
-    return "[" + ", ".join(key_str(k) for k in keys) + "]"
-
-
-def _row_words(value: torch.Tensor) -> torch.Tensor:
-    """``[n, ...]`` as ``[n, k]`` integers holding each row's bytes (as wide as the row allows)."""
-    if value.is_complex():
-        value = torch.view_as_real(value)
-    rows = value.reshape(value.shape[0], -1).contiguous().view(torch.uint8)
-    width = rows.shape[1]
-    for size, dtype in ((8, torch.int64), (4, torch.int32), (2, torch.int16)):
-        if width % size == 0:
-            try:
-                return rows.view(dtype)
-            except RuntimeError:  # a view whose offset does not align with the wider type
-                break
-    return rows
-
-
-def _same_rows(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
-    """Per row, whether two ``[n, ...]`` tensors hold the same bits (so NaN matches NaN and
-    -0.0 does not match 0.0)."""
-    count = first.shape[0]
-    if first.numel() == 0:
-        return np.ones(count, dtype=bool)
-    a, b = _row_words(first), _row_words(second)
-    if a.device.type != "cpu":
-        return (a == b).all(1).cpu().numpy()
-    differ = a.numpy() != b.numpy()
-    if differ.shape[1] >= 64:
-        return ~differ.any(1)
-    # numpy reduces short rows one by one; the few differing words are found faster
-    same = np.ones(count, dtype=bool)
-    same[np.flatnonzero(differ) // differ.shape[1]] = False
-    return same
-
-
-def _keys_argument(keys: Any) -> tuple[NestedKey, ...] | None:
-    if keys is None:
-        return None
-    if isinstance(keys, str):
-        keys = [keys]
-    if not isinstance(keys, Sequence) or not keys:
-        raise TypeError(f"keys must be a key or a non-empty list of keys, got {keys!r}")
-    out = []
-    for key in keys:
-        if not (isinstance(key, str) or (isinstance(key, tuple) and key and all(isinstance(k, str) for k in key))):
-            raise TypeError(f"keys must name entries (strings, or tuples of strings for nested ones), got {key!r}")
-        key = unravel_key(key)
-        if key == "next" or (isinstance(key, tuple) and key[0] == "next"):
-            raise ValueError(f"keys name root entries whose ('next', key) twin is stored once, got {key_str(key)}")
-        out.append(key)
-    if len(set(out)) != len(out):
-        raise ValueError(f"keys lists an entry twice: {_key_list(out)}")
-    return tuple(out)
 
 
 class DedupNextStorage(Storage):
@@ -245,11 +185,11 @@ class DedupNextStorage(Storage):
         layout, keys = self._layout, self._keys
         if layout is None or keys is None:
             layout = TensorLayout.from_data(data, batched=batched)
-            keys = self._resolve_keys(data)
-        roots, nexts = self._pairs(data, keys)
+            keys = _resolve_keys(self._keys_arg, data)
+        roots, nexts = _pairs(data, keys)
         if not batched:
             roots, nexts = [r.unsqueeze(0) for r in roots], [n.unsqueeze(0) for n in nexts]
-        kept_layout = self._kept_layout or self._make_kept_layout(layout, keys)
+        kept_layout = self._kept_layout or _make_kept_layout(layout, keys)
         for i, (key, nxt) in enumerate(zip(keys, nexts)):  # the next values fit their column, before any write
             kept_layout._check_leaf(key, i, nxt, 1)
         contiguous = not batched or isinstance(inner_cursor, slice) or self._contiguous(positions)
@@ -316,43 +256,6 @@ class DedupNextStorage(Storage):
     def _contiguous(self, positions: np.ndarray) -> bool:
         """Whether ``positions`` run through consecutive slots (wrapping at ``max_size``), each once."""
         return positions.size <= self.max_size and bool((np.diff(positions) % self.max_size == 1).all())
-
-    def _resolve_keys(self, data: TensorDictBase) -> tuple[NestedKey, ...]:
-        if self._keys_arg is not None:
-            return self._keys_arg
-        stored = set(data.keys(include_nested=True, leaves_only=True))
-        found = tuple(k for k in _AUTO_KEYS if k in stored and _next_key(k) in stored)
-        if not found:
-            raise KeyError(_NO_AUTO_KEY.format(auto=list(_AUTO_KEYS), keys=_key_list(sorted(stored, key=str))))
-        return found
-
-    @staticmethod
-    def _pairs(data: TensorDictBase, keys: tuple[NestedKey, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        roots, nexts = [], []
-        for key in keys:
-            twin = _next_key(key)
-            root, nxt = data.get(key, None), data.get(twin, None)
-            if not isinstance(root, torch.Tensor) or not isinstance(nxt, torch.Tensor):
-                missing = key_str(key) if not isinstance(root, torch.Tensor) else key_str(twin)
-                held = _key_list(sorted(data.keys(include_nested=True, leaves_only=True), key=str))
-                raise KeyError(_MISSING_PAIR.format(key=key_str(key), missing=missing, keys=held))
-            if root.shape != nxt.shape or root.dtype != nxt.dtype:
-                raise ValueError(
-                    _PAIR_MISMATCH.format(
-                        key=key_str(key),
-                        root=f"{list(root.shape)} {root.dtype}",
-                        nxt=f"{list(nxt.shape)} {nxt.dtype}",
-                    )
-                )
-            roots.append(root)
-            nexts.append(nxt)
-        return roots, nexts
-
-    @staticmethod
-    def _make_kept_layout(layout: TensorLayout, keys: tuple[NestedKey, ...]) -> TensorLayout:
-        shapes = [layout.shapes[layout.position(_next_key(k))] for k in keys]
-        dtypes = [layout.dtypes[layout.position(_next_key(k))] for k in keys]
-        return TensorLayout(list(keys), shapes, dtypes, torch.Size([]))
 
     def _shares(
         self, positions: np.ndarray, roots: list[torch.Tensor], nexts: list[torch.Tensor], contiguous: bool
@@ -571,74 +474,11 @@ class DedupNextStorage(Storage):
         keys = self._state_keys(state)
         with checks.within("items"):
             self._inner._check_state_dict(checks.as_state(checks.entry(state, "items"), "items"))
-        items = state["items"]
-        if items["len"] != length or items["last_cursor"] != state["last_cursor"]:
-            raise checks.StateError(
-                "items", f"holds {items['len']} items (last written at {items['last_cursor']}), the storage {length}"
-            )
-        link = cast(torch.Tensor, checks.tensor(state, "link", shape=(length,), dtype=torch.long))
-        kept = checks.entry(state, "kept")
-        if not isinstance(kept, list):
-            raise checks.StateError("kept", f"must be a list of tensors, got {type(kept).__name__}")
-        described = checks.entry(state, "layout")
-        if described is None:
-            if length or kept or items["layout"] is not None:
-                raise checks.StateError("layout", f"is missing for a storage holding {length} items")
-            return
-        try:
-            layout = TensorLayout.from_json(described)
-        except ValueError as err:
-            raise checks.StateError("layout", str(err)) from None
-        problem = None if self._layout is None else self._layout.mismatch(layout)
-        if problem is not None:
-            raise ValueError(
-                f"the checkpoint was written for another structure: {problem}; load it into a fresh "
-                "storage, or one that holds the same keys, shapes and dtypes"
-            )
-        if keys is None:
-            raise checks.StateError("keys", f"is missing for a storage holding {length} items")
-        if items["layout"] is None:
-            raise checks.StateError("items.layout", "is missing while the storage describes its items")
-        inner_layout = TensorLayout.from_json(items["layout"])
-        next_keys = [_next_key(k) for k in keys]
-        expected = {k for k in cast(tuple, layout.keys) if k not in next_keys}
-        if set(cast(tuple, inner_layout.keys)) != expected or not all(k in layout for k in (*keys, *next_keys)):
-            raise checks.StateError("layout", "does not match the keys of its items and deduplicated entries")
-        if len(kept) != len(keys):
-            raise checks.StateError("kept", f"holds {len(kept)} tensors for the {len(keys)} keys")
-        owned = link >= 0
-        count = int(owned.sum())
-        for i, key in enumerate(next_keys):
-            pos = layout.position(key)
-            checks.tensor_value(kept[i], f"kept[{i}]", shape=(count, *layout.shapes[pos]), dtype=layout.dtypes[pos])
-        if bool((link < _LINKED).any()):
-            raise checks.StateError("link", f"holds {int(link.min())}, below {_LINKED}")
-        if not torch.equal(link[owned], torch.arange(count)):
-            raise checks.StateError("link", f"must number the kept next values 0 .. {count - 1} in order")
-        linked = (~owned).nonzero().squeeze(-1)
-        if linked.numel() and int(((linked + 1) % self.max_size).max()) >= length:
-            raise checks.StateError("link", "shares the next values of an item with a slot that holds no item")
+        check_state(state, length, keys, self._layout, self.max_size)
 
     def _state_keys(self, state: dict[str, Any]) -> tuple[NestedKey, ...] | None:
         """The keys a state was written with, checked against this storage's."""
-        theirs = checks.entry(state, "keys")
-        if theirs is None:
-            return None
-        if not isinstance(theirs, list) or not all(
-            isinstance(k, list) and k and all(isinstance(p, str) for p in k) for k in theirs
-        ):
-            raise checks.StateError("keys", f"must list keys as lists of names, got {theirs!r}")
-        try:
-            keys = _keys_argument([tuple(k) if len(k) > 1 else k[0] for k in theirs])
-        except (TypeError, ValueError) as err:
-            raise checks.StateError("keys", str(err)) from None
-        if self.keys is not None and keys != self.keys:
-            raise ValueError(
-                f"the checkpoint's DedupNextStorage stores the next twins of {_key_list(keys or ())} "
-                f"once, this one those of {_key_list(self.keys)}; build the storage with the "
-                "checkpoint's keys="
-            )
-        return keys
+        return saved_keys(state, self.keys)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._check_state_dict(state)
@@ -651,7 +491,7 @@ class DedupNextStorage(Storage):
             layout = TensorLayout.from_json(state["layout"])
             keys = cast(tuple, self._state_keys(state))
             self._allocate_links()
-            self._adopt(layout, keys, self._make_kept_layout(layout, keys))
+            self._adopt(layout, keys, _make_kept_layout(layout, keys))
         link = state["link"]
         count = int((link >= 0).sum())
         if self._kept is not None:
