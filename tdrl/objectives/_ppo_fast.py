@@ -265,7 +265,9 @@ def _step(
         if entropy is not None:
             diagnostics["entropy"] = entropy.neg()
         # the general path's batch_means, without its detach calls (nothing here records a graph)
-        means = ac.batch_means([log_weight, ratio, ratio.square(), *per_sample.values()])
+        # and its conversion of the boolean clip mask: stack promotes it to 0 / 1 in the copy
+        stacked = torch.stack([log_weight, ratio, ratio.square(), *per_sample.values()])
+        means = stacked.mean(dim=tuple(range(1, stacked.ndim))).unbind(0)
         diagnostics["kl_approx"] = means[0].neg()
         diagnostics["ESS"] = means[1].square().div_(means[2])
         diagnostics.update(zip(per_sample, means[3:]))
