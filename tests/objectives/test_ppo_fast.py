@@ -166,18 +166,22 @@ def test_configuration_changed_after_a_first_call_gives_the_general_result(name)
     assert_same(evaluate(loss, data, fast=True), reference)  # and again, whatever the cache holds now
 
 
-def test_changed_entries_and_unusual_batches_take_the_general_path():
+BATCHES: dict[str, Callable[[TensorDict], TensorDict]] = {
+    "action_log_prob": lambda data: data.exclude("sample_log_prob").set("action_log_prob", data["sample_log_prob"]),
+    "advantage_without_last_dim": lambda data: data.clone().set("advantage", data["advantage"].squeeze(-1)),
+    "nested_batch": lambda data: data.unsqueeze(0),
+    "extra_entries": lambda data: data.clone().set("loc", torch.zeros(N, ACT)),
+}
+
+
+@pytest.mark.parametrize("name", list(BATCHES))
+def test_other_batches_after_a_first_call_give_the_general_result(name):
     loss = CONFIGS["seed"]()
     data = batch(loss.actor_network)
     assert evaluate(loss, data, fast=True)[3]
-    variants = {
-        "action_log_prob": data.exclude("sample_log_prob").set("action_log_prob", data["sample_log_prob"]),
-        "advantage_without_last_dim": data.clone().set("advantage", data["advantage"].squeeze(-1)),
-        "nested_batch": data.unsqueeze(0),
-    }
-    for name, variant in variants.items():
-        reference = evaluate(copy.deepcopy(loss), variant, fast=False)
-        assert_same(evaluate(loss, variant, fast=True), reference)
+    variant = BATCHES[name](data)
+    reference = evaluate(copy.deepcopy(loss), variant, fast=False)
+    assert_same(evaluate(loss, variant, fast=True), reference)
 
 
 def test_klpen_and_subclasses_keep_the_general_path():
