@@ -194,6 +194,8 @@ def fast_forward(loss: PPOLoss, data: TensorDictBase) -> TensorDictBase | None:
     if critic is not None and (critic.__dict__.get("_lean") is not plan.critic_step or has_forward_hooks(critic)):
         return None
     keys = loss.tensor_keys
+    if critic is not None and plan.critic_step.out_keys[0] != keys.value:  # type: ignore[union-attr]  # with a critic
+        return None  # a key renamed on tensor_keys itself, past set_keys: the general path reads it
     advantage = _read(entries, keys.advantage)
     action = _read(entries, keys.action)
     prev_log_prob = _read(entries, keys.sample_log_prob)

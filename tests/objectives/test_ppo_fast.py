@@ -210,3 +210,12 @@ def test_wrong_critic_shape_still_raises_the_general_message():
     data["value_target"] = torch.randn(N, 2)
     with pytest.raises(ValueError, match="state_value"):
         loss(data)
+
+
+def test_a_key_renamed_on_tensor_keys_itself_is_read_as_the_general_path_reads_it():
+    loss = CONFIGS["seed"]()
+    data = batch(loss.actor_network)
+    assert evaluate(loss, data, fast=True)[3]
+    loss.tensor_keys.value = "other_value"  # past set_keys: the configuration counter does not move
+    with pytest.raises(KeyError, match="other_value"):
+        loss(data)
