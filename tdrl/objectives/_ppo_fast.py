@@ -166,9 +166,10 @@ def fast_forward(loss: PPOLoss, data: TensorDictBase) -> TensorDictBase | None:
     """The loss computed on the tensors, or ``None`` when the general path must run.
 
     Returns ``None`` before computing anything unless the configuration and the batch fit
-    the plan; the one exception is a network output the general path would write
-    differently (another form, shape or device), which disables the plan for this
-    configuration (the general path then runs, and raises where it must).
+    the plan. The exceptions come after the networks ran: a value target of another shape
+    than the critic's output (the general path then raises its error), and a network
+    output the general path would write differently (another form, shape or device), which
+    also disables the plan for this configuration.
     """
     if torch.compiler.is_compiling():
         return None
@@ -253,9 +254,11 @@ def _step(
     critic_step = plan.critic_step
     if critic_step is not None:
         value = _run(critic_step, env, entries, sources, batch, device)
-        if value is None or value[0].shape != target.shape:  # type: ignore[union-attr]  # a critic comes with a target
+        if value is None:
             loss.__dict__["_fast_state"] = (loss.__dict__.get("_config_version", 0), None)
             return None
+        if value[0].shape != target.shape:  # type: ignore[union-attr]  # a critic comes with a target
+            return None  # a batch whose target does not fit: the general path says what is wrong
         losses["loss_critic"] = loss._weighted(plan.critic_fn(value[0], target), loss.critic_coeff)  # type: ignore[arg-type]
         if loss.log_explained_variance:
             diagnostics["explained_variance"] = ac.explained_variance(target, value[0])  # type: ignore[arg-type]

@@ -207,9 +207,38 @@ def test_wrong_critic_shape_still_raises_the_general_message():
     loss = CONFIGS["seed"]()
     data = batch(loss.actor_network)
     assert evaluate(loss, data, fast=True)[3]
-    data["value_target"] = torch.randn(N, 2)
+    bad = data.clone().set("value_target", torch.randn(N, 2))
     with pytest.raises(ValueError, match="state_value"):
-        loss(data)
+        loss(bad)
+    assert evaluate(loss, data, fast=True)[3]  # a batch's error leaves the plan in place
+
+
+class _DictOutput(nn.Module):
+    """Returns its parameters as a dict (a form the general path writes key by key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(OBS, 2 * ACT), NormalParamExtractor())
+
+    def forward(self, obs: torch.Tensor) -> dict:
+        loc, scale = self.net(obs)
+        return {"loc": loc, "scale": scale}
+
+
+def test_a_network_output_of_another_form_sends_the_configuration_to_the_general_path():
+    torch.manual_seed(0)
+    actor = ProbabilisticActor(
+        TensorDictModule(_DictOutput(), ["observation"], ["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        return_log_prob=True,
+    )
+    loss = ClipPPOLoss(actor, critic())
+    data = batch(actor)
+    reference = evaluate(copy.deepcopy(loss), data, fast=False)
+    assert_same(evaluate(loss, data, fast=True), reference)
+    assert loss.__dict__["_fast_state"][1] is None  # planned, then given up at the first call
+    assert_same(evaluate(loss, data, fast=True), reference)
 
 
 def test_a_key_renamed_on_tensor_keys_itself_is_read_as_the_general_path_reads_it():
