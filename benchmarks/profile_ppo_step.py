@@ -8,6 +8,9 @@ timed for each program, interleaved, as thread CPU microseconds per minibatch (m
 - ``fwd+bwd``: the loss and ``backward()`` (gradients dropped after each call);
 - ``step``: the whole update, ``bench_ppo_step``'s figure (plus clipping and Adam).
 
+``tdrl-general`` is tdrl's loss with its tensor-only step switched off
+(``tdrl.objectives._ppo_fast``): the general path, with its TensorDict plumbing.
+
 On a machine shared with other jobs these timings move by several percent from run to run.
 ``--callgrind`` counts instructions instead (each program in its own process under
 ``valgrind --tool=callgrind``, only the timed steps counted): deterministic, blind to cache
@@ -40,13 +43,33 @@ from benchmarks.bench_gae import call_times
 Programs = dict[str, dict[str, Callable[[], object]]]
 
 
+PROGRAMS = ("plain", "tdrl", "tdrl-general")
+
+
+def _general(part: Callable[[], object]) -> Callable[[], object]:
+    """``part`` run with tdrl's PPO tensor-only step switched off."""
+    from tdrl.objectives import _ppo_fast
+
+    def run() -> object:
+        _ppo_fast.ENABLED["on"] = False
+        try:
+            return part()
+        finally:
+            _ppo_fast.ENABLED["on"] = True
+
+    return run
+
+
 def _programs() -> Programs:
-    """``{"plain": parts, "tdrl": parts}``, each part a closure over its own copy of the networks."""
+    """``{"plain": parts, "tdrl": parts, "tdrl-general": parts}``, each part a closure over its own
+    copy of the networks."""
     actor_net, critic_net = ppo._nets()
     data = ppo._data(actor_net)
     programs: Programs = {}
     for name, build in (("plain", ppo._plain_parts), ("tdrl", ppo._tdrl_parts)):
         programs[name] = build(actor_net, critic_net, data)
+    general = ppo._tdrl_parts(actor_net, critic_net, data)
+    programs["tdrl-general"] = {part: _general(fn) for part, fn in general.items()}
     return programs
 
 
@@ -102,7 +125,7 @@ def callgrind(steps: int = 5) -> dict[str, float]:
     counts: dict[str, float] = {}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
-        for program in ("plain", "tdrl"):
+        for program in PROGRAMS:
             cmd = [
                 "valgrind",
                 "--tool=callgrind",
@@ -138,14 +161,18 @@ def main() -> None:
         return
     if args.callgrind:
         counts = callgrind()
-        print(f"instructions per update: plain {counts['plain'] / 1e6:.2f} M, tdrl {counts['tdrl'] / 1e6:.2f} M")
-        print(f"tdrl / plain = {counts['tdrl'] / counts['plain']:.3f}x (instructions)")
+        print("instructions per update: " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in counts.items()))
+        for program in PROGRAMS[1:]:
+            print(f"{program} / plain = {counts[program] / counts['plain']:.3f}x (instructions)")
         return
     figures = measure(args.rounds)
-    print(f"{'part':8} {'tdrl us':>9} {'plain us':>9} {'extra us':>9} {'ratio':>6}  (thread CPU per minibatch)")
+    print(
+        f"{'part':8} {'tdrl us':>9} {'plain us':>9} {'extra us':>9} {'ratio':>6} {'general us':>11} {'ratio':>6}"
+        "  (thread CPU per minibatch)"
+    )
     for part, times in figures.items():
-        t, p = times["tdrl"], times["plain"]
-        print(f"{part:8} {t:9.1f} {p:9.1f} {t - p:9.1f} {t / p:6.3f}")
+        t, p, g = times["tdrl"], times["plain"], times["tdrl-general"]
+        print(f"{part:8} {t:9.1f} {p:9.1f} {t - p:9.1f} {t / p:6.3f} {g:11.1f} {g / p:6.3f}")
     if args.profile:
         print(profile())
 

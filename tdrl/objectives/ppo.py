@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
 
 from tdrl.objectives import _actor_critic as ac
+from tdrl.objectives import _ppo_fast
 from tdrl.objectives._actor_critic import ActorCriticLoss
 from tdrl.objectives._keys import MissingKeyError, keys_repr
 
@@ -151,6 +152,11 @@ class PPOLoss(ActorCriticLoss):
             KeyError: a required entry is missing (the message says what writes it).
             ValueError: a shape mismatch, or a non-finite loss (naming the input).
         """
+        if _ppo_fast.ENABLED["on"]:
+            # the same operations on the tensors when the configuration allows (see _ppo_fast)
+            out = _ppo_fast.fast_forward(self, tensordict)
+            if out is not None:
+                return out
         keys = self.tensor_keys
         data, advantage = self._advantage(tensordict, self.normalize_advantage)
         sample_ndim = advantage.ndim - 1  # [*B], or [*B, n_agents] for a group of agents

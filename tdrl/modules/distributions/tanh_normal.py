@@ -77,6 +77,12 @@ class _TanhNormalBuilder:
         out._setup(loc, scale, box, self.upscale, self.tanh_loc, self.event_dims)
         return out
 
+    @property
+    def never_validates(self) -> bool:
+        """Whether the distributions it builds skip argument validation whatever torch's default
+        (TanhNormal's own setup passes ``validate_args=False``): a loss need not switch it off."""
+        return self.cls._setup is TanhNormal._setup
+
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_boxes"}
 
