@@ -8,13 +8,18 @@ for ratios.
 ``--what breakdown-dqn`` does the same for the DQN collector (CartPole-v1, ``QValueActor`` +
 ``EGreedyModule`` at the epsilon of ``profile_dqn_split``) against that script's hand loop.
 
+``--what breakdown-e2e`` splits the seed tutorial's own collection (``profile_e2e``'s collector,
+the tutorial's ProbabilisticActor in the loop) against ``bench_e2e.hand_tutorial``'s loop, in
+interleaved batches.
+
 ``--what breakdown`` prints instead the seed collector's time per step split by part (the
 policy, gymnasium's step, the gym wrapper's conversion, the transforms, the recording, the
 next root and resets, the rest of the loop) next to the same split of the hand-written loop
 of ``bench_collector``. Each part is timed with ``time.process_time`` around its call, so
 the parts carry the timers' own cost (about a microsecond each); compare splits from one run.
 
-Run: ``python -m benchmarks.profile_collection [--what seed dqn update breakdown breakdown-dqn] [--top 25]``.
+Run: ``python -m benchmarks.profile_collection [--what seed dqn update breakdown breakdown-dqn breakdown-e2e]
+[--top 25]``.
 """
 
 from __future__ import annotations
@@ -265,12 +270,107 @@ def _hand_dqn_parts(steps: int, eps: float, parts: dict) -> float:
     return clock() - start
 
 
+def breakdown_e2e(batches: int = 3) -> None:
+    """The seed tutorial's collection (``profile_e2e``'s collector: the seed's env, transforms and
+    ProbabilisticActor) split by part, next to the same split of ``bench_e2e.hand_tutorial``'s loop."""
+    from benchmarks import profile_e2e as e2e
+    from tdrl.envs import _stepping
+
+    s = e2e._tdrl_setup()
+    h = e2e._hand_setup(s["batch"])
+    e2e._hand_norm(s, h)
+    collector = s["collector"]
+    loop, env = collector._loop, collector.env
+    base, chain = env._chain
+    acc: dict = defaultdict(float)
+    loop.policy = _timed(acc, "policy", loop.policy)
+    loop._next_root = _timed(acc, "next root + resets", loop._next_root)
+    env.reset = _timed(acc, "env.reset (incl. gymnasium)", env.reset)
+    base._env.reset = _timed(acc, "gymnasium reset", base._env.reset)
+    base._env.step = _timed(acc, "gymnasium step", base._env.step)
+    base._step = _timed(acc, "gym wrapper _step (incl. gymnasium)", base._step)
+    chain._step = _timed(acc, "transforms _step", chain._step)
+    recorder = _stepping.StepRecorder
+    record, record_and_carry = recorder.record, recorder.record_and_carry
+    recorder.record = _timed(acc, "record root", record)  # type: ignore[method-assign]
+    recorder.record_and_carry = _timed(acc, "record next", record_and_carry)  # type: ignore[method-assign]
+    hand_parts: dict = defaultdict(float)
+    tdrl_total = hand_total = 0.0
+    try:
+        e2e.tdrl_collect(s)  # warm-up
+        _hand_e2e_parts(h, hand_parts)
+        acc.clear()
+        hand_parts.clear()
+        for _ in range(batches):  # interleaved
+            start = time.process_time()
+            e2e.tdrl_collect(s)
+            tdrl_total += time.process_time() - start
+            hand_total += _hand_e2e_parts(h, hand_parts)
+    finally:
+        recorder.record, recorder.record_and_carry = record, record_and_carry  # type: ignore[method-assign]
+    steps = batches * 1000
+    print(f"=== seed tutorial's collection: {tdrl_total / steps * 1e6:.1f} us/step ===")
+    for label, value in acc.items():
+        print(f"  {label:38s} {value / steps * 1e6:7.1f}")
+    inner = {"gymnasium step", "gymnasium reset", "env.reset (incl. gymnasium)"}
+    rest = tdrl_total - sum(v for k, v in acc.items() if k not in inner)
+    print(f"  {'rest (loop, stacking, traj ids)':38s} {rest / steps * 1e6:7.1f}")
+    print(f"=== hand_tutorial's collection: {hand_total / steps * 1e6:.1f} us/step ===")
+    for label, value in hand_parts.items():
+        print(f"  {label:38s} {value / steps * 1e6:7.1f}")
+
+
+def _hand_e2e_parts(h: dict, parts: dict) -> float:
+    """``profile_e2e.hand_collect`` with a timer around each part; returns the total CPU time."""
+    import numpy as np
+
+    from benchmarks import profile_e2e as e2e
+
+    env, n = h["env"], len(h["rew"])
+    obs_buf, next_buf, act_buf, logp_buf = h["obs"], h["next"], h["act"], h["logp"]
+    rew, term, done = h["rew"], h["term"], h["done"]
+    lim = 1.0 - torch.finfo(torch.float32).resolution
+
+    def normalize(o: np.ndarray) -> torch.Tensor:
+        return ((torch.from_numpy(o) - h["mean"]) * h["inv_std"]).float()
+
+    clock = time.process_time
+    start = clock()
+    x = normalize(env.reset()[0])
+    with torch.no_grad():
+        for t in range(n):
+            t0 = clock()
+            loc, scale = e2e._hand_head(h, x)
+            a = (loc + scale * torch.randn_like(loc)).tanh().clamp(-lim, lim)
+            logp = e2e._log_prob(a.atanh(), loc, scale)
+            t1 = clock()
+            obs, reward, terminated, truncated, _ = env.step(a.numpy())
+            t2 = clock()
+            next_x = normalize(obs)
+            t3 = clock()
+            obs_buf[t], act_buf[t], logp_buf[t], next_buf[t] = x, a, logp, next_x
+            rew[t], term[t], done[t] = reward, terminated, terminated or truncated
+            t4 = clock()
+            if terminated or truncated:
+                obs, _ = env.reset()
+            x = normalize(obs)
+            t5 = clock()
+            parts["policy (incl. log-prob)"] += t1 - t0
+            parts["gymnasium step"] += t2 - t1
+            parts["normalize next"] += t3 - t2
+            parts["store"] += t4 - t3
+            parts["reset + normalize root"] += t5 - t4
+    return clock() - start
+
+
 WHAT = {"seed": seed_collector, "dqn": dqn_collector, "update": dqn_update}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--what", nargs="+", default=list(WHAT), choices=[*WHAT, "breakdown", "breakdown-dqn"])
+    parser.add_argument(
+        "--what", nargs="+", default=list(WHAT), choices=[*WHAT, "breakdown", "breakdown-dqn", "breakdown-e2e"]
+    )
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -282,6 +382,9 @@ def main() -> None:
             continue
         if name == "breakdown-dqn":
             breakdown_dqn()
+            continue
+        if name == "breakdown-e2e":
+            breakdown_e2e()
             continue
         fn = WHAT[name]()
         fn()  # warm-up

@@ -4,6 +4,12 @@ of the plain-torch program (``bench_e2e.hand_tutorial``), in one process.
 One batch of 1,000 frames is collected once with tdrl; both programs then train on it. Parts
 (per batch of the tutorial, i.e. 10 epochs of 15 minibatches of 64):
 
+- ``collect``: the next 1,000-frame batch of tdrl's ``SyncDataCollector`` (the seed's env and
+  transforms, the policy in the loop) against the hand program's collection loop (gymnasium,
+  normalization, the same actor head and log-probability, stores into preallocated tensors);
+- ``eval``: the tutorial's evaluation rollout (``env.rollout(1000, policy)`` under
+  ``ExplorationType.MEAN``) against the hand program's evaluation episode, per 1,000 steps
+  (episodes run until 1,000 steps in all: their lengths differ between the two policies);
 - ``gae``: tdrl's ``GAE(batch)`` ten times against the hand program's two critic passes and
   numpy recursion ten times;
 - ``buffer``: ``buffer.extend(batch.reshape(-1).cpu())`` then 15 ``buffer.sample(64).to(device)``,
@@ -86,9 +92,9 @@ def _tdrl_setup() -> dict:
     value = ValueOperator(module=mlp(1), in_keys=["observation"])
     policy(env.reset())
     value(env.reset())
-    collector = SyncDataCollector(env, policy, frames_per_batch=1000, total_frames=1000, split_trajs=False)
-    batch = next(iter(collector))
-    collector.shutdown()
+    collector = SyncDataCollector(env, policy, frames_per_batch=1000, total_frames=-1, split_trajs=False)
+    batches = iter(collector)
+    batch = next(batches)
     buffer = ReplayBuffer(storage=LazyTensorStorage(max_size=1000), sampler=SamplerWithoutReplacement())
     advantage = GAE(gamma=0.99, lmbda=0.95, value_network=value, average_gae=True)
     loss_module = ClipPPOLoss(
@@ -109,6 +115,10 @@ def _tdrl_setup() -> dict:
         "optim": optim,
         "params": list(loss_module.parameters()),
         "device": device,
+        "batches": batches,
+        "collector": collector,
+        "env": env,
+        "policy": policy,
     }
 
 
@@ -130,7 +140,12 @@ def _hand_setup(batch) -> dict:
 
     actor, critic = mlp(2), mlp(1)
     params = [*actor.parameters(), *critic.parameters()]
+    import gymnasium as gym
+
+    env = gym.make(ENV)
+    env.reset(seed=0)
     return {
+        "env": env,
         "actor": actor,
         "critic": critic,
         "params": params,
@@ -146,6 +161,18 @@ def _hand_setup(batch) -> dict:
 
 
 # ---------------------------------------------------------------------------- tdrl parts
+def tdrl_collect(s: dict) -> None:
+    next(s["batches"])
+
+
+def tdrl_eval(s: dict) -> int:
+    """One evaluation rollout as the tutorial runs it; returns its length."""
+    from tdrl.envs.utils import ExplorationType, set_exploration_type
+
+    with set_exploration_type(ExplorationType.MEAN), torch.no_grad():
+        return s["env"].rollout(1000, s["policy"]).numel()
+
+
 def tdrl_gae(s: dict) -> None:
     for _ in range(EPOCHS):
         s["advantage"](s["batch"])
@@ -201,6 +228,66 @@ def tdrl_train(s: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- hand parts
+def _hand_norm(s: dict, h: dict) -> None:
+    """The hand program's statistics: the tdrl env's, as a mean and an inverse std."""
+    norm = s["env"].transform[0]
+    h["inv_std"], h["mean"] = norm.scale.clone(), -norm.loc / norm.scale
+
+
+def _hand_head(h: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    loc, raw = h["actor"](x).chunk(2, -1)
+    return loc, F.softplus(raw + _SCALE_BIAS) + 0.01
+
+
+def hand_collect(h: dict) -> None:
+    """``bench_e2e.hand_tutorial``'s collection of one 1,000-frame batch."""
+    env, n = h["env"], len(h["rew"])
+    obs_buf, next_buf, act_buf, logp_buf = h["obs"], h["next"], h["act"], h["logp"]
+    rew, term, done = h["rew"], h["term"], h["done"]
+    lim = 1.0 - torch.finfo(torch.float32).resolution
+
+    def normalize(o: np.ndarray) -> torch.Tensor:
+        return ((torch.from_numpy(o) - h["mean"]) * h["inv_std"]).float()
+
+    x = h.get("x")
+    if x is None:
+        x = normalize(env.reset()[0])
+    with torch.no_grad():
+        for t in range(n):
+            loc, scale = _hand_head(h, x)
+            u = loc + scale * torch.randn_like(loc)
+            a = u.tanh().clamp(-lim, lim)
+            obs, reward, terminated, truncated, _ = env.step(a.numpy())
+            obs_buf[t], act_buf[t], logp_buf[t] = x, a, _log_prob(a.atanh(), loc, scale)
+            next_buf[t] = normalize(obs)
+            rew[t], term[t], done[t] = reward, terminated, terminated or truncated
+            if terminated or truncated:
+                obs, _ = env.reset()
+            x = normalize(obs)
+    h["x"] = x
+
+
+_QUANTILES = torch.special.ndtri((torch.arange(128, dtype=torch.float64) + 0.5) / 128).float()
+
+
+def hand_eval(h: dict) -> int:
+    """``bench_e2e.hand_tutorial``'s evaluation episode; returns its length."""
+    env = h["env"]
+    obs, _ = env.reset()
+    steps = 0
+    with torch.no_grad():
+        while steps < 1000:
+            x = ((torch.from_numpy(obs) - h["mean"]) * h["inv_std"]).float()
+            loc, scale = _hand_head(h, x)
+            action = torch.addcmul(loc.unsqueeze(-1), scale.unsqueeze(-1), _QUANTILES).tanh().mean(-1)
+            obs, _reward, terminated, truncated, _ = env.step(action.numpy())
+            steps += 1
+            if terminated or truncated:
+                break
+    h["x"] = None  # the collection resumes from a reset
+    return steps
+
+
 def hand_gae(h: dict) -> None:
     n = len(h["rew"])
     for _ in range(EPOCHS):
@@ -229,6 +316,7 @@ def hand_buffer(h: dict) -> list:
 
 
 _BIAS = math.log(math.e - 1.0)
+_SCALE_BIAS = math.log(math.expm1(0.99))  # NormalParamExtractor: softplus(x + b) + 0.01
 _HALF_LOG_2PI, _LOG2 = 0.5 * math.log(2 * math.pi), math.log(2.0)
 
 
@@ -262,9 +350,24 @@ def _cpu_ms(fn) -> float:
     return (time.thread_time() - start) * 1e3
 
 
+def _per_1000_steps(fn: Callable[[], int]) -> Callable[[], float]:
+    """Thread CPU ms per 1,000 steps of episodes run until at least 1,000 steps in all."""
+
+    def timed() -> float:
+        start, steps = time.thread_time(), 0
+        while steps < 1000:
+            steps += fn()
+        return (time.thread_time() - start) * 1e6 / steps
+
+    return timed
+
+
 def measure(rounds: int = 7) -> dict[str, tuple[float, float]]:
     s = _tdrl_setup()
     h = _hand_setup(s["batch"])
+    _hand_norm(s, h)
+    tdrl_collect(s)
+    hand_collect(h)
     # warm up (and fill the advantage keys the buffer stores)
     tdrl_gae(s)
     hand_gae(h)
@@ -272,6 +375,8 @@ def measure(rounds: int = 7) -> dict[str, tuple[float, float]]:
     tdrl_loss(s, t_samples)
     hand_loss(h, h_samples)
     parts = {
+        "collect": (lambda: tdrl_collect(s), lambda: hand_collect(h)),
+        "eval": (_per_1000_steps(lambda: tdrl_eval(s)), _per_1000_steps(lambda: hand_eval(h))),
         "gae": (lambda: tdrl_gae(s), lambda: hand_gae(h)),
         "buffer": (lambda: tdrl_buffer(s), lambda: hand_buffer(h)),
         "loss": (lambda: tdrl_loss(s, t_samples), lambda: hand_loss(h, h_samples)),
@@ -281,10 +386,11 @@ def measure(rounds: int = 7) -> dict[str, tuple[float, float]]:
         "log": (lambda: tdrl_log(s), lambda: hand_log(h)),
     }
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in parts}
+    timed = {"eval"}  # these return their own figure
     for _ in range(rounds):
         for name, (t_fn, h_fn) in parts.items():
-            times[name][0].append(_cpu_ms(t_fn))
-            times[name][1].append(_cpu_ms(h_fn))
+            times[name][0].append(t_fn() if name in timed else _cpu_ms(t_fn))
+            times[name][1].append(h_fn() if name in timed else _cpu_ms(h_fn))
     return {name: (statistics.median(t), statistics.median(hd)) for name, (t, hd) in times.items()}
 
 

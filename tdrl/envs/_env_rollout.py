@@ -10,17 +10,90 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from tensordict import TensorDictBase
+import torch
+from tensordict import TensorDict, TensorDictBase
 
+from tdrl._compat import td_flat
 from tdrl.envs._validation import _validation
 from tdrl.envs.utils import step_mdp
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
 
     from tdrl.envs.common import EnvBase
 
-__all__ = ["_EnvRollouts"]
+__all__ = ["_EnvRollouts", "next_root"]
+
+# a step's entry of these dtypes is written into the rollout's CPU buffer through numpy: one
+# assignment (~0.5 us) instead of torch's select + copy_ (two dispatched ops, ~4 us); same bytes
+_NUMPY_WRITE_DTYPES = frozenset(
+    {
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+    }
+)
+
+
+def _numpy_view(dst: torch.Tensor) -> np.ndarray | None:
+    """``dst`` as a numpy array sharing its memory, where numpy can write it as torch would; else None."""
+    if type(dst) is not torch.Tensor or not dst.is_cpu or dst.requires_grad or dst.dtype not in _NUMPY_WRITE_DTYPES:
+        return None
+    try:
+        return dst.numpy()
+    except RuntimeError:  # (a conjugate or negative view)
+        return None
+
+
+def next_root(stepped: TensorDictBase, reward_keys: list) -> TensorDictBase:
+    """``step_mdp(stepped, reward_keys=reward_keys)``: the root of the step after ``stepped``.
+
+    When ``"next"`` holds tensors only, the rewards are top-level keys and the root's other
+    entries are tensors on the same batch and device, the result is built in one pass over
+    each (the same entries, in the same order, sharing the same tensors); anything else goes
+    through :func:`~tdrl.envs.utils.step_mdp`.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> td = TensorDict({"observation": torch.zeros(1), "action": torch.ones(1)}, [])
+        >>> td["next"] = TensorDict({"observation": torch.ones(1), "reward": torch.ones(1)}, [])
+        >>> sorted(next_root(td, ["reward"]).keys())
+        ['observation']
+    """
+    nxt = stepped.get("next", None)
+    if (
+        type(nxt) is TensorDict
+        and type(stepped) is TensorDict
+        and nxt.batch_size == stepped.batch_size
+        and nxt.device == stepped.device
+        and all(type(k) is str for k in reward_keys)
+    ):
+        src = {}
+        for key, value in nxt.items():
+            if not isinstance(value, torch.Tensor):
+                break
+            if key not in reward_keys:
+                src[key] = value
+        else:
+            for key, value in stepped.items():
+                if key in _NOT_CARRIED or key in src:
+                    continue
+                if not isinstance(value, torch.Tensor):
+                    break
+                src[key] = value
+            else:
+                return td_flat(src, nxt.batch_size, nxt.device)
+    return step_mdp(stepped, reward_keys=reward_keys)
+
+
+_NOT_CARRIED = ("action", "next")  # step_mdp's default exclusions besides the reward
 
 
 class _EnvRollouts:
@@ -130,7 +203,7 @@ class _EnvRollouts:
                 callback(self, td)
             if out is None:
                 out = td.unsqueeze(time_dim).expand(*td.batch_size[:time_dim], max_steps).clone()
-                writers = [(key, out.get(key)) for key in td.keys(True, True)]
+                writers = [(key, dst, _numpy_view(dst)) for key in td.keys(True, True) for dst in (out.get(key),)]
             if not self._write_step(writers, td, t, time_dim):
                 out[(slice(None),) * time_dim + (t,)] = td
             done = td.get(("next", "done"))
@@ -139,7 +212,7 @@ class _EnvRollouts:
                 break
             if t < max_steps - 1:
                 if break_when_any_done:
-                    td = step_mdp(stepped, reward_keys=self.reward_keys)
+                    td = next_root(stepped, self.reward_keys)
                 else:
                     td = self._next_root(stepped)
                 td = layout.next_root(td)
@@ -155,12 +228,31 @@ class _EnvRollouts:
 
     @staticmethod
     def _write_step(writers: list, td: TensorDictBase, t: int, time_dim: int) -> bool:
+        """Write step ``t`` of ``td`` into the rollout's buffers; False if its layout is not the first step's.
+
+        ``writers`` holds ``(key, buffer, numpy view of the buffer or None)``. An entry of the
+        buffer's dtype, on CPU and outside autograd is written through numpy (the same bytes
+        as ``copy_``); any other through ``select(time_dim, t).copy_``.
+        """
         leaves = dict(td.items(True, True))  # one walk of the tree, not one nested get per leaf
         if len(writers) != len(leaves):
             return False
-        for key, dst in writers:
+        row = (slice(None),) * time_dim + (t,)
+        for key, dst, dst_np in writers:
             src = leaves.get(key)
             if src is None or src.shape != dst.shape[:time_dim] + dst.shape[time_dim + 1 :]:
                 return False
+            if (
+                dst_np is not None
+                and type(src) is torch.Tensor
+                and src.dtype is dst.dtype
+                and src.is_cpu
+                and not src.requires_grad
+            ):
+                try:
+                    dst_np[row] = src.numpy()
+                    continue
+                except RuntimeError:  # (a conjugate or negative view): torch's copy below
+                    pass
             dst.select(time_dim, t).copy_(src)
         return True

@@ -24,6 +24,27 @@ from tdrl.specs import Bounded, Composite, NestedKey, TensorSpec
 
 __all__ = ["DTypeCastTransform", "DoubleToFloat", "ClipTransform"]
 
+# ``value.to(dtype)`` for the floating dtypes, without ``to``'s overload parsing (about 1.5 us of a
+# 3.5 us cast of a small tensor): ``Tensor.float()`` & co. are ``to(dtype)`` with the same defaults
+_CASTS = {
+    torch.float32: torch.Tensor.float,
+    torch.float64: torch.Tensor.double,
+    torch.float16: torch.Tensor.half,
+    torch.bfloat16: torch.Tensor.bfloat16,
+}
+
+
+def _cast_to(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``value.to(dtype)`` (``value`` itself when it has ``dtype`` already), floating casts by their shortcuts.
+
+    Examples:
+        >>> import torch
+        >>> _cast_to(torch.ones(2, dtype=torch.float64), torch.float32).dtype
+        torch.float32
+    """
+    cast = _CASTS.get(dtype)
+    return cast(value) if cast is not None else value.to(dtype)
+
 
 class DTypeCastTransform(Transform):
     """Cast entries from ``dtype_in`` to ``dtype_out`` (and actions back, for the inverse).
@@ -65,10 +86,10 @@ class DTypeCastTransform(Transform):
         self._resolved = not self._auto
 
     def _apply_transform(self, value: torch.Tensor) -> torch.Tensor:
-        return value.to(self.dtype_out)
+        return _cast_to(value, self.dtype_out)
 
     def _inv_apply_transform(self, value: torch.Tensor) -> torch.Tensor:
-        return value.to(self.dtype_in)
+        return _cast_to(value, self.dtype_in)
 
     def _call(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self._resolved:
@@ -79,7 +100,7 @@ class DTypeCastTransform(Transform):
                 value = td_read(tensordict, in_key)
                 if value is not None:
                     if value.dtype is not dtype:
-                        td_write(tensordict, out_key, value.to(dtype))
+                        td_write(tensordict, out_key, _cast_to(value, dtype))
                     elif out_key != in_key:  # already in dtype_out (.to would return it as it is)
                         td_write(tensordict, out_key, value)
             return tensordict
