@@ -219,3 +219,21 @@ def test_forward_hook_on_the_actor_still_runs() -> None:
     assert_same(direct, general)
     assert len(seen) == 3
     assert "action" in seen[-1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(), (1,), (3,), (4, 2)])
+def test_noise_of_a_contiguous_loc_is_randn(dtype: torch.dtype, shape: tuple) -> None:
+    from tdrl.modules.distributions.tanh_normal import _standard_normal
+
+    loc = torch.zeros(shape, dtype=dtype)
+    state = torch.get_rng_state()
+    fast = _standard_normal(loc.shape, loc)
+    torch.set_rng_state(state)
+    reference = torch.randn(shape, dtype=dtype)
+    assert torch.equal(fast, reference)
+    strided = torch.zeros(4, 6, dtype=dtype)[:, :3]  # a chunk of a network's output: not contiguous
+    torch.set_rng_state(state)
+    fast = _standard_normal(strided.shape, strided)
+    torch.set_rng_state(state)
+    assert torch.equal(fast, torch.randn(4, 3, dtype=dtype))
