@@ -15,7 +15,8 @@ References, measured in the same run and interleaved with tdrl:
 
 A row times the actor against itself with its direct TanhNormal draw switched off
 (``tdrl.modules.actors.DIRECT_DRAW``: the distribution object's path, the same outputs and
-draws), to show what the direct draw saves. A last row times ``ValueOperator`` against its bare network (and TorchRL's ValueOperator).
+draws), to show what the direct draw saves. A last row times ``ValueOperator`` against its
+bare network (and TorchRL's ValueOperator).
 
 Bar (issue 4): ProbabilisticActor <= 1.2x the hand-written call.
 
