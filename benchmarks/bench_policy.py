@@ -14,7 +14,7 @@ References, measured in the same run and interleaved with tdrl:
 - TorchRL 0.14.1's ``ProbabilisticActor`` on the same network, when importable.
 
 A row times the actor against itself with its direct TanhNormal draw switched off
-(``tdrl.modules.actors.DIRECT_DRAW``: the distribution object's path, the same outputs and
+(``tdrl.modules.actors._DIRECT_DRAW``: the distribution object's path, the same outputs and
 draws), to show what the direct draw saves. A last row times ``ValueOperator`` against its
 bare network (and TorchRL's ValueOperator).
 
@@ -129,11 +129,11 @@ def run(rounds: int = 10, number: int = 300) -> list[dict]:
     from tdrl.modules import actors as tdrl_actors
 
     def ours_general() -> object:
-        tdrl_actors.DIRECT_DRAW["on"] = False
+        tdrl_actors._DIRECT_DRAW["on"] = False
         try:
             return actor(td)
         finally:
-            tdrl_actors.DIRECT_DRAW["on"] = True
+            tdrl_actors._DIRECT_DRAW["on"] = True
 
     def mlp_only() -> object:
         return net(obs)

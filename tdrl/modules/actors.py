@@ -88,7 +88,7 @@ LOG_PROB_KEY = "sample_log_prob"
 LOG_PROB_ALIAS = "action_log_prob"
 """The name TorchRL >= 0.8 uses; written too (same tensor) unless ``log_prob_alias=None``."""
 
-DIRECT_DRAW = {"on": True}  # tests switch it off to compare with the distribution object's path
+_DIRECT_DRAW = {"on": True}  # tests switch it off to compare with the distribution object's path
 
 _DETERMINISTIC = (InteractionType.DETERMINISTIC, InteractionType.MEAN, InteractionType.MODE)
 
@@ -311,7 +311,7 @@ class _DistModule(DistSampleHook):
         """
         build = self._build
         if (
-            not DIRECT_DRAW["on"]
+            not _DIRECT_DRAW["on"]
             or type(build) is not _TanhNormalBuilder
             or self.safe
             or not self._spec_checked

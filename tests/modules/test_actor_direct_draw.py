@@ -1,7 +1,7 @@
 """ProbabilisticActor's direct TanhNormal draw (``_DistModule._draw_direct``) against its general path.
 
 Each test calls an actor with the direct draw allowed and again, from the same random
-state and on a copy of the input, with it switched off (``actors.DIRECT_DRAW``); the
+state and on a copy of the input, with it switched off (``actors._DIRECT_DRAW``); the
 TensorDicts written (keys, values, in order) and the random state afterwards must be
 bitwise equal. The fallback tests check that the direct draw declines what it does not
 plan for, and that the result is still the general path's.
@@ -60,12 +60,12 @@ def both_ways(
         direct = actor(td.clone())
     after = torch.get_rng_state()
     torch.set_rng_state(state)
-    actors.DIRECT_DRAW["on"] = False
+    actors._DIRECT_DRAW["on"] = False
     try:
         with set_exploration_type(exploration):
             general = actor(td.clone())
     finally:
-        actors.DIRECT_DRAW["on"] = True
+        actors._DIRECT_DRAW["on"] = True
     assert torch.equal(after, torch.get_rng_state())
     return direct, general
 
