@@ -76,6 +76,7 @@ def assert_same(direct: TensorDict, general: TensorDict) -> None:
         a, b = direct.get(key), general.get(key)
         assert a.dtype == b.dtype, key
         assert a.shape == b.shape, key
+        assert a.requires_grad == b.requires_grad, key
         assert torch.equal(a, b), key
 
 
