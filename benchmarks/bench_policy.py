@@ -13,7 +13,10 @@ References, measured in the same run and interleaved with tdrl:
 - the same with ``validate_args=False`` (a stricter reference);
 - TorchRL 0.14.1's ``ProbabilisticActor`` on the same network, when importable.
 
-A last row times ``ValueOperator`` against its bare network (and TorchRL's ValueOperator).
+A row times the actor against itself with its direct TanhNormal draw switched off
+(``tdrl.modules.actors._DIRECT_DRAW``: the distribution object's path, the same outputs and
+draws), to show what the direct draw saves. A last row times ``ValueOperator`` against its
+bare network (and TorchRL's ValueOperator).
 
 Bar (issue 4): ProbabilisticActor <= 1.2x the hand-written call.
 
@@ -123,6 +126,15 @@ def run(rounds: int = 10, number: int = 300) -> list[dict]:
     def ours() -> object:
         return actor(td)
 
+    from tdrl.modules import actors as tdrl_actors
+
+    def ours_general() -> object:
+        tdrl_actors._DIRECT_DRAW["on"] = False
+        try:
+            return actor(td)
+        finally:
+            tdrl_actors._DIRECT_DRAW["on"] = True
+
     def mlp_only() -> object:
         return net(obs)
 
@@ -144,6 +156,7 @@ def run(rounds: int = 10, number: int = 300) -> list[dict]:
         "hand": hand,
         "hand_nv": hand_novalidate,
         "tdrl": ours,
+        "tdrl_general": ours_general,
         "mlp": mlp_only,
         "value": lambda: value(td_value),
         "value_net": lambda: value_net(obs),
@@ -184,6 +197,15 @@ def run(rounds: int = 10, number: int = 300) -> list[dict]:
             higher_is_better=False,
             torchrl=torchrl_us,
             note=note,
+        ),
+        row(
+            "ProbabilisticActor(TanhNormal) call, 1 obs, vs its distribution-object path",
+            us["tdrl"],
+            us["tdrl_general"],
+            "us/call",
+            "info",
+            higher_is_better=False,
+            note="ratio = general path / direct draw (same outputs and random draws)",
         ),
         row(
             "ValueOperator call, 1 obs, vs the bare 3x256 network",

@@ -58,6 +58,7 @@ from tdrl.modules._deterministic import Actor, TanhModule, ValueOperator, _as_co
 from tdrl.modules._lean import lean_steps, missing_key_error, run_steps, skip_existing
 from tdrl.modules.distributions._bounds import _Box
 from tdrl.modules.distributions.continuous import Delta
+from tdrl.modules.distributions.tanh_normal import _TanhNormalBuilder
 from tdrl.specs import Composite, NestedKey, TensorSpec
 
 if TYPE_CHECKING:
@@ -86,6 +87,8 @@ LOG_PROB_KEY = "sample_log_prob"
 """Where a :class:`ProbabilisticActor` writes the log-probability of its action."""
 LOG_PROB_ALIAS = "action_log_prob"
 """The name TorchRL >= 0.8 uses; written too (same tensor) unless ``log_prob_alias=None``."""
+
+_DIRECT_DRAW = {"on": True}  # tests switch it off to compare with the distribution object's path
 
 _DETERMINISTIC = (InteractionType.DETERMINISTIC, InteractionType.MEAN, InteractionType.MODE)
 
@@ -243,6 +246,9 @@ class _DistModule(DistSampleHook):
             fixed = dict(self.distribution_kwargs)
             self._build = functools.partial(cls, **fixed) if fixed else cls
         self._pairs = [(dk[-1] if isinstance(dk, tuple) else dk, tk) for dk, tk in zip(self.dist_keys, self.in_keys)]
+        # the entries of TanhNormal's (loc, scale), for the direct draw (``_draw_direct``)
+        params = dict(self._pairs)
+        self._loc_scale = (params["loc"], params["scale"]) if sorted(params) == ["loc", "scale"] else None
         self._spec = spec
         self._action_key = self.dist_sample_keys[0]
         self._action_spec = _leaf_action_spec(spec, self._action_key)
@@ -295,8 +301,43 @@ class _DistModule(DistSampleHook):
             )
         self._spec_checked = True
 
+    def _draw_direct(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """A sampled action and its log-prob computed without the distribution object, or ``None``.
+
+        Only for a plain TanhNormal builder (``sample_and_log_prob``: the distribution's own
+        operations, so the same values and draws), under ``RANDOM``, without ``safe`` (whose
+        projection comes between the draw and the score), once the spec check has run, and
+        outside ``torch.compile`` (which traces the distribution's methods).
+        """
+        build = self._build
+        if (
+            not _DIRECT_DRAW["on"]
+            or type(build) is not _TanhNormalBuilder
+            or self.safe
+            or not self._spec_checked
+            or self._loc_scale is None
+        ):
+            return None
+        if (interaction_type() or self.default_interaction_type) is not InteractionType.RANDOM:
+            return None
+        if torch.compiler.is_compiling():
+            return None
+        loc_key, scale_key = self._loc_scale
+        loc, scale = td_read(tensordict, loc_key), td_read(tensordict, scale_key)
+        if loc is None or scale is None:
+            return None  # the general path names the missing entry
+        return build.sample_and_log_prob(loc, scale, self.return_log_prob)
+
     def sample_into(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The lean forward: sample (or read) the action and write it and its log-prob."""
+        direct = self._draw_direct(tensordict)
+        if direct is not None:
+            td_write(tensordict, self._action_key, direct[0])
+            if direct[1] is not None:
+                td_write(tensordict, self._lp_key, direct[1])
+                if self.log_prob_alias is not None:
+                    td_write(tensordict, self.log_prob_alias, direct[1])
+            return tensordict
         dist = self.get_dist(tensordict)
         itype = interaction_type() or self.default_interaction_type
         action: torch.Tensor | None
