@@ -14,6 +14,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from tdrl._compat import td_flat
+from tdrl.data.replay_buffers._storage_base import _NUMPY_DTYPES
 from tdrl.envs._validation import _validation
 from tdrl.envs.utils import step_mdp
 
@@ -26,19 +27,7 @@ __all__ = ["_EnvRollouts", "next_root"]
 
 # a step's entry of these dtypes is written into the rollout's CPU buffer through numpy: one
 # assignment (~0.5 us) instead of torch's select + copy_ (two dispatched ops, ~4 us); same bytes
-_NUMPY_WRITE_DTYPES = frozenset(
-    {
-        torch.float64,
-        torch.float32,
-        torch.float16,
-        torch.int64,
-        torch.int32,
-        torch.int16,
-        torch.int8,
-        torch.uint8,
-        torch.bool,
-    }
-)
+_NUMPY_WRITE_DTYPES = frozenset(_NUMPY_DTYPES - {torch.complex64, torch.complex128})
 
 
 def _numpy_view(dst: torch.Tensor) -> np.ndarray | None:
