@@ -41,6 +41,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 _SESSION_MARK = "TDRL_TEST_SESSION"
 _leftovers: list[str] = []
+# helpers that end when this process does: Python's own, and wandb's service (given our pid)
+_ENDS_WITH_US = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "wandb-core")
 
 
 def _processes_of_this_session() -> list[tuple[int, str]]:
@@ -61,8 +63,8 @@ def _processes_of_this_session() -> list[tuple[int, str]]:
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "multiprocessing.resource_tracker" in cmdline or "multiprocessing.forkserver" in cmdline:
-            continue  # Python's own helpers: they end when this process does
+        if any(helper in cmdline for helper in _ENDS_WITH_US):
+            continue
         found.append((int(entry), cmdline[:160]))
     return found
 

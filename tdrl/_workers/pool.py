@@ -569,13 +569,16 @@ class WorkerPool:
         raise RuntimeError(message) from err
 
     def _crash_report(self, i: int, limit: int = 6000) -> str:
-        """What worker ``i``'s faulthandler wrote (its last ``limit`` characters), or ``""``."""
+        """What worker ``i``'s faulthandler wrote, or ``""``: the error and the stacks (its first
+        ``limit`` characters), without the list of loaded extension modules that follows them."""
         try:
             with open(self._crash_paths[i], errors="replace") as f:
-                report = f.read().strip()
+                report = f.read(1 << 20)
         except (OSError, IndexError):
             return ""
-        return report if len(report) <= limit else "...\n" + report[-limit:]
+        lines = [line for line in report.splitlines() if not line.startswith("Extension modules:")]
+        report = "\n".join(lines).strip()
+        return report if len(report) <= limit else report[:limit] + "\n..."
 
     def _cmd(self, seq: int) -> str:
         entry = self._requests.get(seq)
