@@ -32,6 +32,7 @@ from tdrl._compat import (
     tdmodule_kwarg_names,
     tdsequential_is_plain_call,
 )
+from tdrl.modules._plain import forward_sequential
 
 __all__ = [
     "LeanStep",
@@ -54,8 +55,9 @@ def call_direct(module: Any, *args: Any) -> Any:
     """``module(*args)``; a hook-free ``nn.Module`` runs its ``forward`` without ``Module.__call__``.
 
     ``Module.__call__`` then calls ``forward`` and nothing else; on the per-step paths its
-    bookkeeping costs about as much as a small op. A module with hooks (its own or global),
-    a compiled module, or a call under ``torch.jit`` tracing goes through ``__call__``.
+    bookkeeping costs about as much as a small op. A plain ``nn.Sequential`` runs its layers
+    the same way (:mod:`tdrl.modules._plain`). A module with hooks (its own or global), a
+    compiled module, or a call under ``torch.jit`` tracing goes through ``__call__``.
     """
     if (
         isinstance(module, torch.nn.Module)
@@ -64,6 +66,8 @@ def call_direct(module: Any, *args: Any) -> Any:
         and not global_module_hooks()
         and not torch.jit.is_tracing()
     ):
+        if type(module) is torch.nn.Sequential and len(args) == 1:
+            return forward_sequential(module, args[0])  # its layers without Module.__call__ either
         return module.forward(*args)
     return module(*args)
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from math import prod
-from typing import cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tdrl._compat import global_module_hooks, module_call_is_forward, module_parameters
+from tdrl._compat import global_module_hooks
+from tdrl.modules._plain import call_layer
 from tdrl.modules.models.utils import per_layer_kwargs
 
 __all__ = ["MLP"]
@@ -39,27 +38,6 @@ class _SharedBias(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.bias
-
-
-def _call_plain(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)``; a plain ``nn.Linear`` or ``nn.ReLU`` runs its op directly (no ``Module.__call__``).
-
-    A layer with hooks of its own, a compiled layer, a subclass (parametrized layers are)
-    or an in-place ReLU goes through ``Module.__call__`` as usual. On one observation the
-    call machinery costs about as much as the matrix products of a 256-wide layer.
-    """
-    kind = type(layer)
-    if (kind is nn.Linear or kind is nn.ReLU) and module_call_is_forward(layer):
-        if kind is nn.Linear:
-            # its forward, with the parameters read from the module's parameter dict (not Module.__getattr__)
-            params, own = module_parameters(layer), layer.__dict__
-            weight = params.get("weight")
-            if weight is not None and "bias" in params and "weight" not in own and "bias" not in own:
-                return F.linear(x, weight, params["bias"])
-            return F.linear(x, cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias))
-        if not layer.inplace:
-            return torch.relu(x)  # ReLU.forward's call (F.relu, not in place)
-    return layer(x)
 
 
 class MLP(nn.Sequential):
@@ -198,7 +176,7 @@ class MLP(nn.Sequential):
                 x = layer(x)
         else:
             for layer in self._modules.values():
-                x = _call_plain(layer, x)
+                x = call_layer(layer, x)
         if self._out_shape is not None:
             x = x.reshape(*x.shape[:-1], *self._out_shape)
         return x

@@ -1,0 +1,50 @@
+"""Per-step layer calls without ``nn.Module.__call__``: the policy's network on one observation.
+
+On one observation a 3x256 MLP's matrix products cost about as much as the module machinery
+around them: ``Module.__call__`` per layer and ``Module.__getattr__`` per parameter read. A
+plain layer (exactly ``nn.Linear``, ``nn.Tanh``, a not-in-place ``nn.ReLU``, or an
+``nn.Sequential`` of such) with no hook of its own and not compiled runs here as the op its
+``forward`` runs, with the same tensors; anything else (a subclass, e.g. a parametrized
+layer, a hooked or compiled layer) goes through ``Module.__call__`` as usual.
+
+Callers check the global hooks and ``torch.jit`` tracing once per call (:func:`call_direct`
+in ``tdrl.modules._lean``, ``MLP.forward``): a global hook runs for every module.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tdrl._compat import module_call_is_forward, module_parameters
+
+__all__ = ["call_layer", "forward_sequential"]
+
+
+def call_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``, with a plain layer's op run directly (see the module docstring)."""
+    kind = type(layer)
+    if kind is nn.Linear and module_call_is_forward(layer):
+        # its forward, with the parameters read from the module's parameter dict (not Module.__getattr__)
+        params, own = module_parameters(layer), layer.__dict__
+        weight = params.get("weight")
+        if weight is not None and "bias" in params and "weight" not in own and "bias" not in own:
+            return F.linear(x, weight, params["bias"])
+        return F.linear(x, cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias))
+    if kind is nn.Tanh and module_call_is_forward(layer):
+        return torch.tanh(x)  # Tanh.forward's call
+    if kind is nn.ReLU and module_call_is_forward(layer) and not layer.inplace:
+        return torch.relu(x)  # ReLU.forward's call (F.relu, not in place)
+    if kind is nn.Sequential and module_call_is_forward(layer):
+        return forward_sequential(layer, x)
+    return layer(x)
+
+
+def forward_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``nn.Sequential.forward``: each layer in turn, through :func:`call_layer`."""
+    for layer in seq._modules.values():
+        x = call_layer(cast(nn.Module, layer), x)
+    return x
