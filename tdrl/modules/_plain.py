@@ -39,12 +39,12 @@ def call_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if kind is nn.ReLU and module_call_is_forward(layer) and not layer.inplace:
         return torch.relu(x)  # ReLU.forward's call (F.relu, not in place)
     if kind is nn.Sequential and module_call_is_forward(layer):
-        return forward_sequential(layer, x)
+        return forward_sequential(cast(nn.Sequential, layer), x)
     return layer(x)
 
 
 def forward_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``nn.Sequential.forward``: each layer in turn, through :func:`call_layer`."""
     for layer in seq._modules.values():
-        x = call_layer(cast(nn.Module, layer), x)
+        x = call_layer(layer, x)
     return x
