@@ -4,8 +4,10 @@ On one observation a 3x256 MLP's matrix products cost about as much as the modul
 around them: ``Module.__call__`` per layer and ``Module.__getattr__`` per parameter read. A
 plain layer (exactly ``nn.Linear``, ``nn.Tanh``, a not-in-place ``nn.ReLU``, or an
 ``nn.Sequential`` of such) with no hook of its own and not compiled runs here as the op its
-``forward`` runs, with the same tensors; anything else (a subclass, e.g. a parametrized
-layer, a hooked or compiled layer) goes through ``Module.__call__`` as usual.
+``forward`` runs, with the same tensors; another layer without hooks runs its ``forward``;
+a hooked or compiled layer, or one whose class has its own ``__call__``, goes through
+``Module.__call__`` as usual (a subclass of a plain layer, e.g. a parametrized one, runs its
+own ``forward``).
 
 Callers check the global hooks and ``torch.jit`` tracing once per call (:func:`call_direct`
 in ``tdrl.modules._lean``, ``MLP.forward``): a global hook runs for every module.
@@ -19,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tdrl._compat import module_call_is_forward, module_parameters
+from tdrl._compat import module_call_is_forward, module_children, module_parameters
 
 __all__ = ["call_layer", "forward_sequential"]
 
@@ -40,11 +42,16 @@ def call_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x)  # ReLU.forward's call (F.relu, not in place)
     if kind is nn.Sequential and module_call_is_forward(layer):
         return forward_sequential(cast(nn.Sequential, layer), x)
+    if isinstance(layer, nn.Module) and kind.__call__ is _MODULE_CALL and module_call_is_forward(layer):
+        return layer.forward(x)  # what Module.__call__ would run (e.g. NormalParamExtractor)
     return layer(x)
+
+
+_MODULE_CALL = nn.Module.__call__
 
 
 def forward_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``nn.Sequential.forward``: each layer in turn, through :func:`call_layer`."""
-    for layer in seq._modules.values():
-        x = call_layer(layer, x)
+    for layer in module_children(seq).values():
+        x = call_layer(cast(nn.Module, layer), x)  # a None entry fails in layer(x), as in torch
     return x

@@ -70,7 +70,9 @@ def test_a_global_hook_sees_every_layer():
         call_direct(net, torch.randn(4))
     finally:
         handle.remove()
-    assert seen.count(nn.Linear) == 3 and seen.count(nn.Tanh) == 1 and seen.count(nn.ReLU) == 1
+    assert seen.count(nn.Linear) == 3
+    assert seen.count(nn.Tanh) == 1
+    assert seen.count(nn.ReLU) == 1
     assert seen[-1] is nn.Sequential
 
 
@@ -159,6 +161,36 @@ def test_the_seed_actor_draws_the_same_actions_as_through_module_calls():
         loc, scale = _called(net, obs)
         dist = TanhNormal(loc, scale)
         action = dist.sample()
-    assert torch.equal(ours["loc"], loc) and torch.equal(ours["scale"], scale)
+    assert torch.equal(ours["loc"], loc)
+    assert torch.equal(ours["scale"], scale)
     assert torch.equal(ours["action"], action)
     assert torch.allclose(ours["sample_log_prob"], dist.log_prob(action))
+
+
+class _OwnCall(nn.Module):
+    """A layer whose class defines its own __call__: it must be the one that runs."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - __call__ does not call it
+        raise AssertionError("forward ran instead of __call__")
+
+
+def test_other_layers_run_their_forward_or_their_own_call():
+    x = torch.randn(2, 4)
+    net = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), _OwnCall(), nn.Dropout(0.0))
+    assert torch.equal(call_direct(net, x), _called(net, x))
+    seen = []
+    handle = net[1].register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    call_direct(net, x)
+    handle.remove()
+    assert seen == [torch.Size([2, 4])]
+    with pytest.raises(TypeError, match="not callable"):
+        forward_sequential(_with_none(), x)
+
+
+def _with_none() -> nn.Sequential:
+    seq = nn.Sequential(nn.Linear(4, 4))
+    seq.register_module("gap", None)
+    return seq
