@@ -8,12 +8,13 @@ goes through ``env.step`` and is written into a preallocated TensorDict.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from tdrl._compat import td_flat
+from tdrl._compat import td_entries, td_flat
 from tdrl.data.replay_buffers._storage_base import _NUMPY_DTYPES
 from tdrl.envs._validation import _validation
 from tdrl.envs.utils import step_mdp
@@ -158,11 +159,13 @@ class _EnvRollouts:
         if fast is not None:
             return fast
         if policy is not None:
-            from tdrl.modules._lean import lean_policy  # (tdrl.modules imports tdrl.envs)
+            from tdrl.modules._lean import call_direct, lean_policy  # (tdrl.modules imports tdrl.envs)
             from tdrl.modules.rnn import check_recurrent_primers
 
             check_recurrent_primers(policy, self, "rollout")
             policy = lean_policy(policy)  # the same calls, without tensordict's per-call dispatch
+            if isinstance(policy, torch.nn.Module):  # its forward, unless hooks or compiling need __call__
+                policy = partial(call_direct, policy)
         return self._rollout_loop(
             td, max_steps, policy, callback, break_when_any_done, break_when_all_done, set_truncated
         )
@@ -176,7 +179,7 @@ class _EnvRollouts:
 
         layout = _delta_layout(self)  # NextObservationDelta: keep ("next", "delta", k), not ("next", k)
         out = None
-        writers: list = []
+        writer: _StepWriter | None = None
         # time goes after the data's batch dims: the env's, or any a non-batch-locked env is given
         time_dim = self.batch_dims if self.batch_locked else td.batch_dims
         steps = max_steps
@@ -192,8 +195,8 @@ class _EnvRollouts:
                 callback(self, td)
             if out is None:
                 out = td.unsqueeze(time_dim).expand(*td.batch_size[:time_dim], max_steps).clone()
-                writers = [(key, dst, _numpy_view(dst)) for key in td.keys(True, True) for dst in (out.get(key),)]
-            if not self._write_step(writers, td, t, time_dim):
+                writer = _StepWriter(out, td, time_dim)
+            if not cast(_StepWriter, writer).write(td, t):  # built with out, at the first step
                 out[(slice(None),) * time_dim + (t,)] = td
             done = td.get(("next", "done"))
             if (break_when_any_done and done.any()) or (break_when_all_done and done.all()):
@@ -215,33 +218,77 @@ class _EnvRollouts:
                     out.get(("next", key))[last] = True
         return out
 
-    @staticmethod
-    def _write_step(writers: list, td: TensorDictBase, t: int, time_dim: int) -> bool:
-        """Write step ``t`` of ``td`` into the rollout's buffers; False if its layout is not the first step's.
 
-        ``writers`` holds ``(key, buffer, numpy view of the buffer or None)``. An entry of the
-        buffer's dtype, on CPU and outside autograd is written through numpy (the same bytes
-        as ``copy_``); any other through ``select(time_dim, t).copy_``.
-        """
-        leaves = dict(td.items(True, True))  # one walk of the tree, not one nested get per leaf
-        if len(writers) != len(leaves):
+class _StepWriter:
+    """Writes each step of a rollout into the buffers laid out from its first step.
+
+    The layout is read once: for the step's root and each sub-TensorDict (``"next"``, a
+    group), its number of entries and, per tensor entry, the buffer, the buffer's numpy view
+    (or None) and the shape the entry must have. Each step then reads the entry dicts of its
+    TensorDicts directly (no walk of the tree per step). An entry of the buffer's dtype, on
+    CPU and outside autograd is written through numpy (the same bytes as ``copy_``); any other
+    through ``select(time_dim, t).copy_``. A step laid out differently (an entry missing,
+    added or of another shape, a TensorDict that is not a plain one) is not written:
+    :meth:`write` returns False and the caller assigns the step with TensorDict indexing,
+    which says what does not fit.
+    """
+
+    __slots__ = ("nodes", "time_dim")
+
+    def __init__(self, out: TensorDictBase, first: TensorDictBase, time_dim: int) -> None:
+        self.time_dim = time_dim
+        # (path to the sub-TensorDict, its entry count, [(key, buffer, numpy view, step shape)]);
+        # None: the first step holds something other than tensors and plain TensorDicts
+        self.nodes: list | None = []
+        self._lay_out(out, first, ())
+
+    def _lay_out(self, out: TensorDictBase, td: TensorDictBase, path: tuple) -> None:
+        entries = td_entries(td)
+        if entries is None or self.nodes is None:
+            self.nodes = None
+            return
+        leaves = []
+        for key, value in entries.items():
+            if type(value) is torch.Tensor:
+                dst = out.get((*path, key))
+                shape = dst.shape[: self.time_dim] + dst.shape[self.time_dim + 1 :]
+                leaves.append((key, dst, _numpy_view(dst), shape))
+            elif isinstance(value, TensorDictBase):
+                self._lay_out(out, value, (*path, key))
+            else:
+                self.nodes = None
+                return
+        if self.nodes is not None:
+            self.nodes.append((path, len(entries), leaves))
+
+    def write(self, td: TensorDictBase, t: int) -> bool:
+        """Write step ``t``; False (nothing or part written) if its layout is not the first step's."""
+        nodes = self.nodes
+        if nodes is None:
             return False
+        time_dim = self.time_dim
         row = (slice(None),) * time_dim + (t,)
-        for key, dst, dst_np in writers:
-            src = leaves.get(key)
-            if src is None or src.shape != dst.shape[:time_dim] + dst.shape[time_dim + 1 :]:
+        for path, count, leaves in nodes:
+            entries = td_entries(td)
+            for key in path:
+                entries = td_entries(entries.get(key)) if entries is not None else None
+            if entries is None or len(entries) != count:
                 return False
-            if (
-                dst_np is not None
-                and type(src) is torch.Tensor
-                and src.dtype is dst.dtype
-                and src.is_cpu
-                and not src.requires_grad
-            ):
-                try:
-                    dst_np[row] = src.numpy()
-                    continue
-                except RuntimeError:  # (a conjugate or negative view): torch's copy below
-                    pass
-            dst.select(time_dim, t).copy_(src)
+            for key, dst, dst_np, shape in leaves:
+                src = entries.get(key)
+                if not isinstance(src, torch.Tensor) or src.shape != shape:
+                    return False
+                if (
+                    dst_np is not None
+                    and type(src) is torch.Tensor
+                    and src.dtype is dst.dtype
+                    and src.is_cpu
+                    and not src.requires_grad
+                ):
+                    try:
+                        dst_np[row] = src.numpy()
+                        continue
+                    except RuntimeError:  # (a conjugate or negative view): torch's copy below
+                        pass
+                dst.select(time_dim, t).copy_(src)
         return True

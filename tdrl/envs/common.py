@@ -46,10 +46,9 @@ from tdrl.envs._env_checks import (
     _shown,
     _ZeroOneCast,
 )
-from tdrl.envs._env_rollout import _EnvRollouts
+from tdrl.envs._env_rollout import _EnvRollouts, next_root
 from tdrl.envs._env_specs import _done_spec, _EnvSpecs, make_composite_from_td
 from tdrl.envs._validation import _validation
-from tdrl.envs.utils import step_mdp
 from tdrl.specs import Composite, Unbounded
 
 __all__ = ["EnvBase", "make_composite_from_td"]
@@ -269,7 +268,7 @@ class EnvBase(_EnvSpecs, _EnvChecks, _EnvRollouts, nn.Module):
 
     def _next_root(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The root of the step after ``tensordict`` (already stepped), done sub-envs reset."""
-        root = step_mdp(tensordict, reward_keys=self.reward_keys)
+        root = next_root(tensordict, self.reward_keys)  # step_mdp's result, in one pass for plain layouts
         done = root.get("done")
         if done.any():
             if self.batch_size:

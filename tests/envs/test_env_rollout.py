@@ -181,3 +181,94 @@ def test_numpy_views_only_where_numpy_writes_as_torch():
     assert env_rollout._numpy_view(torch.zeros(4, dtype=torch.bfloat16)) is None  # numpy has no bfloat16
     assert env_rollout._numpy_view(torch.zeros(4, requires_grad=True)) is None  # autograd records copy_
     assert env_rollout._numpy_view(torch.zeros(4, dtype=torch.complex64)) is None
+
+
+def _by_indexing(env, policy, monkeypatch, steps=12, **kwargs):
+    """The rollout with every step assigned by TensorDict indexing (the step writer refused)."""
+    monkeypatch.setattr(env_rollout._StepWriter, "write", lambda self, td, t: False)
+    try:
+        torch.manual_seed(0)
+        env.set_seed(0)
+        return env.rollout(steps, policy, **kwargs)
+    finally:
+        monkeypatch.undo()
+
+
+def _run(env, policy, steps=12, **kwargs):
+    torch.manual_seed(0)
+    env.set_seed(0)
+    return env.rollout(steps, policy, **kwargs)
+
+
+@pytest.mark.parametrize("batch", [(), (3,)])
+@pytest.mark.parametrize("break_when_any_done", [True, False])
+def test_step_writer_equals_tensordict_indexing(monkeypatch, batch, break_when_any_done):
+    env = TransformedEnv(ContinuousActionMock(batch_size=batch), StepCounter())
+    policy = _Policy(env)
+    with torch.no_grad():
+        ours = _run(env, policy, break_when_any_done=break_when_any_done)
+        ref = _by_indexing(env, policy, monkeypatch, break_when_any_done=break_when_any_done)
+    _equal(ours, ref)
+
+
+def test_step_writer_on_nested_groups_equals_tensordict_indexing(monkeypatch):
+    env = NestedKeyMock()
+
+    def policy(td):
+        return td.update(env.full_action_spec.zero())
+
+    _equal(_run(env, policy), _by_indexing(env, policy, monkeypatch))
+
+
+def _changing_policy(change: str, at: int = 3):
+    calls = {"n": 0}
+
+    def policy(td):
+        calls["n"] += 1
+        td.set("action", torch.ones(1, dtype=torch.int64))
+        if calls["n"] == 1 or (change == "extra" and calls["n"] < at):
+            td.set("extra", torch.zeros(2))
+        if change == "extra" and calls["n"] >= at:
+            td.set("extra", torch.zeros(2))
+            td.set("late", torch.ones(1))  # an entry the first step did not have
+        if change == "reshaped" and calls["n"] >= at:
+            td.set("extra", torch.zeros(3))
+        if change == "subclass" and calls["n"] >= at:
+            td.set("extra", nn.Parameter(torch.full((2,), float(calls["n"])), requires_grad=False))
+        return td
+
+    return policy
+
+
+@pytest.mark.parametrize("change", ["extra", "reshaped", "subclass"])
+def test_a_step_laid_out_differently_behaves_as_tensordict_indexing(monkeypatch, change):
+    """A step that does not fit the first one goes to TensorDict indexing: same result or same error."""
+    env = CountingEnv(max_steps=8)
+    outcomes = []
+    for run in (_run, lambda e, p, **kw: _by_indexing(e, p, monkeypatch, **kw)):
+        try:
+            outcomes.append(run(env, _changing_policy(change), steps=6))
+        except Exception as err:  # the two paths must fail alike
+            outcomes.append(type(err))
+    if isinstance(outcomes[0], type) or isinstance(outcomes[1], type):
+        assert outcomes[0] == outcomes[1]
+    else:
+        _equal(outcomes[0], outcomes[1])
+    if change == "subclass":  # a tensor subclass of the same shape is written (torch's copy)
+        assert outcomes[0]["extra"][:, 0].tolist() == [0.0, 0.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_next_root_of_a_batched_env_with_resets_is_step_mdp_then_reset():
+    env = TransformedEnv(CountingEnv(max_steps=5, batch_size=[2]), StepCounter())
+    td = env.reset()
+    td.set("action", torch.ones(2, 1, dtype=torch.int64))
+    stepped = env.step(td)
+    stepped.set(("next", "done"), torch.tensor([[True], [False]]))
+    ours = env._next_root(stepped.clone())
+    ref = step_mdp(stepped.clone(), reward_keys=env.reward_keys)  # what _next_root did before
+    ref.set("_reset", ref.get("done").clone())
+    ref = env.reset(ref)
+    assert list(ours.keys(True, True)) == list(ref.keys(True, True))
+    for key in ours.keys(True, True):
+        assert torch.equal(ours.get(key), ref.get(key)), key
+    assert ours["step_count"].squeeze(-1).tolist() == [0, 1]
