@@ -1,10 +1,11 @@
 """Modules split into private siblings keep every name where it was, as the same object.
 
 ``collectors/multi.py``, ``data/replay_buffers/dedup.py``, ``modules/exploration.py``,
-``examples/_job.py`` and ``trainers/trainers.py`` each moved part of their code to private
-siblings. Everything they defined at the top level before is still importable from them
-(the moved names re-exported, so ``module.name is sibling.name``), and the public classes
-are still defined in them, so pickles and ``torch.save`` files name the same paths.
+``examples/_job.py``, ``trainers/trainers.py``, ``objectives/value/advantages.py`` and
+``envs/libs/gym.py`` each moved part of their code to private siblings. Everything they
+defined at the top level before is still importable from them (the moved names re-exported,
+so ``module.name is sibling.name``), and the public classes are still defined in them, so
+pickles and ``torch.save`` files name the same paths.
 """
 
 from __future__ import annotations
@@ -106,6 +107,41 @@ BEFORE_SPLIT = {
         "write_run",
     ],
     "tdrl.trainers.trainers": ["HOOK_POINTS", "Trainer", "_LOG_POINTS", "_TYPE_DESCR", "_UNSUPPORTED", "_check_count"],
+    "tdrl.objectives.value.advantages": [
+        "GAE",
+        "TD0Estimate",
+        "TD0Estimator",
+        "TD1Estimate",
+        "TD1Estimator",
+        "TDLambdaEstimate",
+        "TDLambdaEstimator",
+        "ValueEstimatorBase",
+        "_BAD_VALUE_SHAPE",
+        "_MISSING_SIGNAL",
+        "_MISSING_VALUE",
+        "_as_buffer",
+        "_deprecated_name",
+        "_nan_to_root",
+        "_standardize",
+    ],
+    "tdrl.envs.libs.gym": [
+        "GymEnv",
+        "GymWrapper",
+        "space_to_spec",
+        "gym_backend",
+        "set_gym_backend",
+        "_AS_ARRAY",
+        "_BOOL",
+        "_F32",
+        "_INDEX",
+        "_ONE_HOT",
+        "_TORCH_DTYPES",
+        "_decode_mode",
+        "_gym",
+        "_make",
+        "_suggest",
+        "_torch_dtype",
+    ],
 }
 
 # where the moved names live now
@@ -152,6 +188,23 @@ MOVED = {
         "tdrl.examples._job_recording": ["Recording", "render_fps", "_downsample", "_VIDEO_MAX_SIDE", "_VIDEO_SKIP"],
     },
     "tdrl.trainers.trainers": {"tdrl.trainers._trainer_args": ["_UNSUPPORTED", "_check_count"]},
+    "tdrl.objectives.value.advantages": {
+        "tdrl.objectives.value._advantages_inputs": ["_BAD_VALUE_SHAPE", "_MISSING_SIGNAL", "_as_buffer"],
+        "tdrl.objectives.value._advantages_values": ["_MISSING_VALUE", "_nan_to_root"],
+    },
+    "tdrl.envs.libs.gym": {
+        "tdrl.envs.libs._gym_convert": [
+            "_AS_ARRAY",
+            "_BOOL",
+            "_F32",
+            "_INDEX",
+            "_ONE_HOT",
+            "_TORCH_DTYPES",
+            "_decode_mode",
+            "_gym",
+            "_torch_dtype",
+        ],
+    },
 }
 
 # public classes users save (pickle, torch.save): still defined where they are imported from
@@ -166,6 +219,23 @@ STAY_DEFINED = {
     ],
     "tdrl.examples._job": ["ConfigError", "Checks"],
     "tdrl.trainers.trainers": ["Trainer"],
+    "tdrl.objectives.value.advantages": [
+        "ValueEstimatorBase",
+        "GAE",
+        "TD0Estimator",
+        "TD1Estimator",
+        "TDLambdaEstimator",
+        "TD0Estimate",
+        "TD1Estimate",
+        "TDLambdaEstimate",
+    ],
+    "tdrl.envs.libs.gym": ["GymEnv", "GymWrapper", "space_to_spec"],
+}
+
+# packages that export a split module's public names: the same objects as the module's
+PACKAGE_EXPORTS = {
+    "tdrl.objectives.value.advantages": ["tdrl.objectives.value"],
+    "tdrl.envs.libs.gym": ["tdrl.envs.libs", "tdrl.envs"],
 }
 
 
@@ -190,6 +260,17 @@ def test_public_classes_stay_defined_where_they_are_imported_from(module_name):
     module = importlib.import_module(module_name)
     for name in STAY_DEFINED[module_name]:
         assert getattr(module, name).__module__ == module_name, f"{module_name}.{name}"
+
+
+@pytest.mark.parametrize("module_name", sorted(PACKAGE_EXPORTS))
+def test_packages_export_the_split_modules_public_objects(module_name):
+    module = importlib.import_module(module_name)
+    for package_name in PACKAGE_EXPORTS[module_name]:
+        package = importlib.import_module(package_name)
+        exported = [name for name in module.__all__ if name in package.__all__]
+        assert exported, f"{package_name} exports none of {module_name}'s public names"
+        for name in exported:
+            assert getattr(package, name) is getattr(module, name), f"{package_name}.{name}"
 
 
 def test_a_saved_exploration_module_and_dedup_storage_name_their_public_modules():
@@ -229,3 +310,70 @@ def test_a_spawned_collector_worker_finds_the_worker_code_in_its_new_module():
     finally:
         collector.shutdown()
     assert batch["next", "observation"].reshape(-1).tolist() == [1.0, 2.0, 3.0]
+
+
+def _rollout_data(seed: int):
+    from tensordict import TensorDict
+
+    generator = torch.Generator().manual_seed(seed)
+    obs = torch.randn(2, 6, 3, generator=generator)
+    done = torch.zeros(2, 6, 1, dtype=torch.bool)
+    done[:, -1] = True
+    return TensorDict(
+        {
+            "observation": obs,
+            "next": {
+                "observation": torch.randn(2, 6, 3, generator=generator),
+                "reward": torch.randn(2, 6, 1, generator=generator),
+                "done": done,
+                "terminated": done.clone(),
+            },
+        },
+        [2, 6],
+    )
+
+
+def test_a_saved_estimator_names_the_advantages_module_and_computes_the_same_advantage():
+    from tensordict.nn import TensorDictModule
+
+    from tdrl.objectives.value import GAE, TD0Estimate
+
+    torch.manual_seed(0)
+    value_net = TensorDictModule(torch.nn.Linear(3, 1), in_keys=["observation"], out_keys=["state_value"])
+    gae = GAE(gamma=0.9, lmbda=0.8, value_network=value_net, average_gae=True)
+    buffer = io.BytesIO()
+    torch.save(gae, buffer)
+    assert b"tdrl.objectives.value.advantages" in buffer.getvalue()
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert type(loaded) is GAE
+    expected = gae(_rollout_data(1))
+    got = loaded(_rollout_data(1))
+    assert torch.equal(got["advantage"], expected["advantage"])
+    assert torch.equal(got["value_target"], expected["value_target"])
+
+    with pytest.warns(UserWarning, match="use TD0Estimator"):
+        old_name = TD0Estimate(gamma=0.5, value_network=None)
+    restored = pickle.loads(pickle.dumps(old_name))
+    assert type(restored) is TD0Estimate
+    assert restored.gamma.item() == 0.5
+
+
+def test_a_gym_env_still_steps_and_takes_the_fast_rollout():
+    pytest.importorskip("gymnasium")
+    from tdrl.envs.libs.gym import GymEnv
+
+    env = GymEnv("CartPole-v1", categorical_action_encoding=True)
+    try:
+        env.set_seed(0)
+        td = env.reset()
+        step = env.step(td.set("action", torch.tensor(1)))
+        assert step["next", "observation"].shape == (4,)
+        assert step["next", "reward"].item() == 1.0
+        assert env._rollout_fast(env.reset(), 4, False) is not None  # the policy-free rollout's own loop
+        rollout = env.rollout(30, break_when_any_done=False)
+        assert rollout.batch_size == (30,)
+        continuing = ~rollout["next", "done"].squeeze(-1)[:-1]
+        assert torch.equal(rollout["observation"][1:][continuing], rollout["next", "observation"][:-1][continuing])
+    finally:
+        env.close()

@@ -7,7 +7,8 @@ MultiDiscrete -> MultiOneHot or MultiCategorical, MultiBinary -> Binary, Dict an
 gymnasium vector env with batch size ``[N]``; its autoreset is disabled and tdrl resets
 the finished sub-envs itself, so no frame of a finished episode leaks into the next.
 One env's Discrete action (one-hot or index) reaches gymnasium as a python ``int``, as
-TorchRL passes it; other actions as numpy arrays of the action spec's dtype.
+TorchRL passes it; other actions as numpy arrays of the action spec's dtype. These
+conversions live in ``_gym_convert.py``, the policy-free rollout's loop in ``_gym_rollout.py``.
 
 Examples:
     >>> env = GymEnv("Pendulum-v1")
@@ -32,6 +33,9 @@ from tensordict import TensorDict, TensorDictBase
 from tdrl._compat import td_flat, td_read, td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
+from tdrl.envs.libs._gym_convert import _AS_ARRAY, _BOOL, _F32, _INDEX, _ONE_HOT, _decode_mode, _gym, _torch_dtype
+from tdrl.envs.libs._gym_convert import _TORCH_DTYPES as _TORCH_DTYPES
+from tdrl.envs.libs._gym_rollout import _fill_rollout
 from tdrl.envs.libs._render import note_gl_failure, refuse_after_gl_failure, render_error
 from tdrl.envs.libs.gym_backend import gym_backend, set_gym_backend  # noqa: F401  (TorchRL imports them from here)
 from tdrl.specs import (
@@ -47,52 +51,6 @@ from tdrl.specs import (
 )
 
 __all__ = ["GymEnv", "GymWrapper", "space_to_spec"]
-
-# numpy dtypes looked up once: the lean step builds its arrays with them at every step
-_BOOL = np.dtype(bool)
-_F32 = np.dtype(np.float32)
-
-_TORCH_DTYPES = {
-    np.dtype("float64"): torch.float64,
-    np.dtype("float32"): torch.float32,
-    np.dtype("float16"): torch.float16,
-    np.dtype("int64"): torch.int64,
-    np.dtype("int32"): torch.int32,
-    np.dtype("int16"): torch.int16,
-    np.dtype("int8"): torch.int8,
-    np.dtype("uint8"): torch.uint8,
-    np.dtype("bool"): torch.bool,
-}
-
-
-# how an action tensor becomes gymnasium's action (GymWrapper._lean_decode)
-_AS_ARRAY, _ONE_HOT, _INDEX = 0, 1, 2
-
-
-def _decode_mode(spec: TensorSpec | None, is_vector: bool) -> int:
-    """``_ONE_HOT`` / ``_INDEX`` for one env's Discrete action (passed as a python int), else ``_AS_ARRAY``."""
-    if is_vector or spec is None:
-        return _AS_ARRAY
-    if isinstance(spec, OneHot) and spec.shape.numel() == spec.n:
-        return _ONE_HOT
-    if type(spec) is Categorical and spec.shape == ():
-        return _INDEX
-    return _AS_ARRAY
-
-
-def _gym():
-    try:
-        import gymnasium
-    except ImportError as err:  # pragma: no cover - gymnasium is a core dependency
-        raise ImportError("tdrl's gym backend needs gymnasium: pip install gymnasium") from err
-    return gymnasium
-
-
-def _torch_dtype(dtype: Any) -> torch.dtype:
-    dtype = np.dtype(dtype)
-    if dtype not in _TORCH_DTYPES:
-        raise TypeError(f"no torch dtype for numpy dtype {dtype}")
-    return _TORCH_DTYPES[dtype]
 
 
 def space_to_spec(
@@ -493,50 +451,8 @@ class GymWrapper(EnvBase):
         act_np: Any = self._action_to_numpy(actions)
         if self._lean_decode != _AS_ARRAY:
             act_np = act_np.tolist()  # python ints, as a step hands one env's Discrete action to gymnasium
-        obs0 = td.get("observation")
-        observation = torch.empty((max_steps, *obs0.shape), dtype=obs0.dtype)
-        next_obs = torch.empty_like(observation)
-        reward = torch.empty((max_steps, 1), dtype=torch.float32)
-        term = torch.zeros((max_steps, 1), dtype=torch.bool)
-        trunc = torch.zeros((max_steps, 1), dtype=torch.bool)
-        root_np, obs_np = observation.numpy(), next_obs.numpy()
-        rew_np, term_np, trunc_np = reward.numpy(), term.numpy(), trunc.numpy()
         step, reset = self._env.step, self._env.reset
-        current = obs0.numpy()
-        n = max_steps
-        for t in range(max_steps):
-            root_np[t] = current
-            current, r, te, tr, _ = step(act_np[t])
-            obs_np[t] = current
-            rew_np[t] = r
-            if te or tr:
-                term_np[t] = te
-                trunc_np[t] = tr
-                if break_when_any_done:
-                    n = t + 1
-                    break
-                current, _ = reset()
-        if n < max_steps:
-            observation, actions, next_obs, reward, term, trunc = (
-                x[:n].clone() for x in (observation, actions, next_obs, reward, term, trunc)
-            )
-        batch = torch.Size([n])
-        root_done = torch.zeros((n, 1), dtype=torch.bool)
-        nxt = td_unchecked(
-            {"observation": next_obs, "reward": reward, "done": term | trunc, "terminated": term, "truncated": trunc},
-            batch,
-        )
-        return td_unchecked(
-            {
-                "observation": observation,
-                "action": actions,
-                "done": root_done,
-                "terminated": root_done.clone(),
-                "truncated": root_done.clone(),
-                "next": nxt,
-            },
-            batch,
-        )
+        return _fill_rollout(step, reset, td.get("observation"), actions, act_np, max_steps, break_when_any_done)
 
     def close(self) -> None:
         super().close()

@@ -4,6 +4,8 @@ An estimator reads ``[*B, T]`` data (time on the last batch dim unless told othe
 runs its value network once over the root and ``"next"`` observations together (on a
 ``[T]`` batch, only over the next observations that are not the following row's), and
 solves its return recursion with the kernels of :mod:`tdrl.objectives.value.functional`.
+How the values are obtained lives in ``_advantages_values.py``; the time dim, the step
+signals and their checks in ``_advantages_inputs.py``.
 
 Examples:
     >>> import torch
@@ -34,8 +36,13 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 
-from tdrl.modules.rnn import next_sequence_inputs
-from tdrl.objectives._keys import MissingKeyError, keys_repr, next_key, rename_keys
+from tdrl.objectives._keys import next_key, rename_keys
+from tdrl.objectives.value._advantages_inputs import _BAD_VALUE_SHAPE as _BAD_VALUE_SHAPE
+from tdrl.objectives.value._advantages_inputs import _MISSING_SIGNAL as _MISSING_SIGNAL
+from tdrl.objectives.value._advantages_inputs import _as_buffer, _check_value_shape, _resolve_time_dim, _step_signal
+from tdrl.objectives.value._advantages_values import _MISSING_VALUE as _MISSING_VALUE
+from tdrl.objectives.value._advantages_values import _nan_to_root as _nan_to_root
+from tdrl.objectives.value._advantages_values import _stored_values, _values_in_one_call, _values_with_params
 from tdrl.objectives.value.functional import (
     generalized_advantage_estimate,
     td0_return_estimate,
@@ -53,47 +60,11 @@ __all__ = [
     "TDLambdaEstimate",
 ]
 
-_MISSING_SIGNAL = (
-    "{cls}: key {key!r} not found in the input's 'next' TensorDict (keys: {keys}). "
-    "Value estimators read the env's step outputs under 'next' (('next', 'reward'), "
-    "('next', 'done'), ('next', 'terminated')); rename them with .set_keys({field}=...)."
-)
-_MISSING_VALUE = (
-    "{cls}: key {key!r} not found in the input (keys: {keys}) and no value_network was "
-    "given. Pass value_network=... or write {key!r} and ('next', {key!r}) first."
-)
-_BAD_VALUE_SHAPE = (
-    "{cls}: the value network wrote {key!r} with shape {shape}; expected {expected} "
-    "(the shape of ('next', {reward!r})). End the value network with a 1-unit layer "
-    "(e.g. ValueOperator(MLP(out_features=1), in_keys=[...])) so it writes [*B, T, 1]."
-)
-
 
 def _standardize(x: Tensor) -> Tensor:
     if x.numel() <= 1:
         return x
     return (x - x.mean()) / x.std().clamp_min(1e-4)
-
-
-def _as_buffer(x: float | Tensor, device: torch.device | None) -> Tensor:
-    if isinstance(x, Tensor):
-        return x.detach().clone().to(device=device, dtype=torch.get_default_dtype())
-    return torch.tensor(float(x), device=device)
-
-
-def _nan_to_root(nxt: TensorDictBase, root: TensorDictBase, in_keys: list) -> TensorDictBase:
-    """``nxt`` (a selection of ``"next"`` inputs) with its NaN entries taken from ``root`` (written in place)."""
-    for key in in_keys:
-        value, fallback = nxt.get(key, None), root.get(key, None)
-        if not isinstance(value, Tensor) or not isinstance(fallback, Tensor) or not value.is_floating_point():
-            continue
-        if value.shape != fallback.shape:
-            continue
-        missing = torch.isnan(value)
-        # compiled: no data-dependent branch (a graph break); the where is cheap either way
-        if torch.compiler.is_compiling() or bool(missing.any()):
-            nxt.set(key, torch.where(missing, fallback, value))
-    return nxt
 
 
 class ValueEstimatorBase(nn.Module):
@@ -226,123 +197,25 @@ class ValueEstimatorBase(nn.Module):
 
     # ------------------------------------------------------------- helpers
     def _get_time_dim(self, time_dim: int | None, data: TensorDictBase) -> int:
-        if time_dim is None:
-            time_dim = self.time_dim
-        if time_dim is None:
-            try:
-                names = list(data.names)
-            except (RuntimeError, AttributeError):  # some TensorDict types carry no names
-                names = []
-            time_dim = names.index("time") if "time" in names else data.batch_dims - 1
-        if not -data.batch_dims <= time_dim < data.batch_dims:
-            raise ValueError(
-                f"{type(self).__name__}: time_dim={time_dim} is out of range for a TensorDict "
-                f"with batch_size {tuple(data.batch_size)}."
-            )
-        return time_dim % data.batch_dims
+        return _resolve_time_dim(type(self).__name__, self.time_dim if time_dim is None else time_dim, data)
 
     def _signal(self, data: TensorDictBase, field: str, default: Tensor | None = None) -> Tensor:
-        key = getattr(self.tensor_keys, field)
-        nxt = data.get("next", None)
-        if nxt is None:
-            raise MissingKeyError(
-                f"{type(self).__name__}: the input has no 'next' entry (keys: {keys_repr(data)}); "
-                "pass a rollout written by env.step / env.rollout / a collector."
-            )
-        value = nxt.get(key, default)
-        if value is None:
-            raise MissingKeyError(
-                _MISSING_SIGNAL.format(cls=type(self).__name__, key=key, keys=keys_repr(nxt), field=field)
-            )
-        return value
+        return _step_signal(type(self).__name__, data, getattr(self.tensor_keys, field), field, default)
 
     def _call_value_network(self, data: TensorDictBase, reward_shape: torch.Size) -> tuple[Tensor, Tensor]:
         """Returns ``(value, next_value)`` and writes both into ``data``."""
-        key = self.tensor_keys.value
-        net = self.value_network
-        nxt = data.get("next")
+        owner, key, net = type(self).__name__, self.tensor_keys.value, self.value_network
         if net is None or self.skip_existing:
-            value, next_value = data.get(key, None), nxt.get(key, None)
-            if net is None and (value is None or next_value is None):
-                missing = key if value is None else ("next", key)
-                raise MissingKeyError(_MISSING_VALUE.format(cls=type(self).__name__, key=missing, keys=keys_repr(data)))
+            value, next_value = _stored_values(owner, data, key, has_network=net is not None)
             if value is not None and next_value is not None:
                 self._check_value_shape(value, reward_shape)
                 return value, next_value
         net = cast(TensorDictModuleBase, net)  # without a network the block above returned or raised
-        in_keys = list(getattr(net, "in_keys", []))
-        for k in in_keys:
-            if k not in data.keys(include_nested=True):
-                raise MissingKeyError(
-                    f"{type(self).__name__}: the value network reads {k!r}, which is not in the "
-                    f"input (keys: {keys_repr(data)}); pass the rollout it was built for."
-                )
-            if k not in nxt.keys(include_nested=True):
-                raise MissingKeyError(
-                    f"{type(self).__name__}: the value network reads {k!r}, which is missing "
-                    f"under 'next' (keys: {keys_repr(nxt)}); the estimator needs "
-                    "the next observation to bootstrap."
-                )
-        n = data.shape[0]
-        root = data.select(*in_keys)
-        nxt_in = next_sequence_inputs(data, _nan_to_root(nxt.select(*in_keys), root, in_keys), net)
-        fresh = self._fresh_next_rows(root, nxt_in, in_keys) if self.reuse_next_values else None
-        # One network call over root and next states, concatenated on the first dim.
-        if fresh is None:
-            values = self._net_values(net(torch.cat([root, nxt_in], 0)), key)
-            value, next_value = values[:n], values[n:]
-            self._check_value_shape(value, reward_shape)
-        else:
-            values = self._net_values(net(torch.cat([root, nxt_in[fresh]], 0)), key)
-            value = values[:n]
-            self._check_value_shape(value, reward_shape)
-            # next_value[t] = value[t + 1], except at the rows whose next observation is new.
-            next_value = value.roll(-1, 0).index_copy(0, fresh, values[n:])
-        data.set(key, value)
-        nxt.set(key, next_value)
-        return value, next_value
-
-    def _net_values(self, out: TensorDictBase, key: NestedKey) -> Tensor:
-        values = out.get(key, None)
-        if values is None:
-            raise MissingKeyError(
-                f"{type(self).__name__}: the value network did not write {key!r} (it wrote "
-                f"{keys_repr(out)}); rename with .set_keys(value=...)."
-            )
-        return values
-
-    @staticmethod
-    def _fresh_next_rows(root: TensorDictBase, nxt: TensorDictBase, in_keys: list[NestedKey]) -> Tensor | None:
-        """Indices of the rows of a ``[T]`` batch whose next inputs differ from row ``t + 1``'s.
-
-        ``None`` when reuse does not apply: more than one batch dim (a ``[B, T]`` batch keeps
-        its shape for the network, which may be recurrent), fewer than two rows, or an input
-        that is not a plain tensor of matching shape.
-        """
-        if root.batch_dims != 1 or root.shape[0] < 2 or not in_keys:
-            return None
-        differs = []
-        for k in in_keys:
-            a, b = nxt.get(k, None), root.get(k, None)
-            if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape or a.dtype != b.dtype:
-                return None
-            d = a[:-1] != b[1:]
-            differs.append(d.flatten(1).any(1) if d.ndim > 1 else d)
-        last = differs[0].new_ones(1)  # the last step's next observation has no following row
-        fresh = torch.cat([torch.stack(differs).any(0), last])
-        return fresh.nonzero().squeeze(-1)
+        return _values_in_one_call(owner, net, data, key, reward_shape, self._check_value_shape, self.reuse_next_values)
 
     def _check_value_shape(self, value: Tensor, reward_shape: torch.Size) -> None:
-        if value.shape != reward_shape:
-            raise ValueError(
-                _BAD_VALUE_SHAPE.format(
-                    cls=type(self).__name__,
-                    key=self.tensor_keys.value,
-                    shape=tuple(value.shape),
-                    expected=tuple(reward_shape),
-                    reward=self.tensor_keys.reward,
-                )
-            )
+        keys = self.tensor_keys
+        _check_value_shape(type(self).__name__, value, reward_shape, keys.value, keys.reward)
 
     def _gamma(self, data: TensorDictBase, reward: Tensor) -> float | Tensor:
         """The discount: a Python float when it is one number (the kernels' fast path)."""
@@ -437,16 +310,7 @@ class ValueEstimatorBase(nn.Module):
         params = cast(TensorDictBase, params if params is not None else target_params)
         target_params = target_params if target_params is not None else params
         key = self.tensor_keys.value
-        with params.to_module(net):
-            value = net(data.select(*net.in_keys)).get(key)
-        with target_params.to_module(net):
-            nxt_in = _nan_to_root(data.get("next").select(*net.in_keys), data, net.in_keys)
-            next_inputs = next_sequence_inputs(data, nxt_in, net)
-            next_value = net(next_inputs).get(key)
-        self._check_value_shape(value, reward_shape)
-        data.set(key, value)
-        data.set(("next", key), next_value)
-        return value, next_value
+        return _values_with_params(net, data, key, reward_shape, self._check_value_shape, params, target_params)
 
     def value_estimate(
         self,
