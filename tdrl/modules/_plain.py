@@ -4,7 +4,8 @@ On one observation a 3x256 MLP's matrix products cost about as much as the modul
 around them: ``Module.__call__`` per layer and ``Module.__getattr__`` per parameter read. A
 plain layer (exactly ``nn.Linear``, ``nn.Tanh``, a not-in-place ``nn.ReLU``, or an
 ``nn.Sequential`` of such) with no hook of its own and not compiled runs here as the op its
-``forward`` runs, with the same tensors; another layer without hooks runs its ``forward``;
+``forward`` runs, with the same tensors (so does tensordict's ``NormalParamExtractor`` with its
+default ``biased_softplus`` scale); another layer without hooks runs its ``forward``;
 a hooked or compiled layer, or one whose class has its own ``__call__``, goes through
 ``Module.__call__`` as usual (a subclass of a plain layer, e.g. a parametrized one, runs its
 own ``forward``).
@@ -19,6 +20,7 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
+from tensordict.nn import NormalParamExtractor, biased_softplus
 from torch import nn
 
 from tdrl._compat import module_call_is_forward, module_children, module_parameters
@@ -42,6 +44,14 @@ def call_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x)  # ReLU.forward's call (F.relu, not in place)
     if kind is nn.Sequential and module_call_is_forward(layer):
         return forward_sequential(cast(nn.Sequential, layer), x)
+    if kind is NormalParamExtractor and module_call_is_forward(layer):
+        mapping = module_children(layer).get("scale_mapping")
+        if type(mapping) is biased_softplus and module_call_is_forward(mapping):
+            # NormalParamExtractor.forward and biased_softplus.forward, their ops in their order
+            loc, scale = x.chunk(2, -1)
+            scale = (F.softplus(scale + mapping.bias) + mapping.min_val).clamp_min(cast(float, layer.scale_lb))
+            return loc, scale  # type: ignore[return-value]  # a policy head's (loc, scale), as its forward returns
+        return layer.forward(x)
     if isinstance(layer, nn.Module) and kind.__call__ is _MODULE_CALL and module_call_is_forward(layer):
         return layer.forward(x)  # what Module.__call__ would run (e.g. NormalParamExtractor)
     return layer(x)

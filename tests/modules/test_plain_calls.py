@@ -194,3 +194,31 @@ def _with_none() -> nn.Sequential:
     seq = nn.Sequential(nn.Linear(4, 4))
     seq.register_module("gap", None)
     return seq
+
+
+@pytest.mark.parametrize("mapping", ["biased_softplus_1.0", "biased_softplus_1.0_0.0001", "exp", "softplus"])
+def test_normal_param_extractor_runs_as_its_forward(mapping):
+    """tensordict's NormalParamExtractor: its biased_softplus scale inline, other mappings through forward."""
+    extractor = NormalParamExtractor(scale_mapping=mapping, scale_lb=1e-3)
+    net = nn.Sequential(nn.Linear(4, 6), extractor)
+    x = torch.randn(5, 4, requires_grad=True)
+    ours = call_direct(net, x)
+    ref = _called(net, x)
+    assert _equal(ours, ref)
+    (ours[0].sum() + ours[1].sum()).backward()
+    grad = x.grad.clone()
+    x.grad = None
+    (ref[0].sum() + ref[1].sum()).backward()
+    assert torch.equal(grad, x.grad)
+
+
+def test_a_hook_on_the_scale_mapping_still_fires():
+    extractor = NormalParamExtractor()
+    net = nn.Sequential(nn.Linear(4, 6), extractor)
+    seen = []
+    handle = extractor.scale_mapping.register_forward_hook(lambda module, args, out: seen.append(out.shape) or out * 2)
+    x = torch.randn(2, 4)
+    ours = call_direct(net, x)
+    handle.remove()
+    assert seen == [torch.Size([2, 3])]
+    assert torch.equal(ours[1], (2 * extractor.scale_mapping(net[0](x).chunk(2, -1)[1])).clamp_min(extractor.scale_lb))
