@@ -12,7 +12,9 @@ the other, so they do not compete for the 2 cores.
 Bar (issue 8): tdrl >= 3x faster than TorchRL and >= 1.5x faster than SB3, with an eval
 return no worse at equal frames.
 
-Run: ``python -m benchmarks.bench_e2e [--frames 50000]``. The eval return of one run is
+Run: ``python -m benchmarks.bench_e2e [--frames 50000] [--pairs 3]``: ``--pairs`` tdrl and
+plain-torch runs alternate, and the row is the pair with the median ratio (one run's wall time
+moves by a few percent from run to run on this machine); TorchRL and SB3 run once. The eval return of one run is
 mostly seed noise at 50k frames; ``python -m benchmarks.bench_e2e --returns 12`` trains the
 seed tutorial on tdrl and the hand-written program on seeds 0-11 (two runs at a time: wall
 times are not comparable, returns are), writes ``benchmarks/e2e_seeds_tdrl_hand.json`` after
@@ -463,13 +465,29 @@ def _in_subprocess(lib: str, frames: int, seed: int = 0) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(frames: int = 50_000) -> list[dict]:
+def median_pair(pairs: list[tuple[dict, dict]]) -> tuple[dict, dict]:
+    """The (tdrl, hand) pair whose wall-time ratio hand/tdrl is the median of the pairs' (the lower
+    middle one for an even count): one row's figure from interleaved runs, not from one draw."""
+    if not pairs:
+        raise ValueError("median_pair: no (tdrl, hand) pair ran")
+    ordered = sorted(pairs, key=lambda p: p[1]["wall_s"] / p[0]["wall_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def run(frames: int = 50_000, pairs: int = 3) -> list[dict]:
+    """The e2e rows: ``pairs`` interleaved tdrl / plain-torch runs (the median ratio's pair makes the
+    row), then TorchRL and SB3 once each; every run in its own subprocess, one after the other."""
     from benchmarks._common import row
 
-    results = {lib: _in_subprocess(lib, frames) for lib in ("tdrl", "hand", "torchrl", "sb3")}
-    tdrl, hand = results["tdrl"], results["hand"]
-    if tdrl is None or hand is None:
-        raise RuntimeError("the tdrl or the hand-written run failed; see stderr")
+    runs: list[tuple[dict, dict]] = []
+    for _ in range(pairs):
+        ours, by_hand = _in_subprocess("tdrl", frames), _in_subprocess("hand", frames)
+        if ours is None or by_hand is None:
+            raise RuntimeError("the tdrl or the hand-written run failed; see stderr")
+        runs.append((ours, by_hand))
+    results = {lib: _in_subprocess(lib, frames) for lib in ("torchrl", "sb3")}
+    tdrl, hand = median_pair(runs)
+    spread = ", ".join(f"{h['wall_s'] / t['wall_s']:.3f}" for t, h in runs)
     peers = {
         "torchrl": results["torchrl"]["wall_s"] if results["torchrl"] else None,
         "sb3": results["sb3"]["wall_s"] if results["sb3"] else None,
@@ -483,7 +501,8 @@ def run(frames: int = 50_000) -> list[dict]:
             ">= 0.95",  # issue 22: zero library overhead end to end
             higher_is_better=False,
             **peers,
-            note=f"collection: tdrl {tdrl['collect_fps']:.0f} frames/s, by hand {hand['collect_fps']:.0f} frames/s; "
+            note=f"median of {len(runs)} interleaved pairs (ratios {spread}); "
+            f"collection: tdrl {tdrl['collect_fps']:.0f} frames/s, by hand {hand['collect_fps']:.0f} frames/s; "
             f"eval return: tdrl {tdrl['eval_return']:.1f}, by hand {hand['eval_return']:.1f} "
             "(both under ExplorationType.MEAN)",
         )
@@ -572,6 +591,7 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int, default=50_000)
     parser.add_argument("--one", choices=["tdrl", "tdrl_fast", "hand", "hand_fast", "torchrl", "sb3"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved tdrl / plain-torch runs for the e2e row")
     parser.add_argument("--returns", type=int, metavar="SEEDS", help="compare eval returns over this many seeds")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
@@ -601,7 +621,7 @@ if __name__ == "__main__":
     else:
         from benchmarks._common import print_rows
 
-        rows = run(args.frames)
+        rows = run(args.frames, args.pairs)
         print_rows(rows)
         for r in rows:
             print(r["note"])

@@ -39,6 +39,18 @@ def test_rank_sum(bench_e2e):
     assert p == pytest.approx(1.0)
 
 
+def test_median_pair_picks_the_pair_with_the_median_ratio(bench_e2e):
+    def pair(tdrl_s, hand_s):
+        return {"wall_s": tdrl_s}, {"wall_s": hand_s}
+
+    runs = [pair(40.0, 38.0), pair(42.0, 38.0), pair(40.0, 39.0)]  # ratios 0.950, 0.905, 0.975
+    assert bench_e2e.median_pair(runs) is runs[0]
+    two = [pair(40.0, 39.0), pair(42.0, 38.0)]
+    assert bench_e2e.median_pair(two) is two[1]  # the lower middle of an even count
+    with pytest.raises(ValueError, match="no"):
+        bench_e2e.median_pair([])
+
+
 @pytest.mark.parametrize("which", ["hand", "hand_fast", "tdrl", "tdrl_fast"])
 def test_the_e2e_programs_run(bench_e2e, which):
     if which == "hand":
