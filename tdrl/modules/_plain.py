@@ -51,9 +51,8 @@ def call_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
             loc, scale = x.chunk(2, -1)
             scale = (F.softplus(scale + mapping.bias) + mapping.min_val).clamp_min(cast(float, layer.scale_lb))
             return loc, scale  # type: ignore[return-value]  # a policy head's (loc, scale), as its forward returns
-        return layer.forward(x)
     if isinstance(layer, nn.Module) and kind.__call__ is _MODULE_CALL and module_call_is_forward(layer):
-        return layer.forward(x)  # what Module.__call__ would run (e.g. NormalParamExtractor)
+        return layer.forward(x)  # what Module.__call__ would run (e.g. LayerNorm, another scale mapping)
     return layer(x)
 
 

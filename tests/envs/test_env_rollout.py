@@ -3,9 +3,11 @@
 - ``next_root`` builds the next step's root in one pass when ``"next"`` holds tensors only;
   every other layout goes through ``step_mdp``: both must give the same entries, in the
   same order, sharing the same tensors.
-- ``_write_step`` writes a step's CPU entries through numpy; with numpy views refused
-  (``_numpy_view`` returning None), every entry goes through ``select().copy_``: the two
-  rollouts must be equal, dtypes and autograd flags included.
+- ``_StepWriter`` writes a step's CPU entries through numpy; with numpy views refused
+  (``_numpy_view`` returning None), every entry goes through ``select().copy_``; with the
+  writer refused, every step goes through TensorDict indexing: the rollouts must be equal,
+  dtypes and autograd flags included, and a step laid out unlike the first must behave as
+  TensorDict indexing does.
 """
 
 from __future__ import annotations
