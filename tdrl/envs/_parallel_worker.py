@@ -60,12 +60,16 @@ class _Worker:
         self.run_actions: dict = {}
         self.run_out: dict = {}
         self.lane = WorkerLane()  # attached by "buffers" when the parent has a lane
+        # an env that writes its step straight into the shared arrays (GymEnv's lean step), once checked
+        self.writer: Any = None
 
     def handle(self, cmd: str, arg: Any) -> Any:
         if cmd == "step":
             self._step()
             return None
         if cmd == "step_reset":
+            if self.writer is not None:
+                return self._step_reset_written()
             nxt = self._step()
             done = td_read(nxt, "done")
             if done is None:
@@ -110,6 +114,7 @@ class _Worker:
             self.next = [(k, v[i]) for k, v in nxt.items()]
             self.root = [(k, v[i]) for k, v in root.items()]
             self.step_in = {k: self.inp[k] for k in self.in_keys}
+            self.writer = None
             return None
         raise ValueError(f"ParallelEnv worker: unknown command {cmd!r}")
 
@@ -139,6 +144,34 @@ class _Worker:
         sub = None if mask is None else td_unchecked({"_reset": mask}, self.batch)
         return self.env.reset(sub, **kwargs)
 
+    def _step_reset_written(self) -> bool:
+        """``step_reset`` through the env's array writer: the step's results land in the shared buffers directly."""
+        writer, action, done = self.writer
+        if not writer(action):
+            return False
+        fresh = self._reset(done.clone())
+        for key, dst in self.root:
+            value = fresh.get(key, None)
+            if value is not None:
+                dst.copy_(value)
+        return True
+
+    def _writer(self) -> Any:
+        """(step, action buffer, done buffer) when the env can write a step into the shared arrays, else None.
+
+        Only for an unbatched env whose ``step`` is ``EnvBase``'s, reading the action alone
+        and writing exactly the arrays its ``_lean_writer`` accepts (GymEnv's lean step).
+        """
+        make = getattr(self.env, "_lean_writer", None)
+        if make is None or not self.direct or self.batch or list(self.step_in) != ["action"]:
+            return None
+        if not all(type(k) is str for k, _ in self.next):
+            return None
+        step = make({k: v.numpy() for k, v in self.next})
+        if step is None:
+            return None
+        return step, self.step_in["action"], dict(self.next)["done"]
+
     def _step(self) -> TensorDictBase:
         td = td_from_flat(dict(self.step_in), self.batch)
         if self.direct and self.checked:
@@ -147,6 +180,7 @@ class _Worker:
             nxt = self.env.step(td).get("next")
             self._check(nxt)
             self.checked = True
+            self.writer = self._writer()  # checked once through env.step: the next steps may skip it
         for key, dst in self.next:
             value = td_read(nxt, key)
             dst.copy_(nxt.get(key) if value is None else value)  # (a missing key: tensordict's KeyError)

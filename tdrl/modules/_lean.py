@@ -43,6 +43,7 @@ __all__ = [
     "hooks_free",
     "skip_existing",
     "LeanSequence",
+    "LeanModule",
     "lean_policy",
     "call_direct",
 ]
@@ -284,13 +285,52 @@ class LeanSequence:
         return current
 
 
-def lean_policy(policy: Any) -> Any:
-    """``policy``, or a :class:`LeanSequence` doing the same when it is a plain ``TensorDictSequential``.
+class LeanModule:
+    """A plain tensordict ``TensorDictModule`` policy run as its :class:`LeanStep`.
 
-    Plain: exactly ``TensorDictSequential`` (not a subclass, whose ``forward`` may differ),
-    modules in a list, no ``selected_out_keys``, not ``partial_tolerant``, ``inplace`` True or
-    None.
+    ``TensorDictModule(net, in_keys=["observation"], out_keys=["action"])`` is the policy
+    TorchRL programs most often hand a collector; tensordict's ``forward`` wraps each output
+    (``TensorDict.from_any``, which on tensordict 0.14 probes the import system for pandas
+    at every call) and costs more than a small network. This reads the in_keys, calls the
+    net and writes the out_keys into the same TensorDict, which it returns, as the module's
+    ``forward`` does. Under ``skip_existing``, with a hook registered on the module (or a
+    global one), or for an input that is not a TensorDict, each call takes the module's own
+    ``__call__``.
+
+    Args:
+        module: the module (``lean_policy`` checked it is plain).
+        step: its lean step.
     """
+
+    def __init__(self, module: TensorDictModule, step: LeanStep) -> None:
+        self.module = module
+        self.step = step
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        module = self.module
+        if (
+            skip_existing()
+            or has_forward_hooks(module)
+            or global_module_hooks()
+            or not isinstance(tensordict, TensorDictBase)
+        ):
+            return module(tensordict)
+        self.step(tensordict)
+        return tensordict
+
+
+def lean_policy(policy: Any) -> Any:
+    """``policy``, or a lean equivalent when it is a plain tensordict module.
+
+    A plain ``TensorDictSequential`` becomes a :class:`LeanSequence`: exactly that class
+    (not a subclass, whose ``forward`` may differ), modules in a list, no
+    ``selected_out_keys``, not ``partial_tolerant``, ``inplace`` True or None. A plain
+    ``TensorDictModule`` (exactly that class: no ``method``, no ``inplace`` other than
+    True, no keyword inputs) becomes a :class:`LeanModule`.
+    """
+    if type(policy) is TensorDictModule:
+        single = lean_steps(policy)
+        return policy if single is None else LeanModule(policy, single[0])
     if type(policy) is not TensorDictSequential or isinstance(policy.module, torch.nn.ModuleDict):
         return policy
     if policy.partial_tolerant or not tdsequential_is_plain_call(policy):

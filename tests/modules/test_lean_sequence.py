@@ -191,3 +191,55 @@ def test_a_q_value_actor_runs_fused_and_still_sees_hooks_added_later():
     lean(td.clone())
     handle.remove()
     assert seen == ["net", "actor"]
+
+
+def _module(**kwargs) -> TensorDictModule:
+    torch.manual_seed(0)
+    return TensorDictModule(
+        nn.Sequential(nn.Linear(4, 2), nn.Tanh()), in_keys=["observation"], out_keys=["action"], **kwargs
+    )
+
+
+def test_a_plain_tensordict_module_runs_lean_with_the_same_result_in_place():
+    from tdrl.modules._lean import LeanModule
+
+    module = _module()
+    lean = lean_policy(module)
+    assert isinstance(lean, LeanModule)
+    td = _obs()
+    full = module(td.clone())
+    given = td.clone()
+    out = lean(given)
+    assert out is given  # written in place and returned, as the module's forward does
+    assert set(out.keys()) == set(full.keys())
+    assert torch.equal(out["action"], full["action"])
+    with pytest.raises(KeyError, match="observation"):
+        lean(TensorDict(other=torch.zeros(5, 4), batch_size=[5]))
+
+
+@pytest.mark.parametrize("kwargs", [{"inplace": False}, {"inplace": "empty"}, {"method": "forward"}])
+def test_a_tensordict_module_that_is_not_plain_is_returned_as_is(kwargs):
+    module = _module(**kwargs)
+    assert lean_policy(module) is module
+
+
+def test_a_lean_module_gives_way_to_hooks_and_skip_existing():
+    from torch.nn.modules.module import register_module_forward_hook
+
+    module = _module()
+    lean = lean_policy(module)
+    seen: list[str] = []
+    handle = module.register_forward_hook(lambda *args: seen.append("module"))
+    lean(_obs())
+    handle.remove()
+    handle = register_module_forward_hook(lambda module, args, out: seen.append(type(module).__name__))
+    try:
+        lean(_obs())
+    finally:
+        handle.remove()
+    assert seen[0] == "module"
+    assert "TensorDictModule" in seen[1:]
+    td = _obs()
+    td["action"] = torch.full((5, 2), 7.0)
+    with set_skip_existing(True):
+        assert torch.equal(lean(td)["action"], torch.full((5, 2), 7.0))

@@ -23,7 +23,7 @@ Examples:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,8 @@ from tdrl.specs import (
 )
 
 __all__ = ["GymEnv", "GymWrapper", "space_to_spec"]
+
+_STEP_KEYS = ("observation", "reward", "terminated", "truncated", "done")  # what the lean step writes
 
 
 def space_to_spec(
@@ -436,6 +438,36 @@ class GymWrapper(EnvBase):
             },
             self.batch_size,
         )
+
+    def _lean_writer(self, out: dict[str, np.ndarray]) -> Callable[[torch.Tensor], bool] | None:
+        """A step writing gymnasium's results into ``out``'s arrays; returns whether the episode ended.
+
+        For a worker whose results live in shared memory (``ParallelEnv``): ``_step_lean``
+        without its five new tensors. ``out`` maps the step's five keys to arrays shaped as
+        the env's specs; ``None`` where this env's step is not the lean one (a subclass's
+        ``_step``, options that need the general path) or ``out`` holds other keys.
+        """
+        if not self._lean or type(self)._step is not GymEnv._step or set(out) != set(_STEP_KEYS):
+            return None
+        gym_step, decode = self._env.step, self._lean_decode
+        obs_out, reward_out, term_out, trunc_out, done_out = (out[k] for k in _STEP_KEYS)
+
+        def step(action: torch.Tensor) -> bool:
+            if decode == _ONE_HOT:
+                obs, r, terminated, truncated, _ = gym_step(int(action.numpy().argmax()))
+            elif decode == _INDEX:
+                obs, r, terminated, truncated, _ = gym_step(action.item())
+            else:
+                obs, r, terminated, truncated, _ = gym_step(action.numpy())
+            obs_out[...] = obs
+            reward_out[...] = r
+            term_out[...] = terminated
+            trunc_out[...] = truncated
+            done = bool(terminated or truncated)
+            done_out[...] = done
+            return done
+
+        return step
 
     def _rollout_fast(self, td: TensorDictBase, max_steps: int, break_when_any_done: bool) -> TensorDictBase | None:
         """A policy-free rollout writing gymnasium's numpy results straight into preallocated tensors.
