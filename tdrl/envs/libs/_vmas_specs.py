@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from tdrl.envs.libs.gym import _torch_dtype
+from tdrl.envs.libs._gym_convert import _torch_dtype
 from tdrl.specs import (
     Bounded,
     Categorical,

@@ -42,8 +42,8 @@ from tensordict import TensorDict, TensorDictBase
 from tdrl._compat import td_unchecked
 from tdrl.envs.common import EnvBase
 from tdrl.envs.libs._class_property import ClassProperty
+from tdrl.envs.libs._gym_convert import _torch_dtype
 from tdrl.envs.libs._render import note_gl_failure, refuse_after_gl_failure, render_error
-from tdrl.envs.libs.gym import _torch_dtype
 from tdrl.specs import Bounded, Categorical, Composite, TensorSpec, Unbounded
 
 __all__ = ["DMControlEnv", "DMControlWrapper", "dm_spec_to_spec"]
