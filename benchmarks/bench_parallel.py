@@ -12,10 +12,10 @@ Two ``InvertedDoublePendulum-v4`` copies, collected in batches of 2,000 frames:
 - ``ParallelEnv(2)``'s per-step protocols against each other, policy in the loop: the
   lane (shared-memory words, one eventfd wake-up for all workers; the default on Linux)
   against the socket messages it replaced (one pickled frame per worker and step).
-- the lane's wake-ups (x86), with both sides sleeping at once (``TDRL_LANE_SPIN_US=0``;
-  by default they first check the shared words for a while and rarely sleep between
-  steps): the last worker to answer a step rings the parent alone against every worker
-  ringing (the parent then wakes up to once per worker and step).
+- the lane's wake-ups (x86): the last worker to answer a step rings the parent alone
+  against every worker ringing (a ring costs a system call even when the parent, checking
+  the shared words before it sleeps, is awake; a sleeping parent wakes up to once per
+  worker and step).
 - ``MultiSyncDataCollector(2)`` against one ``SyncDataCollector`` (issue 22, bar >= 1.4x):
   the same env (``DoubleToFloat`` only), the seed tutorial's 3x256 ``ProbabilisticActor``
   (``TanhNormal``) and 2,000 frames per batch; each worker runs its own copy of the
@@ -83,9 +83,7 @@ def _rate(batches, procs: Callable[[], list]) -> Callable[[], tuple[float, float
     return run
 
 
-def _collector(
-    lib: str, cls_name: str, policy_kind: str, sockets: bool = False, every_ring: bool = False, asleep: bool = False
-):
+def _collector(lib: str, cls_name: str, policy_kind: str, sockets: bool = False, every_ring: bool = False):
     if lib == "tdrl":
         import tdrl.envs as envs
         from tdrl.collectors import SyncDataCollector
@@ -96,18 +94,14 @@ def _collector(
         from torchrl.envs.libs.gym import GymEnv
 
         SyncDataCollector = getattr(trl_collectors, "SyncDataCollector", None) or trl_collectors.Collector
-    if every_ring or asleep:
+    if every_ring:  # every worker rings the parent after each step, as before the last one rang alone
         import tdrl._workers.lane as lane_mod
 
-        # every_ring: every worker rings the parent after each step, as before the last one rang alone;
-        # asleep: both sides sleep at once (no checking of the shared words first), as where the rings matter
-        saved = lane_mod._LAST_RINGS, lane_mod.SPIN_S
-        lane_mod._LAST_RINGS = lane_mod._LAST_RINGS and not every_ring
-        lane_mod.SPIN_S = 0.0 if asleep else lane_mod.SPIN_S
+        saved, lane_mod._LAST_RINGS = lane_mod._LAST_RINGS, False
         try:
             env = getattr(envs, cls_name)(2, functools.partial(GymEnv, ENV))
         finally:
-            lane_mod._LAST_RINGS, lane_mod.SPIN_S = saved
+            lane_mod._LAST_RINGS = saved
     else:
         env = getattr(envs, cls_name)(2, functools.partial(GymEnv, ENV))
     if sockets:
@@ -229,13 +223,10 @@ def run(rounds: int = 7) -> list[dict]:
     rows.append(_pair_row(figure, pairs, "> 1.0", rounds))
     if lane_rings_alone():
         pairs = {
-            "last rings": _collector("tdrl", "ParallelEnv", "module", asleep=True),
-            "every ring": _collector("tdrl", "ParallelEnv", "module", every_ring=True, asleep=True),
+            "last rings": _collector("tdrl", "ParallelEnv", "module"),
+            "every ring": _collector("tdrl", "ParallelEnv", "module", every_ring=True),
         }
-        figure = (
-            f"ParallelEnv(2) lane, sides that sleep at once: the last worker of a step rings vs every worker rings, "
-            f"{ENV}, frames/s"
-        )
+        figure = f"ParallelEnv(2) lane: the last worker of a step rings vs every worker rings, {ENV}, frames/s"
         rows.append(_pair_row(figure, pairs, ">= 1.0", rounds))
     figure = (
         f"MultiSyncDataCollector(2) vs SyncDataCollector, {ENV} + DoubleToFloat, 3x256 TanhNormal actor, "
