@@ -162,12 +162,13 @@ class _Worker:
         Only for an unbatched env whose ``step`` is ``EnvBase``'s, reading the action alone
         and writing exactly the arrays its ``_lean_writer`` accepts (GymEnv's lean step).
         """
-        make = getattr(self.env, "_lean_writer", None)
+        # looked up on the class: a wrapper whose __getattr__ forwards to an inner env must not lend its step
+        make = getattr(type(self.env), "_lean_writer", None)
         if make is None or not self.direct or self.batch or list(self.step_in) != ["action"]:
             return None
         if not all(type(k) is str for k, _ in self.next):
             return None
-        step = make({k: v.numpy() for k, v in self.next})
+        step = make(self.env, {k: v.numpy() for k, v in self.next})
         if step is None:
             return None
         return step, self.step_in["action"], dict(self.next)["done"]

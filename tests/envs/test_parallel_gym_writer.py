@@ -13,6 +13,7 @@ from tensordict.nn import TensorDictModule
 from tdrl.collectors import SyncDataCollector
 from tdrl.envs import ParallelEnv, SerialEnv
 from tdrl.envs._parallel_worker import _Worker
+from tdrl.envs.common import EnvBase
 from tdrl.envs.libs.gym import GymEnv
 from tdrl.envs.transforms import RewardScaling, TransformedEnv
 
@@ -108,6 +109,43 @@ def test_the_array_writer_is_used_only_for_a_plain_gym_env():
     assert nxt["reward"].shape == (1,)
     assert not bool(nxt["done"])
     assert not bool(nxt["terminated"])
+
+
+class _Forwarding(EnvBase):
+    """A wrapper that forwards every missing attribute, private ones included, to a GymEnv inside."""
+
+    def __init__(self):
+        inner = GymEnv("Pendulum-v1")
+        super().__init__(batch_size=inner.batch_size)
+        self.inner = inner
+        self.full_observation_spec = inner.full_observation_spec.clone()
+        self.full_action_spec = inner.full_action_spec.clone()
+        self.full_reward_spec = inner.full_reward_spec.clone()
+        self.full_done_spec = inner.full_done_spec.clone()
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("inner"), name)
+
+    def _reset(self, tensordict=None, **kwargs):
+        return self.inner._reset(tensordict, **kwargs)
+
+    def _step(self, tensordict):
+        out = self.inner._step(tensordict)
+        out.set("reward", out.get("reward") + 100)
+        return out
+
+    def _set_seed(self, seed):
+        return self.inner._set_seed(seed)
+
+
+def test_a_wrapper_forwarding_private_names_does_not_lend_the_inner_step():
+    worker = _worker(_Forwarding())
+    assert worker.writer is None
+    worker.handle("step_reset", None)
+    assert float(dict(worker.next)["reward"]) >= 90.0  # the wrapper's own step ran
 
 
 def test_lean_writer_refuses_other_layouts():
