@@ -420,13 +420,7 @@ class GymWrapper(EnvBase):
             action = tensordict.get("action")  # tensordict's KeyError
         if action.requires_grad:
             action = action.detach()
-        decode = self._lean_decode
-        if decode == _ONE_HOT:  # numpy's argmax costs a third of torch's on a few elements
-            obs, r, terminated, truncated, _ = self._env.step(int(action.numpy().argmax()))
-        elif decode == _INDEX:
-            obs, r, terminated, truncated, _ = self._env.step(action.item())
-        else:
-            obs, r, terminated, truncated, _ = self._env.step(action.numpy())
+        obs, r, terminated, truncated, _ = self._env.step(self._lean_action(action))
         from_numpy = torch.from_numpy
         return td_flat(  # tensors only
             {
@@ -439,6 +433,15 @@ class GymWrapper(EnvBase):
             self.batch_size,
         )
 
+    def _lean_action(self, action: torch.Tensor) -> Any:
+        """The lean step's action as gymnasium takes it (a detached CPU tensor: ``_lean`` holds)."""
+        decode = self._lean_decode
+        if decode == _ONE_HOT:  # numpy's argmax costs a third of torch's on a few elements
+            return int(action.numpy().argmax())
+        if decode == _INDEX:
+            return action.item()
+        return action.numpy()
+
     def _lean_writer(self, out: dict[str, np.ndarray]) -> Callable[[torch.Tensor], bool] | None:
         """A step writing gymnasium's results into ``out``'s arrays; returns whether the episode ended.
 
@@ -449,16 +452,11 @@ class GymWrapper(EnvBase):
         """
         if not self._lean or type(self)._step is not GymEnv._step or set(out) != set(_STEP_KEYS):
             return None
-        gym_step, decode = self._env.step, self._lean_decode
+        gym_step, to_gym = self._env.step, self._lean_action
         obs_out, reward_out, term_out, trunc_out, done_out = (out[k] for k in _STEP_KEYS)
 
         def step(action: torch.Tensor) -> bool:
-            if decode == _ONE_HOT:
-                obs, r, terminated, truncated, _ = gym_step(int(action.numpy().argmax()))
-            elif decode == _INDEX:
-                obs, r, terminated, truncated, _ = gym_step(action.item())
-            else:
-                obs, r, terminated, truncated, _ = gym_step(action.numpy())
+            obs, r, terminated, truncated, _ = gym_step(to_gym(action))
             obs_out[...] = obs
             reward_out[...] = r
             term_out[...] = terminated
