@@ -390,50 +390,78 @@ def _stop(head: subprocess.Popen) -> None:
             continue
 
 
-def _wait_for_port(port: int, head: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_for_port(port: int, head: subprocess.Popen, timeout: float = 60.0) -> bool:
+    """True once the head listens on ``port``; False if it exited first (``ray start`` failed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if head.poll() is not None:
-            raise RuntimeError(f"ray start --head exited with {head.returncode} (its log is in the test's temp dir)")
+            return False
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+                return True
         time.sleep(0.5)
     raise TimeoutError(f"the head node did not listen on port {port} within {timeout}s")
 
 
+def _start_head(ray_cli: str, env: dict, attempts: int = 3) -> tuple[subprocess.Popen, int, str]:
+    """Start a head node on a free port; returns it, its port and its temp dir.
+
+    One CI run saw ``ray start --head`` exit with 1 before it listened, at the end of a long suite
+    on a loaded 2-core machine, where many runs before and since passed; its log went with the
+    temp dir, so the cause is not known (``ray start`` binds several ports of its own choosing
+    besides ``--port``, one candidate). The head is the test's scaffolding, not what it tests:
+    each attempt takes a new port and temp dir, and after the last the error carries the log.
+    """
+    for attempt in range(attempts):
+        port = _free_port()
+        temp_dir = tempfile.mkdtemp(prefix="tdrl-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+        log_path = os.path.join(temp_dir, "head.log")
+        with open(log_path, "w") as log:
+            head = subprocess.Popen(
+                [ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--disable-usage-stats",
+                 "--include-dashboard=false", f"--temp-dir={temp_dir}"],
+                env=env, stdout=log, stderr=log, start_new_session=True,
+            )  # fmt: skip
+        try:
+            if _wait_for_port(port, head):
+                return head, port, temp_dir
+        except BaseException:
+            _stop(head)
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise
+        _stop(head)
+        with open(log_path) as f:
+            head_log = f.read()[-3000:]
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        if attempt == attempts - 1:
+            raise RuntimeError(f"ray start --head exited {attempts} times (last: {head.returncode}); log:\n{head_log}")
+    raise AssertionError("unreachable")
+
+
 def test_address_connects_to_a_running_cluster():
-    port = _free_port()
-    temp_dir = tempfile.mkdtemp(prefix="tdrl-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"), OMP_NUM_THREADS="1")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     driver = textwrap.dedent(
-        f"""
+        """
         import functools, ray
         from tdrl.collectors.distributed import RayCollector
         from tdrl.testing import CountingEnv
         collector = RayCollector(functools.partial(CountingEnv, max_steps=3), frames_per_batch=6, total_frames=12,
-                                 num_collectors=1, address="127.0.0.1:{port}", timeout=120)
+                                 num_collectors=1, address="127.0.0.1:PORT", timeout=120)
         print("frames", sum(batch.numel() for batch in collector))
         print("owned", collector._owns_runtime, "cpus", ray.cluster_resources()["CPU"])
         collector.shutdown()
         print("still connected", ray.is_initialized())
         """
     )
-    log = open(os.path.join(temp_dir, "head.log"), "w")  # noqa: SIM115  # closed in the finally below
-    head = subprocess.Popen(
-        [ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--disable-usage-stats",
-         "--include-dashboard=false", f"--temp-dir={temp_dir}"],
-        env=env, stdout=log, stderr=log, start_new_session=True,
-    )  # fmt: skip
+    head, port, temp_dir = _start_head(ray_cli, env)
     try:
-        _wait_for_port(port, head)
-        out = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=180)
+        out = subprocess.run([sys.executable, "-c", driver.replace("PORT", str(port))], env=env, capture_output=True,
+                             text=True, timeout=180)  # fmt: skip
     finally:
         _stop(head)
-        log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "frames 12" in out.stdout
