@@ -10,7 +10,8 @@
 #                tdrl and run the console script from outside the source tree
 #
 # Every venv gets the CPU wheel of torch before anything that depends on it (an unpinned
-# torch pulls several GB of CUDA packages). Arguments are passed to both pytest runs, e.g.
+# torch pulls several GB of CUDA packages). The two suites run side by side, one torch thread
+# each (see side_by_side). Arguments are passed to both pytest runs, e.g.
 # `bash scripts/test.sh -x`. Every stage runs even when an earlier one fails; the summary
 # at the end lists the failures and the exit code is non-zero if there was any.
 set -uo pipefail
@@ -30,11 +31,15 @@ stage() {  # stage NAME COMMAND...: run one stage, time it, remember a failure
   printf '\n==== %s\n' "$name"
   "$@"
   rc=$?
-  if [ "$rc" -eq 0 ]; then
-    printf '==== %s: ok (%ds)\n' "$name" $((SECONDS - start))
+  report "$name" "$rc" $((SECONDS - start))
+}
+
+report() {  # report NAME EXIT_CODE SECONDS: the stage's last line; a failure is remembered
+  if [ "$2" -eq 0 ]; then
+    printf '==== %s: ok (%ds)\n' "$1" "$3"
   else
-    printf '==== %s: FAILED with exit code %d (%ds)\n' "$name" "$rc" $((SECONDS - start))
-    failed+=("$name")
+    printf '==== %s: FAILED with exit code %d (%ds)\n' "$1" "$2" "$3"
+    failed+=("$1")
   fi
 }
 
@@ -71,15 +76,40 @@ run_pytest_with_peers() {  # the differential tests must run here: a missing pee
   TDRL_REQUIRE_PEERS=1 run_pytest "$LOW" "$@"
 }
 
+side_by_side() {  # side_by_side NAME_A FUNCTION_A NAME_B FUNCTION_B: two stages at once, one core each
+  # The suites are mostly one process stepping small tensors: one after the other they leave a
+  # core idle, and torch's second thread per op costs more than it gives at these sizes. Side
+  # by side, one thread each, they share the two cores. A's output is printed as it runs; B's
+  # goes to a file, printed whole once B has ended.
+  local name_a=$1 fn_a=$2 name_b=$3 fn_b=$4 start=$SECONDS log pid_b rc_a rc_b seconds_a
+  log=$(mktemp)
+  OMP_NUM_THREADS=1 "$fn_b" > "$log" 2>&1 &
+  pid_b=$!
+  printf '\n==== %s (side by side with "%s", whose output follows when it ends)\n' "$name_a" "$name_b"
+  OMP_NUM_THREADS=1 "$fn_a"
+  rc_a=$?
+  seconds_a=$((SECONDS - start))
+  report "$name_a" "$rc_a" "$seconds_a"
+  wait "$pid_b"
+  rc_b=$?
+  printf '\n==== %s (side by side with "%s")\n' "$name_b" "$name_a"
+  cat "$log"
+  rm -f "$log"
+  report "$name_b" "$rc_b" $((SECONDS - start))
+}
+
+tests_high() { run_pytest "$HIGH" "${PYTEST_ARGS[@]}"; }
+tests_low() { run_pytest_with_peers "${PYTEST_ARGS[@]}"; }
+PYTEST_ARGS=("$@")
+
 stage "install: newest tensordict ($HIGH)" make_venv "$HIGH" "test,dm-control,plot,docs,lint,tensorboard,video,wandb,mlflow,vmas,pettingzoo,ray"
 stage "lint: ruff check" "$HIGH/bin/ruff" check tdrl tests benchmarks tutorials docs
 stage "lint: ruff format --check" "$HIGH/bin/ruff" format --check tdrl tests benchmarks tutorials docs
 stage "types: mypy (pyproject.toml [tool.mypy])" "$HIGH/bin/mypy"
-stage "tests: newest tensordict" run_pytest "$HIGH" "$@"
+stage "install: tensordict 0.14 with TorchRL ($LOW)" make_venv "$LOW" "test,dm-control,plot,compare,video,vmas,pettingzoo,ray,vision" torchvision==0.28.0
+side_by_side "tests: newest tensordict" tests_high "tests: tensordict 0.14 with TorchRL and SB3" tests_low
 stage "docs: sphinx, warnings as errors" env PY="$HIGH/bin/python" bash scripts/build_docs.sh
 stage "package: sdist and wheel in clean venvs" bash scripts/check_package.sh "$HIGH/bin/python"
-stage "install: tensordict 0.14 with TorchRL ($LOW)" make_venv "$LOW" "test,dm-control,plot,compare,video,vmas,pettingzoo,ray,vision" torchvision==0.28.0
-stage "tests: tensordict 0.14 with TorchRL and SB3" run_pytest_with_peers "$@"
 
 printf '\n==== all stages: %ds\n' $((SECONDS - start_all))
 if [ ${#failed[@]} -gt 0 ]; then
