@@ -81,15 +81,14 @@ side_by_side() {  # side_by_side NAME_A FUNCTION_A NAME_B FUNCTION_B: two stages
   # core idle, and torch's second thread per op costs more than it gives at these sizes. Side
   # by side, one thread each, they share the two cores. A's output is printed as it runs; B's
   # goes to a file, printed whole once B has ended.
-  local name_a=$1 fn_a=$2 name_b=$3 fn_b=$4 start=$SECONDS log pid_b rc_a rc_b seconds_a
+  local name_a=$1 fn_a=$2 name_b=$3 fn_b=$4 start=$SECONDS log pid_b rc_a rc_b
   log=$(mktemp)
   OMP_NUM_THREADS=1 "$fn_b" > "$log" 2>&1 &
   pid_b=$!
   printf '\n==== %s (side by side with "%s", whose output follows when it ends)\n' "$name_a" "$name_b"
   OMP_NUM_THREADS=1 "$fn_a"
   rc_a=$?
-  seconds_a=$((SECONDS - start))
-  report "$name_a" "$rc_a" "$seconds_a"
+  report "$name_a" "$rc_a" $((SECONDS - start))
   wait "$pid_b"
   rc_b=$?
   printf '\n==== %s (side by side with "%s")\n' "$name_b" "$name_a"

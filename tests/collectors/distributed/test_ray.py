@@ -412,7 +412,7 @@ def _start_head(ray_cli: str, env: dict, attempts: int = 3) -> tuple[subprocess.
     besides ``--port``, one candidate). The head is the test's scaffolding, not what it tests:
     each attempt takes a new port and temp dir, and after the last the error carries the log.
     """
-    for attempt in range(attempts):
+    for _ in range(attempts):
         port = _free_port()
         temp_dir = tempfile.mkdtemp(prefix="tdrl-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
         log_path = os.path.join(temp_dir, "head.log")
@@ -433,9 +433,7 @@ def _start_head(ray_cli: str, env: dict, attempts: int = 3) -> tuple[subprocess.
         with open(log_path) as f:
             head_log = f.read()[-3000:]
         shutil.rmtree(temp_dir, ignore_errors=True)
-        if attempt == attempts - 1:
-            raise RuntimeError(f"ray start --head exited {attempts} times (last: {head.returncode}); log:\n{head_log}")
-    raise AssertionError("unreachable")
+    raise RuntimeError(f"ray start --head exited {attempts} times (last: {head.returncode}); log:\n{head_log}")
 
 
 def test_address_connects_to_a_running_cluster():
@@ -443,23 +441,22 @@ def test_address_connects_to_a_running_cluster():
     env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"), OMP_NUM_THREADS="1")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    head, port, temp_dir = _start_head(ray_cli, env)
     driver = textwrap.dedent(
-        """
+        f"""
         import functools, ray
         from tdrl.collectors.distributed import RayCollector
         from tdrl.testing import CountingEnv
         collector = RayCollector(functools.partial(CountingEnv, max_steps=3), frames_per_batch=6, total_frames=12,
-                                 num_collectors=1, address="127.0.0.1:PORT", timeout=120)
+                                 num_collectors=1, address="127.0.0.1:{port}", timeout=120)
         print("frames", sum(batch.numel() for batch in collector))
         print("owned", collector._owns_runtime, "cpus", ray.cluster_resources()["CPU"])
         collector.shutdown()
         print("still connected", ray.is_initialized())
         """
     )
-    head, port, temp_dir = _start_head(ray_cli, env)
     try:
-        out = subprocess.run([sys.executable, "-c", driver.replace("PORT", str(port))], env=env, capture_output=True,
-                             text=True, timeout=180)  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=180)
     finally:
         _stop(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
